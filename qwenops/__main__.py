@@ -1,0 +1,3 @@
+from qwenops.cli import main
+
+main()

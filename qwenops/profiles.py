@@ -1,0 +1,343 @@
+"""Profiles: named, versioned vLLM launch settings (configs/profiles/*.yaml).
+
+Field names are vLLM's flag names with `_` for `-`, so rendering is mechanical (render/vllm.py) and
+a reader of a profile can look every field up in `vllm serve --help`. `None` means "vLLM's default":
+the flag is not rendered. Validation runs here, before anything is spawned.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from qwenops.errors import ProfileInvalidError, ProfileNotFoundError
+
+Engine = Literal["vllm", "vllm-cpu"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ClientDefaults(_Strict):
+    """Sampling defaults for clients of this server (qwenops.stream, smoke-stream)."""
+
+    temperature: float = Field(0.8, ge=0.0, le=2.0, description="sampling temperature")
+    top_p: float = Field(0.9, gt=0.0, le=1.0, description="nucleus sampling mass")
+    max_tokens: int = Field(512, ge=1, description="most tokens generated per answer")
+
+
+class Requirements(_Strict):
+    """What the host needs for this profile; `qwenops doctor` checks each one that is set."""
+
+    gpu_name: str | None = Field(None, description="substring of the GPU name, e.g. 'RTX 4090D'")
+    min_gpu_memory_gib: float | None = Field(None, gt=0)
+    cuda_version: str | None = Field(None, pattern=r"^\d+\.\d+$", description="CUDA version the driver supports")
+    min_ram_gib: float | None = Field(None, gt=0)
+    min_system_disk_gib: float | None = Field(None, gt=0)
+    min_data_disk_gib: float | None = Field(None, gt=0)
+
+
+class Supervision(_Strict):
+    """How `qwenops serve` supervises the server started from this profile."""
+
+    startup_timeout_s: float = Field(900.0, gt=0, description="longest wait for /health and /v1/models")
+    drain_timeout_s: float = Field(30.0, ge=0, description="wait after SIGTERM before SIGKILL of the group")
+    health_interval_s: float = Field(5.0, gt=0)
+    health_failures: int = Field(3, ge=1, description="failed probes in a row that count as unhealthy")
+    backoff_initial_s: float = Field(1.0, ge=0)
+    backoff_max_s: float = Field(60.0, ge=0)
+    max_quick_failures: int = Field(3, ge=1, description="failures within the window before FATAL")
+    quick_failure_window_s: float = Field(600.0, gt=0)
+
+
+class Profile(_Strict):
+    """One way to launch vLLM's OpenAI-compatible server. See configs/profiles/ for examples."""
+
+    name: str
+    description: str = ""
+    engine: Engine = Field("vllm", description="'vllm' (GPU) or 'vllm-cpu' (the embedded CPU engine)")
+
+    # vLLM flags, named as vLLM names them.
+    model: str = Field(description="Hugging Face repo id or local directory")
+    served_model_name: str | None = Field(None, description="name clients send as `model`")
+    host: str = Field("127.0.0.1", description="address the HTTP server binds")
+    port: int = Field(8000, ge=1, le=65535)
+    tensor_parallel_size: int | None = Field(None, ge=1, description="GPUs the model is split across")
+    gpu_memory_utilization: float | None = Field(
+        None, gt=0.0, le=1.0, description="share of total GPU memory vLLM may use (weights + activations + KV)"
+    )
+    max_num_seqs: int | None = Field(None, ge=1, description="most sequences batched at once; lower it on OOM")
+    max_model_len: int | None = Field(None, ge=1, description="context window (prompt + answer) in tokens")
+    max_num_batched_tokens: int | None = Field(None, ge=1, description="tokens scheduled per engine step")
+    enforce_eager: bool = Field(False, description="skip CUDA graph capture: faster start, less memory")
+    disable_log_stats: bool = Field(False, description="no periodic throughput lines in the log")
+    dtype: Literal["auto", "half", "float16", "bfloat16", "float", "float32"] | None = None
+    quantization: str | None = Field(None, pattern=r"^[a-z0-9_\-]+$", description="checkpoint quantization")
+    kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"] | None = None
+    cpu_offload_gb: float | None = Field(None, ge=0, description="GiB of weights kept in CPU RAM (slow)")
+    reasoning_parser: str | None = Field(None, description="e.g. 'qwen3': splits <think> into reasoning_content")
+    extra_args: tuple[str, ...] = Field((), description="further vLLM flags, rendered verbatim after the others")
+
+    env: dict[str, str] = Field(default_factory=dict, description="environment variables for the server")
+    client: ClientDefaults = Field(default_factory=ClientDefaults)  # type: ignore[arg-type]
+    requirements: Requirements = Field(default_factory=Requirements)  # type: ignore[arg-type]
+    supervise: Supervision = Field(default_factory=Supervision)  # type: ignore[arg-type]
+
+    @field_validator("extra_args")
+    @classmethod
+    def _extra_args_are_not_structured_flags(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for arg in value:
+            name = arg.split("=", 1)[0]
+            field = name.lstrip("-").replace("-", "_")
+            if arg.startswith("--") and field in VLLM_FLAG_FIELDS:
+                raise ValueError(f"{name} has its own profile field; set `{field}:` instead of extra_args")
+            if name in ("--api-key",):
+                raise ValueError("--api-key must not be written in a profile; set QWENOPS_API_KEY in the environment")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not key.replace("_", "a").isalnum() or key[0].isdigit():
+                raise ValueError(f"{key!r} is not a valid environment variable name")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Profile:
+        # vLLM refuses to start when one step cannot schedule one token for every sequence.
+        if self.max_num_batched_tokens is not None and self.max_num_seqs is not None:
+            if self.max_num_batched_tokens < self.max_num_seqs:
+                raise ValueError(
+                    f"max_num_batched_tokens ({self.max_num_batched_tokens}) must be >= "
+                    f"max_num_seqs ({self.max_num_seqs})"
+                )
+        return self
+
+    @property
+    def api_model_name(self) -> str:
+        """The name clients must send: served_model_name, else the model path/id itself (vLLM's rule)."""
+        return self.served_model_name or self.model
+
+
+# Profile fields that render as vLLM flags, in the order they are rendered.
+VLLM_FLAG_FIELDS: tuple[str, ...] = (
+    "served_model_name",
+    "host",
+    "port",
+    "tensor_parallel_size",
+    "gpu_memory_utilization",
+    "max_num_seqs",
+    "max_model_len",
+    "max_num_batched_tokens",
+    "enforce_eager",
+    "disable_log_stats",
+    "dtype",
+    "quantization",
+    "kv_cache_dtype",
+    "cpu_offload_gb",
+    "reasoning_parser",
+)
+# Scalar fields that QWENOPS_<FIELD> and CLI overrides may set.
+OVERRIDABLE_FIELDS: tuple[str, ...] = ("engine", "model", *VLLM_FLAG_FIELDS)
+
+
+# --------------------------------------------------------------------------------------------- loading
+
+
+class ResolvedProfile(BaseModel):
+    """A validated profile and where each top-level value came from."""
+
+    model_config = ConfigDict(frozen=True)
+
+    profile: Profile
+    sources: dict[str, str]
+    files: tuple[str, ...]
+
+
+def profile_dirs(extra: Path | None = None) -> list[Path]:
+    """Where profiles are looked up, first match wins: --profiles-dir/QWENOPS_PROFILES_DIR, the
+    source checkout's configs/profiles, then the copy a wheel carries inside the package."""
+    dirs: list[Path] = []
+    if extra is not None:
+        dirs.append(extra)
+    env_dir = os.environ.get("QWENOPS_PROFILES_DIR")
+    if env_dir:
+        dirs.append(Path(env_dir))
+    package = Path(__file__).resolve().parent
+    dirs += [package.parent / "configs" / "profiles", package / "_profiles"]
+    seen: set[Path] = set()
+    return [d for d in dirs if d.is_dir() and not (d in seen or seen.add(d))]  # type: ignore[func-returns-value]
+
+
+def available_profiles(extra_dir: Path | None = None) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for directory in profile_dirs(extra_dir):
+        for path in sorted(directory.glob("*.yaml")):
+            found.setdefault(path.stem, path)
+    return found
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ProfileInvalidError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ProfileInvalidError(f"YAML syntax error at {where}: {exc.problem}") from None
+    except yaml.YAMLError as exc:
+        raise ProfileInvalidError(f"YAML error in {path}: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ProfileInvalidError(f"{path} must hold a mapping of profile fields, not {type(data).__name__}")
+    return data
+
+
+def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge mappings (client, env, requirements, supervise); anything else is replaced."""
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(dict(merged[key]), value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _load_chain(
+    name: str, available: dict[str, Path], chain: tuple[str, ...] = ()
+) -> tuple[dict[str, Any], dict[str, str], list[Path]]:
+    if name in chain:
+        raise ProfileInvalidError(f"profile 'extends' loops: {' -> '.join((*chain, name))}", field="extends")
+    if name not in available:
+        known = ", ".join(sorted(available)) or "none found"
+        if chain:
+            raise ProfileInvalidError(f"profile {chain[-1]!r} extends unknown profile {name!r} (available: {known})",
+                                      field="extends")
+        raise ProfileNotFoundError(f"unknown profile {name!r}; available: {known}", field="profile")
+    path = available[name]
+    raw = _read_yaml(path)
+    parent = raw.pop("extends", None)
+    data: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    files: list[Path] = []
+    if parent is not None:
+        if not isinstance(parent, str):
+            raise ProfileInvalidError(f"{path}: 'extends' must be a profile name", field="extends")
+        data, sources, files = _load_chain(parent, available, (*chain, name))
+    data = _merge(data, raw)
+    sources.update({key: f"profile {path.name}" for key in raw})
+    data["name"] = name
+    return data, sources, [*files, path]
+
+
+def resolve_profile(
+    name: str,
+    *,
+    cli_overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    profiles_dir: Path | None = None,
+) -> ResolvedProfile:
+    """Load NAME (following `extends`), apply QWENOPS_<FIELD> env values, then CLI values; validate."""
+    available = available_profiles(profiles_dir)
+    data, sources, files = _load_chain(name, available)
+    env_values = env_overrides(os.environ if env is None else env)
+    for key, (value, origin) in env_values.items():
+        data[key] = value
+        sources[key] = origin
+    for key, value in (cli_overrides or {}).items():
+        if value is not None:
+            data[key] = value
+            sources[key] = "command line"
+    profile = validate_profile(data, origin=str(files[-1]), sources=sources)
+    for key in Profile.model_fields:
+        sources.setdefault(key, "default")
+    return ResolvedProfile(profile=profile, sources=sources, files=tuple(str(f) for f in files))
+
+
+def load_profile(name: str, **kwargs: Any) -> Profile:
+    return resolve_profile(name, **kwargs).profile
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """QWENOPS_<FIELD> values (environment first, then the env file) for overridable profile fields.
+
+    Read through pydantic-settings so the env file and the environment follow the same rules as
+    qwenops.settings; the values stay strings and are validated with the profile.
+    """
+    from pydantic_settings import BaseSettings, SettingsConfigDict
+
+    from qwenops.settings import ENV_PREFIX, env_file
+
+    class _Overrides(BaseSettings):
+        model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="allow")
+
+    found: dict[str, tuple[str, str]] = {}
+    from_file = _Overrides(_env_file=env_file())  # type: ignore[call-arg]
+    for key, value in (from_file.model_extra or {}).items():
+        if key in OVERRIDABLE_FIELDS:
+            found[key] = (str(value), f"env file {env_file()}")
+    for field in OVERRIDABLE_FIELDS:
+        var = ENV_PREFIX + field.upper()
+        if var in environ:
+            found[field] = (environ[var], f"environment {var}")
+    return found
+
+
+def validate_profile(data: Mapping[str, Any], *, origin: str, sources: Mapping[str, str] | None = None) -> Profile:
+    """Validate merged profile data; the first problem becomes one line naming the field."""
+    try:
+        return Profile.model_validate(dict(data))
+    except ValidationError as exc:
+        raise profile_error(exc, origin=origin, sources=sources or {}) from None
+
+
+def profile_error(exc: ValidationError, *, origin: str, sources: Mapping[str, str]) -> ProfileInvalidError:
+    error = exc.errors()[0]
+    loc = [str(part) for part in error["loc"]]
+    field = ".".join(loc) or "profile"
+    where = sources.get(loc[0], f"profile {Path(origin).name}") if loc else origin
+    if error["type"] == "extra_forbidden":
+        model: type[BaseModel] = Profile
+        for part in loc[:-1]:
+            annotation = model.model_fields[part].annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                model = annotation
+        close = difflib.get_close_matches(loc[-1], model.model_fields, n=1, cutoff=0.5)
+        hint = f"did you mean {close[0]}?" if close else f"valid keys: {', '.join(model.model_fields)}"
+        return ProfileInvalidError(f"unknown key in {where}", field=field, hint=hint)
+    if error["type"] == "missing":
+        return ProfileInvalidError(f"required, but not set in {where}", field=field)
+    message = _allowed(error)
+    return ProfileInvalidError(f"{message} (got {error.get('input')!r} from {where})", field=field)
+
+
+def _allowed(error: Mapping[str, Any]) -> str:
+    """Phrase pydantic's constraint as what is allowed."""
+    ctx = error.get("ctx") or {}
+    bounds = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+    parts = [f"{sym} {ctx[key]}" for key, sym in bounds.items() if key in ctx]
+    if parts:
+        return "must be " + " and ".join(parts)
+    if error["type"] == "literal_error" and "expected" in ctx:
+        return f"must be one of {ctx['expected']}"
+    return str(error["msg"]).replace("Value error, ", "")
+
+
+def describe_fields() -> Iterable[tuple[str, str]]:
+    """(field, description) for every profile field, for docs and `profiles show`."""
+    for name, info in Profile.model_fields.items():
+        yield name, info.description or ""

@@ -1,0 +1,1 @@
+"""Renderers: a Profile becomes a vLLM argv, a start script, and (later) units and manifests."""
