@@ -82,3 +82,54 @@ class CheckFailedError(QwenopsError):
 
     exit_code = ExitCode.CHECK_FAILED
     code = "check_failed"
+
+
+class StreamError(QwenopsError):
+    """A streamed answer that did not complete; the subclass says why."""
+
+    exit_code = ExitCode.CHECK_FAILED
+    code = "stream_error"
+
+
+class HTTPStatusError(StreamError):
+    """The server answered the request with an HTTP error status instead of a stream."""
+
+    code = "http_error"
+
+    def __init__(
+        self, message: str, *, status_code: int, body: str, hint: str | None = None, code: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.status_code = status_code
+        self.body = body
+        if code is not None:
+            self.code = code  # a sharper name for a known cause: unauthorized, model_not_found
+
+
+class InBandError(StreamError):
+    """The server sent `data: {"error": ...}` inside an HTTP 200 stream (vLLM does when its engine dies)."""
+
+    code = "in_band_error"
+
+    def __init__(self, message: str, *, error: dict[str, object], text_so_far: str, chunks: int) -> None:
+        super().__init__(message)
+        self.error = error
+        self.text_so_far = text_so_far
+        self.chunks = chunks
+
+
+class StreamInterrupted(StreamError):
+    """The connection ended before `data: [DONE]`; what arrived so far is kept on the error."""
+
+    code = "stream_interrupted"
+
+    def __init__(self, message: str, *, text_so_far: str, chunks: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.text_so_far = text_so_far
+        self.chunks = chunks
+
+
+class StreamTimeout(StreamError):
+    """No bytes arrived within the read timeout."""
+
+    code = "client_timeout"

@@ -20,6 +20,7 @@ from qwenops.errors import ExitCode, QwenopsError
 COMMANDS: dict[str, str] = {
     "profiles": "qwenops.cli.profiles:profiles",
     "render": "qwenops.cli.render:render",
+    "smoke-stream": "qwenops.cli.smoke:smoke_stream",
 }
 
 

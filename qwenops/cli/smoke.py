@@ -1,0 +1,47 @@
+"""`qwenops smoke-stream`: prove the server's SSE stream is right, and measure it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from qwenops.cli._common import finish, json_option
+from qwenops.results import CommandResult
+
+_POSITIVE = click.FloatRange(min=0, min_open=True)
+_COUNT = click.IntRange(min=1)
+
+
+@click.command("smoke-stream")
+@click.option("--base-url", help="Server URL without /v1 [default: QWENOPS_BASE_URL, else the profile's].")
+@click.option("--profile", help="Profile for the served model name and sampling [default: QWENOPS_PROFILE].")
+@click.option("--model", help="Model name to send [default: the profile's served name].")
+@click.option("--prompt", help="User message [default: a known prompt of the tiny model].")
+@click.option("--max-tokens", type=_COUNT, help="Most tokens per answer [default: the profile's].")
+@click.option("--concurrency", type=_COUNT, default=1, show_default=True, help="Streams at once.")
+@click.option("--requests", type=_COUNT, help="Streams in all [default: --concurrency].")
+@click.option("--max-ttft", type=_POSITIVE, help="Fail if any stream's TTFT exceeds this many seconds.")
+@click.option("--min-tokens-per-s", type=_POSITIVE, help="Fail if any stream is slower (output tokens/s).")
+@click.option("--timeout", type=_POSITIVE, default=60.0, show_default=True, help="Read timeout in seconds.")
+@click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), help="Also write JUnit XML here.")
+@json_option
+def smoke_stream(  # noqa: PLR0917 -- Click passes every option as a keyword; the count is the flag set
+    base_url: str | None, profile: str | None, model: str | None, prompt: str | None, max_tokens: int | None,
+    concurrency: int, requests: int | None, max_ttft: float | None, min_tokens_per_s: float | None,
+    timeout: float, junit: Path | None, json_mode: bool,
+) -> None:
+    """Stream chat completions and check every chunk; exit 1 on a failed check, 3 if unreachable."""
+    from qwenops.smoke import resolve_options
+    from qwenops.smoke_view import run_smoke_in_terminal, smoke_summary
+
+    options = resolve_options(
+        profile=profile, base_url=base_url, model=model, prompt=prompt, max_tokens=max_tokens,
+        concurrency=concurrency, requests=requests, max_ttft_s=max_ttft, min_tokens_per_s=min_tokens_per_s,
+        timeout_s=timeout,
+    )
+    live = not json_mode and sys.stdout.isatty() and sys.stderr.isatty()
+    report = run_smoke_in_terminal(options, live=live, junit_path=junit)
+    result = CommandResult(command="smoke-stream", data=report, ok=report.ok)
+    finish(result, json_mode=json_mode, view=smoke_summary)

@@ -1,0 +1,418 @@
+"""smoke-stream: open N concurrent streams (M in all), check each one, measure them → `SmokeReport`.
+
+Every stream is recorded raw (status, Content-Type, timed SSE events, how it ended) and then judged by
+`qwenops.stream.conformance` and measured by `qwenops.stream.metrics`, so what the report says is what
+came over the wire. Streams run on asyncio with one shared httpx connection pool: N streams cost one
+thread, and the timestamps of one stream are not delayed by another stream's parsing more than a read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from qwenops.errors import BadInputError, QwenopsError, StreamInterrupted, UnreachableError
+from qwenops.results import ErrorInfo
+from qwenops.stream.client import (
+    DONE,
+    ChatDelta,
+    ChatRequest,
+    Endpoint,
+    Timeouts,
+    TransportCut,
+    aopen_chat_stream,
+    chunk_to_delta,
+    http_status_error,
+)
+from qwenops.stream.conformance import (
+    CHECK_NAMES,
+    Check,
+    Expectations,
+    StreamRecord,
+    check_stream,
+    known_answer,
+)
+from qwenops.stream.metrics import Percentiles, StreamMetrics, median, stream_metrics
+
+DEFAULT_PROMPT = "Tell me about the sea."
+
+
+class SmokeOptions(BaseModel):
+    """What to run: resolved from flags, environment and profile by `resolve_options`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    base_url: str
+    model: str
+    prompt: str = DEFAULT_PROMPT
+    max_tokens: int = Field(64, ge=1)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    concurrency: int = Field(1, ge=1)
+    requests: int = Field(1, ge=1)
+    max_ttft_s: float | None = Field(None, gt=0)
+    min_tokens_per_s: float | None = Field(None, gt=0)
+    connect_timeout_s: float = Field(5.0, gt=0)
+    read_timeout_s: float = Field(60.0, gt=0)
+    include_usage: bool = True
+    api_key: SecretStr | None = Field(None, exclude=True)
+
+
+class StreamReport(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    index: int
+    ok: bool
+    checks: tuple[Check, ...]
+    metrics: StreamMetrics | None
+    text: str
+    error: ErrorInfo | None = None
+    partial_tokens: int | None = None  # token chunks received before an interruption
+
+
+class SmokeReport(BaseModel):
+    """The `data` of `qwenops smoke-stream --json` (ARCHITECTURE.md contract; seconds throughout)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ok: bool
+    base_url: str
+    model: str
+    prompt: str
+    requests: int
+    concurrency: int
+    streams_ok: int
+    checks: tuple[Check, ...]
+    ttft_s: float | None
+    first_chunk_s: float | None
+    first_reasoning_s: float | None
+    itl_s: Percentiles
+    tpot_s: float | None
+    e2e_s: float | None
+    output_tokens: int
+    output_tokens_per_s: float | None
+    wall_s: float
+    streams: tuple[StreamReport, ...]
+
+
+class SmokeObserver(Protocol):
+    """Progress hooks (the live view); called on the event loop, so they must not block."""
+
+    def stream_started(self, index: int) -> None: ...
+    def stream_delta(self, index: int, delta: ChatDelta) -> None: ...
+    def stream_ended(self, index: int, ok: bool) -> None: ...
+
+
+# --------------------------------------------------------------------------------------------- options
+
+
+def resolve_options(
+    *,
+    profile: str | None,
+    base_url: str | None,
+    model: str | None,
+    prompt: str | None,
+    max_tokens: int | None,
+    concurrency: int,
+    requests: int | None,
+    max_ttft_s: float | None,
+    min_tokens_per_s: float | None,
+    timeout_s: float,
+) -> SmokeOptions:
+    """Flags first, then QWENOPS_BASE_URL / QWENOPS_API_KEY, then the profile (served name, `client:`)."""
+    from qwenops.stream.client import ChatDefaults
+
+    defaults = ChatDefaults.load(profile)
+    url = base_url or defaults.endpoint.base_url
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadInputError(
+            f"{url!r} is not an http(s) URL", field="--base-url", hint="e.g. http://127.0.0.1:8000"
+        )
+    try:
+        parts.port  # noqa: B018 -- parsing the port is the validation
+    except ValueError:
+        raise BadInputError(f"{url!r} has an invalid port", field="--base-url") from None
+    if prompt is not None and not prompt.strip():
+        raise BadInputError("must not be empty", field="--prompt")
+    return SmokeOptions(
+        base_url=url.rstrip("/").removesuffix("/v1"),
+        model=model or defaults.model,
+        prompt=prompt or DEFAULT_PROMPT,
+        max_tokens=max_tokens or defaults.max_tokens,
+        temperature=defaults.temperature,
+        top_p=defaults.top_p,
+        concurrency=concurrency,
+        requests=requests or concurrency,
+        max_ttft_s=max_ttft_s,
+        min_tokens_per_s=min_tokens_per_s,
+        read_timeout_s=timeout_s,
+        connect_timeout_s=min(timeout_s, 5.0),
+        api_key=defaults.endpoint.api_key,
+    )
+
+
+# --------------------------------------------------------------------------------------------- running
+
+
+def run_smoke(
+    options: SmokeOptions, *, observer: SmokeObserver | None = None, junit_path: Path | None = None
+) -> SmokeReport:
+    """Run the streams, judge and measure them; write JUnit XML if asked. Raises `UnreachableError`
+    when no stream could connect at all (exit 3), so "down" and "broken" stay distinguishable."""
+    records, wall_s = asyncio.run(_run_streams(options, observer))
+    unreachable = [r.error for r in records if isinstance(r.error, UnreachableError)]
+    if len(unreachable) == len(records):
+        raise unreachable[0]
+    report = build_report(options, records, wall_s)
+    if junit_path is not None:
+        write_junit(report, junit_path)
+    return report
+
+
+@dataclass
+class _Run:
+    options: SmokeOptions
+    endpoint: Endpoint
+    request: ChatRequest
+    timeouts: Timeouts
+    observer: SmokeObserver | None
+
+
+async def _run_streams(
+    options: SmokeOptions, observer: SmokeObserver | None
+) -> tuple[list[StreamRecord], float]:
+    import httpx
+
+    run = _Run(
+        options=options,
+        endpoint=Endpoint(
+            base_url=options.base_url, api_key=options.api_key.get_secret_value() if options.api_key else None
+        ),
+        request=ChatRequest(
+            messages=[{"role": "user", "content": options.prompt}],
+            model=options.model,
+            temperature=options.temperature,
+            top_p=options.top_p,
+            max_tokens=options.max_tokens,
+            include_usage=options.include_usage,
+        ),
+        timeouts=Timeouts(connect_s=options.connect_timeout_s, read_s=options.read_timeout_s),
+        observer=observer,
+    )
+    slots = asyncio.Semaphore(options.concurrency)
+    limits = httpx.Limits(max_connections=options.concurrency, max_keepalive_connections=options.concurrency)
+    async with httpx.AsyncClient(limits=limits) as client:
+
+        async def one(index: int) -> StreamRecord:
+            async with slots:
+                record = await _record_stream(client, run, index)
+            if observer is not None:
+                observer.stream_ended(index, record.error is None)
+            return record
+
+        started = time.perf_counter()
+        records = await asyncio.gather(*(one(i) for i in range(options.requests)))
+        return list(records), time.perf_counter() - started
+
+
+async def _record_stream(client: object, run: _Run, index: int) -> StreamRecord:
+    import httpx
+
+    assert isinstance(client, httpx.AsyncClient)
+    record = StreamRecord()
+    if run.observer is not None:
+        run.observer.stream_started(index)
+    tokens = 0
+    try:
+        async with aopen_chat_stream(client, run.endpoint, run.request, run.timeouts) as stream:
+            record.status_code = stream.status_code
+            record.content_type = stream.content_type
+            record.sent_s = stream.sent_s
+            if stream.status_code != 200:
+                body = await stream._response.aread()
+                record.body = body.decode("utf-8", "replace")
+                record.error = http_status_error(stream.status_code, body, model=run.request.model)
+                return record
+            done = False
+            try:
+                async for timed in stream.aevents():
+                    record.events.append(timed)
+                    if timed.event.data == DONE:
+                        done = True
+                        continue
+                    delta = _delta_or_none(timed.event.data, timed.arrived_s)
+                    if delta is not None:
+                        tokens += delta.is_token
+                        if run.observer is not None:
+                            run.observer.stream_delta(index, delta)
+            except TransportCut as cut:
+                record.error = _interrupted(tokens, f"the connection broke ({cut})")
+            else:
+                if not done:
+                    record.error = _interrupted(tokens, "the server closed the connection")
+    except QwenopsError as exc:
+        record.error = exc
+        if isinstance(exc, StreamInterrupted):
+            exc.chunks = tokens
+    return record
+
+
+def _delta_or_none(data: str, arrived_s: float) -> ChatDelta | None:
+    import json
+
+    try:
+        chunk = json.loads(data)
+    except ValueError:
+        return None
+    if not isinstance(chunk, dict) or "error" in chunk:
+        return None
+    return chunk_to_delta(chunk, arrived_s)
+
+
+def _interrupted(tokens: int, cause: str) -> StreamInterrupted:
+    return StreamInterrupted(
+        f"stream interrupted after {tokens} tokens: {cause} before data: [DONE]",
+        text_so_far="",
+        chunks=tokens,
+        hint="check the server log (qwenops troubleshoot); the engine may have died",
+    )
+
+
+# --------------------------------------------------------------------------------------------- judging
+
+
+def build_report(options: SmokeOptions, records: Sequence[StreamRecord], wall_s: float) -> SmokeReport:
+    """Judge and measure recorded streams (pure: the unit tests feed it recorded captures)."""
+    expect = Expectations(
+        model=options.model,
+        include_usage=options.include_usage,
+        known_answer=known_answer(options.prompt, temperature=options.temperature),
+    )
+    streams: list[StreamReport] = []
+    for index, record in enumerate(records):
+        checks = check_stream(record, expect)
+        deltas = _deltas(record)
+        metrics = stream_metrics(deltas, sent_s=record.sent_s) if deltas else None
+        error = record.error
+        stream = StreamReport(
+            index=index,
+            ok=all(c.ok for c in checks),
+            checks=tuple(checks),
+            metrics=metrics,
+            text="".join(d.content or d.reasoning_content for d in deltas),
+            error=ErrorInfo.from_exception(error) if error is not None else None,
+            partial_tokens=error.chunks if isinstance(error, StreamInterrupted) else None,
+        )
+        streams.append(stream)
+
+    measured = [s.metrics for s in streams if s.metrics is not None]
+    checks = [_combine(name, streams) for name in CHECK_NAMES]
+    checks += _thresholds(options, measured)
+    output_tokens = sum(m.output_tokens for m in measured)
+    return SmokeReport(
+        ok=all(c.ok for c in checks),
+        base_url=options.base_url,
+        model=options.model,
+        prompt=options.prompt,
+        requests=options.requests,
+        concurrency=options.concurrency,
+        streams_ok=sum(s.ok for s in streams),
+        checks=tuple(checks),
+        ttft_s=median(m.ttft_s for m in measured),
+        first_chunk_s=median(m.first_chunk_s for m in measured),
+        first_reasoning_s=median(m.first_reasoning_s for m in measured),
+        itl_s=Percentiles.of([gap for m in measured for gap in m.itl_s]),
+        tpot_s=median(m.tpot_s for m in measured),
+        e2e_s=median(m.e2e_s for m in measured),
+        output_tokens=output_tokens,
+        output_tokens_per_s=output_tokens / wall_s if wall_s > 0 and output_tokens else None,
+        wall_s=wall_s,
+        streams=tuple(streams),
+    )
+
+
+def _deltas(record: StreamRecord) -> list[ChatDelta]:
+    found = []
+    for timed in record.events:
+        if timed.event.data != DONE:
+            delta = _delta_or_none(timed.event.data, timed.arrived_s)
+            if delta is not None:
+                found.append(delta)
+    return found
+
+
+def _combine(name: str, streams: Sequence[StreamReport]) -> Check:
+    """One check over all streams: it passes when it passed on every stream."""
+    per_stream = [(s.index, next(c for c in s.checks if c.name == name)) for s in streams]
+    failed = [(i, c) for i, c in per_stream if not c.ok]
+    if failed:
+        index, first = failed[0]
+        detail = f"{len(failed)}/{len(streams)} streams failed; stream {index}: {first.detail}"
+        return Check(name=name, ok=False, detail=detail)
+    skipped = all(c.skipped for _, c in per_stream)
+    detail = per_stream[0][1].detail
+    if len(streams) > 1 and not skipped:
+        detail = f"{len(streams)}/{len(streams)} streams; {detail}"
+    return Check(name=name, ok=True, skipped=skipped, detail=detail)
+
+
+def _thresholds(options: SmokeOptions, measured: Sequence[StreamMetrics]) -> list[Check]:
+    checks = []
+    if options.max_ttft_s is not None:
+        ttfts = [m.ttft_s for m in measured if m.ttft_s is not None]
+        worst = max(ttfts, default=None)
+        ok = worst is not None and worst <= options.max_ttft_s and len(ttfts) == options.requests
+        seen = f"worst {worst:.3f} s" if worst is not None else "no stream produced content"
+        detail = f"{seen}, limit {options.max_ttft_s:g} s ({len(ttfts)}/{options.requests} streams measured)"
+        checks.append(Check(name="max_ttft", ok=ok, detail=detail))
+    if options.min_tokens_per_s is not None:
+        rates = [m.output_tokens_per_s for m in measured if m.output_tokens_per_s is not None]
+        slowest = min(rates, default=None)
+        ok = slowest is not None and slowest >= options.min_tokens_per_s and len(rates) == options.requests
+        seen = f"slowest stream {slowest:.1f} tokens/s" if slowest is not None else "no tokens"
+        measured_of = f"{len(rates)}/{options.requests} streams measured"
+        detail = f"{seen}, limit {options.min_tokens_per_s:g} ({measured_of})"
+        checks.append(Check(name="min_tokens_per_s", ok=ok, detail=detail))
+    return checks
+
+
+# --------------------------------------------------------------------------------------------- JUnit
+
+
+def write_junit(report: SmokeReport, path: Path) -> None:
+    """JUnit XML for CI: one test case per check per stream, plus the run-level thresholds."""
+    import xml.etree.ElementTree as ET
+
+    cases = [(f"smoke-stream.stream{s.index}", c) for s in report.streams for c in s.checks]
+    cases += [("smoke-stream.thresholds", c) for c in report.checks if c.name not in CHECK_NAMES]
+    suite = ET.Element(
+        "testsuite",
+        name="qwenops smoke-stream",
+        tests=str(len(cases)),
+        failures=str(sum(not c.ok for _, c in cases)),
+        errors="0",
+        skipped=str(sum(c.skipped for _, c in cases)),
+        time=f"{report.wall_s:.3f}",
+    )
+    for classname, check in cases:
+        case = ET.SubElement(suite, "testcase", classname=classname, name=check.name)
+        if not check.ok:
+            ET.SubElement(case, "failure", message=check.detail, type=check.name).text = check.detail
+        elif check.skipped:
+            ET.SubElement(case, "skipped", message=check.detail)
+    suites = ET.Element("testsuites")
+    suites.append(suite)
+    tree = ET.ElementTree(suites)
+    ET.indent(tree)
+    try:
+        tree.write(path, encoding="utf-8", xml_declaration=True)
+    except OSError as exc:
+        raise BadInputError(f"cannot write {path}: {exc.strerror}", field="--junit") from None

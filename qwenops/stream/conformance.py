@@ -1,0 +1,293 @@
+"""Checks that one recorded chat-completion stream is what an OpenAI-compatible client may rely on.
+
+Pure functions over a `StreamRecord` (status, headers, the raw timed SSE events, how the transfer
+ended), so the same checks run on a live stream in `qwenops smoke-stream` and on recorded captures
+in the unit tests. Every check has a stable name (the JUnit test name and the JSON `checks[].name`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from qwenops.errors import QwenopsError
+from qwenops.stream.client import DONE, ChatDelta, TimedEvent, chunk_to_delta
+
+CHECK_NAMES: tuple[str, ...] = (
+    "http_status",
+    "content_type",
+    "completed",
+    "json_events",
+    "chunk_object",
+    "stable_id",
+    "model_name",
+    "first_delta_role",
+    "non_empty_delta",
+    "single_finish_reason",
+    "usage_chunk",
+    "done_last",
+    "no_in_band_error",
+    "token_count",
+    "coherence",
+)
+
+
+class Check(BaseModel):
+    """One named check: passed or not (`skipped` checks pass), and what was seen."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    ok: bool
+    detail: str = ""
+    skipped: bool = False
+
+
+@dataclass
+class StreamRecord:
+    """Everything one streamed request produced, as received."""
+
+    status_code: int | None = None
+    content_type: str = ""
+    sent_s: float = 0.0
+    events: list[TimedEvent] = field(default_factory=list)
+    error: QwenopsError | None = None  # how the transfer failed, if it did (cut, timeout, HTTP error)
+    body: str = ""  # the body of a non-200 answer
+
+
+@dataclass(frozen=True)
+class Expectations:
+    model: str
+    include_usage: bool = True
+    known_answer: str | None = None  # the exact greedy answer, when the prompt has one
+
+
+@dataclass
+class Parsed:
+    """The record's events decoded once for all checks."""
+
+    chunks: list[dict[str, Any]]
+    not_json: list[str]
+    errors: list[Any]
+    deltas: list[ChatDelta]
+    done_positions: list[int]
+    event_count: int
+
+
+def parse_record(record: StreamRecord) -> Parsed:
+    chunks: list[dict[str, Any]] = []
+    not_json: list[str] = []
+    errors: list[Any] = []
+    deltas: list[ChatDelta] = []
+    done: list[int] = []
+    for position, timed in enumerate(record.events):
+        data = timed.event.data
+        if data == DONE:
+            done.append(position)
+            continue
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            not_json.append(data)
+            continue
+        if not isinstance(chunk, dict):
+            not_json.append(data)
+        elif "error" in chunk:
+            errors.append(chunk["error"])
+        else:
+            chunks.append(chunk)
+            deltas.append(chunk_to_delta(chunk, timed.arrived_s))
+    return Parsed(chunks, not_json, errors, deltas, done, len(record.events))
+
+
+def check_stream(record: StreamRecord, expect: Expectations) -> list[Check]:
+    """Every check in CHECK_NAMES order; checks that cannot apply (no stream at all) fail or skip."""
+    parsed = parse_record(record)
+    return [_CHECKS[name](record, parsed, expect) for name in CHECK_NAMES]
+
+
+def _ok(name: str, detail: str = "") -> Check:
+    return Check(name=name, ok=True, detail=detail)
+
+
+def _fail(name: str, detail: str) -> Check:
+    return Check(name=name, ok=False, detail=detail)
+
+
+def _skip(name: str, why: str) -> Check:
+    return Check(name=name, ok=True, skipped=True, detail=f"skipped: {why}")
+
+
+def _short(value: object, limit: int = 120) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _http_status(record: StreamRecord, _p: Parsed, _e: Expectations) -> Check:
+    if record.status_code is None:
+        return _fail("http_status", f"no response: {record.error.one_line() if record.error else 'not sent'}")
+    if record.status_code != 200:
+        cause = record.error.one_line() if record.error else _short(record.body)
+        return _fail("http_status", cause)
+    return _ok("http_status", "200")
+
+
+def _content_type(record: StreamRecord, _p: Parsed, _e: Expectations) -> Check:
+    media = record.content_type.split(";", 1)[0].strip().lower()
+    if media == "text/event-stream":
+        return _ok("content_type", record.content_type)
+    seen = record.content_type or "missing"
+    return _fail("content_type", f"Content-Type is {seen!r}, not text/event-stream")
+
+
+def _completed(record: StreamRecord, parsed: Parsed, _e: Expectations) -> Check:
+    if record.error is not None and record.status_code == 200:
+        return _fail("completed", f"{record.error.code}: {record.error.one_line()}")
+    if record.status_code != 200:
+        return _fail("completed", "no stream (see http_status)")
+    return _ok("completed", f"{parsed.event_count} events")
+
+
+def _json_events(_r: StreamRecord, parsed: Parsed, _e: Expectations) -> Check:
+    if parsed.not_json:
+        example = _short(parsed.not_json[0])
+        return _fail("json_events", f"{len(parsed.not_json)} events are not JSON objects, e.g. {example!r}")
+    if not parsed.chunks:
+        return _fail("json_events", "no JSON chunk arrived")
+    return _ok("json_events", f"{len(parsed.chunks)} chunks")
+
+
+def _chunk_object(_r: StreamRecord, parsed: Parsed, _e: Expectations) -> Check:
+    wrong = [c.get("object") for c in parsed.chunks if c.get("object") != "chat.completion.chunk"]
+    if not parsed.chunks:
+        return _fail("chunk_object", "no chunk arrived")
+    if wrong:
+        return _fail("chunk_object", f"{len(wrong)} chunks have object {wrong[0]!r}")
+    return _ok("chunk_object", "chat.completion.chunk")
+
+
+def _stable_id(_r: StreamRecord, parsed: Parsed, _e: Expectations) -> Check:
+    ids = {c.get("id") for c in parsed.chunks}
+    if not parsed.chunks:
+        return _fail("stable_id", "no chunk arrived")
+    if len(ids) != 1 or not next(iter(ids)):
+        return _fail("stable_id", f"ids seen: {sorted(map(str, ids))[:3]}")
+    return _ok("stable_id", str(next(iter(ids))))
+
+
+def _model_name(_r: StreamRecord, parsed: Parsed, expect: Expectations) -> Check:
+    if not parsed.chunks:
+        return _fail("model_name", "no chunk arrived")
+    wrong = {str(c.get("model")) for c in parsed.chunks} - {expect.model}
+    if wrong:
+        return _fail("model_name", f"chunks name model {sorted(wrong)[0]!r}, expected {expect.model!r}")
+    return _ok("model_name", expect.model)
+
+
+def _first_delta_role(_r: StreamRecord, parsed: Parsed, _e: Expectations) -> Check:
+    first = next((c for c in parsed.chunks if c.get("choices")), None)
+    if first is None:
+        return _fail("first_delta_role", "no chunk with choices arrived")
+    role = (first["choices"][0].get("delta") or {}).get("role")
+    if role != "assistant":
+        return _fail("first_delta_role", f"first delta has role {role!r}, expected 'assistant'")
+    return _ok("first_delta_role", "assistant")
+
+
+def _non_empty_delta(_r: StreamRecord, parsed: Parsed, _e: Expectations) -> Check:
+    content = sum(1 for d in parsed.deltas if d.content)
+    reasoning = sum(1 for d in parsed.deltas if d.reasoning_content)
+    if not content and not reasoning:
+        return _fail("non_empty_delta", "no delta carried content or reasoning")
+    return _ok("non_empty_delta", f"{content} content, {reasoning} reasoning deltas")
+
+
+def _single_finish_reason(_r: StreamRecord, parsed: Parsed, _e: Expectations) -> Check:
+    reasons = [d.finish_reason for d in parsed.deltas if d.finish_reason is not None]
+    if len(reasons) != 1:
+        return _fail("single_finish_reason", f"{len(reasons)} chunks carry a finish_reason: {reasons[:3]}")
+    return _ok("single_finish_reason", str(reasons[0]))
+
+
+def _usage_chunk(_r: StreamRecord, parsed: Parsed, expect: Expectations) -> Check:
+    usages = [d.usage for d in parsed.deltas if d.usage is not None]
+    if not expect.include_usage:
+        return _skip("usage_chunk", "stream_options.include_usage was not asked")
+    if len(usages) != 1:
+        return _fail("usage_chunk", f"{len(usages)} usage chunks, expected exactly 1")
+    usage = usages[0]
+    return _ok("usage_chunk", f"prompt {usage.prompt_tokens}, completion {usage.completion_tokens} tokens")
+
+
+def _done_last(record: StreamRecord, parsed: Parsed, _e: Expectations) -> Check:
+    if not parsed.done_positions:
+        return _fail("done_last", "no data: [DONE] arrived")
+    if parsed.done_positions != [parsed.event_count - 1]:
+        return _fail("done_last", f"[DONE] at events {parsed.done_positions} of {parsed.event_count}")
+    return _ok("done_last", "data: [DONE] is the last event")
+
+
+def _no_in_band_error(_r: StreamRecord, parsed: Parsed, _e: Expectations) -> Check:
+    if parsed.errors:
+        error = parsed.errors[0]
+        message = error.get("message") if isinstance(error, dict) else error
+        return _fail("no_in_band_error", f"the server sent an error event: {_short(message)}")
+    return _ok("no_in_band_error")
+
+
+def _token_count(_r: StreamRecord, parsed: Parsed, _e: Expectations) -> Check:
+    usages = [d.usage for d in parsed.deltas if d.usage is not None]
+    counted = sum(1 for d in parsed.deltas if d.is_token)
+    if not usages:
+        return _skip("token_count", f"no usage to compare with ({counted} token chunks)")
+    expected = usages[-1].completion_tokens
+    if counted != expected:
+        return _fail("token_count", f"{counted} token chunks, usage.completion_tokens is {expected}")
+    return _ok("token_count", f"{counted} tokens")
+
+
+def _coherence(_r: StreamRecord, parsed: Parsed, expect: Expectations) -> Check:
+    if expect.known_answer is None:
+        return _skip("coherence", "no known answer for this prompt (greedy known prompts only)")
+    text = "".join(d.content for d in parsed.deltas)
+    if text != expect.known_answer:
+        known = _short(expect.known_answer, 80)
+        return _fail("coherence", f"answer {_short(text, 80)!r} differs from the known {known!r}")
+    return _ok("coherence", "the greedy answer is the known text")
+
+
+_CHECKS: Mapping[str, Callable[[StreamRecord, Parsed, Expectations], Check]] = {
+    "http_status": _http_status,
+    "content_type": _content_type,
+    "completed": _completed,
+    "json_events": _json_events,
+    "chunk_object": _chunk_object,
+    "stable_id": _stable_id,
+    "model_name": _model_name,
+    "first_delta_role": _first_delta_role,
+    "non_empty_delta": _non_empty_delta,
+    "single_finish_reason": _single_finish_reason,
+    "usage_chunk": _usage_chunk,
+    "done_last": _done_last,
+    "no_in_band_error": _no_in_band_error,
+    "token_count": _token_count,
+    "coherence": _coherence,
+}
+
+
+def known_answer(prompt: str, *, temperature: float) -> str | None:
+    """The tiny model's exact greedy answer to `prompt`, when it has one and sampling is greedy."""
+    if temperature != 0.0:
+        return None
+    import importlib
+
+    try:
+        # Looked up by name: the tiny model is optional in a wheel built without it.
+        known: Mapping[str, str] = importlib.import_module("qwenops.tinymodel").KNOWN_PROMPTS
+    except ImportError:
+        return None
+    return known.get(prompt)

@@ -1,0 +1,98 @@
+"""Latency metrics of streamed answers, with the formulas `vllm bench serve` uses (README "Streaming").
+
+All times are seconds on one monotonic clock (`time.perf_counter()`), taken when the request is sent
+and when the bytes that complete each chunk arrive (`ChatDelta.arrived_s`).
+
+    first_chunk_s      = first chunk of any kind          - sent
+    first_reasoning_s  = first non-empty reasoning chunk  - sent          (None: the model did not reason)
+    ttft_s             = first non-empty content chunk    - sent          (None: no content)
+    e2e_s              = last token chunk                 - sent
+    itl_s              = [t[i] - t[i-1] for the arrival times t of consecutive token chunks]
+    tpot_s             = (e2e_s - ttft_s) / (output_tokens - 1)           (None when output_tokens < 2)
+    output_tokens      = usage.completion_tokens, else the count of token chunks
+    output_tokens_per_s = output_tokens / e2e_s            (aggregate: all tokens / wall time of the run)
+
+A token chunk carries content, reasoning or the finish_reason: vLLM sends one per generated token (the
+stop token is the empty chunk with `finish_reason`). The trailing usage chunk and `[DONE]` are not
+tokens, so they do not move `e2e_s` — as in vLLM's benchmark, where the request ends at the last chunk
+with choices. Percentiles interpolate linearly between ranks, like `numpy.percentile` in vLLM's bench.
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+from collections.abc import Iterable, Sequence
+
+from pydantic import BaseModel, ConfigDict
+
+from qwenops.stream.client import ChatDelta
+
+
+class Percentiles(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    p50: float | None = None
+    p90: float | None = None
+    p99: float | None = None
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Percentiles:
+        return cls(p50=percentile(values, 50), p90=percentile(values, 90), p99=percentile(values, 99))
+
+
+class StreamMetrics(BaseModel):
+    """One stream's latencies (seconds) and output size."""
+
+    model_config = ConfigDict(frozen=True)
+
+    first_chunk_s: float | None
+    first_reasoning_s: float | None
+    ttft_s: float | None
+    e2e_s: float | None
+    tpot_s: float | None
+    itl_s: tuple[float, ...]
+    output_tokens: int
+    output_tokens_per_s: float | None
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The q-th percentile with linear interpolation (numpy's default); None for no values."""
+    if not values:
+        return None
+    if len(values) == 1:
+        return float(values[0])
+    cut = statistics.quantiles(values, n=1000, method="inclusive")
+    return cut[round(q * 10) - 1] if 0 < q < 100 else float(max(values) if q >= 100 else min(values))
+
+
+def median(values: Iterable[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def stream_metrics(deltas: Sequence[ChatDelta], *, sent_s: float) -> StreamMetrics:
+    """Metrics of one stream from its deltas (in arrival order) and the time its request was sent."""
+    first_chunk = deltas[0].arrived_s if deltas else None
+    first_reasoning = next((d.arrived_s for d in deltas if d.reasoning_content), None)
+    first_content = next((d.arrived_s for d in deltas if d.content), None)
+    token_times = [d.arrived_s for d in deltas if d.is_token]
+    usage = next((d.usage for d in reversed(deltas) if d.usage is not None), None)
+    output_tokens = usage.completion_tokens if usage is not None else len(token_times)
+
+    ttft = None if first_content is None else first_content - sent_s
+    e2e = token_times[-1] - sent_s if token_times else None
+    tpot = None
+    if ttft is not None and e2e is not None and output_tokens > 1:
+        tpot = (e2e - ttft) / (output_tokens - 1)
+    itl = tuple(b - a for a, b in itertools.pairwise(token_times))
+    return StreamMetrics(
+        first_chunk_s=None if first_chunk is None else first_chunk - sent_s,
+        first_reasoning_s=None if first_reasoning is None else first_reasoning - sent_s,
+        ttft_s=ttft,
+        e2e_s=e2e,
+        tpot_s=tpot,
+        itl_s=itl,
+        output_tokens=output_tokens,
+        output_tokens_per_s=output_tokens / e2e if e2e else None,
+    )
