@@ -49,7 +49,7 @@ class Settings(BaseSettings):
 def load_settings() -> Settings:
     """Read settings now (not at import time: tests and `--env-file` change the environment)."""
     try:
-        return Settings(_env_file=env_file())  # type: ignore[call-arg]
+        return Settings(_env_file=env_file())
     except ValidationError as exc:
         first = exc.errors()[0]
         name = ENV_PREFIX + str(first["loc"][0]).upper() if first["loc"] else ENV_PREFIX
