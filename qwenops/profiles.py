@@ -255,7 +255,7 @@ def resolve_profile(
     available = available_profiles(profiles_dir)
     data, sources, files = _load_chain(name, available)
     # env=None: the real environment and env file; a mapping (tests, `profiles list`): only that.
-    env_values = env_overrides(os.environ, read_env_file=True) if env is None else env_overrides(env)
+    env_values = env_overrides(env)
     for key, (value, origin) in env_values.items():
         data[key] = value
         sources[key] = origin
@@ -273,27 +273,19 @@ def load_profile(name: str, **kwargs: Any) -> Profile:
     return resolve_profile(name, **kwargs).profile
 
 
-def env_overrides(environ: Mapping[str, str], *, read_env_file: bool = False) -> dict[str, tuple[str, str]]:
+def env_overrides(environ: Mapping[str, str] | None = None) -> dict[str, tuple[str, str]]:
     """QWENOPS_<FIELD> values for overridable profile fields, each with its source.
 
-    The env file is parsed with python-dotenv (what pydantic-settings uses for qwenops.settings),
-    so both follow the same file rules; the environment wins over the file. Values stay strings
-    and are validated with the profile.
+    ENVIRON None means the real environment plus the env file (qwenops.settings.environment);
+    values stay strings and are validated with the profile.
     """
-    from qwenops.settings import ENV_PREFIX, env_file
+    from qwenops.settings import ENV_PREFIX, environment
 
     found: dict[str, tuple[str, str]] = {}
-    if read_env_file and env_file().is_file():
-        from dotenv import dotenv_values
-
-        for key, value in dotenv_values(env_file()).items():
-            field = key[len(ENV_PREFIX):].lower() if key.startswith(ENV_PREFIX) else ""
-            if field in OVERRIDABLE_FIELDS and value is not None:
-                found[field] = (value, f"env file {env_file()}")
-    for field in OVERRIDABLE_FIELDS:
-        var = ENV_PREFIX + field.upper()
-        if var in environ:
-            found[field] = (environ[var], f"environment {var}")
+    for name, (value, source) in environment(environ).items():
+        field = name[len(ENV_PREFIX):].lower()
+        if field in OVERRIDABLE_FIELDS:
+            found[field] = (value, source)
     return found
 
 
