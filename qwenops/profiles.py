@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 
 from qwenops.errors import ProfileInvalidError, ProfileNotFoundError
 
@@ -67,7 +68,7 @@ class Profile(_Strict):
     model: str = Field(description="Hugging Face repo id or local directory")
     served_model_name: str | None = Field(None, description="name clients send as `model`")
     host: str = Field("127.0.0.1", description="address the HTTP server binds")
-    port: int = Field(8000, ge=1, le=65535)
+    port: int = Field(8000, ge=1, le=65535, description="TCP port of the HTTP server")
     tensor_parallel_size: int | None = Field(None, ge=1, description="GPUs the model is split across")
     gpu_memory_utilization: float | None = Field(
         None, gt=0.0, le=1.0, description="share of total GPU memory vLLM may use (weights + activations + KV)"
@@ -85,9 +86,9 @@ class Profile(_Strict):
     extra_args: tuple[str, ...] = Field((), description="further vLLM flags, rendered verbatim after the others")
 
     env: dict[str, str] = Field(default_factory=dict, description="environment variables for the server")
-    client: ClientDefaults = Field(default_factory=ClientDefaults)  # type: ignore[arg-type]
-    requirements: Requirements = Field(default_factory=Requirements)  # type: ignore[arg-type]
-    supervise: Supervision = Field(default_factory=Supervision)  # type: ignore[arg-type]
+    client: ClientDefaults = Field(default_factory=ClientDefaults)
+    requirements: Requirements = Field(default_factory=Requirements)
+    supervise: Supervision = Field(default_factory=Supervision)
 
     @field_validator("extra_args")
     @classmethod
@@ -98,7 +99,7 @@ class Profile(_Strict):
             if arg.startswith("--") and field in VLLM_FLAG_FIELDS:
                 raise ValueError(f"{name} has its own profile field; set `{field}:` instead of extra_args")
             if name in ("--api-key",):
-                raise ValueError("--api-key must not be written in a profile; set QWENOPS_API_KEY in the environment")
+                raise ValueError("--api-key must not be written in a profile; set QWENOPS_API_KEY instead")
         return value
 
     @field_validator("env")
@@ -112,12 +113,9 @@ class Profile(_Strict):
     @model_validator(mode="after")
     def _consistent(self) -> Profile:
         # vLLM refuses to start when one step cannot schedule one token for every sequence.
-        if self.max_num_batched_tokens is not None and self.max_num_seqs is not None:
-            if self.max_num_batched_tokens < self.max_num_seqs:
-                raise ValueError(
-                    f"max_num_batched_tokens ({self.max_num_batched_tokens}) must be >= "
-                    f"max_num_seqs ({self.max_num_seqs})"
-                )
+        batched, seqs = self.max_num_batched_tokens, self.max_num_seqs
+        if batched is not None and seqs is not None and batched < seqs:
+            raise ValueError(f"max_num_batched_tokens ({batched}) must be >= max_num_seqs ({seqs})")
         return self
 
     @property
@@ -225,8 +223,9 @@ def _load_chain(
     if name not in available:
         known = ", ".join(sorted(available)) or "none found"
         if chain:
-            raise ProfileInvalidError(f"profile {chain[-1]!r} extends unknown profile {name!r} (available: {known})",
-                                      field="extends")
+            raise ProfileInvalidError(
+                f"profile {chain[-1]!r} extends unknown profile {name!r} (available: {known})", field="extends"
+            )
         raise ProfileNotFoundError(f"unknown profile {name!r}; available: {known}", field="profile")
     path = available[name]
     raw = _read_yaml(path)
@@ -239,8 +238,9 @@ def _load_chain(
             raise ProfileInvalidError(f"{path}: 'extends' must be a profile name", field="extends")
         data, sources, files = _load_chain(parent, available, (*chain, name))
     data = _merge(data, raw)
-    sources.update({key: f"profile {path.name}" for key in raw})
+    sources.update(dict.fromkeys(raw, f"profile {path.name}"))
     data["name"] = name
+    sources["name"] = f"file name {path.name}"
     return data, sources, [*files, path]
 
 
@@ -254,7 +254,8 @@ def resolve_profile(
     """Load NAME (following `extends`), apply QWENOPS_<FIELD> env values, then CLI values; validate."""
     available = available_profiles(profiles_dir)
     data, sources, files = _load_chain(name, available)
-    env_values = env_overrides(os.environ if env is None else env)
+    # env=None: the real environment and env file; a mapping (tests, `profiles list`): only that.
+    env_values = env_overrides(env)
     for key, (value, origin) in env_values.items():
         data[key] = value
         sources[key] = origin
@@ -272,28 +273,19 @@ def load_profile(name: str, **kwargs: Any) -> Profile:
     return resolve_profile(name, **kwargs).profile
 
 
-def env_overrides(environ: Mapping[str, str]) -> dict[str, tuple[str, str]]:
-    """QWENOPS_<FIELD> values (environment first, then the env file) for overridable profile fields.
+def env_overrides(environ: Mapping[str, str] | None = None) -> dict[str, tuple[str, str]]:
+    """QWENOPS_<FIELD> values for overridable profile fields, each with its source.
 
-    Read through pydantic-settings so the env file and the environment follow the same rules as
-    qwenops.settings; the values stay strings and are validated with the profile.
+    ENVIRON None means the real environment plus the env file (qwenops.settings.environment);
+    values stay strings and are validated with the profile.
     """
-    from pydantic_settings import BaseSettings, SettingsConfigDict
-
-    from qwenops.settings import ENV_PREFIX, env_file
-
-    class _Overrides(BaseSettings):
-        model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="allow")
+    from qwenops.settings import ENV_PREFIX, environment
 
     found: dict[str, tuple[str, str]] = {}
-    from_file = _Overrides(_env_file=env_file())  # type: ignore[call-arg]
-    for key, value in (from_file.model_extra or {}).items():
-        if key in OVERRIDABLE_FIELDS:
-            found[key] = (str(value), f"env file {env_file()}")
-    for field in OVERRIDABLE_FIELDS:
-        var = ENV_PREFIX + field.upper()
-        if var in environ:
-            found[field] = (environ[var], f"environment {var}")
+    for name, (value, source) in environment(environ).items():
+        field = name[len(ENV_PREFIX):].lower()
+        if field in OVERRIDABLE_FIELDS:
+            found[field] = (value, source)
     return found
 
 
@@ -310,28 +302,41 @@ def profile_error(exc: ValidationError, *, origin: str, sources: Mapping[str, st
     loc = [str(part) for part in error["loc"]]
     field = ".".join(loc) or "profile"
     where = sources.get(loc[0], f"profile {Path(origin).name}") if loc else origin
+    model, info = _field_info(loc)
     if error["type"] == "extra_forbidden":
-        model: type[BaseModel] = Profile
-        for part in loc[:-1]:
-            annotation = model.model_fields[part].annotation
-            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-                model = annotation
         close = difflib.get_close_matches(loc[-1], model.model_fields, n=1, cutoff=0.5)
         hint = f"did you mean {close[0]}?" if close else f"valid keys: {', '.join(model.model_fields)}"
         return ProfileInvalidError(f"unknown key in {where}", field=field, hint=hint)
     if error["type"] == "missing":
         return ProfileInvalidError(f"required, but not set in {where}", field=field)
-    message = _allowed(error)
-    return ProfileInvalidError(f"{message} (got {error.get('input')!r} from {where})", field=field)
+    return ProfileInvalidError(f"{_allowed(error, info)} (got {error.get('input')!r} from {where})", field=field)
 
 
-def _allowed(error: Mapping[str, Any]) -> str:
-    """Phrase pydantic's constraint as what is allowed."""
+def _field_info(loc: list[str]) -> tuple[type[BaseModel], FieldInfo | None]:
+    """The model that owns the last part of LOC, and that field's FieldInfo (None if unknown)."""
+    model: type[BaseModel] = Profile
+    for part in loc[:-1]:
+        info = model.model_fields.get(part)
+        annotation = info.annotation if info else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return model, None
+        model = annotation
+    return model, model.model_fields.get(loc[-1]) if loc else None
+
+
+def _allowed(error: Mapping[str, Any], info: FieldInfo | None) -> str:
+    """Phrase the violated constraint as the whole allowed range (all of the field's bounds)."""
+    symbols = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+    if error["type"] in ("greater_than", "greater_than_equal", "less_than", "less_than_equal") and info:
+        bounds = [
+            f"{symbols[name]} {getattr(meta, name)}"
+            for meta in info.metadata
+            for name in symbols
+            if getattr(meta, name, None) is not None
+        ]
+        if bounds:
+            return "must be " + " and ".join(bounds)
     ctx = error.get("ctx") or {}
-    bounds = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
-    parts = [f"{sym} {ctx[key]}" for key, sym in bounds.items() if key in ctx]
-    if parts:
-        return "must be " + " and ".join(parts)
     if error["type"] == "literal_error" and "expected" in ctx:
         return f"must be one of {ctx['expected']}"
     return str(error["msg"]).replace("Value error, ", "")
@@ -341,3 +346,76 @@ def describe_fields() -> Iterable[tuple[str, str]]:
     """(field, description) for every profile field, for docs and `profiles show`."""
     for name, info in Profile.model_fields.items():
         yield name, info.description or ""
+
+
+# ------------------------------------------------------------------------------------- command cores
+
+
+class ProfileSummary(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    engine: Engine
+    model: str
+    description: str
+    file: str
+
+
+class ProfileList(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    profiles: tuple[ProfileSummary, ...]
+    directories: tuple[str, ...]
+
+
+def list_profiles(profiles_dir: Path | None = None) -> ProfileList:
+    """Every profile that loads, with what it serves; a broken file raises with its problem."""
+    found = available_profiles(profiles_dir)
+    summaries = []
+    for name in sorted(found):
+        profile = resolve_profile(name, profiles_dir=profiles_dir, env={}).profile
+        summaries.append(
+            ProfileSummary(
+                name=name, engine=profile.engine, model=profile.model,
+                description=profile.description, file=str(found[name]),
+            )
+        )
+    return ProfileList(profiles=tuple(summaries), directories=tuple(str(d) for d in profile_dirs(profiles_dir)))
+
+
+class ProfileView(BaseModel):
+    """A resolved profile as `profiles show` reports it; secrets appear only as '***'."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    files: tuple[str, ...]
+    values: dict[str, Any]
+    sources: dict[str, str]
+    api_key: str | None
+
+
+def show_profile(resolved: ResolvedProfile, *, api_key_set: bool) -> ProfileView:
+    return ProfileView(
+        name=resolved.profile.name,
+        files=resolved.files,
+        values=resolved.profile.model_dump(mode="json"),
+        sources=dict(sorted(resolved.sources.items(), key=lambda kv: list(Profile.model_fields).index(kv[0]))),
+        api_key="***" if api_key_set else None,
+    )
+
+
+def parse_overrides(pairs: Iterable[str]) -> dict[str, str]:
+    """`--set FIELD=VALUE` pairs -> {field: value}; only overridable profile fields are accepted."""
+    overrides: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise ProfileInvalidError(f"expected FIELD=VALUE, got {pair!r}", field="--set")
+        if key not in OVERRIDABLE_FIELDS:
+            close = difflib.get_close_matches(key, OVERRIDABLE_FIELDS, n=1, cutoff=0.5)
+            hint = f"did you mean {close[0]}?" if close else f"one of: {', '.join(OVERRIDABLE_FIELDS)}"
+            raise ProfileInvalidError(f"{key!r} cannot be set from the command line", field="--set", hint=hint)
+        overrides[key] = value
+    return overrides

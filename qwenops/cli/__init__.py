@@ -8,7 +8,6 @@ torch, vLLM, pynvml, FastAPI or transformers. Register a command here only once 
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any
 
 import click
@@ -80,4 +79,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -63,3 +63,26 @@ def finish(result: CommandResult, *, json_mode: bool, view: View | None = None) 
     code = result.exit_code
     if code is not ExitCode.OK:
         raise click.exceptions.Exit(int(code))
+
+
+def profile_option(func: F) -> F:
+    """`--profile NAME` (default: $QWENOPS_PROFILE, else the embedded cpu-tiny)."""
+    return click.option(
+        "-p", "--profile", "profile", metavar="NAME",
+        help="Profile name from configs/profiles (default: $QWENOPS_PROFILE or cpu-tiny).",
+    )(func)
+
+
+def override_option(func: F) -> F:
+    """`--set FIELD=VALUE`, repeatable: the command line's layer of CLI > env > profile > default."""
+    return click.option(
+        "--set", "overrides", multiple=True, metavar="FIELD=VALUE",
+        help="Override a profile field for this run, e.g. --set max_model_len=4096 (repeatable).",
+    )(func)
+
+
+def profile_name(profile: str | None) -> str:
+    """The --profile value, else $QWENOPS_PROFILE (environment or env file), else cpu-tiny."""
+    from qwenops.settings import locations
+
+    return profile or locations().profile

@@ -1,0 +1,78 @@
+"""`qwenops profiles list|show`: what can be served, and where every value comes from."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from qwenops.cli._common import finish, json_option, override_option
+from qwenops.results import CommandResult
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from qwenops.profiles import ProfileList, ProfileView
+
+
+@click.group()
+def profiles() -> None:
+    """List and inspect launch profiles (configs/profiles/*.yaml)."""
+
+
+@profiles.command("list")
+@json_option
+def list_command(json_mode: bool) -> None:
+    """List the profiles qwenops can serve."""
+    from qwenops.profiles import list_profiles
+    from qwenops.settings import locations
+
+    data = list_profiles(locations().profiles_dir)
+    finish(CommandResult(command="profiles list", data=data), json_mode=json_mode, view=_list_view)
+
+
+@profiles.command("show")
+@click.argument("name")
+@click.option("--sources", is_flag=True, help="Show where each value came from (CLI > env > profile > default).")
+@override_option
+@json_option
+def show_command(name: str, sources: bool, overrides: tuple[str, ...], json_mode: bool) -> None:
+    """Show profile NAME as it resolves here (environment and --set applied)."""
+    from qwenops.profiles import parse_overrides, resolve_profile, show_profile
+    from qwenops.settings import load_settings
+
+    settings = load_settings()
+    resolved = resolve_profile(name, cli_overrides=parse_overrides(overrides), profiles_dir=settings.profiles_dir)
+    data = show_profile(resolved, api_key_set=settings.api_key is not None)
+    finish(
+        CommandResult(command="profiles show", data=data),
+        json_mode=json_mode,
+        view=lambda view: _show_view(view, with_sources=sources),
+    )
+
+
+def _list_view(data: ProfileList) -> RenderableType:
+    from qwenops.cli._views import table
+
+    return table(["profile", "engine", "model", "description"],
+                 [(p.name, p.engine, p.model, p.description) for p in data.profiles])
+
+
+def _show_view(data: ProfileView, *, with_sources: bool) -> RenderableType:
+    from qwenops.cli._views import table
+
+    def cell(value: Any) -> str:
+        if isinstance(value, dict):
+            return ", ".join(f"{k}={v}" for k, v in value.items()) or "{}"
+        if isinstance(value, list):
+            return " ".join(map(str, value)) or "[]"
+        return "—" if value is None else str(value)
+
+    rows: list[tuple[str, ...]] = [
+        (field, cell(value), data.sources.get(field, "")) if with_sources else (field, cell(value))
+        for field, value in data.values.items()
+    ]
+    key_row = ("api_key", data.api_key or "—", "environment" if data.api_key else "")
+    rows.append(key_row if with_sources else key_row[:2])
+    columns = ["field", "value", "source"] if with_sources else ["field", "value"]
+    return table(columns, rows, title=f"profile {data.name}  ({' <- '.join(reversed(data.files))})")

@@ -1,0 +1,49 @@
+"""Isolation for every test: no QWENOPS_* from the developer's shell, a private state dir."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+GOLDEN = REPO / "tests" / "golden"
+# A fixed state dir makes rendered paths (cpu-tiny's model dir) the same on every machine.
+GOLDEN_STATE_DIR = "/var/lib/qwenops"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden", action="store_true", default=False,
+        help="Rewrite golden files under tests/golden/ from the current output instead of comparing.",
+    )
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for key in list(os.environ):
+        if key.startswith("QWENOPS_") or key in ("VLLM_API_KEY", "NOTIFY_SOCKET"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("QWENOPS_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("QWENOPS_ENV_FILE", str(tmp_path / "no.env"))
+    monkeypatch.setenv("NO_COLOR", "1")
+    yield
+
+
+@pytest.fixture
+def golden(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """golden(relative_path, text): compare with tests/golden/<path>, or rewrite it with --update-golden."""
+    update = request.config.getoption("--update-golden")
+
+    def check(relative: str, text: str) -> None:
+        path = GOLDEN / relative
+        if update:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            return
+        assert path.exists(), f"missing golden file {path}; run pytest --update-golden"
+        assert text == path.read_text(encoding="utf-8"), f"{relative} differs from its golden file"
+
+    return check

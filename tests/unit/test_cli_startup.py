@@ -1,0 +1,37 @@
+"""`qwenops --help` must stay light: no engine, GPU or web framework imports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("torch", "vllm", "pynvml", "fastapi", "transformers", "tokenizers", "httpx")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--help"], ["--version"], ["profiles", "list"], ["render", "flags", "--profile", "4090d"]],
+)
+def test_commands_do_not_import_heavy_modules(args: list[str]) -> None:
+    probe = (
+        "import sys, json\n"
+        "from qwenops.cli import cli\n"
+        "try:\n"
+        f"    cli.main({args!r}, prog_name='qwenops', standalone_mode=False)\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)), file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    loaded = json.loads(done.stderr.strip().splitlines()[-1])
+    assert loaded == [], f"qwenops {' '.join(args)} imported {loaded}"
+
+
+def test_version_matches_package() -> None:
+    from qwenops import __version__
+
+    done = subprocess.run([sys.executable, "-m", "qwenops", "--version"], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == f"qwenops, version {__version__}"

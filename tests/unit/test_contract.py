@@ -1,0 +1,79 @@
+"""The contracts other tools rely on: the JSON envelope and the exit codes (ARCHITECTURE.md)."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from qwenops.cli import cli
+from qwenops.errors import ExitCode
+from qwenops.results import SCHEMA_VERSION, CommandResult
+
+ENVELOPE_KEYS = ["qwenops", "command", "ok", "data", "errors"]
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_exit_codes_are_the_documented_numbers() -> None:
+    assert {c.name: int(c) for c in ExitCode} == {
+        "OK": 0, "CHECK_FAILED": 1, "BAD_INPUT": 2, "UNREACHABLE": 3, "INTERNAL": 4,
+    }
+
+
+def test_envelope_shape_on_success() -> None:
+    code, out, err = run("render", "flags", "--profile", "4090d", "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert list(doc) == ENVELOPE_KEYS
+    assert doc["qwenops"] == SCHEMA_VERSION
+    assert doc["command"] == "render flags"
+    assert doc["ok"] is True
+    assert doc["errors"] == []
+    assert doc["data"]["argv"][:3] == ["vllm", "serve", "Qwen/Qwen3-14B-AWQ"]
+
+
+def test_envelope_shape_on_error_is_one_document_with_exit_2() -> None:
+    code, out, err = run("profiles", "show", "nope", "--json")
+    assert code == ExitCode.BAD_INPUT
+    doc = json.loads(out)  # exactly one JSON document, nothing else on stdout
+    assert list(doc) == ENVELOPE_KEYS
+    assert doc["ok"] is False
+    assert doc["command"] == "profiles show"
+    assert doc["data"] is None
+    [error] = doc["errors"]
+    assert error["code"] == "profile_not_found"
+    assert error["field"] == "profile"
+    assert err == ""
+
+
+def test_usage_error_with_json_still_prints_an_envelope() -> None:
+    code, out, _ = run("render", "flags", "--json", "--no-such-option")
+    assert code == ExitCode.BAD_INPUT
+    doc = json.loads(out)
+    assert doc["ok"] is False
+    assert "no-such-option" in doc["errors"][0]["message"]
+
+
+def test_failed_result_maps_to_its_exit_code() -> None:
+    assert CommandResult(command="x", ok=False).exit_code == ExitCode.CHECK_FAILED
+    assert CommandResult(command="x", ok=False, failure_code=ExitCode.UNREACHABLE).exit_code == 3
+    assert CommandResult(command="x").exit_code == ExitCode.OK
+
+
+def test_internal_error_is_one_line_and_exit_4(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from qwenops import render
+
+    def boom(*_a: object, **_k: object) -> None:
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(render, "render_flags", boom)
+    code, out, err = run("render", "flags", "--profile", "4090d")
+    assert code == ExitCode.INTERNAL
+    assert out == ""
+    assert err.count("\n") == 1
+    assert "internal error: RuntimeError: simulated bug" in err
+    assert "Traceback" not in err

@@ -1,0 +1,168 @@
+"""Profiles: shipped ones validate, extends/precedence work, and bad input gets one clear line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from qwenops.cli import cli
+from qwenops.errors import ExitCode, ProfileInvalidError, ProfileNotFoundError
+from qwenops.profiles import Profile, available_profiles, resolve_profile
+
+SHIPPED = ["4090d", "4090d-fp8", "4090d-bf16-offload", "cpu-tiny"]
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_every_shipped_profile_is_there_and_valid() -> None:
+    assert set(SHIPPED) <= set(available_profiles())
+    for name in SHIPPED:
+        assert isinstance(resolve_profile(name, env={}).profile, Profile)
+
+
+def test_4090d_is_the_article_flags_on_a_quantized_checkpoint() -> None:
+    p = resolve_profile("4090d", env={}).profile
+    assert (p.tensor_parallel_size, p.gpu_memory_utilization, p.max_num_seqs, p.max_model_len) == (1, 0.95, 32, 2048)
+    assert p.enforce_eager and p.disable_log_stats
+    assert (p.port, p.served_model_name) == (8000, "Qwen3-14B")
+    assert "AWQ" in p.model and p.quantization == "awq_marlin"
+    assert (p.client.temperature, p.client.top_p, p.client.max_tokens) == (0.8, 0.9, 512)
+
+
+def test_extends_inherits_and_overrides() -> None:
+    fp8 = resolve_profile("4090d-fp8", env={})
+    assert fp8.profile.model == "Qwen/Qwen3-14B-FP8"
+    assert fp8.profile.max_num_seqs == 32
+    assert fp8.sources["model"] == "profile 4090d-fp8.yaml"
+    assert fp8.sources["max_num_seqs"] == "profile 4090d.yaml"
+    offload = resolve_profile("4090d-bf16-offload", env={}).profile
+    assert offload.quantization is None  # `null` in the child removes the parent's value
+    assert offload.cpu_offload_gb == 12
+
+
+def test_precedence_cli_over_env_over_profile_over_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env_file = tmp_path / "q.env"
+    env_file.write_text("QWENOPS_PORT=9001\nQWENOPS_MAX_MODEL_LEN=1024\n")
+    monkeypatch.setenv("QWENOPS_ENV_FILE", str(env_file))
+    monkeypatch.setenv("QWENOPS_MAX_MODEL_LEN", "4096")
+    r = resolve_profile("4090d", cli_overrides={"max_num_seqs": "8"})
+    assert (r.profile.max_num_seqs, r.sources["max_num_seqs"]) == (8, "command line")
+    assert (r.profile.max_model_len, r.sources["max_model_len"]) == (4096, "environment QWENOPS_MAX_MODEL_LEN")
+    assert (r.profile.port, r.sources["port"]) == (9001, f"env file {env_file}")
+    assert (r.profile.gpu_memory_utilization, r.sources["gpu_memory_utilization"]) == (0.95, "profile 4090d.yaml")
+    assert (r.profile.max_num_batched_tokens, r.sources["max_num_batched_tokens"]) == (None, "default")
+
+
+def test_show_sources_and_secret_masking(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QWENOPS_API_KEY", "sk-very-secret")
+    monkeypatch.setenv("QWENOPS_PORT", "8123")
+    code, out, err = run("profiles", "show", "4090d", "--sources", "--set", "max_num_seqs=4")
+    assert code == 0, err
+    assert "sk-very-secret" not in out + err
+    assert "***" in out
+    assert "environment QWENOPS_PORT" in out and "command line" in out
+    code, out, _ = run("profiles", "show", "4090d", "--json")
+    assert "sk-very-secret" not in out
+    assert json.loads(out)["data"]["api_key"] == "***"
+
+
+def test_api_key_never_reaches_rendered_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QWENOPS_API_KEY", "sk-very-secret")
+    for args in (["render", "flags", "-p", "4090d", "--json"], ["render", "script", "-p", "4090d"]):
+        code, out, err = run(*args)
+        assert code == 0
+        assert "sk-very-secret" not in out + err
+        assert "--api-key" not in out
+
+
+def test_profiles_list_json_names_every_profile() -> None:
+    code, out, _ = run("profiles", "list", "--json")
+    assert code == 0
+    names = [p["name"] for p in json.loads(out)["data"]["profiles"]]
+    assert set(SHIPPED) <= set(names)
+
+
+# ----------------------------------------------------------------------------------------- bad input
+
+
+def write_profile(directory: Path, name: str, text: str) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{name}.yaml").write_text(text)
+
+
+BAD_PROFILES = {
+    "syntax": ("model: x\nport: [8000\n", "YAML syntax error at", "bad-syntax.yaml:3"),
+    "unknown-key": ("model: x\nmax_num_seq: 4\n", "max_num_seq: unknown key", "did you mean max_num_seqs?"),
+    "nested-unknown": ("model: x\nclient:\n  temprature: 0.5\n", "client.temprature", "did you mean temperature?"),
+    "gmu-high": ("model: x\ngpu_memory_utilization: 1.5\n", "gpu_memory_utilization: must be > 0.0 and <= 1.0",
+                 "1.5"),
+    "gmu-zero": ("model: x\ngpu_memory_utilization: 0\n", "gpu_memory_utilization: must be > 0.0", "0"),
+    "negative-len": ("model: x\nmax_model_len: -5\n", "max_model_len: must be >= 1", "-5"),
+    "tp-zero": ("model: x\ntensor_parallel_size: 0\n", "tensor_parallel_size: must be >= 1", "0"),
+    "bad-engine": ("model: x\nengine: tgi\n", "engine: must be one of 'vllm' or 'vllm-cpu'", "tgi"),
+    "no-model": ("port: 8000\n", "model: required", ""),
+    "not-a-mapping": ("- model\n", "must hold a mapping", ""),
+    "api-key-in-args": ("model: x\nextra_args: ['--api-key', 'abc']\n", "extra_args: --api-key must not", ""),
+    "loop": ("extends: bad-loop\nmodel: x\n", "'extends' loops", ""),
+    "missing-parent": ("extends: ghost\nmodel: x\n", "extends unknown profile 'ghost'", ""),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_PROFILES))
+def test_bad_profile_gives_one_line_and_exit_2(case: str, tmp_path: Path) -> None:
+    text, expected, detail = BAD_PROFILES[case]
+    directory = tmp_path / "profiles"
+    write_profile(directory, f"bad-{case}", text)
+    code, out, err = run("render", "flags", "--profile", f"bad-{case}", env={"QWENOPS_PROFILES_DIR": str(directory)})
+    assert code == ExitCode.BAD_INPUT
+    assert out == ""
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert expected in err and detail in err
+    assert "Traceback" not in err
+
+
+def test_unknown_profile_lists_the_available_ones() -> None:
+    code, _, err = run("render", "flags", "--profile", "4090")
+    assert code == ExitCode.BAD_INPUT
+    assert "unknown profile '4090'; available: 4090d, 4090d-bf16-offload, 4090d-fp8, cpu-tiny" in err
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"QWENOPS_PORT": "eighty"}, "port: Input should be a valid integer"),
+        ({"QWENOPS_PORT": "70000"}, "port: must be >= 1 and <= 65535 (got '70000' from environment QWENOPS_PORT)"),
+        ({"QWENOPS_GPU_MEMORY_UTILIZATION": "95"}, "from environment QWENOPS_GPU_MEMORY_UTILIZATION"),
+    ],
+)
+def test_bad_environment_value_names_the_variable(env: dict[str, str], expected: str) -> None:
+    code, _, err = run("render", "flags", "--profile", "4090d", env=env)
+    assert code == ExitCode.BAD_INPUT
+    assert expected in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("arg", "expected"),
+    [
+        ("max_num_seq=4", "did you mean max_num_seqs?"),
+        ("max_num_seqs", "expected FIELD=VALUE"),
+        ("max_num_seqs=0", "max_num_seqs: must be >= 1 (got '0' from command line)"),
+    ],
+)
+def test_bad_set_override(arg: str, expected: str) -> None:
+    code, _, err = run("render", "flags", "-p", "4090d", "--set", arg)
+    assert code == ExitCode.BAD_INPUT
+    assert expected in err
+
+
+def test_errors_raise_typed_exceptions_for_library_users() -> None:
+    with pytest.raises(ProfileNotFoundError):
+        resolve_profile("nope", env={})
+    with pytest.raises(ProfileInvalidError):
+        resolve_profile("4090d", env={}, cli_overrides={"max_num_batched_tokens": "8", "max_num_seqs": "32"})
