@@ -91,15 +91,21 @@ class ChatDelta:
     reasoning_content: str = ""
     finish_reason: str | None = None
     usage: Usage | None = None
+    has_choice: bool = True  # False for the usage-only chunk, whose `choices` is empty
 
     @property
     def is_token(self) -> bool:
-        """True for a chunk that an engine step produced: text, or the final chunk of the choice.
+        """True for a chunk that a generated token produced: any chunk with a choice except the
+        opening one that only announces the role.
 
-        vLLM sends one such chunk per generated token (the stop token comes as the empty chunk that
-        carries `finish_reason`), so counting them gives the output token count.
+        vLLM sends one per token, text or not: the stop token is the empty chunk with `finish_reason`,
+        and special tokens (after `ignore_eos`) arrive as `content: ""`; counting them gives
+        `usage.completion_tokens` (pinned on recorded captures by tests/unit/test_stream_client.py).
         """
-        return bool(self.content or self.reasoning_content or self.finish_reason)
+        if not self.has_choice:
+            return False
+        announces_role = self.role is not None and not (self.content or self.reasoning_content)
+        return not announces_role or self.finish_reason is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +209,7 @@ def chunk_to_delta(chunk: Mapping[str, Any], arrived_s: float) -> ChatDelta:
         content=content or "",
         reasoning_content=reasoning or "",
         finish_reason=finish,
+        has_choice=bool(choices),
         usage=Usage(
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),

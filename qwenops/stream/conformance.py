@@ -236,7 +236,7 @@ def _no_in_band_error(_r: StreamRecord, parsed: Parsed, _e: Expectations) -> Che
         error = parsed.errors[0]
         message = error.get("message") if isinstance(error, dict) else error
         return _fail("no_in_band_error", f"the server sent an error event: {_short(message)}")
-    return _ok("no_in_band_error")
+    return _ok("no_in_band_error", "none")
 
 
 def _token_count(_r: StreamRecord, parsed: Parsed, _e: Expectations) -> Check:

@@ -12,10 +12,10 @@ and when the bytes that complete each chunk arrive (`ChatDelta.arrived_s`).
     output_tokens      = usage.completion_tokens, else the count of token chunks
     output_tokens_per_s = output_tokens / e2e_s            (aggregate: all tokens / wall time of the run)
 
-A token chunk carries content, reasoning or the finish_reason: vLLM sends one per generated token (the
-stop token is the empty chunk with `finish_reason`). The trailing usage chunk and `[DONE]` are not
-tokens, so they do not move `e2e_s` — as in vLLM's benchmark, where the request ends at the last chunk
-with choices. Percentiles interpolate linearly between ranks, like `numpy.percentile` in vLLM's bench.
+A token chunk is any chunk with a choice except the opening role announcement (`ChatDelta.is_token`):
+vLLM sends one per generated token, the stop token included. The trailing usage chunk and `[DONE]` are
+not tokens, so they do not move `e2e_s` — as in vLLM's benchmark, where the request ends at the last
+chunk with choices. Percentiles interpolate linearly between ranks, like `numpy.percentile` in vLLM's bench.
 """
 
 from __future__ import annotations

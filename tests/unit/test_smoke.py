@@ -1,0 +1,254 @@
+"""smoke-stream without a server: every check on hand-broken streams, the report contract, the
+rendered summary and JUnit (golden files), and bad input on the command line."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from qwenops.cli import cli
+from qwenops.errors import StreamInterrupted
+from qwenops.smoke import SmokeOptions, build_report, write_junit
+from qwenops.smoke_view import smoke_summary
+from qwenops.stream.client import TimedEvent
+from qwenops.stream.conformance import CHECK_NAMES, Expectations, StreamRecord, check_stream
+from qwenops.stream.sse import parse_sse
+
+
+def chunk(content: str | None = None, *, role: str | None = None, finish: str | None = None,
+          id: str = "chatcmpl-1", model: str = "Qwen3-14B", **extra: Any) -> dict[str, Any]:
+    delta: dict[str, Any] = {}
+    if role is not None:
+        delta["role"] = role
+    if content is not None:
+        delta["content"] = content
+    return {"id": id, "object": "chat.completion.chunk", "created": 1, "model": model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}], **extra}
+
+
+def usage_chunk(completion: int, *, id: str = "chatcmpl-1") -> dict[str, Any]:
+    return {"id": id, "object": "chat.completion.chunk", "created": 1, "model": "Qwen3-14B", "choices": [],
+            "usage": {"prompt_tokens": 13, "completion_tokens": completion, "total_tokens": 13 + completion}}
+
+
+def good_events() -> list[Any]:
+    return [chunk("", role="assistant"), chunk("Hello"), chunk("!"), chunk("", finish="stop"), usage_chunk(3), "[DONE]"]
+
+
+def sse(events: list[Any]) -> bytes:
+    return b"".join(b"data: " + (e if isinstance(e, str) else json.dumps(e)).encode() + b"\n\n" for e in events)
+
+
+def record(raw: bytes, *, status: int = 200, content_type: str = "text/event-stream; charset=utf-8",
+           error: Exception | None = None, start: float = 10.0, step: float = 0.25) -> StreamRecord:
+    events = [TimedEvent(start + 0.5 + i * step, e) for i, e in enumerate(parse_sse(raw))]
+    return StreamRecord(status_code=status, content_type=content_type, sent_s=start, events=events,
+                        error=error)  # type: ignore[arg-type]
+
+
+EXPECT = Expectations(model="Qwen3-14B", include_usage=True, known_answer="Hello!")
+
+
+def failed(checks: list[Any]) -> dict[str, str]:
+    return {c.name: c.detail for c in checks if not c.ok}
+
+
+def test_a_good_stream_passes_every_check() -> None:
+    checks = check_stream(record(sse(good_events())), EXPECT)
+    assert [c.name for c in checks] == list(CHECK_NAMES)
+    assert failed(checks) == {}
+
+
+@pytest.mark.parametrize(
+    ("events", "broken"),
+    [
+        ([chunk("", role="assistant"), "not json", chunk("Hello"), chunk("!"), chunk("", finish="stop"),
+          usage_chunk(3), "[DONE]"],
+         {"json_events"}),
+        ([{**chunk("", role="assistant"), "object": "chat.completion"}, chunk("Hello"), chunk("!"),
+          chunk("", finish="stop"), usage_chunk(3), "[DONE]"], {"chunk_object"}),
+        ([chunk("", role="assistant"), chunk("Hello", id="other"), chunk("!"), chunk("", finish="stop"),
+          usage_chunk(3), "[DONE]"], {"stable_id"}),
+        ([chunk("", role="assistant", model="qwen"), chunk("Hello"), chunk("!"), chunk("", finish="stop"),
+          usage_chunk(3), "[DONE]"], {"model_name"}),
+        ([chunk("Hello"), chunk("!"), chunk("", finish="stop"), usage_chunk(3), "[DONE]"], {"first_delta_role"}),
+        ([chunk("", role="assistant"), chunk("", finish="stop"), usage_chunk(1), "[DONE]"],
+         {"non_empty_delta", "coherence"}),
+        ([chunk("", role="assistant"), chunk("Hello", finish="length"), chunk("!", finish="stop"), usage_chunk(2),
+          "[DONE]"], {"single_finish_reason"}),
+        ([chunk("", role="assistant"), chunk("Hello"), chunk("!"), chunk("", finish="stop"), "[DONE]"],
+         {"usage_chunk"}),
+        ([chunk("", role="assistant"), chunk("Hello"), chunk("!"), chunk("", finish="stop"), "[DONE]",
+          usage_chunk(3)], {"done_last"}),
+        ([chunk("", role="assistant"), chunk("Hello"), chunk("!"), chunk("", finish="stop"), usage_chunk(7),
+          "[DONE]"], {"token_count"}),
+        ([chunk("", role="assistant"), chunk("Hello"), chunk("?"), chunk("", finish="stop"), usage_chunk(3),
+          "[DONE]"], {"coherence"}),
+        ([chunk("", role="assistant"), chunk("Hello"),
+          {"error": {"message": "EngineCore encountered an issue.", "type": "InternalServerError", "code": 500}},
+          "[DONE]"], {"single_finish_reason", "usage_chunk", "no_in_band_error", "coherence"}),
+    ],
+    ids=["not-json", "object", "id", "model", "role", "empty", "two-finish", "no-usage", "done-not-last",
+         "token-count", "incoherent", "in-band-error"],
+)
+def test_each_broken_stream_fails_its_own_check(events: list[Any], broken: set[str]) -> None:
+    assert set(failed(check_stream(record(sse(events)), EXPECT))) == broken
+
+
+def test_a_cut_stream_fails_completed_and_done_last() -> None:
+    raw = sse(good_events()[:3])
+    cut = StreamInterrupted("stream interrupted after 2 tokens", text_so_far="", chunks=2)
+    problems = failed(check_stream(record(raw, error=cut), EXPECT))
+    assert problems["completed"].startswith("stream_interrupted:")
+    assert {"done_last", "single_finish_reason", "usage_chunk"} <= set(problems)
+
+
+def test_http_error_and_wrong_content_type() -> None:
+    problems = failed(check_stream(record(b'{"error": "Unauthorized"}', status=401,
+                                          content_type="application/json"), EXPECT))
+    assert "http_status" in problems and "content_type" in problems
+    assert problems["content_type"] == "Content-Type is 'application/json', not text/event-stream"
+
+
+def test_usage_not_asked_is_skipped_not_failed() -> None:
+    events = [chunk("", role="assistant"), chunk("Hello"), chunk("!"), chunk("", finish="stop"), "[DONE]"]
+    checks = check_stream(record(sse(events)), Expectations(model="Qwen3-14B", include_usage=False))
+    by_name = {c.name: c for c in checks}
+    assert by_name["usage_chunk"].skipped and by_name["usage_chunk"].ok
+    assert by_name["token_count"].skipped and by_name["coherence"].skipped
+
+
+# A prompt without a known answer: coherence is skipped, whichever tiny model is installed.
+OPTIONS = SmokeOptions(base_url="http://127.0.0.1:18200", model="Qwen3-14B", prompt="Greet the tests.",
+                       max_tokens=64, concurrency=2, requests=2, max_ttft_s=0.6, min_tokens_per_s=1.0)
+
+
+def fixed_report(*, second: StreamRecord | None = None) -> Any:
+    records = [record(sse(good_events())), second or record(sse(good_events()), start=20.0, step=0.5)]
+    return build_report(OPTIONS, records, wall_s=12.5)
+
+
+def test_report_json_has_the_contract_keys() -> None:
+    from qwenops.results import CommandResult
+
+    data = CommandResult(command="smoke-stream", data=fixed_report()).envelope()["data"]
+    assert {"ok", "checks", "ttft_s", "itl_s", "tpot_s", "e2e_s", "output_tokens", "output_tokens_per_s"} <= set(data)
+    assert set(data["itl_s"]) == {"p50", "p90", "p99"}
+    assert all(set(c) >= {"name", "ok", "detail"} for c in data["checks"])
+    assert "api_key" not in json.dumps(data)
+
+
+def test_report_numbers_follow_the_formulas() -> None:
+    report = fixed_report()
+    # stream 0: sent 10.0, chunks at 10.5, 10.75, 11.0, 11.25 (stop), usage 11.5
+    # stream 1: sent 20.0, chunks at 20.5, 21.0, 21.5, 22.0 (stop), usage 22.5
+    assert report.ttft_s == pytest.approx((0.75 + 1.0) / 2)
+    assert report.e2e_s == pytest.approx((1.25 + 2.0) / 2)
+    assert report.tpot_s == pytest.approx(((1.25 - 0.75) / 2 + (2.0 - 1.0) / 2) / 2)
+    assert report.output_tokens == 6
+    assert report.output_tokens_per_s == pytest.approx(6 / 12.5)
+    assert report.itl_s.p50 == pytest.approx(0.375)
+
+
+def test_thresholds_fail_the_run() -> None:
+    report = fixed_report()
+    by_name = {c.name: c for c in report.checks}
+    assert not by_name["max_ttft"].ok  # stream 1's TTFT is 1.0 s > 0.6 s
+    assert by_name["min_tokens_per_s"].ok
+    assert not report.ok
+    assert report.streams_ok == 2
+
+
+def test_summary_view_golden(golden: Any) -> None:
+    from rich.console import Console
+
+    console = Console(width=110, record=True, no_color=True, file=open("/dev/null", "w"))  # noqa: SIM115, PTH123
+    cut = StreamInterrupted("stream interrupted after 2 tokens: the server closed the connection before "
+                            "data: [DONE]", text_so_far="", chunks=2)
+    console.print(smoke_summary(fixed_report(second=record(sse(good_events()[:3]), start=20.0, error=cut))))
+    golden("smoke/summary.txt", console.export_text())
+
+
+def test_junit_golden(golden: Any, tmp_path: Path) -> None:
+    path = tmp_path / "smoke.xml"
+    write_junit(fixed_report(), path)
+    golden("smoke/junit.xml", path.read_text(encoding="utf-8"))
+
+
+# ------------------------------------------------------------------- command line
+
+
+def invoke(*args: str) -> Any:
+    return CliRunner().invoke(cli, ["smoke-stream", *args], catch_exceptions=False)
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["--concurrency", "0"], "--concurrency"),
+        (["--requests", "-1"], "--requests"),
+        (["--max-tokens", "x"], "--max-tokens"),
+        (["--max-ttft", "0"], "--max-ttft"),
+        (["--min-tokens-per-s", "-2"], "--min-tokens-per-s"),
+        (["--timeout", "nan-ish"], "--timeout"),
+        (["--base-url", "ftp://host:1"], "--base-url"),
+        (["--base-url", "http://127.0.0.1:99999"], "--base-url"),
+        (["--prompt", "  "], "--prompt"),
+        (["--profile", "no-such-profile"], "profile"),
+    ],
+)
+@pytest.mark.parametrize("json_mode", [False, True])
+def test_bad_input_is_one_line_and_exit_2(args: list[str], field: str, json_mode: bool) -> None:
+    result = invoke(*args, *(["--json"] if json_mode else []))
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    if json_mode:
+        envelope = json.loads(result.stdout)
+        assert envelope["ok"] is False and envelope["command"] == "smoke-stream"
+        assert field in json.dumps(envelope["errors"])
+    else:
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert field in result.stderr
+        assert len(lines) <= 3  # click's usage line + hint + the error, or our one line
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])  # closed again when the block ends: nothing listens there
+
+
+def test_unreachable_server_exits_3_with_one_line() -> None:
+    port = closed_port()
+    result = invoke("--base-url", f"http://127.0.0.1:{port}", "--timeout", "2")
+    assert result.exit_code == 3
+    assert re.fullmatch(r"error: base_url: cannot connect to http://127\.0\.0\.1:\d+: .*\n", result.stderr)
+    assert result.stdout == ""
+
+
+def test_unreachable_server_json() -> None:
+    result = invoke("--base-url", f"http://127.0.0.1:{closed_port()}", "--json")
+    assert result.exit_code == 3
+    envelope = json.loads(result.stdout)
+    assert envelope["errors"][0]["code"] == "unreachable"
+
+
+@pytest.mark.parametrize("args", [["--json"], []])
+def test_no_live_view_with_json_or_without_a_terminal(monkeypatch: pytest.MonkeyPatch, args: list[str]) -> None:
+    import qwenops.smoke_view as view
+
+    seen: list[bool] = []
+
+    def fake_run(options: SmokeOptions, *, live: bool, junit_path: Path | None) -> Any:
+        seen.append(live)
+        return fixed_report()
+
+    monkeypatch.setattr(view, "run_smoke_in_terminal", fake_run)
+    invoke("--base-url", "http://127.0.0.1:1", *args)
+    assert seen == [False]

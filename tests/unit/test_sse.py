@@ -1,0 +1,102 @@
+"""The SSE parser against the WHATWG rules: every case whole, split at every offset, byte by byte,
+and (hypothesis) under any chunking of any stream."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from qwenops.stream.sse import ServerSentEvent, SSEDecoder, parse_sse
+from tests.conftest import REPO
+
+CASES = REPO / "tests" / "data" / "sse" / "synthetic"
+EXPECTED: dict[str, dict[str, object]] = json.loads((CASES / "expected.json").read_text(encoding="utf-8"))
+
+
+def feed_chunks(chunks: list[bytes]) -> list[ServerSentEvent]:
+    decoder = SSEDecoder()
+    events = [event for chunk in chunks for event in decoder.feed(chunk)]
+    return events + decoder.close()
+
+
+def as_dicts(events: list[ServerSentEvent]) -> list[dict[str, object]]:
+    return [asdict(e) for e in events]
+
+
+def test_every_case_file_has_an_expectation() -> None:
+    assert sorted(p.stem for p in CASES.glob("*.sse")) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_case_whole(name: str) -> None:
+    raw = (CASES / f"{name}.sse").read_bytes()
+    assert as_dicts(parse_sse(raw)) == EXPECTED[name]["events"], EXPECTED[name]["why"]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_case_split_at_every_offset(name: str) -> None:
+    raw = (CASES / f"{name}.sse").read_bytes()
+    for cut in range(len(raw) + 1):
+        assert as_dicts(feed_chunks([raw[:cut], raw[cut:]])) == EXPECTED[name]["events"], f"split at {cut}"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_case_one_byte_at_a_time(name: str) -> None:
+    raw = (CASES / f"{name}.sse").read_bytes()
+    assert as_dicts(feed_chunks([raw[i : i + 1] for i in range(len(raw))])) == EXPECTED[name]["events"]
+
+
+def test_cr_at_end_of_a_read_dispatches_without_waiting_for_the_next_read() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: a\r\r") == [ServerSentEvent(data="a")]
+    # The LF that completes the CRLF arrives late: it must not count as another (empty) line.
+    assert decoder.feed(b"\ndata: b\r") == []
+    assert decoder.feed(b"\n\r\n") == [ServerSentEvent(data="b")]
+
+
+def test_retry_is_remembered_on_the_decoder() -> None:
+    decoder = SSEDecoder()
+    decoder.feed(b"retry: 250\n\n")
+    assert decoder.retry == 250
+
+
+def test_partial_event_is_visible() -> None:
+    decoder = SSEDecoder()
+    decoder.feed(b"data: {\"half\":")
+    assert decoder.has_partial_event
+    decoder.feed(b" 1}\n\n")
+    assert not decoder.has_partial_event
+
+
+# Streams built from the pieces that matter: every line ending, comments, BOM, fields, odd values.
+_line_end = st.sampled_from([b"\n", b"\r", b"\r\n"])
+_value = st.text(alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), max_size=12)
+_line = st.one_of(
+    st.builds(lambda v: b"data: " + v.encode(), _value),
+    st.builds(lambda v: b"data:" + v.encode(), _value),
+    st.just(b"data"),
+    st.builds(lambda v: b"event: " + v.encode(), _value),
+    st.builds(lambda v: b"id: " + v.encode(), _value),
+    st.builds(lambda n: b"retry: " + str(n).encode(), st.integers(0, 10_000)),
+    st.builds(lambda v: b":" + v.encode(), _value),
+    st.just(b""),
+)
+_stream = st.builds(
+    lambda bom, lines, ends: (b"\xef\xbb\xbf" if bom else b"")
+    + b"".join(line + end for line, end in zip(lines, ends, strict=False)),
+    st.booleans(),
+    st.lists(_line, max_size=30),
+    st.lists(_line_end, min_size=30, max_size=30),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=_stream, cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=12))
+def test_any_chunking_yields_the_same_events(raw: bytes, cuts: list[int]) -> None:
+    offsets = sorted({min(c, len(raw)) for c in cuts})
+    chunks = [raw[a:b] for a, b in zip([0, *offsets], [*offsets, len(raw)], strict=True)]
+    assert feed_chunks(chunks) == parse_sse(raw)
