@@ -62,6 +62,9 @@ class SmokeOptions(BaseModel):
     connect_timeout_s: float = Field(5.0, gt=0)
     read_timeout_s: float = Field(60.0, gt=0)
     include_usage: bool = True
+    # vLLM's `return_token_ids`: every chunk lists its token ids, so the token count is exact even when
+    # vLLM merges several steps into one chunk (it does when the reader lags behind the engine).
+    token_ids: bool = True
     api_key: SecretStr | None = Field(None, exclude=True)
 
 
@@ -100,6 +103,15 @@ class SmokeReport(BaseModel):
     output_tokens_per_s: float | None
     wall_s: float
     streams: tuple[StreamReport, ...]
+
+    @property
+    def errors(self) -> tuple[ErrorInfo, ...]:
+        """Each distinct way streams failed, once (for the envelope's `errors` and the stderr lines)."""
+        seen: dict[tuple[str, str], ErrorInfo] = {}
+        for stream in self.streams:
+            if stream.error is not None:
+                seen.setdefault((stream.error.code, stream.error.message), stream.error)
+        return tuple(seen.values())
 
 
 class SmokeObserver(Protocol):
@@ -203,6 +215,7 @@ async def _run_streams(
             top_p=options.top_p,
             max_tokens=options.max_tokens,
             include_usage=options.include_usage,
+            extra_body={"return_token_ids": True} if options.token_ids else {},
         ),
         timeouts=Timeouts(connect_s=options.connect_timeout_s, read_s=options.read_timeout_s),
         observer=observer,
@@ -250,7 +263,7 @@ async def _record_stream(client: object, run: _Run, index: int) -> StreamRecord:
                         continue
                     delta = _delta_or_none(timed.event.data, timed.arrived_s)
                     if delta is not None:
-                        tokens += delta.is_token
+                        tokens += delta.tokens
                         if run.observer is not None:
                             run.observer.stream_delta(index, delta)
             except TransportCut as cut:

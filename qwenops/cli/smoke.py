@@ -43,5 +43,5 @@ def smoke_stream(  # noqa: PLR0917 -- Click passes every option as a keyword; th
     )
     live = not json_mode and sys.stdout.isatty() and sys.stderr.isatty()
     report = run_smoke_in_terminal(options, live=live, junit_path=junit)
-    result = CommandResult(command="smoke-stream", data=report, ok=report.ok)
+    result = CommandResult(command="smoke-stream", data=report, ok=report.ok, errors=report.errors)
     finish(result, json_mode=json_mode, view=smoke_summary)

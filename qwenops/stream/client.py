@@ -92,20 +92,28 @@ class ChatDelta:
     finish_reason: str | None = None
     usage: Usage | None = None
     has_choice: bool = True  # False for the usage-only chunk, whose `choices` is empty
+    token_ids: tuple[int, ...] | None = None  # vLLM's `token_ids`, sent when the request asks `return_token_ids`
 
     @property
     def is_token(self) -> bool:
         """True for a chunk that a generated token produced: any chunk with a choice except the
         opening one that only announces the role.
 
-        vLLM sends one per token, text or not: the stop token is the empty chunk with `finish_reason`,
-        and special tokens (after `ignore_eos`) arrive as `content: ""`; counting them gives
-        `usage.completion_tokens` (pinned on recorded captures by tests/unit/test_stream_client.py).
+        vLLM sends one per engine step, text or not: the stop token is the empty chunk with
+        `finish_reason`, and special tokens (after `ignore_eos`) arrive as `content: ""`.
         """
         if not self.has_choice:
             return False
         announces_role = self.role is not None and not (self.content or self.reasoning_content)
         return not announces_role or self.finish_reason is not None
+
+    @property
+    def tokens(self) -> int:
+        """Tokens this chunk carries: exact with `token_ids`; else 1 per token chunk, a lower bound,
+        because vLLM merges the deltas of several engine steps into one chunk when the reader lags."""
+        if self.token_ids is not None:
+            return len(self.token_ids)
+        return int(self.is_token)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +159,7 @@ class DeltaReader:
     def __init__(self) -> None:
         self.done = False
         self.text: list[str] = []  # content and reasoning so far, for the errors that carry it
-        self.chunks = 0  # token chunks (see ChatDelta.is_token) so far
+        self.chunks = 0  # tokens so far (see ChatDelta.tokens)
 
     def read(self, timed: TimedEvent) -> ChatDelta | None:
         data = timed.event.data
@@ -167,8 +175,7 @@ class DeltaReader:
         if "error" in chunk:
             raise in_band_error(chunk["error"], text_so_far="".join(self.text), chunks=self.chunks)
         delta = chunk_to_delta(chunk, timed.arrived_s)
-        if delta.is_token:
-            self.chunks += 1
+        self.chunks += delta.tokens
         if delta.content:
             self.text.append(delta.content)
         elif delta.reasoning_content:
@@ -181,7 +188,7 @@ class DeltaReader:
 
     def interrupted(self, cause: str) -> StreamInterrupted:
         return StreamInterrupted(
-            f"stream interrupted after {self.chunks} token chunks: {cause} before data: [DONE]",
+            f"stream interrupted after {self.chunks} tokens: {cause} before data: [DONE]",
             text_so_far="".join(self.text),
             chunks=self.chunks,
             hint="check the server log (qwenops troubleshoot); the engine may have died",
@@ -192,7 +199,7 @@ def chunk_to_delta(chunk: Mapping[str, Any], arrived_s: float) -> ChatDelta:
     """A parsed `chat.completion.chunk` as a `ChatDelta` (first choice; a usage-only chunk has none)."""
     usage = chunk.get("usage")
     choices = chunk.get("choices") or ()
-    role = content = reasoning = finish = None
+    role = content = reasoning = finish = token_ids = None
     if choices:
         choice = choices[0]
         delta = choice.get("delta") or {}
@@ -201,6 +208,7 @@ def chunk_to_delta(chunk: Mapping[str, Any], arrived_s: float) -> ChatDelta:
         # vLLM >= 0.10 names it `reasoning`; older vLLM and DeepSeek's API `reasoning_content`.
         reasoning = delta.get("reasoning") or delta.get("reasoning_content")
         finish = choice.get("finish_reason")
+        token_ids = choice.get("token_ids")
     return ChatDelta(
         arrived_s=arrived_s,
         id=chunk.get("id") or "",
@@ -210,6 +218,7 @@ def chunk_to_delta(chunk: Mapping[str, Any], arrived_s: float) -> ChatDelta:
         reasoning_content=reasoning or "",
         finish_reason=finish,
         has_choice=bool(choices),
+        token_ids=tuple(token_ids) if isinstance(token_ids, list) else None,
         usage=Usage(
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),

@@ -9,7 +9,7 @@ and when the bytes that complete each chunk arrive (`ChatDelta.arrived_s`).
     e2e_s              = last token chunk                 - sent
     itl_s              = [t[i] - t[i-1] for the arrival times t of consecutive token chunks]
     tpot_s             = (e2e_s - ttft_s) / (output_tokens - 1)           (None when output_tokens < 2)
-    output_tokens      = usage.completion_tokens, else the count of token chunks
+    output_tokens      = usage.completion_tokens, else the tokens counted in the chunks (ChatDelta.tokens)
     output_tokens_per_s = output_tokens / e2e_s            (aggregate: all tokens / wall time of the run)
 
 A token chunk is any chunk with a choice except the opening role announcement (`ChatDelta.is_token`):
@@ -78,7 +78,7 @@ def stream_metrics(deltas: Sequence[ChatDelta], *, sent_s: float) -> StreamMetri
     first_content = next((d.arrived_s for d in deltas if d.content), None)
     token_times = [d.arrived_s for d in deltas if d.is_token]
     usage = next((d.usage for d in reversed(deltas) if d.usage is not None), None)
-    output_tokens = usage.completion_tokens if usage is not None else len(token_times)
+    output_tokens = usage.completion_tokens if usage is not None else sum(d.tokens for d in deltas)
 
     ttft = None if first_content is None else first_content - sent_s
     e2e = token_times[-1] - sent_s if token_times else None

@@ -86,7 +86,7 @@ def test_a_good_stream_passes_every_check() -> None:
          {"usage_chunk"}),
         ([chunk("", role="assistant"), chunk("Hello"), chunk("!"), chunk("", finish="stop"), "[DONE]",
           usage_chunk(3)], {"done_last"}),
-        ([chunk("", role="assistant"), chunk("Hello"), chunk("!"), chunk("", finish="stop"), usage_chunk(7),
+        ([chunk("", role="assistant"), chunk("Hello"), chunk("!"), chunk("", finish="stop"), usage_chunk(2),
           "[DONE]"], {"token_count"}),
         ([chunk("", role="assistant"), chunk("Hello"), chunk("?"), chunk("", finish="stop"), usage_chunk(3),
           "[DONE]"], {"coherence"}),
@@ -99,6 +99,28 @@ def test_a_good_stream_passes_every_check() -> None:
 )
 def test_each_broken_stream_fails_its_own_check(events: list[Any], broken: set[str]) -> None:
     assert set(failed(check_stream(record(sse(events)), EXPECT))) == broken
+
+
+def with_ids(event: dict[str, Any], ids: list[int]) -> dict[str, Any]:
+    event["choices"][0]["token_ids"] = ids
+    return event
+
+
+@pytest.mark.parametrize(("usage", "ok"), [(5, True), (4, False), (6, False)])
+def test_token_ids_make_the_token_count_exact(usage: int, ok: bool) -> None:
+    # vLLM merged two steps into the "Hello" chunk: 3 token chunks carry 5 token ids.
+    events = [chunk("", role="assistant"), with_ids(chunk("Hello"), [1, 2]), with_ids(chunk("!"), [3, 4]),
+              with_ids(chunk("", finish="stop"), [5]), usage_chunk(usage), "[DONE]"]
+    by_name = {c.name: c for c in check_stream(record(sse(events)), EXPECT)}
+    assert by_name["token_count"].ok is ok, by_name["token_count"].detail
+
+
+def test_without_token_ids_fewer_chunks_than_tokens_is_allowed() -> None:
+    events = [chunk("", role="assistant"), chunk("Hello"), chunk("!"), chunk("", finish="stop"), usage_chunk(9),
+              "[DONE]"]
+    by_name = {c.name: c for c in check_stream(record(sse(events)), EXPECT)}
+    assert by_name["token_count"].ok
+    assert "lower bound" in by_name["token_count"].detail
 
 
 def test_a_cut_stream_fails_completed_and_done_last() -> None:

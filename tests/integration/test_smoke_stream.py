@@ -1,0 +1,116 @@
+"""`qwenops smoke-stream` against the real vLLM CPU server (the tiny Qwen3 model)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO
+from tests.integration.conftest import RunningServer, free_port
+
+KNOWN_PROMPT = "Tell me about the sea."
+
+
+def smoke(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> tuple[int, dict[str, Any], str]:
+    """Run the CLI as a user would (a real process), return (exit code, JSON envelope, stderr)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "qwenops", "smoke-stream", "--json", *args],
+        capture_output=True, text=True, timeout=timeout, cwd=REPO, check=False, env={**os.environ, **(env or {})},
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    return done.returncode, json.loads(done.stdout), done.stderr
+
+
+def checks(envelope: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in envelope["data"]["checks"]}
+
+
+def test_smoke_passes_with_a_known_prompt(vllm_server: RunningServer) -> None:
+    code, envelope, _ = smoke("--base-url", vllm_server.base_url, "--prompt", KNOWN_PROMPT)
+    assert code == 0, json.dumps(envelope["data"]["checks"], indent=1)
+    data = envelope["data"]
+    assert data["ok"] is True and envelope["ok"] is True
+    by_name = checks(envelope)
+    assert not by_name["coherence"]["skipped"]  # the greedy answer was compared, and matched
+    assert by_name["token_count"]["ok"] and not by_name["token_count"]["skipped"]
+    assert 0 < data["ttft_s"] <= data["e2e_s"]
+    assert data["tpot_s"] > 0 and data["output_tokens"] > 1
+    assert set(data["itl_s"]) == {"p50", "p90", "p99"}
+
+
+def test_eight_concurrent_streams_all_pass(vllm_server: RunningServer, tmp_path: Any) -> None:
+    junit = tmp_path / "smoke.xml"
+    code, envelope, _ = smoke("--base-url", vllm_server.base_url, "--prompt", KNOWN_PROMPT,
+                              "--concurrency", "8", "--junit", str(junit))
+    assert code == 0, json.dumps(envelope["data"]["checks"], indent=1)
+    assert envelope["data"]["streams_ok"] == 8
+    assert len({s["checks"][5]["detail"] for s in envelope["data"]["streams"]}) == 8  # 8 distinct stream ids
+    assert 'failures="0"' in junit.read_text()
+
+
+def test_wrong_model_name_is_its_own_failure(vllm_server: RunningServer) -> None:
+    code, envelope, _ = smoke("--base-url", vllm_server.base_url, "--model", "Qwen3-15B")
+    assert code == 1
+    assert [e["code"] for e in envelope["errors"]] == ["model_not_found"]
+    assert "Qwen3-15B" in checks(envelope)["http_status"]["detail"]
+
+
+def test_wrong_port_is_unreachable() -> None:
+    code, envelope, _ = smoke("--base-url", f"http://127.0.0.1:{free_port()}")
+    assert code == 3
+    assert envelope["errors"][0]["code"] == "unreachable"
+
+
+def test_threshold_failure_exits_1(vllm_server: RunningServer) -> None:
+    code, envelope, _ = smoke("--base-url", vllm_server.base_url, "--min-tokens-per-s", "1000000")
+    assert code == 1
+    assert checks(envelope)["min_tokens_per_s"]["ok"] is False
+    assert all(s["ok"] for s in envelope["data"]["streams"])  # the streams were fine; the threshold was not
+
+
+def test_server_with_api_key_401_then_pass_with_the_key(
+    disposable_server: Callable[[], RunningServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VLLM_API_KEY", "sk-smoke-test")  # vLLM's --api-key, read from the environment
+    server = disposable_server()
+    code, envelope, _ = smoke("--base-url", server.base_url)
+    assert code == 1
+    assert [e["code"] for e in envelope["errors"]] == ["unauthorized"]
+    assert "QWENOPS_API_KEY" in envelope["errors"][0]["hint"]
+    code, envelope, _ = smoke("--base-url", server.base_url, env={"QWENOPS_API_KEY": "sk-smoke-test"})
+    assert code == 0, envelope
+    assert "sk-smoke-test" not in json.dumps(envelope)
+
+
+def test_killing_the_server_mid_stream_reports_stream_interrupted(
+    disposable_server: Callable[[], RunningServer],
+) -> None:
+    server = disposable_server()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "qwenops", "smoke-stream", "--json", "--base-url", server.base_url,
+         "--prompt", KNOWN_PROMPT, "--concurrency", "4", "--requests", "400"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+    )
+    deadline = time.monotonic() + 60
+    while server.log_path.read_text(errors="replace").count("POST /v1/chat/completions") < 8:
+        assert time.monotonic() < deadline, "no requests reached the server"
+        time.sleep(0.1)
+    os.killpg(server.pgid, signal.SIGKILL)
+    stdout, stderr = process.communicate(timeout=120)
+    assert "Traceback" not in stderr
+    assert process.returncode == 1, stderr
+    envelope = json.loads(stdout)
+    interrupted = [s for s in envelope["data"]["streams"] if s["error"] and s["error"]["code"] == "stream_interrupted"]
+    assert interrupted, [s["error"] for s in envelope["data"]["streams"] if s["error"]]
+    assert any(s["partial_tokens"] > 0 for s in interrupted)
+    assert checks(envelope)["completed"]["ok"] is False
+    assert "stream_interrupted" in checks(envelope)["completed"]["detail"] or "unreachable" in checks(envelope)[
+        "completed"]["detail"]
