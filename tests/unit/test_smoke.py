@@ -274,3 +274,33 @@ def test_no_live_view_with_json_or_without_a_terminal(monkeypatch: pytest.Monkey
     monkeypatch.setattr(view, "run_smoke_in_terminal", fake_run)
     invoke("--base-url", "http://127.0.0.1:1", *args)
     assert seen == [False]
+
+
+# ------------------------------------------------------------------- recorded captures from the real server
+
+SEA = "The sea is wide and deep. Waves roll in, waves roll out, and the tide keeps time for every shore."
+
+
+def captured(name: str) -> bytes:
+    from tests.conftest import REPO
+
+    path = REPO / "tests" / "data" / "sse" / name
+    if not path.exists():  # the captures arrive with the tiny-model branch (tests/data/sse/README.md)
+        pytest.skip(f"recorded capture {path.relative_to(REPO)} not present")
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("name", "include_usage", "error", "broken"),
+    [
+        ("normal.sse", False, None, set()),
+        ("with_usage.sse", True, None, set()),
+        ("inband_error.sse", False, None, {"no_in_band_error", "single_finish_reason", "coherence"}),
+        ("cut_midstream.sse", False, StreamInterrupted("cut", text_so_far="", chunks=19),
+         {"completed", "done_last", "single_finish_reason", "coherence"}),
+    ],
+)
+def test_checks_on_recorded_streams(name: str, include_usage: bool, error: Exception | None, broken: set[str]) -> None:
+    expect = Expectations(model="Qwen3-14B", include_usage=include_usage, known_answer=SEA)
+    checks = check_stream(record(captured(name), error=error), expect)
+    assert set(failed(checks)) == broken

@@ -50,6 +50,18 @@ def test_case_one_byte_at_a_time(name: str) -> None:
     assert as_dicts(feed_chunks([raw[i : i + 1] for i in range(len(raw))])) == EXPECTED[name]["events"]
 
 
+@pytest.mark.parametrize("name", ["normal.sse", "with_usage.sse", "cut_midstream.sse"])
+def test_recorded_capture_split_at_every_offset(name: str) -> None:
+    path = REPO / "tests" / "data" / "sse" / name
+    if not path.exists():  # the captures arrive with the tiny-model branch (tests/data/sse/README.md)
+        pytest.skip(f"recorded capture {path.relative_to(REPO)} not present")
+    raw = path.read_bytes()
+    whole = parse_sse(raw)
+    assert len(whole) >= 20
+    for cut in range(0, len(raw) + 1, 3):
+        assert feed_chunks([raw[:cut], raw[cut:]]) == whole, f"split at {cut}"
+
+
 def test_cr_at_end_of_a_read_dispatches_without_waiting_for_the_next_read() -> None:
     decoder = SSEDecoder()
     assert decoder.feed(b"data: a\r\r") == [ServerSentEvent(data="a")]

@@ -254,12 +254,54 @@ def test_api_key_never_appears_in_errors(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 # ------------------------------------------------------------------- recorded captures from the real server
+# tests/data/sse/README.md says how each was recorded (vLLM CPU 0.32, the tiny Qwen3, greedy).
 
-def test_recorded_normal_stream(tmp_path: Path) -> None:
-    raw = capture("normal.sse")
-    deltas = run_sync(sse_response(raw, size=13))
-    usage = [d.usage for d in deltas if d.usage]
+SEA = "The sea is wide and deep. Waves roll in, waves roll out, and the tide keeps time for every shore."
+
+
+@RUNNERS
+@pytest.mark.parametrize("size", [1, 7, 4096])
+def test_recorded_normal_stream(run: Callable[..., list[ChatDelta]], size: int) -> None:
+    deltas = run(sse_response(capture("normal.sse"), size=size), include_usage=False)
     assert deltas[0].role == "assistant"
-    assert "".join(d.content for d in deltas)
-    if usage:
-        assert sum(d.is_token for d in deltas) == usage[0].completion_tokens
+    assert "".join(d.content for d in deltas) == SEA
+    assert [d.finish_reason for d in deltas if d.finish_reason] == ["stop"]
+    assert sum(d.is_token for d in deltas) == 32  # 31 content chunks + the stop chunk, one token each here
+    assert all(d.usage is None for d in deltas)
+
+
+@RUNNERS
+def test_recorded_stream_with_usage_and_merged_chunks(run: Callable[..., list[ChatDelta]]) -> None:
+    deltas = run(sse_response(capture("with_usage.sse"), size=64))
+    assert "".join(d.content for d in deltas) == SEA
+    usage = deltas[-1].usage
+    assert usage is not None and (usage.prompt_tokens, usage.completion_tokens) == (14, 32)
+    # vLLM merged four pairs of tokens into single chunks: chunks undercount, usage is the truth.
+    assert sum(d.is_token for d in deltas) == 28
+
+
+@RUNNERS
+def test_recorded_in_band_error(run: Callable[..., list[ChatDelta]]) -> None:
+    with pytest.raises(InBandError) as caught:
+        run(sse_response(capture("inband_error.sse"), size=4096))
+    assert caught.value.message == (
+        "the server reported an error inside the stream: "
+        "EngineCore encountered an issue. See stack trace (above) for the root cause."
+    )
+    assert caught.value.error["code"] == 500
+    assert caught.value.chunks > 1000  # everything generated before the kill still arrived
+    assert caught.value.text_so_far.startswith("The sea is wide")
+
+
+@RUNNERS
+@pytest.mark.parametrize("trim", [0, 25])  # on an event boundary as recorded, and inside an event
+def test_recorded_cut_mid_stream(run: Callable[..., list[ChatDelta]], trim: int) -> None:
+    raw = capture("cut_midstream.sse")
+    raw = raw[: len(raw) - trim]
+    with pytest.raises(StreamInterrupted) as caught:
+        run(sse_response(raw, size=100, fail=httpx.RemoteProtocolError("peer closed connection without "
+                                                                        "sending complete message body")))
+    complete = raw.count(b"\n\n")
+    assert caught.value.chunks == complete - 1  # every complete event but the role announcement
+    assert caught.value.text_so_far.startswith("The sea")
+    assert "peer closed connection" in caught.value.message
