@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from qwenops.cli._common import finish, json_option
+from qwenops.cli._common import finish, json_option, profile_option
 from qwenops.results import CommandResult
 
 _POSITIVE = click.FloatRange(min=0, min_open=True)
@@ -15,10 +15,12 @@ _COUNT = click.IntRange(min=1)
 
 
 @click.command("smoke-stream")
-@click.option("--base-url", help="Server URL without /v1 [default: QWENOPS_BASE_URL, else the profile's].")
-@click.option("--profile", help="Profile for the served model name and sampling [default: QWENOPS_PROFILE].")
-@click.option("--model", help="Model name to send [default: the profile's served name].")
-@click.option("--prompt", help="User message [default: a known prompt of the tiny model].")
+@click.option(
+    "--base-url", metavar="URL", help="Server URL, without /v1 [default: QWENOPS_BASE_URL, else the profile's].",
+)
+@profile_option
+@click.option("--model", metavar="NAME", help="Model name to send [default: the profile's served name].")
+@click.option("--prompt", metavar="TEXT", help="User message [default: a known prompt of the tiny model].")
 @click.option("--max-tokens", type=_COUNT, help="Most tokens per answer [default: the profile's].")
 @click.option("--concurrency", type=_COUNT, default=1, show_default=True, help="Streams at once.")
 @click.option("--requests", type=_COUNT, help="Streams in all [default: --concurrency].")

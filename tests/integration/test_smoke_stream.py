@@ -76,10 +76,29 @@ def test_threshold_failure_exits_1(vllm_server: RunningServer) -> None:
     assert all(s["ok"] for s in envelope["data"]["streams"])  # the streams were fine; the threshold was not
 
 
+def wait_for_health(server: RunningServer) -> None:
+    """The shared fixture waits on /v1/models, which a server with an API key answers 401; /health is open."""
+    import httpx
+
+    deadline = time.monotonic() + 420
+    while time.monotonic() < deadline:
+        assert server.process.poll() is None, server.log_path.read_text(errors="replace")[-3000:]
+        try:
+            if httpx.get(server.base_url + "/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError("vLLM with an API key did not become healthy")
+
+
 def test_server_with_api_key_401_then_pass_with_the_key(
     disposable_server: Callable[[], RunningServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import tests.integration.conftest as shared
+
     monkeypatch.setenv("VLLM_API_KEY", "sk-smoke-test")  # vLLM's --api-key, read from the environment
+    monkeypatch.setattr(shared, "_wait_ready", wait_for_health)
     server = disposable_server()
     code, envelope, _ = smoke("--base-url", server.base_url)
     assert code == 1

@@ -304,3 +304,37 @@ def test_checks_on_recorded_streams(name: str, include_usage: bool, error: Excep
     expect = Expectations(model="Qwen3-14B", include_usage=include_usage, known_answer=SEA)
     checks = check_stream(record(captured(name), error=error), expect)
     assert set(failed(checks)) == broken
+
+
+def test_live_view_shows_running_text_and_counters() -> None:
+    from rich.console import Console
+
+    from qwenops.smoke_view import LiveSmokeView
+    from qwenops.stream.client import ChatDelta
+
+    console = Console(width=100, record=True, file=open("/dev/null", "w"))  # noqa: SIM115, PTH123
+    view = LiveSmokeView(total=2, console=console)
+    view.stream_started(0)
+    view.stream_started(1)
+    for piece in ("The", " sea", " is"):
+        view.stream_delta(0, ChatDelta(arrived_s=0.0, id="a", model="m", content=piece))
+    view.stream_ended(1, ok=False)
+    console.print(view._render())
+    text = console.export_text()
+    assert "stream 0" in text and "The sea is" in text
+    assert "1/2 done, 1 failed, 3 tokens" in text
+
+
+def test_smoke_stream_help_stays_light() -> None:
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\nfrom qwenops.cli import cli\n"
+        "try:\n    cli.main(['smoke-stream', '--help'], prog_name='qwenops', standalone_mode=False)\n"
+        "except SystemExit:\n    pass\n"
+        "heavy = ('httpx', 'pydantic', 'rich', 'torch', 'vllm')\n"
+        "print(sorted(m for m in heavy if m in sys.modules), file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stderr.strip().splitlines()[-1] == "[]"
