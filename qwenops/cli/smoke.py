@@ -27,12 +27,13 @@ _COUNT = click.IntRange(min=1)
 @click.option("--max-ttft", type=_POSITIVE, help="Fail if any stream's TTFT exceeds this many seconds.")
 @click.option("--min-tokens-per-s", type=_POSITIVE, help="Fail if any stream is slower (output tokens/s).")
 @click.option("--timeout", type=_POSITIVE, default=60.0, show_default=True, help="Read timeout in seconds.")
+@click.option("--ignore-eos", is_flag=True, help="Generate exactly --max-tokens tokens (vLLM's ignore_eos).")
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), help="Also write JUnit XML here.")
 @json_option
 def smoke_stream(  # noqa: PLR0917 -- Click passes every option as a keyword; the count is the flag set
     base_url: str | None, profile: str | None, model: str | None, prompt: str | None, max_tokens: int | None,
     concurrency: int, requests: int | None, max_ttft: float | None, min_tokens_per_s: float | None,
-    timeout: float, junit: Path | None, json_mode: bool,
+    timeout: float, ignore_eos: bool, junit: Path | None, json_mode: bool,
 ) -> None:
     """Stream chat completions and check every chunk; exit 1 on a failed check, 3 if unreachable."""
     from qwenops.smoke import resolve_options
@@ -41,7 +42,7 @@ def smoke_stream(  # noqa: PLR0917 -- Click passes every option as a keyword; th
     options = resolve_options(
         profile=profile, base_url=base_url, model=model, prompt=prompt, max_tokens=max_tokens,
         concurrency=concurrency, requests=requests, max_ttft_s=max_ttft, min_tokens_per_s=min_tokens_per_s,
-        timeout_s=timeout,
+        timeout_s=timeout, ignore_eos=ignore_eos,
     )
     live = not json_mode and sys.stdout.isatty() and sys.stderr.isatty()
     report = run_smoke_in_terminal(options, live=live, junit_path=junit)

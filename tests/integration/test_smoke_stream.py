@@ -115,13 +115,14 @@ def test_killing_the_server_mid_stream_reports_stream_interrupted(
     server = disposable_server()
     process = subprocess.Popen(
         [sys.executable, "-m", "qwenops", "smoke-stream", "--json", "--base-url", server.base_url,
-         "--prompt", KNOWN_PROMPT, "--concurrency", "4", "--requests", "400"],
+         "--ignore-eos", "--max-tokens", "480", "--concurrency", "4", "--requests", "8"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
     )
     deadline = time.monotonic() + 60
-    while server.log_path.read_text(errors="replace").count("POST /v1/chat/completions") < 8:
+    while server.log_path.read_text(errors="replace").count("POST /v1/chat/completions") < 4:
         assert time.monotonic() < deadline, "no requests reached the server"
         time.sleep(0.1)
+    time.sleep(0.5)  # 480 tokens take seconds: the four streams are mid-answer now
     os.killpg(server.pgid, signal.SIGKILL)
     stdout, stderr = process.communicate(timeout=120)
     assert "Traceback" not in stderr
