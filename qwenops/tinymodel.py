@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qwenops.errors import EngineMissingError, QwenopsError
+from qwenops.errors import BadInputError, EngineMissingError, QwenopsError
 
 if TYPE_CHECKING:
     import torch
@@ -125,6 +125,12 @@ def build_tiny_model(out_dir: Path, *, seed: int = 0, force: bool = False) -> Ti
         cached = _read_stamp(out_dir, key)
         if cached is not None:
             return dataclasses.replace(cached, seconds=time.perf_counter() - started)
+    # A rebuild replaces out_dir wholesale, so it must never be pointed at a directory holding anything else.
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / _STAMP_NAME).exists():
+        raise BadInputError(
+            f"{out_dir} exists and does not hold a tiny model; refusing to replace it",
+            hint="choose a new or empty directory",
+        )
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     work_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.building-", dir=out_dir.parent))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from qwenops.errors import BadInputError, EngineMissingError
 from qwenops.tinymodel import IM_END, KNOWN_PROMPTS, TinyModelInfo, build_tiny_model
 
 TORCH_REASON = "the tiny model needs torch; install the CPU engine with scripts/install_cpu_engine.sh"
@@ -30,6 +31,21 @@ def test_import_does_not_load_torch() -> None:
     # The CLI imports this module to render help and profiles; it must stay cheap.
     code = "import sys, qwenops.tinymodel; sys.exit(1 if 'torch' in sys.modules else 0)"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_missing_torch_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` raise ImportError
+    with pytest.raises(EngineMissingError, match="needs torch") as caught:
+        build_tiny_model(tmp_path / "model")
+    assert "scripts/install_cpu_engine.sh" in caught.value.one_line()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_refuses_to_replace_a_directory_it_did_not_build(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("keep me")
+    with pytest.raises(BadInputError, match="does not hold a tiny model"):
+        build_tiny_model(tmp_path, force=True)
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
 
 
 @pytest.mark.slow
