@@ -19,6 +19,7 @@ from qwenops.cli._lazy import LazyGroup
 from qwenops.errors import ExitCode, QwenopsError
 
 COMMANDS: dict[str, str] = {
+    "model": "qwenops.cli.model:model",
     "profiles": "qwenops.cli.profiles:profiles",
     "render": "qwenops.cli.render:render",
 }
