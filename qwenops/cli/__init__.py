@@ -17,6 +17,8 @@ from qwenops.cli._lazy import LazyGroup
 from qwenops.errors import ExitCode, QwenopsError
 
 COMMANDS: dict[str, str] = {
+    "doctor": "qwenops.cli.doctor:doctor",
+    "plan": "qwenops.cli.plan:plan",
     "profiles": "qwenops.cli.profiles:profiles",
     "render": "qwenops.cli.render:render",
 }
