@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from qwenops.errors import QwenopsError
 from qwenops.hardware.facts import GpuDevice, HostFacts
 from qwenops.modelinfo import ModelInfo
-from qwenops.planner import GpuProcess, Plan, PlanInput, plan
+from qwenops.planner import Plan, PlanInput, plan
 from qwenops.profiles import Profile
 
 Status = Literal["pass", "warn", "fail", "skip"]
@@ -73,6 +73,10 @@ def _needs_gpu(ctx: Context) -> bool:
     return ctx.profile.engine == "vllm"
 
 
+def _squash(text: str) -> str:
+    return "".join(text.lower().split())
+
+
 def _version_tuple(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(".") if part.isdigit())
 
@@ -107,9 +111,10 @@ def check_gpu_model(ctx: Context) -> CheckResult:
         return _r(name, "skip", "profile sets no requirements.gpu_name")
     if device is None or device.name is None:
         return _r(name, "skip", f"no GPU to compare with {want!r}")
-    if want.lower() in device.name.lower():
+    # NVML writes "NVIDIA GeForce RTX 4090 D" where vendors and profiles write "RTX 4090D".
+    if _squash(want) in _squash(device.name):
         return _r(name, "pass", f"{device.name} matches {want!r}")
-    return _r(name, "fail", f"{device.name} is not a {want}",
+    return _r(name, "fail", f"{device.name} does not match requirements.gpu_name {want!r}",
               f"use a profile made for this GPU (qwenops profiles) or run `qwenops plan --profile {ctx.profile.name}`")
 
 
@@ -189,7 +194,8 @@ def check_gpu_memory_free(ctx: Context) -> CheckResult:
     return _r(name, "fail",
               f"{free:.1f} GiB free < {target:.1f} GiB that gpu_memory_utilization {util:g} asks for; "
               f"held by {holders or 'processes NVML cannot name (another container?)'}",
-              f"stop those processes, or set gpu_memory_utilization <= {int(free / total * 100) / 100:.2f}")
+              f"stop {'them' if holders else 'the other GPU users'}, or lower gpu_memory_utilization to "
+              f"{int(free / total * 100) / 100:.2f} (then weights and KV cache must fit in {free:.1f} GiB)")
 
 
 def check_ram(ctx: Context) -> CheckResult:
@@ -316,18 +322,16 @@ CHECKS: tuple[Callable[[Context], CheckResult], ...] = (
 
 
 def plan_for(facts: HostFacts, profile: Profile, model: ModelInfo | None) -> Plan | None:
-    """The memory plan on the probed GPU, or None when there is no GPU or weight size to plan with."""
+    """The memory plan on the probed GPU's total, or None when there is no GPU or weight size to plan with.
+
+    Free memory and the processes holding it are left out: check_gpu_memory_free reports them once.
+    """
     device = next((d for d in facts.gpu.devices if not d.lost and d.memory_total_mib), None)
     if device is None or device.memory_total_mib is None or model is None or model.weights_gib is None:
         return None
     return plan(PlanInput(
         config=model.config, weights_gib=model.weights_gib,
-        gpu_total_gib=device.memory_total_mib * GIB_PER_MIB,
-        gpu_free_gib=device.memory_free_mib * GIB_PER_MIB if device.memory_free_mib is not None else None,
-        gpu_name=device.name or "",
-        gpu_processes=tuple(GpuProcess(pid=p.pid, name=p.name,
-                                       used_gib=p.used_memory_mib * GIB_PER_MIB if p.used_memory_mib else None)
-                            for p in device.processes),
+        gpu_total_gib=device.memory_total_mib * GIB_PER_MIB, gpu_name=device.name or "",
         gpu_memory_utilization=profile.gpu_memory_utilization, max_model_len=profile.max_model_len,
         max_num_seqs=profile.max_num_seqs, max_num_batched_tokens=profile.max_num_batched_tokens,
         kv_cache_dtype=profile.kv_cache_dtype, enforce_eager=profile.enforce_eager,

@@ -49,6 +49,10 @@ CUDAGRAPH_MAX_CAPTURE = 512  # vLLM's default ceiling for max_cudagraph_capture_
 V1_SINCE = (0, 8)
 CUDAGRAPH_ESTIMATE_SINCE = (0, 21)
 CURRENT_VERSION = (0, 32)
+# One representative per memory-accounting generation, for plans where the version is unknown.
+ENGINE_GENERATIONS: tuple[tuple[tuple[int, int], str], ...] = (
+    ((0, 7), "0.7"), ((0, 20), "0.20"), (CURRENT_VERSION, "0.32"),
+)
 
 Verdict = Literal["fits", "weights_dont_fit", "kv_cache_no_blocks", "max_len_exceeds_kv",
                   "insufficient_free_memory"]
@@ -149,9 +153,23 @@ def _defaults(inp: PlanInput, version: tuple[int, int], max_model_len: int) -> t
 
 
 def plan(inp: PlanInput) -> Plan:
-    """Run the memory model; see the module docstring for every formula."""
+    """Run the memory model; see the module docstring for every formula.
+
+    With no vllm_version the engine's defaults are unknown, and they differ a lot (v0 profiled a
+    whole max_model_len prompt; v1 profiles max_num_batched_tokens; >= 0.21 also reserves CUDA-graph
+    memory). A preflight must not promise KV cache it may not get, so an unknown version is planned
+    as each engine generation and the one leaving the least KV cache is returned, saying which.
+    """
+    if inp.vllm_version is not None:
+        return _plan_at(inp, parse_version(inp.vllm_version), inp.vllm_version)
+    candidates = [_plan_at(inp, version, label) for version, label in ENGINE_GENERATIONS]
+    worst = min(candidates, key=lambda p: (p.kv_tokens, p.available_kv_gib))
+    note = f"vLLM version unknown: planned as {worst.engine}, the generation leaving the least KV cache"
+    return worst.model_copy(update={"assumptions": (note, *worst.assumptions)})
+
+
+def _plan_at(inp: PlanInput, version: tuple[int, int], label: str) -> Plan:
     cfg = inp.config
-    version = parse_version(inp.vllm_version)
     notes: list[str] = []
     util = inp.gpu_memory_utilization if inp.gpu_memory_utilization is not None else 0.9
     if inp.gpu_memory_utilization is None:
@@ -206,7 +224,7 @@ def plan(inp: PlanInput) -> Plan:
 
     if graphs:
         notes.append(f"CUDA graphs captured up to batch {min(2 * seqs, CUDAGRAPH_MAX_CAPTURE)} (enforce_eager off)")
-    engine = f"vLLM {'v1' if version >= V1_SINCE else 'v0'} ({inp.vllm_version or 'current'})"
+    engine = f"vLLM {label} ({'v1' if version >= V1_SINCE else 'v0'} engine)"
     return Plan(
         fits=verdict == "fits", verdict=verdict, reason=reason, fix=fix,
         gpu_total_gib=round(inp.gpu_total_gib, 2), gpu_memory_utilization=util, budget_gib=round(budget, 3),
