@@ -49,10 +49,11 @@ class ModelConfig(BaseModel):
     num_hidden_layers: int = Field(gt=0)
     num_attention_heads: int = Field(gt=0)
     num_key_value_heads: int = Field(gt=0)
-    head_dim: int = Field(gt=0)
     hidden_size: int = Field(gt=0)
     intermediate_size: int = Field(gt=0)
     vocab_size: int = Field(gt=0)
+    # After hidden_size: when it is implicit it derives from hidden_size, whose error must come first.
+    head_dim: int = Field(gt=0)
     max_position_embeddings: int = Field(gt=0)
     torch_dtype: str = "bfloat16"
     quantization: Quantization | None = None
