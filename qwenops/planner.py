@@ -162,7 +162,8 @@ def plan(inp: PlanInput) -> Plan:
     """
     if inp.vllm_version is not None:
         return _plan_at(inp, parse_version(inp.vllm_version), inp.vllm_version)
-    candidates = [_plan_at(inp, version, label) for version, label in ENGINE_GENERATIONS]
+    # Newest first, so that where generations agree the plan names the engine people run today.
+    candidates = [_plan_at(inp, version, label) for version, label in reversed(ENGINE_GENERATIONS)]
     worst = min(candidates, key=lambda p: (p.kv_tokens, p.available_kv_gib))
     note = f"vLLM version unknown: planned as {worst.engine}, the generation leaving the least KV cache"
     return worst.model_copy(update={"assumptions": (note, *worst.assumptions)})

@@ -175,3 +175,24 @@ def test_missing_model_is_a_finding_not_an_abort() -> None:
     assert check_model in CHECKS
     result = next(c for c in report.checks if c.name == "model")
     assert result.status == "fail" and "/x is not a directory" in result.finding
+
+
+@pytest.mark.parametrize(
+    ("args", "forbidden"),
+    [
+        (["doctor", "--help"], ("torch", "vllm", "transformers", "fastapi", "pynvml", "psutil")),
+        (["plan", "--help"], ("torch", "vllm", "transformers", "fastapi", "pynvml", "psutil")),
+        (["plan", "--profile", "4090d", "--gpu-total-gib", "24"], ("torch", "vllm", "transformers", "pynvml")),
+        # doctor's probe is the one place NVML is loaded; the engine never is.
+        (["doctor", "--profile", "4090d", "--json"], ("torch", "vllm", "transformers", "fastapi")),
+    ],
+)
+def test_doctor_and_plan_stay_light(args: list[str], forbidden: tuple[str, ...]) -> None:
+    probe = (
+        "import sys, json\nfrom qwenops.cli import cli\ntry:\n"
+        f"    cli.main({args!r}, prog_name='qwenops', standalone_mode=False)\n"
+        "except SystemExit:\n    pass\n"
+        f"print(json.dumps([m for m in {forbidden!r} if m in sys.modules]), file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert json.loads(done.stderr.strip().splitlines()[-1]) == []
