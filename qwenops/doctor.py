@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from qwenops.errors import QwenopsError
+from qwenops.errors import BadInputError, QwenopsError
 from qwenops.hardware.facts import GpuDevice, HostFacts
 from qwenops.modelinfo import ModelInfo
 from qwenops.planner import Plan, PlanInput, plan
@@ -25,6 +25,9 @@ Status = Literal["pass", "warn", "fail", "skip"]
 GIB_PER_MIB = 1 / 1024
 # vLLM raises its own soft RLIMIT_NOFILE to 65535 at start (vllm.utils set_ulimit), capped by the hard limit.
 VLLM_NOFILE_TARGET = 65535
+# Sizes sold as "120 GB" / "50 GB" arrive as a little less (decimal units, kernel and filesystem
+# reservations); a requirement is met within 5 % of it.
+SIZE_SLACK = 0.95
 MIN_SHM_GIB = 1.0  # vLLM's docker docs: --ipc=host or --shm-size; PyTorch workers share tensors through it
 
 
@@ -204,8 +207,7 @@ def check_ram(ctx: Context) -> CheckResult:
     have = ctx.facts.host.ram_total_gib
     if want is None:
         return _r(name, "skip", f"{have:.1f} GiB RAM; profile sets no requirements.min_ram_gib")
-    # "120 GB" boxes report a little less than 120 GiB after the kernel's reservations; allow 5%.
-    if have >= want * 0.95:
+    if have >= want * SIZE_SLACK:
         return _r(name, "pass", f"{have:.1f} GiB RAM (needs {want:g})")
     return _r(name, "fail", f"{have:.1f} GiB RAM, profile needs {want:g} GiB",
               "add RAM or drop cpu_offload_gb / swap-heavy settings from the profile")
@@ -217,7 +219,7 @@ def check_system_disk(ctx: Context) -> CheckResult:
     disk = ctx.facts.host.system_disk
     if want is None:
         return _r(name, "skip", f"{disk.free_gib:.0f} GiB free on /; profile sets no requirement")
-    if disk.total_gib >= want * 0.95:
+    if disk.total_gib >= want * SIZE_SLACK:
         return _r(name, "pass", f"/ is {disk.total_gib:.0f} GiB ({disk.free_gib:.0f} GiB free; needs {want:g})")
     return _r(name, "fail", f"/ is {disk.total_gib:.0f} GiB, profile needs {want:g} GiB",
               "grow the system disk: CUDA, torch and vLLM alone take ~15 GiB")
@@ -229,7 +231,7 @@ def check_data_disk(ctx: Context) -> CheckResult:
     disk = ctx.facts.host.data_disk
     if disk is None:
         return _r(name, "skip", "no model/data directory probed")
-    if want is not None and disk.total_gib < want * 0.95:
+    if want is not None and disk.total_gib < want * SIZE_SLACK:
         return _r(name, "fail", f"{disk.path} is on a {disk.total_gib:.0f} GiB disk, profile needs {want:g} GiB",
                   "put the model cache (HF_HOME) on a larger data disk")
     needs = ctx.model.weights_gib if ctx.model and not ctx.model.is_directory and ctx.model.weights_gib else 0.0
@@ -270,6 +272,8 @@ def check_port(ctx: Context) -> CheckResult:
     port = ctx.facts.port
     if port is None:
         return _r(name, "skip", "port not probed")
+    if port.port != ctx.profile.port:
+        return _r(name, "skip", f"the probe checked port {port.port}; the profile serves on {ctx.profile.port}")
     if port.free:
         return _r(name, "pass", f"{port.host}:{port.port} is free")
     who = f"{port.holder_name} (pid {port.holder_pid})" if port.holder_pid else "a process this user cannot see"
@@ -304,7 +308,9 @@ def check_memory_plan(ctx: Context) -> CheckResult:
     if not _needs_gpu(ctx):
         return _r(name, "skip", f"engine {ctx.profile.engine} has no GPU memory to plan")
     if ctx.plan is None:
-        why = "no GPU total to plan against" if _gpu(ctx) is None else "model unknown"
+        why = ("no GPU total to plan against" if _gpu(ctx) is None
+               else "tensor_parallel_size > 1 is not modelled" if (ctx.profile.tensor_parallel_size or 1) > 1
+               else "model unknown")
         return _r(name, "skip", f"{why}; try `qwenops plan --profile {ctx.profile.name} --gpu-total-gib G`")
     p = ctx.plan
     summary = (f"weights {p.weights_gib:.1f} GiB, KV {p.available_kv_gib:.1f} GiB = {p.kv_tokens:,} tokens, "
@@ -327,6 +333,8 @@ def plan_for(facts: HostFacts, profile: Profile, model: ModelInfo | None) -> Pla
     Free memory and the processes holding it are left out: check_gpu_memory_free reports them once.
     """
     device = next((d for d in facts.gpu.devices if not d.lost and d.memory_total_mib), None)
+    if (profile.tensor_parallel_size or 1) > 1:
+        return None  # the planner models one GPU
     if device is None or device.memory_total_mib is None or model is None or model.weights_gib is None:
         return None
     return plan(PlanInput(
@@ -378,7 +386,10 @@ def run_doctor(profile_name: str | None, *, probe_file: Path | None = None,
         probe = LiveProbe()
     facts = probe.collect(data_dir=data_dir, host=profile.host, port=profile.port)
     if save_probe is not None:
-        save_probe.write_text(facts.to_json(), encoding="utf-8")
+        try:
+            save_probe.write_text(facts.to_json(), encoding="utf-8")
+        except OSError as exc:
+            raise BadInputError(f"cannot write {save_probe}: {exc.strerror}", field="save-probe") from None
     source = str(probe_file) if probe_file else "live"
     return diagnose(facts, profile, model, model_error=model_error, facts_source=source)
 

@@ -214,11 +214,33 @@ def from_catalog(repo_id: str) -> ModelInfo | None:
                      weights_source=f"catalog: {entry['_source']}")
 
 
+def hf_snapshot(repo_id: str) -> Path | None:
+    """The Hugging Face cache's snapshot of repo_id (what vLLM loads), if it was downloaded.
+
+    Read from the cache layout (hub/models--ORG--NAME/refs/main -> snapshots/HASH) rather than
+    through huggingface_hub, which would pull in requests and friends for one path lookup.
+    """
+    import os
+
+    hub = os.environ.get("HF_HUB_CACHE") or str(Path(os.environ.get("HF_HOME") or Path.home() / ".cache" /
+                                                     "huggingface") / "hub")
+    repo_dir = Path(hub) / f"models--{repo_id.replace('/', '--')}"
+    try:
+        revision = (repo_dir / "refs" / "main").read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    snapshot = repo_dir / "snapshots" / revision
+    return snapshot if (snapshot / "config.json").is_file() else None
+
+
 def resolve_model(model: str) -> ModelInfo:
-    """A profile's `model`: a local directory, else a repo id from the catalog."""
+    """A profile's `model`: a local directory, else a downloaded Hub snapshot, else the catalog."""
     path = Path(model).expanduser()
     if path.is_dir():
         return inspect_model_dir(path)
+    snapshot = hf_snapshot(model) if "/" in model and not model.startswith(("/", ".", "~")) else None
+    if snapshot is not None:
+        return inspect_model_dir(snapshot).model_copy(update={"source": f"{model} ({snapshot})"})
     known = from_catalog(model)
     if known is not None:
         return known

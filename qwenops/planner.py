@@ -278,6 +278,9 @@ def plan_request(
             raise BadInputError(f"profile {profile.name!r} runs on the {profile.engine} engine; plan models GPU memory",
                                 field="profile", hint="pass a GPU profile such as 4090d")
         flags = {field: getattr(profile, field) for field in FLAG_FIELDS}
+        if (profile.tensor_parallel_size or 1) > 1:
+            raise BadInputError(f"profile {profile.name!r} sets tensor_parallel_size {profile.tensor_parallel_size}; "
+                                "plan models one GPU", field="tensor_parallel_size", hint="plan TP=1 profiles")
     # False is "flag not given" for --enforce-eager, so it must not override a profile's True.
     flags.update({k: v for k, v in (overrides or {}).items() if v is not None and v is not False})
 

@@ -196,3 +196,16 @@ def test_doctor_and_plan_stay_light(args: list[str], forbidden: tuple[str, ...])
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert json.loads(done.stderr.strip().splitlines()[-1]) == []
+
+
+def test_a_probe_of_another_port_does_not_judge_this_profiles_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QWENOPS_PORT", "9000")
+    result = invoke("doctor", "--profile", "4090d", "--probe-file", str(PROBES / "undersized-host.json"), "--json")
+    port = next(c for c in json.loads(result.stdout)["data"]["checks"] if c["name"] == "port")
+    assert port["status"] == "skip" and "9000" in port["finding"]
+
+
+def test_save_probe_to_an_unwritable_place_is_exit_2(tmp_path: Path) -> None:
+    result = invoke("doctor", "--profile", "4090d", "--save-probe", str(tmp_path / "no" / "such" / "dir.json"))
+    assert result.exit_code == 2
+    assert "save-probe" in result.stderr and "Traceback" not in result.stderr

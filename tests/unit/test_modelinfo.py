@@ -87,3 +87,21 @@ def test_unknown_model_is_bad_input_naming_the_known_ones() -> None:
         resolve_model("someone/unknown-model")
     assert err.value.field == "model"
     assert err.value.hint is not None and "Qwen/Qwen3-14B-AWQ" in err.value.hint
+
+
+def test_a_downloaded_hub_snapshot_is_inspected_like_a_directory(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    repo = tmp_path / "hub" / "models--Qwen--Qwen3-14B-AWQ"
+    snapshot = repo / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123\n")
+    (snapshot / "config.json").write_text(json.dumps(QWEN2))
+    (snapshot / "model.safetensors").write_bytes(b"\0" * 4096)
+    info = resolve_model("Qwen/Qwen3-14B-AWQ")
+    assert info.is_directory and info.shards is not None and info.shards.total_bytes == 4096
+    assert info.source.startswith("Qwen/Qwen3-14B-AWQ (") and str(snapshot) in info.source
+    (repo / "refs" / "main").write_text("other\n")  # a ref to a snapshot that is not there: the catalog answers
+    assert not resolve_model("Qwen/Qwen3-14B-AWQ").is_directory

@@ -191,3 +191,9 @@ def test_plan_bad_input_is_one_line_and_exit_2(args: list[str], needle: str) -> 
     assert result.exit_code == 2, result.stdout
     assert needle in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_tensor_parallel_profiles_are_refused_not_misplanned(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QWENOPS_TENSOR_PARALLEL_SIZE", "2")
+    result = invoke("plan", "--profile", "4090d", "--gpu-total-gib", "24")
+    assert result.exit_code == 2 and "tensor_parallel_size" in result.stderr
