@@ -10,6 +10,7 @@ Each command runs interleaved, N rounds, so machine load hits all rows alike.
 from __future__ import annotations
 
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -37,20 +38,30 @@ def heavy_modules_loaded() -> list[str]:
     return [m for m in last.split(",") if m]
 
 
+def _child_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main(rounds: int) -> int:
     times: dict[str, list[float]] = {name: [] for name in COMMANDS}
+    # CPU seconds next to wall seconds: on a shared 2-core box wall time mostly measures the
+    # neighbours, while the child's user+sys time is what the command itself costs.
+    cpu: dict[str, list[float]] = {name: [] for name in COMMANDS}
     for _ in range(rounds):
         for name, argv in COMMANDS.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), _child_cpu()
             subprocess.run(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
             times[name].append(time.perf_counter() - start)
+            cpu[name].append(_child_cpu() - start_cpu)
     floor = statistics.median(times["python -c pass (floor)"])
     width = max(map(len, COMMANDS))
-    print(f"{'command':<{width}}  {'median s':>8}  {'p90 s':>6}  {'x floor':>7}   ({rounds} rounds)")
+    print(f"{'command':<{width}}  {'median s':>8}  {'p90 s':>6}  {'cpu s':>6}  {'x floor':>7}   ({rounds} rounds)")
     for name, samples in times.items():
         median = statistics.median(samples)
         p90 = statistics.quantiles(samples, n=10)[-1] if len(samples) > 1 else median
-        print(f"{name:<{width}}  {median:8.3f}  {p90:6.3f}  {median / floor:7.1f}")
+        print(f"{name:<{width}}  {median:8.3f}  {p90:6.3f}  {statistics.median(cpu[name]):6.3f}  "
+              f"{median / floor:7.1f}")
     doctor = statistics.median(times["qwenops doctor --profile 4090d --json"])
     heavy = heavy_modules_loaded()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
