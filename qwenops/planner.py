@@ -137,10 +137,12 @@ def kv_bytes_per_token(config: ModelConfig, kv_cache_dtype: str | None) -> int:
 def _defaults(inp: PlanInput, version: tuple[int, int], max_model_len: int) -> tuple[int, int, list[str]]:
     """vLLM's max_num_seqs / max_num_batched_tokens defaults (engine/arg_utils.py get_batch_defaults)."""
     notes: list[str] = []
+    # PR #17885 kept A100s on the small defaults: larger batches lowered their throughput.
     large = inp.gpu_total_gib >= 70 and "a100" not in inp.gpu_name.lower()
     if version >= V1_SINCE:
         seqs = inp.max_num_seqs or (1024 if large else 256)
-        tokens = inp.max_num_batched_tokens or (8192 if large else 2048)
+        huge = inp.gpu_total_gib >= 160  # B200/B300-class cards get the offline-sized token budget
+        tokens = inp.max_num_batched_tokens or (16384 if huge else 8192 if large else 2048)
     else:
         # v0 prefilled whole prompts unless chunked prefill was on (default above 32k context).
         seqs = inp.max_num_seqs or 256
