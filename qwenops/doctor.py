@@ -10,6 +10,7 @@ is one clear failure and not ten.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -32,6 +33,8 @@ MIN_SHM_GIB = 1.0  # vLLM's docker docs: --ipc=host or --shm-size; PyTorch worke
 
 
 class CheckResult(BaseModel):
+    """One check's verdict: what was found and, unless it passed, what to do."""
+
     model_config = ConfigDict(frozen=True)
 
     name: str
@@ -41,6 +44,8 @@ class CheckResult(BaseModel):
 
 
 class DoctorReport(BaseModel):
+    """Every check, in order, for one profile on one host's facts; `ok` when none failed."""
+
     model_config = ConfigDict(frozen=True)
 
     profile: str
@@ -51,10 +56,9 @@ class DoctorReport(BaseModel):
     plan: Plan | None = None
 
 
-class Context(BaseModel):
+@dataclass(frozen=True)
+class Context:
     """What every check sees."""
-
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
     facts: HostFacts
     profile: Profile
