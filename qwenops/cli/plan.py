@@ -30,7 +30,7 @@ _POSITIVE = click.FloatRange(min=0, min_open=True)
 @click.option("--kv-cache-dtype", type=click.Choice(["auto", "fp8", "fp8_e4m3", "fp8_e5m2"]))
 @click.option("--enforce-eager", is_flag=True, default=False, help="No CUDA graphs (only turns it on).")
 @click.option("--cpu-offload-gb", type=click.FloatRange(min=0))
-@click.option("--vllm-version", help="vLLM version to model (default: the installed one, else current).")
+@click.option("--vllm-version", help="vLLM version to model (default: the installed one; if none, the most cautious).")
 @json_option
 def plan(json_mode: bool, **options: Any) -> None:
     """Predict weights, activations, KV cache tokens and whether a profile fits, before launch."""
@@ -54,7 +54,8 @@ def _view(p: Plan) -> RenderableType:
         ("- activation peak", f"{p.activation_gib:.2f} GiB", f"max_num_batched_tokens {p.max_num_batched_tokens}, "
                                                            f"max_num_seqs {p.max_num_seqs}"),
         ("- non-torch", f"{p.non_torch_gib:.2f} GiB", "cuBLAS workspace, allocator"),
-        ("- CUDA graphs", f"{p.cudagraph_gib:.2f} GiB", "" if p.cudagraph_gib else "none (enforce_eager)"),
+        ("- CUDA graphs", f"{p.cudagraph_gib:.2f} GiB",
+         "" if p.cudagraph_gib else "none reserved (enforce_eager, or vLLM < 0.21)"),
         ("= KV cache", f"{p.available_kv_gib:.2f} GiB", f"{p.kv_bytes_per_token // 1024} KiB/token"),
         ("KV tokens", f"{p.kv_tokens:,}", f"{p.num_blocks:,} blocks of 16"),
         ("max concurrency", f"{p.max_concurrency:g}", f"at max_model_len {p.max_model_len}"),
