@@ -22,6 +22,8 @@ PY = sys.executable
 COMMANDS: dict[str, list[str]] = {
     "python -c pass (floor)": [PY, "-c", "pass"],
     "qwenops --help": [PY, "-m", "qwenops", "--help"],
+    # Loads settings and a profile (pydantic, PyYAML) like doctor does, without probing or checking.
+    "qwenops profiles show 4090d --json": [PY, "-m", "qwenops", "profiles", "show", "4090d", "--json"],
     "qwenops doctor --profile 4090d --json": [PY, "-m", "qwenops", "doctor", "--profile", "4090d", "--json"],
     "qwenops plan --profile 4090d --json": [PY, "-m", "qwenops", "plan", "--profile", "4090d", "--json"],
 }
