@@ -266,8 +266,9 @@ def check_model(ctx: Context) -> CheckResult:
         problems.append("no chat template (tokenizer_config.json chat_template)")
     if problems:
         return _r(name, "fail", f"{model.source}: " + "; ".join(problems), "re-download the model directory")
-    gib = f"{model.weights_gib:.2f} GiB" if model.weights_gib else "?"
-    return _r(name, "pass", f"{model.config.architecture}, {shards.files if shards else 0} shard(s), {gib}, "
+    size = "?" if model.weights_gib is None else (
+        f"{model.weights_gib:.2f} GiB" if model.weights_gib >= 0.1 else f"{model.weights_gib * 1024:.1f} MiB")
+    return _r(name, "pass", f"{model.config.architecture}, {shards.files if shards else 0} shard(s), {size}, "
                             "tokenizer and chat template present")
 
 
