@@ -95,7 +95,9 @@ def check_gpu_present(ctx: Context) -> CheckResult:
     name = "gpu"
     gpu = ctx.facts.gpu
     if not _needs_gpu(ctx):
-        return _r(name, "skip", f"engine {ctx.profile.engine} runs on the CPU; no GPU needed")
+        device = _gpu(ctx)
+        here = gpu.init_error or (device.name if device else "no usable GPU")
+        return _r(name, "skip", f"engine {ctx.profile.engine} runs on the CPU; no GPU needed (this host: {here})")
     if gpu.init_error:
         return _r(name, "fail", gpu.init_error,
                   "install the NVIDIA driver (e.g. apt install nvidia-driver-550) and reboot; check `nvidia-smi`")
