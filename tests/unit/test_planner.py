@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from qwenops.cli import cli
 from qwenops.modelinfo import GIB, from_catalog
@@ -197,3 +199,23 @@ def test_tensor_parallel_profiles_are_refused_not_misplanned(monkeypatch: pytest
     monkeypatch.setenv("QWENOPS_TENSOR_PARALLEL_SIZE", "2")
     result = invoke("plan", "--profile", "4090d", "--gpu-total-gib", "24")
     assert result.exit_code == 2 and "tensor_parallel_size" in result.stderr
+
+
+@given(util=st.floats(0.3, 0.99), weights=st.floats(1.0, 30.0), total=st.floats(8.0, 200.0),
+       tokens=st.integers(256, 32768), seqs=st.integers(1, 1024), eager=st.booleans())
+def test_plan_moves_the_right_way(*, util: float, weights: float, total: float, tokens: int, seqs: int,
+                                  eager: bool) -> None:
+    """More memory never means less KV cache; more weights never means more."""
+    base = {"config": CONFIG, "gpu_total_gib": total, "max_model_len": 2048, "max_num_seqs": seqs,
+            "max_num_batched_tokens": max(tokens, seqs), "enforce_eager": eager, "vllm_version": "0.32.0"}
+
+    def at(weights_gib: float, utilization: float) -> Any:
+        return plan(PlanInput.model_validate({**base, "weights_gib": weights_gib,
+                                              "gpu_memory_utilization": utilization}))
+
+    p, more_util, more_weights = at(weights, util), at(weights, min(util + 0.01, 1)), at(weights + 1, util)
+    assert more_util.kv_tokens >= p.kv_tokens >= more_weights.kv_tokens
+    assert p.kv_tokens % 16 == 0 and p.kv_tokens >= 0
+    assert p.fits == (p.verdict == "fits")
+    if p.fits:
+        assert p.kv_tokens >= p.max_model_len
