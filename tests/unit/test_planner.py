@@ -147,7 +147,7 @@ def test_plan_text_matches_golden(golden: Any, monkeypatch: pytest.MonkeyPatch) 
     result = invoke("plan", "--profile", "4090d-bf16-offload", "--cpu-offload-gb", "0", "--gpu-total-gib", "23.99",
                     "--vllm-version", "0.8.5")
     assert result.exit_code == 1  # the check ran and found that it does not fit
-    golden("plan/4090d-bf16-no-offload.txt", result.stdout)
+    golden("doctor/plan-4090d-bf16-no-offload.txt", result.stdout)
 
 
 def test_plan_flag_overrides_win_over_the_profile() -> None:
