@@ -180,6 +180,9 @@ def _plan_at(inp: PlanInput, version: tuple[int, int], label: str) -> Plan:
     max_model_len = inp.max_model_len or cfg.max_position_embeddings
     if inp.max_model_len is None:
         notes.append(f"max_model_len {max_model_len} (the model's max_position_embeddings)")
+    elif max_model_len > cfg.max_position_embeddings:
+        notes.append(f"max_model_len {max_model_len} > the model's max_position_embeddings "
+                     f"{cfg.max_position_embeddings}: vLLM refuses it unless VLLM_ALLOW_LONG_MAX_MODEL_LEN=1")
     seqs, tokens, default_notes = _defaults(inp, version, max_model_len)
     notes += default_notes
 
@@ -248,7 +251,11 @@ def _weights_fix(inp: PlanInput, room_gib: float, max_model_len: int, per_token:
     if fitting:
         parts.append("use a quantized checkpoint that fits: " + ", ".join(fitting))
     needed = math.ceil(inp.weights_gib - offload - (room_gib - one_sequence)) + offload
-    parts.append(f"or set cpu_offload_gb {needed:g} (slow: every step streams it over PCIe)")
+    if needed < inp.weights_gib:
+        parts.append(f"or set cpu_offload_gb {needed:g} (slow: every step streams it over PCIe)")
+    else:
+        parts.append("no cpu_offload_gb helps: activations and one sequence of KV cache alone exceed the budget; "
+                     "use a larger GPU or lower max_num_batched_tokens and max_model_len")
     return "; ".join(parts)
 
 

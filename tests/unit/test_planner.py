@@ -219,3 +219,13 @@ def test_plan_moves_the_right_way(*, util: float, weights: float, total: float, 
     assert p.fits == (p.verdict == "fits")
     if p.fits:
         assert p.kv_tokens >= p.max_model_len
+
+
+def test_edge_cases_say_what_no_setting_can_fix() -> None:
+    tiny_gpu = plan(PlanInput(config=CONFIG, weights_gib=27.51, gpu_total_gib=2.0, max_model_len=40960,
+                              enforce_eager=True, vllm_version="0.8.5"))
+    assert tiny_gpu.verdict == "weights_dont_fit"
+    assert tiny_gpu.fix is not None and "no cpu_offload_gb helps" in tiny_gpu.fix
+    too_long = plan(PlanInput(config=CONFIG, weights_gib=9.4, gpu_total_gib=79.19, max_model_len=65536,
+                              vllm_version="0.8.5"))
+    assert any("VLLM_ALLOW_LONG_MAX_MODEL_LEN" in note for note in too_long.assumptions)
