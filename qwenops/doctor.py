@@ -162,14 +162,21 @@ def check_driver_vs_torch(ctx: Context) -> CheckResult:
     have = ctx.facts.gpu.cuda_driver_version
     if not _needs_gpu(ctx):
         return _r(name, "skip", f"engine {ctx.profile.engine} does not use CUDA")
-    if sw.torch is None:
-        return _r(name, "fail", "torch is not installed", "pip install 'qwenops[gpu]' (installs vllm and its torch)")
-    if sw.torch_cuda is None:
-        return _r(name, "fail", f"torch {sw.torch} is a CPU-only build", "reinstall vllm so it brings its CUDA torch")
+    if sw.torch is None or sw.torch_cuda is None:
+        return _r(name, "fail", f"torch {sw.torch} is a CPU-only build" if sw.torch else "torch is not installed",
+                  "install vllm with its CUDA torch: pip install 'qwenops[gpu]'")
     if have is None:
         return _r(name, "skip", f"torch built for CUDA {sw.torch_cuda}; no driver to compare with")
-    if _version_tuple(have) >= _version_tuple(sw.torch_cuda):
+    driver, built = _version_tuple(have), _version_tuple(sw.torch_cuda)
+    if driver >= built:
         return _r(name, "pass", f"torch {sw.torch} (CUDA {sw.torch_cuda}) runs on a CUDA {have} driver")
+    if driver[:1] == built[:1]:
+        # CUDA minor-version compatibility: a 12.x build runs on any 12.y driver, but without PTX JIT,
+        # so kernels shipped only as PTX for the newer toolkit fail at first use, not at start.
+        return _r(name, "warn",
+                  f"torch {sw.torch} is built for CUDA {sw.torch_cuda}; the driver supports {have}, which runs it "
+                  "only through minor-version compatibility (no PTX JIT)",
+                  f"upgrade the driver to one supporting CUDA {sw.torch_cuda}")
     return _r(name, "fail",
               f"torch {sw.torch} is built for CUDA {sw.torch_cuda} but the driver supports only {have}",
               f"upgrade the driver to one supporting CUDA {sw.torch_cuda}, or install a vllm/torch built for {have}")

@@ -64,7 +64,8 @@ def test_reference_box_is_ready_and_the_broken_ones_say_why() -> None:
     assert statuses("no-driver")["gpu"] == "fail"
     assert statuses("gpu-lost")["gpu"] == "fail"
     old = statuses("rtx4090-cuda122")
-    assert old["cuda_driver"] == old["driver_vs_torch"] == old["gpu_free_memory"] == old["gpu_model"] == "fail"
+    assert old["cuda_driver"] == old["gpu_free_memory"] == old["gpu_model"] == "fail"
+    assert old["driver_vs_torch"] == "warn"  # 12.4 build on a 12.2 driver: minor-version compatibility
     small = statuses("undersized-host")
     assert small["ram"] == small["system_disk"] == small["data_disk"] == small["port"] == "fail"
     assert small["shm"] == small["open_files"] == "warn"
@@ -216,3 +217,13 @@ def test_save_probe_to_an_unwritable_place_is_exit_2(tmp_path: Path) -> None:
     result = invoke("doctor", "--profile", "4090d", "--save-probe", str(tmp_path / "no" / "such" / "dir.json"))
     assert result.exit_code == 2
     assert "save-probe" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_torch_built_for_a_newer_cuda_major_than_the_driver_fails() -> None:
+    facts = load_facts(PROBES / "rtx4090d-cuda124.json")
+    old_driver = facts.model_copy(update={"gpu": facts.gpu.model_copy(
+        update={"driver_version": "470.256.02", "cuda_driver_version": "11.4"})})
+    report = diagnose(old_driver, load_profile("4090d"), resolve_model("Qwen/Qwen3-14B-AWQ"))
+    result = next(c for c in report.checks if c.name == "driver_vs_torch")
+    assert result.status == "fail"
+    assert "built for CUDA 12.4 but the driver supports only 11.4" in result.finding
