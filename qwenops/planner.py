@@ -10,7 +10,8 @@ requests), optionally profiles CUDA-graph capture, and gives the KV cache what i
     weights     = checkpoint weights - cpu_offload_gb              (vLLM: "Model loading took X GiB")
     activation  = max(forward, sampler)                             (torch peak of profile_run)
       forward   = T x (3 x intermediate + 3 x hidden) x act_bytes   T = max_num_batched_tokens
-      sampler   = R x vocab x 16 B + T x hidden x act_bytes         R = min(max_num_seqs, T)
+      sampler   = R x vocab x 16 B + T x hidden x act_bytes         R = min(max_num_seqs, T);
+                  v0 (< 0.8): act_bytes per logit instead of 16 B
     non_torch   = 0.35                                              (cuBLAS workspace, allocator slack)
     cudagraph   = C x (3 x intermediate + 3 x hidden) x act_bytes   C = min(2 x max_num_seqs, 512);
                   only when graphs are captured (not enforce_eager) and vLLM >= 0.21 counts them
@@ -144,9 +145,10 @@ def _defaults(inp: PlanInput, version: tuple[int, int], max_model_len: int) -> t
         huge = inp.gpu_total_gib >= 160  # B200/B300-class cards get the offline-sized token budget
         tokens = inp.max_num_batched_tokens or (16384 if huge else 8192 if large else 2048)
     else:
-        # v0 prefilled whole prompts unless chunked prefill was on (default above 32k context).
+        # v0 prefilled whole prompts unless chunked prefill was on (its default above 32k context),
+        # and then scheduled 512 tokens a step (v0 SchedulerConfig: "the best balance between ITL and TTFT").
         seqs = inp.max_num_seqs or 256
-        tokens = inp.max_num_batched_tokens or (max(max_model_len, 2048) if max_model_len <= 32768 else 2048)
+        tokens = inp.max_num_batched_tokens or (max(max_model_len, 2048) if max_model_len <= 32768 else 512)
     if inp.max_num_seqs is None:
         notes.append(f"max_num_seqs {seqs} (vLLM default for this GPU)")
     if inp.max_num_batched_tokens is None:
@@ -189,7 +191,10 @@ def _plan_at(inp: PlanInput, version: tuple[int, int], label: str) -> Plan:
     act_bytes = cfg.dtype_bytes
     per_token_forward = (3 * cfg.intermediate_size + 3 * cfg.hidden_size) * act_bytes
     forward = tokens * per_token_forward
-    sampler = min(seqs, tokens) * cfg.vocab_size * SAMPLER_BYTES_PER_LOGIT + tokens * cfg.hidden_size * act_bytes
+    # v0's profiling sampler peaked at its model-dtype logits: in vllm#10517 the 35k-context start-up
+    # (512 tokens, 256 sequences) peaked 0.06 GiB over the weights = 256 x 128256 x 2 B.
+    per_logit = SAMPLER_BYTES_PER_LOGIT if version >= V1_SINCE else act_bytes
+    sampler = min(seqs, tokens) * cfg.vocab_size * per_logit + tokens * cfg.hidden_size * act_bytes
     activation = max(forward, sampler) / GIB
     graphs = not inp.enforce_eager and version >= CUDAGRAPH_ESTIMATE_SINCE
     cudagraph = min(2 * seqs, CUDAGRAPH_MAX_CAPTURE) * per_token_forward / GIB if graphs else 0.0

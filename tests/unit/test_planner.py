@@ -236,3 +236,22 @@ def test_edge_cases_say_what_no_setting_can_fix() -> None:
     too_long = plan(PlanInput(config=CONFIG, weights_gib=9.4, gpu_total_gib=79.19, max_model_len=65536,
                               vllm_version="0.8.5"))
     assert any("VLLM_ALLOW_LONG_MAX_MODEL_LEN" in note for note in too_long.assumptions)
+
+
+def test_v0_logs_beyond_the_public_case_file() -> None:
+    """Two more start-ups from the same public log thread (vllm-project/vllm#10517, RTX 3090, Llama-3.1-8B,
+    vLLM v0): at max_model_len 29000 vLLM printed kv_cache_size 2.89 GiB and 1478 blocks (23,648 tokens); at
+    35000 chunked prefill turned on and peak_torch_memory fell to 15.05 GiB, 0.06 GiB above the weights."""
+    llama = {"architectures": ["LlamaForCausalLM"], "num_hidden_layers": 32, "num_attention_heads": 32,
+             "num_key_value_heads": 8, "head_dim": 128, "hidden_size": 4096, "intermediate_size": 14336,
+             "vocab_size": 128256, "max_position_embeddings": 131072}
+    from qwenops.modelinfo import parse_config
+
+    config = parse_config(llama, origin="llama-3.1-8b")
+    at_29k = plan(PlanInput(config=config, weights_gib=14.9888, gpu_total_gib=23.58, gpu_memory_utilization=0.9,
+                            max_model_len=29000, vllm_version="0.6.4"))
+    assert abs(at_29k.kv_tokens - 23_648) / 23_648 < 0.02
+    at_35k = plan(PlanInput(config=config, weights_gib=14.9888, gpu_total_gib=23.58, gpu_memory_utilization=0.9,
+                            max_model_len=35000, vllm_version="0.6.4"))
+    assert at_35k.max_num_batched_tokens == 512
+    assert at_35k.activation_gib == pytest.approx(15.05 - 14.9888, abs=0.02)
