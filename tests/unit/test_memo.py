@@ -13,8 +13,8 @@ from qwenops.cli import _memo
 
 
 def qwenops(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "qwenops", *args], check=False, capture_output=True, text=True, env=env)
+    argv = [sys.executable, "-m", "qwenops", *args]
+    return subprocess.run(argv, check=False, capture_output=True, text=True, env={**os.environ, **(env or {})})
 
 
 @pytest.fixture
