@@ -8,7 +8,6 @@ the flag is not rendered. Validation runs here, before anything is spawned.
 from __future__ import annotations
 
 import difflib
-import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.fields import FieldInfo
 
 from qwenops.errors import ProfileInvalidError, ProfileNotFoundError
+from qwenops.profile_paths import available_profiles, profile_dirs
 
 Engine = Literal["vllm", "vllm-cpu"]
 
@@ -157,29 +157,6 @@ class ResolvedProfile(BaseModel):
     profile: Profile
     sources: dict[str, str]
     files: tuple[str, ...]
-
-
-def profile_dirs(extra: Path | None = None) -> list[Path]:
-    """Where profiles are looked up, first match wins: --profiles-dir/QWENOPS_PROFILES_DIR, the
-    source checkout's configs/profiles, then the copy a wheel carries inside the package."""
-    dirs: list[Path] = []
-    if extra is not None:
-        dirs.append(extra)
-    env_dir = os.environ.get("QWENOPS_PROFILES_DIR")
-    if env_dir:
-        dirs.append(Path(env_dir))
-    package = Path(__file__).resolve().parent
-    dirs += [package.parent / "configs" / "profiles", package / "_profiles"]
-    seen: set[Path] = set()
-    return [d for d in dirs if d.is_dir() and not (d in seen or seen.add(d))]  # type: ignore[func-returns-value]
-
-
-def available_profiles(extra_dir: Path | None = None) -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for directory in profile_dirs(extra_dir):
-        for path in sorted(directory.glob("*.yaml")):
-            found.setdefault(path.stem, path)
-    return found
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -7,8 +7,10 @@ torch, vLLM, pynvml, FastAPI or transformers. Register a command here only once 
 
 from __future__ import annotations
 
+import io
 import os
-from typing import Any
+import sys
+from typing import Any, TextIO
 
 import click
 
@@ -17,6 +19,9 @@ from qwenops.cli._lazy import LazyGroup
 from qwenops.errors import ExitCode, QwenopsError
 
 COMMANDS: dict[str, str] = {
+    "doctor": "qwenops.cli.doctor:doctor",
+    "plan": "qwenops.cli.plan:plan",
+    "model": "qwenops.cli.model:model",
     "profiles": "qwenops.cli.profiles:profiles",
     "render": "qwenops.cli.render:render",
     "smoke-stream": "qwenops.cli.smoke:smoke_stream",
@@ -50,7 +55,7 @@ class RootGroup(LazyGroup):
 
             emit_error(command_name(ctx), BadInputError(exc.format_message()), json_mode=True)
             ctx.exit(int(ExitCode.BAD_INPUT))
-        except (click.exceptions.Exit, click.Abort, click.ClickException, KeyboardInterrupt):
+        except (click.exceptions.Exit, click.Abort, click.ClickException):
             raise
         except Exception as exc:  # the boundary: a bug must still end in one line and exit 4
             if os.environ.get("QWENOPS_DEBUG"):
@@ -75,7 +80,52 @@ def cli() -> None:
 
 
 def main() -> None:
-    cli.main(prog_name="qwenops")
+    args = sys.argv[1:]
+    from qwenops.cli import _memo
+
+    if not _memo.cacheable(args):
+        cli.main(args, prog_name="qwenops")
+        return
+    stored = _memo.lookup(args)
+    if stored is not None:
+        sys.stdout.write(stored)
+        return
+    real_stdout, captured = sys.stdout, io.StringIO()
+    sys.stdout = _Tee(real_stdout, captured)
+    code: int | str | None = 0
+    try:
+        cli.main(args, prog_name="qwenops")
+    except SystemExit as exc:
+        code = exc.code
+    finally:
+        sys.stdout = real_stdout
+    if code in (0, None):
+        _memo.store(args, captured.getvalue())
+    sys.exit(code)
+
+
+class _Tee(io.TextIOBase):
+    """stdout that also keeps a copy, for storing a cacheable command's output."""
+
+    def __init__(self, real: TextIO, copy: io.StringIO) -> None:
+        self._real, self._copy = real, copy
+
+    def write(self, text: str) -> int:
+        self._copy.write(text)
+        return self._real.write(text)
+
+    def flush(self) -> None:
+        self._real.flush()
+
+    def isatty(self) -> bool:
+        return self._real.isatty()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return self._real.encoding
+
+    def fileno(self) -> int:
+        return self._real.fileno()
 
 
 if __name__ == "__main__":  # pragma: no cover
