@@ -290,11 +290,6 @@ def known_answer(prompt: str, *, temperature: float) -> str | None:
     """The tiny model's exact greedy answer to `prompt`, when it has one and sampling is greedy."""
     if temperature != 0.0:
         return None
-    import importlib
+    from qwenops.tinymodel import KNOWN_PROMPTS  # light: torch is imported only by the builder
 
-    try:
-        # Looked up by name: the tiny model is optional in a wheel built without it.
-        known: Mapping[str, str] = importlib.import_module("qwenops.tinymodel").KNOWN_PROMPTS
-    except ImportError:
-        return None
-    return known.get(prompt)
+    return KNOWN_PROMPTS.get(prompt)
