@@ -76,12 +76,19 @@ def serve_forever(sock: socket.socket, body: bytes) -> None:
             conn.sendall(head + body)
 
 
-def run_qwenops(base_url: str) -> int:
-    count = 0
-    for delta in stream_chat(MESSAGES, base_url=base_url, model=MODEL, temperature=0.0, top_p=1.0,
-                             max_tokens=10**6):
-        count += bool(delta.content) or delta.finish_reason is not None
-    return count
+def make_qwenops(base_url: str) -> Callable[[str], int]:
+    import httpx
+
+    client = httpx.Client()  # one connection pool for all runs, as the openai client keeps its own
+
+    def run(_: str) -> int:
+        count = 0
+        for delta in stream_chat(MESSAGES, base_url=base_url, model=MODEL, temperature=0.0, top_p=1.0,
+                                 max_tokens=10**6, client=client):
+            count += bool(delta.content) or delta.finish_reason is not None
+        return count
+
+    return run
 
 
 def make_openai(base_url: str) -> Callable[[str], int]:
@@ -113,7 +120,7 @@ def bench_parse(chunks: int, runs: int) -> None:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {0})
     try:
-        clients: dict[str, Callable[[str], int]] = {"qwenops stream_chat": run_qwenops}
+        clients: dict[str, Callable[[str], int]] = {"qwenops stream_chat": make_qwenops(base_url)}
         try:
             clients["openai (official)"] = make_openai(base_url)
         except ImportError:
@@ -180,13 +187,23 @@ def bench_agree(base_url: str, requests: int, max_tokens: int) -> None:
             server_tpot = after[tpot_key + "_sum"] - before[tpot_key + "_sum"]
             assert ours.ttft_s is not None and ours.tpot_s is not None
             rows.append((ours.ttft_s, server_ttft, ours.tpot_s, server_tpot))
-    print(f"\n(b) measurement agreement: {requests} requests one at a time, {base_url}, max_tokens {max_tokens}")
-    print(f"{'metric':<6} {'qwenops p50 ms':>15} {'vLLM p50 ms':>12} {'diff ms':>8} {'p50 |per-request diff| ms':>26}")
-    for label, ours_i, theirs_i in (("TTFT", 0, 1), ("TPOT", 2, 3)):
-        ours_med = statistics.median(r[ours_i] for r in rows) * 1000
-        theirs_med = statistics.median(r[theirs_i] for r in rows) * 1000
-        per_request = statistics.median(abs(r[ours_i] - r[theirs_i]) for r in rows) * 1000
-        print(f"{label:<6} {ours_med:>15.2f} {theirs_med:>12.2f} {ours_med - theirs_med:>8.2f} {per_request:>26.2f}")
+    # A "burst" answer reached the socket all at once at the end (TPOT seen by the client < 0.1 ms): the
+    # API server process was starved of CPU while the engine generated. vLLM's histograms are stamped
+    # before that wait, so they cannot show it; the client's numbers can. Both groups are printed.
+    streamed = [r for r in rows if r[2] >= 0.0001]
+    print(f"\n(b) measurement agreement: {requests} requests one at a time, {base_url}, max_tokens {max_tokens}; "
+          f"{len(rows) - len(streamed)} of {len(rows)} arrived in one burst")
+    print(f"{'requests':<22} {'metric':<5} {'qwenops p50 ms':>15} {'vLLM p50 ms':>12} {'diff ms':>8} "
+          f"{'p50 |diff| per request ms':>26}")
+    for group, subset in ((f"all ({len(rows)})", rows), (f"streamed ({len(streamed)})", streamed)):
+        if not subset:
+            continue
+        for label, ours_i, theirs_i in (("TTFT", 0, 1), ("TPOT", 2, 3)):
+            ours_med = statistics.median(r[ours_i] for r in subset) * 1000
+            theirs_med = statistics.median(r[theirs_i] for r in subset) * 1000
+            per_request = statistics.median(abs(r[ours_i] - r[theirs_i]) for r in subset) * 1000
+            print(f"{group:<22} {label:<5} {ours_med:>15.2f} {theirs_med:>12.2f} {ours_med - theirs_med:>8.2f} "
+                  f"{per_request:>26.2f}")
 
 
 def main() -> int:

@@ -259,7 +259,7 @@ def _token_count(_r: StreamRecord, parsed: Parsed, _e: Expectations) -> Check:
 
 def _coherence(_r: StreamRecord, parsed: Parsed, expect: Expectations) -> Check:
     if expect.known_answer is None:
-        return _skip("coherence", "no known answer for this prompt (greedy known prompts only)")
+        return _skip("coherence", "no known answer to compare (known prompts, greedy, without --ignore-eos)")
     text = "".join(d.content for d in parsed.deltas)
     if text != expect.known_answer:
         known = _short(expect.known_answer, 80)
