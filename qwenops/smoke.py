@@ -257,7 +257,7 @@ async def _record_stream(client: object, run: _Run, index: int) -> StreamRecord:
             record.content_type = stream.content_type
             record.sent_s = stream.sent_s
             if stream.status_code != 200:
-                body = await stream._response.aread()
+                body = await stream.aread_body()
                 record.body = body.decode("utf-8", "replace")
                 record.error = http_status_error(stream.status_code, body, model=run.request.model)
                 return record

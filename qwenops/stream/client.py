@@ -299,6 +299,15 @@ class OpenStream:
     _timeouts: Timeouts
     decoder: SSEDecoder = field(default_factory=SSEDecoder)
 
+    def read_body(self) -> bytes:
+        """The whole body of an error answer (not for streams: it would wait for the end)."""
+        body: bytes = self._response.read()
+        return body[:_MAX_ERROR_BODY]
+
+    async def aread_body(self) -> bytes:
+        body: bytes = await self._response.aread()
+        return body[:_MAX_ERROR_BODY]
+
     @property
     def is_event_stream(self) -> bool:
         return self.content_type.split(";", 1)[0].strip().lower() == "text/event-stream"
@@ -533,7 +542,7 @@ def stream_chat(
     try:
         with open_chat_stream(http, endpoint, request, timeouts) as stream:
             if stream.status_code != 200 or not stream.is_event_stream:
-                _require_ok(stream, stream._response.read()[:_MAX_ERROR_BODY], request)
+                _require_ok(stream, stream.read_body(), request)
             reader = DeltaReader()
             try:
                 for timed in stream.events():
@@ -575,7 +584,7 @@ async def astream_chat(
     try:
         async with aopen_chat_stream(http, endpoint, request, timeouts) as stream:
             if stream.status_code != 200 or not stream.is_event_stream:
-                _require_ok(stream, (await stream._response.aread())[:_MAX_ERROR_BODY], request)
+                _require_ok(stream, await stream.aread_body(), request)
             reader = DeltaReader()
             try:
                 async for timed in stream.aevents():
