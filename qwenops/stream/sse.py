@@ -4,9 +4,10 @@ Hand-written, not httpx-sse (0.4.3), because that library misses three rules of 
 (https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation) that
 tests/unit/test_sse.py pins: it keeps a leading U+FEFF BOM as part of the first field name, it dispatches
 an event whose data buffer is empty (`event: x` + blank line), and it accepts `retry: +5` or `retry: 1_0`
-through `int()`. It also decodes text before splitting lines, which costs a str copy per read; working on
-bytes and decoding each field once is what lets the client parse faster than `openai`'s
-(benchmarks/stream_client.py).
+through `int()` (fed tests/data/sse/synthetic, httpx-sse fails `bom`, `bom_only_first`,
+`empty_data_no_dispatch` and `retry_not_digits`). It also decodes text before splitting lines, a str
+copy per read; working on bytes and decoding each field once is part of what lets the client parse
+faster than `openai`'s (benchmarks/stream_client.py).
 
 The parser is sans-IO: feed it whatever byte chunks the socket gave, in any split, and it returns the
 events those bytes completed. Any chunking of the same bytes yields the same events (a hypothesis test
