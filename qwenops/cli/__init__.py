@@ -19,6 +19,7 @@ from qwenops.errors import ExitCode, QwenopsError
 COMMANDS: dict[str, str] = {
     "profiles": "qwenops.cli.profiles:profiles",
     "render": "qwenops.cli.render:render",
+    "serve": "qwenops.cli.serve:serve",
 }
 
 
