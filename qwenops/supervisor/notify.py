@@ -48,9 +48,11 @@ class Notifier:
         try:
             if self._socket is None:
                 self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-            self._socket.sendto(payload, target)
+            # MSG_DONTWAIT: a manager that stopped reading (its queue holds ~10 datagrams) must
+            # never stall the supervision loop; a dropped STATUS= is harmless, a hung loop is not.
+            self._socket.sendto(payload, socket.MSG_DONTWAIT, target)
         except OSError:
-            # The manager went away or never listened: notification is best effort by design.
+            # The manager went away, never listened, or its queue is full: best effort by design.
             return False
         return True
 

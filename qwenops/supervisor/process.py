@@ -114,13 +114,32 @@ class ServerProcess:
 
 
 def group_alive(pgid: int) -> bool:
+    """Whether a live (non-zombie) process is in the group.
+
+    killpg(pgid, 0) alone also counts zombies: an orphaned EngineCore killed after its parent is
+    re-parented to PID 1, which in containers may reap only every few seconds. A zombie holds no
+    memory, port or GPU, so only when the cheap check says "someone" do we look closer with psutil.
+    """
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True  # a member exists but belongs to someone else: still alive
-    return True
+    return bool(live_group_members(pgid))
+
+
+def live_group_members(pgid: int) -> list[int]:
+    import psutil
+
+    members: list[int] = []
+    for proc in psutil.process_iter(["status"]):
+        try:
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(proc.pid) == pgid:
+                members.append(proc.pid)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return members
 
 
 def spawn(

@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 
 def say(text: str) -> None:
@@ -52,14 +53,13 @@ def main() -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     else:
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    say("INFO [api_utils.py:286] non-default args: {'port': %d}" % args.port)
+    say(f"INFO [api_utils.py:286] non-default args: {{'port': {args.port}}}")
     engine = os.fork()
     if engine == 0:
         engine_main(args.ignore_sigterm or args.orphan_engine)
         return
     if args.pid_file:
-        with open(args.pid_file, "w") as f:
-            f.write(f"{os.getpid()} {engine}")
+        Path(args.pid_file).write_text(f"{os.getpid()} {engine}")
     say("INFO [model.py:733] Resolved architecture: Qwen3ForCausalLM")
     if args.fatal_line:
         say(args.fatal_line)
@@ -72,7 +72,7 @@ def main() -> None:
     model = args.model
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:
             if self.path == "/health":
                 body = b""
             elif self.path == "/v1/models":
@@ -85,7 +85,7 @@ def main() -> None:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *a: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *a: object) -> None:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)

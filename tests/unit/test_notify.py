@@ -52,6 +52,13 @@ def test_without_notify_socket_every_call_is_a_quiet_no_op() -> None:
     assert notifier.ready("serving") is False
 
 
+def test_a_manager_that_stopped_reading_never_blocks_the_sender(listener: tuple[socket.socket, str]) -> None:
+    _sock, address = listener
+    notifier = Notifier(address)
+    results = [notifier.watchdog() for _ in range(500)]  # far beyond the socket's queue
+    assert results[0] is True and results[-1] is False
+
+
 def test_a_vanished_manager_socket_is_not_an_error(tmp_path: Path) -> None:
     assert Notifier(str(tmp_path / "gone.sock")).ready("serving") is False
 
