@@ -60,6 +60,8 @@ def main() -> None:
         return
     if args.pid_file:
         Path(args.pid_file).write_text(f"{os.getpid()} {engine}")
+    # What vLLM would do with the key: serve /v1 only to clients that send it.
+    say(f"INFO api key from VLLM_API_KEY: {'set' if os.environ.get('VLLM_API_KEY') else 'unset'}")
     say("INFO [model.py:733] Resolved architecture: Qwen3ForCausalLM")
     if args.fatal_line:
         say(args.fatal_line)
