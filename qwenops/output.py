@@ -41,7 +41,13 @@ def emit(result: CommandResult, *, json_mode: bool, view: View | None = None) ->
         sys.stdout.flush()
         return
     if result.data is not None and view is not None:
-        stdout_console().print(view(result.data))
+        shown = view(result.data)
+        if isinstance(shown, str):
+            # Plain text (a command line, a script) needs no rich: print it as is, exactly.
+            sys.stdout.write(shown if shown.endswith("\n") else shown + "\n")
+            sys.stdout.flush()
+        else:
+            stdout_console().print(shown)
     for error in result.errors:
         print_error(error)
 

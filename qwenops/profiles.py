@@ -8,7 +8,6 @@ the flag is not rendered. Validation runs here, before anything is spawned.
 from __future__ import annotations
 
 import difflib
-import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.fields import FieldInfo
 
 from qwenops.errors import ProfileInvalidError, ProfileNotFoundError
+from qwenops.profile_paths import available_profiles, profile_dirs
 
 Engine = Literal["vllm", "vllm-cpu"]
 
@@ -159,29 +159,6 @@ class ResolvedProfile(BaseModel):
     files: tuple[str, ...]
 
 
-def profile_dirs(extra: Path | None = None) -> list[Path]:
-    """Where profiles are looked up, first match wins: --profiles-dir/QWENOPS_PROFILES_DIR, the
-    source checkout's configs/profiles, then the copy a wheel carries inside the package."""
-    dirs: list[Path] = []
-    if extra is not None:
-        dirs.append(extra)
-    env_dir = os.environ.get("QWENOPS_PROFILES_DIR")
-    if env_dir:
-        dirs.append(Path(env_dir))
-    package = Path(__file__).resolve().parent
-    dirs += [package.parent / "configs" / "profiles", package / "_profiles"]
-    seen: set[Path] = set()
-    return [d for d in dirs if d.is_dir() and not (d in seen or seen.add(d))]  # type: ignore[func-returns-value]
-
-
-def available_profiles(extra_dir: Path | None = None) -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for directory in profile_dirs(extra_dir):
-        for path in sorted(directory.glob("*.yaml")):
-            found.setdefault(path.stem, path)
-    return found
-
-
 def _read_yaml(path: Path) -> dict[str, Any]:
     import yaml
 
@@ -255,7 +232,7 @@ def resolve_profile(
     available = available_profiles(profiles_dir)
     data, sources, files = _load_chain(name, available)
     # env=None: the real environment and env file; a mapping (tests, `profiles list`): only that.
-    env_values = env_overrides(os.environ, read_env_file=True) if env is None else env_overrides(env)
+    env_values = env_overrides(env)
     for key, (value, origin) in env_values.items():
         data[key] = value
         sources[key] = origin
@@ -273,27 +250,19 @@ def load_profile(name: str, **kwargs: Any) -> Profile:
     return resolve_profile(name, **kwargs).profile
 
 
-def env_overrides(environ: Mapping[str, str], *, read_env_file: bool = False) -> dict[str, tuple[str, str]]:
+def env_overrides(environ: Mapping[str, str] | None = None) -> dict[str, tuple[str, str]]:
     """QWENOPS_<FIELD> values for overridable profile fields, each with its source.
 
-    The env file is parsed with python-dotenv (what pydantic-settings uses for qwenops.settings),
-    so both follow the same file rules; the environment wins over the file. Values stay strings
-    and are validated with the profile.
+    ENVIRON None means the real environment plus the env file (qwenops.settings.environment);
+    values stay strings and are validated with the profile.
     """
-    from qwenops.settings import ENV_PREFIX, env_file
+    from qwenops.settings import ENV_PREFIX, environment
 
     found: dict[str, tuple[str, str]] = {}
-    if read_env_file and env_file().is_file():
-        from dotenv import dotenv_values
-
-        for key, value in dotenv_values(env_file()).items():
-            field = key[len(ENV_PREFIX):].lower() if key.startswith(ENV_PREFIX) else ""
-            if field in OVERRIDABLE_FIELDS and value is not None:
-                found[field] = (value, f"env file {env_file()}")
-    for field in OVERRIDABLE_FIELDS:
-        var = ENV_PREFIX + field.upper()
-        if var in environ:
-            found[field] = (environ[var], f"environment {var}")
+    for name, (value, source) in environment(environ).items():
+        field = name[len(ENV_PREFIX):].lower()
+        if field in OVERRIDABLE_FIELDS:
+            found[field] = (value, source)
     return found
 
 

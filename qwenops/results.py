@@ -3,24 +3,27 @@
 Envelope (ARCHITECTURE.md, pinned by tests/unit/test_contract.py):
     {"qwenops": SCHEMA_VERSION, "command": str, "ok": bool, "data": {...}, "errors": [...]}
 Bump SCHEMA_VERSION only for incompatible changes to the envelope or to a command's documented keys.
+
+Plain dataclasses, not pydantic: every command module imports this, and `qwenops --help` must not
+pay pydantic's import time just to list commands.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 from collections.abc import Mapping
+from pathlib import PurePath
 from typing import Any
-
-from pydantic import BaseModel, ConfigDict
 
 from qwenops.errors import ExitCode, QwenopsError
 
 SCHEMA_VERSION = "1"
 
 
-class ErrorInfo(BaseModel):
+@dataclasses.dataclass(frozen=True)
+class ErrorInfo:
     """One error as it appears in the envelope's `errors` list."""
-
-    model_config = ConfigDict(frozen=True)
 
     code: str
     message: str
@@ -32,10 +35,9 @@ class ErrorInfo(BaseModel):
         return cls(code=exc.code, message=exc.message, field=exc.field, hint=exc.hint)
 
 
-class CommandResult(BaseModel):
+@dataclasses.dataclass(frozen=True)
+class CommandResult:
     """What a command hands to the renderer: its data, whether it passed, and why not."""
-
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
     command: str
     data: Any = None
@@ -54,16 +56,23 @@ class CommandResult(BaseModel):
             "command": self.command,
             "ok": self.ok,
             "data": to_jsonable(self.data),
-            "errors": [e.model_dump(mode="json") for e in self.errors],
+            "errors": [to_jsonable(e) for e in self.errors],
         }
 
 
 def to_jsonable(data: Any) -> Any:
-    """Turn a result's data (pydantic models, mappings, sequences, scalars) into plain JSON values."""
-    if isinstance(data, BaseModel):
-        return data.model_dump(mode="json")
-    if isinstance(data, Mapping):
-        return {str(k): to_jsonable(v) for k, v in data.items()}
-    if isinstance(data, (list, tuple)):
-        return [to_jsonable(v) for v in data]
-    return data
+    """Plain JSON values from pydantic models, dataclasses, mappings, sequences, paths and enums."""
+    result: Any = data
+    if hasattr(data, "model_dump"):  # a pydantic model; checked by duck type to keep pydantic unimported
+        result = data.model_dump(mode="json")
+    elif dataclasses.is_dataclass(data) and not isinstance(data, type):
+        result = {f.name: to_jsonable(getattr(data, f.name)) for f in dataclasses.fields(data)}
+    elif isinstance(data, Mapping):
+        result = {str(k): to_jsonable(v) for k, v in data.items()}
+    elif isinstance(data, (list, tuple, set, frozenset)):
+        result = [to_jsonable(v) for v in data]
+    elif isinstance(data, enum.Enum):
+        result = data.value
+    elif isinstance(data, PurePath):
+        result = str(data)
+    return result

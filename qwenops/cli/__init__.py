@@ -7,8 +7,10 @@ torch, vLLM, pynvml, FastAPI or transformers. Register a command here only once 
 
 from __future__ import annotations
 
+import io
 import os
-from typing import Any
+import sys
+from typing import Any, TextIO
 
 import click
 
@@ -75,7 +77,52 @@ def cli() -> None:
 
 
 def main() -> None:
-    cli.main(prog_name="qwenops")
+    args = sys.argv[1:]
+    from qwenops.cli import _memo
+
+    if not _memo.cacheable(args):
+        cli.main(args, prog_name="qwenops")
+        return
+    stored = _memo.lookup(args)
+    if stored is not None:
+        sys.stdout.write(stored)
+        return
+    real_stdout, captured = sys.stdout, io.StringIO()
+    sys.stdout = _Tee(real_stdout, captured)
+    code: int | str | None = 0
+    try:
+        cli.main(args, prog_name="qwenops")
+    except SystemExit as exc:
+        code = exc.code
+    finally:
+        sys.stdout = real_stdout
+    if code in (0, None):
+        _memo.store(args, captured.getvalue())
+    sys.exit(code)
+
+
+class _Tee(io.TextIOBase):
+    """stdout that also keeps a copy, for storing a cacheable command's output."""
+
+    def __init__(self, real: TextIO, copy: io.StringIO) -> None:
+        self._real, self._copy = real, copy
+
+    def write(self, text: str) -> int:
+        self._copy.write(text)
+        return self._real.write(text)
+
+    def flush(self) -> None:
+        self._real.flush()
+
+    def isatty(self) -> bool:
+        return self._real.isatty()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return self._real.encoding
+
+    def fileno(self) -> int:
+        return self._real.fileno()
 
 
 if __name__ == "__main__":  # pragma: no cover

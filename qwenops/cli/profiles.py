@@ -25,9 +25,9 @@ def profiles() -> None:
 def list_command(json_mode: bool) -> None:
     """List the profiles qwenops can serve."""
     from qwenops.profiles import list_profiles
-    from qwenops.settings import load_settings
+    from qwenops.settings import locations
 
-    data = list_profiles(load_settings().profiles_dir)
+    data = list_profiles(locations().profiles_dir)
     finish(CommandResult(command="profiles list", data=data), json_mode=json_mode, view=_list_view)
 
 

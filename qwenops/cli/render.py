@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
-from qwenops.cli._common import finish, json_option, override_option, profile_option
+from qwenops.cli._common import finish, json_option, override_option, profile_name, profile_option
 from qwenops.results import CommandResult
-
-if TYPE_CHECKING:
-    from rich.text import Text
 
 
 @click.group()
@@ -28,7 +24,7 @@ def flags_command(profile: str | None, overrides: tuple[str, ...], json_mode: bo
     from qwenops.profiles import parse_overrides
     from qwenops.render import render_flags
 
-    data = render_flags(_profile_name(profile), parse_overrides(overrides))
+    data = render_flags(profile_name(profile), parse_overrides(overrides))
     finish(CommandResult(command="render flags", data=data), json_mode=json_mode, view=lambda d: d.command)
 
 
@@ -42,18 +38,6 @@ def script_command(profile: str | None, overrides: tuple[str, ...], output: Path
     from qwenops.profiles import parse_overrides
     from qwenops.render import render_script
 
-    data = render_script(_profile_name(profile), parse_overrides(overrides), output)
-    view = (lambda d: f"wrote {d.path}") if output else (lambda d: _raw(d.script))
+    data = render_script(profile_name(profile), parse_overrides(overrides), output)
+    view = (lambda d: f"wrote {d.path}") if output else (lambda d: d.script)
     finish(CommandResult(command="render script", data=data), json_mode=json_mode, view=view)
-
-
-def _profile_name(profile: str | None) -> str:
-    from qwenops.settings import load_settings
-
-    return profile or load_settings().profile
-
-
-def _raw(text: str) -> Text:
-    from rich.text import Text
-
-    return Text(text.rstrip("\n"))

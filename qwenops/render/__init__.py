@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from qwenops.profiles import resolve_profile
-from qwenops.settings import load_settings
+from qwenops.settings import locations
 
 
 class RenderedFlags(BaseModel):
@@ -36,18 +36,18 @@ class RenderedScript(BaseModel):
 def render_flags(name: str, overrides: Mapping[str, str] | None = None) -> RenderedFlags:
     from qwenops.render.vllm import vllm_argv
 
-    settings = load_settings()
-    profile = resolve_profile(name, cli_overrides=overrides, profiles_dir=settings.profiles_dir).profile
-    argv = vllm_argv(profile, state_dir=settings.resolved_state_dir)
+    where = locations()
+    profile = resolve_profile(name, cli_overrides=overrides, profiles_dir=where.profiles_dir).profile
+    argv = vllm_argv(profile, state_dir=where.state_dir)
     return RenderedFlags(profile=profile.name, argv=tuple(argv), command=shlex.join(argv), env=dict(profile.env))
 
 
 def render_script(name: str, overrides: Mapping[str, str] | None = None, output: Path | None = None) -> RenderedScript:
     from qwenops.render.script import start_script
 
-    settings = load_settings()
-    profile = resolve_profile(name, cli_overrides=overrides, profiles_dir=settings.profiles_dir).profile
-    text = start_script(profile, state_dir=settings.resolved_state_dir)
+    where = locations()
+    profile = resolve_profile(name, cli_overrides=overrides, profiles_dir=where.profiles_dir).profile
+    text = start_script(profile, state_dir=where.state_dir)
     if output is not None:
         from qwenops.errors import BadInputError
 

@@ -1,0 +1,30 @@
+"""Where profiles are found. Kept apart from profiles.py so that finding them imports no pydantic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def profile_dirs(extra: Path | None = None) -> list[Path]:
+    """Where profiles are looked up, first match wins: EXTRA (default: QWENOPS_PROFILES_DIR from the
+    environment or env file), the source checkout's configs/profiles, then the copy a wheel carries."""
+    if extra is None:
+        from qwenops.settings import locations
+
+        extra = locations().profiles_dir
+    package = Path(__file__).resolve().parent
+    candidates = [extra] if extra is not None else []
+    candidates += [package.parent / "configs" / "profiles", package / "_profiles"]
+    dirs: list[Path] = []
+    for directory in candidates:
+        if directory.is_dir() and directory not in dirs:
+            dirs.append(directory)
+    return dirs
+
+
+def available_profiles(extra_dir: Path | None = None) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for directory in profile_dirs(extra_dir):
+        for path in sorted(directory.glob("*.yaml")):
+            found.setdefault(path.stem, path)
+    return found

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The README's test command. From a fresh clone it creates .venv, installs qwenops with its test
+# tools and the real vLLM CPU engine, then runs ruff, mypy (strict) and the whole test suite, the
+# integration tests against a real vLLM server included. Extra arguments go to pytest, e.g.
+#   scripts/test.sh -m 'not engine'     # skip the tests that start vLLM
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python=${PYTHON:-python3}
+if [[ ! -x .venv/bin/python ]]; then
+  "$python" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+scripts/install_cpu_engine.sh .venv/bin/python
+
+echo "== ruff"
+.venv/bin/ruff check .
+echo "== mypy --strict qwenops/"
+.venv/bin/mypy
+echo "== pytest"
+status=0
+.venv/bin/python -m pytest "$@" || status=$?
+# pytest exits 5 when it collected no test (e.g. a -k that matches nothing): not a failure here.
+if [[ $status -eq 5 ]]; then status=0; fi
+exit $status

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Start vLLM's OpenAI-compatible server for qwenops profile '4090d-fp8'.
+# Rendered by qwenops 0.1.0; re-render instead of editing:
+#   qwenops render script --profile 4090d-fp8 -o start_api.sh
+# Qwen3-14B FP8 on one RTX 4090D 24 GB
+set -euo pipefail
+
+# The API key comes from the environment only, never from this file or argv (visible in ps).
+if [[ -n "${QWENOPS_API_KEY:-}" ]]; then
+  export VLLM_API_KEY="${QWENOPS_API_KEY}"
+fi
+
+args=(
+  # name clients send as `model`
+  --served-model-name Qwen3-14B
+  # address the HTTP server binds
+  --host 0.0.0.0
+  # TCP port of the HTTP server
+  --port 8000
+  # GPUs the model is split across
+  --tensor-parallel-size 1
+  # share of total GPU memory vLLM may use (weights + activations + KV)
+  --gpu-memory-utilization 0.95
+  # most sequences batched at once; lower it on OOM
+  --max-num-seqs 32
+  # context window (prompt + answer) in tokens
+  --max-model-len 2048
+  # skip CUDA graph capture: faster start, less memory
+  --enforce-eager
+  # no periodic throughput lines in the log
+  --disable-log-stats
+  # checkpoint quantization
+  --quantization fp8
+)
+
+exec vllm serve Qwen/Qwen3-14B-FP8 "${args[@]}" "$@"

@@ -1,0 +1,147 @@
+"""The real vLLM CPU server, shared by integration tests.
+
+`vllm_server` (session) starts one server for the whole run: vLLM's CPU engine takes ~50 s to
+become ready on 2 cores, so tests share it and must not kill it. Tests that kill or break a server
+use `disposable_server` (a fresh one each time). The server runs exactly the argv `qwenops render
+flags --profile cpu-tiny` prints, in its own process group, and the whole group is killed after.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import REPO
+
+READY_TIMEOUT_S = float(os.environ.get("QWENOPS_TEST_READY_TIMEOUT", "420"))
+
+
+@dataclass
+class RunningServer:
+    base_url: str
+    model: str
+    port: int
+    pgid: int
+    model_dir: Path
+    log_path: Path
+    process: subprocess.Popen[bytes] = field(repr=False)
+
+    def stop(self) -> None:
+        """Kill the whole process group (EngineCore and workers too) and reap the leader."""
+        for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pgid, sig)
+            try:
+                self.process.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pgid, signal.SIGKILL)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _require_engine() -> None:
+    try:
+        import vllm  # noqa: F401
+    except Exception as exc:  # ImportError, or the torchvision breakage the install script fixes
+        pytest.fail(
+            f"the vLLM CPU engine is not usable here ({type(exc).__name__}: {exc}); "
+            "install it with scripts/install_cpu_engine.sh, or deselect with -m 'not engine'",
+            pytrace=False,
+        )
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir() -> Path:
+    """The tiny Qwen3 model, built once and cached under .state/ (the builder skips a cached build)."""
+    from qwenops.tinymodel import build_tiny_model
+
+    return build_tiny_model(REPO / ".state" / "test-models" / "qwen3-tiny").path
+
+
+def start_server(model_dir: Path, log_dir: Path, *, port: int | None = None) -> RunningServer:
+    from qwenops.profiles import load_profile
+    from qwenops.render.vllm import vllm_argv
+
+    _require_engine()
+    port = port or free_port()
+    profile = load_profile("cpu-tiny", env={}, cli_overrides={"port": str(port), "model": str(model_dir)})
+    argv = vllm_argv(profile, state_dir=model_dir.parent, python=sys.executable)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"vllm-{port}.log"
+    env = {**os.environ, **profile.env, "PYTHONUNBUFFERED": "1"}
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    server = RunningServer(
+        base_url=f"http://127.0.0.1:{port}", model=profile.api_model_name, port=port, pgid=process.pid,
+        model_dir=model_dir, log_path=log_path, process=process,
+    )
+    try:
+        _wait_ready(server)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def _wait_ready(server: RunningServer) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    with httpx.Client(base_url=server.base_url, timeout=5.0) as client:
+        while time.monotonic() < deadline:
+            if server.process.poll() is not None:
+                tail = server.log_path.read_text(errors="replace")[-3000:]
+                pytest.fail(f"vLLM exited with {server.process.returncode} before ready:\n{tail}", pytrace=False)
+            with contextlib.suppress(httpx.HTTPError):
+                if client.get("/health").status_code == 200:
+                    models = client.get("/v1/models").json()
+                    if any(m.get("id") == server.model for m in models.get("data", [])):
+                        return
+            time.sleep(0.5)
+    tail = server.log_path.read_text(errors="replace")[-3000:]
+    pytest.fail(f"vLLM not ready after {READY_TIMEOUT_S:.0f} s:\n{tail}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    server = start_server(tiny_model_dir, tmp_path_factory.mktemp("vllm-logs"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def disposable_server(tiny_model_dir: Path, tmp_path: Path) -> Iterator[Callable[[], RunningServer]]:
+    """A factory: call it to get a fresh server that this test may kill; all are stopped after."""
+    started: list[RunningServer] = []
+
+    def start() -> RunningServer:
+        server = start_server(tiny_model_dir, tmp_path / "vllm-logs")
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that use a real server are `engine` tests, so `-m 'not engine'` skips them all."""
+    for item in items:
+        if {"vllm_server", "disposable_server", "tiny_model_dir"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.engine)
