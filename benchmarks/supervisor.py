@@ -59,7 +59,7 @@ def wait(predicate, timeout_s: float = 20.0) -> float:  # type: ignore[no-untype
     return time.monotonic()
 
 
-def one_round(backoff_s: float) -> tuple[float, float, float]:
+def one_round(backoff_s: float) -> tuple[float, float, float]:  # noqa: PLR0915 (one scenario, top to bottom)
     supervision = load_profile("cpu-tiny", env={}).supervise.model_copy(update={
         "drain_timeout_s": 0.0, "health_interval_s": 0.5, "backoff_initial_s": backoff_s,
     })

@@ -43,6 +43,14 @@ _PHASE_PATTERNS: tuple[tuple[Phase, re.Pattern[str]], ...] = (
 )
 _PHASE_ORDER = list(Phase)
 
+# vLLM's own words for "the engine is gone" (v1/utils.py, v1/executor/multiproc_executor.py,
+# v1/engine/exceptions.py). The API server lingers for seconds after them answering 503 or erroring
+# streams; the supervisor restarts on the first such line instead of waiting for it to exit.
+_ENGINE_DEATH = re.compile(
+    r"Engine core process \S+ died unexpectedly|Worker proc \S+ died unexpectedly|EngineDeadError|"
+    r"EngineCore encountered an issue|engine core exited unexpectedly"
+)
+
 
 @dataclass(frozen=True)
 class FatalCause:
@@ -151,6 +159,7 @@ _RULES: tuple[_Rule, ...] = (
     _Rule("engine_dead", "the engine process died",
           # A traceback through run_busy_loop is the engine dying in service (its cause is often cut off).
           re.compile(r"EngineDeadError|Engine core initialization failed|EngineCore encountered an issue|"
+                     r"Engine core process \S+ died unexpectedly|Worker proc \S+ died unexpectedly|"
                      r"ERROR .*, in run_busy_loop$"),
           _const("read the traceback above this line in the server log"), retryable=True),
 )
@@ -163,6 +172,7 @@ class BootLog:
         self.phase = Phase.LAUNCHING
         self._best: tuple[int, FatalCause] | None = None
         self._pending_validation: str | None = None
+        self.engine_death: str | None = None  # the first line saying the engine process is gone
 
     def feed(self, raw_line: str) -> Phase | None:
         """Take one line; return the new phase when it moved forward, else None."""
@@ -170,6 +180,8 @@ class BootLog:
         if not line:
             return None
         self._match_fatal(line)
+        if self.engine_death is None and _ENGINE_DEATH.search(line):
+            self.engine_death = _quote(line)
         for phase, pattern in _PHASE_PATTERNS:
             if pattern.search(line):
                 if _PHASE_ORDER.index(phase) > _PHASE_ORDER.index(self.phase):

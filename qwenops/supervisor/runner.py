@@ -238,6 +238,12 @@ class Supervisor:
         if code is not None:
             self._exited(attempt, f"server exited with code {code}")
             return
+        if attempt.bootlog.engine_death is not None:
+            # vLLM's API server outlives its engine by seconds, answering 503; restart now instead.
+            # In-flight streams already got vLLM's in-band error, so there is nothing left to drain.
+            attempt.server.stop(min(self.config.drain_timeout_s, 1.0))
+            self._exited(attempt, f"engine died: {attempt.bootlog.engine_death}")
+            return
         now = self._now()
         if now < attempt.next_probe_at:
             return

@@ -8,6 +8,7 @@ starts are quick: vLLM fails while parsing its configuration, before loading any
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -68,10 +69,8 @@ class Serve:
         raise AssertionError(f"no {prefix!r} within {timeout_s} s; got {[m for _, m in self.messages]}")
 
     def remember_server_pids(self) -> None:
-        try:
+        with contextlib.suppress(psutil.Error):
             self.server_pids |= {p.pid for p in psutil.Process(self.process.pid).children(recursive=True)}
-        except psutil.Error:
-            pass
 
     def output(self) -> str:
         return "" if self.process.stderr is None else self.process.stderr.read()[-3000:]
@@ -105,10 +104,8 @@ def start_serve(state_dir: Path, *args: str) -> Iterator[Serve]:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
         for pid in serve.server_pids:  # the safety net: never leave an engine behind, even on failure
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
         process.wait(10)
         notify.close()
 
@@ -154,7 +151,9 @@ def test_serve_cpu_tiny_ready_stream_engine_crash_restart_and_clean_stop(state_d
         restart_s = serve.messages[respawn][0] - crashed_at
         ready_again = serve.wait_message("READY=1", after=respawn)
         assert any(m.startswith("STATUS=restarting in 1 s") for _, m in serve.messages[ready:respawn])
-        assert restart_s < 8.0, restart_s  # vLLM's own ~2-3 s shutdown + 1 s backoff + detection
+        # Seen at vLLM's first "engine core exited" line, not its exit seconds later: up to 1 s to stop
+        # the orphaned API server, the 1 s backoff, and a loaded 2-core machine's slack.
+        assert restart_s < 4.0, restart_s
         assert stream_chat(base_url, "What is 2+2?") == KNOWN_PROMPTS["What is 2+2?"]
 
         serve.remember_server_pids()

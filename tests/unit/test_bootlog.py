@@ -107,3 +107,12 @@ def test_long_lines_are_quoted_shortened_and_the_message_is_one_line() -> None:
     cause = classify(lines(PUBLIC / "01_weights_oom.log"))
     assert cause is not None and len(cause.line) <= 300
     assert "\n" not in cause.message() and cause.message().startswith("the weights do not fit")
+
+
+def test_engine_killed_under_a_real_cpu_server_is_seen_at_vllms_first_word() -> None:
+    boot = BootLog()
+    for line in lines(LOGS / "supervisor" / "cpu_engine_killed.log"):
+        boot.feed(line)
+    assert boot.engine_death is not None
+    assert "engine core exited unexpectedly" in boot.engine_death  # printed before the EngineDeadError
+    assert boot.cause is not None and (boot.cause.category, boot.cause.retryable) == ("engine_dead", True)

@@ -52,6 +52,7 @@ class FakeServer:
     stopped_with: list[float] = field(default_factory=list)
     killed: bool = False
     printed: bool = False
+    engine_dies_after: float | None = None  # prints vLLM's engine-death line, then lingers like vLLM
 
     def __post_init__(self) -> None:
         self.started = self.clock.now
@@ -64,6 +65,9 @@ class FakeServer:
             self.printed = True
             for line in self.lines:
                 self.on_line(line)
+        if self.engine_dies_after is not None and self.age() >= self.engine_dies_after:
+            self.engine_dies_after = None
+            self.on_line("(APIServer pid=1) ERROR Engine core process EngineCore_DP0 died unexpectedly.")
         if self.stopped_with or self.killed:
             return -15
         if self.exit_after is not None and self.age() >= self.exit_after:
@@ -240,6 +244,16 @@ def test_failed_health_probes_in_a_row_kill_and_restart() -> None:
     assert outcome.restarts == 1
     statuses = [m["STATUS"] for m in h.notifier.sent if "STATUS" in m]
     assert "unhealthy (1/3): /health 503" in statuses and "unhealthy (2/3): /health 503" in statuses
+
+
+def test_engine_death_in_the_log_restarts_without_waiting_for_the_api_server_to_exit() -> None:
+    h = Harness([{"ready_after": 1.0, "engine_dies_after": 4.0}, {"ready_after": 1.0}])
+    outcome = h.run(stop_after=10)
+    exit_change = next(c for c in h.recorder.changes if c.event is Event.EXIT)
+    assert exit_change.reason == "engine died: ERROR Engine core process EngineCore_DP0 died unexpectedly."
+    assert exit_change.at_s == pytest.approx(4.0, abs=0.11)  # not after 3 failed 2 s probes
+    assert h.servers[0].stopped_with == [1.0]
+    assert outcome.restarts == 1 and outcome.ok
 
 
 def test_no_watchdog_while_unhealthy() -> None:
