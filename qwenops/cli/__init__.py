@@ -52,7 +52,7 @@ class RootGroup(LazyGroup):
 
             emit_error(command_name(ctx), BadInputError(exc.format_message()), json_mode=True)
             ctx.exit(int(ExitCode.BAD_INPUT))
-        except (click.exceptions.Exit, click.Abort, click.ClickException, KeyboardInterrupt):
+        except (click.exceptions.Exit, click.Abort, click.ClickException):
             raise
         except Exception as exc:  # the boundary: a bug must still end in one line and exit 4
             if os.environ.get("QWENOPS_DEBUG"):

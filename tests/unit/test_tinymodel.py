@@ -1,0 +1,133 @@
+"""The tiny Qwen3 model: the files the engine needs, cache, determinism and known greedy answers (no vLLM)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from qwenops.errors import BadInputError, EngineMissingError
+from qwenops.tinymodel import IM_END, KNOWN_PROMPTS, TinyModelInfo, build_tiny_model
+
+TORCH_REASON = "the tiny model needs torch; install the CPU engine with scripts/install_cpu_engine.sh"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> TinyModelInfo:
+    pytest.importorskip("torch", reason=TORCH_REASON)
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", seed=0)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_import_does_not_load_torch() -> None:
+    # The CLI imports this module to render help and profiles; it must stay cheap.
+    code = "import sys, qwenops.tinymodel; sys.exit(1 if 'torch' in sys.modules else 0)"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_missing_torch_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` raise ImportError
+    with pytest.raises(EngineMissingError, match="needs torch") as caught:
+        build_tiny_model(tmp_path / "model")
+    assert "scripts/install_cpu_engine.sh" in caught.value.one_line()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_refuses_to_replace_a_directory_it_did_not_build(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("keep me")
+    with pytest.raises(BadInputError, match="does not hold a tiny model"):
+        build_tiny_model(tmp_path, force=True)
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+
+
+@pytest.mark.slow
+def test_build_writes_a_qwen3_checkpoint(built: TinyModelInfo) -> None:
+    names = {path.name for path in built.path.iterdir()}
+    assert {
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    } <= names
+    assert not [path for path in built.path.parent.iterdir() if path.name.startswith(".model.")]
+
+    config = json.loads((built.path / "config.json").read_text())
+    assert config["architectures"] == ["Qwen3ForCausalLM"]
+    assert config["model_type"] == "qwen3"
+    assert config["head_dim"] == 64
+    assert config["num_attention_heads"] % config["num_key_value_heads"] == 0
+
+    tokenizer_config = json.loads((built.path / "tokenizer_config.json").read_text())
+    assert tokenizer_config["eos_token"] == IM_END
+    assert "<|im_start|>" in tokenizer_config["chat_template"]
+    special = {entry["content"] for entry in tokenizer_config["added_tokens_decoder"].values()}
+    assert special == {"<|im_start|>", "<|im_end|>", "<|endoftext|>"}
+    assert config["eos_token_id"] == next(
+        int(token_id)
+        for token_id, entry in tokenizer_config["added_tokens_decoder"].items()
+        if entry["content"] == IM_END
+    )
+
+    generation_config = json.loads((built.path / "generation_config.json").read_text())
+    # Sampling defaults here would silently override what requests ask for in vLLM.
+    assert not {"temperature", "top_p", "top_k", "do_sample"} & generation_config.keys()
+
+
+@pytest.mark.slow
+def test_build_reports_itself(built: TinyModelInfo) -> None:
+    assert built.built is True
+    assert 200_000 <= built.parameters <= 1_000_000
+    assert built.known_answers == KNOWN_PROMPTS
+    assert built.seconds < 60
+
+
+@pytest.mark.slow
+def test_second_build_is_a_cache_hit(built: TinyModelInfo) -> None:
+    started = time.perf_counter()
+    again = build_tiny_model(built.path, seed=0)
+    assert time.perf_counter() - started < 0.5
+    assert again.built is False
+    assert again.parameters == built.parameters
+    assert again.known_answers == KNOWN_PROMPTS
+
+
+@pytest.mark.slow
+def test_forced_rebuild_is_byte_identical(built: TinyModelInfo) -> None:
+    before = {
+        name: _sha256(built.path / name) for name in ("model.safetensors", "tokenizer.json", "config.json")
+    }
+    rebuilt = build_tiny_model(built.path, seed=0, force=True)
+    assert rebuilt.built is True
+    after = {name: _sha256(built.path / name) for name in before}
+    assert after == before
+
+
+@pytest.mark.slow
+def test_greedy_generation_gives_the_known_answers(built: TinyModelInfo) -> None:
+    torch = pytest.importorskip("torch", reason=TORCH_REASON)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(built.path))
+    model = AutoModelForCausalLM.from_pretrained(str(built.path))
+    model.eval()
+    for prompt, answer in KNOWN_PROMPTS.items():
+        prompt_ids = tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}],
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=False,
+        )
+        with torch.no_grad():
+            output = model.generate(torch.tensor([prompt_ids]), do_sample=False, max_new_tokens=64)
+        new_ids = output[0, len(prompt_ids) :].tolist()
+        assert new_ids[-1] == tokenizer.eos_token_id, prompt
+        assert tokenizer.decode(new_ids, skip_special_tokens=True) == answer
