@@ -207,13 +207,8 @@ def ensure_model(plan: ServePlan) -> None:
     """Build cpu-tiny's model into the state dir on first use (a few seconds, no network)."""
     if not plan.builds_tiny_model:
         return
-    try:
-        from qwenops.tinymodel import build_tiny_model  # type: ignore[import-untyped,unused-ignore]
-    except ImportError:  # pragma: no cover - only before the tiny-model branch is merged
-        raise EngineMissingError(
-            "qwenops.tinymodel is not available to build the cpu-tiny model", field="model",
-            hint=f"build it into {plan.model_path} with `qwenops model build-tiny {plan.model_path}`",
-        ) from None
+    from qwenops.tinymodel import build_tiny_model
+
     build_tiny_model(Path(plan.model_path))
 
 

@@ -134,11 +134,14 @@ def live(pids: set[int]) -> list[int]:
     return alive
 
 
-def test_serve_cpu_tiny_ready_stream_engine_crash_restart_and_clean_stop(state_dir: Path) -> None:
+@pytest.mark.engine
+def test_serve_cpu_tiny_ready_stream_engine_crash_restart_and_clean_stop(tmp_path: Path) -> None:
     from qwenops.tinymodel import KNOWN_PROMPTS
 
-    for serve in start_serve(state_dir):
+    fresh_state = tmp_path / "fresh-state"  # as on a fresh machine: serve builds the tiny model first
+    for serve in start_serve(fresh_state):
         ready = serve.wait_message("READY=1")
+        assert (fresh_state / "models" / "qwen3-tiny" / "config.json").is_file()
         base_url = f"http://127.0.0.1:{serve.port}"
         assert stream_chat(base_url, "Say hello.") == KNOWN_PROMPTS["Say hello."]
 

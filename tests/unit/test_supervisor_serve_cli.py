@@ -7,6 +7,7 @@ import os
 import socket
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -99,3 +100,20 @@ def test_serve_is_registered_and_its_help_names_the_exit_codes() -> None:
     code, out, _ = run("serve", "--help")
     assert code == 0
     assert "1 when it gave up (FATAL), 2 on bad input or a taken port" in " ".join(out.split())
+
+
+def test_serve_builds_the_tiny_model_only_when_its_dir_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import qwenops.tinymodel
+    from qwenops.serve import ensure_model, plan_serve
+
+    built: list[Path] = []
+    monkeypatch.setattr(qwenops.tinymodel, "build_tiny_model", lambda out_dir, **_: built.append(out_dir))
+    plan = plan_serve("cpu-tiny")
+    assert plan.builds_tiny_model and plan.model_path == str(tmp_path / "state" / "models" / "qwen3-tiny")
+    ensure_model(plan)
+    assert built == [Path(plan.model_path)]
+    Path(plan.model_path).mkdir(parents=True)
+    assert not plan_serve("cpu-tiny").builds_tiny_model
+    assert not plan_serve("4090d").builds_tiny_model  # a Hugging Face id is vLLM's to fetch
