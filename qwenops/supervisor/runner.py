@@ -207,7 +207,10 @@ class Supervisor:
         now = self._now()
         self._attempt = _Attempt(server=server, bootlog=bootlog, started_at=now)
         self._fire(Event.SPAWN, f"spawned pid {server.pid}")
-        self._notifier.status(f"starting vLLM (pid {server.pid})")
+        # systemd's TimeoutStartSec (90 s by default) is shorter than a GPU model load; extend it to
+        # our own start-up timeout so the profile, not the unit file, decides when a start failed.
+        self._notifier.send(STATUS=f"starting vLLM (pid {server.pid})",
+                            EXTEND_TIMEOUT_USEC=str(int(self.config.startup_timeout_s * 1e6)))
 
     def _step_starting(self) -> None:
         attempt = self._require_attempt()

@@ -173,7 +173,7 @@ def test_systemd_hears_ready_watchdog_while_healthy_then_stopping_in_order() -> 
     assert ready < watchdogs[0] and watchdogs[-1] < stopping
     assert len(watchdogs) >= 4  # one at READY, then one per 2 s health probe over ~8 s
     assert all("READY" not in m for m in sent[:ready])
-    assert sent[0]["STATUS"].startswith("starting vLLM")
+    assert sent[0] == {"STATUS": "starting vLLM (pid 100)", "EXTEND_TIMEOUT_USEC": "30000000"}
 
 
 def test_crash_in_service_backs_off_exponentially_then_restarts() -> None:
