@@ -80,21 +80,27 @@ class ServerProcess:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pgid, sig)
 
-    def wait_group_gone(self, timeout_s: float, *, step_s: float = 0.02) -> bool:
+    def wait_group_gone(
+        self, timeout_s: float, *, hurry: threading.Event | None = None, step_s: float = 0.02
+    ) -> bool:
+        """Wait until no live process of the group is left; give up at timeout_s or when `hurry` is set."""
         deadline = time.monotonic() + timeout_s
         while self.group_alive():
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline or (hurry is not None and hurry.is_set()):
                 return False
             time.sleep(step_s)
         return True
 
-    def stop(self, drain_timeout_s: float) -> bool:
-        """SIGTERM the group, wait up to drain_timeout_s, then SIGKILL it; True if it drained in time."""
+    def stop(self, drain_timeout_s: float, *, hurry: threading.Event | None = None) -> bool:
+        """SIGTERM the group, wait up to drain_timeout_s (or until `hurry`), then SIGKILL it.
+
+        True if the group drained by itself in time.
+        """
         if not self.group_alive():
             self._join_pump()
             return True
         self.signal_group(signal.SIGTERM)
-        drained = self.wait_group_gone(drain_timeout_s)
+        drained = self.wait_group_gone(drain_timeout_s, hurry=hurry)
         if not drained:
             self.signal_group(signal.SIGKILL)
             # SIGKILL cannot be ignored; the wait only covers the kernel tearing the processes down.

@@ -30,7 +30,7 @@ class Server(Protocol):
 
     def poll(self) -> int | None: ...
 
-    def stop(self, drain_timeout_s: float) -> bool: ...
+    def stop(self, drain_timeout_s: float, *, hurry: threading.Event | None = None) -> bool: ...
 
     def kill(self) -> None: ...
 
@@ -140,6 +140,7 @@ class Supervisor:
         self._observer = observer or NullObserver()
         self._tick_s = tick_s
         self._wake = threading.Event()
+        self._hurry = threading.Event()  # a second stop request: skip the rest of the drain
         self._stop_reason = ""
         self.state = State.STOPPED
         self._attempt: _Attempt | None = None
@@ -157,9 +158,14 @@ class Supervisor:
     # ------------------------------------------------------------------ public
 
     def request_stop(self, reason: str = "stop requested") -> None:
-        """Ask for a clean shutdown; safe to call from a signal handler or another thread."""
-        if not self._wake.is_set():
-            self._stop_reason = reason
+        """Ask for a clean shutdown; a second request (Ctrl-C twice) cuts the drain short.
+
+        Safe to call from a signal handler or another thread: it only sets events.
+        """
+        if self._wake.is_set():
+            self._hurry.set()
+            return
+        self._stop_reason = reason
         self._wake.set()
 
     def run(self) -> Outcome:
@@ -304,11 +310,17 @@ class Supervisor:
             self._fire(Event.STOP, reason)
             self._outcome_reason = reason
             return
-        self._fire(Event.STOP, reason)
+        drain = self.config.drain_timeout_s
+        self._fire(Event.STOP, f"{reason}; draining up to {drain:g} s (stop again to kill at once)")
         self._notifier.stopping(f"stopping: {reason}")
-        drained = attempt.server.stop(self.config.drain_timeout_s)
+        drained = attempt.server.stop(self.config.drain_timeout_s, hurry=self._hurry)
         self._attempt = None
-        how = "drained" if drained else f"killed after the {self.config.drain_timeout_s:g} s drain timeout"
+        if drained:
+            how = "drained"
+        elif self._hurry.is_set():
+            how = "killed on a second stop request"
+        else:
+            how = f"killed after the {self.config.drain_timeout_s:g} s drain timeout"
         self._outcome_reason = f"{reason}; server {how}"
         self._fire(Event.STOPPED, f"process group gone ({how})")
 

@@ -200,6 +200,20 @@ def test_a_server_that_ignores_sigterm_is_killed_after_the_drain_timeout(cleanup
     assert group_members(run.attempts[0].pgid) == []
 
 
+def test_a_second_stop_request_cuts_the_drain_short(cleanup: list[Run], tmp_path: Path) -> None:
+    supervision = Supervision(drain_timeout_s=30, health_interval_s=0.2)
+    run = new_run(cleanup, tmp_path, "--ignore-sigterm", supervision=supervision)
+    thread = run.start()
+    run.wait_for(lambda: run.supervisor.state is State.RUNNING)
+    started = time.monotonic()
+    run.supervisor.request_stop("SIGINT")
+    threading.Timer(0.3, run.supervisor.request_stop, args=("SIGINT",)).start()
+    outcome = run.finish(thread)
+    assert outcome.reason == "SIGINT; server killed on a second stop request"
+    assert time.monotonic() - started < 2.0  # not the 30 s drain
+    assert group_members(run.attempts[0].pgid) == []
+
+
 def test_an_engine_that_outlives_its_api_server_is_not_left_as_an_orphan(cleanup: list[Run], tmp_path: Path) -> None:
     supervision = Supervision(drain_timeout_s=0.5, health_interval_s=0.2)
     run = new_run(cleanup, tmp_path, "--orphan-engine", supervision=supervision)

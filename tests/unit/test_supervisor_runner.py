@@ -74,7 +74,7 @@ class FakeServer:
             return self.exit_code
         return None
 
-    def stop(self, drain_timeout_s: float) -> bool:
+    def stop(self, drain_timeout_s: float, *, hurry: threading.Event | None = None) -> bool:
         self.stopped_with.append(drain_timeout_s)
         return True
 
