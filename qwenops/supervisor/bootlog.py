@@ -165,6 +165,16 @@ _RULES: tuple[_Rule, ...] = (
 )
 
 
+# vLLM picks the task from config.json's `architectures`; without a *ForCausalLM entry it may pick an
+# embedding task and then serves /health and /v1/models but 404s every chat request.
+_TASKS = re.compile(r"Supported tasks: \[(?P<tasks>[^\]]*)\]")
+_NOT_GENERATIVE = _Rule(
+    "model_not_generative", "vLLM loaded the model for a task other than text generation",
+    _TASKS, _const("give the checkpoint a *ForCausalLM `architectures` entry in config.json (for cpu-tiny: "
+                   "`qwenops model build-tiny --force DIR`); a chat server needs the 'generate' task"),
+)
+
+
 class BootLog:
     """Feed it the server's lines in order; it tracks the phase and the strongest fatal evidence."""
 
@@ -173,6 +183,7 @@ class BootLog:
         self._best: tuple[int, FatalCause] | None = None
         self._pending_validation: str | None = None
         self.engine_death: str | None = None  # the first line saying the engine process is gone
+        self.unservable: FatalCause | None = None  # the server runs, but cannot serve chat
 
     def feed(self, raw_line: str) -> Phase | None:
         """Take one line; return the new phase when it moved forward, else None."""
@@ -180,6 +191,12 @@ class BootLog:
         if not line:
             return None
         self._match_fatal(line)
+        tasks = _TASKS.search(line)
+        if tasks and "'generate'" not in tasks.group("tasks"):
+            # Not fatal to vLLM, fatal to a chat service: the runner gives up instead of calling it ready.
+            self.unservable = FatalCause(_NOT_GENERATIVE.category, _NOT_GENERATIVE.title, _quote(line),
+                                         _NOT_GENERATIVE.fix(tasks), retryable=False)
+            self._best = (-1, self.unservable)
         if self.engine_death is None and _ENGINE_DEATH.search(line):
             self.engine_death = _quote(line)
         for phase, pattern in _PHASE_PATTERNS:
@@ -198,7 +215,7 @@ class BootLog:
         elif "validation error for" in line:
             self._pending_validation = line
             return
-        limit = len(_RULES) if self._best is None else self._best[0]
+        limit = len(_RULES) if self._best is None else max(self._best[0], 0)
         for rank, rule in enumerate(_RULES[:limit]):
             match = rule.pattern.search(line)
             if match:

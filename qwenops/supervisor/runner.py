@@ -226,6 +226,8 @@ class Supervisor:
         if code is not None:
             self._exited(attempt, f"server exited with code {code} while starting")
             return
+        if self._unservable(attempt):
+            return
         if now - attempt.started_at > self.config.startup_timeout_s:
             attempt.server.stop(min(self.config.drain_timeout_s, 5.0))
             self._exited(attempt, f"not ready after {self.config.startup_timeout_s:g} s (startup_timeout_s)")
@@ -246,6 +248,8 @@ class Supervisor:
         code = attempt.server.poll()
         if code is not None:
             self._exited(attempt, f"server exited with code {code}")
+            return
+        if self._unservable(attempt):  # the output pump may lag the first good probe by a line
             return
         if attempt.bootlog.engine_death is not None:
             # vLLM's API server outlives its engine by seconds, answering 503; restart now instead.
@@ -271,6 +275,13 @@ class Supervisor:
         if attempt.health_failures >= limit:
             attempt.server.stop(min(self.config.drain_timeout_s, 5.0))
             self._exited(attempt, f"{limit} failed health probes in a row (last: {probe.detail})")
+
+    def _unservable(self, attempt: _Attempt) -> bool:
+        if attempt.bootlog.unservable is None:
+            return False
+        attempt.server.stop(min(self.config.drain_timeout_s, 5.0))
+        self._exited(attempt, "the server cannot serve chat completions")
+        return True
 
     def _exited(self, attempt: _Attempt, reason: str) -> None:
         # The leader is gone but EngineCore/Worker may live on as orphans holding memory and the port.

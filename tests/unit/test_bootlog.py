@@ -124,3 +124,18 @@ def test_engine_killed_under_a_real_cpu_server_is_seen_at_vllms_first_word() -> 
     assert boot.engine_death is not None
     assert "engine core exited unexpectedly" in boot.engine_death  # printed before the EngineDeadError
     assert boot.cause is not None and (boot.cause.category, boot.cause.retryable) == ("engine_dead", True)
+
+
+def test_a_model_loaded_for_embeddings_is_unservable_for_chat() -> None:
+    # Seen here with a tiny-model build whose config.json lacked `architectures`.
+    boot = BootLog()
+    boot.feed("(APIServer pid=14868) INFO 11-25 16:15:29 [entry.py:136] Supported tasks: ['embed', 'token_embed']")
+    boot.feed("ERROR: [Errno 98] error while attempting to bind on address: address already in use")
+    assert boot.unservable is not None and boot.cause is boot.unservable
+    assert boot.cause.category == "model_not_generative" and "architectures" in boot.cause.fix
+
+
+def test_a_generative_model_is_servable() -> None:
+    boot = BootLog()
+    boot.feed("(APIServer pid=3719) INFO 11-25 16:02:59 [entry.py:136] Supported tasks: ['generate']")
+    assert boot.unservable is None and boot.cause is None

@@ -224,6 +224,15 @@ def test_classified_cause_that_a_restart_cannot_fix_is_fatal_at_once() -> None:
     assert "/nope" in outcome.reason and "fix:" in outcome.reason
 
 
+def test_a_server_that_cannot_chat_is_fatal_instead_of_ready() -> None:
+    line = "(APIServer pid=9) INFO [entry.py:136] Supported tasks: ['embed', 'token_embed']"
+    h = Harness([{"ready_after": 2.0, "lines": (line,)}])
+    outcome = h.run()
+    assert State.RUNNING not in h.path() and all("READY" not in m for m in h.notifier.sent)
+    assert outcome.state is State.FATAL and len(h.servers) == 1
+    assert outcome.cause is not None and outcome.cause.category == "model_not_generative"
+
+
 def test_retryable_cause_is_retried_and_named_in_the_final_reason() -> None:
     line = "ERROR:    [Errno 98] error while attempting to bind on address ('0.0.0.0', 8000): address already in use"
     h = Harness([{"ready_after": None, "exit_after": 1.0, "lines": (line,)}])
