@@ -19,6 +19,9 @@ from qwenops.cli._lazy import LazyGroup
 from qwenops.errors import ExitCode, QwenopsError
 
 COMMANDS: dict[str, str] = {
+    "doctor": "qwenops.cli.doctor:doctor",
+    "plan": "qwenops.cli.plan:plan",
+    "model": "qwenops.cli.model:model",
     "profiles": "qwenops.cli.profiles:profiles",
     "render": "qwenops.cli.render:render",
     "serve": "qwenops.cli.serve:serve",

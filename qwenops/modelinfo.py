@@ -1,0 +1,264 @@
+"""What a model is, read from its directory (or its config.json) without loading a weight.
+
+`ModelInfo` carries the architecture numbers the memory planner needs (layers, KV heads, head_dim,
+hidden/intermediate/vocab sizes, dtype, quantization) and what `doctor` checks in a model directory
+(tokenizer, chat template, safetensors shards complete against their index, their total bytes).
+Hugging Face repo ids that qwenops knows (configs/models/catalog.json) are planned from a shipped
+config.json and a checkpoint-size table, so `plan --profile 4090d` works before the download.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from qwenops.errors import BadInputError
+
+GIB = 1024**3
+
+# Decoder-only dense transformers whose memory follows the formulas in qwenops.planner (one KV
+# pair per layer, a gated MLP). Anything else (MoE, Mamba, multimodal) needs its own model.
+SUPPORTED_ARCHITECTURES: tuple[str, ...] = (
+    "Qwen3ForCausalLM",
+    "Qwen2ForCausalLM",
+    "LlamaForCausalLM",
+    "MistralForCausalLM",
+)
+
+DTYPE_BYTES: dict[str, int] = {"float32": 4, "float": 4, "bfloat16": 2, "float16": 2, "half": 2}
+
+
+class Quantization(BaseModel):
+    """The checkpoint's `quantization_config`, reduced to what memory depends on."""
+
+    model_config = ConfigDict(frozen=True)
+
+    method: str
+    bits: int | None = None
+
+
+class ModelConfig(BaseModel):
+    """The architecture numbers of a config.json (field names as Hugging Face writes them)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    architecture: str
+    num_hidden_layers: int = Field(gt=0)
+    num_attention_heads: int = Field(gt=0)
+    num_key_value_heads: int = Field(gt=0)
+    hidden_size: int = Field(gt=0)
+    intermediate_size: int = Field(gt=0)
+    vocab_size: int = Field(gt=0)
+    # After hidden_size: when it is implicit it derives from hidden_size, whose error must come first.
+    head_dim: int = Field(gt=0)
+    max_position_embeddings: int = Field(gt=0)
+    torch_dtype: str = "bfloat16"
+    quantization: Quantization | None = None
+
+    @property
+    def dtype_bytes(self) -> int:
+        return DTYPE_BYTES.get(self.torch_dtype, 2)
+
+
+class ShardStatus(BaseModel):
+    """The safetensors files of a model directory, checked against model.safetensors.index.json."""
+
+    model_config = ConfigDict(frozen=True)
+
+    files: int = 0
+    expected: int = 0
+    missing: tuple[str, ...] = ()
+    total_bytes: int = 0
+
+    @property
+    def complete(self) -> bool:
+        return self.files > 0 and not self.missing
+
+
+class ModelInfo(BaseModel):
+    """A model as the planner and doctor see it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str = Field(description="directory, config.json path, or catalog repo id")
+    config: ModelConfig
+    weights_gib: float | None = Field(None, description="GiB of weights vLLM will load, when known")
+    weights_source: str = ""
+    is_directory: bool = False
+    tokenizer_present: bool | None = None
+    chat_template_present: bool | None = None
+    shards: ShardStatus | None = None
+
+
+def parse_config(raw: Any, *, origin: str) -> ModelConfig:
+    """A config.json mapping -> ModelConfig; the first problem names its key."""
+    if not isinstance(raw, dict):
+        raise BadInputError(f"{origin} must hold a JSON object", field="config.json")
+    text_config = raw.get("text_config")
+    if isinstance(text_config, dict) and "num_hidden_layers" not in raw:
+        raw = {**text_config, "architectures": raw.get("architectures")}
+    archs = raw.get("architectures")
+    if not isinstance(archs, list) or not archs or not isinstance(archs[0], str):
+        raise BadInputError(f"missing or not a list of names in {origin}", field="architectures")
+    arch = archs[0]
+    if arch not in SUPPORTED_ARCHITECTURES:
+        raise BadInputError(
+            f"unknown architecture {arch!r} in {origin}",
+            field="architectures",
+            hint=f"supported: {', '.join(SUPPORTED_ARCHITECTURES)}",
+        )
+    values: dict[str, Any] = {
+        "architecture": arch,
+        **{key: raw.get(key) for key in ("num_hidden_layers", "num_attention_heads", "hidden_size",
+                                         "intermediate_size", "vocab_size")},
+    }
+    values["num_key_value_heads"] = raw.get("num_key_value_heads", raw.get("num_attention_heads"))
+    heads, hidden = values["num_attention_heads"], values["hidden_size"]
+    head_dim = raw.get("head_dim")
+    if head_dim is None and isinstance(heads, int) and isinstance(hidden, int) and heads > 0:
+        head_dim = hidden // heads  # Llama/Qwen2 configs leave head_dim implicit
+    values["head_dim"] = head_dim
+    values["max_position_embeddings"] = raw.get("max_position_embeddings", 4096)
+    values["torch_dtype"] = str(raw.get("torch_dtype") or raw.get("dtype") or "bfloat16")
+    qcfg = raw.get("quantization_config")
+    if isinstance(qcfg, dict):
+        method = str(qcfg.get("quant_method") or "unknown")
+        bits = qcfg.get("bits", qcfg.get("w_bit"))
+        values["quantization"] = {"method": method, "bits": bits if isinstance(bits, int) else None}
+    try:
+        return ModelConfig.model_validate(values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(str(p) for p in error["loc"]) or "config.json"
+        got = error.get("input")
+        what = "missing" if got is None else f"must be a positive integer, got {got!r}"
+        raise BadInputError(f"{what} in {origin}", field=key) from None
+
+
+def read_config(path: Path) -> ModelConfig:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BadInputError(f"{path} does not exist", field="config.json") from None
+    except OSError as exc:
+        raise BadInputError(f"cannot read {path}: {exc.strerror}", field="config.json") from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadInputError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg})", field="config.json") from None
+    return parse_config(raw, origin=str(path))
+
+
+def _shards(directory: Path) -> ShardStatus:
+    files = sorted(directory.glob("*.safetensors"))
+    present = {f.name: f.stat().st_size for f in files}
+    index = directory / "model.safetensors.index.json"
+    expected: set[str] = set(present)
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {})
+            expected = {str(name) for name in weight_map.values()}
+        except (json.JSONDecodeError, AttributeError):
+            raise BadInputError(f"{index} is not a valid safetensors index", field="weight_map") from None
+    missing = tuple(sorted(expected - set(present)))
+    return ShardStatus(files=len(present), expected=len(expected), missing=missing,
+                       total_bytes=sum(present.values()))
+
+
+def inspect_model_dir(directory: Path) -> ModelInfo:
+    """Read config.json, tokenizer, chat template and shards of a local model directory."""
+    if not directory.is_dir():
+        raise BadInputError(f"{directory} is not a directory", field="model")
+    config = read_config(directory / "config.json")
+    shards = _shards(directory)
+    tokenizer = any((directory / name).is_file() for name in ("tokenizer.json", "tokenizer.model", "vocab.json"))
+    template = (directory / "chat_template.jinja").is_file()
+    tokenizer_config = directory / "tokenizer_config.json"
+    if not template and tokenizer_config.is_file():
+        try:
+            template = bool(json.loads(tokenizer_config.read_text(encoding="utf-8")).get("chat_template"))
+        except (json.JSONDecodeError, AttributeError):
+            template = False
+    weights = shards.total_bytes / GIB if shards.total_bytes else None
+    return ModelInfo(
+        source=str(directory), config=config, weights_gib=weights,
+        weights_source="sum of the safetensors shards" if weights else "",
+        is_directory=True, tokenizer_present=tokenizer, chat_template_present=template, shards=shards,
+    )
+
+
+def models_dir() -> Path:
+    """configs/models of a source checkout, else the copy a wheel carries inside the package."""
+    package = Path(__file__).resolve().parent
+    checkout = package.parent / "configs" / "models"
+    return checkout if checkout.is_dir() else package / "_models"
+
+
+def catalog() -> dict[str, dict[str, Any]]:
+    data = json.loads((models_dir() / "catalog.json").read_text(encoding="utf-8"))
+    checkpoints: dict[str, dict[str, Any]] = data["checkpoints"]
+    return checkpoints
+
+
+def from_catalog(repo_id: str) -> ModelInfo | None:
+    entry = catalog().get(repo_id)
+    if entry is None:
+        return None
+    config = read_config(models_dir() / entry["config"])
+    if entry.get("quantization"):
+        config = config.model_copy(update={"quantization": Quantization(method=entry["quantization"])})
+    return ModelInfo(source=repo_id, config=config, weights_gib=float(entry["weights_gib"]),
+                     weights_source=f"catalog: {entry['_source']}")
+
+
+def hf_snapshot(repo_id: str) -> Path | None:
+    """The Hugging Face cache's snapshot of repo_id (what vLLM loads), if it was downloaded.
+
+    Read from the cache layout (hub/models--ORG--NAME/refs/main -> snapshots/HASH) rather than
+    through huggingface_hub, which would pull in requests and friends for one path lookup.
+    """
+    import os
+
+    hub = os.environ.get("HF_HUB_CACHE") or str(Path(os.environ.get("HF_HOME") or Path.home() / ".cache" /
+                                                     "huggingface") / "hub")
+    repo_dir = Path(hub) / f"models--{repo_id.replace('/', '--')}"
+    try:
+        revision = (repo_dir / "refs" / "main").read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    snapshot = repo_dir / "snapshots" / revision
+    return snapshot if (snapshot / "config.json").is_file() else None
+
+
+def resolve_model(model: str) -> ModelInfo:
+    """A profile's `model`: a local directory, else a downloaded Hub snapshot, else the catalog."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return inspect_model_dir(path)
+    snapshot = hf_snapshot(model) if "/" in model and not model.startswith(("/", ".", "~")) else None
+    if snapshot is not None:
+        return inspect_model_dir(snapshot).model_copy(update={"source": f"{model} ({snapshot})"})
+    known = from_catalog(model)
+    if known is not None:
+        return known
+    raise BadInputError(
+        f"{model!r} is neither a local model directory nor a checkpoint qwenops knows",
+        field="model",
+        hint=f"pass --model DIR or --model-config config.json --weights-gib W; known: {', '.join(catalog())}",
+    )
+
+
+def checkpoints_for(config: ModelConfig) -> dict[str, float]:
+    """Catalog checkpoints of the same architecture numbers: repo id -> weights GiB (for fixes)."""
+    found: dict[str, float] = {}
+    for repo_id in catalog():
+        info = from_catalog(repo_id)
+        if info is None or info.weights_gib is None:
+            continue
+        same = info.config.model_dump(exclude={"quantization"}) == config.model_dump(exclude={"quantization"})
+        if same:
+            found[repo_id] = info.weights_gib
+    return found

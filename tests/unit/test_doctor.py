@@ -1,0 +1,229 @@
+"""doctor: every check against every recorded host (golden verdicts), the --json contract, bad probe
+files, and a live run on this host."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from qwenops.cli import cli
+from qwenops.doctor import CHECKS, check_model, diagnose
+from qwenops.hardware.facts import load_facts
+from qwenops.modelinfo import inspect_model_dir, resolve_model
+from qwenops.profiles import load_profile
+
+PROBES = Path(__file__).resolve().parents[1] / "data" / "probes"
+FIXTURES = sorted(p.stem for p in PROBES.glob("*.json"))
+CHECK_NAMES = ["gpu", "gpu_model", "gpu_memory", "cuda_driver", "driver_vs_torch", "engine", "gpu_free_memory", "ram",
+               "system_disk", "data_disk", "model", "port", "shm", "open_files", "memory_plan"]
+
+
+@pytest.fixture(autouse=True)
+def _no_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkpoint in the developer's Hugging Face cache must not change verdicts or plans."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+
+
+def invoke(*args: str) -> Any:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_every_required_fixture_is_recorded() -> None:
+    assert {"rtx4090d-cuda124", "rtx4090-cuda122", "h100-80gb", "no-driver", "gpu-lost",
+            "undersized-host"} <= set(FIXTURES)
+    for name in FIXTURES:
+        assert load_facts(PROBES / f"{name}.json").source_note, f"{name} must say where its facts come from"
+
+
+@pytest.mark.parametrize("fixture", FIXTURES)
+def test_verdicts_match_golden(fixture: str, golden: Any) -> None:
+    result = invoke("doctor", "--profile", "4090d", "--probe-file", str(PROBES / f"{fixture}.json"), "--json")
+    doc = json.loads(result.stdout)
+    data = doc["data"]
+    assert result.exit_code == (0 if data["ok"] else 1)
+    assert [c["name"] for c in data["checks"]] == CHECK_NAMES
+    verdicts = {"ok": data["ok"], "counts": data["counts"],
+                "checks": [{k: c[k] for k in ("name", "status", "finding", "fix")} for c in data["checks"]]}
+    golden(f"doctor/{fixture}.json", json.dumps(verdicts, indent=2) + "\n")
+
+
+def test_reference_box_is_ready_and_the_broken_ones_say_why() -> None:
+    def statuses(fixture: str) -> dict[str, str]:
+        facts = load_facts(PROBES / f"{fixture}.json")
+        report = diagnose(facts, load_profile("4090d"), resolve_model("Qwen/Qwen3-14B-AWQ"))
+        return {c.name: c.status for c in report.checks}
+
+    assert {k: v for k, v in statuses("rtx4090d-cuda124").items() if v != "pass"} == {"model": "warn"}
+    assert statuses("no-driver")["gpu"] == "fail"
+    assert statuses("gpu-lost")["gpu"] == "fail"
+    old = statuses("rtx4090-cuda122")
+    assert old["cuda_driver"] == old["gpu_free_memory"] == old["gpu_model"] == "fail"
+    assert old["driver_vs_torch"] == "warn"  # 12.4 build on a 12.2 driver: minor-version compatibility
+    small = statuses("undersized-host")
+    assert small["ram"] == small["system_disk"] == small["data_disk"] == small["port"] == "fail"
+    assert small["shm"] == small["open_files"] == "warn"
+    assert statuses("h100-80gb")["gpu_model"] == "fail"  # the 4090d profile states its GPU; an H100 is not it
+
+
+def test_text_report_matches_golden(golden: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "160")
+    result = invoke("doctor", "--profile", "4090d", "--probe-file", str(PROBES / "rtx4090-cuda122.json"))
+    assert result.exit_code == 1
+    assert result.stderr == ""
+    golden("doctor/rtx4090-cuda122.txt", result.stdout.replace(str(PROBES), "tests/data/probes"))
+
+
+def test_json_contract() -> None:
+    result = invoke("doctor", "--profile", "4090d", "--probe-file", str(PROBES / "rtx4090d-cuda124.json"), "--json")
+    doc = json.loads(result.stdout)
+    assert list(doc) == ["qwenops", "command", "ok", "data", "errors"]
+    assert doc["command"] == "doctor"
+    assert doc["ok"] is True and result.exit_code == 0
+    assert set(doc["data"]) >= {"profile", "ok", "counts", "checks", "plan"}
+    plan = doc["data"]["plan"]
+    assert plan["fits"] is True and plan["kv_bytes_per_token"] == 163840
+    for check in doc["data"]["checks"]:
+        assert check["status"] in ("pass", "warn", "fail", "skip")
+        assert check["finding"]
+
+
+@pytest.mark.parametrize(
+    ("content", "field"),
+    [
+        ('{"schema": "something/else"}', "probe-file.schema"),
+        ("[1, 2]", "probe-file.schema"),
+        ("{not json", "probe-file"),
+        ('{"schema": "qwenops.hostfacts/1", "gpu": {}, "software": {"python": "3.11"}}', "probe-file.host"),
+        ('{"schema": "qwenops.hostfacts/1", "gpu": {"devices": [{"index": "zero"}]}, "host": {}, "software": {}}',
+         "probe-file.gpu.devices.0.index"),
+    ],
+)
+def test_bad_probe_file_is_exit_2_naming_the_field(tmp_path: Path, content: str, field: str) -> None:
+    path = tmp_path / "probe.json"
+    path.write_text(content)
+    result = invoke("doctor", "--profile", "4090d", "--probe-file", str(path))
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert f"error: {field}:" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_probe_file_and_unknown_profile_are_exit_2(tmp_path: Path) -> None:
+    missing = invoke("doctor", "--profile", "4090d", "--probe-file", str(tmp_path / "nope.json"), "--json")
+    assert missing.exit_code == 2
+    assert json.loads(missing.stdout)["errors"][0]["field"] == "probe-file"
+    unknown = invoke("doctor", "--profile", "nope")
+    assert unknown.exit_code == 2 and "profile" in unknown.stderr
+
+
+def test_save_probe_then_replay_gives_the_same_verdicts(tmp_path: Path) -> None:
+    saved = tmp_path / "facts.json"
+    live = invoke("doctor", "--profile", "4090d", "--save-probe", str(saved), "--json")
+    replay = invoke("doctor", "--profile", "4090d", "--probe-file", str(saved), "--json")
+    checks = [json.loads(r.stdout)["data"]["checks"] for r in (live, replay)]
+    # Free disk space may move between the two runs; the verdicts may not.
+    assert [(c["name"], c["status"]) for c in checks[0]] == [(c["name"], c["status"]) for c in checks[1]]
+    assert live.exit_code == replay.exit_code
+
+
+def test_doctor_runs_end_to_end_on_this_host() -> None:
+    """A real subprocess on this machine: every check runs; no GPU is one clear failure, not a crash."""
+    done = subprocess.run([sys.executable, "-m", "qwenops", "doctor", "--profile", "4090d", "--json"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert "Traceback" not in done.stderr
+    doc = json.loads(done.stdout)
+    checks = {c["name"]: c for c in doc["data"]["checks"]}
+    assert len(checks) == len(CHECKS)
+    facts_gpu = checks["gpu"]
+    if facts_gpu["status"] == "fail":
+        assert done.returncode == 1
+        assert facts_gpu["finding"] and facts_gpu["fix"]
+    for name in ("ram", "system_disk", "port", "shm", "open_files"):
+        assert checks[name]["status"] in ("pass", "warn", "fail"), f"{name} did not run"
+
+
+def test_model_directory_checks(tmp_path: Path) -> None:
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({
+        "architectures": ["Qwen3ForCausalLM"], "num_hidden_layers": 2, "num_attention_heads": 4,
+        "num_key_value_heads": 2, "head_dim": 16, "hidden_size": 64, "intermediate_size": 128,
+        "vocab_size": 1000, "max_position_embeddings": 512,
+    }))
+    (model / "model.safetensors.index.json").write_text(json.dumps(
+        {"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}))
+    (model / "model-00001-of-00002.safetensors").write_bytes(b"\0" * 1024)
+    facts = load_facts(PROBES / "no-driver.json")
+    report = diagnose(facts, load_profile("cpu-tiny"), inspect_model_dir(model))
+    result = next(c for c in report.checks if c.name == "model")
+    assert result.status == "fail"
+    assert "1 of 2 shards missing (model-00002-of-00002.safetensors)" in result.finding
+    assert "no tokenizer" in result.finding and "no chat template" in result.finding
+
+    (model / "model-00002-of-00002.safetensors").write_bytes(b"\0" * 1024)
+    (model / "tokenizer.json").write_text("{}")
+    (model / "tokenizer_config.json").write_text(json.dumps({"chat_template": "{{ messages }}"}))
+    ok = diagnose(facts, load_profile("cpu-tiny"), inspect_model_dir(model))
+    assert next(c for c in ok.checks if c.name == "model").status == "pass"
+    # The CPU engine needs no GPU: a host without a driver is not a failure for cpu-tiny.
+    assert next(c for c in ok.checks if c.name == "gpu").status == "skip"
+
+
+def test_missing_model_is_a_finding_not_an_abort() -> None:
+    facts = load_facts(PROBES / "no-driver.json")
+    report = diagnose(facts, load_profile("cpu-tiny"), None, model_error="model: /x is not a directory")
+    assert check_model in CHECKS
+    result = next(c for c in report.checks if c.name == "model")
+    assert result.status == "fail" and "/x is not a directory" in result.finding
+
+
+@pytest.mark.parametrize(
+    ("args", "forbidden"),
+    [
+        (["doctor", "--help"], ("torch", "vllm", "transformers", "fastapi", "pynvml", "psutil")),
+        (["plan", "--help"], ("torch", "vllm", "transformers", "fastapi", "pynvml", "psutil")),
+        (["plan", "--profile", "4090d", "--gpu-total-gib", "24"], ("torch", "vllm", "transformers", "pynvml")),
+        # doctor's probe is the one place NVML is loaded; the engine never is.
+        (["doctor", "--profile", "4090d", "--json"], ("torch", "vllm", "transformers", "fastapi")),
+    ],
+)
+def test_doctor_and_plan_stay_light(args: list[str], forbidden: tuple[str, ...]) -> None:
+    probe = (
+        "import sys, json\nfrom qwenops.cli import cli\ntry:\n"
+        f"    cli.main({args!r}, prog_name='qwenops', standalone_mode=False)\n"
+        "except SystemExit:\n    pass\n"
+        f"print(json.dumps([m for m in {forbidden!r} if m in sys.modules]), file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert json.loads(done.stderr.strip().splitlines()[-1]) == []
+
+
+def test_a_probe_of_another_port_does_not_judge_this_profiles_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QWENOPS_PORT", "9000")
+    result = invoke("doctor", "--profile", "4090d", "--probe-file", str(PROBES / "undersized-host.json"), "--json")
+    port = next(c for c in json.loads(result.stdout)["data"]["checks"] if c["name"] == "port")
+    assert port["status"] == "skip" and "9000" in port["finding"]
+
+
+def test_save_probe_to_an_unwritable_place_is_exit_2(tmp_path: Path) -> None:
+    result = invoke("doctor", "--profile", "4090d", "--save-probe", str(tmp_path / "no" / "such" / "dir.json"))
+    assert result.exit_code == 2
+    assert "save-probe" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_torch_built_for_a_newer_cuda_major_than_the_driver_fails() -> None:
+    facts = load_facts(PROBES / "rtx4090d-cuda124.json")
+    old_driver = facts.model_copy(update={"gpu": facts.gpu.model_copy(
+        update={"driver_version": "470.256.02", "cuda_driver_version": "11.4"})})
+    report = diagnose(old_driver, load_profile("4090d"), resolve_model("Qwen/Qwen3-14B-AWQ"))
+    result = next(c for c in report.checks if c.name == "driver_vs_torch")
+    assert result.status == "fail"
+    assert "built for CUDA 12.4 but the driver supports only 11.4" in result.finding

@@ -1,0 +1,107 @@
+"""config.json and model directories -> ModelInfo; every malformed input names its field."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qwenops.errors import BadInputError
+from qwenops.modelinfo import (
+    checkpoints_for,
+    from_catalog,
+    inspect_model_dir,
+    parse_config,
+    read_config,
+    resolve_model,
+)
+
+QWEN2 = {
+    "architectures": ["Qwen2ForCausalLM"], "num_hidden_layers": 28, "num_attention_heads": 28,
+    "num_key_value_heads": 4, "hidden_size": 3584, "intermediate_size": 18944, "vocab_size": 152064,
+    "max_position_embeddings": 32768, "torch_dtype": "bfloat16",
+}
+
+
+def test_shipped_qwen3_14b_config_has_the_published_numbers() -> None:
+    info = from_catalog("Qwen/Qwen3-14B")
+    assert info is not None
+    c = info.config
+    assert (c.architecture, c.num_hidden_layers, c.num_attention_heads, c.num_key_value_heads, c.head_dim) == (
+        "Qwen3ForCausalLM", 40, 40, 8, 128)
+    assert (c.hidden_size, c.intermediate_size, c.vocab_size, c.max_position_embeddings) == (5120, 17408, 151936, 40960)
+    assert info.weights_gib == 27.51
+    awq = from_catalog("Qwen/Qwen3-14B-AWQ")
+    assert awq is not None and awq.weights_gib == 9.4 and awq.config.quantization is not None
+    assert checkpoints_for(c) == {"Qwen/Qwen3-14B": 27.51, "Qwen/Qwen3-14B-FP8": 15.2, "Qwen/Qwen3-14B-AWQ": 9.4}
+
+
+def test_implicit_head_dim_and_quantization_config() -> None:
+    config = parse_config({**QWEN2, "quantization_config": {"quant_method": "awq", "bits": 4}}, origin="x")
+    assert config.head_dim == 3584 // 28 == 128
+    assert config.quantization is not None and (config.quantization.method, config.quantization.bits) == ("awq", 4)
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ({**QWEN2, "architectures": ["DeepseekV3ForCausalLM"]}, "architectures"),
+        ({k: v for k, v in QWEN2.items() if k != "architectures"}, "architectures"),
+        ({k: v for k, v in QWEN2.items() if k != "num_hidden_layers"}, "num_hidden_layers"),
+        ({**QWEN2, "vocab_size": -5}, "vocab_size"),
+        ({**QWEN2, "hidden_size": "big"}, "hidden_size"),
+        ([1, 2, 3], "config.json"),
+    ],
+)
+def test_bad_config_names_the_field(raw: Any, field: str) -> None:
+    with pytest.raises(BadInputError) as err:
+        parse_config(raw, origin="config.json")
+    assert err.value.field == field
+
+
+def test_unreadable_config_files(tmp_path: Path) -> None:
+    with pytest.raises(BadInputError, match="does not exist"):
+        read_config(tmp_path / "config.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{ nope")
+    with pytest.raises(BadInputError, match="not valid JSON") as err:
+        read_config(bad)
+    assert err.value.field == "config.json"
+
+
+def test_model_directory(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps(QWEN2))
+    (tmp_path / "model.safetensors").write_bytes(b"\0" * 2048)
+    (tmp_path / "tokenizer.json").write_text("{}")
+    (tmp_path / "chat_template.jinja").write_text("{{ messages }}")
+    info = inspect_model_dir(tmp_path)
+    assert info.is_directory and info.tokenizer_present and info.chat_template_present
+    assert info.shards is not None and info.shards.complete and info.shards.total_bytes == 2048
+    assert resolve_model(str(tmp_path)).source == str(tmp_path)
+
+
+def test_unknown_model_is_bad_input_naming_the_known_ones() -> None:
+    with pytest.raises(BadInputError) as err:
+        resolve_model("someone/unknown-model")
+    assert err.value.field == "model"
+    assert err.value.hint is not None and "Qwen/Qwen3-14B-AWQ" in err.value.hint
+
+
+def test_a_downloaded_hub_snapshot_is_inspected_like_a_directory(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    repo = tmp_path / "hub" / "models--Qwen--Qwen3-14B-AWQ"
+    snapshot = repo / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123\n")
+    (snapshot / "config.json").write_text(json.dumps(QWEN2))
+    (snapshot / "model.safetensors").write_bytes(b"\0" * 4096)
+    info = resolve_model("Qwen/Qwen3-14B-AWQ")
+    assert info.is_directory and info.shards is not None and info.shards.total_bytes == 4096
+    assert info.source.startswith("Qwen/Qwen3-14B-AWQ (") and str(snapshot) in info.source
+    (repo / "refs" / "main").write_text("other\n")  # a ref to a snapshot that is not there: the catalog answers
+    assert not resolve_model("Qwen/Qwen3-14B-AWQ").is_directory

@@ -1,0 +1,257 @@
+"""The memory planner against hand-computed Qwen3-14B numbers, the public vLLM cases, and bad input."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
+
+from qwenops.cli import cli
+from qwenops.modelinfo import GIB, from_catalog
+from qwenops.planner import GpuProcess, PlanInput, kv_bytes_per_token, plan
+
+REPO = Path(__file__).resolve().parents[2]
+CASES = REPO.parent / "shared" / "data" / "kv_cases_public.json"
+QWEN3_14B = from_catalog("Qwen/Qwen3-14B")
+assert QWEN3_14B is not None
+CONFIG = QWEN3_14B.config
+
+
+@pytest.fixture(autouse=True)
+def _no_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkpoint in the developer's Hugging Face cache must not change verdicts or plans."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+
+
+def invoke(*args: str) -> Any:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_kv_bytes_per_token_qwen3_14b() -> None:
+    # 2 (K and V) x 40 layers x 8 KV heads x 128 head_dim x 2 bytes = 163,840 B = 160 KiB.
+    assert kv_bytes_per_token(CONFIG, None) == 163_840 == 160 * 1024
+    assert kv_bytes_per_token(CONFIG, "auto") == 163_840
+    assert kv_bytes_per_token(CONFIG, "fp8") == 81_920  # fp8 KV halves it
+    assert kv_bytes_per_token(CONFIG, "fp8_e5m2") == 81_920
+
+
+def test_awq_on_the_4090d_by_hand() -> None:
+    p = plan(PlanInput(config=CONFIG, weights_gib=9.4, gpu_total_gib=23.99, gpu_memory_utilization=0.95,
+                       max_model_len=2048, max_num_seqs=32, enforce_eager=True, vllm_version="0.8.5"))
+    # budget 0.95 x 23.99 = 22.7905 GiB
+    assert p.budget_gib == pytest.approx(22.7905, abs=1e-3)
+    # forward peak: 2048 tokens x (3 x 17408 + 3 x 5120) x 2 B = 276,824,064 B = 0.2578 GiB, larger than the
+    # sampler's 32 x 151936 x 16 B + 2048 x 5120 x 2 B = 98,762,752 B.
+    assert p.activation_gib == pytest.approx(276_824_064 / GIB, abs=1e-3)
+    # KV = 22.7905 - 9.4 - 0.2578 - 0.35 = 12.7827 GiB; blocks = floor(12.7827 GiB / (16 x 163840 B)) = 5235
+    assert p.available_kv_gib == pytest.approx(12.7827, abs=1e-3)
+    assert p.num_blocks == 5235 and p.kv_tokens == 83_760
+    assert p.max_concurrency == pytest.approx(83_760 / 2048, abs=0.01)
+    assert p.fits and p.verdict == "fits" and p.cudagraph_gib == 0
+
+
+def test_bf16_does_not_fit_24gb_and_the_fix_names_the_quantized_checkpoints() -> None:
+    p = plan(PlanInput(config=CONFIG, weights_gib=27.51, gpu_total_gib=23.99, gpu_memory_utilization=0.95,
+                       max_model_len=2048, enforce_eager=True, vllm_version="0.8.5"))
+    assert not p.fits and p.verdict == "weights_dont_fit"
+    assert "27.5 GiB" in p.reason
+    assert p.fix is not None
+    assert "Qwen/Qwen3-14B-AWQ (9.4 GiB)" in p.fix and "Qwen/Qwen3-14B-FP8 (15.2 GiB)" in p.fix
+    assert "cpu_offload_gb" in p.fix
+    # ... and the offload it names really does fit.
+    needed = float(p.fix.split("cpu_offload_gb ")[1].split()[0])
+    offloaded = plan(PlanInput(config=CONFIG, weights_gib=27.51, gpu_total_gib=23.99, gpu_memory_utilization=0.95,
+                               max_model_len=2048, enforce_eager=True, cpu_offload_gb=needed, vllm_version="0.8.5"))
+    assert offloaded.fits
+
+
+def test_kv_smaller_than_max_model_len_gives_the_largest_that_fits() -> None:
+    p = plan(PlanInput(config=CONFIG, weights_gib=15.2, gpu_total_gib=23.99, gpu_memory_utilization=0.8,
+                       max_model_len=40960, enforce_eager=True, vllm_version="0.8.5"))
+    assert p.verdict == "max_len_exceeds_kv" and not p.fits
+    assert p.largest_max_model_len == p.kv_tokens < 40960
+    assert p.fix is not None and f"max_model_len <= {p.kv_tokens}" in p.fix
+    fp8_kv = plan(PlanInput(config=CONFIG, weights_gib=15.2, gpu_total_gib=23.99, gpu_memory_utilization=0.8,
+                            max_model_len=40960, enforce_eager=True, kv_cache_dtype="fp8", vllm_version="0.8.5"))
+    assert fp8_kv.kv_tokens == pytest.approx(2 * p.kv_tokens, abs=16)
+
+
+def test_free_memory_below_target_names_the_processes() -> None:
+    p = plan(PlanInput(config=CONFIG, weights_gib=9.4, gpu_total_gib=23.99, gpu_free_gib=5.1,
+                       gpu_processes=(GpuProcess(pid=20417, name="python3", used_gib=18.1),),
+                       gpu_memory_utilization=0.95, max_model_len=2048, enforce_eager=True, vllm_version="0.8.5"))
+    assert p.verdict == "insufficient_free_memory"
+    assert "python3 (pid 20417, 18.1 GiB)" in p.reason
+    assert p.fix is not None and "python3" in p.fix
+
+
+def test_vllm_defaults_follow_the_gpu() -> None:
+    h100 = plan(PlanInput(config=CONFIG, weights_gib=9.4, gpu_total_gib=79.19, gpu_name="NVIDIA H100 80GB HBM3",
+                          vllm_version="0.19.0", max_model_len=8192))
+    assert (h100.max_num_seqs, h100.max_num_batched_tokens) == (1024, 8192)
+    a100 = plan(PlanInput(config=CONFIG, weights_gib=9.4, gpu_total_gib=79.15, gpu_name="NVIDIA A100-SXM4-80GB",
+                          vllm_version="0.19.0", max_model_len=8192))
+    assert (a100.max_num_seqs, a100.max_num_batched_tokens) == (256, 2048)
+    assert h100.gpu_memory_utilization == 0.9  # vLLM's default
+
+
+def test_cuda_graph_memory_is_reserved_only_where_vllm_reserves_it() -> None:
+    base = {"config": CONFIG, "weights_gib": 9.4, "gpu_total_gib": 23.99, "max_model_len": 2048, "max_num_seqs": 32}
+    current = plan(PlanInput.model_validate({**base, "vllm_version": "0.32.0"}))
+    before = plan(PlanInput.model_validate({**base, "vllm_version": "0.20.1"}))
+    eager = plan(PlanInput.model_validate({**base, "vllm_version": "0.32.0", "enforce_eager": True}))
+    assert current.cudagraph_gib > 0 == before.cudagraph_gib == eager.cudagraph_gib
+    assert current.kv_tokens < before.kv_tokens
+
+
+def test_unknown_version_plans_the_generation_with_the_least_kv() -> None:
+    inp = {"config": CONFIG, "weights_gib": 9.4, "gpu_total_gib": 23.99, "max_model_len": 20000}
+    unknown = plan(PlanInput.model_validate(inp))
+    known = [plan(PlanInput.model_validate({**inp, "vllm_version": v})) for v in ("0.7.3", "0.20.0", "0.32.0")]
+    assert unknown.kv_tokens == min(p.kv_tokens for p in known)
+    assert unknown.assumptions[0].startswith("vLLM version unknown")
+
+
+def _benchmark() -> Any:
+    spec = importlib.util.spec_from_file_location("planner_accuracy", REPO / "benchmarks" / "planner_accuracy.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.skipif(not CASES.exists(), reason="public cases live in the shared data folder")
+def test_public_cases_within_the_accuracy_goal() -> None:
+    bench = _benchmark()
+    cases = json.loads(CASES.read_text())["cases"]
+    errors = [abs(bench.predict(c).kv_tokens - c["observed_kv_tokens"]) / c["observed_kv_tokens"] for c in cases]
+    assert statistics.median(errors) <= 0.05
+    assert max(errors) <= 0.15
+
+
+# ------------------------------------------------------------------------------------------ the command
+
+
+def test_plan_json_contract() -> None:
+    result = invoke("plan", "--profile", "4090d", "--gpu-total-gib", "23.99", "--vllm-version", "0.8.5", "--json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)["data"]
+    assert {"weights_gib", "kv_bytes_per_token", "available_kv_gib", "kv_tokens", "max_concurrency", "fits",
+            "reason"} <= set(data)
+    assert data["kv_tokens"] == 83_760 and data["fits"] is True
+
+
+def test_plan_text_matches_golden(golden: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "120")
+    result = invoke("plan", "--profile", "4090d-bf16-offload", "--cpu-offload-gb", "0", "--gpu-total-gib", "23.99",
+                    "--vllm-version", "0.8.5")
+    assert result.exit_code == 1  # the check ran and found that it does not fit
+    golden("doctor/plan-4090d-bf16-no-offload.txt", result.stdout)
+
+
+def test_plan_flag_overrides_win_over_the_profile() -> None:
+    result = invoke("plan", "--profile", "4090d", "--gpu-total-gib", "23.99", "--max-model-len", "40960",
+                    "--kv-cache-dtype", "fp8", "--vllm-version", "0.8.5", "--json")
+    data = json.loads(result.stdout)["data"]
+    assert data["max_model_len"] == 40960 and data["kv_bytes_per_token"] == 81_920
+
+
+def test_plan_from_a_model_config_and_weights(tmp_path: Path) -> None:
+    result = invoke("plan", "--model-config", str(REPO / "configs" / "models" / "qwen3-14b.json"),
+                    "--weights-gib", "15.2", "--gpu-total-gib", "79.19", "--json")
+    data = json.loads(result.stdout)["data"]
+    assert data["weights_gib"] == 15.2 and data["max_model_len"] == 40960 and data["fits"] is True
+
+
+def test_plan_on_a_recorded_probe() -> None:
+    probe = REPO / "tests" / "data" / "probes" / "rtx4090-cuda122.json"
+    result = invoke("plan", "--profile", "4090d", "--probe-file", str(probe), "--json")
+    data = json.loads(result.stdout)["data"]
+    assert result.exit_code == 1 and data["verdict"] == "insufficient_free_memory"
+    assert "python3 (pid 20417" in data["reason"]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--profile", "4090d", "--gpu-total-gib", "0"], "--gpu-total-gib"),
+        (["--profile", "4090d", "--gpu-total-gib", "-24"], "--gpu-total-gib"),
+        (["--profile", "4090d", "--gpu-memory-utilization", "1.5"], "--gpu-memory-utilization"),
+        (["--profile", "4090d", "--max-model-len", "0"], "--max-model-len"),
+        (["--profile", "4090d", "--kv-cache-dtype", "int3"], "--kv-cache-dtype"),
+        (["--profile", "4090d", "--vllm-version", "banana"], "vllm_version"),
+        (["--profile", "cpu-tiny"], "profile"),
+        (["--profile", "nope"], "profile"),
+        (["--model-config", "configs/models/qwen3-14b.json"], "weights-gib"),
+        (["--model-config", "/does/not/exist.json", "--weights-gib", "3"], "config.json"),
+        (["--model", "/does/not/exist", "--gpu-total-gib", "24"], "model"),
+    ],
+)
+def test_plan_bad_input_is_one_line_and_exit_2(args: list[str], needle: str) -> None:
+    result = invoke("plan", *args)
+    assert result.exit_code == 2, result.stdout
+    assert needle in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_tensor_parallel_profiles_are_refused_not_misplanned(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QWENOPS_TENSOR_PARALLEL_SIZE", "2")
+    result = invoke("plan", "--profile", "4090d", "--gpu-total-gib", "24")
+    assert result.exit_code == 2 and "tensor_parallel_size" in result.stderr
+
+
+@given(util=st.floats(0.3, 0.99), weights=st.floats(1.0, 30.0), total=st.floats(8.0, 200.0),
+       tokens=st.integers(256, 32768), seqs=st.integers(1, 1024), eager=st.booleans())
+def test_plan_moves_the_right_way(*, util: float, weights: float, total: float, tokens: int, seqs: int,
+                                  eager: bool) -> None:
+    """More memory never means less KV cache; more weights never means more."""
+    base = {"config": CONFIG, "gpu_total_gib": total, "max_model_len": 2048, "max_num_seqs": seqs,
+            "max_num_batched_tokens": max(tokens, seqs), "enforce_eager": eager, "vllm_version": "0.32.0"}
+
+    def at(weights_gib: float, utilization: float) -> Any:
+        return plan(PlanInput.model_validate({**base, "weights_gib": weights_gib,
+                                              "gpu_memory_utilization": utilization}))
+
+    p, more_util, more_weights = at(weights, util), at(weights, min(util + 0.01, 1)), at(weights + 1, util)
+    assert more_util.kv_tokens >= p.kv_tokens >= more_weights.kv_tokens
+    assert p.kv_tokens % 16 == 0 and p.kv_tokens >= 0
+    assert p.fits == (p.verdict == "fits")
+    if p.fits:
+        assert p.kv_tokens >= p.max_model_len
+
+
+def test_edge_cases_say_what_no_setting_can_fix() -> None:
+    tiny_gpu = plan(PlanInput(config=CONFIG, weights_gib=27.51, gpu_total_gib=2.0, max_model_len=40960,
+                              enforce_eager=True, vllm_version="0.8.5"))
+    assert tiny_gpu.verdict == "weights_dont_fit"
+    assert tiny_gpu.fix is not None and "no cpu_offload_gb helps" in tiny_gpu.fix
+    too_long = plan(PlanInput(config=CONFIG, weights_gib=9.4, gpu_total_gib=79.19, max_model_len=65536,
+                              vllm_version="0.8.5"))
+    assert any("VLLM_ALLOW_LONG_MAX_MODEL_LEN" in note for note in too_long.assumptions)
+
+
+def test_v0_logs_beyond_the_public_case_file() -> None:
+    """Two more start-ups from the same public log thread (vllm-project/vllm#10517, RTX 3090, Llama-3.1-8B,
+    vLLM v0): at max_model_len 29000 vLLM printed kv_cache_size 2.89 GiB and 1478 blocks (23,648 tokens); at
+    35000 chunked prefill turned on and peak_torch_memory fell to 15.05 GiB, 0.06 GiB above the weights."""
+    llama = {"architectures": ["LlamaForCausalLM"], "num_hidden_layers": 32, "num_attention_heads": 32,
+             "num_key_value_heads": 8, "head_dim": 128, "hidden_size": 4096, "intermediate_size": 14336,
+             "vocab_size": 128256, "max_position_embeddings": 131072}
+    from qwenops.modelinfo import parse_config
+
+    config = parse_config(llama, origin="llama-3.1-8b")
+    at_29k = plan(PlanInput(config=config, weights_gib=14.9888, gpu_total_gib=23.58, gpu_memory_utilization=0.9,
+                            max_model_len=29000, vllm_version="0.6.4"))
+    assert abs(at_29k.kv_tokens - 23_648) / 23_648 < 0.02
+    at_35k = plan(PlanInput(config=config, weights_gib=14.9888, gpu_total_gib=23.58, gpu_memory_utilization=0.9,
+                            max_model_len=35000, vllm_version="0.6.4"))
+    assert at_35k.max_num_batched_tokens == 512
+    assert at_35k.activation_gib == pytest.approx(15.05 - 14.9888, abs=0.02)
