@@ -250,9 +250,11 @@ def serve(
     supervisor = Supervisor(
         plan.supervise, spawn=start, prober=prober, notifier=Notifier.from_env(), observer=observer
     )
-    with _stop_on_signals(supervisor.request_stop, enabled=handle_signals):
-        outcome = supervisor.run()
-    prober.close()
+    try:
+        with _stop_on_signals(supervisor.request_stop, enabled=handle_signals):
+            outcome = supervisor.run()
+    finally:
+        prober.close()
     return ServeResult(
         profile=plan.profile,
         state=outcome.state.value,

@@ -169,21 +169,28 @@ class Supervisor:
         self._wake.set()
 
     def run(self) -> Outcome:
-        self._spawn()
-        while self.state not in TERMINAL:
-            if self._wake.is_set() and self.state is not State.STOPPING:
-                self._stop()
-                continue
-            if self.state is State.STARTING:
-                self._step_starting()
-            elif self.state is State.RUNNING:
-                self._step_running()
-            elif self.state is State.BACKOFF and self._now() >= self._retry_at:
-                self._spawn()
-                continue
-            if self.state not in TERMINAL:
-                self._clock.wait(self._wake, self._tick_s)
-        self._notifier.close()
+        try:
+            self._spawn()
+            while self.state not in TERMINAL:
+                if self._wake.is_set() and self.state is not State.STOPPING:
+                    self._stop()
+                    continue
+                if self.state is State.STARTING:
+                    self._step_starting()
+                elif self.state is State.RUNNING:
+                    self._step_running()
+                elif self.state is State.BACKOFF and self._now() >= self._retry_at:
+                    self._spawn()
+                    continue
+                if self.state not in TERMINAL:
+                    self._clock.wait(self._wake, self._tick_s)
+        except BaseException:
+            # Whatever broke the loop (a bug, an unexpected OSError), the server must not outlive us.
+            if self._attempt is not None:
+                self._attempt.server.kill()
+            raise
+        finally:
+            self._notifier.close()
         return Outcome(
             state=self.state,
             reason=self._outcome_reason,

@@ -306,3 +306,15 @@ def test_phases_are_reported_once_each_and_sent_as_status() -> None:
     h.run(stop_after=3)
     assert h.recorder.phases == [Phase.KV_CACHE]  # the loop reports the phase it sees, not every step
     assert {"STATUS": "starting: allocating KV cache"} in h.notifier.sent
+
+
+def test_a_crash_inside_the_loop_still_kills_the_server() -> None:
+    class BrokenProber(FakeProber):
+        def probe(self, *, check_models: bool = True) -> Probe:
+            raise OSError("simulated bug")
+
+    h = Harness([{"ready_after": 1.0}])
+    h.supervisor._prober = BrokenProber(h.servers)
+    with pytest.raises(OSError, match="simulated bug"):
+        h.run()
+    assert h.servers[0].killed
