@@ -33,3 +33,16 @@ def test_quiet_keeps_the_server_output_off_the_console() -> None:
     reporter = ConsoleReporter(Console(file=out, no_color=True), echo_server=False)
     reporter.server_line("INFO:     Application startup complete.")
     assert out.getvalue() == ""
+
+
+def test_on_a_terminal_the_phase_is_a_live_line_that_goes_away_when_ready() -> None:
+    out = io.StringIO()
+    console = Console(file=out, width=100, force_terminal=True, no_color=True)
+    reporter = ConsoleReporter(console)
+    reporter.on_transition(Transition(0.0, State.STOPPED, Event.SPAWN, State.STARTING, "spawned pid 7"))
+    assert reporter._progress is not None
+    reporter.on_phase(Phase.KV_CACHE, 3.0)
+    assert reporter._progress.tasks[0].description == "vLLM starting: allocating KV cache"
+    reporter.on_transition(Transition(5.0, State.STARTING, Event.READY, State.RUNNING, "ready after 5.0 s"))
+    assert reporter._progress is None  # transient: the spinner line is gone once the server is up
+    assert "starting: allocating KV cache (3.0 s)" not in out.getvalue()  # no duplicate plain line

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from qwenops.profiles import Supervision
 from qwenops.supervisor.bootlog import Phase
@@ -318,3 +321,37 @@ def test_a_crash_inside_the_loop_still_kills_the_server() -> None:
     with pytest.raises(OSError, match="simulated bug"):
         h.run()
     assert h.servers[0].killed
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    scripts=st.lists(
+        st.fixed_dictionaries({
+            "ready_after": st.one_of(st.none(), st.floats(0.0, 5.0)),
+            "exit_after": st.one_of(st.none(), st.floats(0.0, 20.0)),
+        }),
+        min_size=1, max_size=6,
+    ),
+    stop_after=st.one_of(st.none(), st.floats(0.0, 60.0)),
+    unhealthy_from=st.one_of(st.none(), st.floats(0.0, 30.0)),
+)
+def test_any_script_ends_terminal_with_every_server_ended(
+    scripts: list[dict[str, object]], stop_after: float | None, unhealthy_from: float | None
+) -> None:
+    supervision = Supervision(startup_timeout_s=10, drain_timeout_s=2, health_interval_s=1, health_failures=2,
+                              backoff_initial_s=0.5, backoff_max_s=2, max_quick_failures=4,
+                              quick_failure_window_s=30)
+    h = Harness(scripts, supervision=supervision)
+    if unhealthy_from is not None:
+        h.prober.unhealthy_from = h.clock.now + unhealthy_from
+    if stop_after is None:
+        stop_after = 200.0  # a healthy server would otherwise run forever
+    outcome = h.run(stop_after=stop_after)
+    assert outcome.state in (State.STOPPED, State.FATAL)
+    assert len(h.servers) == outcome.restarts + 1
+    assert all(s.killed or s.stopped_with for s in h.servers)  # no server outlives the supervisor
+    changes = h.recorder.changes
+    assert all(a.target is b.source for a, b in itertools.pairwise(changes))  # a connected path
+    assert sum(1 for c in changes if c.event is Event.SPAWN) == len(h.servers)
+    if outcome.state is State.FATAL:
+        assert outcome.reason and changes[-1].event is Event.GIVE_UP
