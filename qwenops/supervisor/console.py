@@ -1,0 +1,76 @@
+"""The live view of a supervised server on stderr: state changes, start-up phases, the server's output.
+
+On a terminal a transient rich progress line shows the phase with a running clock while vLLM loads;
+elsewhere (journald, docker logs, a pipe) each phase change is one plain line, so logs stay greppable.
+stdout is left alone: it carries only the final result (or the one JSON envelope with --json).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from qwenops.supervisor.bootlog import Phase
+from qwenops.supervisor.states import State
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
+
+    from qwenops.supervisor.runner import Transition
+
+_STYLE = {State.RUNNING: "green", State.FATAL: "bold red", State.BACKOFF: "yellow", State.EXITED: "yellow"}
+
+
+class ConsoleReporter:
+    def __init__(self, console: Console | None = None, *, echo_server: bool = True) -> None:
+        from qwenops.output import stderr_console
+
+        self.console = console or stderr_console()
+        self.echo_server = echo_server
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+
+    def on_transition(self, change: Transition) -> None:
+        if change.target is not State.STARTING:
+            self._end_progress()
+        style = _STYLE.get(change.target, "bold")
+        from rich.markup import escape
+
+        self.console.print(
+            f"[dim]qwenops[/] {change.source.value} → [{style}]{change.target.value}[/] {escape(change.reason)}"
+        )
+        if change.target is State.STARTING:
+            self._begin_progress()
+
+    def on_phase(self, phase: Phase, elapsed_s: float) -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, description=f"vLLM starting: {phase.value}")
+        else:
+            self.console.print(f"[dim]qwenops[/] starting: {phase.value} ({elapsed_s:.1f} s)")
+
+    def server_line(self, line: str) -> None:
+        if not self.echo_server:
+            return
+        from rich.text import Text
+
+        # Through the same console, so the live progress line stays below the server's output.
+        self.console.print(Text(line), highlight=False)
+
+    def close(self) -> None:
+        self._end_progress()
+
+    def _begin_progress(self) -> None:
+        if not self.console.is_terminal:
+            return
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                                  console=self.console, transient=True)
+        self._task = self._progress.add_task(f"vLLM starting: {Phase.LAUNCHING.value}")
+        self._progress.start()
+
+    def _end_progress(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+            self._task = None

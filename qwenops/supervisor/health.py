@@ -1,0 +1,83 @@
+"""Readiness and liveness of a vLLM OpenAI server over HTTP.
+
+Ready = /health answers 200 *and* /v1/models lists the served name. /health alone turns 200 as soon
+as the engine client exists; only the model list proves the route clients call is there under the
+name they send (a wrong served_model_name would otherwise look healthy and answer every request 404).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import httpx
+
+
+@dataclass(frozen=True)
+class Probe:
+    healthy: bool  # /health answered 200
+    ready: bool  # healthy and the served model is listed
+    detail: str  # why not, in one line ("connection refused", "/health 503", "model 'x' not listed")
+
+
+class HealthChecker:
+    """Probes one server; the httpx client is reused so probes stay cheap (no new TCP handshake each)."""
+
+    def __init__(
+        self, base_url: str, model: str, *, api_key: str | None = None, timeout_s: float = 2.0
+    ) -> None:
+        import httpx
+
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        # trust_env=False: an HTTP(S)_PROXY in the service's environment must not capture loopback probes.
+        self._client: httpx.Client = httpx.Client(
+            base_url=self.base_url, headers=headers, timeout=timeout_s, trust_env=False
+        )
+
+    def probe(self, *, check_models: bool = True) -> Probe:
+        import httpx
+
+        try:
+            health = self._client.get("/health")
+        except httpx.HTTPError as exc:
+            return Probe(False, False, _reason(exc))
+        if health.status_code != 200:
+            return Probe(False, False, f"/health {health.status_code}")
+        if not check_models:
+            return Probe(True, True, "ok")
+        problem = self._model_missing()
+        return Probe(True, problem is None, problem or "ok")
+
+    def _model_missing(self) -> str | None:
+        """Why /v1/models does not prove our model is served, or None when it does."""
+        import httpx
+
+        try:
+            models = self._client.get("/v1/models")
+        except httpx.HTTPError as exc:
+            return f"/v1/models: {_reason(exc)}"
+        if models.status_code != 200:
+            return f"/v1/models {models.status_code}"
+        try:
+            names = [entry.get("id") for entry in models.json().get("data", [])]
+        except (ValueError, AttributeError):
+            return "/v1/models answered something that is not a model list"
+        if self.model not in names:
+            return f"model {self.model!r} not listed (server has {names})"
+        return None
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _reason(exc: Exception) -> str:
+    import httpx
+
+    if isinstance(exc, httpx.ConnectError):
+        return "connection refused"
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out"
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,189 @@
+"""The server process: spawned in its own session, its output pumped to a rotated log, its whole
+process group ended on stop.
+
+vLLM runs as a tree (APIServer -> EngineCore -> Worker). Killing only the API server leaves the
+EngineCore and its workers alive, re-parented to init and holding GPU memory and the port, so every
+signal here goes to the process *group* (os.killpg), and "stopped" means "no process of the group
+is left", checked with killpg(pgid, 0) after reaping the leader.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import logging.handlers
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LineSink = Callable[[str], object]
+
+
+@dataclass(frozen=True)
+class LogFile:
+    """Where the server's output is kept: size-capped and rotated so a chatty server cannot fill the disk."""
+
+    path: Path
+    max_bytes: int = 20 * 1024 * 1024
+    backups: int = 3
+
+    def open_logger(self) -> logging.Logger:
+        # logging's RotatingFileHandler already does size-capped rotation safely from many threads.
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        logger = logging.getLogger(f"qwenops.server.{self.path}")
+        logger.propagate = False
+        logger.setLevel(logging.INFO)
+        if not logger.handlers:
+            handler = logging.handlers.RotatingFileHandler(
+                self.path, maxBytes=self.max_bytes, backupCount=self.backups, encoding="utf-8"
+            )
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            logger.addHandler(handler)
+        return logger
+
+
+@dataclass
+class ServerProcess:
+    """One spawned server: the leader's Popen, its process group and the thread pumping its output."""
+
+    popen: subprocess.Popen[bytes]
+    started_at: float
+    pump: threading.Thread | None = None
+    exit_code: int | None = field(default=None)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    @property
+    def pgid(self) -> int:
+        # start_new_session makes the leader's pid the group id; no getpgid race after it exits.
+        return self.popen.pid
+
+    def poll(self) -> int | None:
+        """The leader's exit code once it has exited (and been reaped), else None."""
+        if self.exit_code is None:
+            self.exit_code = self.popen.poll()
+        return self.exit_code
+
+    def group_alive(self) -> bool:
+        """Whether any process of the group is left (the leader is reaped first so a zombie never counts)."""
+        self.poll()
+        return group_alive(self.pgid)
+
+    def signal_group(self, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pgid, sig)
+
+    def wait_group_gone(
+        self, timeout_s: float, *, hurry: threading.Event | None = None, step_s: float = 0.02
+    ) -> bool:
+        """Wait until no live process of the group is left; give up at timeout_s or when `hurry` is set."""
+        deadline = time.monotonic() + timeout_s
+        while self.group_alive():
+            if time.monotonic() >= deadline or (hurry is not None and hurry.is_set()):
+                return False
+            time.sleep(step_s)
+        return True
+
+    def stop(self, drain_timeout_s: float, *, hurry: threading.Event | None = None) -> bool:
+        """SIGTERM the group, wait up to drain_timeout_s (or until `hurry`), then SIGKILL it.
+
+        True if the group drained by itself in time.
+        """
+        if not self.group_alive():
+            self._join_pump()
+            return True
+        self.signal_group(signal.SIGTERM)
+        drained = self.wait_group_gone(drain_timeout_s, hurry=hurry)
+        if not drained:
+            self.signal_group(signal.SIGKILL)
+            # SIGKILL cannot be ignored; the wait only covers the kernel tearing the processes down.
+            self.wait_group_gone(10.0)
+        self._join_pump()
+        return drained
+
+    def kill(self) -> None:
+        """SIGKILL the whole group at once: used when the leader already died and the rest are orphans."""
+        self.signal_group(signal.SIGKILL)
+        self.wait_group_gone(10.0)
+        self._join_pump()
+
+    def _join_pump(self) -> None:
+        if self.pump is not None:
+            self.pump.join(timeout=2.0)
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether a live (non-zombie) process is in the group.
+
+    killpg(pgid, 0) alone also counts zombies: an orphaned EngineCore killed after its parent is
+    re-parented to PID 1, which in containers may reap only every few seconds. A zombie holds no
+    memory, port or GPU, so only when the cheap check says "someone" do we look closer with psutil.
+    """
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # a member exists but belongs to someone else: still alive
+    return bool(live_group_members(pgid))
+
+
+def live_group_members(pgid: int) -> list[int]:
+    import psutil
+
+    members: list[int] = []
+    for proc in psutil.process_iter(["status"]):
+        try:
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(proc.pid) == pgid:
+                members.append(proc.pid)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return members
+
+
+def spawn(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    log: LogFile | None,
+    on_line: LineSink | None = None,
+    cwd: Path | None = None,
+) -> ServerProcess:
+    """Start argv in a new session (its own process group) with stdout+stderr pumped line by line."""
+    popen = subprocess.Popen(
+        list(argv),
+        env=dict(env),
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    process = ServerProcess(popen=popen, started_at=time.monotonic())
+    logger = log.open_logger() if log is not None else None
+    process.pump = threading.Thread(
+        target=_pump, args=(popen, logger, on_line), name=f"server-output-{popen.pid}", daemon=True
+    )
+    process.pump.start()
+    return process
+
+
+def _pump(popen: subprocess.Popen[bytes], logger: logging.Logger | None, on_line: LineSink | None) -> None:
+    assert popen.stdout is not None
+    # The pipe stays open while any group member holds it, so this also drains orphaned workers.
+    for raw in iter(popen.stdout.readline, b""):
+        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        # tqdm progress bars redraw with '\r'; only the final state of the line is worth keeping.
+        line = line.rsplit("\r", 1)[-1]
+        if logger is not None:
+            logger.info(line)
+        if on_line is not None:
+            on_line(line)
+    popen.stdout.close()
