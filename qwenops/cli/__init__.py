@@ -20,8 +20,8 @@ from qwenops.errors import ExitCode, QwenopsError
 
 COMMANDS: dict[str, str] = {
     "doctor": "qwenops.cli.doctor:doctor",
-    "plan": "qwenops.cli.plan:plan",
     "model": "qwenops.cli.model:model",
+    "plan": "qwenops.cli.plan:plan",
     "profiles": "qwenops.cli.profiles:profiles",
     "render": "qwenops.cli.render:render",
     "serve": "qwenops.cli.serve:serve",
