@@ -365,25 +365,12 @@ def _unreachable(endpoint: Endpoint, exc: Exception) -> UnreachableError:
 
 
 @contextmanager
-def open_chat_stream(
-    client: httpx.Client, endpoint: Endpoint, request: ChatRequest, timeouts: Timeouts
-) -> Iterator[OpenStream]:
-    """Send the request; yield the open stream (any status: the caller decides what an error is)."""
+def _transport_errors(endpoint: Endpoint, timeouts: Timeouts) -> Iterator[None]:
+    """Map httpx's transport failures before the first byte to qwenops' typed errors (sync and async)."""
     import httpx
 
-    sent_s = time.perf_counter()
     try:
-        with client.stream(
-            "POST", endpoint.url, json=request.body(), headers=endpoint.headers(), timeout=timeouts.httpx()
-        ) as response:
-            yield OpenStream(
-                status_code=response.status_code,
-                content_type=response.headers.get("content-type", ""),
-                sent_s=sent_s,
-                headers_s=time.perf_counter(),
-                _response=response,
-                _timeouts=timeouts,
-            )
+        yield
     except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
         raise _unreachable(endpoint, exc) from None
     except httpx.ReadTimeout:
@@ -392,35 +379,41 @@ def open_chat_stream(
         raise StreamInterrupted(
             f"the server closed the connection before answering: {exc}", text_so_far="", chunks=0
         ) from None
+
+
+def _opened(response: httpx.Response, sent_s: float, timeouts: Timeouts) -> OpenStream:
+    return OpenStream(
+        status_code=response.status_code,
+        content_type=response.headers.get("content-type", ""),
+        sent_s=sent_s,
+        headers_s=time.perf_counter(),
+        _response=response,
+        _timeouts=timeouts,
+    )
+
+
+@contextmanager
+def open_chat_stream(
+    client: httpx.Client, endpoint: Endpoint, request: ChatRequest, timeouts: Timeouts
+) -> Iterator[OpenStream]:
+    """Send the request; yield the open stream (any status: the caller decides what an error is)."""
+    sent_s = time.perf_counter()
+    with _transport_errors(endpoint, timeouts), client.stream(
+        "POST", endpoint.url, json=request.body(), headers=endpoint.headers(), timeout=timeouts.httpx()
+    ) as response:
+        yield _opened(response, sent_s, timeouts)
 
 
 @asynccontextmanager
 async def aopen_chat_stream(
     client: httpx.AsyncClient, endpoint: Endpoint, request: ChatRequest, timeouts: Timeouts
 ) -> AsyncIterator[OpenStream]:
-    import httpx
-
     sent_s = time.perf_counter()
-    try:
+    with _transport_errors(endpoint, timeouts):
         async with client.stream(
             "POST", endpoint.url, json=request.body(), headers=endpoint.headers(), timeout=timeouts.httpx()
         ) as response:
-            yield OpenStream(
-                status_code=response.status_code,
-                content_type=response.headers.get("content-type", ""),
-                sent_s=sent_s,
-                headers_s=time.perf_counter(),
-                _response=response,
-                _timeouts=timeouts,
-            )
-    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-        raise _unreachable(endpoint, exc) from None
-    except httpx.ReadTimeout:
-        raise StreamTimeout(f"no response headers within {timeouts.read_s:g} s (read timeout)") from None
-    except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-        raise StreamInterrupted(
-            f"the server closed the connection before answering: {exc}", text_so_far="", chunks=0
-        ) from None
+            yield _opened(response, sent_s, timeouts)
 
 
 def _require_ok(stream: OpenStream, body: bytes, request: ChatRequest) -> None:
