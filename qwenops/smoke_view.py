@@ -28,12 +28,18 @@ def smoke_summary(report: SmokeReport) -> RenderableType:
     """The summary: verdict line, one row per check, one row per metric."""
     from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
     verdict = "[bold green]PASS[/]" if report.ok else "[bold red]FAIL[/]"
     head = (
         f"smoke-stream {verdict}: {report.streams_ok}/{report.requests} streams ok, "
         f"{report.model} at {report.base_url} (concurrency {report.concurrency})"
     )
+    # What the user asked and what came back, so a pass is seen to be a sensible answer, not just a shape.
+    exchange = Text.assemble(("prompt  ", "bold"), report.prompt)
+    if report.streams and report.streams[0].text:
+        answer = " ".join(report.streams[0].text.split())
+        exchange.append_text(Text.assemble(("\nanswer  ", "bold"), answer[:400] + ("…" if len(answer) > 400 else "")))
     checks = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
     checks.add_column("check")
     checks.add_column("result")
@@ -58,7 +64,7 @@ def smoke_summary(report: SmokeReport) -> RenderableType:
     metrics.add_row("output tokens", str(report.output_tokens), "usage, all streams")
     rate = "-" if report.output_tokens_per_s is None else f"{report.output_tokens_per_s:.1f}/s"
     metrics.add_row("output rate", rate, f"tokens / wall time ({report.wall_s:.2f} s)")
-    return Group(head, "", checks, "", metrics)
+    return Group(head, exchange, "", checks, "", metrics)
 
 
 class LiveSmokeView:
