@@ -157,6 +157,16 @@ def spawn(
     cwd: Path | None = None,
 ) -> ServerProcess:
     """Start argv in a new session (its own process group) with stdout+stderr pumped line by line."""
+    # The log opens before the child exists: a failure after Popen would leave a server nobody
+    # supervises, drains or stops (it is not ours to kill yet from the runner's point of view).
+    try:
+        logger = log.open_logger() if log is not None else None
+    except OSError as exc:
+        from qwenops.errors import BadInputError
+
+        assert log is not None
+        raise BadInputError(f"cannot write the server log {log.path}: {exc.strerror or exc}",
+                            field="state_dir", hint="point QWENOPS_STATE_DIR at a writable directory") from None
     popen = subprocess.Popen(
         list(argv),
         env=dict(env),
@@ -167,16 +177,20 @@ def spawn(
         start_new_session=True,
     )
     process = ServerProcess(popen=popen, started_at=time.monotonic())
-    logger = log.open_logger() if log is not None else None
-    process.pump = threading.Thread(
-        target=_pump, args=(popen, logger, on_line), name=f"server-output-{popen.pid}", daemon=True
-    )
-    process.pump.start()
+    try:
+        process.pump = threading.Thread(
+            target=_pump, args=(popen, logger, on_line), name=f"server-output-{popen.pid}", daemon=True
+        )
+        process.pump.start()
+    except BaseException:
+        process.kill()
+        raise
     return process
 
 
 def _pump(popen: subprocess.Popen[bytes], logger: logging.Logger | None, on_line: LineSink | None) -> None:
     assert popen.stdout is not None
+    sink_failed = False
     # The pipe stays open while any group member holds it, so this also drains orphaned workers.
     for raw in iter(popen.stdout.readline, b""):
         line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
@@ -185,5 +199,12 @@ def _pump(popen: subprocess.Popen[bytes], logger: logging.Logger | None, on_line
         if logger is not None:
             logger.info(line)
         if on_line is not None:
-            on_line(line)
+            try:
+                on_line(line)
+            except Exception as exc:
+                # A dead sink (BrokenPipe on stderr under `| head`) must not end this thread: an
+                # undrained pipe blocks vLLM on its next write and the log stops.
+                if not sink_failed and logger is not None:
+                    logger.info(f"qwenops: output sink failed, server output continues in this log only: {exc!r}")
+                sink_failed = True
     popen.stdout.close()

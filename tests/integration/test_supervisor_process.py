@@ -259,3 +259,35 @@ def test_the_log_file_is_size_capped_and_rotated(tmp_path: Path) -> None:
     assert files == ["serve.log", "serve.log.1", "serve.log.2"]
     assert all((tmp_path / f).stat().st_size <= 2000 for f in files)
     assert (tmp_path / "serve.log").read_text().splitlines()[-1].startswith("line 399")
+
+
+def test_an_unwritable_log_refuses_before_anything_is_spawned(tmp_path: Path) -> None:
+    from qwenops.errors import BadInputError
+
+    marker = tmp_path / "spawned"
+    (tmp_path / "serve.log").mkdir()  # the log path is a directory: the handler cannot open it
+    with pytest.raises(BadInputError, match="cannot write the server log") as caught:
+        spawn([sys.executable, "-c", f"open({str(marker)!r}, 'w')"], env=dict(os.environ),
+              log=LogFile(tmp_path / "serve.log"))
+    assert caught.value.field == "state_dir"
+    time.sleep(1.0)  # long enough for a child, had one been spawned, to create the marker
+    assert not marker.exists()
+
+
+def test_a_failing_line_sink_does_not_stop_the_log_or_the_drain(tmp_path: Path) -> None:
+    seen: list[str] = []
+
+    def broken_sink(line: str) -> None:
+        seen.append(line)
+        raise BrokenPipeError(32, "Broken pipe")  # stderr closed under `qwenops serve 2>&1 | head`
+
+    log = LogFile(tmp_path / "serve.log")
+    # 200 KiB of output: far more than a pipe buffer, so an undrained pipe would block the child.
+    process = spawn([sys.executable, "-c", "for i in range(2000): print('line', i, 'x' * 100)"],
+                    env=dict(os.environ), log=log, on_line=broken_sink)
+    assert process.popen.wait(10) == 0
+    process.stop(1)
+    lines = (tmp_path / "serve.log").read_text().splitlines()
+    assert lines[-1].startswith("line 1999")
+    assert sum(line.startswith("qwenops: output sink failed") for line in lines) == 1
+    assert len(seen) == 2000  # the sink is still offered every line: the bootlog shares it with echo
