@@ -222,7 +222,7 @@ def serve(
     echo: Callable[[str], object] | None = None,
     handle_signals: bool = True,
 ) -> ServeResult:
-    """Run the plan under supervision until SIGTERM/SIGINT (STOPPED) or until it gives up (FATAL)."""
+    """Run the plan under supervision until SIGTERM/SIGINT/SIGHUP/SIGQUIT (STOPPED) or until it gives up (FATAL)."""
     from qwenops.supervisor.health import HealthChecker
     from qwenops.supervisor.notify import Notifier
     from qwenops.supervisor.process import LogFile, spawn
@@ -282,11 +282,17 @@ def _bind_address(plan: ServePlan) -> tuple[str, int]:
 
 @contextlib.contextmanager
 def _stop_on_signals(request_stop: Callable[[str], None], *, enabled: bool) -> Iterator[None]:
-    """SIGTERM/SIGINT become a stop request; the loop notices it at once and drains."""
+    """SIGTERM/SIGINT/SIGHUP/SIGQUIT become a stop request; the loop notices it at once and drains.
+
+    The server runs in its own session, so a closed terminal or dropped ssh (SIGHUP) or Ctrl-\\
+    (SIGQUIT) reaches only us: dying by their default action would leave the whole vLLM tree running.
+    PR_SET_PDEATHSIG in the child would be a backstop for SIGKILL of qwenops, but it needs prctl in a
+    preexec_fn, which is not safe once threads run (the output pumps); SIGKILL stays uncovered.
+    """
     if not enabled or threading.current_thread() is not threading.main_thread():
         yield
         return
-    signals = (signal.SIGTERM, signal.SIGINT)
+    signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
     previous = {sig: signal.getsignal(sig) for sig in signals}
     for sig in signals:
         signal.signal(sig, lambda num, _frame: request_stop(signal.Signals(num).name))

@@ -42,14 +42,22 @@ def signal_when_ready(base_url: str, sig: signal.Signals) -> threading.Thread:
     return thread
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def _not_handled_by_serve(num: int, _frame: object) -> None:
+    raise AssertionError(f"serve() left {signal.Signals(num).name} to the caller's handler")
+
+
+# SIGHUP (terminal closed, ssh dropped) and SIGQUIT reach only qwenops: the server has its own session.
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT])
 def test_a_signal_stops_serve_cleanly_and_the_key_goes_by_environment(
-    sig: signal.Signals, monkeypatch: pytest.MonkeyPatch
+    sig: signal.Signals, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> None:
     monkeypatch.setenv("QWENOPS_API_KEY", "sk-test-key")
     port = free_port()
     plan = fake_plan(port)
     lines: list[str] = []
+    # Stands in for the default action (which would end pytest itself); restored afterwards.
+    original = signal.signal(sig, _not_handled_by_serve)
+    request.addfinalizer(lambda: signal.signal(sig, original))
     handler_before = signal.getsignal(sig)
     signal_when_ready(plan.base_url, sig)
     result = serve(plan, echo=lines.append)
