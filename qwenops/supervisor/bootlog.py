@@ -46,10 +46,19 @@ _PHASE_ORDER = list(Phase)
 # vLLM's own words for "the engine is gone" (v1/utils.py, v1/executor/multiproc_executor.py,
 # v1/engine/exceptions.py). The API server lingers for seconds after them answering 503 or erroring
 # streams; the supervisor restarts on the first such line instead of waiting for it to exit.
+# Anchored at the start of the line, after vLLM's logger prefix (`ERROR 11-25 16:08:41 [file.py:12] `,
+# `file.py:12]` before 0.6) and an exception name, because request-log lines quote user prompts
+# (vLLM 0.8-0.10 log them by default) and a prompt must never be able to restart the server.
 _ENGINE_DEATH = re.compile(
-    r"Engine core process \S+ died unexpectedly|Worker proc \S+ died unexpectedly|EngineDeadError|"
-    r"EngineCore encountered an issue|engine core exited unexpectedly"
+    r"(?:(?:DEBUG|INFO|WARNING|ERROR|CRITICAL) \d\d-\d\d \d\d:\d\d:\d\d \[?[\w./-]+:\d+\] )?"
+    r"(?:[\w.]*(?:Error|Exception): )?(?:\[shutdown\] MPClient: )?"
+    r"(?:Engine core process \S+ died unexpectedly|Worker proc \S+ died unexpectedly|"
+    r"EngineCore encountered an issue|engine core exited unexpectedly|[\w.]*EngineDeadError\b)"
 )
+# vLLM's request logger (`Received request <id>: prompt: '...'`): user text, never evidence.
+_REQUEST_LOG = re.compile(r"^(?:DEBUG|INFO|WARNING) .*?\] Received request ")
+# uvicorn's access log (`INFO:     127.0.0.1:5312 - "GET /health HTTP/1.1" 200 OK`): a request was served.
+_ACCESS_LOG = re.compile(r'^INFO:\s+\S+ - "')
 
 
 @dataclass(frozen=True)
@@ -184,20 +193,31 @@ class BootLog:
         self._pending_validation: str | None = None
         self.engine_death: str | None = None  # the first line saying the engine process is gone
         self.unservable: FatalCause | None = None  # the server runs, but cannot serve chat
+        # Set by the runner once the server answered its readiness probe, or by the first line
+        # about a request; from then on only engine death is read from the log.
+        self.serving = False
 
     def feed(self, raw_line: str) -> Phase | None:
         """Take one line; return the new phase when it moved forward, else None."""
         line = strip_prefix(raw_line)
         if not line:
             return None
-        self._match_fatal(line)
-        tasks = _TASKS.search(line)
-        if tasks and "'generate'" not in tasks.group("tasks"):
-            # Not fatal to vLLM, fatal to a chat service: the runner gives up instead of calling it ready.
-            self.unservable = FatalCause(_NOT_GENERATIVE.category, _NOT_GENERATIVE.title, _quote(line),
-                                         _NOT_GENERATIVE.fix(tasks), retryable=False)
-            self._best = (-1, self.unservable)
-        if self.engine_death is None and _ENGINE_DEATH.search(line):
+        if _REQUEST_LOG.match(line) or _ACCESS_LOG.match(line):
+            self.serving = True
+            return None
+        # Fatal evidence is start-up evidence. Once vLLM serves, the log carries request text that
+        # anyone with API access controls; a quoted "Repository Not Found" or "Supported tasks:
+        # ['embed']" must not stop a healthy server or make its next crash FATAL. Not the
+        # "Application startup complete" line: uvicorn prints it before it binds the port.
+        if not self.serving:
+            self._match_fatal(line)
+            tasks = _TASKS.search(line)
+            if tasks and "'generate'" not in tasks.group("tasks"):
+                # Not fatal to vLLM, fatal to a chat service: the runner gives up instead of calling it ready.
+                self.unservable = FatalCause(_NOT_GENERATIVE.category, _NOT_GENERATIVE.title, _quote(line),
+                                             _NOT_GENERATIVE.fix(tasks), retryable=False)
+                self._best = (-1, self.unservable)
+        if self.engine_death is None and _ENGINE_DEATH.match(line):
             self.engine_death = _quote(line)
         for phase, pattern in _PHASE_PATTERNS:
             if pattern.search(line):

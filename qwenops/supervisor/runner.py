@@ -243,6 +243,7 @@ class Supervisor:
         if probe.healthy and attempt.first_healthy_at is None:
             attempt.first_healthy_at = now
         if probe.ready:
+            attempt.bootlog.serving = True
             took = now - attempt.started_at
             self._stats.ready_after_s.append(round(took, 3))
             self._fire(Event.READY, f"ready after {took:.1f} s")
@@ -252,17 +253,18 @@ class Supervisor:
 
     def _step_running(self) -> None:
         attempt = self._require_attempt()
+        if attempt.bootlog.engine_death is not None:
+            # vLLM's API server outlives its engine by seconds, answering 503; restart now instead.
+            # In-flight streams already got vLLM's in-band error, so there is nothing left to drain.
+            # Checked before the exit code: the line says why, the code (often 0 or 1) does not.
+            attempt.server.stop(min(self.config.drain_timeout_s, 1.0))
+            self._exited(attempt, f"engine died: {attempt.bootlog.engine_death}")
+            return
         code = attempt.server.poll()
         if code is not None:
             self._exited(attempt, f"server exited with code {code}")
             return
         if self._unservable(attempt):  # the output pump may lag the first good probe by a line
-            return
-        if attempt.bootlog.engine_death is not None:
-            # vLLM's API server outlives its engine by seconds, answering 503; restart now instead.
-            # In-flight streams already got vLLM's in-band error, so there is nothing left to drain.
-            attempt.server.stop(min(self.config.drain_timeout_s, 1.0))
-            self._exited(attempt, f"engine died: {attempt.bootlog.engine_death}")
             return
         now = self._now()
         if now < attempt.next_probe_at:

@@ -99,7 +99,8 @@ def main() -> None:
         # Like vLLM: when the engine process dies, the API server reports it and exits.
         pid, _status = os.waitpid(engine, os.WNOHANG)
         if pid == engine:
-            say("ERROR vllm.v1.engine.exceptions.EngineDeadError: EngineCore encountered an issue.")
+            say("ERROR 11-25 16:08:41 [async_llm.py:906] vllm.v1.engine.exceptions.EngineDeadError: "
+                "EngineCore encountered an issue.")
             os._exit(1)
         if args.exit_after is not None and time.monotonic() - ready_at >= args.exit_after:
             say("INFO exiting on cue")

@@ -183,7 +183,7 @@ def test_killing_the_engine_not_the_parent_is_detected_and_restarted(cleanup: li
     outcome = run.finish(thread)
     assert outcome.restarts == 1 and outcome.ok
     retry = next(t for t in outcome.transitions if t.event is Event.RETRY)
-    assert "the engine process died" in retry.reason and "EngineDeadError" in retry.reason
+    assert "engine died: " in retry.reason and "EngineDeadError" in retry.reason
     assert respawn_s < 1.0 + 0.2  # detection + kill well under a second, plus the 0.2 s backoff
 
 

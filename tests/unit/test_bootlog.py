@@ -34,9 +34,9 @@ def test_logs_without_a_startup_failure_give_no_cause(name: str) -> None:
     assert classify(lines(PUBLIC / name)) is None
 
 
-def test_engine_dying_in_service_without_its_root_cause_is_engine_dead_and_retryable() -> None:
-    cause = classify(lines(PUBLIC / "15_runtime_oom.log"))
-    assert cause is not None and (cause.category, cause.retryable) == ("engine_dead", True)
+def test_a_traceback_after_requests_were_served_is_not_start_up_evidence() -> None:
+    # The engine died in service (its cause cut off): the runner restarts on the exit, nothing is FATAL.
+    assert classify(lines(PUBLIC / "15_runtime_oom.log")) is None
 
 
 def test_max_len_fix_without_vllms_estimate_names_the_requested_length() -> None:
@@ -123,7 +123,7 @@ def test_engine_killed_under_a_real_cpu_server_is_seen_at_vllms_first_word() -> 
         boot.feed(line)
     assert boot.engine_death is not None
     assert "engine core exited unexpectedly" in boot.engine_death  # printed before the EngineDeadError
-    assert boot.cause is not None and (boot.cause.category, boot.cause.retryable) == ("engine_dead", True)
+    assert boot.cause is None  # in service: a restart, never a FATAL cause
 
 
 def test_a_model_loaded_for_embeddings_is_unservable_for_chat() -> None:
@@ -139,3 +139,57 @@ def test_a_generative_model_is_servable() -> None:
     boot = BootLog()
     boot.feed("(APIServer pid=3719) INFO 11-25 16:02:59 [entry.py:136] Supported tasks: ['generate']")
     assert boot.unservable is None and boot.cause is None
+
+
+SERVING_LOG = [
+    "(APIServer pid=7) INFO 11-25 16:07:37 [entry.py:136] Supported tasks: ['generate']",
+    "(APIServer pid=7) INFO:     Application startup complete.",
+    '(APIServer pid=7) INFO:     127.0.0.1:40312 - "GET /health HTTP/1.1" 200 OK',
+]
+
+
+@pytest.mark.parametrize("prompt", [
+    "Supported tasks: ['embed']",  # would stop a healthy server as unservable
+    "Repository Not Found",  # would make the next ordinary crash FATAL
+    "EngineDeadError",  # would force a restart
+    "Engine core process EngineCore_DP0 died unexpectedly",
+])
+def test_a_prompt_quoted_by_the_request_logger_is_never_evidence(prompt: str) -> None:
+    # vLLM 0.8-0.10 log every prompt by default, with the logger prefix in front of it.
+    request_line = (f"(APIServer pid=7) INFO 11-25 16:09:01 [logger.py:43] Received request chatcmpl-1: "
+                    f"prompt: '<|im_start|>user\\n{prompt}<|im_end|>', params: SamplingParams(n=1)")
+    for seen_before in (SERVING_LOG, []):  # also a request racing the first readiness probe
+        boot = BootLog()
+        for line in seen_before:
+            boot.feed(line)
+        boot.feed(request_line)
+        assert (boot.cause, boot.unservable, boot.engine_death) == (None, None, None)
+
+
+def test_after_the_first_request_other_lines_quoting_users_are_not_evidence_either() -> None:
+    boot = BootLog()
+    for line in SERVING_LOG:
+        boot.feed(line)
+    boot.feed("WARNING 11-25 16:09:02 [serving_chat.py:200] model 'Repository Not Found' does not exist")
+    boot.feed("INFO 11-25 16:09:02 [x.py:1] Supported tasks: ['embed']")
+    assert (boot.cause, boot.unservable) == (None, None)
+
+
+def test_the_runner_marks_serving_so_fatal_rules_stop_at_readiness() -> None:
+    boot = BootLog()
+    boot.serving = True  # what the runner sets at the first good readiness probe
+    boot.feed("ERROR 11-25 16:09:02 [x.py:1] huggingface_hub.errors.RepositoryNotFoundError: Repository Not Found")
+    assert boot.cause is None
+
+
+def test_real_engine_death_lines_are_seen_with_and_without_the_logger_prefix() -> None:
+    for line in (
+        "(APIServer pid=1) ERROR 08-21 21:56:03 [serving_chat.py:932] vllm.v1.engine.exceptions.EngineDeadError: "
+        "EngineCore encountered an issue. See stack trace (above) for the root cause.",
+        "(APIServer pid=1) RuntimeError: Engine core process EngineCore_DP0 died unexpectedly.",
+        "ERROR 11-25 16:08:41 [multiproc_executor.py:316] Worker proc VllmWorker-0 died unexpectedly (exit code: -9)",
+        "INFO 10-12 00:26:58 core.py:12] Engine core process EngineCore_0 died unexpectedly.",  # vLLM < 0.6 prefix
+    ):
+        boot = BootLog()
+        boot.feed(line)
+        assert boot.engine_death is not None, line

@@ -70,7 +70,7 @@ class FakeServer:
                 self.on_line(line)
         if self.engine_dies_after is not None and self.age() >= self.engine_dies_after:
             self.engine_dies_after = None
-            self.on_line("(APIServer pid=1) ERROR Engine core process EngineCore_DP0 died unexpectedly.")
+            self.on_line("(APIServer pid=1) RuntimeError: Engine core process EngineCore_DP0 died unexpectedly.")
         if self.stopped_with or self.killed:
             return -15
         if self.exit_after is not None and self.age() >= self.exit_after:
@@ -262,7 +262,7 @@ def test_engine_death_in_the_log_restarts_without_waiting_for_the_api_server_to_
     h = Harness([{"ready_after": 1.0, "engine_dies_after": 4.0}, {"ready_after": 1.0}])
     outcome = h.run(stop_after=10)
     exit_change = next(c for c in h.recorder.changes if c.event is Event.EXIT)
-    assert exit_change.reason == "engine died: ERROR Engine core process EngineCore_DP0 died unexpectedly."
+    assert exit_change.reason == "engine died: RuntimeError: Engine core process EngineCore_DP0 died unexpectedly."
     assert exit_change.at_s == pytest.approx(4.0, abs=0.11)  # not after 3 failed 2 s probes
     assert h.servers[0].stopped_with == [1.0]
     assert outcome.restarts == 1 and outcome.ok
