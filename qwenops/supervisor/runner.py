@@ -154,6 +154,7 @@ class Supervisor:
         if self._notifier.watchdog_interval_s:
             interval = min(interval, self._notifier.watchdog_interval_s / 2)
         self._probe_interval_s = interval
+        self._next_watchdog_at = 0.0
 
     # ------------------------------------------------------------------ public
 
@@ -182,6 +183,8 @@ class Supervisor:
                 elif self.state is State.BACKOFF and self._now() >= self._retry_at:
                     self._spawn()
                     continue
+                if self.state in (State.STARTING, State.BACKOFF):
+                    self._feed_watchdog_while_restarting()
                 if self.state not in TERMINAL:
                     self._clock.wait(self._wake, self._tick_s)
         except BaseException:
@@ -343,6 +346,17 @@ class Supervisor:
             how = f"killed after the {self.config.drain_timeout_s:g} s drain timeout"
         self._outcome_reason = f"{reason}; server {how}"
         self._fire(Event.STOPPED, f"process group gone ({how})")
+
+    def _feed_watchdog_while_restarting(self) -> None:
+        # WatchdogSec watches this supervisor, not the model. Once armed (at the first READY=1) it
+        # must keep hearing from us through a backoff and a model load that can outlast WatchdogSec,
+        # or systemd kills the supervisor mid-restart. The loop is alive and making progress here:
+        # a load that never ends is bounded by startup_timeout_s, and STATUS= says what is going on.
+        # Only a RUNNING server withholds pings, while it fails its health probes.
+        now = self._now()
+        if self._notifier.watchdog_interval_s and now >= self._next_watchdog_at:
+            self._next_watchdog_at = now + self._probe_interval_s
+            self._notifier.watchdog()
 
     def _report_phase(self, attempt: _Attempt, now: float) -> None:
         phase = attempt.bootlog.phase

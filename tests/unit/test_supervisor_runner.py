@@ -355,3 +355,29 @@ def test_any_script_ends_terminal_with_every_server_ended(
     assert sum(1 for c in changes if c.event is Event.SPAWN) == len(h.servers)
     if outcome.state is State.FATAL:
         assert outcome.reason and changes[-1].event is Event.GIVE_UP
+
+
+class TimedNotifier(RecordingNotifier):
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__()
+        self.clock = clock
+        self.watchdog_at: list[float] = []
+
+    def send(self, **fields: str) -> bool:
+        if fields.get("WATCHDOG") == "1":
+            self.watchdog_at.append(self.clock.now)
+        return super().send(**fields)
+
+
+def test_the_watchdog_is_fed_through_a_backoff_and_a_model_load_longer_than_watchdogsec() -> None:
+    clock = FakeClock()
+    notifier = TimedNotifier(clock)
+    notifier.watchdog_interval_s = 10.0  # WatchdogSec=10s; the second load takes 60 s
+    supervision = Supervision(startup_timeout_s=120, health_interval_s=2, backoff_initial_s=8, backoff_max_s=8)
+    h = Harness([{"ready_after": 1.0, "exit_after": 5.0}, {"ready_after": 60.0}], supervision=supervision,
+                clock=clock, notifier=notifier)
+    outcome = h.run(stop_after=80)
+    assert outcome.ok and outcome.restarts == 1 and len(outcome.ready_after_s) == 2
+    armed = notifier.watchdog_at[0]  # at the first READY=1
+    gaps = [b - a for a, b in zip(notifier.watchdog_at, notifier.watchdog_at[1:])]
+    assert notifier.watchdog_at[-1] > armed + 70 and max(gaps) <= 5.0 + 0.11  # WatchdogSec/2, one tick late
