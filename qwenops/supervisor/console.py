@@ -7,6 +7,7 @@ stdout is left alone: it carries only the final result (or the one JSON envelope
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
 from qwenops.supervisor.bootlog import Phase
@@ -22,6 +23,11 @@ _STYLE = {State.RUNNING: "green", State.FATAL: "bold red", State.BACKOFF: "yello
 
 
 class ConsoleReporter:
+    """Observer and line echo in one. server_line runs on the output pump's thread while
+    on_transition/on_phase run on the supervising thread and start and stop the live progress
+    line, so every method holds one lock: a server line never lands mid-way through a progress
+    start or stop."""
+
     def __init__(self, console: Console | None = None, *, echo_server: bool = True) -> None:
         from qwenops.output import stderr_console
 
@@ -29,8 +35,13 @@ class ConsoleReporter:
         self.echo_server = echo_server
         self._progress: Progress | None = None
         self._task: TaskID | None = None
+        self._lock = threading.RLock()
 
     def on_transition(self, change: Transition) -> None:
+        with self._lock:
+            self._on_transition(change)
+
+    def _on_transition(self, change: Transition) -> None:
         if change.target is not State.STARTING:
             self._end_progress()
         style = _STYLE.get(change.target, "bold")
@@ -43,6 +54,10 @@ class ConsoleReporter:
             self._begin_progress()
 
     def on_phase(self, phase: Phase, elapsed_s: float) -> None:
+        with self._lock:
+            self._on_phase(phase, elapsed_s)
+
+    def _on_phase(self, phase: Phase, elapsed_s: float) -> None:
         if self._progress is not None and self._task is not None:
             self._progress.update(self._task, description=f"vLLM starting: {phase.value}")
         else:
@@ -54,10 +69,12 @@ class ConsoleReporter:
         from rich.text import Text
 
         # Through the same console, so the live progress line stays below the server's output.
-        self.console.print(Text(line), highlight=False)
+        with self._lock:
+            self.console.print(Text(line), highlight=False)
 
     def close(self) -> None:
-        self._end_progress()
+        with self._lock:
+            self._end_progress()
 
     def _begin_progress(self) -> None:
         if not self.console.is_terminal:

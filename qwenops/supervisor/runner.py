@@ -3,7 +3,10 @@
 Everything with side effects comes in through the constructor (spawn, prober, notifier, clock), so
 unit tests drive every edge with a fake clock and fake processes while tests/integration run the
 same loop on real processes. The loop is single-threaded on purpose: only the output pump runs
-beside it, and it touches nothing but the BootLog of its own attempt.
+beside it. The pump feeds the BootLog of its own attempt (the loop only reads its fields; the
+loop's one write, `serving`, is a plain flag), writes the log file and calls the line sink, which
+may echo to the console: an echo that shares a console with the Observer must lock it
+(supervisor.console.ConsoleReporter does).
 """
 
 from __future__ import annotations
@@ -68,7 +71,8 @@ class Transition:
 
 
 class Observer(Protocol):
-    """Live progress for a console or a log; every method is called from the supervising thread."""
+    """Live progress for a console or a log; every method is called from the supervising thread
+    (the server's own lines reach a console from the output pump's thread, see the module docstring)."""
 
     def on_transition(self, change: Transition) -> None: ...
 

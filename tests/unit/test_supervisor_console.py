@@ -46,3 +46,37 @@ def test_on_a_terminal_the_phase_is_a_live_line_that_goes_away_when_ready() -> N
     reporter.on_transition(Transition(5.0, State.STARTING, Event.READY, State.RUNNING, "ready after 5.0 s"))
     assert reporter._progress is None  # transient: the spinner line is gone once the server is up
     assert "starting: allocating KV cache (3.0 s)" not in out.getvalue()  # no duplicate plain line
+
+
+def test_server_lines_from_the_pump_thread_never_overlap_the_supervisors_output() -> None:
+    import threading
+    import time
+
+    class SlowConsole:
+        """Records whether two threads were ever inside print at once."""
+
+        is_terminal = False
+
+        def __init__(self) -> None:
+            self.inside = 0
+            self.overlapped = False
+
+        def print(self, *_args: object, **_kwargs: object) -> None:
+            self.inside += 1
+            self.overlapped |= self.inside > 1
+            time.sleep(0.01)
+            self.inside -= 1
+
+    console = SlowConsole()
+    reporter = ConsoleReporter(console, echo_server=True)  # type: ignore[arg-type]
+
+    def pump() -> None:
+        for i in range(20):
+            reporter.server_line(f"line {i}")
+
+    thread = threading.Thread(target=pump)
+    thread.start()
+    for _ in range(20):
+        reporter.on_transition(Transition(0.0, State.STARTING, Event.READY, State.RUNNING, "ready"))
+    thread.join()
+    assert not console.overlapped
