@@ -286,10 +286,13 @@ def check_port(ctx: Context) -> CheckResult:
     port = ctx.facts.port
     if port is None:
         return _r(name, "skip", "port not probed")
-    if port.port != ctx.profile.port:
-        return _r(name, "skip", f"the probe checked port {port.port}; the profile serves on {ctx.profile.port}")
+    if (port.host, port.port) != (ctx.profile.host, ctx.profile.port):
+        return _r(name, "skip", f"the probe checked {port.host}:{port.port}; "
+                                f"the profile serves on {ctx.profile.host}:{ctx.profile.port}")
     if port.free:
         return _r(name, "pass", f"{port.host}:{port.port} is free")
+    if port.error is not None:
+        return _r(name, "fail", port.error, "set `host:` in the profile / QWENOPS_HOST to an address of this machine")
     who = f"{port.holder_name} (pid {port.holder_pid})" if port.holder_pid else "a process this user cannot see"
     return _r(name, "fail", f"{port.host}:{port.port} is taken by {who}",
               "stop it, or set `port:` in the profile / QWENOPS_PORT to a free port")

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict
 
 from qwenops.errors import BadInputError, EngineMissingError
+from qwenops.net import base_url
 from qwenops.profiles import Profile, Supervision, resolve_profile
 from qwenops.settings import load_settings
 
@@ -47,6 +48,8 @@ class ServePlan(BaseModel):
     engine: str
     argv: tuple[str, ...]
     env: dict[str, str]  # what serve adds to the inherited environment; secrets masked
+    host: str  # the address vLLM binds (--host), checked before spawning
+    port: int
     base_url: str
     served_model_name: str
     model_path: str
@@ -113,7 +116,9 @@ def plan_serve(profile_name: str | None = None, *, host: str | None = None, port
         engine=profile.engine,
         argv=tuple(vllm_argv(profile, state_dir=state_dir, python=sys.executable)),
         env=env,
-        base_url=f"http://{_connect_host(profile.host)}:{profile.port}",
+        host=profile.host,
+        port=profile.port,
+        base_url=base_url(profile.host, profile.port),
         served_model_name=profile.api_model_name,
         model_path=model,
         builds_tiny_model=_is_managed_tiny_model(profile) and not Path(model).is_dir(),
@@ -122,23 +127,17 @@ def plan_serve(profile_name: str | None = None, *, host: str | None = None, port
     )
 
 
-def _connect_host(host: str) -> str:
-    # A server bound to every interface is probed over loopback.
-    return {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(host, host)
-
-
 def _is_managed_tiny_model(profile: Profile) -> bool:
     """cpu-tiny's model lives in the state dir and is built by qwenops, never downloaded."""
     return profile.engine == "vllm-cpu" and profile.model.startswith("{state_dir}/models/")
 
 
-def child_env(plan: ServePlan, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+def child_env(plan: ServePlan, api_key: str | None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The server's real environment: ours, the profile's, the API key (never in argv), unbuffered output."""
     env = {k: v for k, v in (os.environ if environ is None else environ).items() if k not in _SUPERVISOR_ONLY_ENV}
     env.update({k: v for k, v in plan.env.items() if k != "VLLM_API_KEY"})
-    key = load_settings().api_key
-    if key is not None:
-        env["VLLM_API_KEY"] = key.get_secret_value()
+    if api_key is not None:
+        env["VLLM_API_KEY"] = api_key
     # A piped Python child block-buffers stdout; the progress line and bootlog need each line now.
     env["PYTHONUNBUFFERED"] = "1"
     return env
@@ -165,42 +164,16 @@ def check_engine(plan: ServePlan) -> None:
 
 def check_port_free(host: str, port: int) -> None:
     """Refuse to start on a taken port, naming the owner: vLLM would only find out after loading the model."""
-    import errno
-    import socket
+    from qwenops.hardware.host import port_status
 
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        # The same option uvicorn sets, so a port in TIME_WAIT counts as free exactly when vLLM can bind it.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            if exc.errno != errno.EADDRINUSE:
-                raise BadInputError(f"cannot bind {host}:{port}: {exc.strerror}", field="host") from None
-            raise PortInUseError(
-                f"{host}:{port} is already in use by {port_owner(port)}", field="port",
-                hint="stop that process or pass another --port",
-            ) from None
-
-
-def port_owner(port: int) -> str:
-    """'pid 123 (python3 -m http.server 8000)', or why the owner cannot be named."""
-    import psutil
-
-    try:
-        connections = psutil.net_connections(kind="inet")
-    except psutil.AccessDenied:
-        return "another process (run as root to see which)"
-    for conn in connections:
-        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
-            if conn.pid is None:
-                return "a process of another user"
-            try:
-                proc = psutil.Process(conn.pid)
-                return f"pid {conn.pid} ({' '.join(proc.cmdline())[:120] or proc.name()})"
-            except psutil.Error:
-                return f"pid {conn.pid}"
-    return "another process"
+    status = port_status(host, port)
+    if status.error is not None:
+        raise BadInputError(status.error, field="host", hint="pass an address of this machine with --host")
+    if not status.free:
+        who = (f"pid {status.holder_pid} ({status.holder_name})" if status.holder_pid
+               else "a process this user cannot see (run as root to see which)")
+        raise PortInUseError(f"{host}:{port} is already in use by {who}", field="port",
+                             hint="stop that process or pass another --port")
 
 
 def ensure_model(plan: ServePlan) -> None:
@@ -229,13 +202,13 @@ def serve(
     from qwenops.supervisor.runner import Supervisor
 
     check_engine(plan)
-    host, port = _bind_address(plan)
-    check_port_free(host, port)
+    check_port_free(plan.host, plan.port)
     ensure_model(plan)
 
-    env = child_env(plan)
+    secret = load_settings().api_key
+    api_key = secret.get_secret_value() if secret is not None else None
+    env = child_env(plan, api_key)
     log = LogFile(Path(plan.log_file))
-    api_key = load_settings().api_key
 
     def start(on_line: Callable[[str], object]) -> Server:
         def line_sink(line: str) -> None:
@@ -245,8 +218,7 @@ def serve(
 
         return spawn(plan.argv, env=env, log=log, on_line=line_sink)
 
-    prober = HealthChecker(plan.base_url, plan.served_model_name,
-                           api_key=api_key.get_secret_value() if api_key else None)
+    prober = HealthChecker(plan.base_url, plan.served_model_name, api_key=api_key)
     supervisor = Supervisor(
         plan.supervise, spawn=start, prober=prober, notifier=Notifier.from_env(), observer=observer
     )
@@ -271,13 +243,6 @@ def serve(
             for t in outcome.transitions
         ),
     )
-
-
-def _bind_address(plan: ServePlan) -> tuple[str, int]:
-    argv = list(plan.argv)
-    host = argv[argv.index("--host") + 1] if "--host" in argv else "0.0.0.0"
-    port = int(argv[argv.index("--port") + 1]) if "--port" in argv else 8000
-    return host, port
 
 
 @contextlib.contextmanager

@@ -82,6 +82,7 @@ class PortFacts(_Facts):
     free: bool
     holder_pid: int | None = None
     holder_name: str | None = None
+    error: str | None = None  # why the port cannot be bound when it is not taken (EADDRNOTAVAIL, ...)
 
 
 class SoftwareFacts(_Facts):

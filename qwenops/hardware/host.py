@@ -6,6 +6,7 @@ the text of torch/version.py), so a probe takes milliseconds and never initialis
 
 from __future__ import annotations
 
+import errno
 import os
 import platform
 import re
@@ -54,30 +55,46 @@ def host_info(data_dir: Path | None) -> HostInfo:
     )
 
 
-def port_facts(host: str, port: int) -> PortFacts:
-    """Can the server bind host:port? If not, who holds it (psutil; pid may be hidden without root)."""
-    bind_host = "" if host in ("0.0.0.0", "::") else host
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # SO_REUSEADDR as uvicorn sets it: a port in TIME_WAIT is free for the server.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((bind_host, port))
-        except OSError:
-            pass
-        else:
-            return PortFacts(host=host, port=port, free=True)
+def port_status(host: str, port: int) -> PortFacts:
+    """Can a server bind host:port the way uvicorn does? The one check behind doctor and serve.
+
+    Only EADDRINUSE means "taken" (and the holder is named when psutil may see it); any other bind
+    error (an address this machine does not have, IPv6 switched off, a name that does not resolve)
+    is reported as `error`, because "stop the other process" would be the wrong fix for it.
+    """
+    try:
+        # AI_PASSIVE: "" and "0.0.0.0" mean every address, as for the server; IPv6 literals pick AF_INET6.
+        family, kind, proto, _name, address = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        return PortFacts(host=host, port=port, free=False, error=f"cannot resolve {host!r}: {exc}")
+    try:
+        with socket.socket(family, kind, proto) as sock:
+            # SO_REUSEADDR as uvicorn sets it: a port in TIME_WAIT is free for the server.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            return PortFacts(host=host, port=port, free=False,
+                             error=f"cannot bind {host}:{port}: {exc.strerror or exc}")
+    else:
+        return PortFacts(host=host, port=port, free=True)
+    pid, name = _port_holder(port)
+    return PortFacts(host=host, port=port, free=False, holder_pid=pid, holder_name=name)
+
+
+def _port_holder(port: int) -> tuple[int | None, str | None]:
+    """The listening process's pid and command line; (None, None) when it is another user's or hidden."""
     import psutil
 
-    pid = name = None
     try:
         for conn in psutil.net_connections(kind="tcp"):
             if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
-                pid = conn.pid
-                name = psutil.Process(pid).name()
-                break
+                proc = psutil.Process(conn.pid)
+                return conn.pid, " ".join(proc.cmdline())[:120] or proc.name()
     except (psutil.Error, OSError):
         pass
-    return PortFacts(host=host, port=port, free=False, holder_pid=pid, holder_name=name)
+    return None, None
 
 
 def _version(dist: str) -> str | None:
@@ -119,5 +136,5 @@ class LiveProbe:
             gpu=read_gpus(),
             host=host_info(data_dir),
             software=software_facts(),
-            port=port_facts(host, port),
+            port=port_status(host, port),
         )

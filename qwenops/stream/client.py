@@ -442,12 +442,13 @@ class ChatDefaults:
     @classmethod
     def load(cls, profile: str | None = None) -> ChatDefaults:
         """QWENOPS_BASE_URL / QWENOPS_API_KEY from settings; model name and sampling from the profile."""
+        from qwenops.net import base_url as server_url
         from qwenops.profiles import load_profile
         from qwenops.settings import load_settings
 
         settings = load_settings()
         chosen = load_profile(profile or settings.profile, profiles_dir=settings.profiles_dir)
-        base_url = settings.base_url or f"http://{_connect_host(chosen.host)}:{chosen.port}"
+        base_url = settings.base_url or server_url(chosen.host, chosen.port)
         key = settings.api_key.get_secret_value() if settings.api_key else None
         return cls(
             endpoint=Endpoint(base_url=base_url, api_key=key),
@@ -456,11 +457,6 @@ class ChatDefaults:
             top_p=chosen.client.top_p,
             max_tokens=chosen.client.max_tokens,
         )
-
-
-def _connect_host(bind_host: str) -> str:
-    # A server bound to every address is reached on loopback from the same host.
-    return "127.0.0.1" if bind_host in ("0.0.0.0", "::", "") else bind_host
 
 
 def _resolve(

@@ -86,6 +86,6 @@ def test_serve_json_result_after_a_fatal_start(monkeypatch: pytest.MonkeyPatch) 
 def test_notify_socket_is_not_inherited_by_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
     from qwenops.serve import child_env
 
-    env = child_env(fake_plan(1), {"NOTIFY_SOCKET": "@sd", "WATCHDOG_USEC": "1", "HOME": "/root"})
+    env = child_env(fake_plan(1), None, {"NOTIFY_SOCKET": "@sd", "WATCHDOG_USEC": "1", "HOME": "/root"})
     assert "NOTIFY_SOCKET" not in env and "WATCHDOG_USEC" not in env
     assert env["HOME"] == "/root" and env["PYTHONUNBUFFERED"] == "1" and env["VLLM_CPU_KVCACHE_SPACE"] == "1"

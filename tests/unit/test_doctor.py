@@ -227,3 +227,23 @@ def test_torch_built_for_a_newer_cuda_major_than_the_driver_fails() -> None:
     result = next(c for c in report.checks if c.name == "driver_vs_torch")
     assert result.status == "fail"
     assert "built for CUDA 12.4 but the driver supports only 11.4" in result.finding
+
+
+def _port_check(port: dict[str, object], host: str = "0.0.0.0") -> tuple[str, str]:
+    from qwenops.hardware.facts import PortFacts
+
+    facts = load_facts(PROBES / "no-driver.json")
+    facts = facts.model_copy(update={"port": PortFacts(host=host, port=8000, **port)})  # type: ignore[arg-type]
+    profile = load_profile("cpu-tiny").model_copy(update={"host": "0.0.0.0", "port": 8000})
+    result = next(c for c in diagnose(facts, profile, None).checks if c.name == "port")
+    return result.status, result.finding
+
+
+def test_a_port_that_cannot_be_bound_is_not_reported_as_taken() -> None:
+    status, finding = _port_check({"free": False, "error": "cannot bind 0.0.0.0:8000: Cannot assign requested address"})
+    assert status == "fail" and "taken" not in finding and "Cannot assign requested address" in finding
+
+
+def test_a_probe_of_another_host_address_is_skipped() -> None:
+    status, finding = _port_check({"free": True}, host="10.1.2.3")
+    assert status == "skip" and "10.1.2.3:8000" in finding and "0.0.0.0:8000" in finding

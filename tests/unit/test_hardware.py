@@ -16,7 +16,7 @@ import pytest
 from qwenops.errors import BadInputError
 from qwenops.hardware import nvml
 from qwenops.hardware.facts import HostFacts, load_facts
-from qwenops.hardware.host import LiveProbe, port_facts, software_facts
+from qwenops.hardware.host import LiveProbe, port_status, software_facts
 
 MIB = 1024**2
 GPU_IS_LOST = 15
@@ -141,11 +141,11 @@ def test_a_taken_port_is_reported_with_its_holder() -> None:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
-        facts = port_facts("127.0.0.1", port)
+        facts = port_status("127.0.0.1", port)
         assert facts.free is False
         if facts.holder_pid is not None:  # psutil may not see other users' sockets without root
             assert facts.holder_pid == os.getpid()
-    assert port_facts("127.0.0.1", port).free is True
+    assert port_status("127.0.0.1", port).free is True
 
 
 def test_wrong_schema_is_bad_input(tmp_path: Path) -> None:

@@ -117,3 +117,17 @@ def test_serve_builds_the_tiny_model_only_when_its_dir_is_missing(
     Path(plan.model_path).mkdir(parents=True)
     assert not plan_serve("cpu-tiny").builds_tiny_model
     assert not plan_serve("4090d").builds_tiny_model  # a Hugging Face id is vLLM's to fetch
+
+
+def test_an_address_this_machine_lacks_is_refused_as_such_not_as_a_taken_port() -> None:
+    code, out, err = run("serve", "--host", "10.99.99.99", "--port", "18347")
+    assert code == 2 and out == ""
+    assert err.startswith("error: host: cannot bind 10.99.99.99:18347: ") and "in use" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_dry_run_with_an_ipv6_host_gives_a_bracketed_base_url(golden_state: None) -> None:
+    code, out, _ = run("serve", "--dry-run", "--json", "--host", "::1", "--port", "18301")
+    assert code == 0
+    data = json.loads(out)["data"]
+    assert (data["host"], data["port"], data["base_url"]) == ("::1", 18301, "http://[::1]:18301")
