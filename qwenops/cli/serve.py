@@ -1,4 +1,4 @@
-"""`qwenops serve`: run the profile's vLLM server under supervision until SIGTERM/SIGINT."""
+"""`qwenops serve`: run the profile's vLLM server under supervision until SIGTERM/SIGINT/SIGHUP/SIGQUIT."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from qwenops.results import CommandResult
 def serve(*, profile: str | None, host: str | None, port: int | None, overrides: tuple[str, ...], dry_run: bool,
           quiet: bool, json_mode: bool) -> None:
     """Start vLLM's OpenAI-compatible server and keep it healthy (restart with backoff, FATAL on a
-    config error). Exit 0 after SIGTERM/SIGINT, 1 when it gave up (FATAL), 2 on bad input or a taken port."""
+    config error). Exit 0 after SIGTERM/SIGINT/SIGHUP/SIGQUIT, 1 when it gave up (FATAL), 2 on bad input
+    or a taken port."""
     from qwenops.cli._views import serve_plan_view, serve_result_view
     from qwenops.profiles import parse_overrides
     from qwenops.serve import plan_serve
