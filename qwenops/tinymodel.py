@@ -133,6 +133,28 @@ def build_tiny_model(out_dir: Path, *, seed: int = 0, force: bool = False) -> Ti
         )
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(out_dir.parent / f".{out_dir.name}.lock"):
+        # Another builder (a second `serve`, a parallel test) may have finished while we waited.
+        cached = None if force else _read_stamp(out_dir, key)
+        if cached is not None:
+            return dataclasses.replace(cached, seconds=time.perf_counter() - started)
+        return _build_into(out_dir, key, seed, started)
+
+
+@contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """One builder per model directory at a time (flock: released by the kernel if we die)."""
+    import fcntl
+
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build_into(out_dir: Path, key: str, seed: int, started: float) -> TinyModelInfo:
     work_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.building-", dir=out_dir.parent))
     try:
         log.info("building tiny model in %s (seed %d)", work_dir, seed)
