@@ -133,7 +133,7 @@ def build_tiny_model(out_dir: Path, *, seed: int = 0, force: bool = False) -> Ti
         )
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with _exclusive(out_dir.parent / f".{out_dir.name}.lock"):
+    with _exclusive(out_dir.parent):
         # Another builder (a second `serve`, a parallel test) may have finished while we waited.
         cached = None if force else _read_stamp(out_dir, key)
         if cached is not None:
@@ -142,16 +142,18 @@ def build_tiny_model(out_dir: Path, *, seed: int = 0, force: bool = False) -> Ti
 
 
 @contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    """One builder per model directory at a time (flock: released by the kernel if we die)."""
+def _exclusive(directory: Path) -> Iterator[None]:
+    """One builder at a time per parent directory: flock on the directory itself leaves no lock file
+    behind, and the kernel releases it if the builder dies."""
     import fcntl
+    import os
 
-    with lock_path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def _build_into(out_dir: Path, key: str, seed: int, started: float) -> TinyModelInfo:
