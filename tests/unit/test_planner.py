@@ -18,7 +18,7 @@ from qwenops.modelinfo import GIB, from_catalog
 from qwenops.planner import GpuProcess, PlanInput, kv_bytes_per_token, plan
 
 REPO = Path(__file__).resolve().parents[2]
-CASES = REPO.parent / "shared" / "data" / "kv_cases_public.json"
+CASES = REPO / "tests" / "data" / "kv_cases_public.json"
 QWEN3_14B = from_catalog("Qwen/Qwen3-14B")
 assert QWEN3_14B is not None
 CONFIG = QWEN3_14B.config
@@ -128,7 +128,6 @@ def _benchmark() -> Any:
     return module
 
 
-@pytest.mark.skipif(not CASES.exists(), reason="public cases live in the shared data folder")
 def test_public_cases_within_the_accuracy_goal() -> None:
     bench = _benchmark()
     cases = json.loads(CASES.read_text())["cases"]
