@@ -50,6 +50,10 @@ CUDAGRAPH_MAX_CAPTURE = 512  # vLLM's default ceiling for max_cudagraph_capture_
 V1_SINCE = (0, 8)
 CUDAGRAPH_ESTIMATE_SINCE = (0, 21)
 CURRENT_VERSION = (0, 32)
+# Far above any GPU, checkpoint or context length, yet small enough that GiB x 2**30 and tokens x
+# bytes stay finite floats: `inf` or 1e308 would otherwise overflow int(available x GIB).
+MAX_GIB = 1024.0**2
+MAX_TOKENS = 10**9
 # One representative per memory-accounting generation, for plans where the version is unknown.
 ENGINE_GENERATIONS: tuple[tuple[tuple[int, int], str], ...] = (
     ((0, 7), "0.7"), ((0, 20), "0.20"), (CURRENT_VERSION, "0.32"),
@@ -72,21 +76,21 @@ class GpuProcess(BaseModel):
 class PlanInput(BaseModel):
     """Everything the memory model depends on. `None` flags take vLLM's default for that GPU."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     config: ModelConfig
-    weights_gib: float = Field(gt=0)
-    gpu_total_gib: float = Field(gt=0)
-    gpu_free_gib: float | None = Field(None, ge=0)
+    weights_gib: float = Field(gt=0, le=MAX_GIB)
+    gpu_total_gib: float = Field(gt=0, le=MAX_GIB)
+    gpu_free_gib: float | None = Field(None, ge=0, le=MAX_GIB)
     gpu_name: str = ""
     gpu_processes: tuple[GpuProcess, ...] = ()
     gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
-    max_model_len: int | None = Field(None, ge=1)
-    max_num_seqs: int | None = Field(None, ge=1)
-    max_num_batched_tokens: int | None = Field(None, ge=1)
+    max_model_len: int | None = Field(None, ge=1, le=MAX_TOKENS)
+    max_num_seqs: int | None = Field(None, ge=1, le=MAX_TOKENS)
+    max_num_batched_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS)
     kv_cache_dtype: str | None = None
     enforce_eager: bool = False
-    cpu_offload_gb: float | None = Field(None, ge=0)
+    cpu_offload_gb: float | None = Field(None, ge=0, le=MAX_GIB)
     vllm_version: str | None = None
 
 
