@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from qwenops.cli._common import finish, json_option
+from qwenops.cli._common import finish, json_option, profile_option
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -21,7 +21,7 @@ _TOKENS = click.IntRange(min=1, max=_MAX_TOKENS)
 
 
 @click.command("plan")
-@click.option("--profile", "profile_name", help="Profile whose model and vLLM flags to plan.")
+@profile_option
 @click.option("--model", "model_dir", type=click.Path(file_okay=False), help="Local model directory.")
 @click.option("--model-config", type=click.Path(dir_okay=False), help="A config.json (with --weights-gib).")
 @click.option("--weights-gib", type=_GIB, help="GiB of weights vLLM loads (overrides the checkpoint size).")
@@ -36,13 +36,13 @@ _TOKENS = click.IntRange(min=1, max=_MAX_TOKENS)
 @click.option("--cpu-offload-gb", type=click.FloatRange(min=0, max=_MAX_GIB))
 @click.option("--vllm-version", help="vLLM version to model (default: the installed one; if none, the most cautious).")
 @json_option
-def plan(json_mode: bool, **options: Any) -> None:
+def plan(profile: str | None, json_mode: bool, **options: Any) -> None:
     """Predict weights, activations, KV cache tokens and whether a profile fits, before launch."""
     from qwenops.planner import FLAG_FIELDS, plan_request
     from qwenops.results import CommandResult
 
     overrides = {field: options.pop(field) for field in FLAG_FIELDS}
-    result = plan_request(overrides=overrides, **options)
+    result = plan_request(profile_name=profile, overrides=overrides, **options)
     finish(CommandResult(command="plan", data=result, ok=result.fits), json_mode=json_mode, view=_view)
 
 

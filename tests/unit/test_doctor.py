@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -227,3 +228,31 @@ def test_torch_built_for_a_newer_cuda_major_than_the_driver_fails() -> None:
     result = next(c for c in report.checks if c.name == "driver_vs_torch")
     assert result.status == "fail"
     assert "built for CUDA 12.4 but the driver supports only 11.4" in result.finding
+
+
+def _commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
+    ctx = click.Context(group)
+    found: list[tuple[str, click.Command]] = []
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)  # the root group loads its subcommands lazily
+        assert command is not None
+        found.append((f"{prefix}{name}", command))
+        if isinstance(command, click.Group):
+            found += _commands(command, f"{prefix}{name} ")
+    return found
+
+
+def test_every_command_with_profile_takes_the_short_p() -> None:
+    missing = [name for name, command in _commands(cli)
+               for param in command.params
+               if isinstance(param, click.Option) and "--profile" in param.opts and "-p" not in param.opts]
+    assert missing == []
+
+
+def test_doctor_and_plan_accept_p() -> None:
+    probe = str(PROBES / "rtx4090d-cuda124.json")
+    doctor = invoke("doctor", "-p", "4090d", "--probe-file", probe, "--json")
+    assert json.loads(doctor.stdout)["data"]["profile"] == "4090d"
+    planned = invoke("plan", "-p", "4090d", "--probe-file", probe, "--vllm-version", "0.8.5", "--json")
+    assert planned.exit_code == 0, planned.stderr
+    assert json.loads(planned.stdout)["data"]["kv_tokens"] > 0
