@@ -194,6 +194,8 @@ def check_engine_installed(ctx: Context) -> CheckResult:
 
 def check_gpu_memory_free(ctx: Context) -> CheckResult:
     name = "gpu_free_memory"
+    if not _needs_gpu(ctx):
+        return _r(name, "skip", f"engine {ctx.profile.engine} runs on the CPU; GPU memory in use does not matter")
     device = _gpu(ctx)
     if device is None or device.memory_total_mib is None or device.memory_free_mib is None:
         return _r(name, "skip", "no GPU memory to read")

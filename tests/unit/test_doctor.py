@@ -256,3 +256,13 @@ def test_doctor_and_plan_accept_p() -> None:
     planned = invoke("plan", "-p", "4090d", "--probe-file", probe, "--vllm-version", "0.8.5", "--json")
     assert planned.exit_code == 0, planned.stderr
     assert json.loads(planned.stdout)["data"]["kv_tokens"] > 0
+
+
+def test_a_busy_gpu_does_not_fail_a_cpu_profile() -> None:
+    result = invoke("doctor", "-p", "cpu-tiny", "--probe-file", str(PROBES / "rtx4090-cuda122.json"), "--json")
+    free = next(c for c in json.loads(result.stdout)["data"]["checks"] if c["name"] == "gpu_free_memory")
+    assert free["status"] == "skip" and "CPU" in free["finding"]
+    # The same busy GPU still fails a GPU profile.
+    result = invoke("doctor", "-p", "4090d", "--probe-file", str(PROBES / "rtx4090-cuda122.json"), "--json")
+    free = next(c for c in json.loads(result.stdout)["data"]["checks"] if c["name"] == "gpu_free_memory")
+    assert free["status"] == "fail"
