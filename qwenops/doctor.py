@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from qwenops.errors import BadInputError, QwenopsError
 from qwenops.hardware.facts import GpuDevice, HostFacts
 from qwenops.modelinfo import ModelInfo
-from qwenops.planner import Plan, PlanInput, plan
+from qwenops.planner import Plan, plan, plan_input
 from qwenops.profiles import Profile
 
 Status = Literal["pass", "warn", "fail", "skip"]
@@ -313,6 +313,8 @@ def check_nofile(ctx: Context) -> CheckResult:
     hard = ctx.facts.host.nofile_hard
     if hard is None:
         return _r(name, "skip", "RLIMIT_NOFILE not readable")
+    if hard == -1:  # RLIM_INFINITY
+        return _r(name, "pass", f"hard limit unlimited lets vLLM raise its soft limit to {VLLM_NOFILE_TARGET}")
     if hard >= VLLM_NOFILE_TARGET:
         return _r(name, "pass", f"hard limit {hard} lets vLLM raise its soft limit to {VLLM_NOFILE_TARGET}")
     return _r(name, "warn", f"hard open-file limit {hard} < {VLLM_NOFILE_TARGET}: many concurrent streams will hit "
@@ -353,14 +355,14 @@ def plan_for(facts: HostFacts, profile: Profile, model: ModelInfo | None) -> Pla
         return None  # the planner models one GPU
     if device is None or device.memory_total_mib is None or model is None or model.weights_gib is None:
         return None
-    return plan(PlanInput(
-        config=model.config, weights_gib=model.weights_gib,
-        gpu_total_gib=device.memory_total_mib * GIB_PER_MIB, gpu_name=device.name or "",
-        gpu_memory_utilization=profile.gpu_memory_utilization, max_model_len=profile.max_model_len,
-        max_num_seqs=profile.max_num_seqs, max_num_batched_tokens=profile.max_num_batched_tokens,
-        kv_cache_dtype=profile.kv_cache_dtype, enforce_eager=profile.enforce_eager,
-        cpu_offload_gb=profile.cpu_offload_gb, vllm_version=facts.software.vllm,
-    ))
+    return plan(plan_input({
+        "config": model.config, "weights_gib": model.weights_gib,
+        "gpu_total_gib": device.memory_total_mib * GIB_PER_MIB, "gpu_name": device.name or "",
+        "gpu_memory_utilization": profile.gpu_memory_utilization, "max_model_len": profile.max_model_len,
+        "max_num_seqs": profile.max_num_seqs, "max_num_batched_tokens": profile.max_num_batched_tokens,
+        "kv_cache_dtype": profile.kv_cache_dtype, "enforce_eager": profile.enforce_eager,
+        "cpu_offload_gb": profile.cpu_offload_gb, "vllm_version": facts.software.vllm,
+    }))
 
 
 def diagnose(facts: HostFacts, profile: Profile, model: ModelInfo | None, *, model_error: str | None = None,

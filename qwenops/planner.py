@@ -123,6 +123,16 @@ class Plan(BaseModel):
     assumptions: tuple[str, ...]
 
 
+def plan_input(values: dict[str, object]) -> PlanInput:
+    """PlanInput from gathered values; the first invalid one is bad input naming its field."""
+    try:
+        return PlanInput.model_validate(values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(p) for p in error["loc"])
+        raise BadInputError(f"{error['msg'].lower()} (got {error.get('input')!r})", field=field) from None
+
+
 def parse_version(text: str | None) -> tuple[int, int]:
     if not text:
         return CURRENT_VERSION
@@ -314,14 +324,7 @@ def plan_request(
             vllm_version = metadata.version("vllm")
         except metadata.PackageNotFoundError:
             vllm_version = None
-    try:
-        inp = PlanInput.model_validate(
-            {"config": model.config, "weights_gib": weights, "vllm_version": vllm_version, **gpu, **flags}
-        )
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        field = ".".join(str(p) for p in error["loc"])
-        raise BadInputError(f"{error['msg'].lower()} (got {error.get('input')!r})", field=field) from None
+    inp = plan_input({"config": model.config, "weights_gib": weights, "vllm_version": vllm_version, **gpu, **flags})
     result = plan(inp)
     return result.model_copy(update={"assumptions": (*notes, *result.assumptions)})
 

@@ -266,3 +266,38 @@ def test_a_busy_gpu_does_not_fail_a_cpu_profile() -> None:
     result = invoke("doctor", "-p", "4090d", "--probe-file", str(PROBES / "rtx4090-cuda122.json"), "--json")
     free = next(c for c in json.loads(result.stdout)["data"]["checks"] if c["name"] == "gpu_free_memory")
     assert free["status"] == "fail"
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "field"),
+    [
+        ("device", "memory_total_mib", -5, "probe-file.gpu.devices.0.memory_total_mib"),
+        ("device", "memory_total_mib", 0, "probe-file.gpu.devices.0.memory_total_mib"),
+        ("device", "memory_free_mib", -1, "probe-file.gpu.devices.0.memory_free_mib"),
+        ("device", "memory_total_mib", "NaN", "probe-file.gpu.devices.0.memory_total_mib"),
+        ("host", "ram_total_gib", -3, "probe-file.host.ram_total_gib"),
+        ("host", "cpu_count", 0, "probe-file.host.cpu_count"),
+        # Finite and positive, but more than the planner's arithmetic holds.
+        ("device", "memory_total_mib", 1e300, "gpu_total_gib"),
+    ],
+)
+@pytest.mark.parametrize("command", ["doctor", "plan"])
+def test_nonsense_numbers_in_a_probe_are_exit_2_naming_the_field(
+    tmp_path: Path, command: str, *, section: str, key: str, value: object, field: str,
+) -> None:
+    raw = json.loads((PROBES / "rtx4090d-cuda124.json").read_text())
+    (raw["gpu"]["devices"][0] if section == "device" else raw["host"])[key] = value
+    path = tmp_path / "probe.json"
+    path.write_text(json.dumps(raw))  # json.dumps writes NaN, as a hand edit or another tool might
+    result = invoke(command, "-p", "4090d", "--probe-file", str(path))
+    assert result.exit_code == 2, result.stderr
+    assert f"error: {field}:" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unlimited_open_files_is_not_read_as_minus_one() -> None:
+    facts = load_facts(PROBES / "rtx4090d-cuda124.json")
+    unlimited = facts.model_copy(update={"host": facts.host.model_copy(update={"nofile_hard": -1})})
+    report = diagnose(unlimited, load_profile("4090d"), resolve_model("Qwen/Qwen3-14B-AWQ"))
+    check = next(c for c in report.checks if c.name == "open_files")
+    assert check.status == "pass" and "unlimited" in check.finding
