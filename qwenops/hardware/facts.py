@@ -15,6 +15,7 @@ from typing import Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from qwenops.errors import BadInputError
+from qwenops.modelinfo import ModelInfo
 
 SCHEMA = "qwenops.hostfacts/1"
 
@@ -100,6 +101,14 @@ class SoftwareFacts(_Facts):
     nvcc: str | None = None
 
 
+class ModelFacts(_Facts):
+    """The profile's model as the probed host saw it, so a replay judges that host's copy, not ours."""
+
+    requested: str = Field(description="the profile's `model:` as written, e.g. Qwen/Qwen3-14B-AWQ")
+    info: ModelInfo | None = None
+    error: str | None = Field(None, description="why the model could not be read there")
+
+
 class HostFacts(_Facts):
     schema_: Literal["qwenops.hostfacts/1"] = Field("qwenops.hostfacts/1", alias="schema")
     source_note: str | None = Field(None, alias="_source", description="where a recorded probe came from")
@@ -108,6 +117,7 @@ class HostFacts(_Facts):
     host: HostInfo
     software: SoftwareFacts
     port: PortFacts | None = None
+    model: ModelFacts | None = None
 
     def to_json(self) -> str:
         return self.model_dump_json(by_alias=True, indent=2, exclude_none=False) + "\n"

@@ -301,3 +301,64 @@ def test_unlimited_open_files_is_not_read_as_minus_one() -> None:
     report = diagnose(unlimited, load_profile("4090d"), resolve_model("Qwen/Qwen3-14B-AWQ"))
     check = next(c for c in report.checks if c.name == "open_files")
     assert check.status == "pass" and "unlimited" in check.finding
+
+
+def _tiny_model(directory: Path, *, complete: bool) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.json").write_text(json.dumps({
+        "architectures": ["Qwen3ForCausalLM"], "num_hidden_layers": 2, "num_attention_heads": 4,
+        "num_key_value_heads": 2, "head_dim": 16, "hidden_size": 64, "intermediate_size": 128,
+        "vocab_size": 1000, "max_position_embeddings": 512,
+    }))
+    (directory / "model.safetensors.index.json").write_text(json.dumps(
+        {"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}))
+    (directory / "model-00001-of-00002.safetensors").write_bytes(b"\0" * 1024)
+    if complete:
+        (directory / "model-00002-of-00002.safetensors").write_bytes(b"\0" * 1024)
+        (directory / "tokenizer.json").write_text("{}")
+        (directory / "chat_template.jinja").write_text("{{ messages }}")
+
+
+def _check(result: Any, name: str) -> dict[str, Any]:
+    checks: list[dict[str, Any]] = json.loads(result.stdout)["data"]["checks"]
+    return next(c for c in checks if c["name"] == name)
+
+
+def test_a_replay_judges_the_probed_hosts_model_not_this_ones(tmp_path: Path) -> None:
+    model_dir = tmp_path / "state" / "models" / "qwen3-tiny"  # cpu-tiny's model under the test's state dir
+    _tiny_model(model_dir, complete=False)
+    saved = tmp_path / "customer.json"
+    live = invoke("doctor", "-p", "cpu-tiny", "--save-probe", str(saved), "--json")
+    assert _check(live, "model")["status"] == "fail"
+    recorded = json.loads(saved.read_text())["model"]
+    assert recorded["requested"] == "{state_dir}/models/qwen3-tiny"
+    assert recorded["info"]["shards"]["missing"] == ["model-00002-of-00002.safetensors"]
+
+    _tiny_model(model_dir, complete=True)  # this machine's copy is now fine; the customer's is not
+    assert _check(invoke("doctor", "-p", "cpu-tiny", "--json"), "model")["status"] == "pass"
+    replay = invoke("doctor", "-p", "cpu-tiny", "--probe-file", str(saved), "--json")
+    model = _check(replay, "model")
+    assert model["status"] == "fail" and "1 of 2 shards missing" in model["finding"]
+
+    other = invoke("doctor", "-p", "4090d", "--probe-file", str(saved), "--json")
+    model = _check(other, "model")
+    assert model["status"] == "skip"
+    assert "'{state_dir}/models/qwen3-tiny', not 'Qwen/Qwen3-14B-AWQ'" in model["finding"]
+
+
+def test_a_probe_without_model_facts_does_not_borrow_this_machines_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # This machine has the 4090d model downloaded (a tiny stand-in under the HF cache layout).
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    repo = tmp_path / "hf" / "hub" / "models--Qwen--Qwen3-14B-AWQ"
+    _tiny_model(repo / "snapshots" / "abc", complete=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc")
+    assert resolve_model("Qwen/Qwen3-14B-AWQ").is_directory
+
+    replay = invoke("doctor", "-p", "4090d", "--probe-file", str(PROBES / "rtx4090d-cuda124.json"), "--json")
+    model = _check(replay, "model")
+    assert model["status"] == "skip" and "no model facts" in model["finding"]
+    plan = json.loads(replay.stdout)["data"]["plan"]
+    assert plan["weights_gib"] > 9  # planned from the catalog's Qwen3-14B-AWQ, not the 2 KiB stand-in here
