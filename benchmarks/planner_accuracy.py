@@ -1,6 +1,6 @@
 """Planner accuracy: `qwenops plan` on every public vLLM start-up case vs what vLLM printed.
 
-Each case (../shared/data/kv_cases_public.json, or the file given as argv[1]) holds a real launch:
+Each case (tests/data/kv_cases_public.json, or the file given as argv[1]) holds a real launch:
 GPU total, flags, model architecture, the weights vLLM reported loading and the KV cache it then
 reported. The planner gets the inputs only (config, weights, GPU total, flags, vLLM version) and
 its KV tokens are compared with the log's. Goal: median |error| <= 5 %, worst <= 15 %.
@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO))  # measure this checkout's qwenops, not whichever 
 from qwenops.modelinfo import parse_config  # noqa: E402
 from qwenops.planner import Plan, PlanInput, plan  # noqa: E402
 
-DEFAULT_CASES = REPO.parent / "shared" / "data" / "kv_cases_public.json"
+DEFAULT_CASES = REPO / "tests" / "data" / "kv_cases_public.json"
 
 
 def predict(case: dict[str, Any]) -> Plan:

@@ -17,9 +17,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from qwenops.errors import BadInputError, QwenopsError
-from qwenops.hardware.facts import GpuDevice, HostFacts
+from qwenops.hardware.facts import GpuDevice, HostFacts, ModelFacts
 from qwenops.modelinfo import ModelInfo
-from qwenops.planner import Plan, PlanInput, plan
+from qwenops.planner import Plan, plan, plan_input
 from qwenops.profiles import Profile
 
 Status = Literal["pass", "warn", "fail", "skip"]
@@ -64,6 +64,9 @@ class Context:
     profile: Profile
     model: ModelInfo | None
     model_error: str | None = None
+    # Set when replaying a probe that did not record this profile's model: the model on disk here
+    # says nothing about the probed host, so checks of the downloaded copy skip with this reason.
+    model_not_probed: str | None = None
     plan: Plan | None = None
 
 
@@ -194,6 +197,8 @@ def check_engine_installed(ctx: Context) -> CheckResult:
 
 def check_gpu_memory_free(ctx: Context) -> CheckResult:
     name = "gpu_free_memory"
+    if not _needs_gpu(ctx):
+        return _r(name, "skip", f"engine {ctx.profile.engine} runs on the CPU; GPU memory in use does not matter")
     device = _gpu(ctx)
     if device is None or device.memory_total_mib is None or device.memory_free_mib is None:
         return _r(name, "skip", "no GPU memory to read")
@@ -247,7 +252,8 @@ def check_data_disk(ctx: Context) -> CheckResult:
     if want is not None and disk.total_gib < want * SIZE_SLACK:
         return _r(name, "fail", f"{disk.path} is on a {disk.total_gib:.0f} GiB disk, profile needs {want:g} GiB",
                   "put the model cache (HF_HOME) on a larger data disk")
-    needs = ctx.model.weights_gib if ctx.model and not ctx.model.is_directory and ctx.model.weights_gib else 0.0
+    downloaded = ctx.model is None or ctx.model.is_directory or ctx.model_not_probed is not None
+    needs = ctx.model.weights_gib if ctx.model and not downloaded and ctx.model.weights_gib else 0.0
     if needs and disk.free_gib < needs * 1.1:
         return _r(name, "fail", f"{disk.free_gib:.1f} GiB free at {disk.path}; the model download needs ~{needs:.1f}",
                   "free space or point HF_HOME at a larger disk")
@@ -256,6 +262,8 @@ def check_data_disk(ctx: Context) -> CheckResult:
 
 def check_model(ctx: Context) -> CheckResult:
     name = "model"
+    if ctx.model_not_probed is not None:
+        return _r(name, "skip", ctx.model_not_probed)
     if ctx.model is None:
         return _r(name, "fail", ctx.model_error or "model not found",
                   "build or download it (e.g. `qwenops model build-tiny` for cpu-tiny) or fix `model:` in the profile")
@@ -314,6 +322,8 @@ def check_nofile(ctx: Context) -> CheckResult:
     hard = ctx.facts.host.nofile_hard
     if hard is None:
         return _r(name, "skip", "RLIMIT_NOFILE not readable")
+    if hard == -1:  # RLIM_INFINITY
+        return _r(name, "pass", f"hard limit unlimited lets vLLM raise its soft limit to {VLLM_NOFILE_TARGET}")
     if hard >= VLLM_NOFILE_TARGET:
         return _r(name, "pass", f"hard limit {hard} lets vLLM raise its soft limit to {VLLM_NOFILE_TARGET}")
     return _r(name, "warn", f"hard open-file limit {hard} < {VLLM_NOFILE_TARGET}: many concurrent streams will hit "
@@ -354,21 +364,21 @@ def plan_for(facts: HostFacts, profile: Profile, model: ModelInfo | None) -> Pla
         return None  # the planner models one GPU
     if device is None or device.memory_total_mib is None or model is None or model.weights_gib is None:
         return None
-    return plan(PlanInput(
-        config=model.config, weights_gib=model.weights_gib,
-        gpu_total_gib=device.memory_total_mib * GIB_PER_MIB, gpu_name=device.name or "",
-        gpu_memory_utilization=profile.gpu_memory_utilization, max_model_len=profile.max_model_len,
-        max_num_seqs=profile.max_num_seqs, max_num_batched_tokens=profile.max_num_batched_tokens,
-        kv_cache_dtype=profile.kv_cache_dtype, enforce_eager=profile.enforce_eager,
-        cpu_offload_gb=profile.cpu_offload_gb, vllm_version=facts.software.vllm,
-    ))
+    return plan(plan_input({
+        "config": model.config, "weights_gib": model.weights_gib,
+        "gpu_total_gib": device.memory_total_mib * GIB_PER_MIB, "gpu_name": device.name or "",
+        "gpu_memory_utilization": profile.gpu_memory_utilization, "max_model_len": profile.max_model_len,
+        "max_num_seqs": profile.max_num_seqs, "max_num_batched_tokens": profile.max_num_batched_tokens,
+        "kv_cache_dtype": profile.kv_cache_dtype, "enforce_eager": profile.enforce_eager,
+        "cpu_offload_gb": profile.cpu_offload_gb, "vllm_version": facts.software.vllm,
+    }))
 
 
 def diagnose(facts: HostFacts, profile: Profile, model: ModelInfo | None, *, model_error: str | None = None,
-             facts_source: str = "live") -> DoctorReport:
+             model_not_probed: str | None = None, facts_source: str = "live") -> DoctorReport:
     """Run every check; pure: same facts, profile and model give the same report."""
     ctx = Context(facts=facts, profile=profile, model=model, model_error=model_error,
-                  plan=plan_for(facts, profile, model))
+                  model_not_probed=model_not_probed, plan=plan_for(facts, profile, model))
     checks = tuple(check(ctx) for check in CHECKS)
     counts = {status: sum(c.status == status for c in checks) for status in ("pass", "warn", "fail", "skip")}
     return DoctorReport(profile=profile.name, facts_source=facts_source, ok=counts["fail"] == 0, counts=counts,
@@ -377,9 +387,12 @@ def diagnose(facts: HostFacts, profile: Profile, model: ModelInfo | None, *, mod
 
 def run_doctor(profile_name: str | None, *, probe_file: Path | None = None,
                save_probe: Path | None = None) -> DoctorReport:
-    """Probe this host (or replay a probe file), load the profile and its model, and diagnose."""
-    from qwenops.hardware.facts import FileProbe, Probe
-    from qwenops.modelinfo import resolve_model
+    """Probe this host (or replay a probe file), load the profile and its model, and diagnose.
+
+    A live probe records what it found of the profile's model in the facts, so `--save-probe` on a
+    customer's box and `--probe-file` here judge that box's model, not the one on this machine.
+    """
+    from qwenops.hardware.facts import FileProbe, ModelFacts
     from qwenops.profiles import load_profile
     from qwenops.render.vllm import model_path
     from qwenops.settings import load_settings
@@ -387,28 +400,48 @@ def run_doctor(profile_name: str | None, *, probe_file: Path | None = None,
     settings = load_settings()
     profile = load_profile(profile_name or settings.profile, profiles_dir=settings.profiles_dir)
     location = model_path(profile, settings.resolved_state_dir)
-    model: ModelInfo | None = None
-    model_error: str | None = None
-    try:
-        model = resolve_model(location)
-    except QwenopsError as exc:  # a missing/broken model is a finding of this report, not the end of it
-        model_error = exc.one_line()
-    data_dir = Path(location) if Path(location).is_absolute() else _hf_cache()
-    probe: Probe
     if probe_file is not None:
-        probe = FileProbe(probe_file)
-    else:
-        from qwenops.hardware.host import LiveProbe
+        facts = FileProbe(probe_file).collect(data_dir=None, host=profile.host, port=profile.port)
+        model, model_error, not_probed = _recorded_model(facts.model, profile)
+        return diagnose(facts, profile, model, model_error=model_error, model_not_probed=not_probed,
+                        facts_source=str(probe_file))
 
-        probe = LiveProbe()
-    facts = probe.collect(data_dir=data_dir, host=profile.host, port=profile.port)
+    from qwenops.hardware.host import LiveProbe
+
+    model, model_error = _local_model(location)
+    data_dir = Path(location) if Path(location).is_absolute() else _hf_cache()
+    facts = LiveProbe().collect(data_dir=data_dir, host=profile.host, port=profile.port)
+    facts = facts.model_copy(update={"model": ModelFacts(requested=profile.model, info=model, error=model_error)})
     if save_probe is not None:
         try:
             save_probe.write_text(facts.to_json(), encoding="utf-8")
         except OSError as exc:
             raise BadInputError(f"cannot write {save_probe}: {exc.strerror}", field="save-probe") from None
-    source = str(probe_file) if probe_file else "live"
-    return diagnose(facts, profile, model, model_error=model_error, facts_source=source)
+    return diagnose(facts, profile, model, model_error=model_error, facts_source="live")
+
+
+def _local_model(location: str) -> tuple[ModelInfo | None, str | None]:
+    from qwenops.modelinfo import resolve_model
+
+    try:
+        return resolve_model(location), None
+    except QwenopsError as exc:  # a missing/broken model is a finding of this report, not the end of it
+        return None, exc.one_line()
+
+
+def _recorded_model(recorded: ModelFacts | None, profile: Profile) -> tuple[ModelInfo | None, str | None, str | None]:
+    """(model, model_error, model_not_probed) for a replay: the probe's own record of the model when
+    it has one for this profile; else only the shipped catalog's numbers, which are the same on every
+    host, so the memory plan still runs while the download checks skip."""
+    from qwenops.modelinfo import from_catalog
+
+    wanted = profile.model
+    if recorded is not None and recorded.requested == wanted:
+        return recorded.info, recorded.error, None
+    why = (f"the probe recorded the model {recorded.requested!r}, not {wanted!r}" if recorded is not None
+           else "the probe holds no model facts (recorded before qwenops kept them)")
+    return from_catalog(wanted), None, (f"{why}, and this machine's copy says nothing about that host; "
+                                        f"run `qwenops doctor -p {profile.name} --save-probe FILE` there")
 
 
 def _hf_cache() -> Path:

@@ -138,31 +138,41 @@ def parse_config(raw: Any, *, origin: str) -> ModelConfig:
         raise BadInputError(f"{what} in {origin}", field=key) from None
 
 
-def read_config(path: Path) -> ModelConfig:
+def _read_json(path: Path, *, field: str) -> Any:
+    """A JSON file the user pointed at (or downloaded): any way it cannot be read is bad input."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise BadInputError(f"{path} does not exist", field="config.json") from None
+        raise BadInputError(f"{path} does not exist", field=field) from None
     except OSError as exc:
-        raise BadInputError(f"cannot read {path}: {exc.strerror}", field="config.json") from None
+        raise BadInputError(f"cannot read {path}: {exc.strerror}", field=field) from None
+    except UnicodeDecodeError as exc:
+        raise BadInputError(f"{path} is not UTF-8 text (byte {exc.start}); is it the right file?",
+                            field=field) from None
     try:
-        raw = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise BadInputError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg})", field="config.json") from None
-    return parse_config(raw, origin=str(path))
+        raise BadInputError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg})", field=field) from None
+
+
+def read_config(path: Path) -> ModelConfig:
+    return parse_config(_read_json(path, field="config.json"), origin=str(path))
 
 
 def _shards(directory: Path) -> ShardStatus:
-    files = sorted(directory.glob("*.safetensors"))
-    present = {f.name: f.stat().st_size for f in files}
+    listed = sorted(directory.glob("*.safetensors"))
+    # A dangling link into the HF blob store (interrupted download) is listed but cannot be stat'ed:
+    # it counts as missing, not as a crash.
+    present = {f.name: f.stat().st_size for f in listed if f.exists()}
     index = directory / "model.safetensors.index.json"
-    expected: set[str] = set(present)
+    expected: set[str] = {f.name for f in listed}
     if index.is_file():
-        try:
-            weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {})
-            expected = {str(name) for name in weight_map.values()}
-        except (json.JSONDecodeError, AttributeError):
-            raise BadInputError(f"{index} is not a valid safetensors index", field="weight_map") from None
+        raw = _read_json(index, field="model.safetensors.index.json")
+        weight_map = raw.get("weight_map", {}) if isinstance(raw, dict) else None
+        if not isinstance(weight_map, dict):
+            raise BadInputError(f"{index} is not a valid safetensors index (no weight_map object)",
+                                field="weight_map")
+        expected = {str(name) for name in weight_map.values()}
     missing = tuple(sorted(expected - set(present)))
     return ShardStatus(files=len(present), expected=len(expected), missing=missing,
                        total_bytes=sum(present.values()))
@@ -180,7 +190,7 @@ def inspect_model_dir(directory: Path) -> ModelInfo:
     if not template and tokenizer_config.is_file():
         try:
             template = bool(json.loads(tokenizer_config.read_text(encoding="utf-8")).get("chat_template"))
-        except (json.JSONDecodeError, AttributeError):
+        except (OSError, ValueError, AttributeError):  # ValueError: bad JSON or not UTF-8; either way no template
             template = False
     weights = shards.total_bytes / GIB if shards.total_bytes else None
     return ModelInfo(

@@ -50,6 +50,10 @@ CUDAGRAPH_MAX_CAPTURE = 512  # vLLM's default ceiling for max_cudagraph_capture_
 V1_SINCE = (0, 8)
 CUDAGRAPH_ESTIMATE_SINCE = (0, 21)
 CURRENT_VERSION = (0, 32)
+# Far above any GPU, checkpoint or context length, yet small enough that GiB x 2**30 and tokens x
+# bytes stay finite floats: `inf` or 1e308 would otherwise overflow int(available x GIB).
+MAX_GIB = 1024.0**2
+MAX_TOKENS = 10**9
 # One representative per memory-accounting generation, for plans where the version is unknown.
 ENGINE_GENERATIONS: tuple[tuple[tuple[int, int], str], ...] = (
     ((0, 7), "0.7"), ((0, 20), "0.20"), (CURRENT_VERSION, "0.32"),
@@ -72,21 +76,21 @@ class GpuProcess(BaseModel):
 class PlanInput(BaseModel):
     """Everything the memory model depends on. `None` flags take vLLM's default for that GPU."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     config: ModelConfig
-    weights_gib: float = Field(gt=0)
-    gpu_total_gib: float = Field(gt=0)
-    gpu_free_gib: float | None = Field(None, ge=0)
+    weights_gib: float = Field(gt=0, le=MAX_GIB)
+    gpu_total_gib: float = Field(gt=0, le=MAX_GIB)
+    gpu_free_gib: float | None = Field(None, ge=0, le=MAX_GIB)
     gpu_name: str = ""
     gpu_processes: tuple[GpuProcess, ...] = ()
     gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
-    max_model_len: int | None = Field(None, ge=1)
-    max_num_seqs: int | None = Field(None, ge=1)
-    max_num_batched_tokens: int | None = Field(None, ge=1)
+    max_model_len: int | None = Field(None, ge=1, le=MAX_TOKENS)
+    max_num_seqs: int | None = Field(None, ge=1, le=MAX_TOKENS)
+    max_num_batched_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS)
     kv_cache_dtype: str | None = None
     enforce_eager: bool = False
-    cpu_offload_gb: float | None = Field(None, ge=0)
+    cpu_offload_gb: float | None = Field(None, ge=0, le=MAX_GIB)
     vllm_version: str | None = None
 
 
@@ -117,6 +121,16 @@ class Plan(BaseModel):
     max_num_batched_tokens: int
     engine: str
     assumptions: tuple[str, ...]
+
+
+def plan_input(values: dict[str, object]) -> PlanInput:
+    """PlanInput from gathered values; the first invalid one is bad input naming its field."""
+    try:
+        return PlanInput.model_validate(values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(p) for p in error["loc"])
+        raise BadInputError(f"{error['msg'].lower()} (got {error.get('input')!r})", field=field) from None
 
 
 def parse_version(text: str | None) -> tuple[int, int]:
@@ -310,14 +324,7 @@ def plan_request(
             vllm_version = metadata.version("vllm")
         except metadata.PackageNotFoundError:
             vllm_version = None
-    try:
-        inp = PlanInput.model_validate(
-            {"config": model.config, "weights_gib": weights, "vllm_version": vllm_version, **gpu, **flags}
-        )
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        field = ".".join(str(p) for p in error["loc"])
-        raise BadInputError(f"{error['msg'].lower()} (got {error.get('input')!r})", field=field) from None
+    inp = plan_input({"config": model.config, "weights_gib": weights, "vllm_version": vllm_version, **gpu, **flags})
     result = plan(inp)
     return result.model_copy(update={"assumptions": (*notes, *result.assumptions)})
 

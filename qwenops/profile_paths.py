@@ -12,6 +12,10 @@ def profile_dirs(extra: Path | None = None) -> list[Path]:
         from qwenops.settings import locations
 
         extra = locations().profiles_dir
+    if extra is not None and not extra.is_dir():
+        from qwenops.errors import SettingsError
+
+        raise SettingsError(f"{extra} is not a directory", field="QWENOPS_PROFILES_DIR")
     package = Path(__file__).resolve().parent
     candidates = [extra] if extra is not None else []
     candidates += [package.parent / "configs" / "profiles", package / "_profiles"]

@@ -65,8 +65,8 @@ class Profile(_Strict):
     engine: Engine = Field("vllm", description="'vllm' (GPU) or 'vllm-cpu' (the embedded CPU engine)")
 
     # vLLM flags, named as vLLM names them.
-    model: str = Field(description="Hugging Face repo id or local directory")
-    served_model_name: str | None = Field(None, description="name clients send as `model`")
+    model: str = Field(min_length=1, description="Hugging Face repo id or local directory")
+    served_model_name: str | None = Field(None, min_length=1, description="name clients send as `model`")
     host: str = Field("127.0.0.1", description="address the HTTP server binds")
     port: int = Field(8000, ge=1, le=65535, description="TCP port of the HTTP server")
     tensor_parallel_size: int | None = Field(None, ge=1, description="GPUs the model is split across")
@@ -89,6 +89,17 @@ class Profile(_Strict):
     client: ClientDefaults = Field(default_factory=ClientDefaults)
     requirements: Requirements = Field(default_factory=Requirements)
     supervise: Supervision = Field(default_factory=Supervision)
+
+    @field_validator(
+        "port", "tensor_parallel_size", "gpu_memory_utilization", "max_num_seqs", "max_model_len",
+        "max_num_batched_tokens", "cpu_offload_gb", mode="before",
+    )
+    @classmethod
+    def _numbers_are_not_booleans(cls, value: object) -> object:
+        # Lax mode would read `port: true` as 1; a YAML boolean in a number field is always a mistake.
+        if isinstance(value, bool):
+            raise ValueError(f"must be a number, not {str(value).lower()}")
+        return value
 
     @field_validator("extra_args")
     @classmethod
@@ -286,7 +297,14 @@ def profile_error(exc: ValidationError, *, origin: str, sources: Mapping[str, st
         return ProfileInvalidError(f"unknown key in {where}", field=field, hint=hint)
     if error["type"] == "missing":
         return ProfileInvalidError(f"required, but not set in {where}", field=field)
+    # Echo the rejected value only for a plain scalar field: env, extra_args and whole-profile errors
+    # can carry tokens (HF_TOKEN, --api-key) that must never reach a terminal or a log.
+    if not loc or loc[0] in _NEVER_ECHOED or isinstance(error.get("input"), (dict, list, tuple)):
+        return ProfileInvalidError(f"{_allowed(error, info)} (in {where})", field=field)
     return ProfileInvalidError(f"{_allowed(error, info)} (got {error.get('input')!r} from {where})", field=field)
+
+
+_NEVER_ECHOED = ("env", "extra_args")
 
 
 def _field_info(loc: list[str]) -> tuple[type[BaseModel], FieldInfo | None]:
@@ -329,13 +347,16 @@ def describe_fields() -> Iterable[tuple[str, str]]:
 
 
 class ProfileSummary(BaseModel):
+    """One row of `profiles list`; a profile that does not load has `problem` and no engine/model."""
+
     model_config = ConfigDict(frozen=True)
 
     name: str
-    engine: Engine
-    model: str
-    description: str
     file: str
+    engine: Engine | None = None
+    model: str | None = None
+    description: str = ""
+    problem: str | None = None
 
 
 class ProfileList(BaseModel):
@@ -344,17 +365,25 @@ class ProfileList(BaseModel):
     profiles: tuple[ProfileSummary, ...]
     directories: tuple[str, ...]
 
+    @property
+    def ok(self) -> bool:
+        return all(p.problem is None for p in self.profiles)
+
 
 def list_profiles(profiles_dir: Path | None = None) -> ProfileList:
-    """Every profile that loads, with what it serves; a broken file raises with its problem."""
+    """Every profile with what it serves; one broken file is listed with its problem, not fatal to the rest."""
     found = available_profiles(profiles_dir)
     summaries = []
     for name in sorted(found):
-        profile = resolve_profile(name, profiles_dir=profiles_dir, env={}).profile
+        try:
+            profile = resolve_profile(name, profiles_dir=profiles_dir, env={}).profile
+        except ProfileInvalidError as exc:
+            summaries.append(ProfileSummary(name=name, file=str(found[name]), problem=exc.one_line()))
+            continue
         summaries.append(
             ProfileSummary(
-                name=name, engine=profile.engine, model=profile.model,
-                description=profile.description, file=str(found[name]),
+                name=name, file=str(found[name]), engine=profile.engine, model=profile.model,
+                description=profile.description,
             )
         )
     return ProfileList(profiles=tuple(summaries), directories=tuple(str(d) for d in profile_dirs(profiles_dir)))

@@ -49,7 +49,11 @@ def environment(environ: Mapping[str, str] | None = None) -> dict[str, tuple[str
     if environ is os.environ and path.is_file():
         from dotenv import dotenv_values  # what pydantic-settings uses too: same file rules
 
-        for key, value in dotenv_values(path).items():
+        try:
+            values = dotenv_values(path, encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"cannot read env file {path}: {exc}", field="QWENOPS_ENV_FILE") from None
+        for key, value in values.items():
             if key.startswith(ENV_PREFIX) and value is not None:
                 found[key] = (value, f"env file {path}")
     for key, value in environ.items():
@@ -87,6 +91,7 @@ def load_settings() -> Settings:
 
     from qwenops.settings_model import Settings
 
+    environment()  # reads the env file first, so an unreadable one is one clear error
     try:
         return Settings(_env_file=env_file())
     except ValidationError as exc:

@@ -133,6 +133,30 @@ def build_tiny_model(out_dir: Path, *, seed: int = 0, force: bool = False) -> Ti
         )
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(out_dir.parent):
+        # Another builder (a second `serve`, a parallel test) may have finished while we waited.
+        cached = None if force else _read_stamp(out_dir, key)
+        if cached is not None:
+            return dataclasses.replace(cached, seconds=time.perf_counter() - started)
+        return _build_into(out_dir, key, seed, started)
+
+
+@contextmanager
+def _exclusive(directory: Path) -> Iterator[None]:
+    """One builder at a time per parent directory: flock on the directory itself leaves no lock file
+    behind, and the kernel releases it if the builder dies."""
+    import fcntl
+    import os
+
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def _build_into(out_dir: Path, key: str, seed: int, started: float) -> TinyModelInfo:
     work_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.building-", dir=out_dir.parent))
     try:
         log.info("building tiny model in %s (seed %d)", work_dir, seed)

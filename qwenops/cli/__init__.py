@@ -7,6 +7,7 @@ torch, vLLM, pynvml, FastAPI or transformers. Register a command here only once 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import sys
@@ -36,7 +37,17 @@ class RootGroup(LazyGroup):
         from qwenops.cli._common import ARGV_KEY
 
         ctx.meta[ARGV_KEY] = tuple(args)
-        return super().parse_args(ctx, args)
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            # A root-level usage error (`qwenops --bogus ... --json`) never reaches invoke().
+            if "--json" not in ctx.meta[ARGV_KEY]:  # `args` itself is consumed by the parser
+                raise
+            from qwenops.errors import BadInputError
+            from qwenops.output import emit_error
+
+            emit_error("qwenops", BadInputError(exc.format_message()), json_mode=True)
+            ctx.exit(int(ExitCode.BAD_INPUT))
 
     def invoke(self, ctx: click.Context) -> Any:
         from qwenops.cli._common import command_name, json_requested
@@ -84,10 +95,14 @@ def main() -> None:
     args = sys.argv[1:]
     from qwenops.cli import _memo
 
-    if not _memo.cacheable(args):
+    try:
+        cacheable = _memo.cacheable(args)
+        stored = _memo.lookup(args) if cacheable else None
+    except QwenopsError:
+        cacheable, stored = False, None  # the command reports the problem itself, through the boundary
+    if not cacheable:
         cli.main(args, prog_name="qwenops")
         return
-    stored = _memo.lookup(args)
     if stored is not None:
         sys.stdout.write(stored)
         return
@@ -101,7 +116,8 @@ def main() -> None:
     finally:
         sys.stdout = real_stdout
     if code in (0, None):
-        _memo.store(args, captured.getvalue())
+        with contextlib.suppress(QwenopsError):
+            _memo.store(args, captured.getvalue())
     sys.exit(code)
 
 

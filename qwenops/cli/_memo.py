@@ -6,7 +6,9 @@ profile. Ops scripts call `qwenops render flags` in loops and prompts; so the fi
 exact stdout under a key that hashes every one of those inputs (file paths, sizes and mtimes, not
 contents, as make and ccache do), and a later run with the same key prints it without importing
 pydantic. Only successful runs are stored; errors are always computed afresh.
-QWENOPS_NO_CACHE=1 turns it off; the benchmark reports cold and cached times side by side.
+QWENOPS_NO_CACHE=1 turns it off; the benchmark reports cold and cached times side by side. Any problem
+here (an unreadable env file, a missing profiles dir) just means no cache: the command itself runs
+and reports it.
 """
 
 from __future__ import annotations
@@ -20,14 +22,31 @@ from collections.abc import Iterator
 from pathlib import Path
 
 CACHEABLE = (("render", "flags"), ("render", "script"), ("profiles", "list"))
-_NOT_CACHEABLE_FLAGS = {"-o", "--output", "-h", "--help"}
-_FORMAT = "qwenops-memo-1"
+_FORMAT = "qwenops-memo-2"
+_KEEP = 64  # newest results kept; older ones are pruned on store
 
 
 def cacheable(args: list[str]) -> bool:
+    """True for a pure command whose parsed options ask for no side effect (no --output, no --help).
+
+    The decision uses the command's own Click parser, so every spelling (`-o F`, `-oF`, `--output=F`)
+    is seen exactly as the command will see it.
+    """
     if os.environ.get("QWENOPS_NO_CACHE") or len(args) < 2 or tuple(args[:2]) not in CACHEABLE:
         return False
-    return not any(arg.split("=", 1)[0] in _NOT_CACHEABLE_FLAGS for arg in args)
+    if any(arg in ("-h", "--help") for arg in args):
+        return False
+    import click
+
+    from qwenops.cli import cli
+
+    root = click.Context(cli, info_name="qwenops", resilient_parsing=True)
+    group = cli.get_command(root, args[0])
+    command = group.get_command(root, args[1]) if isinstance(group, click.Group) else None
+    if command is None:
+        return False
+    with command.make_context(args[1], list(args[2:]), parent=root, resilient_parsing=True) as ctx:
+        return ctx.params.get("output") is None
 
 
 def _stat_line(path: Path) -> str:
@@ -60,12 +79,22 @@ def key(args: list[str]) -> str:
         # Output format depends on these: colour, width, terminal or pipe.
         json.dumps([os.environ.get(k) for k in ("NO_COLOR", "FORCE_COLOR", "TERM", "COLUMNS", "HOME",
                                                  "XDG_STATE_HOME")]),
-        str(sys.stdout.isatty()),
+        _terminal(),
         *_tree_lines(Path(__file__).resolve().parent.parent, "*.py"),
     ]
     for directory in profile_dirs():
         parts += list(_tree_lines(directory, "*.yaml"))
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _terminal() -> str:
+    """A terminal's width shapes rich tables; a pipe always gets the same layout."""
+    if not sys.stdout.isatty():
+        return "pipe"
+    try:
+        return f"tty {os.get_terminal_size(sys.stdout.fileno()).columns}"
+    except OSError:
+        return "tty"
 
 
 def cache_dir() -> Path:
@@ -90,5 +119,8 @@ def store(args: list[str], stdout: str) -> None:
         with tempfile.NamedTemporaryFile("w", dir=directory, delete=False, encoding="utf-8", suffix=".tmp") as tmp:
             tmp.write(stdout)
         Path(tmp.name).replace(directory / f"{key(args)}.out")
+        stored = sorted(directory.glob("*.out"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+        for old in stored[_KEEP:]:
+            old.unlink(missing_ok=True)
     except OSError:
         return

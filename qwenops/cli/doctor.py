@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from qwenops.cli._common import finish, json_option
+from qwenops.cli._common import finish, json_option, profile_option
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -16,18 +16,18 @@ if TYPE_CHECKING:
 
 
 @click.command("doctor")
-@click.option("--profile", "profile_name", help="Profile to check the host against (default: QWENOPS_PROFILE).")
+@profile_option
 @click.option("--probe-file", type=click.Path(dir_okay=False, path_type=Path),
               help="Run every check on recorded host facts instead of probing this host.")
 @click.option("--save-probe", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the probed host facts to this file (replay it with --probe-file).")
 @json_option
-def doctor(profile_name: str | None, probe_file: Path | None, save_probe: Path | None, json_mode: bool) -> None:
+def doctor(profile: str | None, probe_file: Path | None, save_probe: Path | None, json_mode: bool) -> None:
     """Check GPU, driver, CUDA, RAM, disks, model, port and the memory plan; every finding with its fix."""
     from qwenops.doctor import run_doctor
     from qwenops.results import CommandResult
 
-    report = run_doctor(profile_name, probe_file=probe_file, save_probe=save_probe)
+    report = run_doctor(profile, probe_file=probe_file, save_probe=save_probe)
     finish(CommandResult(command="doctor", data=report, ok=report.ok), json_mode=json_mode, view=_view)
 
 

@@ -24,11 +24,19 @@ def profiles() -> None:
 @json_option
 def list_command(json_mode: bool) -> None:
     """List the profiles qwenops can serve."""
+    from qwenops.errors import ExitCode
     from qwenops.profiles import list_profiles
+    from qwenops.results import ErrorInfo
     from qwenops.settings import locations
 
     data = list_profiles(locations().profiles_dir)
-    finish(CommandResult(command="profiles list", data=data), json_mode=json_mode, view=_list_view)
+    errors = tuple(
+        ErrorInfo(code="profile_invalid", message=p.problem, field=p.name) for p in data.profiles if p.problem
+    )
+    result = CommandResult(
+        command="profiles list", data=data, ok=data.ok, errors=errors, failure_code=ExitCode.BAD_INPUT
+    )
+    finish(result, json_mode=json_mode, view=_list_view)
 
 
 @profiles.command("show")
@@ -55,7 +63,7 @@ def _list_view(data: ProfileList) -> RenderableType:
     from qwenops.cli._views import table
 
     return table(["profile", "engine", "model", "description"],
-                 [(p.name, p.engine, p.model, p.description) for p in data.profiles])
+                 [(p.name, p.engine, p.model, p.description or f"INVALID: {p.problem}") for p in data.profiles])
 
 
 def _show_view(data: ProfileView, *, with_sources: bool) -> RenderableType:

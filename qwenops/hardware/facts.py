@@ -15,32 +15,35 @@ from typing import Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from qwenops.errors import BadInputError
+from qwenops.modelinfo import ModelInfo
 
 SCHEMA = "qwenops.hostfacts/1"
 
 
+# A recorded probe is user input: sizes and counts are bounded here, so a hand-edited file with
+# memory_total_mib -5 or NaN is one bad-input line naming the key, not a crash in a check or the planner.
 class _Facts(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
 class GpuProcessFacts(_Facts):
-    pid: int
+    pid: int = Field(ge=0)
     name: str
-    used_memory_mib: float | None = None
+    used_memory_mib: float | None = Field(None, ge=0)
 
 
 class GpuDevice(_Facts):
-    index: int
+    index: int = Field(ge=0)
     name: str | None = None
     uuid: str | None = None
     lost: bool = Field(False, description="NVML answered GPU_IS_LOST: the card fell off the bus")
     error: str | None = None
-    memory_total_mib: float | None = None
-    memory_used_mib: float | None = None
-    memory_free_mib: float | None = None
+    memory_total_mib: float | None = Field(None, gt=0)
+    memory_used_mib: float | None = Field(None, ge=0)
+    memory_free_mib: float | None = Field(None, ge=0)
     temperature_gpu: int | None = None
-    power_draw_w: float | None = None
-    power_limit_w: float | None = None
+    power_draw_w: float | None = Field(None, ge=0)
+    power_limit_w: float | None = Field(None, ge=0)
     persistence_mode: bool | None = None
     ecc_mode: bool | None = None
     retired_pages_pending: bool | None = None
@@ -57,30 +60,31 @@ class GpuFacts(_Facts):
 
 class DiskFacts(_Facts):
     path: str
-    total_gib: float
-    free_gib: float
+    total_gib: float = Field(ge=0)
+    free_gib: float = Field(ge=0)
 
 
 class HostInfo(_Facts):
-    ram_total_gib: float
-    ram_available_gib: float
-    swap_total_gib: float
-    swap_used_gib: float
-    cpu_count: int
-    load_1m: float | None = None
-    shm_total_gib: float | None = None
-    shm_free_gib: float | None = None
-    nofile_soft: int | None = None
-    nofile_hard: int | None = None
+    ram_total_gib: float = Field(gt=0)
+    ram_available_gib: float = Field(ge=0)
+    swap_total_gib: float = Field(ge=0)
+    swap_used_gib: float = Field(ge=0)
+    cpu_count: int = Field(ge=1)
+    load_1m: float | None = Field(None, ge=0)
+    shm_total_gib: float | None = Field(None, ge=0)
+    shm_free_gib: float | None = Field(None, ge=0)
+    # getrlimit reports "unlimited" as RLIM_INFINITY, which is -1 on Linux.
+    nofile_soft: int | None = Field(None, ge=-1)
+    nofile_hard: int | None = Field(None, ge=-1)
     system_disk: DiskFacts
     data_disk: DiskFacts | None = None
 
 
 class PortFacts(_Facts):
     host: str
-    port: int
+    port: int = Field(ge=0, le=65535)
     free: bool
-    holder_pid: int | None = None
+    holder_pid: int | None = Field(None, ge=0)
     holder_name: str | None = None
     error: str | None = None  # why the port cannot be bound when it is not taken (EADDRNOTAVAIL, ...)
 
@@ -98,6 +102,14 @@ class SoftwareFacts(_Facts):
     nvcc: str | None = None
 
 
+class ModelFacts(_Facts):
+    """The profile's model as the probed host saw it, so a replay judges that host's copy, not ours."""
+
+    requested: str = Field(description="the profile's `model:` as written, e.g. Qwen/Qwen3-14B-AWQ")
+    info: ModelInfo | None = None
+    error: str | None = Field(None, description="why the model could not be read there")
+
+
 class HostFacts(_Facts):
     schema_: Literal["qwenops.hostfacts/1"] = Field("qwenops.hostfacts/1", alias="schema")
     source_note: str | None = Field(None, alias="_source", description="where a recorded probe came from")
@@ -106,6 +118,7 @@ class HostFacts(_Facts):
     host: HostInfo
     software: SoftwareFacts
     port: PortFacts | None = None
+    model: ModelFacts | None = None
 
     def to_json(self) -> str:
         return self.model_dump_json(by_alias=True, indent=2, exclude_none=False) + "\n"

@@ -93,6 +93,8 @@ def _device(index: int) -> GpuDevice:
         lost = getattr(exc, "value", None) == pynvml.NVML_ERROR_GPU_IS_LOST
         return GpuDevice(index=index, lost=lost, error=str(exc))
     memory = _read(lambda: pynvml.nvmlDeviceGetMemoryInfo(handle))
+    if memory is not None and not memory.total:
+        memory = None  # a zero total is no reading, and HostFacts requires total > 0 (a recorded -5 is refused)
     power = _read(lambda: pynvml.nvmlDeviceGetPowerUsage(handle))
     limit = _read(lambda: pynvml.nvmlDeviceGetEnforcedPowerLimit(handle))
     persistence = _read(lambda: pynvml.nvmlDeviceGetPersistenceMode(handle))

@@ -26,7 +26,9 @@ def model_path(profile: Profile, state_dir: Path) -> str:
 
 def _value(value: object) -> str:
     if isinstance(value, float):
-        return f"{value:g}"
+        # repr keeps every digit (`:g` would round 0.9512345678 to 0.951235); 12.0 renders as 12.
+        text = repr(value)
+        return text[:-2] if text.endswith(".0") else text
     return str(value)
 
 

@@ -77,3 +77,11 @@ def test_internal_error_is_one_line_and_exit_4(monkeypatch) -> None:  # type: ig
     assert err.count("\n") == 1
     assert "internal error: RuntimeError: simulated bug" in err
     assert "Traceback" not in err
+
+
+def test_root_level_usage_error_with_json_is_an_envelope() -> None:
+    for args in (["--bogus", "render", "flags", "--json"], ["--json"]):
+        code, out, _ = run(*args)
+        assert code == ExitCode.BAD_INPUT
+        doc = json.loads(out)
+        assert list(doc) == ENVELOPE_KEYS and doc["ok"] is False

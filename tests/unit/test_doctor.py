@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -228,6 +229,139 @@ def test_torch_built_for_a_newer_cuda_major_than_the_driver_fails() -> None:
     assert result.status == "fail"
     assert "built for CUDA 12.4 but the driver supports only 11.4" in result.finding
 
+
+def _commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
+    ctx = click.Context(group)
+    found: list[tuple[str, click.Command]] = []
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)  # the root group loads its subcommands lazily
+        assert command is not None
+        found.append((f"{prefix}{name}", command))
+        if isinstance(command, click.Group):
+            found += _commands(command, f"{prefix}{name} ")
+    return found
+
+
+def test_every_command_with_profile_takes_the_short_p() -> None:
+    missing = [name for name, command in _commands(cli)
+               for param in command.params
+               if isinstance(param, click.Option) and "--profile" in param.opts and "-p" not in param.opts]
+    assert missing == []
+
+
+def test_doctor_and_plan_accept_p() -> None:
+    probe = str(PROBES / "rtx4090d-cuda124.json")
+    doctor = invoke("doctor", "-p", "4090d", "--probe-file", probe, "--json")
+    assert json.loads(doctor.stdout)["data"]["profile"] == "4090d"
+    planned = invoke("plan", "-p", "4090d", "--probe-file", probe, "--vllm-version", "0.8.5", "--json")
+    assert planned.exit_code == 0, planned.stderr
+    assert json.loads(planned.stdout)["data"]["kv_tokens"] > 0
+
+
+def test_a_busy_gpu_does_not_fail_a_cpu_profile() -> None:
+    result = invoke("doctor", "-p", "cpu-tiny", "--probe-file", str(PROBES / "rtx4090-cuda122.json"), "--json")
+    free = next(c for c in json.loads(result.stdout)["data"]["checks"] if c["name"] == "gpu_free_memory")
+    assert free["status"] == "skip" and "CPU" in free["finding"]
+    # The same busy GPU still fails a GPU profile.
+    result = invoke("doctor", "-p", "4090d", "--probe-file", str(PROBES / "rtx4090-cuda122.json"), "--json")
+    free = next(c for c in json.loads(result.stdout)["data"]["checks"] if c["name"] == "gpu_free_memory")
+    assert free["status"] == "fail"
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "field"),
+    [
+        ("device", "memory_total_mib", -5, "probe-file.gpu.devices.0.memory_total_mib"),
+        ("device", "memory_total_mib", 0, "probe-file.gpu.devices.0.memory_total_mib"),
+        ("device", "memory_free_mib", -1, "probe-file.gpu.devices.0.memory_free_mib"),
+        ("device", "memory_total_mib", "NaN", "probe-file.gpu.devices.0.memory_total_mib"),
+        ("host", "ram_total_gib", -3, "probe-file.host.ram_total_gib"),
+        ("host", "cpu_count", 0, "probe-file.host.cpu_count"),
+        # Finite and positive, but more than the planner's arithmetic holds.
+        ("device", "memory_total_mib", 1e300, "gpu_total_gib"),
+    ],
+)
+@pytest.mark.parametrize("command", ["doctor", "plan"])
+def test_nonsense_numbers_in_a_probe_are_exit_2_naming_the_field(
+    tmp_path: Path, command: str, *, section: str, key: str, value: object, field: str,
+) -> None:
+    raw = json.loads((PROBES / "rtx4090d-cuda124.json").read_text())
+    (raw["gpu"]["devices"][0] if section == "device" else raw["host"])[key] = value
+    path = tmp_path / "probe.json"
+    path.write_text(json.dumps(raw))  # json.dumps writes NaN, as a hand edit or another tool might
+    result = invoke(command, "-p", "4090d", "--probe-file", str(path))
+    assert result.exit_code == 2, result.stderr
+    assert f"error: {field}:" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unlimited_open_files_is_not_read_as_minus_one() -> None:
+    facts = load_facts(PROBES / "rtx4090d-cuda124.json")
+    unlimited = facts.model_copy(update={"host": facts.host.model_copy(update={"nofile_hard": -1})})
+    report = diagnose(unlimited, load_profile("4090d"), resolve_model("Qwen/Qwen3-14B-AWQ"))
+    check = next(c for c in report.checks if c.name == "open_files")
+    assert check.status == "pass" and "unlimited" in check.finding
+
+
+def _tiny_model(directory: Path, *, complete: bool) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.json").write_text(json.dumps({
+        "architectures": ["Qwen3ForCausalLM"], "num_hidden_layers": 2, "num_attention_heads": 4,
+        "num_key_value_heads": 2, "head_dim": 16, "hidden_size": 64, "intermediate_size": 128,
+        "vocab_size": 1000, "max_position_embeddings": 512,
+    }))
+    (directory / "model.safetensors.index.json").write_text(json.dumps(
+        {"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}))
+    (directory / "model-00001-of-00002.safetensors").write_bytes(b"\0" * 1024)
+    if complete:
+        (directory / "model-00002-of-00002.safetensors").write_bytes(b"\0" * 1024)
+        (directory / "tokenizer.json").write_text("{}")
+        (directory / "chat_template.jinja").write_text("{{ messages }}")
+
+
+def _check(result: Any, name: str) -> dict[str, Any]:
+    checks: list[dict[str, Any]] = json.loads(result.stdout)["data"]["checks"]
+    return next(c for c in checks if c["name"] == name)
+
+
+def test_a_replay_judges_the_probed_hosts_model_not_this_ones(tmp_path: Path) -> None:
+    model_dir = tmp_path / "state" / "models" / "qwen3-tiny"  # cpu-tiny's model under the test's state dir
+    _tiny_model(model_dir, complete=False)
+    saved = tmp_path / "customer.json"
+    live = invoke("doctor", "-p", "cpu-tiny", "--save-probe", str(saved), "--json")
+    assert _check(live, "model")["status"] == "fail"
+    recorded = json.loads(saved.read_text())["model"]
+    assert recorded["requested"] == "{state_dir}/models/qwen3-tiny"
+    assert recorded["info"]["shards"]["missing"] == ["model-00002-of-00002.safetensors"]
+
+    _tiny_model(model_dir, complete=True)  # this machine's copy is now fine; the customer's is not
+    assert _check(invoke("doctor", "-p", "cpu-tiny", "--json"), "model")["status"] == "pass"
+    replay = invoke("doctor", "-p", "cpu-tiny", "--probe-file", str(saved), "--json")
+    model = _check(replay, "model")
+    assert model["status"] == "fail" and "1 of 2 shards missing" in model["finding"]
+
+    other = invoke("doctor", "-p", "4090d", "--probe-file", str(saved), "--json")
+    model = _check(other, "model")
+    assert model["status"] == "skip"
+    assert "'{state_dir}/models/qwen3-tiny', not 'Qwen/Qwen3-14B-AWQ'" in model["finding"]
+
+
+def test_a_probe_without_model_facts_does_not_borrow_this_machines_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # This machine has the 4090d model downloaded (a tiny stand-in under the HF cache layout).
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    repo = tmp_path / "hf" / "hub" / "models--Qwen--Qwen3-14B-AWQ"
+    _tiny_model(repo / "snapshots" / "abc", complete=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc")
+    assert resolve_model("Qwen/Qwen3-14B-AWQ").is_directory
+
+    replay = invoke("doctor", "-p", "4090d", "--probe-file", str(PROBES / "rtx4090d-cuda124.json"), "--json")
+    model = _check(replay, "model")
+    assert model["status"] == "skip" and "no model facts" in model["finding"]
+    plan = json.loads(replay.stdout)["data"]["plan"]
+    assert plan["weights_gib"] > 9  # planned from the catalog's Qwen3-14B-AWQ, not the 2 KiB stand-in here
 
 def _port_check(port: dict[str, object], host: str = "0.0.0.0") -> tuple[str, str]:
     from qwenops.hardware.facts import PortFacts

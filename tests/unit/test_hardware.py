@@ -154,3 +154,11 @@ def test_wrong_schema_is_bad_input(tmp_path: Path) -> None:
     with pytest.raises(BadInputError) as err:
         load_facts(path)
     assert err.value.field == "probe-file.schema"
+
+
+def test_a_zero_memory_total_is_no_reading_not_a_crash(use_fake: Any) -> None:
+    use_fake()
+    sys.modules["pynvml"].nvmlDeviceGetMemoryInfo = (  # type: ignore[attr-defined]
+        lambda h: types.SimpleNamespace(total=0, used=0, free=0))
+    device = nvml.read_gpus().devices[0]
+    assert device.memory_total_mib is None and device.memory_free_mib is None

@@ -70,3 +70,20 @@ def test_only_pure_commands_are_cacheable() -> None:
     assert not _memo.cacheable(["profiles", "show", "x"])  # shows whether a secret is set: always fresh
     assert not _memo.cacheable(["render", "script", "--output=x.sh"])
     assert not _memo.cacheable(["render", "flags", "--help"])
+
+
+@pytest.mark.parametrize("spelling", [["-o", "{}"], ["-o{}"], ["--output", "{}"], ["--output={}"]])
+def test_every_spelling_of_output_runs_the_command(spelling: list[str], profiles: Path, tmp_path: Path) -> None:
+    out = tmp_path / "s.sh"
+    args = ["render", "script", "-p", "mine", *(word.format(out) for word in spelling)]
+    assert not _memo.cacheable(args)
+    for _ in range(2):
+        out.unlink(missing_ok=True)
+        assert qwenops(*args).returncode == 0
+        assert out.exists()
+
+
+def test_a_broken_setting_is_reported_by_the_command_not_the_cache(tmp_path: Path) -> None:
+    done = qwenops("render", "flags", env={"QWENOPS_PROFILES_DIR": str(tmp_path / "missing")})
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: QWENOPS_PROFILES_DIR") and "Traceback" not in done.stderr

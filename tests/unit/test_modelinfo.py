@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -105,3 +107,51 @@ def test_a_downloaded_hub_snapshot_is_inspected_like_a_directory(tmp_path: Path,
     assert info.source.startswith("Qwen/Qwen3-14B-AWQ (") and str(snapshot) in info.source
     (repo / "refs" / "main").write_text("other\n")  # a ref to a snapshot that is not there: the catalog answers
     assert not resolve_model("Qwen/Qwen3-14B-AWQ").is_directory
+
+
+def test_files_that_are_not_utf8_json_are_bad_input(tmp_path: Path) -> None:
+    binary = tmp_path / "model.bin"
+    binary.write_bytes(b"\x80\x81\xfe\xff" * 16)
+    with pytest.raises(BadInputError, match="not UTF-8") as err:
+        read_config(binary)
+    assert err.value.field == "config.json"
+    with pytest.raises(BadInputError) as err:
+        read_config(tmp_path)  # a directory
+    assert err.value.field == "config.json"
+
+
+@pytest.mark.parametrize(
+    ("index", "field"),
+    [
+        (b"\x80\x81\xfe\xff", "model.safetensors.index.json"),
+        (b"{ nope", "model.safetensors.index.json"),
+        (b"[1, 2]", "weight_map"),
+        (b'{"weight_map": 5}', "weight_map"),
+        (b'{"weight_map": ["a.safetensors"]}', "weight_map"),
+    ],
+)
+def test_a_broken_safetensors_index_is_bad_input(tmp_path: Path, index: bytes, field: str) -> None:
+    (tmp_path / "config.json").write_text(json.dumps(QWEN2))
+    (tmp_path / "model.safetensors.index.json").write_bytes(index)
+    with pytest.raises(BadInputError) as err:
+        inspect_model_dir(tmp_path)
+    assert err.value.field == field
+
+
+def test_a_dangling_shard_link_is_missing_not_a_crash(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps(QWEN2))
+    (tmp_path / "model-00001-of-00002.safetensors").write_bytes(b"\0" * 1024)
+    (tmp_path / "model-00002-of-00002.safetensors").symlink_to(tmp_path / "blobs" / "gone")
+    (tmp_path / "tokenizer_config.json").write_bytes(b"\x80\x81")  # unreadable: no template, not a crash
+    info = inspect_model_dir(tmp_path)
+    assert info.shards is not None and info.shards.missing == ("model-00002-of-00002.safetensors",)
+    assert info.shards.total_bytes == 1024 and info.chat_template_present is False
+
+
+def test_plan_on_a_binary_model_config_is_exit_2(tmp_path: Path) -> None:
+    binary = tmp_path / "config.json"
+    binary.write_bytes(b"\x80\x81\xfe\xff" * 16)
+    done = subprocess.run([sys.executable, "-m", "qwenops", "plan", "--model-config", str(binary),
+                           "--weights-gib", "1", "--gpu-total-gib", "24"], capture_output=True, text=True, check=False)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: config.json:") and "Traceback" not in done.stderr

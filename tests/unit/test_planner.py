@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import statistics
 from pathlib import Path
 from typing import Any
@@ -12,13 +13,15 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
+from qwenops import planner
 from qwenops.cli import cli
 from qwenops.modelinfo import GIB, from_catalog
 from qwenops.planner import GpuProcess, PlanInput, kv_bytes_per_token, plan
 
 REPO = Path(__file__).resolve().parents[2]
-CASES = REPO.parent / "shared" / "data" / "kv_cases_public.json"
+CASES = REPO / "tests" / "data" / "kv_cases_public.json"
 QWEN3_14B = from_catalog("Qwen/Qwen3-14B")
 assert QWEN3_14B is not None
 CONFIG = QWEN3_14B.config
@@ -128,7 +131,6 @@ def _benchmark() -> Any:
     return module
 
 
-@pytest.mark.skipif(not CASES.exists(), reason="public cases live in the shared data folder")
 def test_public_cases_within_the_accuracy_goal() -> None:
     bench = _benchmark()
     cases = json.loads(CASES.read_text())["cases"]
@@ -193,13 +195,37 @@ def test_plan_on_a_recorded_probe() -> None:
         (["--model-config", "configs/models/qwen3-14b.json"], "weights-gib"),
         (["--model-config", "/does/not/exist.json", "--weights-gib", "3"], "config.json"),
         (["--model", "/does/not/exist", "--gpu-total-gib", "24"], "model"),
+        # Non-finite and absurd sizes used to overflow int(available x GIB) into an internal error.
+        (["--profile", "4090d", "--gpu-total-gib", "inf"], "--gpu-total-gib"),
+        (["--profile", "4090d", "--gpu-total-gib", "1e308"], "--gpu-total-gib"),
+        (["--profile", "4090d", "--gpu-total-gib", "nan"], "gpu_total_gib"),
+        (["--profile", "4090d", "--gpu-total-gib", "24", "--weights-gib", "1e308"], "--weights-gib"),
+        (["--profile", "4090d", "--gpu-total-gib", "24", "--cpu-offload-gb", "inf"], "--cpu-offload-gb"),
+        (["--profile", "4090d", "--gpu-total-gib", "24", "--gpu-memory-utilization", "nan"],
+         "gpu_memory_utilization"),
+        (["--profile", "4090d", "--gpu-total-gib", "24", "--max-num-batched-tokens", "1" + "0" * 400],
+         "--max-num-batched-tokens"),
     ],
 )
 def test_plan_bad_input_is_one_line_and_exit_2(args: list[str], needle: str) -> None:
     result = invoke("plan", *args)
     assert result.exit_code == 2, result.stdout
     assert needle in result.stderr
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+
+
+@pytest.mark.parametrize("field", ["gpu_total_gib", "weights_gib", "gpu_free_gib", "cpu_offload_gb"])
+@pytest.mark.parametrize("value", [math.inf, math.nan, 1e308])
+def test_plan_input_refuses_sizes_the_arithmetic_cannot_hold(field: str, value: float) -> None:
+    base: dict[str, Any] = {"config": CONFIG, "weights_gib": 9.0, "gpu_total_gib": 24.0}
+    with pytest.raises(ValidationError):
+        PlanInput.model_validate({**base, field: value})
+
+
+def test_plan_cli_limits_are_the_planners() -> None:
+    from qwenops.cli import plan as plan_cli
+
+    assert (plan_cli._MAX_GIB, plan_cli._MAX_TOKENS) == (planner.MAX_GIB, planner.MAX_TOKENS)
 
 
 def test_tensor_parallel_profiles_are_refused_not_misplanned(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -166,3 +166,64 @@ def test_errors_raise_typed_exceptions_for_library_users() -> None:
         resolve_profile("nope", env={})
     with pytest.raises(ProfileInvalidError):
         resolve_profile("4090d", env={}, cli_overrides={"max_num_batched_tokens": "8", "max_num_seqs": "32"})
+
+
+def test_rejected_secrets_are_never_echoed(tmp_path: Path) -> None:
+    directory = tmp_path / "profiles"
+    write_profile(directory, "leaky-args", "model: x\nextra_args: ['--api-key=sk-in-args']\n")
+    write_profile(directory, "leaky-env", "model: x\nenv: {HF_TOKEN: hf_SECRET, 'bad name': x}\n")
+    write_profile(directory, "leaky-whole", "model: x\nenv: {HF_TOKEN: hf_SECRET}\nmax_num_seqs: 8\n"
+                  "max_num_batched_tokens: 4\n")
+    for name in ("leaky-args", "leaky-env", "leaky-whole"):
+        code, out, err = run("render", "flags", "-p", name, env={"QWENOPS_PROFILES_DIR": str(directory)})
+        assert code == ExitCode.BAD_INPUT, err
+        assert "sk-in-args" not in out + err and "hf_SECRET" not in out + err
+        assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("model: x\nport: true\n", "port: must be a number, not true"),
+        ("model: x\nmax_num_seqs: false\n", "max_num_seqs: must be a number, not false"),
+        ("model: ''\n", "model: String should have at least 1 character"),
+    ],
+)
+def test_booleans_and_empty_names_are_rejected(text: str, expected: str, tmp_path: Path) -> None:
+    write_profile(tmp_path / "p", "odd", text)
+    code, _, err = run("render", "flags", "-p", "odd", env={"QWENOPS_PROFILES_DIR": str(tmp_path / "p")})
+    assert code == ExitCode.BAD_INPUT
+    assert expected in err
+
+
+def test_empty_served_name_from_environment_is_rejected() -> None:
+    code, _, err = run("render", "flags", "-p", "4090d", env={"QWENOPS_SERVED_MODEL_NAME": ""})
+    assert code == ExitCode.BAD_INPUT
+    assert "served_model_name" in err
+
+
+def test_missing_profiles_dir_is_bad_input(tmp_path: Path) -> None:
+    code, _, err = run("render", "flags", "-p", "4090d", env={"QWENOPS_PROFILES_DIR": str(tmp_path / "nope")})
+    assert code == ExitCode.BAD_INPUT
+    assert err.startswith("error: QWENOPS_PROFILES_DIR: ") and "is not a directory" in err
+
+
+def test_unreadable_env_file_is_bad_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env_file = tmp_path / "q.env"
+    env_file.write_bytes(b"QWENOPS_PORT=\xff\xfe\n")
+    monkeypatch.setenv("QWENOPS_ENV_FILE", str(env_file))
+    for args in (["render", "flags", "-p", "4090d"], ["profiles", "show", "4090d"]):
+        code, _, err = run(*args)
+        assert code == ExitCode.BAD_INPUT, err
+        assert err.startswith("error: QWENOPS_ENV_FILE: cannot read env file")
+
+
+def test_profiles_list_shows_a_broken_profile_beside_the_good_ones(tmp_path: Path) -> None:
+    write_profile(tmp_path / "p", "broken", "model: x\nport: 0\n")
+    code, out, _ = run("profiles", "list", "--json", env={"QWENOPS_PROFILES_DIR": str(tmp_path / "p")})
+    assert code == ExitCode.BAD_INPUT
+    doc = json.loads(out)
+    rows = {p["name"]: p for p in doc["data"]["profiles"]}
+    assert rows["broken"]["problem"].startswith("port: must be >= 1")
+    assert rows["4090d"]["problem"] is None and rows["4090d"]["engine"] == "vllm"
+    assert doc["errors"][0]["field"] == "broken"

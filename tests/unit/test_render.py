@@ -106,3 +106,13 @@ def test_render_script_to_unwritable_path_is_bad_input(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["render", "script", "-p", "4090d", "-o", str(tmp_path / "no" / "dir" / "x.sh")])
     assert result.exit_code == 2
     assert "--output: cannot write" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "rendered"), [("0.9512345678", "0.9512345678"), ("0.95", "0.95"), ("12", "12"), ("1234567", "1234567")]
+)
+def test_float_flags_keep_every_digit(value: str, rendered: str) -> None:
+    field = "cpu_offload_gb" if float(value) > 1 else "gpu_memory_utilization"
+    argv = vllm_argv(load_profile("4090d", env={}, cli_overrides={field: value}), state_dir=Path("/x"))
+    flag = "--" + field.replace("_", "-")
+    assert argv[argv.index(flag) + 1] == rendered

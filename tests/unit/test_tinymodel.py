@@ -131,3 +131,16 @@ def test_greedy_generation_gives_the_known_answers(built: TinyModelInfo) -> None
         new_ids = output[0, len(prompt_ids) :].tolist()
         assert new_ids[-1] == tokenizer.eos_token_id, prompt
         assert tokenizer.decode(new_ids, skip_special_tokens=True) == answer
+
+
+@pytest.mark.slow
+def test_concurrent_builders_share_one_build(tmp_path: Path) -> None:
+    pytest.importorskip("torch", reason=TORCH_REASON)
+    from concurrent.futures import ThreadPoolExecutor
+
+    target = tmp_path / "model"
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        infos = list(pool.map(lambda _: build_tiny_model(target, seed=0), range(2)))
+    assert sorted(info.built for info in infos) == [False, True]  # one built it, the other waited and reused it
+    assert (target / "model.safetensors").is_file()
+    assert not [p for p in tmp_path.iterdir() if ".building-" in p.name or ".old-" in p.name]
