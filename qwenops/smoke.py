@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from qwenops.errors import BadInputError, QwenopsError, StreamInterrupted, UnreachableError
+from qwenops.errors import BadInputError, QwenopsError, StreamError, StreamInterrupted, UnreachableError
 from qwenops.results import ErrorInfo
 from qwenops.stream.client import (
     DONE,
@@ -146,7 +146,10 @@ def resolve_options(
 
     defaults = ChatDefaults.load(profile)
     url = base_url or defaults.endpoint.base_url
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. an unclosed IPv6 bracket
+        raise BadInputError(f"{url!r} is not a URL: {exc}", field="--base-url") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise BadInputError(
             f"{url!r} is not an http(s) URL", field="--base-url", hint="e.g. http://127.0.0.1:8000"
@@ -294,7 +297,10 @@ def _delta_or_none(data: str, arrived_s: float) -> ChatDelta | None:
         return None
     if not isinstance(chunk, dict) or "error" in chunk:
         return None
-    return chunk_to_delta(chunk, arrived_s)
+    try:
+        return chunk_to_delta(chunk, arrived_s)
+    except StreamError:
+        return None  # the chunk_object check reports it
 
 
 def _interrupted(tokens: int, cause: str) -> StreamInterrupted:

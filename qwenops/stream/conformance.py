@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from qwenops.errors import QwenopsError
+from qwenops.errors import QwenopsError, StreamError
 from qwenops.stream.client import DONE, ChatDelta, TimedEvent, chunk_to_delta
 
 CHECK_NAMES: tuple[str, ...] = (
@@ -70,8 +70,9 @@ class Expectations:
 class Parsed:
     """The record's events decoded once for all checks."""
 
-    chunks: list[dict[str, Any]]
+    chunks: list[dict[str, Any]]  # the well-formed ones
     not_json: list[str]
+    malformed: list[str]  # JSON objects without a chunk's shape: why, for each
     errors: list[Any]
     deltas: list[ChatDelta]
     done_positions: list[int]
@@ -81,6 +82,7 @@ class Parsed:
 def parse_record(record: StreamRecord) -> Parsed:
     chunks: list[dict[str, Any]] = []
     not_json: list[str] = []
+    malformed: list[str] = []
     errors: list[Any] = []
     deltas: list[ChatDelta] = []
     done: list[int] = []
@@ -99,9 +101,13 @@ def parse_record(record: StreamRecord) -> Parsed:
         elif "error" in chunk:
             errors.append(chunk["error"])
         else:
+            try:
+                deltas.append(chunk_to_delta(chunk, timed.arrived_s))
+            except StreamError as exc:
+                malformed.append(exc.message)
+                continue
             chunks.append(chunk)
-            deltas.append(chunk_to_delta(chunk, timed.arrived_s))
-    return Parsed(chunks, not_json, errors, deltas, done, len(record.events))
+    return Parsed(chunks, not_json, malformed, errors, deltas, done, len(record.events))
 
 
 def check_stream(record: StreamRecord, expect: Expectations) -> list[Check]:
@@ -163,6 +169,8 @@ def _json_events(_r: StreamRecord, parsed: Parsed, _e: Expectations) -> Check:
 
 def _chunk_object(_r: StreamRecord, parsed: Parsed, _e: Expectations) -> Check:
     wrong = [c.get("object") for c in parsed.chunks if c.get("object") != "chat.completion.chunk"]
+    if parsed.malformed:
+        return _fail("chunk_object", f"{len(parsed.malformed)} chunks are malformed, e.g. {parsed.malformed[0]}")
     if not parsed.chunks:
         return _fail("chunk_object", "no chunk arrived")
     if wrong:
