@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -37,7 +37,6 @@ from qwenops.stream.conformance import (
     Expectations,
     StreamRecord,
     check_stream,
-    known_answer,
 )
 from qwenops.stream.metrics import Percentiles, StreamMetrics, median, stream_metrics
 
@@ -186,11 +185,11 @@ def run_smoke(
 ) -> SmokeReport:
     """Run the streams, judge and measure them; write JUnit XML if asked. Raises `UnreachableError`
     when no stream could connect at all (exit 3), so "down" and "broken" stay distinguishable."""
-    records, wall_s = asyncio.run(_run_streams(options, observer))
+    records, wall_s, served = asyncio.run(_run_streams(options, observer))
     unreachable = [r.error for r in records if isinstance(r.error, UnreachableError)]
     if len(unreachable) == len(records):
         raise unreachable[0]
-    report = build_report(options, records, wall_s)
+    report = build_report(options, records, wall_s, served=served)
     if junit_path is not None:
         write_junit(report, junit_path)
     return report
@@ -207,7 +206,7 @@ class _Run:
 
 async def _run_streams(
     options: SmokeOptions, observer: SmokeObserver | None
-) -> tuple[list[StreamRecord], float]:
+) -> tuple[list[StreamRecord], float, ServedModel]:
     import httpx
 
     run = _Run(
@@ -241,9 +240,53 @@ async def _run_streams(
                 observer.stream_ended(index, record.error is None)
             return record
 
+        served = ServedModel(why_unknown="not asked: the answer cannot be compared anyway")
+        if _comparable(options):
+            served = await _identify_served_model(client, run)
         started = time.perf_counter()
         records = await asyncio.gather(*(one(i) for i in range(options.requests)))
-        return list(records), time.perf_counter() - started
+        return list(records), time.perf_counter() - started, served
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """What the server's model is known to answer: the tiny model's known answers, or why none are known."""
+
+    known_answers: Mapping[str, str] | None = None
+    why_unknown: str = "the served model was not identified"
+
+
+def _comparable(options: SmokeOptions) -> bool:
+    return options.temperature == 0.0 and not options.ignore_eos
+
+
+async def _identify_served_model(client: object, run: _Run) -> ServedModel:
+    """Is the server serving qwenops' tiny model? Its served name cannot tell (cpu-tiny answers as
+    Qwen3-14B, like the GPU profiles), so ask vLLM's /v1/models for the `root` of the model (the path
+    given to --model) and look there for the build stamp of `qwenops model build-tiny`."""
+    import httpx
+
+    from qwenops.tinymodel import read_known_answers
+
+    assert isinstance(client, httpx.AsyncClient)
+    name = run.request.model
+    auth = {k: v for k, v in run.endpoint.headers().items() if k == "Authorization"}
+    try:
+        response = await client.get(
+            run.endpoint.base_url.rstrip("/") + "/v1/models", headers=auth, timeout=run.timeouts.httpx()
+        )
+        listed = response.json().get("data") if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError, AttributeError):
+        listed = None
+    if not isinstance(listed, list):
+        return ServedModel(why_unknown="the server's /v1/models did not list its models")
+    root = next((m.get("root") for m in listed if isinstance(m, dict) and m.get("id") == name), None)
+    if not isinstance(root, str) or not root:
+        return ServedModel(why_unknown=f"/v1/models names no model path (root) for {name!r}")
+    answers = read_known_answers(Path(root))
+    if answers is None:
+        return ServedModel(why_unknown=f"the served model {root} is not qwenops' tiny model (no build stamp there)")
+    return ServedModel(known_answers=answers)
 
 
 async def _record_stream(client: object, run: _Run, index: int) -> StreamRecord:
@@ -315,12 +358,19 @@ def _interrupted(tokens: int, cause: str) -> StreamInterrupted:
 # --------------------------------------------------------------------------------------------- judging
 
 
-def build_report(options: SmokeOptions, records: Sequence[StreamRecord], wall_s: float) -> SmokeReport:
+def build_report(
+    options: SmokeOptions, records: Sequence[StreamRecord], wall_s: float, *, served: ServedModel = ServedModel()
+) -> SmokeReport:
     """Judge and measure recorded streams (pure: the unit tests feed it recorded captures)."""
+    answer, why = None, "no known answer to compare: sampling is not greedy, or --ignore-eos"
+    if _comparable(options):
+        if served.known_answers is None:
+            why = served.why_unknown
+        else:
+            answer = served.known_answers.get(options.prompt)
+            why = "the tiny model has no known answer to this prompt"
     expect = Expectations(
-        model=options.model,
-        include_usage=options.include_usage,
-        known_answer=None if options.ignore_eos else known_answer(options.prompt, temperature=options.temperature),
+        model=options.model, include_usage=options.include_usage, known_answer=answer, no_answer_why=why
     )
     streams: list[StreamReport] = []
     for index, record in enumerate(records):

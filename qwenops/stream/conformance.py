@@ -63,7 +63,8 @@ class StreamRecord:
 class Expectations:
     model: str
     include_usage: bool = True
-    known_answer: str | None = None  # the exact greedy answer, when the prompt has one
+    known_answer: str | None = None  # the exact greedy answer, when the served model has one for the prompt
+    no_answer_why: str = "no known answer to compare"
 
 
 @dataclass
@@ -267,7 +268,7 @@ def _token_count(_r: StreamRecord, parsed: Parsed, _e: Expectations) -> Check:
 
 def _coherence(_r: StreamRecord, parsed: Parsed, expect: Expectations) -> Check:
     if expect.known_answer is None:
-        return _skip("coherence", "no known answer to compare (known prompts, greedy, without --ignore-eos)")
+        return _skip("coherence", expect.no_answer_why)
     text = "".join(d.content for d in parsed.deltas)
     if text != expect.known_answer:
         known = _short(expect.known_answer, 80)
@@ -292,12 +293,3 @@ _CHECKS: Mapping[str, Callable[[StreamRecord, Parsed, Expectations], Check]] = {
     "token_count": _token_count,
     "coherence": _coherence,
 }
-
-
-def known_answer(prompt: str, *, temperature: float) -> str | None:
-    """The tiny model's exact greedy answer to `prompt`, when it has one and sampling is greedy."""
-    if temperature != 0.0:
-        return None
-    from qwenops.tinymodel import KNOWN_PROMPTS  # light: torch is imported only by the builder
-
-    return KNOWN_PROMPTS.get(prompt)

@@ -257,3 +257,24 @@ def test_transport_errors_beyond_connect_are_unreachable(replay: type[Replay]) -
             replay.hold.set()
             waiting.join(10)
             first.close()
+
+
+def test_coherence_is_skipped_when_the_served_model_is_not_the_tiny_one(replay: type[Replay], tmp_path: Path) -> None:
+    """A real Qwen3-14B served as Qwen3-14B answers the known prompt in its own words: no failure."""
+    replay.capture = sse_capture(tmp_path / "real.sse", *answer_chunks("The sea covers most of the Earth."))
+    code, envelope, _ = run_cli("--base-url", replay.base_url, "--prompt", PROMPT)  # type: ignore[attr-defined]
+    assert code == 0, envelope
+    data = envelope["data"]
+    assert isinstance(data, dict)
+    coherence = next(c for c in data["checks"] if c["name"] == "coherence")
+    assert coherence["skipped"] and "/models/Qwen/Qwen3-14B is not qwenops' tiny model" in coherence["detail"]
+
+
+def test_coherence_fails_when_the_tiny_model_answers_wrong(
+    replay: type[Replay], tmp_path: Path, tiny_model_root: str
+) -> None:
+    replay.capture = sse_capture(tmp_path / "wrong.sse", *answer_chunks("The sea covers most of the Earth."))
+    replay.root = tiny_model_root
+    report = run_smoke(options(replay.base_url))  # type: ignore[attr-defined]
+    coherence = next(c for c in report.checks if c.name == "coherence")
+    assert not coherence.ok and "differs from the known" in coherence.detail
