@@ -437,8 +437,15 @@ def _transport_errors(endpoint: Endpoint, timeouts: Timeouts) -> Iterator[None]:
         raise BadInputError(
             f"{endpoint.base_url!r} is not a usable URL: {exc}", field="base_url", hint="e.g. http://127.0.0.1:8000"
         ) from None
+    except httpx.LocalProtocolError:
+        # h11's message quotes the offending header, which would print the API key: leave it out.
+        raise BadInputError(
+            "the request is not valid HTTP: a header value is not one line of printable text",
+            field="api_key",
+            hint="check QWENOPS_API_KEY",
+        ) from None
     except httpx.TransportError as exc:
-        # The rest (write errors and timeouts, pool timeouts, proxy and protocol errors) all mean that no
+        # The rest (write errors and timeouts, pool timeouts, proxy and remote protocol errors) all mean that no
         # answer can come from there; the type names which one.
         raise _unreachable(endpoint, f"{type(exc).__name__}: {exc}") from None
 

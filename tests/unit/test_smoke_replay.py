@@ -233,6 +233,17 @@ def test_library_rejects_an_unusable_base_url(url: str) -> None:
     assert raised.value.field == "base_url"
 
 
+def test_api_key_that_is_not_a_header_value_is_bad_input_and_not_printed(replay: type[Replay]) -> None:
+    from qwenops.errors import BadInputError
+    from qwenops.stream import stream_chat
+
+    replay.capture = SSE / "with_usage.sse"
+    with pytest.raises(BadInputError) as raised:
+        list(stream_chat([{"role": "user", "content": PROMPT}], base_url=replay.base_url,  # type: ignore[attr-defined]
+                         api_key="sk-secret\nvalue", model="Qwen3-14B", temperature=0.0, top_p=1.0, max_tokens=8))
+    assert raised.value.field == "api_key" and "sk-secret" not in raised.value.one_line()
+
+
 def test_transport_errors_beyond_connect_are_unreachable(replay: type[Replay]) -> None:
     """A pool with its only connection busy raises httpx.PoolTimeout: no answer can come, exit 3."""
     import httpx
