@@ -184,11 +184,13 @@ def run_smoke(
     options: SmokeOptions, *, observer: SmokeObserver | None = None, junit_path: Path | None = None
 ) -> SmokeReport:
     """Run the streams, judge and measure them; write JUnit XML if asked. Raises `UnreachableError`
-    when no stream could connect at all (exit 3), so "down" and "broken" stay distinguishable."""
+    when no stream could connect at all (exit 3), so "down" and "broken" stay distinguishable, and
+    `BadInputError` when no request could even be sent (exit 2: the fault is ours, not the server's)."""
     records, wall_s, served = asyncio.run(_run_streams(options, observer))
-    unreachable = [r.error for r in records if isinstance(r.error, UnreachableError)]
-    if len(unreachable) == len(records):
-        raise unreachable[0]
+    for kind in (UnreachableError, BadInputError):
+        same = [r.error for r in records if isinstance(r.error, kind)]
+        if len(same) == len(records):
+            raise same[0]
     report = build_report(options, records, wall_s, served=served)
     if junit_path is not None:
         write_junit(report, junit_path)

@@ -176,12 +176,14 @@ def answer_chunks(text: str) -> list[dict[str, object]]:
     ]
 
 
-def run_cli(*args: str) -> tuple[int, dict[str, object], str]:
+def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, dict[str, object], str]:
+    import os
     import subprocess
     import sys
 
     done = subprocess.run([sys.executable, "-m", "qwenops", "smoke-stream", "--json", *args],
-                          capture_output=True, text=True, timeout=60, cwd=REPO, check=False)
+                          capture_output=True, text=True, timeout=60, cwd=REPO, check=False,
+                          env={**os.environ, **(env or {})})
     return done.returncode, json.loads(done.stdout), done.stderr
 
 
@@ -242,6 +244,11 @@ def test_api_key_that_is_not_a_header_value_is_bad_input_and_not_printed(replay:
         list(stream_chat([{"role": "user", "content": PROMPT}], base_url=replay.base_url,  # type: ignore[attr-defined]
                          api_key="sk-secret\nvalue", model="Qwen3-14B", temperature=0.0, top_p=1.0, max_tokens=8))
     assert raised.value.field == "api_key" and "sk-secret" not in raised.value.one_line()
+
+    code, envelope, stderr = run_cli("--base-url", replay.base_url,  # type: ignore[attr-defined]
+                                     env={"QWENOPS_API_KEY": "sk-secret\nvalue"})
+    assert code == 2, envelope
+    assert "sk-secret" not in json.dumps(envelope) + stderr and "Traceback" not in stderr
 
 
 def test_transport_errors_beyond_connect_are_unreachable(replay: type[Replay]) -> None:
