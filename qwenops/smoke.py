@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from qwenops.errors import BadInputError, QwenopsError, StreamInterrupted, UnreachableError
+from qwenops.errors import BadInputError, QwenopsError, StreamError, StreamInterrupted, UnreachableError
 from qwenops.results import ErrorInfo
 from qwenops.stream.client import (
     DONE,
@@ -37,7 +37,6 @@ from qwenops.stream.conformance import (
     Expectations,
     StreamRecord,
     check_stream,
-    known_answer,
 )
 from qwenops.stream.metrics import Percentiles, StreamMetrics, median, stream_metrics
 
@@ -146,7 +145,10 @@ def resolve_options(
 
     defaults = ChatDefaults.load(profile)
     url = base_url or defaults.endpoint.base_url
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. an unclosed IPv6 bracket
+        raise BadInputError(f"{url!r} is not a URL: {exc}", field="--base-url") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise BadInputError(
             f"{url!r} is not an http(s) URL", field="--base-url", hint="e.g. http://127.0.0.1:8000"
@@ -182,12 +184,14 @@ def run_smoke(
     options: SmokeOptions, *, observer: SmokeObserver | None = None, junit_path: Path | None = None
 ) -> SmokeReport:
     """Run the streams, judge and measure them; write JUnit XML if asked. Raises `UnreachableError`
-    when no stream could connect at all (exit 3), so "down" and "broken" stay distinguishable."""
-    records, wall_s = asyncio.run(_run_streams(options, observer))
-    unreachable = [r.error for r in records if isinstance(r.error, UnreachableError)]
-    if len(unreachable) == len(records):
-        raise unreachable[0]
-    report = build_report(options, records, wall_s)
+    when no stream could connect at all (exit 3), so "down" and "broken" stay distinguishable, and
+    `BadInputError` when no request could even be sent (exit 2: the fault is ours, not the server's)."""
+    records, wall_s, served = asyncio.run(_run_streams(options, observer))
+    for kind in (UnreachableError, BadInputError):
+        same = [r.error for r in records if isinstance(r.error, kind)]
+        if len(same) == len(records):
+            raise same[0]
+    report = build_report(options, records, wall_s, served=served)
     if junit_path is not None:
         write_junit(report, junit_path)
     return report
@@ -204,7 +208,7 @@ class _Run:
 
 async def _run_streams(
     options: SmokeOptions, observer: SmokeObserver | None
-) -> tuple[list[StreamRecord], float]:
+) -> tuple[list[StreamRecord], float, ServedModel]:
     import httpx
 
     run = _Run(
@@ -238,9 +242,53 @@ async def _run_streams(
                 observer.stream_ended(index, record.error is None)
             return record
 
+        served = ServedModel(why_unknown="not asked: the answer cannot be compared anyway")
+        if _comparable(options):
+            served = await _identify_served_model(client, run)
         started = time.perf_counter()
         records = await asyncio.gather(*(one(i) for i in range(options.requests)))
-        return list(records), time.perf_counter() - started
+        return list(records), time.perf_counter() - started, served
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """What the server's model is known to answer: the tiny model's known answers, or why none are known."""
+
+    known_answers: Mapping[str, str] | None = None
+    why_unknown: str = "the served model was not identified"
+
+
+def _comparable(options: SmokeOptions) -> bool:
+    return options.temperature == 0.0 and not options.ignore_eos
+
+
+async def _identify_served_model(client: object, run: _Run) -> ServedModel:
+    """Is the server serving qwenops' tiny model? Its served name cannot tell (cpu-tiny answers as
+    Qwen3-14B, like the GPU profiles), so ask vLLM's /v1/models for the `root` of the model (the path
+    given to --model) and look there for the build stamp of `qwenops model build-tiny`."""
+    import httpx
+
+    from qwenops.tinymodel import read_known_answers
+
+    assert isinstance(client, httpx.AsyncClient)
+    name = run.request.model
+    auth = {k: v for k, v in run.endpoint.headers().items() if k == "Authorization"}
+    try:
+        response = await client.get(
+            run.endpoint.base_url.rstrip("/") + "/v1/models", headers=auth, timeout=run.timeouts.httpx()
+        )
+        listed = response.json().get("data") if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError, AttributeError):
+        listed = None
+    if not isinstance(listed, list):
+        return ServedModel(why_unknown="the server's /v1/models did not list its models")
+    root = next((m.get("root") for m in listed if isinstance(m, dict) and m.get("id") == name), None)
+    if not isinstance(root, str) or not root:
+        return ServedModel(why_unknown=f"/v1/models names no model path (root) for {name!r}")
+    answers = read_known_answers(Path(root))
+    if answers is None:
+        return ServedModel(why_unknown=f"the served model {root} is not qwenops' tiny model (no build stamp there)")
+    return ServedModel(known_answers=answers)
 
 
 async def _record_stream(client: object, run: _Run, index: int) -> StreamRecord:
@@ -294,7 +342,10 @@ def _delta_or_none(data: str, arrived_s: float) -> ChatDelta | None:
         return None
     if not isinstance(chunk, dict) or "error" in chunk:
         return None
-    return chunk_to_delta(chunk, arrived_s)
+    try:
+        return chunk_to_delta(chunk, arrived_s)
+    except StreamError:
+        return None  # the chunk_object check reports it
 
 
 def _interrupted(tokens: int, cause: str) -> StreamInterrupted:
@@ -309,12 +360,19 @@ def _interrupted(tokens: int, cause: str) -> StreamInterrupted:
 # --------------------------------------------------------------------------------------------- judging
 
 
-def build_report(options: SmokeOptions, records: Sequence[StreamRecord], wall_s: float) -> SmokeReport:
+def build_report(
+    options: SmokeOptions, records: Sequence[StreamRecord], wall_s: float, *, served: ServedModel = ServedModel()
+) -> SmokeReport:
     """Judge and measure recorded streams (pure: the unit tests feed it recorded captures)."""
+    answer, why = None, "no known answer to compare: sampling is not greedy, or --ignore-eos"
+    if _comparable(options):
+        if served.known_answers is None:
+            why = served.why_unknown
+        else:
+            answer = served.known_answers.get(options.prompt)
+            why = "the tiny model has no known answer to this prompt"
     expect = Expectations(
-        model=options.model,
-        include_usage=options.include_usage,
-        known_answer=None if options.ignore_eos else known_answer(options.prompt, temperature=options.temperature),
+        model=options.model, include_usage=options.include_usage, known_answer=answer, no_answer_why=why
     )
     streams: list[StreamReport] = []
     for index, record in enumerate(records):

@@ -59,7 +59,7 @@ def smoke_summary(report: SmokeReport) -> RenderableType:
     itl = report.itl_s
     itl_text = f"{_seconds(itl.p50)} / {_seconds(itl.p90)} / {_seconds(itl.p99)}"
     metrics.add_row("itl p50/p90/p99", itl_text, "gaps between token chunks")
-    metrics.add_row("tpot", _seconds(report.tpot_s), "(e2e - ttft) / (tokens - 1)")
+    metrics.add_row("tpot", _seconds(report.tpot_s), "(e2e - first token) / (tokens - 1)")
     metrics.add_row("e2e", _seconds(report.e2e_s), "send → last token")
     metrics.add_row("output tokens", str(report.output_tokens), "usage, all streams")
     rate = "-" if report.output_tokens_per_s is None else f"{report.output_tokens_per_s:.1f}/s"

@@ -198,6 +198,19 @@ def _read_stamp(out_dir: Path, key: str) -> TinyModelInfo | None:
     )
 
 
+def read_known_answers(model_dir: Path) -> dict[str, str] | None:
+    """The greedy answers that the tiny model in `model_dir` was trained on, from its build stamp; None
+    when `model_dir` holds no tiny model built by qwenops (a real model, another host's path)."""
+    try:
+        stamp = json.loads((model_dir / _STAMP_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    answers = stamp.get("known_answers") if isinstance(stamp, dict) else None
+    if not isinstance(answers, dict) or not all(isinstance(v, str) for v in answers.values()):
+        return None
+    return {str(prompt): answer for prompt, answer in answers.items()}
+
+
 def _make_readable(work_dir: Path) -> None:
     # mkdtemp (and the safetensors writer) create owner-only modes; an engine running as another user
     # (a systemd service, a container) must still be able to read the model.

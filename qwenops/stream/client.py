@@ -28,7 +28,10 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel, ConfigDict, ValidationError
+
 from qwenops.errors import (
+    BadInputError,
     HTTPStatusError,
     InBandError,
     StreamError,
@@ -195,38 +198,89 @@ class DeltaReader:
         )
 
 
+class _WireModel(BaseModel):
+    # Strict: a chunk whose fields have the wrong JSON types is the server's bug to report, not to coerce.
+    model_config = ConfigDict(strict=True, frozen=True)
+
+
+class _WireDelta(_WireModel):
+    role: str | None = None
+    content: str | None = None
+    # vLLM >= 0.10 names it `reasoning`; older vLLM and DeepSeek's API `reasoning_content`.
+    reasoning: str | None = None
+    reasoning_content: str | None = None
+
+
+class _WireChoice(_WireModel):
+    delta: _WireDelta | None = None
+    finish_reason: str | None = None
+    token_ids: list[int] | None = None
+
+
+class _WireUsage(_WireModel):
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+
+
+class _WireChunk(_WireModel):
+    """The fields of a `chat.completion.chunk` that qwenops reads; any others are ignored."""
+
+    id: str | None = None
+    model: str | None = None
+    choices: list[_WireChoice] | None = None
+    usage: _WireUsage | None = None
+
+
 def chunk_to_delta(chunk: Mapping[str, Any], arrived_s: float) -> ChatDelta:
-    """A parsed `chat.completion.chunk` as a `ChatDelta` (first choice; a usage-only chunk has none)."""
-    usage = chunk.get("usage")
-    choices = chunk.get("choices") or ()
-    role = content = reasoning = finish = token_ids = None
-    if choices:
-        choice = choices[0]
-        delta = choice.get("delta") or {}
-        role = delta.get("role")
-        content = delta.get("content")
-        # vLLM >= 0.10 names it `reasoning`; older vLLM and DeepSeek's API `reasoning_content`.
-        reasoning = delta.get("reasoning") or delta.get("reasoning_content")
-        finish = choice.get("finish_reason")
-        token_ids = choice.get("token_ids")
+    """A parsed `chat.completion.chunk` as a `ChatDelta` (first choice; a usage-only chunk has none).
+
+    Raises `StreamError` naming the field when the chunk does not have the shape of one."""
+    try:
+        wire = _WireChunk.model_validate(chunk)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"])
+        wanted = _WANTED.get(first["type"], first["msg"].lower())
+        raise StreamError(
+            f"the server sent a malformed chunk: chunk{where} {wanted}, got {_short_json(first['input'])}",
+            hint="the server is not speaking OpenAI's chat.completion.chunk format",
+        ) from None
+    choice = wire.choices[0] if wire.choices else None
+    delta = choice.delta if choice is not None and choice.delta is not None else _WireDelta()
+    usage = wire.usage
     return ChatDelta(
         arrived_s=arrived_s,
-        id=chunk.get("id") or "",
-        model=chunk.get("model") or "",
-        role=role,
-        content=content or "",
-        reasoning_content=reasoning or "",
-        finish_reason=finish,
-        has_choice=bool(choices),
-        token_ids=tuple(token_ids) if isinstance(token_ids, list) else None,
+        id=wire.id or "",
+        model=wire.model or "",
+        role=delta.role,
+        content=delta.content or "",
+        reasoning_content=delta.reasoning or delta.reasoning_content or "",
+        finish_reason=choice.finish_reason if choice is not None else None,
+        has_choice=choice is not None,
+        token_ids=tuple(choice.token_ids) if choice is not None and choice.token_ids is not None else None,
         usage=Usage(
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
-            total_tokens=int(usage.get("total_tokens") or 0),
+            prompt_tokens=usage.prompt_tokens or 0,
+            completion_tokens=usage.completion_tokens or 0,
+            total_tokens=usage.total_tokens or 0,
         )
-        if usage
+        if usage is not None
         else None,
     )
+
+
+# pydantic's error types, in the words of the JSON the server sent
+_WANTED = {
+    "model_type": "must be an object",
+    "list_type": "must be an array",
+    "string_type": "must be a string",
+    "int_type": "must be an integer",
+}
+
+
+def _short_json(value: object) -> str:
+    text = json.dumps(value, default=repr)
+    return text if len(text) <= 80 else text[:79] + "…"
 
 
 def in_band_error(error: Any, *, text_so_far: str, chunks: int) -> InBandError:
@@ -328,7 +382,7 @@ class OpenStream:
                 f"no bytes for {self._timeouts.read_s:g} s (read timeout)",
                 hint="raise --timeout if the model is slow to start answering",
             ) from None
-        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+        except httpx.TransportError as exc:  # after the headers, any transport failure cuts the answer
             raise TransportCut(str(exc) or type(exc).__name__) from None
         decoder.close()
 
@@ -347,7 +401,7 @@ class OpenStream:
                 f"no bytes for {self._timeouts.read_s:g} s (read timeout)",
                 hint="raise --timeout if the model is slow to start answering",
             ) from None
-        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+        except httpx.TransportError as exc:  # after the headers, any transport failure cuts the answer
             raise TransportCut(str(exc) or type(exc).__name__) from None
         decoder.close()
 
@@ -356,9 +410,9 @@ class TransportCut(Exception):
     """The transport lost the connection mid-body; `DeltaReader` turns it into `StreamInterrupted`."""
 
 
-def _unreachable(endpoint: Endpoint, exc: Exception) -> UnreachableError:
+def _unreachable(endpoint: Endpoint, cause: object) -> UnreachableError:
     return UnreachableError(
-        f"cannot connect to {endpoint.base_url}: {exc or type(exc).__name__}",
+        f"cannot connect to {endpoint.base_url}: {str(cause) or type(cause).__name__}",
         field="base_url",
         hint="is the server running and listening there? start it with qwenops serve",
     )
@@ -379,6 +433,21 @@ def _transport_errors(endpoint: Endpoint, timeouts: Timeouts) -> Iterator[None]:
         raise StreamInterrupted(
             f"the server closed the connection before answering: {exc}", text_so_far="", chunks=0
         ) from None
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+        raise BadInputError(
+            f"{endpoint.base_url!r} is not a usable URL: {exc}", field="base_url", hint="e.g. http://127.0.0.1:8000"
+        ) from None
+    except httpx.LocalProtocolError:
+        # h11's message quotes the offending header, which would print the API key: leave it out.
+        raise BadInputError(
+            "the request is not valid HTTP: a header value is not one line of printable text",
+            field="api_key",
+            hint="check QWENOPS_API_KEY",
+        ) from None
+    except httpx.TransportError as exc:
+        # The rest (write errors and timeouts, pool timeouts, proxy and remote protocol errors) all mean that no
+        # answer can come from there; the type names which one.
+        raise _unreachable(endpoint, f"{type(exc).__name__}: {exc}") from None
 
 
 def _opened(response: httpx.Response, sent_s: float, timeouts: Timeouts) -> OpenStream:

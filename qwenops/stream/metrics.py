@@ -8,7 +8,8 @@ and when the bytes that complete each chunk arrive (`ChatDelta.arrived_s`).
     ttft_s             = first non-empty content chunk    - sent          (None: no content)
     e2e_s              = last token chunk                 - sent
     itl_s              = [t[i] - t[i-1] for the arrival times t of consecutive token chunks]
-    tpot_s             = (e2e_s - ttft_s) / (output_tokens - 1)           (None when output_tokens < 2)
+    first_token        = first non-empty content or reasoning chunk       (the earlier of the two above)
+    tpot_s             = (e2e_s - first_token) / (output_tokens - 1)      (None when output_tokens < 2)
     output_tokens      = usage.completion_tokens, else the tokens counted in the chunks (ChatDelta.tokens)
     output_tokens_per_s = output_tokens / e2e_s            (aggregate: all tokens / wall time of the run)
 
@@ -80,11 +81,15 @@ def stream_metrics(deltas: Sequence[ChatDelta], *, sent_s: float) -> StreamMetri
     usage = next((d.usage for d in reversed(deltas) if d.usage is not None), None)
     output_tokens = usage.completion_tokens if usage is not None else sum(d.tokens for d in deltas)
 
+    # output_tokens counts reasoning tokens too, so TPOT must start at the first token of either kind:
+    # from the first content it would spread the answer's time over the thinking tokens as well.
+    first_token = next((d.arrived_s for d in deltas if d.content or d.reasoning_content), None)
+
     ttft = None if first_content is None else first_content - sent_s
     e2e = token_times[-1] - sent_s if token_times else None
     tpot = None
-    if ttft is not None and e2e is not None and output_tokens > 1:
-        tpot = (e2e - ttft) / (output_tokens - 1)
+    if first_token is not None and e2e is not None and output_tokens > 1:
+        tpot = (e2e - (first_token - sent_s)) / (output_tokens - 1)
     itl = tuple(b - a for a, b in itertools.pairwise(token_times))
     return StreamMetrics(
         first_chunk_s=None if first_chunk is None else first_chunk - sent_s,

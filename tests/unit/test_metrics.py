@@ -32,9 +32,22 @@ def test_formulas_on_a_stream_with_reasoning_then_content() -> None:
     assert m.ttft_s == pytest.approx(0.6)
     assert m.e2e_s == pytest.approx(1.2)  # the usage chunk does not end the answer
     assert m.output_tokens == 5  # usage wins over counting
-    assert m.tpot_s == pytest.approx((1.2 - 0.6) / 4)
+    # all 5 tokens (reasoning included) are spread from the first token on, not from the first content
+    assert m.tpot_s == pytest.approx((1.2 - 0.3) / 4)
     assert m.itl_s == pytest.approx((0.2, 0.1, 0.4, 0.2))
     assert m.output_tokens_per_s == pytest.approx(5 / 1.2)
+
+
+def test_tpot_of_a_reasoning_only_answer_is_measured() -> None:
+    deltas = [
+        d(10.0, role="assistant"),
+        d(10.5, reasoning_content="a"),
+        d(11.5, reasoning_content="b"),
+        d(12.5, content="", finish_reason="length"),
+    ]
+    m = stream_metrics(deltas, sent_s=10.0)
+    assert m.ttft_s is None
+    assert m.tpot_s == pytest.approx((2.5 - 0.5) / 2)
 
 
 def test_without_usage_tokens_are_counted() -> None:

@@ -53,8 +53,6 @@ def test_case_one_byte_at_a_time(name: str) -> None:
 @pytest.mark.parametrize("name", ["normal.sse", "with_usage.sse", "cut_midstream.sse"])
 def test_recorded_capture_split_at_every_offset(name: str) -> None:
     path = REPO / "tests" / "data" / "sse" / name
-    if not path.exists():  # the captures arrive with the tiny-model branch (tests/data/sse/README.md)
-        pytest.skip(f"recorded capture {path.relative_to(REPO)} not present")
     raw = path.read_bytes()
     whole = parse_sse(raw)
     assert len(whole) >= 20
