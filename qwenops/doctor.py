@@ -395,11 +395,10 @@ def run_doctor(profile_name: str | None, *, probe_file: Path | None = None,
     from qwenops.hardware.facts import FileProbe, ModelFacts
     from qwenops.profiles import load_profile
     from qwenops.render.vllm import model_path
-    from qwenops.settings import load_settings
+    from qwenops.settings import locations
 
-    settings = load_settings()
-    profile = load_profile(profile_name or settings.profile, profiles_dir=settings.profiles_dir)
-    location = model_path(profile, settings.resolved_state_dir)
+    profile = load_profile(profile_name)
+    location = model_path(profile, locations().state_dir)
     if probe_file is not None:
         facts = FileProbe(probe_file).collect(data_dir=None, host=profile.host, port=profile.port)
         model, model_error, not_probed = _recorded_model(facts.model, profile)

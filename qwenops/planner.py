@@ -295,13 +295,11 @@ def plan_request(
 ) -> Plan:
     """`qwenops plan`: gather model, GPU and flags (CLI > profile > vLLM default), then `plan()`."""
     from qwenops.profiles import load_profile
-    from qwenops.settings import load_settings
 
     flags: dict[str, object] = {}
     profile: Profile | None = None
     if profile_name or not (model_dir or model_config):
-        settings = load_settings()
-        profile = load_profile(profile_name or settings.profile, profiles_dir=settings.profiles_dir)
+        profile = load_profile(profile_name)
         if profile.engine != "vllm":
             raise BadInputError(f"profile {profile.name!r} runs on the {profile.engine} engine; plan models GPU memory",
                                 field="profile", hint="pass a GPU profile such as 4090d")

@@ -233,13 +233,21 @@ def _load_chain(
 
 
 def resolve_profile(
-    name: str,
+    name: str | None = None,
     *,
     cli_overrides: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
     profiles_dir: Path | None = None,
 ) -> ResolvedProfile:
-    """Load NAME (following `extends`), apply QWENOPS_<FIELD> env values, then CLI values; validate."""
+    """Load NAME (following `extends`), apply QWENOPS_<FIELD> env values, then CLI values; validate.
+
+    NAME None is the default profile: QWENOPS_PROFILE (environment or env file), else cpu-tiny.
+    PROFILES_DIR None is QWENOPS_PROFILES_DIR, looked up before the shipped profiles.
+    """
+    if name is None:
+        from qwenops.settings import locations
+
+        name = locations().profile
     available = available_profiles(profiles_dir)
     data, sources, files = _load_chain(name, available)
     # env=None: the real environment and env file; a mapping (tests, `profiles list`): only that.
@@ -257,7 +265,7 @@ def resolve_profile(
     return ResolvedProfile(profile=profile, sources=sources, files=tuple(str(f) for f in files))
 
 
-def load_profile(name: str, **kwargs: Any) -> Profile:
+def load_profile(name: str | None = None, **kwargs: Any) -> Profile:
     return resolve_profile(name, **kwargs).profile
 
 

@@ -27,7 +27,7 @@ from qwenops.settings import load_settings
 if TYPE_CHECKING:
     from qwenops.supervisor.runner import Observer, Server
 
-MASK = "********"
+MASK = "***"  # as `profiles show` masks it
 # The service manager's variables belong to qwenops, the process systemd watches; a child that
 # inherited them could send READY=1 on our behalf (with NotifyAccess=all) before we checked anything.
 _SUPERVISOR_ONLY_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
@@ -102,10 +102,9 @@ def plan_serve(profile_name: str | None = None, *, host: str | None = None, port
     from qwenops.render.vllm import model_path, vllm_argv
 
     settings = load_settings()
-    name = profile_name or settings.profile
     cli: dict[str, object] = dict(overrides or {})
     cli.update({key: value for key, value in (("host", host), ("port", port)) if value is not None})
-    profile = resolve_profile(name, cli_overrides=cli, profiles_dir=settings.profiles_dir).profile
+    profile = resolve_profile(profile_name, cli_overrides=cli).profile
     state_dir = settings.resolved_state_dir
     model = model_path(profile, state_dir)
     env = dict(profile.env)

@@ -79,10 +79,3 @@ def override_option(func: F) -> F:
         "--set", "overrides", multiple=True, metavar="FIELD=VALUE",
         help="Override a profile field for this run, e.g. --set max_model_len=4096 (repeatable).",
     )(func)
-
-
-def profile_name(profile: str | None) -> str:
-    """The --profile value, else $QWENOPS_PROFILE (environment or env file), else cpu-tiny."""
-    from qwenops.settings import locations
-
-    return profile or locations().profile

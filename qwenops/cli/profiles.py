@@ -50,7 +50,7 @@ def show_command(name: str, sources: bool, overrides: tuple[str, ...], json_mode
     from qwenops.settings import load_settings
 
     settings = load_settings()
-    resolved = resolve_profile(name, cli_overrides=parse_overrides(overrides), profiles_dir=settings.profiles_dir)
+    resolved = resolve_profile(name, cli_overrides=parse_overrides(overrides))
     data = show_profile(resolved, api_key_set=settings.api_key is not None)
     finish(
         CommandResult(command="profiles show", data=data),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from qwenops.cli._common import finish, json_option, override_option, profile_name, profile_option
+from qwenops.cli._common import finish, json_option, override_option, profile_option
 from qwenops.results import CommandResult
 
 
@@ -24,7 +24,7 @@ def flags_command(profile: str | None, overrides: tuple[str, ...], json_mode: bo
     from qwenops.profiles import parse_overrides
     from qwenops.render import render_flags
 
-    data = render_flags(profile_name(profile), parse_overrides(overrides))
+    data = render_flags(profile, parse_overrides(overrides))
     finish(CommandResult(command="render flags", data=data), json_mode=json_mode, view=lambda d: d.command)
 
 
@@ -38,6 +38,6 @@ def script_command(profile: str | None, overrides: tuple[str, ...], output: Path
     from qwenops.profiles import parse_overrides
     from qwenops.render import render_script
 
-    data = render_script(profile_name(profile), parse_overrides(overrides), output)
+    data = render_script(profile, parse_overrides(overrides), output)
     view = (lambda d: f"wrote {d.path}") if output else (lambda d: d.script)
     finish(CommandResult(command="render script", data=data), json_mode=json_mode, view=view)

@@ -33,21 +33,21 @@ class RenderedScript(BaseModel):
     path: str | None
 
 
-def render_flags(name: str, overrides: Mapping[str, str] | None = None) -> RenderedFlags:
+def render_flags(name: str | None, overrides: Mapping[str, str] | None = None) -> RenderedFlags:
     from qwenops.render.vllm import vllm_argv
 
-    where = locations()
-    profile = resolve_profile(name, cli_overrides=overrides, profiles_dir=where.profiles_dir).profile
-    argv = vllm_argv(profile, state_dir=where.state_dir)
+    profile = resolve_profile(name, cli_overrides=overrides).profile
+    argv = vllm_argv(profile, state_dir=locations().state_dir)
     return RenderedFlags(profile=profile.name, argv=tuple(argv), command=shlex.join(argv), env=dict(profile.env))
 
 
-def render_script(name: str, overrides: Mapping[str, str] | None = None, output: Path | None = None) -> RenderedScript:
+def render_script(
+    name: str | None, overrides: Mapping[str, str] | None = None, output: Path | None = None
+) -> RenderedScript:
     from qwenops.render.script import start_script
 
-    where = locations()
-    profile = resolve_profile(name, cli_overrides=overrides, profiles_dir=where.profiles_dir).profile
-    text = start_script(profile, state_dir=where.state_dir)
+    profile = resolve_profile(name, cli_overrides=overrides).profile
+    text = start_script(profile, state_dir=locations().state_dir)
     if output is not None:
         from qwenops.errors import BadInputError
 

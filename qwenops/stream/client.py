@@ -516,7 +516,7 @@ class ChatDefaults:
         from qwenops.settings import load_settings
 
         settings = load_settings()
-        chosen = load_profile(profile or settings.profile, profiles_dir=settings.profiles_dir)
+        chosen = load_profile(profile)
         base_url = settings.base_url or server_url(chosen.host, chosen.port)
         key = settings.api_key.get_secret_value() if settings.api_key else None
         return cls(
