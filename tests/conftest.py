@@ -29,6 +29,9 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[N
     monkeypatch.setenv("QWENOPS_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("QWENOPS_ENV_FILE", str(tmp_path / "no.env"))
     monkeypatch.setenv("NO_COLOR", "1")
+    # A checkpoint in the developer's Hugging Face cache must not change verdicts, plans or model lookups.
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     yield
 
 

@@ -25,13 +25,6 @@ CHECK_NAMES = ["gpu", "gpu_model", "gpu_memory", "cuda_driver", "driver_vs_torch
                "system_disk", "data_disk", "model", "port", "shm", "open_files", "memory_plan"]
 
 
-@pytest.fixture(autouse=True)
-def _no_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A checkpoint in the developer's Hugging Face cache must not change verdicts or plans."""
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-
-
 def invoke(*args: str) -> Any:
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 

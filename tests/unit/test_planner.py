@@ -27,13 +27,6 @@ assert QWEN3_14B is not None
 CONFIG = QWEN3_14B.config
 
 
-@pytest.fixture(autouse=True)
-def _no_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A checkpoint in the developer's Hugging Face cache must not change verdicts or plans."""
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-
-
 def invoke(*args: str) -> Any:
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
