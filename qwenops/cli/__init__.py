@@ -7,11 +7,8 @@ torch, vLLM, pynvml, FastAPI or transformers. Register a command here only once 
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
-import sys
-from typing import Any, TextIO
+from typing import Any
 
 import click
 
@@ -43,8 +40,8 @@ class RootGroup(LazyGroup):
             # A root-level usage error (`qwenops --bogus ... --json`) never reaches invoke().
             if "--json" not in ctx.meta[ARGV_KEY]:  # `args` itself is consumed by the parser
                 raise
+            from qwenops.cli.output import emit_error
             from qwenops.errors import BadInputError
-            from qwenops.output import emit_error
 
             emit_error("qwenops", BadInputError(exc.format_message()), json_mode=True)
             ctx.exit(int(ExitCode.BAD_INPUT))
@@ -55,15 +52,15 @@ class RootGroup(LazyGroup):
         try:
             return super().invoke(ctx)
         except QwenopsError as exc:
-            from qwenops.output import emit_error
+            from qwenops.cli.output import emit_error
 
             emit_error(command_name(ctx), exc, json_mode=json_requested(ctx))
             ctx.exit(int(exc.exit_code))
         except click.UsageError as exc:
             if not json_requested(ctx):
                 raise
+            from qwenops.cli.output import emit_error
             from qwenops.errors import BadInputError
-            from qwenops.output import emit_error
 
             emit_error(command_name(ctx), BadInputError(exc.format_message()), json_mode=True)
             ctx.exit(int(ExitCode.BAD_INPUT))
@@ -72,7 +69,7 @@ class RootGroup(LazyGroup):
         except Exception as exc:  # the boundary: a bug must still end in one line and exit 4
             if os.environ.get("QWENOPS_DEBUG"):
                 raise
-            from qwenops.output import emit_error
+            from qwenops.cli.output import emit_error
 
             bug = QwenopsError(
                 f"internal error: {type(exc).__name__}: {exc}",
@@ -92,57 +89,7 @@ def cli() -> None:
 
 
 def main() -> None:
-    args = sys.argv[1:]
-    from qwenops.cli import _memo
-
-    try:
-        cacheable = _memo.cacheable(args)
-        stored = _memo.lookup(args) if cacheable else None
-    except QwenopsError:
-        cacheable, stored = False, None  # the command reports the problem itself, through the boundary
-    if not cacheable:
-        cli.main(args, prog_name="qwenops")
-        return
-    if stored is not None:
-        sys.stdout.write(stored)
-        return
-    real_stdout, captured = sys.stdout, io.StringIO()
-    sys.stdout = _Tee(real_stdout, captured)
-    code: int | str | None = 0
-    try:
-        cli.main(args, prog_name="qwenops")
-    except SystemExit as exc:
-        code = exc.code
-    finally:
-        sys.stdout = real_stdout
-    if code in (0, None):
-        with contextlib.suppress(QwenopsError):
-            _memo.store(args, captured.getvalue())
-    sys.exit(code)
-
-
-class _Tee(io.TextIOBase):
-    """stdout that also keeps a copy, for storing a cacheable command's output."""
-
-    def __init__(self, real: TextIO, copy: io.StringIO) -> None:
-        self._real, self._copy = real, copy
-
-    def write(self, text: str) -> int:
-        self._copy.write(text)
-        return self._real.write(text)
-
-    def flush(self) -> None:
-        self._real.flush()
-
-    def isatty(self) -> bool:
-        return self._real.isatty()
-
-    @property
-    def encoding(self) -> str:  # type: ignore[override]
-        return self._real.encoding
-
-    def fileno(self) -> int:
-        return self._real.fileno()
+    cli.main(prog_name="qwenops")
 
 
 if __name__ == "__main__":  # pragma: no cover
