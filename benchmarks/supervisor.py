@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))  # measure this checkout's qwenops, not whichever 
 import httpx  # noqa: E402
 import psutil  # noqa: E402
 
-from qwenops.profiles import load_profile  # noqa: E402
+from qwenops.config.loader import load_profile  # noqa: E402
 from qwenops.supervisor.health import HealthChecker  # noqa: E402
 from qwenops.supervisor.notify import Notifier  # noqa: E402
 from qwenops.supervisor.process import ServerProcess, spawn  # noqa: E402

@@ -19,10 +19,12 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
+from qwenops.config.loader import resolve_profile
+from qwenops.config.profile import Profile
+from qwenops.config.settings import load_settings
 from qwenops.errors import BadInputError, EngineMissingError
 from qwenops.net import base_url
-from qwenops.profiles import Profile, Supervision, resolve_profile
-from qwenops.settings import load_settings
+from qwenops.supervisor.options import SupervisorOptions
 
 if TYPE_CHECKING:
     from qwenops.supervisor.runner import Observer, Server
@@ -55,7 +57,7 @@ class ServePlan(BaseModel):
     model_path: str
     builds_tiny_model: bool  # cpu-tiny's model dir is missing and will be built first
     log_file: str
-    supervise: Supervision
+    supervise: SupervisorOptions
 
 
 class FatalCauseInfo(BaseModel):
@@ -105,7 +107,7 @@ def plan_serve(profile_name: str | None = None, *, host: str | None = None, port
     cli: dict[str, object] = dict(overrides or {})
     cli.update({key: value for key, value in (("host", host), ("port", port)) if value is not None})
     profile = resolve_profile(profile_name, cli_overrides=cli).profile
-    state_dir = settings.resolved_state_dir
+    state_dir = settings.state_dir
     model = model_path(profile, state_dir)
     env = dict(profile.env)
     if settings.api_key is not None:

@@ -130,7 +130,7 @@ def run_smoke_in_terminal(options: SmokeOptions, *, live: bool, junit_path: Path
     """`run_smoke`, with the live view on stderr when `live` (a terminal, and no --json)."""
     if not live:
         return run_smoke(options, junit_path=junit_path)
-    from qwenops.output import stderr_console
+    from qwenops.cli.output import stderr_console
 
     with LiveSmokeView(options.requests, stderr_console()) as view:
         return run_smoke(options, observer=view, junit_path=junit_path)

@@ -22,12 +22,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _isolated_env(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
+                  monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for key in list(os.environ):
         if key.startswith("QWENOPS_") or key in ("VLLM_API_KEY", "NOTIFY_SOCKET"):
             monkeypatch.delenv(key)
     monkeypatch.setenv("QWENOPS_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("QWENOPS_ENV_FILE", str(tmp_path / "no.env"))
+    # Never the developer's ./.env; a named env file must exist, and tests that list tmp_path see only theirs.
+    empty_env_file = tmp_path_factory.mktemp("env") / "empty.env"
+    empty_env_file.touch()
+    monkeypatch.setenv("QWENOPS_ENV_FILE", str(empty_env_file))
     monkeypatch.setenv("NO_COLOR", "1")
     # A checkpoint in the developer's Hugging Face cache must not change verdicts, plans or model lookups.
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))

@@ -7,8 +7,8 @@ from typing import Any, TypeVar
 
 import click
 
+from qwenops.cli.output import View, emit
 from qwenops.errors import ExitCode
-from qwenops.output import View, emit
 from qwenops.results import CommandResult
 
 F = TypeVar("F", bound=Callable[..., Any])

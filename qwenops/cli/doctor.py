@@ -12,7 +12,7 @@ from qwenops.cli._common import finish, json_option, profile_option
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from qwenops.doctor import DoctorReport
+    from qwenops.doctor.checks import DoctorReport
 
 
 @click.command("doctor")
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 @json_option
 def doctor(profile: str | None, probe_file: Path | None, save_probe: Path | None, json_mode: bool) -> None:
     """Check GPU, driver, CUDA, RAM, disks, model, port and the memory plan; every finding with its fix."""
-    from qwenops.doctor import run_doctor
+    from qwenops.doctor.run import run_doctor
     from qwenops.results import CommandResult
 
     report = run_doctor(profile, probe_file=probe_file, save_probe=save_probe)
@@ -38,7 +38,7 @@ def _view(report: DoctorReport) -> RenderableType:
     from rich.console import Group
     from rich.markup import escape
 
-    from qwenops.cli._views import table
+    from qwenops.cli.views.tables import table
 
     rows = [(_MARK[c.status], c.name, escape(c.finding), escape(c.fix or "")) for c in report.checks]
     counts = ", ".join(f"{n} {status}" for status, n in report.counts.items() if n)

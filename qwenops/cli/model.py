@@ -31,16 +31,16 @@ def build_tiny(directory: Path | None, seed: int, force: bool, json_mode: bool) 
 
     No network: the tokenizer and weights are trained here in seconds; a cached build is reused.
     """
-    from qwenops.settings import locations
+    from qwenops.config.settings import load_settings
     from qwenops.tinymodel import build_tiny_model
 
-    target = directory or locations().state_dir / "models" / "qwen3-tiny"
+    target = directory or load_settings().state_dir / "models" / "qwen3-tiny"
     info = build_tiny_model(target, seed=seed, force=force)
     finish(CommandResult(command="model build-tiny", data=info), json_mode=json_mode, view=_view)
 
 
 def _view(info: TinyModelInfo) -> RenderableType:
-    from qwenops.cli._views import table
+    from qwenops.cli.views.tables import table
 
     verb = "built" if info.built else "cached"
     rows = [(prompt, answer) for prompt, answer in info.known_answers.items()]

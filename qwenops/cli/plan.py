@@ -7,13 +7,14 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from qwenops.cli._common import finish, json_option, profile_option
+from qwenops.units import KIB
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from qwenops.planner import Plan
+    from qwenops.planner.memory import Plan
 
-# qwenops.planner.MAX_GIB / MAX_TOKENS, written out so `plan --help` does not import the planner.
+# qwenops.planner.memory.MAX_GIB / MAX_TOKENS, written out so `plan --help` does not import the planner.
 _MAX_GIB = 1024.0**2
 _MAX_TOKENS = 10**9
 _GIB = click.FloatRange(min=0, max=_MAX_GIB, min_open=True)
@@ -38,7 +39,7 @@ _TOKENS = click.IntRange(min=1, max=_MAX_TOKENS)
 @json_option
 def plan(profile: str | None, json_mode: bool, **options: Any) -> None:
     """Predict weights, activations, KV cache tokens and whether a profile fits, before launch."""
-    from qwenops.planner import FLAG_FIELDS, plan_request
+    from qwenops.planner.inputs import FLAG_FIELDS, plan_request
     from qwenops.results import CommandResult
 
     overrides = {field: options.pop(field) for field in FLAG_FIELDS}
@@ -49,7 +50,7 @@ def plan(profile: str | None, json_mode: bool, **options: Any) -> None:
 def _view(p: Plan) -> RenderableType:
     from rich.console import Group
 
-    from qwenops.cli._views import table
+    from qwenops.cli.views.tables import table
 
     rows = [
         ("GPU budget", f"{p.budget_gib:.2f} GiB",
@@ -60,7 +61,7 @@ def _view(p: Plan) -> RenderableType:
         ("- non-torch", f"{p.non_torch_gib:.2f} GiB", "cuBLAS workspace, allocator"),
         ("- CUDA graphs", f"{p.cudagraph_gib:.2f} GiB",
          "" if p.cudagraph_gib else "none reserved (enforce_eager, or vLLM < 0.21)"),
-        ("= KV cache", f"{p.available_kv_gib:.2f} GiB", f"{p.kv_bytes_per_token // 1024} KiB/token"),
+        ("= KV cache", f"{p.available_kv_gib:.2f} GiB", f"{p.kv_bytes_per_token // KIB} KiB/token"),
         ("KV tokens", f"{p.kv_tokens:,}", f"{p.num_blocks:,} blocks of 16"),
         ("max concurrency", f"{p.max_concurrency:g}", f"at max_model_len {p.max_model_len}"),
     ]

@@ -12,7 +12,7 @@ from qwenops.results import CommandResult
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from qwenops.profiles import ProfileList, ProfileView
+    from qwenops.config.catalog import ProfileList, ProfileView
 
 
 @click.group()
@@ -24,12 +24,12 @@ def profiles() -> None:
 @json_option
 def list_command(json_mode: bool) -> None:
     """List the profiles qwenops can serve."""
+    from qwenops.config.catalog import list_profiles
+    from qwenops.config.settings import load_settings
     from qwenops.errors import ExitCode
-    from qwenops.profiles import list_profiles
     from qwenops.results import ErrorInfo
-    from qwenops.settings import locations
 
-    data = list_profiles(locations().profiles_dir)
+    data = list_profiles(load_settings().profiles_dir)
     errors = tuple(
         ErrorInfo(code="profile_invalid", message=p.problem, field=p.name) for p in data.profiles if p.problem
     )
@@ -46,8 +46,9 @@ def list_command(json_mode: bool) -> None:
 @json_option
 def show_command(name: str, sources: bool, overrides: tuple[str, ...], json_mode: bool) -> None:
     """Show profile NAME as it resolves here (environment and --set applied)."""
-    from qwenops.profiles import parse_overrides, resolve_profile, show_profile
-    from qwenops.settings import load_settings
+    from qwenops.config.catalog import show_profile
+    from qwenops.config.loader import parse_overrides, resolve_profile
+    from qwenops.config.settings import load_settings
 
     settings = load_settings()
     resolved = resolve_profile(name, cli_overrides=parse_overrides(overrides))
@@ -60,14 +61,14 @@ def show_command(name: str, sources: bool, overrides: tuple[str, ...], json_mode
 
 
 def _list_view(data: ProfileList) -> RenderableType:
-    from qwenops.cli._views import table
+    from qwenops.cli.views.tables import table
 
     return table(["profile", "engine", "model", "description"],
                  [(p.name, p.engine, p.model, p.description or f"INVALID: {p.problem}") for p in data.profiles])
 
 
 def _show_view(data: ProfileView, *, with_sources: bool) -> RenderableType:
-    from qwenops.cli._views import table
+    from qwenops.cli.views.tables import table
 
     def cell(value: Any) -> str:
         if isinstance(value, dict):

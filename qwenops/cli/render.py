@@ -21,7 +21,7 @@ def render() -> None:
 @json_option
 def flags_command(profile: str | None, overrides: tuple[str, ...], json_mode: bool) -> None:
     """Print the server command line, shell-quoted (OpenAI-compatible entrypoint)."""
-    from qwenops.profiles import parse_overrides
+    from qwenops.config.loader import parse_overrides
     from qwenops.render import render_flags
 
     data = render_flags(profile, parse_overrides(overrides))
@@ -35,7 +35,7 @@ def flags_command(profile: str | None, overrides: tuple[str, ...], json_mode: bo
 @json_option
 def script_command(profile: str | None, overrides: tuple[str, ...], output: Path | None, json_mode: bool) -> None:
     """Print (or write with -o) a start_api.sh that execs the server with one flag per line."""
-    from qwenops.profiles import parse_overrides
+    from qwenops.config.loader import parse_overrides
     from qwenops.render import render_script
 
     data = render_script(profile, parse_overrides(overrides), output)

@@ -21,8 +21,8 @@ def serve(*, profile: str | None, host: str | None, port: int | None, overrides:
     """Start vLLM's OpenAI-compatible server and keep it healthy (restart with backoff, FATAL on a
     config error). Exit 0 after SIGTERM/SIGINT/SIGHUP/SIGQUIT, 1 when it gave up (FATAL), 2 on bad input
     or a taken port."""
-    from qwenops.cli._views import serve_plan_view, serve_result_view
-    from qwenops.profiles import parse_overrides
+    from qwenops.cli.views.serve import serve_plan_view, serve_result_view
+    from qwenops.config.loader import parse_overrides
     from qwenops.serve import plan_serve
     from qwenops.serve import serve as run
 
@@ -30,7 +30,7 @@ def serve(*, profile: str | None, host: str | None, port: int | None, overrides:
     if dry_run:
         finish(CommandResult(command="serve", data=plan), json_mode=json_mode, view=serve_plan_view)
         return
-    from qwenops.supervisor.console import ConsoleReporter
+    from qwenops.cli.views.serve import ConsoleReporter
 
     reporter = ConsoleReporter(echo_server=not quiet)
     try:

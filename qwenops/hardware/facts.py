@@ -15,7 +15,7 @@ from typing import Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from qwenops.errors import BadInputError
-from qwenops.modelinfo import ModelInfo
+from qwenops.planner.modelinfo import ModelInfo
 
 SCHEMA = "qwenops.hostfacts/1"
 

@@ -16,8 +16,7 @@ from importlib import metadata
 from pathlib import Path
 
 from qwenops.hardware.facts import DiskFacts, HostFacts, HostInfo, PortFacts, SoftwareFacts
-
-GIB = 1024**3
+from qwenops.units import GIB
 
 
 def _disk(path: Path) -> DiskFacts:

@@ -13,9 +13,9 @@ from functools import partial
 from typing import Any, TypeVar
 
 from qwenops.hardware.facts import GpuDevice, GpuFacts, GpuProcessFacts
+from qwenops.units import MIB
 
 T = TypeVar("T")
-MIB = 1024**2
 
 _state: dict[str, Any] = {"initialized": False, "error": None}
 

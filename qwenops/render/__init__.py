@@ -12,8 +12,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from qwenops.profiles import resolve_profile
-from qwenops.settings import locations
+from qwenops.config.loader import resolve_profile
+from qwenops.config.settings import load_settings
 
 
 class RenderedFlags(BaseModel):
@@ -37,7 +37,7 @@ def render_flags(name: str | None, overrides: Mapping[str, str] | None = None) -
     from qwenops.render.vllm import vllm_argv
 
     profile = resolve_profile(name, cli_overrides=overrides).profile
-    argv = vllm_argv(profile, state_dir=locations().state_dir)
+    argv = vllm_argv(profile, state_dir=load_settings().state_dir)
     return RenderedFlags(profile=profile.name, argv=tuple(argv), command=shlex.join(argv), env=dict(profile.env))
 
 
@@ -47,7 +47,7 @@ def render_script(
     from qwenops.render.script import start_script
 
     profile = resolve_profile(name, cli_overrides=overrides).profile
-    text = start_script(profile, state_dir=locations().state_dir)
+    text = start_script(profile, state_dir=load_settings().state_dir)
     if output is not None:
         from qwenops.errors import BadInputError
 

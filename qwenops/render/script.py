@@ -12,7 +12,7 @@ import shlex
 from pathlib import Path
 
 from qwenops import __version__
-from qwenops.profiles import Profile
+from qwenops.config.profile import Profile
 from qwenops.render.vllm import entrypoint, flag_pairs
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qwenops.profiles import VLLM_FLAG_FIELDS, Profile
+from qwenops.config.profile import VLLM_FLAG_FIELDS, Profile
 
 OPENAI_ENTRYPOINT = "vllm.entrypoints.openai.api_server"
 

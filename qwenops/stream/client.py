@@ -511,9 +511,9 @@ class ChatDefaults:
     @classmethod
     def load(cls, profile: str | None = None) -> ChatDefaults:
         """QWENOPS_BASE_URL / QWENOPS_API_KEY from settings; model name and sampling from the profile."""
+        from qwenops.config.loader import load_profile
+        from qwenops.config.settings import load_settings
         from qwenops.net import base_url as server_url
-        from qwenops.profiles import load_profile
-        from qwenops.settings import load_settings
 
         settings = load_settings()
         chosen = load_profile(profile)
@@ -545,7 +545,7 @@ def _resolve(
     if base_url is None or model is None or temperature is None or top_p is None or max_tokens is None:
         defaults = ChatDefaults.load(profile)
     elif api_key is None:
-        from qwenops.settings import load_settings
+        from qwenops.config.settings import load_settings
 
         key = load_settings().api_key
         api_key = key.get_secret_value() if key else None

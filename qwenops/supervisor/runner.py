@@ -18,10 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from qwenops.profiles import Supervision
 from qwenops.supervisor.bootlog import BootLog, FatalCause, Phase
 from qwenops.supervisor.health import Probe
 from qwenops.supervisor.notify import Notifier
+from qwenops.supervisor.options import SupervisorOptions
 from qwenops.supervisor.states import TERMINAL, Event, State, transition
 
 
@@ -127,7 +127,7 @@ class Supervisor:
 
     def __init__(
         self,
-        supervision: Supervision,
+        supervision: SupervisorOptions,
         *,
         spawn: Spawn,
         prober: Prober,

@@ -77,7 +77,7 @@ def tiny_model_dir() -> Path:
 
 
 def start_server(model_dir: Path, log_dir: Path, *, port: int | None = None) -> RunningServer:
-    from qwenops.profiles import load_profile
+    from qwenops.config.loader import load_profile
     from qwenops.render.vllm import vllm_argv
 
     _require_engine()

@@ -19,9 +19,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from qwenops.profiles import Supervision
 from qwenops.supervisor.health import HealthChecker
 from qwenops.supervisor.notify import Notifier
+from qwenops.supervisor.options import SupervisorOptions
 from qwenops.supervisor.process import LogFile, ServerProcess, spawn
 from qwenops.supervisor.runner import Outcome, Supervisor
 from qwenops.supervisor.states import Event, State
@@ -55,7 +55,7 @@ def group_members(pgid: int) -> list[psutil.Process]:
 class Run:
     """One supervised fake server: its notify socket, its attempts, and a way to stop it."""
 
-    def __init__(self, tmp_path: Path, *fake_args: str, supervision: Supervision | None = None) -> None:
+    def __init__(self, tmp_path: Path, *fake_args: str, supervision: SupervisorOptions | None = None) -> None:
         self.port = free_port()
         self.pid_file = tmp_path / "pids"
         self.argv = [sys.executable, str(FAKE), "--port", str(self.port), "--pid-file", str(self.pid_file),
@@ -74,7 +74,7 @@ class Run:
         self._reader = threading.Thread(target=self._read_loop, daemon=True)
         self._reader.start()
         self.supervisor = Supervisor(
-            supervision or Supervision(startup_timeout_s=20, drain_timeout_s=3, health_interval_s=0.2,
+            supervision or SupervisorOptions(startup_timeout_s=20, drain_timeout_s=3, health_interval_s=0.2,
                                        health_failures=2, backoff_initial_s=0.2, backoff_max_s=1,
                                        max_quick_failures=3, quick_failure_window_s=60),
             spawn=self.spawn,
@@ -139,7 +139,7 @@ def cleanup() -> Iterator[list[Run]]:
             attempt.kill()
 
 
-def new_run(cleanup: list[Run], tmp_path: Path, *args: str, **kwargs: Supervision) -> Run:
+def new_run(cleanup: list[Run], tmp_path: Path, *args: str, **kwargs: SupervisorOptions) -> Run:
     run = Run(tmp_path, *args, **kwargs)
     cleanup.append(run)
     return run
@@ -188,7 +188,7 @@ def test_killing_the_engine_not_the_parent_is_detected_and_restarted(cleanup: li
 
 
 def test_a_server_that_ignores_sigterm_is_killed_after_the_drain_timeout(cleanup: list[Run], tmp_path: Path) -> None:
-    supervision = Supervision(drain_timeout_s=0.5, health_interval_s=0.2)
+    supervision = SupervisorOptions(drain_timeout_s=0.5, health_interval_s=0.2)
     run = new_run(cleanup, tmp_path, "--ignore-sigterm", supervision=supervision)
     thread = run.start()
     run.wait_for(lambda: run.supervisor.state is State.RUNNING)
@@ -201,7 +201,7 @@ def test_a_server_that_ignores_sigterm_is_killed_after_the_drain_timeout(cleanup
 
 
 def test_a_second_stop_request_cuts_the_drain_short(cleanup: list[Run], tmp_path: Path) -> None:
-    supervision = Supervision(drain_timeout_s=30, health_interval_s=0.2)
+    supervision = SupervisorOptions(drain_timeout_s=30, health_interval_s=0.2)
     run = new_run(cleanup, tmp_path, "--ignore-sigterm", supervision=supervision)
     thread = run.start()
     run.wait_for(lambda: run.supervisor.state is State.RUNNING)
@@ -215,7 +215,7 @@ def test_a_second_stop_request_cuts_the_drain_short(cleanup: list[Run], tmp_path
 
 
 def test_an_engine_that_outlives_its_api_server_is_not_left_as_an_orphan(cleanup: list[Run], tmp_path: Path) -> None:
-    supervision = Supervision(drain_timeout_s=0.5, health_interval_s=0.2)
+    supervision = SupervisorOptions(drain_timeout_s=0.5, health_interval_s=0.2)
     run = new_run(cleanup, tmp_path, "--orphan-engine", supervision=supervision)
     thread = run.start()
     run.wait_for(lambda: run.supervisor.state is State.RUNNING)

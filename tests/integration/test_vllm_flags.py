@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
-from qwenops.profiles import VLLM_FLAG_FIELDS, available_profiles, load_profile
+from qwenops.config.loader import load_profile
+from qwenops.config.paths import available_profiles
+from qwenops.config.profile import VLLM_FLAG_FIELDS
 from qwenops.render.vllm import OPENAI_ENTRYPOINT, vllm_argv
 
 pytestmark = pytest.mark.engine

@@ -14,10 +14,10 @@ import pytest
 from click.testing import CliRunner
 
 from qwenops.cli import cli
-from qwenops.doctor import CHECKS, check_model, diagnose
+from qwenops.config.loader import load_profile
+from qwenops.doctor.checks import CHECKS, check_model, diagnose
 from qwenops.hardware.facts import load_facts
-from qwenops.modelinfo import inspect_model_dir, resolve_model
-from qwenops.profiles import load_profile
+from qwenops.planner.modelinfo import inspect_model_dir, resolve_model
 
 PROBES = Path(__file__).resolve().parents[1] / "data" / "probes"
 FIXTURES = sorted(p.stem for p in PROBES.glob("*.json"))

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from qwenops.errors import BadInputError
-from qwenops.modelinfo import (
+from qwenops.planner.modelinfo import (
     checkpoints_for,
     from_catalog,
     inspect_model_dir,

@@ -15,10 +15,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from qwenops import planner
 from qwenops.cli import cli
-from qwenops.modelinfo import GIB, from_catalog
-from qwenops.planner import GpuProcess, PlanInput, kv_bytes_per_token, plan
+from qwenops.planner import memory
+from qwenops.planner.memory import GpuProcess, PlanInput, kv_bytes_per_token, plan
+from qwenops.planner.modelinfo import from_catalog
+from qwenops.units import GIB
 
 REPO = Path(__file__).resolve().parents[2]
 CASES = REPO / "tests" / "data" / "kv_cases_public.json"
@@ -218,7 +219,7 @@ def test_plan_input_refuses_sizes_the_arithmetic_cannot_hold(field: str, value: 
 def test_plan_cli_limits_are_the_planners() -> None:
     from qwenops.cli import plan as plan_cli
 
-    assert (plan_cli._MAX_GIB, plan_cli._MAX_TOKENS) == (planner.MAX_GIB, planner.MAX_TOKENS)
+    assert (plan_cli._MAX_GIB, plan_cli._MAX_TOKENS) == (memory.MAX_GIB, memory.MAX_TOKENS)
 
 
 def test_tensor_parallel_profiles_are_refused_not_misplanned(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -264,7 +265,7 @@ def test_v0_logs_beyond_the_public_case_file() -> None:
     llama = {"architectures": ["LlamaForCausalLM"], "num_hidden_layers": 32, "num_attention_heads": 32,
              "num_key_value_heads": 8, "head_dim": 128, "hidden_size": 4096, "intermediate_size": 14336,
              "vocab_size": 128256, "max_position_embeddings": 131072}
-    from qwenops.modelinfo import parse_config
+    from qwenops.planner.modelinfo import parse_config
 
     config = parse_config(llama, origin="llama-3.1-8b")
     at_29k = plan(PlanInput(config=config, weights_gib=14.9888, gpu_total_gib=23.58, gpu_memory_utilization=0.9,

@@ -12,7 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from qwenops.cli import cli
-from qwenops.profiles import available_profiles, load_profile
+from qwenops.config.loader import load_profile
+from qwenops.config.paths import available_profiles
 from qwenops.render.script import start_script
 from qwenops.render.vllm import vllm_argv
 from tests.conftest import GOLDEN_STATE_DIR, REPO

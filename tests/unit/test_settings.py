@@ -1,39 +1,128 @@
-"""Settings: both readers agree, the env file counts, the environment wins, secrets stay secret."""
+"""Settings: one reader, one rule for empty values, the env file counts, the environment wins, secrets stay secret."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
-from qwenops.settings import environment, load_settings, locations
+from qwenops.cli import cli
+from qwenops.config.loader import resolve_profile
+from qwenops.config.profile import OVERRIDABLE_FIELDS
+from qwenops.config.settings import ENV_FILE_VARIABLE, Settings, Value, environment, load_settings
+from qwenops.errors import SettingsError
+
+# Every QWENOPS_* variable qwenops reads through the settings reader, with a valid value for it.
+SETTING_VALUES = {
+    "QWENOPS_PROFILE": "4090d",
+    "QWENOPS_PROFILES_DIR": "{tmp}/profiles",
+    "QWENOPS_STATE_DIR": "{tmp}/state-set",
+    "QWENOPS_API_KEY": "sk-set",
+    "QWENOPS_BASE_URL": "http://127.0.0.1:9",
+}
+FIELD_VALUES = {
+    "engine": "vllm-cpu", "model": "/models/m", "served_model_name": "m", "host": "127.0.0.2", "port": "8123",
+    "tensor_parallel_size": "2", "gpu_memory_utilization": "0.5", "max_num_seqs": "4", "max_model_len": "1024",
+    "max_num_batched_tokens": "4096", "enforce_eager": "true", "disable_log_stats": "true", "dtype": "half",
+    "quantization": "awq", "kv_cache_dtype": "fp8", "cpu_offload_gb": "1", "reasoning_parser": "qwen3",
+}
+EVERY_VARIABLE = [*SETTING_VALUES, *(f"QWENOPS_{field.upper()}" for field in FIELD_VALUES)]
 
 
-@pytest.mark.parametrize("use_env_file", [False, True])
-def test_locations_and_full_settings_agree(use_env_file: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    values = {"QWENOPS_PROFILE": "4090d", "QWENOPS_PROFILES_DIR": str(tmp_path / "p"),
-              "QWENOPS_STATE_DIR": str(tmp_path / "s")}
-    if use_env_file:
-        env_file = tmp_path / "q.env"
-        env_file.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
-        monkeypatch.setenv("QWENOPS_ENV_FILE", str(env_file))
-        monkeypatch.delenv("QWENOPS_STATE_DIR")
+def test_the_lists_above_cover_every_setting_and_profile_field() -> None:
+    settings_fields = {f"QWENOPS_{f.name.upper()}" for f in dataclasses.fields(Settings)}
+    assert settings_fields == set(SETTING_VALUES)
+    assert set(FIELD_VALUES) == set(OVERRIDABLE_FIELDS)
+
+
+def _value(name: str, tmp_path: Path) -> str:
+    value = SETTING_VALUES.get(name) or FIELD_VALUES[name.removeprefix("QWENOPS_").lower()]
+    return value.format(tmp=tmp_path)
+
+
+def _observed(name: str) -> object:
+    """What qwenops makes of NAME now: the settings field, or the resolved profile field and its source."""
+    settings = load_settings()
+    field = name.removeprefix("QWENOPS_").lower()
+    if name in SETTING_VALUES:
+        found = getattr(settings, field)
+        return found.get_secret_value() if field == "api_key" and found is not None else found
+    resolved = resolve_profile("4090d")
+    return getattr(resolved.profile, field), resolved.sources[field]
+
+
+@pytest.mark.parametrize("where", ["environment", "env file"])
+@pytest.mark.parametrize("name", EVERY_VARIABLE)
+def test_empty_is_unset_and_set_is_used(name: str, where: str, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "profiles").mkdir()
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("QWENOPS_STATE_DIR")
+    env_file = tmp_path / "q.env"
+    env_file.write_text("")
+    monkeypatch.setenv(ENV_FILE_VARIABLE, str(env_file))
+
+    def put(value: str) -> None:
+        if where == "environment":
+            monkeypatch.setenv(name, value)
+        else:
+            env_file.write_text(f"{name}={value}\n")
+
+    unset = _observed(name)
+    put("")
+    assert _observed(name) == unset
+    assert name not in environment()
+    put(_value(name, tmp_path))
+    observed = _observed(name)
+    assert observed != unset
+    assert environment()[name].source == (f"environment {name}" if where == "environment" else f"env file {env_file}")
+
+
+def test_empty_in_the_environment_unsets_the_env_file_value(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env_file = tmp_path / "q.env"
+    env_file.write_text("QWENOPS_PROFILE=4090d\n")
+    monkeypatch.setenv(ENV_FILE_VARIABLE, str(env_file))
+    assert load_settings().profile == "4090d"
+    monkeypatch.setenv("QWENOPS_PROFILE", "")
+    assert load_settings().profile == "cpu-tiny"
+
+
+def model_paths(*, state_dir: str | None, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    """Where `render flags` and `serve --dry-run` put the tiny model under this QWENOPS_STATE_DIR."""
+    if state_dir is None:
+        monkeypatch.delenv("QWENOPS_STATE_DIR", raising=False)
     else:
-        for key, value in values.items():
-            monkeypatch.setenv(key, value)
-    fast, full = locations(), load_settings()
-    assert fast.profile == full.profile == "4090d"
-    assert fast.profiles_dir == full.profiles_dir == tmp_path / "p"
-    assert fast.state_dir == full.resolved_state_dir == tmp_path / "s"
+        monkeypatch.setenv("QWENOPS_STATE_DIR", state_dir)
+    runner = CliRunner()
+    rendered = runner.invoke(cli, ["render", "flags", "-p", "cpu-tiny", "--json"], catch_exceptions=False)
+    dry_run = runner.invoke(cli, ["serve", "-p", "cpu-tiny", "--dry-run", "--json"], catch_exceptions=False)
+    assert rendered.exit_code == 0 and dry_run.exit_code == 0, (rendered.stderr, dry_run.stderr)
+    flags = json.loads(rendered.stdout)["data"]["argv"]
+    served = json.loads(dry_run.stdout)["data"]["argv"]
+    return flags[flags.index("--model") + 1], served[served.index("--model") + 1]
+
+
+@pytest.mark.parametrize("state_dir", [None, "", "{tmp}/explicit"])
+def test_render_and_serve_agree_on_the_state_dir(state_dir: str | None, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.chdir(tmp_path)
+    rendered, served = model_paths(state_dir=state_dir and state_dir.format(tmp=tmp_path), monkeypatch=monkeypatch)
+    assert rendered == served
+    expected = tmp_path / "explicit" if state_dir else tmp_path / "xdg" / "qwenops"
+    assert rendered == str(expected / "models" / "qwen3-tiny")
 
 
 def test_environment_wins_over_env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     env_file = tmp_path / "q.env"
     env_file.write_text("QWENOPS_PROFILE=from-file\nQWENOPS_API_KEY=sk-file\n")
-    monkeypatch.setenv("QWENOPS_ENV_FILE", str(env_file))
+    monkeypatch.setenv(ENV_FILE_VARIABLE, str(env_file))
     monkeypatch.setenv("QWENOPS_PROFILE", "from-env")
-    assert locations().profile == load_settings().profile == "from-env"
-    assert environment()["QWENOPS_API_KEY"] == ("sk-file", f"env file {env_file}")
+    assert load_settings().profile == "from-env"
+    assert environment()["QWENOPS_API_KEY"] == Value("sk-file", f"env file {env_file}")
     settings = load_settings()
     assert settings.api_key is not None and settings.api_key.get_secret_value() == "sk-file"
     assert "sk-file" not in repr(settings) and "sk-file" not in str(settings.api_key)
@@ -42,6 +131,29 @@ def test_environment_wins_over_env_file(tmp_path: Path, monkeypatch: pytest.Monk
 def test_defaults_without_any_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("QWENOPS_STATE_DIR")
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
-    assert locations().profile == "cpu-tiny"
-    assert locations().state_dir == tmp_path / "qwenops"
-    assert load_settings().api_key is None
+    settings = load_settings()
+    assert (settings.profile, settings.profiles_dir, settings.api_key, settings.base_url) == ("cpu-tiny", None, None,
+                                                                                             None)
+    assert settings.state_dir == tmp_path / "qwenops"
+
+
+@pytest.mark.parametrize("kind", ["missing", "directory"])
+def test_a_named_env_file_must_exist(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "conf"
+    if kind == "directory":
+        target.mkdir()
+    monkeypatch.setenv(ENV_FILE_VARIABLE, str(target))
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert caught.value.field == ENV_FILE_VARIABLE
+    result = CliRunner().invoke(cli, ["render", "flags", "-p", "4090d"], catch_exceptions=False)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {ENV_FILE_VARIABLE}: {target} is ")
+
+
+def test_without_a_named_env_file_a_missing_dot_env_is_fine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV_FILE_VARIABLE)
+    monkeypatch.chdir(tmp_path)
+    assert load_settings().profile == "cpu-tiny"
+    (tmp_path / ".env").write_text("QWENOPS_PROFILE=4090d\n")
+    assert load_settings().profile == "4090d"

@@ -6,8 +6,8 @@ import io
 
 from rich.console import Console
 
+from qwenops.cli.views.serve import ConsoleReporter
 from qwenops.supervisor.bootlog import Phase
-from qwenops.supervisor.console import ConsoleReporter
 from qwenops.supervisor.runner import Transition
 from qwenops.supervisor.states import Event, State
 

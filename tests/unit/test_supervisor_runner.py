@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qwenops.profiles import Supervision
 from qwenops.supervisor.bootlog import Phase
 from qwenops.supervisor.health import Probe
 from qwenops.supervisor.notify import Notifier
+from qwenops.supervisor.options import SupervisorOptions
 from qwenops.supervisor.runner import Outcome, Supervisor, Transition
 from qwenops.supervisor.states import Event, State
 
@@ -126,7 +126,7 @@ class Recorder:
 @dataclass
 class Harness:
     scripts: list[dict[str, object]]
-    supervision: Supervision = field(default_factory=lambda: Supervision(
+    supervision: SupervisorOptions = field(default_factory=lambda: SupervisorOptions(
         startup_timeout_s=30, drain_timeout_s=7, health_interval_s=2, health_failures=3,
         backoff_initial_s=1, backoff_max_s=4, max_quick_failures=3, quick_failure_window_s=100,
     ))
@@ -193,7 +193,7 @@ def test_crash_in_service_backs_off_exponentially_then_restarts() -> None:
 
 
 def test_backoff_is_capped_at_backoff_max() -> None:
-    supervision = Supervision(backoff_initial_s=3, backoff_max_s=4, max_quick_failures=10,
+    supervision = SupervisorOptions(backoff_initial_s=3, backoff_max_s=4, max_quick_failures=10,
                               quick_failure_window_s=1000)
     h = Harness([{"ready_after": None, "exit_after": 0.5}], supervision=supervision)
     outcome = h.run(stop_after=25)
@@ -212,7 +212,8 @@ def test_quick_failures_in_the_window_end_fatal_naming_the_count() -> None:
 
 
 def test_failures_older_than_the_window_are_forgiven() -> None:
-    supervision = Supervision(backoff_initial_s=1, backoff_max_s=1, max_quick_failures=2, quick_failure_window_s=10)
+    supervision = SupervisorOptions(backoff_initial_s=1, backoff_max_s=1, max_quick_failures=2,
+                                    quick_failure_window_s=10)
     h = Harness([{"ready_after": 1.0, "exit_after": 20.0}], supervision=supervision)
     outcome = h.run(stop_after=70)
     assert outcome.ok and outcome.restarts == 3  # one crash per 21 s never makes two within 10 s
@@ -285,7 +286,7 @@ def test_watchdog_interval_shortens_the_probe_interval() -> None:
 
 
 def test_startup_timeout_kills_and_counts_as_a_failure() -> None:
-    supervision = Supervision(startup_timeout_s=5, max_quick_failures=1)
+    supervision = SupervisorOptions(startup_timeout_s=5, max_quick_failures=1)
     h = Harness([{"ready_after": None}], supervision=supervision)
     outcome = h.run()
     assert outcome.state is State.FATAL
@@ -295,7 +296,7 @@ def test_startup_timeout_kills_and_counts_as_a_failure() -> None:
 
 def test_stop_during_backoff_needs_no_drain() -> None:
     h = Harness([{"ready_after": None, "exit_after": 1.0}],
-                supervision=Supervision(backoff_initial_s=50, backoff_max_s=50))
+                supervision=SupervisorOptions(backoff_initial_s=50, backoff_max_s=50))
     outcome = h.run(stop_after=3)
     assert h.path()[-3:] == [State.EXITED, State.BACKOFF, State.STOPPED]
     assert outcome.ok and outcome.reason == "SIGTERM"
@@ -338,7 +339,7 @@ def test_a_crash_inside_the_loop_still_kills_the_server() -> None:
 def test_any_script_ends_terminal_with_every_server_ended(
     scripts: list[dict[str, object]], stop_after: float | None, unhealthy_from: float | None
 ) -> None:
-    supervision = Supervision(startup_timeout_s=10, drain_timeout_s=2, health_interval_s=1, health_failures=2,
+    supervision = SupervisorOptions(startup_timeout_s=10, drain_timeout_s=2, health_interval_s=1, health_failures=2,
                               backoff_initial_s=0.5, backoff_max_s=2, max_quick_failures=4,
                               quick_failure_window_s=30)
     h = Harness(scripts, supervision=supervision)
@@ -373,7 +374,7 @@ def test_the_watchdog_is_fed_through_a_backoff_and_a_model_load_longer_than_watc
     clock = FakeClock()
     notifier = TimedNotifier(clock)
     notifier.watchdog_interval_s = 10.0  # WatchdogSec=10s; the second load takes 60 s
-    supervision = Supervision(startup_timeout_s=120, health_interval_s=2, backoff_initial_s=8, backoff_max_s=8)
+    supervision = SupervisorOptions(startup_timeout_s=120, health_interval_s=2, backoff_initial_s=8, backoff_max_s=8)
     h = Harness([{"ready_after": 1.0, "exit_after": 5.0}, {"ready_after": 60.0}], supervision=supervision,
                 clock=clock, notifier=notifier)
     outcome = h.run(stop_after=80)

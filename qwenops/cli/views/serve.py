@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress, TaskID
 
+    from qwenops.serve import ServePlan, ServeResult
     from qwenops.supervisor.runner import Transition
 
 _STYLE = {State.RUNNING: "green", State.FATAL: "bold red", State.BACKOFF: "yellow", State.EXITED: "yellow"}
@@ -29,7 +30,7 @@ class ConsoleReporter:
     start or stop."""
 
     def __init__(self, console: Console | None = None, *, echo_server: bool = True) -> None:
-        from qwenops.output import stderr_console
+        from qwenops.cli.output import stderr_console
 
         self.console = console or stderr_console()
         self.echo_server = echo_server
@@ -91,3 +92,25 @@ class ConsoleReporter:
             self._progress.stop()
             self._progress = None
             self._task = None
+
+
+def serve_plan_view(plan: ServePlan) -> str:
+    """`serve --dry-run`: the environment additions, then the command, shell-quoted."""
+    import shlex
+
+    lines = [f"# profile {plan.profile}: {plan.base_url} serving {plan.served_model_name!r}; log {plan.log_file}"]
+    if plan.builds_tiny_model:
+        lines.append(f"# first builds the tiny model into {plan.model_path}")
+    lines += [f"{key}={shlex.quote(value)} \\" for key, value in plan.env.items()]
+    lines.append(shlex.join(plan.argv))
+    return "\n".join(lines)
+
+
+def serve_result_view(result: ServeResult) -> str:
+    if result.ok:
+        return f"{result.state}: {result.reason} ({result.restarts} restarts)"
+    text = f"{result.state}: {result.reason}"
+    if result.cause is not None:
+        text = (f"{result.state}: {result.cause.category}: {result.cause.title}\n  log: {result.cause.line}\n"
+                f"  fix: {result.cause.fix}")
+    return f"{text}\n  full log: {result.log_file}"

@@ -1,24 +1,30 @@
-"""Where profiles are found. Kept apart from profiles.py so that finding them imports no pydantic."""
+"""Where profiles are found: QWENOPS_PROFILES_DIR, the checkout's configs/profiles, the wheel's copy."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent
+
+
+def shipped_dirs(name: str) -> list[Path]:
+    """configs/NAME of a source checkout, then the copy a wheel carries as qwenops/_NAME (pyproject.toml)."""
+    return [PACKAGE.parent / "configs" / name, PACKAGE / f"_{name}"]
 
 
 def profile_dirs(extra: Path | None = None) -> list[Path]:
     """Where profiles are looked up, first match wins: EXTRA (default: QWENOPS_PROFILES_DIR from the
     environment or env file), the source checkout's configs/profiles, then the copy a wheel carries."""
     if extra is None:
-        from qwenops.settings import locations
+        from qwenops.config.settings import load_settings
 
-        extra = locations().profiles_dir
+        extra = load_settings().profiles_dir
     if extra is not None and not extra.is_dir():
         from qwenops.errors import SettingsError
 
         raise SettingsError(f"{extra} is not a directory", field="QWENOPS_PROFILES_DIR")
-    package = Path(__file__).resolve().parent
     candidates = [extra] if extra is not None else []
-    candidates += [package.parent / "configs" / "profiles", package / "_profiles"]
+    candidates += shipped_dirs("profiles")
     dirs: list[Path] = []
     for directory in candidates:
         if directory.is_dir() and directory not in dirs:

@@ -16,8 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from qwenops.errors import BadInputError
-
-GIB = 1024**3
+from qwenops.units import GIB
 
 # Decoder-only dense transformers whose memory follows the formulas in qwenops.planner (one KV
 # pair per layer, a gated MLP). Anything else (MoE, Mamba, multimodal) needs its own model.
@@ -202,9 +201,10 @@ def inspect_model_dir(directory: Path) -> ModelInfo:
 
 def models_dir() -> Path:
     """configs/models of a source checkout, else the copy a wheel carries inside the package."""
-    package = Path(__file__).resolve().parent
-    checkout = package.parent / "configs" / "models"
-    return checkout if checkout.is_dir() else package / "_models"
+    from qwenops.config.paths import shipped_dirs
+
+    checkout, wheel = shipped_dirs("models")
+    return checkout if checkout.is_dir() else wheel
 
 
 def catalog() -> dict[str, dict[str, Any]]:

@@ -11,19 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from qwenops.errors import BadInputError, QwenopsError
-from qwenops.hardware.facts import GpuDevice, HostFacts, ModelFacts
-from qwenops.modelinfo import ModelInfo
-from qwenops.planner import Plan, plan, plan_input
-from qwenops.profiles import Profile
+from qwenops.config.profile import Profile
+from qwenops.hardware.facts import GpuDevice, HostFacts
+from qwenops.planner.inputs import first_usable_gpu, plan_on_device
+from qwenops.planner.memory import Plan
+from qwenops.planner.modelinfo import ModelInfo
+from qwenops.units import gib_to_mib, mib_to_gib
 
 Status = Literal["pass", "warn", "fail", "skip"]
-GIB_PER_MIB = 1 / 1024
 # vLLM raises its own soft RLIMIT_NOFILE to 65535 at start (vllm.utils set_ulimit), capped by the hard limit.
 VLLM_NOFILE_TARGET = 65535
 # Sizes sold as "120 GB" / "50 GB" arrive as a little less (decimal units, kernel and filesystem
@@ -111,7 +110,7 @@ def check_gpu_present(ctx: Context) -> CheckResult:
     device = _gpu(ctx)
     if device is None:
         return _r(name, "fail", "the driver sees no usable GPU", "check `nvidia-smi` and CUDA_VISIBLE_DEVICES")
-    total = f"{device.memory_total_mib * GIB_PER_MIB:.1f} GiB" if device.memory_total_mib else "unknown memory"
+    total = f"{mib_to_gib(device.memory_total_mib):.1f} GiB" if device.memory_total_mib else "unknown memory"
     return _r(name, "pass", f"GPU {device.index}: {device.name} ({total}), driver {gpu.driver_version}")
 
 
@@ -138,7 +137,7 @@ def check_gpu_memory(ctx: Context) -> CheckResult:
         return _r(name, "skip", "profile sets no requirements.min_gpu_memory_gib")
     if device is None or device.memory_total_mib is None:
         return _r(name, "skip", "no GPU memory to read")
-    have = device.memory_total_mib * GIB_PER_MIB
+    have = mib_to_gib(device.memory_total_mib)
     if have >= want:
         return _r(name, "pass", f"{have:.1f} GiB >= {want:g} GiB")
     return _r(name, "fail", f"{have:.1f} GiB of GPU memory, profile needs {want:g} GiB",
@@ -203,10 +202,10 @@ def check_gpu_memory_free(ctx: Context) -> CheckResult:
     if device is None or device.memory_total_mib is None or device.memory_free_mib is None:
         return _r(name, "skip", "no GPU memory to read")
     util = ctx.profile.gpu_memory_utilization or 0.9
-    total, free = device.memory_total_mib * GIB_PER_MIB, device.memory_free_mib * GIB_PER_MIB
+    total, free = mib_to_gib(device.memory_total_mib), mib_to_gib(device.memory_free_mib)
     target = util * total
     holders = ", ".join(
-        f"{p.name} (pid {p.pid}" + (f", {p.used_memory_mib * GIB_PER_MIB:.1f} GiB)" if p.used_memory_mib else ")")
+        f"{p.name} (pid {p.pid}" + (f", {mib_to_gib(p.used_memory_mib):.1f} GiB)" if p.used_memory_mib else ")")
         for p in device.processes
     )
     if free >= target:
@@ -284,7 +283,7 @@ def check_model(ctx: Context) -> CheckResult:
     if problems:
         return _r(name, "fail", f"{model.source}: " + "; ".join(problems), "re-download the model directory")
     size = "?" if model.weights_gib is None else (
-        f"{model.weights_gib:.2f} GiB" if model.weights_gib >= 0.1 else f"{model.weights_gib * 1024:.1f} MiB")
+        f"{model.weights_gib:.2f} GiB" if model.weights_gib >= 0.1 else f"{gib_to_mib(model.weights_gib):.1f} MiB")
     return _r(name, "pass", f"{model.config.architecture}, {shards.files if shards else 0} shard(s), {size}, "
                             "tokenizer and chat template present")
 
@@ -313,7 +312,7 @@ def check_shm(ctx: Context) -> CheckResult:
         return _r(name, "skip", "/dev/shm not present")
     if total >= MIN_SHM_GIB:
         return _r(name, "pass", f"/dev/shm is {total:.1f} GiB")
-    return _r(name, "warn", f"/dev/shm is only {total * 1024:.0f} MiB; vLLM workers exchange tensors through it",
+    return _r(name, "warn", f"/dev/shm is only {gib_to_mib(total):.0f} MiB; vLLM workers exchange tensors through it",
               "in Docker run with --ipc=host or --shm-size=2g")
 
 
@@ -354,97 +353,14 @@ CHECKS: tuple[Callable[[Context], CheckResult], ...] = (
 )
 
 
-def plan_for(facts: HostFacts, profile: Profile, model: ModelInfo | None) -> Plan | None:
-    """The memory plan on the probed GPU's total, or None when there is no GPU or weight size to plan with.
-
-    Free memory and the processes holding it are left out: check_gpu_memory_free reports them once.
-    """
-    device = next((d for d in facts.gpu.devices if not d.lost and d.memory_total_mib), None)
-    if (profile.tensor_parallel_size or 1) > 1:
-        return None  # the planner models one GPU
-    if device is None or device.memory_total_mib is None or model is None or model.weights_gib is None:
-        return None
-    return plan(plan_input({
-        "config": model.config, "weights_gib": model.weights_gib,
-        "gpu_total_gib": device.memory_total_mib * GIB_PER_MIB, "gpu_name": device.name or "",
-        "gpu_memory_utilization": profile.gpu_memory_utilization, "max_model_len": profile.max_model_len,
-        "max_num_seqs": profile.max_num_seqs, "max_num_batched_tokens": profile.max_num_batched_tokens,
-        "kv_cache_dtype": profile.kv_cache_dtype, "enforce_eager": profile.enforce_eager,
-        "cpu_offload_gb": profile.cpu_offload_gb, "vllm_version": facts.software.vllm,
-    }))
-
-
 def diagnose(facts: HostFacts, profile: Profile, model: ModelInfo | None, *, model_error: str | None = None,
              model_not_probed: str | None = None, facts_source: str = "live") -> DoctorReport:
     """Run every check; pure: same facts, profile and model give the same report."""
     ctx = Context(facts=facts, profile=profile, model=model, model_error=model_error,
-                  model_not_probed=model_not_probed, plan=plan_for(facts, profile, model))
+                  model_not_probed=model_not_probed,
+                  # Free memory and the processes holding it are left out: check_gpu_memory_free reports them once.
+                  plan=plan_on_device(profile, model, first_usable_gpu(facts.gpu.devices), facts.software.vllm))
     checks = tuple(check(ctx) for check in CHECKS)
     counts = {status: sum(c.status == status for c in checks) for status in ("pass", "warn", "fail", "skip")}
     return DoctorReport(profile=profile.name, facts_source=facts_source, ok=counts["fail"] == 0, counts=counts,
                         checks=checks, plan=ctx.plan)
-
-
-def run_doctor(profile_name: str | None, *, probe_file: Path | None = None,
-               save_probe: Path | None = None) -> DoctorReport:
-    """Probe this host (or replay a probe file), load the profile and its model, and diagnose.
-
-    A live probe records what it found of the profile's model in the facts, so `--save-probe` on a
-    customer's box and `--probe-file` here judge that box's model, not the one on this machine.
-    """
-    from qwenops.hardware.facts import FileProbe, ModelFacts
-    from qwenops.profiles import load_profile
-    from qwenops.render.vllm import model_path
-    from qwenops.settings import locations
-
-    profile = load_profile(profile_name)
-    location = model_path(profile, locations().state_dir)
-    if probe_file is not None:
-        facts = FileProbe(probe_file).collect(data_dir=None, host=profile.host, port=profile.port)
-        model, model_error, not_probed = _recorded_model(facts.model, profile)
-        return diagnose(facts, profile, model, model_error=model_error, model_not_probed=not_probed,
-                        facts_source=str(probe_file))
-
-    from qwenops.hardware.host import LiveProbe
-
-    model, model_error = _local_model(location)
-    data_dir = Path(location) if Path(location).is_absolute() else _hf_cache()
-    facts = LiveProbe().collect(data_dir=data_dir, host=profile.host, port=profile.port)
-    facts = facts.model_copy(update={"model": ModelFacts(requested=profile.model, info=model, error=model_error)})
-    if save_probe is not None:
-        try:
-            save_probe.write_text(facts.to_json(), encoding="utf-8")
-        except OSError as exc:
-            raise BadInputError(f"cannot write {save_probe}: {exc.strerror}", field="save-probe") from None
-    return diagnose(facts, profile, model, model_error=model_error, facts_source="live")
-
-
-def _local_model(location: str) -> tuple[ModelInfo | None, str | None]:
-    from qwenops.modelinfo import resolve_model
-
-    try:
-        return resolve_model(location), None
-    except QwenopsError as exc:  # a missing/broken model is a finding of this report, not the end of it
-        return None, exc.one_line()
-
-
-def _recorded_model(recorded: ModelFacts | None, profile: Profile) -> tuple[ModelInfo | None, str | None, str | None]:
-    """(model, model_error, model_not_probed) for a replay: the probe's own record of the model when
-    it has one for this profile; else only the shipped catalog's numbers, which are the same on every
-    host, so the memory plan still runs while the download checks skip."""
-    from qwenops.modelinfo import from_catalog
-
-    wanted = profile.model
-    if recorded is not None and recorded.requested == wanted:
-        return recorded.info, recorded.error, None
-    why = (f"the probe recorded the model {recorded.requested!r}, not {wanted!r}" if recorded is not None
-           else "the probe holds no model facts (recorded before qwenops kept them)")
-    return from_catalog(wanted), None, (f"{why}, and this machine's copy says nothing about that host; "
-                                        f"run `qwenops doctor -p {profile.name} --save-probe FILE` there")
-
-
-def _hf_cache() -> Path:
-    import os
-
-    home = os.environ.get("HF_HOME") or str(Path.home() / ".cache" / "huggingface")
-    return Path(home)

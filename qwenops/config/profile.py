@@ -1,8 +1,9 @@
-"""Profiles: named, versioned vLLM launch settings (configs/profiles/*.yaml).
+"""The profile schema: named, versioned vLLM launch settings (configs/profiles/*.yaml).
 
 Field names are vLLM's flag names with `_` for `-`, so rendering is mechanical (render/vllm.py) and
 a reader of a profile can look every field up in `vllm serve --help`. `None` means "vLLM's default":
-the flag is not rendered. Validation runs here, before anything is spawned.
+the flag is not rendered. Validation runs here, before anything is spawned, and a failure becomes one
+line naming the field and what is allowed (`profile_error`). Loading files: qwenops.config.loader.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
-from qwenops.errors import ProfileInvalidError, ProfileNotFoundError
-from qwenops.profile_paths import available_profiles, profile_dirs
+from qwenops.errors import ProfileInvalidError
+from qwenops.supervisor.options import SupervisorOptions
 
 Engine = Literal["vllm", "vllm-cpu"]
 
@@ -43,18 +44,6 @@ class Requirements(_Strict):
     min_system_disk_gib: float | None = Field(None, gt=0)
     min_data_disk_gib: float | None = Field(None, gt=0)
 
-
-class Supervision(_Strict):
-    """How `qwenops serve` supervises the server started from this profile."""
-
-    startup_timeout_s: float = Field(900.0, gt=0, description="longest wait for /health and /v1/models")
-    drain_timeout_s: float = Field(30.0, ge=0, description="wait after SIGTERM before SIGKILL of the group")
-    health_interval_s: float = Field(5.0, gt=0)
-    health_failures: int = Field(3, ge=1, description="failed probes in a row that count as unhealthy")
-    backoff_initial_s: float = Field(1.0, ge=0)
-    backoff_max_s: float = Field(60.0, ge=0)
-    max_quick_failures: int = Field(3, ge=1, description="failures within the window before FATAL")
-    quick_failure_window_s: float = Field(600.0, gt=0)
 
 
 class Profile(_Strict):
@@ -88,7 +77,7 @@ class Profile(_Strict):
     env: dict[str, str] = Field(default_factory=dict, description="environment variables for the server")
     client: ClientDefaults = Field(default_factory=ClientDefaults)
     requirements: Requirements = Field(default_factory=Requirements)
-    supervise: Supervision = Field(default_factory=Supervision)
+    supervise: SupervisorOptions = Field(default_factory=SupervisorOptions)
 
     @field_validator(
         "port", "tensor_parallel_size", "gpu_memory_utilization", "max_num_seqs", "max_model_len",
@@ -157,134 +146,6 @@ VLLM_FLAG_FIELDS: tuple[str, ...] = (
 OVERRIDABLE_FIELDS: tuple[str, ...] = ("engine", "model", *VLLM_FLAG_FIELDS)
 
 
-# --------------------------------------------------------------------------------------------- loading
-
-
-class ResolvedProfile(BaseModel):
-    """A validated profile and where each top-level value came from."""
-
-    model_config = ConfigDict(frozen=True)
-
-    profile: Profile
-    sources: dict[str, str]
-    files: tuple[str, ...]
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    import yaml
-
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ProfileInvalidError(f"cannot read {path}: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise ProfileInvalidError(f"YAML syntax error at {where}: {exc.problem}") from None
-    except yaml.YAMLError as exc:
-        raise ProfileInvalidError(f"YAML error in {path}: {exc}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ProfileInvalidError(f"{path} must hold a mapping of profile fields, not {type(data).__name__}")
-    return data
-
-
-def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
-    """Deep-merge mappings (client, env, requirements, supervise); anything else is replaced."""
-    merged = dict(base)
-    for key, value in top.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _merge(dict(merged[key]), value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def _load_chain(
-    name: str, available: dict[str, Path], chain: tuple[str, ...] = ()
-) -> tuple[dict[str, Any], dict[str, str], list[Path]]:
-    if name in chain:
-        raise ProfileInvalidError(f"profile 'extends' loops: {' -> '.join((*chain, name))}", field="extends")
-    if name not in available:
-        known = ", ".join(sorted(available)) or "none found"
-        if chain:
-            raise ProfileInvalidError(
-                f"profile {chain[-1]!r} extends unknown profile {name!r} (available: {known})", field="extends"
-            )
-        raise ProfileNotFoundError(f"unknown profile {name!r}; available: {known}", field="profile")
-    path = available[name]
-    raw = _read_yaml(path)
-    parent = raw.pop("extends", None)
-    data: dict[str, Any] = {}
-    sources: dict[str, str] = {}
-    files: list[Path] = []
-    if parent is not None:
-        if not isinstance(parent, str):
-            raise ProfileInvalidError(f"{path}: 'extends' must be a profile name", field="extends")
-        data, sources, files = _load_chain(parent, available, (*chain, name))
-    data = _merge(data, raw)
-    sources.update(dict.fromkeys(raw, f"profile {path.name}"))
-    data["name"] = name
-    sources["name"] = f"file name {path.name}"
-    return data, sources, [*files, path]
-
-
-def resolve_profile(
-    name: str | None = None,
-    *,
-    cli_overrides: Mapping[str, Any] | None = None,
-    env: Mapping[str, str] | None = None,
-    profiles_dir: Path | None = None,
-) -> ResolvedProfile:
-    """Load NAME (following `extends`), apply QWENOPS_<FIELD> env values, then CLI values; validate.
-
-    NAME None is the default profile: QWENOPS_PROFILE (environment or env file), else cpu-tiny.
-    PROFILES_DIR None is QWENOPS_PROFILES_DIR, looked up before the shipped profiles.
-    """
-    if name is None:
-        from qwenops.settings import locations
-
-        name = locations().profile
-    available = available_profiles(profiles_dir)
-    data, sources, files = _load_chain(name, available)
-    # env=None: the real environment and env file; a mapping (tests, `profiles list`): only that.
-    env_values = env_overrides(env)
-    for key, (value, origin) in env_values.items():
-        data[key] = value
-        sources[key] = origin
-    for key, value in (cli_overrides or {}).items():
-        if value is not None:
-            data[key] = value
-            sources[key] = "command line"
-    profile = validate_profile(data, origin=str(files[-1]), sources=sources)
-    for key in Profile.model_fields:
-        sources.setdefault(key, "default")
-    return ResolvedProfile(profile=profile, sources=sources, files=tuple(str(f) for f in files))
-
-
-def load_profile(name: str | None = None, **kwargs: Any) -> Profile:
-    return resolve_profile(name, **kwargs).profile
-
-
-def env_overrides(environ: Mapping[str, str] | None = None) -> dict[str, tuple[str, str]]:
-    """QWENOPS_<FIELD> values for overridable profile fields, each with its source.
-
-    ENVIRON None means the real environment plus the env file (qwenops.settings.environment);
-    values stay strings and are validated with the profile.
-    """
-    from qwenops.settings import ENV_PREFIX, environment
-
-    found: dict[str, tuple[str, str]] = {}
-    for name, (value, source) in environment(environ).items():
-        field = name[len(ENV_PREFIX):].lower()
-        if field in OVERRIDABLE_FIELDS:
-            found[field] = (value, source)
-    return found
-
-
 def validate_profile(data: Mapping[str, Any], *, origin: str, sources: Mapping[str, str] | None = None) -> Profile:
     """Validate merged profile data; the first problem becomes one line naming the field."""
     try:
@@ -349,87 +210,3 @@ def describe_fields() -> Iterable[tuple[str, str]]:
     """(field, description) for every profile field, for docs and `profiles show`."""
     for name, info in Profile.model_fields.items():
         yield name, info.description or ""
-
-
-# ------------------------------------------------------------------------------------- command cores
-
-
-class ProfileSummary(BaseModel):
-    """One row of `profiles list`; a profile that does not load has `problem` and no engine/model."""
-
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    file: str
-    engine: Engine | None = None
-    model: str | None = None
-    description: str = ""
-    problem: str | None = None
-
-
-class ProfileList(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    profiles: tuple[ProfileSummary, ...]
-    directories: tuple[str, ...]
-
-    @property
-    def ok(self) -> bool:
-        return all(p.problem is None for p in self.profiles)
-
-
-def list_profiles(profiles_dir: Path | None = None) -> ProfileList:
-    """Every profile with what it serves; one broken file is listed with its problem, not fatal to the rest."""
-    found = available_profiles(profiles_dir)
-    summaries = []
-    for name in sorted(found):
-        try:
-            profile = resolve_profile(name, profiles_dir=profiles_dir, env={}).profile
-        except ProfileInvalidError as exc:
-            summaries.append(ProfileSummary(name=name, file=str(found[name]), problem=exc.one_line()))
-            continue
-        summaries.append(
-            ProfileSummary(
-                name=name, file=str(found[name]), engine=profile.engine, model=profile.model,
-                description=profile.description,
-            )
-        )
-    return ProfileList(profiles=tuple(summaries), directories=tuple(str(d) for d in profile_dirs(profiles_dir)))
-
-
-class ProfileView(BaseModel):
-    """A resolved profile as `profiles show` reports it; secrets appear only as '***'."""
-
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    files: tuple[str, ...]
-    values: dict[str, Any]
-    sources: dict[str, str]
-    api_key: str | None
-
-
-def show_profile(resolved: ResolvedProfile, *, api_key_set: bool) -> ProfileView:
-    return ProfileView(
-        name=resolved.profile.name,
-        files=resolved.files,
-        values=resolved.profile.model_dump(mode="json"),
-        sources=dict(sorted(resolved.sources.items(), key=lambda kv: list(Profile.model_fields).index(kv[0]))),
-        api_key="***" if api_key_set else None,
-    )
-
-
-def parse_overrides(pairs: Iterable[str]) -> dict[str, str]:
-    """`--set FIELD=VALUE` pairs -> {field: value}; only overridable profile fields are accepted."""
-    overrides: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or not key:
-            raise ProfileInvalidError(f"expected FIELD=VALUE, got {pair!r}", field="--set")
-        if key not in OVERRIDABLE_FIELDS:
-            close = difflib.get_close_matches(key, OVERRIDABLE_FIELDS, n=1, cutoff=0.5)
-            hint = f"did you mean {close[0]}?" if close else f"one of: {', '.join(OVERRIDABLE_FIELDS)}"
-            raise ProfileInvalidError(f"{key!r} cannot be set from the command line", field="--set", hint=hint)
-        overrides[key] = value
-    return overrides

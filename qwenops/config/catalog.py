@@ -1,0 +1,78 @@
+"""`profiles list` and `profiles show`: what can be served, and where every value of a profile comes from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from qwenops.config.loader import ResolvedProfile, resolve_profile
+from qwenops.config.paths import available_profiles, profile_dirs
+from qwenops.config.profile import Engine, Profile
+from qwenops.errors import ProfileInvalidError
+
+
+class ProfileSummary(BaseModel):
+    """One row of `profiles list`; a profile that does not load has `problem` and no engine/model."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    file: str
+    engine: Engine | None = None
+    model: str | None = None
+    description: str = ""
+    problem: str | None = None
+
+
+class ProfileList(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    profiles: tuple[ProfileSummary, ...]
+    directories: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(p.problem is None for p in self.profiles)
+
+
+def list_profiles(profiles_dir: Path | None = None) -> ProfileList:
+    """Every profile with what it serves; one broken file is listed with its problem, not fatal to the rest."""
+    found = available_profiles(profiles_dir)
+    summaries = []
+    for name in sorted(found):
+        try:
+            profile = resolve_profile(name, profiles_dir=profiles_dir, env={}).profile
+        except ProfileInvalidError as exc:
+            summaries.append(ProfileSummary(name=name, file=str(found[name]), problem=exc.one_line()))
+            continue
+        summaries.append(
+            ProfileSummary(
+                name=name, file=str(found[name]), engine=profile.engine, model=profile.model,
+                description=profile.description,
+            )
+        )
+    return ProfileList(profiles=tuple(summaries), directories=tuple(str(d) for d in profile_dirs(profiles_dir)))
+
+
+class ProfileView(BaseModel):
+    """A resolved profile as `profiles show` reports it; secrets appear only as '***'."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    files: tuple[str, ...]
+    values: dict[str, Any]
+    sources: dict[str, str]
+    api_key: str | None
+
+
+def show_profile(resolved: ResolvedProfile, *, api_key_set: bool) -> ProfileView:
+    return ProfileView(
+        name=resolved.profile.name,
+        files=resolved.files,
+        values=resolved.profile.model_dump(mode="json"),
+        sources=dict(sorted(resolved.sources.items(), key=lambda kv: list(Profile.model_fields).index(kv[0]))),
+        api_key="***" if api_key_set else None,
+    )

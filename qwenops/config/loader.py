@@ -1,0 +1,157 @@
+"""Loading profiles: find the file, follow `extends`, apply QWENOPS_<FIELD> and `--set` values, validate.
+
+Precedence for every value is CLI > environment > env file > profile > vLLM's default (see
+qwenops.config.settings for why), and each value keeps the name of where it came from, which
+`profiles show --sources` prints.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from qwenops.config.paths import available_profiles
+from qwenops.config.profile import OVERRIDABLE_FIELDS, Profile, validate_profile
+from qwenops.config.settings import ENV_PREFIX, environment, load_settings
+from qwenops.errors import ProfileInvalidError, ProfileNotFoundError
+
+
+class ResolvedProfile(BaseModel):
+    """A validated profile and where each top-level value came from."""
+
+    model_config = ConfigDict(frozen=True)
+
+    profile: Profile
+    sources: dict[str, str]
+    files: tuple[str, ...]
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ProfileInvalidError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ProfileInvalidError(f"YAML syntax error at {where}: {exc.problem}") from None
+    except yaml.YAMLError as exc:
+        raise ProfileInvalidError(f"YAML error in {path}: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ProfileInvalidError(f"{path} must hold a mapping of profile fields, not {type(data).__name__}")
+    return data
+
+
+def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge mappings (client, env, requirements, supervise); anything else is replaced."""
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(dict(merged[key]), value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _load_chain(
+    name: str, available: dict[str, Path], chain: tuple[str, ...] = ()
+) -> tuple[dict[str, Any], dict[str, str], list[Path]]:
+    if name in chain:
+        raise ProfileInvalidError(f"profile 'extends' loops: {' -> '.join((*chain, name))}", field="extends")
+    if name not in available:
+        known = ", ".join(sorted(available)) or "none found"
+        if chain:
+            raise ProfileInvalidError(
+                f"profile {chain[-1]!r} extends unknown profile {name!r} (available: {known})", field="extends"
+            )
+        raise ProfileNotFoundError(f"unknown profile {name!r}; available: {known}", field="profile")
+    path = available[name]
+    raw = _read_yaml(path)
+    parent = raw.pop("extends", None)
+    data: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    files: list[Path] = []
+    if parent is not None:
+        if not isinstance(parent, str):
+            raise ProfileInvalidError(f"{path}: 'extends' must be a profile name", field="extends")
+        data, sources, files = _load_chain(parent, available, (*chain, name))
+    data = _merge(data, raw)
+    sources.update(dict.fromkeys(raw, f"profile {path.name}"))
+    data["name"] = name
+    sources["name"] = f"file name {path.name}"
+    return data, sources, [*files, path]
+
+
+def resolve_profile(
+    name: str | None = None,
+    *,
+    cli_overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    profiles_dir: Path | None = None,
+) -> ResolvedProfile:
+    """Load NAME (following `extends`), apply QWENOPS_<FIELD> env values, then CLI values; validate.
+
+    NAME None is the default profile: QWENOPS_PROFILE (environment or env file), else cpu-tiny.
+    PROFILES_DIR None is QWENOPS_PROFILES_DIR, looked up before the shipped profiles.
+    """
+    if name is None:
+        name = load_settings().profile
+    available = available_profiles(profiles_dir)
+    data, sources, files = _load_chain(name, available)
+    # env=None: the real environment and env file; a mapping (tests, `profiles list`): only that.
+    env_values = env_overrides(env)
+    for key, (value, origin) in env_values.items():
+        data[key] = value
+        sources[key] = origin
+    for key, value in (cli_overrides or {}).items():
+        if value is not None:
+            data[key] = value
+            sources[key] = "command line"
+    profile = validate_profile(data, origin=str(files[-1]), sources=sources)
+    for key in Profile.model_fields:
+        sources.setdefault(key, "default")
+    return ResolvedProfile(profile=profile, sources=sources, files=tuple(str(f) for f in files))
+
+
+def load_profile(name: str | None = None, **kwargs: Any) -> Profile:
+    return resolve_profile(name, **kwargs).profile
+
+
+def env_overrides(environ: Mapping[str, str] | None = None) -> dict[str, tuple[str, str]]:
+    """QWENOPS_<FIELD> values for overridable profile fields, each with its source.
+
+    ENVIRON None means the real environment plus the env file (qwenops.config.settings.environment);
+    values stay strings and are validated with the profile.
+    """
+    found: dict[str, tuple[str, str]] = {}
+    for name, found_value in environment(environ).items():
+        field = name[len(ENV_PREFIX):].lower()
+        if field in OVERRIDABLE_FIELDS:
+            found[field] = (found_value.value, found_value.source)
+    return found
+
+
+def parse_overrides(pairs: Iterable[str]) -> dict[str, str]:
+    """`--set FIELD=VALUE` pairs -> {field: value}; only overridable profile fields are accepted."""
+    overrides: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise ProfileInvalidError(f"expected FIELD=VALUE, got {pair!r}", field="--set")
+        if key not in OVERRIDABLE_FIELDS:
+            close = difflib.get_close_matches(key, OVERRIDABLE_FIELDS, n=1, cutoff=0.5)
+            hint = f"did you mean {close[0]}?" if close else f"one of: {', '.join(OVERRIDABLE_FIELDS)}"
+            raise ProfileInvalidError(f"{key!r} cannot be set from the command line", field="--set", hint=hint)
+        overrides[key] = value
+    return overrides

@@ -1,0 +1,1 @@
+"""`qwenops doctor`: pure checks over recorded or probed host facts (checks.py), and the gathering (run.py)."""
