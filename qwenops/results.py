@@ -1,6 +1,6 @@
 """Typed results and the versioned JSON envelope every `--json` command prints.
 
-Envelope (ARCHITECTURE.md, pinned by tests/unit/test_contract.py):
+Envelope (docs/architecture.md, pinned by tests/unit/test_contract.py):
     {"qwenops": SCHEMA_VERSION, "command": str, "ok": bool, "data": {...}, "errors": [...]}
 Bump SCHEMA_VERSION only for incompatible changes to the envelope or to a command's documented keys.
 

@@ -93,7 +93,7 @@ class PlanInput(BaseModel):
 
 
 class Plan(BaseModel):
-    """The predicted memory layout and the verdict. JSON keys per ARCHITECTURE.md."""
+    """The predicted memory layout and the verdict. JSON keys per docs/architecture.md (the plan contract)."""
 
     model_config = ConfigDict(frozen=True)
 

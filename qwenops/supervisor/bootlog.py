@@ -1,7 +1,7 @@
 """Read vLLM's start-up log as it streams: which phase the server is in, and why it died.
 
 Phases drive the live progress line ("loading weights · 23 s"); fatal lines become a `FatalCause`
-with the troubleshoot vocabulary (ARCHITECTURE.md), the quoted line and a concrete fix. Patterns are
+with the failure vocabulary (docs/architecture.md), the quoted line and a concrete fix. Patterns are
 anchored on vLLM's own message text (checked against vLLM 0.32 and the public failure logs in
 tests/data/logs/public/), not on logger prefixes, which changed between V0 and V1 and differ
 between the APIServer, EngineCore and Worker processes.
@@ -65,7 +65,7 @@ _ACCESS_LOG = re.compile(r'^INFO:\s+\S+ - "')
 class FatalCause:
     """Why the server cannot start, in the words an operator acts on."""
 
-    category: str  # ARCHITECTURE.md troubleshoot vocabulary, plus invalid_argument / invalid_config
+    category: str  # the failure vocabulary of docs/architecture.md, plus invalid_argument / invalid_config
     title: str
     line: str  # the log line that proves it, stripped of vLLM's process prefix
     fix: str

@@ -1,4 +1,4 @@
-"""The contracts other tools rely on: the JSON envelope and the exit codes (ARCHITECTURE.md)."""
+"""The contracts other tools rely on: the JSON envelope and the exit codes (docs/architecture.md)."""
 
 from __future__ import annotations
 
