@@ -7,18 +7,15 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from qwenops.cli._common import finish, json_option, profile_option
-from qwenops.units import KIB
+from qwenops.units import KIB, MAX_GIB, MAX_TOKENS
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
     from qwenops.planner.memory import Plan
 
-# qwenops.planner.memory.MAX_GIB / MAX_TOKENS, written out so `plan --help` does not import the planner.
-_MAX_GIB = 1024.0**2
-_MAX_TOKENS = 10**9
-_GIB = click.FloatRange(min=0, max=_MAX_GIB, min_open=True)
-_TOKENS = click.IntRange(min=1, max=_MAX_TOKENS)
+_GIB = click.FloatRange(min=0, max=MAX_GIB, min_open=True)
+_TOKENS = click.IntRange(min=1, max=MAX_TOKENS)
 
 
 @click.command("plan")
@@ -34,7 +31,7 @@ _TOKENS = click.IntRange(min=1, max=_MAX_TOKENS)
 @click.option("--max-num-batched-tokens", type=_TOKENS)
 @click.option("--kv-cache-dtype", type=click.Choice(["auto", "fp8", "fp8_e4m3", "fp8_e5m2"]))
 @click.option("--enforce-eager", is_flag=True, default=False, help="No CUDA graphs (only turns it on).")
-@click.option("--cpu-offload-gb", type=click.FloatRange(min=0, max=_MAX_GIB))
+@click.option("--cpu-offload-gb", type=click.FloatRange(min=0, max=MAX_GIB))
 @click.option("--vllm-version", help="vLLM version to model (default: the installed one; if none, the most cautious).")
 @json_option
 def plan(profile: str | None, json_mode: bool, **options: Any) -> None:

@@ -64,7 +64,8 @@ def _list_view(data: ProfileList) -> RenderableType:
     from qwenops.cli.views.tables import table
 
     return table(["profile", "engine", "model", "description"],
-                 [(p.name, p.engine, p.model, p.description or f"INVALID: {p.problem}") for p in data.profiles])
+                 [(p.name, p.engine, p.model, f"INVALID: {p.problem}" if p.problem else p.description)
+                  for p in data.profiles])
 
 
 def _show_view(data: ProfileView, *, with_sources: bool) -> RenderableType:

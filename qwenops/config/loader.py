@@ -30,21 +30,53 @@ class ResolvedProfile(BaseModel):
     files: tuple[str, ...]
 
 
+def _unique_key_loader() -> type:
+    """PyYAML's SafeLoader, except that a key given twice in one mapping is an error, not "last wins"."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} is given twice (a later one would silently win)",
+                        key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
+
+
+MAX_PROFILE_BYTES = 1024 * 1024  # a profile is a screenful of YAML; a bigger file is a mistake (or /dev/zero)
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     import yaml
 
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            raw = file.read(MAX_PROFILE_BYTES + 1)
     except OSError as exc:
         raise ProfileInvalidError(f"cannot read {path}: {exc.strerror}") from None
+    if len(raw) > MAX_PROFILE_BYTES:
+        raise ProfileInvalidError(f"{path} is larger than {MAX_PROFILE_BYTES // 1024} KiB; is it a profile?")
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProfileInvalidError(f"{path} is not UTF-8 text (byte {exc.start})") from None
+    try:
+        data = yaml.load(text, Loader=_unique_key_loader())  # a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise ProfileInvalidError(f"YAML syntax error at {where}: {exc.problem}") from None
+        kind = "error" if isinstance(exc, yaml.constructor.ConstructorError) else "syntax error"
+        raise ProfileInvalidError(f"YAML {kind} at {where}: {exc.problem}") from None
     except yaml.YAMLError as exc:
         raise ProfileInvalidError(f"YAML error in {path}: {exc}") from None
+    except RecursionError:
+        raise ProfileInvalidError(f"{path} nests too deeply to be a profile") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

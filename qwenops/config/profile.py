@@ -18,12 +18,14 @@ from pydantic.fields import FieldInfo
 
 from qwenops.errors import ProfileInvalidError
 from qwenops.supervisor.options import SupervisorOptions
+from qwenops.units import MAX_GIB, MAX_TOKENS
 
 Engine = Literal["vllm", "vllm-cpu"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf and NaN pass a `gt=0` bound (or fail it with a confusing message); no profile number is either.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ClientDefaults(_Strict):
@@ -31,18 +33,18 @@ class ClientDefaults(_Strict):
 
     temperature: float = Field(0.8, ge=0.0, le=2.0, description="sampling temperature")
     top_p: float = Field(0.9, gt=0.0, le=1.0, description="nucleus sampling mass")
-    max_tokens: int = Field(512, ge=1, description="most tokens generated per answer")
+    max_tokens: int = Field(512, ge=1, le=MAX_TOKENS, description="most tokens generated per answer")
 
 
 class Requirements(_Strict):
     """What the host needs for this profile; `qwenops doctor` checks each one that is set."""
 
     gpu_name: str | None = Field(None, description="substring of the GPU name, e.g. 'RTX 4090D'")
-    min_gpu_memory_gib: float | None = Field(None, gt=0)
+    min_gpu_memory_gib: float | None = Field(None, gt=0, le=MAX_GIB)
     cuda_version: str | None = Field(None, pattern=r"^\d+\.\d+$", description="CUDA version the driver supports")
-    min_ram_gib: float | None = Field(None, gt=0)
-    min_system_disk_gib: float | None = Field(None, gt=0)
-    min_data_disk_gib: float | None = Field(None, gt=0)
+    min_ram_gib: float | None = Field(None, gt=0, le=MAX_GIB)
+    min_system_disk_gib: float | None = Field(None, gt=0, le=MAX_GIB)
+    min_data_disk_gib: float | None = Field(None, gt=0, le=MAX_GIB)
 
 
 
@@ -58,19 +60,22 @@ class Profile(_Strict):
     served_model_name: str | None = Field(None, min_length=1, description="name clients send as `model`")
     host: str = Field("127.0.0.1", description="address the HTTP server binds")
     port: int = Field(8000, ge=1, le=65535, description="TCP port of the HTTP server")
-    tensor_parallel_size: int | None = Field(None, ge=1, description="GPUs the model is split across")
+    tensor_parallel_size: int | None = Field(None, ge=1, le=1024, description="GPUs the model is split across")
     gpu_memory_utilization: float | None = Field(
         None, gt=0.0, le=1.0, description="share of total GPU memory vLLM may use (weights + activations + KV)"
     )
-    max_num_seqs: int | None = Field(None, ge=1, description="most sequences batched at once; lower it on OOM")
-    max_model_len: int | None = Field(None, ge=1, description="context window (prompt + answer) in tokens")
-    max_num_batched_tokens: int | None = Field(None, ge=1, description="tokens scheduled per engine step")
+    max_num_seqs: int | None = Field(None, ge=1, le=MAX_TOKENS,
+                                     description="most sequences batched at once; lower it on OOM")
+    max_model_len: int | None = Field(None, ge=1, le=MAX_TOKENS,
+                                      description="context window (prompt + answer) in tokens")
+    max_num_batched_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS,
+                                               description="tokens scheduled per engine step")
     enforce_eager: bool = Field(False, description="skip CUDA graph capture: faster start, less memory")
     disable_log_stats: bool = Field(False, description="no periodic throughput lines in the log")
     dtype: Literal["auto", "half", "float16", "bfloat16", "float", "float32"] | None = None
     quantization: str | None = Field(None, pattern=r"^[a-z0-9_\-]+$", description="checkpoint quantization")
     kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"] | None = None
-    cpu_offload_gb: float | None = Field(None, ge=0, description="GiB of weights kept in CPU RAM (slow)")
+    cpu_offload_gb: float | None = Field(None, ge=0, le=MAX_GIB, description="GiB of weights kept in CPU RAM (slow)")
     reasoning_parser: str | None = Field(None, description="e.g. 'qwen3': splits <think> into reasoning_content")
     extra_args: tuple[str, ...] = Field((), description="further vLLM flags, rendered verbatim after the others")
 

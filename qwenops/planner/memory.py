@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from qwenops.errors import BadInputError
 from qwenops.planner.modelinfo import ModelConfig, checkpoints_for
-from qwenops.units import GIB
+from qwenops.units import GIB, MAX_GIB, MAX_TOKENS
 
 BLOCK_SIZE = 16  # vLLM's default KV block size on CUDA (cache.block_size)
 NON_TORCH_GIB = 0.35  # vLLM's "non_torch_memory" at TP=1 (no NCCL buffers): cuBLAS workspace + slack
@@ -48,10 +48,6 @@ CUDAGRAPH_MAX_CAPTURE = 512  # vLLM's default ceiling for max_cudagraph_capture_
 V1_SINCE = (0, 8)
 CUDAGRAPH_ESTIMATE_SINCE = (0, 21)
 CURRENT_VERSION = (0, 32)
-# Far above any GPU, checkpoint or context length, yet small enough that GiB x 2**30 and tokens x
-# bytes stay finite floats: `inf` or 1e308 would otherwise overflow int(available x GIB).
-MAX_GIB = 1024.0**2
-MAX_TOKENS = 10**9
 # One representative per memory-accounting generation, for plans where the version is unknown.
 ENGINE_GENERATIONS: tuple[tuple[tuple[int, int], str], ...] = (
     ((0, 7), "0.7"), ((0, 20), "0.20"), (CURRENT_VERSION, "0.32"),

@@ -11,7 +11,7 @@ class SupervisorOptions(BaseModel):
     A profile carries these as its `supervise:` section; the supervisor knows nothing of profiles.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     startup_timeout_s: float = Field(900.0, gt=0, description="longest wait for /health and /v1/models")
     drain_timeout_s: float = Field(30.0, ge=0, description="wait after SIGTERM before SIGKILL of the group")

@@ -113,7 +113,50 @@ BAD_PROFILES = {
     "api-key-in-args": ("model: x\nextra_args: ['--api-key', 'abc']\n", "extra_args: --api-key must not", ""),
     "loop": ("extends: bad-loop\nmodel: x\n", "'extends' loops", ""),
     "missing-parent": ("extends: ghost\nmodel: x\n", "extends unknown profile 'ghost'", ""),
+    "duplicate-key": ("model: x\nport: 8000\nport: 9000\n", "YAML error at", "key 'port' is given twice"),
+    "huge-len": ("model: x\nmax_model_len: 99999999999999999999999\n", "max_model_len: must be >= 1 and <= 1000000000",
+                 "99999999999999999999999"),
+    "inf-offload": ("model: x\ncpu_offload_gb: .inf\n", "cpu_offload_gb: ", ""),
+    "nan-timeout": ("model: x\nsupervise:\n  drain_timeout_s: .nan\n", "supervise.drain_timeout_s: ", ""),
+    "nested-deep": ("model: " + "[" * 5000 + "\n", "error", ""),
 }
+
+
+def write_bytes_profile(directory: Path, name: str, data: bytes) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{name}.yaml").write_bytes(data)
+
+
+@pytest.mark.parametrize(("data", "expected"), [
+    (bytes(range(256)) * 4, "is not UTF-8 text"),
+    (b"model: x\n" + b"# padding\n" * 120_000, "is larger than 1024 KiB"),
+])
+def test_unreadable_profile_file_is_bad_input_and_listed_beside_the_rest(data: bytes, expected: str,
+                                                                        tmp_path: Path) -> None:
+    directory = tmp_path / "profiles"
+    write_bytes_profile(directory, "junk", data)
+    env = {"QWENOPS_PROFILES_DIR": str(directory)}
+    code, out, err = run("render", "flags", "--profile", "junk", env=env)
+    assert code == ExitCode.BAD_INPUT and out == "" and expected in err and err.count("\n") == 1, err
+    code, out, err = run("profiles", "list", "--json", env=env)
+    assert code == ExitCode.BAD_INPUT
+    rows = {p["name"]: p for p in json.loads(out)["data"]["profiles"]}
+    assert expected in rows["junk"]["problem"]
+    assert all(rows[name]["problem"] is None for name in SHIPPED)
+
+
+def test_a_profile_without_description_lists_blank_not_invalid(tmp_path: Path) -> None:
+    directory = tmp_path / "profiles"
+    write_profile(directory, "plain", "model: x\n")
+    env = {"QWENOPS_PROFILES_DIR": str(directory)}
+    code, out, err = run("profiles", "list", env=env)
+    assert code == ExitCode.OK, err
+    line = next(line for line in out.splitlines() if line.split()[:1] == ["plain"])
+    assert "INVALID" not in line
+    code, out, _ = run("profiles", "list", "--json", env=env)
+    assert code == ExitCode.OK
+    plain = next(p for p in json.loads(out)["data"]["profiles"] if p["name"] == "plain")
+    assert (plain["problem"], plain["description"]) == (None, "")
 
 
 @pytest.mark.parametrize("case", sorted(BAD_PROFILES))
@@ -154,7 +197,7 @@ def test_bad_environment_value_names_the_variable(env: dict[str, str], expected:
     [
         ("max_num_seq=4", "did you mean max_num_seqs?"),
         ("max_num_seqs", "expected FIELD=VALUE"),
-        ("max_num_seqs=0", "max_num_seqs: must be >= 1 (got '0' from command line)"),
+        ("max_num_seqs=0", "max_num_seqs: must be >= 1 and <= 1000000000 (got '0' from command line)"),
     ],
 )
 def test_bad_set_override(arg: str, expected: str) -> None:
