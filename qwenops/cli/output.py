@@ -21,17 +21,28 @@ if TYPE_CHECKING:
 View = Callable[[Any], "RenderableType"]
 
 
-def stdout_console() -> Console:
+# A pipe, a file or a log collector has no width: rich would assume 80 columns and fold table cells
+# mid-word, so anything not a terminal gets lines as long as their content, unless COLUMNS says otherwise.
+_UNBOUNDED = 1_000_000
+
+
+def _console(*, stderr: bool) -> Console:
+    import os
+
     from rich.console import Console
 
-    # soft_wrap: never break a rendered command line or path in the middle when piped.
-    return Console(soft_wrap=True, highlight=False)
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() or os.environ.get("COLUMNS") else _UNBOUNDED
+    # soft_wrap: never break a rendered command line or path in the middle.
+    return Console(stderr=stderr, soft_wrap=True, highlight=False, width=width)
+
+
+def stdout_console() -> Console:
+    return _console(stderr=False)
 
 
 def stderr_console() -> Console:
-    from rich.console import Console
-
-    return Console(stderr=True, soft_wrap=True, highlight=False)
+    return _console(stderr=True)
 
 
 def emit(result: CommandResult, *, json_mode: bool, view: View | None = None) -> None:
@@ -46,8 +57,15 @@ def emit(result: CommandResult, *, json_mode: bool, view: View | None = None) ->
             # Plain text (a command line, a script) needs no rich: print it as is, exactly.
             sys.stdout.write(shown if shown.endswith("\n") else shown + "\n")
             sys.stdout.flush()
-        else:
+        elif sys.stdout.isatty():
             stdout_console().print(shown)
+        else:
+            console = stdout_console()
+            with console.capture() as captured:
+                console.print(shown)
+            # rich pads every cell to its column's width; a pipe gets no trailing blanks.
+            sys.stdout.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
+            sys.stdout.flush()
     for error in result.errors:
         print_error(error)
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from qwenops.cli import cli
 from qwenops.errors import ExitCode
 from qwenops.results import SCHEMA_VERSION, CommandResult
+from tests.conftest import REPO
 
 ENVELOPE_KEYS = ["qwenops", "command", "ok", "data", "errors"]
 
@@ -85,3 +87,18 @@ def test_root_level_usage_error_with_json_is_an_envelope() -> None:
         assert code == ExitCode.BAD_INPUT
         doc = json.loads(out)
         assert list(doc) == ENVELOPE_KEYS and doc["ok"] is False
+
+
+def test_piped_text_is_not_wrapped_or_padded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not a terminal and no COLUMNS: every doctor finding and fix stays whole on its line, no trailing blanks."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    probe = str(REPO / "tests" / "data" / "probes" / "rtx4090-cuda122.json")
+    code, text, _ = run("doctor", "--profile", "4090d", "--probe-file", probe)
+    _, doc, _ = run("doctor", "--profile", "4090d", "--probe-file", probe, "--json")
+    assert code == 1
+    lines = text.splitlines()
+    for check in json.loads(doc)["data"]["checks"]:
+        line = next(line for line in lines if f" {check['name']} " in line)
+        assert " ".join(check["finding"].split()) in line
+        assert " ".join((check["fix"] or "").split()) in line
+    assert all(line == line.rstrip() for line in lines)
