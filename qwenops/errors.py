@@ -17,6 +17,7 @@ class ExitCode(IntEnum):
     BAD_INPUT = 2  # bad usage or bad input: unknown profile, invalid value, malformed file
     UNREACHABLE = 3  # the target (server, socket, GPU driver) could not be reached
     INTERNAL = 4  # a bug in qwenops: report it
+    INTERRUPTED = 130  # stopped by Ctrl-C (SIGINT), the shell's 128 + signal number
 
 
 class QwenopsError(Exception):
@@ -68,6 +69,19 @@ class EngineMissingError(BadInputError):
     """The inference engine a profile needs is not installed in this Python environment."""
 
     code = "engine_missing"
+
+
+class UsageError(BadInputError):
+    """A command line Click could not parse: an unknown option, a bad or missing value."""
+
+    code = "usage"
+
+
+class InterruptedByUser(QwenopsError):
+    """The user pressed Ctrl-C before the command finished."""
+
+    exit_code = ExitCode.INTERRUPTED
+    code = "interrupted"
 
 
 class UnreachableError(QwenopsError):

@@ -14,7 +14,7 @@ import click
 
 from qwenops import __version__
 from qwenops.cli._lazy import LazyGroup
-from qwenops.errors import ExitCode, QwenopsError
+from qwenops.errors import QwenopsError
 
 COMMANDS: dict[str, str] = {
     "doctor": "qwenops.cli.doctor:doctor",
@@ -28,7 +28,7 @@ COMMANDS: dict[str, str] = {
 
 
 class RootGroup(LazyGroup):
-    """Maps every QwenopsError (and any bug) to one line and a documented exit code."""
+    """Maps every QwenopsError, usage error, Ctrl-C (and any bug) to one line and a documented exit code."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         from qwenops.cli._common import ARGV_KEY
@@ -37,46 +37,75 @@ class RootGroup(LazyGroup):
         try:
             return super().parse_args(ctx, args)
         except click.UsageError as exc:
-            # A root-level usage error (`qwenops --bogus ... --json`) never reaches invoke().
-            if "--json" not in ctx.meta[ARGV_KEY]:  # `args` itself is consumed by the parser
-                raise
-            from qwenops.cli.output import emit_error
-            from qwenops.errors import BadInputError
-
-            emit_error("qwenops", BadInputError(exc.format_message()), json_mode=True)
-            ctx.exit(int(ExitCode.BAD_INPUT))
+            # A root-level usage error (`qwenops --bogus`) never reaches invoke().
+            _report(ctx, usage_error(exc, ctx))
+            raise AssertionError("unreachable") from None  # _report exits
 
     def invoke(self, ctx: click.Context) -> Any:
-        from qwenops.cli._common import command_name, json_requested
-
         try:
             return super().invoke(ctx)
         except QwenopsError as exc:
-            from qwenops.cli.output import emit_error
-
-            emit_error(command_name(ctx), exc, json_mode=json_requested(ctx))
-            ctx.exit(int(exc.exit_code))
+            _report(ctx, exc)
         except click.UsageError as exc:
-            if not json_requested(ctx):
-                raise
-            from qwenops.cli.output import emit_error
-            from qwenops.errors import BadInputError
+            _report(ctx, usage_error(exc, ctx))
+        except KeyboardInterrupt:
+            from qwenops.errors import InterruptedByUser
 
-            emit_error(command_name(ctx), BadInputError(exc.format_message()), json_mode=True)
-            ctx.exit(int(ExitCode.BAD_INPUT))
+            _report(ctx, InterruptedByUser("interrupted", hint="results so far are not reported"))
         except (click.exceptions.Exit, click.Abort, click.ClickException):
             raise
         except Exception as exc:  # the boundary: a bug must still end in one line and exit 4
             if os.environ.get("QWENOPS_DEBUG"):
                 raise
-            from qwenops.cli.output import emit_error
-
             bug = QwenopsError(
                 f"internal error: {type(exc).__name__}: {exc}",
                 hint="set QWENOPS_DEBUG=1 for the traceback and report it",
             )
-            emit_error(command_name(ctx), bug, json_mode=json_requested(ctx))
-            ctx.exit(int(ExitCode.INTERNAL))
+            _report(ctx, bug)
+
+
+def _report(ctx: click.Context, error: QwenopsError) -> None:
+    """Print ERROR as one line (or the JSON envelope with --json) and exit with its code."""
+    from qwenops.cli._common import command_name, json_requested
+    from qwenops.cli.output import emit_error
+
+    emit_error(command_name(ctx), error, json_mode=json_requested(ctx))
+    ctx.exit(int(error.exit_code))
+
+
+def usage_error(exc: click.UsageError, root: click.Context) -> QwenopsError:
+    """Click's usage error as our one line: the option (or argument) it concerns, what is wrong, and where
+    the help is; instead of Click's three-line `Usage: … Try … Error: …`."""
+    from qwenops.cli._common import command_name
+    from qwenops.errors import UsageError
+
+    field: str | None = None
+    message, suggestion = exc.message, ""
+    if isinstance(exc, click.NoSuchOption):
+        field, message = exc.option_name, "no such option"
+        if exc.possibilities:
+            suggestion = f"did you mean {' or '.join(sorted(exc.possibilities))}? "
+    elif isinstance(exc, click.MissingParameter) and exc.param is not None:
+        field, message = _param_name(exc.param), "missing"
+    elif isinstance(exc, click.BadParameter) and exc.param is not None:
+        field = _param_name(exc.param)
+    elif isinstance(exc, click.BadOptionUsage):
+        field = exc.option_name
+    if field is not None and message.startswith(f"Option '{field}' "):
+        message = message[len(f"Option '{field}' "):]
+    name = command_name(root)
+    command = "qwenops" if name == "qwenops" else f"qwenops {name}"
+    return UsageError(_lower_first(message.rstrip(".")), field=field, hint=f"{suggestion}see `{command} --help`")
+
+
+def _param_name(param: click.Parameter) -> str:
+    if isinstance(param, click.Option):
+        return max(param.opts, key=len)
+    return (param.human_readable_name or "argument").upper()
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
 
 
 @click.group(cls=RootGroup, lazy_commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})

@@ -22,7 +22,7 @@ def run(*args: str) -> tuple[int, str, str]:
 
 def test_exit_codes_are_the_documented_numbers() -> None:
     assert {c.name: int(c) for c in ExitCode} == {
-        "OK": 0, "CHECK_FAILED": 1, "BAD_INPUT": 2, "UNREACHABLE": 3, "INTERNAL": 4,
+        "OK": 0, "CHECK_FAILED": 1, "BAD_INPUT": 2, "UNREACHABLE": 3, "INTERNAL": 4, "INTERRUPTED": 130,
     }
 
 
@@ -57,7 +57,34 @@ def test_usage_error_with_json_still_prints_an_envelope() -> None:
     assert code == ExitCode.BAD_INPUT
     doc = json.loads(out)
     assert doc["ok"] is False
-    assert "no-such-option" in doc["errors"][0]["message"]
+    assert doc["errors"] == [{"code": "usage", "message": "no such option", "field": "--no-such-option",
+                              "hint": "see `qwenops render flags --help`"}]
+
+
+USAGE_ERRORS = [
+    (["render", "flags", "--profil", "x"], "error: --profil: no such option (did you mean --profile? "
+                                           "see `qwenops render flags --help`)"),
+    (["--bogus"], "error: --bogus: no such option (see `qwenops --help`)"),
+    (["render", "flagz"], "error: no such command 'flagz' (see `qwenops render --help`)"),
+    (["plan", "--max-model-len"], "error: --max-model-len: requires an argument (see `qwenops plan --help`)"),
+    (["plan", "--max-model-len", "many"], "error: --max-model-len: 'many' is not a valid integer range "
+                                          "(see `qwenops plan --help`)"),
+    (["profiles", "show"], "error: NAME: missing (see `qwenops profiles show --help`)"),
+]
+
+
+@pytest.mark.parametrize(("args", "line"), USAGE_ERRORS)
+def test_usage_errors_are_one_line_naming_the_option(args: list[str], line: str) -> None:
+    code, out, err = run(*args)
+    assert (code, out, err) == (ExitCode.BAD_INPUT, "", line + "\n")
+
+
+@pytest.mark.parametrize(("args", "line"), USAGE_ERRORS)
+def test_usage_errors_with_json_name_the_field(args: list[str], line: str) -> None:
+    code, out, err = run(*args, "--json")
+    [error] = json.loads(out)["errors"]
+    assert code == ExitCode.BAD_INPUT and err == ""
+    assert line.startswith(f"error: {error['field']}: " if error["field"] else "error: ")
 
 
 def test_failed_result_maps_to_its_exit_code() -> None:
