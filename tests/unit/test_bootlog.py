@@ -131,7 +131,7 @@ def test_a_model_loaded_for_embeddings_is_unservable_for_chat() -> None:
     boot = BootLog()
     boot.feed("(APIServer pid=14868) INFO 11-25 16:15:29 [entry.py:136] Supported tasks: ['embed', 'token_embed']")
     boot.feed("ERROR: [Errno 98] error while attempting to bind on address: address already in use")
-    assert boot.unservable is not None and boot.cause is boot.unservable
+    assert boot.unservable is not None and boot.cause == boot.unservable
     assert boot.cause.category == "model_not_generative" and "architectures" in boot.cause.fix
 
 
