@@ -6,7 +6,7 @@ same loop on real processes. The loop is single-threaded on purpose: only the ou
 beside it. The pump feeds the BootLog of its own attempt (the loop only reads its fields; the
 loop's one write, `serving`, is a plain flag), writes the log file and calls the line sink, which
 may echo to the console: an echo that shares a console with the Observer must lock it
-(supervisor.console.ConsoleReporter does).
+(qwenops.cli.views.serve.ConsoleReporter does).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Metric formulas on hand-timed deltas (README "Streaming" publishes the same formulas)."""
+"""Metric formulas on hand-timed deltas (docs/streaming.md publishes the same formulas)."""
 
 from __future__ import annotations
 
