@@ -289,7 +289,7 @@ _MODEL_NOT_GENERATIVE = Rule(
     _const("give the checkpoint a *ForCausalLM `architectures` entry in config.json (for cpu-tiny: "
            "`qwenops model build-tiny --force DIR`); a chat server needs the 'generate' task"),
 )
-_GENERIC_RANK = len(RULES) - 1  # engine_dead: always a consequence when anything else is known
+GENERIC_RANK = len(RULES) - 1  # engine_dead: always a consequence when anything else is known
 
 
 def quote(line: str) -> str:
@@ -393,15 +393,15 @@ class LogClassifier:
     def findings(self) -> list[Finding]:
         """Errors first, the root cause (most specific) first among them; then warnings, then notes.
 
-        The generic "the engine died" is a consequence whenever something more specific was found.
+        The generic "the engine died" is a consequence whenever something more specific was found, and
+        is then reported as a note under it, not as a second error.
         """
         found = list(self._found.values())
-        specific = any(f.severity == "error" and f.rank < _GENERIC_RANK for f in found)
+        if any(f.severity == "error" and f.rank < GENERIC_RANK for f in found):
+            found = [replace(f, severity="info", title=f"{f.title} (a consequence of the error above)")
+                     if f.rank >= GENERIC_RANK and f.severity == "error" else f for f in found]
         order = {"error": 0, "warning": 1, "info": 2}
-        ranked = sorted(found, key=lambda f: (order[f.severity], f.rank, f.evidence[0].source))
-        if specific:
-            ranked = [f for f in ranked if f.rank < _GENERIC_RANK] + [f for f in ranked if f.rank >= _GENERIC_RANK]
-        return ranked
+        return sorted(found, key=lambda f: (order[f.severity], f.rank))
 
     def root_cause(self) -> Finding | None:
         errors = [f for f in self.findings() if f.severity == "error"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO
 
 # Longer lines (a base64 image in a request log, a tensor dump) are cut here and never buffered whole.
 MAX_LINE_CHARS = 4096
@@ -68,7 +68,7 @@ def _raw_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
         yield pending
 
 
-def read_log(stream: BinaryIO) -> Iterator[LogLine]:
+def read_log(stream: IO[bytes]) -> Iterator[LogLine]:
     """Every line of STREAM, numbered and normalised, read 64 KiB at a time."""
     chunks = iter(lambda: stream.read(_READ_BYTES), b"")
     for number, raw in enumerate(_raw_lines(chunks), start=1):

@@ -1,0 +1,61 @@
+"""`qwenops troubleshoot`: evidence from logs, a live server and this host -> findings with fixes."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+from qwenops.cli._common import finish, json_option, profile_option
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from qwenops.troubleshoot.run import TroubleshootReport
+
+
+@click.command("troubleshoot")
+@profile_option
+@click.option("--log", "logs", multiple=True, metavar="FILE",
+              help="A vLLM log of any version (- for stdin); repeatable.")
+@click.option("--journal", metavar="UNIT", help="Read the log of a systemd unit (journalctl -u UNIT).")
+@click.option("--docker", metavar="CONTAINER", help="Read the log of a container (docker logs CONTAINER).")
+@click.option("--base-url", metavar="URL", help="A live server: read /health, /v1/models and /metrics.")
+@click.option("--host/--no-host", "host", default=None,
+              help="Check this host's CPU, memory and GPU users (default: on when reading a live server).")
+@json_option
+def troubleshoot(*, profile: str | None, logs: tuple[str, ...], journal: str | None, docker: str | None,
+                 base_url: str | None, host: bool | None, json_mode: bool) -> None:
+    """Name what went wrong, with the evidence and the change that fixes it.
+
+    Without a source it reads the profile's live server and this host. Exit 0 when no finding is an
+    error, 1 when one is, 2 for bad input, 3 when a source cannot be reached.
+    """
+    from qwenops.results import CommandResult
+    from qwenops.troubleshoot.run import build_request, run_troubleshoot
+
+    request = build_request(profile=profile, logs=logs, journal=journal, docker=docker, base_url=base_url,
+                            host=host)
+    report = run_troubleshoot(request)
+    finish(CommandResult(command="troubleshoot", data=report, ok=report.ok), json_mode=json_mode, view=_view)
+
+
+_MARK = {"error": "ERROR", "warning": "WARN", "info": "note"}
+
+
+def _view(report: TroubleshootReport) -> RenderableType:
+    from rich.console import Group
+    from rich.markup import escape
+
+    read = "; ".join(s.name + (f" ({s.lines:,} lines)" if s.lines is not None else "") for s in report.sources)
+    parts: list[RenderableType] = [escape(f"troubleshoot: read {read}")]
+    for finding in report.findings:
+        seen = f" (seen {finding.count} times)" if finding.count > 1 else ""
+        parts.append(escape(f"\n{_MARK[finding.severity]:5}  {finding.category}: {finding.title}{seen}"))
+        parts += [escape(f"       {e.source}: {e.quote}") for e in finding.evidence]
+        parts.append(escape(f"       fix: {finding.fix}"))
+    errors = sum(f.severity == "error" for f in report.findings)
+    verdict = "no error found" if report.ok else f"{errors} error finding{'s' if errors > 1 else ''}"
+    parts.append(escape(f"\n{verdict}; {len(report.findings)} finding{'s' if len(report.findings) != 1 else ''} "
+                        f"in all"))
+    return Group(*parts)

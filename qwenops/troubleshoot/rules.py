@@ -1,0 +1,111 @@
+"""Findings from a live server's answers and from the host, in the classifier's shape (qwenops.vllmlog).
+
+Thresholds are the article's FAQ made measurable: "latency too high -> CPU starved" becomes "the CPU
+was this busy, these processes used it"; "GPU out of memory -> too many concurrent requests" becomes
+"vLLM preempted N requests; here is the max_num_seqs that keeps that at zero".
+"""
+
+from __future__ import annotations
+
+from qwenops.troubleshoot.live import HostEvidence, ServerEvidence
+from qwenops.vllmlog.classify import GENERIC_RANK, Evidence, Finding, Flags
+
+# A CPU-bound vLLM front end (tokenising, detokenising, scheduling) slows every token when another
+# process takes its core; these are the levels at which that shows up in TTFT and ITL.
+BUSY_CPU_PERCENT = 90.0
+OTHER_PROCESS_PERCENT = 50.0  # of one core
+STEAL_PERCENT = 10.0
+KV_FULL = 0.95
+
+
+def _metric(name: str, value: float) -> Evidence:
+    return Evidence(f"metric {name}", f"{name} = {value:g}")
+
+
+def server_findings(server: ServerEvidence, flags: Flags) -> list[Finding]:
+    found: list[Finding] = []
+    health = server.health_status
+    if health is None or health >= 500:
+        answer = "no answer in time" if health is None else f"HTTP {health}"
+        found.append(Finding(
+            "engine_dead", "error", "the server is up but its engine is not",
+            (Evidence(f"GET {server.base_url}/health", answer),),
+            "vLLM answers /health 503 while its engine is dead or hung: read the server's log "
+            "(`qwenops troubleshoot --journal UNIT` or `--log FILE`) for the first error", retryable=True,
+            rank=GENERIC_RANK))
+    metrics = server.metrics
+    if metrics is None:
+        if server.metrics_error:
+            found.append(Finding("metrics_unavailable", "info", "no metrics to judge load and latency by",
+                                 (Evidence(f"GET {server.base_url}/metrics", server.metrics_error),),
+                                 "do not pass --disable-log-stats if you want /metrics (qwenops status uses it)"))
+        return found
+    preemptions = metrics.counters.get("preemptions", 0.0)
+    if preemptions > 0:
+        seqs = flags.get("max_num_seqs")
+        change = (f"lower max_num_seqs from {seqs} to {max(1, int(str(seqs)) // 2)} "
+                  f"(`--set max_num_seqs={max(1, int(str(seqs)) // 2)}`)" if seqs else "lower max_num_seqs")
+        found.append(Finding(
+            "kv_cache_preemption", "warning", "requests were preempted: the KV cache is too small for the batch",
+            (_metric("vllm:num_preemptions_total", preemptions),),
+            f"{change}, shorten max_model_len, or raise gpu_memory_utilization; each preemption recomputes "
+            f"a request, which users see as a stall (the article's 'out of memory' row, before it is an OOM)"))
+    usage, waiting = metrics.gauges.get("kv_cache_usage"), metrics.gauges.get("requests_waiting", 0.0)
+    if usage is not None and usage >= KV_FULL and waiting > 0:
+        found.append(Finding(
+            "kv_cache_full", "warning", "the KV cache is full and requests are waiting for it",
+            (_metric("vllm:kv_cache_usage_perc", usage), _metric("vllm:num_requests_waiting", waiting)),
+            "more concurrency than the cache holds: lower max_num_seqs or max_model_len so requests queue "
+            "in the client instead, or use a smaller (quantized) checkpoint to free memory for the cache"))
+    return found
+
+
+def host_findings(host: HostEvidence, *, vllm_pids: frozenset[int]) -> list[Finding]:
+    """CPU contention, steal, memory pressure and other processes on the GPU."""
+    found: list[Finding] = []
+    others = [p for p in host.busiest if p.pid not in vllm_pids and p.cpu_percent >= OTHER_PROCESS_PERCENT]
+    loaded = host.load_1m is not None and host.load_1m > host.cpu_count
+    if others and (host.cpu_busy_percent >= BUSY_CPU_PERCENT or loaded):
+        evidence = [Evidence("host", f"CPU {host.cpu_busy_percent:.0f}% busy on {host.cpu_count} cores"
+                                     + (f", load {host.load_1m:.1f}" if host.load_1m is not None else ""))]
+        evidence += [Evidence("host", f"pid {p.pid} {p.name}: {p.cpu_percent:.0f}% of a core") for p in others]
+        pids = " ".join(str(p.pid) for p in others)
+        found.append(Finding(
+            "high_latency_cpu", "warning", "other processes compete with vLLM for the CPU",
+            tuple(evidence),
+            f"vLLM's API server and scheduler need a free core each to keep TTFT and ITL low: stop or move "
+            f"pid {pids}, or lower their priority (`renice +10 -p {pids}`)"))
+    if host.steal_percent is not None and host.steal_percent >= STEAL_PERCENT:
+        found.append(Finding(
+            "high_latency_cpu", "warning", "the hypervisor takes CPU time from this VM",
+            (Evidence("host", f"CPU steal {host.steal_percent:.0f}%"),),
+            "a noisy neighbour: no setting of qwenops or vLLM fixes steal; use dedicated vCPUs or another host"))
+    if host.swap_used_gib > 1.0 and host.ram_available_gib < 0.1 * host.ram_total_gib:
+        found.append(Finding(
+            "host_memory_pressure", "warning", "the host is short of RAM and swapping",
+            (Evidence("host", f"{host.ram_available_gib:.1f} of {host.ram_total_gib:.1f} GiB RAM available, "
+                              f"{host.swap_used_gib:.1f} GiB swap used"),),
+            "vLLM's processes stall when their pages are swapped out: free RAM, or lower cpu_offload_gb / "
+            "VLLM_CPU_KVCACHE_SPACE if they are set"))
+    strangers = [(pid, name, mib) for pid, name, mib in host.gpu_processes if pid not in vllm_pids]
+    if strangers:
+        listed = ", ".join(f"{name} (pid {pid}" + (f", {mib:.0f} MiB)" if mib else ")") for pid, name, mib in strangers)
+        found.append(Finding(
+            "insufficient_free_memory", "warning", "other processes hold GPU memory",
+            (Evidence("host", f"on the GPU: {listed}"),),
+            "vLLM reserves gpu_memory_utilization of the *total* memory at start: stop them, or lower "
+            "gpu_memory_utilization by what they hold (`qwenops doctor` computes the value)"))
+    return found
+
+
+def vllm_process_ids() -> frozenset[int]:
+    """Processes whose command line or name says vLLM (API server, EngineCore, workers)."""
+    import psutil
+
+    pids: set[int] = set()
+    for process in psutil.process_iter(["pid", "name", "cmdline"]):
+        name = process.info.get("name") or ""
+        cmdline = " ".join(process.info.get("cmdline") or ())
+        if "vllm" in name.lower() or "vllm" in cmdline.lower():
+            pids.add(process.info["pid"])
+    return frozenset(pids)

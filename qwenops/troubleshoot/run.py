@@ -1,0 +1,147 @@
+"""`qwenops troubleshoot`'s core: read every source given, classify, and rank the findings."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from qwenops.troubleshoot.sources import LogSource, open_source
+from qwenops.vllmlog.classify import Finding, Flags, LogClassifier
+from qwenops.vllmlog.lines import read_log
+
+_ORDER = {"error": 0, "warning": 1, "info": 2}
+
+
+@dataclass(frozen=True)
+class SourceRead:
+    """One source and what was taken from it."""
+
+    name: str
+    lines: int | None = None  # for logs
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class TroubleshootReport:
+    """The `data` of `qwenops troubleshoot --json`: findings, most important first."""
+
+    ok: bool  # no finding of severity error
+    findings: tuple[Finding, ...]
+    sources: tuple[SourceRead, ...]
+    profile: str | None
+
+
+@dataclass(frozen=True)
+class TroubleshootRequest:
+    logs: tuple[LogSource, ...] = ()
+    base_url: str | None = None
+    api_key: str | None = None
+    host: bool = False
+    profile: str | None = None
+    flags: Flags | None = None
+
+
+def classify_source(source: LogSource, flags: Flags) -> tuple[list[Finding], SourceRead]:
+    classifier = LogClassifier(flags=flags)
+    lines = 0
+    with open_source(source) as stream:
+        for line in read_log(stream):
+            classifier.feed(line)
+            lines = line.number
+    if lines == 0 and source.kind in ("journal", "docker"):
+        from qwenops.errors import UnreachableError
+
+        raise UnreachableError(f"the {source.label} has no lines", field=source.option,
+                               hint="is the name right? (`journalctl -u NAME` / `docker ps -a`)")
+    findings = [_labelled(f, source) for f in classifier.findings()]
+    return findings, SourceRead(source.label, lines=lines)
+
+
+def _labelled(finding: Finding, source: LogSource) -> Finding:
+    """Evidence from a log names the log, so findings from two sources stay told apart."""
+    from dataclasses import replace
+
+    from qwenops.vllmlog.classify import Evidence
+
+    evidence = tuple(Evidence(e.source.replace("log line", f"{source.label} line", 1), e.quote)
+                     for e in finding.evidence)
+    return replace(finding, evidence=evidence)
+
+
+def run_troubleshoot(request: TroubleshootRequest) -> TroubleshootReport:
+    flags = dict(request.flags or {})
+    findings: list[Finding] = []
+    sources: list[SourceRead] = []
+    for source in request.logs:
+        found, read = classify_source(source, flags)
+        findings += found
+        sources.append(read)
+    if request.base_url is not None:
+        from qwenops.troubleshoot.live import read_server
+        from qwenops.troubleshoot.rules import server_findings
+
+        server = read_server(request.base_url, api_key=request.api_key)
+        findings += server_findings(server, flags)
+        sources.append(SourceRead(f"server {request.base_url}", note=f"/health {server.health_status or 'no answer'}"))
+    if request.host:
+        from qwenops.troubleshoot.live import read_host
+        from qwenops.troubleshoot.rules import host_findings, vllm_process_ids
+
+        findings += host_findings(read_host(), vllm_pids=vllm_process_ids())
+        sources.append(SourceRead("this host"))
+    ranked = rank(findings)
+    return TroubleshootReport(ok=not any(f.severity == "error" for f in ranked), findings=tuple(ranked),
+                              sources=tuple(sources), profile=request.profile)
+
+
+def rank(findings: Sequence[Finding]) -> list[Finding]:
+    """Errors before warnings before notes; within a severity, the most specific (root cause) first."""
+    return sorted(findings, key=lambda f: (_ORDER[f.severity], f.rank))
+
+
+def build_request(*, profile: str | None, logs: Sequence[str], journal: str | None, docker: str | None,
+                  base_url: str | None, host: bool | None) -> TroubleshootRequest:
+    """What to read: the sources named; with none, the profile's live server and this host.
+
+    The profile (named, or the default when a live server must be found) supplies the flags in force,
+    so fixes read "from 32 to 16". No API key is sent: /health and /metrics are open on vLLM.
+    """
+    from qwenops.troubleshoot.sources import file_source
+
+    sources = [file_source(path) for path in logs]
+    if journal:
+        sources.append(LogSource("journal", journal, "--journal"))
+    if docker:
+        sources.append(LogSource("docker", docker, "--docker"))
+    flags: dict[str, object] = {}
+    name = profile
+    if profile is not None or not (sources or base_url):
+        from qwenops.config.loader import load_profile
+        from qwenops.net import base_url as url_for
+
+        loaded = load_profile(profile)
+        name, flags = loaded.name, loaded.model_dump(include=set(FLAG_NAMES))
+        if not (sources or base_url):
+            from qwenops.config.settings import load_settings
+
+            base_url = load_settings().base_url or url_for(loaded.host, loaded.port)
+    if base_url is not None:
+        base_url = _checked_url(base_url)
+    return TroubleshootRequest(logs=tuple(sources), base_url=base_url, host=host if host is not None else bool(
+        base_url), profile=name, flags=flags)
+
+
+# The profile fields a fix may name ("lower max_num_seqs from 32 to 16").
+FLAG_NAMES = ("max_num_seqs", "max_model_len", "max_num_batched_tokens", "gpu_memory_utilization",
+              "enforce_eager", "kv_cache_dtype", "cpu_offload_gb")
+
+
+def _checked_url(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    from qwenops.errors import BadInputError
+
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or url != url.strip():
+        raise BadInputError(f"{url!r} is not an http(s) URL", field="--base-url", hint="e.g. http://127.0.0.1:8000")
+    return url.rstrip("/")
