@@ -260,6 +260,13 @@ RULES: tuple[Rule, ...] = (
          re.compile(r"(?:Prompt|Input prompt) (?:length of |\()?(?P<prompt>\d+)(?: tokens\))? is (?:longer than the "
                     r"maximum model length of|too long and exceeds (?:the )?limit of) (?P<limit>\d+)"),
          _too_long_fix, severity="warning", when="service"),
+    # vLLM rejects a request in preprocessing when its prompt fails validation, and length is what fails
+    # there in practice; an excerpt often ends before the ValueError that gives the numbers.
+    Rule("request_too_long", "a request was rejected while its prompt was checked (most often: too long)",
+         re.compile(r"Error in preprocessing prompt inputs"),
+         _const("find the ValueError below this line in the log: if it is \"maximum context length\", lower the "
+                "request's max_tokens or trim the prompt, or raise max_model_len; vLLM kept serving"),
+         severity="warning", when="service"),
     Rule("kv_cache_preemption", "requests were preempted: the KV cache is too small for the batch",
          re.compile(r"is preempted by PreemptionMode\.\w+ mode because there is not enough KV cache space"),
          _preemption_fix, severity="warning", when="service"),

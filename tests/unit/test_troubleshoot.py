@@ -1,0 +1,185 @@
+"""`qwenops troubleshoot`: real logs named right (as written, and as journald, compose or docker wrap them),
+the contract, and bad input of every kind as one line with its exit code."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from qwenops.cli import cli
+from qwenops.vllmlog.classify import classify_text
+from qwenops.vllmlog.lines import MAX_LINE_CHARS, normalise, read_log
+from tests.conftest import REPO
+
+LOGS = REPO / "tests" / "data" / "logs"
+PUBLIC = LOGS / "public"
+INDEX = json.loads((PUBLIC / "index.json").read_text())
+# Excerpts whose deciding line is cut off (index.json notes): named by what the excerpt does show.
+EXCERPT_SHOWS = {"15_runtime_oom.log": "engine_dead"}
+CPU_LOGS = {  # recorded on the CPU engine (tests/data/logs/README.md)
+    "vllm_cpu_port_in_use.log": "port_in_use",
+    "vllm_cpu_model_missing.log": "model_not_found",
+    "vllm_cpu_bad_flag.log": "invalid_config",
+    "vllm_cpu_engine_killed.log": "engine_dead",
+    "vllm_cpu_boot.log": None,
+}
+
+
+def troubleshoot(*args: str, stdin: bytes | None = None) -> tuple[int, dict[str, Any], str]:
+    result = CliRunner().invoke(cli, ["troubleshoot", *args, "--json"], input=stdin, catch_exceptions=False)
+    return result.exit_code, json.loads(result.stdout), result.stderr
+
+
+def expected(entry: dict[str, str]) -> str | None:
+    if entry["category"] == "healthy":
+        return None
+    return EXCERPT_SHOWS.get(entry["file"], entry["category"])
+
+
+@pytest.mark.parametrize("entry", INDEX, ids=lambda e: e["file"])
+def test_every_public_log_is_named_right_with_a_fix(entry: dict[str, str]) -> None:
+    code, doc, _ = troubleshoot("--log", str(PUBLIC / entry["file"]))
+    findings = doc["data"]["findings"]
+    errors = [f for f in findings if f["severity"] == "error"]
+    want = expected(entry)
+    if want is None:
+        assert (code, errors) == (0, [])
+        return
+    first = findings[0]
+    assert first["category"] == want, [f["category"] for f in findings]
+    assert first["fix"] and first["evidence"][0]["quote"]
+    assert first["evidence"][0]["source"].startswith(f"log {PUBLIC / entry['file']} line ")
+    # A request refused for its length is the client's problem: the server kept serving.
+    assert code == (0 if first["severity"] != "error" else 1)
+
+
+@pytest.mark.parametrize(("name", "category"), CPU_LOGS.items())
+def test_recorded_cpu_engine_logs(name: str, category: str | None) -> None:
+    code, doc, _ = troubleshoot("--log", str(LOGS / name))
+    errors = [f["category"] for f in doc["data"]["findings"] if f["severity"] == "error"]
+    assert errors[:1] == ([category] if category else [])
+    assert code == (1 if category else 0)
+
+
+def wrap(line: str, how: str, number: int) -> str:
+    return {
+        "journald": f"Nov 28 07:00:{number % 60:02d} gpu-box qwenops[4242]: {line}",
+        "compose": f"vllm-1  | {line}",
+        "docker -t": f"2026-11-28T07:00:{number % 60:02d}.123456789Z {line}",
+        "ansi+crlf": f"\x1b[1;31m{line}\x1b[0m\r",
+        "ray": f"{line} [repeated 30x across cluster]" if line else line,
+    }[how]
+
+
+@pytest.mark.parametrize("how", ["journald", "compose", "docker -t", "ansi+crlf", "ray"])
+@pytest.mark.parametrize("entry", INDEX, ids=lambda e: e["file"])
+def test_wrapped_logs_are_named_the_same(entry: dict[str, str], how: str, tmp_path: Path) -> None:
+    lines = (PUBLIC / entry["file"]).read_text().splitlines()
+    wrapped = tmp_path / "wrapped.log"
+    wrapped.write_text("\n".join(wrap(line, how, n) for n, line in enumerate(lines)) + "\n")
+    _, plain, _ = troubleshoot("--log", str(PUBLIC / entry["file"]))
+    _, seen, _ = troubleshoot("--log", str(wrapped))
+    assert [f["category"] for f in seen["data"]["findings"]] == [f["category"] for f in plain["data"]["findings"]]
+
+
+@pytest.mark.parametrize(("raw", "clean"), [
+    ("(APIServer pid=1) INFO 11-28 07:00:00 [api_server.py:1] x", "INFO 11-28 07:00:00 [api_server.py:1] x"),
+    ("(RayWorkerWrapper pid=7, ip=10.0.0.2) ERROR x", "ERROR x"),
+    ("(EngineCore_DP0 pid=9) ValueError: y", "ValueError: y"),
+    ("(VllmWorkerProcess pid=13105) INFO z", "INFO z"),
+    ("vllm-openai-1  | (APIServer pid=1) ERROR e", "ERROR e"),
+    ("Nov 28 07:00:00 host qwenops[123]: (EngineCore pid=5) ERROR e", "ERROR e"),
+    ("\x1b[32mINFO\x1b[0m ok\r", "INFO ok"),
+    ("ERROR boom [repeated 30x across cluster]", "ERROR boom"),
+])
+def test_normalise_strips_every_wrapper(raw: str, clean: str) -> None:
+    assert normalise(raw) == clean
+
+
+def test_reading_is_bounded_and_survives_bad_bytes(tmp_path: Path) -> None:
+    log = tmp_path / "big.log"
+    with log.open("wb") as out:
+        out.write(b"INFO start\n" + b"x" * (MAX_LINE_CHARS * 40) + b"\n")
+        out.write(b"\xff\xfe ValueError: No available memory for the cache blocks.\n")
+        out.write(b"last line without newline")
+    with log.open("rb") as stream:
+        lines = list(read_log(stream))
+    assert [line.number for line in lines] == [1, 2, 3, 4]
+    assert len(lines[1].text) == MAX_LINE_CHARS
+    assert lines[2].text.startswith("\ufffd\ufffd ValueError")
+    assert lines[3].text == "last line without newline"
+    assert [f.category for f in classify_text(["\ufffd ValueError: No available memory for the cache blocks."])] \
+        == ["kv_cache_no_blocks"]
+
+
+def test_stdin_is_a_log_too() -> None:
+    code, doc, _ = troubleshoot("--log", "-", stdin=(PUBLIC / "17_port_in_use.log").read_bytes())
+    assert code == 1 and doc["data"]["findings"][0]["category"] == "port_in_use"
+    assert doc["data"]["sources"][0]["name"] == "log on stdin"
+
+
+def test_fix_uses_the_numbers_of_the_log_and_the_profile() -> None:
+    line = ("(EngineCore_DP0 pid=1) ValueError: To serve at least one request with the model's max seq len (4096), "
+            "(0.62 GiB KV cache is needed, which is larger than the available KV cache memory (0.27 GiB). Based on "
+            "the available memory, the estimated maximum model length is 1792. Try increasing ...")
+    code, doc, _ = troubleshoot("--log", "-", "--profile", "cpu-tiny", stdin=line.encode())
+    first = doc["data"]["findings"][0]
+    assert code == 1 and first["category"] == "max_len_exceeds_kv"
+    assert "lower max_model_len from 512 to 1792 (`--set max_model_len=1792`)" in first["fix"]
+
+
+@pytest.mark.parametrize(("phase_line", "frame", "category"), [
+    ("Starting to load model /m", "load_weights", "weights_oom"),
+    ("Capturing CUDA graphs (mixed prefill-decode, PIECEWISE)", "capture_model", "cudagraph_oom"),
+    ("Model loading took 9.4 GiB", "profile_run", "profile_oom"),
+    ('INFO:     127.0.0.1:5 - "POST /v1/chat/completions HTTP/1.1" 200 OK', "execute_model", "runtime_oom"),
+])
+def test_cuda_oom_is_named_by_its_traceback_frames(phase_line: str, frame: str, category: str) -> None:
+    oom = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity"
+    log = [phase_line, "Traceback (most recent call last):", f'  File "/x/vllm/y.py", line 1, in {frame}', oom]
+    assert classify_text(log)[0].category == category
+    # Without frames, the phase reached decides.
+    assert classify_text([phase_line, oom])[0].category == category
+
+
+def test_a_prompt_in_the_request_log_is_not_evidence() -> None:
+    prompt = ("INFO 11-28 07:00:00 [logger.py:41] Received request chatcmpl-1: prompt: 'ValueError: No available "
+              "memory for the cache blocks. CUDA out of memory [Errno 98] address already in use'")
+    assert classify_text(["INFO:     Application startup complete.", prompt]) == []
+
+
+@pytest.mark.parametrize("make", ["directory", "missing", "empty", "binary"])
+def test_bad_log_files_are_one_line_and_exit_2(make: str, tmp_path: Path) -> None:
+    target = tmp_path / "server.log"
+    if make == "directory":
+        target.mkdir()
+    elif make == "empty":
+        target.write_bytes(b"")
+    elif make == "binary":
+        target.write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)) * 8)
+    result = CliRunner().invoke(cli, ["troubleshoot", "--log", str(target)], catch_exceptions=False)
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.startswith(f"error: --log: {target}") and result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(("option", "tool"), [("--journal", "journalctl"), ("--docker", "docker")])
+def test_a_missing_tool_is_one_line_and_exit_3(option: str, tool: str, tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "qwenops", "troubleshoot", option, "vllm"], cwd=REPO,
+                          capture_output=True, text=True, env={**os.environ, "PATH": str(tmp_path)}, check=False)
+    assert done.returncode == 3, done.stderr
+    assert done.stderr == (f"error: {option}: {tool} is not installed here, so the "
+                           f"{'journal of unit' if tool == 'journalctl' else 'docker logs of'} vllm cannot be read "
+                           f"(save the log to a file and pass --log FILE)\n")
+
+
+@pytest.mark.parametrize("url", ["ftp://x", "localhost:8000", "http://host:8000/\n"])
+def test_a_url_that_is_not_http_is_bad_input(url: str) -> None:
+    result = CliRunner().invoke(cli, ["troubleshoot", "--base-url", url], catch_exceptions=False)
+    assert result.exit_code == 2 and result.stderr.startswith("error: --base-url: ")
