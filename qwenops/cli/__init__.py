@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "render": "qwenops.cli.render:render",
     "serve": "qwenops.cli.serve:serve",
     "smoke-stream": "qwenops.cli.smoke:smoke_stream",
+    "status": "qwenops.cli.status:status",
     "troubleshoot": "qwenops.cli.troubleshoot:troubleshoot",
 }
 

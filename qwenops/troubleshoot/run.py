@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from qwenops.troubleshoot.sources import LogSource, open_source
-from qwenops.vllmlog.classify import Finding, Flags, LogClassifier
-from qwenops.vllmlog.lines import read_log
+from qwenops.vllmlog.classify import CANDIDATE, SERVED, Finding, Flags, LogClassifier
+from qwenops.vllmlog.lines import scan_log
 
 _ORDER = {"error": 0, "warning": 1, "info": 2}
 
@@ -45,9 +45,9 @@ def classify_source(source: LogSource, flags: Flags) -> tuple[list[Finding], Sou
     classifier = LogClassifier(flags=flags)
     lines = 0
     with open_source(source) as stream:
-        for line in read_log(stream):
+        for line in scan_log(stream, CANDIDATE, SERVED):
             classifier.feed(line)
-            lines = line.number
+            lines = line.number  # the last one is scan_log's count of every line
     if lines == 0 and source.kind in ("journal", "docker"):
         from qwenops.errors import UnreachableError
 
@@ -116,17 +116,11 @@ def build_request(*, profile: str | None, logs: Sequence[str], journal: str | No
     flags: dict[str, object] = {}
     name = profile
     if profile is not None or not (sources or base_url):
-        from qwenops.config.loader import load_profile
-        from qwenops.net import base_url as url_for
-
-        loaded = load_profile(profile)
-        name, flags = loaded.name, loaded.model_dump(include=set(FLAG_NAMES))
-        if not (sources or base_url):
-            from qwenops.config.settings import load_settings
-
-            base_url = load_settings().base_url or url_for(loaded.host, loaded.port)
-    if base_url is not None:
-        base_url = _checked_url(base_url)
+        target = resolve_target(profile, base_url)
+        name, flags = target.profile, target.flags
+        base_url = target.base_url if not sources or base_url else None
+    elif base_url is not None:
+        base_url = checked_url(base_url)
     return TroubleshootRequest(logs=tuple(sources), base_url=base_url, host=host if host is not None else bool(
         base_url), profile=name, flags=flags)
 
@@ -136,7 +130,27 @@ FLAG_NAMES = ("max_num_seqs", "max_model_len", "max_num_batched_tokens", "gpu_me
               "enforce_eager", "kv_cache_dtype", "cpu_offload_gb")
 
 
-def _checked_url(url: str) -> str:
+@dataclass(frozen=True)
+class Target:
+    """The server a command talks to, and the profile values in force for it."""
+
+    base_url: str
+    profile: str
+    flags: dict[str, object]
+
+
+def resolve_target(profile: str | None, base_url: str | None) -> Target:
+    """--base-url, else QWENOPS_BASE_URL, else the profile's host and port; with the profile's flags."""
+    from qwenops.config.loader import load_profile
+    from qwenops.config.settings import load_settings
+    from qwenops.net import base_url as url_for
+
+    loaded = load_profile(profile)
+    url = base_url or load_settings().base_url or url_for(loaded.host, loaded.port)
+    return Target(checked_url(url), loaded.name, loaded.model_dump(include=set(FLAG_NAMES)))
+
+
+def checked_url(url: str) -> str:
     from urllib.parse import urlsplit
 
     from qwenops.errors import BadInputError

@@ -23,9 +23,9 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Literal
+from typing import Literal, cast
 
-from qwenops.vllmlog.lines import LogLine, lines_of
+from qwenops.vllmlog.lines import BytesPattern, LogLine, lines_of
 
 Severity = Literal["error", "warning", "info"]
 When = Literal["startup", "service", "any"]
@@ -299,6 +299,33 @@ _MODEL_NOT_GENERATIVE = Rule(
 GENERIC_RANK = len(RULES) - 1  # engine_dead: always a consequence when anything else is known
 
 
+def _candidate_pattern() -> BytesPattern:
+    """One expression that matches every line the classifier could act on (a superset: feed decides),
+    except request and access-log lines, which only say "serving" (see SERVED).
+
+    Anchors at a line's start are dropped (the wrappers lines.py strips may stand before it); names of
+    groups are dropped (alternatives may share them); a case-blind pattern stays case-blind inside.
+    Compiled with RE2 where google-re2 is installed (a dependency; Python's `re` otherwise, slower)."""
+    patterns = [rule.pattern for rule in RULES] + [pattern for _, pattern in _PHASE_PATTERNS]
+    patterns += [_OOM, _NEW_BOOT, _FRAME, _TRACEBACK_START, _MODEL_NOT_GENERATIVE.pattern,
+                 re.compile(r"validation error for")]
+    parts = []
+    for pattern in patterns:
+        source = re.sub(r"\(\?P<\w+>", "(?:", pattern.pattern).removeprefix("^")
+        parts.append(f"(?i:{source})" if pattern.flags & re.IGNORECASE else f"(?:{source})")
+    joined = "(?m)" + "|".join(parts)
+    try:
+        import re2
+    except ImportError:
+        return re.compile(joined.encode())
+    return cast("BytesPattern", re2.compile(joined.encode()))
+
+
+CANDIDATE = _candidate_pattern()
+# Request-log and access-log lines: evidence of serving, never of anything else.
+SERVED = re.compile(rb' HTTP/1\.[01]" \d{3}|\] (?:Received|Added) request ')
+
+
 def quote(line: str) -> str:
     return line if len(line) <= 300 else line[:297] + "..."
 
@@ -324,6 +351,8 @@ class LogClassifier:
 
     def feed(self, line: LogLine) -> Phase | None:
         """Take one normalised line; return the new phase when it moved forward, else None."""
+        if line.served_before:
+            self.serving = True
         text = line.text.strip()
         if not text:
             return None

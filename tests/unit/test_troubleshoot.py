@@ -28,6 +28,7 @@ CPU_LOGS = {  # recorded on the CPU engine (tests/data/logs/README.md)
     "vllm_cpu_model_missing.log": "model_not_found",
     "vllm_cpu_bad_flag.log": "invalid_config",
     "vllm_cpu_engine_killed.log": "engine_dead",
+    "vllm_cpu_max_len_exceeds_kv.log": "max_len_exceeds_kv",
     "vllm_cpu_boot.log": None,
 }
 
@@ -66,6 +67,11 @@ def test_recorded_cpu_engine_logs(name: str, category: str | None) -> None:
     errors = [f["category"] for f in doc["data"]["findings"] if f["severity"] == "error"]
     assert errors[:1] == ([category] if category else [])
     assert code == (1 if category else 0)
+
+
+def test_the_reproduced_max_len_failure_gets_vllms_own_number() -> None:
+    _, doc, _ = troubleshoot("--log", str(LOGS / "vllm_cpu_max_len_exceeds_kv.log"), "--profile", "cpu-tiny")
+    assert "lower max_model_len from 512 to 1792 (`--set max_model_len=1792`)" in doc["data"]["findings"][0]["fix"]
 
 
 def wrap(line: str, how: str, number: int) -> str:
@@ -183,3 +189,33 @@ def test_a_missing_tool_is_one_line_and_exit_3(option: str, tool: str, tmp_path:
 def test_a_url_that_is_not_http_is_bad_input(url: str) -> None:
     result = CliRunner().invoke(cli, ["troubleshoot", "--base-url", url], catch_exceptions=False)
     assert result.exit_code == 2 and result.stderr.startswith("error: --base-url: ")
+
+
+ALL_LOGS = sorted([*PUBLIC.glob("*.log"), *LOGS.glob("*.log"), *(LOGS / "supervisor").glob("*.log")])
+
+
+@pytest.mark.parametrize("engine", ["re2", "re"])
+@pytest.mark.parametrize("path", ALL_LOGS, ids=lambda p: p.name)
+def test_the_block_scanner_finds_what_reading_every_line_finds(path: Path, engine: str) -> None:
+    """scan_log hands the classifier only candidate lines; the findings, line numbers and count must not change,
+    with RE2 or with Python's own `re` (the fallback where google-re2 is missing)."""
+    import re
+
+    from qwenops.vllmlog.classify import CANDIDATE, SERVED, LogClassifier
+    from qwenops.vllmlog.lines import scan_log
+
+    candidate = CANDIDATE if engine == "re2" else re.compile(CANDIDATE.pattern)
+    assert type(CANDIDATE).__module__.startswith("re2")  # the dependency is installed and used
+
+    every, scanned = LogClassifier(), LogClassifier()
+    with path.open("rb") as stream:
+        lines = list(read_log(stream))
+    for line in lines:
+        every.feed(line)
+    with path.open("rb") as stream:
+        candidates = list(scan_log(stream, candidate, SERVED))
+    for line in candidates:
+        scanned.feed(line)
+    assert scanned.findings() == every.findings()
+    assert candidates[-1].number == len(lines)
+    assert (scanned.phase, scanned.serving) == (every.phase, every.serving)
