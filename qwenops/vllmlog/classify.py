@@ -176,18 +176,16 @@ _OOM_TITLES = {
     "profile_oom": "out of memory while profiling a full batch at start-up",
     "runtime_oom": "the GPU ran out of memory",
 }
-# Traceback frames that say what was being allocated when CUDA ran out of memory.
-_OOM_FRAMES: tuple[tuple[str, frozenset[str]], ...] = (
-    ("cudagraph_oom", frozenset({"capture_model", "capture", "_capture_cudagraphs", "capture_graphs",
-                                 "_warmup_and_capture", "cudagraph_capture", "capture_begin", "capture_end"})),
-    ("weights_oom", frozenset({"load_model", "load_weights", "_initialize_model", "initialize_model",
-                               "weight_loader", "load_state_dict", "_process_weights_after_loading",
-                               "process_weights_after_loading", "get_model", "init_device"})),
-    ("profile_oom", frozenset({"profile_run", "_dummy_run", "_dummy_sampler_run", "determine_available_memory",
-                               "determine_num_available_blocks", "_dummy_pooler_run"})),
+# Traceback frames that say what was being allocated when CUDA ran out of memory: parts of function
+# names, so that a frame vLLM renames between versions (capture_model, _capture_cudagraphs,
+# gptq_marlin_repack, create_weights) still tells.
+_OOM_FRAMES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("cudagraph_oom", ("capture", "cudagraph", "cuda_graph")),
+    ("weights_oom", ("weight", "repack", "load_model", "initialize_model", "get_model", "load_state_dict")),
+    ("profile_oom", ("profile_run", "_dummy_", "determine_available_memory", "determine_num_available_blocks")),
 )
 _OOM = re.compile(r"CUDA out of memory|torch\.(?:cuda\.)?OutOfMemoryError|OutOfMemoryError: CUDA|"
-                  r"CUDA error: out of memory|CUBLAS_STATUS_ALLOC_FAILED")
+                  r"CUDA (?:driver )?error: out of memory|CUBLAS_STATUS_ALLOC_FAILED")
 _OOM_RANK = 5  # between the specific start-up messages and the generic ones
 
 
@@ -200,7 +198,7 @@ RULES: tuple[Rule, ...] = (
                     r"(?:.*?estimated maximum model length is (?P<estimate>\d+))?"),
          _max_len_fix),
     Rule("kv_cache_no_blocks", "no memory left for the KV cache after loading the weights",
-         re.compile(r"No available memory for the cache blocks|No available (?:KV )?cache blocks|"
+         re.compile(r"No available memory for the cache blocks|No available (?:KV )?cache blocks|# GPU blocks: 0\b|"
                     r"insufficient (?:GPU )?memory for (?:the )?KV cache"),
          _const("raise gpu_memory_utilization, lower max_num_seqs / max_num_batched_tokens, or use a "
                 "smaller (quantized) checkpoint; on the CPU engine raise VLLM_CPU_KVCACHE_SPACE")),
@@ -212,7 +210,13 @@ RULES: tuple[Rule, ...] = (
          re.compile(r"Error in memory profiling\. Initial free memory (?P<free>[\d.]+) GiB, current free memory"),
          _const("stop the other processes on the GPU (nvidia-smi) or lower gpu_memory_utilization"), retryable=True),
     Rule("weights_oom", _OOM_TITLES["weights_oom"],
-         re.compile(r"Failed to load model - not enough GPU memory"), _const(_OOM_FIXES["weights_oom"])),
+         re.compile(r"Failed to load model - not enough GPU memory|"
+                    r"Failed to (?:create|load|allocate) [\w ]*weights?\b.*(?:out of memory|OutOfMemory)"),
+         _const(_OOM_FIXES["weights_oom"])),
+    Rule("profile_oom", "out of memory while warming up the sampler with a full batch",
+         re.compile(r"out of memory occurred when warming up (?:the )?sampler with (?P<seqs>\d+) dummy requests"),
+         lambda m, flags: f"{_set('max_num_seqs', max(1, int(m.group('seqs')) // 2), flags)} (vLLM warmed the "
+                          f"sampler with {m.group('seqs')} requests at once), or lower gpu_memory_utilization"),
     # An excerpt often keeps only the traceback through the capture (vLLM 0.5-0.6 workers), not the OOM line.
     Rule("cudagraph_oom", "the start-up died while capturing CUDA graphs",
          re.compile(r"capture_model\(|cuda_graph\.capture_end\(\)|CUDA out of memory.*graph"),
@@ -221,6 +225,8 @@ RULES: tuple[Rule, ...] = (
          re.compile(r"Error 804: forward compatibility|NVIDIA driver on your system is too old|"
                     r"CUDA driver version is insufficient|no kernel image is available for execution|"
                     r"CUDA error: unsupported PTX|Found no NVIDIA driver on your system|"
+                    r"is not compatible with the current PyTorch installation|"
+                    r"install a PyTorch release that supports one of these CUDA versions|"
                     r"(?:undefined symbol|cannot open shared object file).*(?:libcuda|libcudart|libnvrtc)"),
          _const("upgrade the NVIDIA driver (CUDA 12.4 needs >= 550) or install a vLLM/torch built for the driver's "
                 "CUDA version and this GPU's architecture (`qwenops doctor` compares them)")),
@@ -231,7 +237,8 @@ RULES: tuple[Rule, ...] = (
          re.compile(r"Invalid repository ID or local directory specified.*|"
                     r"does not appear to have a file named config\.json|Repository Not Found|"
                     r"is not a local folder and is not a valid model identifier|"
-                    r"(?:Cannot access gated repo|gated repo|401 Client Error|GatedRepoError)|"
+                    r"(?:Cannot access gated repo|gated repo|GatedRepoError)|"
+                    r"(?:401|403|404) Client Error.*huggingface\.co|"
                     r"We couldn't connect to 'https://huggingface\.co'|LocalEntryNotFoundError|"
                     r"No such file or directory: '[^']*config\.json'|"
                     # vLLM 0.32 hands a missing local directory to huggingface_hub as a repo id:
@@ -257,6 +264,15 @@ RULES: tuple[Rule, ...] = (
          re.compile(r"maximum context length is (?P<limit>\d+) tokens and your request has (?P<prompt>\d+) input"),
          _too_long_fix, severity="warning", when="service"),
     Rule("request_too_long", "a request was longer than max_model_len",
+         re.compile(r"prompt \(length (?P<prompt>\d+)\) is longer than the maximum model length of (?P<limit>\d+)"),
+         _too_long_fix, severity="warning", when="service"),
+    # V0 gives the answer what is left of the context: a prompt longer than max_model_len leaves less than 0.
+    Rule("request_too_long", "a prompt alone was longer than max_model_len",
+         re.compile(r"max_tokens must be at least 1, got -\d+"),
+         _const("the prompt alone is longer than max_model_len: trim the prompt, or raise max_model_len if the KV "
+                "cache has room (`qwenops plan --max-model-len N`); vLLM kept serving"),
+         severity="warning", when="service"),
+    Rule("request_too_long", "a request was longer than max_model_len",
          re.compile(r"(?:Prompt|Input prompt) (?:length of |\()?(?P<prompt>\d+)(?: tokens\))? is (?:longer than the "
                     r"maximum model length of|too long and exceeds (?:the )?limit of) (?P<limit>\d+)"),
          _too_long_fix, severity="warning", when="service"),
@@ -273,7 +289,7 @@ RULES: tuple[Rule, ...] = (
     Rule("engine_stalled", "the engine stopped making progress",
          re.compile(r"No available shared memory broadcast block found in \d+ seconds?|"
                     r"(?:Watchdog caught collective operation timeout|NCCL (?:watchdog )?timeout)|"
-                    r"RPC call to \w+ timed out|Engine (?:core )?(?:is )?hung"),
+                    r"RPC call to \w+ timed out|Engine (?:core )?(?:is )?hung|Engine iteration timed out"),
          _const("the engine is blocked (a stuck worker, NCCL, or an overloaded CPU): check `qwenops status` and "
                 "the host's CPU; restart the server; `qwenops serve` restarts a stalled engine itself"),
          when="any", retryable=True),
@@ -290,6 +306,14 @@ RULES: tuple[Rule, ...] = (
 # Which OOM category each phase implies, when the traceback frames do not say.
 _PHASE_OOM = {Phase.LOADING_WEIGHTS: "weights_oom", Phase.PROFILING: "profile_oom", Phase.KV_CACHE: "profile_oom",
               Phase.WARMUP: "cudagraph_oom"}
+# vLLM's periodic throughput line (V0 "Pending", V1 "Waiting"), in the two states that are evidence:
+# no tokens while requests run (a stalled engine), and a full KV cache with requests waiting.
+_NO_PROGRESS = re.compile(r"Avg generation throughput: 0\.0 tokens/s, Running: (?P<running>[1-9]\d*) reqs")
+_KV_FULL = re.compile(r"(?:Waiting|Pending): (?P<waiting>[1-9]\d*) reqs, GPU KV cache usage: "
+                      r"(?P<usage>9[5-9]\.\d+|100\.0)%")
+NO_PROGRESS_LINES = 3  # throughput lines (10 s apart) with no token while requests run
+# A logger ERROR line while CUDA graphs are captured, when the excerpt lost the exception itself.
+_ERROR_LINE = re.compile(r"^(?:ERROR|CRITICAL) \d\d-\d\d \d\d:\d\d:\d\d")
 _MODEL_NOT_GENERATIVE = Rule(
     "model_not_generative", "vLLM loaded the model for a task other than text generation",
     re.compile(r"Supported tasks: \[(?P<tasks>[^\]]*)\]"),
@@ -307,8 +331,8 @@ def _candidate_pattern() -> BytesPattern:
     groups are dropped (alternatives may share them); a case-blind pattern stays case-blind inside.
     Compiled with RE2 where google-re2 is installed (a dependency; Python's `re` otherwise, slower)."""
     patterns = [rule.pattern for rule in RULES] + [pattern for _, pattern in _PHASE_PATTERNS]
-    patterns += [_OOM, _NEW_BOOT, _FRAME, _TRACEBACK_START, _MODEL_NOT_GENERATIVE.pattern,
-                 re.compile(r"validation error for")]
+    patterns += [_OOM, _NEW_BOOT, _FRAME, _TRACEBACK_START, _MODEL_NOT_GENERATIVE.pattern, _NO_PROGRESS, _KV_FULL,
+                 _ERROR_LINE, re.compile(r"validation error for")]
     parts = []
     for pattern in patterns:
         source = re.sub(r"\(\?P<\w+>", "(?:", pattern.pattern).removeprefix("^")
@@ -347,6 +371,8 @@ class LogClassifier:
     serving: bool = False
     _frames: list[str] = field(default_factory=list)
     _pending_validation: tuple[LogLine, str] | None = None
+    _no_progress: tuple[LogLine, str] | None = None  # the first throughput line with no progress
+    _no_progress_lines: int = 0
     _found: dict[tuple[str, str], Finding] = field(default_factory=dict)
 
     def feed(self, line: LogLine) -> Phase | None:
@@ -405,16 +431,43 @@ class LogClassifier:
             self._add(Finding(category, "error", _OOM_TITLES[category], _evidence(line, text), _OOM_FIXES[category],
                               retryable=category == "runtime_oom", rank=_OOM_RANK))
             return
+        if self._throughput(line, text):
+            return
+        if startup_evidence and self.phase is Phase.WARMUP and _ERROR_LINE.match(text):
+            self._add(Finding("cudagraph_oom", "error", "the start-up failed while capturing CUDA graphs",
+                              _evidence(line, text), _OOM_FIXES["cudagraph_oom"], rank=_OOM_RANK + 1))
+            return
         tasks = _MODEL_NOT_GENERATIVE.pattern.search(text)
         if tasks and startup_evidence and "'generate'" not in tasks.group("tasks"):
             rule = _MODEL_NOT_GENERATIVE
             self._add(Finding(rule.category, "error", rule.title, _evidence(line, text), rule.fix(tasks, self.flags),
                               rank=-1))
 
+    def _throughput(self, line: LogLine, text: str) -> bool:
+        stalled = _NO_PROGRESS.search(text)
+        if stalled:
+            self._no_progress = self._no_progress or (line, text)
+            self._no_progress_lines += 1
+            if self._no_progress_lines == NO_PROGRESS_LINES:
+                first, first_text = self._no_progress
+                self._add(Finding(
+                    "engine_stalled", "warning", "the engine reported no tokens while requests were running",
+                    _evidence(first, f"{first_text} (and later lines like it)"),
+                    "a hung step (a stuck worker, NCCL) or one huge prefill: see `qwenops status`, look for a "
+                    "request with a very long prompt, and restart if it lasts; `qwenops serve` restarts a stalled "
+                    "engine", rank=len(RULES)))
+            return True
+        full = _KV_FULL.search(text)
+        if full:
+            self._add(Finding(
+                "kv_cache_full", "warning", "the KV cache is full and requests are waiting for it",
+                _evidence(line, text), _preemption_fix(full, self.flags), rank=len(RULES)))
+            return True
+        return False
+
     def _oom_category(self) -> str:
-        frames = set(self._frames)
-        for category, names in _OOM_FRAMES:
-            if frames & names:
+        for category, parts in _OOM_FRAMES:
+            if any(part in frame for frame in self._frames for part in parts):
                 return category
         if self.serving:
             return "runtime_oom"

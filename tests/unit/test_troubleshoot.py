@@ -191,11 +191,11 @@ def test_a_url_that_is_not_http_is_bad_input(url: str) -> None:
     assert result.exit_code == 2 and result.stderr.startswith("error: --base-url: ")
 
 
-ALL_LOGS = sorted([*PUBLIC.glob("*.log"), *LOGS.glob("*.log"), *(LOGS / "supervisor").glob("*.log")])
+ALL_LOGS = sorted(LOGS.rglob("*.log"))
 
 
 @pytest.mark.parametrize("engine", ["re2", "re"])
-@pytest.mark.parametrize("path", ALL_LOGS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", ALL_LOGS, ids=lambda p: str(p.relative_to(LOGS)))
 def test_the_block_scanner_finds_what_reading_every_line_finds(path: Path, engine: str) -> None:
     """scan_log hands the classifier only candidate lines; the findings, line numbers and count must not change,
     with RE2 or with Python's own `re` (the fallback where google-re2 is missing)."""
@@ -219,3 +219,31 @@ def test_the_block_scanner_finds_what_reading_every_line_finds(path: Path, engin
     assert scanned.findings() == every.findings()
     assert candidates[-1].number == len(lines)
     assert (scanned.phase, scanned.serving) == (every.phase, every.serving)
+
+
+COLLECTED = LOGS / "collected"
+COLLECTED_INDEX = json.loads((COLLECTED / "index.json").read_text())
+# Where the classifier names a log otherwise than the label it was collected under, and why.
+NAMED_OTHERWISE = {
+    # vLLM's own line says the sampler warm-up with max_num_seqs dummy requests ran out of memory; its
+    # fix is max_num_seqs (vLLM says so), not enforce_eager.
+    "cudagraph_oom/04_v1_080_sampler_warmup.log": "profile_oom",
+    # "high latency" is the symptom the thread reported; the log shows its cause.
+    "high_latency/01_v0_preempted_recompute_cumulative_101.log": "kv_cache_preemption",
+    "high_latency/02_v1_kv_full_waiting_queue.log": "kv_cache_full",
+    # One OOM line with no phase and no frames: the thread says it happened loading fp32 weights; the
+    # line alone cannot, so it is named the general way.
+    "weights_oom/03_v0_fp32_weights_2080ti.log": "runtime_oom",
+}
+
+
+@pytest.mark.parametrize("entry", COLLECTED_INDEX, ids=lambda e: e["file"])
+def test_collected_public_logs_are_named_right(entry: dict[str, str]) -> None:
+    code, doc, _ = troubleshoot("--log", str(COLLECTED / entry["file"]))
+    findings = doc["data"]["findings"]
+    if entry["category"] == "healthy":
+        assert [f for f in findings if f["severity"] == "error"] == [] and code == 0
+        return
+    want = NAMED_OTHERWISE.get(entry["file"], entry["category"])
+    assert findings and findings[0]["category"] == want, [f["category"] for f in findings]
+    assert findings[0]["fix"]
