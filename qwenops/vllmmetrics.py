@@ -105,7 +105,7 @@ def parse(text: str, *, taken_s: float | None = None) -> Snapshot:
         raise MetricsFormatError(str(exc) or type(exc).__name__) from None
 
     def first(names: Sequence[str]) -> Metric | None:
-        return next((families[n] for n in names if n in families), None)
+        return next((families[n] for n in names if n in families and families[n].samples), None)
 
     gauges: dict[str, float] = {}
     for reading, names in GAUGES.items():

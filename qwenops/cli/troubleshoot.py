@@ -47,7 +47,8 @@ def _view(report: TroubleshootReport) -> RenderableType:
     from rich.console import Group
     from rich.markup import escape
 
-    read = "; ".join(s.name + (f" ({s.lines:,} lines)" if s.lines is not None else "") for s in report.sources)
+    read = "; ".join(s.name + (f" ({s.lines:,} line{'' if s.lines == 1 else 's'})" if s.lines is not None else "")
+                     for s in report.sources)
     parts: list[RenderableType] = [escape(f"troubleshoot: read {read}")]
     for finding in report.findings:
         seen = f" (seen {finding.count} times)" if finding.count > 1 else ""

@@ -8,7 +8,7 @@ was this busy, these processes used it"; "GPU out of memory -> too many concurre
 from __future__ import annotations
 
 from qwenops.troubleshoot.live import HostEvidence, ServerEvidence
-from qwenops.vllmlog.classify import GENERIC_RANK, Evidence, Finding, Flags
+from qwenops.vllmlog.classify import GENERIC_RANK, Evidence, Finding, Flags, preemption_fix
 
 # A CPU-bound vLLM front end (tokenising, detokenising, scheduling) slows every token when another
 # process takes its core; these are the levels at which that shows up in TTFT and ITL.
@@ -42,14 +42,10 @@ def server_findings(server: ServerEvidence, flags: Flags) -> list[Finding]:
         return found
     preemptions = metrics.counters.get("preemptions", 0.0)
     if preemptions > 0:
-        seqs = flags.get("max_num_seqs")
-        change = (f"lower max_num_seqs from {seqs} to {max(1, int(str(seqs)) // 2)} "
-                  f"(`--set max_num_seqs={max(1, int(str(seqs)) // 2)}`)" if seqs else "lower max_num_seqs")
         found.append(Finding(
             "kv_cache_preemption", "warning", "requests were preempted: the KV cache is too small for the batch",
             (_metric("vllm:num_preemptions_total", preemptions),),
-            f"{change}, shorten max_model_len, or raise gpu_memory_utilization; each preemption recomputes "
-            f"a request, which users see as a stall (the article's 'out of memory' row, before it is an OOM)"))
+            f"{preemption_fix(flags)} (the article's 'out of memory' row, before it is an OOM)"))
     usage, waiting = metrics.gauges.get("kv_cache_usage"), metrics.gauges.get("requests_waiting", 0.0)
     if usage is not None and usage >= KV_FULL and waiting > 0:
         found.append(Finding(

@@ -156,9 +156,14 @@ def _too_long_fix(match: re.Match[str], flags: Flags) -> str:
 
 
 def _preemption_fix(_match: re.Match[str], flags: Flags) -> str:
+    return preemption_fix(flags)
+
+
+def preemption_fix(flags: Flags) -> str:
+    """Preemptions (from a log line or from /metrics) have one fix."""
     seqs = flags.get("max_num_seqs")
-    lower = f" (e.g. {_set('max_num_seqs', max(1, int(str(seqs)) // 2), flags)})" if seqs else ""
-    return (f"the KV cache is too small for the batch: lower max_num_seqs{lower}, shorten max_model_len, or raise "
+    lower = _set("max_num_seqs", max(1, int(str(seqs)) // 2), flags) if seqs else "lower max_num_seqs"
+    return (f"the KV cache is too small for the batch: {lower}, shorten max_model_len, or raise "
             f"gpu_memory_utilization; preempted requests are recomputed, so latency jumps before anything fails")
 
 
