@@ -70,9 +70,11 @@ def test_an_unhealthy_engine_is_an_error(health: int | None) -> None:
 
 
 def _host(**changes: object) -> HostEvidence:
-    base: dict[str, object] = dict(cpu_count=2, load_1m=0.5, cpu_busy_percent=20.0, steal_percent=0.0, busiest=(),
-                                   ram_available_gib=20.0, ram_total_gib=24.0, swap_used_gib=0.0, gpu_error=None)
-    return HostEvidence(**{**base, **changes})  # type: ignore[arg-type]
+    from dataclasses import replace
+
+    quiet = HostEvidence(cpu_count=2, load_1m=0.5, cpu_busy_percent=20.0, steal_percent=0.0, busiest=(),
+                         ram_available_gib=20.0, ram_total_gib=24.0, swap_used_gib=0.0, gpu_error=None)
+    return replace(quiet, **changes)  # type: ignore[arg-type]
 
 
 def test_a_quiet_host_gives_no_finding() -> None:
