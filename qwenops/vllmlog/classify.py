@@ -122,8 +122,10 @@ def _const(text: str) -> Fix:
 
 
 def _set(name: str, value: object, flags: Flags) -> str:
+    """"lower NAME from NOW to VALUE" when the profile in force says NOW (and VALUE is lower)."""
     now = flags.get(name)
-    change = f"from {now} to {value}" if now is not None else f"to {value}"
+    lower = isinstance(now, (int, float)) and isinstance(value, (int, float)) and value < now
+    change = f"from {now} to {value}" if lower else f"to {value}"
     return f"lower {name} {change} (`--set {name}={value}`)"
 
 
@@ -256,7 +258,8 @@ RULES: tuple[Rule, ...] = (
     Rule("invalid_config", "max_model_len is longer than the model supports",
          re.compile(r"User-specified max_model_len \((?P<wanted>\d+)\) is greater than the derived "
                     r"max_model_len \((?:max_position_embeddings=)?(?P<limit>\d+)"),
-         lambda m, flags: f"{_set('max_model_len', m.group('limit'), flags)}, the model's max_position_embeddings"),
+         lambda m, flags: f"{_set('max_model_len', int(m.group('limit')), flags)}, the model's "
+                         f"max_position_embeddings"),
     Rule("invalid_config", "vLLM rejected the configuration",
          re.compile(r"(pydantic_core\._pydantic_core\.)?ValidationError: \d+ validation error.*|"
                     r"ValueError: User-specified max_model_len .*"),
@@ -318,7 +321,7 @@ _KV_FULL = re.compile(r"(?:Waiting|Pending): (?P<waiting>[1-9]\d*) reqs, GPU KV 
                       r"(?P<usage>9[5-9]\.\d+|100\.0)%")
 NO_PROGRESS_LINES = 3  # throughput lines (10 s apart) with no token while requests run
 # A logger ERROR line while CUDA graphs are captured, when the excerpt lost the exception itself.
-_ERROR_LINE = re.compile(r"^(?:ERROR|CRITICAL) \d\d-\d\d \d\d:\d\d:\d\d")
+_ERROR_LINE = re.compile(r"^(?:ERROR|CRITICAL) \d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? \[?[\w./-]+:\d+\] ?\S")
 _MODEL_NOT_GENERATIVE = Rule(
     "model_not_generative", "vLLM loaded the model for a task other than text generation",
     re.compile(r"Supported tasks: \[(?P<tasks>[^\]]*)\]"),
@@ -439,8 +442,9 @@ class LogClassifier:
         if self._throughput(line, text):
             return
         if startup_evidence and self.phase is Phase.WARMUP and _ERROR_LINE.match(text):
+            # A fallback for excerpts that lost the exception: as generic as "the engine died".
             self._add(Finding("cudagraph_oom", "error", "the start-up failed while capturing CUDA graphs",
-                              _evidence(line, text), _OOM_FIXES["cudagraph_oom"], rank=_OOM_RANK + 1))
+                              _evidence(line, text), _OOM_FIXES["cudagraph_oom"], rank=GENERIC_RANK))
             return
         tasks = _MODEL_NOT_GENERATIVE.pattern.search(text)
         if tasks and startup_evidence and "'generate'" not in tasks.group("tasks"):
@@ -492,7 +496,7 @@ class LogClassifier:
         """
         found = list(self._found.values())
         if any(f.severity == "error" and f.rank < GENERIC_RANK for f in found):
-            found = [replace(f, severity="info", title=f"{f.title} (a consequence of the error above)")
+            found = [replace(f, severity="info", title=f"{f.title} (follows from the error above)")
                      if f.rank >= GENERIC_RANK and f.severity == "error" else f for f in found]
         order = {"error": 0, "warning": 1, "info": 2}
         return sorted(found, key=lambda f: (order[f.severity], f.rank))

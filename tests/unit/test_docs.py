@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from qwenops.errors import ExitCode
-from qwenops.supervisor import bootlog
+from qwenops.vllmlog import classify
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = sorted((REPO / "docs").glob("*.md"))
@@ -73,6 +73,10 @@ def test_readme_lists_every_exit_code() -> None:
 
 def test_architecture_names_every_category_the_classifier_emits() -> None:
     text = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
-    categories = {rule.category for rule in bootlog._RULES} | {bootlog._NOT_GENERATIVE.category}
+    categories = {rule.category for rule in classify.RULES} | set(classify._OOM_TITLES)
+    categories.add(classify._MODEL_NOT_GENERATIVE.category)
+    for module in ("qwenops/vllmlog/classify.py", "qwenops/troubleshoot/rules.py"):  # findings built in place
+        categories |= set(re.findall(r'Finding\(\s*"(\w+)"', (REPO / module).read_text(encoding="utf-8")))
+    assert {"engine_stalled", "kv_cache_full", "high_latency_cpu", "model_not_generative"} <= categories
     missing = sorted(c for c in categories if f"`{c}`" not in text)
     assert missing == [], f"docs/architecture.md does not describe {missing}"
