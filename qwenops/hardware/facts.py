@@ -8,7 +8,6 @@ means "not supported or not readable here", never zero.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -140,22 +139,24 @@ class FileProbe:
         return load_facts(self.path)
 
 
+# Recorded probes are a few KiB; a file this large is not one (or is /dev/zero).
+MAX_PROBE_BYTES = 4 * 1024**2
+RECORD_HINT = "record one with `qwenops doctor --save-probe FILE`"
+
+
 def load_facts(path: Path) -> HostFacts:
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BadInputError(f"{path} does not exist", field="probe-file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInputError(f"cannot read {path}: {exc}", field="probe-file") from None
-    except json.JSONDecodeError as exc:
-        raise BadInputError(f"{path} is not JSON (line {exc.lineno}: {exc.msg})", field="probe-file") from None
+    from qwenops.jsonfile import read_json
+
+    raw = read_json(path, field="probe-file", cap=MAX_PROBE_BYTES, what="a probe file", hint=RECORD_HINT)
     if not isinstance(raw, dict) or raw.get("schema") != SCHEMA:
         got = raw.get("schema") if isinstance(raw, dict) else type(raw).__name__
         raise BadInputError(f"{path} is not a qwenops probe (schema {got!r}, expected {SCHEMA!r})",
-                            field="probe-file.schema")
+                            field="probe-file.schema", hint=RECORD_HINT)
     try:
         return HostFacts.model_validate(raw)
     except ValidationError as exc:
         error = exc.errors()[0]
         key = ".".join(str(p) for p in error["loc"])
-        raise BadInputError(f"{error['msg'].lower()} in {path}", field=f"probe-file.{key}") from None
+        raise BadInputError(f"{error['msg'].lower()} in {path}", field=f"probe-file.{key}",
+                            hint="correct that value, or record the probe again with "
+                                 "`qwenops doctor --save-probe FILE`") from None

@@ -114,7 +114,9 @@ def _model(profile: Profile | None, model_dir: str | None, model_config: str | N
         if weights_gib is None:
             raise BadInputError("--model-config needs --weights-gib (the GiB of weights vLLM loads)",
                                 field="weights-gib")
-        return ModelInfo(source=model_config, config=read_config(Path(model_config)), weights_gib=weights_gib)
+        config = read_config(Path(model_config), field="model-config",
+                             hint="pass a model's config.json, as its Hugging Face repo has it")
+        return ModelInfo(source=model_config, config=config, weights_gib=weights_gib)
     if model_dir:
         return inspect_model_dir(Path(model_dir))
     if profile is None:

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from qwenops.errors import BadInputError
+from qwenops.jsonfile import read_json
 from qwenops.units import GIB
 
 # Decoder-only dense transformers whose memory follows the formulas in qwenops.planner (one KV
@@ -137,25 +138,18 @@ def parse_config(raw: Any, *, origin: str) -> ModelConfig:
         raise BadInputError(f"{what} in {origin}", field=key) from None
 
 
-def _read_json(path: Path, *, field: str) -> Any:
-    """A JSON file the user pointed at (or downloaded): any way it cannot be read is bad input."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise BadInputError(f"{path} does not exist", field=field) from None
-    except OSError as exc:
-        raise BadInputError(f"cannot read {path}: {exc.strerror}", field=field) from None
-    except UnicodeDecodeError as exc:
-        raise BadInputError(f"{path} is not UTF-8 text (byte {exc.start}); is it the right file?",
-                            field=field) from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BadInputError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg})", field=field) from None
+# Caps on what is read from a model directory or a config the user names: a config.json is tens of
+# KiB and the largest safetensors index (DeepSeek-V3, ~90k tensors) under 10 MiB.
+MAX_CONFIG_BYTES = 4 * 1024**2
+MAX_INDEX_BYTES = 64 * 1024**2
+MAX_TOKENIZER_CONFIG_BYTES = 64 * 1024**2
+REDOWNLOAD_HINT = "re-download the model (or rebuild it: `qwenops model build-tiny --force` for cpu-tiny's)"
 
 
-def read_config(path: Path) -> ModelConfig:
-    return parse_config(_read_json(path, field="config.json"), origin=str(path))
+def read_config(path: Path, *, field: str = "config.json", hint: str | None = REDOWNLOAD_HINT) -> ModelConfig:
+    """A config.json; FIELD names where it came from (the `--model-config` option, or a model directory)."""
+    raw = read_json(path, field=field, cap=MAX_CONFIG_BYTES, what="a config.json", hint=hint)
+    return parse_config(raw, origin=str(path))
 
 
 def _shards(directory: Path) -> ShardStatus:
@@ -166,11 +160,12 @@ def _shards(directory: Path) -> ShardStatus:
     index = directory / "model.safetensors.index.json"
     expected: set[str] = {f.name for f in listed}
     if index.is_file():
-        raw = _read_json(index, field="model.safetensors.index.json")
+        raw = read_json(index, field="model.safetensors.index.json", cap=MAX_INDEX_BYTES,
+                        what="a safetensors index", hint=REDOWNLOAD_HINT)
         weight_map = raw.get("weight_map", {}) if isinstance(raw, dict) else None
         if not isinstance(weight_map, dict):
             raise BadInputError(f"{index} is not a valid safetensors index (no weight_map object)",
-                                field="weight_map")
+                                field="weight_map", hint=REDOWNLOAD_HINT)
         expected = {str(name) for name in weight_map.values()}
     missing = tuple(sorted(expected - set(present)))
     return ShardStatus(files=len(present), expected=len(expected), missing=missing,
@@ -188,9 +183,11 @@ def inspect_model_dir(directory: Path) -> ModelInfo:
     tokenizer_config = directory / "tokenizer_config.json"
     if not template and tokenizer_config.is_file():
         try:
-            template = bool(json.loads(tokenizer_config.read_text(encoding="utf-8")).get("chat_template"))
-        except (OSError, ValueError, AttributeError):  # ValueError: bad JSON or not UTF-8; either way no template
-            template = False
+            raw = read_json(tokenizer_config, field="tokenizer_config.json", cap=MAX_TOKENIZER_CONFIG_BYTES,
+                            what="a tokenizer_config.json")
+        except BadInputError:  # unreadable, oversized or not JSON: either way no template to find
+            raw = None
+        template = isinstance(raw, dict) and bool(raw.get("chat_template"))
     weights = shards.total_bytes / GIB if shards.total_bytes else None
     return ModelInfo(
         source=str(directory), config=config, weights_gib=weights,

@@ -374,3 +374,39 @@ def test_a_port_that_cannot_be_bound_is_not_reported_as_taken() -> None:
 def test_a_probe_of_another_host_address_is_skipped() -> None:
     status, finding = _port_check({"free": True}, host="10.1.2.3")
     assert status == "skip" and "10.1.2.3:8000" in finding and "0.0.0.0:8000" in finding
+
+
+DEEP_JSON = [
+    "[" * 200_000,  # deeper than Python's own parser goes: a RecursionError inside json
+    '{"schema": "qwenops.hostfacts/1", "_source": ' + "[" * 500 + "]" * 500 + "}",  # parses, nests absurdly
+]
+
+
+@pytest.mark.parametrize("content", DEEP_JSON)
+@pytest.mark.parametrize("command", ["doctor", "plan"])
+def test_a_deeply_nested_probe_file_is_exit_2(tmp_path: Path, command: str, content: str) -> None:
+    path = tmp_path / "deep.json"
+    path.write_text(content)
+    result = invoke(command, "-p", "4090d", "--probe-file", str(path))
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.startswith("error: probe-file:") and "levels deep" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", ["doctor", "plan"])
+def test_a_probe_file_is_read_up_to_a_cap(command: str) -> None:
+    # /dev/zero never ends and stat says 0 bytes: only a bounded read stops it.
+    result = invoke(command, "-p", "4090d", "--probe-file", "/dev/zero")
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.startswith("error: probe-file: /dev/zero is larger than 4 MiB")
+    assert "--save-probe" in result.stderr
+
+
+def test_probe_file_errors_say_how_to_get_a_good_one(tmp_path: Path) -> None:
+    for content in (None, "{not json", '{"schema": "other"}'):
+        path = tmp_path / "probe.json"
+        if content is not None:
+            path.write_text(content)
+        result = invoke("doctor", "-p", "4090d", "--probe-file", str(path))
+        assert result.exit_code == 2
+        assert "(record one with `qwenops doctor --save-probe FILE`)" in result.stderr, result.stderr

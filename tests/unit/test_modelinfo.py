@@ -9,8 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from qwenops.cli import cli
 from qwenops.errors import BadInputError
+from qwenops.planner import modelinfo
 from qwenops.planner.modelinfo import (
     checkpoints_for,
     from_catalog,
@@ -154,4 +157,41 @@ def test_plan_on_a_binary_model_config_is_exit_2(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "qwenops", "plan", "--model-config", str(binary),
                            "--weights-gib", "1", "--gpu-total-gib", "24"], capture_output=True, text=True, check=False)
     assert done.returncode == 2, done.stderr
-    assert done.stderr.startswith("error: config.json:") and "Traceback" not in done.stderr
+    assert done.stderr.startswith("error: model-config:") and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("content", ["[" * 200_000, '{"architectures": ' + "[" * 500 + "]" * 500 + "}"])
+def test_plan_on_a_deeply_nested_model_config_is_exit_2_naming_the_option(tmp_path: Path, content: str) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(content)
+    result = CliRunner().invoke(cli, ["plan", "--model-config", str(config), "--weights-gib", "1",
+                                      "--gpu-total-gib", "24"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: model-config:") and "levels deep" in result.stderr
+
+
+def test_model_directory_json_is_read_up_to_a_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "config.json").symlink_to("/dev/zero")
+    with pytest.raises(BadInputError, match="larger than 4 MiB") as err:
+        inspect_model_dir(tmp_path)
+    assert err.value.field == "config.json" and "re-download" in err.value.one_line()
+
+    (tmp_path / "config.json").unlink()
+    (tmp_path / "config.json").write_text(json.dumps(QWEN2))
+    monkeypatch.setattr(modelinfo, "MAX_INDEX_BYTES", 64)
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"a" * 64: "x.safetensors"}}))
+    with pytest.raises(BadInputError, match="larger than 64 bytes") as err:
+        inspect_model_dir(tmp_path)
+    assert err.value.field == "model.safetensors.index.json"
+
+    (tmp_path / "model.safetensors.index.json").write_text("[" * 200_000)
+    monkeypatch.setattr(modelinfo, "MAX_INDEX_BYTES", 1024**2)
+    with pytest.raises(BadInputError, match="levels deep") as err:
+        inspect_model_dir(tmp_path)
+    assert err.value.field == "model.safetensors.index.json"
+
+
+def test_a_deeply_nested_tokenizer_config_means_no_template_not_a_crash(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps(QWEN2))
+    (tmp_path / "tokenizer_config.json").write_text("[" * 200_000)
+    assert inspect_model_dir(tmp_path).chat_template_present is False
