@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from qwenops.errors import BadInputError
 from qwenops.planner.modelinfo import ModelInfo
@@ -31,6 +32,26 @@ class GpuProcessFacts(_Facts):
     used_memory_mib: float | None = Field(None, ge=0)
 
 
+# NVML's used + free is the total (v1 memory info, which counts reserved memory as used) or the total
+# less what the driver reserves (v2): never more. The slack absorbs MiB rounding in hand-copied numbers.
+MEMORY_SLACK = 0.01
+
+
+def impossible_memory(total: float | None, used: float | None, free: float | None) -> tuple[str, str] | None:
+    """(the key, why) when used/free MiB cannot be readings of a card with TOTAL MiB; None when they can."""
+    if total is None:
+        return None
+    limit = total * (1 + MEMORY_SLACK)
+    if used is not None and used > limit:
+        return "memory_used_mib", f"{used:,.0f} MiB used is more than the card's memory_total_mib {total:,.0f}"
+    if free is not None and free > limit:
+        return "memory_free_mib", f"{free:,.0f} MiB free is more than the card's memory_total_mib {total:,.0f}"
+    if used is not None and free is not None and used + free > limit:
+        return "memory_free_mib", (f"{used:,.0f} MiB used + {free:,.0f} MiB free = {used + free:,.0f} MiB, "
+                                   f"more than the card's memory_total_mib {total:,.0f}")
+    return None
+
+
 class GpuDevice(_Facts):
     index: int = Field(ge=0)
     name: str | None = None
@@ -48,6 +69,17 @@ class GpuDevice(_Facts):
     retired_pages_pending: bool | None = None
     compute_cap: str | None = None
     processes: tuple[GpuProcessFacts, ...] = ()
+
+    @field_validator("memory_used_mib", "memory_free_mib")
+    @classmethod
+    def _possible(cls, value: float | None, info: ValidationInfo) -> float | None:
+        # Fields validate in order: total (and, for free, used) are already in info.data when valid.
+        used = value if info.field_name == "memory_used_mib" else info.data.get("memory_used_mib")
+        free = value if info.field_name == "memory_free_mib" else None
+        problem = impossible_memory(info.data.get("memory_total_mib"), used, free)
+        if problem is not None and problem[0] == info.field_name:
+            raise PydanticCustomError("impossible_memory", problem[1])
+        return value
 
 
 class GpuFacts(_Facts):
@@ -157,6 +189,7 @@ def load_facts(path: Path) -> HostFacts:
     except ValidationError as exc:
         error = exc.errors()[0]
         key = ".".join(str(p) for p in error["loc"])
-        raise BadInputError(f"{error['msg'].lower()} in {path}", field=f"probe-file.{key}",
+        msg = error["msg"][:1].lower() + error["msg"][1:]  # pydantic's "Input should be ..." reads on after the key
+        raise BadInputError(f"{msg} in {path}", field=f"probe-file.{key}",
                             hint="correct that value, or record the probe again with "
                                  "`qwenops doctor --save-probe FILE`") from None

@@ -270,6 +270,10 @@ def test_a_busy_gpu_does_not_fail_a_cpu_profile() -> None:
         ("device", "memory_total_mib", "NaN", "probe-file.gpu.devices.0.memory_total_mib"),
         ("host", "ram_total_gib", -3, "probe-file.host.ram_total_gib"),
         ("host", "cpu_count", 0, "probe-file.host.cpu_count"),
+        # Each plausible alone, impossible on a 24,564 MiB card (the fixture's used 420 MiB + free 24,144 MiB).
+        ("device", "memory_used_mib", 1e9, "probe-file.gpu.devices.0.memory_used_mib"),
+        ("device", "memory_free_mib", 1e7, "probe-file.gpu.devices.0.memory_free_mib"),
+        ("device", "memory_free_mib", 24_144 + 2_000, "probe-file.gpu.devices.0.memory_free_mib"),
         # Finite and positive, but more than the planner's arithmetic holds.
         ("device", "memory_total_mib", 1e300, "gpu_total_gib"),
     ],
