@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -144,3 +145,43 @@ def test_concurrent_builders_share_one_build(tmp_path: Path) -> None:
     assert sorted(info.built for info in infos) == [False, True]  # one built it, the other waited and reused it
     assert (target / "model.safetensors").is_file()
     assert not [p for p in tmp_path.iterdir() if ".building-" in p.name or ".old-" in p.name]
+
+
+def test_a_directory_under_a_regular_file_is_exit_2_naming_it(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from qwenops.cli import cli
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("keep me")
+    result = CliRunner().invoke(cli, ["model", "build-tiny", str(blocker / "model")])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(
+        f"error: directory: {blocker} is not a directory, so {blocker / 'model'} cannot be created in it")
+    assert "(choose a directory this user can write)" in result.stderr
+    assert blocker.read_text() == "keep me"
+
+
+def test_an_unwritable_directory_is_bad_input_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    def refuse(*_: object, dir: str | None = None, **__: object) -> str:
+        raise PermissionError(13, "Permission denied", dir)
+
+    monkeypatch.setattr(tempfile, "mkdtemp", refuse)  # root writes anywhere; make this place refuse it
+    with pytest.raises(BadInputError, match=r"cannot write the tiny model to .*/model: Permission denied") as caught:
+        build_tiny_model(tmp_path / "model")
+    assert caught.value.field == "directory"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only directory")
+def test_a_read_only_parent_is_bad_input(tmp_path: Path) -> None:
+    parent = tmp_path / "ro"
+    parent.mkdir()
+    parent.chmod(0o555)
+    try:
+        with pytest.raises(BadInputError, match="Permission denied") as caught:
+            build_tiny_model(parent / "model")
+        assert caught.value.field == "directory"
+    finally:
+        parent.chmod(0o755)
