@@ -10,6 +10,7 @@ config.json and a checkpoint-size table, so `plan --profile 4090d` works before 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -71,11 +72,12 @@ class ShardStatus(BaseModel):
     files: int = 0
     expected: int = 0
     missing: tuple[str, ...] = ()
+    broken: tuple[str, ...] = Field((), description="'NAME: why' for shards that are truncated or not safetensors")
     total_bytes: int = 0
 
     @property
     def complete(self) -> bool:
-        return self.files > 0 and not self.missing
+        return self.files > 0 and not self.missing and not self.broken
 
 
 class ModelInfo(BaseModel):
@@ -152,6 +154,50 @@ def read_config(path: Path, *, field: str = "config.json", hint: str | None = RE
     return parse_config(raw, origin=str(path))
 
 
+# safetensors' own limit on the JSON header (safetensors/src/tensor.rs MAX_HEADER_SIZE).
+SAFETENSORS_MAX_HEADER = 100_000_000
+
+
+def safetensors_problem(path: Path) -> str | None:
+    """Why PATH is not a whole safetensors file, or None when it is.
+
+    The format is an 8-byte little-endian header length N, N bytes of JSON mapping each tensor to its
+    dtype, shape and data_offsets [begin, end) in the data that follows; so a complete file is exactly
+    8 + N + the largest end. A download cut short, or a file cut by hand, fails that arithmetic.
+    """
+    from qwenops.jsonfile import parse_json
+
+    try:
+        with path.open("rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            prefix = handle.read(8)
+            length = int.from_bytes(prefix, "little") if len(prefix) == 8 else None
+            if length is None or length > SAFETENSORS_MAX_HEADER or 8 + length > size:
+                return f"{size:,} bytes, too short for the header it starts with"
+            header = handle.read(length)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    try:
+        raw = parse_json(header, origin="its header", field="safetensors")
+    except BadInputError:
+        raw = None
+    if not isinstance(raw, dict):
+        return "its header is not a JSON object: not a safetensors file"
+    end = 0
+    for name, entry in raw.items():
+        if name == "__metadata__":
+            continue
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2
+                and all(type(o) is int for o in offsets) and 0 <= offsets[0] <= offsets[1]):
+            return f"tensor {name!r} has no valid data_offsets in its header"
+        end = max(end, offsets[1])
+    whole = 8 + length + end
+    if size != whole:
+        return f"{size:,} bytes where its header describes {whole:,}: {'truncated' if size < whole else 'corrupt'}"
+    return None
+
+
 def _shards(directory: Path) -> ShardStatus:
     listed = sorted(directory.glob("*.safetensors"))
     # A dangling link into the HF blob store (interrupted download) is listed but cannot be stat'ed:
@@ -168,7 +214,9 @@ def _shards(directory: Path) -> ShardStatus:
                                 field="weight_map", hint=REDOWNLOAD_HINT)
         expected = {str(name) for name in weight_map.values()}
     missing = tuple(sorted(expected - set(present)))
-    return ShardStatus(files=len(present), expected=len(expected), missing=missing,
+    broken = tuple(f"{name}: {problem}" for name in sorted(present)
+                   if (problem := safetensors_problem(directory / name)) is not None)
+    return ShardStatus(files=len(present), expected=len(expected), missing=missing, broken=broken,
                        total_bytes=sum(present.values()))
 
 

@@ -18,6 +18,7 @@ from qwenops.config.loader import load_profile
 from qwenops.doctor.checks import CHECKS, check_model, diagnose
 from qwenops.hardware.facts import load_facts
 from qwenops.planner.modelinfo import inspect_model_dir, resolve_model
+from tests.unit.shards import safetensors_bytes
 
 PROBES = Path(__file__).resolve().parents[1] / "data" / "probes"
 FIXTURES = sorted(p.stem for p in PROBES.glob("*.json"))
@@ -154,7 +155,7 @@ def test_model_directory_checks(tmp_path: Path) -> None:
     }))
     (model / "model.safetensors.index.json").write_text(json.dumps(
         {"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}))
-    (model / "model-00001-of-00002.safetensors").write_bytes(b"\0" * 1024)
+    (model / "model-00001-of-00002.safetensors").write_bytes(safetensors_bytes(1024))
     facts = load_facts(PROBES / "no-driver.json")
     report = diagnose(facts, load_profile("cpu-tiny"), inspect_model_dir(model))
     result = next(c for c in report.checks if c.name == "model")
@@ -162,7 +163,7 @@ def test_model_directory_checks(tmp_path: Path) -> None:
     assert "1 of 2 shards missing (model-00002-of-00002.safetensors)" in result.finding
     assert "no tokenizer" in result.finding and "no chat template" in result.finding
 
-    (model / "model-00002-of-00002.safetensors").write_bytes(b"\0" * 1024)
+    (model / "model-00002-of-00002.safetensors").write_bytes(safetensors_bytes(1024))
     (model / "tokenizer.json").write_text("{}")
     (model / "tokenizer_config.json").write_text(json.dumps({"chat_template": "{{ messages }}"}))
     ok = diagnose(facts, load_profile("cpu-tiny"), inspect_model_dir(model))
@@ -309,9 +310,9 @@ def _tiny_model(directory: Path, *, complete: bool) -> None:
     }))
     (directory / "model.safetensors.index.json").write_text(json.dumps(
         {"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}))
-    (directory / "model-00001-of-00002.safetensors").write_bytes(b"\0" * 1024)
+    (directory / "model-00001-of-00002.safetensors").write_bytes(safetensors_bytes(1024))
     if complete:
-        (directory / "model-00002-of-00002.safetensors").write_bytes(b"\0" * 1024)
+        (directory / "model-00002-of-00002.safetensors").write_bytes(safetensors_bytes(1024))
         (directory / "tokenizer.json").write_text("{}")
         (directory / "chat_template.jinja").write_text("{{ messages }}")
 
@@ -414,3 +415,15 @@ def test_probe_file_errors_say_how_to_get_a_good_one(tmp_path: Path) -> None:
         result = invoke("doctor", "-p", "4090d", "--probe-file", str(path))
         assert result.exit_code == 2
         assert "(record one with `qwenops doctor --save-probe FILE`)" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(("profile", "fix"), [("cpu-tiny", "qwenops model build-tiny"), ("4090d", "re-download")])
+def test_a_truncated_shard_fails_the_model_check(tmp_path: Path, profile: str, fix: str) -> None:
+    _tiny_model(tmp_path / "m", complete=True)
+    shard = tmp_path / "m" / "model-00002-of-00002.safetensors"
+    shard.write_bytes(shard.read_bytes()[:100])  # a download cut short
+    report = diagnose(load_facts(PROBES / "no-driver.json"), load_profile(profile), inspect_model_dir(tmp_path / "m"))
+    check = next(c for c in report.checks if c.name == "model")
+    assert check.status == "fail" and not report.ok
+    assert "1 shard(s) truncated or corrupt (model-00002-of-00002.safetensors: 100 bytes" in check.finding
+    assert check.fix is not None and fix in check.fix
