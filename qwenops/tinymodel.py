@@ -212,30 +212,57 @@ def _cache_key(seed: int) -> str:
     return digest.hexdigest()
 
 
-def _read_stamp(out_dir: Path, key: str) -> TinyModelInfo | None:
+# The stamp is a few hundred bytes; anything larger, deeper or malformed is not one of ours.
+_MAX_STAMP_BYTES = 1024**2
+# What a reused build must still hold: the engine loads all of these.
+_MODEL_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json")
+
+
+def _load_stamp(model_dir: Path) -> dict[str, Any] | None:
+    from qwenops.jsonfile import read_json
+
     try:
-        stamp = json.loads((out_dir / _STAMP_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        stamp = read_json(model_dir / _STAMP_NAME, field="stamp", cap=_MAX_STAMP_BYTES, what="a build stamp")
+    except BadInputError:  # missing, unreadable, oversized, not JSON
         return None
-    if not isinstance(stamp, dict) or stamp.get("key") != key:
+    return stamp if isinstance(stamp, dict) else None
+
+
+def _read_stamp(out_dir: Path, key: str) -> TinyModelInfo | None:
+    """The build in out_dir when it can be reused: its stamp matches this builder and is well formed, and
+    its files are whole. Anything else (a hand-edited stamp, a truncated shard) is None: rebuild."""
+    stamp = _load_stamp(out_dir)
+    if stamp is None or stamp.get("key") != key:
+        return None
+    parameters = stamp.get("parameters")
+    if type(parameters) is not int or parameters <= 0 or stamp.get("known_answers") != KNOWN_PROMPTS:
+        log.info("rebuilding the tiny model in %s: its build stamp is malformed", out_dir)
+        return None
+    problem = _damage(out_dir)
+    if problem is not None:
+        log.info("rebuilding the tiny model in %s: %s", out_dir, problem)
         return None
     return TinyModelInfo(
-        path=out_dir,
-        parameters=int(stamp["parameters"]),
-        built=False,
-        seconds=0.0,
-        known_answers=dict(stamp["known_answers"]),
+        path=out_dir, parameters=parameters, built=False, seconds=0.0, known_answers=dict(KNOWN_PROMPTS)
     )
+
+
+def _damage(out_dir: Path) -> str | None:
+    """Why the build in out_dir cannot be served as it is, or None."""
+    from qwenops.planner.modelinfo import safetensors_problem
+
+    missing = [name for name in _MODEL_FILES if not (out_dir / name).is_file()]
+    if missing:
+        return f"{', '.join(missing)} missing"
+    problem = safetensors_problem(out_dir / "model.safetensors")
+    return None if problem is None else f"model.safetensors: {problem}"
 
 
 def read_known_answers(model_dir: Path) -> dict[str, str] | None:
     """The greedy answers that the tiny model in `model_dir` was trained on, from its build stamp; None
     when `model_dir` holds no tiny model built by qwenops (a real model, another host's path)."""
-    try:
-        stamp = json.loads((model_dir / _STAMP_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    answers = stamp.get("known_answers") if isinstance(stamp, dict) else None
+    stamp = _load_stamp(model_dir)
+    answers = stamp.get("known_answers") if stamp is not None else None
     if not isinstance(answers, dict) or not all(isinstance(v, str) for v in answers.values()):
         return None
     return {str(prompt): answer for prompt, answer in answers.items()}
