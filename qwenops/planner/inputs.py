@@ -25,7 +25,11 @@ FLAG_FIELDS = ("gpu_memory_utilization", "max_model_len", "max_num_seqs", "max_n
 
 def profile_flags(profile: Profile) -> dict[str, object]:
     """The profile's memory-relevant flags, as PlanInput fields."""
-    return {field: getattr(profile, field) for field in FLAG_FIELDS}
+    flags: dict[str, object] = {field: getattr(profile, field) for field in FLAG_FIELDS}
+    # vLLM reads it as "1" or "true", any case (vllm/envs.py).
+    allow = profile.env.get("VLLM_ALLOW_LONG_MAX_MODEL_LEN", "0").strip().lower() in ("1", "true")
+    flags["allow_long_max_model_len"] = allow
+    return flags
 
 
 def first_usable_gpu(devices: tuple[GpuDevice, ...]) -> GpuDevice | None:

@@ -58,10 +58,18 @@ class ModelConfig(BaseModel):
     max_position_embeddings: int = Field(gt=0)
     torch_dtype: str = "bfloat16"
     quantization: Quantization | None = None
+    rope_max_model_len: int | None = Field(
+        None, gt=0, description="max_position_embeddings as rope_scaling stretches it (YaRN, linear, dynamic); "
+                                "None when the config scales nothing")
 
     @property
     def dtype_bytes(self) -> int:
         return DTYPE_BYTES.get(self.torch_dtype, 2)
+
+    @property
+    def derived_max_model_len(self) -> int:
+        """The longest max_model_len vLLM accepts for this model (without VLLM_ALLOW_LONG_MAX_MODEL_LEN)."""
+        return self.rope_max_model_len or self.max_position_embeddings
 
 
 class ShardStatus(BaseModel):
@@ -125,6 +133,7 @@ def parse_config(raw: Any, *, origin: str) -> ModelConfig:
     values["head_dim"] = head_dim
     values["max_position_embeddings"] = raw.get("max_position_embeddings", 4096)
     values["torch_dtype"] = str(raw.get("torch_dtype") or raw.get("dtype") or "bfloat16")
+    values["rope_max_model_len"] = _rope_max_model_len(raw, values["max_position_embeddings"])
     qcfg = raw.get("quantization_config")
     if isinstance(qcfg, dict):
         method = str(qcfg.get("quant_method") or "unknown")
@@ -146,6 +155,23 @@ MAX_CONFIG_BYTES = 4 * 1024**2
 MAX_INDEX_BYTES = 64 * 1024**2
 MAX_TOKENIZER_CONFIG_BYTES = 64 * 1024**2
 REDOWNLOAD_HINT = "re-download the model (or rebuild it: `qwenops model build-tiny --force` for cpu-tiny's)"
+
+
+def _rope_max_model_len(raw: dict[str, Any], max_positions: object) -> int | None:
+    """vLLM's derived max_model_len under rope_scaling (vllm/config/model.py _get_and_verify_max_len):
+    the factor stretches max_position_embeddings (YaRN: original_max_position_embeddings), except for
+    su/longrope/llama3, whose max_position_embeddings already is the stretched length."""
+    rope = raw.get("rope_scaling") or raw.get("rope_parameters")
+    if not isinstance(rope, dict):
+        return None
+    kind = rope.get("rope_type", rope.get("type"))
+    factor = rope.get("factor")
+    if kind in ("su", "longrope", "llama3") or not isinstance(factor, (int, float)) or factor <= 0:
+        return None
+    base = rope.get("original_max_position_embeddings") if kind == "yarn" else max_positions
+    if not isinstance(base, int) or isinstance(base, bool) or base <= 0:
+        return None
+    return int(base * factor)
 
 
 def read_config(path: Path, *, field: str = "config.json", hint: str | None = REDOWNLOAD_HINT) -> ModelConfig:

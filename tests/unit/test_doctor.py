@@ -427,3 +427,18 @@ def test_a_truncated_shard_fails_the_model_check(tmp_path: Path, profile: str, f
     assert check.status == "fail" and not report.ok
     assert "1 shard(s) truncated or corrupt (model-00002-of-00002.safetensors: 100 bytes" in check.finding
     assert check.fix is not None and fix in check.fix
+
+
+def test_doctor_fails_a_max_model_len_beyond_the_model() -> None:
+    facts = load_facts(PROBES / "h100-80gb.json")
+    base = load_profile("4090d")
+    too_long = base.model_copy(update={"max_model_len": 1_000_000})
+    report = diagnose(facts, too_long, resolve_model("Qwen/Qwen3-14B-AWQ"))
+    check = next(c for c in report.checks if c.name == "memory_plan")
+    assert check.status == "fail" and check.finding.startswith("max_len_exceeds_model: max_model_len 1,000,000")
+    assert check.fix is not None and "max_model_len <= 40960" in check.fix
+    # The profile's env may allow it, as vLLM itself does: then memory decides.
+    allowed = too_long.model_copy(update={"max_model_len": 65536,
+                                          "env": {**base.env, "VLLM_ALLOW_LONG_MAX_MODEL_LEN": "1"}})
+    report = diagnose(facts, allowed, resolve_model("Qwen/Qwen3-14B-AWQ"))
+    assert next(c for c in report.checks if c.name == "memory_plan").status == "pass"

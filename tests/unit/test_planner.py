@@ -254,7 +254,7 @@ def test_edge_cases_say_what_no_setting_can_fix() -> None:
     assert tiny_gpu.verdict == "weights_dont_fit"
     assert tiny_gpu.fix is not None and "no cpu_offload_gb helps" in tiny_gpu.fix
     too_long = plan(PlanInput(config=CONFIG, weights_gib=9.4, gpu_total_gib=79.19, max_model_len=65536,
-                              vllm_version="0.8.5"))
+                              vllm_version="0.8.5", allow_long_max_model_len=True))
     assert any("VLLM_ALLOW_LONG_MAX_MODEL_LEN" in note for note in too_long.assumptions)
 
 
@@ -275,3 +275,41 @@ def test_v0_logs_beyond_the_public_case_file() -> None:
                             max_model_len=35000, vllm_version="0.6.4"))
     assert at_35k.max_num_batched_tokens == 512
     assert at_35k.activation_gib == pytest.approx(15.05 - 14.9888, abs=0.02)
+
+
+def test_max_model_len_beyond_the_model_is_not_a_fit_however_large_the_gpu() -> None:
+    # vLLM refuses it while building its config ("User-specified max_model_len ... is greater than the
+    # derived max_model_len"), before any memory is counted.
+    refused = plan(PlanInput(config=CONFIG, weights_gib=9.4, gpu_total_gib=1000, max_model_len=1_000_000))
+    assert (refused.fits, refused.verdict) == (False, "max_len_exceeds_model")
+    assert "max_model_len 1,000,000 is more than the model's max_position_embeddings 40960" in refused.reason
+    assert refused.fix is not None and refused.fix.startswith("set max_model_len <= 40960")
+    assert plan(PlanInput(config=CONFIG, weights_gib=9.4, gpu_total_gib=1000, max_model_len=40960)).fits
+    allowed = plan(PlanInput(config=CONFIG, weights_gib=9.4, gpu_total_gib=1000, max_model_len=65536,
+                             allow_long_max_model_len=True))
+    assert allowed.fits and any("only because VLLM_ALLOW_LONG_MAX_MODEL_LEN=1" in n for n in allowed.assumptions)
+
+
+def test_plan_cli_max_model_len_beyond_the_model_is_exit_1() -> None:
+    result = invoke("plan", "-p", "4090d", "--max-model-len", "1000000", "--gpu-total-gib", "1000", "--json")
+    assert result.exit_code == 1, result.output
+    data = json.loads(result.stdout)["data"]
+    assert data["verdict"] == "max_len_exceeds_model" and data["fits"] is False
+
+
+def test_rope_scaling_stretches_the_longest_max_model_len() -> None:
+    from qwenops.planner.modelinfo import parse_config
+
+    raw = json.loads((REPO / "configs" / "models" / "qwen3-14b.json").read_text())
+    yarn = parse_config({**raw, "rope_scaling": {"rope_type": "yarn", "factor": 4.0,
+                                                 "original_max_position_embeddings": 32768}}, origin="yarn")
+    assert yarn.derived_max_model_len == 131072  # the Qwen3 model card's YaRN setting
+    at_limit = plan(PlanInput(config=yarn, weights_gib=9.4, gpu_total_gib=1000, max_model_len=131072))
+    assert at_limit.fits
+    assert plan(PlanInput(config=yarn, weights_gib=9.4, gpu_total_gib=1000)).max_model_len == 131072
+    beyond = plan(PlanInput(config=yarn, weights_gib=9.4, gpu_total_gib=1000, max_model_len=131073))
+    assert beyond.verdict == "max_len_exceeds_model" and "as rope_scaling stretches it, 131072" in beyond.reason
+    llama3 = parse_config({**raw, "rope_scaling": {"rope_type": "llama3", "factor": 8.0}}, origin="llama3")
+    assert llama3.derived_max_model_len == 40960  # llama3 scaling is already in max_position_embeddings
+    linear = parse_config({**raw, "rope_scaling": {"type": "linear", "factor": 2}}, origin="linear")
+    assert linear.derived_max_model_len == 81920
