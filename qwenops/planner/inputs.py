@@ -77,6 +77,10 @@ def plan_request(
     """`qwenops plan`: gather model, GPU and flags (CLI > profile > vLLM default), then `plan()`."""
     from qwenops.config.loader import load_profile
 
+    if model_dir and model_config:
+        raise BadInputError("--model and --model-config both name the model to plan", field="model, model-config",
+                            hint="pass one: --model DIR for a model directory, "
+                                 "or --model-config FILE with --weights-gib")
     flags: dict[str, object] = {}
     profile: Profile | None = None
     if profile_name or not (model_dir or model_config):

@@ -187,7 +187,9 @@ def test_plan_on_a_recorded_probe() -> None:
         (["--profile", "cpu-tiny"], "profile"),
         (["--profile", "nope"], "profile"),
         (["--model-config", "configs/models/qwen3-14b.json"], "weights-gib"),
-        (["--model-config", "/does/not/exist.json", "--weights-gib", "3"], "config.json"),
+        (["--model-config", "/does/not/exist.json", "--weights-gib", "3"], "error: model-config: "),
+        (["--model", "configs/models", "--model-config", "configs/models/qwen3-14b.json", "--weights-gib", "9.4",
+          "--gpu-total-gib", "24"], "error: model, model-config: --model and --model-config both name the model"),
         (["--model", "/does/not/exist", "--gpu-total-gib", "24"], "model"),
         # Non-finite and absurd sizes used to overflow int(available x GIB) into an internal error.
         (["--profile", "4090d", "--gpu-total-gib", "inf"], "--gpu-total-gib"),
