@@ -33,7 +33,8 @@ import math
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from qwenops.errors import BadInputError
 from qwenops.planner.modelinfo import ModelConfig, checkpoints_for
@@ -94,6 +95,18 @@ class PlanInput(BaseModel):
     allow_long_max_model_len: bool = False
     vllm_version: str | None = None
 
+    @field_validator("cpu_offload_gb")
+    @classmethod
+    def _offload_at_most_the_weights(cls, value: float | None, info: ValidationInfo) -> float | None:
+        weights = info.data.get("weights_gib")  # absent when it failed its own validation
+        if value is not None and weights is not None and value > weights:
+            raise PydanticCustomError(
+                "offload_exceeds_weights",
+                "{offload} GiB is more than the {weights} GiB of weights there are to offload",
+                {"offload": f"{value:g}", "weights": f"{weights:g}",
+                 "hint": f"set cpu_offload_gb <= {weights:g}, or leave it unset"})
+        return value
+
 
 class Plan(BaseModel):
     """The predicted memory layout and the verdict. JSON keys per docs/architecture.md (the plan contract)."""
@@ -131,6 +144,9 @@ def plan_input(values: dict[str, object]) -> PlanInput:
     except ValidationError as exc:
         error = exc.errors()[0]
         field = ".".join(str(p) for p in error["loc"])
+        hint = (error.get("ctx") or {}).get("hint")
+        if hint is not None:  # one of ours: the message already carries the numbers
+            raise BadInputError(error["msg"], field=field, hint=str(hint)) from None
         raise BadInputError(f"{error['msg'].lower()} (got {error.get('input')!r})", field=field) from None
 
 

@@ -190,6 +190,9 @@ def test_plan_on_a_recorded_probe() -> None:
         (["--model-config", "/does/not/exist.json", "--weights-gib", "3"], "error: model-config: "),
         (["--model", "configs/models", "--model-config", "configs/models/qwen3-14b.json", "--weights-gib", "9.4",
           "--gpu-total-gib", "24"], "error: model, model-config: --model and --model-config both name the model"),
+        (["--profile", "4090d", "--gpu-total-gib", "1000", "--cpu-offload-gb", "1000"],
+         "error: cpu_offload_gb: 1000 GiB is more than the 9.4 GiB of weights there are to offload "
+         "(set cpu_offload_gb <= 9.4, or leave it unset)"),
         (["--model", "/does/not/exist", "--gpu-total-gib", "24"], "model"),
         # Non-finite and absurd sizes used to overflow int(available x GIB) into an internal error.
         (["--profile", "4090d", "--gpu-total-gib", "inf"], "--gpu-total-gib"),
@@ -315,3 +318,24 @@ def test_rope_scaling_stretches_the_longest_max_model_len() -> None:
     assert llama3.derived_max_model_len == 40960  # llama3 scaling is already in max_position_embeddings
     linear = parse_config({**raw, "rope_scaling": {"type": "linear", "factor": 2}}, origin="linear")
     assert linear.derived_max_model_len == 81920
+
+
+def test_cpu_offload_up_to_the_weights_is_accepted() -> None:
+    everything = plan(PlanInput(config=CONFIG, weights_gib=9.4, gpu_total_gib=24, cpu_offload_gb=9.4))
+    assert everything.weights_gib == 0
+    with pytest.raises(ValidationError, match=r"9\.41 GiB is more than the 9\.4 GiB"):
+        PlanInput(config=CONFIG, weights_gib=9.4, gpu_total_gib=24, cpu_offload_gb=9.41)
+
+
+def test_doctor_refuses_a_profile_offloading_more_than_its_weights() -> None:
+    from qwenops.config.loader import load_profile
+    from qwenops.doctor.checks import diagnose
+    from qwenops.errors import BadInputError
+    from qwenops.hardware.facts import load_facts
+    from qwenops.planner.modelinfo import resolve_model
+
+    facts = load_facts(REPO / "tests" / "data" / "probes" / "rtx4090d-cuda124.json")
+    profile = load_profile("4090d").model_copy(update={"cpu_offload_gb": 50.0})
+    with pytest.raises(BadInputError) as err:
+        diagnose(facts, profile, resolve_model("Qwen/Qwen3-14B-AWQ"))
+    assert err.value.field == "cpu_offload_gb" and "50 GiB is more than the 9.4 GiB" in err.value.message
