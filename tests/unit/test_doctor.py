@@ -212,6 +212,7 @@ def test_save_probe_to_an_unwritable_place_is_exit_2(tmp_path: Path) -> None:
     result = invoke("doctor", "--profile", "4090d", "--save-probe", str(tmp_path / "no" / "such" / "dir.json"))
     assert result.exit_code == 2
     assert "save-probe" in result.stderr and "Traceback" not in result.stderr
+    assert f"(create {tmp_path / 'no' / 'such'} first, or choose another FILE)" in result.stderr
 
 
 def test_torch_built_for_a_newer_cuda_major_than_the_driver_fails() -> None:
