@@ -125,15 +125,17 @@ def build_tiny_model(out_dir: Path, *, seed: int = 0, force: bool = False) -> Ti
         cached = _read_stamp(out_dir, key)
         if cached is not None:
             return dataclasses.replace(cached, seconds=time.perf_counter() - started)
-    # A rebuild replaces out_dir wholesale, so it must never be pointed at a directory holding anything else.
-    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / _STAMP_NAME).exists():
-        raise BadInputError(
-            f"{out_dir} exists and does not hold a tiny model; refusing to replace it",
-            hint="choose a new or empty directory",
-        )
+    _check_place(out_dir)
+    with _place_errors(out_dir):
+        # A rebuild replaces out_dir wholesale, so it must never be pointed at a directory holding anything else.
+        if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / _STAMP_NAME).exists():
+            raise BadInputError(
+                f"{out_dir} exists and does not hold a tiny model; refusing to replace it",
+                field="directory", hint="choose a new or empty directory",
+            )
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with _exclusive(out_dir.parent):
+    with _exclusive(out_dir.parent, out_dir):
         # Another builder (a second `serve`, a parallel test) may have finished while we waited.
         cached = None if force else _read_stamp(out_dir, key)
         if cached is not None:
@@ -141,14 +143,40 @@ def build_tiny_model(out_dir: Path, *, seed: int = 0, force: bool = False) -> Ti
         return _build_into(out_dir, key, seed, started)
 
 
+_PLACE_HINT = "choose a directory this user can write"
+
+
 @contextmanager
-def _exclusive(directory: Path) -> Iterator[None]:
+def _place_errors(out_dir: Path) -> Iterator[None]:
+    """OSError from preparing or filling out_dir (not writable, read-only filesystem, disk full) is bad
+    input naming out_dir; only file operations run under it, so an OSError of a bug still surfaces."""
+    try:
+        yield
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(out_dir) else ""
+        raise BadInputError(f"cannot write the tiny model to {out_dir}: {exc.strerror or exc}{where}",
+                            field="directory", hint=_PLACE_HINT) from None
+
+
+def _check_place(out_dir: Path) -> None:
+    """out_dir, or the nearest of its parents that exists, must be a directory."""
+    for path in (out_dir, *out_dir.parents):
+        if path.exists():
+            if not path.is_dir():
+                what = "" if path == out_dir else f", so {out_dir} cannot be created in it"
+                raise BadInputError(f"{path} is not a directory{what}", field="directory", hint=_PLACE_HINT)
+            return
+
+
+@contextmanager
+def _exclusive(directory: Path, out_dir: Path) -> Iterator[None]:
     """One builder at a time per parent directory: flock on the directory itself leaves no lock file
     behind, and the kernel releases it if the builder dies."""
     import fcntl
     import os
 
-    fd = os.open(directory, os.O_RDONLY)
+    with _place_errors(out_dir):
+        fd = os.open(directory, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -157,14 +185,16 @@ def _exclusive(directory: Path) -> Iterator[None]:
 
 
 def _build_into(out_dir: Path, key: str, seed: int, started: float) -> TinyModelInfo:
-    work_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.building-", dir=out_dir.parent))
+    with _place_errors(out_dir):
+        work_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.building-", dir=out_dir.parent))
     try:
         log.info("building tiny model in %s (seed %d)", work_dir, seed)
         parameters = _build(work_dir, seed)
         stamp = {"key": key, "seed": seed, "parameters": parameters, "known_answers": KNOWN_PROMPTS}
-        (work_dir / _STAMP_NAME).write_text(json.dumps(stamp, indent=2) + "\n", encoding="utf-8")
-        _make_readable(work_dir)
-        _move_into_place(work_dir, out_dir)
+        with _place_errors(out_dir):
+            (work_dir / _STAMP_NAME).write_text(json.dumps(stamp, indent=2) + "\n", encoding="utf-8")
+            _make_readable(work_dir)
+            _move_into_place(work_dir, out_dir)
     except BaseException:
         shutil.rmtree(work_dir, ignore_errors=True)
         raise
@@ -182,30 +212,57 @@ def _cache_key(seed: int) -> str:
     return digest.hexdigest()
 
 
-def _read_stamp(out_dir: Path, key: str) -> TinyModelInfo | None:
+# The stamp is a few hundred bytes; anything larger, deeper or malformed is not one of ours.
+_MAX_STAMP_BYTES = 1024**2
+# What a reused build must still hold: the engine loads all of these.
+_MODEL_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json")
+
+
+def _load_stamp(model_dir: Path) -> dict[str, Any] | None:
+    from qwenops.jsonfile import read_json
+
     try:
-        stamp = json.loads((out_dir / _STAMP_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        stamp = read_json(model_dir / _STAMP_NAME, field="stamp", cap=_MAX_STAMP_BYTES, what="a build stamp")
+    except BadInputError:  # missing, unreadable, oversized, not JSON
         return None
-    if not isinstance(stamp, dict) or stamp.get("key") != key:
+    return stamp if isinstance(stamp, dict) else None
+
+
+def _read_stamp(out_dir: Path, key: str) -> TinyModelInfo | None:
+    """The build in out_dir when it can be reused: its stamp matches this builder and is well formed, and
+    its files are whole. Anything else (a hand-edited stamp, a truncated shard) is None: rebuild."""
+    stamp = _load_stamp(out_dir)
+    if stamp is None or stamp.get("key") != key:
+        return None
+    parameters = stamp.get("parameters")
+    if type(parameters) is not int or parameters <= 0 or stamp.get("known_answers") != KNOWN_PROMPTS:
+        log.info("rebuilding the tiny model in %s: its build stamp is malformed", out_dir)
+        return None
+    problem = _damage(out_dir)
+    if problem is not None:
+        log.info("rebuilding the tiny model in %s: %s", out_dir, problem)
         return None
     return TinyModelInfo(
-        path=out_dir,
-        parameters=int(stamp["parameters"]),
-        built=False,
-        seconds=0.0,
-        known_answers=dict(stamp["known_answers"]),
+        path=out_dir, parameters=parameters, built=False, seconds=0.0, known_answers=dict(KNOWN_PROMPTS)
     )
+
+
+def _damage(out_dir: Path) -> str | None:
+    """Why the build in out_dir cannot be served as it is, or None."""
+    from qwenops.planner.modelinfo import safetensors_problem
+
+    missing = [name for name in _MODEL_FILES if not (out_dir / name).is_file()]
+    if missing:
+        return f"{', '.join(missing)} missing"
+    problem = safetensors_problem(out_dir / "model.safetensors")
+    return None if problem is None else f"model.safetensors: {problem}"
 
 
 def read_known_answers(model_dir: Path) -> dict[str, str] | None:
     """The greedy answers that the tiny model in `model_dir` was trained on, from its build stamp; None
     when `model_dir` holds no tiny model built by qwenops (a real model, another host's path)."""
-    try:
-        stamp = json.loads((model_dir / _STAMP_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    answers = stamp.get("known_answers") if isinstance(stamp, dict) else None
+    stamp = _load_stamp(model_dir)
+    answers = stamp.get("known_answers") if stamp is not None else None
     if not isinstance(answers, dict) or not all(isinstance(v, str) for v in answers.values()):
         return None
     return {str(prompt): answer for prompt, answer in answers.items()}

@@ -276,12 +276,16 @@ def check_model(ctx: Context) -> CheckResult:
         problems.append("no *.safetensors weights")
     elif shards.missing:
         problems.append(f"{len(shards.missing)} of {shards.expected} shards missing ({', '.join(shards.missing[:3])})")
+    if shards is not None and shards.broken:
+        problems.append(f"{len(shards.broken)} shard(s) truncated or corrupt ({'; '.join(shards.broken[:2])})")
     if not model.tokenizer_present:
         problems.append("no tokenizer (tokenizer.json)")
     if not model.chat_template_present:
         problems.append("no chat template (tokenizer_config.json chat_template)")
     if problems:
-        return _r(name, "fail", f"{model.source}: " + "; ".join(problems), "re-download the model directory")
+        fix = ("rebuild it: `qwenops model build-tiny` (or re-download the model directory)"
+               if ctx.profile.engine == "vllm-cpu" else "re-download the model directory")
+        return _r(name, "fail", f"{model.source}: " + "; ".join(problems), fix)
     size = "?" if model.weights_gib is None else (
         f"{model.weights_gib:.2f} GiB" if model.weights_gib >= 0.1 else f"{gib_to_mib(model.weights_gib):.1f} MiB")
     return _r(name, "pass", f"{model.config.architecture}, {shards.files if shards else 0} shard(s), {size}, "

@@ -41,7 +41,9 @@ def run_doctor(profile_name: str | None, *, probe_file: Path | None = None,
         try:
             save_probe.write_text(facts.to_json(), encoding="utf-8")
         except OSError as exc:
-            raise BadInputError(f"cannot write {save_probe}: {exc.strerror}", field="save-probe") from None
+            hint = (f"create {save_probe.parent} first, or choose another FILE" if not save_probe.parent.is_dir()
+                    else "choose a FILE this user can write")
+            raise BadInputError(f"cannot write {save_probe}: {exc.strerror}", field="save-probe", hint=hint) from None
     return diagnose(facts, profile, model, model_error=model_error, facts_source="live")
 
 

@@ -8,11 +8,11 @@ means "not supported or not readable here", never zero.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from qwenops.errors import BadInputError
 from qwenops.planner.modelinfo import ModelInfo
@@ -32,6 +32,26 @@ class GpuProcessFacts(_Facts):
     used_memory_mib: float | None = Field(None, ge=0)
 
 
+# NVML's used + free is the total (v1 memory info, which counts reserved memory as used) or the total
+# less what the driver reserves (v2): never more. The slack absorbs MiB rounding in hand-copied numbers.
+MEMORY_SLACK = 0.01
+
+
+def impossible_memory(total: float | None, used: float | None, free: float | None) -> tuple[str, str] | None:
+    """(the key, why) when used/free MiB cannot be readings of a card with TOTAL MiB; None when they can."""
+    if total is None:
+        return None
+    limit = total * (1 + MEMORY_SLACK)
+    if used is not None and used > limit:
+        return "memory_used_mib", f"{used:,.0f} MiB used is more than the card's memory_total_mib {total:,.0f}"
+    if free is not None and free > limit:
+        return "memory_free_mib", f"{free:,.0f} MiB free is more than the card's memory_total_mib {total:,.0f}"
+    if used is not None and free is not None and used + free > limit:
+        return "memory_free_mib", (f"{used:,.0f} MiB used + {free:,.0f} MiB free = {used + free:,.0f} MiB, "
+                                   f"more than the card's memory_total_mib {total:,.0f}")
+    return None
+
+
 class GpuDevice(_Facts):
     index: int = Field(ge=0)
     name: str | None = None
@@ -49,6 +69,17 @@ class GpuDevice(_Facts):
     retired_pages_pending: bool | None = None
     compute_cap: str | None = None
     processes: tuple[GpuProcessFacts, ...] = ()
+
+    @field_validator("memory_used_mib", "memory_free_mib")
+    @classmethod
+    def _possible(cls, value: float | None, info: ValidationInfo) -> float | None:
+        # Fields validate in order: total (and, for free, used) are already in info.data when valid.
+        used = value if info.field_name == "memory_used_mib" else info.data.get("memory_used_mib")
+        free = value if info.field_name == "memory_free_mib" else None
+        problem = impossible_memory(info.data.get("memory_total_mib"), used, free)
+        if problem is not None and problem[0] == info.field_name:
+            raise PydanticCustomError("impossible_memory", problem[1])
+        return value
 
 
 class GpuFacts(_Facts):
@@ -140,22 +171,25 @@ class FileProbe:
         return load_facts(self.path)
 
 
+# Recorded probes are a few KiB; a file this large is not one (or is /dev/zero).
+MAX_PROBE_BYTES = 4 * 1024**2
+RECORD_HINT = "record one with `qwenops doctor --save-probe FILE`"
+
+
 def load_facts(path: Path) -> HostFacts:
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BadInputError(f"{path} does not exist", field="probe-file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInputError(f"cannot read {path}: {exc}", field="probe-file") from None
-    except json.JSONDecodeError as exc:
-        raise BadInputError(f"{path} is not JSON (line {exc.lineno}: {exc.msg})", field="probe-file") from None
+    from qwenops.jsonfile import read_json
+
+    raw = read_json(path, field="probe-file", cap=MAX_PROBE_BYTES, what="a probe file", hint=RECORD_HINT)
     if not isinstance(raw, dict) or raw.get("schema") != SCHEMA:
         got = raw.get("schema") if isinstance(raw, dict) else type(raw).__name__
         raise BadInputError(f"{path} is not a qwenops probe (schema {got!r}, expected {SCHEMA!r})",
-                            field="probe-file.schema")
+                            field="probe-file.schema", hint=RECORD_HINT)
     try:
         return HostFacts.model_validate(raw)
     except ValidationError as exc:
         error = exc.errors()[0]
         key = ".".join(str(p) for p in error["loc"])
-        raise BadInputError(f"{error['msg'].lower()} in {path}", field=f"probe-file.{key}") from None
+        msg = error["msg"][:1].lower() + error["msg"][1:]  # pydantic's "Input should be ..." reads on after the key
+        raise BadInputError(f"{msg} in {path}", field=f"probe-file.{key}",
+                            hint="correct that value, or record the probe again with "
+                                 "`qwenops doctor --save-probe FILE`") from None

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar
 
-from qwenops.hardware.facts import GpuDevice, GpuFacts, GpuProcessFacts
+from qwenops.hardware.facts import GpuDevice, GpuFacts, GpuProcessFacts, impossible_memory
 from qwenops.units import MIB
 
 T = TypeVar("T")
@@ -93,8 +93,10 @@ def _device(index: int) -> GpuDevice:
         lost = getattr(exc, "value", None) == pynvml.NVML_ERROR_GPU_IS_LOST
         return GpuDevice(index=index, lost=lost, error=str(exc))
     memory = _read(lambda: pynvml.nvmlDeviceGetMemoryInfo(handle))
-    if memory is not None and not memory.total:
-        memory = None  # a zero total is no reading, and HostFacts requires total > 0 (a recorded -5 is refused)
+    if memory is not None and (not memory.total or impossible_memory(memory.total, memory.used, memory.free)):
+        # A zero total, or more used/free than the total, is no reading: GpuDevice refuses such numbers
+        # (from a hand-edited probe), and a driver that reports them must not end the probe.
+        memory = None
     power = _read(lambda: pynvml.nvmlDeviceGetPowerUsage(handle))
     limit = _read(lambda: pynvml.nvmlDeviceGetEnforcedPowerLimit(handle))
     persistence = _read(lambda: pynvml.nvmlDeviceGetPersistenceMode(handle))

@@ -25,7 +25,11 @@ FLAG_FIELDS = ("gpu_memory_utilization", "max_model_len", "max_num_seqs", "max_n
 
 def profile_flags(profile: Profile) -> dict[str, object]:
     """The profile's memory-relevant flags, as PlanInput fields."""
-    return {field: getattr(profile, field) for field in FLAG_FIELDS}
+    flags: dict[str, object] = {field: getattr(profile, field) for field in FLAG_FIELDS}
+    # vLLM reads it as "1" or "true", any case (vllm/envs.py).
+    allow = profile.env.get("VLLM_ALLOW_LONG_MAX_MODEL_LEN", "0").strip().lower() in ("1", "true")
+    flags["allow_long_max_model_len"] = allow
+    return flags
 
 
 def first_usable_gpu(devices: tuple[GpuDevice, ...]) -> GpuDevice | None:
@@ -73,6 +77,10 @@ def plan_request(
     """`qwenops plan`: gather model, GPU and flags (CLI > profile > vLLM default), then `plan()`."""
     from qwenops.config.loader import load_profile
 
+    if model_dir and model_config:
+        raise BadInputError("--model and --model-config both name the model to plan", field="model, model-config",
+                            hint="pass one: --model DIR for a model directory, "
+                                 "or --model-config FILE with --weights-gib")
     flags: dict[str, object] = {}
     profile: Profile | None = None
     if profile_name or not (model_dir or model_config):
@@ -114,7 +122,9 @@ def _model(profile: Profile | None, model_dir: str | None, model_config: str | N
         if weights_gib is None:
             raise BadInputError("--model-config needs --weights-gib (the GiB of weights vLLM loads)",
                                 field="weights-gib")
-        return ModelInfo(source=model_config, config=read_config(Path(model_config)), weights_gib=weights_gib)
+        config = read_config(Path(model_config), field="model-config",
+                             hint="pass a model's config.json, as its Hugging Face repo has it")
+        return ModelInfo(source=model_config, config=config, weights_gib=weights_gib)
     if model_dir:
         return inspect_model_dir(Path(model_dir))
     if profile is None:

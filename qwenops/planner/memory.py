@@ -33,7 +33,8 @@ import math
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from qwenops.errors import BadInputError
 from qwenops.planner.modelinfo import ModelConfig, checkpoints_for
@@ -53,7 +54,7 @@ ENGINE_GENERATIONS: tuple[tuple[tuple[int, int], str], ...] = (
     ((0, 7), "0.7"), ((0, 20), "0.20"), (CURRENT_VERSION, "0.32"),
 )
 
-Verdict = Literal["fits", "weights_dont_fit", "kv_cache_no_blocks", "max_len_exceeds_kv",
+Verdict = Literal["fits", "max_len_exceeds_model", "weights_dont_fit", "kv_cache_no_blocks", "max_len_exceeds_kv",
                   "insufficient_free_memory"]
 
 
@@ -85,7 +86,22 @@ class PlanInput(BaseModel):
     kv_cache_dtype: str | None = None
     enforce_eager: bool = False
     cpu_offload_gb: float | None = Field(None, ge=0, le=MAX_GIB)
+    # VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 in the server's environment: vLLM then accepts a max_model_len
+    # beyond the model's positions (with a warning) instead of refusing to start.
+    allow_long_max_model_len: bool = False
     vllm_version: str | None = None
+
+    @field_validator("cpu_offload_gb")
+    @classmethod
+    def _offload_at_most_the_weights(cls, value: float | None, info: ValidationInfo) -> float | None:
+        weights = info.data.get("weights_gib")  # absent when it failed its own validation
+        if value is not None and weights is not None and value > weights:
+            raise PydanticCustomError(
+                "offload_exceeds_weights",
+                "{offload} GiB is more than the {weights} GiB of weights there are to offload",
+                {"offload": f"{value:g}", "weights": f"{weights:g}",
+                 "hint": f"set cpu_offload_gb <= {weights:g}, or leave it unset"})
+        return value
 
 
 class Plan(BaseModel):
@@ -124,6 +140,9 @@ def plan_input(values: dict[str, object]) -> PlanInput:
     except ValidationError as exc:
         error = exc.errors()[0]
         field = ".".join(str(p) for p in error["loc"])
+        hint = (error.get("ctx") or {}).get("hint")
+        if hint is not None:  # one of ours: the message already carries the numbers
+            raise BadInputError(error["msg"], field=field, hint=str(hint)) from None
         raise BadInputError(f"{error['msg'].lower()} (got {error.get('input')!r})", field=field) from None
 
 
@@ -187,12 +206,7 @@ def _plan_at(inp: PlanInput, version: tuple[int, int], label: str) -> Plan:
     util = inp.gpu_memory_utilization if inp.gpu_memory_utilization is not None else 0.9
     if inp.gpu_memory_utilization is None:
         notes.append("gpu_memory_utilization 0.9 (vLLM default)")
-    max_model_len = inp.max_model_len or cfg.max_position_embeddings
-    if inp.max_model_len is None:
-        notes.append(f"max_model_len {max_model_len} (the model's max_position_embeddings)")
-    elif max_model_len > cfg.max_position_embeddings:
-        notes.append(f"max_model_len {max_model_len} > the model's max_position_embeddings "
-                     f"{cfg.max_position_embeddings}: vLLM refuses it unless VLLM_ALLOW_LONG_MAX_MODEL_LEN=1")
+    max_model_len, refusal = _model_length(inp, notes)
     seqs, tokens, default_notes = _defaults(inp, version, max_model_len)
     notes += default_notes
 
@@ -219,7 +233,11 @@ def _plan_at(inp: PlanInput, version: tuple[int, int], label: str) -> Plan:
     reason = (f"{kv_tokens:,} tokens of KV cache hold {kv_tokens / max_model_len:.2f} sequences of "
               f"max_model_len {max_model_len}")
     fix: str | None = None
-    if weights > budget - NON_TORCH_GIB - activation:
+    if refusal is not None:
+        # vLLM checks this while building its config, before it loads a weight: nothing else matters.
+        verdict = "max_len_exceeds_model"
+        reason, fix = refusal
+    elif weights > budget - NON_TORCH_GIB - activation:
         verdict = "weights_dont_fit"
         reason = (f"weights need {weights:.1f} GiB but gpu_memory_utilization {util:g} x {inp.gpu_total_gib:.1f} GiB "
                   f"leaves {budget - NON_TORCH_GIB - activation:.1f} GiB after activations")
@@ -252,6 +270,30 @@ def _plan_at(inp: PlanInput, version: tuple[int, int], label: str) -> Plan:
         kv_tokens=kv_tokens, num_blocks=num_blocks, max_model_len=max_model_len,
         max_concurrency=round(kv_tokens / max_model_len, 2), largest_max_model_len=kv_tokens,
         max_num_seqs=seqs, max_num_batched_tokens=tokens, engine=engine, assumptions=tuple(notes),
+    )
+
+
+def _model_length(inp: PlanInput, notes: list[str]) -> tuple[int, tuple[str, str] | None]:
+    """The max_model_len to plan (vLLM's default: the model's derived length), and (reason, fix) when
+    vLLM refuses it for exceeding the model's positions (config.py _get_and_verify_max_len)."""
+    cfg = inp.config
+    limit = cfg.derived_max_model_len
+    limit_text = (f"max_position_embeddings {cfg.max_position_embeddings}" if cfg.rope_max_model_len is None
+                  else f"max_position_embeddings {cfg.max_position_embeddings} as rope_scaling stretches it, "
+                       f"{limit}")
+    if inp.max_model_len is None:
+        notes.append(f"max_model_len {limit} (the model's {limit_text})")
+        return limit, None
+    if inp.max_model_len <= limit:
+        return inp.max_model_len, None
+    if inp.allow_long_max_model_len:
+        notes.append(f"max_model_len {inp.max_model_len} > the model's {limit_text}: vLLM accepts it only "
+                     "because VLLM_ALLOW_LONG_MAX_MODEL_LEN=1, and outputs past that length may be wrong")
+        return inp.max_model_len, None
+    return inp.max_model_len, (
+        f"max_model_len {inp.max_model_len:,} is more than the model's {limit_text}; vLLM refuses to start",
+        f"set max_model_len <= {limit} (only if you accept wrong outputs past it: "
+        "VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 in the profile's env)",
     )
 
 

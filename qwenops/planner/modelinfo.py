@@ -10,12 +10,14 @@ config.json and a checkpoint-size table, so `plan --profile 4090d` works before 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from qwenops.errors import BadInputError
+from qwenops.jsonfile import read_json
 from qwenops.units import GIB
 
 # Decoder-only dense transformers whose memory follows the formulas in qwenops.planner (one KV
@@ -56,10 +58,18 @@ class ModelConfig(BaseModel):
     max_position_embeddings: int = Field(gt=0)
     torch_dtype: str = "bfloat16"
     quantization: Quantization | None = None
+    rope_max_model_len: int | None = Field(
+        None, gt=0, description="max_position_embeddings as rope_scaling stretches it (YaRN, linear, dynamic); "
+                                "None when the config scales nothing")
 
     @property
     def dtype_bytes(self) -> int:
         return DTYPE_BYTES.get(self.torch_dtype, 2)
+
+    @property
+    def derived_max_model_len(self) -> int:
+        """The longest max_model_len vLLM accepts for this model (without VLLM_ALLOW_LONG_MAX_MODEL_LEN)."""
+        return self.rope_max_model_len or self.max_position_embeddings
 
 
 class ShardStatus(BaseModel):
@@ -70,11 +80,12 @@ class ShardStatus(BaseModel):
     files: int = 0
     expected: int = 0
     missing: tuple[str, ...] = ()
+    broken: tuple[str, ...] = Field((), description="'NAME: why' for shards that are truncated or not safetensors")
     total_bytes: int = 0
 
     @property
     def complete(self) -> bool:
-        return self.files > 0 and not self.missing
+        return self.files > 0 and not self.missing and not self.broken
 
 
 class ModelInfo(BaseModel):
@@ -122,6 +133,7 @@ def parse_config(raw: Any, *, origin: str) -> ModelConfig:
     values["head_dim"] = head_dim
     values["max_position_embeddings"] = raw.get("max_position_embeddings", 4096)
     values["torch_dtype"] = str(raw.get("torch_dtype") or raw.get("dtype") or "bfloat16")
+    values["rope_max_model_len"] = _rope_max_model_len(raw, values["max_position_embeddings"])
     qcfg = raw.get("quantization_config")
     if isinstance(qcfg, dict):
         method = str(qcfg.get("quant_method") or "unknown")
@@ -137,25 +149,79 @@ def parse_config(raw: Any, *, origin: str) -> ModelConfig:
         raise BadInputError(f"{what} in {origin}", field=key) from None
 
 
-def _read_json(path: Path, *, field: str) -> Any:
-    """A JSON file the user pointed at (or downloaded): any way it cannot be read is bad input."""
+# Caps on what is read from a model directory or a config the user names: a config.json is tens of
+# KiB and the largest safetensors index (DeepSeek-V3, ~90k tensors) under 10 MiB.
+MAX_CONFIG_BYTES = 4 * 1024**2
+MAX_INDEX_BYTES = 64 * 1024**2
+MAX_TOKENIZER_CONFIG_BYTES = 64 * 1024**2
+REDOWNLOAD_HINT = "re-download the model (or rebuild it: `qwenops model build-tiny --force` for cpu-tiny's)"
+
+
+def _rope_max_model_len(raw: dict[str, Any], max_positions: object) -> int | None:
+    """vLLM's derived max_model_len under rope_scaling (vllm/config/model.py _get_and_verify_max_len):
+    the factor stretches max_position_embeddings (YaRN: original_max_position_embeddings), except for
+    su/longrope/llama3, whose max_position_embeddings already is the stretched length."""
+    rope = raw.get("rope_scaling") or raw.get("rope_parameters")
+    if not isinstance(rope, dict):
+        return None
+    kind = rope.get("rope_type", rope.get("type"))
+    factor = rope.get("factor")
+    if kind in ("su", "longrope", "llama3") or not isinstance(factor, (int, float)) or factor <= 0:
+        return None
+    base = rope.get("original_max_position_embeddings") if kind == "yarn" else max_positions
+    if not isinstance(base, int) or isinstance(base, bool) or base <= 0:
+        return None
+    return int(base * factor)
+
+
+def read_config(path: Path, *, field: str = "config.json", hint: str | None = REDOWNLOAD_HINT) -> ModelConfig:
+    """A config.json; FIELD names where it came from (the `--model-config` option, or a model directory)."""
+    raw = read_json(path, field=field, cap=MAX_CONFIG_BYTES, what="a config.json", hint=hint)
+    return parse_config(raw, origin=str(path))
+
+
+# safetensors' own limit on the JSON header (safetensors/src/tensor.rs MAX_HEADER_SIZE).
+SAFETENSORS_MAX_HEADER = 100_000_000
+
+
+def safetensors_problem(path: Path) -> str | None:
+    """Why PATH is not a whole safetensors file, or None when it is.
+
+    The format is an 8-byte little-endian header length N, N bytes of JSON mapping each tensor to its
+    dtype, shape and data_offsets [begin, end) in the data that follows; so a complete file is exactly
+    8 + N + the largest end. A download cut short, or a file cut by hand, fails that arithmetic.
+    """
+    from qwenops.jsonfile import parse_json
+
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise BadInputError(f"{path} does not exist", field=field) from None
+        with path.open("rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            prefix = handle.read(8)
+            length = int.from_bytes(prefix, "little") if len(prefix) == 8 else None
+            if length is None or length > SAFETENSORS_MAX_HEADER or 8 + length > size:
+                return f"{size:,} bytes, too short for the header it starts with"
+            header = handle.read(length)
     except OSError as exc:
-        raise BadInputError(f"cannot read {path}: {exc.strerror}", field=field) from None
-    except UnicodeDecodeError as exc:
-        raise BadInputError(f"{path} is not UTF-8 text (byte {exc.start}); is it the right file?",
-                            field=field) from None
+        return f"cannot be read ({exc.strerror or exc})"
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BadInputError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg})", field=field) from None
-
-
-def read_config(path: Path) -> ModelConfig:
-    return parse_config(_read_json(path, field="config.json"), origin=str(path))
+        raw = parse_json(header, origin="its header", field="safetensors")
+    except BadInputError:
+        raw = None
+    if not isinstance(raw, dict):
+        return "its header is not a JSON object: not a safetensors file"
+    end = 0
+    for name, entry in raw.items():
+        if name == "__metadata__":
+            continue
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2
+                and all(type(o) is int for o in offsets) and 0 <= offsets[0] <= offsets[1]):
+            return f"tensor {name!r} has no valid data_offsets in its header"
+        end = max(end, offsets[1])
+    whole = 8 + length + end
+    if size != whole:
+        return f"{size:,} bytes where its header describes {whole:,}: {'truncated' if size < whole else 'corrupt'}"
+    return None
 
 
 def _shards(directory: Path) -> ShardStatus:
@@ -166,14 +232,17 @@ def _shards(directory: Path) -> ShardStatus:
     index = directory / "model.safetensors.index.json"
     expected: set[str] = {f.name for f in listed}
     if index.is_file():
-        raw = _read_json(index, field="model.safetensors.index.json")
+        raw = read_json(index, field="model.safetensors.index.json", cap=MAX_INDEX_BYTES,
+                        what="a safetensors index", hint=REDOWNLOAD_HINT)
         weight_map = raw.get("weight_map", {}) if isinstance(raw, dict) else None
         if not isinstance(weight_map, dict):
             raise BadInputError(f"{index} is not a valid safetensors index (no weight_map object)",
-                                field="weight_map")
+                                field="weight_map", hint=REDOWNLOAD_HINT)
         expected = {str(name) for name in weight_map.values()}
     missing = tuple(sorted(expected - set(present)))
-    return ShardStatus(files=len(present), expected=len(expected), missing=missing,
+    broken = tuple(f"{name}: {problem}" for name in sorted(present)
+                   if (problem := safetensors_problem(directory / name)) is not None)
+    return ShardStatus(files=len(present), expected=len(expected), missing=missing, broken=broken,
                        total_bytes=sum(present.values()))
 
 
@@ -188,9 +257,11 @@ def inspect_model_dir(directory: Path) -> ModelInfo:
     tokenizer_config = directory / "tokenizer_config.json"
     if not template and tokenizer_config.is_file():
         try:
-            template = bool(json.loads(tokenizer_config.read_text(encoding="utf-8")).get("chat_template"))
-        except (OSError, ValueError, AttributeError):  # ValueError: bad JSON or not UTF-8; either way no template
-            template = False
+            raw = read_json(tokenizer_config, field="tokenizer_config.json", cap=MAX_TOKENIZER_CONFIG_BYTES,
+                            what="a tokenizer_config.json")
+        except BadInputError:  # unreadable, oversized or not JSON: either way no template to find
+            raw = None
+        template = isinstance(raw, dict) and bool(raw.get("chat_template"))
     weights = shards.total_bytes / GIB if shards.total_bytes else None
     return ModelInfo(
         source=str(directory), config=config, weights_gib=weights,

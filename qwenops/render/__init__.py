@@ -55,5 +55,7 @@ def render_script(
             output.write_text(text, encoding="utf-8")
             output.chmod(0o755)
         except OSError as exc:
-            raise BadInputError(f"cannot write {output}: {exc.strerror}", field="--output") from None
+            hint = (f"create {output.parent} first, or choose another path" if not output.parent.is_dir()
+                    else "choose a path this user can write")
+            raise BadInputError(f"cannot write {output}: {exc.strerror}", field="--output", hint=hint) from None
     return RenderedScript(profile=profile.name, script=text, path=str(output) if output else None)

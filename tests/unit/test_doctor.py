@@ -18,6 +18,7 @@ from qwenops.config.loader import load_profile
 from qwenops.doctor.checks import CHECKS, check_model, diagnose
 from qwenops.hardware.facts import load_facts
 from qwenops.planner.modelinfo import inspect_model_dir, resolve_model
+from tests.unit.shards import safetensors_bytes
 
 PROBES = Path(__file__).resolve().parents[1] / "data" / "probes"
 FIXTURES = sorted(p.stem for p in PROBES.glob("*.json"))
@@ -154,7 +155,7 @@ def test_model_directory_checks(tmp_path: Path) -> None:
     }))
     (model / "model.safetensors.index.json").write_text(json.dumps(
         {"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}))
-    (model / "model-00001-of-00002.safetensors").write_bytes(b"\0" * 1024)
+    (model / "model-00001-of-00002.safetensors").write_bytes(safetensors_bytes(1024))
     facts = load_facts(PROBES / "no-driver.json")
     report = diagnose(facts, load_profile("cpu-tiny"), inspect_model_dir(model))
     result = next(c for c in report.checks if c.name == "model")
@@ -162,7 +163,7 @@ def test_model_directory_checks(tmp_path: Path) -> None:
     assert "1 of 2 shards missing (model-00002-of-00002.safetensors)" in result.finding
     assert "no tokenizer" in result.finding and "no chat template" in result.finding
 
-    (model / "model-00002-of-00002.safetensors").write_bytes(b"\0" * 1024)
+    (model / "model-00002-of-00002.safetensors").write_bytes(safetensors_bytes(1024))
     (model / "tokenizer.json").write_text("{}")
     (model / "tokenizer_config.json").write_text(json.dumps({"chat_template": "{{ messages }}"}))
     ok = diagnose(facts, load_profile("cpu-tiny"), inspect_model_dir(model))
@@ -211,6 +212,7 @@ def test_save_probe_to_an_unwritable_place_is_exit_2(tmp_path: Path) -> None:
     result = invoke("doctor", "--profile", "4090d", "--save-probe", str(tmp_path / "no" / "such" / "dir.json"))
     assert result.exit_code == 2
     assert "save-probe" in result.stderr and "Traceback" not in result.stderr
+    assert f"(create {tmp_path / 'no' / 'such'} first, or choose another FILE)" in result.stderr
 
 
 def test_torch_built_for_a_newer_cuda_major_than_the_driver_fails() -> None:
@@ -270,6 +272,10 @@ def test_a_busy_gpu_does_not_fail_a_cpu_profile() -> None:
         ("device", "memory_total_mib", "NaN", "probe-file.gpu.devices.0.memory_total_mib"),
         ("host", "ram_total_gib", -3, "probe-file.host.ram_total_gib"),
         ("host", "cpu_count", 0, "probe-file.host.cpu_count"),
+        # Each plausible alone, impossible on a 24,564 MiB card (the fixture's used 420 MiB + free 24,144 MiB).
+        ("device", "memory_used_mib", 1e9, "probe-file.gpu.devices.0.memory_used_mib"),
+        ("device", "memory_free_mib", 1e7, "probe-file.gpu.devices.0.memory_free_mib"),
+        ("device", "memory_free_mib", 24_144 + 2_000, "probe-file.gpu.devices.0.memory_free_mib"),
         # Finite and positive, but more than the planner's arithmetic holds.
         ("device", "memory_total_mib", 1e300, "gpu_total_gib"),
     ],
@@ -305,9 +311,9 @@ def _tiny_model(directory: Path, *, complete: bool) -> None:
     }))
     (directory / "model.safetensors.index.json").write_text(json.dumps(
         {"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}))
-    (directory / "model-00001-of-00002.safetensors").write_bytes(b"\0" * 1024)
+    (directory / "model-00001-of-00002.safetensors").write_bytes(safetensors_bytes(1024))
     if complete:
-        (directory / "model-00002-of-00002.safetensors").write_bytes(b"\0" * 1024)
+        (directory / "model-00002-of-00002.safetensors").write_bytes(safetensors_bytes(1024))
         (directory / "tokenizer.json").write_text("{}")
         (directory / "chat_template.jinja").write_text("{{ messages }}")
 
@@ -374,3 +380,66 @@ def test_a_port_that_cannot_be_bound_is_not_reported_as_taken() -> None:
 def test_a_probe_of_another_host_address_is_skipped() -> None:
     status, finding = _port_check({"free": True}, host="10.1.2.3")
     assert status == "skip" and "10.1.2.3:8000" in finding and "0.0.0.0:8000" in finding
+
+
+DEEP_JSON = [
+    "[" * 200_000,  # deeper than Python's own parser goes: a RecursionError inside json
+    '{"schema": "qwenops.hostfacts/1", "_source": ' + "[" * 500 + "]" * 500 + "}",  # parses, nests absurdly
+]
+
+
+@pytest.mark.parametrize("content", DEEP_JSON)
+@pytest.mark.parametrize("command", ["doctor", "plan"])
+def test_a_deeply_nested_probe_file_is_exit_2(tmp_path: Path, command: str, content: str) -> None:
+    path = tmp_path / "deep.json"
+    path.write_text(content)
+    result = invoke(command, "-p", "4090d", "--probe-file", str(path))
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.startswith("error: probe-file:") and "levels deep" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", ["doctor", "plan"])
+def test_a_probe_file_is_read_up_to_a_cap(command: str) -> None:
+    # /dev/zero never ends and stat says 0 bytes: only a bounded read stops it.
+    result = invoke(command, "-p", "4090d", "--probe-file", "/dev/zero")
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.startswith("error: probe-file: /dev/zero is larger than 4 MiB")
+    assert "--save-probe" in result.stderr
+
+
+def test_probe_file_errors_say_how_to_get_a_good_one(tmp_path: Path) -> None:
+    for content in (None, "{not json", '{"schema": "other"}'):
+        path = tmp_path / "probe.json"
+        if content is not None:
+            path.write_text(content)
+        result = invoke("doctor", "-p", "4090d", "--probe-file", str(path))
+        assert result.exit_code == 2
+        assert "(record one with `qwenops doctor --save-probe FILE`)" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(("profile", "fix"), [("cpu-tiny", "qwenops model build-tiny"), ("4090d", "re-download")])
+def test_a_truncated_shard_fails_the_model_check(tmp_path: Path, profile: str, fix: str) -> None:
+    _tiny_model(tmp_path / "m", complete=True)
+    shard = tmp_path / "m" / "model-00002-of-00002.safetensors"
+    shard.write_bytes(shard.read_bytes()[:100])  # a download cut short
+    report = diagnose(load_facts(PROBES / "no-driver.json"), load_profile(profile), inspect_model_dir(tmp_path / "m"))
+    check = next(c for c in report.checks if c.name == "model")
+    assert check.status == "fail" and not report.ok
+    assert "1 shard(s) truncated or corrupt (model-00002-of-00002.safetensors: 100 bytes" in check.finding
+    assert check.fix is not None and fix in check.fix
+
+
+def test_doctor_fails_a_max_model_len_beyond_the_model() -> None:
+    facts = load_facts(PROBES / "h100-80gb.json")
+    base = load_profile("4090d")
+    too_long = base.model_copy(update={"max_model_len": 1_000_000})
+    report = diagnose(facts, too_long, resolve_model("Qwen/Qwen3-14B-AWQ"))
+    check = next(c for c in report.checks if c.name == "memory_plan")
+    assert check.status == "fail" and check.finding.startswith("max_len_exceeds_model: max_model_len 1,000,000")
+    assert check.fix is not None and "max_model_len <= 40960" in check.fix
+    # The profile's env may allow it, as vLLM itself does: then memory decides.
+    allowed = too_long.model_copy(update={"max_model_len": 65536,
+                                          "env": {**base.env, "VLLM_ALLOW_LONG_MAX_MODEL_LEN": "1"}})
+    report = diagnose(facts, allowed, resolve_model("Qwen/Qwen3-14B-AWQ"))
+    assert next(c for c in report.checks if c.name == "memory_plan").status == "pass"

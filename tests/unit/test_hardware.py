@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from qwenops.errors import BadInputError
 from qwenops.hardware import nvml
-from qwenops.hardware.facts import HostFacts, load_facts
+from qwenops.hardware.facts import GpuDevice, HostFacts, load_facts
 from qwenops.hardware.host import LiveProbe, port_status, software_facts
 
 MIB = 1024**2
@@ -162,3 +163,19 @@ def test_a_zero_memory_total_is_no_reading_not_a_crash(use_fake: Any) -> None:
         lambda h: types.SimpleNamespace(total=0, used=0, free=0))
     device = nvml.read_gpus().devices[0]
     assert device.memory_total_mib is None and device.memory_free_mib is None
+
+
+def test_memory_numbers_nvml_could_not_report_are_no_reading(use_fake: Any) -> None:
+    use_fake()
+    sys.modules["pynvml"].nvmlDeviceGetMemoryInfo = (  # type: ignore[attr-defined]
+        lambda h: types.SimpleNamespace(total=24564 * MIB, used=420 * MIB, free=10**7 * MIB))
+    device = nvml.read_gpus().devices[0]
+    assert device.memory_total_mib is None and device.memory_free_mib is None
+
+
+def test_used_plus_free_below_the_total_is_fine_nvml_reserves_some() -> None:
+    # nvmlMemory_v2 reports reserved memory apart: used + free + reserved = total.
+    device = GpuDevice(index=0, memory_total_mib=24564, memory_used_mib=12, memory_free_mib=24100)
+    assert device.memory_free_mib == 24100
+    with pytest.raises(ValidationError, match="36,100 MiB, more than the card's memory_total_mib 24,564"):
+        GpuDevice(index=0, memory_total_mib=24564, memory_used_mib=12000, memory_free_mib=24100)

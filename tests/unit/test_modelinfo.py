@@ -9,8 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from qwenops.cli import cli
 from qwenops.errors import BadInputError
+from qwenops.planner import modelinfo
 from qwenops.planner.modelinfo import (
     checkpoints_for,
     from_catalog,
@@ -18,7 +21,9 @@ from qwenops.planner.modelinfo import (
     parse_config,
     read_config,
     resolve_model,
+    safetensors_problem,
 )
+from tests.unit.shards import safetensors_bytes
 
 QWEN2 = {
     "architectures": ["Qwen2ForCausalLM"], "num_hidden_layers": 28, "num_attention_heads": 28,
@@ -75,7 +80,7 @@ def test_unreadable_config_files(tmp_path: Path) -> None:
 
 def test_model_directory(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text(json.dumps(QWEN2))
-    (tmp_path / "model.safetensors").write_bytes(b"\0" * 2048)
+    (tmp_path / "model.safetensors").write_bytes(safetensors_bytes(2048))
     (tmp_path / "tokenizer.json").write_text("{}")
     (tmp_path / "chat_template.jinja").write_text("{{ messages }}")
     info = inspect_model_dir(tmp_path)
@@ -101,7 +106,7 @@ def test_a_downloaded_hub_snapshot_is_inspected_like_a_directory(tmp_path: Path,
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text("abc123\n")
     (snapshot / "config.json").write_text(json.dumps(QWEN2))
-    (snapshot / "model.safetensors").write_bytes(b"\0" * 4096)
+    (snapshot / "model.safetensors").write_bytes(safetensors_bytes(4096))
     info = resolve_model("Qwen/Qwen3-14B-AWQ")
     assert info.is_directory and info.shards is not None and info.shards.total_bytes == 4096
     assert info.source.startswith("Qwen/Qwen3-14B-AWQ (") and str(snapshot) in info.source
@@ -140,7 +145,7 @@ def test_a_broken_safetensors_index_is_bad_input(tmp_path: Path, index: bytes, f
 
 def test_a_dangling_shard_link_is_missing_not_a_crash(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text(json.dumps(QWEN2))
-    (tmp_path / "model-00001-of-00002.safetensors").write_bytes(b"\0" * 1024)
+    (tmp_path / "model-00001-of-00002.safetensors").write_bytes(safetensors_bytes(1024))
     (tmp_path / "model-00002-of-00002.safetensors").symlink_to(tmp_path / "blobs" / "gone")
     (tmp_path / "tokenizer_config.json").write_bytes(b"\x80\x81")  # unreadable: no template, not a crash
     info = inspect_model_dir(tmp_path)
@@ -154,4 +159,76 @@ def test_plan_on_a_binary_model_config_is_exit_2(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "qwenops", "plan", "--model-config", str(binary),
                            "--weights-gib", "1", "--gpu-total-gib", "24"], capture_output=True, text=True, check=False)
     assert done.returncode == 2, done.stderr
-    assert done.stderr.startswith("error: config.json:") and "Traceback" not in done.stderr
+    assert done.stderr.startswith("error: model-config:") and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("content", ["[" * 200_000, '{"architectures": ' + "[" * 500 + "]" * 500 + "}"])
+def test_plan_on_a_deeply_nested_model_config_is_exit_2_naming_the_option(tmp_path: Path, content: str) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(content)
+    result = CliRunner().invoke(cli, ["plan", "--model-config", str(config), "--weights-gib", "1",
+                                      "--gpu-total-gib", "24"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: model-config:") and "levels deep" in result.stderr
+
+
+def test_model_directory_json_is_read_up_to_a_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "config.json").symlink_to("/dev/zero")
+    with pytest.raises(BadInputError, match="larger than 4 MiB") as err:
+        inspect_model_dir(tmp_path)
+    assert err.value.field == "config.json" and "re-download" in err.value.one_line()
+
+    (tmp_path / "config.json").unlink()
+    (tmp_path / "config.json").write_text(json.dumps(QWEN2))
+    monkeypatch.setattr(modelinfo, "MAX_INDEX_BYTES", 64)
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"a" * 64: "x.safetensors"}}))
+    with pytest.raises(BadInputError, match="larger than 64 bytes") as err:
+        inspect_model_dir(tmp_path)
+    assert err.value.field == "model.safetensors.index.json"
+
+    (tmp_path / "model.safetensors.index.json").write_text("[" * 200_000)
+    monkeypatch.setattr(modelinfo, "MAX_INDEX_BYTES", 1024**2)
+    with pytest.raises(BadInputError, match="levels deep") as err:
+        inspect_model_dir(tmp_path)
+    assert err.value.field == "model.safetensors.index.json"
+
+
+def test_a_deeply_nested_tokenizer_config_means_no_template_not_a_crash(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps(QWEN2))
+    (tmp_path / "tokenizer_config.json").write_text("[" * 200_000)
+    assert inspect_model_dir(tmp_path).chat_template_present is False
+
+
+def _header(entries: dict[str, Any]) -> bytes:
+    header = json.dumps(entries).encode()
+    return len(header).to_bytes(8, "little") + header
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (safetensors_bytes(1024), None),
+        (safetensors_bytes(1024)[:100], "100 bytes, too short for the header it starts with"),
+        (safetensors_bytes(1024)[:1000], "1,000 bytes where its header describes 1,024: truncated"),
+        (safetensors_bytes(1024) + b"\0", "1,025 bytes where its header describes 1,024: corrupt"),
+        (b"\0" * 7, "7 bytes, too short for the header it starts with"),
+        ((2**63).to_bytes(8, "little") + b"{}", "10 bytes, too short for the header it starts with"),
+        (b"\0" * 1024, "its header is not a JSON object: not a safetensors file"),
+        (_header({"w": {"dtype": "U8", "shape": [4], "data_offsets": [4, 0]}}) + b"\0" * 4,
+         "tensor 'w' has no valid data_offsets in its header"),
+        (_header({"w": {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]}}) + b"\0" * 4, None),
+        (_header({"__metadata__": {"format": "pt"}}), None),  # no tensors: just the header
+    ],
+)
+def test_safetensors_problem(tmp_path: Path, content: bytes, problem: str | None) -> None:
+    shard = tmp_path / "model.safetensors"
+    shard.write_bytes(content)
+    assert safetensors_problem(shard) == problem
+
+
+def test_a_truncated_shard_makes_the_directory_incomplete(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps(QWEN2))
+    (tmp_path / "model.safetensors").write_bytes(safetensors_bytes(2048)[:100])
+    shards = inspect_model_dir(tmp_path).shards
+    assert shards is not None and not shards.complete and not shards.missing
+    assert shards.broken == ("model.safetensors: 100 bytes, too short for the header it starts with",)

@@ -187,7 +187,12 @@ def test_plan_on_a_recorded_probe() -> None:
         (["--profile", "cpu-tiny"], "profile"),
         (["--profile", "nope"], "profile"),
         (["--model-config", "configs/models/qwen3-14b.json"], "weights-gib"),
-        (["--model-config", "/does/not/exist.json", "--weights-gib", "3"], "config.json"),
+        (["--model-config", "/does/not/exist.json", "--weights-gib", "3"], "error: model-config: "),
+        (["--model", "configs/models", "--model-config", "configs/models/qwen3-14b.json", "--weights-gib", "9.4",
+          "--gpu-total-gib", "24"], "error: model, model-config: --model and --model-config both name the model"),
+        (["--profile", "4090d", "--gpu-total-gib", "1000", "--cpu-offload-gb", "1000"],
+         "error: cpu_offload_gb: 1000 GiB is more than the 9.4 GiB of weights there are to offload "
+         "(set cpu_offload_gb <= 9.4, or leave it unset)"),
         (["--model", "/does/not/exist", "--gpu-total-gib", "24"], "model"),
         # Non-finite and absurd sizes used to overflow int(available x GIB) into an internal error.
         (["--profile", "4090d", "--gpu-total-gib", "inf"], "--gpu-total-gib"),
@@ -263,7 +268,7 @@ def test_edge_cases_say_what_no_setting_can_fix() -> None:
     assert tiny_gpu.verdict == "weights_dont_fit"
     assert tiny_gpu.fix is not None and "no cpu_offload_gb helps" in tiny_gpu.fix
     too_long = plan(PlanInput(config=CONFIG, weights_gib=9.4, gpu_total_gib=79.19, max_model_len=65536,
-                              vllm_version="0.8.5"))
+                              vllm_version="0.8.5", allow_long_max_model_len=True))
     assert any("VLLM_ALLOW_LONG_MAX_MODEL_LEN" in note for note in too_long.assumptions)
 
 
@@ -284,3 +289,62 @@ def test_v0_logs_beyond_the_public_case_file() -> None:
                             max_model_len=35000, vllm_version="0.6.4"))
     assert at_35k.max_num_batched_tokens == 512
     assert at_35k.activation_gib == pytest.approx(15.05 - 14.9888, abs=0.02)
+
+
+def test_max_model_len_beyond_the_model_is_not_a_fit_however_large_the_gpu() -> None:
+    # vLLM refuses it while building its config ("User-specified max_model_len ... is greater than the
+    # derived max_model_len"), before any memory is counted.
+    refused = plan(PlanInput(config=CONFIG, weights_gib=9.4, gpu_total_gib=1000, max_model_len=1_000_000))
+    assert (refused.fits, refused.verdict) == (False, "max_len_exceeds_model")
+    assert "max_model_len 1,000,000 is more than the model's max_position_embeddings 40960" in refused.reason
+    assert refused.fix is not None and refused.fix.startswith("set max_model_len <= 40960")
+    assert plan(PlanInput(config=CONFIG, weights_gib=9.4, gpu_total_gib=1000, max_model_len=40960)).fits
+    allowed = plan(PlanInput(config=CONFIG, weights_gib=9.4, gpu_total_gib=1000, max_model_len=65536,
+                             allow_long_max_model_len=True))
+    assert allowed.fits and any("only because VLLM_ALLOW_LONG_MAX_MODEL_LEN=1" in n for n in allowed.assumptions)
+
+
+def test_plan_cli_max_model_len_beyond_the_model_is_exit_1() -> None:
+    result = invoke("plan", "-p", "4090d", "--max-model-len", "1000000", "--gpu-total-gib", "1000", "--json")
+    assert result.exit_code == 1, result.output
+    data = json.loads(result.stdout)["data"]
+    assert data["verdict"] == "max_len_exceeds_model" and data["fits"] is False
+
+
+def test_rope_scaling_stretches_the_longest_max_model_len() -> None:
+    from qwenops.planner.modelinfo import parse_config
+
+    raw = json.loads((REPO / "configs" / "models" / "qwen3-14b.json").read_text())
+    yarn = parse_config({**raw, "rope_scaling": {"rope_type": "yarn", "factor": 4.0,
+                                                 "original_max_position_embeddings": 32768}}, origin="yarn")
+    assert yarn.derived_max_model_len == 131072  # the Qwen3 model card's YaRN setting
+    at_limit = plan(PlanInput(config=yarn, weights_gib=9.4, gpu_total_gib=1000, max_model_len=131072))
+    assert at_limit.fits
+    assert plan(PlanInput(config=yarn, weights_gib=9.4, gpu_total_gib=1000)).max_model_len == 131072
+    beyond = plan(PlanInput(config=yarn, weights_gib=9.4, gpu_total_gib=1000, max_model_len=131073))
+    assert beyond.verdict == "max_len_exceeds_model" and "as rope_scaling stretches it, 131072" in beyond.reason
+    llama3 = parse_config({**raw, "rope_scaling": {"rope_type": "llama3", "factor": 8.0}}, origin="llama3")
+    assert llama3.derived_max_model_len == 40960  # llama3 scaling is already in max_position_embeddings
+    linear = parse_config({**raw, "rope_scaling": {"type": "linear", "factor": 2}}, origin="linear")
+    assert linear.derived_max_model_len == 81920
+
+
+def test_cpu_offload_up_to_the_weights_is_accepted() -> None:
+    everything = plan(PlanInput(config=CONFIG, weights_gib=9.4, gpu_total_gib=24, cpu_offload_gb=9.4))
+    assert everything.weights_gib == 0
+    with pytest.raises(ValidationError, match=r"9\.41 GiB is more than the 9\.4 GiB"):
+        PlanInput(config=CONFIG, weights_gib=9.4, gpu_total_gib=24, cpu_offload_gb=9.41)
+
+
+def test_doctor_refuses_a_profile_offloading_more_than_its_weights() -> None:
+    from qwenops.config.loader import load_profile
+    from qwenops.doctor.checks import diagnose
+    from qwenops.errors import BadInputError
+    from qwenops.hardware.facts import load_facts
+    from qwenops.planner.modelinfo import resolve_model
+
+    facts = load_facts(REPO / "tests" / "data" / "probes" / "rtx4090d-cuda124.json")
+    profile = load_profile("4090d").model_copy(update={"cpu_offload_gb": 50.0})
+    with pytest.raises(BadInputError) as err:
+        diagnose(facts, profile, resolve_model("Qwen/Qwen3-14B-AWQ"))
+    assert err.value.field == "cpu_offload_gb" and "50 GiB is more than the 9.4 GiB" in err.value.message

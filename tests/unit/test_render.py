@@ -107,6 +107,7 @@ def test_render_script_to_unwritable_path_is_bad_input(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["render", "script", "-p", "4090d", "-o", str(tmp_path / "no" / "dir" / "x.sh")])
     assert result.exit_code == 2
     assert "--output: cannot write" in result.stderr
+    assert f"(create {tmp_path / 'no' / 'dir'} first, or choose another path)" in result.stderr
 
 
 @pytest.mark.parametrize(

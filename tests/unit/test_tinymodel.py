@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from qwenops.errors import BadInputError, EngineMissingError
 from qwenops.tinymodel import IM_END, KNOWN_PROMPTS, TinyModelInfo, build_tiny_model
+from tests.unit.shards import safetensors_bytes
 
 TORCH_REASON = "the tiny model needs torch; install the CPU engine with scripts/install_cpu_engine.sh"
 
@@ -144,3 +147,97 @@ def test_concurrent_builders_share_one_build(tmp_path: Path) -> None:
     assert sorted(info.built for info in infos) == [False, True]  # one built it, the other waited and reused it
     assert (target / "model.safetensors").is_file()
     assert not [p for p in tmp_path.iterdir() if ".building-" in p.name or ".old-" in p.name]
+
+
+def test_a_directory_under_a_regular_file_is_exit_2_naming_it(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from qwenops.cli import cli
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("keep me")
+    result = CliRunner().invoke(cli, ["model", "build-tiny", str(blocker / "model")])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(
+        f"error: directory: {blocker} is not a directory, so {blocker / 'model'} cannot be created in it")
+    assert "(choose a directory this user can write)" in result.stderr
+    assert blocker.read_text() == "keep me"
+
+
+def test_an_unwritable_directory_is_bad_input_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    def refuse(*_: object, dir: str | None = None, **__: object) -> str:
+        raise PermissionError(13, "Permission denied", dir)
+
+    monkeypatch.setattr(tempfile, "mkdtemp", refuse)  # root writes anywhere; make this place refuse it
+    with pytest.raises(BadInputError, match=r"cannot write the tiny model to .*/model: Permission denied") as caught:
+        build_tiny_model(tmp_path / "model")
+    assert caught.value.field == "directory"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only directory")
+def test_a_read_only_parent_is_bad_input(tmp_path: Path) -> None:
+    parent = tmp_path / "ro"
+    parent.mkdir()
+    parent.chmod(0o555)
+    try:
+        with pytest.raises(BadInputError, match="Permission denied") as caught:
+            build_tiny_model(parent / "model")
+        assert caught.value.field == "directory"
+    finally:
+        parent.chmod(0o755)
+
+
+def _fake_build(calls: list[Path]) -> Any:
+    """Stands in for training (no torch): writes the files a build leaves, with a whole shard."""
+    def build(work_dir: Path, seed: int) -> int:
+        calls.append(work_dir)
+        for name in ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"):
+            (work_dir / name).write_text("{}")
+        (work_dir / "model.safetensors").write_bytes(safetensors_bytes(1024))
+        return 123
+    return build
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda d: _edit_stamp(d, parameters="lots"),
+        lambda d: _edit_stamp(d, parameters=None),
+        lambda d: _edit_stamp(d, known_answers=["not", "a", "mapping"]),
+        lambda d: (d / ".qwenops-tinymodel.json").write_text("[" * 200_000),
+        lambda d: (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:100]),
+        lambda d: (d / "tokenizer.json").unlink(),
+    ],
+    ids=["parameters-lots", "parameters-null", "answers-list", "stamp-deep", "shard-cut", "no-tokenizer"],
+)
+def test_a_damaged_build_is_rebuilt_not_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: Any) -> None:
+    from click.testing import CliRunner
+
+    from qwenops import tinymodel
+    from qwenops.cli import cli
+
+    calls: list[Path] = []
+    monkeypatch.setattr(tinymodel, "_build", _fake_build(calls))
+    target = tmp_path / "model"
+    assert build_tiny_model(target).built is True
+    assert build_tiny_model(target).built is False  # whole: reused
+    damage(target)
+    result = CliRunner().invoke(cli, ["model", "build-tiny", str(target), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["data"]["built"] is True
+    assert len(calls) == 2
+    assert build_tiny_model(target).built is False  # and the rebuild is whole again
+
+
+def _edit_stamp(directory: Path, **changes: object) -> None:
+    stamp_path = directory / ".qwenops-tinymodel.json"
+    stamp_path.write_text(json.dumps({**json.loads(stamp_path.read_text()), **changes}))
+
+
+def test_known_answers_of_a_malformed_stamp_are_none(tmp_path: Path) -> None:
+    from qwenops.tinymodel import read_known_answers
+
+    (tmp_path / ".qwenops-tinymodel.json").write_text("[" * 200_000)
+    assert read_known_answers(tmp_path) is None
