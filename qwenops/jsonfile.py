@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from qwenops.errors import BadInputError
+from qwenops.units import MIB
 
-MIB = 1024**2
 # Real files nest a handful of levels (a probe: facts -> gpu -> devices -> device -> processes -> process).
 MAX_DEPTH = 64
 
