@@ -41,10 +41,11 @@ class FatalCause:
     line: str  # the log line that proves it, stripped of vLLM's process prefix
     fix: str
     retryable: bool  # True when a restart can succeed without a config change
+    change: dict[str, object] | None = None  # the bounded fix `serve --auto-fit` may apply
 
     @classmethod
     def from_finding(cls, finding: Finding) -> FatalCause:
-        return cls(finding.category, finding.title, finding.line, finding.fix, finding.retryable)
+        return cls(finding.category, finding.title, finding.line, finding.fix, finding.retryable, finding.change)
 
     def message(self) -> str:
         return f"{self.title}: {self.line!r}; fix: {self.fix}"

@@ -15,6 +15,19 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class Progress:
+    """What vLLM's /metrics says about work in flight: the progress watchdog's evidence."""
+
+    running: float
+    waiting: float
+    tokens: float  # vllm:generation_tokens_total
+
+    @property
+    def busy(self) -> bool:
+        return self.running + self.waiting > 0
+
+
+@dataclass(frozen=True)
 class Probe:
     healthy: bool  # /health answered 200
     ready: bool  # healthy and the served model is listed
@@ -68,6 +81,33 @@ class HealthChecker:
         if self.model not in names:
             return f"model {self.model!r} not listed (server has {names})"
         return None
+
+    def progress(self) -> Progress | None:
+        """From /metrics; None when the server exposes no vLLM metrics (e.g. --disable-log-stats)."""
+        import httpx
+
+        from qwenops.vllmmetrics import MetricsFormatError, parse
+
+        try:
+            answer = self._client.get("/metrics")
+            snapshot = parse(answer.text) if answer.status_code == 200 else None
+        except (httpx.HTTPError, MetricsFormatError):
+            return None
+        if snapshot is None or "generation_tokens" not in snapshot.counters:
+            return None
+        return Progress(snapshot.gauges.get("requests_running", 0.0), snapshot.gauges.get("requests_waiting", 0.0),
+                        snapshot.counters["generation_tokens"])
+
+    def generates(self, timeout_s: float) -> bool:
+        """Whether a one-token chat request is answered within timeout_s (it waits behind the work in flight)."""
+        import httpx
+
+        request = {"model": self.model, "max_tokens": 1, "messages": [{"role": "user", "content": "ping"}]}
+        try:
+            answer = self._client.post("/v1/chat/completions", json=request, timeout=timeout_s)
+        except httpx.HTTPError:
+            return False
+        return answer.status_code == 200
 
     def close(self) -> None:
         self._client.close()

@@ -21,4 +21,11 @@ class SupervisorOptions(BaseModel):
     backoff_max_s: float = Field(60.0, ge=0)
     max_quick_failures: int = Field(3, ge=1, description="failures within the window before FATAL")
     quick_failure_window_s: float = Field(600.0, gt=0)
+    auto_fit: bool = Field(False, description="after a start-up failure with a bounded fix (vLLM's own estimate "
+                                              "of max_model_len, free memory, enforce_eager), apply it and start "
+                                              "again; at most twice per start")
+    stall_timeout_s: float | None = Field(
+        120.0, gt=0, description="while requests run or wait, restart when no token comes for this long and "
+                                 "a one-token request also stalls (needs /metrics; null turns it off)")
+    stall_probe_timeout_s: float = Field(30.0, gt=0, description="how long the one-token confirming request may take")
 

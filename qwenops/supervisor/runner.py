@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from qwenops.supervisor.bootlog import BootLog, FatalCause, Phase
-from qwenops.supervisor.health import Probe
+from qwenops.supervisor.health import Probe, Progress
 from qwenops.supervisor.notify import Notifier
 from qwenops.supervisor.options import SupervisorOptions
 from qwenops.supervisor.states import TERMINAL, Event, State, transition
@@ -40,6 +40,12 @@ class Server(Protocol):
 
 class Prober(Protocol):
     def probe(self, *, check_models: bool = True) -> Probe: ...
+
+    def progress(self) -> Progress | None:
+        """Requests in flight and tokens generated so far; None when the server exposes no metrics."""
+
+    def generates(self, timeout_s: float) -> bool:
+        """Whether a one-token request is answered within timeout_s."""
 
 
 class Clock(Protocol):
@@ -112,6 +118,8 @@ class _Attempt:
     health_failures: int = 0
     next_probe_at: float = 0.0
     first_healthy_at: float | None = None
+    tokens: float | None = None  # generation_tokens_total at the last progress probe
+    progress_at: float = 0.0  # when tokens last moved, or the server was last seen idle
 
 
 @dataclass
@@ -282,6 +290,8 @@ class Supervisor:
             if attempt.health_failures:
                 self._notifier.status("serving")
             attempt.health_failures = 0
+            if self._stalled(attempt, now):
+                return
             # WATCHDOG=1 only after a good probe: a hung server must let systemd's watchdog fire.
             self._notifier.watchdog()
             return
@@ -292,6 +302,37 @@ class Supervisor:
             attempt.server.stop(min(self.config.drain_timeout_s, 5.0))
             self._exited(attempt, f"{limit} failed health probes in a row (last: {probe.detail})")
 
+    def _stalled(self, attempt: _Attempt, now: float) -> bool:
+        """The progress watchdog: a server with requests in flight must keep producing tokens.
+
+        /health stays 200 on a hung engine (a reported vLLM bug), so the evidence is vLLM's own
+        token counter. An idle server is never stalled, and a long prefill is given stall_timeout_s;
+        only when no token came for that long does one tiny request confirm before the restart.
+        """
+        limit = self.config.stall_timeout_s
+        if limit is None:
+            return False
+        progress = self._prober.progress()
+        if progress is None:
+            return False  # no metrics (e.g. --disable-log-stats): nothing to judge progress by
+        if not progress.busy or progress.tokens != attempt.tokens or attempt.tokens is None:
+            attempt.tokens, attempt.progress_at = progress.tokens, now
+            return False
+        if now - attempt.progress_at < limit:
+            return False
+        if self._prober.generates(self.config.stall_probe_timeout_s):
+            attempt.progress_at = self._now()  # slow, not stuck
+            return False
+        evidence = (f"no token for {now - attempt.progress_at:.0f} s with {progress.running:g} requests running and "
+                    f"{progress.waiting:g} waiting (vllm:generation_tokens_total stuck at {progress.tokens:g}), "
+                    f"and a one-token request got no answer in {self.config.stall_probe_timeout_s:g} s")
+        cause = FatalCause("engine_stalled", "the engine stopped making progress", evidence,
+                           "restarted; if it recurs, look for one huge prompt or a stuck worker "
+                           "(`qwenops troubleshoot`)", retryable=True)
+        attempt.server.stop(min(self.config.drain_timeout_s, 5.0))
+        self._exited(attempt, f"engine stalled: {evidence}", cause)
+        return True
+
     def _unservable(self, attempt: _Attempt) -> bool:
         if attempt.bootlog.unservable is None:
             return False
@@ -299,7 +340,7 @@ class Supervisor:
         self._exited(attempt, "the server cannot serve chat completions")
         return True
 
-    def _exited(self, attempt: _Attempt, reason: str) -> None:
+    def _exited(self, attempt: _Attempt, reason: str, cause: FatalCause | None = None) -> None:
         # The leader is gone but EngineCore/Worker may live on as orphans holding memory and the port.
         attempt.server.kill()
         self._attempt = None
@@ -309,7 +350,7 @@ class Supervisor:
         failures.append(now)
         while failures and now - failures[0] > self.config.quick_failure_window_s:
             failures.popleft()
-        cause = attempt.bootlog.cause
+        cause = cause or attempt.bootlog.cause
         if cause is not None and not cause.retryable:
             self._give_up(cause.message(), cause)
             return

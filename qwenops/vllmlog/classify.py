@@ -95,6 +95,8 @@ class Finding:
     retryable: bool = False  # a restart can succeed without a config change
     rank: int = 0  # lower is more specific: the root cause comes first
     count: int = 1  # how many times the log showed it
+    # A bounded, safe change of profile values that the evidence supports (`serve --auto-fit` applies it).
+    change: dict[str, object] | None = None
 
     @property
     def line(self) -> str:
@@ -104,6 +106,8 @@ class Finding:
 
 Flags = Mapping[str, object]  # the profile's values in force, when known: fixes say "from X to Y"
 Fix = Callable[[re.Match[str], Flags], str]
+Change = Callable[[re.Match[str]], "dict[str, object] | None"]
+BLOCK_TOKENS = 16  # vLLM's KV block size: a max_model_len vLLM estimates is cut to whole blocks
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,7 @@ class Rule:
     severity: Severity = "error"
     when: When = "startup"
     retryable: bool = False
+    change: Change | None = None
 
 
 def _const(text: str) -> Fix:
@@ -139,10 +144,22 @@ def _max_len_fix(match: re.Match[str], flags: Flags) -> str:
             f"or raise gpu_memory_utilization")
 
 
-def _free_memory_fix(match: re.Match[str], _flags: Flags) -> str:
+def _max_len_change(match: re.Match[str]) -> dict[str, object] | None:
+    estimate = match.groupdict().get("estimate") or match.groupdict().get("kv_tokens")
+    if not estimate or int(estimate) < BLOCK_TOKENS:
+        return None
+    return {"max_model_len": int(estimate) // BLOCK_TOKENS * BLOCK_TOKENS}
+
+
+def _free_memory_target(match: re.Match[str]) -> float:
     free, total = float(match.group("free")), float(match.group("total"))
     # Round down to two decimals and keep 0.01 of headroom: the free figure moves between runs.
-    target = math.floor(free / total * 100) / 100 - 0.01
+    return round(math.floor(free / total * 100) / 100 - 0.01, 2)
+
+
+def _free_memory_fix(match: re.Match[str], _flags: Flags) -> str:
+    free, total = float(match.group("free")), float(match.group("total"))
+    target = _free_memory_target(match)
     return (f"lower gpu_memory_utilization to {target:.2f} or below (`--set gpu_memory_utilization={target:.2f}`; "
             f"{free:g} of {total:g} GiB free), or stop the process holding GPU memory (nvidia-smi)")
 
@@ -203,7 +220,7 @@ RULES: tuple[Rule, ...] = (
          re.compile(r"max seq len \((?P<wanted>\d+)\).*?larger than the (?:available KV cache memory|maximum number of "
                     r"tokens that can be stored in KV cache \((?P<kv_tokens>\d+)\))"
                     r"(?:.*?estimated maximum model length is (?P<estimate>\d+))?"),
-         _max_len_fix),
+         _max_len_fix, change=_max_len_change),
     Rule("kv_cache_no_blocks", "no memory left for the KV cache after loading the weights",
          re.compile(r"No available memory for the cache blocks|No available (?:KV )?cache blocks|# GPU blocks: 0\b|"
                     r"insufficient (?:GPU )?memory for (?:the )?KV cache"),
@@ -212,7 +229,8 @@ RULES: tuple[Rule, ...] = (
     Rule("insufficient_free_memory", "less free GPU memory than gpu_memory_utilization asks for",
          re.compile(r"Free memory on device(?: \S+)? \((?P<free>[\d.]+)/(?P<total>[\d.]+) GiB\) on startup "
                     r"is less than desired GPU memory utilization"),
-         _free_memory_fix, retryable=True),
+         _free_memory_fix, retryable=True,
+         change=lambda m: {"gpu_memory_utilization": t} if (t := _free_memory_target(m)) > 0 else None),
     Rule("insufficient_free_memory", "GPU memory changed under vLLM while it profiled (another process uses the GPU)",
          re.compile(r"Error in memory profiling\. Initial free memory (?P<free>[\d.]+) GiB, current free memory"),
          _const("stop the other processes on the GPU (nvidia-smi) or lower gpu_memory_utilization"), retryable=True),
@@ -227,7 +245,7 @@ RULES: tuple[Rule, ...] = (
     # An excerpt often keeps only the traceback through the capture (vLLM 0.5-0.6 workers), not the OOM line.
     Rule("cudagraph_oom", "the start-up died while capturing CUDA graphs",
          re.compile(r"capture_model\(|cuda_graph\.capture_end\(\)|CUDA out of memory.*graph"),
-         _const(_OOM_FIXES["cudagraph_oom"])),
+         _const(_OOM_FIXES["cudagraph_oom"]), change=lambda _m: {"enforce_eager": True}),
     Rule("cuda_driver_mismatch", "the NVIDIA driver is too old for this CUDA build",
          re.compile(r"Error 804: forward compatibility|NVIDIA driver on your system is too old|"
                     r"CUDA driver version is insufficient|no kernel image is available for execution|"
@@ -432,12 +450,14 @@ class LogClassifier:
             match = rule.pattern.search(text)
             if match:
                 self._add(Finding(rule.category, rule.severity, rule.title, _evidence(line, text),
-                                  rule.fix(match, self.flags), rule.retryable, rank))
+                                  rule.fix(match, self.flags), rule.retryable, rank,
+                                  change=rule.change(match) if rule.change else None))
                 return
         if _OOM.search(text):
             category = self._oom_category()
             self._add(Finding(category, "error", _OOM_TITLES[category], _evidence(line, text), _OOM_FIXES[category],
-                              retryable=category == "runtime_oom", rank=_OOM_RANK))
+                              retryable=category == "runtime_oom", rank=_OOM_RANK,
+                              change={"enforce_eager": True} if category == "cudagraph_oom" else None))
             return
         if self._throughput(line, text):
             return

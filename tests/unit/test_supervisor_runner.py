@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qwenops.supervisor.bootlog import Phase
-from qwenops.supervisor.health import Probe
+from qwenops.supervisor.health import Probe, Progress
 from qwenops.supervisor.notify import Notifier
 from qwenops.supervisor.options import SupervisorOptions
 from qwenops.supervisor.runner import Outcome, Supervisor, Transition
@@ -56,6 +56,8 @@ class FakeServer:
     killed: bool = False
     printed: bool = False
     engine_dies_after: float | None = None  # prints vLLM's engine-death line, then lingers like vLLM
+    busy_from: float | None = None  # requests in flight from this age on (tokens flow at 10/s)
+    stalls_after: float | None = None  # from this age on no token comes and one-token requests hang
 
     def __post_init__(self) -> None:
         self.started = self.clock.now
@@ -89,6 +91,23 @@ class FakeProber:
     def __init__(self, supervisor_servers: list[FakeServer]) -> None:
         self.servers = supervisor_servers
         self.unhealthy_from: float | None = None
+        self.confirmations: list[float] = []  # ages at which a one-token request was tried
+
+    def progress(self) -> Progress | None:
+        server = self.servers[-1]
+        if server.busy_from is None:
+            return None  # like a server started with --disable-log-stats
+        age = server.age()
+        busy = age >= server.busy_from
+        moving_until = age if server.stalls_after is None else min(age, server.stalls_after)
+        return Progress(running=2.0 if busy else 0.0, waiting=0.0,
+                        tokens=max(0.0, moving_until - server.busy_from) * 10 if busy else 0.0)
+
+    def generates(self, timeout_s: float) -> bool:
+        server = self.servers[-1]
+        self.confirmations.append(server.age())
+        server.clock.now += timeout_s if server.stalls_after is not None else 0.1
+        return server.stalls_after is None
 
     def probe(self, *, check_models: bool = True) -> Probe:
         server = self.servers[-1]
@@ -382,3 +401,45 @@ def test_the_watchdog_is_fed_through_a_backoff_and_a_model_load_longer_than_watc
     armed = notifier.watchdog_at[0]  # at the first READY=1
     gaps = [b - a for a, b in zip(notifier.watchdog_at, notifier.watchdog_at[1:], strict=False)]
     assert notifier.watchdog_at[-1] > armed + 70 and max(gaps) <= 5.0 + 0.11  # WatchdogSec/2, one tick late
+
+
+STALL = SupervisorOptions(health_interval_s=1, stall_timeout_s=10, stall_probe_timeout_s=3, backoff_initial_s=1,
+                          max_quick_failures=5)
+
+
+def test_a_busy_engine_that_stops_producing_tokens_is_confirmed_then_restarted() -> None:
+    h = Harness([{"ready_after": 1.0, "busy_from": 2.0, "stalls_after": 5.0}, {"ready_after": 1.0}],
+                supervision=STALL)
+    outcome = h.run(stop_after=40)
+    [exit_change] = [c for c in h.recorder.changes if c.event is Event.EXIT]
+    assert exit_change.reason.startswith("engine stalled: no token for 1")
+    assert "a one-token request got no answer in 3 s" in exit_change.reason
+    # Tokens stopped at age 5; stall_timeout_s 10 later (give or take a probe) one request confirmed it.
+    assert h.prober.confirmations and 15.0 <= h.prober.confirmations[0] <= 16.5
+    assert outcome.ok and outcome.restarts == 1 and h.servers[0].stopped_with == [5.0]
+    retry = next(c for c in h.recorder.changes if c.event is Event.RETRY)
+    assert "the engine stopped making progress" in retry.reason
+
+
+def test_an_idle_server_is_never_stalled() -> None:
+    h = Harness([{"ready_after": 1.0, "busy_from": 10_000.0}], supervision=STALL)
+    outcome = h.run(stop_after=60)
+    assert outcome.ok and outcome.restarts == 0 and h.prober.confirmations == []
+
+
+def test_a_slow_server_that_still_answers_one_token_is_left_alone() -> None:
+    class Slow(FakeProber):
+        def progress(self) -> Progress | None:  # busy, tokens frozen (one enormous prefill) ...
+            return Progress(running=1.0, waiting=3.0, tokens=42.0)
+
+    h = Harness([{"ready_after": 1.0}], supervision=STALL)
+    h.prober = Slow(h.servers)
+    h.supervisor._prober = h.prober
+    outcome = h.run(stop_after=40)  # ... but the confirming request is answered: not stuck
+    assert outcome.ok and outcome.restarts == 0 and len(h.prober.confirmations) >= 2
+
+
+def test_without_metrics_the_watchdog_stays_out_of_the_way() -> None:
+    h = Harness([{"ready_after": 1.0}], supervision=STALL)  # progress() is None: --disable-log-stats
+    outcome = h.run(stop_after=30)
+    assert outcome.ok and outcome.restarts == 0 and h.prober.confirmations == []
