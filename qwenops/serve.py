@@ -27,7 +27,7 @@ from qwenops.net import base_url
 from qwenops.supervisor.options import SupervisorOptions
 
 if TYPE_CHECKING:
-    from qwenops.supervisor.runner import Observer, Server
+    from qwenops.supervisor.runner import Observer, Outcome, Server
 
 MASK = "***"  # as `profiles show` masks it
 # The service manager's variables belong to qwenops, the process systemd watches; a child that
@@ -58,6 +58,8 @@ class ServePlan(BaseModel):
     builds_tiny_model: bool  # cpu-tiny's model dir is missing and will be built first
     log_file: str
     supervise: SupervisorOptions
+    state_dir: str
+    overrides: dict[str, str]  # the command line's values (--set, --host, --port), kept for a re-plan
 
 
 class FatalCauseInfo(BaseModel):
@@ -67,6 +69,27 @@ class FatalCauseInfo(BaseModel):
     title: str
     line: str
     fix: str
+    change: dict[str, object] | None = None  # what `--auto-fit` applies for this cause
+
+    @property
+    def set_flags(self) -> str | None:
+        """The change as the command line that applies it: `--set max_model_len=1792`."""
+        if not self.change:
+            return None
+        return " ".join(f"--set {key}={_flag_value(value)}" for key, value in self.change.items())
+
+
+class FitInfo(BaseModel):
+    """One value `--auto-fit` changed after a failed start, and why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    field: str
+    old: object
+    new: object
+    category: str
+    evidence: str
+    saved_profile: str
 
 
 class TransitionInfo(BaseModel):
@@ -93,20 +116,23 @@ class ServeResult(BaseModel):
     cause: FatalCauseInfo | None
     log_file: str
     transitions: tuple[TransitionInfo, ...]
+    fits: tuple[FitInfo, ...] = ()
+    ended_leftover: str | None = None  # a process group left by an earlier run, ended before starting
 
 
 # --------------------------------------------------------------------------------------------- plan
 
 
 def plan_serve(profile_name: str | None = None, *, host: str | None = None, port: int | None = None,
-               overrides: Mapping[str, str] | None = None) -> ServePlan:
+               overrides: Mapping[str, str] | None = None, auto_fit: bool = False) -> ServePlan:
     """Resolve the profile (with --host/--port as command-line overrides) into what would run."""
     from qwenops.render.vllm import model_path, vllm_argv
 
     settings = load_settings()
-    cli: dict[str, object] = dict(overrides or {})
-    cli.update({key: value for key, value in (("host", host), ("port", port)) if value is not None})
+    cli: dict[str, str] = dict(overrides or {})
+    cli.update({key: str(value) for key, value in (("host", host), ("port", port)) if value is not None})
     profile = resolve_profile(profile_name, cli_overrides=cli).profile
+    supervise = profile.supervise.model_copy(update={"auto_fit": True}) if auto_fit else profile.supervise
     state_dir = settings.state_dir
     model = model_path(profile, state_dir)
     env = dict(profile.env)
@@ -124,7 +150,9 @@ def plan_serve(profile_name: str | None = None, *, host: str | None = None, port
         model_path=model,
         builds_tiny_model=_is_managed_tiny_model(profile) and not Path(model).is_dir(),
         log_file=str(state_dir / "logs" / f"serve-{profile.name}.log"),
-        supervise=profile.supervise,
+        supervise=supervise,
+        state_dir=str(state_dir),
+        overrides=cli,
     )
 
 
@@ -196,15 +224,60 @@ def serve(
     echo: Callable[[str], object] | None = None,
     handle_signals: bool = True,
 ) -> ServeResult:
-    """Run the plan under supervision until SIGTERM/SIGINT/SIGHUP/SIGQUIT (STOPPED) or until it gives up (FATAL)."""
+    """Run the plan under supervision until SIGTERM/SIGINT/SIGHUP/SIGQUIT (STOPPED) or until it gives up (FATAL).
+
+    With supervise.auto_fit, a FATAL start-up whose cause has a bounded fix is fitted and started
+    again, at most twice: each change is told to the observer and kept in the result.
+    """
+    from qwenops.supervisor.runner import NullObserver
+
+    observer = observer or NullObserver()
+    check_engine(plan)
+    # Before the port check: a group an earlier qwenops left behind may be what holds the port.
+    ended = end_leftover_group(plan)
+    if ended is not None:
+        observer.on_note(ended)
+    check_port_free(plan.host, plan.port)
+    ensure_model(plan)
+    fits: list[FitInfo] = []
+    try:
+        while True:
+            outcome = _supervise(plan, observer=observer, echo=echo, handle_signals=handle_signals)
+            fitted = _fit(plan, outcome, fits, observer)
+            if fitted is None:
+                break
+            plan, fit = fitted
+            fits.append(fit)
+    finally:
+        _run_record(plan).unlink(missing_ok=True)
+    cause = outcome.cause
+    return ServeResult(
+        profile=plan.profile,
+        state=outcome.state.value,
+        ok=outcome.ok,
+        reason=outcome.reason,
+        restarts=outcome.restarts,
+        ready_after_s=outcome.ready_after_s,
+        cause=FatalCauseInfo(category=cause.category, title=cause.title, line=cause.line, fix=cause.fix,
+                             change=cause.change) if cause else None,
+        log_file=plan.log_file,
+        transitions=tuple(
+            TransitionInfo(at_s=t.at_s, source=t.source.value, event=t.event.value, target=t.target.value,
+                           reason=t.reason)
+            for t in outcome.transitions
+        ),
+        fits=tuple(fits),
+        ended_leftover=ended,
+    )
+
+
+def _supervise(plan: ServePlan, *, observer: Observer, echo: Callable[[str], object] | None,
+               handle_signals: bool) -> Outcome:
+    from qwenops.supervisor.guard import guard_argv
     from qwenops.supervisor.health import HealthChecker
     from qwenops.supervisor.notify import Notifier
     from qwenops.supervisor.process import LogFile, spawn
     from qwenops.supervisor.runner import Supervisor
-
-    check_engine(plan)
-    check_port_free(plan.host, plan.port)
-    ensure_model(plan)
 
     secret = load_settings().api_key
     api_key = secret.get_secret_value() if secret is not None else None
@@ -217,7 +290,10 @@ def serve(
             if echo is not None:
                 echo(line)
 
-        return spawn(plan.argv, env=env, log=log, on_line=line_sink)
+        # Under the guard: the group ends even if qwenops itself is SIGKILLed (supervisor/guard.py).
+        server = spawn(guard_argv(plan.argv), env=env, log=log, on_line=line_sink)
+        _write_run_record(plan, server.pid)
+        return server
 
     prober = HealthChecker(plan.base_url, plan.served_model_name, api_key=api_key)
     supervisor = Supervisor(
@@ -225,25 +301,178 @@ def serve(
     )
     try:
         with _stop_on_signals(supervisor.request_stop, enabled=handle_signals):
-            outcome = supervisor.run()
+            return supervisor.run()
     finally:
         prober.close()
-    return ServeResult(
-        profile=plan.profile,
-        state=outcome.state.value,
-        ok=outcome.ok,
-        reason=outcome.reason,
-        restarts=outcome.restarts,
-        ready_after_s=outcome.ready_after_s,
-        cause=FatalCauseInfo(category=outcome.cause.category, title=outcome.cause.title,
-                             line=outcome.cause.line, fix=outcome.cause.fix) if outcome.cause else None,
-        log_file=plan.log_file,
-        transitions=tuple(
-            TransitionInfo(at_s=t.at_s, source=t.source.value, event=t.event.value, target=t.target.value,
-                           reason=t.reason)
-            for t in outcome.transitions
-        ),
-    )
+
+
+# ------------------------------------------------------------------------------------ auto-fit
+
+
+MAX_FITS = 2
+
+
+def _flag_value(value: object) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _fit(plan: ServePlan, outcome: Outcome, fits: list[FitInfo],
+         observer: Observer) -> tuple[ServePlan, FitInfo] | None:
+    """The next plan when auto-fit may change one bounded value after this outcome; None otherwise."""
+    from qwenops.errors import QwenopsError
+    from qwenops.supervisor.states import State
+
+    cause = outcome.cause
+    if not plan.supervise.auto_fit or outcome.state is not State.FATAL or cause is None or not cause.change:
+        return None
+    if len(fits) >= MAX_FITS:
+        observer.on_note(f"auto-fit: already changed {MAX_FITS} values in this start; not another")
+        return None
+    current = resolve_profile(plan.profile, cli_overrides=plan.overrides).profile
+    changes = {key: value for key, value in cause.change.items() if getattr(current, key, None) != value}
+    if not changes:
+        return None  # the value is already what the evidence asks for: fitting again would loop
+    overrides = {**plan.overrides, **{key: _flag_value(value) for key, value in changes.items()}}
+    try:
+        fitted = plan_serve(plan.profile, overrides=overrides, auto_fit=True)
+        refusal = _planner_refuses(fitted)
+    except QwenopsError as exc:
+        refusal = exc.one_line()
+    if refusal is not None:
+        observer.on_note(f"auto-fit: not applying {_describe(current, changes)}: {refusal}")
+        return None
+    saved = _save_fitted_profile(plan, current, {**{f.field: f.new for f in fits}, **changes}, cause.category,
+                                 cause.line)
+    [(key, value)] = list(changes.items())[:1]
+    fit = FitInfo(field=key, old=getattr(current, key, None), new=value, category=cause.category,
+                  evidence=cause.line, saved_profile=str(saved))
+    observer.on_note(f"auto-fit: {cause.category}: {_describe(current, changes)} (evidence: {cause.line!r}); "
+                     f"starting again; saved as profile {saved.stem}")
+    return fitted, fit
+
+
+def _describe(profile: Profile, changes: Mapping[str, object]) -> str:
+    return ", ".join(f"{key} {getattr(profile, key, None)} -> {_flag_value(value)}" for key, value in changes.items())
+
+
+def _planner_refuses(plan: ServePlan) -> str | None:
+    """Why the memory planner says the fitted profile cannot start on this GPU, or None (GPU profiles only)."""
+    if plan.engine != "vllm":
+        return None  # the CPU engine's memory is not the planner's model
+    from qwenops.errors import QwenopsError
+    from qwenops.hardware.nvml import read_gpus
+    from qwenops.planner.inputs import first_usable_gpu, plan_on_device
+    from qwenops.planner.modelinfo import resolve_model
+
+    profile = resolve_profile(plan.profile, cli_overrides=plan.overrides).profile
+    device = first_usable_gpu(read_gpus().devices)
+    try:
+        model = resolve_model(plan.model_path)
+    except QwenopsError:
+        return None  # no model facts here: the planner cannot judge, vLLM will
+    result = plan_on_device(profile, model, device, None)
+    return None if result is None or result.fits else f"the planner says it cannot work: {result.reason}"
+
+
+def _save_fitted_profile(plan: ServePlan, current: Profile, fitted: Mapping[str, object], category: str,
+                         evidence: str) -> Path:
+    """Beside the state, never in configs/: `{name}-fitted.yaml`, extending the profile it fits, with
+    every value fitted so far and a comment naming the reason."""
+    import datetime
+
+    import yaml
+
+    base = plan.profile.removesuffix("-fitted")
+    name = f"{base}-fitted"
+    directory = Path(plan.state_dir) / "profiles"
+    path = directory / f"{name}.yaml"
+    values = {**(_own_values(path) if plan.profile == name else {}), **fitted}
+    stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    comment = [f"# Fitted by `qwenops serve --auto-fit` at {stamp}: vLLM refused to start ({category}).",
+               f"# Evidence: {evidence}",
+               f"# Changed: {_describe(current, fitted)}",
+               f"# Serve it with: qwenops serve -p {name}"]
+    data = {"extends": base, "description": f"{base}, fitted: {_describe(current, fitted)}", **values}
+    directory.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(comment) + "\n" + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def _own_values(path: Path) -> dict[str, object]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+    return {k: v for k, v in data.items() if k not in ("extends", "description")} if isinstance(data, dict) else {}
+
+
+# ------------------------------------------------------------------------- no orphans across runs
+
+
+def _run_record(plan: ServePlan) -> Path:
+    return Path(plan.state_dir) / "run" / f"serve-{plan.profile}.json"
+
+
+def _write_run_record(plan: ServePlan, leader_pid: int) -> None:
+    """Who runs this profile's server now, so a start after a SIGKILL of qwenops can end what was left."""
+    import json
+
+    import psutil
+
+    path = _run_record(plan)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        record = {"pgid": leader_pid, "qwenops_pid": os.getpid(),
+                  "qwenops_started": psutil.Process().create_time(), "port": plan.port}
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(record), encoding="utf-8")
+        temporary.replace(path)
+    except (OSError, psutil.Error):
+        return  # a read-only state dir costs only this cleanup, not the run
+
+
+def end_leftover_group(plan: ServePlan) -> str | None:
+    """End the process group an earlier, now dead, qwenops left for this profile; say what was ended.
+
+    Only when the qwenops that recorded it is gone (a live one is another running server, whose port
+    the port check then names) and the group still has members.
+    """
+    import json
+    import signal as signals
+
+    import psutil
+
+    from qwenops.supervisor.process import live_group_members
+
+    path = _run_record(plan)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        pgid, owner, owner_started = int(record["pgid"]), int(record["qwenops_pid"]), float(record["qwenops_started"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        if psutil.Process(owner).create_time() == owner_started:
+            return None  # that qwenops still runs
+    except psutil.Error:
+        pass
+    members = live_group_members(pgid)
+    if not members:
+        path.unlink(missing_ok=True)
+        return None
+    for sig in (signals.SIGTERM, signals.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, sig)
+        for _ in range(50):
+            if not live_group_members(pgid):
+                break
+            threading.Event().wait(0.1)
+        if not live_group_members(pgid):
+            break
+    path.unlink(missing_ok=True)
+    return (f"ended {len(members)} process(es) of profile {plan.profile} left by an earlier qwenops "
+            f"(pid {owner}, process group {pgid}) before binding port {plan.port}")
 
 
 @contextlib.contextmanager

@@ -15,9 +15,12 @@ from qwenops.results import CommandResult
 @override_option
 @click.option("--dry-run", is_flag=True, help="Print the command and environment that would run, then exit.")
 @click.option("--quiet", is_flag=True, help="Keep the server's own output in the log file only.")
+@click.option("--auto-fit", is_flag=True,
+              help="After a start-up failure with a bounded fix (vLLM's own estimate of max_model_len, free GPU "
+                   "memory, enforce_eager), apply it, save NAME-fitted in the state dir, and start again.")
 @json_option
 def serve(*, profile: str | None, host: str | None, port: int | None, overrides: tuple[str, ...], dry_run: bool,
-          quiet: bool, json_mode: bool) -> None:
+          quiet: bool, auto_fit: bool, json_mode: bool) -> None:
     """Start vLLM's OpenAI-compatible server and keep it healthy (restart with backoff, FATAL on a
     config error). Exit 0 after SIGTERM/SIGINT/SIGHUP/SIGQUIT, 1 when it gave up (FATAL), 2 on bad input
     or a taken port."""
@@ -26,7 +29,7 @@ def serve(*, profile: str | None, host: str | None, port: int | None, overrides:
     from qwenops.serve import plan_serve
     from qwenops.serve import serve as run
 
-    plan = plan_serve(profile, host=host, port=port, overrides=parse_overrides(overrides))
+    plan = plan_serve(profile, host=host, port=port, overrides=parse_overrides(overrides), auto_fit=auto_fit)
     if dry_run:
         finish(CommandResult(command="serve", data=plan), json_mode=json_mode, view=serve_plan_view)
         return

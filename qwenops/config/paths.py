@@ -14,17 +14,19 @@ def shipped_dirs(name: str) -> list[Path]:
 
 def profile_dirs(extra: Path | None = None) -> list[Path]:
     """Where profiles are looked up, first match wins: EXTRA (default: QWENOPS_PROFILES_DIR from the
-    environment or env file), the source checkout's configs/profiles, then the copy a wheel carries."""
-    if extra is None:
-        from qwenops.config.settings import load_settings
+    environment or env file), the source checkout's configs/profiles, the copy a wheel carries, then
+    the state dir's profiles/ (what `serve --auto-fit` saved: `NAME-fitted.yaml`)."""
+    from qwenops.config.settings import load_settings
 
-        extra = load_settings().profiles_dir
+    settings = load_settings()
+    if extra is None:
+        extra = settings.profiles_dir
     if extra is not None and not extra.is_dir():
         from qwenops.errors import SettingsError
 
         raise SettingsError(f"{extra} is not a directory", field="QWENOPS_PROFILES_DIR")
     candidates = [extra] if extra is not None else []
-    candidates += shipped_dirs("profiles")
+    candidates += [*shipped_dirs("profiles"), settings.state_dir / "profiles"]
     dirs: list[Path] = []
     for directory in candidates:
         if directory.is_dir() and directory not in dirs:

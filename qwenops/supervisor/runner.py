@@ -84,12 +84,18 @@ class Observer(Protocol):
 
     def on_phase(self, phase: Phase, elapsed_s: float) -> None: ...
 
+    def on_note(self, text: str) -> None:
+        """Something the operator must hear about that is not a state change (a fitted value, a cleanup)."""
+
 
 class NullObserver:
     def on_transition(self, change: Transition) -> None:
         pass
 
     def on_phase(self, phase: Phase, elapsed_s: float) -> None:
+        pass
+
+    def on_note(self, text: str) -> None:
         pass
 
 

@@ -64,6 +64,13 @@ class ConsoleReporter:
         else:
             self.console.print(f"[dim]qwenops[/] starting: {phase.value} ({elapsed_s:.1f} s)")
 
+    def on_note(self, text: str) -> None:
+        with self._lock:
+            self._end_progress()
+            from rich.markup import escape
+
+            self.console.print(f"[dim]qwenops[/] [bold]{escape(text)}[/]")
+
     def server_line(self, line: str) -> None:
         if not self.echo_server:
             return
@@ -107,10 +114,14 @@ def serve_plan_view(plan: ServePlan) -> str:
 
 
 def serve_result_view(result: ServeResult) -> str:
+    fitted = "".join(f"\n  auto-fit: {f.field} {f.old} -> {f.new} ({f.category}); saved as {f.saved_profile}"
+                     for f in result.fits)
     if result.ok:
-        return f"{result.state}: {result.reason} ({result.restarts} restarts)"
+        return f"{result.state}: {result.reason} ({result.restarts} restarts){fitted}"
     text = f"{result.state}: {result.reason}"
     if result.cause is not None:
         text = (f"{result.state}: {result.cause.category}: {result.cause.title}\n  log: {result.cause.line}\n"
                 f"  fix: {result.cause.fix}")
-    return f"{text}\n  full log: {result.log_file}"
+        if result.cause.set_flags and not result.fits:
+            text += f"\n  auto-fit would apply: {result.cause.set_flags} (serve --auto-fit does it and starts again)"
+    return f"{text}{fitted}\n  full log: {result.log_file}"
