@@ -3,12 +3,14 @@
 `vllm_server` (session) starts one server for the whole run: vLLM's CPU engine takes ~50 s to
 become ready on 2 cores, so tests share it and must not kill it. Tests that kill or break a server
 use `disposable_server` (a fresh one each time). The server runs exactly the argv `qwenops render
-flags --profile cpu-tiny` prints, in its own process group, and the whole group is killed after.
+flags --profile cpu-tiny` prints (with the `--set` overrides a test asks for, if any), in its own
+process group, and the whole group is killed after.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -76,13 +78,17 @@ def tiny_model_dir() -> Path:
     return build_tiny_model(REPO / ".state" / "test-models" / "qwen3-tiny").path
 
 
-def start_server(model_dir: Path, log_dir: Path, *, port: int | None = None) -> RunningServer:
+def start_server(
+    model_dir: Path, log_dir: Path, *, port: int | None = None, overrides: dict[str, str] | None = None
+) -> RunningServer:
+    """cpu-tiny on `port`; `overrides` are profile fields set as `--set FIELD=VALUE` would set them."""
     from qwenops.config.loader import load_profile
     from qwenops.render.vllm import vllm_argv
 
     _require_engine()
     port = port or free_port()
-    profile = load_profile("cpu-tiny", env={}, cli_overrides={"port": str(port), "model": str(model_dir)})
+    cli = {**(overrides or {}), "port": str(port), "model": str(model_dir)}
+    profile = load_profile("cpu-tiny", env={}, cli_overrides=cli)
     argv = vllm_argv(profile, state_dir=model_dir.parent, python=sys.executable)
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"vllm-{port}.log"
@@ -118,6 +124,75 @@ def _wait_ready(server: RunningServer) -> None:
     pytest.fail(f"vLLM not ready after {READY_TIMEOUT_S:.0f} s:\n{tail}", pytrace=False)
 
 
+GENERATED_TOKENS = "vllm:generation_tokens_total"
+FINISHED_REQUESTS = "vllm:request_success_total"  # labelled by finish reason: stop, length, abort, ...
+
+
+def server_metrics(base_url: str, *, timeout_s: float = 30.0) -> dict[str, float]:
+    """vLLM's Prometheus samples on /metrics by name, each summed over its labels (engine, reason)."""
+    from prometheus_client.parser import text_string_to_metric_families  # a dependency of vLLM
+
+    text = httpx.get(base_url + "/metrics", timeout=timeout_s).raise_for_status().text
+    values: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            values[sample.name] = values.get(sample.name, 0.0) + sample.value
+    # A profile with --disable-log-stats serves /metrics without the counters: fail, never wait forever.
+    missing = {GENERATED_TOKENS, FINISHED_REQUESTS} - values.keys()
+    assert not missing, f"{base_url}/metrics has no {sorted(missing)} (is --disable-log-stats set?)"
+    return values
+
+
+def wait_for_generated_tokens(server: RunningServer, at_least: float, *, timeout_s: float = 180) -> dict[str, float]:
+    """Poll /metrics until the server has generated `at_least` tokens; return that reading.
+
+    For tests that must act while streams are mid-answer: the CPU engine delivers tokens in bursts
+    under load, so no fixed sleep is right on a busy machine; this waits for the evidence instead.
+    vLLM counts an engine step's tokens after it has pushed them to the requests' output queues, so
+    N counted are N on their way to the streams."""
+    deadline = time.monotonic() + timeout_s
+    seen = 0.0
+    while True:
+        if server.process.poll() is not None:
+            tail = server.log_path.read_text(errors="replace")[-3000:]
+            pytest.fail(f"vLLM exited with {server.process.returncode} after {seen:g} tokens:\n{tail}",
+                        pytrace=False)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            pytest.fail(f"vLLM generated {seen:g} of the {at_least:g} tokens awaited within {timeout_s:g} s",
+                        pytrace=False)
+        try:
+            reading = server_metrics(server.base_url, timeout_s=left)
+        except httpx.TimeoutException:
+            continue  # an event loop busy delivering tokens answers late; the deadline still holds
+        seen = reading[GENERATED_TOKENS]
+        if seen >= at_least:
+            return reading
+        time.sleep(0.02)  # a poll interval, not a guess at timing: only the count ends the wait
+
+
+LONG_CONTEXT = 32768
+
+
+@pytest.fixture
+def long_context_model_dir(tiny_model_dir: Path, tmp_path: Path) -> Path:
+    """The tiny model with room for answers of up to LONG_CONTEXT tokens, for tests that must act
+    while a stream is still running: on 2 cores the CPU engine streams 480 tokens in about a second,
+    faster than a test can notice. The same weights (linked); only the context length is raised."""
+    out = tmp_path / "qwen3-tiny-long"
+    out.mkdir()
+    for source in tiny_model_dir.iterdir():
+        if source.name in ("config.json", "tokenizer_config.json"):
+            data = json.loads(source.read_text())
+            for key in ("max_position_embeddings", "model_max_length"):
+                if key in data:
+                    data[key] = LONG_CONTEXT
+            (out / source.name).write_text(json.dumps(data, indent=2))
+        else:
+            (out / source.name).symlink_to(source)
+    return out
+
+
 @pytest.fixture(scope="session")
 def vllm_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     server = start_server(tiny_model_dir, tmp_path_factory.mktemp("vllm-logs"))
@@ -126,12 +201,13 @@ def vllm_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 
 @pytest.fixture
-def disposable_server(tiny_model_dir: Path, tmp_path: Path) -> Iterator[Callable[[], RunningServer]]:
-    """A factory: call it to get a fresh server that this test may kill; all are stopped after."""
+def disposable_server(tiny_model_dir: Path, tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
+    """A factory: call it (with another model dir or profile overrides if needed) to get a fresh server
+    that this test may kill; all are stopped after."""
     started: list[RunningServer] = []
 
-    def start() -> RunningServer:
-        server = start_server(tiny_model_dir, tmp_path / "vllm-logs")
+    def start(model_dir: Path | None = None, **overrides: str) -> RunningServer:
+        server = start_server(model_dir or tiny_model_dir, tmp_path / "vllm-logs", overrides=overrides)
         started.append(server)
         return server
 

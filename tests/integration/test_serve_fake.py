@@ -6,13 +6,14 @@ import os
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from qwenops.serve import ServePlan, plan_serve, serve
+from qwenops.supervisor.bootlog import Phase
+from qwenops.supervisor.runner import Transition
+from qwenops.supervisor.states import State
 from tests.integration.test_supervisor_process import FAKE, free_port
 
 
@@ -24,22 +25,20 @@ def fake_plan(port: int, *extra: str) -> ServePlan:
     })
 
 
-def signal_when_ready(base_url: str, sig: signal.Signals) -> threading.Thread:
-    def target() -> None:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(base_url + "/v1/models", timeout=0.5).status_code == 200:
-                    time.sleep(0.3)  # let the supervisor see it ready, as a real operator would
-                    os.kill(os.getpid(), sig)
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
+class SignalWhenRunning:
+    """An observer: once the supervisor reports RUNNING, another thread sends `sig` to this process,
+    as an operator would. Waiting for that transition, not a fixed time after /v1/models first
+    answers, is what makes the expected STARTING, RUNNING, STOPPING, STOPPED certain."""
 
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    return thread
+    def __init__(self, sig: signal.Signals) -> None:
+        self.sig = sig
+
+    def on_transition(self, change: Transition) -> None:
+        if change.target is State.RUNNING:
+            threading.Thread(target=os.kill, args=(os.getpid(), self.sig), daemon=True).start()
+
+    def on_phase(self, phase: Phase, elapsed_s: float) -> None:
+        pass
 
 
 def _not_handled_by_serve(num: int, _frame: object) -> None:
@@ -59,8 +58,7 @@ def test_a_signal_stops_serve_cleanly_and_the_key_goes_by_environment(
     original = signal.signal(sig, _not_handled_by_serve)
     request.addfinalizer(lambda: signal.signal(sig, original))
     handler_before = signal.getsignal(sig)
-    signal_when_ready(plan.base_url, sig)
-    result = serve(plan, echo=lines.append)
+    result = serve(plan, echo=lines.append, observer=SignalWhenRunning(sig))
     assert result.ok and result.state == "STOPPED"
     assert result.reason == f"{sig.name}; server drained"
     assert [t.target for t in result.transitions] == ["STARTING", "RUNNING", "STOPPING", "STOPPED"]

@@ -9,12 +9,21 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import REPO
-from tests.integration.conftest import RunningServer, free_port
+from tests.integration.conftest import (
+    FINISHED_REQUESTS,
+    GENERATED_TOKENS,
+    LONG_CONTEXT,
+    RunningServer,
+    free_port,
+    server_metrics,
+    wait_for_generated_tokens,
+)
 
 KNOWN_PROMPT = "Tell me about the sea."
 
@@ -111,20 +120,24 @@ def test_server_with_api_key_401_then_pass_with_the_key(
 
 
 def test_killing_the_server_mid_stream_reports_stream_interrupted(
-    disposable_server: Callable[[], RunningServer],
+    disposable_server: Callable[..., RunningServer], long_context_model_dir: Path
 ) -> None:
-    server = disposable_server()
+    # 32k-token answers: on 2 cores the engine generates 480 tokens a stream in about a second, runs
+    # far ahead of a busy API server, and was often done before a test could see the first token.
+    streams, max_tokens = 4, 32_000  # the prompt fits in the rest of LONG_CONTEXT
+    server = disposable_server(long_context_model_dir, max_model_len=str(LONG_CONTEXT))
+    before = server_metrics(server.base_url)
     process = subprocess.Popen(
         [sys.executable, "-m", "qwenops", "smoke-stream", "--json", "--base-url", server.base_url,
-         "--ignore-eos", "--max-tokens", "480", "--concurrency", "4", "--requests", "8"],
+         "--ignore-eos", "--max-tokens", str(max_tokens), "--concurrency", str(streams), "--requests", "8"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
     )
-    deadline = time.monotonic() + 60
-    while server.log_path.read_text(errors="replace").count("POST /v1/chat/completions") < 4:
-        assert time.monotonic() < deadline, "no requests reached the server"
-        time.sleep(0.1)
-    time.sleep(0.5)  # 480 tokens take seconds: the four streams are mid-answer now
+    # Kill on evidence, never after a sleep: eight tokens a stream were handed to the streams...
+    seen = wait_for_generated_tokens(server, before[GENERATED_TOKENS] + streams * 8)
     os.killpg(server.pgid, signal.SIGKILL)
+    # ...and, in that same reading, no request had finished: the streams were cut mid-answer.
+    finished = seen[FINISHED_REQUESTS] - before[FINISHED_REQUESTS]
+    assert finished == 0, f"{finished:g} requests finished before the kill ({seen[GENERATED_TOKENS]:g} tokens)"
     stdout, stderr = process.communicate(timeout=120)
     assert "Traceback" not in stderr
     assert process.returncode == 1, stderr

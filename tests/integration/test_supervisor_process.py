@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -122,9 +123,16 @@ class Run:
     def finish(self, thread: threading.Thread, timeout_s: float = 15) -> Outcome:
         thread.join(timeout_s)
         assert not thread.is_alive(), f"supervisor still {self.supervisor.state}"
-        time.sleep(0.1)  # let the reader take the last datagrams
         self._reading = False
         self._reader.join()
+        # Every sendto() returned before the supervisor's thread ended, so whatever the reader has
+        # not taken yet is queued on the socket now: drain it all, without waiting on the reader.
+        self.sock.setblocking(False)
+        while True:
+            try:
+                self.messages.append((time.monotonic(), self.sock.recv(4096).decode()))
+            except BlockingIOError:
+                break
         self.sock.close()
         assert self.outcome is not None
         return self.outcome
@@ -261,16 +269,27 @@ def test_the_log_file_is_size_capped_and_rotated(tmp_path: Path) -> None:
     assert (tmp_path / "serve.log").read_text().splitlines()[-1].startswith("line 399")
 
 
-def test_an_unwritable_log_refuses_before_anything_is_spawned(tmp_path: Path) -> None:
+def test_an_unwritable_log_refuses_before_anything_is_spawned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
     from qwenops.errors import BadInputError
 
+    started: list[object] = []
+    real_popen = subprocess.Popen
+
+    def popen(*args: Any, **kwargs: Any) -> Any:  # still spawns: the spy only records that it did
+        started.append(args[0])
+        return real_popen(*args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
     marker = tmp_path / "spawned"
     (tmp_path / "serve.log").mkdir()  # the log path is a directory: the handler cannot open it
     with pytest.raises(BadInputError, match="cannot write the server log") as caught:
         spawn([sys.executable, "-c", f"open({str(marker)!r}, 'w')"], env=dict(os.environ),
               log=LogFile(tmp_path / "serve.log"))
     assert caught.value.field == "state_dir"
-    time.sleep(1.0)  # long enough for a child, had one been spawned, to create the marker
+    # Asked of Popen, not of the marker after a sleep: a child slow to start would pass that unseen.
+    assert started == []
     assert not marker.exists()
 
 

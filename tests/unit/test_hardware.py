@@ -117,15 +117,64 @@ def test_cuda_driver_version_text(value: int, text: str) -> None:
     assert nvml.cuda_version_text(value) == text
 
 
-def test_live_probe_on_this_host_round_trips(tmp_path: Path) -> None:
-    facts = LiveProbe().collect(data_dir=tmp_path / "not-yet" / "model", host="127.0.0.1", port=8000)
-    assert facts.host.ram_total_gib > 0 and facts.host.cpu_count >= 1
-    assert facts.host.data_disk is not None and facts.host.data_disk.total_gib > 0
-    assert facts.gpu.init_error is not None or facts.gpu.devices
+# What an operator reads when NVML cannot start, by cause; any other NVML error keeps NVML's words.
+NO_NVML_CAUSES = (
+    "no NVIDIA driver found (NVML Shared Library Not Found)",
+    "the NVIDIA kernel driver is not loaded (NVML: Driver Not Loaded)",
+    "nvidia-ml-py is not installed (pip install nvidia-ml-py)",
+)
+
+
+def round_trips(facts: HostFacts, tmp_path: Path) -> None:
     saved = tmp_path / "facts.json"
     saved.write_text(facts.to_json())
     assert load_facts(saved) == facts
     assert HostFacts.model_validate_json(saved.read_text()).software.python == facts.software.python
+
+
+def test_live_probe_on_this_host_round_trips(tmp_path: Path) -> None:
+    facts = LiveProbe().collect(data_dir=tmp_path / "not-yet" / "model", host="127.0.0.1", port=8000)
+    assert facts.host.ram_total_gib > 0 and facts.host.cpu_count >= 1
+    assert facts.host.data_disk is not None and facts.host.data_disk.total_gib > 0
+    gpu = facts.gpu
+    if gpu.init_error is None:  # NVML started: it reads this host's GPUs, each with a name
+        assert gpu.devices and all(d.name for d in gpu.devices if not d.lost), gpu
+    else:  # no NVML here: the cause is named, and no driver, CUDA version or device is made up
+        assert gpu.init_error in NO_NVML_CAUSES or gpu.init_error.startswith("NVML failed to start: "), gpu
+        assert (gpu.driver_version, gpu.cuda_driver_version, gpu.devices) == (None, None, ())
+    round_trips(facts, tmp_path)
+
+
+def test_live_probe_reads_the_gpus_from_nvml(use_fake: Any, tmp_path: Path) -> None:
+    use_fake()
+    facts = LiveProbe().collect(data_dir=tmp_path, host="127.0.0.1", port=8000)
+    assert facts.gpu.init_error is None
+    assert (facts.gpu.driver_version, facts.gpu.cuda_driver_version) == ("550.54.15", "12.4")
+    devices = [(d.index, d.name, d.memory_total_mib) for d in facts.gpu.devices]
+    assert devices == [(0, "NVIDIA GeForce RTX 4090 D", 24564)]
+    round_trips(facts, tmp_path)
+
+
+def test_live_probe_without_a_driver_names_the_cause_and_no_devices(use_fake: Any, tmp_path: Path) -> None:
+    use_fake(init_error="Driver Not Loaded")
+    facts = LiveProbe().collect(data_dir=tmp_path, host="127.0.0.1", port=8000)
+    assert facts.gpu.init_error == "the NVIDIA kernel driver is not loaded (NVML: Driver Not Loaded)"
+    assert (facts.gpu.driver_version, facts.gpu.cuda_driver_version, facts.gpu.devices) == (None, None, ())
+    round_trips(facts, tmp_path)
+
+
+def test_an_unknown_nvml_init_error_keeps_nvmls_words(use_fake: Any) -> None:
+    use_fake(init_error="Insufficient Permissions")
+    gpus = nvml.read_gpus()
+    assert gpus.init_error == "NVML failed to start: Insufficient Permissions" and gpus.devices == ()
+
+
+def test_without_nvidia_ml_py_the_cause_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # `import pynvml` raises ImportError
+    monkeypatch.setattr(nvml, "_state", {"initialized": False, "error": None})
+    gpus = nvml.read_gpus()
+    assert gpus.init_error == "nvidia-ml-py is not installed (pip install nvidia-ml-py)"
+    assert gpus.devices == () and gpus.driver_version is None
 
 
 def test_software_versions_come_from_metadata_without_importing_engines() -> None:

@@ -267,7 +267,10 @@ def test_transport_errors_beyond_connect_are_unreachable(replay: type[Replay]) -
         first = stream_chat(messages, client=client, timeouts=Timeouts(connect_s=0.3), **asked)  # type: ignore[arg-type]
         waiting = threading.Thread(target=lambda: next(first, None), daemon=True)
         waiting.start()  # it holds the pool's one connection while the server stalls
-        time.sleep(0.3)
+        deadline = time.monotonic() + 10
+        while not replay.seen:  # the server has the first request: its connection is out of the pool
+            assert time.monotonic() < deadline, "the first request never reached the server"
+            time.sleep(0.01)
         try:
             with pytest.raises(UnreachableError, match="PoolTimeout"):
                 list(stream_chat(messages, client=client, timeouts=Timeouts(connect_s=0.3), **asked))  # type: ignore[arg-type]

