@@ -57,10 +57,8 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     # Shutdown requested while no server is alive: nothing to drain.
     (State.BACKOFF, Event.STOP): State.STOPPED,
     (State.EXITED, Event.STOP): State.STOPPED,
-    # The group is empty (drained or SIGKILLed): a clean stop.
+    # The group is empty (drained, exited on its own while draining, or SIGKILLed): a clean stop.
     (State.STOPPING, Event.STOPPED): State.STOPPED,
-    # The server exited on its own while we were draining it: that is the drain finishing early.
-    (State.STOPPING, Event.EXIT): State.STOPPING,
 }
 
 

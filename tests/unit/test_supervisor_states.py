@@ -45,10 +45,7 @@ EXPECTED: dict[tuple[State, Event], State] = {
     (State.BACKOFF, Event.SPAWN): State.STARTING,
     (State.BACKOFF, Event.STOP): State.STOPPED,  # nothing alive to drain
     (State.STOPPING, Event.STOP): State.STOPPING,  # a second signal only shortens the drain
-    (State.STOPPING, Event.STOPPED): State.STOPPED,
-    # Pinned as states.py has it, but questioned: its comment calls this "the drain finishing
-    # early", yet it stays STOPPING; the runner never fires it and the README's diagram omits it.
-    (State.STOPPING, Event.EXIT): State.STOPPING,
+    (State.STOPPING, Event.STOPPED): State.STOPPED,  # drained, exited by itself while draining, or killed
 }
 
 
