@@ -16,12 +16,15 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from tests.conftest import REPO
@@ -221,3 +224,89 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if {"vllm_server", "disposable_server", "tiny_model_dir"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.engine)
+
+
+# ------------------------------------------------------------- `qwenops serve` as an operator runs it
+
+SERVE_PORTS = range(18300, 18310)
+
+
+def free_serve_port() -> int:
+    for port in SERVE_PORTS:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 18300-18309")
+
+
+@dataclass
+class Serve:
+    """`python -m qwenops serve` in its own process group, with a real sd_notify socket."""
+
+    process: subprocess.Popen[str]
+    notify: socket.socket
+    port: int
+    messages: list[tuple[float, str]] = field(default_factory=list)
+    server_pids: set[int] = field(default_factory=set)
+
+    def read(self) -> None:
+        while True:
+            try:
+                self.messages.append((time.monotonic(), self.notify.recv(4096).decode()))
+            except OSError:
+                return
+
+    def wait_message(self, prefix: str, *, after: int = 0, timeout_s: float = 300) -> int:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for index, (_, text) in enumerate(self.messages[after:], start=after):
+                if text.startswith(prefix):
+                    return index
+            assert self.process.poll() is None, f"serve exited {self.process.returncode}: {self.output()}"
+            self.remember_server_pids()
+            time.sleep(0.1)
+        raise AssertionError(f"no {prefix!r} within {timeout_s} s; got {[m for _, m in self.messages]}")
+
+    def remember_server_pids(self) -> None:
+        with contextlib.suppress(psutil.Error):
+            self.server_pids |= {p.pid for p in psutil.Process(self.process.pid).children(recursive=True)}
+
+    def output(self) -> str:
+        return "" if self.process.stderr is None else self.process.stderr.read()[-3000:]
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path, tiny_model_dir: Path) -> Path:
+    (tmp_path / "state" / "models").mkdir(parents=True)
+    (tmp_path / "state" / "models" / "qwen3-tiny").symlink_to(tiny_model_dir)
+    return tmp_path / "state"
+
+
+def start_serve(state_dir: Path, *args: str) -> Iterator[Serve]:
+    name = f"qwenops-engine-test-{uuid.uuid4().hex}"
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind("\0" + name)
+    notify.settimeout(0.2)
+    port = free_serve_port()
+    env = {**os.environ, "QWENOPS_STATE_DIR": str(state_dir), "NOTIFY_SOCKET": "@" + name}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "qwenops", "serve", "--port", str(port), "--quiet", "--json", *args],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    serve = Serve(process, notify, port)
+    reader = threading.Thread(target=lambda: [serve.read() for _ in iter(lambda: process.poll() is None, False)],
+                              daemon=True)
+    reader.start()
+    try:
+        yield serve
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        for pid in serve.server_pids:  # the safety net: never leave an engine behind, even on failure
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        process.wait(10)
+        notify.close()
