@@ -39,6 +39,7 @@ class TroubleshootRequest:
     host: bool = False
     profile: str | None = None
     flags: Flags | None = None
+    check_profile: bool = False  # add what the profile's own values support (profile_rules.py)
 
 
 def classify_source(source: LogSource, flags: Flags) -> tuple[list[Finding], SourceRead]:
@@ -83,6 +84,12 @@ def run_troubleshoot(request: TroubleshootRequest) -> TroubleshootReport:
         server = read_server(request.base_url, api_key=request.api_key)
         findings += server_findings(server, flags)
         sources.append(SourceRead(f"server {request.base_url}", note=f"/health {server.health_status or 'no answer'}"))
+    if request.check_profile and request.profile is not None:
+        from qwenops.config.loader import load_profile
+        from qwenops.troubleshoot.profile_rules import profile_findings
+
+        findings += profile_findings(load_profile(request.profile))
+        sources.append(SourceRead(f"profile {request.profile}"))
     if request.host:
         from qwenops.troubleshoot.live import read_host
         from qwenops.troubleshoot.rules import host_findings, vllm_process_ids
@@ -122,7 +129,7 @@ def build_request(*, profile: str | None, logs: Sequence[str], journal: str | No
     elif base_url is not None:
         base_url = checked_url(base_url)
     return TroubleshootRequest(logs=tuple(sources), base_url=base_url, host=host if host is not None else bool(
-        base_url), profile=name, flags=flags)
+        base_url), profile=name, flags=flags, check_profile=name is not None)
 
 
 # The profile fields a fix may name ("lower max_num_seqs from 32 to 16").

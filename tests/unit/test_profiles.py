@@ -31,7 +31,7 @@ def test_every_shipped_profile_is_there_and_valid() -> None:
 def test_4090d_is_the_article_flags_on_a_quantized_checkpoint() -> None:
     p = resolve_profile("4090d", env={}).profile
     assert (p.tensor_parallel_size, p.gpu_memory_utilization, p.max_num_seqs, p.max_model_len) == (1, 0.95, 32, 2048)
-    assert p.enforce_eager and p.disable_log_stats
+    assert p.enforce_eager and not p.disable_log_stats  # kept on: status and the stall watchdog read /metrics
     assert (p.port, p.served_model_name) == (8000, "Qwen3-14B")
     assert "AWQ" in p.model and p.quantization == "awq_marlin"
     assert (p.client.temperature, p.client.top_p, p.client.max_tokens) == (0.8, 0.9, 512)

@@ -250,3 +250,24 @@ def test_collected_public_logs_are_named_right(entry: dict[str, str]) -> None:
     want = NAMED_OTHERWISE.get(entry["file"], entry["category"])
     assert findings and findings[0]["category"] == want, [f["category"] for f in findings]
     assert findings[0]["fix"]
+
+
+def test_what_the_profile_alone_supports() -> None:
+    from qwenops.config.loader import load_profile
+    from qwenops.troubleshoot.profile_rules import profile_findings
+
+    assert profile_findings(load_profile("4090d", env={})) == []
+    risky = load_profile("4090d", env={}, cli_overrides={"kv_cache_dtype": "fp8", "max_model_len": "600",
+                                                         "disable_log_stats": "true"})
+    found = {(f.category, f.severity) for f in profile_findings(risky)}
+    assert found == {("request_too_long", "warning"), ("incoherent_output", "warning"),
+                     ("metrics_unavailable", "info")}
+
+
+def test_a_profile_given_adds_its_own_findings_and_says_so() -> None:
+    code, doc, _ = troubleshoot("--log", str(PUBLIC / "28_healthy.log"), "-p", "cpu-tiny")
+    assert code == 0
+    assert [s["name"] for s in doc["data"]["sources"]][-1] == "profile cpu-tiny"
+    assert doc["data"]["findings"] == []  # greedy answers (temperature 0) are cpu-tiny's known-answer check
+    _, doc, _ = troubleshoot("--log", str(PUBLIC / "28_healthy.log"), "-p", "4090d")
+    assert doc["data"]["findings"] == []

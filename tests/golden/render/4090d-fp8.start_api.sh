@@ -27,8 +27,6 @@ args=(
   --max-model-len 2048
   # skip CUDA graph capture: faster start, less memory
   --enforce-eager
-  # no periodic throughput lines in the log
-  --disable-log-stats
   # checkpoint quantization
   --quantization fp8
 )
