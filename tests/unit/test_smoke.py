@@ -86,7 +86,7 @@ def test_a_good_stream_passes_every_check() -> None:
          {"usage_chunk"}),
         ([chunk("", role="assistant"), chunk("Hello"), chunk("!"), chunk("", finish="stop"), "[DONE]",
           usage_chunk(3)], {"done_last"}),
-        ([chunk("", role="assistant"), chunk("Hello"), chunk("!"), chunk("", finish="stop"), usage_chunk(2),
+        ([chunk("", role="assistant"), chunk("Hello"), chunk("!"), chunk("", finish="stop"), usage_chunk(1),
           "[DONE]"], {"token_count"}),
         ([chunk("", role="assistant"), chunk("Hello"), chunk("?"), chunk("", finish="stop"), usage_chunk(3),
           "[DONE]"], {"coherence"}),
@@ -120,7 +120,23 @@ def test_without_token_ids_fewer_chunks_than_tokens_is_allowed() -> None:
               "[DONE]"]
     by_name = {c.name: c for c in check_stream(record(sse(events)), EXPECT)}
     assert by_name["token_count"].ok
-    assert "lower bound" in by_name["token_count"].detail
+    assert "only chunks <= tokens is checked" in by_name["token_count"].detail
+
+
+def test_a_closing_chunk_is_not_counted_as_a_token_without_token_ids() -> None:
+    """Issue #8 B: 10 content chunks, an empty closing chunk with finish_reason, usage 10. OpenAI and other
+    OpenAI-compatible servers do not count a stop token (vLLM does): the stream is valid."""
+    words = [chunk(f" w{i}") for i in range(10)]
+    events = [chunk("", role="assistant"), *words, chunk("", finish="stop"), usage_chunk(10), "[DONE]"]
+    expect = Expectations(model="Qwen3-14B", include_usage=True)
+    by_name = {c.name: c for c in check_stream(record(sse(events)), expect)}
+    assert by_name["token_count"].ok, by_name["token_count"].detail
+    assert by_name["token_count"].detail.startswith("10 chunks with text for 10 tokens")
+    # the one certain error without ids: more chunks with text than tokens
+    events[-2] = usage_chunk(9)
+    by_name = {c.name: c for c in check_stream(record(sse(events)), expect)}
+    assert not by_name["token_count"].ok
+    assert by_name["token_count"].detail == "10 chunks with text, more than usage.completion_tokens 9"
 
 
 def test_a_cut_stream_fails_completed_and_done_last() -> None:
