@@ -36,8 +36,8 @@ def smoke_stream(  # noqa: PLR0917 -- Click passes every option as a keyword; th
     timeout: float, ignore_eos: bool, junit: Path | None, json_mode: bool,
 ) -> None:
     """Stream chat completions and check every chunk; exit 1 on a failed check, 3 if unreachable."""
+    from qwenops.cli.views.smoke import run_smoke_in_terminal, smoke_summary
     from qwenops.smoke import resolve_options
-    from qwenops.smoke_view import run_smoke_in_terminal, smoke_summary
 
     options = resolve_options(
         profile=profile, base_url=base_url, model=model, prompt=prompt, max_tokens=max_tokens,

@@ -13,9 +13,9 @@ import pytest
 from click.testing import CliRunner
 
 from qwenops.cli import cli
+from qwenops.cli.views.smoke import smoke_summary
 from qwenops.errors import StreamInterrupted
 from qwenops.smoke import SmokeOptions, build_report, write_junit
-from qwenops.smoke_view import smoke_summary
 from qwenops.stream.client import TimedEvent
 from qwenops.stream.conformance import CHECK_NAMES, Expectations, StreamRecord, check_stream
 from qwenops.stream.sse import parse_sse
@@ -279,7 +279,7 @@ def test_unreachable_server_json() -> None:
 
 @pytest.mark.parametrize("args", [["--json"], []])
 def test_no_live_view_with_json_or_without_a_terminal(monkeypatch: pytest.MonkeyPatch, args: list[str]) -> None:
-    import qwenops.smoke_view as view
+    import qwenops.cli.views.smoke as view
 
     seen: list[bool] = []
 
@@ -323,7 +323,7 @@ def test_checks_on_recorded_streams(name: str, include_usage: bool, error: Excep
 def test_live_view_shows_running_text_and_counters() -> None:
     from rich.console import Console
 
-    from qwenops.smoke_view import LiveSmokeView
+    from qwenops.cli.views.smoke import LiveSmokeView
     from qwenops.stream.client import ChatDelta
 
     console = Console(width=100, record=True, file=open("/dev/null", "w"))  # noqa: SIM115, PTH123
