@@ -18,17 +18,15 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from qwenops.errors import BadInputError, QwenopsError, StreamError, StreamInterrupted, UnreachableError
+from qwenops.errors import BadInputError, QwenopsError, StreamInterrupted, UnreachableError
 from qwenops.results import ErrorInfo
+from qwenops.stream.chunks import ChatDelta, DeltaReader
 from qwenops.stream.client import (
-    DONE,
-    ChatDelta,
     ChatRequest,
     Endpoint,
     Timeouts,
     TransportCut,
     aopen_chat_stream,
-    chunk_to_delta,
     http_status_error,
 )
 from qwenops.stream.conformance import (
@@ -37,6 +35,7 @@ from qwenops.stream.conformance import (
     Expectations,
     StreamRecord,
     check_stream,
+    parse_record,
 )
 from qwenops.stream.metrics import Percentiles, StreamMetrics, median, stream_metrics
 
@@ -82,7 +81,7 @@ class StreamReport(BaseModel):
 
 
 class SmokeReport(BaseModel):
-    """The `data` of `qwenops smoke-stream --json` (ARCHITECTURE.md contract; seconds throughout)."""
+    """The `data` of `qwenops smoke-stream --json` (README "qwenops smoke-stream"; seconds throughout)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -296,9 +295,9 @@ async def _record_stream(client: object, run: _Run, index: int) -> StreamRecord:
 
     assert isinstance(client, httpx.AsyncClient)
     record = StreamRecord()
+    reader = DeltaReader()  # the one chunk decoder: tokens so far, [DONE], what an interruption carries
     if run.observer is not None:
         run.observer.stream_started(index)
-    tokens = 0
     try:
         async with aopen_chat_stream(client, run.endpoint, run.request, run.timeouts) as stream:
             record.status_code = stream.status_code
@@ -309,52 +308,22 @@ async def _record_stream(client: object, run: _Run, index: int) -> StreamRecord:
                 record.body = body.decode("utf-8", "replace")
                 record.error = http_status_error(stream.status_code, body, model=run.request.model)
                 return record
-            done = False
             try:
                 async for timed in stream.aevents():
                     record.events.append(timed)
-                    if timed.event.data == DONE:
-                        done = True
-                        continue
-                    delta = _delta_or_none(timed.event.data, timed.arrived_s)
-                    if delta is not None:
-                        tokens += delta.tokens
-                        if run.observer is not None:
-                            run.observer.stream_delta(index, delta)
+                    decoded = reader.decode(timed.event.data, timed.arrived_s)
+                    if decoded.delta is not None and run.observer is not None:
+                        run.observer.stream_delta(index, decoded.delta)
             except TransportCut as cut:
-                record.error = _interrupted(tokens, f"the connection broke ({cut})")
+                record.error = reader.interrupted(f"the connection broke ({cut})")
             else:
-                if not done:
-                    record.error = _interrupted(tokens, "the server closed the connection")
+                if not reader.done:
+                    record.error = reader.interrupted("the server closed the connection")
     except QwenopsError as exc:
         record.error = exc
         if isinstance(exc, StreamInterrupted):
-            exc.chunks = tokens
+            exc.chunks = reader.chunks
     return record
-
-
-def _delta_or_none(data: str, arrived_s: float) -> ChatDelta | None:
-    import json
-
-    try:
-        chunk = json.loads(data)
-    except ValueError:
-        return None
-    if not isinstance(chunk, dict) or "error" in chunk:
-        return None
-    try:
-        return chunk_to_delta(chunk, arrived_s)
-    except StreamError:
-        return None  # the chunk_object check reports it
-
-
-def _interrupted(tokens: int, cause: str) -> StreamInterrupted:
-    return StreamInterrupted(
-        f"stream interrupted after {tokens} tokens: {cause} before data: [DONE]",
-        text_so_far="",
-        chunks=tokens,
-        hint="check the server log (qwenops troubleshoot); the engine may have died",
-    )
 
 
 # --------------------------------------------------------------------------------------------- judging
@@ -376,8 +345,9 @@ def build_report(
     )
     streams: list[StreamReport] = []
     for index, record in enumerate(records):
-        checks = check_stream(record, expect)
-        deltas = _deltas(record)
+        parsed = parse_record(record)
+        checks = check_stream(record, expect, parsed=parsed)
+        deltas = parsed.deltas
         metrics = stream_metrics(deltas, sent_s=record.sent_s) if deltas else None
         error = record.error
         stream = StreamReport(
@@ -415,16 +385,6 @@ def build_report(
         wall_s=wall_s,
         streams=tuple(streams),
     )
-
-
-def _deltas(record: StreamRecord) -> list[ChatDelta]:
-    found = []
-    for timed in record.events:
-        if timed.event.data != DONE:
-            delta = _delta_or_none(timed.event.data, timed.arrived_s)
-            if delta is not None:
-                found.append(delta)
-    return found
 
 
 def _combine(name: str, streams: Sequence[StreamReport]) -> Check:

@@ -4,15 +4,13 @@ Light to import (httpx is imported when a stream is opened), so `qwenops --help`
 """
 
 from qwenops.errors import HTTPStatusError, InBandError, StreamError, StreamInterrupted, StreamTimeout
+from qwenops.stream.chunks import ChatDelta, DeltaReader, Usage, decode_event
 from qwenops.stream.client import (
     ChatDefaults,
-    ChatDelta,
     ChatRequest,
-    DeltaReader,
     Endpoint,
     TimedEvent,
     Timeouts,
-    Usage,
     astream_chat,
     stream_chat,
 )
@@ -35,6 +33,7 @@ __all__ = [
     "Timeouts",
     "Usage",
     "astream_chat",
+    "decode_event",
     "parse_sse",
     "stream_chat",
 ]

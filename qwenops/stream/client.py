@@ -14,9 +14,9 @@ What the article's hand-rolled clients get wrong and this gets right:
 - the async variant never blocks the event loop.
 
 Layers, so the smoke test can check the raw stream and the library can hide it: `ChatRequest` builds the
-body; `open_chat_stream` / `aopen_chat_stream` send it and yield `TimedEvent`s; `DeltaReader` (sans-IO)
-turns events into `ChatDelta`s and raises the in-band and interruption errors; `stream_chat` /
-`astream_chat` put the three together.
+body; `open_chat_stream` / `aopen_chat_stream` send it and yield `TimedEvent`s; `DeltaReader`
+(`qwenops.stream.chunks`, sans-IO, the one chunk decoder) turns events into `ChatDelta`s and raises the
+in-band and interruption errors; `stream_chat` / `astream_chat` put the three together.
 """
 
 from __future__ import annotations
@@ -28,24 +28,39 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
-
 from qwenops.errors import (
     BadInputError,
     HTTPStatusError,
-    InBandError,
     StreamError,
     StreamInterrupted,
     StreamTimeout,
     UnreachableError,
 )
+from qwenops.stream.chunks import DONE, ChatDelta, DeltaReader, Usage
 from qwenops.stream.sse import ServerSentEvent, SSEDecoder
 
 if TYPE_CHECKING:
     import httpx
 
+__all__ = [
+    "DONE",
+    "ChatDefaults",
+    "ChatDelta",
+    "ChatRequest",
+    "DeltaReader",
+    "Endpoint",
+    "TimedEvent",
+    "Timeouts",
+    "TransportCut",
+    "Usage",
+    "aopen_chat_stream",
+    "astream_chat",
+    "http_status_error",
+    "open_chat_stream",
+    "stream_chat",
+]
+
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
-DONE = "[DONE]"
 # Bodies of HTTP errors are kept for the message; an error page is never worth more than this.
 _MAX_ERROR_BODY = 4096
 
@@ -69,54 +84,6 @@ class Timeouts:
         return httpx.Timeout(
             connect=self.connect_s, read=self.read_s, write=self.write_s, pool=self.connect_s
         )
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-
-
-@dataclass(frozen=True, slots=True)
-class ChatDelta:
-    """One `chat.completion.chunk`, flattened to its first choice.
-
-    `arrived_s` is `time.perf_counter()` when the bytes that completed this chunk arrived; `sent_s` on the
-    stream is the same clock just before the request was sent, so `arrived_s - sent_s` is a latency.
-    """
-
-    arrived_s: float
-    id: str
-    model: str
-    role: str | None = None
-    content: str = ""
-    reasoning_content: str = ""
-    finish_reason: str | None = None
-    usage: Usage | None = None
-    has_choice: bool = True  # False for the usage-only chunk, whose `choices` is empty
-    token_ids: tuple[int, ...] | None = None  # vLLM's `token_ids`, sent when the request asks `return_token_ids`
-
-    @property
-    def is_token(self) -> bool:
-        """True for a chunk that a generated token produced: any chunk with a choice except the
-        opening one that only announces the role.
-
-        vLLM sends one per engine step, text or not: the stop token is the empty chunk with
-        `finish_reason`, and special tokens (after `ignore_eos`) arrive as `content: ""`.
-        """
-        if not self.has_choice:
-            return False
-        announces_role = self.role is not None and not (self.content or self.reasoning_content)
-        return not announces_role or self.finish_reason is not None
-
-    @property
-    def tokens(self) -> int:
-        """Tokens this chunk carries: exact with `token_ids`; else 1 per token chunk, a lower bound,
-        because vLLM merges the deltas of several engine steps into one chunk when the reader lags."""
-        if self.token_ids is not None:
-            return len(self.token_ids)
-        return int(self.is_token)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,149 +116,6 @@ class ChatRequest:
             body["stream_options"] = {"include_usage": True}
         body.update(self.extra_body)
         return body
-
-
-# --------------------------------------------------------------------------------------------- sans-IO
-
-
-class DeltaReader:
-    """Turns SSE events into `ChatDelta`s; raises `InBandError`, and `StreamInterrupted` from `finish()`."""
-
-    __slots__ = ("chunks", "done", "text")
-
-    def __init__(self) -> None:
-        self.done = False
-        self.text: list[str] = []  # content and reasoning so far, for the errors that carry it
-        self.chunks = 0  # tokens so far (see ChatDelta.tokens)
-
-    def read(self, timed: TimedEvent) -> ChatDelta | None:
-        data = timed.event.data
-        if data == DONE:
-            self.done = True
-            return None
-        try:
-            chunk = json.loads(data)
-        except ValueError:
-            raise StreamError(f"the server sent an event that is not JSON: {data[:200]!r}") from None
-        if not isinstance(chunk, dict):
-            raise StreamError(f"the server sent an event that is not a JSON object: {data[:200]!r}")
-        if "error" in chunk:
-            raise in_band_error(chunk["error"], text_so_far="".join(self.text), chunks=self.chunks)
-        delta = chunk_to_delta(chunk, timed.arrived_s)
-        self.chunks += delta.tokens
-        if delta.content:
-            self.text.append(delta.content)
-        elif delta.reasoning_content:
-            self.text.append(delta.reasoning_content)
-        return delta
-
-    def finish(self, cause: str = "the server closed the connection") -> None:
-        if not self.done:
-            raise self.interrupted(cause)
-
-    def interrupted(self, cause: str) -> StreamInterrupted:
-        return StreamInterrupted(
-            f"stream interrupted after {self.chunks} tokens: {cause} before data: [DONE]",
-            text_so_far="".join(self.text),
-            chunks=self.chunks,
-            hint="check the server log (qwenops troubleshoot); the engine may have died",
-        )
-
-
-class _WireModel(BaseModel):
-    # Strict: a chunk whose fields have the wrong JSON types is the server's bug to report, not to coerce.
-    model_config = ConfigDict(strict=True, frozen=True)
-
-
-class _WireDelta(_WireModel):
-    role: str | None = None
-    content: str | None = None
-    # vLLM >= 0.10 names it `reasoning`; older vLLM and DeepSeek's API `reasoning_content`.
-    reasoning: str | None = None
-    reasoning_content: str | None = None
-
-
-class _WireChoice(_WireModel):
-    delta: _WireDelta | None = None
-    finish_reason: str | None = None
-    token_ids: list[int] | None = None
-
-
-class _WireUsage(_WireModel):
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    total_tokens: int | None = None
-
-
-class _WireChunk(_WireModel):
-    """The fields of a `chat.completion.chunk` that qwenops reads; any others are ignored."""
-
-    id: str | None = None
-    model: str | None = None
-    choices: list[_WireChoice] | None = None
-    usage: _WireUsage | None = None
-
-
-def chunk_to_delta(chunk: Mapping[str, Any], arrived_s: float) -> ChatDelta:
-    """A parsed `chat.completion.chunk` as a `ChatDelta` (first choice; a usage-only chunk has none).
-
-    Raises `StreamError` naming the field when the chunk does not have the shape of one."""
-    try:
-        wire = _WireChunk.model_validate(chunk)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"])
-        wanted = _WANTED.get(first["type"], first["msg"].lower())
-        raise StreamError(
-            f"the server sent a malformed chunk: chunk{where} {wanted}, got {_short_json(first['input'])}",
-            hint="the server is not speaking OpenAI's chat.completion.chunk format",
-        ) from None
-    choice = wire.choices[0] if wire.choices else None
-    delta = choice.delta if choice is not None and choice.delta is not None else _WireDelta()
-    usage = wire.usage
-    return ChatDelta(
-        arrived_s=arrived_s,
-        id=wire.id or "",
-        model=wire.model or "",
-        role=delta.role,
-        content=delta.content or "",
-        reasoning_content=delta.reasoning or delta.reasoning_content or "",
-        finish_reason=choice.finish_reason if choice is not None else None,
-        has_choice=choice is not None,
-        token_ids=tuple(choice.token_ids) if choice is not None and choice.token_ids is not None else None,
-        usage=Usage(
-            prompt_tokens=usage.prompt_tokens or 0,
-            completion_tokens=usage.completion_tokens or 0,
-            total_tokens=usage.total_tokens or 0,
-        )
-        if usage is not None
-        else None,
-    )
-
-
-# pydantic's error types, in the words of the JSON the server sent
-_WANTED = {
-    "model_type": "must be an object",
-    "list_type": "must be an array",
-    "string_type": "must be a string",
-    "int_type": "must be an integer",
-}
-
-
-def _short_json(value: object) -> str:
-    text = json.dumps(value, default=repr)
-    return text if len(text) <= 80 else text[:79] + "…"
-
-
-def in_band_error(error: Any, *, text_so_far: str, chunks: int) -> InBandError:
-    info = error if isinstance(error, dict) else {"message": str(error)}
-    message = str(info.get("message") or info)
-    return InBandError(
-        f"the server reported an error inside the stream: {message}",
-        error=info,
-        text_so_far=text_so_far,
-        chunks=chunks,
-    )
 
 
 def http_status_error(status_code: int, body: bytes, *, model: str) -> HTTPStatusError:
@@ -604,7 +428,7 @@ def stream_chat(
             reader = DeltaReader()
             try:
                 for timed in stream.events():
-                    delta = reader.read(timed)
+                    delta = reader.read(timed.event.data, timed.arrived_s)
                     if delta is not None:
                         yield delta
             except TransportCut as cut:
@@ -646,7 +470,7 @@ async def astream_chat(
             reader = DeltaReader()
             try:
                 async for timed in stream.aevents():
-                    delta = reader.read(timed)
+                    delta = reader.read(timed.event.data, timed.arrived_s)
                     if delta is not None:
                         yield delta
             except TransportCut as cut:

@@ -14,8 +14,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from qwenops.errors import QwenopsError, StreamError
-from qwenops.stream.client import DONE, ChatDelta, TimedEvent, chunk_to_delta
+from qwenops.errors import QwenopsError
+from qwenops.stream.chunks import ChatDelta, decode_event
+from qwenops.stream.client import TimedEvent
 
 CHECK_NAMES: tuple[str, ...] = (
     "http_status",
@@ -81,39 +82,29 @@ class Parsed:
 
 
 def parse_record(record: StreamRecord) -> Parsed:
-    chunks: list[dict[str, Any]] = []
-    not_json: list[str] = []
-    malformed: list[str] = []
-    errors: list[Any] = []
-    deltas: list[ChatDelta] = []
-    done: list[int] = []
+    """Every event through the one chunk decoder (`qwenops.stream.chunks.decode_event`)."""
+    parsed = Parsed([], [], [], [], [], [], len(record.events))
     for position, timed in enumerate(record.events):
-        data = timed.event.data
-        if data == DONE:
-            done.append(position)
-            continue
-        try:
-            chunk = json.loads(data)
-        except ValueError:
-            not_json.append(data)
-            continue
-        if not isinstance(chunk, dict):
-            not_json.append(data)
-        elif "error" in chunk:
-            errors.append(chunk["error"])
+        decoded = decode_event(timed.event.data, timed.arrived_s)
+        if decoded.kind == "chunk":
+            assert decoded.delta is not None
+            parsed.chunks.append(decoded.raw)
+            parsed.deltas.append(decoded.delta)
+        elif decoded.kind == "done":
+            parsed.done_positions.append(position)
+        elif decoded.kind == "not_json":
+            parsed.not_json.append(decoded.raw)
+        elif decoded.kind == "error":
+            parsed.errors.append(decoded.raw)
         else:
-            try:
-                deltas.append(chunk_to_delta(chunk, timed.arrived_s))
-            except StreamError as exc:
-                malformed.append(exc.message)
-                continue
-            chunks.append(chunk)
-    return Parsed(chunks, not_json, malformed, errors, deltas, done, len(record.events))
+            parsed.malformed.append(decoded.problem)
+    return parsed
 
 
-def check_stream(record: StreamRecord, expect: Expectations) -> list[Check]:
-    """Every check in CHECK_NAMES order; checks that cannot apply (no stream at all) fail or skip."""
-    parsed = parse_record(record)
+def check_stream(record: StreamRecord, expect: Expectations, *, parsed: Parsed | None = None) -> list[Check]:
+    """Every check in CHECK_NAMES order; checks that cannot apply (no stream at all) fail or skip.
+    Pass `parsed` when the caller has already run `parse_record` on this record."""
+    parsed = parse_record(record) if parsed is None else parsed
     return [_CHECKS[name](record, parsed, expect) for name in CHECK_NAMES]
 
 
@@ -264,7 +255,7 @@ def _token_count(_r: StreamRecord, parsed: Parsed, _e: Expectations) -> Check:
     # chunk when the reader lags, and servers differ on the closing chunk (vLLM counts the stop token it
     # stands for, OpenAI and other servers and proxies count none). More text chunks than tokens is the
     # one certain error; any other difference is a note.
-    text_chunks = sum(bool(d.content or d.reasoning_content) for d in parsed.deltas)
+    text_chunks = sum(d.has_text for d in parsed.deltas)
     if text_chunks > expected:
         return _fail("token_count", f"{text_chunks} chunks with text, more than usage.completion_tokens {expected}")
     note = "without token_ids, only chunks <= tokens is checked"

@@ -352,3 +352,18 @@ def test_smoke_stream_help_stays_light() -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stderr.strip().splitlines()[-1] == "[]"
+
+
+def test_chunks_are_decoded_in_one_place() -> None:
+    """Issue #8 C: the client, the conformance checks and smoke-stream all read chunks through
+    qwenops.stream.chunks; none keeps its own copy of the decoding or of the interruption error."""
+    import inspect
+
+    import qwenops.smoke
+    import qwenops.stream.client
+    import qwenops.stream.conformance
+
+    for module in (qwenops.smoke, qwenops.stream.client, qwenops.stream.conformance):
+        source = inspect.getsource(module)
+        for copy in ("chunk_to_delta(", "_WireChunk", "_delta_or_none", "stream interrupted after"):
+            assert copy not in source, (module.__name__, copy)

@@ -115,6 +115,8 @@ def test_recorded_cut_reports_stream_interrupted_with_partial_tokens(replay: typ
     assert stream.error is not None and stream.error.code == "stream_interrupted"
     assert stream.partial_tokens == 19  # 20 events arrived: the role announcement and 19 tokens
     assert not report.ok
+    # the same words as the library's StreamInterrupted (one decoder, one reader), naming no missing command
+    assert stream.error.hint == "check the server's log: its engine may have died"
 
 
 def test_recorded_in_band_error_fails_its_check(replay: type[Replay]) -> None:
