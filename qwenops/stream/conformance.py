@@ -57,7 +57,8 @@ class StreamRecord:
     sent_s: float = 0.0
     events: list[TimedEvent] = field(default_factory=list)
     error: QwenopsError | None = None  # how the transfer failed, if it did (cut, timeout, HTTP error)
-    body: str = ""  # the body of a non-200 answer
+    body: str = ""  # the start of a body that is not a stream (a non-200 answer, a 200 that is not SSE)
+    data_bytes: int = 0  # bytes of event data in `events` (smoke-stream bounds what it keeps)
 
 
 @dataclass(frozen=True)
@@ -134,19 +135,24 @@ def _http_status(record: StreamRecord, _p: Parsed, _e: Expectations) -> Check:
     return _ok("http_status", "200")
 
 
+def _is_event_stream(record: StreamRecord) -> bool:
+    return record.content_type.split(";", 1)[0].strip().lower() == "text/event-stream"
+
+
 def _content_type(record: StreamRecord, _p: Parsed, _e: Expectations) -> Check:
-    media = record.content_type.split(";", 1)[0].strip().lower()
-    if media == "text/event-stream":
+    if _is_event_stream(record):
         return _ok("content_type", record.content_type)
     seen = record.content_type or "missing"
     return _fail("content_type", f"Content-Type is {seen!r}, not text/event-stream")
 
 
 def _completed(record: StreamRecord, parsed: Parsed, _e: Expectations) -> Check:
-    if record.error is not None and record.status_code == 200:
-        return _fail("completed", f"{record.error.code}: {record.error.one_line()}")
     if record.status_code != 200:
         return _fail("completed", "no stream (see http_status)")
+    if not _is_event_stream(record):
+        return _fail("completed", "no stream (see content_type)")
+    if record.error is not None:
+        return _fail("completed", f"{record.error.code}: {record.error.one_line()}")
     return _ok("completed", f"{parsed.event_count} events")
 
 

@@ -105,7 +105,11 @@ def test_server_with_api_key_401_then_pass_with_the_key(
     assert code == 1
     assert [e["code"] for e in envelope["errors"]] == ["unauthorized"]
     assert "QWENOPS_API_KEY" in envelope["errors"][0]["hint"]
+    # QWENOPS_API_KEY goes only to the server it is configured for (QWENOPS_BASE_URL): not to a --base-url
     code, envelope, _ = smoke("--base-url", server.base_url, env={"QWENOPS_API_KEY": "sk-smoke-test"})
+    assert code == 1
+    assert envelope["errors"][0]["hint"].startswith("QWENOPS_API_KEY was not sent: it is for http://127.0.0.1:")
+    code, envelope, _ = smoke(env={"QWENOPS_API_KEY": "sk-smoke-test", "QWENOPS_BASE_URL": server.base_url})
     assert code == 0, envelope
     assert "sk-smoke-test" not in json.dumps(envelope)
 

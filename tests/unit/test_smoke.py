@@ -235,6 +235,16 @@ def invoke(*args: str) -> Any:
         (["--max-ttft", "0"], "--max-ttft"),
         (["--min-tokens-per-s", "-2"], "--min-tokens-per-s"),
         (["--timeout", "nan-ish"], "--timeout"),
+        (["--timeout", "nan"], "--timeout"),
+        (["--timeout", "inf"], "--timeout"),
+        (["--max-ttft", "nan"], "--max-ttft"),
+        (["--max-ttft", "inf"], "--max-ttft"),
+        (["--min-tokens-per-s", "nan"], "--min-tokens-per-s"),
+        (["--min-tokens-per-s", "-inf"], "--min-tokens-per-s"),
+        (["--deadline", "nan"], "--deadline"),
+        (["--deadline", "0"], "--deadline"),
+        (["--base-url", "http://127.0.0.1:8000\n"], "--base-url"),
+        (["--base-url", "http://127.0.0.1:8000/?x=1"], "--base-url"),
         (["--base-url", "ftp://host:1"], "--base-url"),
         (["--base-url", "http://127.0.0.1:99999"], "--base-url"),
         (["--prompt", "  "], "--prompt"),
@@ -254,6 +264,37 @@ def test_bad_input_is_one_line_and_exit_2(args: list[str], field: str, json_mode
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert field in result.stderr
         assert len(lines) <= 3  # click's usage line + hint + the error, or our one line
+
+
+@pytest.mark.parametrize("option", ["--timeout", "--max-ttft", "--min-tokens-per-s", "--deadline"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "0"])
+def test_seconds_and_rates_must_be_finite_numbers_above_0(option: str, value: str) -> None:
+    """Issue #14.10: nan was a raw pydantic dump with exit 4, inf was accepted."""
+    result = invoke(option, value)
+    assert result.exit_code == 2
+    assert re.fullmatch(rf"error: {option}: must be a finite number greater than 0, got '{re.escape(value)}' "
+                        rf"\(e\.g\. {option} \d+\)\n", result.stderr), result.stderr
+
+
+@pytest.mark.parametrize("where", ["flag", "environment", "env file"])
+def test_a_base_url_with_a_line_break_is_bad_input(where: str, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue #14.9: a trailing newline was an httpx InvalidURL, exit 4."""
+    url = "http://user:pw-secret@127.0.0.1:8000\n"
+    args = []
+    if where == "flag":
+        args = ["--base-url", url]
+    elif where == "environment":
+        monkeypatch.setenv("QWENOPS_BASE_URL", url)
+    else:
+        env_file = tmp_path / "nl.env"
+        env_file.write_text(f'QWENOPS_BASE_URL="{url}"\n', encoding="utf-8")
+        monkeypatch.setenv("QWENOPS_ENV_FILE", str(env_file))
+    result = invoke(*args)
+    assert result.exit_code == 2
+    field = "--base-url" if where == "flag" else "QWENOPS_BASE_URL"
+    assert result.stderr == (f"error: {field}: 'http://***@127.0.0.1:8000\\n' has a line break at character 37 "
+                             "(remove it: a URL is one word)\n")
 
 
 def closed_port() -> int:
@@ -324,7 +365,7 @@ def test_live_view_shows_running_text_and_counters() -> None:
     from rich.console import Console
 
     from qwenops.cli.views.smoke import LiveSmokeView
-    from qwenops.stream.client import ChatDelta
+    from qwenops.stream.chunks import ChatDelta
 
     console = Console(width=100, record=True, file=open("/dev/null", "w"))  # noqa: SIM115, PTH123
     view = LiveSmokeView(total=2, console=console)
