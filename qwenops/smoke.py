@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from qwenops.errors import BadInputError, HTTPStatusError, QwenopsError, StreamInterrupted, UnreachableError
 from qwenops.results import ErrorInfo
-from qwenops.stream.chunks import ChatDelta, DeltaReader
+from qwenops.stream.chunks import DONE, ChatDelta, DeltaReader
 from qwenops.stream.client import (
     ChatRequest,
     Endpoint,
@@ -406,10 +406,13 @@ def _answer_error(run: _Run, status_code: int, content_type: str, body: bytes) -
 
 
 async def _record_stream(client: Any, run: _Run, index: int) -> StreamRecord:
+    """One stream, recorded raw. The read loop only stores events (decoding waits until the stream has
+    ended, unless the live view wants deltas), so the time between two reads is not spent on parsing."""
     record = StreamRecord()
-    reader = DeltaReader()  # the one chunk decoder: tokens so far, [DONE], what an interruption carries
-    if run.observer is not None:
-        run.observer.stream_started(index)
+    observer = run.observer
+    reader = DeltaReader()  # live: fed as events come (the live view); else afterwards, for the counts
+    if observer is not None:
+        observer.stream_started(index)
     cap = run.options.max_stream_bytes
     try:
         async with aopen_chat_stream(client, run.endpoint, run.request, run.timeouts) as stream:
@@ -421,31 +424,45 @@ async def _record_stream(client: Any, run: _Run, index: int) -> StreamRecord:
                 record.body = body.decode("utf-8", "replace")
                 record.error = _answer_error(run, stream.status_code, stream.content_type, body)
                 return record
+            events = record.events
+            done = False
             try:
                 async with aclosing(stream.aevents()) as arriving:
                     async for timed in arriving:
-                        record.events.append(timed)
+                        events.append(timed)
+                        done = done or timed.event.data == DONE
                         record.data_bytes += len(timed.event.data)
-                        decoded = reader.decode(timed.event.data, timed.arrived_s)
-                        if decoded.delta is not None and run.observer is not None:
-                            run.observer.stream_delta(index, decoded.delta)
+                        if observer is not None:
+                            decoded = reader.decode(timed.event.data, timed.arrived_s)
+                            if decoded.delta is not None:
+                                observer.stream_delta(index, decoded.delta)
                         if record.data_bytes > cap:
                             record.error = RunawayStream(
-                                f"{record.data_bytes:,} bytes of events and no data: [DONE] after {reader.chunks} "
-                                f"tokens, more than smoke-stream keeps of one stream ({cap:,}); stopped reading",
+                                f"{record.data_bytes:,} bytes of events and no data: [DONE] after "
+                                f"{_tally(record, reader).chunks} tokens, more than smoke-stream keeps of one "
+                                f"stream ({cap:,}); stopped reading",
                                 hint="the server does not honour max_tokens or never ends the stream",
                             )
                             return record
             except TransportCut as cut:
-                record.error = reader.interrupted(f"the connection broke ({run.endpoint.scrub(str(cut))})")
+                cause = f"the connection broke ({run.endpoint.scrub(str(cut))})"
+                record.error = _tally(record, reader).interrupted(cause)
             else:
-                if not reader.done:
-                    record.error = reader.interrupted("the server closed the connection")
+                if not done:  # no [DONE]: decode what did arrive, to say how much
+                    record.error = _tally(record, reader).interrupted("the server closed the connection")
     except QwenopsError as exc:
         record.error = exc
         if isinstance(exc, StreamInterrupted):
-            exc.chunks = reader.chunks
+            exc.chunks = _tally(record, reader).chunks
     return record
+
+
+def _tally(record: StreamRecord, reader: DeltaReader) -> DeltaReader:
+    """`reader` once it has seen every recorded event (the one chunk decoder: tokens, text, [DONE])."""
+    if reader.events < len(record.events):
+        for timed in record.events[reader.events:]:
+            reader.decode(timed.event.data, timed.arrived_s)
+    return reader
 
 
 # --------------------------------------------------------------------------------------------- judging

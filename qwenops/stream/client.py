@@ -36,6 +36,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from qwenops.errors import (
@@ -148,6 +149,11 @@ class ChatRequest:
             body["stream_options"] = {"include_usage": True}
         body.update(self.extra_body)
         return body
+
+    @cached_property
+    def encoded(self) -> bytes:
+        """The body as sent, encoded once (a request sent N times is not serialised N times)."""
+        return json.dumps(self.body(), ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
     @property
     def max_events(self) -> int | None:
@@ -569,28 +575,54 @@ def _opened(response: httpx.Response, sent_s: float, timeouts: Timeouts, request
     )
 
 
+class _SendClock:
+    """When the request's head starts going out on the connection, from httpcore's `trace` extension.
+
+    That is the `sent` of every latency (README "Metrics and their formulas"): building the request in
+    Python and waiting for a connection (opening one, a TLS handshake, the pool) are not part of what
+    the server took to answer. Without trace events (a transport that sends none) the time just before
+    the request was handed to httpx stands in."""
+
+    __slots__ = ("sent_s",)
+
+    def __init__(self) -> None:
+        self.sent_s: float | None = None
+
+    def trace(self, name: str, _info: object) -> None:
+        if self.sent_s is None and name.endswith("send_request_headers.started"):
+            self.sent_s = time.perf_counter()
+
+    async def atrace(self, name: str, _info: object) -> None:
+        if self.sent_s is None and name.endswith("send_request_headers.started"):
+            self.sent_s = time.perf_counter()
+
+
 @contextmanager
 def open_chat_stream(
     client: httpx.Client, endpoint: Endpoint, request: ChatRequest, timeouts: Timeouts
 ) -> Iterator[OpenStream]:
     """Send the request; yield the open stream (any status: the caller decides what an error is)."""
-    sent_s = time.perf_counter()
+    body, headers, clock = request.encoded, endpoint.headers(), _SendClock()
+    handed_s = time.perf_counter()
     with _transport_errors(endpoint, timeouts), client.stream(
-        "POST", endpoint.url, json=request.body(), headers=endpoint.headers(), timeout=timeouts.httpx()
+        "POST", endpoint.url, content=body, headers=headers, timeout=timeouts.httpx(),
+        extensions={"trace": clock.trace},
     ) as response:
-        yield _opened(response, sent_s, timeouts, request)
+        yield _opened(response, clock.sent_s or handed_s, timeouts, request)
 
 
 @asynccontextmanager
 async def aopen_chat_stream(
     client: httpx.AsyncClient, endpoint: Endpoint, request: ChatRequest, timeouts: Timeouts
 ) -> AsyncIterator[OpenStream]:
-    sent_s = time.perf_counter()
+    body, headers, clock = request.encoded, endpoint.headers(), _SendClock()
+    handed_s = time.perf_counter()
     with _transport_errors(endpoint, timeouts):
         async with client.stream(
-            "POST", endpoint.url, json=request.body(), headers=endpoint.headers(), timeout=timeouts.httpx()
+            "POST", endpoint.url, content=body, headers=headers, timeout=timeouts.httpx(),
+            extensions={"trace": clock.atrace},
         ) as response:
-            yield _opened(response, sent_s, timeouts, request)
+            yield _opened(response, clock.sent_s or handed_s, timeouts, request)
 
 
 def _require_ok(stream: OpenStream, body: bytes, request: ChatRequest) -> None:

@@ -525,3 +525,30 @@ def test_ctrl_c_with_json_prints_the_envelope_and_exits_130() -> None:
     assert envelope["ok"] is False and envelope["data"] is None and envelope["command"] == "smoke-stream"
     assert [e["code"] for e in envelope["errors"]] == ["interrupted"]
     assert "Traceback" not in stderr
+
+
+def test_the_clock_starts_when_the_request_goes_out() -> None:
+    """TTFT counts from the request's head leaving on the connection (httpcore's trace), not from before
+    building it or waiting for a connection: here a request hook holds every request 0.3 s before it is
+    sent, and the first chunk still comes within milliseconds of sending."""
+    import asyncio
+
+    import httpx
+
+    from qwenops import smoke
+    from qwenops.stream.conformance import parse_record
+    from qwenops.stream.metrics import stream_metrics
+
+    async def slow_to_send(_request: httpx.Request) -> None:
+        await asyncio.sleep(0.3)
+
+    async def one(base_url: str) -> float | None:
+        run = smoke._plan(options(base_url), None)
+        async with httpx.AsyncClient(event_hooks={"request": [slow_to_send]}) as client:
+            record = await smoke._record_stream(client, run, 0)
+        assert record.error is None, record.error
+        return stream_metrics(parse_record(record).deltas, sent_s=record.sent_s).first_chunk_s
+
+    with serving(stream_of(good_stream())) as server:
+        first_chunk_s = asyncio.run(one(server.base_url))
+    assert first_chunk_s is not None and first_chunk_s < 0.25
