@@ -258,7 +258,7 @@ class Endpoint:
         text = text.replace(self.base_url, self.shown)
         userinfo = _USERINFO.match(self.base_url)
         if userinfo is not None:
-            text = text.replace(userinfo.group(2), "***")
+            text = text.replace(userinfo.group(2) + "@", "***@")
         if self.api_key:
             text = text.replace(self.api_key, "***")
         return text

@@ -441,3 +441,11 @@ def test_malformed_and_non_json_events_raise_in_the_library() -> None:
         run_sync(stream_of(b"data: hello\n\ndata: [DONE]\n\n"))
     with pytest.raises(StreamError, match="an event that is not a JSON object: '\\[1\\]'"):
         run_sync(stream_of(b"data: [1]\n\ndata: [DONE]\n\n"))
+
+
+def test_scrubbing_masks_the_credentials_and_nothing_else() -> None:
+    from qwenops.stream import Endpoint
+
+    endpoint = Endpoint(base_url="http://a:b@127.0.0.1:8000", api_key="sk-secret-123")
+    scrubbed = endpoint.scrub("a bad answer from http://a:b@127.0.0.1:8000 (key sk-secret-123, user a:b@)")
+    assert scrubbed == "a bad answer from http://***@127.0.0.1:8000 (key ***, user ***@)"
