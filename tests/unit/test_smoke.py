@@ -408,3 +408,12 @@ def test_chunks_are_decoded_in_one_place() -> None:
         source = inspect.getsource(module)
         for copy in ("chunk_to_delta(", "_WireChunk", "_delta_or_none", "stream interrupted after"):
             assert copy not in source, (module.__name__, copy)
+
+
+def test_the_cli_defaults_are_the_cores() -> None:
+    """cli/smoke.py cannot import the core (pydantic) at --help time, so its defaults are written twice."""
+    from qwenops import smoke
+    from qwenops.cli.smoke import smoke_stream
+
+    defaults = {p.name: p.default for p in smoke_stream.params}
+    assert (defaults["timeout"], defaults["deadline"]) == (smoke.DEFAULT_TIMEOUT_S, smoke.DEFAULT_DEADLINE_S)
