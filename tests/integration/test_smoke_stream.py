@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -114,22 +116,78 @@ def test_server_with_api_key_401_then_pass_with_the_key(
     assert "sk-smoke-test" not in json.dumps(envelope)
 
 
+class HoldingProxy:
+    """A TCP proxy in front of the server that passes each answer's first `allow` bytes, then holds the
+    rest back: every stream is mid-answer at the client, however fast the tiny model finishes. When the
+    server dies, the proxy closes the client's side as the server's would have been closed."""
+
+    def __init__(self, upstream_port: int, allow: int) -> None:
+        import threading
+
+        self.allow = allow
+        self.upstream_port = upstream_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.base_url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.holding = threading.Semaphore(0)  # released once per connection that reached `allow`
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            except OSError:  # the server is gone: so is this connection
+                client.close()
+                continue
+            threading.Thread(target=self._pipe, args=(client, upstream, None), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, self.allow), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket, allow: int | None) -> None:
+        passed = 0
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                if allow is not None and passed + len(data) >= allow:
+                    sink.sendall(data[: max(0, allow - passed)])
+                    self.holding.release()
+                    while source.recv(65536):  # hold the rest back until the server is gone
+                        pass
+                    break
+                sink.sendall(data)
+                passed += len(data)
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
 def test_killing_the_server_mid_stream_reports_stream_interrupted(
     disposable_server: Callable[[], RunningServer],
 ) -> None:
     server = disposable_server()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "qwenops", "smoke-stream", "--json", "--base-url", server.base_url,
-         "--ignore-eos", "--max-tokens", "480", "--concurrency", "4", "--requests", "8"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-    )
-    deadline = time.monotonic() + 60
-    while server.log_path.read_text(errors="replace").count("POST /v1/chat/completions") < 4:
-        assert time.monotonic() < deadline, "no requests reached the server"
-        time.sleep(0.1)
-    time.sleep(0.5)  # 480 tokens take seconds: the four streams are mid-answer now
-    os.killpg(server.pgid, signal.SIGKILL)
-    stdout, stderr = process.communicate(timeout=120)
+    # Each answer is ~60 KB (480 chunks with token ids); the client gets the first 8 KB of each, then the
+    # server is killed. (A fixed sleep after the requests arrived raced the tiny model, which can finish all
+    # eight answers in under a second.)
+    proxy = HoldingProxy(server.port, allow=8192)
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "qwenops", "smoke-stream", "--json", "--base-url", proxy.base_url,
+             "--ignore-eos", "--max-tokens", "480", "--concurrency", "4", "--requests", "8"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        )
+        for _ in range(4):
+            assert proxy.holding.acquire(timeout=60), "the streams never got going"
+        os.killpg(server.pgid, signal.SIGKILL)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        proxy.close()
     assert "Traceback" not in stderr
     assert process.returncode == 1, stderr
     envelope = json.loads(stdout)
