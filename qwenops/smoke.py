@@ -4,6 +4,9 @@ Every stream is recorded raw (status, Content-Type, timed SSE events, how it end
 `qwenops.stream.conformance` and measured by `qwenops.stream.metrics`, so what the report says is what
 came over the wire. Streams run on asyncio with one shared httpx connection pool: N streams cost one
 thread, and the timestamps of one stream are not delayed by another stream's parsing more than a read.
+
+This is where smoke-stream's defaults come from (`resolve_options`): the stream library itself takes
+everything explicitly and reads no settings.
 """
 
 from __future__ import annotations
@@ -11,25 +14,29 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from qwenops.errors import BadInputError, QwenopsError, StreamError, StreamInterrupted, UnreachableError
+from qwenops.errors import BadInputError, HTTPStatusError, QwenopsError, StreamInterrupted, UnreachableError
 from qwenops.results import ErrorInfo
+from qwenops.stream.chunks import DONE, ChatDelta, DeltaReader
 from qwenops.stream.client import (
-    DONE,
-    ChatDelta,
     ChatRequest,
     Endpoint,
+    RunawayStream,
     Timeouts,
     TransportCut,
     aopen_chat_stream,
-    chunk_to_delta,
+    check_api_key,
     http_status_error,
+    normalize_base_url,
+    not_event_stream,
+    redact_url,
 )
 from qwenops.stream.conformance import (
     CHECK_NAMES,
@@ -37,10 +44,16 @@ from qwenops.stream.conformance import (
     Expectations,
     StreamRecord,
     check_stream,
+    parse_record,
 )
 from qwenops.stream.metrics import Percentiles, StreamMetrics, median, stream_metrics
 
 DEFAULT_PROMPT = "Tell me about the sea."
+DEFAULT_TIMEOUT_S = 60.0
+DEFAULT_DEADLINE_S = 300.0
+# What one stream may keep of its raw events for the checks: 64 tokens are ~25 KB, 4096 with token ids ~2 MB.
+MAX_STREAM_BYTES = 16 * 1024 * 1024
+_NO_KEY_HINT = "the server wants an API key: set QWENOPS_API_KEY to the value of its --api-key"
 
 
 class SmokeOptions(BaseModel):
@@ -52,14 +65,16 @@ class SmokeOptions(BaseModel):
     model: str
     prompt: str = DEFAULT_PROMPT
     max_tokens: int = Field(64, ge=1)
-    temperature: float = Field(0.0, ge=0.0, le=2.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    temperature: float = Field(0.0, ge=0.0, le=2.0, allow_inf_nan=False)
+    top_p: float = Field(1.0, gt=0.0, le=1.0, allow_inf_nan=False)
     concurrency: int = Field(1, ge=1)
     requests: int = Field(1, ge=1)
-    max_ttft_s: float | None = Field(None, gt=0)
-    min_tokens_per_s: float | None = Field(None, gt=0)
-    connect_timeout_s: float = Field(5.0, gt=0)
-    read_timeout_s: float = Field(60.0, gt=0)
+    max_ttft_s: float | None = Field(None, gt=0, allow_inf_nan=False)
+    min_tokens_per_s: float | None = Field(None, gt=0, allow_inf_nan=False)
+    connect_timeout_s: float = Field(5.0, gt=0, allow_inf_nan=False)
+    read_timeout_s: float = Field(DEFAULT_TIMEOUT_S, gt=0, allow_inf_nan=False)
+    deadline_s: float = Field(DEFAULT_DEADLINE_S, gt=0, allow_inf_nan=False)
+    max_stream_bytes: int = Field(MAX_STREAM_BYTES, ge=1)
     include_usage: bool = True
     # vLLM's `return_token_ids`: every chunk lists its token ids, so the token count is exact even when
     # vLLM merges several steps into one chunk (it does when the reader lags behind the engine).
@@ -67,6 +82,8 @@ class SmokeOptions(BaseModel):
     # vLLM's `ignore_eos` (as `vllm bench serve --ignore-eos`): every answer runs to max_tokens.
     ignore_eos: bool = False
     api_key: SecretStr | None = Field(None, exclude=True)
+    # What a 401 means here: no key configured, the key refused, or the key kept from another server.
+    unauthorized_hint: str = Field(_NO_KEY_HINT, exclude=True)
 
 
 class StreamReport(BaseModel):
@@ -82,7 +99,9 @@ class StreamReport(BaseModel):
 
 
 class SmokeReport(BaseModel):
-    """The `data` of `qwenops smoke-stream --json` (ARCHITECTURE.md contract; seconds throughout)."""
+    """The `data` of `qwenops smoke-stream --json` (README "qwenops smoke-stream"; seconds throughout).
+
+    `base_url` is shown with any credentials in it masked."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -126,6 +145,33 @@ class SmokeObserver(Protocol):
 # --------------------------------------------------------------------------------------------- options
 
 
+def _server_id(url: str) -> tuple[str, str, int, str] | None:
+    """What makes two base URLs the same server for an API key: scheme, host, port and path."""
+    try:
+        parts = urlsplit(normalize_base_url(url))
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except (BadInputError, ValueError):
+        return None
+    return parts.scheme, (parts.hostname or "").lower(), port, parts.path.rstrip("/")
+
+
+def key_for(url: str, configured_url: str) -> bool:
+    """The rule for QWENOPS_API_KEY: it is sent only to the server it was configured with, i.e. when
+    `url` has the scheme, host, port and path of QWENOPS_BASE_URL (else of the profile's host and port);
+    a trailing / or /v1 does not matter, credentials in the URL do not count, localhost and 127.0.0.1
+    are different hosts."""
+    mine = _server_id(url)
+    return mine is not None and mine == _server_id(configured_url)
+
+
+_OPTION_OF = {
+    "max_tokens": "--max-tokens", "concurrency": "--concurrency", "requests": "--requests",
+    "max_ttft_s": "--max-ttft", "min_tokens_per_s": "--min-tokens-per-s", "read_timeout_s": "--timeout",
+    "connect_timeout_s": "--timeout", "deadline_s": "--deadline", "prompt": "--prompt", "model": "--model",
+    "temperature": "profile client.temperature", "top_p": "profile client.top_p",
+}
+
+
 def resolve_options(
     *,
     profile: str | None,
@@ -138,43 +184,66 @@ def resolve_options(
     max_ttft_s: float | None,
     min_tokens_per_s: float | None,
     timeout_s: float,
+    deadline_s: float = DEFAULT_DEADLINE_S,
     ignore_eos: bool = False,
 ) -> SmokeOptions:
-    """Flags first, then QWENOPS_BASE_URL / QWENOPS_API_KEY, then the profile (served name, `client:`)."""
-    from qwenops.stream.client import ChatDefaults
+    """Flags first, then QWENOPS_BASE_URL / QWENOPS_API_KEY, then the profile (host and port, served
+    name, `client:` sampling). The API key goes only to the server it was configured for (`key_for`)."""
+    from qwenops.config.loader import resolve_profile
+    from qwenops.config.settings import environment, load_settings
+    from qwenops.net import base_url as server_url
 
-    defaults = ChatDefaults.load(profile)
-    url = base_url or defaults.endpoint.base_url
-    try:
-        parts = urlsplit(url)
-    except ValueError as exc:  # e.g. an unclosed IPv6 bracket
-        raise BadInputError(f"{url!r} is not a URL: {exc}", field="--base-url") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BadInputError(
-            f"{url!r} is not an http(s) URL", field="--base-url", hint="e.g. http://127.0.0.1:8000"
-        )
-    try:
-        parts.port  # noqa: B018 -- parsing the port is the validation
-    except ValueError:
-        raise BadInputError(f"{url!r} has an invalid port", field="--base-url") from None
+    settings = load_settings()
+    chosen = resolve_profile(profile).profile
+    if settings.base_url:
+        configured, configured_from = settings.base_url, "QWENOPS_BASE_URL"
+    else:
+        configured, configured_from = server_url(chosen.host, chosen.port), f"profile {chosen.name} (host, port)"
+    url = normalize_base_url(base_url if base_url is not None else configured,
+                             field="--base-url" if base_url is not None else configured_from)
+    key = settings.api_key.get_secret_value() if settings.api_key else None
+    unauthorized_hint = _NO_KEY_HINT
+    if key:
+        try:
+            check_api_key(key)  # a broken setting is reported whether or not this run would send it
+        except BadInputError as exc:
+            found = environment().get("QWENOPS_API_KEY")
+            source = found.source if found else "the settings"
+            raise BadInputError(f"QWENOPS_API_KEY (from {source}): {exc.message}", field="api_key",
+                                hint=exc.hint) from None
+        if key_for(url, configured):
+            unauthorized_hint = "QWENOPS_API_KEY was sent and refused: set it to the value of the server's --api-key"
+        else:
+            unauthorized_hint = (
+                f"QWENOPS_API_KEY was not sent: it is for {redact_url(configured)} ({configured_from}), not for "
+                "--base-url; to send it to this server, set QWENOPS_BASE_URL to this URL instead of --base-url"
+            )
+            key = None
     if prompt is not None and not prompt.strip():
         raise BadInputError("must not be empty", field="--prompt")
-    return SmokeOptions(
-        base_url=url.rstrip("/").removesuffix("/v1"),
-        model=model or defaults.model,
-        prompt=prompt or DEFAULT_PROMPT,
-        max_tokens=max_tokens or defaults.max_tokens,
-        temperature=defaults.temperature,
-        top_p=defaults.top_p,
-        concurrency=concurrency,
-        requests=requests or concurrency,
-        max_ttft_s=max_ttft_s,
-        min_tokens_per_s=min_tokens_per_s,
-        read_timeout_s=timeout_s,
-        connect_timeout_s=min(timeout_s, 5.0),
-        api_key=defaults.endpoint.api_key,
-        ignore_eos=ignore_eos,
-    )
+    try:
+        return SmokeOptions(
+            base_url=url,
+            model=model or chosen.api_model_name,
+            prompt=prompt or DEFAULT_PROMPT,
+            max_tokens=max_tokens or chosen.client.max_tokens,
+            temperature=chosen.client.temperature,
+            top_p=chosen.client.top_p,
+            concurrency=concurrency,
+            requests=requests or concurrency,
+            max_ttft_s=max_ttft_s,
+            min_tokens_per_s=min_tokens_per_s,
+            read_timeout_s=timeout_s,
+            connect_timeout_s=min(timeout_s, 5.0),
+            deadline_s=deadline_s,
+            api_key=key,
+            unauthorized_hint=unauthorized_hint,
+            ignore_eos=ignore_eos,
+        )
+    except ValidationError as exc:  # the CLI's types should have caught it: still one line, not a dump
+        first = exc.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else "options"
+        raise BadInputError(f"{first['msg']}, got {first.get('input')!r}", field=_OPTION_OF.get(name, name)) from None
 
 
 # --------------------------------------------------------------------------------------------- running
@@ -206,12 +275,8 @@ class _Run:
     observer: SmokeObserver | None
 
 
-async def _run_streams(
-    options: SmokeOptions, observer: SmokeObserver | None
-) -> tuple[list[StreamRecord], float, ServedModel]:
-    import httpx
-
-    run = _Run(
+def _plan(options: SmokeOptions, observer: SmokeObserver | None) -> _Run:
+    return _Run(
         options=options,
         endpoint=Endpoint(
             base_url=options.base_url, api_key=options.api_key.get_secret_value() if options.api_key else None
@@ -228,9 +293,19 @@ async def _run_streams(
                 **({"ignore_eos": True} if options.ignore_eos else {}),
             },
         ),
-        timeouts=Timeouts(connect_s=options.connect_timeout_s, read_s=options.read_timeout_s),
+        timeouts=Timeouts(
+            connect_s=options.connect_timeout_s, read_s=options.read_timeout_s, total_s=options.deadline_s
+        ),
         observer=observer,
     )
+
+
+async def _run_streams(
+    options: SmokeOptions, observer: SmokeObserver | None
+) -> tuple[list[StreamRecord], float, ServedModel]:
+    import httpx
+
+    run = _plan(options, observer)
     slots = asyncio.Semaphore(options.concurrency)
     limits = httpx.Limits(max_connections=options.concurrency, max_keepalive_connections=options.concurrency)
     async with httpx.AsyncClient(limits=limits) as client:
@@ -262,24 +337,39 @@ def _comparable(options: SmokeOptions) -> bool:
     return options.temperature == 0.0 and not options.ignore_eos
 
 
-async def _identify_served_model(client: object, run: _Run) -> ServedModel:
+_MAX_MODELS_BYTES = 1024 * 1024
+_MODELS_TIMEOUT_S = 10.0
+
+
+async def _identify_served_model(client: Any, run: _Run) -> ServedModel:
     """Is the server serving qwenops' tiny model? Its served name cannot tell (cpu-tiny answers as
     Qwen3-14B, like the GPU profiles), so ask vLLM's /v1/models for the `root` of the model (the path
     given to --model) and look there for the build stamp of `qwenops model build-tiny`."""
+    import json
+
+    import anyio
     import httpx
 
     from qwenops.tinymodel import read_known_answers
 
-    assert isinstance(client, httpx.AsyncClient)
     name = run.request.model
     auth = {k: v for k, v in run.endpoint.headers().items() if k == "Authorization"}
-    try:
-        response = await client.get(
-            run.endpoint.base_url.rstrip("/") + "/v1/models", headers=auth, timeout=run.timeouts.httpx()
-        )
-        listed = response.json().get("data") if response.status_code == 200 else None
-    except (httpx.HTTPError, ValueError, AttributeError):
-        listed = None
+    listed: object = None
+    # A side question: never worth more than a few seconds of the run, whatever the server does.
+    with anyio.move_on_after(min(run.timeouts.read_s, _MODELS_TIMEOUT_S)):
+        try:
+            async with client.stream(
+                "GET", run.endpoint.base_url + "/v1/models", headers=auth, timeout=run.timeouts.httpx()
+            ) as response:
+                body = b""
+                async for piece in response.aiter_bytes():
+                    body += piece
+                    if len(body) > _MAX_MODELS_BYTES:
+                        break
+                if response.status_code == 200 and len(body) <= _MAX_MODELS_BYTES:
+                    listed = json.loads(body).get("data")
+        except (httpx.HTTPError, ValueError, AttributeError):
+            listed = None
     if not isinstance(listed, list):
         return ServedModel(why_unknown="the server's /v1/models did not list its models")
     root = next((m.get("root") for m in listed if isinstance(m, dict) and m.get("id") == name), None)
@@ -291,70 +381,80 @@ async def _identify_served_model(client: object, run: _Run) -> ServedModel:
     return ServedModel(known_answers=answers)
 
 
-async def _record_stream(client: object, run: _Run, index: int) -> StreamRecord:
-    import httpx
+def _answer_error(run: _Run, status_code: int, content_type: str, body: bytes) -> QwenopsError:
+    """Why an answer that is not a stream is not, with smoke-stream's own fixes."""
+    if status_code != 200:
+        error: HTTPStatusError = http_status_error(status_code, body, model=run.request.model,
+                                                   content_type=content_type)
+        if error.code == "unauthorized":
+            error.hint = run.options.unauthorized_hint
+        elif error.code == "model_not_found":
+            name = run.request.model
+            error.hint = f"the server does not serve a model named {name!r}; pass the served name with --model"
+        return error
+    wrong = not_event_stream(content_type, body)
+    wrong.hint = "is --base-url the root of an OpenAI-compatible server such as vLLM (no /v1, no other path)?"
+    return wrong
 
-    assert isinstance(client, httpx.AsyncClient)
+
+async def _record_stream(client: Any, run: _Run, index: int) -> StreamRecord:
+    """One stream, recorded raw. The read loop only stores events (decoding waits until the stream has
+    ended, unless the live view wants deltas), so the time between two reads is not spent on parsing."""
     record = StreamRecord()
-    if run.observer is not None:
-        run.observer.stream_started(index)
-    tokens = 0
+    observer = run.observer
+    reader = DeltaReader()  # live: fed as events come (the live view); else afterwards, for the counts
+    if observer is not None:
+        observer.stream_started(index)
+    cap = run.options.max_stream_bytes
     try:
         async with aopen_chat_stream(client, run.endpoint, run.request, run.timeouts) as stream:
             record.status_code = stream.status_code
             record.content_type = stream.content_type
             record.sent_s = stream.sent_s
-            if stream.status_code != 200:
+            if stream.status_code != 200 or not stream.is_event_stream:
                 body = await stream.aread_body()
                 record.body = body.decode("utf-8", "replace")
-                record.error = http_status_error(stream.status_code, body, model=run.request.model)
+                record.error = _answer_error(run, stream.status_code, stream.content_type, body)
                 return record
+            events = record.events
             done = False
             try:
-                async for timed in stream.aevents():
-                    record.events.append(timed)
-                    if timed.event.data == DONE:
-                        done = True
-                        continue
-                    delta = _delta_or_none(timed.event.data, timed.arrived_s)
-                    if delta is not None:
-                        tokens += delta.tokens
-                        if run.observer is not None:
-                            run.observer.stream_delta(index, delta)
+                async with aclosing(stream.aevents()) as arriving:
+                    async for timed in arriving:
+                        events.append(timed)
+                        done = done or timed.event.data == DONE
+                        record.data_bytes += len(timed.event.data)
+                        if observer is not None:
+                            decoded = reader.decode(timed.event.data, timed.arrived_s)
+                            if decoded.delta is not None:
+                                observer.stream_delta(index, decoded.delta)
+                        if record.data_bytes > cap:
+                            record.error = RunawayStream(
+                                f"{record.data_bytes:,} bytes of events and no data: [DONE] after "
+                                f"{_tally(record, reader).chunks} tokens, more than smoke-stream keeps of one "
+                                f"stream ({cap:,}); stopped reading",
+                                hint="the server does not honour max_tokens or never ends the stream",
+                            )
+                            return record
             except TransportCut as cut:
-                record.error = _interrupted(tokens, f"the connection broke ({cut})")
+                cause = f"the connection broke ({run.endpoint.scrub(str(cut))})"
+                record.error = _tally(record, reader).interrupted(cause)
             else:
-                if not done:
-                    record.error = _interrupted(tokens, "the server closed the connection")
+                if not done:  # no [DONE]: decode what did arrive, to say how much
+                    record.error = _tally(record, reader).interrupted("the server closed the connection")
     except QwenopsError as exc:
         record.error = exc
         if isinstance(exc, StreamInterrupted):
-            exc.chunks = tokens
+            exc.chunks = _tally(record, reader).chunks
     return record
 
 
-def _delta_or_none(data: str, arrived_s: float) -> ChatDelta | None:
-    import json
-
-    try:
-        chunk = json.loads(data)
-    except ValueError:
-        return None
-    if not isinstance(chunk, dict) or "error" in chunk:
-        return None
-    try:
-        return chunk_to_delta(chunk, arrived_s)
-    except StreamError:
-        return None  # the chunk_object check reports it
-
-
-def _interrupted(tokens: int, cause: str) -> StreamInterrupted:
-    return StreamInterrupted(
-        f"stream interrupted after {tokens} tokens: {cause} before data: [DONE]",
-        text_so_far="",
-        chunks=tokens,
-        hint="check the server log (qwenops troubleshoot); the engine may have died",
-    )
+def _tally(record: StreamRecord, reader: DeltaReader) -> DeltaReader:
+    """`reader` once it has seen every recorded event (the one chunk decoder: tokens, text, [DONE])."""
+    if reader.events < len(record.events):
+        for timed in record.events[reader.events:]:
+            reader.decode(timed.event.data, timed.arrived_s)
+    return reader
 
 
 # --------------------------------------------------------------------------------------------- judging
@@ -376,8 +476,9 @@ def build_report(
     )
     streams: list[StreamReport] = []
     for index, record in enumerate(records):
-        checks = check_stream(record, expect)
-        deltas = _deltas(record)
+        parsed = parse_record(record)
+        checks = check_stream(record, expect, parsed=parsed)
+        deltas = parsed.deltas
         metrics = stream_metrics(deltas, sent_s=record.sent_s) if deltas else None
         error = record.error
         stream = StreamReport(
@@ -397,7 +498,7 @@ def build_report(
     output_tokens = sum(m.output_tokens for m in measured)
     return SmokeReport(
         ok=all(c.ok for c in checks),
-        base_url=options.base_url,
+        base_url=redact_url(options.base_url),
         model=options.model,
         prompt=options.prompt,
         requests=options.requests,
@@ -415,16 +516,6 @@ def build_report(
         wall_s=wall_s,
         streams=tuple(streams),
     )
-
-
-def _deltas(record: StreamRecord) -> list[ChatDelta]:
-    found = []
-    for timed in record.events:
-        if timed.event.data != DONE:
-            delta = _delta_or_none(timed.event.data, timed.arrived_s)
-            if delta is not None:
-                found.append(delta)
-    return found
 
 
 def _combine(name: str, streams: Sequence[StreamReport]) -> Check:

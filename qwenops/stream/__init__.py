@@ -1,31 +1,34 @@
-"""The streaming client: WHATWG SSE parsing, typed deltas, typed errors, and latency metrics.
+"""The streaming client: WHATWG SSE parsing, one chunk decoder, typed deltas, typed errors, latency metrics.
 
+Everything is explicit (server URL, model, API key, sampling): the library reads no settings or profiles.
 Light to import (httpx is imported when a stream is opened), so `qwenops --help` stays fast.
 """
 
 from qwenops.errors import HTTPStatusError, InBandError, StreamError, StreamInterrupted, StreamTimeout
+from qwenops.stream.chunks import ChatDelta, DeltaReader, Usage, decode_event
 from qwenops.stream.client import (
-    ChatDefaults,
-    ChatDelta,
     ChatRequest,
-    DeltaReader,
     Endpoint,
+    NotEventStream,
+    NotHTTPError,
+    RunawayStream,
     TimedEvent,
     Timeouts,
-    Usage,
     astream_chat,
     stream_chat,
 )
 from qwenops.stream.sse import ServerSentEvent, SSEDecoder, parse_sse
 
 __all__ = [
-    "ChatDefaults",
     "ChatDelta",
     "ChatRequest",
     "DeltaReader",
     "Endpoint",
     "HTTPStatusError",
     "InBandError",
+    "NotEventStream",
+    "NotHTTPError",
+    "RunawayStream",
     "SSEDecoder",
     "ServerSentEvent",
     "StreamError",
@@ -35,6 +38,7 @@ __all__ = [
     "Timeouts",
     "Usage",
     "astream_chat",
+    "decode_event",
     "parse_sse",
     "stream_chat",
 ]

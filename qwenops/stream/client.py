@@ -1,51 +1,84 @@
 """Stream chat completions from an OpenAI-compatible server (vLLM), sync and async, on httpx.
 
-    for delta in stream_chat([{"role": "user", "content": "Say hello."}]):
+    for delta in stream_chat([{"role": "user", "content": "Say hello."}],
+                             base_url="http://127.0.0.1:8000", model="Qwen3-14B"):
         print(delta.content, end="", flush=True)
+
+The caller says where to send, with which key and which parameters: this module reads no settings and
+no profile, so a key goes only where its caller sends it (`qwenops smoke-stream` resolves its own
+defaults, see `qwenops.smoke.resolve_options`).
 
 What the article's hand-rolled clients get wrong and this gets right:
 - events are parsed by the WHATWG rules (`qwenops.stream.sse`), not by `line.startswith("data: ")`;
 - connect and read timeouts are separate: a 14B model may think for a while, a dead host must fail fast;
+  keep-alive comments are not progress, and a whole answer can have a deadline;
 - every failure is its own typed error, never swallowed: an HTTP error status (`HTTPStatusError`, with
   status and body), an error sent inside a 200 stream (`InBandError`, as vLLM does when its engine dies),
   a connection cut before `data: [DONE]` (`StreamInterrupted`, with the text received so far), silence
   longer than the read timeout (`StreamTimeout`), no server at all (`UnreachableError`);
+- a server that never ends the answer is stopped (`RunawayStream`), and no event may grow without bound;
 - each delta carries the monotonic time its bytes arrived, so latency metrics need no second clock;
 - the async variant never blocks the event loop.
 
 Layers, so the smoke test can check the raw stream and the library can hide it: `ChatRequest` builds the
-body; `open_chat_stream` / `aopen_chat_stream` send it and yield `TimedEvent`s; `DeltaReader` (sans-IO)
-turns events into `ChatDelta`s and raises the in-band and interruption errors; `stream_chat` /
-`astream_chat` put the three together.
+body; `open_chat_stream` / `aopen_chat_stream` send it and yield `TimedEvent`s; `DeltaReader`
+(`qwenops.stream.chunks`, sans-IO) turns events into `ChatDelta`s and raises the in-band and
+interruption errors; `stream_chat` / `astream_chat` put the three together.
 """
 
 from __future__ import annotations
 
+import ast
 import json
+import math
+import re
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
-
-from pydantic import BaseModel, ConfigDict, ValidationError
 
 from qwenops.errors import (
     BadInputError,
     HTTPStatusError,
-    InBandError,
     StreamError,
     StreamInterrupted,
     StreamTimeout,
     UnreachableError,
 )
-from qwenops.stream.sse import ServerSentEvent, SSEDecoder
+from qwenops.stream.chunks import DONE, ChatDelta, DeltaReader, Usage
+from qwenops.stream.sse import EventTooLarge, ServerSentEvent, SSEDecoder
 
 if TYPE_CHECKING:
     import httpx
 
-DEFAULT_BASE_URL = "http://127.0.0.1:8000"
-DONE = "[DONE]"
+__all__ = [
+    "DONE",
+    "ChatDelta",
+    "ChatRequest",
+    "DeltaReader",
+    "Endpoint",
+    "NotEventStream",
+    "NotHTTPError",
+    "OpenStream",
+    "RunawayStream",
+    "TimedEvent",
+    "Timeouts",
+    "TransportCut",
+    "Usage",
+    "aopen_chat_stream",
+    "astream_chat",
+    "check_api_key",
+    "describe_body",
+    "http_status_error",
+    "normalize_base_url",
+    "not_event_stream",
+    "open_chat_stream",
+    "redact_url",
+    "stream_chat",
+]
+
 # Bodies of HTTP errors are kept for the message; an error page is never worth more than this.
 _MAX_ERROR_BODY = 4096
 
@@ -55,68 +88,35 @@ Message = Mapping[str, Any]
 # --------------------------------------------------------------------------------------------- values
 
 
+def _seconds(value: float | None, name: str, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+        raise BadInputError(f"must be a finite number of seconds > 0, got {value!r}", field=f"timeouts.{name}")
+
+
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    """Seconds. `read_s` is the longest silence between two reads, not a limit on the whole answer."""
+    """Seconds. `read_s` is the longest wait for the next event (keep-alive comments and parts of an
+    event are not progress), not a limit on the whole answer; `total_s` is that limit, from sending
+    the request to `data: [DONE]` (None: none)."""
 
     connect_s: float = 5.0
     read_s: float = 60.0
     write_s: float = 10.0
+    total_s: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("connect_s", "read_s", "write_s"):
+            _seconds(getattr(self, name), name)
+        _seconds(self.total_s, "total_s", optional=True)
 
     def httpx(self) -> httpx.Timeout:
         import httpx
 
-        return httpx.Timeout(
-            connect=self.connect_s, read=self.read_s, write=self.write_s, pool=self.connect_s
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-
-
-@dataclass(frozen=True, slots=True)
-class ChatDelta:
-    """One `chat.completion.chunk`, flattened to its first choice.
-
-    `arrived_s` is `time.perf_counter()` when the bytes that completed this chunk arrived; `sent_s` on the
-    stream is the same clock just before the request was sent, so `arrived_s - sent_s` is a latency.
-    """
-
-    arrived_s: float
-    id: str
-    model: str
-    role: str | None = None
-    content: str = ""
-    reasoning_content: str = ""
-    finish_reason: str | None = None
-    usage: Usage | None = None
-    has_choice: bool = True  # False for the usage-only chunk, whose `choices` is empty
-    token_ids: tuple[int, ...] | None = None  # vLLM's `token_ids`, sent when the request asks `return_token_ids`
-
-    @property
-    def is_token(self) -> bool:
-        """True for a chunk that a generated token produced: any chunk with a choice except the
-        opening one that only announces the role.
-
-        vLLM sends one per engine step, text or not: the stop token is the empty chunk with
-        `finish_reason`, and special tokens (after `ignore_eos`) arrive as `content: ""`.
-        """
-        if not self.has_choice:
-            return False
-        announces_role = self.role is not None and not (self.content or self.reasoning_content)
-        return not announces_role or self.finish_reason is not None
-
-    @property
-    def tokens(self) -> int:
-        """Tokens this chunk carries: exact with `token_ids`; else 1 per token chunk, a lower bound,
-        because vLLM merges the deltas of several engine steps into one chunk when the reader lags."""
-        if self.token_ids is not None:
-            return len(self.token_ids)
-        return int(self.is_token)
+        # One socket read may never wait longer than the whole answer may take.
+        read = self.read_s if self.total_s is None else min(self.read_s, self.total_s)
+        return httpx.Timeout(connect=self.connect_s, read=read, write=self.write_s, pool=self.connect_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,189 +150,102 @@ class ChatRequest:
         body.update(self.extra_body)
         return body
 
+    @cached_property
+    def encoded(self) -> bytes:
+        """The body as sent, encoded once (a request sent N times is not serialised N times)."""
+        return json.dumps(self.body(), ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
-# --------------------------------------------------------------------------------------------- sans-IO
+    @property
+    def max_events(self) -> int | None:
+        """Events beyond which a stream is a runaway: a server that honours `max_tokens` sends at most one
+        per token plus the role, closing and usage chunks and `[DONE]`; twice that and more is not slow
+        generation, it is a server that does not stop (None: no `max_tokens`, no bound known)."""
+        return None if self.max_tokens is None else 2 * self.max_tokens + 8
 
 
-class DeltaReader:
-    """Turns SSE events into `ChatDelta`s; raises `InBandError`, and `StreamInterrupted` from `finish()`."""
+# --------------------------------------------------------------------------------------------- URLs
 
-    __slots__ = ("chunks", "done", "text")
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)([^/?#]*)@")
 
-    def __init__(self) -> None:
-        self.done = False
-        self.text: list[str] = []  # content and reasoning so far, for the errors that carry it
-        self.chunks = 0  # tokens so far (see ChatDelta.tokens)
 
-    def read(self, timed: TimedEvent) -> ChatDelta | None:
-        data = timed.event.data
-        if data == DONE:
-            self.done = True
-            return None
-        try:
-            chunk = json.loads(data)
-        except ValueError:
-            raise StreamError(f"the server sent an event that is not JSON: {data[:200]!r}") from None
-        if not isinstance(chunk, dict):
-            raise StreamError(f"the server sent an event that is not a JSON object: {data[:200]!r}")
-        if "error" in chunk:
-            raise in_band_error(chunk["error"], text_so_far="".join(self.text), chunks=self.chunks)
-        delta = chunk_to_delta(chunk, timed.arrived_s)
-        self.chunks += delta.tokens
-        if delta.content:
-            self.text.append(delta.content)
-        elif delta.reasoning_content:
-            self.text.append(delta.reasoning_content)
-        return delta
+def redact_url(url: str) -> str:
+    """The URL with any user:password@ part masked as ***@, for every message and report."""
+    return _USERINFO.sub(r"\1***@", url)
 
-    def finish(self, cause: str = "the server closed the connection") -> None:
-        if not self.done:
-            raise self.interrupted(cause)
 
-    def interrupted(self, cause: str) -> StreamInterrupted:
-        return StreamInterrupted(
-            f"stream interrupted after {self.chunks} tokens: {cause} before data: [DONE]",
-            text_so_far="".join(self.text),
-            chunks=self.chunks,
-            hint="check the server log (qwenops troubleshoot); the engine may have died",
+def normalize_base_url(url: str, *, field: str = "base_url") -> str:
+    """The server's root URL as requests are built from it (no trailing / or /v1), or `BadInputError`
+    naming `field` and saying what is wrong; the message shows the URL with its credentials masked."""
+    from urllib.parse import urlsplit
+
+    shown = redact_url(url)
+    bad = next((c for c in url if not c.isprintable() or c.isspace()), None)
+    if bad is not None:
+        where = url.index(bad)
+        what = "a line break" if bad in "\r\n" else "a space" if bad == " " else f"the character {bad!r}"
+        raise BadInputError(
+            f"{shown!r} has {what} at character {where + 1}", field=field, hint="remove it: a URL is one word"
         )
-
-
-class _WireModel(BaseModel):
-    # Strict: a chunk whose fields have the wrong JSON types is the server's bug to report, not to coerce.
-    model_config = ConfigDict(strict=True, frozen=True)
-
-
-class _WireDelta(_WireModel):
-    role: str | None = None
-    content: str | None = None
-    # vLLM >= 0.10 names it `reasoning`; older vLLM and DeepSeek's API `reasoning_content`.
-    reasoning: str | None = None
-    reasoning_content: str | None = None
-
-
-class _WireChoice(_WireModel):
-    delta: _WireDelta | None = None
-    finish_reason: str | None = None
-    token_ids: list[int] | None = None
-
-
-class _WireUsage(_WireModel):
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    total_tokens: int | None = None
-
-
-class _WireChunk(_WireModel):
-    """The fields of a `chat.completion.chunk` that qwenops reads; any others are ignored."""
-
-    id: str | None = None
-    model: str | None = None
-    choices: list[_WireChoice] | None = None
-    usage: _WireUsage | None = None
-
-
-def chunk_to_delta(chunk: Mapping[str, Any], arrived_s: float) -> ChatDelta:
-    """A parsed `chat.completion.chunk` as a `ChatDelta` (first choice; a usage-only chunk has none).
-
-    Raises `StreamError` naming the field when the chunk does not have the shape of one."""
     try:
-        wire = _WireChunk.model_validate(chunk)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"])
-        wanted = _WANTED.get(first["type"], first["msg"].lower())
-        raise StreamError(
-            f"the server sent a malformed chunk: chunk{where} {wanted}, got {_short_json(first['input'])}",
-            hint="the server is not speaking OpenAI's chat.completion.chunk format",
-        ) from None
-    choice = wire.choices[0] if wire.choices else None
-    delta = choice.delta if choice is not None and choice.delta is not None else _WireDelta()
-    usage = wire.usage
-    return ChatDelta(
-        arrived_s=arrived_s,
-        id=wire.id or "",
-        model=wire.model or "",
-        role=delta.role,
-        content=delta.content or "",
-        reasoning_content=delta.reasoning or delta.reasoning_content or "",
-        finish_reason=choice.finish_reason if choice is not None else None,
-        has_choice=choice is not None,
-        token_ids=tuple(choice.token_ids) if choice is not None and choice.token_ids is not None else None,
-        usage=Usage(
-            prompt_tokens=usage.prompt_tokens or 0,
-            completion_tokens=usage.completion_tokens or 0,
-            total_tokens=usage.total_tokens or 0,
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- parsing the port is the check
+    except ValueError as exc:  # an unclosed IPv6 bracket, a port that is not a number in range
+        raise BadInputError(f"{shown!r} is not a URL: {exc}", field=field, hint="e.g. http://127.0.0.1:8000") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadInputError(f"{shown!r} is not an http(s) URL", field=field, hint="e.g. http://127.0.0.1:8000")
+    if parts.query or parts.fragment:
+        raise BadInputError(
+            f"{shown!r} has a ?query or #fragment", field=field, hint="give the server's root URL, e.g. http://host:8000"
         )
-        if usage is not None
-        else None,
+    return url.rstrip("/").removesuffix("/v1").rstrip("/")
+
+
+_KEY_CHARS = re.compile(r"[\x21-\x7e]+")
+
+
+def check_api_key(key: str) -> None:
+    """An HTTP header carries printable ASCII; say where the key breaks that, without printing it."""
+    if _KEY_CHARS.fullmatch(key):
+        return
+    where, bad = next((i, c) for i, c in enumerate(key) if not _KEY_CHARS.fullmatch(c))
+    if "\udc80" <= bad <= "\udcff":  # how Python keeps a byte of the environment that is not UTF-8
+        what = f"a byte that is not UTF-8 text (0x{ord(bad) - 0xDC00:02x})"
+    elif bad in "\r\n":
+        what = "a line break"
+    elif bad.isspace():
+        what = "a space"
+    elif not bad.isprintable():
+        what = "a control character"
+    else:
+        what = "not ASCII"
+    raise BadInputError(
+        f"the API key's character {where + 1} of {len(key)} is {what}; an HTTP header carries printable ASCII only",
+        field="api_key",
+        hint="set it to the key exactly as the server was given it (vLLM's --api-key)",
     )
-
-
-# pydantic's error types, in the words of the JSON the server sent
-_WANTED = {
-    "model_type": "must be an object",
-    "list_type": "must be an array",
-    "string_type": "must be a string",
-    "int_type": "must be an integer",
-}
-
-
-def _short_json(value: object) -> str:
-    text = json.dumps(value, default=repr)
-    return text if len(text) <= 80 else text[:79] + "…"
-
-
-def in_band_error(error: Any, *, text_so_far: str, chunks: int) -> InBandError:
-    info = error if isinstance(error, dict) else {"message": str(error)}
-    message = str(info.get("message") or info)
-    return InBandError(
-        f"the server reported an error inside the stream: {message}",
-        error=info,
-        text_so_far=text_so_far,
-        chunks=chunks,
-    )
-
-
-def http_status_error(status_code: int, body: bytes, *, model: str) -> HTTPStatusError:
-    text = body[:_MAX_ERROR_BODY].decode("utf-8", "replace")
-    message = text.strip() or "(empty body)"
-    try:
-        parsed = json.loads(text)
-        # OpenAI/vLLM: {"error": {"message": ...}}; FastAPI: {"detail": ...}
-        err = parsed.get("error", parsed) if isinstance(parsed, dict) else parsed
-        message = str(err.get("message") or err.get("detail") or err) if isinstance(err, dict) else str(err)
-    except ValueError:
-        pass
-    hint = code = None
-    if status_code == 401:
-        code = "unauthorized"
-        hint = "the server wants an API key: set QWENOPS_API_KEY to the value of its --api-key"
-    elif status_code == 404 and "model" in message.lower():
-        code = "model_not_found"
-        hint = f"the server does not serve a model named {model!r}; pass the served name with --model"
-    return HTTPStatusError(
-        f"HTTP {status_code}: {' '.join(message.split())[:300]}",
-        status_code=status_code,
-        body=text,
-        hint=hint,
-        code=code,
-    )
-
-
-# --------------------------------------------------------------------------------------------- transport
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where and how to send: base URL (without /v1) and the API key, if the server wants one."""
+    """Where and how to send: the server's root URL (a trailing /v1 is dropped) and the API key, if the
+    server wants one. Both are checked here, so a bad value is `BadInputError` before anything is sent."""
 
-    base_url: str = DEFAULT_BASE_URL
+    base_url: str
     api_key: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "base_url", normalize_base_url(self.base_url))
+        if self.api_key:
+            check_api_key(self.api_key)
+
+    @property
+    def shown(self) -> str:
+        """The base URL as messages show it: credentials masked."""
+        return redact_url(self.base_url)
 
     @property
     def url(self) -> str:
-        return self.base_url.rstrip("/") + "/v1/chat/completions"
+        return self.base_url + "/v1/chat/completions"
 
     def headers(self) -> dict[str, str]:
         headers = {"Accept": "text/event-stream", "Content-Type": "application/json"}
@@ -340,10 +253,112 @@ class Endpoint:
             headers["Authorization"] = f"Bearer {self.api_key}"
         return headers
 
+    def scrub(self, text: str) -> str:
+        """`text` (a transport's message) without the URL's credentials or the key in it."""
+        text = text.replace(self.base_url, self.shown)
+        userinfo = _USERINFO.match(self.base_url)
+        if userinfo is not None:
+            text = text.replace(userinfo.group(2) + "@", "***@")
+        if self.api_key:
+            text = text.replace(self.api_key, "***")
+        return text
+
+
+# --------------------------------------------------------------------------------------------- errors
+
+
+class NotEventStream(StreamError):
+    """The server answered HTTP 200, but with a body that is not an event stream."""
+
+    code = "not_event_stream"
+
+
+class NotHTTPError(UnreachableError):
+    """Something listens there, but does not answer in HTTP."""
+
+    code = "not_http"
+
+
+class RunawayStream(StreamError):
+    """The server kept sending past any answer `max_tokens` allows, or sent an event without end."""
+
+    code = "runaway_stream"
+
+
+_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
+def _one_line(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def describe_body(body: bytes, content_type: str = "") -> str:
+    """What a body that was not what we asked for is, in a few words: an HTML page (and its title),
+    a JSON document (a non-streamed completion, or its start), or the start of the text."""
+    size = f"{len(body):,} bytes" + ("+" if len(body) >= _MAX_ERROR_BODY else "")
+    head = body.lstrip()[:64].lower()
+    if "html" in content_type.lower() or head.startswith((b"<!doctype html", b"<html")):
+        title = _TITLE.search(body)
+        name = _one_line(title.group(1).decode("utf-8", "replace"), 60) if title else ""
+        return f"an HTML page titled {name!r} ({size})" if name else f"an HTML page ({size})"
+    text = body.decode("utf-8", "replace")
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict) and parsed.get("object") == "chat.completion":
+        return f"a whole chat.completion as one JSON document ({size}): the server ignored stream: true"
+    if parsed is not None:
+        return f"a JSON document ({size}): {_one_line(text, 100)}"
+    return f"{size} of text: {_one_line(text, 100)!r}" if text.strip() else "an empty body"
+
+
+def http_status_error(status_code: int, body: bytes, *, model: str, content_type: str = "") -> HTTPStatusError:
+    text = body[:_MAX_ERROR_BODY].decode("utf-8", "replace")
+    message = None
+    try:
+        parsed = json.loads(text)
+        # OpenAI/vLLM: {"error": {"message": ...}}; FastAPI: {"detail": ...}
+        err = parsed.get("error", parsed) if isinstance(parsed, dict) else parsed
+        message = str(err.get("message") or err.get("detail") or err) if isinstance(err, dict) else str(err)
+        message = _one_line(message, 300)
+    except ValueError:
+        pass
+    if message is None:
+        # Not the JSON error an OpenAI-compatible server sends: a proxy's or another server's page.
+        message = f"expected a JSON error, got {describe_body(body, content_type)}" if body.strip() else "(empty body)"
+    hint = code = None
+    if status_code == 401:
+        code = "unauthorized"
+        hint = "the server wants an API key (vLLM's --api-key): pass it as api_key"
+    elif status_code == 404 and "model" in message.lower():
+        code = "model_not_found"
+        hint = f"the server does not serve a model named {model!r}; GET /v1/models lists the names it serves"
+    return HTTPStatusError(f"HTTP {status_code}: {message}", status_code=status_code, body=text, hint=hint, code=code)
+
+
+def not_event_stream(content_type: str, body: bytes) -> NotEventStream:
+    seen = repr(content_type) if content_type else "no Content-Type"
+    return NotEventStream(
+        f"the server answered HTTP 200 with {seen}, not text/event-stream: {describe_body(body, content_type)}",
+        hint="is base_url the root of an OpenAI-compatible server such as vLLM (no /v1, no other path)?",
+    )
+
+
+# --------------------------------------------------------------------------------------------- transport
+
+
+class TransportCut(Exception):
+    """The transport lost the connection mid-body; `DeltaReader` turns it into `StreamInterrupted`."""
+
 
 @dataclass
 class OpenStream:
-    """A response whose headers have arrived; `events()` / `aevents()` yield what follows."""
+    """A response whose headers have arrived; `events()` / `aevents()` yield what follows.
+
+    Both end with `StreamTimeout` when no event completes for `timeouts.read_s` (keep-alive comments do
+    not count) or the answer outlasts `timeouts.total_s`, and with `RunawayStream` after `max_events`."""
 
     status_code: int
     content_type: str
@@ -351,70 +366,156 @@ class OpenStream:
     headers_s: float
     _response: Any
     _timeouts: Timeouts
+    max_events: int | None = None
     decoder: SSEDecoder = field(default_factory=SSEDecoder)
-
-    def read_body(self) -> bytes:
-        """The whole body of an error answer (not for streams: it would wait for the end)."""
-        body: bytes = self._response.read()
-        return body[:_MAX_ERROR_BODY]
-
-    async def aread_body(self) -> bytes:
-        body: bytes = await self._response.aread()
-        return body[:_MAX_ERROR_BODY]
 
     @property
     def is_event_stream(self) -> bool:
         return self.content_type.split(";", 1)[0].strip().lower() == "text/event-stream"
 
-    def events(self) -> Iterator[TimedEvent]:
-        """Events as they complete; a cut connection or a read timeout ends the iteration with an error."""
+    def read_body(self) -> bytes:
+        """The start of a body that is not a stream (an error page): at most 4 KiB, read as it comes."""
+        body = b""
+        for chunk in self._response.iter_bytes():
+            body += chunk
+            if len(body) >= _MAX_ERROR_BODY:
+                break
+        return body[:_MAX_ERROR_BODY]
+
+    async def aread_body(self) -> bytes:
+        body = b""
+        async for chunk in self._response.aiter_bytes():
+            body += chunk
+            if len(body) >= _MAX_ERROR_BODY:
+                break
+        return body[:_MAX_ERROR_BODY]
+
+    def _silence(self, quiet_since: float, now: float) -> StreamTimeout:
+        if self._timeouts.total_s is not None and now - self.sent_s >= self._timeouts.total_s:
+            return StreamTimeout(
+                f"the answer did not finish within {self._timeouts.total_s:g} s (deadline)",
+                hint="raise the deadline if answers this long are expected",
+            )
+        return StreamTimeout(
+            f"no event for {now - quiet_since:.1f} s (read timeout {self._timeouts.read_s:g} s; "
+            "keep-alive comments do not count)",
+            hint="raise the read timeout if the model is slow to start answering",
+        )
+
+    def _runaway(self, count: int) -> RunawayStream:
+        return RunawayStream(
+            f"{count} events and no data: [DONE], far more than max_tokens allows (at most {self.max_events}); "
+            "stopped reading",
+            hint="the server does not honour max_tokens or never ends the stream",
+        )
+
+    def _oversized(self, exc: EventTooLarge) -> RunawayStream:
+        return RunawayStream(f"{exc}; stopped reading", hint="the server is not sending an event stream")
+
+    def events(self) -> Generator[TimedEvent, None, None]:
+        """Events as they complete; a cut connection or a timeout ends the iteration with an error.
+
+        Silence and the deadline are checked when bytes arrive (a blocking read cannot be interrupted),
+        so a server that sends nothing fails after the socket's read timeout, which is never longer."""
         import httpx
 
         clock = time.perf_counter
         decoder = self.decoder
+        idle = self._timeouts.read_s
+        end = math.inf if self._timeouts.total_s is None else self.sent_s + self._timeouts.total_s
+        limit = self.max_events if self.max_events is not None else math.inf
+        quiet_since = self.headers_s
+        count = 0
         try:
             for chunk in self._response.iter_bytes():
                 now = clock()
-                for event in decoder.feed(chunk):
-                    yield TimedEvent(now, event)
+                events = decoder.feed(chunk)
+                if events:
+                    quiet_since = now
+                    count += len(events)
+                    for event in events:
+                        yield TimedEvent(now, event)
+                    if count > limit:
+                        raise self._runaway(count)
+                if now - quiet_since > idle or now > end:
+                    raise self._silence(quiet_since, now)
         except httpx.ReadTimeout:
-            raise StreamTimeout(
-                f"no bytes for {self._timeouts.read_s:g} s (read timeout)",
-                hint="raise --timeout if the model is slow to start answering",
-            ) from None
+            raise self._silence(quiet_since, clock()) from None
         except httpx.TransportError as exc:  # after the headers, any transport failure cuts the answer
             raise TransportCut(str(exc) or type(exc).__name__) from None
+        except EventTooLarge as exc:
+            raise self._oversized(exc) from None
         decoder.close()
 
-    async def aevents(self) -> AsyncIterator[TimedEvent]:
+    async def aevents(self) -> AsyncGenerator[TimedEvent, None]:
+        """`events()` for asyncio (any anyio backend): here silence and the deadline interrupt the read."""
+        import anyio
         import httpx
 
         clock = time.perf_counter
         decoder = self.decoder
+        idle = self._timeouts.read_s
+        end = math.inf if self._timeouts.total_s is None else self.sent_s + self._timeouts.total_s
+        limit = self.max_events if self.max_events is not None else math.inf
+        quiet_since = self.headers_s
+        count = 0
+        chunks = self._response.aiter_bytes().__aiter__()
         try:
-            async for chunk in self._response.aiter_bytes():
+            while True:
+                with anyio.move_on_after(min(quiet_since + idle, end) - clock()) as waiting:
+                    try:
+                        chunk = await chunks.__anext__()
+                    except StopAsyncIteration:
+                        break
                 now = clock()
-                for event in decoder.feed(chunk):
-                    yield TimedEvent(now, event)
+                if waiting.cancelled_caught:
+                    raise self._silence(quiet_since, now)
+                events = decoder.feed(chunk)
+                if events:
+                    quiet_since = now
+                    count += len(events)
+                    for event in events:
+                        yield TimedEvent(now, event)
+                    if count > limit:
+                        raise self._runaway(count)
         except httpx.ReadTimeout:
-            raise StreamTimeout(
-                f"no bytes for {self._timeouts.read_s:g} s (read timeout)",
-                hint="raise --timeout if the model is slow to start answering",
-            ) from None
+            raise self._silence(quiet_since, clock()) from None
         except httpx.TransportError as exc:  # after the headers, any transport failure cuts the answer
             raise TransportCut(str(exc) or type(exc).__name__) from None
+        except EventTooLarge as exc:
+            raise self._oversized(exc) from None
+        finally:
+            await chunks.aclose()
         decoder.close()
-
-
-class TransportCut(Exception):
-    """The transport lost the connection mid-body; `DeltaReader` turns it into `StreamInterrupted`."""
 
 
 def _unreachable(endpoint: Endpoint, cause: object) -> UnreachableError:
     return UnreachableError(
-        f"cannot connect to {endpoint.base_url}: {str(cause) or type(cause).__name__}",
+        f"cannot connect to {endpoint.shown}: {endpoint.scrub(str(cause) or type(cause).__name__)}",
         field="base_url",
         hint="is the server running and listening there? start it with qwenops serve",
+    )
+
+
+_NOT_HTTP_BYTES = re.compile(r"bytearray\((b(['\"]).*\2)\)", re.DOTALL)
+
+
+def _not_http(endpoint: Endpoint, exc: Exception) -> NotHTTPError:
+    """h11's complaint about a status line ("illegal status line: bytearray(b'\\x15\\x03...')") in words."""
+    reason = str(exc)
+    found = _NOT_HTTP_BYTES.search(reason)
+    if found is not None:
+        try:
+            first: bytes = ast.literal_eval(found.group(1))
+            got = f"{len(first)} bytes that are not a status line: {first[:24]!r}{'…' if len(first) > 24 else ''}"
+        except (ValueError, SyntaxError):
+            got = "bytes that are not a status line"
+    else:  # h11 says "illegal request line" when a peer sends a few bytes without a line break and closes
+        got = "bytes that are not an HTTP status line"
+    return NotHTTPError(
+        f"{endpoint.shown} does not answer in HTTP: expected a status line such as 'HTTP/1.1 200 OK', got {got}",
+        field="base_url",
+        hint="is that the server's port? a server that wants TLS needs https://",
     )
 
 
@@ -428,29 +529,41 @@ def _transport_errors(endpoint: Endpoint, timeouts: Timeouts) -> Iterator[None]:
     except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
         raise _unreachable(endpoint, exc) from None
     except httpx.ReadTimeout:
-        raise StreamTimeout(f"no response headers within {timeouts.read_s:g} s (read timeout)") from None
-    except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+        raise StreamTimeout(f"no response headers within {timeouts.httpx().read:g} s (read timeout)") from None
+    except httpx.RemoteProtocolError as exc:
+        if "without sending" in str(exc) or "disconnected" in str(exc).lower():
+            raise StreamInterrupted(
+                f"the server closed the connection before answering: {endpoint.scrub(str(exc))}",
+                text_so_far="",
+                chunks=0,
+            ) from None
+        raise _not_http(endpoint, exc) from None
+    except httpx.ReadError as exc:
         raise StreamInterrupted(
-            f"the server closed the connection before answering: {exc}", text_so_far="", chunks=0
+            f"the server closed the connection before answering: {endpoint.scrub(str(exc) or type(exc).__name__)}",
+            text_so_far="",
+            chunks=0,
         ) from None
     except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
         raise BadInputError(
-            f"{endpoint.base_url!r} is not a usable URL: {exc}", field="base_url", hint="e.g. http://127.0.0.1:8000"
+            f"{endpoint.shown!r} is not a usable URL: {endpoint.scrub(str(exc))}",
+            field="base_url",
+            hint="e.g. http://127.0.0.1:8000",
         ) from None
     except httpx.LocalProtocolError:
         # h11's message quotes the offending header, which would print the API key: leave it out.
         raise BadInputError(
             "the request is not valid HTTP: a header value is not one line of printable text",
             field="api_key",
-            hint="check QWENOPS_API_KEY",
+            hint="check the API key",
         ) from None
     except httpx.TransportError as exc:
-        # The rest (write errors and timeouts, pool timeouts, proxy and remote protocol errors) all mean that no
-        # answer can come from there; the type names which one.
+        # The rest (write errors and timeouts, pool timeouts, proxy errors) all mean that no answer can come
+        # from there; the type names which one.
         raise _unreachable(endpoint, f"{type(exc).__name__}: {exc}") from None
 
 
-def _opened(response: httpx.Response, sent_s: float, timeouts: Timeouts) -> OpenStream:
+def _opened(response: httpx.Response, sent_s: float, timeouts: Timeouts, request: ChatRequest) -> OpenStream:
     return OpenStream(
         status_code=response.status_code,
         content_type=response.headers.get("content-type", ""),
@@ -458,7 +571,30 @@ def _opened(response: httpx.Response, sent_s: float, timeouts: Timeouts) -> Open
         headers_s=time.perf_counter(),
         _response=response,
         _timeouts=timeouts,
+        max_events=request.max_events,
     )
+
+
+class _SendClock:
+    """When the request's head starts going out on the connection, from httpcore's `trace` extension.
+
+    That is the `sent` of every latency (README "Metrics and their formulas"): building the request in
+    Python and waiting for a connection (opening one, a TLS handshake, the pool) are not part of what
+    the server took to answer. Without trace events (a transport that sends none) the time just before
+    the request was handed to httpx stands in."""
+
+    __slots__ = ("sent_s",)
+
+    def __init__(self) -> None:
+        self.sent_s: float | None = None
+
+    def trace(self, name: str, _info: object) -> None:
+        if self.sent_s is None and name.endswith("send_request_headers.started"):
+            self.sent_s = time.perf_counter()
+
+    async def atrace(self, name: str, _info: object) -> None:
+        if self.sent_s is None and name.endswith("send_request_headers.started"):
+            self.sent_s = time.perf_counter()
 
 
 @contextmanager
@@ -466,115 +602,57 @@ def open_chat_stream(
     client: httpx.Client, endpoint: Endpoint, request: ChatRequest, timeouts: Timeouts
 ) -> Iterator[OpenStream]:
     """Send the request; yield the open stream (any status: the caller decides what an error is)."""
-    sent_s = time.perf_counter()
+    body, headers, clock = request.encoded, endpoint.headers(), _SendClock()
+    handed_s = time.perf_counter()
     with _transport_errors(endpoint, timeouts), client.stream(
-        "POST", endpoint.url, json=request.body(), headers=endpoint.headers(), timeout=timeouts.httpx()
+        "POST", endpoint.url, content=body, headers=headers, timeout=timeouts.httpx(),
+        extensions={"trace": clock.trace},
     ) as response:
-        yield _opened(response, sent_s, timeouts)
+        yield _opened(response, clock.sent_s or handed_s, timeouts, request)
 
 
 @asynccontextmanager
 async def aopen_chat_stream(
     client: httpx.AsyncClient, endpoint: Endpoint, request: ChatRequest, timeouts: Timeouts
 ) -> AsyncIterator[OpenStream]:
-    sent_s = time.perf_counter()
+    body, headers, clock = request.encoded, endpoint.headers(), _SendClock()
+    handed_s = time.perf_counter()
     with _transport_errors(endpoint, timeouts):
         async with client.stream(
-            "POST", endpoint.url, json=request.body(), headers=endpoint.headers(), timeout=timeouts.httpx()
+            "POST", endpoint.url, content=body, headers=headers, timeout=timeouts.httpx(),
+            extensions={"trace": clock.atrace},
         ) as response:
-            yield _opened(response, sent_s, timeouts)
+            yield _opened(response, clock.sent_s or handed_s, timeouts, request)
 
 
 def _require_ok(stream: OpenStream, body: bytes, request: ChatRequest) -> None:
     if stream.status_code != 200:
-        raise http_status_error(stream.status_code, body, model=request.model)
+        raise http_status_error(stream.status_code, body, model=request.model, content_type=stream.content_type)
     if not stream.is_event_stream:
-        raise StreamError(
-            f"the server answered with Content-Type {stream.content_type!r}, not text/event-stream",
-            hint="is base_url an OpenAI-compatible server?",
-        )
+        raise not_event_stream(stream.content_type, body)
 
 
 # --------------------------------------------------------------------------------------------- public API
 
 
-@dataclass(frozen=True)
-class ChatDefaults:
-    """Where the client's defaults come from when the caller leaves them out: settings and profile."""
-
-    endpoint: Endpoint
-    model: str
-    temperature: float
-    top_p: float
-    max_tokens: int
-
-    @classmethod
-    def load(cls, profile: str | None = None) -> ChatDefaults:
-        """QWENOPS_BASE_URL / QWENOPS_API_KEY from settings; model name and sampling from the profile."""
-        from qwenops.config.loader import load_profile
-        from qwenops.config.settings import load_settings
-        from qwenops.net import base_url as server_url
-
-        settings = load_settings()
-        chosen = load_profile(profile)
-        base_url = settings.base_url or server_url(chosen.host, chosen.port)
-        key = settings.api_key.get_secret_value() if settings.api_key else None
-        return cls(
-            endpoint=Endpoint(base_url=base_url, api_key=key),
-            model=chosen.api_model_name,
-            temperature=chosen.client.temperature,
-            top_p=chosen.client.top_p,
-            max_tokens=chosen.client.max_tokens,
-        )
-
-
-def _resolve(
-    messages: Sequence[Message],
-    *,
-    base_url: str | None,
-    api_key: str | None,
-    model: str | None,
-    temperature: float | None,
-    top_p: float | None,
-    max_tokens: int | None,
-    include_usage: bool,
-    extra_body: Mapping[str, Any] | None,
-    profile: str | None,
-) -> tuple[Endpoint, ChatRequest]:
-    defaults = None
-    if base_url is None or model is None or temperature is None or top_p is None or max_tokens is None:
-        defaults = ChatDefaults.load(profile)
-    elif api_key is None:
-        from qwenops.config.settings import load_settings
-
-        key = load_settings().api_key
-        api_key = key.get_secret_value() if key else None
-    if defaults is not None:
-        base_url = base_url or defaults.endpoint.base_url
-        api_key = api_key if api_key is not None else defaults.endpoint.api_key
-        model = model or defaults.model
-        temperature = defaults.temperature if temperature is None else temperature
-        top_p = defaults.top_p if top_p is None else top_p
-        max_tokens = defaults.max_tokens if max_tokens is None else max_tokens
-    assert base_url is not None and model is not None  # filled from defaults above
-    request = ChatRequest(
-        messages=messages,
-        model=model,
-        temperature=temperature,
-        top_p=top_p,
-        max_tokens=max_tokens,
-        include_usage=include_usage,
-        extra_body=dict(extra_body or {}),
+def _request(
+    messages: Sequence[Message], *, model: str, temperature: float | None, top_p: float | None,
+    max_tokens: int | None, include_usage: bool, extra_body: Mapping[str, Any] | None,
+) -> ChatRequest:
+    if not model:
+        raise BadInputError("must name the served model", field="model")
+    return ChatRequest(
+        messages=messages, model=model, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+        include_usage=include_usage, extra_body=dict(extra_body or {}),
     )
-    return Endpoint(base_url=base_url, api_key=api_key), request
 
 
 def stream_chat(
     messages: Sequence[Message],
     *,
-    base_url: str | None = None,
+    base_url: str,
+    model: str,
     api_key: str | None = None,
-    model: str | None = None,
     temperature: float | None = None,
     top_p: float | None = None,
     max_tokens: int | None = None,
@@ -582,19 +660,18 @@ def stream_chat(
     extra_body: Mapping[str, Any] | None = None,
     timeouts: Timeouts = Timeouts(),  # frozen, so one shared default is safe
     client: httpx.Client | None = None,
-    profile: str | None = None,
 ) -> Iterator[ChatDelta]:
     """Yield the deltas of one streamed chat completion; raise a typed `StreamError` if it fails.
 
-    Values left as None come from the environment (QWENOPS_BASE_URL, QWENOPS_API_KEY) and the profile
-    (served model name, `client:` sampling defaults). Pass `client` to reuse connections across calls.
+    Everything is explicit: the server's root URL, the served model name, the API key (sent only when
+    given, to `base_url` only), and the sampling (left out: the server's defaults). Pass `client` to
+    reuse connections across calls.
     """
     import httpx
 
-    endpoint, request = _resolve(
-        messages, base_url=base_url, api_key=api_key, model=model, temperature=temperature, top_p=top_p,
-        max_tokens=max_tokens, include_usage=include_usage, extra_body=extra_body, profile=profile,
-    )
+    endpoint = Endpoint(base_url=base_url, api_key=api_key)
+    request = _request(messages, model=model, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+                       include_usage=include_usage, extra_body=extra_body)
     owned = client is None
     http = client if client is not None else httpx.Client()
     try:
@@ -604,11 +681,11 @@ def stream_chat(
             reader = DeltaReader()
             try:
                 for timed in stream.events():
-                    delta = reader.read(timed)
+                    delta = reader.read(timed.event.data, timed.arrived_s)
                     if delta is not None:
                         yield delta
             except TransportCut as cut:
-                raise reader.interrupted(f"the connection broke ({cut})") from None
+                raise reader.interrupted(f"the connection broke ({endpoint.scrub(str(cut))})") from None
             reader.finish()
     finally:
         if owned:
@@ -618,9 +695,9 @@ def stream_chat(
 async def astream_chat(
     messages: Sequence[Message],
     *,
-    base_url: str | None = None,
+    base_url: str,
+    model: str,
     api_key: str | None = None,
-    model: str | None = None,
     temperature: float | None = None,
     top_p: float | None = None,
     max_tokens: int | None = None,
@@ -628,15 +705,13 @@ async def astream_chat(
     extra_body: Mapping[str, Any] | None = None,
     timeouts: Timeouts = Timeouts(),  # frozen, so one shared default is safe
     client: httpx.AsyncClient | None = None,
-    profile: str | None = None,
 ) -> AsyncIterator[ChatDelta]:
     """`stream_chat` for asyncio: the same deltas and errors, without blocking the event loop."""
     import httpx
 
-    endpoint, request = _resolve(
-        messages, base_url=base_url, api_key=api_key, model=model, temperature=temperature, top_p=top_p,
-        max_tokens=max_tokens, include_usage=include_usage, extra_body=extra_body, profile=profile,
-    )
+    endpoint = Endpoint(base_url=base_url, api_key=api_key)
+    request = _request(messages, model=model, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+                       include_usage=include_usage, extra_body=extra_body)
     owned = client is None
     http = client if client is not None else httpx.AsyncClient()
     try:
@@ -646,11 +721,11 @@ async def astream_chat(
             reader = DeltaReader()
             try:
                 async for timed in stream.aevents():
-                    delta = reader.read(timed)
+                    delta = reader.read(timed.event.data, timed.arrived_s)
                     if delta is not None:
                         yield delta
             except TransportCut as cut:
-                raise reader.interrupted(f"the connection broke ({cut})") from None
+                raise reader.interrupted(f"the connection broke ({endpoint.scrub(str(cut))})") from None
             reader.finish()
     finally:
         if owned:

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
-from qwenops.stream.client import ChatDelta
+from qwenops.stream.chunks import ChatDelta
 
 
 class Percentiles(BaseModel):

@@ -12,6 +12,9 @@ faster than `openai`'s (benchmarks/stream_client.py).
 The parser is sans-IO: feed it whatever byte chunks the socket gave, in any split, and it returns the
 events those bytes completed. Any chunking of the same bytes yields the same events (a hypothesis test
 proves it), which is what makes arrival timestamps per chunk trustworthy.
+
+The spec sets no size limit; this parser does (`max_event_bytes`, default 8 MiB): a line or an event
+that grows past it raises `EventTooLarge`, so a peer that never sends a line break cannot fill memory.
 """
 
 from __future__ import annotations
@@ -19,6 +22,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 _BOM = b"\xef\xbb\xbf"
+MAX_EVENT_BYTES = 8 * 1024 * 1024  # a vLLM chunk is ~300 bytes; a first chunk with 100k prompt token ids ~700 KB
+
+
+class EventTooLarge(ValueError):
+    """A line or an event grew past the decoder's `max_event_bytes` without ending."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,13 +42,18 @@ class ServerSentEvent:
 class SSEDecoder:
     """Incremental decoder: `feed(bytes) -> [events]`, then `close()` at end of stream."""
 
-    __slots__ = ("_at_start", "_data", "_event", "_last_id", "_pending", "_retry", "_skip_lf", "retry")
+    __slots__ = (
+        "_at_start", "_data", "_event", "_last_id", "_pending", "_retry", "_size", "_skip_lf", "max_event_bytes",
+        "retry",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, max_event_bytes: int = MAX_EVENT_BYTES) -> None:
+        self.max_event_bytes = max_event_bytes
         self._pending = b""  # bytes of a line whose end has not arrived yet
         self._at_start = True  # the BOM may only appear in the stream's first bytes
         self._skip_lf = False  # the previous chunk ended in CR: a leading LF now belongs to that CRLF
         self._data: list[bytes] = []
+        self._size = 0  # bytes in _data
         self._event = b""
         self._last_id = ""
         self._retry: int | None = None  # a retry field seen in the event being built
@@ -77,9 +90,11 @@ class SSEDecoder:
                     events.append(event)
             elif line.startswith(b"data:"):
                 # The hot path: vLLM sends one `data: {json}` line per event.
-                self._data.append(line[6:] if line[5:6] == b" " else line[5:])
+                self._add_data(line[6:] if line[5:6] == b" " else line[5:])
             else:
                 self._field(line)
+        if len(self._pending) > self.max_event_bytes:
+            raise EventTooLarge(f"a line grew past {self.max_event_bytes:,} bytes without a line break")
         return events
 
     def _strip_bom(self, chunk: bytes) -> bytes:
@@ -95,9 +110,16 @@ class SSEDecoder:
         """End of stream: an event without its blank line is discarded, as the spec says."""
         self._pending = b""
         self._data = []
+        self._size = 0
         self._event = b""
         self._retry = None
         return []
+
+    def _add_data(self, value: bytes) -> None:
+        self._data.append(value)
+        self._size += len(value)
+        if self._size > self.max_event_bytes:
+            raise EventTooLarge(f"an event grew past {self.max_event_bytes:,} bytes without ending")
 
     def _field(self, line: bytes) -> None:
         if line.startswith(b":"):
@@ -106,7 +128,7 @@ class SSEDecoder:
         if colon and value.startswith(b" "):
             value = value[1:]
         if name == b"data":
-            self._data.append(value)
+            self._add_data(value)
         elif name == b"event":
             self._event = value
         elif name == b"id":
@@ -119,6 +141,7 @@ class SSEDecoder:
     def _dispatch(self) -> ServerSentEvent | None:
         data, event, retry = self._data, self._event, self._retry
         self._data = []
+        self._size = 0
         self._event = b""
         self._retry = None
         if not data:

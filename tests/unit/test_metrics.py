@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from qwenops.stream.client import ChatDelta, Usage
+from qwenops.stream.chunks import ChatDelta, Usage
 from qwenops.stream.metrics import Percentiles, percentile, stream_metrics
 
 

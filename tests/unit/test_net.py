@@ -1,4 +1,4 @@
-"""The one port check (doctor and serve) and the one bind-host -> URL rule (serve and the stream client)."""
+"""The one port check (doctor and serve) and the one bind-host -> URL rule (serve and smoke-stream)."""
 
 from __future__ import annotations
 
@@ -25,15 +25,17 @@ def test_a_bind_host_becomes_a_url_host_with_ipv6_in_brackets(bind_host: str, ur
     assert base_url(bind_host, 8000) == url
 
 
-def test_serve_and_the_stream_client_share_the_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_serve_and_smoke_stream_share_the_rule(monkeypatch: pytest.MonkeyPatch) -> None:
     from qwenops.serve import plan_serve
-    from qwenops.stream.client import ChatDefaults
+    from qwenops.smoke import resolve_options
 
     monkeypatch.delenv("QWENOPS_BASE_URL", raising=False)
     monkeypatch.setenv("QWENOPS_HOST", "::1")
     monkeypatch.setenv("QWENOPS_PORT", "18345")
     assert plan_serve("cpu-tiny").base_url == "http://[::1]:18345"
-    assert ChatDefaults.load("cpu-tiny").endpoint.base_url == "http://[::1]:18345"
+    smoke = resolve_options(profile="cpu-tiny", base_url=None, model=None, prompt=None, max_tokens=None, concurrency=1,
+                            requests=None, max_ttft_s=None, min_tokens_per_s=None, timeout_s=60)
+    assert smoke.base_url == "http://[::1]:18345"
     assert connect_host("::") == "[::1]"
 
 

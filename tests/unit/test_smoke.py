@@ -13,9 +13,9 @@ import pytest
 from click.testing import CliRunner
 
 from qwenops.cli import cli
+from qwenops.cli.views.smoke import smoke_summary
 from qwenops.errors import StreamInterrupted
 from qwenops.smoke import SmokeOptions, build_report, write_junit
-from qwenops.smoke_view import smoke_summary
 from qwenops.stream.client import TimedEvent
 from qwenops.stream.conformance import CHECK_NAMES, Expectations, StreamRecord, check_stream
 from qwenops.stream.sse import parse_sse
@@ -86,7 +86,7 @@ def test_a_good_stream_passes_every_check() -> None:
          {"usage_chunk"}),
         ([chunk("", role="assistant"), chunk("Hello"), chunk("!"), chunk("", finish="stop"), "[DONE]",
           usage_chunk(3)], {"done_last"}),
-        ([chunk("", role="assistant"), chunk("Hello"), chunk("!"), chunk("", finish="stop"), usage_chunk(2),
+        ([chunk("", role="assistant"), chunk("Hello"), chunk("!"), chunk("", finish="stop"), usage_chunk(1),
           "[DONE]"], {"token_count"}),
         ([chunk("", role="assistant"), chunk("Hello"), chunk("?"), chunk("", finish="stop"), usage_chunk(3),
           "[DONE]"], {"coherence"}),
@@ -120,7 +120,23 @@ def test_without_token_ids_fewer_chunks_than_tokens_is_allowed() -> None:
               "[DONE]"]
     by_name = {c.name: c for c in check_stream(record(sse(events)), EXPECT)}
     assert by_name["token_count"].ok
-    assert "lower bound" in by_name["token_count"].detail
+    assert "only chunks <= tokens is checked" in by_name["token_count"].detail
+
+
+def test_a_closing_chunk_is_not_counted_as_a_token_without_token_ids() -> None:
+    """Issue #8 B: 10 content chunks, an empty closing chunk with finish_reason, usage 10. OpenAI and other
+    OpenAI-compatible servers do not count a stop token (vLLM does): the stream is valid."""
+    words = [chunk(f" w{i}") for i in range(10)]
+    events = [chunk("", role="assistant"), *words, chunk("", finish="stop"), usage_chunk(10), "[DONE]"]
+    expect = Expectations(model="Qwen3-14B", include_usage=True)
+    by_name = {c.name: c for c in check_stream(record(sse(events)), expect)}
+    assert by_name["token_count"].ok, by_name["token_count"].detail
+    assert by_name["token_count"].detail.startswith("10 chunks with text for 10 tokens")
+    # the one certain error without ids: more chunks with text than tokens
+    events[-2] = usage_chunk(9)
+    by_name = {c.name: c for c in check_stream(record(sse(events)), expect)}
+    assert not by_name["token_count"].ok
+    assert by_name["token_count"].detail == "10 chunks with text, more than usage.completion_tokens 9"
 
 
 def test_a_cut_stream_fails_completed_and_done_last() -> None:
@@ -219,6 +235,16 @@ def invoke(*args: str) -> Any:
         (["--max-ttft", "0"], "--max-ttft"),
         (["--min-tokens-per-s", "-2"], "--min-tokens-per-s"),
         (["--timeout", "nan-ish"], "--timeout"),
+        (["--timeout", "nan"], "--timeout"),
+        (["--timeout", "inf"], "--timeout"),
+        (["--max-ttft", "nan"], "--max-ttft"),
+        (["--max-ttft", "inf"], "--max-ttft"),
+        (["--min-tokens-per-s", "nan"], "--min-tokens-per-s"),
+        (["--min-tokens-per-s", "-inf"], "--min-tokens-per-s"),
+        (["--deadline", "nan"], "--deadline"),
+        (["--deadline", "0"], "--deadline"),
+        (["--base-url", "http://127.0.0.1:8000\n"], "--base-url"),
+        (["--base-url", "http://127.0.0.1:8000/?x=1"], "--base-url"),
         (["--base-url", "ftp://host:1"], "--base-url"),
         (["--base-url", "http://127.0.0.1:99999"], "--base-url"),
         (["--prompt", "  "], "--prompt"),
@@ -238,6 +264,37 @@ def test_bad_input_is_one_line_and_exit_2(args: list[str], field: str, json_mode
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert field in result.stderr
         assert len(lines) <= 3  # click's usage line + hint + the error, or our one line
+
+
+@pytest.mark.parametrize("option", ["--timeout", "--max-ttft", "--min-tokens-per-s", "--deadline"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "0"])
+def test_seconds_and_rates_must_be_finite_numbers_above_0(option: str, value: str) -> None:
+    """Issue #14.10: nan was a raw pydantic dump with exit 4, inf was accepted."""
+    result = invoke(option, value)
+    assert result.exit_code == 2
+    assert re.fullmatch(rf"error: {option}: must be a finite number greater than 0, got '{re.escape(value)}' "
+                        rf"\(e\.g\. {option} \d+\)\n", result.stderr), result.stderr
+
+
+@pytest.mark.parametrize("where", ["flag", "environment", "env file"])
+def test_a_base_url_with_a_line_break_is_bad_input(where: str, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue #14.9: a trailing newline was an httpx InvalidURL, exit 4."""
+    url = "http://user:pw-secret@127.0.0.1:8000\n"
+    args = []
+    if where == "flag":
+        args = ["--base-url", url]
+    elif where == "environment":
+        monkeypatch.setenv("QWENOPS_BASE_URL", url)
+    else:
+        env_file = tmp_path / "nl.env"
+        env_file.write_text(f'QWENOPS_BASE_URL="{url}"\n', encoding="utf-8")
+        monkeypatch.setenv("QWENOPS_ENV_FILE", str(env_file))
+    result = invoke(*args)
+    assert result.exit_code == 2
+    field = "--base-url" if where == "flag" else "QWENOPS_BASE_URL"
+    assert result.stderr == (f"error: {field}: 'http://***@127.0.0.1:8000\\n' has a line break at character 37 "
+                             "(remove it: a URL is one word)\n")
 
 
 def closed_port() -> int:
@@ -263,7 +320,7 @@ def test_unreachable_server_json() -> None:
 
 @pytest.mark.parametrize("args", [["--json"], []])
 def test_no_live_view_with_json_or_without_a_terminal(monkeypatch: pytest.MonkeyPatch, args: list[str]) -> None:
-    import qwenops.smoke_view as view
+    import qwenops.cli.views.smoke as view
 
     seen: list[bool] = []
 
@@ -307,8 +364,8 @@ def test_checks_on_recorded_streams(name: str, include_usage: bool, error: Excep
 def test_live_view_shows_running_text_and_counters() -> None:
     from rich.console import Console
 
-    from qwenops.smoke_view import LiveSmokeView
-    from qwenops.stream.client import ChatDelta
+    from qwenops.cli.views.smoke import LiveSmokeView
+    from qwenops.stream.chunks import ChatDelta
 
     console = Console(width=100, record=True, file=open("/dev/null", "w"))  # noqa: SIM115, PTH123
     view = LiveSmokeView(total=2, console=console)
@@ -336,3 +393,27 @@ def test_smoke_stream_help_stays_light() -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stderr.strip().splitlines()[-1] == "[]"
+
+
+def test_chunks_are_decoded_in_one_place() -> None:
+    """Issue #8 C: the client, the conformance checks and smoke-stream all read chunks through
+    qwenops.stream.chunks; none keeps its own copy of the decoding or of the interruption error."""
+    import inspect
+
+    import qwenops.smoke
+    import qwenops.stream.client
+    import qwenops.stream.conformance
+
+    for module in (qwenops.smoke, qwenops.stream.client, qwenops.stream.conformance):
+        source = inspect.getsource(module)
+        for copy in ("chunk_to_delta(", "_WireChunk", "_delta_or_none", "stream interrupted after"):
+            assert copy not in source, (module.__name__, copy)
+
+
+def test_the_cli_defaults_are_the_cores() -> None:
+    """cli/smoke.py cannot import the core (pydantic) at --help time, so its defaults are written twice."""
+    from qwenops import smoke
+    from qwenops.cli.smoke import smoke_stream
+
+    defaults = {p.name: p.default for p in smoke_stream.params}
+    assert (defaults["timeout"], defaults["deadline"]) == (smoke.DEFAULT_TIMEOUT_S, smoke.DEFAULT_DEADLINE_S)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qwenops.stream.sse import ServerSentEvent, SSEDecoder, parse_sse
+from qwenops.stream.sse import EventTooLarge, ServerSentEvent, SSEDecoder, parse_sse
 from tests.conftest import REPO
 
 CASES = REPO / "tests" / "data" / "sse" / "synthetic"
@@ -80,6 +80,26 @@ def test_partial_event_is_visible() -> None:
     assert decoder.has_partial_event
     decoder.feed(b" 1}\n\n")
     assert not decoder.has_partial_event
+
+
+def test_a_line_without_end_cannot_grow_past_the_limit() -> None:
+    decoder = SSEDecoder(max_event_bytes=1000)
+    decoder.feed(b"data: " + b"x" * 900)
+    with pytest.raises(EventTooLarge, match="a line grew past 1,000 bytes"):
+        decoder.feed(b"x" * 200)
+
+
+def test_an_event_of_many_data_lines_cannot_grow_past_the_limit() -> None:
+    decoder = SSEDecoder(max_event_bytes=1000)
+    with pytest.raises(EventTooLarge, match="an event grew past 1,000 bytes"):
+        for _ in range(100):
+            decoder.feed(b"data: " + b"y" * 50 + b"\n")
+
+
+def test_events_under_the_limit_pass_however_many() -> None:
+    decoder = SSEDecoder(max_event_bytes=100)
+    events = [e for _ in range(1000) for e in decoder.feed(b": keep-alive\n" + b"data: " + b"z" * 90 + b"\n\n")]
+    assert len(events) == 1000
 
 
 # Streams built from the pieces that matter: every line ending, comments, BOM, fields, odd values.

@@ -1,16 +1,20 @@
-"""The client on recorded byte streams from the real vLLM CPU server, served through httpx's
-MockTransport in arbitrary read sizes: deltas, timestamps, and each failure as its own typed error."""
+"""The client against a scripted server on a real local socket (tests/sse_server.py), fed recorded byte
+streams from the real vLLM CPU server and hand-broken ones: deltas, timestamps, each failure as its own
+typed error, deadlines, bounds, and where the API key goes."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+import time
+from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
 
 from qwenops.errors import (
+    BadInputError,
     HTTPStatusError,
     InBandError,
     StreamError,
@@ -18,11 +22,11 @@ from qwenops.errors import (
     StreamTimeout,
     UnreachableError,
 )
-from qwenops.stream import ChatDelta, Timeouts, astream_chat, stream_chat
+from qwenops.stream import ChatDelta, NotEventStream, NotHTTPError, RunawayStream, Timeouts, astream_chat, stream_chat
 from tests.conftest import REPO
+from tests.sse_server import Answer, Conn, Seen, forever, raw_bytes, serving, status_of, stream_of
 
 SSE = REPO / "tests" / "data" / "sse"
-BASE = "http://qwen.test"
 
 
 def capture(name: str) -> bytes:
@@ -30,80 +34,52 @@ def capture(name: str) -> bytes:
     return path.read_bytes()
 
 
-class Chunks(httpx.SyncByteStream, httpx.AsyncByteStream):
-    """A body delivered in the given pieces, then optionally a transport error (a cut connection)."""
-
-    def __init__(self, pieces: list[bytes], fail: Exception | None = None) -> None:
-        self.pieces = pieces
-        self.fail = fail
-
-    def __iter__(self) -> Iterator[bytes]:
-        yield from self.pieces
-        if self.fail is not None:
-            raise self.fail
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for piece in self.pieces:
-            yield piece
-        if self.fail is not None:
-            raise self.fail
+def run_sync(answer: Answer, **kwargs: object) -> list[ChatDelta]:
+    asked: dict[str, object] = {"model": "Qwen3-14B", "temperature": 0.0, "top_p": 1.0, "max_tokens": 64, **kwargs}
+    with serving(answer) as server:
+        return list(stream_chat([{"role": "user", "content": "Say hello."}], base_url=server.base_url,
+                                **asked))  # type: ignore[arg-type]
 
 
-def pieces(raw: bytes, size: int) -> list[bytes]:
-    return [raw[i : i + size] for i in range(0, len(raw), size)]
+def run_async(answer: Answer, **kwargs: object) -> list[ChatDelta]:
+    asked: dict[str, object] = {"model": "Qwen3-14B", "temperature": 0.0, "top_p": 1.0, "max_tokens": 64, **kwargs}
 
+    async def main(base_url: str) -> list[ChatDelta]:
+        stream = astream_chat([{"role": "user", "content": "Say hello."}], base_url=base_url,
+                              **asked)  # type: ignore[arg-type]
+        return [delta async for delta in stream]
 
-Handler = Callable[[httpx.Request], httpx.Response]
-
-
-def sse_response(body: bytes, *, size: int = 7, fail: Exception | None = None, status: int = 200,
-                 content_type: str = "text/event-stream; charset=utf-8") -> Handler:
-    def handle(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(status, headers={"content-type": content_type}, stream=Chunks(pieces(body, size), fail))
-
-    return handle
-
-
-def run_sync(handler: Handler, **kwargs: object) -> list[ChatDelta]:
-    with httpx.Client(transport=httpx.MockTransport(handler)) as client:
-        return list(stream_chat([{"role": "user", "content": "Say hello."}], base_url=BASE, model="Qwen3-14B",
-                                temperature=0.0, top_p=1.0, max_tokens=64, client=client, **kwargs))  # type: ignore[arg-type]
-
-
-def run_async(handler: Handler, **kwargs: object) -> list[ChatDelta]:
-    async def main() -> list[ChatDelta]:
-        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-            stream = astream_chat([{"role": "user", "content": "Say hello."}], base_url=BASE, model="Qwen3-14B",
-                                  temperature=0.0, top_p=1.0, max_tokens=64, client=client, **kwargs)  # type: ignore[arg-type]
-            return [delta async for delta in stream]
-
-    return asyncio.run(main())
+    with serving(answer) as server:
+        return asyncio.run(main(server.base_url))
 
 
 RUNNERS = pytest.mark.parametrize("run", [run_sync, run_async], ids=["sync", "async"])
+Run = Callable[..., list[ChatDelta]]
+
+
+def sse(*chunks: object) -> bytes:
+    return b"".join(b"data: " + (c if isinstance(c, bytes) else json.dumps(c).encode()) + b"\n\n" for c in chunks)
+
+
+def wire(delta: dict[str, object] | None = None, finish: str | None = None, **top: object) -> dict[str, object]:
+    choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]
+    return {"id": "c1", "object": "chat.completion.chunk", "model": "Qwen3-14B", "choices": choices, **top}
+
 
 # A stream as vLLM 0.32 sends it (shape checked against the live server): role chunk, tokens, the stop
 # chunk, the usage chunk, [DONE]. Used where the behaviour, not the recording, is under test.
-HELLO = b"".join(
-    b"data: " + json.dumps(chunk).encode() + b"\n\n"
-    for chunk in [
-        {"id": "c1", "object": "chat.completion.chunk", "model": "Qwen3-14B",
-         "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]},
-        *[{"id": "c1", "object": "chat.completion.chunk", "model": "Qwen3-14B",
-           "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
-          for piece in ["Hello", "!", " I", " am"]],
-        {"id": "c1", "object": "chat.completion.chunk", "model": "Qwen3-14B",
-         "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "stop"}]},
-        {"id": "c1", "object": "chat.completion.chunk", "model": "Qwen3-14B", "choices": [],
-         "usage": {"prompt_tokens": 13, "completion_tokens": 5, "total_tokens": 18}},
-    ]
+HELLO = sse(
+    wire({"role": "assistant", "content": ""}),
+    *[wire({"content": piece}) for piece in ["Hello", "!", " I", " am"]],
+    wire({"content": ""}, finish="stop"),
+    wire(usage={"prompt_tokens": 13, "completion_tokens": 5, "total_tokens": 18}),
 ) + b"data: [DONE]\n\n"
 
 
 @RUNNERS
 @pytest.mark.parametrize("size", [1, 5, 64, 100_000])
-def test_deltas_are_typed_and_independent_of_read_size(run: Callable[..., list[ChatDelta]], size: int) -> None:
-    deltas = run(sse_response(HELLO, size=size))
+def test_deltas_are_typed_and_independent_of_write_size(run: Run, size: int) -> None:
+    deltas = run(stream_of(HELLO, size=size))
     assert deltas[0].role == "assistant"
     assert "".join(d.content for d in deltas) == "Hello! I am"
     assert [d.finish_reason for d in deltas if d.finish_reason] == ["stop"]
@@ -114,22 +90,18 @@ def test_deltas_are_typed_and_independent_of_read_size(run: Callable[..., list[C
 
 
 @RUNNERS
-def test_reasoning_is_read_under_both_names(run: Callable[..., list[ChatDelta]]) -> None:
-    body = b"".join(
-        b"data: " + json.dumps({"id": "r", "model": "m", "choices": [{"index": 0, "delta": d}]}).encode() + b"\n\n"
-        for d in ({"reasoning": "think"}, {"reasoning_content": "ing"}, {"content": "ok"})
-    ) + b"data: [DONE]\n\n"
-    deltas = run(sse_response(body))
+def test_reasoning_is_read_under_both_names(run: Run) -> None:
+    body = sse(*(wire(d) for d in ({"reasoning": "think"}, {"reasoning_content": "ing"}, {"content": "ok"})))
+    deltas = run(stream_of(body + b"data: [DONE]\n\n"))
     assert [d.reasoning_content for d in deltas] == ["think", "ing", ""]
 
 
 @RUNNERS
-def test_in_band_error_raises_with_the_servers_message(run: Callable[..., list[ChatDelta]]) -> None:
+def test_in_band_error_raises_with_the_servers_message(run: Run) -> None:
     error = {"error": {"message": "EngineCore encountered an issue.", "type": "InternalServerError", "code": 500}}
-    body = HELLO.split(b"data: [DONE]")[0].rsplit(b"data: ", 2)[0] + b"data: " + json.dumps(error).encode()
-    body += b"\n\ndata: [DONE]\n\n"
+    body = HELLO.split(b"data: [DONE]")[0].rsplit(b"data: ", 2)[0] + sse(error) + b"data: [DONE]\n\n"
     with pytest.raises(InBandError) as caught:
-        run(sse_response(body))
+        run(stream_of(body))
     assert "EngineCore encountered an issue." in caught.value.message
     assert caught.value.error["type"] == "InternalServerError"
     assert caught.value.text_so_far == "Hello! I am"
@@ -138,49 +110,101 @@ def test_in_band_error_raises_with_the_servers_message(run: Callable[..., list[C
 
 @RUNNERS
 @pytest.mark.parametrize("cut", [40, 300, 700])
-def test_end_before_done_raises_stream_interrupted_with_tokens_so_far(
-    run: Callable[..., list[ChatDelta]], cut: int
-) -> None:
+def test_end_before_done_raises_stream_interrupted_with_tokens_so_far(run: Run, cut: int) -> None:
     body = HELLO[:cut]
     complete_events = body.count(b"\n\n")
     with pytest.raises(StreamInterrupted) as caught:
-        run(sse_response(body))
+        run(stream_of(body))
     assert caught.value.chunks == max(0, min(complete_events - 1, 5))
     assert caught.value.code == "stream_interrupted"
+    assert "troubleshoot" not in caught.value.one_line()
 
 
 @RUNNERS
-def test_connection_cut_mid_body_raises_stream_interrupted(run: Callable[..., list[ChatDelta]]) -> None:
-    body = HELLO[:400]
+def test_connection_cut_mid_body_raises_stream_interrupted(run: Run) -> None:
     with pytest.raises(StreamInterrupted) as caught:
-        run(sse_response(body, fail=httpx.RemoteProtocolError("peer closed connection")))
-    assert "peer closed connection" in caught.value.message
+        run(stream_of(HELLO[:400], cut=True))
+    assert "the connection broke" in caught.value.message
     assert caught.value.text_so_far.startswith("Hello")
 
 
+def stall_after(body: bytes, *, comments_every_s: float | None = None) -> Answer:
+    """The body, then silence (or only keep-alive comments) until the client gives up."""
+
+    def answer(conn: Conn, _seen: Seen) -> None:
+        conn.head(200, "text/event-stream", chunked=True)
+        conn.chunk(body)
+        while not conn.stop.is_set():
+            if comments_every_s is None:
+                conn.sleep(0.05)
+            elif not conn.chunk(b": keepalive\n\n") or not conn.sleep(comments_every_s):
+                return
+
+    return answer
+
+
+FIRST_TWO = b"\n\n".join(HELLO.split(b"\n\n")[:2]) + b"\n\n"  # the role chunk and "Hello"
+
+
 @RUNNERS
-def test_read_timeout_is_its_own_error(run: Callable[..., list[ChatDelta]]) -> None:
+def test_silence_is_a_read_timeout(run: Run) -> None:
     with pytest.raises(StreamTimeout) as caught:
-        run(sse_response(HELLO[:200], fail=httpx.ReadTimeout("timed out")), timeouts=Timeouts(read_s=2.5))
-    assert "2.5 s" in caught.value.message
+        run(stall_after(FIRST_TWO), timeouts=Timeouts(read_s=0.5))
+    assert "0.5 s" in caught.value.message
     assert caught.value.code == "client_timeout"
 
 
 @RUNNERS
+def test_keep_alive_comments_are_not_progress(run: Run) -> None:
+    """Issue #14.6: a server that sends `: keepalive` every 0.2 s but no token fails after the read timeout."""
+    started = time.monotonic()
+    with pytest.raises(StreamTimeout, match="keep-alive comments do not count"):
+        run(stall_after(FIRST_TWO, comments_every_s=0.1), timeouts=Timeouts(read_s=0.6))
+    assert time.monotonic() - started < 3
+
+
+@RUNNERS
+def test_a_stream_that_outlasts_the_deadline_fails(run: Run) -> None:
+    """Tokens keep coming, so no read timeout fires; the whole answer still has a deadline."""
+    token = sse(wire({"content": "a"}))
+    started = time.monotonic()
+    with pytest.raises(StreamTimeout, match=r"did not finish within 0\.8 s \(deadline\)"):
+        run(forever([token], every_s=0.05), timeouts=Timeouts(read_s=5, total_s=0.8), max_tokens=10_000)
+    assert time.monotonic() - started < 3
+
+
+@RUNNERS
+def test_a_stream_without_end_stops_far_past_max_tokens(run: Run) -> None:
+    """Issue #14.7: chunks forever without [DONE]: stopped after 2 x max_tokens + 8 events, memory bounded."""
+    with pytest.raises(RunawayStream) as caught:
+        run(forever([sse(wire({"content": "a"}))]), max_tokens=5)
+    assert caught.value.code == "runaway_stream"
+    assert "far more than max_tokens allows (at most 18)" in caught.value.message
+
+
+@RUNNERS
+def test_a_line_without_end_is_stopped(run: Run) -> None:
+    with pytest.raises(RunawayStream, match="a line grew past"):
+        run(forever([b"data: " + b"x" * 65536]))
+
+
+@RUNNERS
 @pytest.mark.parametrize(
-    ("status", "body", "code", "in_message", "in_hint"),
+    ("status", "body", "content_type", "code", "in_message", "in_hint"),
     [
-        (401, b'{"error": "Unauthorized"}', "unauthorized", "HTTP 401: Unauthorized", "QWENOPS_API_KEY"),
+        (401, b'{"error": "Unauthorized"}', "application/json", "unauthorized", "HTTP 401: Unauthorized",
+         "api_key"),
         (404, b'{"error": {"message": "The model `nope` does not exist.", "type": "NotFoundError", "code": 404}}',
-         "model_not_found", "The model `nope` does not exist.", "--model"),
-        (500, b"<html>boom</html>", "http_error", "HTTP 500: <html>boom</html>", None),
+         "application/json", "model_not_found", "The model `nope` does not exist.", "/v1/models"),
+        (500, b"<html>boom</html>", "text/html", "http_error",
+         "HTTP 500: expected a JSON error, got an HTML page (17 bytes)", None),
     ],
 )
 def test_http_errors_carry_status_and_body(  # noqa: PLR0917 -- one argument per parametrized column
-    run: Callable[..., list[ChatDelta]], status: int, body: bytes, code: str, in_message: str, in_hint: str | None
+    run: Run, status: int, body: bytes, content_type: str, code: str, in_message: str, in_hint: str | None
 ) -> None:
     with pytest.raises(HTTPStatusError) as caught:
-        run(sse_response(body, status=status, content_type="application/json"))
+        run(status_of(status, body, content_type))
     assert caught.value.status_code == status
     assert caught.value.body == body.decode()
     assert caught.value.code == code
@@ -189,65 +213,172 @@ def test_http_errors_carry_status_and_body(  # noqa: PLR0917 -- one argument per
         assert in_hint in (caught.value.hint or "")
 
 
-@RUNNERS
-def test_a_200_that_is_not_an_event_stream_is_an_error(run: Callable[..., list[ChatDelta]]) -> None:
-    with pytest.raises(StreamError, match="not text/event-stream"):
-        run(sse_response(b"<html></html>", content_type="text/html"))
+def test_an_html_error_page_is_described_not_pasted() -> None:
+    page = (b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title><style>" + b"x" * 400
+            + b"</style></head><body><h1>502 Bad Gateway</h1>" + b"<p>nginx</p>" * 30 + b"</body></html>")
+    with pytest.raises(HTTPStatusError) as caught:
+        run_sync(status_of(500, page, "text/html; charset=utf-8"))
+    line = caught.value.one_line()
+    assert line == f"HTTP 500: expected a JSON error, got an HTML page titled '502 Bad Gateway' ({len(page):,} bytes)"
+    assert "<" not in line
 
 
 @RUNNERS
-def test_no_server_is_unreachable(run: Callable[..., list[ChatDelta]]) -> None:
-    def refuse(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("[Errno 111] Connection refused")
+@pytest.mark.parametrize(
+    ("body", "content_type", "described"),
+    [
+        (b"<html><title>Login</title></html>", "text/html", "an HTML page titled 'Login'"),
+        (b'{"object": "chat.completion", "choices": []}', "application/json",
+         "a whole chat.completion as one JSON document (44 bytes): the server ignored stream: true"),
+    ],
+)
+def test_a_200_that_is_not_an_event_stream_says_what_came(
+    run: Run, body: bytes, content_type: str, described: str
+) -> None:
+    with pytest.raises(NotEventStream) as caught:
+        run(status_of(200, body, content_type))
+    assert caught.value.one_line().startswith(f"the server answered HTTP 200 with {content_type!r}, "
+                                              "not text/event-stream: ")
+    assert described in caught.value.message
 
+
+@RUNNERS
+def test_a_server_that_does_not_speak_http(run: Run) -> None:
+    with pytest.raises(NotHTTPError) as caught:
+        run(raw_bytes(b"\x00\x00\x12\x04\x00\x00\x00\x00\x00\x00\x03\x00\x00\x00\x80\r\n\r\n"))
+    line = caught.value.one_line()
+    assert caught.value.code == "not_http" and caught.value.exit_code == 3
+    assert "does not answer in HTTP: expected a status line such as 'HTTP/1.1 200 OK', got " in line
+    assert "bytearray" not in line and len(line) < 300
+
+
+@RUNNERS
+def test_no_server_is_unreachable(run: Run) -> None:
+    from tests.integration.conftest import free_port
+
+    async def main(base_url: str) -> list[ChatDelta]:
+        return [d async for d in astream_chat([{"role": "user", "content": "x"}], base_url=base_url, model="m")]
+
+    url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(UnreachableError) as caught:
-        run(refuse)
+        if run is run_sync:
+            list(stream_chat([{"role": "user", "content": "x"}], base_url=url, model="m"))
+        else:
+            asyncio.run(main(url))
     assert caught.value.field == "base_url"
-    assert BASE in caught.value.message
+    assert url in caught.value.message
 
 
-def test_request_body_headers_key_and_separate_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("QWENOPS_API_KEY", "sk-secret-123")
-    seen: list[httpx.Request] = []
+def recording(answer: Answer) -> tuple[Answer, list[Seen]]:
+    seen: list[Seen] = []
 
-    def handle(request: httpx.Request) -> httpx.Response:
+    def record(conn: Conn, request: Seen) -> None:
         seen.append(request)
-        return sse_response(HELLO)(request)
+        answer(conn, request)
 
-    run_sync(handle, timeouts=Timeouts(connect_s=1.5, read_s=30.0))
+    return record, seen
+
+
+def test_request_body_headers_key_and_separate_timeouts() -> None:
+    answer, seen = recording(stream_of(HELLO))
+    run_sync(answer, api_key="sk-secret-123", timeouts=Timeouts(connect_s=1.5, read_s=30.0))
     request = seen[0]
-    assert request.url == f"{BASE}/v1/chat/completions"
+    assert (request.method, request.path) == ("POST", "/v1/chat/completions")
     assert request.headers["authorization"] == "Bearer sk-secret-123"
     assert request.headers["accept"] == "text/event-stream"
-    assert request.extensions["timeout"] == {"connect": 1.5, "read": 30.0, "write": 10.0, "pool": 1.5}
-    body = json.loads(request.content)
-    assert body == {
+    assert request.headers["content-type"] == "application/json"
+    assert json.loads(request.body) == {
         "model": "Qwen3-14B", "messages": [{"role": "user", "content": "Say hello."}], "stream": True,
         "temperature": 0.0, "top_p": 1.0, "max_tokens": 64, "stream_options": {"include_usage": True},
     }
+    assert Timeouts(connect_s=1.5, read_s=30.0).httpx().as_dict() == {
+        "connect": 1.5, "read": 30.0, "write": 10.0, "pool": 1.5}
+    assert Timeouts(read_s=30.0, total_s=2.0).httpx().read == 2.0  # one read never outlasts the deadline
 
 
-def test_defaults_come_from_the_profile_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("QWENOPS_BASE_URL", BASE)
-    seen: list[httpx.Request] = []
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return sse_response(HELLO)(request)
-
-    with httpx.Client(transport=httpx.MockTransport(handle)) as client:
-        list(stream_chat([{"role": "user", "content": "hi"}], client=client))
-    body = json.loads(seen[0].content)
-    # cpu-tiny (the default profile): served as Qwen3-14B, greedy, 64 tokens
-    assert (body["model"], body["temperature"], body["top_p"], body["max_tokens"]) == ("Qwen3-14B", 0.0, 1.0, 64)
+def test_the_library_reads_no_settings_so_the_key_goes_nowhere_unasked(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue #8 A: QWENOPS_API_KEY in ./.env (and in the environment) must not reach a host the caller
+    named: the library sends a key only when given one, and only to the base_url given with it."""
+    env_file = tmp_path / ".env"
+    env_file.write_text("QWENOPS_API_KEY=sk-operator-secret\nQWENOPS_BASE_URL=http://127.0.0.1:9\n", encoding="utf-8")
+    monkeypatch.setenv("QWENOPS_ENV_FILE", str(env_file))
+    monkeypatch.setenv("QWENOPS_API_KEY", "sk-operator-secret")
+    answer, seen = recording(stream_of(HELLO))
+    with serving(answer) as elsewhere:
+        list(stream_chat([{"role": "user", "content": "hi"}], base_url=elsewhere.base_url, model="Qwen3-14B"))
     assert "authorization" not in seen[0].headers
+    assert "sk-operator-secret" not in json.dumps([s.headers for s in seen])
 
 
-def test_api_key_never_appears_in_errors(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("QWENOPS_API_KEY", "sk-secret-123")
+def test_nothing_is_defaulted_from_a_profile() -> None:
+    """Left out, sampling is the server's default: the body names only what the caller gave."""
+    answer, seen = recording(stream_of(HELLO))
+    with serving(answer) as server:
+        list(stream_chat([{"role": "user", "content": "hi"}], base_url=server.base_url + "/v1/", model="Served"))
+    assert seen[0].path == "/v1/chat/completions"  # a trailing /v1/ is the same server root
+    assert json.loads(seen[0].body) == {"model": "Served", "messages": [{"role": "user", "content": "hi"}],
+                                        "stream": True, "stream_options": {"include_usage": True}}
+    with pytest.raises(TypeError):
+        stream_chat([{"role": "user", "content": "hi"}])  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("key", "what"),
+    [("clé", "character 3 of 3 is not ASCII"),
+     ("sk-\udcff", "character 4 of 4 is a byte that is not UTF-8 text (0xff)"),
+     ("sk-secret\nvalue", "character 10 of 15 is a line break"), ("sk secret", "character 3 of 9 is a space")],
+)
+def test_a_key_that_no_header_can_carry_is_bad_input_and_not_printed(key: str, what: str) -> None:
+    with pytest.raises(BadInputError) as caught:
+        run_sync(stream_of(HELLO), api_key=key)
+    assert caught.value.field == "api_key" and what in caught.value.message
+    assert key not in caught.value.one_line() and "secret" not in caught.value.one_line()
+
+
+@pytest.mark.parametrize(
+    ("url", "wrong"),
+    [("http://127.0.0.1:8000\n", "has a line break at character 22"), ("http://[::1", "is not a URL"),
+     ("ftp://127.0.0.1/", "is not an http(s) URL"), ("http://127.0.0.1:99999", "is not a URL"),
+     ("http://127.0.0.1:8000/?key=1", "has a ?query or #fragment")],
+)
+def test_an_unusable_base_url_is_bad_input(url: str, wrong: str) -> None:
+    with pytest.raises(BadInputError) as caught:
+        list(stream_chat([{"role": "user", "content": "x"}], base_url=url, model="m"))
+    assert caught.value.field == "base_url" and wrong in caught.value.message
+
+
+def test_credentials_in_the_url_are_never_printed() -> None:
+    from tests.integration.conftest import free_port
+
+    url = f"http://user:hunter2@127.0.0.1:{free_port()}"
+    with pytest.raises(UnreachableError) as caught:
+        list(stream_chat([{"role": "user", "content": "x"}], base_url=url, model="m"))
+    assert "hunter2" not in caught.value.one_line() and "http://***@127.0.0.1:" in caught.value.one_line()
+    with pytest.raises(BadInputError) as bad:
+        list(stream_chat([{"role": "user", "content": "x"}], base_url=url + "\n", model="m"))
+    assert "hunter2" not in bad.value.one_line()
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 0.0, -1.0])
+def test_timeouts_must_be_finite_and_positive(value: float) -> None:
+    with pytest.raises(BadInputError, match="finite number of seconds > 0"):
+        Timeouts(read_s=value)
+
+
+def test_api_key_never_appears_in_errors() -> None:
     with pytest.raises(HTTPStatusError) as caught:
-        run_sync(sse_response(b'{"error": "Unauthorized"}', status=401, content_type="application/json"))
+        run_sync(status_of(401, b'{"error": "Unauthorized"}'), api_key="sk-secret-123")
     assert "sk-secret-123" not in caught.value.one_line()
+
+
+def test_a_shared_client_is_reused_across_streams() -> None:
+    answer, seen = recording(stream_of(HELLO))
+    with serving(answer) as server, httpx.Client() as client:
+        for _ in range(2):
+            assert "".join(d.content for d in stream_chat([{"role": "user", "content": "x"}], base_url=server.base_url,
+                                                           model="m", client=client)) == "Hello! I am"
+    assert len(seen) == 2
 
 
 # ------------------------------------------------------------------- recorded captures from the real server
@@ -258,8 +389,8 @@ SEA = "The sea is wide and deep. Waves roll in, waves roll out, and the tide kee
 
 @RUNNERS
 @pytest.mark.parametrize("size", [1, 7, 4096])
-def test_recorded_normal_stream(run: Callable[..., list[ChatDelta]], size: int) -> None:
-    deltas = run(sse_response(capture("normal.sse"), size=size), include_usage=False)
+def test_recorded_normal_stream(run: Run, size: int) -> None:
+    deltas = run(stream_of(capture("normal.sse"), size=size), include_usage=False)
     assert deltas[0].role == "assistant"
     assert "".join(d.content for d in deltas) == SEA
     assert [d.finish_reason for d in deltas if d.finish_reason] == ["stop"]
@@ -268,8 +399,8 @@ def test_recorded_normal_stream(run: Callable[..., list[ChatDelta]], size: int) 
 
 
 @RUNNERS
-def test_recorded_stream_with_usage_and_merged_chunks(run: Callable[..., list[ChatDelta]]) -> None:
-    deltas = run(sse_response(capture("with_usage.sse"), size=64))
+def test_recorded_stream_with_usage_and_merged_chunks(run: Run) -> None:
+    deltas = run(stream_of(capture("with_usage.sse"), size=64))
     assert "".join(d.content for d in deltas) == SEA
     usage = deltas[-1].usage
     assert usage is not None and (usage.prompt_tokens, usage.completion_tokens) == (14, 32)
@@ -278,9 +409,9 @@ def test_recorded_stream_with_usage_and_merged_chunks(run: Callable[..., list[Ch
 
 
 @RUNNERS
-def test_recorded_in_band_error(run: Callable[..., list[ChatDelta]]) -> None:
+def test_recorded_in_band_error(run: Run) -> None:
     with pytest.raises(InBandError) as caught:
-        run(sse_response(capture("inband_error.sse"), size=4096))
+        run(stream_of(capture("inband_error.sse"), size=4096), max_tokens=3000)
     assert caught.value.message == (
         "the server reported an error inside the stream: "
         "EngineCore encountered an issue. See stack trace (above) for the root cause."
@@ -292,13 +423,29 @@ def test_recorded_in_band_error(run: Callable[..., list[ChatDelta]]) -> None:
 
 @RUNNERS
 @pytest.mark.parametrize("trim", [0, 25])  # on an event boundary as recorded, and inside an event
-def test_recorded_cut_mid_stream(run: Callable[..., list[ChatDelta]], trim: int) -> None:
+def test_recorded_cut_mid_stream(run: Run, trim: int) -> None:
     raw = capture("cut_midstream.sse")
     raw = raw[: len(raw) - trim]
     with pytest.raises(StreamInterrupted) as caught:
-        run(sse_response(raw, size=100, fail=httpx.RemoteProtocolError("peer closed connection without "
-                                                                        "sending complete message body")))
+        run(stream_of(raw, size=100, cut=True))
     complete = raw.count(b"\n\n")
     assert caught.value.chunks == complete - 1  # every complete event but the role announcement
     assert caught.value.text_so_far.startswith("The sea")
-    assert "peer closed connection" in caught.value.message
+    assert "the connection broke" in caught.value.message
+
+
+def test_malformed_and_non_json_events_raise_in_the_library() -> None:
+    with pytest.raises(StreamError, match=r"chunk\.choices\[0\]\.delta\.content must be a string"):
+        run_sync(stream_of(sse(wire({"content": 5})) + b"data: [DONE]\n\n"))
+    with pytest.raises(StreamError, match="an event that is not JSON: 'hello'"):
+        run_sync(stream_of(b"data: hello\n\ndata: [DONE]\n\n"))
+    with pytest.raises(StreamError, match="an event that is not a JSON object: '\\[1\\]'"):
+        run_sync(stream_of(b"data: [1]\n\ndata: [DONE]\n\n"))
+
+
+def test_scrubbing_masks_the_credentials_and_nothing_else() -> None:
+    from qwenops.stream import Endpoint
+
+    endpoint = Endpoint(base_url="http://a:b@127.0.0.1:8000", api_key="sk-secret-123")
+    scrubbed = endpoint.scrub("a bad answer from http://a:b@127.0.0.1:8000 (key sk-secret-123, user a:b@)")
+    assert scrubbed == "a bad answer from http://***@127.0.0.1:8000 (key ***, user ***@)"

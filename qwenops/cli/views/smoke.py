@@ -1,6 +1,7 @@
 """How `qwenops smoke-stream` looks in a terminal: the live view while streaming, the summary after.
 
-Kept apart from `qwenops.smoke` so the core never imports rich and never prints.
+Kept apart from `qwenops.smoke` so the core never imports rich and never prints. The report's
+`base_url` already has any credentials masked.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from qwenops.smoke import SmokeOptions, SmokeReport, run_smoke
-from qwenops.stream.client import ChatDelta
+from qwenops.stream.chunks import ChatDelta
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType

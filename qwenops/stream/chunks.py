@@ -1,0 +1,268 @@
+"""OpenAI `chat.completion.chunk` decoding: the one decoder the client, the conformance checks and
+smoke-stream share (sans-IO: data strings in, typed values out).
+
+`decode_event(data, arrived_s)` says what one SSE event's data is: `[DONE]`, a chunk (as a `ChatDelta`
+and the JSON object it came from), an in-band error (`data: {"error": ...}`, which vLLM sends when its
+engine dies), data that is not a JSON object, or a JSON object without a chunk's shape. `DeltaReader`
+follows one stream through it: tokens and text so far, whether `[DONE]` came, and the typed errors
+that a library caller wants raised (`read`) or that a checker wants recorded (`decode`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from qwenops.errors import InBandError, StreamError, StreamInterrupted
+
+DONE = "[DONE]"
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChatDelta:
+    """One `chat.completion.chunk`, flattened to its first choice.
+
+    `arrived_s` is `time.perf_counter()` when the bytes that completed this chunk arrived; `sent_s` on the
+    stream is the same clock when the request was sent, so `arrived_s - sent_s` is a latency.
+    """
+
+    arrived_s: float
+    id: str
+    model: str
+    role: str | None = None
+    content: str = ""
+    reasoning_content: str = ""
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    has_choice: bool = True  # False for the usage-only chunk, whose `choices` is empty
+    token_ids: tuple[int, ...] | None = None  # vLLM's `token_ids`, sent when the request asks `return_token_ids`
+
+    @property
+    def is_token(self) -> bool:
+        """True for a chunk that a generation step produced: any chunk with a choice except the opening
+        one that only announces the role. The metrics time token chunks (as `vllm bench serve` times
+        chunks with choices).
+
+        vLLM sends one per engine step, text or not: the stop token is the empty chunk with
+        `finish_reason`, and special tokens (after `ignore_eos`) arrive as `content: ""`. Other servers
+        (OpenAI's own) send the closing chunk without counting a token for it.
+        """
+        if not self.has_choice:
+            return False
+        announces_role = self.role is not None and not (self.content or self.reasoning_content)
+        return not announces_role or self.finish_reason is not None
+
+    @property
+    def has_text(self) -> bool:
+        return bool(self.content or self.reasoning_content)
+
+    @property
+    def tokens(self) -> int:
+        """Tokens this chunk carries: exact with `token_ids`; else 1 per token chunk (an estimate: vLLM
+        merges the deltas of several engine steps into one chunk when the reader lags, and servers differ
+        on whether the closing chunk stands for a token)."""
+        if self.token_ids is not None:
+            return len(self.token_ids)
+        return int(self.is_token)
+
+
+# --------------------------------------------------------------------------------------------- wire shape
+
+
+class _WireModel(BaseModel):
+    # Strict: a chunk whose fields have the wrong JSON types is the server's bug to report, not to coerce.
+    model_config = ConfigDict(strict=True, frozen=True)
+
+
+class _WireDelta(_WireModel):
+    role: str | None = None
+    content: str | None = None
+    # vLLM >= 0.10 names it `reasoning`; older vLLM and DeepSeek's API `reasoning_content`.
+    reasoning: str | None = None
+    reasoning_content: str | None = None
+
+
+class _WireChoice(_WireModel):
+    delta: _WireDelta | None = None
+    finish_reason: str | None = None
+    token_ids: list[int] | None = None
+
+
+class _WireUsage(_WireModel):
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+
+
+class _WireChunk(_WireModel):
+    """The fields of a `chat.completion.chunk` that qwenops reads; any others are ignored."""
+
+    id: str | None = None
+    model: str | None = None
+    choices: list[_WireChoice] | None = None
+    usage: _WireUsage | None = None
+
+
+# pydantic's error types, in the words of the JSON the server sent
+_WANTED = {
+    "model_type": "must be an object",
+    "list_type": "must be an array",
+    "string_type": "must be a string",
+    "int_type": "must be an integer",
+}
+
+
+def _short_json(value: object) -> str:
+    text = json.dumps(value, default=repr)
+    return text if len(text) <= 80 else text[:79] + "…"
+
+
+def chunk_to_delta(chunk: Mapping[str, Any], arrived_s: float) -> ChatDelta:
+    """A parsed `chat.completion.chunk` as a `ChatDelta` (first choice; a usage-only chunk has none).
+
+    Raises `StreamError` naming the field when the chunk does not have the shape of one."""
+    try:
+        wire = _WireChunk.model_validate(chunk)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"])
+        wanted = _WANTED.get(first["type"], first["msg"].lower())
+        raise StreamError(
+            f"the server sent a malformed chunk: chunk{where} {wanted}, got {_short_json(first['input'])}",
+            hint="the server is not speaking OpenAI's chat.completion.chunk format",
+        ) from None
+    choice = wire.choices[0] if wire.choices else None
+    delta = choice.delta if choice is not None and choice.delta is not None else _WireDelta()
+    usage = wire.usage
+    return ChatDelta(
+        arrived_s=arrived_s,
+        id=wire.id or "",
+        model=wire.model or "",
+        role=delta.role,
+        content=delta.content or "",
+        reasoning_content=delta.reasoning or delta.reasoning_content or "",
+        finish_reason=choice.finish_reason if choice is not None else None,
+        has_choice=choice is not None,
+        token_ids=tuple(choice.token_ids) if choice is not None and choice.token_ids is not None else None,
+        usage=Usage(
+            prompt_tokens=usage.prompt_tokens or 0,
+            completion_tokens=usage.completion_tokens or 0,
+            total_tokens=usage.total_tokens or 0,
+        )
+        if usage is not None
+        else None,
+    )
+
+
+# --------------------------------------------------------------------------------------------- one event
+
+EventKind = Literal["done", "chunk", "error", "not_json", "malformed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """What one event's data is: `delta` and `raw` (the JSON object) for a chunk; `raw` is the error object
+    of an in-band error, the data itself when it is `not_json`; `problem` says what is wrong with
+    `not_json` and `malformed` data (for `malformed`, which field)."""
+
+    kind: EventKind
+    delta: ChatDelta | None = None
+    raw: Any = None
+    problem: str = ""
+
+
+_DONE_EVENT = Decoded("done")
+
+
+def decode_event(data: str, arrived_s: float) -> Decoded:
+    """Decode one SSE event's `data` (never raises: what is wrong is in the result)."""
+    if data == DONE:
+        return _DONE_EVENT
+    try:
+        chunk = json.loads(data)
+    except ValueError:
+        return Decoded("not_json", raw=data, problem="not JSON")
+    if not isinstance(chunk, dict):
+        return Decoded("not_json", raw=data, problem="not a JSON object")
+    if "error" in chunk:
+        return Decoded("error", raw=chunk["error"])
+    try:
+        delta = chunk_to_delta(chunk, arrived_s)
+    except StreamError as exc:
+        return Decoded("malformed", raw=chunk, problem=exc.message)
+    return Decoded("chunk", delta=delta, raw=chunk)
+
+
+def in_band_error(error: Any, *, text_so_far: str, chunks: int) -> InBandError:
+    info = error if isinstance(error, dict) else {"message": str(error)}
+    message = str(info.get("message") or info)
+    return InBandError(
+        f"the server reported an error inside the stream: {message}",
+        error=info,
+        text_so_far=text_so_far,
+        chunks=chunks,
+    )
+
+
+class DeltaReader:
+    """One stream's events → `ChatDelta`s, counting tokens and keeping the text for the errors that carry it.
+
+    `decode` records and never raises (smoke-stream judges afterwards); `read` raises what a library
+    caller must not miss: data that is not a chunk (`StreamError`) and an in-band error (`InBandError`).
+    `finish` / `interrupted` give `StreamInterrupted` for a stream that ended before `[DONE]`.
+    """
+
+    __slots__ = ("chunks", "done", "events", "text")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.text: list[str] = []  # content and reasoning so far
+        self.chunks = 0  # tokens so far (see ChatDelta.tokens)
+        self.events = 0  # events decoded so far
+
+    def decode(self, data: str, arrived_s: float) -> Decoded:
+        self.events += 1
+        decoded = decode_event(data, arrived_s)
+        delta = decoded.delta
+        if delta is not None:
+            self.chunks += delta.tokens
+            if delta.content:
+                self.text.append(delta.content)
+            elif delta.reasoning_content:
+                self.text.append(delta.reasoning_content)
+        elif decoded.kind == "done":
+            self.done = True
+        return decoded
+
+    def read(self, data: str, arrived_s: float) -> ChatDelta | None:
+        decoded = self.decode(data, arrived_s)
+        if decoded.delta is not None or decoded.kind == "done":
+            return decoded.delta
+        if decoded.kind == "error":
+            raise in_band_error(decoded.raw, text_so_far="".join(self.text), chunks=self.chunks)
+        if decoded.kind == "not_json":
+            raise StreamError(f"the server sent an event that is {decoded.problem}: {decoded.raw[:200]!r}")
+        raise StreamError(decoded.problem, hint="the server is not speaking OpenAI's chat.completion.chunk format")
+
+    def finish(self, cause: str = "the server closed the connection") -> None:
+        if not self.done:
+            raise self.interrupted(cause)
+
+    def interrupted(self, cause: str) -> StreamInterrupted:
+        return StreamInterrupted(
+            f"stream interrupted after {self.chunks} tokens: {cause} before data: [DONE]",
+            text_so_far="".join(self.text),
+            chunks=self.chunks,
+            hint="check the server's log: its engine may have died",
+        )

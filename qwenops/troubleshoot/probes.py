@@ -1,0 +1,182 @@
+"""Active probes of a live server (`troubleshoot --probe`, never by default): one per FAQ row, each a few
+real requests whose measurements become findings with the numbers in their evidence.
+
+- interrupted: one long answer (the profile's max_tokens, ignore_eos) against the client timeout in use;
+  a cut without `[DONE]` is told apart as a dead engine (/health) or a cut connection.
+- incoherent: one ordinary answer, checked for loops (a word 4-gram that fills much of the text).
+- out of memory: concurrency ramped 1, 2, 4 ... up to max_num_seqs, watching preemptions and KV cache
+  use from /metrics: which limit binds first, and the max_num_seqs that keeps preemptions at zero.
+- latency: the long answer's TTFT and TPOT, with the host's CPU contention (rules.host_findings).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from qwenops.vllmlog.classify import Evidence, Finding
+
+if TYPE_CHECKING:
+    from qwenops.config.profile import Profile
+
+PROMPT = "Tell me about the sea."
+LOOP_NGRAM = 4
+LOOP_SHARE = 0.3  # one 4-gram repeated over this share of an answer's words is a loop
+
+
+@dataclass(frozen=True)
+class Probed:
+    """What the probes measured, for the report beside the findings."""
+
+    long_answer_tokens: int | None
+    long_answer_e2e_s: float | None
+    ttft_s: float | None
+    tpot_s: float | None
+    ramp: tuple[tuple[int, float, float], ...]  # (concurrency, preemptions in that level, peak KV use)
+
+
+def _evidence(text: str) -> tuple[Evidence, ...]:
+    return (Evidence("probe", text),)
+
+
+def _answer(base_url: str, profile: Profile, *, max_tokens: int, ignore_eos: bool, read_s: float,
+            total_s: float | None = None) -> tuple[str, list[object], float]:
+    from qwenops.stream.client import Timeouts, stream_chat
+
+    sent = time.perf_counter()
+    deltas: list[object] = []
+    text = ""
+    for delta in stream_chat([{"role": "user", "content": PROMPT}], base_url=base_url, model=profile.api_model_name,
+                             temperature=profile.client.temperature, top_p=profile.client.top_p,
+                             max_tokens=max_tokens, extra_body={"ignore_eos": True} if ignore_eos else None,
+                             timeouts=Timeouts(connect_s=5, read_s=read_s, total_s=total_s)):
+        deltas.append(delta)
+        text += delta.content
+    return text, deltas, sent
+
+
+def probe_interrupted(base_url: str, profile: Profile, client_timeout_s: float) -> tuple[list[Finding], Probed]:
+    import httpx
+
+    from qwenops.errors import StreamError, StreamTimeout
+    from qwenops.stream.metrics import stream_metrics
+
+    tokens = profile.client.max_tokens
+    try:
+        _, deltas, sent = _answer(base_url, profile, max_tokens=tokens, ignore_eos=True, read_s=client_timeout_s)
+    except StreamTimeout as exc:
+        return [Finding("client_timeout", "error", "no token came within the client timeout",
+                        _evidence(exc.one_line()),
+                        f"the server took longer than {client_timeout_s:g} s between events: check `qwenops status` "
+                        f"for a queue, and raise the client's read timeout")], Probed(None, None, None, None, ())
+    except StreamError as exc:
+        try:
+            health = httpx.get(base_url + "/health", timeout=5).status_code
+        except httpx.HTTPError:
+            health = None
+        if health != 200:
+            return [Finding("engine_dead", "error", "the engine died while answering",
+                            _evidence(f"{exc.one_line()}; then /health answered {health or 'nothing'}"),
+                            "read the server's log for the first error (`qwenops troubleshoot --journal UNIT`)",
+                            retryable=True)], Probed(None, None, None, None, ())
+        return [Finding("stream_interrupted", "error", "the connection was cut while the engine is healthy",
+                        _evidence(f"{exc.one_line()}; /health 200"),
+                        "something between client and server cuts long streams: a proxy's read or idle timeout "
+                        "(nginx proxy_read_timeout, a load balancer's idle timeout), or the client's total "
+                        "timeout; raise it above the longest answer")], Probed(None, None, None, None, ())
+    metrics = stream_metrics(deltas, sent_s=sent)  # type: ignore[arg-type]
+    probed = Probed(metrics.output_tokens, metrics.e2e_s, metrics.ttft_s, metrics.tpot_s, ())
+    found: list[Finding] = []
+    if metrics.e2e_s is not None and metrics.e2e_s > 0.8 * client_timeout_s:
+        found.append(Finding(
+            "client_timeout", "warning", "a full answer takes nearly as long as the client timeout",
+            _evidence(f"{metrics.output_tokens} tokens in {metrics.e2e_s:.1f} s; "
+                      f"client timeout {client_timeout_s:g} s"),
+            f"the article's row: raise the client's total timeout to at least {metrics.e2e_s * 1.5:.0f} s, or lower "
+            f"client.max_tokens; streaming clients should time out on the gap between tokens, not the whole answer"))
+    return found, probed
+
+
+def probe_incoherent(base_url: str, profile: Profile) -> list[Finding]:
+    text, _, _ = _answer(base_url, profile, max_tokens=profile.client.max_tokens, ignore_eos=False, read_s=60)
+    words = text.split()
+    grams = Counter(tuple(words[i:i + LOOP_NGRAM]) for i in range(max(len(words) - LOOP_NGRAM + 1, 0)))
+    if not grams:
+        return []
+    gram, count = grams.most_common(1)[0]
+    if count < 3 or count * LOOP_NGRAM < LOOP_SHARE * len(words):
+        return []
+    return [Finding(
+        "incoherent_output", "warning", "the answer loops",
+        _evidence(f"{' '.join(gram)!r} {count} times in {len(words)} words"),
+        "loops come from greedy or near-greedy sampling and from prompts cut by max_model_len: use Qwen3's "
+        "sampling (temperature 0.7, top_p 0.8, presence_penalty 1.5 against repetition), and check that "
+        "prompt + max_tokens fits max_model_len")]
+
+
+def probe_memory(base_url: str, profile: Profile) -> tuple[list[Finding], tuple[tuple[int, float, float], ...]]:
+    """Ramp concurrency to max_num_seqs; stop at the first level that preempts."""
+
+    limit = profile.max_num_seqs or 256
+    levels = sorted({*(2**k for k in range(limit.bit_length()) if 2**k < limit), limit})
+    ramp: list[tuple[int, float, float]] = []
+    safe = 0
+    for level in levels:
+        preempted, peak = _level(base_url, profile, level)
+        ramp.append((level, preempted, peak))
+        if preempted > 0:
+            return [Finding(
+                "kv_cache_preemption", "warning", f"the KV cache binds first: {level} concurrent answers preempt",
+                _evidence(f"concurrency {level}: {preempted:g} preemptions, KV cache peak {peak:.0%}"),
+                f"set max_num_seqs to {max(safe, 1)} (`--set max_num_seqs={max(safe, 1)}`): that many ran without "
+                f"a preemption; or give the cache more memory (gpu_memory_utilization, a smaller checkpoint, "
+                f"a shorter max_model_len) — the article's OOM row, measured")], tuple(ramp)
+        safe = level
+    top = ramp[-1] if ramp else (0, 0.0, 0.0)
+    return [Finding(
+        "memory_headroom", "info", "max_num_seqs binds before the KV cache",
+        _evidence(f"concurrency {top[0]} (max_num_seqs): no preemption, KV cache peak {top[2]:.0%}"),
+        "the cache has room for this batch at these answer lengths; raise max_num_seqs only if requests "
+        "queue (`qwenops status` shows waiting requests)")], tuple(ramp)
+
+
+def _level(base_url: str, profile: Profile, level: int) -> tuple[float, float]:
+    """LEVEL answers at once: the preemptions they caused, and the KV cache use at its peak meanwhile."""
+    from qwenops.troubleshoot.live import read_server
+
+    before = read_server(base_url).metrics
+    peak = 0.0
+    workers = [threading.Thread(target=_quiet_answer, args=(base_url, profile), daemon=True) for _ in range(level)]
+    for worker in workers:
+        worker.start()
+    while any(worker.is_alive() for worker in workers):
+        metrics = read_server(base_url).metrics
+        if metrics is not None:
+            peak = max(peak, metrics.gauges.get("kv_cache_usage", 0.0))
+        time.sleep(0.2)
+    after = read_server(base_url).metrics
+    if after is None or before is None:
+        return 0.0, peak
+    return after.counters.get("preemptions", 0.0) - before.counters.get("preemptions", 0.0), peak
+
+
+def _quiet_answer(base_url: str, profile: Profile) -> None:
+    from qwenops.errors import QwenopsError
+
+    with contextlib.suppress(QwenopsError):  # the ramp reads the server's counters; a failure shows there too
+        _answer(base_url, profile, max_tokens=profile.client.max_tokens, ignore_eos=True, read_s=120)
+
+
+def probe_latency(probed: Probed, host_contended: bool) -> list[Finding]:
+    if probed.ttft_s is None or probed.tpot_s is None:
+        return []
+    measured = f"TTFT {probed.ttft_s * 1000:.0f} ms, TPOT {probed.tpot_s * 1000:.1f} ms for one answer alone"
+    if host_contended:
+        return [Finding("high_latency_cpu", "warning", "latency measured while other processes load the CPU",
+                        _evidence(measured), "see the CPU finding above: free a core for vLLM and probe again")]
+    return [Finding("latency", "info", "latency of one answer on a quiet host (the engine's own speed)",
+                    _evidence(measured), "compare with `qwenops status` under load: a gap is queueing, not the engine")]
