@@ -6,6 +6,7 @@ files in test_deploy_tools.py; here the files are read as data.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from pathlib import Path
@@ -161,10 +162,11 @@ def test_unit_never_hides_the_gpu(name: str) -> None:
 def test_every_unit_directive_says_why() -> None:
     # A comment above each directive; a directive may share its comment with the one before it
     # only as part of one setting (User/Group, the start limit pair, a run of Environment lines).
-    shares = {("[Unit]", "Description"), ("User", "Group"), ("StartLimitIntervalSec", "StartLimitBurst"), ("Environment", "Environment")}
+    shares = {("[Unit]", "Description"), ("User", "Group"), ("StartLimitIntervalSec", "StartLimitBurst"),
+              ("Environment", "Environment")}
     lines = render("systemd", "4090d").splitlines()
     body = lines[lines.index("[Unit]"):lines.index("[Install]")]
-    for before, line in zip(body, body[1:], strict=False):
+    for before, line in itertools.pairwise(body):
         if line and not line.startswith(("#", "[")):
             pair = (before.partition("=")[0], line.partition("=")[0])
             assert before.startswith("#") or pair in shares, f"no comment above {line!r}"
