@@ -21,6 +21,6 @@ def install_view(result: InstallResult) -> str:
             "  journalctl -u qwenops -f        # ready at 'STARTING → RUNNING'",
             f"  sudo QWENOPS_ENV_FILE={result.env_file} qwenops smoke-stream --profile {result.profile}",
         ]
-    elif result.command == "install" and result.root is not None:
+    elif result.command == "install" and result.root is not None and not result.dry_run:
         lines.append(f"files are under {result.root}; its systemd creates the user at first boot (sysusers.d)")
     return "\n".join(lines) + "\n"
