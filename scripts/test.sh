@@ -12,6 +12,11 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 scripts/install_cpu_engine.sh .venv/bin/python
+# systemd-analyze and systemd-sysusers check the rendered unit; not on PyPI, so Debian's package, once.
+if ! command -v systemd-analyze >/dev/null || ! command -v systemd-sysusers >/dev/null; then
+  echo "== installing systemd (systemd-analyze, systemd-sysusers)"
+  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null
+fi
 
 echo "== ruff"
 .venv/bin/ruff check .

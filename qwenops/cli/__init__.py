@@ -18,6 +18,7 @@ from qwenops.errors import QwenopsError
 
 COMMANDS: dict[str, str] = {
     "doctor": "qwenops.cli.doctor:doctor",
+    "install": "qwenops.cli.install:install",
     "model": "qwenops.cli.model:model",
     "plan": "qwenops.cli.plan:plan",
     "profiles": "qwenops.cli.profiles:profiles",
@@ -26,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "smoke-stream": "qwenops.cli.smoke:smoke_stream",
     "status": "qwenops.cli.status:status",
     "troubleshoot": "qwenops.cli.troubleshoot:troubleshoot",
+    "uninstall": "qwenops.cli.install:uninstall",
 }
 
 

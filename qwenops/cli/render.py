@@ -1,4 +1,4 @@
-"""`qwenops render flags|script`: the exact vLLM server command for a profile."""
+"""`qwenops render flags|script|systemd|env|dockerfile|compose|kubernetes|helm-values`: files from a profile."""
 
 from __future__ import annotations
 
@@ -41,3 +41,31 @@ def script_command(profile: str | None, overrides: tuple[str, ...], output: Path
     data = render_script(profile, parse_overrides(overrides), output)
     view = (lambda d: f"wrote {d.path}") if output else (lambda d: d.script)
     finish(CommandResult(command="render script", data=data), json_mode=json_mode, view=view)
+
+
+_DEPLOY_HELP = {
+    "systemd": "Print (or write with -o) a hardened Type=notify systemd unit running `qwenops serve` (GPU profiles).",
+    "env": "Print (or write with -o, mode 0600) the env file for the API key and per-host overrides.",
+    "dockerfile": "Print (or write with -o) a Dockerfile: the official vLLM image (GPU) or a CPU image, plus qwenops.",
+    "compose": "Print (or write with -o) a Docker Compose file for the profile's Dockerfile.",
+    "kubernetes": "Print (or write with -o) Kubernetes manifests: ConfigMap, PVC, Deployment, Service (GPU profiles).",
+    "helm-values": "Print (or write with -o) the profile as values for vLLM's production-stack chart (GPU profiles).",
+}
+
+
+def _deploy_command(target: str) -> click.Command:
+    @profile_option
+    @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the file here.")
+    @json_option
+    def command(profile: str | None, output: Path | None, json_mode: bool) -> None:
+        from qwenops.render import render_deploy
+
+        data = render_deploy(target, profile, output)
+        view = (lambda d: f"wrote {d.path}") if output else (lambda d: d.text)
+        finish(CommandResult(command=f"render {target}", data=data), json_mode=json_mode, view=view)
+
+    return click.command(target, help=_DEPLOY_HELP[target])(command)
+
+
+for _target in _DEPLOY_HELP:
+    render.add_command(_deploy_command(_target))

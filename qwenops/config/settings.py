@@ -35,6 +35,7 @@ ENV_PREFIX = "QWENOPS_"
 DEFAULT_PROFILE = "cpu-tiny"
 DEFAULT_ENV_FILE = Path(".env")
 ENV_FILE_VARIABLE = "QWENOPS_ENV_FILE"
+SECRET_VARIABLE = "QWENOPS_API_KEY"
 
 
 @dataclass(frozen=True)
@@ -87,8 +88,27 @@ def _read_env_file(path: Path) -> dict[str, Value]:
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise SettingsError(f"cannot read env file {path}: {reason}", field=ENV_FILE_VARIABLE) from None
-    return {name: Value(value, f"env file {path}")
-            for name, value in values.items() if name.startswith(ENV_PREFIX) and value}
+    found = {name: Value(value, f"env file {path}")
+             for name, value in values.items() if name.startswith(ENV_PREFIX) and value}
+    if SECRET_VARIABLE in found:
+        _refuse_shared_secret_file(path)
+    return found
+
+
+def _refuse_shared_secret_file(path: Path) -> None:
+    """An env file holding the API key must be private: group or others reading it is bad input.
+
+    The key guards a GPU anyone on the network could otherwise use; a 0644 file hands it to every
+    local user and every backup. ssh refuses a readable private key for the same reason.
+    """
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return  # it was just read; a race is not this check's business
+    if mode & 0o044:
+        raise SettingsError(
+            f"{path} holds {SECRET_VARIABLE} but its group or others can read it (mode {mode & 0o777:o})",
+            field=ENV_FILE_VARIABLE, hint=f"chmod 600 {path}")
 
 
 def default_state_dir() -> Path:

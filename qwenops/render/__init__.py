@@ -1,4 +1,4 @@
-"""Renderers: a Profile becomes a vLLM argv or a start script (units and manifests come later).
+"""Renderers: a Profile becomes a vLLM argv, a start script, or a deployment file.
 
 The command cores here resolve the profile (CLI > environment > profile > default) and return
 typed results; nothing prints.
@@ -25,6 +25,28 @@ class RenderedFlags(BaseModel):
     env: dict[str, str]
 
 
+class RenderedFile(BaseModel):
+    """A deployment file rendered from a profile (`render systemd|env|dockerfile|compose|...`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    profile: str
+    target: str
+    text: str
+    path: str | None
+
+
+# target -> "module:function" taking a Profile and returning the file's text (imported when used).
+DEPLOY_TARGETS: dict[str, str] = {
+    "systemd": "qwenops.render.systemd:systemd_unit",
+    "env": "qwenops.render.systemd:env_file",
+    "dockerfile": "qwenops.render.docker:dockerfile",
+    "compose": "qwenops.render.docker:compose",
+    "kubernetes": "qwenops.render.kubernetes:manifests",
+    "helm-values": "qwenops.render.kubernetes:helm_values",
+}
+
+
 class RenderedScript(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -49,13 +71,36 @@ def render_script(
     profile = resolve_profile(name, cli_overrides=overrides).profile
     text = start_script(profile, state_dir=load_settings().state_dir)
     if output is not None:
-        from qwenops.errors import BadInputError
-
-        try:
-            output.write_text(text, encoding="utf-8")
-            output.chmod(0o755)
-        except OSError as exc:
-            hint = (f"create {output.parent} first, or choose another path" if not output.parent.is_dir()
-                    else "choose a path this user can write")
-            raise BadInputError(f"cannot write {output}: {exc.strerror}", field="--output", hint=hint) from None
+        write_output(output, text, mode=0o755)
     return RenderedScript(profile=profile.name, script=text, path=str(output) if output else None)
+
+
+def render_deploy(target: str, name: str | None, output: Path | None = None) -> RenderedFile:
+    """Render TARGET for profile NAME, a pure function of the profile file.
+
+    QWENOPS_<FIELD> overrides are not baked in (env={}): they are per host, and `qwenops serve` reads
+    them at start from the environment or the env file these deployments install.
+    """
+    import importlib
+
+    module, _, function = DEPLOY_TARGETS[target].partition(":")
+    render = getattr(importlib.import_module(module), function)
+    profile = resolve_profile(name, env={}).profile
+    text: str = render(profile)
+    if output is not None:
+        # An env file is where the API key goes: private from the start.
+        write_output(output, text, mode=0o600 if target == "env" else 0o644)
+    return RenderedFile(profile=profile.name, target=target, text=text, path=str(output) if output else None)
+
+
+def write_output(output: Path, text: str, *, mode: int) -> None:
+    """Write a rendered file for `-o`; a path that cannot be written is bad input naming the fix."""
+    from qwenops.errors import BadInputError
+
+    try:
+        output.write_text(text, encoding="utf-8")
+        output.chmod(mode)
+    except OSError as exc:
+        hint = (f"create {output.parent} first, or choose another path" if not output.parent.is_dir()
+                else "choose a path this user can write")
+        raise BadInputError(f"cannot write {output}: {exc.strerror}", field="--output", hint=hint) from None

@@ -16,6 +16,7 @@ HELP_ONLY = (*HEAVY, "pydantic", "yaml", "prometheus_client", "psutil", "rich")
 @pytest.mark.parametrize(
     ("args", "heavy"),
     [(["--help"], HELP_ONLY), (["--version"], HELP_ONLY), (["troubleshoot", "--help"], HELP_ONLY),
+     (["install", "systemd", "--help"], HELP_ONLY), (["render", "systemd", "--help"], HELP_ONLY),
      (["profiles", "list"], HEAVY), (["render", "flags", "--profile", "4090d"], HEAVY)],
 )
 def test_commands_do_not_import_heavy_modules(args: list[str], heavy: tuple[str, ...]) -> None:

@@ -63,6 +63,7 @@ def test_empty_is_unset_and_set_is_used(name: str, where: str, tmp_path: Path,
     monkeypatch.delenv("QWENOPS_STATE_DIR")
     env_file = tmp_path / "q.env"
     env_file.write_text("")
+    env_file.chmod(0o600)  # it may hold the API key
     monkeypatch.setenv(ENV_FILE_VARIABLE, str(env_file))
 
     def put(value: str) -> None:
@@ -119,6 +120,7 @@ def test_render_and_serve_agree_on_the_state_dir(state_dir: str | None, tmp_path
 def test_environment_wins_over_env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     env_file = tmp_path / "q.env"
     env_file.write_text("QWENOPS_PROFILE=from-file\nQWENOPS_API_KEY=sk-file\n")
+    env_file.chmod(0o600)
     monkeypatch.setenv(ENV_FILE_VARIABLE, str(env_file))
     monkeypatch.setenv("QWENOPS_PROFILE", "from-env")
     assert load_settings().profile == "from-env"
@@ -157,3 +159,26 @@ def test_without_a_named_env_file_a_missing_dot_env_is_fine(tmp_path: Path, monk
     assert load_settings().profile == "cpu-tiny"
     (tmp_path / ".env").write_text("QWENOPS_PROFILE=4090d\n")
     assert load_settings().profile == "4090d"
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
+def test_env_file_with_the_key_readable_by_others_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             mode: int) -> None:
+    env_file = tmp_path / "q.env"
+    env_file.write_text("QWENOPS_API_KEY=sk-file\n")
+    env_file.chmod(mode)
+    monkeypatch.setenv(ENV_FILE_VARIABLE, str(env_file))
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert caught.value.one_line() == (
+        f"QWENOPS_ENV_FILE: {env_file} holds QWENOPS_API_KEY but its group or others can read it "
+        f"(mode {mode:o}) (chmod 600 {env_file})")
+    assert "sk-file" not in caught.value.one_line()
+
+
+def test_env_file_without_the_key_may_be_shared(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env_file = tmp_path / "q.env"
+    env_file.write_text("QWENOPS_PORT=9000\nQWENOPS_API_KEY=\n")  # an empty key is no key
+    env_file.chmod(0o644)
+    monkeypatch.setenv(ENV_FILE_VARIABLE, str(env_file))
+    assert environment()["QWENOPS_PORT"].value == "9000"

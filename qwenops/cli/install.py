@@ -1,0 +1,61 @@
+"""`qwenops install systemd` / `qwenops uninstall systemd`: the rendered unit onto this host, or off it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from qwenops.cli._common import finish, json_option, profile_option
+from qwenops.results import CommandResult
+
+_root_option = click.option(
+    "--root", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+    help="Write under DIR instead of / and run nothing (image builds, tests).")
+_dry_run_option = click.option("--dry-run", is_flag=True, help="Print every action; change nothing.")
+
+
+@click.group()
+def install() -> None:
+    """Install a rendered deployment on this host."""
+
+
+@click.group()
+def uninstall() -> None:
+    """Remove what `qwenops install` put on this host."""
+
+
+def _view(data: Any) -> str:
+    from qwenops.cli.views.install import install_view
+
+    return install_view(data)
+
+
+@install.command("systemd")
+@profile_option
+@_dry_run_option
+@_root_option
+@click.option("--qwenops-bin", metavar="PATH",
+              help="The qwenops the unit runs (default /opt/qwenops/bin/qwenops; not under /home or /root).")
+@json_option
+def install_systemd_command(profile: str | None, dry_run: bool, root: Path | None, qwenops_bin: str | None,
+                            json_mode: bool) -> None:
+    """Write qwenops.service, its env file (0600, a new API key) and its user; enable and start it."""
+    from qwenops.install import install_systemd
+
+    data = install_systemd(profile, root=root, dry_run=dry_run, qwenops_bin=qwenops_bin)
+    finish(CommandResult(command="install systemd", data=data), json_mode=json_mode, view=_view)
+
+
+@uninstall.command("systemd")
+@_dry_run_option
+@_root_option
+@click.option("--purge", is_flag=True, help="Also remove the env file (the key), the caches (weights) and the user.")
+@json_option
+def uninstall_systemd_command(dry_run: bool, root: Path | None, purge: bool, json_mode: bool) -> None:
+    """Stop and disable qwenops.service and remove its files."""
+    from qwenops.install import uninstall_systemd
+
+    data = uninstall_systemd(root=root, dry_run=dry_run, purge=purge)
+    finish(CommandResult(command="uninstall systemd", data=data), json_mode=json_mode, view=_view)

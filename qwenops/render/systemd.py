@@ -1,0 +1,182 @@
+"""Profile -> qwenops.service (a hardened Type=notify unit running `qwenops serve`) and its env file.
+
+Layers: qwenops restarts vLLM (backoff, then FATAL: exit 1); systemd restarts qwenops after that
+(Restart=on-failure, RestartSec = the supervisor's longest backoff) and gives up after the same
+number of failures the supervisor allows. qwenops tells systemd when it is ready (READY=1 after
+/health and /v1/models), feeds the watchdog only while the server is healthy, and drains vLLM on
+SIGTERM before it ends the process group; KillMode=mixed leaves that to qwenops and SIGKILLs
+whatever is left afterwards, so an orphaned EngineCore never keeps the VRAM.
+
+Hardening follows the GPU service modules of nixpkgs (ollama, wyoming-faster-whisper), which run
+CUDA under DevicePolicy=closed with the NVIDIA devices allowed; never PrivateDevices (it hides
+/dev/nvidia*) and never MemoryDenyWriteExecute (Triton and torch.compile write and run kernels).
+Every directive carries a one-line comment saying why.
+"""
+
+from __future__ import annotations
+
+from qwenops.config.profile import Profile
+from qwenops.render.deploy import (
+    ENV_FILE,
+    NOFILE,
+    QWENOPS_BIN,
+    SERVICE_USER,
+    budgets,
+    header,
+    require_gpu_engine,
+)
+
+UNIT_NAME = "qwenops.service"
+
+# (comment, directive) pairs; a comment applies to the directive below it.
+_HARDENING: tuple[tuple[str, str], ...] = (
+    ("No device but the standard pseudo-devices and the NVIDIA devices below.", "DevicePolicy=closed"),
+    ("/dev/nvidia0..N and /dev/nvidiactl (major 195; /proc/devices names it one of these by driver).",
+     "DeviceAllow=char-nvidia-frontend rw"),
+    ("/dev/nvidiactl, where the driver names its major so.", "DeviceAllow=char-nvidiactl rw"),
+    ("/dev/nvidia-uvm and -tools: CUDA's unified memory; without them CUDA finds no device.",
+     "DeviceAllow=char-nvidia-uvm rw"),
+    ("/dev/nvidia-caps/*: MIG and capability devices.", "DeviceAllow=char-nvidia-caps rw"),
+    ("No setuid gains (nvidia-modprobe runs above, as root, instead).", "NoNewPrivileges=yes"),
+    ("No capabilities: qwenops and vLLM need none.", "CapabilityBoundingSet="),
+    ("And none handed to the processes either.", "AmbientCapabilities="),
+    ("The whole file system read-only, but the State/Cache directories and /tmp.", "ProtectSystem=strict"),
+    ("/home, /root and /run/user hidden: install qwenops outside them (/opt/qwenops).", "ProtectHome=yes"),
+    ("A private /tmp (torch's inductor and vLLM's IPC sockets live there).", "PrivateTmp=yes"),
+    ("A user namespace: root on the host is nobody here (CUDA needs no uid mapping).", "PrivateUsers=yes"),
+    ("Private SysV IPC and message queues; CUDA and vLLM share memory through /dev/shm files.", "PrivateIPC=yes"),
+    ("Mounts made in here stay in here.", "PrivateMounts=yes"),
+    ("/proc/sys and /sys read-only: the driver's state is read, never tuned.", "ProtectKernelTunables=yes"),
+    ("No module loading (nvidia-uvm is loaded at boot or by the ExecStartPre above).",
+     "ProtectKernelModules=yes"),
+    ("No kernel log access.", "ProtectKernelLogs=yes"),
+    ("The cgroup tree read-only.", "ProtectControlGroups=yes"),
+    ("The system clock cannot be set.", "ProtectClock=yes"),
+    ("The hostname cannot be changed.", "ProtectHostname=yes"),
+    ("Other users' processes are invisible in /proc.", "ProtectProc=invisible"),
+    ("All of /proc stays: vLLM and psutil read /proc/meminfo and /proc/cpuinfo.", "ProcSubset=all"),
+    ("No new namespaces (vLLM creates none).", "RestrictNamespaces=yes"),
+    ("No realtime scheduling.", "RestrictRealtime=yes"),
+    ("No setuid/setgid files.", "RestrictSUIDSGID=yes"),
+    ("No personality changes.", "LockPersonality=yes"),
+    ("The user's IPC objects are removed when the service stops.", "RemoveIPC=yes"),
+    ("HTTP, vLLM's unix sockets, and netlink for torch.distributed's interface lookup.",
+     "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK"),
+    ("Native system calls only.", "SystemCallArchitectures=native"),
+    ("A service's system calls, plus @resources (vLLM raises RLIMIT_NOFILE, sets CPU and NUMA affinity).",
+     "SystemCallFilter=@system-service @resources"),
+    ("Less the privileged ones.", "SystemCallFilter=~@privileged"),
+    ("A refused call fails with EPERM instead of killing vLLM mid-request.", "SystemCallErrorNumber=EPERM"),
+)
+
+
+def systemd_unit(profile: Profile, *, qwenops_bin: str = QWENOPS_BIN) -> str:
+    """The text of qwenops.service for PROFILE (deterministic: golden-tested)."""
+    require_gpu_engine(profile, "a systemd unit", alternative=(
+        "render a GPU profile such as 4090d, or run it in a container: "
+        f"qwenops render dockerfile --profile {profile.name}"))
+    b = budgets(profile)
+    name = profile.name
+    lines = header(profile, f"{UNIT_NAME}: vLLM's OpenAI-compatible server under qwenops' supervisor.",
+                   f"qwenops render systemd --profile {name} -o systemd/{UNIT_NAME}")
+    lines += [
+        f"# Install it with: sudo qwenops install systemd --profile {name}  (docs/deploy.md)",
+        "# Never add PrivateDevices= (it hides /dev/nvidia*) or MemoryDenyWriteExecute= (Triton and",
+        "# torch.compile write and run kernels): both break CUDA.",
+        "",
+        "[Unit]",
+        f"Description=qwenops: {profile.api_model_name} on vLLM (profile {name})",
+        "# The first start downloads the weights from the Hugging Face hub.",
+        "Wants=network-online.target",
+        "# nvidia-persistenced keeps the driver initialised, so the devices exist and CUDA starts fast.",
+        "After=network-online.target nvidia-persistenced.service",
+        f"# systemd restarts qwenops at most {b.max_quick_failures} times (the supervisor's max_quick_failures) "
+        f"in {b.start_limit_interval_s} s,",
+        "# room for that many whole start-ups; then the unit stays failed, with the cause in the journal.",
+        f"StartLimitIntervalSec={b.start_limit_interval_s}",
+        f"StartLimitBurst={b.max_quick_failures}",
+        "",
+        "[Service]",
+        "# qwenops sends READY=1 once /health and /v1/models answer; vLLM itself cannot notify systemd.",
+        "Type=notify",
+        "# Only qwenops may notify: vLLM never inherits NOTIFY_SOCKET.",
+        "NotifyAccess=main",
+        f"# qwenops pings only while vLLM answers /health: twice the {b.watchdog_s // 2} s it takes to restart "
+        "an unhealthy vLLM itself.",
+        f"WatchdogSec={b.watchdog_s}",
+        "# As root ('+'), failure ignored ('-'): create /dev/nvidia-uvm, which the sandbox below cannot.",
+        "ExecStartPre=-+/usr/bin/nvidia-modprobe -c0 -u",
+        "# A host that cannot run the profile fails here, with the doctor's findings and fixes in the journal.",
+        f"ExecStartPre={qwenops_bin} doctor --profile {name}",
+        "# qwenops is the main process: it spawns vLLM in its own process group and supervises it.",
+        f"ExecStart={qwenops_bin} serve --profile {name}",
+        "# qwenops exits 1 when it gives up on vLLM (FATAL) and dies only by a bug or a signal.",
+        "Restart=on-failure",
+        "# Continue the supervisor's backoff where it stops (its backoff_max_s).",
+        f"RestartSec={b.restart_s}",
+        "# Exit 2 is bad input (the profile, a taken port, no engine): a restart cannot fix it.",
+        "RestartPreventExitStatus=2",
+        f"# The doctor and imports ({b.start_s - b.startup_s} s) + the profile's startup_timeout_s "
+        f"({b.startup_s} s); qwenops also extends it at each spawn.",
+        f"TimeoutStartSec={b.start_s}",
+        "# SIGTERM goes to qwenops alone: it drains vLLM, then ends vLLM's whole process group.",
+        "KillMode=mixed",
+        f"# drain_timeout_s ({b.drain_s} s) + {b.stop_s - b.drain_s} s; then SIGKILL ends every process "
+        "of the unit, freeing the VRAM.",
+        f"TimeoutStopSec={b.stop_s}",
+        "# A dedicated user (created by qwenops install from sysusers.d).",
+        f"User={SERVICE_USER}",
+        f"Group={SERVICE_USER}",
+        "# Some distributions give the NVIDIA and DRM device nodes to these groups.",
+        "SupplementaryGroups=video render",
+        "# /var/lib/qwenops: HOME, qwenops' logs; created and owned by systemd.",
+        "StateDirectory=qwenops",
+        "# /var/cache/qwenops: the model cache and the compile caches, kept across restarts.",
+        "CacheDirectory=qwenops",
+        "# A directory the user owns (no ./.env is read from it).",
+        "WorkingDirectory=%S/qwenops",
+        "# QWENOPS_API_KEY and per-host overrides, root-only (0600): systemd reads it before dropping privileges.",
+        f"EnvironmentFile={ENV_FILE}",
+        "# qwenops' state (logs under logs/) and HOME in the StateDirectory.",
+        "Environment=QWENOPS_STATE_DIR=%S/qwenops HOME=%S/qwenops",
+        "# The weights (Hugging Face cache) and every JIT cache in the CacheDirectory.",
+        "Environment=HF_HOME=%C/qwenops/huggingface XDG_CACHE_HOME=%C/qwenops",
+        "Environment=VLLM_CACHE_ROOT=%C/qwenops/vllm TRITON_CACHE_DIR=%C/qwenops/triton",
+        "# qwenops' and vLLM's lines reach the journal as they are written.",
+        "Environment=PYTHONUNBUFFERED=1",
+        f"# vLLM raises its soft open-file limit to {NOFILE} and warns below it; every stream holds a socket.",
+        f"LimitNOFILE={NOFILE}",
+        "# Files the service creates are private to its user.",
+        "UMask=0077",
+        "# Sandbox: what is known to work with CUDA.",
+    ]
+    for comment, directive in _HARDENING:
+        lines += [f"# {comment}", directive]
+    lines += [
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def env_file(profile: Profile) -> str:
+    """The text of the env file (systemd's EnvironmentFile, compose's env_file) for PROFILE."""
+    lines = header(profile, "qwenops.env: per-host settings for `qwenops serve`; keep it private (chmod 600).",
+                   f"qwenops render env --profile {profile.name} -o systemd/qwenops.env.example")
+    lines += [
+        f"# systemd: {ENV_FILE} (qwenops install systemd writes it with a new key); Docker: docker/qwenops.env.",
+        "# qwenops refuses to read an env file that holds the key and that group or others can read.",
+        "",
+        "# The key clients send as `Authorization: Bearer KEY`; vLLM gets it as VLLM_API_KEY, never in argv.",
+        "# Empty means no key: anyone who reaches the port can use the model.",
+        "QWENOPS_API_KEY=",
+        "",
+        "# Per-host overrides of the profile's vLLM fields (the environment beats the profile), e.g.:",
+        "# QWENOPS_GPU_MEMORY_UTILIZATION=0.93",
+        f"# QWENOPS_MAX_MODEL_LEN={profile.max_model_len or 4096}",
+        "",
+        "# A Hugging Face token, for gated models or higher download limits:",
+        "# HF_TOKEN=",
+    ]
+    return "\n".join(lines) + "\n"
