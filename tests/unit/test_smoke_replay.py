@@ -327,6 +327,7 @@ def run_text(*args: str, env: dict[str, str] | None = None, timeout: float = 60)
 def write_env(tmp_path: Path, **values: str) -> dict[str, str]:
     path = tmp_path / "operator.env"
     path.write_text("".join(f"{k}={v}\n" for k, v in values.items()), encoding="utf-8")
+    path.chmod(0o600)  # an env file with a key must be private (qwenops refuses it otherwise)
     return {"QWENOPS_ENV_FILE": str(path)}
 
 
@@ -374,6 +375,7 @@ def test_a_key_no_header_can_carry_is_exit_2_naming_api_key(tmp_path: Path, sour
             env_file = tmp_path / "k.env"
             env_file.write_text(f"QWENOPS_API_KEY={key}\nQWENOPS_BASE_URL={server.base_url}\n", encoding="utf-8",
                                 errors="surrogateescape")
+            env_file.chmod(0o600)
             env = {"QWENOPS_ENV_FILE": str(env_file)}
         code, stdout, stderr = run_text(env=env)
     if source == "env file" and "\udcff" in key:
