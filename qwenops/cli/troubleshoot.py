@@ -21,11 +21,18 @@ if TYPE_CHECKING:
 @click.option("--journal", metavar="UNIT", help="Read the log of a systemd unit (journalctl -u UNIT).")
 @click.option("--docker", metavar="CONTAINER", help="Read the log of a container (docker logs CONTAINER).")
 @click.option("--base-url", metavar="URL", help="A live server: read /health, /v1/models and /metrics.")
+@click.option("--probe", is_flag=True,
+              help="Send real requests to the live server: one long answer (interrupted?), one ordinary answer "
+                   "(loops?), a concurrency ramp to max_num_seqs (which memory limit binds?), and their latency.")
+@click.option("--client-timeout", "client_timeout_s", type=click.FloatRange(0, 86400, min_open=True),
+              metavar="SECONDS", help="The client's whole-answer timeout to probe against (default: the profile's "
+                                      "client.timeout_s).")
 @click.option("--host/--no-host", "host", default=None,
               help="Check this host's CPU, memory and GPU users (default: on when reading a live server).")
 @json_option
 def troubleshoot(*, profile: str | None, logs: tuple[str, ...], journal: str | None, docker: str | None,
-                 base_url: str | None, host: bool | None, json_mode: bool) -> None:
+                 base_url: str | None, probe: bool, client_timeout_s: float | None, host: bool | None,
+                 json_mode: bool) -> None:
     """Name what went wrong, with the evidence and the change that fixes it.
 
     Without a source it reads the profile's live server and this host. Exit 0 when no finding is an
@@ -35,7 +42,7 @@ def troubleshoot(*, profile: str | None, logs: tuple[str, ...], journal: str | N
     from qwenops.troubleshoot.run import build_request, run_troubleshoot
 
     request = build_request(profile=profile, logs=logs, journal=journal, docker=docker, base_url=base_url,
-                            host=host)
+                            host=host, probe=probe, client_timeout_s=client_timeout_s)
     report = run_troubleshoot(request)
     finish(CommandResult(command="troubleshoot", data=report, ok=report.ok), json_mode=json_mode, view=_view)
 

@@ -34,6 +34,9 @@ class ClientDefaults(_Strict):
     temperature: float = Field(0.8, ge=0.0, le=2.0, description="sampling temperature")
     top_p: float = Field(0.9, gt=0.0, le=1.0, description="nucleus sampling mass")
     max_tokens: int = Field(512, ge=1, le=MAX_TOKENS, description="most tokens generated per answer")
+    timeout_s: float = Field(120.0, gt=0, le=86400.0,
+                             description="how long a client waits for one whole answer (troubleshoot --probe "
+                                         "checks that a max_tokens answer fits in it)")
 
 
 class Requirements(_Strict):

@@ -40,6 +40,8 @@ class TroubleshootRequest:
     profile: str | None = None
     flags: Flags | None = None
     check_profile: bool = False  # add what the profile's own values support (profile_rules.py)
+    probe: bool = False  # send real requests (probes.py)
+    client_timeout_s: float | None = None  # the client's whole-answer timeout (default: the profile's)
 
 
 def classify_source(source: LogSource, flags: Flags) -> tuple[list[Finding], SourceRead]:
@@ -96,9 +98,28 @@ def run_troubleshoot(request: TroubleshootRequest) -> TroubleshootReport:
 
         findings += host_findings(read_host(), vllm_pids=vllm_process_ids())
         sources.append(SourceRead("this host"))
+    if request.probe:
+        findings += _probe(request, contended=any(f.category == "high_latency_cpu" for f in findings))
+        sources.append(SourceRead("probes", note="one long answer, one ordinary answer, a concurrency ramp"))
     ranked = rank(findings)
     return TroubleshootReport(ok=not any(f.severity == "error" for f in ranked), findings=tuple(ranked),
                               sources=tuple(sources), profile=request.profile)
+
+
+def _probe(request: TroubleshootRequest, *, contended: bool) -> list[Finding]:
+    from qwenops.config.loader import load_profile
+    from qwenops.troubleshoot import probes
+
+    assert request.base_url is not None  # build_request refuses --probe without a server
+    profile = load_profile(request.profile)
+    timeout = request.client_timeout_s or profile.client.timeout_s
+    found, probed = probes.probe_interrupted(request.base_url, profile, timeout)
+    if found and found[0].severity == "error":
+        return found  # the server cannot answer: the other probes would only repeat it
+    found += probes.probe_latency(probed, contended)
+    found += probes.probe_incoherent(request.base_url, profile)
+    memory, _ramp = probes.probe_memory(request.base_url, profile)
+    return found + memory
 
 
 def rank(findings: Sequence[Finding]) -> list[Finding]:
@@ -107,7 +128,8 @@ def rank(findings: Sequence[Finding]) -> list[Finding]:
 
 
 def build_request(*, profile: str | None, logs: Sequence[str], journal: str | None, docker: str | None,
-                  base_url: str | None, host: bool | None) -> TroubleshootRequest:
+                  base_url: str | None, host: bool | None, probe: bool = False,
+                  client_timeout_s: float | None = None) -> TroubleshootRequest:
     """What to read: the sources named; with none, the profile's live server and this host.
 
     The profile (named, or the default when a live server must be found) supplies the flags in force,
@@ -128,8 +150,17 @@ def build_request(*, profile: str | None, logs: Sequence[str], journal: str | No
         base_url = target.base_url if not sources or base_url else None
     elif base_url is not None:
         base_url = checked_url(base_url)
+    if probe and base_url is None:
+        if sources:
+            from qwenops.errors import BadInputError
+
+            raise BadInputError("probes need a live server", field="--probe",
+                                hint="add --base-url URL (or -p PROFILE to use the profile's server)")
+        target = resolve_target(profile, None)
+        name, flags, base_url = target.profile, target.flags, target.base_url
     return TroubleshootRequest(logs=tuple(sources), base_url=base_url, host=host if host is not None else bool(
-        base_url), profile=name, flags=flags, check_profile=name is not None)
+        base_url), profile=name, flags=flags, check_profile=name is not None, probe=probe,
+        client_timeout_s=client_timeout_s)
 
 
 # The profile fields a fix may name ("lower max_num_seqs from 32 to 16").

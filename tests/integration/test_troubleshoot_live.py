@@ -69,7 +69,7 @@ def test_troubleshoot_a_healthy_live_server(vllm_server: RunningServer) -> None:
 def test_troubleshoot_without_a_source_reads_the_configured_server_and_this_host(vllm_server: RunningServer) -> None:
     code, doc, _ = qwenops("troubleshoot", env={"QWENOPS_BASE_URL": vllm_server.base_url})
     names = [s["name"] for s in doc["data"]["sources"]]
-    assert names == [f"server {vllm_server.base_url}", "this host"]
+    assert names == [f"server {vllm_server.base_url}", "profile cpu-tiny", "this host"]
     assert code == 0, doc  # host findings are warnings at most; the healthy server gives no error
     assert all(f["category"] != "engine_dead" for f in doc["data"]["findings"])
 
@@ -97,3 +97,29 @@ def test_nothing_listening_is_unreachable(command: str) -> None:
 
     code, doc, _ = qwenops(command, "--base-url", f"http://127.0.0.1:{free_port()}")
     assert code == 3 and doc["errors"][0]["code"] == "unreachable"
+
+
+def test_probes_of_a_healthy_server(vllm_server: RunningServer) -> None:
+    code, doc, _ = qwenops("troubleshoot", "--probe", "--base-url", vllm_server.base_url, "-p", "cpu-tiny",
+                           "--no-host", timeout=600)
+    assert code == 0, doc
+    found = {f["category"]: f for f in doc["data"]["findings"]}
+    assert "TTFT" in found["latency"]["evidence"][0]["quote"]
+    # cpu-tiny's 8 sequences of 64 tokens fit its 1 GiB cache many times over: max_num_seqs binds first.
+    assert found["memory_headroom"]["evidence"][0]["quote"].startswith("concurrency 8 (max_num_seqs): no preemption")
+    assert doc["data"]["sources"][-1]["name"] == "probes"
+
+
+def test_a_client_timeout_shorter_than_an_answer_is_found(vllm_server: RunningServer) -> None:
+    code, doc, _ = qwenops("troubleshoot", "--probe", "--base-url", vllm_server.base_url, "-p", "cpu-tiny",
+                           "--no-host", "--client-timeout", "0.001", timeout=600)
+    first = doc["data"]["findings"][0]
+    assert first["category"] == "client_timeout" and code in (0, 1)
+    assert first["evidence"][0]["source"] == "probe"
+
+
+def test_probes_need_a_live_server(tmp_path: Path) -> None:
+    log = tmp_path / "x.log"
+    log.write_text("INFO: hello\n")
+    code, doc, _ = qwenops("troubleshoot", "--probe", "--log", str(log))
+    assert code == 2 and doc["errors"][0]["field"] == "--probe"
