@@ -25,7 +25,11 @@ def size_text(cap: int) -> str:
 def read_json(path: Path, *, field: str, cap: int, what: str, hint: str | None = None) -> Any:
     """The JSON value in PATH, described to the user as WHAT ("a probe file"); every failure is a
     BadInputError naming FIELD, with HINT as its fix."""
+    import stat
+
     try:
+        if stat.S_ISFIFO(path.stat().st_mode):  # reading a pipe nobody writes to would wait forever
+            raise BadInputError(f"{path} is a named pipe, not {what}", field=field, hint=hint)
         with path.open("rb") as handle:
             data = handle.read(cap + 1)
     except FileNotFoundError:

@@ -137,6 +137,9 @@ def _gpu(profile: Profile | None, total: float | None, probe_file: str | None) -
     profile's requirements.min_gpu_memory_gib (the smallest card the profile claims to fit)."""
     from pathlib import Path
 
+    if total is not None and probe_file:
+        raise BadInputError("--gpu-total-gib and --probe-file both name the GPU to plan on",
+                            field="gpu-total-gib, probe-file", hint="pass one of them")
     if total is not None:
         return {"gpu_total_gib": total}, []
     from qwenops.hardware.facts import load_facts

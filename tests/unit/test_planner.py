@@ -348,3 +348,18 @@ def test_doctor_refuses_a_profile_offloading_more_than_its_weights() -> None:
     with pytest.raises(BadInputError) as err:
         diagnose(facts, profile, resolve_model("Qwen/Qwen3-14B-AWQ"))
     assert err.value.field == "cpu_offload_gb" and "50 GiB is more than the 9.4 GiB" in err.value.message
+
+
+def test_two_gpus_to_plan_on_is_bad_input() -> None:
+    probe = str(REPO / "tests" / "data" / "probes" / "rtx4090d-cuda124.json")
+    result = invoke("plan", "--profile", "4090d", "--gpu-total-gib", "24", "--probe-file", probe)
+    assert result.exit_code == 2 and result.stderr.startswith("error: gpu-total-gib, probe-file: ")
+
+
+def test_a_named_pipe_as_probe_file_is_refused_not_waited_on(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "facts.json"
+    os.mkfifo(fifo)
+    result = invoke("plan", "--profile", "4090d", "--probe-file", str(fifo))
+    assert result.exit_code == 2 and "is a named pipe" in result.stderr
