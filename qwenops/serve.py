@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -323,7 +324,11 @@ def _fit(plan: ServePlan, outcome: Outcome, fits: list[FitInfo],
     from qwenops.supervisor.states import State
 
     cause = outcome.cause
-    if not plan.supervise.auto_fit or outcome.state is not State.FATAL or cause is None or not cause.change:
+    if not plan.supervise.auto_fit or outcome.state is not State.FATAL or cause is None:
+        return None
+    if cause.change is None and cause.category == "kv_cache_no_blocks":
+        cause = replace(cause, change=_planned_batch(plan))
+    if not cause.change:
         return None
     if len(fits) >= MAX_FITS:
         observer.on_note(f"auto-fit: already changed {MAX_FITS} values in this start; not another")
@@ -349,6 +354,23 @@ def _fit(plan: ServePlan, outcome: Outcome, fits: list[FitInfo],
     observer.on_note(f"auto-fit: {cause.category}: {_describe(current, changes)} (evidence: {cause.line!r}); "
                      f"starting again; saved as profile {saved.stem}")
     return fitted, fit
+
+
+def _planned_batch(plan: ServePlan) -> dict[str, object] | None:
+    """For a KV cache left with no blocks: the batch the memory planner says fits on this GPU."""
+    if plan.engine != "vllm":
+        return None
+    from qwenops.errors import QwenopsError
+    from qwenops.hardware.nvml import read_gpus
+    from qwenops.planner.inputs import first_usable_gpu, fit_batch
+    from qwenops.planner.modelinfo import resolve_model
+
+    try:
+        model = resolve_model(plan.model_path)
+    except QwenopsError:
+        return None
+    profile = resolve_profile(plan.profile, cli_overrides=plan.overrides).profile
+    return fit_batch(profile, model, first_usable_gpu(read_gpus().devices))
 
 
 def _describe(profile: Profile, changes: Mapping[str, object]) -> str:

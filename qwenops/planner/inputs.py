@@ -63,6 +63,30 @@ def plan_on_device(profile: Profile, model: ModelInfo | None, device: GpuDevice 
                             **gpu_inputs(device, with_free_memory=False), **profile_flags(profile)}))
 
 
+def fit_batch(profile: Profile, model: ModelInfo | None, device: GpuDevice | None,
+               vllm_version: str | None = None) -> dict[str, object] | None:
+    """The largest batch (max_num_batched_tokens, then max_num_seqs, halved in turn) whose plan fits on
+    DEVICE: auto-fit's change after "No available memory for the cache blocks". Activations of one
+    full batch take what the KV cache needed; a smaller batch gives it back. None when nothing fits
+    or there is nothing to plan with."""
+    first = plan_on_device(profile, model, device, vllm_version)
+    if first is None:
+        return None
+    batched, seqs = first.max_num_batched_tokens, first.max_num_seqs
+    while batched > 1 or seqs > 1:
+        if batched >= seqs * 2 and batched > 256:
+            batched //= 2  # activations scale with the tokens of one step: the bigger lever first
+        elif seqs > 1:
+            seqs //= 2
+        else:
+            break
+        trial = profile.model_copy(update={"max_num_batched_tokens": max(batched, seqs), "max_num_seqs": seqs})
+        result = plan_on_device(trial, model, device, vllm_version)
+        if result is not None and result.fits:
+            return {"max_num_batched_tokens": max(batched, seqs), "max_num_seqs": seqs}
+    return None
+
+
 def plan_request(
     *,
     profile_name: str | None = None,

@@ -363,3 +363,23 @@ def test_a_named_pipe_as_probe_file_is_refused_not_waited_on(tmp_path: Path) -> 
     os.mkfifo(fifo)
     result = invoke("plan", "--profile", "4090d", "--probe-file", str(fifo))
     assert result.exit_code == 2 and "is a named pipe" in result.stderr
+
+
+def test_fit_batch_gives_back_the_activations_the_kv_cache_needed() -> None:
+    """auto-fit's change after "No available memory for the cache blocks": a batch the planner says fits."""
+    from qwenops.config.loader import load_profile
+    from qwenops.hardware.facts import GpuDevice
+    from qwenops.planner.inputs import fit_batch, plan_on_device
+
+    profile = load_profile("4090d-fp8", env={}, cli_overrides={"max_num_batched_tokens": "16384",
+                                                                "max_num_seqs": "32"})
+    model = from_catalog(profile.model)
+    card = GpuDevice(index=0, name="a 19 GB card", memory_total_mib=19000)
+    before = plan_on_device(profile, model, card, None)
+    assert before is not None and not before.fits  # one 16k-token step's activations leave the cache nothing
+    change = fit_batch(profile, model, card)
+    assert change == {"max_num_batched_tokens": 8192, "max_num_seqs": 32}  # the largest batch that fits
+    after = plan_on_device(profile.model_copy(update=change), model, card, None)
+    assert after is not None and after.fits
+    tiny = GpuDevice(index=0, name="too small", memory_total_mib=8000)
+    assert fit_batch(profile, model, tiny) is None  # the weights alone do not fit: no batch helps
