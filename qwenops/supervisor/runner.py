@@ -309,11 +309,14 @@ class Supervisor:
             self._exited(attempt, f"{limit} failed health probes in a row (last: {probe.detail})")
 
     def _stalled(self, attempt: _Attempt, now: float) -> bool:
-        """The progress watchdog: a server with requests in flight must keep producing tokens.
+        """The progress watchdog: tokens must keep coming, or a tiny request must still be answered.
 
         /health stays 200 on a hung engine (a reported vLLM bug), so the evidence is vLLM's own
-        token counter. An idle server is never stalled, and a long prefill is given stall_timeout_s;
-        only when no token came for that long does one tiny request confirm before the restart.
+        token counter. When it has not moved for stall_timeout_s, one request with max_tokens 1
+        confirms before any restart: a long prefill or a slow answer gets its token, and so does an
+        idle server, which is therefore never restarted for being idle. The confirming request is
+        sent when idle too (at most once per stall_timeout_s) because vLLM's request gauges come from
+        the engine: a hung engine stops updating them, and requests queued since look like none.
         """
         limit = self.config.stall_timeout_s
         if limit is None:
@@ -321,13 +324,13 @@ class Supervisor:
         progress = self._prober.progress()
         if progress is None:
             return False  # no metrics (e.g. --disable-log-stats): nothing to judge progress by
-        if not progress.busy or progress.tokens != attempt.tokens or attempt.tokens is None:
+        if progress.tokens != attempt.tokens or attempt.tokens is None:
             attempt.tokens, attempt.progress_at = progress.tokens, now
             return False
         if now - attempt.progress_at < limit:
             return False
         if self._prober.generates(self.config.stall_probe_timeout_s):
-            attempt.progress_at = self._now()  # slow, not stuck
+            attempt.progress_at = self._now()  # slow or idle, not stuck
             return False
         evidence = (f"no token for {now - attempt.progress_at:.0f} s with {progress.running:g} requests running and "
                     f"{progress.waiting:g} waiting (vllm:generation_tokens_total stuck at {progress.tokens:g}), "

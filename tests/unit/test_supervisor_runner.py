@@ -421,10 +421,22 @@ def test_a_busy_engine_that_stops_producing_tokens_is_confirmed_then_restarted()
     assert "the engine stopped making progress" in retry.reason
 
 
-def test_an_idle_server_is_never_stalled() -> None:
+def test_an_idle_server_is_checked_once_per_stall_timeout_and_never_restarted() -> None:
     h = Harness([{"ready_after": 1.0, "busy_from": 10_000.0}], supervision=STALL)
     outcome = h.run(stop_after=60)
-    assert outcome.ok and outcome.restarts == 0 and h.prober.confirmations == []
+    assert outcome.ok and outcome.restarts == 0
+    # One tiny request per stall_timeout_s (10 s) of no tokens, answered each time.
+    assert 4 <= len(h.prober.confirmations) <= 6
+    assert all(b - a >= 10 for a, b in zip(h.prober.confirmations, h.prober.confirmations[1:]))
+
+
+def test_an_engine_hung_while_its_gauges_say_idle_is_still_caught() -> None:
+    """A hung engine stops updating vLLM's request gauges: requests queued since look like none."""
+    h = Harness([{"ready_after": 1.0, "busy_from": 10_000.0, "stalls_after": 0.0}, {"ready_after": 1.0}],
+                supervision=STALL)
+    outcome = h.run(stop_after=40)
+    assert outcome.ok and outcome.restarts == 1
+    assert any("stopped making progress" in c.reason for c in h.recorder.changes if c.event is Event.RETRY)
 
 
 def test_a_slow_server_that_still_answers_one_token_is_left_alone() -> None:
