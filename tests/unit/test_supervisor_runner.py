@@ -427,7 +427,7 @@ def test_an_idle_server_is_checked_once_per_stall_timeout_and_never_restarted() 
     assert outcome.ok and outcome.restarts == 0
     # One tiny request per stall_timeout_s (10 s) of no tokens, answered each time.
     assert 4 <= len(h.prober.confirmations) <= 6
-    assert all(b - a >= 10 for a, b in zip(h.prober.confirmations, h.prober.confirmations[1:]))
+    assert all(b - a >= 10 for a, b in itertools.pairwise(h.prober.confirmations))
 
 
 def test_an_engine_hung_while_its_gauges_say_idle_is_still_caught() -> None:
