@@ -189,11 +189,7 @@ def resolve_target(profile: str | None, base_url: str | None) -> Target:
 
 
 def checked_url(url: str) -> str:
-    from urllib.parse import urlsplit
+    """One rule for a server's URL, the stream client's (credentials masked in every message)."""
+    from qwenops.stream.client import normalize_base_url
 
-    from qwenops.errors import BadInputError
-
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname or url != url.strip():
-        raise BadInputError(f"{url!r} is not an http(s) URL", field="--base-url", hint="e.g. http://127.0.0.1:8000")
-    return url.rstrip("/")
+    return normalize_base_url(url, field="--base-url")
