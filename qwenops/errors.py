@@ -147,3 +147,21 @@ class StreamTimeout(StreamError):
     """No bytes arrived within the read timeout."""
 
     code = "client_timeout"
+
+
+class NotEventStream(StreamError):
+    """The server answered HTTP 200, but with a body that is not an event stream."""
+
+    code = "not_event_stream"
+
+
+class NotHTTPError(UnreachableError):
+    """Something listens there, but does not answer in HTTP."""
+
+    code = "not_http"
+
+
+class RunawayStream(StreamError):
+    """The server kept sending past any answer `max_tokens` allows, or sent an event without end."""
+
+    code = "runaway_stream"

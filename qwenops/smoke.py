@@ -22,13 +22,19 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from qwenops.errors import BadInputError, HTTPStatusError, QwenopsError, StreamInterrupted, UnreachableError
+from qwenops.errors import (
+    BadInputError,
+    HTTPStatusError,
+    QwenopsError,
+    RunawayStream,
+    StreamInterrupted,
+    UnreachableError,
+)
 from qwenops.results import ErrorInfo
 from qwenops.stream.chunks import DONE, ChatDelta, DeltaReader
 from qwenops.stream.client import (
     ChatRequest,
     Endpoint,
-    RunawayStream,
     Timeouts,
     TransportCut,
     aopen_chat_stream,

@@ -4,14 +4,20 @@ Everything is explicit (server URL, model, API key, sampling): the library reads
 Light to import (httpx is imported when a stream is opened), so `qwenops --help` stays fast.
 """
 
-from qwenops.errors import HTTPStatusError, InBandError, StreamError, StreamInterrupted, StreamTimeout
+from qwenops.errors import (
+    HTTPStatusError,
+    InBandError,
+    NotEventStream,
+    NotHTTPError,
+    RunawayStream,
+    StreamError,
+    StreamInterrupted,
+    StreamTimeout,
+)
 from qwenops.stream.chunks import ChatDelta, DeltaReader, Usage, decode_event
 from qwenops.stream.client import (
     ChatRequest,
     Endpoint,
-    NotEventStream,
-    NotHTTPError,
-    RunawayStream,
     TimedEvent,
     Timeouts,
     astream_chat,

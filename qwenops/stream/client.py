@@ -42,7 +42,9 @@ from typing import TYPE_CHECKING, Any
 from qwenops.errors import (
     BadInputError,
     HTTPStatusError,
-    StreamError,
+    NotEventStream,
+    NotHTTPError,
+    RunawayStream,
     StreamInterrupted,
     StreamTimeout,
     UnreachableError,
@@ -262,27 +264,6 @@ class Endpoint:
         if self.api_key:
             text = text.replace(self.api_key, "***")
         return text
-
-
-# --------------------------------------------------------------------------------------------- errors
-
-
-class NotEventStream(StreamError):
-    """The server answered HTTP 200, but with a body that is not an event stream."""
-
-    code = "not_event_stream"
-
-
-class NotHTTPError(UnreachableError):
-    """Something listens there, but does not answer in HTTP."""
-
-    code = "not_http"
-
-
-class RunawayStream(StreamError):
-    """The server kept sending past any answer `max_tokens` allows, or sent an event without end."""
-
-    code = "runaway_stream"
 
 
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
