@@ -241,14 +241,16 @@ def serve(
     check_port_free(plan.host, plan.port)
     ensure_model(plan)
     fits: list[FitInfo] = []
+    rounds = 0
     try:
         while True:
             outcome = _supervise(plan, observer=observer, echo=echo, handle_signals=handle_signals)
-            fitted = _fit(plan, outcome, fits, observer)
+            fitted = _fit(plan, outcome, fits, observer, rounds=rounds)
             if fitted is None:
                 break
-            plan, fit = fitted
-            fits.append(fit)
+            plan, changed = fitted
+            fits += changed
+            rounds += 1
     finally:
         _run_record(plan).unlink(missing_ok=True)
     cause = outcome.cause
@@ -318,7 +320,7 @@ def _flag_value(value: object) -> str:
 
 
 def _fit(plan: ServePlan, outcome: Outcome, fits: list[FitInfo],
-         observer: Observer) -> tuple[ServePlan, FitInfo] | None:
+         observer: Observer, *, rounds: int) -> tuple[ServePlan, list[FitInfo]] | None:
     """The next plan when auto-fit may change one bounded value after this outcome; None otherwise."""
     from qwenops.errors import QwenopsError
     from qwenops.supervisor.states import State
@@ -330,8 +332,8 @@ def _fit(plan: ServePlan, outcome: Outcome, fits: list[FitInfo],
         cause = replace(cause, change=_planned_batch(plan))
     if not cause.change:
         return None
-    if len(fits) >= MAX_FITS:
-        observer.on_note(f"auto-fit: already changed {MAX_FITS} values in this start; not another")
+    if rounds >= MAX_FITS:
+        observer.on_note(f"auto-fit: already fitted {MAX_FITS} times in this start; not again")
         return None
     current = resolve_profile(plan.profile, cli_overrides=plan.overrides).profile
     changes = {key: value for key, value in cause.change.items() if getattr(current, key, None) != value}
@@ -348,12 +350,11 @@ def _fit(plan: ServePlan, outcome: Outcome, fits: list[FitInfo],
         return None
     saved = _save_fitted_profile(plan, current, {**{f.field: f.new for f in fits}, **changes}, cause.category,
                                  cause.line)
-    [(key, value)] = list(changes.items())[:1]
-    fit = FitInfo(field=key, old=getattr(current, key, None), new=value, category=cause.category,
-                  evidence=cause.line, saved_profile=str(saved))
+    changed = [FitInfo(field=key, old=getattr(current, key, None), new=value, category=cause.category,
+                       evidence=cause.line, saved_profile=str(saved)) for key, value in changes.items()]
     observer.on_note(f"auto-fit: {cause.category}: {_describe(current, changes)} (evidence: {cause.line!r}); "
                      f"starting again; saved as profile {saved.stem}")
-    return fitted, fit
+    return fitted, changed
 
 
 def _planned_batch(plan: ServePlan) -> dict[str, object] | None:

@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass
 
 from qwenops.errors import UnreachableError
-from qwenops.troubleshoot.live import read_server
-from qwenops.vllmmetrics import MetricsFormatError, Snapshot, interval, parse
+from qwenops.troubleshoot.live import read_server, scrape_metrics
+from qwenops.vllmmetrics import Snapshot, interval
 
 
 @dataclass(frozen=True)
@@ -44,21 +44,8 @@ def read_status(base_url: str, *, interval_s: float = 2.0) -> ServerStatus:
         raise UnreachableError(f"{base_url}/metrics cannot be read: {first.metrics_error}", field="--base-url",
                                hint="do not start vLLM with --disable-log-stats if you want metrics")
     time.sleep(interval_s)
-    second = _scrape(base_url)
+    second = scrape_metrics(base_url)
     return status_between(base_url, first.metrics, second, healthy=first.health_status == 200, models=first.models)
-
-
-def _scrape(base_url: str) -> Snapshot:
-    import httpx
-
-    try:
-        answer = httpx.get(base_url + "/metrics", timeout=5.0)
-    except httpx.HTTPError as exc:
-        raise UnreachableError(f"{base_url}/metrics stopped answering: {exc}", field="--base-url") from None
-    try:
-        return parse(answer.text)
-    except MetricsFormatError as exc:
-        raise UnreachableError(f"{base_url}/metrics is not Prometheus text: {exc}", field="--base-url") from None
 
 
 def status_between(base_url: str, earlier: Snapshot, later: Snapshot, *, healthy: bool,

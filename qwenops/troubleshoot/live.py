@@ -59,6 +59,20 @@ def read_server(base_url: str, *, api_key: str | None = None, timeout_s: float =
     return ServerEvidence(base_url, health, models, snapshot, problem)
 
 
+def scrape_metrics(base_url: str, *, timeout_s: float = 5.0) -> Snapshot:
+    """One scrape of /metrics alone (a repeated reading: not /health and /v1/models each time)."""
+    import httpx
+
+    try:
+        answer = httpx.get(base_url + "/metrics", timeout=timeout_s)
+    except httpx.HTTPError as exc:
+        raise UnreachableError(f"{base_url}/metrics stopped answering: {exc}", field="--base-url") from None
+    try:
+        return parse(answer.text)
+    except MetricsFormatError as exc:
+        raise UnreachableError(f"{base_url}/metrics is not Prometheus text: {exc}", field="--base-url") from None
+
+
 @dataclass(frozen=True)
 class BusyProcess:
     pid: int

@@ -146,21 +146,17 @@ def probe_memory(base_url: str, profile: Profile) -> tuple[list[Finding], tuple[
 
 def _level(base_url: str, profile: Profile, level: int) -> tuple[float, float]:
     """LEVEL answers at once: the preemptions they caused, and the KV cache use at its peak meanwhile."""
-    from qwenops.troubleshoot.live import read_server
+    from qwenops.troubleshoot.live import scrape_metrics
 
-    before = read_server(base_url).metrics
+    before = scrape_metrics(base_url)
     peak = 0.0
     workers = [threading.Thread(target=_quiet_answer, args=(base_url, profile), daemon=True) for _ in range(level)]
     for worker in workers:
         worker.start()
     while any(worker.is_alive() for worker in workers):
-        metrics = read_server(base_url).metrics
-        if metrics is not None:
-            peak = max(peak, metrics.gauges.get("kv_cache_usage", 0.0))
+        peak = max(peak, scrape_metrics(base_url).gauges.get("kv_cache_usage", 0.0))
         time.sleep(0.2)
-    after = read_server(base_url).metrics
-    if after is None or before is None:
-        return 0.0, peak
+    after = scrape_metrics(base_url)
     return after.counters.get("preemptions", 0.0) - before.counters.get("preemptions", 0.0), peak
 
 
