@@ -18,7 +18,6 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
@@ -40,7 +39,6 @@ from qwenops.stream.client import (
     aopen_chat_stream,
     check_api_key,
     http_status_error,
-    normalize_base_url,
     not_event_stream,
     redact_url,
 )
@@ -151,25 +149,6 @@ class SmokeObserver(Protocol):
 # --------------------------------------------------------------------------------------------- options
 
 
-def _server_id(url: str) -> tuple[str, str, int, str] | None:
-    """What makes two base URLs the same server for an API key: scheme, host, port and path."""
-    try:
-        parts = urlsplit(normalize_base_url(url))
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except (BadInputError, ValueError):
-        return None
-    return parts.scheme, (parts.hostname or "").lower(), port, parts.path.rstrip("/")
-
-
-def key_for(url: str, configured_url: str) -> bool:
-    """The rule for QWENOPS_API_KEY: it is sent only to the server it was configured with, i.e. when
-    `url` has the scheme, host, port and path of QWENOPS_BASE_URL (else of the profile's host and port);
-    a trailing / or /v1 does not matter, credentials in the URL do not count, localhost and 127.0.0.1
-    are different hosts."""
-    mine = _server_id(url)
-    return mine is not None and mine == _server_id(configured_url)
-
-
 _OPTION_OF = {
     "max_tokens": "--max-tokens", "concurrency": "--concurrency", "requests": "--requests",
     "max_ttft_s": "--max-ttft", "min_tokens_per_s": "--min-tokens-per-s", "read_timeout_s": "--timeout",
@@ -194,19 +173,13 @@ def resolve_options(
     ignore_eos: bool = False,
 ) -> SmokeOptions:
     """Flags first, then QWENOPS_BASE_URL / QWENOPS_API_KEY, then the profile (host and port, served
-    name, `client:` sampling). The API key goes only to the server it was configured for (`key_for`)."""
-    from qwenops.config.loader import resolve_profile
-    from qwenops.config.settings import environment, load_settings
-    from qwenops.net import base_url as server_url
+    name, `client:` sampling). The API key goes only to the server it was configured for (qwenops.config.target)."""
+    from qwenops.config.settings import environment
+    from qwenops.config.target import configured_server
 
-    settings = load_settings()
-    chosen = resolve_profile(profile).profile
-    if settings.base_url:
-        configured, configured_from = settings.base_url, "QWENOPS_BASE_URL"
-    else:
-        configured, configured_from = server_url(chosen.host, chosen.port), f"profile {chosen.name} (host, port)"
-    url = normalize_base_url(base_url if base_url is not None else configured,
-                             field="--base-url" if base_url is not None else configured_from)
+    server = configured_server(profile, base_url)
+    settings, chosen, url = server.settings, server.profile, server.url
+    configured, configured_from = server.configured, server.configured_from
     key = settings.api_key.get_secret_value() if settings.api_key else None
     unauthorized_hint = _NO_KEY_HINT
     if key:
@@ -217,7 +190,7 @@ def resolve_options(
             source = found.source if found else "the settings"
             raise BadInputError(f"QWENOPS_API_KEY (from {source}): {exc.message}", field="api_key",
                                 hint=exc.hint) from None
-        if key_for(url, configured):
+        if server.key_applies:
             unauthorized_hint = "QWENOPS_API_KEY was sent and refused: set it to the value of the server's --api-key"
         else:
             unauthorized_hint = (

@@ -18,6 +18,7 @@ from qwenops.errors import QwenopsError
 
 COMMANDS: dict[str, str] = {
     "doctor": "qwenops.cli.doctor:doctor",
+    "gateway": "qwenops.cli.gateway:gateway",
     "install": "qwenops.cli.install:install",
     "model": "qwenops.cli.model:model",
     "plan": "qwenops.cli.plan:plan",

@@ -24,13 +24,13 @@ if TYPE_CHECKING:
 def status(*, profile: str | None, base_url: str | None, interval_s: float, watch: bool, json_mode: bool) -> None:
     """Requests running and waiting, KV cache use, preemptions, tokens/s, TTFT and TPOT over the last interval.
     Exit 0 when the server is healthy, 1 when it answers but is not, 3 when nothing answers."""
+    from qwenops.config.target import configured_server
     from qwenops.results import CommandResult
     from qwenops.status import read_status
-    from qwenops.troubleshoot.run import resolve_target
 
     if watch and json_mode:
         raise click.UsageError("--watch draws a screen; --json prints one document: choose one")
-    url = resolve_target(profile, base_url).base_url
+    url = configured_server(profile, base_url).url
     if watch:
         _watch(url, interval_s)
         return

@@ -15,7 +15,7 @@ variable and from either place: unit files and compose files often write `QWENOP
 Hand-written on purpose, on python-dotenv (the env-file parser pydantic-settings itself uses):
 pydantic-settings cannot say where a value came from, which `profiles show --sources` prints, and a
 second reader for the same variables is how `render flags` and `serve` once disagreed.
-Secrets (the API key) come only from the environment or an env file and are never rendered.
+Secrets (the API key, the gateway's token) come only from the environment or an env file and are never rendered.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ ENV_PREFIX = "QWENOPS_"
 DEFAULT_PROFILE = "cpu-tiny"
 DEFAULT_ENV_FILE = Path(".env")
 ENV_FILE_VARIABLE = "QWENOPS_ENV_FILE"
-SECRET_VARIABLE = "QWENOPS_API_KEY"
+SECRET_VARIABLES = ("QWENOPS_API_KEY", "QWENOPS_GATEWAY_TOKEN")
 
 
 @dataclass(frozen=True)
@@ -90,13 +90,15 @@ def _read_env_file(path: Path) -> dict[str, Value]:
         raise SettingsError(f"cannot read env file {path}: {reason}", field=ENV_FILE_VARIABLE) from None
     found = {name: Value(value, f"env file {path}")
              for name, value in values.items() if name.startswith(ENV_PREFIX) and value}
-    if SECRET_VARIABLE in found:
-        _refuse_shared_secret_file(path)
+    for secret in SECRET_VARIABLES:
+        if secret in found:
+            _refuse_shared_secret_file(path, secret)
     return found
 
 
-def _refuse_shared_secret_file(path: Path) -> None:
-    """An env file holding the API key must be private: group or others reading it is bad input.
+def _refuse_shared_secret_file(path: Path, secret: str) -> None:
+    """An env file holding a secret (the API key, the gateway's token) must be private: group or others
+    reading it is bad input.
 
     The key guards a GPU anyone on the network could otherwise use; a 0644 file hands it to every
     local user and every backup. ssh refuses a readable private key for the same reason.
@@ -107,7 +109,7 @@ def _refuse_shared_secret_file(path: Path) -> None:
         return  # it was just read; a race is not this check's business
     if mode & 0o044:
         raise SettingsError(
-            f"{path} holds {SECRET_VARIABLE} but its group or others can read it (mode {mode & 0o777:o})",
+            f"{path} holds {secret} but its group or others can read it (mode {mode & 0o777:o})",
             field=ENV_FILE_VARIABLE, hint=f"chmod 600 {path}")
 
 
@@ -125,6 +127,7 @@ class Settings:
     state_dir: Path
     api_key: SecretStr | None
     base_url: str | None
+    gateway_token: SecretStr | None = None
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -138,10 +141,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         return found.value if found else None
 
     profiles_dir, state_dir, api_key = get("PROFILES_DIR"), get("STATE_DIR"), get("API_KEY")
+    token = get("GATEWAY_TOKEN")
     return Settings(
         profile=get("PROFILE") or DEFAULT_PROFILE,
         profiles_dir=Path(profiles_dir).expanduser() if profiles_dir else None,
         state_dir=Path(state_dir).expanduser() if state_dir else default_state_dir(),
         api_key=SecretStr(api_key) if api_key else None,
         base_url=get("BASE_URL"),
+        gateway_token=SecretStr(token) if token else None,
     )

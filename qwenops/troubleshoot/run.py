@@ -179,13 +179,10 @@ class Target:
 
 def resolve_target(profile: str | None, base_url: str | None) -> Target:
     """--base-url, else QWENOPS_BASE_URL, else the profile's host and port; with the profile's flags."""
-    from qwenops.config.loader import load_profile
-    from qwenops.config.settings import load_settings
-    from qwenops.net import base_url as url_for
+    from qwenops.config.target import configured_server
 
-    loaded = load_profile(profile)
-    url = base_url or load_settings().base_url or url_for(loaded.host, loaded.port)
-    return Target(checked_url(url), loaded.name, loaded.model_dump(include=set(FLAG_NAMES)))
+    server = configured_server(profile, base_url)
+    return Target(server.url, server.profile.name, server.profile.model_dump(include=set(FLAG_NAMES)))
 
 
 def checked_url(url: str) -> str:

@@ -22,6 +22,7 @@ SETTING_VALUES = {
     "QWENOPS_STATE_DIR": "{tmp}/state-set",
     "QWENOPS_API_KEY": "sk-set",
     "QWENOPS_BASE_URL": "http://127.0.0.1:9",
+    "QWENOPS_GATEWAY_TOKEN": "a-gateway-token-0123456789",
 }
 FIELD_VALUES = {
     "engine": "vllm-cpu", "model": "/models/m", "served_model_name": "m", "host": "127.0.0.2", "port": "8123",
@@ -49,7 +50,8 @@ def _observed(name: str) -> object:
     field = name.removeprefix("QWENOPS_").lower()
     if name in SETTING_VALUES:
         found = getattr(settings, field)
-        return found.get_secret_value() if field == "api_key" and found is not None else found
+        secret = field in ("api_key", "gateway_token") and found is not None
+        return found.get_secret_value() if secret else found
     resolved = resolve_profile("4090d")
     return getattr(resolved.profile, field), resolved.sources[field]
 
@@ -161,17 +163,18 @@ def test_without_a_named_env_file_a_missing_dot_env_is_fine(tmp_path: Path, monk
     assert load_settings().profile == "4090d"
 
 
+@pytest.mark.parametrize("secret", ["QWENOPS_API_KEY", "QWENOPS_GATEWAY_TOKEN"])
 @pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
 def test_env_file_with_the_key_readable_by_others_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                             mode: int) -> None:
+                                                             mode: int, secret: str) -> None:
     env_file = tmp_path / "q.env"
-    env_file.write_text("QWENOPS_API_KEY=sk-file\n")
+    env_file.write_text(f"{secret}=sk-file\n")
     env_file.chmod(mode)
     monkeypatch.setenv(ENV_FILE_VARIABLE, str(env_file))
     with pytest.raises(SettingsError) as caught:
         load_settings()
     assert caught.value.one_line() == (
-        f"QWENOPS_ENV_FILE: {env_file} holds QWENOPS_API_KEY but its group or others can read it "
+        f"QWENOPS_ENV_FILE: {env_file} holds {secret} but its group or others can read it "
         f"(mode {mode:o}) (chmod 600 {env_file})")
     assert "sk-file" not in caught.value.one_line()
 

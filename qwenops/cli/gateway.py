@@ -1,0 +1,93 @@
+"""`qwenops gateway`: a WebSocket chat relay in front of the profile's vLLM server."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+from qwenops.cli._common import finish, json_option, profile_option
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from qwenops.gateway.server import GatewayRun
+
+_COUNT = click.IntRange(min=1)
+_SECONDS = click.FloatRange(min=0.001, max=86400)
+
+
+@click.command("gateway")
+@profile_option
+@click.option("--upstream", metavar="URL",
+              help="The vLLM server (default: QWENOPS_BASE_URL, else the profile's host and port). QWENOPS_API_KEY "
+              "is sent only to the server it was configured for.")
+@click.option("--host", metavar="ADDR", help="Address to bind [default: 127.0.0.1]. Beyond loopback, "
+              "QWENOPS_GATEWAY_TOKEN must be set.")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port to bind [default: 8090].")
+@click.option("--allow-origin", "allowed_origins", multiple=True, metavar="ORIGIN",
+              help="A browser origin allowed besides the gateway's own, e.g. https://chat.example.com; '*' allows "
+              "any (repeatable).")
+@click.option("--max-chats", type=_COUNT, help="Chats at once over all connections [default: 64].")
+@click.option("--max-chats-per-connection", type=_COUNT, help="Chats at once on one connection [default: 8].")
+@click.option("--max-frame-bytes", type=_COUNT, help="Largest client frame [default: 262144].")
+@click.option("--send-queue-bytes", type=_COUNT,
+              help="Bytes queued for a slow client before its chats are cancelled [default: 1048576].")
+@click.option("--idle-timeout", "idle_timeout_s", type=_SECONDS,
+              help="Close a connection with no frame and no chat for this many seconds [default: 300].")
+@click.option("--ping-interval", "ping_interval_s", type=_SECONDS, help="Seconds between pings [default: 20].")
+@click.option("--drain", "drain_s", type=click.FloatRange(0, 3600),
+              help="On SIGTERM, seconds running chats may take to finish [default: 30].")
+@click.option("--check", is_flag=True, help="Validate the settings and print them; serve nothing.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+              show_default=True)
+@json_option
+def gateway(*, profile: str | None, upstream: str | None, check: bool, log_level: str, json_mode: bool,
+            **flags: object) -> None:
+    """Serve /ws/chat: chats relayed to the server's streamed chat completions, several at once per
+    connection, cancel and disconnect aborting upstream, and a chat page at /. Protocol: docs/gateway.md.
+
+    Needs the gateway extra: pip install 'qwenops[gateway]'."""
+    from qwenops.gateway.config import resolve_config
+    from qwenops.results import CommandResult
+
+    config = resolve_config(profile=profile, upstream=upstream, **flags)
+    if check:
+        finish(CommandResult(command="gateway", data=config), json_mode=json_mode, view=_config_view)
+        return
+    _require_extra()
+    from qwenops.gateway.server import run_gateway, ws_url
+
+    if not json_mode:
+        click.echo(f"gateway on {ws_url(config)} -> {config.upstream} (model {config.model}); "
+                   f"token {'required' if config.token else 'not required (loopback)'}", err=True)
+    result = run_gateway(config, log_level=log_level)
+    finish(CommandResult(command="gateway", data=result), json_mode=json_mode, view=_run_view)
+
+
+def _require_extra() -> None:
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+        import websockets  # noqa: F401
+    except ImportError as exc:
+        from qwenops.errors import BadInputError
+
+        raise BadInputError(f"the gateway needs {exc.name}, which is not installed", field="gateway",
+                            hint="pip install 'qwenops[gateway]'") from None
+
+
+def _config_view(config: object) -> RenderableType:
+    from qwenops.gateway.config import GatewayConfig
+
+    assert isinstance(config, GatewayConfig)
+    shown = config.model_dump(mode="json")
+    shown["api_key"] = "set" if config.api_key else "not set"
+    shown["token"] = "set" if config.token else "not set"
+    return "\n".join(f"{key}: {value}" for key, value in shown.items())
+
+
+def _run_view(run: GatewayRun) -> RenderableType:
+    how = "drained" if run.drained else "stopped"
+    return (f"gateway {how}: {run.chats_started} chats ({run.chats_done} done, {run.chats_failed} ended with an "
+            "error)")

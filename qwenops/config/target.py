@@ -1,0 +1,85 @@
+"""The configured server: one rule for every command that talks to the running vLLM server.
+
+The URL is the command line's (`--base-url`, `--upstream`), else QWENOPS_BASE_URL, else the profile's
+host and port. QWENOPS_API_KEY goes only to the server it was configured for (`key_for`): a URL typed
+on the command line for another scheme, host, port or path gets no key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from qwenops.errors import BadInputError
+
+if TYPE_CHECKING:
+    from pydantic import SecretStr
+
+    from qwenops.config.profile import Profile
+    from qwenops.config.settings import Settings
+
+
+def _server_id(url: str) -> tuple[str, str, int, str] | None:
+    """What makes two base URLs the same server for an API key: scheme, host, port and path."""
+    from qwenops.stream.client import normalize_base_url
+
+    try:
+        parts = urlsplit(normalize_base_url(url))
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except (BadInputError, ValueError):
+        return None
+    return parts.scheme, (parts.hostname or "").lower(), port, parts.path.rstrip("/")
+
+
+def key_for(url: str, configured_url: str) -> bool:
+    """The rule for QWENOPS_API_KEY: it is sent only to the server it was configured with, i.e. when
+    `url` has the scheme, host, port and path of QWENOPS_BASE_URL (else of the profile's host and port);
+    a trailing / or /v1 does not matter, credentials in the URL do not count, localhost and 127.0.0.1
+    are different hosts."""
+    mine = _server_id(url)
+    return mine is not None and mine == _server_id(configured_url)
+
+
+@dataclass(frozen=True)
+class ConfiguredServer:
+    url: str  # normalised: no trailing / or /v1
+    configured: str  # QWENOPS_BASE_URL, else the profile's host and port
+    configured_from: str  # "QWENOPS_BASE_URL" or "profile NAME (host, port)"
+    profile: Profile
+    settings: Settings
+
+    @property
+    def model(self) -> str:
+        return self.profile.api_model_name
+
+    @property
+    def read_timeout_s(self) -> float:
+        return self.profile.client.timeout_s
+
+    @property
+    def key_applies(self) -> bool:
+        return key_for(self.url, self.configured)
+
+    @property
+    def api_key(self) -> SecretStr | None:
+        """QWENOPS_API_KEY when this is the server it was configured for, else None."""
+        return self.settings.api_key if self.key_applies else None
+
+
+def configured_server(profile: str | None, url: str | None, *, field: str = "--base-url") -> ConfiguredServer:
+    """The server a command talks to: URL from FIELD, else QWENOPS_BASE_URL, else the profile's host:port."""
+    from qwenops.config.loader import resolve_profile
+    from qwenops.config.settings import load_settings
+    from qwenops.net import base_url as server_url
+    from qwenops.stream.client import normalize_base_url
+
+    settings = load_settings()
+    chosen = resolve_profile(profile).profile
+    if settings.base_url:
+        configured, configured_from = settings.base_url, "QWENOPS_BASE_URL"
+    else:
+        configured, configured_from = server_url(chosen.host, chosen.port), f"profile {chosen.name} (host, port)"
+    checked = normalize_base_url(url if url is not None else configured,
+                                 field=field if url is not None else configured_from)
+    return ConfiguredServer(checked, configured, configured_from, chosen, settings)

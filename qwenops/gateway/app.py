@@ -1,0 +1,483 @@
+"""The gateway as an ASGI app: `/ws/chat` relays chats to vLLM's streamed chat completions.
+
+Async end to end: each chat is one asyncio task reading `qwenops.stream.astream_chat` over one shared
+`httpx.AsyncClient`, so a slow answer never holds up another connection's frames. What a connection
+sends goes through its `Outbox` (bounded in bytes, one writer task), so a client that stops reading
+costs at most `send_queue_bytes` before its chats are cancelled. Cancelling a chat's task closes its
+upstream response, which is how vLLM learns to abort the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from starlette.applications import Starlette
+from starlette.responses import HTMLResponse, JSONResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from qwenops.errors import (
+    BadInputError,
+    HTTPStatusError,
+    InBandError,
+    QwenopsError,
+    StreamError,
+    StreamInterrupted,
+    StreamTimeout,
+    UnreachableError,
+)
+from qwenops.gateway import protocol
+from qwenops.gateway.config import GatewayConfig
+
+if TYPE_CHECKING:
+    import httpx
+    from starlette.requests import Request
+
+log = logging.getLogger("qwenops.gateway")
+
+SUBPROTOCOL = "qwenops.v1"
+BEARER_PREFIX = "bearer."  # a browser's token: new WebSocket(url, ["qwenops.v1", "bearer." + token])
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+CLOSE_TRY_LATER = 1013
+
+
+# The stream client's typed errors, most specific first: a 400 is the client's parameters.
+_ERROR_CODES: tuple[tuple[type[QwenopsError], str], ...] = (
+    (InBandError, "in_band_error"),
+    (StreamTimeout, "timeout"),
+    (UnreachableError, "unreachable"),  # NotHTTPError too: something else answers on that port
+    (BadInputError, "bad_request"),
+    (StreamInterrupted, "interrupted"),
+    (StreamError, "interrupted"),  # streams that were not streams: runaway, not an event stream
+)
+
+
+def error_code(exc: QwenopsError) -> str:
+    """The protocol's code for one of the stream client's typed errors."""
+    if isinstance(exc, HTTPStatusError):
+        return "bad_request" if exc.status_code == 400 else "http_status"
+    return next((code for kind, code in _ERROR_CODES if isinstance(exc, kind)), "internal")
+
+
+class _Cancelled(Exception):
+    """Why a chat's task was cancelled: the code and message of its one terminal frame."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+@dataclass
+class Stats:
+    connections: int = 0
+    chats: int = 0
+    chats_started: int = 0
+    chats_done: int = 0
+    chats_failed: int = 0
+
+
+class Outbox:
+    """Frames waiting for one client, in order, bounded in bytes.
+
+    A delta that would take the queue past its bound is refused (the chat is then cancelled); a chat's
+    one terminal frame is always taken, so every chat still ends with `done` or `error` and the queue
+    grows past the bound by at most one small frame per chat.
+    """
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.limit = limit_bytes
+        self.frames: deque[str] = deque()
+        self.bytes = 0
+        self.ready = asyncio.Event()
+
+    def put(self, frame: str, *, always: bool = False) -> bool:
+        size = len(frame)  # characters: within 4x of bytes, and cheap
+        if not always and self.bytes + size > self.limit:
+            return False
+        self.frames.append(frame)
+        self.bytes += size
+        self.ready.set()
+        return True
+
+    async def get(self) -> str:
+        while not self.frames:
+            self.ready.clear()
+            await self.ready.wait()
+        frame = self.frames.popleft()
+        self.bytes -= len(frame)
+        return frame
+
+
+@dataclass
+class Gateway:
+    config: GatewayConfig
+    http: httpx.AsyncClient | None = None
+    stats: Stats = field(default_factory=Stats)
+    connections: set[Connection] = field(default_factory=set)
+    draining: bool = False
+    idle: asyncio.Event = field(default_factory=asyncio.Event)  # set while no chat runs
+
+    def __post_init__(self) -> None:
+        self.idle.set()
+
+    @property
+    def upstream_shown(self) -> str:
+        from qwenops.stream.client import redact_url
+
+        return redact_url(self.config.upstream)
+
+    def chat_started(self) -> None:
+        self.stats.chats += 1
+        self.stats.chats_started += 1
+        self.idle.clear()
+
+    def chat_ended(self, ok: bool) -> None:
+        self.stats.chats -= 1
+        if ok:
+            self.stats.chats_done += 1
+        else:
+            self.stats.chats_failed += 1
+        if self.stats.chats == 0:
+            self.idle.set()
+
+    async def drain(self) -> None:
+        """SIGTERM: take no new connection or chat, let running chats finish within `drain_s`, then
+        cancel the rest (error `shutting_down`) and close every connection with 1001."""
+        self.draining = True
+        log.info("draining: %d chats running, up to %.0f s", self.stats.chats, self.config.drain_s)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.idle.wait(), timeout=self.config.drain_s)
+        for connection in list(self.connections):
+            await connection.close(CLOSE_GOING_AWAY, "gateway shutting down")
+
+
+class Connection:
+    def __init__(self, gateway: Gateway, websocket: WebSocket, *, text_mode: bool) -> None:
+        self.gateway = gateway
+        self.config = gateway.config
+        self.websocket = websocket
+        self.text_mode = text_mode
+        self.outbox = Outbox(self.config.send_queue_bytes)
+        self.chats: dict[str, asyncio.Task[None]] = {}
+        self.why: dict[str, tuple[str, str]] = {}  # chat id -> (code, message) of a cancellation
+        self.prompts: asyncio.Queue[str] = asyncio.Queue(self.config.max_chats_per_connection)
+        self.closing = False
+        self.counter = 0
+
+    # ----------------------------------------------------------------------------------- lifetime
+
+    async def run(self) -> None:
+        writer = asyncio.create_task(self._write())
+        texts = asyncio.create_task(self._text_chats()) if self.text_mode else None
+        try:
+            await self._read()
+        finally:
+            self.closing = True
+            await self._cancel_all("cancelled", "the client left")
+            for task in (writer, texts):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+
+    async def close(self, code: int, reason: str) -> None:
+        """Cancel this connection's chats, send what is queued (their terminal frames), then close."""
+        if self.closing:
+            return
+        self.closing = True
+        await self._cancel_all("shutting_down" if code == CLOSE_GOING_AWAY else "cancelled", reason)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._flushed(), timeout=2.0)
+        with contextlib.suppress(Exception):
+            await self.websocket.close(code, reason)
+
+    async def _flushed(self) -> None:
+        while self.outbox.frames:
+            await asyncio.sleep(0.01)
+
+    async def _cancel_all(self, code: str, message: str) -> None:
+        tasks = list(self.chats.items())
+        for chat_id, _task in tasks:
+            self._cancel(chat_id, code, message)
+        for _chat_id, task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    def _cancel(self, chat_id: str, code: str, message: str) -> None:
+        task = self.chats.get(chat_id)
+        if task is not None and chat_id not in self.why:
+            self.why[chat_id] = (code, message)
+            task.cancel()
+
+    async def _write(self) -> None:
+        """The one writer: a client that does not read blocks this task only."""
+        while True:
+            frame = await self.outbox.get()
+            try:
+                await self.websocket.send_text(frame)
+            except Exception:  # the client left; the reader sees the disconnect
+                return
+
+    async def _read(self) -> None:
+        while not self.closing:
+            try:
+                message = await asyncio.wait_for(self.websocket.receive(), timeout=self.config.idle_timeout_s)
+            except asyncio.TimeoutError:
+                if self.chats or not self.prompts.empty():
+                    continue
+                await self.close(1000, "idle timeout")
+                return
+            except (WebSocketDisconnect, RuntimeError):
+                return
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if text is None:
+                self.outbox.put(protocol.error(None, "bad_request", "binary frames are not accepted: send JSON "
+                                               "text frames"), always=True)
+                continue
+            if len(text) > self.config.max_frame_bytes or len(text.encode()) > self.config.max_frame_bytes:
+                self.outbox.put(protocol.error(None, "bad_request", f"frame: {len(text.encode())} bytes, more than "
+                                               f"the {self.config.max_frame_bytes} allowed"), always=True)
+                continue
+            if self.text_mode:
+                self._prompt(text)
+            else:
+                self._frame(text)
+
+    # ----------------------------------------------------------------------------------- frames
+
+    def _frame(self, text: str) -> None:
+        try:
+            frame = protocol.parse_frame(text)
+        except protocol.FrameError as exc:
+            self.outbox.put(protocol.error(exc.id, exc.code, exc.message), always=True)
+            return
+        if isinstance(frame, protocol.Ping):
+            self.outbox.put(protocol.PONG, always=True)
+        elif isinstance(frame, protocol.Cancel):
+            # a chat that already ended has sent its one terminal frame: nothing to do
+            self._cancel(frame.id, "cancelled", "cancelled by the client")
+        else:
+            refusal = self._refusal(frame.id)
+            if refusal is not None:
+                self.outbox.put(protocol.error(frame.id, *refusal), always=True)
+                return
+            self._start(frame.id, frame.messages, frame.params)
+
+    def _refusal(self, chat_id: str) -> tuple[str, str] | None:
+        if self.gateway.draining:
+            return "shutting_down", "the gateway is stopping and takes no new chat"
+        if chat_id in self.chats:
+            return "duplicate_id", f"id: a chat with id {chat_id!r} is still running on this connection"
+        if len(self.chats) >= self.config.max_chats_per_connection:
+            return "too_many_chats", (f"this connection already runs {len(self.chats)} chats "
+                                      f"(--max-chats-per-connection {self.config.max_chats_per_connection})")
+        if self.gateway.stats.chats >= self.config.max_chats:
+            return "overloaded", f"the gateway already runs {self.gateway.stats.chats} chats (--max-chats); retry"
+        return None
+
+    def _prompt(self, text: str) -> None:
+        """Text mode: a text frame is a user prompt, answered in order, content only."""
+        if not text.strip():
+            self.outbox.put("[error bad_request] the prompt is empty", always=True)
+            return
+        try:
+            self.prompts.put_nowait(text)
+        except asyncio.QueueFull:
+            self.outbox.put(f"[error too_many_chats] {self.config.max_chats_per_connection} prompts already "
+                            "wait on this connection", always=True)
+
+    async def _text_chats(self) -> None:
+        while True:
+            prompt = await self.prompts.get()
+            self.counter += 1
+            chat_id = f"text-{self.counter}"
+            refusal = self._refusal(chat_id)
+            if refusal is not None:
+                self.outbox.put(f"[error {refusal[0]}] {refusal[1]}", always=True)
+                continue
+            task = self._start(chat_id, [{"role": "user", "content": prompt}], {})
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.shield(task)
+
+    # ----------------------------------------------------------------------------------- chats
+
+    def _start(self, chat_id: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> asyncio.Task[None]:
+        self.gateway.chat_started()
+        task = asyncio.create_task(self._chat(chat_id, messages, params), name=f"chat {chat_id}")
+        self.chats[chat_id] = task
+        return task
+
+    def _send_terminal(self, chat_id: str, code: str | None, message: str, finish: str | None = None,
+                       usage: dict[str, int] | None = None) -> None:
+        if self.text_mode:
+            if code is not None:
+                self.outbox.put(f"[error {code}] {message}", always=True)
+            return
+        frame = protocol.done(chat_id, finish, usage) if code is None else protocol.error(chat_id, code, message)
+        self.outbox.put(frame, always=True)
+
+    async def _chat(self, chat_id: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> None:
+        ok = False
+        try:
+            finish, usage = await self._relay(chat_id, messages, params)
+            self._send_terminal(chat_id, None, "", finish, usage)
+            ok = True
+        except asyncio.CancelledError:
+            code, message = self.why.get(chat_id, ("cancelled", "cancelled"))
+            if not self.closing or code == "shutting_down":
+                self._send_terminal(chat_id, code, message)
+        except _Cancelled as exc:
+            self._send_terminal(chat_id, exc.code, exc.message)
+        except QwenopsError as exc:
+            self._send_terminal(chat_id, error_code(exc), exc.message)
+        except Exception as exc:  # a bug here must not end the connection or the other chats
+            log.exception("chat %s failed", chat_id)
+            self._send_terminal(chat_id, "internal", f"{type(exc).__name__} in the gateway (logged)")
+        finally:
+            self.chats.pop(chat_id, None)
+            self.why.pop(chat_id, None)
+            self.gateway.chat_ended(ok)
+
+    async def _relay(self, chat_id: str, messages: list[dict[str, Any]],
+                     params: dict[str, Any]) -> tuple[str | None, dict[str, int] | None]:
+        from qwenops.stream.client import Timeouts, astream_chat
+
+        config = self.config
+        finish: str | None = None
+        usage: dict[str, int] | None = None
+        deltas = astream_chat(
+            messages, base_url=config.upstream, model=config.model,
+            api_key=config.api_key.get_secret_value() if config.api_key else None,
+            extra_body=params, timeouts=Timeouts(read_s=config.read_timeout_s), client=self.gateway.http,
+        )
+        async for chunk in deltas:
+            if chunk.content or chunk.reasoning_content:
+                frame = chunk.content if self.text_mode else protocol.delta(
+                    chat_id, chunk.content, chunk.reasoning_content)
+                if frame and not self.outbox.put(frame):
+                    raise _Cancelled("slow_reader", f"more than {config.send_queue_bytes} bytes waited for this "
+                                     "client; the chat was cancelled")
+            if chunk.finish_reason is not None:
+                finish = chunk.finish_reason
+            if chunk.usage is not None:
+                usage = {"prompt_tokens": chunk.usage.prompt_tokens,
+                         "completion_tokens": chunk.usage.completion_tokens,
+                         "total_tokens": chunk.usage.total_tokens}
+        return finish, usage
+
+
+# --------------------------------------------------------------------------------------------- handshake
+
+
+def _presented_token(websocket: WebSocket) -> str | None:
+    header = websocket.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    offered: list[str] = websocket.scope.get("subprotocols", [])
+    for value in offered:
+        if value.startswith(BEARER_PREFIX):
+            return value[len(BEARER_PREFIX):]
+    return None
+
+
+def token_ok(config: GatewayConfig, presented: str | None) -> bool:
+    if config.token is None:
+        return True
+    if presented is None:
+        return False
+    # constant time: a byte-by-byte compare would tell an attacker how much of a guess was right
+    return hmac.compare_digest(presented.encode(), config.token.get_secret_value().encode())
+
+
+def origin_ok(config: GatewayConfig, websocket: WebSocket) -> bool:
+    """No Origin (not a browser): allowed, the token guards it. A browser: its own origin or a listed one."""
+    origin = websocket.headers.get("origin")
+    if origin is None:
+        return True
+    if "*" in config.allowed_origins or origin in config.allowed_origins:
+        return True
+    return urlsplit(origin).netloc.lower() == websocket.headers.get("host", "").lower()
+
+
+async def chat_socket(websocket: WebSocket) -> None:
+    gateway: Gateway = websocket.app.state.gateway
+    config = gateway.config
+    client = websocket.client
+    who = f"{client.host}:{client.port}" if client else "?"
+    if not token_ok(config, _presented_token(websocket)):
+        log.warning("refused %s: no or wrong token", who)  # never the token itself
+        await websocket.close(CLOSE_POLICY)
+        return
+    if not origin_ok(config, websocket):
+        log.warning("refused %s: origin %r not allowed", who, websocket.headers.get("origin"))
+        await websocket.close(CLOSE_POLICY)
+        return
+    if gateway.draining:
+        await websocket.close(CLOSE_TRY_LATER)
+        return
+    offered = websocket.scope.get("subprotocols", ())
+    await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
+    connection = Connection(gateway, websocket, text_mode=websocket.query_params.get("mode") == "text")
+    gateway.connections.add(connection)
+    gateway.stats.connections += 1
+    try:
+        await connection.run()
+    finally:
+        gateway.connections.discard(connection)
+        gateway.stats.connections -= 1
+
+
+# --------------------------------------------------------------------------------------------- HTTP
+
+
+async def page(_request: Request) -> HTMLResponse:
+    html = resources.files("qwenops.gateway").joinpath("page.html").read_text(encoding="utf-8")
+    return HTMLResponse(html, headers={"Cache-Control": "no-store",
+                                       "Content-Security-Policy": "default-src 'self'; style-src 'unsafe-inline'; "
+                                       "script-src 'unsafe-inline'; connect-src 'self' ws: wss:"})
+
+
+async def healthz(request: Request) -> JSONResponse:
+    gateway: Gateway = request.app.state.gateway
+    queued = sum(connection.outbox.bytes for connection in gateway.connections)
+    return JSONResponse({
+        "status": "draining" if gateway.draining else "ok",
+        "upstream": gateway.upstream_shown,
+        "connections": gateway.stats.connections,
+        "chats": gateway.stats.chats,
+        "chats_started": gateway.stats.chats_started,
+        "chats_done": gateway.stats.chats_done,
+        "chats_failed": gateway.stats.chats_failed,
+        "queued_bytes": queued,
+    }, status_code=503 if gateway.draining else 200)
+
+
+def create_app(config: GatewayConfig) -> Starlette:
+    import httpx
+
+    gateway = Gateway(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        limits = httpx.Limits(max_connections=config.max_chats, max_keepalive_connections=config.max_chats)
+        async with httpx.AsyncClient(limits=limits) as http:
+            gateway.http = http
+            yield
+
+    app = Starlette(routes=[Route("/", page), Route("/healthz", healthz), WebSocketRoute("/ws/chat", chat_socket)],
+                    lifespan=lifespan)
+    app.state.gateway = gateway
+    return app

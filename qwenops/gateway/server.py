@@ -1,0 +1,95 @@
+"""Run the gateway under uvicorn, with the drain on SIGTERM that uvicorn itself does not do.
+
+uvicorn's own shutdown closes every WebSocket at once with 1012; a chat answering a user would be cut
+mid-sentence on every deploy. Here the first SIGTERM (or Ctrl-C) drains: new connections and chats
+are refused, running chats may finish within `drain_s`, the rest are cancelled with an `error` frame
+(`shutting_down`) and every connection is closed with 1001 (going away); then uvicorn stops. A
+second signal stops at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from qwenops.gateway.config import GatewayConfig
+
+
+@dataclass(frozen=True)
+class GatewayRun:
+    """What one run of the gateway did, for the closing line and `--json`."""
+
+    url: str
+    upstream: str
+    model: str
+    token_required: bool
+    chats_started: int
+    chats_done: int
+    chats_failed: int
+    drained: bool
+
+
+def ws_url(config: GatewayConfig) -> str:
+    from qwenops.net import connect_host
+
+    return f"ws://{connect_host(config.host)}:{config.port}/ws/chat"
+
+
+def run_gateway(config: GatewayConfig, *, log_level: str = "info") -> GatewayRun:
+    """Serve until SIGTERM or Ctrl-C; return what was served. Binding errors raise before serving."""
+    import uvicorn
+
+    from qwenops.gateway.app import Gateway, create_app
+    from qwenops.serve import PortInUseError, check_port_free
+
+    check_port_free(config.host, config.port)  # named owner, before anything is served
+    app = create_app(config)
+    gateway: Gateway = app.state.gateway
+    drained = False
+
+    class _Server(uvicorn.Server):
+        loop: asyncio.AbstractEventLoop | None = None
+        draining: asyncio.Task[None] | None = None
+
+        async def serve(self, sockets: Any = None) -> None:
+            self.loop = asyncio.get_running_loop()
+            await super().serve(sockets)
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if self.draining is not None or self.loop is None:
+                self.should_exit = self.force_exit = True  # a second signal: now
+                return
+            self.loop.call_soon_threadsafe(self._start_drain)
+
+        def _start_drain(self) -> None:
+            assert self.loop is not None
+            self.draining = self.loop.create_task(self._drain())
+
+        async def _drain(self) -> None:
+            nonlocal drained
+            await gateway.drain()
+            drained = True
+            self.should_exit = True
+
+    uv_config = uvicorn.Config(
+        app, host=config.host, port=config.port, log_level=log_level, lifespan="on",
+        ws_max_size=max(16 * 1024 * 1024, config.max_frame_bytes * 4),  # larger frames get an error frame
+        ws_ping_interval=config.ping_interval_s, ws_ping_timeout=config.ping_interval_s,
+        ws_per_message_deflate=False,  # tokens are tiny; deflate costs CPU and memory per connection
+        timeout_graceful_shutdown=5, access_log=False,
+    )
+    server = _Server(uv_config)
+    logging.getLogger("qwenops.gateway").setLevel(log_level.upper())
+    try:
+        server.run()
+    except SystemExit:  # uvicorn exits when the bind fails: another process took the port just now
+        raise PortInUseError(f"{config.host}:{config.port} could not be bound", field="--port",
+                             hint="stop the process that holds it or pass another --port") from None
+    stats = gateway.stats
+    return GatewayRun(url=ws_url(config), upstream=gateway.upstream_shown, model=config.model,
+                      token_required=config.token is not None, chats_started=stats.chats_started,
+                      chats_done=stats.chats_done, chats_failed=stats.chats_failed, drained=drained)
+
