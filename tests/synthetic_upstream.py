@@ -5,6 +5,7 @@ The last user message picks the behaviour (the gateway passes messages through u
   "tokens N"       N content deltas "t0 ", "t1 ", ..., then the finish chunk, usage and [DONE]
   "stamp N"        N deltas whose content is time.monotonic_ns() when written (the benchmark's clock)
   "slow N S"       N deltas, S seconds apart
+  "big N SIZE"     N deltas of SIZE characters each (to outrun a client that does not read)
   "hang"           one delta, then nothing until the client leaves
   "inband"         one delta, then vLLM's dead-engine error inside the 200 stream
   "cut"            one delta, then the connection closes without [DONE]
@@ -50,9 +51,9 @@ _ROLE = (b'data: {"id":"chatcmpl-synthetic","object":"chat.completion.chunk","mo
 
 
 class SyntheticUpstream:
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.counters = Counters()
-        self.port = 0
+        self.port = port
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
         self._ready = threading.Event()
@@ -76,7 +77,8 @@ class SyntheticUpstream:
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
         self._loop = loop
-        self._server = loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0, backlog=2048))
+        self._server = loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", self.port, backlog=2048,
+                                                                         reuse_address=True))
         self.port = self._server.sockets[0].getsockname()[1]
         self._ready.set()
         loop.run_forever()
@@ -138,7 +140,10 @@ class SyntheticUpstream:
                 await writer.drain()
         delay = float(args[1]) if word == "slow" and len(args) > 1 else 0.0
         for index in range(count):
-            content = str(time.monotonic_ns()) if word == "stamp" else f"t{index} "
+            if word == "big":
+                content = "x" * int(args[1])
+            else:
+                content = str(time.monotonic_ns()) if word == "stamp" else f"t{index} "
             writer.write(_chunk(content))
             await writer.drain()
             if delay:
@@ -150,8 +155,8 @@ class SyntheticUpstream:
 
 
 @contextlib.contextmanager
-def synthetic_upstream() -> Iterator[SyntheticUpstream]:
-    upstream = SyntheticUpstream().start()
+def synthetic_upstream(port: int = 0) -> Iterator[SyntheticUpstream]:
+    upstream = SyntheticUpstream(port).start()
     try:
         yield upstream
     finally:

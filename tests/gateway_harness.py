@@ -1,0 +1,109 @@
+"""Run the gateway in this process (uvicorn in a thread, a real socket) and talk to it as clients do."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from qwenops.gateway.app import Gateway, create_app
+from qwenops.gateway.config import GatewayConfig, build_config
+
+
+class RunningGateway:
+    def __init__(self, config: GatewayConfig) -> None:
+        import uvicorn
+
+        self.config = config
+        self.app = create_app(config)
+        class _Server(uvicorn.Server):
+            loop: asyncio.AbstractEventLoop | None = None
+
+            async def serve(self, sockets: Any = None) -> None:
+                self.loop = asyncio.get_running_loop()
+                await super().serve(sockets)
+
+        self.server = _Server(uvicorn.Config(
+            self.app, host=config.host, port=config.port, log_level="warning", ws_per_message_deflate=False,
+            ws_ping_interval=config.ping_interval_s, ws_ping_timeout=config.ping_interval_s))
+        self.thread = threading.Thread(target=self.server.run, daemon=True, name="gateway")
+
+    @property
+    def gateway(self) -> Gateway:
+        gateway: Gateway = self.app.state.gateway
+        return gateway
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.config.port}/ws/chat"
+
+    def call(self, coro: Any) -> Any:
+        """Run CORO on the gateway's own event loop (its objects belong to that loop); a future."""
+        assert self.server.loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self.server.loop)
+
+    def health(self) -> dict[str, Any]:
+        found: dict[str, Any] = httpx.get(f"http://127.0.0.1:{self.config.port}/healthz", timeout=5).json()
+        return found
+
+
+@contextlib.contextmanager
+def running_gateway(upstream: str, **values: Any) -> Iterator[RunningGateway]:
+    from tests.integration.conftest import free_port
+
+    values.setdefault("port", free_port())
+    running = RunningGateway(build_config(upstream=upstream, model=values.pop("model", "m"), **values))
+    running.thread.start()
+    deadline = time.monotonic() + 30
+    while not running.server.started:
+        assert running.thread.is_alive() and time.monotonic() < deadline, "the gateway did not start"
+        time.sleep(0.02)
+    try:
+        yield running
+    finally:
+        running.server.should_exit = True
+        running.thread.join(15)
+
+
+def connect(url: str, **kwargs: Any) -> Any:
+    from websockets.asyncio.client import connect as ws_connect
+
+    kwargs.setdefault("open_timeout", 10)
+    return ws_connect(url, proxy=None, compression=None, **kwargs)
+
+
+def chat(chat_id: str, content: str, **params: Any) -> str:
+    return json.dumps({"type": "chat", "id": chat_id, "messages": [{"role": "user", "content": content}], **params})
+
+
+async def receive(ws: Any, timeout_s: float = 60) -> dict[str, Any]:
+    frame: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), timeout_s))
+    return frame
+
+
+async def until_end(ws: Any, chat_ids: set[str], timeout_s: float = 120) -> dict[str, list[dict[str, Any]]]:
+    """Every frame for CHAT_IDS until each has its one `done` or `error` (frames of other ids: under "")."""
+    frames: dict[str, list[dict[str, Any]]] = {chat_id: [] for chat_id in chat_ids}
+    frames[""] = []
+    open_ids = set(chat_ids)
+    deadline = time.monotonic() + timeout_s
+    while open_ids:
+        frame = await receive(ws, max(0.1, deadline - time.monotonic()))
+        chat_id = frame.get("id")
+        if chat_id in open_ids:
+            frames[chat_id].append(frame)
+            if frame["type"] in ("done", "error"):
+                open_ids.discard(chat_id)
+        else:
+            frames[""].append(frame)
+    return frames
+
+
+def text_of(frames: list[dict[str, Any]]) -> str:
+    return "".join(frame["content"] for frame in frames if frame["type"] == "delta")

@@ -1,0 +1,410 @@
+"""The gateway against a synthetic upstream on a real socket: the protocol, limits, cancel and disconnect,
+errors that never end the connection, security, text mode, slow readers, drain. (Against the real vLLM
+CPU server: tests/integration/test_gateway_engine.py; the page in Chromium: test_gateway_page.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from qwenops.cli import cli
+from qwenops.errors import BadInputError, HTTPStatusError, InBandError, StreamInterrupted, StreamTimeout
+from qwenops.errors import UnreachableError
+from qwenops.gateway import protocol
+from qwenops.gateway.app import error_code
+from qwenops.gateway.config import build_config
+from tests.gateway_harness import chat, connect, receive, running_gateway, text_of, until_end
+from tests.synthetic_upstream import SyntheticUpstream, synthetic_upstream
+
+TOKEN = "test-token-0123456789abcdef"
+
+
+@pytest.fixture
+def upstream() -> Iterator[SyntheticUpstream]:
+    with synthetic_upstream() as running:
+        yield running
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, 120))
+
+
+def wait_for(condition: Any, what: str, timeout_s: float = 20) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+# --------------------------------------------------------------------------------------------- frames
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("{bad", "the frame is not JSON"),
+    ("[1, 2]", "the frame must be a JSON object, got list"),
+    ('{"type": "chat", "id": "a", "messages": [{"role": "user", "content": "x"}], "temperature": NaN}',
+     "the frame is not JSON (NaN is not JSON)"),
+    ('{"type": "hello", "id": "a"}', "type: must be one of chat, cancel, ping; got 'hello'"),
+    ('{"type": "chat", "messages": []}', "id: must be a non-empty string of at most 128 characters, got None"),
+    ('{"type": "chat", "id": 7}', "id: must be a non-empty string"),
+    (json.dumps({"type": "chat", "id": "x" * 129}), "id: must be a non-empty string of at most 128"),
+    ('{"type": "chat", "id": "a"}', "messages: must be a non-empty array"),
+    ('{"type": "chat", "id": "a", "messages": ["hi"]}', "messages[0]: must be an object with a string role"),
+    ('{"type": "chat", "id": "a", "messages": [{"role": "user"}], "model": "other"}',
+     "model: not a chat parameter here"),
+    ('{"type": "chat", "id": "a", "messages": [{"role": "user"}], "stream": false}', "stream: not a chat parameter"),
+    ('{"type": "chat", "id": "a", "messages": [{"role": "user"}], "n": 2}', "n: not a chat parameter here"),
+])
+def test_a_bad_frame_is_named(text: str, message: str) -> None:
+    with pytest.raises(protocol.FrameError) as caught:
+        protocol.parse_frame(text)
+    assert caught.value.message.startswith(message)
+    assert caught.value.code == "bad_request"
+
+
+def test_a_chat_frame_passes_every_other_key_on_as_a_parameter() -> None:
+    frame = protocol.parse_frame(chat("c1", "hi", max_tokens=5, temperature=0, ignore_eos=True, n=1))
+    assert frame == protocol.Chat("c1", [{"role": "user", "content": "hi"}],
+                                  {"max_tokens": 5, "temperature": 0, "ignore_eos": True, "n": 1})
+    assert protocol.parse_frame('{"type": "cancel", "id": "c1"}') == protocol.Cancel("c1")
+    assert protocol.parse_frame('{"type": "ping"}') == protocol.Ping()
+
+
+def test_every_stream_error_has_its_code() -> None:
+    assert error_code(InBandError("x", error={}, text_so_far="", chunks=0)) == "in_band_error"
+    assert error_code(StreamInterrupted("x", text_so_far="", chunks=0)) == "interrupted"
+    assert error_code(StreamTimeout("x")) == "timeout"
+    assert error_code(UnreachableError("x")) == "unreachable"
+    assert error_code(BadInputError("x")) == "bad_request"
+    assert error_code(HTTPStatusError("x", status_code=400, body="")) == "bad_request"
+    assert error_code(HTTPStatusError("x", status_code=503, body="")) == "http_status"
+    assert set(protocol.CODES) >= {"in_band_error", "interrupted", "unreachable", "http_status", "timeout",
+                                   "bad_request"}
+
+
+# --------------------------------------------------------------------------------------------- config
+
+
+def test_binding_beyond_loopback_needs_a_token() -> None:
+    with pytest.raises(BadInputError) as caught:
+        build_config(upstream="http://127.0.0.1:8000", model="m", host="0.0.0.0")
+    assert caught.value.field == "QWENOPS_GATEWAY_TOKEN"
+    assert "beyond loopback" in caught.value.message
+    assert build_config(upstream="http://127.0.0.1:8000", model="m", host="0.0.0.0", token=TOKEN).host == "0.0.0.0"
+    for host in ("127.0.0.1", "::1", "localhost", "127.0.0.2"):
+        assert build_config(upstream="http://x:1", model="m", host=host).token is None
+
+
+@pytest.mark.parametrize("token", ["short", "has space in it 123456", "x" * 257, "semi;colon-0123456789"])
+def test_a_token_that_cannot_travel_as_a_subprotocol_is_refused(token: str) -> None:
+    with pytest.raises(BadInputError) as caught:
+        build_config(upstream="http://127.0.0.1:8000", model="m", token=token)
+    assert caught.value.field == "QWENOPS_GATEWAY_TOKEN"
+    assert token not in caught.value.one_line()
+
+
+def test_cli_check_names_a_bad_flag_and_never_shows_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = CliRunner()
+    bad = runner.invoke(cli, ["gateway", "--max-chats", "0", "--check"])
+    assert bad.exit_code == 2
+    assert "--max-chats" in bad.output
+    monkeypatch.setenv("QWENOPS_GATEWAY_TOKEN", TOKEN)
+    monkeypatch.setenv("QWENOPS_API_KEY", "sk-upstream-secret")
+    shown = runner.invoke(cli, ["gateway", "--check", "--json", "--host", "0.0.0.0", "--allow-origin", "https://a"])
+    assert shown.exit_code == 0, shown.output
+    data = json.loads(shown.output)["data"]
+    assert data["host"] == "0.0.0.0"
+    assert data["allowed_origins"] == ["https://a"]
+    assert data["upstream"] == "http://127.0.0.1:8000"
+    assert TOKEN not in shown.output and "sk-upstream-secret" not in shown.output
+    refused = runner.invoke(cli, ["gateway", "--check", "--host", "0.0.0.0"], env={"QWENOPS_GATEWAY_TOKEN": ""})
+    assert refused.exit_code == 2
+    assert "QWENOPS_GATEWAY_TOKEN" in refused.output
+
+
+# --------------------------------------------------------------------------------------------- chats
+
+
+def test_deltas_concatenate_to_the_answer_and_end_with_usage(upstream: SyntheticUpstream) -> None:
+    async def go(url: str) -> dict[str, list[dict[str, Any]]]:
+        async with connect(url) as ws:
+            await ws.send(chat("a", "tokens 40", max_tokens=40, temperature=0.5, ignore_eos=True))
+            return await until_end(ws, {"a"})
+
+    with running_gateway(upstream.base_url) as gw:
+        frames = run(go(gw.url))["a"]
+    assert text_of(frames) == "".join(f"t{i} " for i in range(40))
+    assert frames[-1] == {"type": "done", "id": "a", "finish_reason": "stop",
+                          "usage": {"prompt_tokens": 5, "completion_tokens": 40, "total_tokens": 45}}
+    sent = upstream.counters.bodies[-1]
+    assert sent["max_tokens"] == 40 and sent["temperature"] == 0.5 and sent["ignore_eos"] is True
+    assert sent["model"] == "m" and sent["stream"] is True
+
+
+def test_several_chats_on_one_connection_each_end_once(upstream: SyntheticUpstream) -> None:
+    async def go(url: str) -> dict[str, list[dict[str, Any]]]:
+        async with connect(url) as ws:
+            for index in range(6):
+                await ws.send(chat(f"c{index}", f"slow {index + 3} 0.01"))
+            return await until_end(ws, {f"c{index}" for index in range(6)})
+
+    with running_gateway(upstream.base_url) as gw:
+        frames = run(go(gw.url))
+    for index in range(6):
+        mine = frames[f"c{index}"]
+        assert text_of(mine) == "".join(f"t{i} " for i in range(index + 3))
+        assert [f["type"] for f in mine].count("done") == 1
+        assert mine[-1]["type"] == "done"
+
+
+def test_upstream_errors_are_frames_and_the_connection_goes_on(upstream: SyntheticUpstream) -> None:
+    async def go(url: str) -> dict[str, list[dict[str, Any]]]:
+        async with connect(url) as ws:
+            await ws.send(chat("inband", "inband"))
+            await ws.send(chat("cut", "cut"))
+            await ws.send(chat("refused", "http400", temperature=-1))
+            frames = await until_end(ws, {"inband", "cut", "refused"})
+            await ws.send(chat("after", "tokens 2"))
+            frames.update(await until_end(ws, {"after"}))
+            return frames
+
+    with running_gateway(upstream.base_url) as gw:
+        frames = run(go(gw.url))
+    assert frames["inband"][-1]["code"] == "in_band_error"
+    assert "EngineCore encountered an issue" in frames["inband"][-1]["message"]
+    assert frames["cut"][-1]["code"] == "interrupted"
+    assert frames["refused"][-1]["code"] == "bad_request"
+    assert "temperature must be non-negative" in frames["refused"][-1]["message"]
+    assert frames["after"][-1]["type"] == "done"
+
+
+def test_an_upstream_that_is_down_then_back_gives_unreachable_then_answers() -> None:
+    from tests.integration.conftest import free_port
+
+    port = free_port()
+
+    async def ask(ws: Any, chat_id: str) -> dict[str, Any]:
+        await ws.send(chat(chat_id, "tokens 2"))
+        frames: dict[str, Any] = (await until_end(ws, {chat_id}))[chat_id][-1]
+        return frames
+
+    async def go(url: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        async with connect(url) as ws:
+            down = await ask(ws, "down")
+            with synthetic_upstream(port):
+                back = await ask(ws, "back")
+            return down, back
+
+    with running_gateway(f"http://127.0.0.1:{port}") as gw:
+        down, back = run(go(gw.url))
+    assert down["code"] == "unreachable"
+    assert back["type"] == "done"
+
+
+def test_cancel_and_disconnect_close_the_upstream_request(upstream: SyntheticUpstream) -> None:
+    async def cancel(url: str) -> list[dict[str, Any]]:
+        async with connect(url) as ws:
+            await ws.send(chat("h", "hang"))
+            assert (await receive(ws))["type"] == "delta"
+            await ws.send(json.dumps({"type": "cancel", "id": "h"}))
+            await ws.send(json.dumps({"type": "cancel", "id": "never-started"}))  # nothing to answer
+            frames = (await until_end(ws, {"h"}))["h"]
+            await ws.send(json.dumps({"type": "ping"}))
+            assert await receive(ws) == {"type": "pong"}  # nothing was sent for the unknown id
+            return frames
+
+    async def leave(url: str) -> None:
+        async with connect(url) as ws:
+            await ws.send(chat("h2", "hang"))
+            assert (await receive(ws))["type"] == "delta"
+
+    with running_gateway(upstream.base_url) as gw:
+        frames = run(cancel(gw.url))
+        assert frames[-1] == {"type": "error", "id": "h", "code": "cancelled", "message": "cancelled by the client"}
+        wait_for(lambda: upstream.counters.aborted == 1 and upstream.counters.active == 0, "cancel did not abort")
+        run(leave(gw.url))
+        wait_for(lambda: upstream.counters.aborted == 2 and upstream.counters.active == 0, "leaving did not abort")
+        wait_for(lambda: gw.health()["chats"] == 0 and gw.health()["connections"] == 0, "the gateway kept state")
+
+
+def test_limits_answer_with_error_frames(upstream: SyntheticUpstream) -> None:
+    async def go(url: str) -> dict[str, Any]:
+        async with connect(url) as first, connect(url) as second:
+            await first.send(chat("a", "hang"))
+            await first.send(chat("b", "hang"))
+            assert {(await receive(first))["id"], (await receive(first))["id"]} == {"a", "b"}
+            await first.send(chat("a", "tokens 1"))
+            duplicate = await receive(first)
+            await first.send(chat("c", "tokens 1"))
+            per_connection = await receive(first)
+            await second.send(chat("d", "hang"))
+            assert (await receive(second))["type"] == "delta"
+            await second.send(chat("e", "tokens 1"))
+            overloaded = await receive(second)
+            return {"duplicate": duplicate, "per_connection": per_connection, "overloaded": overloaded}
+
+    with running_gateway(upstream.base_url, max_chats_per_connection=2, max_chats=3) as gw:
+        found = run(go(gw.url))
+    assert found["duplicate"]["code"] == "duplicate_id" and found["duplicate"]["id"] == "a"
+    assert found["per_connection"]["code"] == "too_many_chats"
+    assert found["overloaded"]["code"] == "overloaded"
+
+
+def test_bad_input_is_answered_and_other_chats_keep_going(upstream: SyntheticUpstream) -> None:
+    async def go(url: str) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+        async with connect(url, max_size=None) as ws:
+            await ws.send(chat("long", "slow 20 0.02"))
+            answers, early = [], []
+            for bad in ("{nope", '{"type": "dance", "id": "x"}', '{"type": "chat"}', b"\x00\x01binary",
+                        "x" * (10 * 1024 * 1024)):
+                await ws.send(bad)
+                while (frame := await receive(ws))["id"] == "long":
+                    early.append(frame)  # the long chat's deltas, interleaved
+                answers.append(frame)
+            rest = await until_end(ws, {"long"})
+            return answers, {"long": early + rest["long"]}
+
+    with running_gateway(upstream.base_url) as gw:
+        answers, frames = run(go(gw.url))
+    assert [a["code"] for a in answers] == ["bad_request"] * 5
+    assert "not JSON" in answers[0]["message"]
+    assert "type: must be one of" in answers[1]["message"] and answers[1]["id"] == "x"
+    assert answers[2]["message"].startswith("id:")
+    assert "binary frames" in answers[3]["message"]
+    assert answers[4]["message"] == f"frame: {10 * 1024 * 1024} bytes, more than the 262144 allowed"
+    assert text_of(frames["long"]) == "".join(f"t{i} " for i in range(20))
+    assert frames["long"][-1]["type"] == "done"
+
+
+# --------------------------------------------------------------------------------------------- security
+
+
+def test_a_token_is_required_when_configured(upstream: SyntheticUpstream) -> None:
+    from websockets.exceptions import InvalidStatus
+
+    async def refused(url: str, **kwargs: Any) -> int:
+        with pytest.raises(InvalidStatus) as caught:
+            async with connect(url, **kwargs):
+                pass
+        return caught.value.response.status_code
+
+    async def accepted(url: str, **kwargs: Any) -> tuple[str | None, dict[str, Any]]:
+        async with connect(url, **kwargs) as ws:
+            await ws.send(chat("a", "tokens 1"))
+            return ws.subprotocol, (await until_end(ws, {"a"}))["a"][-1]
+
+    with running_gateway(upstream.base_url, token=TOKEN) as gw:
+        assert run(refused(gw.url)) == 403
+        assert run(refused(gw.url, additional_headers={"Authorization": "Bearer wrong-token-0123456789"})) == 403
+        assert run(refused(gw.url, subprotocols=["qwenops.v1", "bearer.wrong"])) == 403
+        header = run(accepted(gw.url, additional_headers={"Authorization": f"Bearer {TOKEN}"}))
+        assert header == (None, header[1]) and header[1]["type"] == "done"
+        browser = run(accepted(gw.url, subprotocols=["qwenops.v1", f"bearer.{TOKEN}"]))
+        assert browser[0] == "qwenops.v1"  # the token is never echoed back as the chosen subprotocol
+        assert browser[1]["type"] == "done"
+
+
+def test_browser_origins_are_checked(upstream: SyntheticUpstream) -> None:
+    from websockets.exceptions import InvalidStatus
+
+    async def status(url: str, origin: str) -> int:
+        try:
+            async with connect(url, origin=origin):
+                return 101
+        except InvalidStatus as exc:
+            return int(exc.response.status_code)
+
+    with running_gateway(upstream.base_url, allowed_origins=("https://chat.example.com",)) as gw:
+        own = f"http://127.0.0.1:{gw.config.port}"
+        assert run(status(gw.url, own)) == 101
+        assert run(status(gw.url, "https://chat.example.com")) == 101
+        assert run(status(gw.url, "https://evil.example.com")) == 403
+
+
+# --------------------------------------------------------------------------------------------- modes and load
+
+
+def test_text_mode_answers_prompts_in_order(upstream: SyntheticUpstream) -> None:
+    async def go(url: str) -> list[str]:
+        async with connect(url + "?mode=text") as ws:
+            await ws.send("tokens 3")
+            await ws.send("inband")
+            got: list[str] = []
+            while not any(text.startswith("[error") for text in got):
+                got.append(await asyncio.wait_for(ws.recv(), 30))
+            return got
+
+    with running_gateway(upstream.base_url) as gw:
+        got = run(go(gw.url))
+    assert got[:4] == ["t0 ", "t1 ", "t2 ", "t0 "]
+    assert got[4].startswith("[error in_band_error] ")
+
+
+def test_a_client_that_stops_reading_is_cut_off_with_bounded_memory(upstream: SyntheticUpstream) -> None:
+    limit = 64 * 1024
+
+    async def go(gw: Any) -> list[dict[str, Any]]:
+        async with connect(gw.url, max_queue=1, max_size=None) as ws:
+            await ws.send(chat("big", "big 4000 8192"))  # 32 MB, far past every buffer on the way
+            wait_for(lambda: gw.health()["chats_failed"] == 1, "the slow reader's chat was not cancelled", 60)
+            assert gw.health()["queued_bytes"] <= limit + 1024
+            assert upstream.counters.aborted == 1
+            return (await until_end(ws, {"big"}))["big"]
+
+    with running_gateway(upstream.base_url, send_queue_bytes=limit) as gw:
+        frames = run(go(gw))
+    assert frames[-1]["code"] == "slow_reader"
+    assert sum(len(f["content"]) for f in frames if f["type"] == "delta") < 4000 * 8192
+
+
+def test_a_ping_is_answered_while_another_connection_streams(upstream: SyntheticUpstream) -> None:
+    async def go(url: str) -> list[float]:
+        async with connect(url) as streaming, connect(url) as pinging:
+            await streaming.send(chat("s", "tokens 20000"))
+            assert (await receive(streaming))["type"] == "delta"
+            waits = []
+            for _ in range(5):
+                pong = await pinging.ping()
+                started = time.perf_counter()
+                await asyncio.wait_for(pong, 5)
+                waits.append(time.perf_counter() - started)
+            frames = await until_end(streaming, {"s"})
+            assert frames["s"][-1]["type"] == "done"
+            return waits
+
+    with running_gateway(upstream.base_url) as gw:
+        waits = run(go(gw.url))
+    assert len(waits) == 5  # every ping answered; its latency is a benchmark's business, not a test's
+
+
+def test_drain_lets_chats_finish_then_cancels_and_closes_1001(upstream: SyntheticUpstream) -> None:
+    from websockets.exceptions import ConnectionClosed
+
+    async def go(gw: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int | None]:
+        async with connect(gw.url) as ws:
+            await ws.send(chat("short", "slow 5 0.05"))
+            await ws.send(chat("endless", "hang"))
+            await receive(ws)
+            drain = asyncio.wrap_future(gw.call(gw.gateway.drain()))
+            frames: list[dict[str, Any]] = []
+            try:
+                while True:
+                    frames.append(await receive(ws, 30))
+            except ConnectionClosed:
+                pass
+            await drain
+            short = [f for f in frames if f.get("id") == "short"]
+            endless = [f for f in frames if f.get("id") == "endless"]
+            return short, endless, ws.close_code
+
+    with running_gateway(upstream.base_url, drain_s=1.0) as gw:
+        short, endless, code = run(go(gw))
+    assert short[-1]["type"] == "done"
+    assert endless[-1]["code"] == "shutting_down"
+    assert code == 1001
