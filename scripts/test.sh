@@ -12,10 +12,15 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 scripts/install_cpu_engine.sh .venv/bin/python
-# systemd-analyze and systemd-sysusers check the rendered unit; not on PyPI, so Debian's package, once.
-if ! command -v systemd-analyze >/dev/null || ! command -v systemd-sysusers >/dev/null; then
-  echo "== installing systemd (systemd-analyze, systemd-sysusers)"
-  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null
+# Debian's packages, once: systemd-analyze and systemd-sysusers check the rendered unit; Chromium and
+# its driver run the gateway's chat page (tests/integration/test_gateway_page.py). Not on PyPI.
+missing=()
+command -v systemd-analyze >/dev/null && command -v systemd-sysusers >/dev/null || missing+=(systemd)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
+if [[ ${#missing[@]} -gt 0 ]]; then
+  echo "== installing ${missing[*]} (Debian)"
+  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 echo "== ruff"

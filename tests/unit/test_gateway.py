@@ -14,8 +14,14 @@ import pytest
 from click.testing import CliRunner
 
 from qwenops.cli import cli
-from qwenops.errors import BadInputError, HTTPStatusError, InBandError, StreamInterrupted, StreamTimeout
-from qwenops.errors import UnreachableError
+from qwenops.errors import (
+    BadInputError,
+    HTTPStatusError,
+    InBandError,
+    StreamInterrupted,
+    StreamTimeout,
+    UnreachableError,
+)
 from qwenops.gateway import protocol
 from qwenops.gateway.app import error_code
 from qwenops.gateway.config import build_config
