@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
-from starlette.responses import HTMLResponse, JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -48,7 +48,6 @@ SUBPROTOCOL = "qwenops.v1"
 BEARER_PREFIX = "bearer."  # a browser's token: new WebSocket(url, ["qwenops.v1", "bearer." + token])
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
-CLOSE_TRY_LATER = 1013
 
 
 # The stream client's typed errors, most specific first: a 400 is the client's parameters.
@@ -425,8 +424,8 @@ async def chat_socket(websocket: WebSocket) -> None:
         log.warning("refused %s: origin %r not allowed", who, websocket.headers.get("origin"))
         await websocket.close(CLOSE_POLICY)
         return
-    if gateway.draining:
-        await websocket.close(CLOSE_TRY_LATER)
+    if gateway.draining:  # a load balancer's retry goes to another instance
+        await websocket.send_denial_response(PlainTextResponse("the gateway is draining\n", status_code=503))
         return
     offered = websocket.scope.get("subprotocols", ())
     await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)

@@ -60,7 +60,9 @@ def test_no_citation_of_files_outside_the_repository(page: Path) -> None:
 
 def test_readme_stays_a_front_door() -> None:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    assert len(readme.splitlines()) <= 250
+    # One screen per command at most: the gateway's protocol and the soak table live here by request
+    # (issues 10 and 12), every detail behind them in docs/.
+    assert len(readme.splitlines()) <= 300
     for doc in DOCS:
         assert f"(docs/{doc.name}" in readme, f"README does not link {doc.name}"
 

@@ -390,7 +390,13 @@ def test_a_ping_is_answered_while_another_connection_streams(upstream: Synthetic
 
 
 def test_drain_lets_chats_finish_then_cancels_and_closes_1001(upstream: SyntheticUpstream) -> None:
-    from websockets.exceptions import ConnectionClosed
+    from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+    async def refused(url: str) -> int:
+        with pytest.raises(InvalidStatus) as caught:
+            async with connect(url):
+                pass
+        return caught.value.response.status_code
 
     async def go(gw: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int | None]:
         async with connect(gw.url) as ws:
@@ -405,6 +411,7 @@ def test_drain_lets_chats_finish_then_cancels_and_closes_1001(upstream: Syntheti
             except ConnectionClosed:
                 pass
             await drain
+            assert await refused(gw.url) == 503
             short = [f for f in frames if f.get("id") == "short"]
             endless = [f for f in frames if f.get("id") == "endless"]
             return short, endless, ws.close_code
@@ -414,3 +421,17 @@ def test_drain_lets_chats_finish_then_cancels_and_closes_1001(upstream: Syntheti
     assert short[-1]["type"] == "done"
     assert endless[-1]["code"] == "shutting_down"
     assert code == 1001
+
+
+def test_the_protocol_is_documented() -> None:
+    from tests.conftest import REPO
+
+    doc = (REPO / "docs" / "gateway.md").read_text(encoding="utf-8")
+    for code in protocol.CODES:
+        assert f"| `{code}` |" in doc, f"docs/gateway.md does not document the error code {code}"
+    for frame in ('{"type": "chat", "id": "c1"', '{"type": "cancel", "id": "c1"}', '{"type": "ping"}',
+                  '{"type": "delta", "id": "c1", "content": "..."}', '{"type": "done", "id": "c1"',
+                  '{"type": "error", "id": "c1", "code": "...", "message": "..."}'):
+        assert frame in doc
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert "/ws/chat" in readme and "(docs/gateway.md" in readme
