@@ -435,3 +435,21 @@ def test_the_protocol_is_documented() -> None:
         assert frame in doc
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert "/ws/chat" in readme and "(docs/gateway.md" in readme
+
+
+def test_an_idle_connection_is_closed_but_one_with_a_running_chat_is_not(upstream: SyntheticUpstream) -> None:
+    from websockets.exceptions import ConnectionClosed
+
+    async def go(url: str) -> tuple[list[dict[str, Any]], int | None, str]:
+        async with connect(url) as busy, connect(url) as idle:
+            await busy.send(chat("slow", "slow 6 0.1"))  # 0.6 s of answer, idle timeout 0.3 s
+            frames = (await until_end(busy, {"slow"}))["slow"]
+            with pytest.raises(ConnectionClosed):
+                await idle.recv()
+            assert idle.close_reason is not None
+            return frames, idle.close_code, idle.close_reason
+
+    with running_gateway(upstream.base_url, idle_timeout_s=0.3) as gw:
+        frames, code, reason = run(go(gw.url))
+    assert frames[-1]["type"] == "done"
+    assert (code, reason) == (1000, "idle timeout")
