@@ -171,6 +171,7 @@ class Connection:
         self.why: dict[str, tuple[str, str]] = {}  # chat id -> (code, message) of a cancellation
         self.prompts: asyncio.Queue[str] = asyncio.Queue(self.config.max_chats_per_connection)
         self.closing = False
+        self.unread = False  # the client sends but does not read its answers
         self.counter = 0
 
     # ----------------------------------------------------------------------------------- lifetime
@@ -197,8 +198,10 @@ class Connection:
         await self._cancel_all("shutting_down" if code == CLOSE_GOING_AWAY else "cancelled", reason)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._flushed(), timeout=2.0)
+        # A client that does not read never takes the close frame either: give up on it after 2 s and
+        # return, and uvicorn closes the socket.
         with contextlib.suppress(Exception):
-            await self.websocket.close(code, reason)
+            await asyncio.wait_for(self.websocket.close(code, reason), timeout=2.0)
 
     async def _flushed(self) -> None:
         while self.outbox.frames:
@@ -240,37 +243,46 @@ class Connection:
                 return
             if message["type"] == "websocket.disconnect":
                 return
-            text = message.get("text")
-            if text is None:
-                self.outbox.put(protocol.error(None, "bad_request", "binary frames are not accepted: send JSON "
-                                               "text frames"), always=True)
-                continue
-            if len(text) > self.config.max_frame_bytes or len(text.encode()) > self.config.max_frame_bytes:
-                self.outbox.put(protocol.error(None, "bad_request", f"frame: {len(text.encode())} bytes, more than "
-                                               f"the {self.config.max_frame_bytes} allowed"), always=True)
-                continue
-            if self.text_mode:
-                self._prompt(text)
-            else:
-                self._frame(text)
+            self._receive(message.get("text"))
+            if self.unread:
+                await self.close(CLOSE_POLICY, "the client sends frames but does not read the answers")
+                return
+
+    def _receive(self, text: str | None) -> None:
+        limit = self.config.max_frame_bytes
+        if text is None:
+            self._reply(protocol.error(None, "bad_request", "binary frames are not accepted: send JSON text frames"))
+        elif len(text) > limit or len(text.encode()) > limit:
+            self._reply(protocol.error(None, "bad_request",
+                                       f"frame: {len(text.encode())} bytes, more than the {limit} allowed"))
+        elif self.text_mode:
+            self._prompt(text)
+        else:
+            self._frame(text)
 
     # ----------------------------------------------------------------------------------- frames
+
+    def _reply(self, frame: str) -> None:
+        """An answer to a frame, not a chat's end: bounded like deltas, since a client could send bad
+        frames without ever reading the answers. One that does not fit ends the connection (1008)."""
+        if not self.outbox.put(frame):
+            self.unread = True
 
     def _frame(self, text: str) -> None:
         try:
             frame = protocol.parse_frame(text)
         except protocol.FrameError as exc:
-            self.outbox.put(protocol.error(exc.id, exc.code, exc.message), always=True)
+            self._reply(protocol.error(exc.id, exc.code, exc.message))
             return
         if isinstance(frame, protocol.Ping):
-            self.outbox.put(protocol.PONG, always=True)
+            self._reply(protocol.PONG)
         elif isinstance(frame, protocol.Cancel):
             # a chat that already ended has sent its one terminal frame: nothing to do
             self._cancel(frame.id, "cancelled", "cancelled by the client")
         else:
             refusal = self._refusal(frame.id)
             if refusal is not None:
-                self.outbox.put(protocol.error(frame.id, *refusal), always=True)
+                self._reply(protocol.error(frame.id, *refusal))
                 return
             self._start(frame.id, frame.messages, frame.params)
 
@@ -289,13 +301,13 @@ class Connection:
     def _prompt(self, text: str) -> None:
         """Text mode: a text frame is a user prompt, answered in order, content only."""
         if not text.strip():
-            self.outbox.put("[error bad_request] the prompt is empty", always=True)
+            self._reply("[error bad_request] the prompt is empty")
             return
         try:
             self.prompts.put_nowait(text)
         except asyncio.QueueFull:
-            self.outbox.put(f"[error too_many_chats] {self.config.max_chats_per_connection} prompts already "
-                            "wait on this connection", always=True)
+            self._reply(f"[error too_many_chats] {self.config.max_chats_per_connection} prompts already "
+                            "wait on this connection")
 
     async def _text_chats(self) -> None:
         while True:
@@ -304,7 +316,7 @@ class Connection:
             chat_id = f"text-{self.counter}"
             refusal = self._refusal(chat_id)
             if refusal is not None:
-                self.outbox.put(f"[error {refusal[0]}] {refusal[1]}", always=True)
+                self._reply(f"[error {refusal[0]}] {refusal[1]}")
                 continue
             task = self._start(chat_id, [{"role": "user", "content": prompt}], {})
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -103,11 +103,11 @@ def parse_frame(text: str) -> Frame:
         raise FrameError(f"the frame must be a JSON object, got {type(data).__name__}")
     kind = data.get("type")
     frame_id = data.get("id")
-    known_id = frame_id if isinstance(frame_id, str) else None
+    known_id = frame_id if isinstance(frame_id, str) and 0 < len(frame_id) <= MAX_ID_CHARS else None
     if kind == "ping":
         return Ping()
     if kind not in ("chat", "cancel"):
-        raise FrameError(f"type: must be one of chat, cancel, ping; got {kind!r}", id=known_id)
+        raise FrameError(f"type: must be one of chat, cancel, ping; got {_short(kind)}", id=known_id)
     if not isinstance(frame_id, str) or not frame_id or len(frame_id) > MAX_ID_CHARS:
         raise FrameError(f"id: must be a non-empty string of at most {MAX_ID_CHARS} characters, got "
                          f"{_short(frame_id)}")

@@ -5,13 +5,16 @@ CPU server: tests/integration/test_gateway_engine.py; the page in Chromium: test
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from websockets.exceptions import ConnectionClosed
 
 from qwenops.cli import cli
 from qwenops.errors import (
@@ -453,3 +456,27 @@ def test_an_idle_connection_is_closed_but_one_with_a_running_chat_is_not(upstrea
         frames, code, reason = run(go(gw.url))
     assert frames[-1]["type"] == "done"
     assert (code, reason) == (1000, "idle timeout")
+
+
+def test_a_client_that_floods_frames_without_reading_is_let_go(upstream: SyntheticUpstream) -> None:
+    """Each bad frame is answered; a client that never reads the answers is closed (1008) once they fill
+    its send queue, and let go even though it will not take the close frame either."""
+
+    async def go(gw: Any) -> int:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # no megabytes of kernel buffer to hide in
+        sock.connect(("127.0.0.1", gw.config.port))
+        sock.setblocking(False)
+        sent = 0
+        async with connect(gw.url, max_queue=1, sock=sock, close_timeout=1) as ws:
+            with contextlib.suppress(ConnectionClosed, TimeoutError):
+                while sent < 200_000:  # the gateway stops reading us long before this
+                    await asyncio.wait_for(ws.send('{"type": "' + "n" * 200 + '"}'), 5)
+                    sent += 1
+            wait_for(lambda: gw.health()["connections"] == 0, "the flooding client was not let go")
+        return sent
+
+    with running_gateway(upstream.base_url, send_queue_bytes=4096) as gw:
+        sent = run(go(gw))
+        assert gw.health()["queued_bytes"] == 0
+    assert sent < 200_000
