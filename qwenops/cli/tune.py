@@ -29,7 +29,7 @@ from qwenops.results import CommandResult
               help="Values to try (default: around the profile's).")
 @click.option("--max-model-len", "lengths", metavar="LIST",
               help="Values to try (default: the profile's, and a smaller one when the workload allows).")
-@click.option("--requests", "requests_per_level", type=int, default=8, show_default=True,
+@click.option("--requests", "requests_per_level", type=int, default=16, show_default=True,
               help="Requests per concurrency level (at least two per stream).")
 @click.option("--port", type=int, help="Port the candidates serve on (overrides the profile).")
 @click.option("--plan-only", is_flag=True,

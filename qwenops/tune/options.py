@@ -47,7 +47,7 @@ class TuneOptions(BaseModel):
     max_num_seqs: tuple[int, ...] = ()
     max_num_batched_tokens: tuple[int, ...] = ()
     max_model_len: tuple[int, ...] = ()
-    requests_per_level: int = Field(8, ge=1, le=100_000)
+    requests_per_level: int = Field(16, ge=1, le=100_000)
     port: int | None = Field(None, ge=1, le=65535)
     plan_only: bool = False
     probe_file: Path | None = None

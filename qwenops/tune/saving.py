@@ -25,7 +25,7 @@ def tuned_comment(*, name: str, chosen: CandidateResult, slo: Slo, workload: str
         f"Tuned by `qwenops tune` at {stamp.isoformat(timespec='seconds')}: the most goodput under the SLO.",
         f"SLO: {slo.describe()} (goodput: requests/s meeting both, as DistServe defines it)",
         f"Workload: {workload}",
-        f"Measured: {chosen.goodput_rps:g} req/s of goodput at concurrency {chosen.best_concurrency}, "
+        f"Measured: {chosen.goodput_rps or 0.0:.2f} req/s of goodput at concurrency {chosen.best_concurrency}, "
         f"TTFT p99 {_ms(chosen.ttft_p99_ms)}, TPOT p99 {_ms(chosen.tpot_p99_ms)}; {counts}",
         f"Serve it with: qwenops serve -p {name}",
     ]

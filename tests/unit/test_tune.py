@@ -143,7 +143,7 @@ def test_a_jsonl_workload_of_real_prompts(tmp_path: Path) -> None:
     ("[1, 2]", "line 2: must be a JSON object, not list"),
     ('{"messages": [], "max_tokens": 4}', "line 2: messages: must be a non-empty list"),
     ('{"messages": [{"role": "robot", "content": "x"}], "max_tokens": 4}', "line 2: messages[0].role: must be one of"),
-    ('{"messages": [{"role": "user", "content": 7}], "max_tokens": 4}', "line 2: messages[0].content: must be a string"),
+    ('{"messages": [{"role": "user", "content": 7}], "max_tokens": 4}', "messages[0].content: must be a str"),
     ('{"messages": [{"role": "user", "content": "x"}]}', "line 2: max_tokens: must be a whole number >= 1 (got None)"),
     ('{"messages": [{"role": "user", "content": "x"}], "max_tokens": 0}', "line 2: max_tokens: must be a whole number"),
     ('{"messages": [{"role": "user", "content": "x"}], "max_tokens": true}', "line 2: max_tokens: must be a whole"),
@@ -506,3 +506,35 @@ def test_plan_only_lists_candidates_and_pruning_reasons_without_starting_anythin
     text = CliRunner().invoke(cli, ["tune", "-p", "4090d", "--slo-ttft-ms", "1000", "--slo-tpot-ms", "50",
                                     "--plan-only"], catch_exceptions=False)
     assert "12 of 12 candidates would start" in text.stdout
+
+
+def test_run_tune_end_to_end_on_fakes_never_launches_a_pruned_candidate_and_saves_the_best(
+    tmp_path: Path, tiny_config_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import qwenops.tune.run as tune_run
+    from qwenops.results import CommandResult
+    from qwenops.tune.run import run_tune
+
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / "tiny-test.yaml").write_text(f"extends: cpu-tiny\nmodel: {tiny_config_dir}\n")
+    monkeypatch.setenv("QWENOPS_PROFILES_DIR", str(profiles))
+    monkeypatch.setattr(tune_run, "preflight", lambda plan: None)  # no engine or port needed: nothing real starts
+    clock = FakeClock()
+    curves = {1: {1: 1.0, 2: 0.5}, 2: {1: 1.0, 2: 2.0, 4: 1.0}, 4: {1: 1.0, 2: 1.5, 4: 1.2}}
+    harness = Harness({s: FakeServer(clock, curve) for s, curve in curves.items()}, clock=clock)
+    options = tune_options(profile="tiny-test", slo_ttft_ms=100, slo_tpot_ms=10, prompt_tokens=32, output_tokens=8,
+                           max_num_seqs=(1, 2, 4), max_model_len=(256, 8192), max_num_batched_tokens=(512,),
+                           max_concurrency=4, requests_per_level=20, budget_min=60)
+    stamp = datetime.datetime(2026, 11, 28, 19, 0, tzinfo=datetime.timezone.utc)
+    result = run_tune(options, launch=harness.launch, measure=harness.measure, clock=clock, now=lambda: stamp)
+    assert {c.max_model_len for c in harness.started} == {256}  # the 8192 ones were pruned, never launched
+    assert sorted(c.max_num_seqs for c in harness.started) == [1, 2, 4]
+    assert result.chosen == Candidate(max_num_seqs=2, max_num_batched_tokens=512, max_model_len=256)
+    assert result.chosen_goodput_rps == 2.0 and result.server_starts == 3 and result.ok
+    assert [r.status for r in result.candidates] == ["measured"] * 3 + ["pruned"] * 3
+    saved = Path(result.saved_profile or "")
+    assert saved.name == "tiny-test-tuned.yaml" and "2026-11-28T19:00:00+00:00" in saved.read_text()
+    envelope = CommandResult(command="tune", data=result).envelope()
+    assert envelope["data"]["chosen"] == {"max_num_seqs": 2, "max_num_batched_tokens": 512, "max_model_len": 256}
+    json.dumps(envelope)  # plain JSON all the way down
