@@ -509,7 +509,8 @@ def test_plan_only_lists_candidates_and_pruning_reasons_without_starting_anythin
 
 
 def test_run_tune_end_to_end_on_fakes_never_launches_a_pruned_candidate_and_saves_the_best(
-    tmp_path: Path, tiny_config_dir: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, tiny_config_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    golden: Callable[[str, str], None],
 ) -> None:
     import qwenops.tune.run as tune_run
     from qwenops.results import CommandResult
@@ -538,3 +539,9 @@ def test_run_tune_end_to_end_on_fakes_never_launches_a_pruned_candidate_and_save
     envelope = CommandResult(command="tune", data=result).envelope()
     assert envelope["data"]["chosen"] == {"max_num_seqs": 2, "max_num_batched_tokens": 512, "max_model_len": 256}
     json.dumps(envelope)  # plain JSON all the way down
+
+    from qwenops.cli.output import emit
+    from qwenops.cli.views.tune import tune_view
+
+    emit(CommandResult(command="tune", data=result), json_mode=False, view=tune_view)
+    golden("tune/table.txt", capsys.readouterr().out.replace(str(saved), "STATE/profiles/tiny-test-tuned.yaml"))

@@ -122,7 +122,8 @@ def tune_view(result: TuneResult) -> RenderableType:
         parts += [f"assumed: {note}" for note in result.notes]
         return Group(*parts)
     head = (f"tune: profile {result.profile}; {result.workload}; SLO {result.slo.describe()}; "
-            f"{result.server_starts} server starts in {result.elapsed_s / 60:.1f} min "
+            f"{result.server_starts} server start{'' if result.server_starts == 1 else 's'} in "
+            f"{result.elapsed_s / 60:.1f} min "
             f"(budget {result.budget_s / 60:g} min; {result.stopped_by})")
     rows = [_row(i, r, result.chosen) for i, r in enumerate(result.candidates, start=1)]
     parts = [head, table(COLUMNS, rows)]
