@@ -152,6 +152,7 @@ class _Run:
         self.first_level_at: float | None = None
         self.budget_cut = False
         self.levels: list[LevelResult] = []
+        self.preemptions_before: float | None = None
 
     def phase(self, text: str) -> None:
         self.observer.on_phase(self.candidate, text, self.best, self.deadline - self.clock())
@@ -168,13 +169,14 @@ class _Run:
                 ready_after = round(self.clock() - self.launched_at, 2)
                 cause = self._measure(session)
                 if cause is None:
-                    before = self._preemptions_before
+                    before = self.preemptions_before
                     after = session.preemptions()
         finally:
             self.phase("stopping")
             died = session.close()
         cause = cause or died
-        if ready_after is None and self.clock() >= self.deadline:
+        timed_out = cause is None or "startup_timeout_s" in cause.line
+        if ready_after is None and self.clock() >= self.deadline and timed_out:
             # The start-up timeout was what was left of the budget: not this candidate's failure.
             self.budget_cut = True
             return CandidateResult(candidate=self.candidate, status="not_run",
@@ -186,8 +188,6 @@ class _Run:
         preemptions = (after - before) if before is not None and after is not None else None
         return self._measured(ready_after, preemptions)
 
-    _preemptions_before: float | None = None
-
     def _measure(self, session: Session) -> FailureCause | None:
         self.phase("warming up")
         warm = self.measure(session.base_url, self.workload, 1, 1)
@@ -195,7 +195,7 @@ class _Run:
             return self._died(session) or FailureCause(
                 category="warmup_failed", title="the warm-up request failed", line=warm[0].error or "",
                 fix="read the candidate's log in the state dir (logs/tune-*.log)")
-        self._preemptions_before = session.preemptions()
+        self.preemptions_before = session.preemptions()
         for concurrency in concurrency_levels(self.settings.max_concurrency, self.candidate.max_num_seqs):
             count = level_count(self.settings.requests_per_level, concurrency)
             if self.levels and self.clock() + self._predict(count) > self.deadline:

@@ -420,6 +420,18 @@ def test_the_budget_ends_a_climb_before_a_level_that_would_overrun_it() -> None:
     assert outcome.elapsed_s <= 70.0
 
 
+def test_a_start_cut_by_the_budget_is_not_run_not_failed() -> None:
+    clock = FakeClock()
+    timeout = FailureCause(category="engine_dead", title="the server exited", fix="",
+                           line="not ready after 85 s (startup_timeout_s)")
+    harness = Harness({2: FakeServer(clock, {}, start_s=100.0, fails=timeout), 4: FakeServer(clock, {1: 1.0})},
+                      clock=clock)
+    outcome = harness.run([planned(2), planned(4)], budget_s=100.0)
+    assert [r.status for r in outcome.results] == ["not_run", "not_run"]
+    assert outcome.results[0].detail == "budget: the time ran out while it started"
+    assert outcome.stopped_by == "budget" and outcome.server_starts == 1
+
+
 def test_a_candidate_that_fails_to_start_is_recorded_with_its_cause_and_not_retried() -> None:
     clock = FakeClock()
     cause = FailureCause(category="kv_cache_no_blocks", title="no KV blocks", line="No available memory", fix="f")
