@@ -224,8 +224,12 @@ def serve(
     observer: Observer | None = None,
     echo: Callable[[str], object] | None = None,
     handle_signals: bool = True,
+    on_supervisor: Callable[[Callable[[str], None]], object] | None = None,
 ) -> ServeResult:
     """Run the plan under supervision until SIGTERM/SIGINT/SIGHUP/SIGQUIT (STOPPED) or until it gives up (FATAL).
+
+    ON_SUPERVISOR, when given, receives each supervisor's `request_stop` as it is created, so a caller
+    running serve in a thread (`qwenops tune`) can stop it like a signal would.
 
     With supervise.auto_fit, a FATAL start-up whose cause has a bounded fix is fitted and started
     again, at most twice: each change is told to the observer and kept in the result.
@@ -244,7 +248,8 @@ def serve(
     rounds = 0
     try:
         while True:
-            outcome = _supervise(plan, observer=observer, echo=echo, handle_signals=handle_signals)
+            outcome = _supervise(plan, observer=observer, echo=echo, handle_signals=handle_signals,
+                                 on_supervisor=on_supervisor)
             fitted = _fit(plan, outcome, fits, observer, rounds=rounds)
             if fitted is None:
                 break
@@ -275,7 +280,7 @@ def serve(
 
 
 def _supervise(plan: ServePlan, *, observer: Observer, echo: Callable[[str], object] | None,
-               handle_signals: bool) -> Outcome:
+               handle_signals: bool, on_supervisor: Callable[[Callable[[str], None]], object] | None = None) -> Outcome:
     from qwenops.supervisor.guard import guard_argv
     from qwenops.supervisor.health import HealthChecker
     from qwenops.supervisor.notify import Notifier
@@ -302,6 +307,8 @@ def _supervise(plan: ServePlan, *, observer: Observer, echo: Callable[[str], obj
     supervisor = Supervisor(
         plan.supervise, spawn=start, prober=prober, notifier=Notifier.from_env(), observer=observer
     )
+    if on_supervisor is not None:
+        on_supervisor(supervisor.request_stop)
     try:
         with _stop_on_signals(supervisor.request_stop, enabled=handle_signals):
             return supervisor.run()
@@ -403,32 +410,20 @@ def _save_fitted_profile(plan: ServePlan, current: Profile, fitted: Mapping[str,
     every value fitted so far and a comment naming the reason."""
     import datetime
 
-    import yaml
+    from qwenops.config.saved import own_values, save_derived_profile
 
     base = plan.profile.removesuffix("-fitted")
     name = f"{base}-fitted"
-    directory = Path(plan.state_dir) / "profiles"
-    path = directory / f"{name}.yaml"
-    values = {**(_own_values(path) if plan.profile == name else {}), **fitted}
+    path = Path(plan.state_dir) / "profiles" / f"{name}.yaml"
+    values = {**(own_values(path) if plan.profile == name else {}), **fitted}
     stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    comment = [f"# Fitted by `qwenops serve --auto-fit` at {stamp}: vLLM refused to start ({category}).",
-               f"# Evidence: {evidence}",
-               f"# Changed: {_describe(current, fitted)}",
-               f"# Serve it with: qwenops serve -p {name}"]
-    data = {"extends": base, "description": f"{base}, fitted: {_describe(current, fitted)}", **values}
-    directory.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(comment) + "\n" + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    return path
-
-
-def _own_values(path: Path) -> dict[str, object]:
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
-        return {}
-    return {k: v for k, v in data.items() if k not in ("extends", "description")} if isinstance(data, dict) else {}
+    comment = [f"Fitted by `qwenops serve --auto-fit` at {stamp}: vLLM refused to start ({category}).",
+               f"Evidence: {evidence}",
+               f"Changed: {_describe(current, fitted)}",
+               f"Serve it with: qwenops serve -p {name}"]
+    return save_derived_profile(plan.state_dir, name, extends=base,
+                                description=f"{base}, fitted: {_describe(current, fitted)}", values=values,
+                                comment=comment)
 
 
 # ------------------------------------------------------------------------- no orphans across runs

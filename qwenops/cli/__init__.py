@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "smoke-stream": "qwenops.cli.smoke:smoke_stream",
     "status": "qwenops.cli.status:status",
     "troubleshoot": "qwenops.cli.troubleshoot:troubleshoot",
+    "tune": "qwenops.cli.tune:tune",
     "uninstall": "qwenops.cli.install:uninstall",
 }
 

@@ -1,0 +1,59 @@
+"""`qwenops tune`: the profile with the most goodput under a latency SLO, measured on the real server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from qwenops.cli._common import finish, json_option, profile_option
+from qwenops.results import CommandResult
+
+
+@click.command()
+@profile_option
+@click.option("--slo-ttft-ms", type=float, required=True, help="Time to first token every good request meets (ms).")
+@click.option("--slo-tpot-ms", type=float, required=True, help="Time per output token every good request meets (ms).")
+@click.option("--workload", "workload_file", type=click.Path(path_type=Path), metavar="FILE",
+              help='JSONL of real requests, one {"messages": [...], "max_tokens": N} per line.')
+@click.option("--prompt-tokens", type=int, help="Synthetic workload: prompt length in tokens (default 256).")
+@click.option("--output-tokens", type=int,
+              help="Synthetic workload: answer tokens (default: the profile's max_tokens).")
+@click.option("--max-concurrency", type=int, default=16, show_default=True,
+              help="Most requests in flight at once; concurrency doubles from 1 up to it.")
+@click.option("--budget-min", type=float, default=30.0, show_default=True,
+              help="Wall-clock budget in minutes; tune stops with the best candidate so far.")
+@click.option("--max-num-seqs", "seqs", metavar="LIST",
+              help="Values to try, e.g. 16,32,64 (default: around the profile's).")
+@click.option("--max-num-batched-tokens", "batched", metavar="LIST",
+              help="Values to try (default: around the profile's).")
+@click.option("--max-model-len", "lengths", metavar="LIST",
+              help="Values to try (default: the profile's, and a smaller one when the workload allows).")
+@click.option("--requests", "requests_per_level", type=int, default=16, show_default=True,
+              help="Requests per concurrency level (at least two per stream).")
+@click.option("--port", type=int, help="Port the candidates serve on (overrides the profile).")
+@click.option("--plan-only", is_flag=True,
+              help="List the candidates, pruned and ordered by the planner; start nothing.")
+@click.option("--probe-file", type=click.Path(path_type=Path), metavar="FACTS.json",
+              help="Plan on recorded host facts (a GPU) instead of this host.")
+@json_option
+def tune(*, profile: str | None, slo_ttft_ms: float, slo_tpot_ms: float, workload_file: Path | None,
+         prompt_tokens: int | None, output_tokens: int | None, max_concurrency: int, budget_min: float,
+         seqs: str | None, batched: str | None, lengths: str | None, requests_per_level: int, port: int | None,
+         plan_only: bool, probe_file: Path | None, json_mode: bool) -> None:
+    """Find the profile with the most goodput (requests/s meeting both SLOs) on the real server and save it
+    as NAME-tuned. Exit 0 with a pick (or with --plan-only), 1 when no candidate met the SLO, 2 on bad input."""
+    from qwenops.cli.views.tune import SweepReporter, tune_view
+    from qwenops.tune.options import parse_int_list, tune_options
+    from qwenops.tune.run import run_tune
+
+    options = tune_options(
+        profile=profile, slo_ttft_ms=slo_ttft_ms, slo_tpot_ms=slo_tpot_ms, workload_file=workload_file,
+        prompt_tokens=prompt_tokens, output_tokens=output_tokens, max_concurrency=max_concurrency,
+        budget_min=budget_min, max_num_seqs=parse_int_list(seqs, flag="--max-num-seqs"),
+        max_num_batched_tokens=parse_int_list(batched, flag="--max-num-batched-tokens"),
+        max_model_len=parse_int_list(lengths, flag="--max-model-len"), requests_per_level=requests_per_level,
+        port=port, plan_only=plan_only, probe_file=probe_file)
+    with SweepReporter() as reporter:
+        result = run_tune(options, observer=reporter)
+    finish(CommandResult(command="tune", data=result, ok=result.ok), json_mode=json_mode, view=tune_view)

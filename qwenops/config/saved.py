@@ -1,0 +1,41 @@
+"""Profiles qwenops writes itself, beside the state (never in configs/): `NAME-fitted` (serve --auto-fit),
+`NAME-tuned` (tune). Each extends the profile it was derived from and opens with a comment saying why."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+
+def derived_profile_text(*, extends: str, description: str, values: Mapping[str, object],
+                         comment: Sequence[str]) -> str:
+    """The YAML of a derived profile: the comment lines, then `extends`, `description` and VALUES in order."""
+    import yaml
+
+    data = {"extends": extends, "description": description, **values}
+    lines = [f"# {line}" if line else "#" for line in comment]
+    return "\n".join(lines) + "\n" + yaml.safe_dump(data, sort_keys=False)
+
+
+def save_derived_profile(state_dir: Path | str, name: str, *, extends: str, description: str,
+                         values: Mapping[str, object], comment: Sequence[str]) -> Path:
+    """Write `STATE_DIR/profiles/NAME.yaml` (replacing it) and return its path; `qwenops serve -p NAME` finds it."""
+    directory = Path(state_dir) / "profiles"
+    path = directory / f"{name}.yaml"
+    directory.mkdir(parents=True, exist_ok=True)
+    text = derived_profile_text(extends=extends, description=description, values=values, comment=comment)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.replace(path)
+    return path
+
+
+def own_values(path: Path) -> dict[str, object]:
+    """The values a derived profile sets itself (not `extends`, not `description`); {} when unreadable."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+    return {k: v for k, v in data.items() if k not in ("extends", "description")} if isinstance(data, dict) else {}
