@@ -3,7 +3,8 @@ socket takes them, for the gateway's tests and benchmarks/gateway.py.
 
 The last user message picks the behaviour (the gateway passes messages through untouched):
   "tokens N"       N content deltas "t0 ", "t1 ", ..., then the finish chunk, usage and [DONE]
-  "stamp N"        N deltas whose content is time.monotonic_ns() when written (the benchmark's clock)
+  "stamp N [S]"    N deltas whose content is time.monotonic_ns() when written (the benchmark's clock),
+                   S seconds apart (default: as fast as the socket takes them)
   "slow N S"       N deltas, S seconds apart
   "big N SIZE"     N deltas of SIZE characters each (to outrun a client that does not read)
   "hang"           one delta, then nothing until the client leaves
@@ -138,7 +139,7 @@ class SyntheticUpstream:
                     raise ConnectionResetError
                 writer.write(b": keep-alive\n\n")
                 await writer.drain()
-        delay = float(args[1]) if word == "slow" and len(args) > 1 else 0.0
+        delay = float(args[1]) if word in ("slow", "stamp") and len(args) > 1 else 0.0
         for index in range(count):
             if word == "big":
                 content = "x" * int(args[1])

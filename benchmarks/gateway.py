@@ -1,0 +1,289 @@
+"""The gateway's cost, side by side in one run, against a synthetic upstream (tests/synthetic_upstream.py,
+its own process) that streams as fast as the socket takes it.
+
+    python benchmarks/gateway.py [--tokens 200] [--levels 1,16,64] [--idle 1000] [--quick]
+
+Each delta's content is `time.monotonic_ns()` when the upstream wrote it (CLOCK_MONOTONIC is one clock
+for every process on Linux); the client stamps when it read it. Per-token latency = read - written, for:
+- direct:  the SSE stream read by `qwenops.stream.astream_chat` (the floor);
+- gateway: the same chats through `qwenops gateway` (its own process), one WebSocket per chat;
+- article: the reference article's handler, the same way: `requests.post(..., stream=True)` and
+  `iter_lines()` inside `async def`, `except: continue` (reimplemented below as written there).
+Added latency = percentile(via X) - percentile(direct), at 1, 16 and 64 concurrent chats, twice: with
+the upstream writing as fast as the socket takes it (every process saturated: latency is then mostly
+queueing on 2 cores), and paced like an engine (one token every --interval-ms per chat, 20 ms = 50 tokens/s,
+a 4090D's TPOT for Qwen3-14B AWQ at low batch), where latency is the relay's own cost. Also: how long
+a WebSocket ping on another connection waits while 64 chats stream, and the gateway's memory (RSS) for
+1,000 idle connections. Goals (issue 12): p50 <= 1 ms and p99 <= 5 ms added at 64 chats; 1,000 idle
+connections under 100 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import httpx  # noqa: E402
+import psutil  # noqa: E402
+
+from qwenops.stream import astream_chat  # noqa: E402
+
+ARTICLE_APP = '''
+import json, requests
+from fastapi import FastAPI, WebSocket
+app = FastAPI()
+UPSTREAM = "{upstream}/v1/chat/completions"
+
+@app.websocket("/ws/chat")
+async def websocket_chat(websocket: WebSocket):
+    await websocket.accept()
+    while True:
+        data = await websocket.receive_text()
+        payload = {{"model": "m", "messages": [{{"role": "user", "content": data}}], "stream": True}}
+        response = requests.post(UPSTREAM, json=payload, stream=True)   # blocking, inside async def
+        for line in response.iter_lines():
+            if line:
+                line = line.decode("utf-8")
+                if line.startswith("data: "):
+                    chunk = line[6:]
+                    if chunk == "[DONE]":
+                        break
+                    try:
+                        content = json.loads(chunk)["choices"][0]["delta"].get("content", "")
+                        if content:
+                            await websocket.send_text(content)
+                    except:  # noqa: E722  (as written in the article)
+                        continue
+'''
+
+UPSTREAM = '''
+import sys, time
+sys.path.insert(0, {repo!r})
+from tests.synthetic_upstream import SyntheticUpstream
+up = SyntheticUpstream().start()
+print(up.port, flush=True)
+while True:
+    time.sleep(3600)
+'''
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def process(argv: list[str], *, ready_url: str | None = None) -> Iterator[subprocess.Popen[str]]:
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            start_new_session=True, cwd=REPO)
+    try:
+        if ready_url is not None:
+            deadline = time.monotonic() + 60
+            while True:
+                assert proc.poll() is None, f"{argv[:4]} exited"
+                assert time.monotonic() < deadline, f"{ready_url} did not answer"
+                with contextlib.suppress(httpx.HTTPError):
+                    httpx.get(ready_url, timeout=2)
+                    break
+                time.sleep(0.1)
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+def ns_latencies(contents: list[str], arrived: list[int]) -> list[float]:
+    return [(seen - int(text)) / 1e6 for text, seen in zip(contents, arrived, strict=True)]
+
+
+PACE = {"s": 0.0}  # seconds between one chat's tokens; 0: as fast as the socket takes them
+
+
+def prompt_for(tokens: int) -> str:
+    return f"stamp {tokens} {PACE['s']}" if PACE["s"] else f"stamp {tokens}"
+
+
+async def direct_chat(base_url: str, tokens: int) -> tuple[list[float], float]:
+    contents, arrived, started = [], [], time.monotonic_ns()
+    async for delta in astream_chat([{"role": "user", "content": prompt_for(tokens)}], base_url=base_url, model="m"):
+        if delta.content:
+            arrived.append(time.monotonic_ns())
+            contents.append(delta.content)
+    return ns_latencies(contents, arrived), (arrived[0] - started) / 1e6
+
+
+def ws_connect(url: str) -> Any:
+    from websockets.asyncio.client import connect
+
+    return connect(url, proxy=None, compression=None, max_size=None, open_timeout=30)
+
+
+async def gateway_chat(url: str, tokens: int) -> tuple[list[float], float]:
+    contents, arrived = [], []
+    async with ws_connect(url) as ws:
+        started = time.monotonic_ns()
+        prompt = [{"role": "user", "content": prompt_for(tokens)}]
+        await ws.send(json.dumps({"type": "chat", "id": "b", "messages": prompt}))
+        while True:
+            frame = json.loads(await ws.recv())
+            if frame["type"] != "delta":
+                assert frame["type"] == "done", frame
+                break
+            arrived.append(time.monotonic_ns())
+            contents.append(frame["content"])
+    return ns_latencies(contents, arrived), (arrived[0] - started) / 1e6
+
+
+async def article_chat(url: str, tokens: int) -> tuple[list[float], float]:
+    contents, arrived = [], []
+    async with ws_connect(url) as ws:
+        started = time.monotonic_ns()
+        await ws.send(prompt_for(tokens))
+        while len(contents) < tokens:
+            text = await ws.recv()
+            arrived.append(time.monotonic_ns())
+            contents.append(str(text))
+    return ns_latencies(contents, arrived), (arrived[0] - started) / 1e6
+
+
+async def level(kind: str, target: str, tokens: int, chats: int) -> tuple[list[float], list[float]]:
+    """Every token's latency and every chat's TTFT (ms) with CHATS chats at once."""
+    chat = {"direct": direct_chat, "gateway": gateway_chat, "article": article_chat}[kind]
+    results = await asyncio.gather(*(chat(target, tokens) for _ in range(chats)))
+    return [value for per_chat, _ in results for value in per_chat], [ttft for _, ttft in results]
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def ping_while_streaming(gateway_url: str, tokens: int, chats: int, pings: int) -> list[float]:
+    async with ws_connect(gateway_url) as pinger:
+        streams = asyncio.gather(*(gateway_chat(gateway_url, tokens) for _ in range(chats)))
+        waits = []
+        await asyncio.sleep(0.05)
+        for _ in range(pings):
+            started = time.perf_counter()
+            await asyncio.wait_for(await pinger.ping(), 10)
+            waits.append((time.perf_counter() - started) * 1000)
+            await asyncio.sleep(0.01)
+        await streams
+    return waits
+
+
+async def idle_memory(gateway_url: str, pid: int, count: int) -> tuple[float, float]:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, count * 2 + 256)), hard))
+    gateway = psutil.Process(pid)
+    before = gateway.memory_info().rss
+    async with contextlib.AsyncExitStack() as stack:
+        for _ in range(count):
+            await stack.enter_async_context(ws_connect(gateway_url))
+        await asyncio.sleep(0.5)
+        found = httpx.get(gateway_url.replace("ws://", "http://").replace("/ws/chat", "/healthz")).json()
+        assert found["connections"] == count, found
+        after = gateway.memory_info().rss
+    return (after - before) / 2**20, after / 2**20
+
+
+def measure(targets: dict[str, str], levels: list[int], tokens: int,
+            runs: int) -> list[tuple[int, dict[str, tuple[float, ...]]]]:
+    """Per level, per relay: medians over RUNS of (token p50, token p99, TTFT p50, TTFT max)."""
+    rows = []
+    for chats in levels:
+        got: dict[str, list[tuple[float, ...]]] = {kind: [] for kind in targets}
+        for _ in range(runs):
+            for kind, target in targets.items():  # interleaved, so noise hits all three alike
+                values, ttfts = asyncio.run(level(kind, target, tokens, chats))
+                got[kind].append((pct(values, 0.5), pct(values, 0.99), pct(ttfts, 0.5), max(ttfts)))
+        rows.append((chats, {kind: tuple(statistics.median(p[i] for p in runs_) for i in range(4))
+                             for kind, runs_ in got.items()}))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tokens", type=int, default=200)
+    parser.add_argument("--levels", default="1,16,64")
+    parser.add_argument("--runs", type=int, default=3, help="repetitions per level; the median of each is shown")
+    parser.add_argument("--idle", type=int, default=1000)
+    parser.add_argument("--interval-ms", type=float, default=20.0, help="the paced run's gap between tokens")
+    parser.add_argument("--paced-tokens", type=int, default=50, help="tokens per chat in the paced run")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 20 tokens, levels 1 and 4, 20 idle")
+    args = parser.parse_args()
+    if args.quick:
+        args.tokens, args.levels, args.runs, args.idle, args.paced_tokens = 20, "1,4", 1, 20, 5
+    levels = [int(x) for x in args.levels.split(",")]
+    top = max(levels)
+    python = sys.executable
+    gw_port, art_port = free_port(), free_port()
+    with process([python, "-c", UPSTREAM.format(repo=str(REPO))]) as upstream_proc:
+        assert upstream_proc.stdout is not None
+        upstream = f"http://127.0.0.1:{int(upstream_proc.stdout.readline())}"
+        app_file = REPO / ".state" / "bench_article_app.py"
+        app_file.parent.mkdir(exist_ok=True)
+        app_file.write_text(ARTICLE_APP.format(upstream=upstream))
+        gateway_argv = [python, "-m", "qwenops", "gateway", "--upstream", upstream, "--port", str(gw_port),
+                        "--max-chats", str(4 * top + 64), "--max-chats-per-connection", "8", "--log-level", "error"]
+        article_argv = [python, "-m", "uvicorn", "--app-dir", str(app_file.parent), "bench_article_app:app",
+                        "--port", str(art_port), "--log-level", "error", "--ws-per-message-deflate", "false"]
+        with process(gateway_argv, ready_url=f"http://127.0.0.1:{gw_port}/healthz") as gateway_proc, \
+                process(article_argv, ready_url=f"http://127.0.0.1:{art_port}/docs"):
+            targets = {"direct": upstream, "gateway": f"ws://127.0.0.1:{gw_port}/ws/chat",
+                       "article": f"ws://127.0.0.1:{art_port}/ws/chat"}
+            tables = []
+            for pace_ms, tokens in ((0.0, args.tokens), (args.interval_ms, args.paced_tokens)):
+                PACE["s"] = pace_ms / 1000
+                tables.append((pace_ms, tokens, measure(targets, levels, tokens, args.runs)))
+            PACE["s"] = 0.0
+            pings = asyncio.run(ping_while_streaming(targets["gateway"], args.tokens * 5, top, 20))
+            grown, total = asyncio.run(idle_memory(targets["gateway"], gateway_proc.pid, args.idle))
+
+    verdict = []
+    for pace_ms, tokens, rows in tables:
+        how = f"one token every {pace_ms:g} ms per chat" if pace_ms else "as fast as the socket takes them"
+        print(f"gateway benchmark: {tokens} tokens per chat, {how}; median of {args.runs} runs; "
+              "ms per token, read - written")
+        print(f"{'chats':>5}  {'direct p50/p99':>16}  {'gateway p50/p99':>16}  {'added p50/p99':>15}  "
+              f"{'article p50/p99':>18}  {'article added':>15}  {'TTFT p50/max: direct':>22}  {'gateway':>15}  "
+              f"{'article':>17}")
+        for chats, med in rows:
+            d, g, a = med["direct"], med["gateway"], med["article"]
+            added = (g[0] - d[0], g[1] - d[1])
+            print(f"{chats:>5}  {d[0]:>7.2f} /{d[1]:>7.2f}  {g[0]:>7.2f} /{g[1]:>7.2f}  {added[0]:>6.2f} /"
+                  f"{added[1]:>6.2f}  {a[0]:>8.2f} /{a[1]:>8.2f}  {a[0] - d[0]:>6.1f} /{a[1] - d[1]:>6.1f}"
+                  f"  {d[2]:>13.1f} /{d[3]:>6.1f}  {g[2]:>6.1f} /{g[3]:>6.1f}  {a[2]:>7.1f} /{a[3]:>7.1f}")
+            if chats == 64:
+                verdict.append(f"{how}: added at 64 chats p50 {added[0]:.2f} ms (goal <= 1), p99 {added[1]:.2f} ms "
+                               "(goal <= 5): " + ("met" if added[0] <= 1 and added[1] <= 5 else "MISSED"))
+    print(f"ping on another connection while {top} chats stream: median {statistics.median(pings):.2f} ms, "
+          f"max {max(pings):.2f} ms ({len(pings)} pings)")
+    print(f"{args.idle} idle connections: gateway RSS +{grown:.1f} MiB "
+          f"(process total {total:.1f} MiB; goal: the connections < 100 MB): "
+          + ("met" if grown < 100 * 1e6 / 2**20 else "MISSED"))
+    for line in verdict:
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
