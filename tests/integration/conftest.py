@@ -231,15 +231,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 SERVE_PORTS = range(18300, 18310)
 
 
-def free_serve_port() -> int:
-    for port in SERVE_PORTS:
+def free_port_in(ports: range) -> int:
+    """The first free port of PORTS (fixed ranges, so a test's servers are easy to find and clean up)."""
+    for port in ports:
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
             return port
-    raise RuntimeError("no free port in 18300-18309")
+    raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}")
+
+
+def free_serve_port() -> int:
+    return free_port_in(SERVE_PORTS)
 
 
 @dataclass

@@ -8,7 +8,6 @@ import ast
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,21 +16,14 @@ import httpx
 import psutil
 import pytest
 
-from tests.integration.conftest import start_serve
+from tests.integration.conftest import free_port_in, start_serve
 
 TUNE_PORTS = range(18400, 18500)
 BUDGET_MIN = 5.0
 
 
 def free_tune_port() -> int:
-    for port in TUNE_PORTS:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 18400-18499")
+    return free_port_in(TUNE_PORTS)
 
 
 def servers_on(port: int) -> list[int]:
