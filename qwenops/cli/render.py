@@ -45,6 +45,7 @@ def script_command(profile: str | None, overrides: tuple[str, ...], output: Path
 
 _DEPLOY_HELP = {
     "systemd": "Print (or write with -o) a hardened Type=notify systemd unit running `qwenops serve` (GPU profiles).",
+    "gateway-systemd": "Print (or write with -o) a hardened unit running `qwenops gateway` beside qwenops.service.",
     "env": "Print (or write with -o, mode 0600) the env file for the API key and per-host overrides.",
     "dockerfile": "Print (or write with -o) a Dockerfile: the official vLLM image (GPU) or a CPU image, plus qwenops.",
     "compose": "Print (or write with -o) a Docker Compose file for the profile's Dockerfile.",

@@ -39,6 +39,7 @@ class RenderedFile(BaseModel):
 # target -> "module:function" taking a Profile and returning the file's text (imported when used).
 DEPLOY_TARGETS: dict[str, str] = {
     "systemd": "qwenops.render.systemd:systemd_unit",
+    "gateway-systemd": "qwenops.render.systemd:gateway_unit",
     "env": "qwenops.render.systemd:env_file",
     "dockerfile": "qwenops.render.docker:dockerfile",
     "compose": "qwenops.render.docker:compose",

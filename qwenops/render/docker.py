@@ -247,8 +247,48 @@ def compose(profile: Profile) -> str:
         "      options:",
         "        max-size: 20m",
         '        max-file: "3"',
+        *_gateway_service(profile),
         "volumes:",
         "  hf-cache:",
         "  compile-cache:",
     ]
     return "\n".join(lines) + "\n"
+
+
+GATEWAY_PORT = 8090
+GATEWAY_DRAIN_S = 30  # `qwenops gateway --drain`'s default
+
+
+def _gateway_service(profile: Profile) -> list[str]:
+    """`qwenops gateway` from the same image, relaying WebSocket chats to the server's container."""
+    probe = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{GATEWAY_PORT}/healthz', timeout=4)"
+    host = publish_host(profile)
+    return [
+        "  gateway:",
+        "    # `qwenops gateway` (docs/gateway.md) from the same image: WebSocket chats relayed to the server.",
+        f"    image: {image_name(profile)}",
+        '    entrypoint: ["dumb-init", "--", "qwenops", "gateway"]',
+        f'    command: ["--profile", "{profile.name}", "--host", "0.0.0.0", "--port", "{GATEWAY_PORT}", '
+        f'"--drain", "{GATEWAY_DRAIN_S}"]',
+        "    # The server's container; as QWENOPS_BASE_URL (not --upstream), so QWENOPS_API_KEY is sent to it.",
+        "    environment:",
+        f"      QWENOPS_BASE_URL: {yaml_str(f'http://qwenops:{profile.port}')}",
+        "    # Chats get `unreachable` frames until the server is healthy; start it once the server is.",
+        "    depends_on:",
+        "      qwenops:",
+        "        condition: service_healthy",
+        f"    # SIGTERM drains: running chats may finish for {GATEWAY_DRAIN_S} s, then are closed with 1001.",
+        f"    stop_grace_period: {GATEWAY_DRAIN_S + 15}s",
+        "    restart: unless-stopped",
+        "    # QWENOPS_GATEWAY_TOKEN: it binds 0.0.0.0 in the container, so it refuses to start without one.",
+        "    env_file:",
+        "      - path: qwenops.env",
+        f"        required: {'true' if profile.engine == 'vllm' else 'false'}",
+        "    ports:",
+        f"      - {yaml_str(f'{host}:{GATEWAY_PORT}:{GATEWAY_PORT}')}",
+        "    healthcheck:",
+        f"      test: {json.dumps(['CMD', 'python3', '-c', probe])}",
+        "      interval: 10s",
+        "      timeout: 5s",
+        "      retries: 3",
+    ]

@@ -225,6 +225,7 @@ def manifests(profile: Profile) -> str:
         f"              mountPath: {STATE_DIR}",
         "            - name: shm",
         "              mountPath: /dev/shm",
+        *_gateway_container(profile),
         "      volumes:",
         "        - name: profile",
         "          configMap:",
@@ -255,8 +256,74 @@ def manifests(profile: Profile) -> str:
         "    - name: http",
         f"      port: {profile.port}",
         "      targetPort: http",
+        "    # qwenops gateway: WebSocket chats (docs/gateway.md).",
+        "    - name: ws",
+        f"      port: {GATEWAY_PORT}",
+        "      targetPort: ws",
     ]
     return "\n".join(lines) + "\n"
+
+
+GATEWAY_PORT = 8090
+GATEWAY_SECRET = "qwenops-gateway-token"
+
+
+def _gateway_container(profile: Profile) -> list[str]:
+    """`qwenops gateway` as a sidecar: it reaches the server over the pod's loopback and drains with it."""
+    return [
+        "        # qwenops gateway (docs/gateway.md): WebSocket chats relayed to the server over the pod's loopback.",
+        "        # A sidecar, not a Deployment of its own: one gateway per server, no extra hop, drained together.",
+        "        - name: gateway",
+        f"          image: {image_name(profile)}",
+        "          imagePullPolicy: IfNotPresent",
+        "          command: [dumb-init, --, qwenops, gateway, --host, 0.0.0.0, "
+        f'--port, "{GATEWAY_PORT}", --drain, "30"]',
+        "          env:",
+        "            - name: QWENOPS_PROFILE",
+        f"              value: {yaml_str(profile.name)}",
+        "            - name: QWENOPS_PROFILES_DIR",
+        f"              value: {PROFILES_MOUNT}",
+        "            # Sent to the server (the same Secret as the server's).",
+        "            - name: QWENOPS_API_KEY",
+        "              valueFrom:",
+        "                secretKeyRef:",
+        f"                  name: {SECRET_NAME}",
+        f"                  key: {SECRET_KEY}",
+        "            # What clients present; it binds 0.0.0.0, so it refuses to start without one.",
+        "            - name: QWENOPS_GATEWAY_TOKEN",
+        "              valueFrom:",
+        "                secretKeyRef:",
+        f"                  name: {GATEWAY_SECRET}",
+        "                  key: QWENOPS_GATEWAY_TOKEN",
+        "          ports:",
+        "            - name: ws",
+        f"              containerPort: {GATEWAY_PORT}",
+        "          resources:",
+        "            requests:",
+        '              cpu: "1"',
+        "              memory: 256Mi",
+        "          readinessProbe:",
+        "            # Out of the Service while draining (/healthz answers 503 then).",
+        "            httpGet:",
+        "              path: /healthz",
+        "              port: ws",
+        "            periodSeconds: 5",
+        "            timeoutSeconds: 5",
+        "            failureThreshold: 3",
+        "          lifecycle:",
+        "            preStop:",
+        "              exec:",
+        f'                command: [sleep, "{PRESTOP_PAUSE_S}"]',
+        "          securityContext:",
+        "            allowPrivilegeEscalation: false",
+        "            readOnlyRootFilesystem: true",
+        "            capabilities:",
+        "              drop: [ALL]",
+        "          volumeMounts:",
+        "            - name: profile",
+        f"              mountPath: {PROFILES_MOUNT}",
+        "              readOnly: true",
+    ]
 
 
 # Profile fields production-stack's chart renders itself (vllmConfig keys); the rest go to extraArgs.

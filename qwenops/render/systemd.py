@@ -172,11 +172,94 @@ def env_file(profile: Profile) -> str:
         "# Empty means no key: anyone who reaches the port can use the model.",
         "QWENOPS_API_KEY=",
         "",
+        "# What WebSocket clients of `qwenops gateway` must present (required when it binds beyond loopback):",
+        "# python3 -c 'import secrets; print(secrets.token_urlsafe(32))'",
+        "QWENOPS_GATEWAY_TOKEN=",
+        "",
         "# Per-host overrides of the profile's vLLM fields (the environment beats the profile), e.g.:",
         "# QWENOPS_GPU_MEMORY_UTILIZATION=0.93",
         f"# QWENOPS_MAX_MODEL_LEN={profile.max_model_len or 4096}",
         "",
         "# A Hugging Face token, for gated models or higher download limits:",
         "# HF_TOKEN=",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+GATEWAY_UNIT_NAME = "qwenops-gateway.service"
+GATEWAY_PORT = 8090
+GATEWAY_DRAIN_S = 30  # `qwenops gateway --drain`'s default
+
+
+# The server's directives that the relay replaces, by prefix: (comment, directive); None drops one.
+_GATEWAY_DIFFERENT: dict[str, tuple[str, str] | None] = {
+    "DeviceAllow=": None,
+    "DevicePolicy=": ("No device but the standard pseudo-devices: the relay needs no GPU.", "DevicePolicy=closed"),
+    "NoNewPrivileges=": ("No setuid gains.", "NoNewPrivileges=yes"),
+    "RestrictAddressFamilies=": ("HTTP and WebSockets only.", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6"),
+    "SystemCallFilter=@system-service": ("A service's system calls.", "SystemCallFilter=@system-service"),
+    "SystemCallErrorNumber=": ("A refused call fails with EPERM instead of killing the relay mid-chat.",
+                               "SystemCallErrorNumber=EPERM"),
+}
+
+
+def _gateway_hardening() -> list[str]:
+    """The server's sandbox without the NVIDIA devices, and tighter: the relay runs no kernels."""
+    lines: list[str] = []
+    for pair in _HARDENING:
+        prefix = next((p for p in _GATEWAY_DIFFERENT if pair[1].startswith(p)), None)
+        chosen = pair if prefix is None else _GATEWAY_DIFFERENT[prefix]
+        if chosen is not None:
+            lines += [f"# {chosen[0]}", chosen[1]]
+    lines += ["# No device nodes at all (the server's unit cannot have this: it hides /dev/nvidia*).",
+              "PrivateDevices=yes",
+              "# No writable-and-executable memory: pure Python, no JIT.", "MemoryDenyWriteExecute=yes"]
+    return lines
+
+
+def gateway_unit(profile: Profile, *, qwenops_bin: str = QWENOPS_BIN) -> str:
+    """The text of qwenops-gateway.service for PROFILE: `qwenops gateway` beside qwenops.service."""
+    name = profile.name
+    lines = header(profile, f"{GATEWAY_UNIT_NAME}: the WebSocket chat relay (`qwenops gateway`) in front of "
+                   f"{UNIT_NAME}.", f"qwenops render gateway-systemd --profile {name} -o systemd/{GATEWAY_UNIT_NAME}")
+    lines += [
+        f"# Install it beside {UNIT_NAME}: sudo cp {GATEWAY_UNIT_NAME} /etc/systemd/system/ && "
+        f"sudo systemctl enable --now {GATEWAY_UNIT_NAME}",
+        f"# It binds 0.0.0.0:{GATEWAY_PORT}, so it refuses to start without QWENOPS_GATEWAY_TOKEN in {ENV_FILE}",
+        "# (python3 -c 'import secrets; print(secrets.token_urlsafe(32))'); the journal says so, once.",
+        "",
+        "[Unit]",
+        f"Description=qwenops gateway: WebSocket chats for {profile.api_model_name} (profile {name})",
+        "# The server it relays to. Wants=, not Requires=: while the server restarts, chats get `unreachable`",
+        "# frames and the connections stay open.",
+        f"Wants={UNIT_NAME} network-online.target",
+        f"After={UNIT_NAME} network-online.target",
+        "",
+        "[Service]",
+        "# Up once the process runs; it answers /healthz as soon as it listens.",
+        "Type=exec",
+        f"ExecStart={qwenops_bin} gateway --profile {name} --host 0.0.0.0 --port {GATEWAY_PORT} "
+        f"--drain {GATEWAY_DRAIN_S}",
+        "Restart=on-failure",
+        "RestartSec=2",
+        "# Exit 2 is bad input (no token beyond loopback, a taken port): a restart cannot fix it.",
+        "RestartPreventExitStatus=2",
+        "# SIGTERM drains: running chats may finish for --drain seconds, then are cancelled and closed with 1001.",
+        f"TimeoutStopSec={GATEWAY_DRAIN_S + 15}",
+        f"User={SERVICE_USER}",
+        f"Group={SERVICE_USER}",
+        "WorkingDirectory=%S/qwenops",
+        "StateDirectory=qwenops",
+        "# QWENOPS_GATEWAY_TOKEN (and QWENOPS_API_KEY, sent to the server), root-only (0600).",
+        f"EnvironmentFile={ENV_FILE}",
+        "Environment=QWENOPS_STATE_DIR=%S/qwenops HOME=%S/qwenops PYTHONUNBUFFERED=1",
+        "# One socket per WebSocket connection and one per chat upstream.",
+        f"LimitNOFILE={NOFILE}",
+        "UMask=0077",
+        "# Sandbox.",
+        *_gateway_hardening(),
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
     ]
     return "\n".join(lines) + "\n"

@@ -102,6 +102,19 @@ def test_systemd_analyze_security_rates_the_unit_ok(name: str, tmp_path: Path) -
     assert exposure(unit) <= MAX_EXPOSURE
 
 
+@pytest.mark.parametrize("name", PROFILES)
+def test_the_gateway_unit_verifies_and_rates_better_than_the_server(name: str, tmp_path: Path) -> None:
+    from qwenops.render.systemd import gateway_unit
+
+    profile = load_profile(name, env={})
+    unit = write(tmp_path, "qwenops-gateway.service", gateway_unit(profile, qwenops_bin=sys.executable))
+    # The unit it wants is not installed here: that is verify's only remark.
+    done = run(system_tool("systemd-analyze"), "verify", "--recursive-errors=no", unit.name, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert exposure(unit) <= MAX_EXPOSURE
+    assert f"--profile {name} --host 0.0.0.0" in unit.read_text()
+
+
 def test_control_an_unhardened_unit_rates_badly_and_a_typo_is_reported(tmp_path: Path) -> None:
     bare = write(tmp_path / "bare", "qwenops.service", f"[Service]\nExecStart={sys.executable}\n")
     assert exposure(bare) > 9.0

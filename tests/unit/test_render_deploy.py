@@ -32,6 +32,7 @@ CPU_PROFILES = [name for name in PROFILES if name not in GPU_PROFILES]
 # Each committed file and the render it must equal (the reference profiles).
 COMMITTED = {
     "systemd/qwenops.service": ("systemd", "4090d"),
+    "systemd/qwenops-gateway.service": ("gateway-systemd", "4090d"),
     "systemd/qwenops.env.example": ("env", "4090d"),
     "docker/Dockerfile": ("dockerfile", "4090d"),
     "docker/compose.yaml": ("compose", "4090d"),
@@ -41,7 +42,8 @@ COMMITTED = {
     "kubernetes/production-stack-values.yaml": ("helm-values", "4090d"),
 }
 GPU_ONLY = ("systemd", "kubernetes", "helm-values")
-SUFFIX = {"systemd": "service", "env": "env", "dockerfile": "Dockerfile", "compose": "compose.yaml",
+SUFFIX = {"systemd": "service", "gateway-systemd": "gateway.service",
+          "env": "env", "dockerfile": "Dockerfile", "compose": "compose.yaml",
           "kubernetes": "k8s.yaml", "helm-values": "values.yaml"}
 
 
