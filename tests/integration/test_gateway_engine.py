@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -75,8 +75,8 @@ def run(coro: Any) -> Any:
 def wait_running(server: RunningServer, count: float, what: str, timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
     while (seen := server_metrics(server.base_url)[RUNNING]) != count:
-        assert time.monotonic() < deadline, f"{what}: vLLM still runs {seen:g} requests after {timeout_s:g} s"
-        time.sleep(0.05)
+        assert time.monotonic() < deadline, f"{what}: vLLM runs {seen:g} requests after {timeout_s:g} s"
+        time.sleep(0.01)
 
 
 def test_the_known_answer_arrives_as_deltas_equal_to_the_sse_text(vllm_server: RunningServer) -> None:
@@ -99,30 +99,54 @@ def test_the_known_answer_arrives_as_deltas_equal_to_the_sse_text(vllm_server: R
     assert frames[-1]["usage"]["completion_tokens"] > 0
 
 
-def test_cancel_and_disconnect_abort_the_request_in_vllm(vllm_server: RunningServer) -> None:
-    long = {"max_tokens": 400, "ignore_eos": True, "temperature": 0}
+def generated(server: RunningServer) -> float:
+    return server_metrics(server.base_url)["vllm:generation_tokens_total"]
 
-    async def cancel(url: str) -> dict[str, Any]:
+
+def test_cancel_and_disconnect_abort_the_request_in_vllm(
+        disposable_server: Callable[..., RunningServer]) -> None:
+    """After the first delta the client cancels (or leaves); vLLM must stop generating short of max_tokens.
+
+    The shared server's 512-token context is answered in ~0.6 s, often in one burst at the end, too
+    fast to cancel; a server with the model's whole 4096-token context streams a 4,000-token answer
+    for ~5 s here. vLLM 0.32 counts no aborted request in its finished counters, so the evidence is
+    its generated-token counter once the request no longer runs: fewer than max_tokens means aborted.
+    A request can still end on its own first (the engine may burst), so each way is tried until one
+    is aborted, up to 5 times; a gateway that never closed the upstream request fails here."""
+    server = disposable_server(max_model_len="4096")
+    long = {"max_tokens": 4000, "ignore_eos": True, "temperature": 0}
+
+    async def cancel(url: str) -> None:
         async with connect(url) as ws:
             await ws.send(chat("long", PROMPT, **long))
             assert (await receive(ws, 120))["type"] == "delta"
             await ws.send(json.dumps({"type": "cancel", "id": "long"}))
-            frames = (await until_end(ws, {"long"}))["long"]
-            wait_running(vllm_server, 0, "cancel")
-            last: dict[str, Any] = frames[-1]
-            return last
+            last = (await until_end(ws, {"long"}))["long"][-1]
+            assert last["type"] == "done" or last["code"] == "cancelled", last
 
     async def leave(url: str) -> None:
         async with connect(url) as ws:
             await ws.send(chat("gone", PROMPT, **long))
             assert (await receive(ws, 120))["type"] == "delta"
-            assert server_metrics(vllm_server.base_url)[RUNNING] == 1
 
-    with gateway_process(vllm_server.base_url) as gw:
-        assert run(cancel(gw.url))["code"] == "cancelled"
-        run(leave(gw.url))
-        wait_running(vllm_server, 0, "disconnect")
-        assert gw.health()["chats"] == 0
+    with gateway_process(server.base_url) as gw:
+        for way in (cancel, leave):
+            for _attempt in range(5):
+                before = generated(server)
+                run(way(gw.url))
+                wait_running(server, 0, way.__name__, timeout_s=120)
+                if generated(server) - before < long["max_tokens"]:
+                    break
+            else:
+                pytest.fail(f"{way.__name__}: vLLM finished the request every time, never aborted it")
+        wait_for_gateway_idle(gw)
+
+
+def wait_for_gateway_idle(gw: GatewayProcess) -> None:
+    deadline = time.monotonic() + 10
+    while gw.health()["chats"] != 0:
+        assert time.monotonic() < deadline, gw.health()
+        time.sleep(0.05)
 
 
 def test_no_token_and_a_wrong_token_are_refused(vllm_server: RunningServer) -> None:
