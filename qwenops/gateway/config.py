@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from qwenops.errors import BadInputError
+from qwenops.render.deploy import GATEWAY_DRAIN_S, GATEWAY_PORT
 
 TOKEN_VARIABLE = "QWENOPS_GATEWAY_TOKEN"
 # A token travels in a Sec-WebSocket-Protocol value for browsers, so it must be an HTTP "token" there;
@@ -31,7 +32,7 @@ class GatewayConfig(BaseModel):
     api_key: SecretStr | None = Field(None, description="Sent upstream as a bearer token (QWENOPS_API_KEY).")
     token: SecretStr | None = Field(None, description="Clients must present it (QWENOPS_GATEWAY_TOKEN).")
     host: str = Field("127.0.0.1", description="Address to bind.")
-    port: int = Field(8090, ge=1, le=65535, description="Port to bind.")
+    port: int = Field(GATEWAY_PORT, ge=1, le=65535, description="Port to bind.")
     allowed_origins: tuple[str, ...] = Field(
         (), description="Browser origins allowed besides the gateway's own ('*': any). Clients without an "
         "Origin header (not browsers) are allowed.")
@@ -45,7 +46,7 @@ class GatewayConfig(BaseModel):
                                   description="A connection with no frame and no chat for this long is closed.")
     ping_interval_s: float = Field(20.0, gt=0, le=3600.0,
                                    description="WebSocket pings; a client that misses one for as long is closed.")
-    drain_s: float = Field(30.0, ge=0, le=3600.0,
+    drain_s: float = Field(float(GATEWAY_DRAIN_S), ge=0, le=3600.0,
                            description="On SIGTERM, running chats may finish for this long, then are cancelled.")
     read_timeout_s: float = Field(120.0, gt=0, le=86400.0,
                                   description="Longest wait for the server's next event (profile client.timeout_s).")

@@ -49,6 +49,10 @@ HF_HOME = f"{CACHE_DIR}/huggingface"
 COMPILE_CACHE = f"{CACHE_DIR}/compile"
 ENV_FILE = "/etc/qwenops/qwenops.env"
 QWENOPS_BIN = "/opt/qwenops/bin/qwenops"
+# `qwenops gateway` beside the server: its own defaults (one source), and the stop budget around its drain.
+GATEWAY_PORT = 8090
+GATEWAY_DRAIN_S = 30
+GATEWAY_STOP_S = GATEWAY_DRAIN_S + 15
 SECRET_NAME = "qwenops-api-key"
 SECRET_KEY = "QWENOPS_API_KEY"
 PROFILES_MOUNT = "/etc/qwenops/profiles"

@@ -24,6 +24,9 @@ from qwenops.render.deploy import (
     COMPILE_CACHE,
     CPU_BASE_IMAGE,
     DUMB_INIT,
+    GATEWAY_DRAIN_S,
+    GATEWAY_PORT,
+    GATEWAY_STOP_S,
     HF_HOME,
     NOFILE,
     SERVICE_UID,
@@ -255,8 +258,6 @@ def compose(profile: Profile) -> str:
     return "\n".join(lines) + "\n"
 
 
-GATEWAY_PORT = 8090
-GATEWAY_DRAIN_S = 30  # `qwenops gateway --drain`'s default
 
 
 def _gateway_service(profile: Profile) -> list[str]:
@@ -278,7 +279,7 @@ def _gateway_service(profile: Profile) -> list[str]:
         "      qwenops:",
         "        condition: service_healthy",
         f"    # SIGTERM drains: running chats may finish for {GATEWAY_DRAIN_S} s, then are closed with 1001.",
-        f"    stop_grace_period: {GATEWAY_DRAIN_S + 15}s",
+        f"    stop_grace_period: {GATEWAY_STOP_S}s",
         "    restart: unless-stopped",
         "    # QWENOPS_GATEWAY_TOKEN: it binds 0.0.0.0 in the container, so it refuses to start without one.",
         "    env_file:",

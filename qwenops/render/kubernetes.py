@@ -23,6 +23,8 @@ from typing import Any
 from qwenops.config.profile import Profile
 from qwenops.render.deploy import (
     CACHE_DIR,
+    GATEWAY_DRAIN_S,
+    GATEWAY_PORT,
     PRESTOP_PAUSE_S,
     PROFILES_MOUNT,
     SECRET_KEY,
@@ -264,7 +266,6 @@ def manifests(profile: Profile) -> str:
     return "\n".join(lines) + "\n"
 
 
-GATEWAY_PORT = 8090
 GATEWAY_SECRET = "qwenops-gateway-token"
 
 
@@ -277,7 +278,7 @@ def _gateway_container(profile: Profile) -> list[str]:
         f"          image: {image_name(profile)}",
         "          imagePullPolicy: IfNotPresent",
         "          command: [dumb-init, --, qwenops, gateway, --host, 0.0.0.0, "
-        f'--port, "{GATEWAY_PORT}", --drain, "30"]',
+        f'--port, "{GATEWAY_PORT}", --drain, "{GATEWAY_DRAIN_S}"]',
         "          env:",
         "            - name: QWENOPS_PROFILE",
         f"              value: {yaml_str(profile.name)}",

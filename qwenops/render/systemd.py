@@ -18,6 +18,9 @@ from __future__ import annotations
 from qwenops.config.profile import Profile
 from qwenops.render.deploy import (
     ENV_FILE,
+    GATEWAY_DRAIN_S,
+    GATEWAY_PORT,
+    GATEWAY_STOP_S,
     NOFILE,
     QWENOPS_BIN,
     SERVICE_USER,
@@ -187,8 +190,6 @@ def env_file(profile: Profile) -> str:
 
 
 GATEWAY_UNIT_NAME = "qwenops-gateway.service"
-GATEWAY_PORT = 8090
-GATEWAY_DRAIN_S = 30  # `qwenops gateway --drain`'s default
 
 
 # The server's directives that the relay replaces, by prefix: (comment, directive); None drops one.
@@ -245,7 +246,7 @@ def gateway_unit(profile: Profile, *, qwenops_bin: str = QWENOPS_BIN) -> str:
         "# Exit 2 is bad input (no token beyond loopback, a taken port): a restart cannot fix it.",
         "RestartPreventExitStatus=2",
         "# SIGTERM drains: running chats may finish for --drain seconds, then are cancelled and closed with 1001.",
-        f"TimeoutStopSec={GATEWAY_DRAIN_S + 15}",
+        f"TimeoutStopSec={GATEWAY_STOP_S}",
         f"User={SERVICE_USER}",
         f"Group={SERVICE_USER}",
         "WorkingDirectory=%S/qwenops",
