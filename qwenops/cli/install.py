@@ -38,13 +38,19 @@ def _view(data: Any) -> str:
 @_root_option
 @click.option("--qwenops-bin", metavar="PATH",
               help="The qwenops the unit runs (default /opt/qwenops/bin/qwenops; not under /home or /root).")
+@click.option("--gateway", is_flag=True,
+              help="Also install qwenops-gateway.service (WebSockets on port 8090), its token in the env file.")
 @json_option
-def install_systemd_command(profile: str | None, dry_run: bool, root: Path | None, qwenops_bin: str | None,
-                            json_mode: bool) -> None:
-    """Write qwenops.service, its env file (0600, a new API key) and its user; enable and start it."""
+def install_systemd_command(  # noqa: PLR0917 -- Click passes every option as a keyword
+    profile: str | None, dry_run: bool, root: Path | None, qwenops_bin: str | None, gateway: bool, json_mode: bool,
+) -> None:
+    """Write qwenops.service, its env file (0600, a new API key) and its user; enable and start it.
+
+    With --gateway also qwenops-gateway.service and a QWENOPS_GATEWAY_TOKEN in the env file (never shown).
+    """
     from qwenops.install import install_systemd
 
-    data = install_systemd(profile, root=root, dry_run=dry_run, qwenops_bin=qwenops_bin)
+    data = install_systemd(profile, root=root, dry_run=dry_run, qwenops_bin=qwenops_bin, gateway=gateway)
     finish(CommandResult(command="install systemd", data=data), json_mode=json_mode, view=_view)
 
 
@@ -54,7 +60,7 @@ def install_systemd_command(profile: str | None, dry_run: bool, root: Path | Non
 @click.option("--purge", is_flag=True, help="Also remove the env file (the key), the caches (weights) and the user.")
 @json_option
 def uninstall_systemd_command(dry_run: bool, root: Path | None, purge: bool, json_mode: bool) -> None:
-    """Stop and disable qwenops.service and remove its files."""
+    """Stop and disable qwenops.service (and qwenops-gateway.service) and remove their files."""
     from qwenops.install import uninstall_systemd
 
     data = uninstall_systemd(root=root, dry_run=dry_run, purge=purge)

@@ -22,6 +22,11 @@ TOKEN_VARIABLE = "QWENOPS_GATEWAY_TOKEN"
 _TOKEN_CHARS = re.compile(r"[A-Za-z0-9._~-]{16,256}")
 
 
+def valid_token(value: str) -> bool:
+    """Whether VALUE may be a gateway token (`qwenops install systemd --gateway` checks a kept one with it)."""
+    return _TOKEN_CHARS.fullmatch(value) is not None
+
+
 class GatewayConfig(BaseModel):
     """Every value the gateway runs with; `qwenops gateway --help` shows the flags that set them."""
 
@@ -75,7 +80,7 @@ def build_config(**values: Any) -> GatewayConfig:
         error = exc.errors()[0]
         name = str(error["loc"][0]) if error["loc"] else "gateway"
         raise BadInputError(error["msg"], field=_FLAG.get(name, name)) from None
-    if config.token is not None and not _TOKEN_CHARS.fullmatch(config.token.get_secret_value()):
+    if config.token is not None and not valid_token(config.token.get_secret_value()):
         raise BadInputError("must be 16 to 256 characters of A-Z a-z 0-9 . _ ~ - (it travels in a "
                             "Sec-WebSocket-Protocol header for browsers)", field=TOKEN_VARIABLE,
                             hint="e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))'")

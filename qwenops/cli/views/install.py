@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from qwenops.install import InstallResult
 
-_PAST = {"write": "wrote", "keep": "kept", "chmod": "chmod", "remove": "removed", "run": "ran", "skip": "skipped"}
+_PAST = {"write": "wrote", "keep": "kept", "chmod": "chmod", "add": "added", "remove": "removed", "run": "ran",
+         "skip": "skipped"}
 
 
 def install_view(result: InstallResult) -> str:
@@ -21,6 +22,13 @@ def install_view(result: InstallResult) -> str:
             "  journalctl -u qwenops -f        # ready at 'STARTING → RUNNING'",
             f"  sudo QWENOPS_ENV_FILE={result.env_file} qwenops smoke-stream --profile {result.profile}",
         ]
+        if result.gateway_unit is not None:
+            from qwenops.render.deploy import GATEWAY_PORT
+
+            lines += [
+                f"qwenops-gateway.service follows it on port {GATEWAY_PORT} (journalctl -u qwenops-gateway);",
+                f"its clients present QWENOPS_GATEWAY_TOKEN from {result.env_file} (sudo grep TOKEN {result.env_file})",
+            ]
     elif result.command == "install" and result.root is not None and not result.dry_run:
         lines.append(f"files are under {result.root}; its systemd creates the user at first boot (sysusers.d)")
     return "\n".join(lines) + "\n"
