@@ -14,11 +14,24 @@ from click.testing import CliRunner, Result
 
 from qwenops.cli import cli
 from qwenops.config.loader import load_profile
-from qwenops.errors import CheckFailedError
-from qwenops.install import MODULES_PATH, SYSUSERS_PATH, UNIT_PATH, _Plan, install_systemd, uninstall_systemd
+from qwenops.errors import BadInputError, CheckFailedError
+from qwenops.gateway.config import build_config
+from qwenops.install import (
+    GATEWAY_UNIT_PATH,
+    MODULES_PATH,
+    SYSUSERS_PATH,
+    TOKEN_DETAIL,
+    UNIT_PATH,
+    _Plan,
+    install_systemd,
+    uninstall_systemd,
+)
 from qwenops.render.systemd import env_file, systemd_unit
 
+REPO = Path(__file__).resolve().parents[2]
 ENV_PATH = "etc/qwenops/qwenops.env"
+GATEWAY_PATH = GATEWAY_UNIT_PATH.lstrip("/")
+TOKEN_LINE = re.compile(r"^QWENOPS_GATEWAY_TOKEN=(.*)$", re.MULTILINE)
 
 
 def never_run(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
@@ -146,3 +159,169 @@ def test_uninstall_undoes_the_install(tmp_path: Path) -> None:
     result = uninstall_systemd(root=tmp_path, purge=True, run=never_run)
     assert not (tmp_path / ENV_PATH).exists() and not (tmp_path / "var/lib/qwenops").exists()
     assert result.actions[-1].target == "userdel qwenops"
+
+
+# --gateway: qwenops-gateway.service beside the server, and its token in the env file.
+
+
+def token_of(env: Path) -> str:
+    tokens = TOKEN_LINE.findall(env.read_text())
+    assert len(tokens) == 1, tokens  # one assignment: never a second, shadowing line
+    return str(tokens[0])
+
+
+def test_install_with_the_gateway_writes_its_unit_and_a_new_token(tmp_path: Path) -> None:
+    result = install_systemd("4090d", root=tmp_path, gateway=True, run=never_run)
+    unit = tmp_path / GATEWAY_PATH
+    assert unit.read_text() == (REPO / "systemd/qwenops-gateway.service").read_text()  # the committed render
+    assert mode(unit) == 0o644 and result.gateway_unit == str(unit)
+    env = tmp_path / ENV_PATH
+    assert mode(env) == 0o600
+    key = re.search(r"^QWENOPS_API_KEY=(.+)$", env.read_text(), re.MULTILINE)
+    token = token_of(env)
+    assert key is not None and len(token) >= 40 and token != key.group(1)
+    build_config(upstream="http://127.0.0.1:8000", model="m", host="0.0.0.0", token=token)  # the gateway takes it
+    assert env.read_text().replace(key.group(1), "").replace(token, "") == env_file(load_profile("4090d", env={}))
+    assert [(a.verb, a.target) for a in result.actions][:2] == [("write", str(tmp_path / UNIT_PATH.lstrip("/"))),
+                                                                ("write", str(unit))]
+    assert [a.target for a in result.actions if a.verb == "skip"][-2:] == [
+        "systemctl enable --now --no-block qwenops.service",
+        "systemctl enable --now --no-block qwenops-gateway.service"]
+    assert len(result.actions) == 10
+    assert token not in result.model_dump_json()
+
+
+def test_install_without_the_gateway_leaves_its_token_empty(tmp_path: Path) -> None:
+    result = install_systemd("4090d", root=tmp_path, run=never_run)
+    assert token_of(tmp_path / ENV_PATH) == "" and not (tmp_path / GATEWAY_PATH).exists()
+    assert result.gateway_unit is None
+
+
+EXISTING = "# mine\nQWENOPS_API_KEY=sk-mine-1234\nQWENOPS_MAX_MODEL_LEN=8192\nHF_TOKEN=hf_abc"  # no final newline
+
+
+def test_the_gateway_adds_a_token_to_an_existing_env_file_and_keeps_every_line(tmp_path: Path) -> None:
+    env = tmp_path / ENV_PATH
+    env.parent.mkdir(parents=True)
+    env.write_text(EXISTING)
+    env.chmod(0o644)
+    result = install_systemd("4090d", root=tmp_path, gateway=True, run=never_run)
+    token = token_of(env)
+    assert env.read_text() == f"{EXISTING}\nQWENOPS_GATEWAY_TOKEN={token}\n" and len(token) >= 40
+    assert mode(env) == 0o600
+    assert [(a.verb, a.detail) for a in result.actions if a.target == str(env)] == [
+        ("chmod", "644 -> 600 (it holds the key)"), ("add", TOKEN_DETAIL)]
+    assert sorted(p.name for p in env.parent.iterdir()) == ["qwenops.env"]  # no temporary file left
+
+
+def test_the_gateway_fills_the_empty_token_of_a_plain_install(tmp_path: Path) -> None:
+    install_systemd("4090d", root=tmp_path, run=never_run)
+    env = tmp_path / ENV_PATH
+    before = env.read_text()
+    install_systemd("4090d", root=tmp_path, gateway=True, run=never_run)
+    token = token_of(env)
+    assert env.read_text() == before.replace("\nQWENOPS_GATEWAY_TOKEN=\n", f"\nQWENOPS_GATEWAY_TOKEN={token}\n")
+    assert token and mode(env) == 0o600
+
+
+def test_a_second_install_keeps_the_token(tmp_path: Path) -> None:
+    install_systemd("4090d", root=tmp_path, gateway=True, run=never_run)
+    env = tmp_path / ENV_PATH
+    first = env.read_text()
+    again = install_systemd("4090d-fp8", root=tmp_path, gateway=True, run=never_run)
+    assert env.read_text() == first
+    assert [(a.verb, a.detail) for a in again.actions if a.target == str(env)] == [
+        ("keep", "exists; its key is kept"), ("keep", "its QWENOPS_GATEWAY_TOKEN is kept")]
+    assert "gateway --profile 4090d-fp8" in (tmp_path / GATEWAY_PATH).read_text()
+
+
+def test_a_token_the_gateway_would_refuse_stops_the_install_before_any_write(tmp_path: Path) -> None:
+    env = tmp_path / ENV_PATH
+    env.parent.mkdir(parents=True)
+    env.write_text("QWENOPS_API_KEY=k\nQWENOPS_GATEWAY_TOKEN=short!secret\n")
+    env.chmod(0o600)
+    with pytest.raises(BadInputError) as caught:
+        install_systemd("4090d", root=tmp_path, gateway=True, run=never_run)
+    assert caught.value.field == "QWENOPS_GATEWAY_TOKEN" and "short!secret" not in caught.value.one_line()
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == ["etc", "etc/qwenops", ENV_PATH]
+
+
+def test_a_gateway_dry_run_writes_nothing(tmp_path: Path) -> None:
+    result = install_systemd("4090d", root=tmp_path, gateway=True, dry_run=True, run=never_run)
+    assert len(result.actions) == 10 and list(tmp_path.iterdir()) == []
+    env = tmp_path / ENV_PATH
+    env.parent.mkdir(parents=True)
+    env.write_text(EXISTING)
+    env.chmod(0o600)
+    result = install_systemd("4090d", root=tmp_path, gateway=True, dry_run=True, run=never_run)
+    assert ("add", str(env)) in [(a.verb, a.target) for a in result.actions]
+    assert env.read_text() == EXISTING
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == ["etc", "etc/qwenops", ENV_PATH]
+
+
+def test_the_cli_installs_the_gateway_and_never_prints_the_token(tmp_path: Path) -> None:
+    dry = invoke("install", "systemd", "-p", "4090d", "--root", str(tmp_path), "--gateway", "--dry-run")
+    assert dry.exit_code == 0
+    lines = dry.stdout.splitlines()
+    assert lines[1] == f"would write    {tmp_path}/etc/systemd/system/qwenops-gateway.service  (mode 644)"
+    assert lines[2] == (f"would write    {tmp_path}/etc/qwenops/qwenops.env  (mode 600, with a new random "
+                        "QWENOPS_API_KEY and QWENOPS_GATEWAY_TOKEN (not shown))")
+    assert lines[-1] == ("skipped        systemctl enable --now --no-block qwenops-gateway.service  "
+                         "(--root: nothing runs on this host)")
+    done = invoke("install", "systemd", "-p", "4090d", "--root", str(tmp_path), "--gateway", "--json")
+    token = token_of(tmp_path / ENV_PATH)
+    envelope = json.loads(done.stdout)
+    assert envelope["data"]["gateway_unit"] == str(tmp_path / GATEWAY_PATH)
+    (tmp_path / ENV_PATH).write_text("QWENOPS_API_KEY=k\n")
+    added = invoke("install", "systemd", "-p", "4090d", "--root", str(tmp_path), "--gateway")
+    assert f"added          {tmp_path}/{ENV_PATH}  ({TOKEN_DETAIL})" in added.stdout.splitlines()
+    new_token = token_of(tmp_path / ENV_PATH)
+    for output in (dry.stdout, done.stdout, added.stdout):
+        assert token not in output and new_token not in output
+
+
+def test_uninstall_removes_the_gateway_unit_with_or_without_the_flag(tmp_path: Path) -> None:
+    install_systemd("4090d", root=tmp_path, gateway=True, run=never_run)
+    result = uninstall_systemd(root=tmp_path, run=never_run)
+    assert not (tmp_path / GATEWAY_PATH).exists() and not (tmp_path / UNIT_PATH.lstrip("/")).exists()
+    assert result.gateway_unit == str(tmp_path / GATEWAY_PATH)
+    assert [a.target for a in result.actions][:2] == ["systemctl disable --now qwenops-gateway.service",
+                                                      "systemctl disable --now qwenops.service"]
+    assert ("remove", str(tmp_path / GATEWAY_PATH)) in [(a.verb, a.target) for a in result.actions]
+    assert (tmp_path / ENV_PATH).exists()  # the key and the token stay without --purge
+    purged = uninstall_systemd(root=tmp_path, purge=True, run=never_run)
+    assert not (tmp_path / ENV_PATH).exists() and purged.gateway_unit is None
+
+
+def test_on_a_host_the_gateway_starts_after_the_server_and_stops_before_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not under --root: the commands run (here, recorded) and the files land where / would be (tmp_path)."""
+    monkeypatch.setattr("qwenops.install._under", lambda root, path: tmp_path / path.lstrip("/"))
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+    monkeypatch.setattr("os.access", lambda path, how: True)
+    monkeypatch.setattr("shutil.which", lambda name: f"/usr/bin/{name}")
+    ran: list[str] = []
+
+    def record(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        ran.append(" ".join(argv))
+        return subprocess.CompletedProcess(list(argv), 0, "", "")
+
+    install_systemd("4090d", gateway=True, run=record)
+    assert ran[-2:] == ["systemctl enable --now --no-block qwenops.service",
+                        "systemctl enable --now --no-block qwenops-gateway.service"]
+    assert (tmp_path / GATEWAY_PATH).is_file() and token_of(tmp_path / ENV_PATH)
+    ran.clear()
+    uninstall_systemd(run=record)
+    assert ran == ["systemctl disable --now qwenops-gateway.service", "systemctl disable --now qwenops.service",
+                   "systemctl daemon-reload"]
+    assert not (tmp_path / GATEWAY_PATH).exists()
+
+
+def test_a_failing_gateway_command_points_at_the_gateway_journal() -> None:
+    def fails(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(list(argv), 1, "", "")
+
+    with pytest.raises(CheckFailedError) as caught:
+        _Plan(None, False, fails).command(["systemctl", "enable", "--now", "qwenops-gateway.service"])
+    assert caught.value.one_line().endswith(
+        "(see journalctl -u qwenops-gateway and systemctl status qwenops-gateway)")
