@@ -269,7 +269,7 @@ def _token_plan(env_path: Path, *, dry_run: bool) -> tuple[str | None, Action | 
     try:
         return _env_with_token(env_path), None
     except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        reason = (exc.strerror or str(exc)) if isinstance(exc, OSError) else "not UTF-8 text"
         if not dry_run or not isinstance(exc, PermissionError):
             raise BadInputError(f"cannot read {env_path}: {reason}", field="user",
                                 hint="run it as root" if isinstance(exc, PermissionError) else

@@ -325,3 +325,23 @@ def test_a_failing_gateway_command_points_at_the_gateway_journal() -> None:
         _Plan(None, False, fails).command(["systemctl", "enable", "--now", "qwenops-gateway.service"])
     assert caught.value.one_line().endswith(
         "(see journalctl -u qwenops-gateway and systemctl status qwenops-gateway)")
+
+
+def test_an_env_file_this_user_cannot_read_is_planned_in_a_dry_run_and_refused_otherwise(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = tmp_path / ENV_PATH
+    env.parent.mkdir(parents=True)
+    env.write_text("QWENOPS_API_KEY=k\n")
+    env.chmod(0o600)
+
+    def unreadable(path: Path) -> str:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("qwenops.install._env_with_token", unreadable)
+    dry = install_systemd("4090d", root=tmp_path, gateway=True, dry_run=True, run=never_run)
+    assert [(a.verb, a.detail) for a in dry.actions if a.target == str(env)][-1] == (
+        "add", f"{TOKEN_DETAIL}, unless it has one (this user cannot read it)")
+    with pytest.raises(BadInputError) as caught:
+        install_systemd("4090d", root=tmp_path, gateway=True, run=never_run)
+    assert caught.value.one_line() == f"user: cannot read {env}: Permission denied (run it as root)"
+    assert not (tmp_path / UNIT_PATH.lstrip("/")).exists()
