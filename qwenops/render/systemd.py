@@ -218,16 +218,25 @@ def _gateway_hardening() -> list[str]:
     return lines
 
 
+def _gateway_install_lines(profile: Profile) -> list[str]:
+    name = profile.name
+    if profile.engine == "vllm":  # `install systemd` installs GPU profiles only, with their server's unit
+        return [f"# Install both with: sudo qwenops install systemd --profile {name} --gateway  (docs/deploy.md),",
+                f"# which also puts a new QWENOPS_GATEWAY_TOKEN in {ENV_FILE}: it binds 0.0.0.0:{GATEWAY_PORT}, so",
+                "# it refuses to start without one (the journal says so, once)."]
+    return [f"# Install it beside a {profile.engine} server: sudo cp {GATEWAY_UNIT_NAME} /etc/systemd/system/ && "
+            f"sudo systemctl enable --now {GATEWAY_UNIT_NAME}",
+            f"# It binds 0.0.0.0:{GATEWAY_PORT}, so it refuses to start without QWENOPS_GATEWAY_TOKEN in {ENV_FILE}",
+            "# (python3 -c 'import secrets; print(secrets.token_urlsafe(32))'); the journal says so, once."]
+
+
 def gateway_unit(profile: Profile, *, qwenops_bin: str = QWENOPS_BIN) -> str:
     """The text of qwenops-gateway.service for PROFILE: `qwenops gateway` beside qwenops.service."""
     name = profile.name
     lines = header(profile, f"{GATEWAY_UNIT_NAME}: the WebSocket chat relay (`qwenops gateway`) in front of "
                    f"{UNIT_NAME}.", f"qwenops render gateway-systemd --profile {name} -o systemd/{GATEWAY_UNIT_NAME}")
     lines += [
-        f"# Install it beside {UNIT_NAME}: sudo cp {GATEWAY_UNIT_NAME} /etc/systemd/system/ && "
-        f"sudo systemctl enable --now {GATEWAY_UNIT_NAME}",
-        f"# It binds 0.0.0.0:{GATEWAY_PORT}, so it refuses to start without QWENOPS_GATEWAY_TOKEN in {ENV_FILE}",
-        "# (python3 -c 'import secrets; print(secrets.token_urlsafe(32))'); the journal says so, once.",
+        *(_gateway_install_lines(profile)),
         "",
         "[Unit]",
         f"Description=qwenops gateway: WebSocket chats for {profile.api_model_name} (profile {name})",
