@@ -368,24 +368,26 @@ class Connection:
         config = self.config
         finish: str | None = None
         usage: dict[str, int] | None = None
-        deltas = astream_chat(
+        # aclosing: a chat that ends here (slow_reader) closes the upstream response now, so vLLM aborts the
+        # request now; a generator merely dropped is closed only when the garbage collector gets to it.
+        async with contextlib.aclosing(astream_chat(
             messages, base_url=config.upstream, model=config.model,
             api_key=config.api_key.get_secret_value() if config.api_key else None,
             extra_body=params, timeouts=Timeouts(read_s=config.read_timeout_s), client=self.gateway.http,
-        )
-        async for chunk in deltas:
-            if chunk.content or chunk.reasoning_content:
-                frame = chunk.content if self.text_mode else protocol.delta(
-                    chat_id, chunk.content, chunk.reasoning_content)
-                if frame and not self.outbox.put(frame):
-                    raise _Cancelled("slow_reader", f"more than {config.send_queue_bytes} bytes waited for this "
-                                     "client; the chat was cancelled")
-            if chunk.finish_reason is not None:
-                finish = chunk.finish_reason
-            if chunk.usage is not None:
-                usage = {"prompt_tokens": chunk.usage.prompt_tokens,
-                         "completion_tokens": chunk.usage.completion_tokens,
-                         "total_tokens": chunk.usage.total_tokens}
+        )) as deltas:
+            async for chunk in deltas:
+                if chunk.content or chunk.reasoning_content:
+                    frame = chunk.content if self.text_mode else protocol.delta(
+                        chat_id, chunk.content, chunk.reasoning_content)
+                    if frame and not self.outbox.put(frame):
+                        raise _Cancelled("slow_reader", f"more than {config.send_queue_bytes} bytes waited for "
+                                         "this client; the chat was cancelled")
+                if chunk.finish_reason is not None:
+                    finish = chunk.finish_reason
+                if chunk.usage is not None:
+                    usage = {"prompt_tokens": chunk.usage.prompt_tokens,
+                             "completion_tokens": chunk.usage.completion_tokens,
+                             "total_tokens": chunk.usage.total_tokens}
         return finish, usage
 
 
