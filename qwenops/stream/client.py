@@ -686,7 +686,7 @@ async def astream_chat(
     extra_body: Mapping[str, Any] | None = None,
     timeouts: Timeouts = Timeouts(),  # frozen, so one shared default is safe
     client: httpx.AsyncClient | None = None,
-) -> AsyncIterator[ChatDelta]:
+) -> AsyncGenerator[ChatDelta, None]:
     """`stream_chat` for asyncio: the same deltas and errors, without blocking the event loop."""
     import httpx
 
