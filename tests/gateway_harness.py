@@ -14,6 +14,7 @@ import httpx
 
 from qwenops.gateway.app import Gateway, create_app
 from qwenops.gateway.config import GatewayConfig, build_config
+from qwenops.gateway.server import listening_socket, uvicorn_config
 
 
 class RunningGateway:
@@ -29,10 +30,11 @@ class RunningGateway:
                 self.loop = asyncio.get_running_loop()
                 await super().serve(sockets)
 
-        self.server = _Server(uvicorn.Config(
-            self.app, host=config.host, port=config.port, log_level="warning", ws_per_message_deflate=False,
-            ws_ping_interval=config.ping_interval_s, ws_ping_timeout=config.ping_interval_s))
-        self.thread = threading.Thread(target=self.server.run, daemon=True, name="gateway")
+        uv_config = uvicorn_config(self.app, config, log_level="warning")
+        self.server = _Server(uv_config)
+        sockets = [listening_socket(uv_config, config)]
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": sockets}, daemon=True,
+                                       name="gateway")
 
     @property
     def gateway(self) -> Gateway:

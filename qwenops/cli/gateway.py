@@ -33,6 +33,9 @@ _SECONDS = click.FloatRange(min=0.001, max=86400)
 @click.option("--max-frame-bytes", type=_COUNT, help="Largest client frame [default: 262144].")
 @click.option("--send-queue-bytes", type=_COUNT,
               help="Bytes queued for a slow client before its chats are cancelled [default: 1048576].")
+@click.option("--socket-buffer-bytes", type=_COUNT,
+              help="The kernel's send buffer per client connection (SO_SNDBUF), which fills before the send "
+              "queue does [default: the kernel's autotuning, up to 4 MiB].")
 @click.option("--idle-timeout", "idle_timeout_s", type=_SECONDS,
               help="Close a connection with no frame and no chat for this many seconds [default: 300].")
 @click.option("--ping-interval", "ping_interval_s", type=_SECONDS, help="Seconds between pings [default: 20].")

@@ -47,6 +47,11 @@ class GatewayConfig(BaseModel):
     max_chats_per_connection: int = Field(8, ge=1, le=1000, description="Chats at once on one connection.")
     send_queue_bytes: int = Field(1024 * 1024, ge=4096, le=256 * 1024 * 1024,
                                   description="Bytes waiting for one slow client before its chats are cancelled.")
+    socket_buffer_bytes: int | None = Field(
+        None, ge=4096, le=64 * 1024 * 1024,
+        description="SO_SNDBUF of client connections: what the kernel holds for a client that does not read, "
+        "before the send queue starts to fill (None: the kernel's autotuning, up to net.ipv4.tcp_wmem's "
+        "maximum; Linux doubles the value set and caps it at net.core.wmem_max).")
     idle_timeout_s: float = Field(300.0, gt=0, le=86400.0,
                                   description="A connection with no frame and no chat for this long is closed.")
     ping_interval_s: float = Field(20.0, gt=0, le=3600.0,
@@ -69,7 +74,8 @@ def is_loopback(host: str) -> bool:
 _FLAG = {"port": "--port", "host": "--host", "max_chats": "--max-chats", "drain_s": "--drain",
          "max_chats_per_connection": "--max-chats-per-connection", "allowed_origins": "--allow-origin",
          "max_frame_bytes": "--max-frame-bytes", "idle_timeout_s": "--idle-timeout",
-         "send_queue_bytes": "--send-queue-bytes", "ping_interval_s": "--ping-interval"}
+         "send_queue_bytes": "--send-queue-bytes", "ping_interval_s": "--ping-interval",
+         "socket_buffer_bytes": "--socket-buffer-bytes"}
 
 
 def build_config(**values: Any) -> GatewayConfig:

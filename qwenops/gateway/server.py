@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qwenops.gateway.config import GatewayConfig
+
+if TYPE_CHECKING:
+    import uvicorn
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,28 @@ def ws_url(config: GatewayConfig) -> str:
     from qwenops.net import connect_host
 
     return f"ws://{connect_host(config.host)}:{config.port}/ws/chat"
+
+
+def uvicorn_config(app: Any, config: GatewayConfig, *, log_level: str = "info") -> uvicorn.Config:
+    import uvicorn
+
+    return uvicorn.Config(
+        app, host=config.host, port=config.port, log_level=log_level, lifespan="on",
+        ws_max_size=max(16 * 1024 * 1024, config.max_frame_bytes * 4),  # larger frames get an error frame
+        ws_ping_interval=config.ping_interval_s, ws_ping_timeout=config.ping_interval_s,
+        ws_per_message_deflate=False,  # tokens are tiny; deflate costs CPU and memory per connection
+        timeout_graceful_shutdown=5, access_log=False,
+    )
+
+
+def listening_socket(uv_config: uvicorn.Config, config: GatewayConfig) -> socket.socket:
+    """The bound socket, with `--socket-buffer-bytes` as its SO_SNDBUF: the connections accepted on it
+    inherit it (Linux copies a listening socket's buffer sizes, and their lock against autotuning, into
+    every socket it accepts), which is how it reaches each client's socket without uvicorn's help."""
+    sock = uv_config.bind_socket()  # uvicorn's own binding: IPv6, SO_REUSEADDR; exits if the bind fails
+    if config.socket_buffer_bytes is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, config.socket_buffer_bytes)
+    return sock
 
 
 def run_gateway(config: GatewayConfig, *, log_level: str = "info") -> GatewayRun:
@@ -74,17 +100,11 @@ def run_gateway(config: GatewayConfig, *, log_level: str = "info") -> GatewayRun
             drained = True
             self.should_exit = True
 
-    uv_config = uvicorn.Config(
-        app, host=config.host, port=config.port, log_level=log_level, lifespan="on",
-        ws_max_size=max(16 * 1024 * 1024, config.max_frame_bytes * 4),  # larger frames get an error frame
-        ws_ping_interval=config.ping_interval_s, ws_ping_timeout=config.ping_interval_s,
-        ws_per_message_deflate=False,  # tokens are tiny; deflate costs CPU and memory per connection
-        timeout_graceful_shutdown=5, access_log=False,
-    )
+    uv_config = uvicorn_config(app, config, log_level=log_level)
     server = _Server(uv_config)
     logging.getLogger("qwenops.gateway").setLevel(log_level.upper())
     try:
-        server.run()
+        server.run(sockets=[listening_socket(uv_config, config)])
     except SystemExit:  # uvicorn exits when the bind fails: another process took the port just now
         raise PortInUseError(f"{config.host}:{config.port} could not be bound", field="--port",
                              hint="stop the process that holds it or pass another --port") from None

@@ -123,6 +123,9 @@ def test_cli_check_names_a_bad_flag_and_never_shows_secrets(monkeypatch: pytest.
     bad = runner.invoke(cli, ["gateway", "--max-chats", "0", "--check"])
     assert bad.exit_code == 2
     assert "--max-chats" in bad.output
+    small = runner.invoke(cli, ["gateway", "--socket-buffer-bytes", "100", "--check"])
+    assert small.exit_code == 2
+    assert "--socket-buffer-bytes" in small.output and "4096" in small.output
     monkeypatch.setenv("QWENOPS_GATEWAY_TOKEN", TOKEN)
     monkeypatch.setenv("QWENOPS_API_KEY", "sk-upstream-secret")
     shown = runner.invoke(cli, ["gateway", "--check", "--json", "--host", "0.0.0.0", "--allow-origin", "https://a"])
@@ -370,6 +373,25 @@ def test_a_client_that_stops_reading_is_cut_off_with_bounded_memory(upstream: Sy
         frames = run(go(gw))
     assert frames[-1]["code"] == "slow_reader"
     assert sum(len(f["content"]) for f in frames if f["type"] == "delta") < 4000 * 8192
+
+
+def test_socket_buffer_bytes_reaches_every_accepted_connection() -> None:
+    """--socket-buffer-bytes is set on the listening socket; the connections it accepts must carry it
+    (Linux copies it, doubled for its bookkeeping), or a stalled reader could fill the autotuned
+    buffers, about a megabyte on loopback, before the send queue."""
+    from qwenops.gateway.server import listening_socket, uvicorn_config
+    from tests.integration.conftest import free_port
+
+    def accepted_sndbuf(socket_buffer_bytes: int | None) -> int:
+        config = build_config(upstream="http://127.0.0.1:9", model="m", port=free_port(),
+                              socket_buffer_bytes=socket_buffer_bytes)
+        with listening_socket(uvicorn_config(None, config), config) as listener:
+            listener.listen()  # uvicorn's server does this when it starts
+            with socket.create_connection(("127.0.0.1", config.port)), listener.accept()[0] as accepted:
+                return accepted.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+
+    assert accepted_sndbuf(16384) == 2 * 16384
+    assert accepted_sndbuf(None) != 2 * 16384  # the kernel's own default
 
 
 def test_a_ping_is_answered_while_another_connection_streams(upstream: SyntheticUpstream) -> None:
