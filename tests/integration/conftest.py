@@ -181,10 +181,14 @@ LONG_CONTEXT = 32768
 def long_context_model_dir(tiny_model_dir: Path, tmp_path: Path) -> Path:
     """The tiny model with room for answers of up to LONG_CONTEXT tokens, for tests that must act
     while a stream is still running: on 2 cores the CPU engine streams 480 tokens in about a second,
-    faster than a test can notice. The same weights (linked); only the context length is raised."""
-    out = tmp_path / "qwen3-tiny-long"
+    faster than a test can notice."""
+    return long_context_copy(tiny_model_dir, tmp_path / "qwen3-tiny-long")
+
+
+def long_context_copy(model_dir: Path, out: Path) -> Path:
+    """MODEL_DIR's weights (linked) in OUT, with the context length raised to LONG_CONTEXT."""
     out.mkdir()
-    for source in tiny_model_dir.iterdir():
+    for source in model_dir.iterdir():
         if source.name in ("config.json", "tokenizer_config.json"):
             data = json.loads(source.read_text())
             for key in ("max_position_embeddings", "model_max_length"):
