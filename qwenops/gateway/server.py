@@ -64,6 +64,19 @@ def listening_socket(uv_config: uvicorn.Config, config: GatewayConfig) -> socket
     return sock
 
 
+def freeze_startup_heap() -> None:
+    """Move every object alive once the gateway has started (modules, the app, the HTTP client: ~50,000)
+    out of the garbage collector's reach, as vLLM's API server does after its start-up: a full
+    collection then walks only what chats create. Measured under benchmarks/gateway.py's load: a full
+    collection paused the event loop, and so every stream, 27-54 ms before, 5-14 ms after."""
+    import gc
+
+    from qwenops.stream import client  # noqa: F401  (imported by the first chat otherwise: frozen with the rest)
+
+    gc.collect()
+    gc.freeze()
+
+
 def run_gateway(config: GatewayConfig, *, log_level: str = "info") -> GatewayRun:
     """Serve until SIGTERM or Ctrl-C; return what was served. Binding errors raise before serving."""
     import uvicorn
@@ -83,6 +96,10 @@ def run_gateway(config: GatewayConfig, *, log_level: str = "info") -> GatewayRun
         async def serve(self, sockets: Any = None) -> None:
             self.loop = asyncio.get_running_loop()
             await super().serve(sockets)
+
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets)
+            freeze_startup_heap()
 
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             if self.draining is not None or self.loop is None:
