@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--update-golden", action="store_true", default=False,
         help="Rewrite golden files under tests/golden/ from the current output instead of comparing.",
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C must reach the commands the tests interrupt. A shell starts a background job (`cmd &`)
+    with SIGINT ignored; exec keeps an ignored signal (a handled one is reset to the default), and
+    Python raises KeyboardInterrupt only where SIGINT was not ignored at its start. So a suite run from
+    such a job saw its SIGINT tests time out: here the signal is handled again before any child starts."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
