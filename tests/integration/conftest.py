@@ -177,16 +177,10 @@ def wait_for_generated_tokens(server: RunningServer, at_least: float, *, timeout
 LONG_CONTEXT = 32768
 
 
-@pytest.fixture
-def long_context_model_dir(tiny_model_dir: Path, tmp_path: Path) -> Path:
-    """The tiny model with room for answers of up to LONG_CONTEXT tokens, for tests that must act
-    while a stream is still running: on 2 cores the CPU engine streams 480 tokens in about a second,
-    faster than a test can notice."""
-    return long_context_copy(tiny_model_dir, tmp_path / "qwen3-tiny-long")
-
-
 def long_context_copy(model_dir: Path, out: Path) -> Path:
-    """MODEL_DIR's weights (linked) in OUT, with the context length raised to LONG_CONTEXT."""
+    """MODEL_DIR's weights (linked) in OUT, with the context length raised to LONG_CONTEXT, for tests that
+    must act while a stream is still running: on 2 cores the CPU engine streams 480 tokens in about a
+    second, faster than a test can notice."""
     out.mkdir()
     for source in model_dir.iterdir():
         if source.name in ("config.json", "tokenizer_config.json"):

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -173,7 +172,7 @@ class HoldingProxy:
 
 
 def test_killing_the_server_mid_stream_reports_stream_interrupted(
-    disposable_server: Callable[..., RunningServer], long_context_model_dir: Path
+    disposable_server: Callable[..., RunningServer],
 ) -> None:
     server = disposable_server()
     # Each answer is ~60 KB (480 chunks with token ids); the client gets the first 8 KB of each, then the
