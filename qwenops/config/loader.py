@@ -49,7 +49,7 @@ def _unique_key_loader() -> type:
     return UniqueKeyLoader
 
 
-MAX_PROFILE_BYTES = 1024 * 1024  # a profile is a screenful of YAML; a bigger file is a mistake (or /dev/zero)
+from qwenops.untrusted import MAX_PROFILE_BYTES  # noqa: E402 -- re-exported: one home for the limits
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

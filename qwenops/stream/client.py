@@ -51,6 +51,7 @@ from qwenops.errors import (
 )
 from qwenops.stream.chunks import DONE, ChatDelta, DeltaReader, Usage
 from qwenops.stream.sse import EventTooLarge, ServerSentEvent, SSEDecoder
+from qwenops.untrusted import USERINFO, mask_url
 
 if TYPE_CHECKING:
     import httpx
@@ -167,12 +168,8 @@ class ChatRequest:
 
 # --------------------------------------------------------------------------------------------- URLs
 
-_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)([^/?#]*)@")
-
-
-def redact_url(url: str) -> str:
-    """The URL with any user:password@ part masked as ***@, for every message and report."""
-    return _USERINFO.sub(r"\1***@", url)
+# The one masking rule lives with the other untrusted-input rules; the stream library re-exports it.
+redact_url = mask_url
 
 
 def normalize_base_url(url: str, *, field: str = "base_url") -> str:
@@ -258,7 +255,7 @@ class Endpoint:
     def scrub(self, text: str) -> str:
         """`text` (a transport's message) without the URL's credentials or the key in it."""
         text = text.replace(self.base_url, self.shown)
-        userinfo = _USERINFO.match(self.base_url)
+        userinfo = USERINFO.match(self.base_url)
         if userinfo is not None:
             text = text.replace(userinfo.group(2) + "@", "***@")
         if self.api_key:

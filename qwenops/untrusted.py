@@ -1,0 +1,99 @@
+"""Untrusted input: the one place for its limits and for the rules that make its text safe to show.
+
+Every value qwenops did not write itself is hostile until checked: profile values, environment
+variables, flags, files, HTTP bodies and headers, WebSocket frames, logs. The limits below bound what
+any of it may cost (bytes, series, nesting, seconds); docs/security.md lists them with their values and
+why. Text from untrusted sources is data: renders quote it for their target (qwenops.render), and text
+shown on a terminal first loses every control sequence (`printable`).
+
+Pure: no imports beyond the standard library, so every layer may use it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from qwenops.units import KIB, MIB
+
+# ----------------------------------------------------------------------------------------- limits
+
+# Files qwenops reads as configuration: a profile or an env file is a screenful of text.
+MAX_PROFILE_BYTES = 1 * MIB
+MAX_ENV_FILE_BYTES = 1 * MIB
+
+# A server's /metrics page (decoded bytes and samples). vLLM's own page for one model is ~60 KiB and
+# ~600 samples; production-stack's routers a few thousand. Far above that is not a vLLM server.
+MAX_METRICS_BYTES = 8 * MIB
+MAX_METRICS_SAMPLES = 100_000
+
+# Any other HTTP body read whole (a /health answer, /v1/models, an error body).
+MAX_HTTP_BODY_BYTES = 1 * MIB
+
+# Every request qwenops makes to a server it reports on (status, troubleshoot, doctor, gateway --check):
+# a total deadline for the whole exchange, connection to last byte, so a trickling server cannot hang it.
+HTTP_TOTAL_DEADLINE_S = 30.0
+
+# An external tool whose output qwenops reads (journalctl, docker logs): its whole run.
+TOOL_DEADLINE_S = 60.0
+
+# JSON nesting accepted from a client (a WebSocket frame, a chat parameter). A chat request is at most
+# ~5 deep (params -> messages -> content parts -> image_url -> url); recursion in Python stops near 1000.
+MAX_JSON_DEPTH = 32
+
+# Lines and bytes of a log that troubleshoot reads (it keeps the tail beyond that).
+MAX_LOG_BYTES = 64 * MIB
+
+# One text field of a profile (description, names, hosts): one line of prose at most.
+MAX_TEXT_FIELD_CHARS = 4 * KIB
+
+# ----------------------------------------------------------------------------------------- URLs
+
+USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)([^/?#]*)@")
+
+
+def mask_url(url: str) -> str:
+    """The URL with any user:password@ part masked as ***@: the one rule for every message, report
+    and --json document that shows a URL."""
+    return USERINFO.sub(r"\1***@", url)
+
+
+# --------------------------------------------------------------------------- text shown to people
+
+# ECMA-48: CSI (ESC [ ... final), OSC/DCS/SOS/PM/APC strings (up to BEL or ST), two-byte ESC sequences,
+# and their 8-bit C1 forms (U+009B CSI, U+009D OSC ...). Written by hand: no maintained library strips
+# the whole family (rich's Text.from_ansi keeps OSC 8 hyperlinks on purpose; strip-ansi ports stop at SGR).
+_CONTROL_SEQUENCE = re.compile(
+    r"(?:\x1b\[|\x9b)[\x30-\x3f]*[\x20-\x2f]*[\x40-\x7e]?"  # CSI: colours, cursor moves, erase
+    r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"  # OSC, DCS, SOS, PM, APC
+    r"|\x1b[\x20-\x2f]*[\x30-\x7e]?"  # other ESC sequences (charset switches, RIS ...)
+)
+# C0 controls but tab and newline, DEL, C1 controls; and the bidirectional overrides that reorder
+# what a terminal shows (Trojan Source, CVE-2021-42574).
+_CONTROL_CHAR = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str, *, keep_newlines: bool = True) -> str:
+    """TEXT without terminal control sequences or control characters, for a terminal (text mode; JSON
+    escapes them itself). Tabs stay; newlines stay unless keep_newlines is False (then each becomes a
+    space, for one-line messages)."""
+    text = _CONTROL_SEQUENCE.sub("", text)
+    text = _CONTROL_CHAR.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    return text if keep_newlines else text.replace("\n", " ")
+
+
+def control_character(text: str) -> str | None:
+    """The first control character in TEXT as a readable name ('a line break', 'U+001B'), or None.
+    A one-line field (a profile's description, a name, a host) with one is refused, whatever its use."""
+    for char in text:
+        if char in "\r\n":
+            return "a line break"
+        if char == "\t":
+            return "a tab"
+        if _CONTROL_CHAR.match(char) or char in "\u2028\u2029\x85":
+            return f"the control character U+{ord(char):04X}"
+    return None
+
+
+# Names that become file names, unit names, argv words and Kubernetes labels.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+NAME_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit, at most 63 characters"
