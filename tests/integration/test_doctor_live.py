@@ -8,13 +8,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from tests.integration.conftest import free_port
+from tests.polling import poll_until
 
 
 def doctor(*args: str, env: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
@@ -34,12 +34,12 @@ def test_a_port_held_by_a_live_server_is_a_failure_naming_it(tmp_path: Path) -> 
                               cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
+        def answers() -> bool:
             with contextlib.suppress(httpx.HTTPError):
-                httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
-                break
-            time.sleep(0.1)
+                return httpx.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 200
+            return False
+
+        poll_until(answers, "the port-holding http.server answers", interval_s=0.1)
         code, doc = doctor("--profile", "cpu-tiny", env={"QWENOPS_PORT": str(port)})
         result = checks(doc)["port"]
         assert code == 1 and result["status"] == "fail"

@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ from tests.integration.conftest import (
     server_metrics,
     start_server,
 )
+from tests.polling import poll_until
 
 pytestmark = pytest.mark.engine
 
@@ -77,14 +77,14 @@ def gateway_process(upstream: str, *args: str, token: str | None = None) -> Iter
          "--log-level", "warning", *args],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     running = GatewayProcess(process, port)
-    deadline = time.monotonic() + 60
-    while True:
+
+    def answers() -> bool:
         assert process.poll() is None, f"the gateway exited: {process.communicate()[0]}"
-        assert time.monotonic() < deadline, "the gateway did not answer /healthz within 60 s"
         with contextlib.suppress(httpx.HTTPError):
-            if running.health()["status"] == "ok":
-                break
-        time.sleep(0.1)
+            return bool(running.health()["status"] == "ok")
+        return False
+
+    poll_until(answers, "the gateway answers /healthz", timeout_s=120, interval_s=0.1)
     try:
         yield running
     finally:
@@ -97,11 +97,9 @@ def run(coro: Any) -> Any:
     return asyncio.run(asyncio.wait_for(coro, 300))
 
 
-def wait_running(server: RunningServer, count: float, what: str, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while (seen := server_metrics(server.base_url)[RUNNING]) != count:
-        assert time.monotonic() < deadline, f"{what}: vLLM runs {seen:g} requests after {timeout_s:g} s"
-        time.sleep(0.01)
+def wait_running(server: RunningServer, count: float, what: str, timeout_s: float = 120) -> None:
+    poll_until(lambda: server_metrics(server.base_url)[RUNNING] == count,
+               f"{what}: vLLM runs {count:g} requests", timeout_s=timeout_s, interval_s=0.01)
 
 
 def test_the_known_answer_arrives_as_deltas_equal_to_the_sse_text(vllm_server: RunningServer) -> None:
@@ -181,11 +179,11 @@ def test_a_client_that_stops_reading_is_cut_off_with_a_bounded_queue(long_server
 
     def health_when(gw: GatewayProcess, condition: Callable[[dict[str, Any]], bool],
                     timeout_s: float) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout_s
-        while not condition(found := gw.health()):
-            assert time.monotonic() < deadline, found
-            time.sleep(0.01)
-        return found
+        def matching() -> dict[str, Any] | None:
+            found = gw.health()
+            return found if condition(found) else None
+
+        return poll_until(matching, "the gateway's /healthz", timeout_s=timeout_s, interval_s=0.01)
 
     async def stall(gw: GatewayProcess, chat_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         sock = socket.socket()
@@ -215,55 +213,53 @@ def test_a_client_that_stops_reading_is_cut_off_with_a_bounded_queue(long_server
         wait_for_gateway_idle(gw)
 
 
-def test_a_ping_is_answered_within_50_ms_while_another_connection_streams(long_server: RunningServer) -> None:
+def test_pings_are_answered_while_another_connection_streams(long_server: RunningServer) -> None:
     """While one connection's chat streams a long answer, another's pings (WebSocket pings, answered by
     the protocol layer, and the protocol's own {"type": "ping"}, answered through the chat code) come
-    back: the median within 50 ms on this 2-core machine, where the engine takes both cores. A relay
-    that blocked its event loop on the upstream read (the article's) answers none until the end.
+    back while that chat is still running. A relay that blocked its event loop on the upstream read (the
+    article's) answers none until the answer has ended. How fast they come back is the benchmark's
+    business (benchmarks/gateway.py), not a test's: a loaded machine is slow, not wrong.
 
-    The pings are timed from the chat's start until the gateway has ended it (its /healthz), not from
-    its first delta: vLLM's API server here sends an answer in bursts, sometimes all of it at the end.
-    The streaming connection is read only after that: this process parsing 4,000 frames at once, on a
-    machine the engine keeps busy, delayed its own pings by seconds, which is no measure of the gateway.
-    The answer's ~700 KB of frames wait in the socket buffers and the 1 MiB send queue meanwhile. It is
-    16,000 tokens (~20 s), and any number of rounds of pings counts, because this process, short of CPU
-    beside two engines, sometimes got through only two rounds in a whole answer (each ping, once sent,
-    came back within milliseconds)."""
+    The pings go from the chat's start until the gateway has ended it (its /healthz), not from its first
+    delta: vLLM's API server here sends an answer in bursts, sometimes all of it at the end. The
+    streaming connection is read only after that: this process parsing 4,000 frames at once, on a
+    machine the engine keeps busy, delays its own pings by seconds. The answer's ~700 KB of frames wait
+    in the socket buffers and the 1 MiB send queue meanwhile. It is 16,000 tokens (~20 s idle), room for
+    a starved test process to get a round in."""
     answer_tokens = 16_000
 
-    async def go(gw: GatewayProcess) -> tuple[list[float], list[float], list[dict[str, Any]]]:
+    async def go(gw: GatewayProcess) -> tuple[dict[str, list[float]], list[dict[str, Any]]]:
         health_url = f"http://127.0.0.1:{gw.port}/healthz"
         async with connect(gw.url) as streaming, connect(gw.url) as pinging, httpx.AsyncClient(timeout=60) as http:
+
+            async def chat_running() -> bool:
+                return bool((await http.get(health_url)).json()["chats_done"] == done_before)
+
             done_before = (await http.get(health_url)).json()["chats_done"]
             await streaming.send(chat("s", PROMPT, **{**LONG, "max_tokens": answer_tokens}))
-            protocol_waits: list[float] = []
-            chat_waits: list[float] = []
-            while (await http.get(health_url)).json()["chats_done"] == done_before:
+            during: dict[str, list[float]] = {"websocket": [], "chat": []}  # waits of pongs seen mid-answer
+            while await chat_running():
                 started = time.perf_counter()
-                await asyncio.wait_for(await pinging.ping(), 60)
-                protocol_waits.append(time.perf_counter() - started)
+                await asyncio.wait_for(await pinging.ping(), 120)
+                if await chat_running():
+                    during["websocket"].append(time.perf_counter() - started)
                 started = time.perf_counter()
                 await pinging.send(json.dumps({"type": "ping"}))
-                assert (await receive(pinging, 60))["type"] == "pong"
-                chat_waits.append(time.perf_counter() - started)
+                assert (await receive(pinging, 120))["type"] == "pong"
+                if await chat_running():
+                    during["chat"].append(time.perf_counter() - started)
                 await asyncio.sleep(0.05)
-            return protocol_waits, chat_waits, (await until_end(streaming, {"s"}))["s"]
+            return during, (await until_end(streaming, {"s"}))["s"]
 
     with gateway_process(long_server.base_url) as gw:
-        protocol_waits, chat_waits, frames = run(go(gw))
-    assert chat_waits, "the chat ended before the first ping"
+        during, frames = run(go(gw))
     assert frames[-1]["type"] == "done" and frames[-1]["usage"]["completion_tokens"] == answer_tokens
-    shown = {kind: [round(wait * 1000, 1) for wait in waits]
-             for kind, waits in (("websocket", protocol_waits), ("chat", chat_waits))}
-    assert statistics.median(protocol_waits) < 0.050, shown
-    assert statistics.median(chat_waits) < 0.050, shown
+    shown = {kind: [round(wait * 1000, 1) for wait in waits] for kind, waits in during.items()}
+    assert during["websocket"] and during["chat"], f"no pong came back while the answer streamed: {shown}"
 
 
 def wait_for_gateway_idle(gw: GatewayProcess) -> None:
-    deadline = time.monotonic() + 10
-    while gw.health()["chats"] != 0:
-        assert time.monotonic() < deadline, gw.health()
-        time.sleep(0.05)
+    poll_until(lambda: gw.health()["chats"] == 0, "the gateway has no chat left", timeout_s=60)
 
 
 def test_no_token_and_a_wrong_token_are_refused(vllm_server: RunningServer) -> None:

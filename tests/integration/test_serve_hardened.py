@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import psutil
 import pytest
 
 from tests.integration.conftest import Serve, start_serve
+from tests.polling import poll_until
 
 start_serve_ctx = contextmanager(start_serve)
 
@@ -122,7 +122,7 @@ def test_a_stopped_engine_with_requests_in_flight_is_detected_and_restarted(stat
     assert code == 0
 
 
-def test_sigkill_of_qwenops_leaves_no_process_within_5_s(state_dir: Path) -> None:
+def test_sigkill_of_qwenops_leaves_no_process(state_dir: Path) -> None:
     with start_serve_ctx(state_dir) as serve:
         serve.wait_message("READY=1", timeout_s=400)
         [guard] = psutil.Process(serve.process.pid).children()
@@ -130,10 +130,7 @@ def test_sigkill_of_qwenops_leaves_no_process_within_5_s(state_dir: Path) -> Non
         assert len(tree) >= 3  # guard, API server, EngineCore (and workers)
         serve.process.send_signal(signal.SIGKILL)
         serve.process.wait(10)
-        deadline = time.monotonic() + 5
-        while group_members(guard.pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert group_members(guard.pid) == [], [psutil.Process(p).name() for p in group_members(guard.pid)]
+        poll_until(lambda: group_members(guard.pid) == [], "the killed serve's process group is gone", interval_s=0.1)
 
 
 def test_a_group_left_by_a_killed_run_is_ended_before_the_next_start(state_dir: Path) -> None:

@@ -405,7 +405,7 @@ def test_keep_alive_comments_do_not_keep_a_stream_alive() -> None:
     assert code == 1, stderr
     error = envelope["errors"][0]  # type: ignore[index]
     assert error["code"] == "client_timeout" and "keep-alive comments do not count" in error["message"]
-    assert took < 15
+    assert took < 60  # it ended: a hang guard, not a speed goal
 
 
 def test_the_deadline_ends_a_stream_that_never_finishes() -> None:
@@ -418,7 +418,7 @@ def test_the_deadline_ends_a_stream_that_never_finishes() -> None:
         took = time.monotonic() - started
     assert code == 1
     assert envelope["errors"][0]["message"] == "the answer did not finish within 1.5 s (deadline)"  # type: ignore[index]
-    assert took < 15
+    assert took < 60  # it ended: a hang guard, not a speed goal
 
 
 def test_chunks_without_end_stop_far_past_max_tokens() -> None:
@@ -534,8 +534,9 @@ def test_ctrl_c_with_json_prints_the_envelope_and_exits_130() -> None:
 
 def test_the_clock_starts_when_the_request_goes_out() -> None:
     """TTFT counts from the request's head leaving on the connection (httpcore's trace), not from before
-    building it or waiting for a connection: here a request hook holds every request 0.3 s before it is
-    sent, and the first chunk still comes within milliseconds of sending."""
+    building it or waiting for a connection: here a request hook holds every request 3 s before it is
+    sent, and the first chunk still comes well inside those 3 s of sending (a loaded machine's slack is
+    allowed for: the bound tells the two clocks apart, it is no speed goal)."""
     import asyncio
 
     import httpx
@@ -545,7 +546,7 @@ def test_the_clock_starts_when_the_request_goes_out() -> None:
     from qwenops.stream.metrics import stream_metrics
 
     async def slow_to_send(_request: httpx.Request) -> None:
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(3.0)
 
     async def one(base_url: str) -> float | None:
         run = smoke._plan(options(base_url), None)
@@ -556,4 +557,4 @@ def test_the_clock_starts_when_the_request_goes_out() -> None:
 
     with serving(stream_of(good_stream())) as server:
         first_chunk_s = asyncio.run(one(server.base_url))
-    assert first_chunk_s is not None and first_chunk_s < 0.25
+    assert first_chunk_s is not None and first_chunk_s < 2.5

@@ -6,7 +6,6 @@ import hashlib
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -89,15 +88,13 @@ def test_build_reports_itself(built: TinyModelInfo) -> None:
     assert built.built is True
     assert 200_000 <= built.parameters <= 1_000_000
     assert built.known_answers == KNOWN_PROMPTS
-    assert built.seconds < 60
+    assert built.seconds > 0  # how long it takes: benchmarks, not a test
 
 
 @pytest.mark.slow
 def test_second_build_is_a_cache_hit(built: TinyModelInfo) -> None:
-    started = time.perf_counter()
     again = build_tiny_model(built.path, seed=0)
-    assert time.perf_counter() - started < 0.5
-    assert again.built is False
+    assert again.built is False  # how fast a hit is: benchmarks, not a test
     assert again.parameters == built.parameters
     assert again.known_answers == KNOWN_PROMPTS
 
