@@ -2,7 +2,7 @@
 
     python benchmarks/troubleshoot_accuracy.py            # both halves, per category, confusion matrix
     python benchmarks/troubleshoot_accuracy.py --freeze   # write the frozen test half's manifest (once)
-    python benchmarks/troubleshoot_accuracy.py --show-misses dev
+    python benchmarks/troubleshoot_accuracy.py --dev-only --show-misses dev   # what a rule writer runs
 
 The corpus is every real log under tests/data/logs with an index.json (collected/, public/, corpus/*/),
 each labelled with the root cause its thread established. The halves are split by thread, never by
@@ -144,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--freeze", action="store_true", help="write the test half's manifest (once)")
     parser.add_argument("--show-misses", choices=("dev", "test"), help="list every miss of one half")
+    parser.add_argument("--dev-only", action="store_true",
+                        help="report the dev half alone (what a rule writer runs: the test half stays unseen)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPO))
     cases = load_cases()
@@ -153,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.freeze:
         MANIFEST.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
         print(f"froze the test half: {len(test)} logs, {manifest['threads']} threads, sha256 {manifest['sha256']}")
+        return 0
+    if args.dev_only:
+        report("dev half (rules may be written from it)", dev, args.show_misses == "dev")
         return 0
     frozen = json.loads(MANIFEST.read_text(encoding="utf-8")) if MANIFEST.is_file() else None
     if frozen is None or frozen["sha256"] != manifest["sha256"]:
