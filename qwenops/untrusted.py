@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from qwenops.units import KIB, MIB
+from qwenops.units import GIB, KIB, MIB
 
 # ----------------------------------------------------------------------------------------- limits
 
@@ -70,14 +70,18 @@ _CONTROL_SEQUENCE = re.compile(
 # C0 controls but tab and newline, DEL, C1 controls; and the bidirectional overrides that reorder
 # what a terminal shows (Trojan Source, CVE-2021-42574).
 _CONTROL_CHAR = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# A lone surrogate is how Python carries a byte that was not UTF-8 (a file name, argv): it cannot be
+# written to a UTF-8 terminal at all, so printing one would crash the command.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 def printable(text: str, *, keep_newlines: bool = True) -> str:
     """TEXT without terminal control sequences or control characters, for a terminal (text mode; JSON
     escapes them itself). Tabs stay; newlines stay unless keep_newlines is False (then each becomes a
-    space, for one-line messages)."""
+    space, for one-line messages). A lone surrogate (an undecodable byte of a file name) becomes U+FFFD."""
     text = _CONTROL_SEQUENCE.sub("", text)
     text = _CONTROL_CHAR.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = _SURROGATE.sub("\ufffd", text)
     return text if keep_newlines else text.replace("\n", " ")
 
 
@@ -97,3 +101,23 @@ def control_character(text: str) -> str | None:
 # Names that become file names, unit names, argv words and Kubernetes labels.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 NAME_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit, at most 63 characters"
+
+
+# ------------------------------------------------------------------- appended: logs, env file, tune
+
+# A log read from a pipe (stdin, a FIFO, a device, journalctl's or docker's output) has no size to seek
+# by: it is read to its end, keeping only the last MAX_LOG_BYTES. More than MAX_LOG_READ_BYTES in all is
+# a runaway, not a log (save it to a file: qwenops seeks to a file's last MAX_LOG_BYTES), and a pipe
+# must end within LOG_PIPE_DEADLINE_S (a tool within TOOL_DEADLINE_S).
+MAX_LOG_READ_BYTES = 1 * GIB
+LOG_PIPE_DEADLINE_S = 300.0
+# What troubleshoot asks journalctl (-n) and docker logs (--tail) for: the most recent lines, read from
+# the end by the tool itself, so a unit that has logged for a year is not read from its first day.
+LOG_TOOL_TAIL_LINES = 500_000
+
+# tune's grid: values per flag (--max-num-seqs, --max-num-batched-tokens, --max-model-len), candidates in
+# all (each one is a server start of a minute or more), and the largest token count any of its options
+# takes (--prompt-tokens, --output-tokens, every grid value): 2**20, above any context vLLM serves today.
+MAX_TUNE_VALUES = 16
+MAX_TUNE_CANDIDATES = 256
+MAX_TUNE_TOKENS = 1 << 20

@@ -2,6 +2,9 @@
 
 Results go to stdout, progress and errors to stderr, so `qwenops X --json | jq` always gets one
 document. rich already honours NO_COLOR and drops styling when stdout is not a terminal.
+
+Untrusted text (a log line, a profile's description, a server's answer, a file name) is made safe for
+the terminal here, once, for every view: see `_Printable`.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from qwenops.errors import QwenopsError
 from qwenops.results import CommandResult, ErrorInfo
 
 if TYPE_CHECKING:
-    from rich.console import Console, RenderableType
+    from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 
 # A view turns a command's data into something rich can print (a str, a Table, a Group ...).
 View = Callable[[Any], "RenderableType"]
@@ -37,6 +40,38 @@ def _console(*, stderr: bool) -> Console:
     return Console(stderr=stderr, soft_wrap=True, highlight=False, width=width)
 
 
+class _Printable:
+    """A view's renderable with every control sequence gone from its text, rich's own styling kept.
+
+    Why here, on what rich is about to write, and not on the result's data before the view sees it: the
+    data is any shape (dataclasses, pydantic models, dicts, Paths, enums), a view may compute text from
+    it, format it, read more, or build rich Text itself, and a new view would be one missed type away
+    from printing an escape sequence. Every character a view puts on the terminal passes through
+    rich's render as Segments, whose text is the view's and whose style is rich's; so each segment's
+    text loses its control sequences (qwenops.untrusted.printable) and the styling, which rich turns
+    into SGR codes itself at write time, stays. Control segments (cursor moves, titles) are dropped: a
+    printed result has no use for them, and a window title is exactly what a hostile string wants.
+    The cost: a table measured its columns with the hostile text still in it, so a row holding an
+    escape sequence may be drawn wider than it needs; safe, only untidy, and only for such a row.
+    """
+
+    def __init__(self, renderable: RenderableType) -> None:
+        self.renderable = renderable
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        from rich.segment import Segment
+
+        from qwenops.untrusted import printable
+
+        for segment in console.render(self.renderable, options):
+            if segment.control:
+                continue
+            style = segment.style
+            if style is not None and style.link is not None and printable(style.link) != style.link:
+                style = style.update_link(None)
+            yield Segment(printable(segment.text), style)
+
+
 def stdout_console() -> Console:
     return _console(stderr=False)
 
@@ -54,15 +89,18 @@ def emit(result: CommandResult, *, json_mode: bool, view: View | None = None) ->
     if result.data is not None and view is not None:
         shown = view(result.data)
         if isinstance(shown, str):
-            # Plain text (a command line, a script) needs no rich: print it as is, exactly.
+            from qwenops.untrusted import printable
+
+            # Plain text (a command line, a script) needs no rich: print it as is, less control sequences.
+            shown = printable(shown)
             sys.stdout.write(shown if shown.endswith("\n") else shown + "\n")
             sys.stdout.flush()
         elif sys.stdout.isatty():
-            stdout_console().print(shown)
+            stdout_console().print(_Printable(shown))
         else:
             console = stdout_console()
             with console.capture() as captured:
-                console.print(shown)
+                console.print(_Printable(shown))
             # rich pads every cell to its column's width; a pipe gets no trailing blanks.
             sys.stdout.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
             sys.stdout.flush()
@@ -71,14 +109,18 @@ def emit(result: CommandResult, *, json_mode: bool, view: View | None = None) ->
 
 
 def print_error(error: ErrorInfo | QwenopsError) -> None:
-    """One line on stderr: `error: field: message (fix)`."""
+    """One line on stderr: `error: field: message (fix)`; the message often quotes untrusted text (a
+    path, a value, a tool's output), so it loses every control sequence first."""
+    from rich.markup import escape
+
+    from qwenops.untrusted import printable
+
     info = ErrorInfo.from_exception(error) if isinstance(error, QwenopsError) else error
     text = f"{info.field}: {info.message}" if info.field else info.message
     if info.hint:
         text = f"{text} ({info.hint})"
-    from rich.markup import escape
-
-    stderr_console().print(f"[bold red]error:[/] {escape(' '.join(text.split()))}")
+    text = " ".join(printable(text, keep_newlines=False).split())
+    stderr_console().print(f"[bold red]error:[/] {escape(text)}")
 
 
 def emit_error(command: str, error: QwenopsError, *, json_mode: bool) -> None:

@@ -1,0 +1,152 @@
+"""The one renderer keeps untrusted text from driving the terminal: every control sequence in a result's
+text (a log line, a profile's description) and in an error message is gone in text mode, whatever view
+drew it; rich's own styling stays, and JSON escapes everything itself."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from rich.table import Table
+
+from qwenops.cli import cli
+from qwenops.cli.output import emit, print_error
+from qwenops.errors import BadInputError
+from qwenops.results import CommandResult
+from qwenops.untrusted import printable
+
+# Each a way a hostile string drives a terminal: a window title (OSC 0), a hyperlink (OSC 8), erase the
+# screen and move the cursor (CSI), a device control string (DCS), the 8-bit CSI (C1 U+009B), the bidi
+# overrides of Trojan Source, the bell, backspaces that hide what came before, a bare ESC sequence (RIS).
+HOSTILE = {
+    "osc0": "\x1b]0;pwned title\x07",
+    "osc8": "\x1b]8;;http://evil.example/\x1b\\click\x1b]8;;\x1b\\",
+    "csi": "\x1b[2J\x1b[1;1H",
+    "dcs": "\x1bPq#0;2;0;0;0#0~~@@vv@@~~$\x1b\\",
+    "c1": "\x9b31m\x9d0;c1 title\x9c",
+    "bidi": "\u202eevil\u202c\u2066x\u2069",
+    "bel": "ding\x07",
+    "backspace": "secret\x08\x08\x08\x08\x08\x08",
+    "ris": "\x1bc",
+}
+_SGR = re.compile(r"\x1b\[[0-9;]*m")
+_UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def assert_safe(text: str, *, allow_sgr: bool = False) -> None:
+    """No control character survives (rich's own colour codes, when asked for, aside)."""
+    if allow_sgr:
+        text = _SGR.sub("", text)
+    found = _UNSAFE.search(text)
+    assert found is None, f"U+{ord(found.group()):04X} reached the terminal in {text!r}"
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_printable_strips_every_kind(name: str) -> None:
+    shown = printable(f"before {HOSTILE[name]} after")
+    assert_safe(shown)
+    assert shown.startswith("before ") and shown.endswith(" after")
+
+
+def test_printable_replaces_an_undecodable_byte_of_a_file_name() -> None:
+    name = b"log-\xff.txt".decode("utf-8", "surrogateescape")
+    assert printable(name) == "log-\ufffd.txt"
+    printable(name).encode("utf-8")  # writable to a UTF-8 terminal
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("tty", [False, True], ids=["pipe", "terminal"])
+@pytest.mark.parametrize("shape", ["table", "str"])
+def test_emit_strips_control_sequences_from_any_view(tty: bool, shape: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    out = _Terminal() if tty else io.StringIO()
+    monkeypatch.setattr("sys.stdout", out)
+
+    def view(data: dict[str, str]) -> object:
+        if shape == "str":
+            return "\n".join(f"{k}: {v}" for k, v in data.items())
+        table = Table("kind", "text")
+        for key, value in data.items():
+            table.add_row(f"[bold]{key}[/]", value)  # a view that forgot to escape, and styles its own cells
+        return table
+
+    emit(CommandResult(command="x", data={k: f"<{v}>" for k, v in HOSTILE.items()}), json_mode=False,
+         view=view)  # type: ignore[arg-type]
+    shown = out.getvalue()
+    assert_safe(shown, allow_sgr=True)
+    for key in HOSTILE:
+        assert key in shown
+    if tty and shape == "table":
+        assert _SGR.search(shown), "rich's own styling must survive"
+
+
+def test_print_error_strips_control_sequences(capsys: pytest.CaptureFixture[str]) -> None:
+    print_error(BadInputError("".join(HOSTILE.values()) + " \ud8ff", field="--log\x1b[2J", hint="fix \x9b1m"))
+    err = capsys.readouterr().err
+    assert_safe(err)
+    assert err.startswith("error: --log: ") and err.count("\n") == 1
+
+
+def test_json_mode_escapes_control_characters() -> None:
+    out = io.StringIO()
+    import sys
+
+    real = sys.stdout
+    sys.stdout = out
+    try:
+        emit(CommandResult(command="x", data={"t": "".join(HOSTILE.values())}), json_mode=True)
+    finally:
+        sys.stdout = real
+    assert "\x1b" not in out.getvalue() and "\x9b" not in out.getvalue()
+    assert json.loads(out.getvalue())["data"]["t"] == "".join(HOSTILE.values())
+
+
+def test_troubleshoot_text_mode_shows_a_hostile_log_line_safely(tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    hostile = "".join(HOSTILE.values())
+    log.write_text(f"INFO starting\nERROR [Errno 98] error while attempting to bind on address: address already "
+                   f"in use {hostile}\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["troubleshoot", "--log", str(log)], catch_exceptions=False)
+    assert result.exit_code in (0, 1), result.stderr
+    assert "address already in use" in result.stdout
+    assert_safe(result.stdout)
+    assert_safe(result.stderr)
+
+
+def test_profiles_list_shows_a_hostile_description_safely(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    description = "".join(HOSTILE.values()).replace("\\", "\\\\").replace('"', '\\"')
+    escaped = json.dumps(description)[1:-1]  # YAML double-quoted strings take JSON's escapes
+    (profiles / "hostile.yaml").write_text(f'extends: cpu-tiny\ndescription: "{escaped}"\n', encoding="utf-8")
+    monkeypatch.setenv("QWENOPS_PROFILES_DIR", str(profiles))
+    result = CliRunner().invoke(cli, ["profiles", "list"], catch_exceptions=False)
+    assert result.exit_code in (0, 2), result.stderr
+    assert "hostile" in result.stdout
+    assert_safe(result.stdout)
+    assert_safe(result.stderr)
+
+
+def test_profiles_list_view_draws_a_hostile_description_safely(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever the profile's own validation refuses, the list's view goes through the one renderer."""
+    from qwenops.cli.profiles import _list_view
+    from qwenops.config.catalog import ProfileList, ProfileSummary
+
+    out = io.StringIO()
+    monkeypatch.setattr("sys.stdout", out)
+    rows = (ProfileSummary(name="hostile", file="/p/hostile.yaml", engine="vllm", model="m",
+                           description="".join(HOSTILE.values())),
+            ProfileSummary(name="broken", file="/p/broken.yaml", problem="bad \x1b]0;t\x07 value"))
+    emit(CommandResult(command="profiles list", data=ProfileList(profiles=rows, directories=("/p",))),
+         json_mode=False, view=_list_view)
+    assert "hostile" in out.getvalue() and "INVALID: bad" in out.getvalue()
+    assert_safe(out.getvalue())
