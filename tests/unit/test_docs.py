@@ -82,3 +82,44 @@ def test_architecture_names_every_category_the_classifier_emits() -> None:
     assert {"engine_stalled", "kv_cache_full", "high_latency_cpu", "model_not_generative"} <= categories
     missing = sorted(c for c in categories if f"`{c}`" not in text)
     assert missing == [], f"docs/architecture.md does not describe {missing}"
+
+
+def _layout_block() -> str:
+    text = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
+    section = text.split("\n## Layout", 1)[1]
+    return FENCE.search(section).group(0)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "module",
+    sorted(str(p.relative_to(REPO / "qwenops")) for p in (REPO / "qwenops").rglob("*.py")
+           if p.name not in ("__init__.py", "__main__.py")),
+)
+def test_the_architecture_layout_names_every_module(module: str) -> None:
+    """A newcomer finds every module in docs/architecture.md's layout: a package as `name/`, each of its
+    modules by file name (cli/ commands excepted: the layout names them as one per command)."""
+    block = _layout_block()
+    path = Path(module)
+    if len(path.parts) > 1:
+        assert f"{path.parts[0]}/" in block, f"docs/architecture.md's layout misses the package {path.parts[0]}/"
+        if path.parts[:2] == ("cli", path.name) and path.name not in ("output.py", "_common.py", "_lazy.py"):
+            return
+    assert path.name in block, f"docs/architecture.md's layout misses {module}"
+
+
+def test_the_readme_command_table_names_every_command_and_render_target() -> None:
+    from qwenops.cli import COMMANDS
+    from qwenops.render import DEPLOY_TARGETS
+
+    table = [line for line in (REPO / "README.md").read_text(encoding="utf-8").splitlines()
+             if line.startswith("| `qwenops ")]
+    def first_cell(line: str) -> str:
+        return re.split(r"(?<!\\)\|", line)[1]  # a cell may hold escaped pipes: `systemd\|env`
+
+    named = " ".join(first_cell(line) for line in table)
+    for command in COMMANDS:
+        assert f"`qwenops {command}" in named, f"the README's command table misses `qwenops {command}`"
+    render_rows = " ".join(first_cell(line) for line in table if line.startswith("| `qwenops render"))
+    words = set(re.split(r"[\\|`\s]+", render_rows.replace("\\|", " ")))
+    for target in DEPLOY_TARGETS:
+        assert target in words, f"the README's command table misses `qwenops render {target}`"
