@@ -19,8 +19,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # measure this checkout's qwenops, not whichever one is installed
 
+from qwenops.modelinfo import parse_config  # noqa: E402
 from qwenops.planner.memory import Plan, PlanInput, plan  # noqa: E402
-from qwenops.planner.modelinfo import parse_config  # noqa: E402
 
 DEFAULT_CASES = REPO / "tests" / "data" / "kv_cases_public.json"
 

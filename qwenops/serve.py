@@ -370,8 +370,8 @@ def _planned_batch(plan: ServePlan) -> dict[str, object] | None:
         return None
     from qwenops.errors import QwenopsError
     from qwenops.hardware.nvml import read_gpus
+    from qwenops.modelinfo import resolve_model
     from qwenops.planner.inputs import first_usable_gpu, fit_batch
-    from qwenops.planner.modelinfo import resolve_model
 
     try:
         model = resolve_model(plan.model_path)
@@ -391,8 +391,8 @@ def _planner_refuses(plan: ServePlan) -> str | None:
         return None  # the CPU engine's memory is not the planner's model
     from qwenops.errors import QwenopsError
     from qwenops.hardware.nvml import read_gpus
+    from qwenops.modelinfo import resolve_model
     from qwenops.planner.inputs import first_usable_gpu, plan_on_device
-    from qwenops.planner.modelinfo import resolve_model
 
     profile = resolve_profile(plan.profile, cli_overrides=plan.overrides).profile
     device = first_usable_gpu(read_gpus().devices)

@@ -249,7 +249,7 @@ def _read_stamp(out_dir: Path, key: str) -> TinyModelInfo | None:
 
 def _damage(out_dir: Path) -> str | None:
     """Why the build in out_dir cannot be served as it is, or None."""
-    from qwenops.planner.modelinfo import safetensors_problem
+    from qwenops.modelinfo import safetensors_problem
 
     missing = [name for name in _MODEL_FILES if not (out_dir / name).is_file()]
     if missing:

@@ -17,9 +17,9 @@ from pydantic import BaseModel, ConfigDict
 
 from qwenops.config.profile import Profile
 from qwenops.hardware.facts import GpuDevice, HostFacts
+from qwenops.modelinfo import ModelInfo
 from qwenops.planner.inputs import first_usable_gpu, plan_on_device
 from qwenops.planner.memory import Plan
-from qwenops.planner.modelinfo import ModelInfo
 from qwenops.units import gib_to_mib, mib_to_gib
 
 Status = Literal["pass", "warn", "fail", "skip"]

@@ -8,7 +8,7 @@ from qwenops.config.profile import Profile
 from qwenops.doctor.checks import DoctorReport, diagnose
 from qwenops.errors import BadInputError, QwenopsError
 from qwenops.hardware.facts import ModelFacts
-from qwenops.planner.modelinfo import ModelInfo
+from qwenops.modelinfo import ModelInfo
 
 
 def run_doctor(profile_name: str | None, *, probe_file: Path | None = None,
@@ -48,7 +48,7 @@ def run_doctor(profile_name: str | None, *, probe_file: Path | None = None,
 
 
 def _local_model(location: str) -> tuple[ModelInfo | None, str | None]:
-    from qwenops.planner.modelinfo import resolve_model
+    from qwenops.modelinfo import resolve_model
 
     try:
         return resolve_model(location), None
@@ -60,7 +60,7 @@ def _recorded_model(recorded: ModelFacts | None, profile: Profile) -> tuple[Mode
     """(model, model_error, model_not_probed) for a replay: the probe's own record of the model when
     it has one for this profile; else only the shipped catalog's numbers, which are the same on every
     host, so the memory plan still runs while the download checks skip."""
-    from qwenops.planner.modelinfo import from_catalog
+    from qwenops.modelinfo import from_catalog
 
     wanted = profile.model
     if recorded is not None and recorded.requested == wanted:

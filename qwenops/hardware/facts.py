@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from pydantic_core import PydanticCustomError
 
 from qwenops.errors import BadInputError
-from qwenops.planner.modelinfo import ModelInfo
+from qwenops.modelinfo import ModelInfo
 
 SCHEMA = "qwenops.hostfacts/1"
 

@@ -1,2 +1,3 @@
-"""The memory planner: vLLM's memory model (memory.py), what a model is (modelinfo.py), and gathering
-the inputs from profiles, probes and NVML (inputs.py)."""
+"""The memory planner: vLLM's memory model (memory.py) and gathering its inputs from profiles, probes
+and NVML (inputs.py). What a model is lives below it, in qwenops.modelinfo, which hardware's recorded
+probes also hold."""

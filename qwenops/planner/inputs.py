@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from qwenops.errors import BadInputError
+from qwenops.modelinfo import ModelInfo
 from qwenops.planner.memory import GpuProcess, Plan, plan, plan_input
-from qwenops.planner.modelinfo import ModelInfo
 from qwenops.units import mib_to_gib
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ def _model(profile: Profile | None, model_dir: str | None, model_config: str | N
            weights_gib: float | None) -> ModelInfo:
     from pathlib import Path
 
-    from qwenops.planner.modelinfo import inspect_model_dir, read_config, resolve_model
+    from qwenops.modelinfo import inspect_model_dir, read_config, resolve_model
 
     if model_config:
         if weights_gib is None:

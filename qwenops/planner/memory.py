@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from pydantic_core import PydanticCustomError
 
 from qwenops.errors import BadInputError
-from qwenops.planner.modelinfo import ModelConfig, checkpoints_for
+from qwenops.modelinfo import ModelConfig, checkpoints_for
 from qwenops.units import GIB, MAX_GIB, MAX_TOKENS
 
 BLOCK_SIZE = 16  # vLLM's default KV block size on CUDA (cache.block_size)

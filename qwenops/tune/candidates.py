@@ -22,7 +22,7 @@ from qwenops.tune.workload import Workload
 if TYPE_CHECKING:
     from qwenops.config.profile import Profile
     from qwenops.hardware.facts import GpuDevice
-    from qwenops.planner.modelinfo import ModelConfig, ModelInfo
+    from qwenops.modelinfo import ModelConfig, ModelInfo
 
 VLLM_DEFAULT_MAX_NUM_SEQS = 256  # vLLM's default when a profile leaves max_num_seqs unset (GPU, online serving)
 GIB = 1024**3
@@ -149,7 +149,7 @@ def plan_context(profile: Profile, state_dir: Path, probe_file: Path | None = No
     """The model (its config.json: a local dir, the Hub cache or qwenops' catalog) and, for GPU profiles,
     the GPU: a probe file, this host's first GPU, else the smallest card the profile's requirements name."""
     from qwenops.errors import QwenopsError
-    from qwenops.planner.modelinfo import resolve_model
+    from qwenops.modelinfo import resolve_model
     from qwenops.render.vllm import model_path
 
     notes: list[str] = []

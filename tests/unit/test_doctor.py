@@ -17,7 +17,7 @@ from qwenops.cli import cli
 from qwenops.config.loader import load_profile
 from qwenops.doctor.checks import CHECKS, check_model, diagnose
 from qwenops.hardware.facts import load_facts
-from qwenops.planner.modelinfo import inspect_model_dir, resolve_model
+from qwenops.modelinfo import inspect_model_dir, resolve_model
 from tests.unit.shards import safetensors_bytes
 
 PROBES = Path(__file__).resolve().parents[1] / "data" / "probes"

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from qwenops import modelinfo
 from qwenops.cli import cli
 from qwenops.errors import BadInputError
-from qwenops.planner import modelinfo
-from qwenops.planner.modelinfo import (
+from qwenops.modelinfo import (
     checkpoints_for,
     from_catalog,
     inspect_model_dir,

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from qwenops.cli import cli
+from qwenops.modelinfo import from_catalog
 from qwenops.planner import memory
 from qwenops.planner.memory import GpuProcess, PlanInput, kv_bytes_per_token, plan
-from qwenops.planner.modelinfo import from_catalog
 from qwenops.units import GIB
 
 REPO = Path(__file__).resolve().parents[2]
@@ -279,7 +279,7 @@ def test_v0_logs_beyond_the_public_case_file() -> None:
     llama = {"architectures": ["LlamaForCausalLM"], "num_hidden_layers": 32, "num_attention_heads": 32,
              "num_key_value_heads": 8, "head_dim": 128, "hidden_size": 4096, "intermediate_size": 14336,
              "vocab_size": 128256, "max_position_embeddings": 131072}
-    from qwenops.planner.modelinfo import parse_config
+    from qwenops.modelinfo import parse_config
 
     config = parse_config(llama, origin="llama-3.1-8b")
     at_29k = plan(PlanInput(config=config, weights_gib=14.9888, gpu_total_gib=23.58, gpu_memory_utilization=0.9,
@@ -312,7 +312,7 @@ def test_plan_cli_max_model_len_beyond_the_model_is_exit_1() -> None:
 
 
 def test_rope_scaling_stretches_the_longest_max_model_len() -> None:
-    from qwenops.planner.modelinfo import parse_config
+    from qwenops.modelinfo import parse_config
 
     raw = json.loads((REPO / "configs" / "models" / "qwen3-14b.json").read_text())
     yarn = parse_config({**raw, "rope_scaling": {"rope_type": "yarn", "factor": 4.0,
@@ -341,7 +341,7 @@ def test_doctor_refuses_a_profile_offloading_more_than_its_weights() -> None:
     from qwenops.doctor.checks import diagnose
     from qwenops.errors import BadInputError
     from qwenops.hardware.facts import load_facts
-    from qwenops.planner.modelinfo import resolve_model
+    from qwenops.modelinfo import resolve_model
 
     facts = load_facts(REPO / "tests" / "data" / "probes" / "rtx4090d-cuda124.json")
     profile = load_profile("4090d").model_copy(update={"cpu_offload_gb": 50.0})
