@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from qwenops.config.paths import available_profiles
-from qwenops.config.profile import OVERRIDABLE_FIELDS, Profile, validate_profile
+from qwenops.config.profile import OVERRIDABLE_FIELDS, Profile, check_name, validate_profile
 from qwenops.config.settings import ENV_PREFIX, environment, load_settings
 from qwenops.errors import ProfileInvalidError, ProfileNotFoundError
 
@@ -98,6 +98,12 @@ def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
 def _load_chain(
     name: str, available: dict[str, Path], chain: tuple[str, ...] = ()
 ) -> tuple[dict[str, Any], dict[str, str], list[Path]]:
+    field = "extends" if chain else "profile"
+    try:
+        check_name(name)
+    except ValueError as exc:
+        # Before any lookup: the name becomes a unit's argv word, a file name, a Kubernetes key.
+        raise ProfileInvalidError(f"{printable_name(name)} is not a profile name: it {exc}", field=field) from None
     if name in chain:
         raise ProfileInvalidError(f"profile 'extends' loops: {' -> '.join((*chain, name))}", field="extends")
     if name not in available:
@@ -122,6 +128,12 @@ def _load_chain(
     data["name"] = name
     sources["name"] = f"file name {path.name}"
     return data, sources, [*files, path]
+
+
+def printable_name(name: object) -> str:
+    """A rejected name for a one-line message: repr escapes control characters; a long one is cut."""
+    text = repr(name)
+    return text if len(text) <= 80 else text[:60] + "..."
 
 
 def resolve_profile(

@@ -9,23 +9,91 @@ line naming the field and what is allowed (`profile_error`). Loading files: qwen
 from __future__ import annotations
 
 import difflib
+import ipaddress
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 
 from qwenops.errors import ProfileInvalidError
 from qwenops.supervisor.options import SupervisorOptions
 from qwenops.units import MAX_GIB, MAX_TOKENS
+from qwenops.untrusted import MAX_TEXT_FIELD_CHARS, NAME_PATTERN, NAME_RULE, control_character
 
 Engine = Literal["vllm", "vllm-cpu"]
+
+# fullmatch, never match: `$` in Python also matches before a final newline.
+_NAME = re.compile(NAME_PATTERN)
+# POSIX's portable variable names, ASCII only (str.isalnum would take 'é' and '²').
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# RFC 1123 host names: dot-separated labels of letters, digits and inner hyphens.
+_HOST_NAME = re.compile(r"(?=.{1,254}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                        r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?", re.ASCII)
+_REASONING_PARSER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*", re.ASCII)
+
+
+def one_line(value: str) -> str:
+    """VALUE if it is one line of text within MAX_TEXT_FIELD_CHARS, else ValueError saying why.
+
+    Every text value of a profile reaches some rendered file (a unit, a manifest, a script, argv); a
+    line break or another control character there would start new structure, whatever the quoting."""
+    found = control_character(value)
+    if found is not None:
+        raise ValueError(f"must be one line of text, without control characters; it has {found}")
+    if len(value) > MAX_TEXT_FIELD_CHARS:
+        raise ValueError(f"must be at most {MAX_TEXT_FIELD_CHARS} characters (it has {len(value)})")
+    return value
+
+
+def check_name(value: str) -> str:
+    """VALUE if it is a profile name (NAME_PATTERN), else ValueError with the rule."""
+    if not _NAME.fullmatch(value):
+        raise ValueError(f"must be {NAME_RULE}")
+    return value
 
 
 class _Strict(BaseModel):
     # inf and NaN pass a `gt=0` bound (or fail it with a confusing message); no profile number is either.
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*")
+    @classmethod
+    def _text_is_one_line(cls, value: object, info: ValidationInfo) -> object:
+        # Every string a profile holds, in any field, now or added later: one line of text. extra_args
+        # and env are named by position or key, never by value (they can hold tokens).
+        if isinstance(value, str):
+            one_line(value)
+            if info.field_name in _FLAG_VALUES and value.startswith("-"):
+                raise ValueError("must not start with '-' (vLLM would read it as a flag)")
+        elif isinstance(value, tuple):
+            for position, word in enumerate(value, 1):
+                if isinstance(word, str):
+                    _named(f"word {position}", word)
+        elif isinstance(value, dict):
+            for key, text in value.items():
+                if isinstance(key, str):
+                    _named(f"the name {key[:40]!r}", key)
+                if isinstance(text, str):
+                    _named(f"the value of {key[:40]!r}", text)
+        return value
+
+
+def _named(what: str, text: str) -> None:
+    try:
+        one_line(text)
+    except ValueError as exc:
+        raise ValueError(f"{what} {exc}") from None
 
 
 class ClientDefaults(_Strict):
@@ -114,8 +182,35 @@ class Profile(_Strict):
     @classmethod
     def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
         for key in value:
-            if not key.replace("_", "a").isalnum() or key[0].isdigit():
-                raise ValueError(f"{key!r} is not a valid environment variable name")
+            if not ENV_NAME.fullmatch(key):
+                raise ValueError(f"{key[:40]!r} is not a valid environment variable name "
+                                 "(ASCII letters, digits and '_', not starting with a digit)")
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_name(cls, value: str) -> str:
+        # The name becomes a file name, a unit's argv word, a Kubernetes key and label, an image tag.
+        return check_name(value)
+
+    @field_validator("host")
+    @classmethod
+    def _host_is_an_address(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            if _HOST_NAME.fullmatch(value):
+                return value
+            raise ValueError("must be an IP address or a host name (letters, digits, '-' and '.')") from None
+        if "%" in value:  # an IPv6 zone: free text that no deployment target can carry
+            raise ValueError("must be an IP address without a %zone, or a host name")
+        return value
+
+    @field_validator("reasoning_parser")
+    @classmethod
+    def _reasoning_parser_is_a_name(cls, value: str | None) -> str | None:
+        if value is not None and not _REASONING_PARSER.fullmatch(value):
+            raise ValueError("must be a parser name: letters, digits, '_', '.' and '-', e.g. 'qwen3'")
         return value
 
     @model_validator(mode="after")
@@ -150,6 +245,8 @@ VLLM_FLAG_FIELDS: tuple[str, ...] = (
     "cpu_offload_gb",
     "reasoning_parser",
 )
+# Text fields rendered as the value after a flag (or as vLLM's positional MODEL): never a flag themselves.
+_FLAG_VALUES = frozenset({"model", "served_model_name", "host", "quantization", "reasoning_parser"})
 # Scalar fields that QWENOPS_<FIELD> and CLI overrides may set.
 OVERRIDABLE_FIELDS: tuple[str, ...] = ("engine", "model", *VLLM_FLAG_FIELDS)
 
@@ -178,7 +275,13 @@ def profile_error(exc: ValidationError, *, origin: str, sources: Mapping[str, st
     # can carry tokens (HF_TOKEN, --api-key) that must never reach a terminal or a log.
     if not loc or loc[0] in _NEVER_ECHOED or isinstance(error.get("input"), (dict, list, tuple)):
         return ProfileInvalidError(f"{_allowed(error, info)} (in {where})", field=field)
-    return ProfileInvalidError(f"{_allowed(error, info)} (got {error.get('input')!r} from {where})", field=field)
+    return ProfileInvalidError(f"{_allowed(error, info)} (got {_echo(error.get('input'))} from {where})", field=field)
+
+
+def _echo(value: object) -> str:
+    """The rejected value for an error line: repr escapes every control character; a long one is cut."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(str(value))} characters)"
 
 
 _NEVER_ECHOED = ("env", "extra_args")
