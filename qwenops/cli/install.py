@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
@@ -10,9 +9,10 @@ import click
 from qwenops.cli._common import finish, json_option, profile_option
 from qwenops.results import CommandResult
 
+# A string, checked by the core: Click's Path would turn '' into '.', the current directory.
 _root_option = click.option(
-    "--root", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
-    help="Write under DIR instead of / and run nothing (image builds, tests).")
+    "--root", metavar="DIR",
+    help="Write under DIR (an absolute path) instead of / and run nothing (image builds, tests).")
 _dry_run_option = click.option("--dry-run", is_flag=True, help="Print every action; change nothing.")
 
 
@@ -42,7 +42,7 @@ def _view(data: Any) -> str:
               help="Also install qwenops-gateway.service (WebSockets on port 8090), its token in the env file.")
 @json_option
 def install_systemd_command(  # noqa: PLR0917 -- Click passes every option as a keyword
-    profile: str | None, dry_run: bool, root: Path | None, qwenops_bin: str | None, gateway: bool, json_mode: bool,
+    profile: str | None, dry_run: bool, root: str | None, qwenops_bin: str | None, gateway: bool, json_mode: bool,
 ) -> None:
     """Write qwenops.service, its env file (0600, a new API key) and its user; enable and start it.
 
@@ -59,7 +59,7 @@ def install_systemd_command(  # noqa: PLR0917 -- Click passes every option as a 
 @_root_option
 @click.option("--purge", is_flag=True, help="Also remove the env file (the key), the caches (weights) and the user.")
 @json_option
-def uninstall_systemd_command(dry_run: bool, root: Path | None, purge: bool, json_mode: bool) -> None:
+def uninstall_systemd_command(dry_run: bool, root: str | None, purge: bool, json_mode: bool) -> None:
     """Stop and disable qwenops.service (and qwenops-gateway.service) and remove their files."""
     from qwenops.install import uninstall_systemd
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import stat
 import subprocess
@@ -141,12 +142,15 @@ def test_a_failing_command_stops_the_install_with_exit_1() -> None:
         return subprocess.CompletedProcess(list(argv), 1, "", stderr)
 
     plan = _Plan(None, False, fails)
+    plan.command(["systemctl", "enable", "--now", "qwenops.service"])  # planned: nothing runs yet
     with pytest.raises(CheckFailedError) as caught:
-        plan.command(["systemctl", "enable", "--now", "qwenops.service"])
+        plan.carry_out()
     assert caught.value.one_line() == (
         "install: `systemctl enable --now qwenops.service` failed (exit 1): Failed to enable unit: Unit file "
         "qwenops.service is masked. (see journalctl -u qwenops and systemctl status qwenops)")
-    plan.command(["modprobe", "nvidia-uvm"], required=False)  # best effort: no error
+    best_effort = _Plan(None, False, fails)
+    best_effort.command(["modprobe", "nvidia-uvm"], required=False)
+    best_effort.carry_out()  # best effort: no error
 
 
 def test_uninstall_undoes_the_install(tmp_path: Path) -> None:
@@ -296,7 +300,7 @@ def test_uninstall_removes_the_gateway_unit_with_or_without_the_flag(tmp_path: P
 def test_on_a_host_the_gateway_starts_after_the_server_and_stops_before_it(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Not under --root: the commands run (here, recorded) and the files land where / would be (tmp_path)."""
-    monkeypatch.setattr("qwenops.install._under", lambda root, path: tmp_path / path.lstrip("/"))
+    monkeypatch.setattr("qwenops.install._HOST_ROOT", str(tmp_path))
     monkeypatch.setattr("os.geteuid", lambda: 0)
     monkeypatch.setattr("os.access", lambda path, how: True)
     monkeypatch.setattr("shutil.which", lambda name: f"/usr/bin/{name}")
@@ -321,8 +325,10 @@ def test_a_failing_gateway_command_points_at_the_gateway_journal() -> None:
     def fails(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
         return subprocess.CompletedProcess(list(argv), 1, "", "")
 
+    plan = _Plan(None, False, fails)
+    plan.command(["systemctl", "enable", "--now", "qwenops-gateway.service"])
     with pytest.raises(CheckFailedError) as caught:
-        _Plan(None, False, fails).command(["systemctl", "enable", "--now", "qwenops-gateway.service"])
+        plan.carry_out()
     assert caught.value.one_line().endswith(
         "(see journalctl -u qwenops-gateway and systemctl status qwenops-gateway)")
 
@@ -334,10 +340,10 @@ def test_an_env_file_this_user_cannot_read_is_planned_in_a_dry_run_and_refused_o
     env.write_text("QWENOPS_API_KEY=k\n")
     env.chmod(0o600)
 
-    def unreadable(path: Path) -> str:
+    def unreadable(dir_fd: int, name: str) -> tuple[bytes, os.stat_result]:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("qwenops.install._env_with_token", unreadable)
+    monkeypatch.setattr("qwenops.install._read_env", unreadable)
     dry = install_systemd("4090d", root=tmp_path, gateway=True, dry_run=True, run=never_run)
     assert [(a.verb, a.detail) for a in dry.actions if a.target == str(env)][-1] == (
         "add", f"{TOKEN_DETAIL}, unless it has one (this user cannot read it)")
