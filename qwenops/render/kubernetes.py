@@ -16,7 +16,6 @@ same Secret and the same probe budget, for operators who outgrow one box.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from typing import Any
 
@@ -37,9 +36,9 @@ from qwenops.render.deploy import (
     gpu_count,
     header,
     require_gpu_engine,
-    yaml_str,
 )
 from qwenops.render.docker import image_name
+from qwenops.render.emit import NodePath, yaml_document, yaml_documents
 from qwenops.render.vllm import flag_pairs
 
 APP = "qwenops"
@@ -78,253 +77,178 @@ def _cache_gib(profile: Profile) -> int:
     return math.ceil(want) if want else DEFAULT_CACHE_GIB
 
 
-def _probe(indent: str, period: int, failures: int, comment: str) -> list[str]:
-    return [
-        f"{indent}# {comment}",
-        f"{indent}httpGet:",
-        f"{indent}  path: /health",
-        f"{indent}  port: http",
-        f"{indent}periodSeconds: {period}",
-        f"{indent}timeoutSeconds: {PROBE_TIMEOUT_S}",
-        f"{indent}failureThreshold: {failures}",
-    ]
+def _probe(path: str, port: str, period: int, failures: int) -> dict[str, Any]:
+    return {"httpGet": {"path": path, "port": port}, "periodSeconds": period, "timeoutSeconds": PROBE_TIMEOUT_S,
+            "failureThreshold": failures}
+
+
+def _metadata(name: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {"name": name, "labels": dict(labels)}
 
 
 def manifests(profile: Profile) -> str:
-    """kubernetes/qwenops.yaml for PROFILE: ConfigMap, PVC, Deployment and Service."""
+    """kubernetes/qwenops.yaml for PROFILE: ConfigMap, PVC, Deployment and Service, one document each."""
     _refuse_cpu(profile, "the Kubernetes manifests")
     b = budgets(profile)
     name = profile.name
     gpus = gpu_count(profile)
     profile_text = profile_yaml(profile)
     digest = hashlib.sha256(profile_text.encode()).hexdigest()[:16]
-    labels = [f"app.kubernetes.io/name: {APP}", f"app.kubernetes.io/instance: {yaml_str(name)}"]
+    labels = {"app.kubernetes.io/name": APP, "app.kubernetes.io/instance": name}
     grace = PRESTOP_PAUSE_S + b.stop_s
     startup_failures = math.ceil(b.start_s / PROBE_PERIOD_S)
     liveness_failures = math.ceil(b.liveness_s / PROBE_PERIOD_S)
-    lines = header(profile, "qwenops.yaml: `qwenops serve` on one GPU node (ConfigMap, PVC, Deployment, Service).",
-                   f"qwenops render kubernetes --profile {name} -o kubernetes/qwenops.yaml")
-    lines += [
-        f"# Build and push the image docker/Dockerfile builds ({image_name(profile)}), create the key, apply:",
-        f"#   kubectl create secret generic {SECRET_NAME} --from-literal={SECRET_KEY}=\"$(openssl rand -hex 24)\"",
-        "#   kubectl apply -f kubernetes/qwenops.yaml",
-        "# The profile qwenops serves, resolved (extends followed); edit it here or re-render.",
-        "apiVersion: v1",
-        "kind: ConfigMap",
-        "metadata:",
-        "  name: qwenops-profile",
-        "  labels:",
-        *(f"    {label}" for label in labels),
-        "data:",
-        f"  {name}.yaml: |",
-        *(f"    {line}" for line in profile_text.splitlines()),
-        "---",
-        "# The model cache: weights are downloaded once, not at every pod start.",
-        "apiVersion: v1",
-        "kind: PersistentVolumeClaim",
-        "metadata:",
-        "  name: qwenops-cache",
-        "  labels:",
-        *(f"    {label}" for label in labels),
-        "spec:",
-        "  accessModes: [ReadWriteOnce]",
-        "  resources:",
-        "    requests:",
-        f"      storage: {_cache_gib(profile)}Gi",
-        "---",
-        "apiVersion: apps/v1",
-        "kind: Deployment",
-        "metadata:",
-        f"  name: {APP}",
-        "  labels:",
-        *(f"    {label}" for label in labels),
-        "spec:",
-        "  replicas: 1",
-        "  # The old pod frees its GPU before the new one starts; a rolling update would wait for a spare GPU.",
-        "  strategy:",
-        "    type: Recreate",
-        "  selector:",
-        "    matchLabels:",
-        *(f"      {label}" for label in labels),
-        "  template:",
-        "    metadata:",
-        "      labels:",
-        *(f"        {label}" for label in labels),
-        "      annotations:",
-        "        # A changed profile changes the pod template, so the pod restarts with it.",
-        f"        qwenops/profile-sha256: {yaml_str(digest)}",
-        "    spec:",
-        "      # No {SERVICE}_PORT=tcp://... variables: a Service named vllm crashes vLLM through VLLM_PORT.",
-        "      enableServiceLinks: false",
-        f"      # preStop pause ({PRESTOP_PAUSE_S} s) + drain_timeout_s ({b.drain_s} s) + {b.stop_s - b.drain_s} s "
-        "for qwenops to end vLLM's group.",
-        f"      terminationGracePeriodSeconds: {grace}",
-        "      securityContext:",
-        "        runAsNonRoot: true",
-        f"        runAsUser: {SERVICE_UID}",
-        f"        runAsGroup: {SERVICE_UID}",
-        "        # The cache volume becomes writable for the user.",
-        f"        fsGroup: {SERVICE_UID}",
-        "        seccompProfile:",
-        "          type: RuntimeDefault",
-        "      # GPU node pools are often tainted so that only GPU pods land there.",
-        "      tolerations:",
-        "        - key: nvidia.com/gpu",
-        "          operator: Exists",
-        "          effect: NoSchedule",
-        "      containers:",
-        "        - name: qwenops",
-        f"          image: {image_name(profile)}",
-        "          imagePullPolicy: IfNotPresent",
-        "          env:",
-        "            # The profile from the ConfigMap, looked up before the ones in the image.",
-        "            - name: QWENOPS_PROFILE",
-        f"              value: {yaml_str(name)}",
-        "            - name: QWENOPS_PROFILES_DIR",
-        f"              value: {PROFILES_MOUNT}",
-        "            - name: QWENOPS_API_KEY",
-        "              valueFrom:",
-        "                secretKeyRef:",
-        f"                  name: {SECRET_NAME}",
-        f"                  key: {SECRET_KEY}",
-        "          ports:",
-        "            - name: http",
-        f"              containerPort: {profile.port}",
-        "          resources:",
-        "            requests:",
-        f"              cpu: {yaml_str(str(CPU_REQUEST))}",
-        f"              memory: {_memory_gib(profile)}Gi",
-        f"              nvidia.com/gpu: {gpus}",
-        "            limits:",
-        f"              nvidia.com/gpu: {gpus}",
-        "          startupProbe:",
-        *_probe("            ", PROBE_PERIOD_S, startup_failures,
-                f"{PROBE_PERIOD_S} s x {startup_failures} = {startup_failures * PROBE_PERIOD_S} s "
-                f"covers the start-up budget ({b.start_s} s: weights download and load)."),
-        "          readinessProbe:",
-        *_probe("            ", b.health_interval_s, b.health_failures,
-                "Out of the Service while vLLM loads or reloads; readiness never restarts a pod."),
-        "          livenessProbe:",
-        *_probe("            ", PROBE_PERIOD_S, liveness_failures,
-                f"A backstop: qwenops restarts an unhealthy vLLM itself; this fires only after "
-                f"{liveness_failures * PROBE_PERIOD_S} s, a whole reload."),
-        "          lifecycle:",
-        "            preStop:",
-        "              # Endpoints drop the pod before SIGTERM starts the drain.",
-        "              exec:",
-        f"                command: [sleep, {yaml_str(str(PRESTOP_PAUSE_S))}]",
-        "          securityContext:",
-        "            allowPrivilegeEscalation: false",
-        "            capabilities:",
-        "              drop: [ALL]",
-        "          volumeMounts:",
-        "            - name: profile",
-        f"              mountPath: {PROFILES_MOUNT}",
-        "              readOnly: true",
-        "            - name: cache",
-        f"              mountPath: {CACHE_DIR}",
-        "            - name: state",
-        f"              mountPath: {STATE_DIR}",
-        "            - name: shm",
-        "              mountPath: /dev/shm",
-        *_gateway_container(profile),
-        "      volumes:",
-        "        - name: profile",
-        "          configMap:",
-        "            name: qwenops-profile",
-        "        - name: cache",
-        "          persistentVolumeClaim:",
-        "            claimName: qwenops-cache",
-        "        # HOME and qwenops' logs (the pod's output is in kubectl logs as well).",
-        "        - name: state",
-        "          emptyDir: {}",
-        "        # The container runtime's /dev/shm is 64 MiB; vLLM's processes exchange tensors through it.",
-        "        - name: shm",
-        "          emptyDir:",
-        "            medium: Memory",
-        f"            sizeLimit: {2 * gpus}Gi",
-        "---",
-        "apiVersion: v1",
-        "kind: Service",
-        "metadata:",
-        f"  name: {SERVICE_NAME}",
-        "  labels:",
-        *(f"    {label}" for label in labels),
-        "spec:",
-        "  type: ClusterIP",
-        "  selector:",
-        *(f"    {label}" for label in labels),
-        "  ports:",
-        "    - name: http",
-        f"      port: {profile.port}",
-        "      targetPort: http",
-        "    # qwenops gateway: WebSocket chats (docs/gateway.md).",
-        "    - name: ws",
-        f"      port: {GATEWAY_PORT}",
-        "      targetPort: ws",
+    top = header(profile, "qwenops.yaml: `qwenops serve` on one GPU node (ConfigMap, PVC, Deployment, Service).",
+                 f"qwenops render kubernetes --profile {name} -o kubernetes/qwenops.yaml")
+    top += [
+        f"Build and push the image docker/Dockerfile builds ({image_name(profile)}), create the key, apply:",
+        f"  kubectl create secret generic {SECRET_NAME} --from-literal={SECRET_KEY}=\"$(openssl rand -hex 24)\"",
+        "  kubectl apply -f kubernetes/qwenops.yaml",
     ]
-    return "\n".join(lines) + "\n"
+    config_map = {
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": _metadata("qwenops-profile", labels),
+        "data": {f"{name}.yaml": profile_text},
+    }
+    claim = {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": _metadata("qwenops-cache", labels),
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": f"{_cache_gib(profile)}Gi"}}},
+    }
+    server = {
+        "name": "qwenops",
+        "image": image_name(profile),
+        "imagePullPolicy": "IfNotPresent",
+        "env": [
+            {"name": "QWENOPS_PROFILE", "value": name},
+            {"name": "QWENOPS_PROFILES_DIR", "value": PROFILES_MOUNT},
+            {"name": "QWENOPS_API_KEY", "valueFrom": {"secretKeyRef": {"name": SECRET_NAME, "key": SECRET_KEY}}},
+        ],
+        "ports": [{"name": "http", "containerPort": profile.port}],
+        "resources": {
+            "requests": {"cpu": str(CPU_REQUEST), "memory": f"{_memory_gib(profile)}Gi", "nvidia.com/gpu": gpus},
+            "limits": {"nvidia.com/gpu": gpus},
+        },
+        "startupProbe": _probe("/health", "http", PROBE_PERIOD_S, startup_failures),
+        "readinessProbe": _probe("/health", "http", b.health_interval_s, b.health_failures),
+        "livenessProbe": _probe("/health", "http", PROBE_PERIOD_S, liveness_failures),
+        "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRESTOP_PAUSE_S)]}}},
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [
+            {"name": "profile", "mountPath": PROFILES_MOUNT, "readOnly": True},
+            {"name": "cache", "mountPath": CACHE_DIR},
+            {"name": "state", "mountPath": STATE_DIR},
+            {"name": "shm", "mountPath": "/dev/shm"},
+        ],
+    }
+    pod = {
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": grace,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": SERVICE_UID, "runAsGroup": SERVICE_UID,
+                            "fsGroup": SERVICE_UID, "seccompProfile": {"type": "RuntimeDefault"}},
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        "containers": [server, _gateway_container(profile)],
+        "volumes": [
+            {"name": "profile", "configMap": {"name": "qwenops-profile"}},
+            {"name": "cache", "persistentVolumeClaim": {"claimName": "qwenops-cache"}},
+            {"name": "state", "emptyDir": {}},
+            {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{2 * gpus}Gi"}},
+        ],
+    }
+    deployment = {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": _metadata(APP, labels),
+        "spec": {
+            "replicas": 1,
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": dict(labels)},
+            "template": {"metadata": {"labels": dict(labels), "annotations": {"qwenops/profile-sha256": digest}},
+                         "spec": pod},
+        },
+    }
+    service = {
+        "apiVersion": "v1", "kind": "Service", "metadata": _metadata(SERVICE_NAME, labels),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": dict(labels),
+            "ports": [{"name": "http", "port": profile.port, "targetPort": "http"},
+                      {"name": "ws", "port": GATEWAY_PORT, "targetPort": "ws"}],
+        },
+    }
+    spec = ("spec", "template", "spec")
+    container = (*spec, "containers", 0)
+    deployment_notes: dict[NodePath, list[str]] = {
+        ("spec", "strategy"): ["The old pod frees its GPU before the new one starts; a rolling update would wait "
+                               "for a spare GPU."],
+        ("spec", "template", "metadata", "annotations", "qwenops/profile-sha256"): [
+            "A changed profile changes the pod template, so the pod restarts with it."],
+        (*spec, "enableServiceLinks"): ["No {SERVICE}_PORT=tcp://... variables: a Service named vllm crashes vLLM "
+                                        "through VLLM_PORT."],
+        (*spec, "terminationGracePeriodSeconds"): [
+            f"preStop pause ({PRESTOP_PAUSE_S} s) + drain_timeout_s ({b.drain_s} s) + {b.stop_s - b.drain_s} s "
+            "for qwenops to end vLLM's group."],
+        (*spec, "securityContext", "fsGroup"): ["The cache volume becomes writable for the user."],
+        (*spec, "tolerations"): ["GPU node pools are often tainted so that only GPU pods land there."],
+        (*container, "env", 0): ["The profile from the ConfigMap, looked up before the ones in the image."],
+        (*container, "startupProbe", "httpGet"): [
+            f"{PROBE_PERIOD_S} s x {startup_failures} = {startup_failures * PROBE_PERIOD_S} s "
+            f"covers the start-up budget ({b.start_s} s: weights download and load)."],
+        (*container, "readinessProbe", "httpGet"): [
+            "Out of the Service while vLLM loads or reloads; readiness never restarts a pod."],
+        (*container, "livenessProbe", "httpGet"): [
+            f"A backstop: qwenops restarts an unhealthy vLLM itself; this fires only after "
+            f"{liveness_failures * PROBE_PERIOD_S} s, a whole reload."],
+        (*container, "lifecycle", "preStop", "exec"): ["Endpoints drop the pod before SIGTERM starts the drain."],
+        (*spec, "containers", 1): [
+            "qwenops gateway (docs/gateway.md): WebSocket chats relayed to the server over the pod's loopback.",
+            "A sidecar, not a Deployment of its own: one gateway per server, no extra hop, drained together."],
+        (*spec, "volumes", 2): ["HOME and qwenops' logs (the pod's output is in kubectl logs as well)."],
+        (*spec, "volumes", 3): ["The container runtime's /dev/shm is 64 MiB; vLLM's processes exchange tensors "
+                                "through it."],
+        **_gateway_notes((*spec, "containers", 1)),
+    }
+    service_notes: dict[NodePath, list[str]] = {
+        ("spec", "ports", 1): ["qwenops gateway: WebSocket chats (docs/gateway.md)."]}
+    return yaml_documents([
+        (config_map, {}, ["The profile qwenops serves, resolved (extends followed); edit it here or re-render."]),
+        (claim, {}, ["The model cache: weights are downloaded once, not at every pod start."]),
+        (deployment, deployment_notes, []),
+        (service, service_notes, []),
+    ], header=top)
 
 
 GATEWAY_SECRET = "qwenops-gateway-token"
 
 
-def _gateway_container(profile: Profile) -> list[str]:
+def _gateway_container(profile: Profile) -> dict[str, Any]:
     """`qwenops gateway` as a sidecar: it reaches the server over the pod's loopback and drains with it."""
-    return [
-        "        # qwenops gateway (docs/gateway.md): WebSocket chats relayed to the server over the pod's loopback.",
-        "        # A sidecar, not a Deployment of its own: one gateway per server, no extra hop, drained together.",
-        "        - name: gateway",
-        f"          image: {image_name(profile)}",
-        "          imagePullPolicy: IfNotPresent",
-        "          command: [dumb-init, --, qwenops, gateway, --host, 0.0.0.0, "
-        f'--port, "{GATEWAY_PORT}", --drain, "{GATEWAY_DRAIN_S}"]',
-        "          env:",
-        "            - name: QWENOPS_PROFILE",
-        f"              value: {yaml_str(profile.name)}",
-        "            - name: QWENOPS_PROFILES_DIR",
-        f"              value: {PROFILES_MOUNT}",
-        "            # Sent to the server (the same Secret as the server's).",
-        "            - name: QWENOPS_API_KEY",
-        "              valueFrom:",
-        "                secretKeyRef:",
-        f"                  name: {SECRET_NAME}",
-        f"                  key: {SECRET_KEY}",
-        "            # What clients present; it binds 0.0.0.0, so it refuses to start without one.",
-        "            - name: QWENOPS_GATEWAY_TOKEN",
-        "              valueFrom:",
-        "                secretKeyRef:",
-        f"                  name: {GATEWAY_SECRET}",
-        "                  key: QWENOPS_GATEWAY_TOKEN",
-        "          ports:",
-        "            - name: ws",
-        f"              containerPort: {GATEWAY_PORT}",
-        "          resources:",
-        "            requests:",
-        '              cpu: "1"',
-        "              memory: 256Mi",
-        "          readinessProbe:",
-        "            # Out of the Service while draining (/healthz answers 503 then).",
-        "            httpGet:",
-        "              path: /healthz",
-        "              port: ws",
-        "            periodSeconds: 5",
-        "            timeoutSeconds: 5",
-        "            failureThreshold: 3",
-        "          lifecycle:",
-        "            preStop:",
-        "              exec:",
-        f'                command: [sleep, "{PRESTOP_PAUSE_S}"]',
-        "          securityContext:",
-        "            allowPrivilegeEscalation: false",
-        "            readOnlyRootFilesystem: true",
-        "            capabilities:",
-        "              drop: [ALL]",
-        "          volumeMounts:",
-        "            - name: profile",
-        f"              mountPath: {PROFILES_MOUNT}",
-        "              readOnly: true",
-    ]
+    return {
+        "name": "gateway",
+        "image": image_name(profile),
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["dumb-init", "--", "qwenops", "gateway", "--host", "0.0.0.0", "--port", str(GATEWAY_PORT),
+                    "--drain", str(GATEWAY_DRAIN_S)],
+        "env": [
+            {"name": "QWENOPS_PROFILE", "value": profile.name},
+            {"name": "QWENOPS_PROFILES_DIR", "value": PROFILES_MOUNT},
+            {"name": "QWENOPS_API_KEY", "valueFrom": {"secretKeyRef": {"name": SECRET_NAME, "key": SECRET_KEY}}},
+            {"name": "QWENOPS_GATEWAY_TOKEN",
+             "valueFrom": {"secretKeyRef": {"name": GATEWAY_SECRET, "key": "QWENOPS_GATEWAY_TOKEN"}}},
+        ],
+        "ports": [{"name": "ws", "containerPort": GATEWAY_PORT}],
+        "resources": {"requests": {"cpu": "1", "memory": "256Mi"}},
+        "readinessProbe": {"httpGet": {"path": "/healthz", "port": "ws"}, "periodSeconds": 5, "timeoutSeconds": 5,
+                           "failureThreshold": 3},
+        "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRESTOP_PAUSE_S)]}}},
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [{"name": "profile", "mountPath": PROFILES_MOUNT, "readOnly": True}],
+    }
+
+
+def _gateway_notes(at: NodePath) -> dict[NodePath, list[str]]:
+    return {
+        (*at, "env", 2): ["Sent to the server (the same Secret as the server's)."],
+        (*at, "env", 3): ["What clients present; it binds 0.0.0.0, so it refuses to start without one."],
+        (*at, "readinessProbe", "httpGet"): ["Out of the Service while draining (/healthz answers 503 then)."],
+    }
 
 
 # Profile fields production-stack's chart renders itself (vllmConfig keys); the rest go to extraArgs.
@@ -354,79 +278,63 @@ def helm_values(profile: Profile) -> str:
         else:
             extra += words
     startup_failures = math.ceil(b.start_s / PROBE_PERIOD_S)
-    lines = header(profile, "production-stack-values.yaml: the profile as values for vLLM's production-stack chart.",
-                   f"qwenops render helm-values --profile {name} -o kubernetes/production-stack-values.yaml")
-    lines += [
-        "# For more than one box: the chart runs `vllm serve` (no qwenops), one Deployment per model, a router.",
-        "#   helm repo add vllm https://vllm-project.github.io/production-stack",
-        f"#   kubectl create secret generic {SECRET_NAME} --from-literal={SECRET_KEY}=\"$(openssl rand -hex 24)\"",
-        "#   helm install qwen3 vllm/vllm-stack -f kubernetes/production-stack-values.yaml",
-        "servingEngineSpec:",
-        "  # The same Secret as kubernetes/qwenops.yaml; vLLM gets it as VLLM_API_KEY.",
-        "  vllmApiKey:",
-        f"    secretName: {SECRET_NAME}",
-        f"    secretKey: {SECRET_KEY}",
-        f"  containerPort: {profile.port}",
-        "  # One GPU per pod and nodes with one GPU: the old pod frees it before the new one starts.",
-        "  strategy:",
-        "    type: Recreate",
-        "  startupProbe:",
-        "    # Covers the start-up budget; liveness only starts once this succeeded.",
-        "    initialDelaySeconds: 0",
-        f"    periodSeconds: {PROBE_PERIOD_S}",
-        f"    failureThreshold: {startup_failures}",
-        "    httpGet:",
-        "      path: /health",
-        f"      port: {profile.port}",
-        "  livenessProbe:",
-        "    # Without qwenops, the kubelet is what restarts a dead engine.",
-        "    initialDelaySeconds: 0",
-        f"    periodSeconds: {PROBE_PERIOD_S}",
-        f"    failureThreshold: {b.health_failures}",
-        "    httpGet:",
-        "      path: /health",
-        f"      port: {profile.port}",
-        "  securityContext:",
-        "    runAsNonRoot: true",
-        f"    runAsUser: {SERVICE_UID}",
-        f"    runAsGroup: {SERVICE_UID}",
-        f"    fsGroup: {SERVICE_UID}",
-        "  containerSecurityContext:",
-        "    runAsNonRoot: true",
-        "    allowPrivilegeEscalation: false",
-        "    capabilities:",
-        "      drop: [ALL]",
-        "  modelSpec:",
-        f"    - name: {yaml_str(name)}",
-        f"      # {VLLM_IMAGE_TAG}: the same vLLM as docker/Dockerfile (CUDA 12.4 drivers).",
-        f"      repository: {yaml_str(VLLM_IMAGE)}",
-        f"      tag: {yaml_str(VLLM_IMAGE_TAG)}",
-        f"      modelURL: {yaml_str(profile.model)}",
-        "      replicaCount: 1",
-        f"      requestCPU: {CPU_REQUEST}",
-        f"      requestMemory: {yaml_str(f'{_memory_gib(profile)}Gi')}",
-        f"      requestGPU: {gpu_count(profile)}",
-        "      # The chart mounts it at /data and points HF_HOME there.",
-        f"      pvcStorage: {yaml_str(f'{_cache_gib(profile)}Gi')}",
-        f"      shmSize: {yaml_str(f'{2 * gpu_count(profile)}Gi')}",
-        "      vllmConfig:",
-        "        # The chart renders --no-enable-prefix-caching unless this is true; true keeps vLLM's default.",
-        "        enablePrefixCaching: true",
-        *(f"        {key}: {json.dumps(value)}" for key, value in vllm_config.items()),
-        "        # The profile's other flags, as `qwenops render flags` renders them.",
-        "        extraArgs:",
-        *(f"          - {yaml_str(word)}" for word in extra),
-        "      env:",
-        "        # The image runs as root by default; as a non-root user HOME and the JIT caches must be writable.",
-        "        - name: HOME",
-        "          value: /tmp",
-        "        - name: XDG_CACHE_HOME",
-        "          value: /data/cache",
-        "        - name: VLLM_CACHE_ROOT",
-        "          value: /data/vllm",
-        "        - name: TRITON_CACHE_DIR",
-        "          value: /data/triton",
-        *(line for key, value in sorted(profile.env.items())
-          for line in (f"        - name: {key}", f"          value: {yaml_str(value)}")),
+    top = header(profile, "production-stack-values.yaml: the profile as values for vLLM's production-stack chart.",
+                 f"qwenops render helm-values --profile {name} -o kubernetes/production-stack-values.yaml")
+    top += [
+        "For more than one box: the chart runs `vllm serve` (no qwenops), one Deployment per model, a router.",
+        "  helm repo add vllm https://vllm-project.github.io/production-stack",
+        f"  kubectl create secret generic {SECRET_NAME} --from-literal={SECRET_KEY}=\"$(openssl rand -hex 24)\"",
+        "  helm install qwen3 vllm/vllm-stack -f kubernetes/production-stack-values.yaml",
     ]
-    return "\n".join(lines) + "\n"
+    health = {"path": "/health", "port": profile.port}
+    model = {
+        "name": name,
+        "repository": VLLM_IMAGE,
+        "tag": VLLM_IMAGE_TAG,
+        "modelURL": profile.model,
+        "replicaCount": 1,
+        "requestCPU": CPU_REQUEST,
+        "requestMemory": f"{_memory_gib(profile)}Gi",
+        "requestGPU": gpu_count(profile),
+        "pvcStorage": f"{_cache_gib(profile)}Gi",
+        "shmSize": f"{2 * gpu_count(profile)}Gi",
+        "vllmConfig": {"enablePrefixCaching": True, **vllm_config, "extraArgs": extra},
+        "env": [
+            {"name": "HOME", "value": "/tmp"},
+            {"name": "XDG_CACHE_HOME", "value": "/data/cache"},
+            {"name": "VLLM_CACHE_ROOT", "value": "/data/vllm"},
+            {"name": "TRITON_CACHE_DIR", "value": "/data/triton"},
+            *({"name": key, "value": value} for key, value in sorted(profile.env.items())),
+        ],
+    }
+    values = {"servingEngineSpec": {
+        "vllmApiKey": {"secretName": SECRET_NAME, "secretKey": SECRET_KEY},
+        "containerPort": profile.port,
+        "strategy": {"type": "Recreate"},
+        "startupProbe": {"initialDelaySeconds": 0, "periodSeconds": PROBE_PERIOD_S,
+                         "failureThreshold": startup_failures, "httpGet": dict(health)},
+        "livenessProbe": {"initialDelaySeconds": 0, "periodSeconds": PROBE_PERIOD_S,
+                          "failureThreshold": b.health_failures, "httpGet": dict(health)},
+        "securityContext": {"runAsNonRoot": True, "runAsUser": SERVICE_UID, "runAsGroup": SERVICE_UID,
+                            "fsGroup": SERVICE_UID},
+        "containerSecurityContext": {"runAsNonRoot": True, "allowPrivilegeEscalation": False,
+                                     "capabilities": {"drop": ["ALL"]}},
+        "modelSpec": [model],
+    }}
+    at = ("servingEngineSpec",)
+    spec = (*at, "modelSpec", 0)
+    notes: dict[NodePath, list[str]] = {
+        (*at, "vllmApiKey"): ["The same Secret as kubernetes/qwenops.yaml; vLLM gets it as VLLM_API_KEY."],
+        (*at, "strategy"): ["One GPU per pod and nodes with one GPU: the old pod frees it before the new one starts."],
+        (*at, "startupProbe", "initialDelaySeconds"): [
+            "Covers the start-up budget; liveness only starts once this succeeded."],
+        (*at, "livenessProbe", "initialDelaySeconds"): ["Without qwenops, the kubelet is what restarts a dead engine."],
+        (*spec, "repository"): [f"{VLLM_IMAGE_TAG}: the same vLLM as docker/Dockerfile (CUDA 12.4 drivers)."],
+        (*spec, "pvcStorage"): ["The chart mounts it at /data and points HF_HOME there."],
+        (*spec, "vllmConfig", "enablePrefixCaching"): [
+            "The chart renders --no-enable-prefix-caching unless this is true; true keeps vLLM's default."],
+        (*spec, "vllmConfig", "extraArgs"): ["The profile's other flags, as `qwenops render flags` renders them."],
+        (*spec, "env", 0): ["The image runs as root by default; as a non-root user HOME and the JIT caches must be "
+                            "writable."],
+    }
+    return yaml_document(values, notes, header=top)

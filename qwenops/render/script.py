@@ -3,7 +3,8 @@
 The article's script started `vllm.entrypoints.api_server` (no /v1/chat/completions) and put
 `# comments` after backslash continuations, which ends the command early. Here the flags live in a bash
 array, where a comment line above each flag is legal, and `exec` hands the shell's PID to vLLM so
-SIGTERM from systemd or Docker reaches the server itself.
+SIGTERM from systemd or Docker reaches the server itself. Every word taken from the profile is
+shlex.quote'd (single quotes: nothing inside is expanded), so a value is one word whatever it holds.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from qwenops import __version__
 from qwenops.config.profile import Profile
+from qwenops.render.emit import comment_value, file_text
 from qwenops.render.vllm import entrypoint, flag_pairs
 
 
@@ -32,12 +34,13 @@ def start_script(profile: Profile, *, state_dir: Path) -> str:
         f"#   qwenops render script --profile {profile.name} -o start_api.sh",
     ]
     if profile.description:
-        lines.append(f"# {profile.description}")
+        lines.append(f"# Profile: {comment_value(profile.description)}")
     lines += ["set -euo pipefail", ""]
     if profile.env:
-        lines.append("# Server environment from the profile (an existing value wins).")
+        lines.append("# Server environment from the profile (an existing non-empty value wins).")
         for key, value in sorted(profile.env.items()):
-            lines.append(f'export {key}="${{{key}:-{_dq(value)}}}"')
+            # Not "${KEY:-value}": a '}' in the value would end the expansion early.
+            lines.append(f'if [[ -z "${{{key}:-}}" ]]; then export {key}={shlex.quote(value)}; fi')
         lines.append("")
     lines += [
         "# The API key comes from the environment only, never from this file or argv (visible in ps).",
@@ -61,9 +64,4 @@ def start_script(profile: Profile, *, state_dir: Path) -> str:
     else:
         rendered_head = shlex.join(head)
     lines.append(f'exec {rendered_head} "${{args[@]}}" "$@"')
-    return "\n".join(lines) + "\n"
-
-
-def _dq(value: str) -> str:
-    """Escape for inside double quotes."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$").replace("`", "\\`")
+    return file_text(lines)

@@ -25,9 +25,12 @@ from qwenops.render.deploy import (
     QWENOPS_BIN,
     SERVICE_USER,
     budgets,
+    check_executable,
+    comments,
     header,
     require_gpu_engine,
 )
+from qwenops.render.emit import file_text, systemd_exec, systemd_line, systemd_text
 
 UNIT_NAME = "qwenops.service"
 
@@ -78,17 +81,18 @@ def systemd_unit(profile: Profile, *, qwenops_bin: str = QWENOPS_BIN) -> str:
     require_gpu_engine(profile, "a systemd unit", alternative=(
         "render a GPU profile such as 4090d, or run it in a container: "
         f"qwenops render dockerfile --profile {profile.name}"))
+    check_executable(qwenops_bin)
     b = budgets(profile)
     name = profile.name
-    lines = header(profile, f"{UNIT_NAME}: vLLM's OpenAI-compatible server under qwenops' supervisor.",
-                   f"qwenops render systemd --profile {name} -o systemd/{UNIT_NAME}")
+    lines = comments(header(profile, f"{UNIT_NAME}: vLLM's OpenAI-compatible server under qwenops' supervisor.",
+                            f"qwenops render systemd --profile {name} -o systemd/{UNIT_NAME}"))
     lines += [
         f"# Install it with: sudo qwenops install systemd --profile {name}  (docs/deploy.md)",
         "# Never add PrivateDevices= (it hides /dev/nvidia*) or MemoryDenyWriteExecute= (Triton and",
         "# torch.compile write and run kernels): both break CUDA.",
         "",
         "[Unit]",
-        f"Description=qwenops: {profile.api_model_name} on vLLM (profile {name})",
+        systemd_line("Description", systemd_text(f"qwenops: {profile.api_model_name} on vLLM (profile {name})")),
         "# The first start downloads the weights from the Hugging Face hub.",
         "Wants=network-online.target",
         "# nvidia-persistenced keeps the driver initialised, so the devices exist and CUDA starts fast.",
@@ -110,9 +114,9 @@ def systemd_unit(profile: Profile, *, qwenops_bin: str = QWENOPS_BIN) -> str:
         "# As root ('+'), failure ignored ('-'): create /dev/nvidia-uvm, which the sandbox below cannot.",
         "ExecStartPre=-+/usr/bin/nvidia-modprobe -c0 -u",
         "# A host that cannot run the profile fails here, with the doctor's findings and fixes in the journal.",
-        f"ExecStartPre={qwenops_bin} doctor --profile {name}",
+        systemd_line("ExecStartPre", systemd_exec([qwenops_bin, "doctor", "--profile", name])),
         "# qwenops is the main process: it spawns vLLM in its own process group and supervises it.",
-        f"ExecStart={qwenops_bin} serve --profile {name}",
+        systemd_line("ExecStart", systemd_exec([qwenops_bin, "serve", "--profile", name])),
         "# qwenops exits 1 when it gives up on vLLM (FATAL) and dies only by a bug or a signal.",
         "Restart=on-failure",
         "# Continue the supervisor's backoff where it stops (its backoff_max_s).",
@@ -160,13 +164,16 @@ def systemd_unit(profile: Profile, *, qwenops_bin: str = QWENOPS_BIN) -> str:
         "[Install]",
         "WantedBy=multi-user.target",
     ]
-    return "\n".join(lines) + "\n"
+    return file_text(lines)
 
 
 def env_file(profile: Profile) -> str:
     """The text of the env file (systemd's EnvironmentFile, compose's env_file) for PROFILE."""
-    lines = header(profile, "qwenops.env: per-host settings for `qwenops serve`; keep it private (chmod 600).",
-                   f"qwenops render env --profile {profile.name} -o systemd/qwenops.env.example")
+    # systemd reads a comment line that ends in a backslash as going on to the next line (which would
+    # swallow QWENOPS_API_KEY=): no line here ends in one (file_text), and a value is a JSON string.
+    lines = comments(header(profile, "qwenops.env: per-host settings for `qwenops serve`; keep it private "
+                            "(chmod 600).",
+                            f"qwenops render env --profile {profile.name} -o systemd/qwenops.env.example"))
     lines += [
         f"# systemd: {ENV_FILE} (qwenops install systemd writes it with a new key); Docker: docker/qwenops.env.",
         "# qwenops refuses to read an env file that holds the key and that group or others can read.",
@@ -186,7 +193,7 @@ def env_file(profile: Profile) -> str:
         "# A Hugging Face token, for gated models or higher download limits:",
         "# HF_TOKEN=",
     ]
-    return "\n".join(lines) + "\n"
+    return file_text(lines)
 
 
 GATEWAY_UNIT_NAME = "qwenops-gateway.service"
@@ -232,14 +239,17 @@ def _gateway_install_lines(profile: Profile) -> list[str]:
 
 def gateway_unit(profile: Profile, *, qwenops_bin: str = QWENOPS_BIN) -> str:
     """The text of qwenops-gateway.service for PROFILE: `qwenops gateway` beside qwenops.service."""
+    check_executable(qwenops_bin)
     name = profile.name
-    lines = header(profile, f"{GATEWAY_UNIT_NAME}: the WebSocket chat relay (`qwenops gateway`) in front of "
-                   f"{UNIT_NAME}.", f"qwenops render gateway-systemd --profile {name} -o systemd/{GATEWAY_UNIT_NAME}")
+    lines = comments(header(profile, f"{GATEWAY_UNIT_NAME}: the WebSocket chat relay (`qwenops gateway`) in "
+                            f"front of {UNIT_NAME}.",
+                            f"qwenops render gateway-systemd --profile {name} -o systemd/{GATEWAY_UNIT_NAME}"))
     lines += [
         *(_gateway_install_lines(profile)),
         "",
         "[Unit]",
-        f"Description=qwenops gateway: WebSocket chats for {profile.api_model_name} (profile {name})",
+        systemd_line("Description", systemd_text(
+            f"qwenops gateway: WebSocket chats for {profile.api_model_name} (profile {name})")),
         "# The server it relays to. Wants=, not Requires=: while the server restarts, chats get `unreachable`",
         "# frames and the connections stay open.",
         f"Wants={UNIT_NAME} network-online.target",
@@ -248,8 +258,8 @@ def gateway_unit(profile: Profile, *, qwenops_bin: str = QWENOPS_BIN) -> str:
         "[Service]",
         "# Up once the process runs; it answers /healthz as soon as it listens.",
         "Type=exec",
-        f"ExecStart={qwenops_bin} gateway --profile {name} --host 0.0.0.0 --port {GATEWAY_PORT} "
-        f"--drain {GATEWAY_DRAIN_S}",
+        systemd_line("ExecStart", systemd_exec([qwenops_bin, "gateway", "--profile", name, "--host", "0.0.0.0",
+                                                "--port", str(GATEWAY_PORT), "--drain", str(GATEWAY_DRAIN_S)])),
         "Restart=on-failure",
         "RestartSec=2",
         "# Exit 2 is bad input (no token beyond loopback, a taken port): a restart cannot fix it.",
@@ -272,4 +282,4 @@ def gateway_unit(profile: Profile, *, qwenops_bin: str = QWENOPS_BIN) -> str:
         "[Install]",
         "WantedBy=multi-user.target",
     ]
-    return "\n".join(lines) + "\n"
+    return file_text(lines)

@@ -1,7 +1,7 @@
 # Dockerfile: `qwenops serve` in a container, as a numeric non-root user.
 # Rendered by qwenops 0.1.0 from profile '4090d-bf16-offload'; re-render instead of editing:
 #   qwenops render dockerfile --profile 4090d-bf16-offload -o docker/Dockerfile
-# Profile: Qwen3-14B bf16 with 12 GiB of weights offloaded to CPU RAM (slow; for comparisons)
+# Profile: "Qwen3-14B bf16 with 12 GiB of weights offloaded to CPU RAM (slow; for comparisons)"
 # Build from the repository root: docker build -f docker/Dockerfile -t qwenops:4090d-bf16-offload .
 # or with its compose file: docker compose -f docker/compose.yaml up -d --build
 

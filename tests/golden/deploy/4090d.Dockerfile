@@ -1,7 +1,7 @@
 # Dockerfile: `qwenops serve` in a container, as a numeric non-root user.
 # Rendered by qwenops 0.1.0 from profile '4090d'; re-render instead of editing:
 #   qwenops render dockerfile --profile 4090d -o docker/Dockerfile
-# Profile: Qwen3-14B AWQ on one RTX 4090D 24 GB (the reference box)
+# Profile: "Qwen3-14B AWQ on one RTX 4090D 24 GB (the reference box)"
 # Build from the repository root: docker build -f docker/Dockerfile -t qwenops:4090d .
 # or with its compose file: docker compose -f docker/compose.yaml up -d --build
 

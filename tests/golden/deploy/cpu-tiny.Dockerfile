@@ -1,7 +1,7 @@
 # Dockerfile.cpu: `qwenops serve` in a container, as a numeric non-root user.
 # Rendered by qwenops 0.1.0 from profile 'cpu-tiny'; re-render instead of editing:
 #   qwenops render dockerfile --profile cpu-tiny -o docker/Dockerfile.cpu
-# Profile: tiny Qwen3-architecture model on vLLM's CPU engine (demo and tests; no GPU needed)
+# Profile: "tiny Qwen3-architecture model on vLLM's CPU engine (demo and tests; no GPU needed)"
 # Build from the repository root: docker build -f docker/Dockerfile.cpu -t qwenops:cpu-tiny .
 # or with its compose file: docker compose -f docker/compose.cpu.yaml up -d --build
 

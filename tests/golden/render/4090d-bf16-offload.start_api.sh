@@ -2,7 +2,7 @@
 # Start vLLM's OpenAI-compatible server for qwenops profile '4090d-bf16-offload'.
 # Rendered by qwenops 0.1.0; re-render instead of editing:
 #   qwenops render script --profile 4090d-bf16-offload -o start_api.sh
-# Qwen3-14B bf16 with 12 GiB of weights offloaded to CPU RAM (slow; for comparisons)
+# Profile: "Qwen3-14B bf16 with 12 GiB of weights offloaded to CPU RAM (slow; for comparisons)"
 set -euo pipefail
 
 # The API key comes from the environment only, never from this file or argv (visible in ps).

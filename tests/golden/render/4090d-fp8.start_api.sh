@@ -2,7 +2,7 @@
 # Start vLLM's OpenAI-compatible server for qwenops profile '4090d-fp8'.
 # Rendered by qwenops 0.1.0; re-render instead of editing:
 #   qwenops render script --profile 4090d-fp8 -o start_api.sh
-# Qwen3-14B FP8 on one RTX 4090D 24 GB
+# Profile: "Qwen3-14B FP8 on one RTX 4090D 24 GB"
 set -euo pipefail
 
 # The API key comes from the environment only, never from this file or argv (visible in ps).

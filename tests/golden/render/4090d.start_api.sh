@@ -2,7 +2,7 @@
 # Start vLLM's OpenAI-compatible server for qwenops profile '4090d'.
 # Rendered by qwenops 0.1.0; re-render instead of editing:
 #   qwenops render script --profile 4090d -o start_api.sh
-# Qwen3-14B AWQ on one RTX 4090D 24 GB (the reference box)
+# Profile: "Qwen3-14B AWQ on one RTX 4090D 24 GB (the reference box)"
 set -euo pipefail
 
 # The API key comes from the environment only, never from this file or argv (visible in ps).

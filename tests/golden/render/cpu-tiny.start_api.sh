@@ -2,11 +2,11 @@
 # Start vLLM's OpenAI-compatible server for qwenops profile 'cpu-tiny'.
 # Rendered by qwenops 0.1.0; re-render instead of editing:
 #   qwenops render script --profile cpu-tiny -o start_api.sh
-# tiny Qwen3-architecture model on vLLM's CPU engine (demo and tests; no GPU needed)
+# Profile: "tiny Qwen3-architecture model on vLLM's CPU engine (demo and tests; no GPU needed)"
 set -euo pipefail
 
-# Server environment from the profile (an existing value wins).
-export VLLM_CPU_KVCACHE_SPACE="${VLLM_CPU_KVCACHE_SPACE:-1}"
+# Server environment from the profile (an existing non-empty value wins).
+if [[ -z "${VLLM_CPU_KVCACHE_SPACE:-}" ]]; then export VLLM_CPU_KVCACHE_SPACE=1; fi
 
 # The API key comes from the environment only, never from this file or argv (visible in ps).
 if [[ -n "${QWENOPS_API_KEY:-}" ]]; then
