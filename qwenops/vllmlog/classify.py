@@ -48,7 +48,8 @@ _PHASE_PATTERNS: tuple[tuple[Phase, re.Pattern[str]], ...] = (
     (Phase.SERVING, re.compile(r"Application startup complete|Uvicorn running on")),
     (Phase.API_STARTING, re.compile(r"Starting vLLM (API )?server on|Available routes are")),
     (Phase.WARMUP, re.compile(r"Capturing (CUDA graphs|cudagraphs|the model for CUDA graphs|CUDA graph shapes)|"
-                              r"init engine \(profile|Compiling a graph|warming up", re.IGNORECASE)),
+                              r"init engine \(profile|Compiling a graph|warming up|CUDA graphs can take additional|"
+                              r"Graph capturing finished", re.IGNORECASE)),
     (Phase.KV_CACHE, re.compile(r"KV cache size|Available KV cache memory|# (GPU|CPU|cuda) blocks|for KV cache|"
                                 r"Maximum concurrency for")),
     (Phase.PROFILING, re.compile(r"Loading weights took|Model loading took|Memory profiling takes")),
@@ -71,8 +72,22 @@ _REQUEST_LOG = re.compile(r"^(?:DEBUG|INFO|WARNING) .*?\] (?:Received request |A
                           r"Generated response |Request \S+ details)")
 # uvicorn's access log (`INFO:     127.0.0.1:5312 - "GET /health HTTP/1.1" 200 OK`): a request was served.
 _ACCESS_LOG = re.compile(r'^INFO:\s+\S+ - "')
-_FRAME = re.compile(r'File "[^"]+", line \d+, in (?P<func>\w+)')
+# A traceback frame, as Python prints it (also with curly or HTML-escaped quotes, as pastes mangle them).
+_FRAME = re.compile('File (?:"|\u201c|&quot;)(?P<file>[^"\u201d&]+)(?:"|\u201d|&quot;), '
+                    r"line \d+, in (?P<func>[\w<>.]+)")
 _TRACEBACK_START = re.compile(r"Traceback \(most recent call last\)")
+# The code line under a frame that hands a phase to the workers by name: V0 `_run_workers("load_model")`,
+# V1 `collective_rpc("determine_available_memory")`; an excerpt cut below it still says what was running.
+_RPC = re.compile(r'(?:collective_rpc|_run_workers|run_method)\(\s*"(?P<method>\w+)"')
+# What a log line says once the logger's own prefix is gone (also the odd `[file.py:12[]` of one paste).
+_LOGGER_PREFIX = re.compile(r"^(?:(?:DEBUG|INFO|WARNING|ERROR|CRITICAL) \d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? "
+                            r"\[?[\w./ -]+:\d+[\]\[]+ ?|(?:ERROR|CRITICAL):\s+)")
+# An exception line: a qualified type name, then its message. Types that end a healthy run (Ctrl-C, a
+# cancelled task at shutdown) are not failures.
+_EXCEPTION_LINE = re.compile(r"^(?P<type>(?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|Exception|Exit|Timeout|Fault))"
+                             r"(?:\(\d+\))?(?::\s*(?P<msg>.*))?$")
+_BENIGN_EXCEPTIONS = re.compile(r"(?:^|\.)(?:KeyboardInterrupt|SystemExit|CancelledError|GeneratorExit|"
+                                r"StopIteration|StopAsyncIteration|ClientDisconnect)$")
 
 
 @dataclass(frozen=True)
@@ -200,14 +215,66 @@ _OOM_TITLES = {
     "profile_oom": "out of memory while profiling a full batch at start-up",
     "runtime_oom": "the GPU ran out of memory",
 }
-# Traceback frames that say what was being allocated when CUDA ran out of memory: parts of function
-# names, so that a frame vLLM renames between versions (capture_model, _capture_cudagraphs,
-# gptq_marlin_repack, create_weights) still tells.
-_OOM_FRAMES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("cudagraph_oom", ("capture", "cudagraph", "cuda_graph")),
-    ("weights_oom", ("weight", "repack", "load_model", "initialize_model", "get_model", "load_state_dict")),
-    ("profile_oom", ("profile_run", "_dummy_", "determine_available_memory", "determine_num_available_blocks")),
+# What a traceback was doing, from its frames: vLLM renames functions between versions, so each phase is
+# a set of names (and file paths) across V0 and V1, and the strongest phase in a stack wins (capturing
+# CUDA graphs runs `_dummy_run`, which is also the profiling run's).
+FramePhase = Literal["capture", "weights", "kv_check", "profile", "bind", "model_files", "media", "serving"]
+_FRAME_PHASES: tuple[tuple[FramePhase, re.Pattern[str], re.Pattern[str] | None], ...] = (
+    # (phase, function name, file path)
+    ("capture", re.compile(r"capture|cudagraph|cuda_graph"), re.compile(r"cuda_graph|cudagraph|/cuda/graphs\.py")),
+    ("weights", re.compile(r"^_?load_weights?$|^_?load_model$|weight_loader|create_weights|^_?initialize_model$|"
+                           r"^get_model$|load_state_dict|repack|process_weights_after_loading|load_checkpoint|"
+                           r"^download_weights|^_?load_\w*weights"),
+     re.compile(r"model_loader|weight_utils")),
+    ("kv_check", re.compile(r"check_enough_kv_cache_memory|raise_if_cache_size_invalid|^get_kv_cache_configs?$"), None),
+    ("profile", re.compile(r"^profile_run$|_dummy_\w*run|determine_available_memory|"
+                           r"determine_num_available_blocks|^profile$"), None),
+    ("bind", re.compile(r"^bind$|^bind_socket$|^create_server$|^_?create_server_socket$|^make_zmq_socket$|^listen$"),
+     None),
+    ("model_files", re.compile(r"^get_config$|^from_pretrained$|hf_hub_download|^cached_files?$|snapshot_download|"
+                               r"get_class_from_dynamic_module|get_cached_module_file|^file_exists$|list_repo_files|"
+                               r"get_hf_file_to_dict|_get_model_path"),
+     re.compile(r"/huggingface_hub/")),
+    ("media", re.compile(r"fetch_(?:image|video|audio)|load_from_url|fetch_\w*media|_load_\w*_url"),
+     re.compile(r"/multimodal/(?:utils|media|image|video|audio)")),
+    ("serving", re.compile(r"^execute_model$|^run_busy_loop$|^_process_engine_step$|^step_with_batch_queue$|"
+                           r"^engine_step$|^run_engine_loop$|^step_async$|^execute_model_async$"), None),
 )
+# Model code constructing its layers allocates the weights (vLLM 0.1-0.2 had no loader frame above it).
+_MODEL_CODE = re.compile(r"/model_executor/models/")
+_CONSTRUCT = re.compile(r"^(?:__init__|<listcomp>|<genexpr>|make_layers)$")
+# The RPC a worker runs, named in the code line under a frame, in the same vocabulary.
+_RPC_PHASES: dict[str, FramePhase] = {
+    "load_model": "weights", "capture_model": "capture", "compile_or_warm_up_model": "capture",
+    "determine_available_memory": "profile", "determine_num_available_blocks": "profile", "profile": "profile",
+    "initialize_cache": "kv_check", "execute_model": "serving",
+}
+_PHASE_WORDS: dict[FramePhase, str] = {
+    "capture": "while capturing CUDA graphs", "weights": "while loading the weights",
+    "kv_check": "while checking the KV cache against max_model_len", "profile": "during the memory-profiling run",
+    "bind": "while binding a port", "model_files": "while resolving the model's files",
+    "media": "while fetching a request's image or media", "serving": "in the model's forward pass while serving",
+}
+
+
+def frame_phase(frames: Iterable[tuple[str, str]]) -> FramePhase | None:
+    """The strongest phase the frames (file, function) of one traceback show, or None."""
+    found: set[FramePhase] = set()
+    for file, func in frames:
+        if not file:  # an RPC named in a code line
+            if func in _RPC_PHASES:
+                found.add(_RPC_PHASES[func])
+            continue
+        for phase, name, path in _FRAME_PHASES:
+            if name.search(func) or (path is not None and path.search(file)):
+                found.add(phase)
+        if _MODEL_CODE.search(file) and _CONSTRUCT.match(func):
+            found.add("weights")
+    return next((phase for phase, _, _ in _FRAME_PHASES if phase in found), None)
+
+
+_FRAME_OOM: dict[FramePhase, str] = {"capture": "cudagraph_oom", "weights": "weights_oom", "profile": "profile_oom",
+                                     "kv_check": "profile_oom", "serving": "runtime_oom"}
 _OOM = re.compile(r"CUDA out of memory|torch\.(?:cuda\.)?OutOfMemoryError|OutOfMemoryError: CUDA|"
                   r"CUDA (?:driver )?error: out of memory|CUBLAS_STATUS_ALLOC_FAILED")
 _OOM_RANK = 5  # between the specific start-up messages and the generic ones
@@ -221,9 +288,17 @@ RULES: tuple[Rule, ...] = (
                     r"tokens that can be stored in KV cache \((?P<kv_tokens>\d+)\))"
                     r"(?:.*?estimated maximum model length is (?P<estimate>\d+))?"),
          _max_len_fix, change=_max_len_change),
+    # The message alone, its numbers cut off (an excerpt, or a terminal's hard wrap the paste lost).
+    Rule("max_len_exceeds_kv", "max_model_len does not fit in the KV cache",
+         re.compile(r"To serve at least one request with the model's max seq len \((?P<wanted>\d+)\)"),
+         _max_len_fix),
     Rule("kv_cache_no_blocks", "no memory left for the KV cache after loading the weights",
-         re.compile(r"No available memory for the cache blocks|No available (?:KV )?cache blocks|# GPU blocks: 0\b|"
-                    r"insufficient (?:GPU )?memory for (?:the )?KV cache"),
+         re.compile(r"No available memory for the cache blocks|No available (?:KV )?cache blocks|"
+                    r"# (?:GPU|cuda|gpu|CUDA|xpu|XPU|hpu|HPU|npu|NPU) blocks: 0\b|"
+                    r"insufficient (?:GPU )?memory for (?:the )?KV cache|"
+                    # vLLM's memory figures: what is left for the KV cache is negative or zero.
+                    r"(?:reserved for KV [Cc]ache is|[Aa]vailable KV cache memory:?|available_kv_cache_memory=?) ?"
+                    r"(?:-\d[\d.]*|0(?:\.0+)?) ?GiB"),
          _const("raise gpu_memory_utilization, lower max_num_seqs / max_num_batched_tokens, or use a "
                 "smaller (quantized) checkpoint; on the CPU engine raise VLLM_CPU_KVCACHE_SPACE")),
     Rule("insufficient_free_memory", "less free GPU memory than gpu_memory_utilization asks for",
@@ -256,7 +331,9 @@ RULES: tuple[Rule, ...] = (
          _const("upgrade the NVIDIA driver (CUDA 12.4 needs >= 550) or install a vLLM/torch built for the driver's "
                 "CUDA version and this GPU's architecture (`qwenops doctor` compares them)")),
     Rule("port_in_use", "the port is already taken",
-         re.compile(r"\[Errno 98\].*address already in use|Address already in use|\[Errno 48\]"),
+         re.compile(r"\[Errno 98\].*address already in use|Address already in use|\[Errno 48\]|EADDRINUSE|"
+                    r"[Aa]ddress in use|[Pp]ort(?: \S+)? is (?:already )?(?:being )?used by (?:an)?other process|"
+                    r"Only one usage of each socket address"),
          _const("stop the process on that port (`ss -ltnp`) or pass another --port"), retryable=True),
     Rule("model_not_found", "the model path or repository cannot be found or opened",
          re.compile(r"Invalid repository ID or local directory specified.*|"
@@ -267,7 +344,11 @@ RULES: tuple[Rule, ...] = (
                     r"We couldn't connect to 'https://huggingface\.co'|LocalEntryNotFoundError|"
                     r"No such file or directory: '[^']*config\.json'|"
                     # vLLM 0.32 hands a missing local directory to huggingface_hub as a repo id:
-                    r"Repo id must be in the form 'repo_name' or 'namespace/repo_name'"),
+                    r"Repo id must be in the form 'repo_name' or 'namespace/repo_name'|"
+                    r"does not appear to have (?:a )?files? named|Cache directory not found|CacheNotFound|"
+                    r"(?:RepositoryNotFound|RevisionNotFound|EntryNotFound|HFValidation)Error|"
+                    r"Can't load (?:the )?(?:config|tokenizer|configuration) for|"
+                    r"(?:model|Model) (?:path|directory) .* does not exist"),
          _const("check `model:` in the profile (a local directory must exist; a repo id must be spelt right, and a "
                 "gated one needs HF_TOKEN and accepted terms); for cpu-tiny run `qwenops model build-tiny`")),
     Rule("invalid_argument", "vLLM rejected a command-line flag",
@@ -309,12 +390,46 @@ RULES: tuple[Rule, ...] = (
          _const("find the ValueError below this line in the log: if it is \"maximum context length\", lower the "
                 "request's max_tokens or trim the prompt, or raise max_model_len; vLLM kept serving"),
          severity="warning", when="service"),
+    Rule("unsupported_dtype", "this GPU does not support the model's dtype",
+         re.compile(r"Bfloat16 is only supported on GPUs with compute capability|"
+                    r"(?:bfloat16|bf16|BF16|[Ff]loat8|FP8|fp8)\b.{0,40}(?:is )?not supported (?:on|by) "
+                    r"(?:this|the|your)|"
+                    r"compute capability (?:of )?at least \d+\.\d+"),
+         _const("set dtype: float16 (`--set dtype=half`; this GPU has no bfloat16), or a checkpoint and "
+                "quantization this GPU's compute capability supports")),
+    # Client-side logs: the client library's own exception says how the answer ended.
+    Rule("stream_interrupted", "the connection closed before the answer was complete",
+         re.compile(r"RemoteProtocolError|incomplete chunked read|peer closed connection without sending complete|"
+                    r"ClientPayloadError|ChunkedEncodingError|TransferEncodingError|Response payload is not completed|"
+                    r"ServerDisconnectedError|Server disconnected without sending a response|IncompleteRead|"
+                    r"Not enough data (?:for|to) satisfy (?:transfer|content) length"),
+         _const("the server or a proxy closed the stream mid-answer: check the server log at that time for an "
+                "engine death (then fix that), else raise the proxy's read/idle timeout (nginx proxy_read_timeout) "
+                "and retry"),
+         when="any", retryable=True),
+    Rule("client_timeout", "the client timed out waiting for the answer",
+         re.compile(r"ReadTimeout|APITimeoutError|Request timed out|Read timed out|ReadTimeoutError|"
+                    r"TimeoutError: timed out|asyncio\.TimeoutError|asyncio\.exceptions\.TimeoutError"),
+         _const("the answer took longer than the client's read timeout: raise it (openai: `timeout=`, httpx: "
+                "`Timeout(read=...)`) to cover the longest answer, or cap max_tokens; `qwenops troubleshoot --probe` "
+                "measures the longest answer"),
+         when="any", retryable=True),
+    Rule("auth", "the server refused the request's API key",
+         re.compile(r"AuthenticationError|PermissionDeniedError|Error code: 40[13]|status_code=40[13]|"
+                    r"\b40[13] (?:Unauthorized|Forbidden)|Incorrect API key|[Ii]nvalid API key|"
+                    r"\{\s*\"error\"\s*:\s*\"Unauthorized\"\}"),
+         _const("send the server's key (`Authorization: Bearer $VLLM_API_KEY`; the client's api_key must match "
+                "the server's --api-key), or check a proxy's auth in front of it"),
+         when="any"),
+    Rule("invalid_argument", "vLLM's argument parser refused the command line",
+         re.compile(r"^usage: \S+(?: \S+)? \[-h\]"),
+         _const("find the `error:` line argparse printed under this usage text: remove or fix that flag in the "
+                "profile's extra_args (see `vllm serve --help`)")),
     Rule("kv_cache_preemption", "requests were preempted: the KV cache is too small for the batch",
          re.compile(r"is preempted by PreemptionMode\.\w+ mode because there is not enough KV cache space"),
          _preemption_fix, severity="warning", when="service"),
     Rule("engine_stalled", "the engine stopped making progress",
-         re.compile(r"No available shared memory broadcast block found in \d+ seconds?|"
-                    r"(?:Watchdog caught collective operation timeout|NCCL (?:watchdog )?timeout)|"
+         re.compile(r"(?:Watchdog caught collective operation timeout|NCCL (?:watchdog )?timeout)|"
                     r"RPC call to \w+ timed out|Engine (?:core )?(?:is )?hung|Engine iteration timed out"),
          _const("the engine is blocked (a stuck worker, NCCL, or an overloaded CPU): check `qwenops status` and "
                 "the host's CPU; restart the server; `qwenops serve` restarts a stalled engine itself"),
@@ -346,7 +461,41 @@ _MODEL_NOT_GENERATIVE = Rule(
     _const("give the checkpoint a *ForCausalLM `architectures` entry in config.json (for cpu-tiny: "
            "`qwenops model build-tiny --force DIR`); a chat server needs the 'generate' task"),
 )
-GENERIC_RANK = len(RULES) - 1  # engine_dead: always a consequence when anything else is known
+UNCLASSIFIED_RANK = len(RULES)  # an error no rule explains: after every named cause, before the engine's death
+GENERIC_RANK = len(RULES) + 1  # engine_dead: always a consequence when anything else is known
+_RANKS = {id(rule): (GENERIC_RANK if rule.category == "engine_dead" else rank) for rank, rule in enumerate(RULES)}
+# "Waiting for a free shared memory block": benign while a slow capture or compile goes on, a stall when
+# nothing follows it. Judged at the end of the log, by whether anything progressed after it.
+_SHM_WAIT = re.compile(r"No available shared memory broadcast block found in \d+ seconds?")
+# vLLM's memory figures, which decide between causes: the longest context, the KV cache's blocks.
+_MAX_LEN = re.compile(r"\bmax_seq_len=(?P<len>\d+)|\bmax_model_len=(?P<len2>\d+)|Using max model len (?P<len3>\d+)")
+_BLOCK_SIZE = re.compile(r"\bblock_size=(?P<size>\d+)")
+_BLOCKS = re.compile(r"# (?:GPU|cuda|gpu|CUDA) blocks: (?P<blocks>[1-9]\d*)")
+# A CUDA OOM's own figures: memory this process does not hold is another process's (or a leak's).
+_OOM_FIGURES = (
+    re.compile(r"(?P<total>[\d.]+) GiB total capacity; [\d.]+ [GM]iB already allocated; "
+               r"(?P<free>[\d.]+) (?P<fu>[GM])iB free; (?P<this>[\d.]+) (?P<tu>[GM])iB reserved in total by PyTorch"),
+    re.compile(r"total capacity of (?P<total>[\d.]+) GiB of which (?P<free>[\d.]+) (?P<fu>[GM])iB is free\..*?"
+               r"this process has (?P<this>[\d.]+) (?P<tu>[GM])iB memory in use"),
+)
+# The process died without a Python exception: a signal, a fatal error in native code.
+_CRASH = re.compile(r"Fatal Python error: (?P<what>\w[\w ]*)|Segmentation fault|core dumped|"
+                    r"\bSIG(?:SEGV|ABRT|BUS|ILL|KILL)\b|NCCL error|ncclInternalError|ncclSystemError|"
+                    r"CUDA error: (?!out of memory)[\w -]+")
+_CLIENT_ABORT = re.compile(r"Aborted request(?:s)? \S+")
+
+
+def _oom_other_gib(text: str) -> tuple[float, float] | None:
+    """(GiB that other processes hold, the GPU's total) from an OOM message's figures, when it gives them."""
+    for pattern in _OOM_FIGURES:
+        match = pattern.search(text)
+        if match:
+            def gib(value: str, unit: str) -> float:
+                return float(value) / (1024 if unit == "M" else 1)
+            total = float(match.group("total"))
+            other = total - gib(match.group("free"), match.group("fu")) - gib(match.group("this"), match.group("tu"))
+            return other, total
+    return None
 
 
 def _candidate_pattern() -> BytesPattern:
@@ -357,11 +506,16 @@ def _candidate_pattern() -> BytesPattern:
     groups are dropped (alternatives may share them); a case-blind pattern stays case-blind inside.
     Compiled with RE2 where google-re2 is installed (a dependency; Python's `re` otherwise, slower)."""
     patterns = [rule.pattern for rule in RULES] + [pattern for _, pattern in _PHASE_PATTERNS]
-    patterns += [_OOM, _NEW_BOOT, _FRAME, _TRACEBACK_START, _MODEL_NOT_GENERATIVE.pattern, _NO_PROGRESS, _KV_FULL,
-                 _ERROR_LINE, re.compile(r"validation error for")]
+    patterns += [_OOM, _NEW_BOOT, re.compile(r", line \d+, in "), _TRACEBACK_START, _MODEL_NOT_GENERATIVE.pattern,
+                 _NO_PROGRESS, _KV_FULL,
+                 _ERROR_LINE, re.compile(r"validation error for"), _RPC, _SHM_WAIT, _MAX_LEN, _BLOCKS, _CLIENT_ABORT,
+                 re.compile(r"(?:Error|Exception|Exit|Timeout|Fault)(?:\(\d+\))?(?::|$)"),
+                 re.compile(r"Fatal Python error|Segmentation fault|core dumped|SIGSEGV|SIGABRT|NCCL error|"
+                            r"CUDA error")]
     parts = []
     for pattern in patterns:
         source = re.sub(r"\(\?P<\w+>", "(?:", pattern.pattern).removeprefix("^")
+        source = source.replace("(?!out of memory)", "")  # RE2 has no lookahead: the superset is fine
         parts.append(f"(?i:{source})" if pattern.flags & re.IGNORECASE else f"(?:{source})")
     joined = "(?m)" + "|".join(parts)
     try:
@@ -374,6 +528,8 @@ def _candidate_pattern() -> BytesPattern:
 CANDIDATE = _candidate_pattern()
 # Request-log and access-log lines: evidence of serving, never of anything else.
 SERVED = re.compile(rb' HTTP/1\.[01]" \d{3}|\] (?:Received|Added) request ')
+_SERVED_TEXT = re.compile(SERVED.pattern.decode())
+_ACCESS_AUTH = re.compile(r' HTTP/1\.[01]" 40[13]\b')
 
 
 def quote(line: str) -> str:
@@ -385,8 +541,24 @@ def _evidence(line: LogLine, text: str) -> tuple[Evidence, ...]:
 
 
 @dataclass
+class _Traceback:
+    """One traceback as it is read: its frames (file, function; an RPC's name with no file), where it began."""
+
+    first: LogLine
+    phase: Phase
+    serving: bool
+    frames: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
 class LogClassifier:
     """Feed it a log's lines in order; it tracks the phase and collects findings, most specific first.
+
+    What it reads, strongest first: an exception's type and message and the traceback frames above it
+    (what vLLM was doing: loading weights, profiling, capturing CUDA graphs, serving); the numbers in a
+    message (memory free against requested, max_model_len against what the KV cache holds); the last
+    start-up phase the log reached; and last, vLLM's own wording. An error line no rule explains is still
+    a finding (`unclassified`), quoted, never silence.
 
     `startup_only` is the supervisor's mode: once the server serves, only engine death and stalls count.
     """
@@ -396,41 +568,76 @@ class LogClassifier:
     phase: Phase = Phase.LAUNCHING
     serving: bool = False
     _frames: list[str] = field(default_factory=list)
+    _traceback: _Traceback | None = None  # the one being read: frames seen, its exception line not yet
+    _last_frames: list[tuple[str, str]] = field(default_factory=list)  # of the traceback read last
+    _cut: _Traceback | None = None  # the last traceback that ended without its exception line
     _pending_validation: tuple[LogLine, str] | None = None
     _no_progress: tuple[LogLine, str] | None = None  # the first throughput line with no progress
     _no_progress_lines: int = 0
+    _progress: int = 0  # phase lines and served requests seen: what a stall must not be followed by
+    _shm_wait: tuple[LogLine, str, int] | None = None
+    _unplaced_oom: list[tuple[str, str]] = field(default_factory=list)  # OOM findings no phase placed yet
+    _error_line: tuple[LogLine, str] | None = None  # the first logger ERROR line no rule explained
+    _max_len: int | None = None
+    _block_size: int = BLOCK_TOKENS
     _found: dict[tuple[str, str], Finding] = field(default_factory=dict)
 
     def feed(self, line: LogLine) -> Phase | None:
         """Take one normalised line; return the new phase when it moved forward, else None."""
         if line.served_before:
-            self.serving = True
+            self._served()
         text = line.text.strip()
         if not text:
             return None
-        if _REQUEST_LOG.match(text) or _ACCESS_LOG.match(text):
-            self.serving = True
+        if _REQUEST_LOG.match(text) or _ACCESS_LOG.match(text) or _SERVED_TEXT.search(text):
+            self._served()
+            if _ACCESS_AUTH.search(text) and not _REQUEST_LOG.match(text) and not self.startup_only:
+                self._add(Finding("auth", "warning", "requests were refused for their API key (HTTP 401/403)",
+                                  _evidence(line, text), RULES_BY_CATEGORY["auth"].fix(_NO_MATCH, self.flags),
+                                  rank=UNCLASSIFIED_RANK))
             return None
         if self.serving and _NEW_BOOT.search(text):
             self.serving, self.phase = False, Phase.LAUNCHING
-        self._track_traceback(text)
+        self._track_traceback(line, text)
         self._match(line, text)
         for phase, pattern in _PHASE_PATTERNS:
             if pattern.search(text):
+                self._progress += 1
                 if _PHASE_ORDER.index(phase) > _PHASE_ORDER.index(self.phase):
                     self.phase = phase
                     return phase
                 return None
         return None
 
-    def _track_traceback(self, text: str) -> None:
-        if _TRACEBACK_START.search(text):
-            self._frames = []
+    def _served(self) -> None:
+        if not self.serving:
+            self._progress += 1
+        self.serving = True
+
+    def _track_traceback(self, line: LogLine, text: str) -> None:
+        body = _LOGGER_PREFIX.sub("", text, count=1)
+        if _TRACEBACK_START.search(body):
+            self._close_cut()
+            self._traceback = _Traceback(line, self.phase, self.serving)
+            self._frames, self._last_frames = [], self._traceback.frames
             return
-        frame = _FRAME.search(text)
-        if frame:
-            self._frames.append(frame.group("func"))
-            del self._frames[:-64]  # a deep traceback keeps its innermost frames
+        frame = _FRAME.search(body)
+        rpc = None if frame else _RPC.search(body)
+        if frame or rpc:
+            if self._traceback is None:  # an excerpt that starts inside a traceback
+                self._traceback = _Traceback(line, self.phase, self.serving)
+                self._frames, self._last_frames = [], self._traceback.frames
+            entry = (frame.group("file"), frame.group("func")) if frame else ("", rpc.group("method") if rpc else "")
+            self._traceback.frames.append(entry)
+            del self._traceback.frames[:-64]  # a deep traceback keeps its innermost frames
+            self._frames.append(entry[1])
+            del self._frames[:-64]
+
+    def _close_cut(self) -> None:
+        """The traceback being read ended without an exception line (a paste cut it, or a second began)."""
+        if self._traceback is not None and self._traceback.frames:
+            self._cut = self._traceback
+        self._traceback = None
 
     def _match(self, line: LogLine, text: str) -> None:
         # pydantic's ValidationError names the field on the *next* line; quote both.
@@ -444,33 +651,128 @@ class LogClassifier:
         startup_evidence = not self.serving
         if self.startup_only and not startup_evidence:
             return
-        for rank, rule in enumerate(RULES):
-            if rule.when == "startup" and not startup_evidence:
-                continue
-            match = rule.pattern.search(text)
-            if match:
-                self._add(Finding(rule.category, rule.severity, rule.title, _evidence(line, text),
-                                  rule.fix(match, self.flags), rule.retryable, rank,
-                                  change=rule.change(match) if rule.change else None))
-                return
-        if _OOM.search(text):
-            category = self._oom_category()
-            self._add(Finding(category, "error", _OOM_TITLES[category], _evidence(line, text), _OOM_FIXES[category],
-                              retryable=category == "runtime_oom", rank=_OOM_RANK,
-                              change={"enforce_eager": True} if category == "cudagraph_oom" else None))
-            return
-        if self._throughput(line, text):
-            return
-        if startup_evidence and self.phase is Phase.WARMUP and _ERROR_LINE.match(text):
+        body = _LOGGER_PREFIX.sub("", text, count=1)
+        exception = _EXCEPTION_LINE.match(body)
+        if exception and not _FRAME.search(body):
+            self._traceback = None  # its exception line closes a traceback
+        if self._rules(line, text, startup_evidence) or (line.spaced and
+                                                          self._rules(line, line.spaced, startup_evidence)):
+            pass
+        elif _OOM.search(text):
+            self._oom(line, text)
+        elif self._throughput(line, text) or self._numbers(line, text):
+            pass
+        elif _SHM_WAIT.search(text):
+            self._shm_wait = self._shm_wait or (line, text, self._progress)
+        elif _CLIENT_ABORT.search(text) and not self.startup_only:
+            self._client_abort(line, text)
+        elif startup_evidence and self.phase is Phase.WARMUP and _ERROR_LINE.match(text) and not exception:
             # A fallback for excerpts that lost the exception: as generic as "the engine died".
             self._add(Finding("cudagraph_oom", "error", "the start-up failed while capturing CUDA graphs",
-                              _evidence(line, text), _OOM_FIXES["cudagraph_oom"], rank=GENERIC_RANK))
-            return
+                              _evidence(line, text), _OOM_FIXES["cudagraph_oom"], rank=UNCLASSIFIED_RANK))
+        else:
+            self._named_or_not(line, text, body, exception, startup_evidence)
+
+    def _client_abort(self, line: LogLine, text: str) -> None:
+        self._add(Finding("client_timeout", "warning", "the client closed requests before their answers ended",
+                          _evidence(line, text), "vLLM aborts a request when its client disconnects: a client "
+                          "read timeout shorter than the answer (raise it, or cap max_tokens), a proxy's idle "
+                          "cut, or a user's cancel; compare the client's timeout with `qwenops status` TPOT x "
+                          "max_tokens", rank=UNCLASSIFIED_RANK))
+        self._add(Finding("stream_interrupted", "info", "or a proxy cut the streams (the server saw the client go)",
+                          _evidence(line, text), "check a proxy's read/idle timeout between client and server",
+                          rank=UNCLASSIFIED_RANK + 1))
+
+    def _named_or_not(self, line: LogLine, text: str, body: str, exception: re.Match[str] | None,
+                      startup_evidence: bool) -> None:
         tasks = _MODEL_NOT_GENERATIVE.pattern.search(text)
         if tasks and startup_evidence and "'generate'" not in tasks.group("tasks"):
             rule = _MODEL_NOT_GENERATIVE
             self._add(Finding(rule.category, "error", rule.title, _evidence(line, text), rule.fix(tasks, self.flags),
                               rank=-1))
+            return
+        if not self.startup_only:
+            self._unexplained(line, text, body, exception)
+
+    def _unexplained(self, line: LogLine, text: str, body: str, exception: re.Match[str] | None) -> None:
+        """A line no rule names: an exception or a crash is an `unclassified` error at once; a logger ERROR line
+        is kept, and reported only when nothing else in the log is an error."""
+        if exception and not _BENIGN_EXCEPTIONS.search(exception.group("type")):
+            self._unclassified(line, body, exception.group("type"))
+            return
+        crash = _CRASH.search(body)
+        if crash:
+            self._unclassified(line, body, "a crash")
+            return
+        if _ERROR_LINE.match(text) and self._error_line is None and not _FRAME.search(body) \
+                and not body.startswith((" ", "Traceback")):
+            self._error_line = (line, text)
+
+    def _rules(self, line: LogLine, text: str, startup_evidence: bool) -> bool:
+        for rule in RULES:
+            if rule.when == "startup" and not startup_evidence:
+                continue
+            match = rule.pattern.search(text)
+            if match:
+                category, title = rule.category, rule.title
+                if category == "stream_interrupted" and frame_phase(self._last_frames) == "media":
+                    category, title = "media_fetch_error", "vLLM could not download a request's image or media"
+                fix = rule.fix(match, self.flags) if category == rule.category else _MEDIA_FIX
+                self._add(Finding(category, rule.severity, title, _evidence(line, text), fix, rule.retryable,
+                                  _RANKS[id(rule)], change=rule.change(match) if rule.change else None))
+                return True
+        return False
+
+    def _oom(self, line: LogLine, text: str) -> None:
+        category = self._oom_category()
+        self._add(Finding(category, "error", _OOM_TITLES[category], _evidence(line, text), _OOM_FIXES[category],
+                          retryable=category == "runtime_oom", rank=_OOM_RANK,
+                          change={"enforce_eager": True} if category == "cudagraph_oom" else None))
+        if category == "runtime_oom" and not self.serving and not self._frames \
+                and _PHASE_ORDER.index(self.phase) <= _PHASE_ORDER.index(Phase.CONFIGURING):
+            self._unplaced_oom.append((category, _OOM_TITLES[category]))
+        figures = _oom_other_gib(text)
+        if figures is not None:
+            other, total = figures
+            if other >= max(2.0, 0.25 * total):
+                self._add(Finding(
+                    "insufficient_free_memory", "error",
+                    f"other processes held {other:.1f} of the GPU's {total:g} GiB when vLLM ran out of memory",
+                    _evidence(line, text),
+                    f"stop the other processes on the GPU (nvidia-smi) or lower gpu_memory_utilization to fit what "
+                    f"is free ({total - other:.1f} GiB); the out-of-memory error follows from it", retryable=True,
+                    rank=_OOM_RANK - 1))
+
+    def _numbers(self, line: LogLine, text: str) -> bool:
+        """Figures that decide a cause only together: max_model_len against what the KV cache's blocks hold."""
+        length = _MAX_LEN.search(text)
+        if length:
+            self._max_len = int(next(g for g in length.groups() if g))
+            size = _BLOCK_SIZE.search(text)
+            if size:
+                self._block_size = int(size.group("size"))
+        blocks = _BLOCKS.search(text)
+        if not blocks:
+            return bool(length)
+        tokens = int(blocks.group("blocks")) * self._block_size
+        if self._max_len is not None and tokens < self._max_len:
+            self._add(Finding(
+                "max_len_exceeds_kv", "error", "max_model_len does not fit in the KV cache", _evidence(line, text),
+                f"{_set('max_model_len', tokens, self.flags)}, the tokens the KV cache holds ({blocks.group('blocks')} "
+                f"blocks of {self._block_size}, less than max_model_len {self._max_len}); or raise "
+                f"gpu_memory_utilization", rank=0,
+                change={"max_model_len": tokens // BLOCK_TOKENS * BLOCK_TOKENS} if tokens >= BLOCK_TOKENS else None))
+        return True
+
+    def _unclassified(self, line: LogLine, body: str, kind: str) -> None:
+        where = frame_phase(self._last_frames) if self._last_frames else None
+        place = f" {_PHASE_WORDS[where]}" if where else (" while serving" if self.serving else
+                                                          f" at start-up ({self.phase.value})")
+        self._add(Finding(
+            "unclassified", "error", f"an error no rule explains ({kind}){place}", _evidence(line, body),
+            "no known cause matches this line: read the traceback and the first ERROR above it in this process's "
+            "output (the earliest error is the cause; later ones follow from it), and search vLLM's issues for "
+            "the quoted message", rank=UNCLASSIFIED_RANK))
 
     def _throughput(self, line: LogLine, text: str) -> bool:
         stalled = _NO_PROGRESS.search(text)
@@ -495,9 +797,11 @@ class LogClassifier:
         return False
 
     def _oom_category(self) -> str:
-        for category, parts in _OOM_FRAMES:
-            if any(part in frame for frame in self._frames for part in parts):
-                return category
+        where = frame_phase(self._last_frames)
+        if where in _FRAME_OOM and not (where == "serving" and not self.serving):
+            return _FRAME_OOM[where]
+        if where is not None and where != "serving":
+            return "runtime_oom"
         if self.serving:
             return "runtime_oom"
         return _PHASE_OOM.get(self.phase, "runtime_oom")
@@ -508,22 +812,91 @@ class LogClassifier:
         seen = self._found.get(key)
         self._found[key] = finding if seen is None else replace(seen, count=seen.count + 1)
 
+    def _concluded(self) -> dict[tuple[str, str], Finding]:
+        """The findings with what only the whole log decides: a stall nothing followed, an OOM placed by the
+        phase the log reached (a paste in reverse order), a traceback cut before its exception line, an
+        ERROR line that nothing else explains."""
+        found = dict(self._found)
+        if self._shm_wait is not None and self._shm_wait[2] == self._progress:
+            line, text, _ = self._shm_wait
+            rule = RULES_BY_CATEGORY["engine_stalled"]
+            found[("engine_stalled", rule.title)] = Finding(
+                "engine_stalled", "error", "the engine stopped making progress (workers waited and nothing followed)",
+                _evidence(line, text), rule.fix(_NO_MATCH, self.flags), retryable=True, rank=_RANKS[id(rule)])
+        for key in self._unplaced_oom:
+            category = _PHASE_OOM.get(self.phase)
+            if category and key in found:
+                oom = found.pop(key)
+                found[(category, _OOM_TITLES[category])] = replace(
+                    oom, category=category, title=_OOM_TITLES[category], fix=_OOM_FIXES[category], retryable=False,
+                    change={"enforce_eager": True} if category == "cudagraph_oom" else None)
+        has_error = any(f.severity == "error" and f.rank < GENERIC_RANK for f in found.values())
+        cut = self._traceback if self._traceback is not None and self._traceback.frames else self._cut
+        if cut is not None and not has_error and not self.startup_only:
+            finding = self._cut_finding(cut)
+            if finding is not None and (finding.category != "unclassified" or
+                                        not any(f.severity == "error" for f in found.values())):
+                found[(finding.category, finding.title)] = finding
+                has_error = True
+        if self._error_line is not None and not has_error and not self.startup_only \
+                and not any(f.severity == "error" for f in found.values()):
+            line, text = self._error_line
+            found[("unclassified", "error line")] = Finding(
+                "unclassified", "error", "an ERROR line no rule explains", _evidence(line, text),
+                "no known cause matches this line: read the lines around it and the first traceback above it; "
+                "search vLLM's issues for the quoted message", rank=UNCLASSIFIED_RANK)
+        return found
+
+    def _cut_finding(self, cut: _Traceback) -> Finding | None:
+        """A traceback whose exception line the excerpt lost: its frames still say what vLLM was doing."""
+        where = frame_phase(cut.frames)
+        quote_at = Evidence(f"log line {cut.first.number}",
+                            quote(f"a traceback through {', '.join(f for _, f in cut.frames[-4:])} "
+                                  f"(its exception line is missing)"))
+        by_phase = {"weights": "weights_oom", "capture": "cudagraph_oom", "profile": "profile_oom",
+                    "bind": "port_in_use", "model_files": "model_not_found", "media": "media_fetch_error"}
+        if where == "kv_check":
+            category = "max_len_exceeds_kv" if self._max_len else "kv_cache_no_blocks"
+        elif where in by_phase:
+            category = by_phase[where]
+        elif where == "serving" or cut.serving:
+            return None  # the engine died in service: engine_dead says so, the cause is not in the excerpt
+        else:
+            return Finding("unclassified", "error", "a traceback cut before its exception line", (quote_at,),
+                           "the log ends inside a traceback: find the exception line below it in the full log "
+                           "(the first error of that process is the cause)", rank=UNCLASSIFIED_RANK)
+        fix = (_OOM_FIXES.get(category) or _MEDIA_FIX if category == "media_fetch_error"
+               else _OOM_FIXES.get(category) or RULES_BY_CATEGORY[category].fix(_NO_MATCH, self.flags))
+        return Finding(category, "error", f"the start-up failed {_PHASE_WORDS[where]} (the excerpt ends before the "
+                       f"error; this is the common cause there)", (quote_at,), fix, rank=UNCLASSIFIED_RANK - 1)
+
     def findings(self) -> list[Finding]:
         """Errors first, the root cause (most specific) first among them; then warnings, then notes.
 
         The generic "the engine died" is a consequence whenever something more specific was found, and
-        is then reported as a note under it, not as a second error.
+        is then reported as a note under it, not as a second error; so is an unexplained error beside a
+        named cause.
         """
-        found = list(self._found.values())
+        found = list(self._concluded().values())
         if any(f.severity == "error" and f.rank < GENERIC_RANK for f in found):
             found = [replace(f, severity="info", title=f"{f.title} (follows from the error above)")
                      if f.rank >= GENERIC_RANK and f.severity == "error" else f for f in found]
+        if any(f.severity == "error" and f.rank < UNCLASSIFIED_RANK - 1 for f in found):
+            found = [replace(f, severity="info", title=f"{f.title} (probably follows from the error above)")
+                     if f.category == "unclassified" and f.severity == "error" else f for f in found]
         order = {"error": 0, "warning": 1, "info": 2}
         return sorted(found, key=lambda f: (order[f.severity], f.rank))
 
     def root_cause(self) -> Finding | None:
         errors = [f for f in self.findings() if f.severity == "error"]
         return errors[0] if errors else None
+
+
+RULES_BY_CATEGORY = {rule.category: rule for rule in reversed(RULES)}  # the first rule of each category
+_NO_MATCH = cast("re.Match[str]", re.match(r"(?P<wanted>)", ""))
+_MEDIA_FIX = ("vLLM could not download an image or video a request named by URL: check that the URL answers from "
+              "the server's network (not only the client's), or send the media inline (base64 data URL); "
+              "raise VLLM_IMAGE_FETCH_TIMEOUT for slow hosts")
 
 
 def classify_lines(lines: Iterable[LogLine], flags: Flags | None = None) -> list[Finding]:

@@ -194,7 +194,20 @@ def test_a_url_that_is_not_http_is_bad_input(url: str) -> None:
     assert result.exit_code == 2 and result.stderr.startswith("error: --base-url: ")
 
 
-ALL_LOGS = sorted(LOGS.rglob("*.log"))
+def dev_logs() -> list[Path]:
+    """Every log a rule writer may run: the corpus's held-out test half is read by its benchmark alone, and a
+    corpus log its index.json does not list yet (a collector is adding it) has no known half."""
+    from benchmarks.troubleshoot_accuracy import in_test_half, load_cases
+
+    cases = load_cases()
+    held_out = {case.path for case in cases if in_test_half(case)}
+    indexed = {case.path for case in cases}
+    corpus = LOGS / "corpus"
+    return sorted(path for path in LOGS.rglob("*.log")
+                  if path not in held_out and (not path.is_relative_to(corpus) or path in indexed))
+
+
+ALL_LOGS = dev_logs()
 
 
 @pytest.mark.parametrize("engine", ["re2", "re"])
@@ -220,7 +233,8 @@ def test_the_block_scanner_finds_what_reading_every_line_finds(path: Path, engin
     for line in candidates:
         scanned.feed(line)
     assert scanned.findings() == every.findings()
-    assert candidates[-1].number == len(lines)
+    data = path.read_bytes()
+    assert candidates[-1].number == data.count(b"\n") + (not data.endswith(b"\n"))  # every line, joined or not
     assert (scanned.phase, scanned.serving) == (every.phase, every.serving)
 
 
