@@ -121,3 +121,29 @@ LOG_TOOL_TAIL_LINES = 500_000
 MAX_TUNE_VALUES = 16
 MAX_TUNE_CANDIDATES = 256
 MAX_TUNE_TOKENS = 1 << 20
+
+# ------------------------------------------------------------- reading a server (qwenops.httpread)
+
+# Each network read of such a request: connecting, and the longest wait for the next byte. The total
+# deadline above bounds the whole exchange whatever these are.
+HTTP_CONNECT_TIMEOUT_S = 5.0
+HTTP_READ_TIMEOUT_S = 5.0
+
+# Redirects followed, and only on the server's own scheme, host and port; one elsewhere is reported.
+MAX_REDIRECTS = 3
+
+# The largest gauge or counter value taken as a fact from /metrics: 10^15 tokens at 10^5 tokens/s is
+# three centuries. A value above it, negative, NaN or infinite is shown as n/a with the reason.
+MAX_METRIC_VALUE = 1e15
+
+# Model names a server lists in /v1/models that a report shows, and the characters of each.
+MAX_MODELS_SHOWN = 16
+MAX_MODEL_NAME_CHARS = 200
+
+
+# ------------------------------------------------------------------------------ limits added later
+
+# One number in client JSON (a WebSocket frame), in characters. A double needs at most ~25 and a 64-bit
+# seed 20; Python refuses to convert an int of more than 4,300 digits in either direction, so a longer
+# literal would fail only later, sending it on.
+MAX_JSON_NUMBER_CHARS = 100
