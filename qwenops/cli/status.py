@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -11,34 +11,60 @@ from qwenops.cli._common import finish, json_option, profile_option
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
+    from qwenops.config.target import ConfiguredServer
     from qwenops.status import ServerStatus
+
+    _FloatParam = click.ParamType[float, Any]  # generic from click 8.3; a plain class before
+else:
+    _FloatParam = click.ParamType
+
+
+class Seconds(_FloatParam):
+    """A finite number of seconds in [0.2, 3600]: click's FloatRange lets nan through (every comparison
+    with nan is false), and time.sleep(nan) is a ValueError."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        import math
+
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not math.isfinite(seconds) or not 0.2 <= seconds <= 3600:
+            self.fail(f"{value!r} is not a number of seconds from 0.2 to 3600", param, ctx)
+        return seconds
 
 
 @click.command("status")
 @profile_option
 @click.option("--base-url", metavar="URL", help="The server (default: QWENOPS_BASE_URL, else the profile's).")
-@click.option("--interval", "interval_s", type=click.FloatRange(0.2, 3600), default=2.0, show_default=True,
+@click.option("--interval", "interval_s", type=Seconds(), default=2.0, show_default=True,
               help="Seconds between the two scrapes that rates and latency percentiles are taken over.")
 @click.option("--watch", is_flag=True, help="Refresh every interval until Ctrl-C (in place on a terminal).")
 @json_option
 def status(*, profile: str | None, base_url: str | None, interval_s: float, watch: bool, json_mode: bool) -> None:
     """Requests running and waiting, KV cache use, preemptions, tokens/s, TTFT and TPOT over the last interval.
-    Exit 0 when the server is healthy, 1 when it answers but is not, 3 when nothing answers."""
+    Exit 0 when the server is healthy and every value could be read, 1 when it answers but is not healthy
+    or a value cannot be trusted (the reason is printed), 2 when the URL is not a vLLM server, 3 when
+    nothing answers in time."""
     from qwenops.config.target import configured_server
     from qwenops.results import CommandResult
     from qwenops.status import read_status
 
     if watch and json_mode:
         raise click.UsageError("--watch draws a screen; --json prints one document: choose one")
-    url = configured_server(profile, base_url).url
+    server = configured_server(profile, base_url)
     if watch:
-        _watch(url, interval_s)
+        _watch(server, interval_s)
         return
-    result = read_status(url, interval_s=interval_s)
-    finish(CommandResult(command="status", data=result, ok=result.healthy), json_mode=json_mode, view=_view)
+    result = read_status(server, interval_s=interval_s)
+    finish(CommandResult(command="status", data=result, ok=result.ok), json_mode=json_mode, view=_view)
 
 
-def _watch(url: str, interval_s: float) -> None:
+def _watch(server: ConfiguredServer, interval_s: float) -> None:
+    import os
     import sys
 
     from qwenops.cli.output import stdout_console
@@ -49,41 +75,55 @@ def _watch(url: str, interval_s: float) -> None:
         if sys.stdout.isatty():
             from rich.live import Live
 
-            with Live(_view(read_status(url, interval_s=interval_s)), console=console, auto_refresh=False) as live:
+            first = _view(read_status(server, interval_s=interval_s))
+            with Live(first, console=console, auto_refresh=False) as live:
                 while True:
-                    live.update(_view(read_status(url, interval_s=interval_s)), refresh=True)
+                    live.update(_view(read_status(server, interval_s=interval_s)), refresh=True)
         else:
             while True:  # a pipe or a log: one line per interval
-                s = read_status(url, interval_s=interval_s)
+                s = read_status(server, interval_s=interval_s)
                 print(_line(s), flush=True)
     except KeyboardInterrupt:
         return  # Ctrl-C is how a watch ends
+    except BrokenPipeError:
+        # The reader went away (`status --watch | head`): that ends a watch too. Python would complain
+        # again flushing stdout at exit, so stdout now goes nowhere.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return
 
 
-def _ms(value: float | None) -> str:
-    return "—" if value is None else f"{value * 1000:.1f} ms"
+# "—": nothing to measure (no request finished in the interval); "n/a": the server's value cannot be
+# true, and the problems under the table say why.
+def _ms(value: float | None, missing: str = "—") -> str:
+    return missing if value is None else f"{value * 1000:.1f} ms"
 
 
-def _num(value: float | None, fmt: str = "{:g}") -> str:
-    return "—" if value is None else fmt.format(value)
+def _num(value: float | None, fmt: str = "{:g}", missing: str = "n/a") -> str:
+    return missing if value is None else fmt.format(value)
 
 
 def _line(s: ServerStatus) -> str:
+    problems = f" problems: {'; '.join(s.problems)}" if s.problems else ""
     return (f"{'healthy' if s.healthy else 'UNHEALTHY'} running={_num(s.requests_running)} "
             f"waiting={_num(s.requests_waiting)} kv={_num(s.kv_cache_usage, '{:.0%}')} "
             f"preempted={_num(s.preemptions_total)} gen={_num(s.generation_tokens_per_s, '{:.1f}')}/s "
-            f"ttft_p50={_ms(s.ttft_p50_s)} tpot_p50={_ms(s.tpot_p50_s)}")
+            f"ttft_p50={_ms(s.ttft_p50_s)} tpot_p50={_ms(s.tpot_p50_s)}{problems}")
 
 
 def _view(s: ServerStatus) -> RenderableType:
+    from rich.console import Group
+    from rich.markup import escape
+
     from qwenops.cli.views.tables import table
 
     if s.uptime_s is None:
-        uptime = "—"
+        uptime = "n/a"
     else:
         uptime = f"{s.uptime_s / 3600:.1f} h" if s.uptime_s >= 3600 else f"{s.uptime_s:.0f} s"
+    health = "ok" if s.healthy else f"NOT HEALTHY: {s.health}"
     rows = [
-        ("health", "ok" if s.healthy else "NOT HEALTHY", f"serving {', '.join(s.models) or '—'}; up {uptime}"),
+        ("health", escape(health), escape(f"serving {', '.join(s.models) or 'n/a'}; up {uptime}")),
         ("requests", f"{_num(s.requests_running)} running, {_num(s.requests_waiting)} waiting",
          f"{_num(s.requests_finished)} finished in the last {s.interval_s:.1f} s"),
         ("KV cache", _num(s.kv_cache_usage, "{:.1%}"), f"{_num(s.preemptions_total)} preemptions since start"),
@@ -92,4 +132,7 @@ def _view(s: ServerStatus) -> RenderableType:
         ("TTFT", f"p50 {_ms(s.ttft_p50_s)}", f"p99 {_ms(s.ttft_p99_s)}"),
         ("TPOT", f"p50 {_ms(s.tpot_p50_s)}", f"p99 {_ms(s.tpot_p99_s)}; ITL p50 {_ms(s.itl_p50_s)}"),
     ]
-    return table(["", "now", "detail"], rows, title=f"status of {s.base_url} (last {s.interval_s:.1f} s)")
+    drawn = table(["", "now", "detail"], rows, title=escape(f"status of {s.base_url} (last {s.interval_s:.1f} s)"))
+    if not s.problems:
+        return drawn
+    return Group(drawn, *(escape(f"problem: {p}") for p in s.problems))

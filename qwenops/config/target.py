@@ -2,7 +2,9 @@
 
 The URL is the command line's (`--base-url`, `--upstream`), else QWENOPS_BASE_URL, else the profile's
 host and port. QWENOPS_API_KEY goes only to the server it was configured for (`key_for`): a URL typed
-on the command line for another scheme, host, port or path gets no key.
+on the command line for another scheme, host, port or path gets no key. `ConfiguredServer` is the one
+value a command passes around for "the server and its key": status, troubleshoot (its reads and its
+probes) send `bearer` with every request to `url`, and never to another host (qwenops.httpread).
 """
 
 from __future__ import annotations
@@ -66,6 +68,52 @@ class ConfiguredServer:
         """QWENOPS_API_KEY when this is the server it was configured for, else None."""
         return self.settings.api_key if self.key_applies else None
 
+    @property
+    def bearer(self) -> str | None:
+        """The key to send as `Authorization: Bearer`, to this server only."""
+        key = self.api_key
+        return key.get_secret_value() if key is not None else None
+
+    @property
+    def shown(self) -> str:
+        """The URL as every message and report shows it (credentials masked)."""
+        from qwenops.untrusted import mask_url
+
+        return mask_url(self.url)
+
+    def key_state(self) -> str:
+        """Where QWENOPS_API_KEY stands for this server, in words, for a finding's evidence and fix."""
+        from qwenops.untrusted import mask_url
+
+        if self.settings.api_key is None:
+            return "QWENOPS_API_KEY is not set, so no key was sent"
+        if not self.key_applies:
+            return (f"QWENOPS_API_KEY is set for {mask_url(self.configured)} ({self.configured_from}), not for "
+                    f"{self.shown}, so it was not sent")
+        return "QWENOPS_API_KEY was sent (Authorization: Bearer)"
+
+
+def url_and_key(server: ConfiguredServer | str) -> tuple[str, str | None]:
+    """The URL and the key that goes with it; a bare URL (a caller that has no settings) gets none."""
+    if isinstance(server, str):
+        return server, None
+    return server.url, server.bearer
+
+
+def check_host(url: str, *, field: str) -> None:
+    """A host name that can be looked up: IDNA refuses an empty label ("a..b") or one of 64 letters,
+    and the lookup would fail with a Unicode error instead of a message."""
+    from qwenops.untrusted import mask_url
+
+    host = urlsplit(url).hostname or ""
+    if host.startswith("[") or ":" in host:
+        return  # an IPv6 literal
+    try:
+        host.encode("idna")
+    except UnicodeError as exc:
+        raise BadInputError(f"{mask_url(url)!r} has a host name that cannot be looked up ({exc})", field=field,
+                            hint="check the host: no empty part between dots, at most 63 characters a part") from None
+
 
 def configured_server(profile: str | None, url: str | None, *, field: str = "--base-url") -> ConfiguredServer:
     """The server a command talks to: URL from FIELD, else QWENOPS_BASE_URL, else the profile's host:port."""
@@ -82,4 +130,5 @@ def configured_server(profile: str | None, url: str | None, *, field: str = "--b
         configured, configured_from = server_url(chosen.host, chosen.port), f"profile {chosen.name} (host, port)"
     checked = normalize_base_url(url if url is not None else configured,
                                  field=field if url is not None else configured_from)
+    check_host(checked, field=field if url is not None else configured_from)
     return ConfiguredServer(checked, configured, configured_from, chosen, settings)

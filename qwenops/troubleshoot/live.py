@@ -1,76 +1,179 @@
-"""Evidence from a live server (`/health`, `/v1/models`, `/metrics`) and from the host it runs on."""
+"""Evidence from a live server (`/health`, `/v1/models`, `/metrics`) and from the host it runs on.
+
+Every request goes through qwenops.httpread (a byte cap, a total deadline, redirects only on the same
+host) with the configured server's key (config/target.py); what a hostile server sends back is
+evidence to describe, never a value taken on trust.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from qwenops.errors import BadInputError, UnreachableError
-from qwenops.vllmmetrics import MetricsFormatError, Snapshot, parse
+from qwenops import untrusted
+from qwenops.errors import BadInputError, CheckFailedError
+from qwenops.httpread import AnswerTooLarge, NoAnswerInTime, Reply, get
+from qwenops.untrusted import mask_url, printable
+from qwenops.vllmmetrics import MetricsFormatError, MetricsTooLarge, Snapshot, parse
+
+if TYPE_CHECKING:
+    from qwenops.config.target import ConfiguredServer
 
 TOP_PROCESSES = 5
 
 
 @dataclass(frozen=True)
+class PathAnswer:
+    """What one path answered, in words safe to show (credentials masked, control characters gone)."""
+
+    path: str
+    status: int | None  # None: no answer in time
+    what: str  # "HTTP 302 to https://login.example/ (another host, not followed)", "an HTML page titled ..."
+    html: bool = False
+    redirect: bool = False
+
+
+@dataclass(frozen=True)
 class ServerEvidence:
-    base_url: str
+    base_url: str  # credentials masked
     health_status: int | None  # None: /health did not answer at all
     models: tuple[str, ...]
     metrics: Snapshot | None
     metrics_error: str | None = None
+    answers: tuple[PathAnswer, ...] = ()
+    key_state: str = "no key was sent"  # where QWENOPS_API_KEY stood for this server (ConfiguredServer.key_state)
+    key_sent: bool = False
+
+    def answer(self, path: str) -> PathAnswer | None:
+        return next((a for a in self.answers if a.path == path), None)
 
 
-def read_server(base_url: str, *, api_key: str | None = None, timeout_s: float = 5.0) -> ServerEvidence:
-    """Scrape one server. Unreachable is exit 3; a reachable URL that is not vLLM is bad input (exit 2)."""
-    import httpx
+class MetricsUnreadable(CheckFailedError):
+    """The server answered /metrics, but not with a Prometheus page (a status, an HTML page, bad text)."""
 
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    try:
-        with httpx.Client(base_url=base_url, timeout=timeout_s, headers=headers) as client:
-            try:
-                health: int | None = client.get("/health").status_code
-            except httpx.TimeoutException:
-                health = None  # a server too busy to answer /health is evidence, not a failure to connect
-            models_answer = client.get("/v1/models")
-            metrics_answer = client.get("/metrics")
-    except httpx.ConnectError as exc:
-        raise UnreachableError(f"nothing answers at {base_url} ({exc})", field="--base-url",
-                               hint="is the server running? `qwenops serve` or `systemctl status`") from None
-    except httpx.HTTPError as exc:
-        raise UnreachableError(f"{base_url}: {type(exc).__name__}: {exc}", field="--base-url") from None
-    except httpx.InvalidURL as exc:
-        raise BadInputError(f"{base_url!r} is not a URL ({exc})", field="--base-url") from None
-    models: tuple[str, ...] = ()
-    if models_answer.status_code == 200:
-        try:
-            models = tuple(str(m.get("id")) for m in models_answer.json().get("data", []) if isinstance(m, dict))
-        except (ValueError, AttributeError):
-            models = ()
-    snapshot, problem = None, None
-    if metrics_answer.status_code == 200:
-        try:
-            snapshot = parse(metrics_answer.text)
-        except MetricsFormatError as exc:
-            problem = f"/metrics is not Prometheus text: {exc}"
+    code = "metrics_unreadable"
+
+
+KEY_WHERE = ("set QWENOPS_API_KEY (in the env file, ./.env or the file QWENOPS_ENV_FILE names, or the "
+             "environment) to the value of the server's --api-key (VLLM_API_KEY); qwenops sends it as "
+             "Authorization: Bearer to the configured server only (QWENOPS_BASE_URL, else the profile's host and port)")
+
+
+def auth_fix(status: int, key_state: str, key_sent: bool) -> str:
+    """What a 401 or 403 means here, and where the key goes."""
+    if status == 403:
+        return (f"HTTP 403 Forbidden: the server, or a proxy in front of it, knows who is asking and refuses "
+                f"({key_state}); a key is needed that this server allows: {KEY_WHERE}; or a proxy rule (an "
+                f"address allow list, a path rule) forbids the request")
+    if key_sent:
+        return (f"the server refused the key qwenops sent ({key_state}): make QWENOPS_API_KEY the same value as "
+                f"the server's --api-key (VLLM_API_KEY)")
+    return f"the server wants an API key ({key_state}): {KEY_WHERE}"
+
+
+def _target(server: ConfiguredServer | str, api_key: str | None) -> tuple[str, str | None, str]:
+    from qwenops.config.target import url_and_key
+
+    url, key = url_and_key(server)
+    key = key or api_key
+    if isinstance(server, str):
+        state = "a key was sent (Authorization: Bearer)" if key else "no key was sent"
     else:
-        problem = f"/metrics answered HTTP {metrics_answer.status_code}"
+        state = server.key_state()
+    return url, key, state
+
+
+def _answer(path: str, reply: Reply) -> PathAnswer:
+    return PathAnswer(path, reply.status, reply.describe(), html=reply.is_html, redirect=reply.is_redirect)
+
+
+def read_server(server: ConfiguredServer | str, *, api_key: str | None = None, timeout_s: float | None = None,
+                deadline_s: float | None = None) -> ServerEvidence:
+    """Read /health, /v1/models and /metrics within one total deadline (untrusted.HTTP_TOTAL_DEADLINE_S).
+    Nothing answers, no answer in time, an answer too large: exit 3. A reachable URL that is not vLLM:
+    exit 2. Anything else the server answers is evidence (`answers`) for the rules to judge."""
+    url, key, state = _target(server, api_key)
+    budget = untrusted.HTTP_TOTAL_DEADLINE_S if deadline_s is None else deadline_s
+    ends = time.monotonic() + budget
+
+    answers: list[PathAnswer] = []
+    try:
+        health_reply: Reply | None = get(url, "/health", api_key=key, deadline_s=budget, ends_at=ends,
+                                         read_s=timeout_s)
+    except NoAnswerInTime as exc:
+        health_reply = None  # a server too busy to answer /health is evidence, not a failure to connect
+        answers.append(PathAnswer("/health", None, exc.message))
+    if health_reply is not None:
+        answers.append(_answer("/health", health_reply))
+    models_reply = get(url, "/v1/models", api_key=key, deadline_s=budget, ends_at=ends, read_s=timeout_s,
+                       accept="application/json")
+    answers.append(_answer("/v1/models", models_reply))
+    models = _models(models_reply)
+    metrics_reply = _get_metrics(url, key, deadline_s=budget, ends_at=ends, read_s=timeout_s)
+    answers.append(_answer("/metrics", metrics_reply))
+    snapshot, problem = _metrics(metrics_reply)
+    health = health_reply.status if health_reply is not None else None
     if health == 404 and (snapshot is None or not snapshot.is_vllm):
-        raise BadInputError(f"{base_url} is not a vLLM server (no /health, no vllm: metrics)", field="--base-url")
-    return ServerEvidence(base_url, health, models, snapshot, problem)
+        raise BadInputError(f"{mask_url(url)} is not a vLLM server (no /health, no vllm: metrics)", field="--base-url")
+    return ServerEvidence(mask_url(url), health, models, snapshot, problem, tuple(answers), state,
+                          key_sent=any(r is not None and r.key_sent for r in (health_reply, models_reply)))
 
 
-def scrape_metrics(base_url: str, *, timeout_s: float = 5.0) -> Snapshot:
-    """One scrape of /metrics alone (a repeated reading: not /health and /v1/models each time)."""
-    import httpx
+def scrape_metrics(server: ConfiguredServer | str, *, timeout_s: float | None = None,
+                   deadline_s: float | None = None) -> Snapshot:
+    """One scrape of /metrics alone (a repeated reading: not /health and /v1/models each time).
+    A Prometheus page or an error: MetricsUnreadable (exit 1) when the server answered something else,
+    exit 3 when it did not answer in time or sent too much."""
+    url, key, _ = _target(server, None)
+    reply = _get_metrics(url, key, deadline_s=deadline_s, read_s=timeout_s)
+    snapshot, problem = _metrics(reply)
+    if snapshot is None:
+        raise MetricsUnreadable(f"{mask_url(url)}/metrics {problem}", field="--base-url")
+    return snapshot
 
+
+def _get_metrics(url: str, key: str | None, *, deadline_s: float | None, read_s: float | None,
+                 ends_at: float | None = None) -> Reply:
+    return get(url, "/metrics", api_key=key, max_bytes=untrusted.MAX_METRICS_BYTES, deadline_s=deadline_s,
+               ends_at=ends_at, read_s=read_s, accept="text/plain;version=0.0.4, */*;q=0.1")
+
+
+def _metrics(reply: Reply) -> tuple[Snapshot | None, str | None]:
+    """The snapshot, or why there is none in words ("answered HTTP 401", "is not Prometheus text: ...")."""
+    if reply.status != 200 or reply.is_html:
+        return None, f"answered {reply.describe()}"
     try:
-        answer = httpx.get(base_url + "/metrics", timeout=timeout_s)
-    except httpx.HTTPError as exc:
-        raise UnreachableError(f"{base_url}/metrics stopped answering: {exc}", field="--base-url") from None
-    try:
-        return parse(answer.text)
+        return parse(reply.body), None
+    except MetricsTooLarge as exc:
+        raise AnswerTooLarge(f"{reply.shown_url} has {exc}", field="--base-url",
+                             hint="is this the right server?") from None
     except MetricsFormatError as exc:
-        raise UnreachableError(f"{base_url}/metrics is not Prometheus text: {exc}", field="--base-url") from None
+        return None, f"is not Prometheus text: {exc}"
+
+
+def _models(reply: Reply) -> tuple[str, ...]:
+    """The served model names /v1/models lists, each a printable line, at most MAX_MODELS_SHOWN of them."""
+    if reply.status != 200 or reply.is_html:
+        return ()
+    try:
+        listed = json.loads(reply.text()).get("data", [])
+    except (ValueError, AttributeError, RecursionError):
+        return ()
+    if not isinstance(listed, list):
+        return ()
+    names = []
+    for entry in listed[: untrusted.MAX_MODELS_SHOWN]:
+        name = entry.get("id") if isinstance(entry, dict) else None
+        if isinstance(name, str) and name:
+            shown = printable(name, keep_newlines=False)
+            names.append(shown if len(shown) <= untrusted.MAX_MODEL_NAME_CHARS
+                         else shown[: untrusted.MAX_MODEL_NAME_CHARS - 1] + "…")
+    if len(listed) > untrusted.MAX_MODELS_SHOWN:
+        names.append(f"… {len(listed) - untrusted.MAX_MODELS_SHOWN} more")
+    return tuple(names)
 
 
 @dataclass(frozen=True)
