@@ -218,7 +218,8 @@ _OOM_TITLES = {
 # What a traceback was doing, from its frames: vLLM renames functions between versions, so each phase is
 # a set of names (and file paths) across V0 and V1, and the strongest phase in a stack wins (capturing
 # CUDA graphs runs `_dummy_run`, which is also the profiling run's).
-FramePhase = Literal["capture", "weights", "kv_check", "profile", "bind", "model_files", "media", "serving"]
+FramePhase = Literal["capture", "weights", "kv_check", "profile", "bind", "model_files", "media", "serving",
+                     "client_read"]
 _FRAME_PHASES: tuple[tuple[FramePhase, re.Pattern[str], re.Pattern[str] | None], ...] = (
     # (phase, function name, file path)
     ("capture", re.compile(r"capture|cudagraph|cuda_graph"), re.compile(r"cuda_graph|cudagraph|/cuda/graphs\.py")),
@@ -237,6 +238,9 @@ _FRAME_PHASES: tuple[tuple[FramePhase, re.Pattern[str], re.Pattern[str] | None],
      re.compile(r"/huggingface_hub/")),
     ("media", re.compile(r"fetch_(?:image|video|audio)|load_from_url|fetch_\w*media|_load_\w*_url"),
      re.compile(r"/multimodal/(?:utils|media|image|video|audio)")),
+    # A client library reading an answer (httpx, httpcore, h11, aiohttp, requests, urllib3, openai).
+    ("client_read", re.compile(r"^_?receive_(?:response_body|event)$|^iter_(?:bytes|raw|lines)$|^read_chunk"),
+     re.compile(r"/(?:httpcore|httpx|h11|aiohttp|requests|urllib3)/")),
     ("serving", re.compile(r"^execute_model$|^run_busy_loop$|^_process_engine_step$|^step_with_batch_queue$|"
                            r"^engine_step$|^run_engine_loop$|^step_async$|^execute_model_async$"), None),
 )
@@ -254,6 +258,7 @@ _PHASE_WORDS: dict[FramePhase, str] = {
     "kv_check": "while checking the KV cache against max_model_len", "profile": "during the memory-profiling run",
     "bind": "while binding a port", "model_files": "while resolving the model's files",
     "media": "while fetching a request's image or media", "serving": "in the model's forward pass while serving",
+    "client_read": "while the client read the server's answer",
 }
 
 
@@ -392,7 +397,7 @@ RULES: tuple[Rule, ...] = (
          severity="warning", when="service"),
     Rule("unsupported_dtype", "this GPU does not support the model's dtype",
          re.compile(r"Bfloat16 is only supported on GPUs with compute capability|"
-                    r"(?:bfloat16|bf16|BF16|[Ff]loat8|FP8|fp8)\b.{0,40}(?:is )?not supported (?:on|by) "
+                    r"(?:bfloat16|bf16|BF16|[Ff]loat8|FP8|fp8)\b.*?not supported (?:on|by) "
                     r"(?:this|the|your)|"
                     r"compute capability (?:of )?at least \d+\.\d+"),
          _const("set dtype: float16 (`--set dtype=half`; this GPU has no bfloat16), or a checkpoint and "
@@ -859,6 +864,13 @@ class LogClassifier:
             category = "max_len_exceeds_kv" if self._max_len else "kv_cache_no_blocks"
         elif where in by_phase:
             category = by_phase[where]
+        elif where == "client_read":
+            rule = RULES_BY_CATEGORY["client_timeout"]
+            return Finding("client_timeout", "error", "the client's read of the answer ended in an error (the excerpt "
+                           "ends before it): most often its read timeout, else a stream cut mid-answer", (quote_at,),
+                           rule.fix(_NO_MATCH, self.flags) + "; if the error was RemoteProtocolError or an "
+                           "incomplete chunked read, the stream was cut instead (stream_interrupted)",
+                           rank=UNCLASSIFIED_RANK - 1)
         elif where == "serving" or cut.serving:
             return None  # the engine died in service: engine_dead says so, the cause is not in the excerpt
         else:
