@@ -30,6 +30,18 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
+class Resumed:
+    """The stream was cut and continued (`astream_chat(..., resume=Resume())`): `after_tokens` tokens had
+    arrived before the cut, the continuation's first token came `gap_ms` after it, on resume `attempt`
+    (1 for the first re-request of this chat). The gateway sends it as
+    `{"type": "resumed", "id": delta.id, "after_tokens": ..., "gap_ms": ...}`."""
+
+    after_tokens: int
+    gap_ms: float
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
 class ChatDelta:
     """One `chat.completion.chunk`, flattened to its first choice.
 
@@ -47,6 +59,10 @@ class ChatDelta:
     usage: Usage | None = None
     has_choice: bool = True  # False for the usage-only chunk, whose `choices` is empty
     token_ids: tuple[int, ...] | None = None  # vLLM's `token_ids`, sent when the request asks `return_token_ids`
+    # vLLM's `prompt_token_ids`, on the first chunk when the request asks `return_token_ids`
+    prompt_token_ids: tuple[int, ...] | None = None
+    # Set on the one choice-less delta that marks where a resumed stream continues (no text, no tokens).
+    resumed: Resumed | None = None
 
     @property
     def is_token(self) -> bool:
@@ -112,6 +128,7 @@ class _WireChunk(_WireModel):
     model: str | None = None
     choices: list[_WireChoice] | None = None
     usage: _WireUsage | None = None
+    prompt_token_ids: list[int] | None = None
 
 
 # pydantic's error types, in the words of the JSON the server sent
@@ -155,6 +172,7 @@ def chunk_to_delta(chunk: Mapping[str, Any], arrived_s: float) -> ChatDelta:
         finish_reason=choice.finish_reason if choice is not None else None,
         has_choice=choice is not None,
         token_ids=tuple(choice.token_ids) if choice is not None and choice.token_ids is not None else None,
+        prompt_token_ids=tuple(wire.prompt_token_ids) if wire.prompt_token_ids is not None else None,
         usage=Usage(
             prompt_tokens=usage.prompt_tokens or 0,
             completion_tokens=usage.completion_tokens or 0,
@@ -225,22 +243,28 @@ class DeltaReader:
 
     __slots__ = ("chunks", "done", "events", "text")
 
-    def __init__(self) -> None:
+    def __init__(self, *, text: list[str] | None = None, chunks: int = 0) -> None:
+        """`text` and `chunks`: what earlier requests of the same answer delivered (a resumed stream), so
+        that an error raised here carries the whole partial answer."""
         self.done = False
-        self.text: list[str] = []  # content and reasoning so far
-        self.chunks = 0  # tokens so far (see ChatDelta.tokens)
+        self.text: list[str] = list(text or ())  # content and reasoning so far
+        self.chunks = chunks  # tokens so far (see ChatDelta.tokens)
         self.events = 0  # events decoded so far
+
+    def take(self, delta: ChatDelta) -> None:
+        """Count a delta's tokens and keep its text."""
+        self.chunks += delta.tokens
+        if delta.content:
+            self.text.append(delta.content)
+        elif delta.reasoning_content:
+            self.text.append(delta.reasoning_content)
 
     def decode(self, data: str, arrived_s: float) -> Decoded:
         self.events += 1
         decoded = decode_event(data, arrived_s)
         delta = decoded.delta
         if delta is not None:
-            self.chunks += delta.tokens
-            if delta.content:
-                self.text.append(delta.content)
-            elif delta.reasoning_content:
-                self.text.append(delta.reasoning_content)
+            self.take(delta)
         elif decoded.kind == "done":
             self.done = True
         return decoded

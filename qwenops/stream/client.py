@@ -29,6 +29,7 @@ interruption errors; `stream_chat` / `astream_chat` put the three together.
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import math
 import re
@@ -37,7 +38,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, 
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from qwenops.errors import (
     BadInputError,
@@ -55,6 +56,8 @@ from qwenops.untrusted import USERINFO, mask_url
 
 if TYPE_CHECKING:
     import httpx
+
+    from qwenops.stream.resume import Resume
 
 __all__ = [
     "DONE",
@@ -245,6 +248,10 @@ class Endpoint:
     @property
     def url(self) -> str:
         return self.base_url + "/v1/chat/completions"
+
+    @property
+    def completions_url(self) -> str:
+        return self.base_url + "/v1/completions"
 
     def headers(self) -> dict[str, str]:
         headers = {"Accept": "text/event-stream", "Content-Type": "application/json"}
@@ -541,7 +548,7 @@ def _transport_errors(endpoint: Endpoint, timeouts: Timeouts) -> Iterator[None]:
         raise _unreachable(endpoint, f"{type(exc).__name__}: {exc}") from None
 
 
-def _opened(response: httpx.Response, sent_s: float, timeouts: Timeouts, request: ChatRequest) -> OpenStream:
+def _opened(response: httpx.Response, sent_s: float, timeouts: Timeouts, request: StreamedRequest) -> OpenStream:
     return OpenStream(
         status_code=response.status_code,
         content_type=response.headers.get("content-type", ""),
@@ -593,17 +600,38 @@ def open_chat_stream(
 async def aopen_chat_stream(
     client: httpx.AsyncClient, endpoint: Endpoint, request: ChatRequest, timeouts: Timeouts
 ) -> AsyncIterator[OpenStream]:
+    async with aopen_stream(client, endpoint, endpoint.url, request, timeouts) as stream:
+        yield stream
+
+
+class StreamedRequest(Protocol):
+    """What `aopen_stream` sends: the encoded body, the served model's name (for error messages) and the
+    event count beyond which the stream is a runaway."""
+
+    @property
+    def encoded(self) -> bytes: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def max_events(self) -> int | None: ...
+
+
+@asynccontextmanager
+async def aopen_stream(
+    client: httpx.AsyncClient, endpoint: Endpoint, url: str, request: StreamedRequest, timeouts: Timeouts
+) -> AsyncIterator[OpenStream]:
+    """POST `request` to `url` (a path of `endpoint`: chat or plain completions) and yield the open stream."""
     body, headers, clock = request.encoded, endpoint.headers(), _SendClock()
     handed_s = time.perf_counter()
     with _transport_errors(endpoint, timeouts):
         async with client.stream(
-            "POST", endpoint.url, content=body, headers=headers, timeout=timeouts.httpx(),
+            "POST", url, content=body, headers=headers, timeout=timeouts.httpx(),
             extensions={"trace": clock.atrace},
         ) as response:
             yield _opened(response, clock.sent_s or handed_s, timeouts, request)
 
 
-def _require_ok(stream: OpenStream, body: bytes, request: ChatRequest) -> None:
+def _require_ok(stream: OpenStream, body: bytes, request: StreamedRequest) -> None:
     if stream.status_code != 200:
         raise http_status_error(stream.status_code, body, model=request.model, content_type=stream.content_type)
     if not stream.is_event_stream:
@@ -638,15 +666,32 @@ def stream_chat(
     extra_body: Mapping[str, Any] | None = None,
     timeouts: Timeouts = Timeouts(),  # frozen, so one shared default is safe
     client: httpx.Client | None = None,
+    resume: Resume | None = None,
 ) -> Iterator[ChatDelta]:
     """Yield the deltas of one streamed chat completion; raise a typed `StreamError` if it fails.
 
     Everything is explicit: the server's root URL, the served model name, the API key (sent only when
     given, to `base_url` only), and the sampling (left out: the server's defaults). Pass `client` to
     reuse connections across calls.
+
+    `resume=Resume()` continues a stream cut after its first token from the token ids already delivered
+    (`qwenops.stream.resume`); that runs `astream_chat` on an event loop in a worker thread, so it takes
+    no sync `client`.
     """
     import httpx
 
+    if resume is not None:
+        if client is not None:
+            raise BadInputError(
+                "resume runs the async client in a worker thread and cannot use an httpx.Client",
+                field="client", hint="pass no client, or use astream_chat with an httpx.AsyncClient",
+            )
+        yield from _blocking(astream_chat(
+            messages, base_url=base_url, model=model, api_key=api_key, temperature=temperature, top_p=top_p,
+            max_tokens=max_tokens, include_usage=include_usage, extra_body=extra_body, timeouts=timeouts,
+            resume=resume,
+        ))
+        return
     endpoint = Endpoint(base_url=base_url, api_key=api_key)
     request = _request(messages, model=model, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
                        include_usage=include_usage, extra_body=extra_body)
@@ -683,8 +728,12 @@ async def astream_chat(
     extra_body: Mapping[str, Any] | None = None,
     timeouts: Timeouts = Timeouts(),  # frozen, so one shared default is safe
     client: httpx.AsyncClient | None = None,
+    resume: Resume | None = None,
 ) -> AsyncGenerator[ChatDelta, None]:
-    """`stream_chat` for asyncio: the same deltas and errors, without blocking the event loop."""
+    """`stream_chat` for asyncio: the same deltas and errors, without blocking the event loop.
+
+    With `resume`, a stream cut after its first token is continued from the token ids already delivered
+    (one delta with `resumed` set marks where); see `qwenops.stream.resume`."""
     import httpx
 
     endpoint = Endpoint(base_url=base_url, api_key=api_key)
@@ -692,6 +741,17 @@ async def astream_chat(
                        include_usage=include_usage, extra_body=extra_body)
     owned = client is None
     http = client if client is not None else httpx.AsyncClient()
+    if resume is not None:
+        from qwenops.stream.resume import aresume_chat
+
+        try:
+            async with contextlib.aclosing(aresume_chat(http, endpoint, request, timeouts, resume)) as deltas:
+                async for delta in deltas:
+                    yield delta
+        finally:
+            if owned:
+                await http.aclose()
+        return
     try:
         async with aopen_chat_stream(http, endpoint, request, timeouts) as stream:
             if stream.status_code != 200 or not stream.is_event_stream:
@@ -708,3 +768,23 @@ async def astream_chat(
     finally:
         if owned:
             await http.aclose()
+
+
+def _blocking(deltas: AsyncGenerator[ChatDelta, None]) -> Generator[ChatDelta, None, None]:
+    """An async generator's items, for a sync caller: its event loop runs in a worker thread (anyio's
+    blocking portal), so the sync API wraps the async core instead of keeping a twin of it."""
+    from anyio.from_thread import start_blocking_portal
+
+    async def step() -> ChatDelta:
+        return await deltas.__anext__()
+
+    with start_blocking_portal() as portal:
+        try:
+            while True:
+                try:
+                    delta = portal.call(step)
+                except StopAsyncIteration:
+                    return
+                yield delta
+        finally:
+            portal.call(deltas.aclose)
