@@ -422,7 +422,7 @@ RULES: tuple[Rule, ...] = (
     Rule("auth", "the server refused the request's API key",
          re.compile(r"AuthenticationError|PermissionDeniedError|Error code: 40[13]|status_code=40[13]|"
                     r"\b40[13] (?:Unauthorized|Forbidden)|Incorrect API key|[Ii]nvalid API key|"
-                    r"\{\s*\"error\"\s*:\s*\"Unauthorized\"\}"),
+                    r"\"error\"\s*:\s*\"Unauthorized\""),
          _const("send the server's key (`Authorization: Bearer $VLLM_API_KEY`; the client's api_key must match "
                 "the server's --api-key), or check a proxy's auth in front of it"),
          when="any"),
@@ -486,7 +486,9 @@ _OOM_FIGURES = (
 # The process died without a Python exception: a signal, a fatal error in native code.
 _CRASH = re.compile(r"Fatal Python error: (?P<what>\w[\w ]*)|Segmentation fault|core dumped|"
                     r"\bSIG(?:SEGV|ABRT|BUS|ILL|KILL)\b|NCCL error|ncclInternalError|ncclSystemError|"
-                    r"CUDA error: (?!out of memory)[\w -]+")
+                    r"CUDA error: (?!out of memory)[\w -]+|"
+                    # A compiled extension built for another torch or vLLM: a broken install.
+                    r"undefined symbol: \S+|Failed to import from vllm\._C\b")
 _CLIENT_ABORT = re.compile(r"Aborted request(?:s)? \S+")
 
 
@@ -516,7 +518,7 @@ def _candidate_pattern() -> BytesPattern:
                  _ERROR_LINE, re.compile(r"validation error for"), _RPC, _SHM_WAIT, _MAX_LEN, _BLOCKS, _CLIENT_ABORT,
                  re.compile(r"(?:Error|Exception|Exit|Timeout|Fault)(?:\(\d+\))?(?::|$)"),
                  re.compile(r"Fatal Python error|Segmentation fault|core dumped|SIGSEGV|SIGABRT|NCCL error|"
-                            r"CUDA error")]
+                            r"CUDA error|undefined symbol: |Failed to import from vllm\._C")]
     parts = []
     for pattern in patterns:
         source = re.sub(r"\(\?P<\w+>", "(?:", pattern.pattern).removeprefix("^")

@@ -219,3 +219,15 @@ def test_an_unexplained_error_line_is_reported_when_nothing_else_is() -> None:
     found = classify_text(["INFO 01-01 00:00:00 [api_server.py:1] started",
                            "ERROR 01-01 00:00:01 [worker.py:1] something unexpected happened in the worker"])
     assert [(f.category, f.severity) for f in found] == [("unclassified", "error")]
+
+
+def test_a_broken_compiled_extension_is_unclassified_with_its_line() -> None:
+    line = ("WARNING 01-01 00:00:00 _custom_ops.py:1] Failed to import from vllm._C with ImportError("
+            "'/v/vllm/_C.abi3.so: undefined symbol: _ZN3c104cuda9SetDeviceEi')")
+    found = classify_text([line])
+    assert [(f.category, f.severity) for f in found] == [("unclassified", "error")]
+    assert line.endswith(found[0].line) and "undefined symbol" in found[0].line
+
+
+def test_a_pretty_printed_unauthorized_answer_is_auth() -> None:
+    assert categories(["curl http://host:8000/v1/models", "{", '  "error": "Unauthorized"', "}"]) == ["auth"]
