@@ -14,7 +14,7 @@ from qwenops.errors import (
     StreamInterrupted,
     StreamTimeout,
 )
-from qwenops.stream.chunks import ChatDelta, DeltaReader, Usage, decode_event
+from qwenops.stream.chunks import ChatDelta, DeltaReader, Resumed, Usage, decode_event
 from qwenops.stream.client import (
     ChatRequest,
     Endpoint,
@@ -23,6 +23,7 @@ from qwenops.stream.client import (
     astream_chat,
     stream_chat,
 )
+from qwenops.stream.resume import Resume, not_resumable
 from qwenops.stream.sse import ServerSentEvent, SSEDecoder, parse_sse
 
 __all__ = [
@@ -34,6 +35,8 @@ __all__ = [
     "InBandError",
     "NotEventStream",
     "NotHTTPError",
+    "Resume",
+    "Resumed",
     "RunawayStream",
     "SSEDecoder",
     "ServerSentEvent",
@@ -45,6 +48,7 @@ __all__ = [
     "Usage",
     "astream_chat",
     "decode_event",
+    "not_resumable",
     "parse_sse",
     "stream_chat",
 ]

@@ -426,7 +426,7 @@ async def _achat(link: _Link, request: ChatRequest, progress: _Progress) -> Asyn
 async def _acontinue(link: _Link, chat_body: Mapping[str, Any], progress: _Progress,
                      after: tuple[float | None, int]) -> AsyncGenerator[ChatDelta, None]:
     """The rest of the answer from `/v1/completions`, as the chat's deltas (after one `resumed` delta);
-    `after`: when the cut it recovers from happened, and how many attempts came before."""
+    `after`: when the cut it recovers from happened, and which attempt this is (1, 2, ...)."""
     cut_s, attempt = after
     assert progress.prompt_ids is not None  # refusal() said so
     ask = continuation(chat_body, progress.prompt_ids, progress.generated)
@@ -452,7 +452,7 @@ async def _acontinue(link: _Link, chat_body: Mapping[str, Any], progress: _Progr
             marked = True
             gap_ms = (arrived_s - (cut_s if cut_s is not None else arrived_s)) * 1000.0
             yield ChatDelta(arrived_s, progress.id, progress.model, has_choice=False,
-                            resumed=Resumed(after_tokens=before, gap_ms=round(gap_ms, 1), attempt=attempt + 1))
+                            resumed=Resumed(after_tokens=before, gap_ms=round(gap_ms, 1), attempt=attempt))
         reader.take(delta)
         progress.take(delta)
         if delta.has_choice or progress.include_usage:
