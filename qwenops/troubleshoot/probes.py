@@ -7,6 +7,11 @@ real requests whose measurements become findings with the numbers in their evide
 - out of memory: concurrency ramped 1, 2, 4 ... up to max_num_seqs, watching preemptions and KV cache
   use from /metrics: which limit binds first, and the max_num_seqs that keeps preemptions at zero.
 - latency: the long answer's TTFT and TPOT, with the host's CPU contention (rules.host_findings).
+
+Every request carries the configured server's key (config/target.py) and has a total deadline: each
+answer the client's whole-answer timeout, each /health or /metrics read qwenops.httpread's. An HTTP
+status is never taken for a cut connection: a 401/403 is an `auth` finding, another status or a body
+that is not an event stream is `bad_answer` (or `proxy_answered` for an HTML page).
 """
 
 from __future__ import annotations
@@ -22,6 +27,10 @@ from qwenops.vllmlog.classify import Evidence, Finding
 
 if TYPE_CHECKING:
     from qwenops.config.profile import Profile
+    from qwenops.config.target import ConfiguredServer
+    from qwenops.errors import StreamError
+
+    Server = ConfiguredServer | str
 
 PROMPT = "Tell me about the sea."
 LOOP_NGRAM = 4
@@ -43,15 +52,17 @@ def _evidence(text: str) -> tuple[Evidence, ...]:
     return (Evidence("probe", text),)
 
 
-def _answer(base_url: str, profile: Profile, *, max_tokens: int, ignore_eos: bool, read_s: float,
-            total_s: float | None = None) -> tuple[str, list[object], float]:
+def _answer(server: Server, profile: Profile, *, max_tokens: int, ignore_eos: bool, read_s: float,
+            total_s: float) -> tuple[str, list[object], float]:
+    from qwenops.config.target import url_and_key
     from qwenops.stream.client import Timeouts, stream_chat
 
+    base_url, key = url_and_key(server)
     sent = time.perf_counter()
     deltas: list[object] = []
     text = ""
     for delta in stream_chat([{"role": "user", "content": PROMPT}], base_url=base_url, model=profile.api_model_name,
-                             temperature=profile.client.temperature, top_p=profile.client.top_p,
+                             api_key=key, temperature=profile.client.temperature, top_p=profile.client.top_p,
                              max_tokens=max_tokens, extra_body={"ignore_eos": True} if ignore_eos else None,
                              timeouts=Timeouts(connect_s=5, read_s=read_s, total_s=total_s)):
         deltas.append(delta)
@@ -59,35 +70,71 @@ def _answer(base_url: str, profile: Profile, *, max_tokens: int, ignore_eos: boo
     return text, deltas, sent
 
 
-def probe_interrupted(base_url: str, profile: Profile, client_timeout_s: float) -> tuple[list[Finding], Probed]:
-    import httpx
+def _health(server: Server) -> tuple[int | None, str]:
+    """/health after a failed answer: its status (None: none in time) and what it answered, in words."""
+    from qwenops.config.target import url_and_key
+    from qwenops.errors import UnreachableError
+    from qwenops.httpread import get
 
+    url, key = url_and_key(server)
+    try:
+        reply = get(url, "/health", api_key=key)
+    except UnreachableError as exc:
+        return None, exc.message
+    return reply.status, reply.describe()
+
+
+def answer_failed(exc: StreamError, server: Server) -> Finding:
+    """What a failed answer shows. Only a connection cut before [DONE] while /health says 200 is a cut
+    connection; an HTTP status is the server's answer, and the evidence names it."""
+    from qwenops.errors import HTTPStatusError, NotEventStream, StreamInterrupted
+    from qwenops.troubleshoot.live import auth_fix
+
+    if isinstance(exc, HTTPStatusError) and exc.status_code in (401, 403):
+        from qwenops.config.target import ConfiguredServer
+
+        state = server.key_state() if isinstance(server, ConfiguredServer) else "no key was sent"
+        sent = isinstance(server, ConfiguredServer) and server.bearer is not None
+        return Finding("auth", "error", "the server refuses qwenops' requests: an API key problem",
+                       (*_evidence(exc.message), Evidence("qwenops", state)), auth_fix(exc.status_code, state, sent))
+    if isinstance(exc, NotEventStream) and "HTML page" in exc.message:
+        return Finding("proxy_answered", "error", "something in front of the server answered, not vLLM",
+                       _evidence(exc.one_line()),
+                       "a login proxy or another web server answers at this URL: point --base-url (or "
+                       "QWENOPS_BASE_URL) at vLLM's own host and port, or let the proxy pass /v1/ through")
+    health, seen = _health(server)
+    if health is None or health >= 500:
+        return Finding("engine_dead", "error", "the engine died while answering",
+                       _evidence(f"{exc.one_line()}; then /health answered {seen}"),
+                       "read the server's log for the first error (`qwenops troubleshoot --journal UNIT`)",
+                       retryable=True)
+    if isinstance(exc, StreamInterrupted) and health == 200:
+        return Finding("stream_interrupted", "error", "the connection was cut while the engine is healthy",
+                       _evidence(f"{exc.one_line()}; /health 200"),
+                       "something between client and server cuts long streams: a proxy's read or idle timeout "
+                       "(nginx proxy_read_timeout, a load balancer's idle timeout), or the client's total "
+                       "timeout; raise it above the longest answer")
+    return Finding("bad_answer", "error", "the server answered the probe's request, but not with an answer",
+                   _evidence(f"{exc.one_line()}; /health answered {seen}"),
+                   exc.hint or "read what the server answered above: the request was refused or the answer was "
+                               "not an event stream, which no timeout or proxy setting changes")
+
+
+def probe_interrupted(server: Server, profile: Profile, client_timeout_s: float) -> tuple[list[Finding], Probed]:
     from qwenops.errors import StreamError, StreamTimeout
     from qwenops.stream.metrics import stream_metrics
 
     tokens = profile.client.max_tokens
     try:
-        _, deltas, sent = _answer(base_url, profile, max_tokens=tokens, ignore_eos=True, read_s=client_timeout_s)
+        _, deltas, sent = _answer(server, profile, max_tokens=tokens, ignore_eos=True, read_s=client_timeout_s,
+                                  total_s=client_timeout_s)
     except StreamTimeout as exc:
         return [Finding("client_timeout", "error", "no token came within the client timeout",
                         _evidence(exc.one_line()),
                         f"the server took longer than {client_timeout_s:g} s between events: check `qwenops status` "
                         f"for a queue, and raise the client's read timeout")], Probed(None, None, None, None, ())
     except StreamError as exc:
-        try:
-            health = httpx.get(base_url + "/health", timeout=5).status_code
-        except httpx.HTTPError:
-            health = None
-        if health != 200:
-            return [Finding("engine_dead", "error", "the engine died while answering",
-                            _evidence(f"{exc.one_line()}; then /health answered {health or 'nothing'}"),
-                            "read the server's log for the first error (`qwenops troubleshoot --journal UNIT`)",
-                            retryable=True)], Probed(None, None, None, None, ())
-        return [Finding("stream_interrupted", "error", "the connection was cut while the engine is healthy",
-                        _evidence(f"{exc.one_line()}; /health 200"),
-                        "something between client and server cuts long streams: a proxy's read or idle timeout "
-                        "(nginx proxy_read_timeout, a load balancer's idle timeout), or the client's total "
-                        "timeout; raise it above the longest answer")], Probed(None, None, None, None, ())
+        return [answer_failed(exc, server)], Probed(None, None, None, None, ())
     metrics = stream_metrics(deltas, sent_s=sent)  # type: ignore[arg-type]
     probed = Probed(metrics.output_tokens, metrics.e2e_s, metrics.ttft_s, metrics.tpot_s, ())
     found: list[Finding] = []
@@ -101,8 +148,14 @@ def probe_interrupted(base_url: str, profile: Profile, client_timeout_s: float) 
     return found, probed
 
 
-def probe_incoherent(base_url: str, profile: Profile) -> list[Finding]:
-    text, _, _ = _answer(base_url, profile, max_tokens=profile.client.max_tokens, ignore_eos=False, read_s=60)
+def probe_incoherent(server: Server, profile: Profile) -> list[Finding]:
+    from qwenops.errors import StreamError
+
+    try:
+        text, _, _ = _answer(server, profile, max_tokens=profile.client.max_tokens, ignore_eos=False, read_s=60,
+                             total_s=profile.client.timeout_s)
+    except StreamError as exc:
+        return [answer_failed(exc, server)]
     words = text.split()
     grams = Counter(tuple(words[i:i + LOOP_NGRAM]) for i in range(max(len(words) - LOOP_NGRAM + 1, 0)))
     if not grams:
@@ -118,7 +171,7 @@ def probe_incoherent(base_url: str, profile: Profile) -> list[Finding]:
         "prompt + max_tokens fits max_model_len")]
 
 
-def probe_memory(base_url: str, profile: Profile) -> tuple[list[Finding], tuple[tuple[int, float, float], ...]]:
+def probe_memory(server: Server, profile: Profile) -> tuple[list[Finding], tuple[tuple[int, float, float], ...]]:
     """Ramp concurrency to max_num_seqs; stop at the first level that preempts."""
 
     limit = profile.max_num_seqs or 256
@@ -126,7 +179,7 @@ def probe_memory(base_url: str, profile: Profile) -> tuple[list[Finding], tuple[
     ramp: list[tuple[int, float, float]] = []
     safe = 0
     for level in levels:
-        preempted, peak = _level(base_url, profile, level)
+        preempted, peak = _level(server, profile, level)
         ramp.append((level, preempted, peak))
         if preempted > 0:
             return [Finding(
@@ -144,27 +197,29 @@ def probe_memory(base_url: str, profile: Profile) -> tuple[list[Finding], tuple[
         "queue (`qwenops status` shows waiting requests)")], tuple(ramp)
 
 
-def _level(base_url: str, profile: Profile, level: int) -> tuple[float, float]:
-    """LEVEL answers at once: the preemptions they caused, and the KV cache use at its peak meanwhile."""
+def _level(server: Server, profile: Profile, level: int) -> tuple[float, float]:
+    """LEVEL answers at once: the preemptions they caused, and the KV cache use at its peak meanwhile
+    (a counter that went backwards, a restart, counts as no preemption seen, not a negative number)."""
     from qwenops.troubleshoot.live import scrape_metrics
 
-    before = scrape_metrics(base_url)
+    before = scrape_metrics(server)
     peak = 0.0
-    workers = [threading.Thread(target=_quiet_answer, args=(base_url, profile), daemon=True) for _ in range(level)]
+    workers = [threading.Thread(target=_quiet_answer, args=(server, profile), daemon=True) for _ in range(level)]
     for worker in workers:
         worker.start()
     while any(worker.is_alive() for worker in workers):
-        peak = max(peak, scrape_metrics(base_url).gauges.get("kv_cache_usage", 0.0))
+        peak = max(peak, scrape_metrics(server).gauges.get("kv_cache_usage", 0.0))
         time.sleep(0.2)
-    after = scrape_metrics(base_url)
-    return after.counters.get("preemptions", 0.0) - before.counters.get("preemptions", 0.0), peak
+    after = scrape_metrics(server)
+    return max(after.counters.get("preemptions", 0.0) - before.counters.get("preemptions", 0.0), 0.0), peak
 
 
-def _quiet_answer(base_url: str, profile: Profile) -> None:
+def _quiet_answer(server: Server, profile: Profile) -> None:
     from qwenops.errors import QwenopsError
 
     with contextlib.suppress(QwenopsError):  # the ramp reads the server's counters; a failure shows there too
-        _answer(base_url, profile, max_tokens=profile.client.max_tokens, ignore_eos=True, read_s=120)
+        _answer(server, profile, max_tokens=profile.client.max_tokens, ignore_eos=True, read_s=120,
+                total_s=profile.client.timeout_s)
 
 
 def probe_latency(probed: Probed, host_contended: bool) -> list[Finding]:

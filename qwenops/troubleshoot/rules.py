@@ -7,7 +7,7 @@ was this busy, these processes used it"; "GPU out of memory -> too many concurre
 
 from __future__ import annotations
 
-from qwenops.troubleshoot.live import HostEvidence, ServerEvidence
+from qwenops.troubleshoot.live import HostEvidence, ServerEvidence, auth_fix
 from qwenops.vllmlog.classify import GENERIC_RANK, Evidence, Finding, Flags, preemption_fix
 
 # A CPU-bound vLLM front end (tokenising, detokenising, scheduling) slows every token when another
@@ -22,24 +22,57 @@ def _metric(name: str, value: float) -> Evidence:
     return Evidence(f"metric {name}", f"{name} = {value:g}")
 
 
-def server_findings(server: ServerEvidence, flags: Flags) -> list[Finding]:
+def answer_findings(server: ServerEvidence) -> list[Finding]:
+    """A 401/403 (`auth`), and a redirect or an HTML page where vLLM answers JSON or text (`proxy_answered`)."""
     found: list[Finding] = []
+    refused = [a for a in server.answers if a.status in (401, 403)]
+    if refused:
+        status = 403 if any(a.status == 403 for a in refused) else 401
+        found.append(Finding(
+            "auth", "error", "the server refuses qwenops' requests: an API key problem",
+            (*(Evidence(f"GET {server.base_url}{a.path}", a.what) for a in refused),
+             Evidence("qwenops", server.key_state)),
+            auth_fix(status, server.key_state, server.key_sent)))
+    fronted = [a for a in server.answers
+               if a.status not in (401, 403) and (a.redirect or (a.html and a.status is not None and a.status < 500))]
+    if fronted:
+        found.append(Finding(
+            "proxy_answered", "error", "something in front of the server answered, not vLLM",
+            tuple(Evidence(f"GET {server.base_url}{a.path}", a.what) for a in fronted),
+            "a login proxy or another web server answers at this URL (vLLM answers /health, /v1/models and "
+            "/metrics itself, without redirects or HTML): point --base-url (or QWENOPS_BASE_URL) at vLLM's own "
+            "host and port, or let the proxy pass these paths through"))
+    return found
+
+
+def server_findings(server: ServerEvidence, flags: Flags) -> list[Finding]:
+    found = answer_findings(server)
     health = server.health_status
+    front = {a.path for a in server.answers if a.status in (401, 403) or a.redirect or a.html}
     if health is None or health >= 500:
-        answer = "no answer in time" if health is None else f"HTTP {health}"
+        answer = server.answer("/health")
+        seen = answer.what if answer is not None else "no answer in time"
         found.append(Finding(
             "engine_dead", "error", "the server is up but its engine is not",
-            (Evidence(f"GET {server.base_url}/health", answer),),
+            (Evidence(f"GET {server.base_url}/health", seen),),
             "vLLM answers /health 503 while its engine is dead or hung: read the server's log "
             "(`qwenops troubleshoot --journal UNIT` or `--log FILE`) for the first error", retryable=True,
             rank=GENERIC_RANK))
     metrics = server.metrics
     if metrics is None:
-        if server.metrics_error:
-            found.append(Finding("metrics_unavailable", "info", "no metrics to judge load and latency by",
-                                 (Evidence(f"GET {server.base_url}/metrics", server.metrics_error),),
-                                 "do not pass --disable-log-stats if you want /metrics (qwenops status uses it)"))
+        found += _metrics_missing(server, front)
         return found
+    if not metrics.is_vllm:
+        found.append(Finding("metrics_unavailable", "info", "no metrics to judge load and latency by",
+                             (Evidence(f"GET {server.base_url}/metrics", "a Prometheus page without vllm: series"),),
+                             "vLLM writes no vllm: series when started with --disable-log-stats: start it without "
+                             "that flag if you want them (qwenops status uses them)"))
+    if metrics.invalid:
+        found.append(Finding(
+            "metrics_invalid", "error", "the server's /metrics has values no working vLLM writes",
+            tuple(Evidence(f"GET {server.base_url}/metrics", why) for why in metrics.invalid.values()),
+            "these readings were left out, not trusted: something other than vLLM answers /metrics, a proxy "
+            "rewrites it, or the server is broken; read it by hand (`curl -s URL/metrics | grep NAME`)"))
     preemptions = metrics.counters.get("preemptions", 0.0)
     if preemptions > 0:
         found.append(Finding(
@@ -54,6 +87,21 @@ def server_findings(server: ServerEvidence, flags: Flags) -> list[Finding]:
             "more concurrency than the cache holds: lower max_num_seqs or max_model_len so requests queue "
             "in the client instead, or use a smaller (quantized) checkpoint to free memory for the cache"))
     return found
+
+
+def _metrics_missing(server: ServerEvidence, front: set[str]) -> list[Finding]:
+    """/metrics gave no page: said once, and never blamed on --disable-log-stats (that flag leaves the
+    page there, without vllm: series)."""
+    if "/metrics" in front or not server.metrics_error:
+        return []  # the auth or proxy finding above names it
+    evidence = (Evidence(f"GET {server.base_url}/metrics", server.metrics_error),)
+    if server.metrics_error.startswith("is not Prometheus text"):
+        return [Finding("metrics_invalid", "error", "the server's /metrics is not Prometheus text", evidence,
+                        "vLLM's /metrics is Prometheus text: something else answers at this URL, or a proxy "
+                        "rewrites the page; read it by hand (`curl -s URL/metrics | head`)")]
+    return [Finding("metrics_unavailable", "warning", "no metrics to judge load and latency by", evidence,
+                    "vLLM always serves /metrics: a proxy in front of it may not pass the path, or the server "
+                    "failed to answer it; read it by hand (`curl -si URL/metrics | head`)")]
 
 
 def host_findings(host: HostEvidence, *, vllm_pids: frozenset[int]) -> list[Finding]:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from qwenops.troubleshoot.sources import LogSource, open_source
 from qwenops.vllmlog.classify import CANDIDATE, SERVED, Finding, Flags, LogClassifier
 from qwenops.vllmlog.lines import scan_log
+
+if TYPE_CHECKING:
+    from qwenops.config.target import ConfiguredServer
 
 _ORDER = {"error": 0, "warning": 1, "info": 2}
 
@@ -42,6 +46,11 @@ class TroubleshootRequest:
     check_profile: bool = False  # add what the profile's own values support (profile_rules.py)
     probe: bool = False  # send real requests (probes.py)
     client_timeout_s: float | None = None  # the client's whole-answer timeout (default: the profile's)
+    server: ConfiguredServer | None = None  # base_url with its key: every request to it carries the key
+
+    @property
+    def target(self) -> ConfiguredServer | str | None:
+        return self.server if self.server is not None else self.base_url
 
 
 def classify_source(source: LogSource, flags: Flags) -> tuple[list[Finding], SourceRead]:
@@ -79,13 +88,13 @@ def run_troubleshoot(request: TroubleshootRequest) -> TroubleshootReport:
         found, read = classify_source(source, flags)
         findings += found
         sources.append(read)
-    if request.base_url is not None:
+    if request.target is not None:
         from qwenops.troubleshoot.live import read_server
         from qwenops.troubleshoot.rules import server_findings
 
-        server = read_server(request.base_url, api_key=request.api_key)
+        server = read_server(request.target, api_key=request.api_key)
         findings += server_findings(server, flags)
-        sources.append(SourceRead(f"server {request.base_url}", note=f"/health {server.health_status or 'no answer'}"))
+        sources.append(SourceRead(f"server {server.base_url}", note=f"/health {server.health_status or 'no answer'}"))
     if request.check_profile and request.profile is not None:
         from qwenops.config.loader import load_profile
         from qwenops.troubleshoot.profile_rules import profile_findings
@@ -110,15 +119,18 @@ def _probe(request: TroubleshootRequest, *, contended: bool) -> list[Finding]:
     from qwenops.config.loader import load_profile
     from qwenops.troubleshoot import probes
 
-    assert request.base_url is not None  # build_request refuses --probe without a server
+    target = request.target
+    assert target is not None  # build_request refuses --probe without a server
     profile = load_profile(request.profile)
     timeout = request.client_timeout_s or profile.client.timeout_s
-    found, probed = probes.probe_interrupted(request.base_url, profile, timeout)
+    found, probed = probes.probe_interrupted(target, profile, timeout)
     if found and found[0].severity == "error":
         return found  # the server cannot answer: the other probes would only repeat it
     found += probes.probe_latency(probed, contended)
-    found += probes.probe_incoherent(request.base_url, profile)
-    memory, _ramp = probes.probe_memory(request.base_url, profile)
+    found += probes.probe_incoherent(target, profile)
+    if any(f.severity == "error" for f in found):
+        return found
+    memory, _ramp = probes.probe_memory(target, profile)
     return found + memory
 
 
@@ -133,7 +145,8 @@ def build_request(*, profile: str | None, logs: Sequence[str], journal: str | No
     """What to read: the sources named; with none, the profile's live server and this host.
 
     The profile (named, or the default when a live server must be found) supplies the flags in force,
-    so fixes read "from 32 to 16". No API key is sent: /health and /metrics are open on vLLM.
+    so fixes read "from 32 to 16". The server goes with its key (config/target.py): QWENOPS_API_KEY is
+    sent with every request when the URL is the configured server's, to no other.
     """
     from qwenops.troubleshoot.sources import file_source
 
@@ -144,12 +157,19 @@ def build_request(*, profile: str | None, logs: Sequence[str], journal: str | No
         sources.append(LogSource("docker", docker, "--docker"))
     flags: dict[str, object] = {}
     name = profile
+    server: ConfiguredServer | None = None
     if profile is not None or not (sources or base_url):
         target = resolve_target(profile, base_url)
         name, flags = target.profile, target.flags
-        base_url = target.base_url if not sources or base_url else None
+        if not sources or base_url:
+            base_url, server = target.base_url, target.server
+        else:
+            base_url = None
     elif base_url is not None:
-        base_url = checked_url(base_url)
+        from qwenops.config.target import configured_server
+
+        server = configured_server(None, base_url)
+        base_url = server.url
     if probe and base_url is None:
         if sources:
             from qwenops.errors import BadInputError
@@ -157,10 +177,10 @@ def build_request(*, profile: str | None, logs: Sequence[str], journal: str | No
             raise BadInputError("probes need a live server", field="--probe",
                                 hint="add --base-url URL (or -p PROFILE to use the profile's server)")
         target = resolve_target(profile, None)
-        name, flags, base_url = target.profile, target.flags, target.base_url
+        name, flags, base_url, server = target.profile, target.flags, target.base_url, target.server
     return TroubleshootRequest(logs=tuple(sources), base_url=base_url, host=host if host is not None else bool(
         base_url), profile=name, flags=flags, check_profile=name is not None, probe=probe,
-        client_timeout_s=client_timeout_s)
+        client_timeout_s=client_timeout_s, server=server)
 
 
 # The profile fields a fix may name ("lower max_num_seqs from 32 to 16").
@@ -175,6 +195,7 @@ class Target:
     base_url: str
     profile: str
     flags: dict[str, object]
+    server: ConfiguredServer | None = None
 
 
 def resolve_target(profile: str | None, base_url: str | None) -> Target:
@@ -182,7 +203,7 @@ def resolve_target(profile: str | None, base_url: str | None) -> Target:
     from qwenops.config.target import configured_server
 
     server = configured_server(profile, base_url)
-    return Target(server.url, server.profile.name, server.profile.model_dump(include=set(FLAG_NAMES)))
+    return Target(server.url, server.profile.name, server.profile.model_dump(include=set(FLAG_NAMES)), server)
 
 
 def checked_url(url: str) -> str:

@@ -1,0 +1,244 @@
+"""`qwenops troubleshoot --base-url/--probe` against servers that want a key, proxies that answer
+instead of vLLM, and hostile answers, all on real sockets on 127.0.0.1 (tests/sse_server.py).
+
+Issue 21's live case: a server started with --api-key, QWENOPS_API_KEY and QWENOPS_BASE_URL set; the
+probes must send the key, and a 401/403 is an `auth` finding whose fix says where the key goes, never
+`stream_interrupted`. No finding blames --disable-log-stats unless /metrics answered without vllm: series.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+
+import pytest
+from click.testing import CliRunner
+
+from qwenops import untrusted
+from qwenops.cli import cli
+from tests.sse_server import Answer, Conn, Seen
+from tests.unit.test_status_hostile import MODELS, RECORDED, Site, gzip_bomb, healthy_routes, metrics, reply, trickle
+
+LOGIN = b"<!DOCTYPE html><html><head><title>Sign in - Corp SSO</title></head><body><form>...</form></body></html>"
+
+
+def chat_stream(conn: Conn, _seen: Seen) -> None:
+    """A short, complete OpenAI chat stream, as vLLM sends it."""
+    conn.head(200, "text/event-stream; charset=utf-8", chunked=True)
+
+    def event(choices: list[object], **more: object) -> None:
+        body = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0, "model": "Qwen3-14B",
+                "choices": choices, **more}
+        conn.chunk(f"data: {json.dumps(body)}\n\n".encode())
+
+    event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+    for word in ("The", " sea", " is", " wide", "."):
+        event([{"index": 0, "delta": {"content": word}, "finish_reason": None}])
+    event([{"index": 0, "delta": {}, "finish_reason": "length"}])
+    event([], usage={"prompt_tokens": 6, "completion_tokens": 5, "total_tokens": 11})
+    conn.chunk(b"data: [DONE]\n\n")
+    conn.end_chunks()
+
+
+def vllm_routes() -> dict[str, Answer]:
+    return {**healthy_routes(), "/v1/chat/completions": chat_stream}
+
+
+def with_api_key(key: str, routes: dict[str, Answer], *, status: int = 401) -> dict[str, Answer]:
+    """vLLM started with --api-key KEY: /v1/* wants `Authorization: Bearer KEY`; /health and /metrics are open."""
+    def guarded(answer: Answer) -> Answer:
+        def check(conn: Conn, seen: Seen) -> None:
+            if seen.headers.get("authorization") == f"Bearer {key}":
+                answer(conn, seen)
+            else:
+                reply(status, b'{"error":"Unauthorized"}')(conn, seen)
+
+        return check
+
+    return {path: guarded(answer) if path.startswith("/v1/") else answer for path, answer in routes.items()}
+
+
+@pytest.fixture
+def site() -> Iterator[Callable[[dict[str, Answer]], Site]]:
+    sites: list[Site] = []
+
+    def make(routes: dict[str, Answer]) -> Site:
+        sites.append(Site(routes))
+        return sites[-1]
+
+    yield make
+    for one in sites:
+        one.close()
+
+
+def troubleshoot(*args: str, env: dict[str, str] | None = None) -> tuple[int, dict[str, object], str]:
+    result = CliRunner().invoke(cli, ["troubleshoot", "--no-host", *args, "--json"], env=env,
+                                catch_exceptions=False)
+    assert result.exit_code != 4, (result.stdout, result.stderr)
+    return result.exit_code, json.loads(result.stdout), result.stderr
+
+
+def findings(doc: dict[str, object]) -> dict[str, dict[str, object]]:
+    data = doc["data"]
+    assert isinstance(data, dict)
+    return {f["category"]: f for f in data["findings"]}
+
+
+def text_of(finding: dict[str, object]) -> str:
+    return json.dumps(finding)
+
+
+# ------------------------------------------------------------------------------------------ the key
+
+
+def test_the_probes_send_the_configured_key_with_every_request(site: Callable[[dict[str, Answer]], Site]) -> None:
+    """Issue 21's server, with the right key configured: every request carries it, and nothing is refused."""
+    server = site(with_api_key("sk-live", vllm_routes()))
+    code, doc, _ = troubleshoot("--probe", env={"QWENOPS_API_KEY": "sk-live", "QWENOPS_BASE_URL": server.url})
+    found = findings(doc)
+    assert "auth" not in found and "stream_interrupted" not in found, found
+    assert code == 0, found
+    posts = [s for s in server.seen if s.method == "POST"]
+    assert len(posts) >= 3  # the long answer, the ordinary one, the ramp
+    assert all(s.headers.get("authorization") == "Bearer sk-live" for s in server.seen)
+
+
+def test_a_401_on_the_probe_is_an_auth_finding_not_a_cut_connection(
+        site: Callable[[dict[str, Answer]], Site]) -> None:
+    """Issue 21, reproduced: the server wants a key that is not configured."""
+    server = site(with_api_key("sk-live", vllm_routes()))
+    code, doc, _ = troubleshoot("--probe", env={"QWENOPS_BASE_URL": server.url})
+    found = findings(doc)
+    assert code == 1
+    assert "stream_interrupted" not in found
+    auth = found["auth"]
+    assert auth["severity"] == "error"
+    assert "QWENOPS_API_KEY" in str(auth["fix"]) and "--api-key" in str(auth["fix"])
+    assert "QWENOPS_API_KEY is not set" in text_of(auth)
+    assert "disable-log-stats" not in json.dumps(doc)
+
+
+def test_a_wrong_key_says_it_was_refused(site: Callable[[dict[str, Answer]], Site]) -> None:
+    server = site(with_api_key("sk-live", vllm_routes()))
+    code, doc, _ = troubleshoot("--probe", env={"QWENOPS_API_KEY": "sk-old", "QWENOPS_BASE_URL": server.url})
+    auth = findings(doc)["auth"]
+    assert code == 1 and "refused the key qwenops sent" in str(auth["fix"])
+    assert "sk-old" not in json.dumps(doc)
+
+
+def test_a_403_says_what_403_means(site: Callable[[dict[str, Answer]], Site]) -> None:
+    server = site(with_api_key("sk-live", vllm_routes(), status=403))
+    code, doc, _ = troubleshoot("--probe", "--base-url", server.url)
+    found = findings(doc)
+    assert code == 1 and "stream_interrupted" not in found
+    fix = str(found["auth"]["fix"])
+    assert "403 Forbidden" in fix and "QWENOPS_API_KEY" in fix
+
+
+def test_without_probes_a_401_on_models_is_an_auth_finding(site: Callable[[dict[str, Answer]], Site]) -> None:
+    server = site(with_api_key("sk-live", vllm_routes()))
+    code, doc, _ = troubleshoot("--base-url", server.url)
+    found = findings(doc)
+    assert code == 1 and found["auth"]["severity"] == "error"
+    assert "metrics_unavailable" not in found  # /metrics was open and vLLM's: nothing to blame on a flag
+
+
+def test_the_key_is_not_sent_to_another_url(site: Callable[[dict[str, Answer]], Site]) -> None:
+    configured = site(vllm_routes())
+    other = site(with_api_key("sk-live", vllm_routes()))
+    code, doc, _ = troubleshoot("--base-url", other.url,
+                                env={"QWENOPS_API_KEY": "sk-live", "QWENOPS_BASE_URL": configured.url})
+    assert code == 1 and all("authorization" not in s.headers for s in other.seen)
+    assert "not for" in text_of(findings(doc)["auth"])  # it says why no key went
+
+
+# ------------------------------------------------------------------ something else answers instead
+
+
+@pytest.mark.parametrize("answer", [
+    reply(302, b"", "text/html", headers=(("location", "https://sso.example.com/login?next=/health"),)),
+    reply(200, LOGIN, "text/html"),
+], ids=["redirect-to-login", "login-page"])
+def test_a_login_proxy_is_named_not_no_error(site: Callable[[dict[str, Answer]], Site], answer: Answer) -> None:
+    server = site({"/health": answer, "/v1/models": answer, "/metrics": answer, "/v1/chat/completions": answer})
+    code, doc, _ = troubleshoot("--base-url", server.url)
+    found = findings(doc)
+    assert code == 1
+    assert found["proxy_answered"]["severity"] == "error"
+    assert "disable-log-stats" not in json.dumps(doc)
+    assert "engine_dead" not in found
+
+
+def test_a_probe_answered_by_a_login_page_is_not_a_cut(site: Callable[[dict[str, Answer]], Site]) -> None:
+    server = site({**vllm_routes(), "/v1/chat/completions": reply(200, LOGIN, "text/html")})
+    code, doc, _ = troubleshoot("--probe", "--base-url", server.url)
+    found = findings(doc)
+    assert code == 1 and "proxy_answered" in found and "stream_interrupted" not in found
+
+
+def test_an_http_error_on_the_probe_is_not_a_cut(site: Callable[[dict[str, Answer]], Site]) -> None:
+    server = site({**vllm_routes(), "/v1/chat/completions": reply(400, b'{"error":{"message":"bad request"}}')})
+    code, doc, _ = troubleshoot("--probe", "--base-url", server.url)
+    found = findings(doc)
+    assert code == 1 and "stream_interrupted" not in found
+    assert "HTTP 400" in text_of(found["bad_answer"])
+
+
+def test_disable_log_stats_is_named_only_for_a_page_without_vllm_series(
+        site: Callable[[dict[str, Answer]], Site]) -> None:
+    server = site({**vllm_routes(), "/metrics": metrics("# TYPE python_gc_objects_collected_total counter\n"
+                                                        "python_gc_objects_collected_total 5\n")})
+    code, doc, _ = troubleshoot("--base-url", server.url)
+    found = findings(doc)
+    assert code == 0 and "--disable-log-stats" in str(found["metrics_unavailable"]["fix"])
+    server.routes["/metrics"] = reply(404, b'{"detail":"Not Found"}')
+    code, doc, _ = troubleshoot("--base-url", server.url)
+    assert "disable-log-stats" not in json.dumps(doc)
+
+
+# -------------------------------------------------------------------------------- hostile answers
+
+
+def test_a_gzip_bomb_on_metrics_is_exit_3(site: Callable[[dict[str, Answer]], Site]) -> None:
+    server = site({**vllm_routes(), "/metrics": gzip_bomb(4096)})
+    code, doc, _ = troubleshoot("--base-url", server.url)
+    assert code == 3 and doc["errors"][0]["code"] == "answer_too_large"  # type: ignore[index]
+
+
+def test_a_trickled_metrics_page_is_exit_3(site: Callable[[dict[str, Answer]], Site],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(untrusted, "HTTP_TOTAL_DEADLINE_S", 1.0)
+    server = site({**vllm_routes(), "/metrics": trickle(0.1, head=True)})
+    code, doc, _ = troubleshoot("--base-url", server.url)
+    assert code == 3 and doc["errors"][0]["code"] == "timeout"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("page", [
+    '# TYPE vllm:time_to_first_token_seconds histogram\nvllm:time_to_first_token_seconds_bucket{x="1"} 1\n',
+    '# TYPE vllm:time_to_first_token_seconds histogram\nvllm:time_to_first_token_seconds_bucket{le="abc"} 1\n',
+    "vllm:num_requests_waiting -5\nvllm:kv_cache_usage_perc inf\n",
+])
+def test_metrics_no_vllm_writes_are_an_error_finding(site: Callable[[dict[str, Answer]], Site], page: str) -> None:
+    server = site({**vllm_routes(), "/metrics": metrics(page)})
+    code, doc, _ = troubleshoot("--base-url", server.url)
+    found = findings(doc)
+    assert code == 1 and found["metrics_invalid"]["severity"] == "error"
+
+
+def test_a_password_in_the_url_is_never_printed(site: Callable[[dict[str, Answer]], Site]) -> None:
+    server = site(vllm_routes())
+    url = server.url.replace("http://", "http://admin:hunter2@")
+    code, doc, _ = troubleshoot("--base-url", url)
+    assert code == 0 and "hunter2" not in json.dumps(doc)
+    result = CliRunner().invoke(cli, ["troubleshoot", "--no-host", "--base-url", url])
+    assert result.exit_code == 0 and "hunter2" not in result.stdout + result.stderr and "***@" in result.stdout
+    server.routes["/metrics"] = reply(200, LOGIN, "text/html")
+    result = CliRunner().invoke(cli, ["troubleshoot", "--no-host", "--base-url", url])
+    assert result.exit_code == 1 and "hunter2" not in result.stdout + result.stderr
+
+
+def test_models_listed_by_the_recorded_server_still_read(site: Callable[[dict[str, Answer]], Site]) -> None:
+    server = site({**vllm_routes(), "/v1/models": reply(200, MODELS),
+                   "/metrics": metrics(RECORDED.read_text())})
+    code, doc, _ = troubleshoot("--base-url", server.url)
+    assert code == 0, doc
