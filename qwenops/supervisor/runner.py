@@ -99,6 +99,37 @@ class NullObserver:
         pass
 
 
+class Meter(Protocol):
+    """What the supervisor counts for its metrics (qwenops.supervisor.metrics.ServeMetrics)."""
+
+    def set_state(self, state: str) -> None: ...
+
+    def restarted(self, cause: str) -> None: ...
+
+    def stall_confirmed(self) -> None: ...
+
+    def ready(self, took_s: float) -> None: ...
+
+    def fatal(self, cause: str, at: float | None = None) -> None: ...
+
+
+class NullMeter:
+    def set_state(self, state: str) -> None:
+        pass
+
+    def restarted(self, cause: str) -> None:
+        pass
+
+    def stall_confirmed(self) -> None:
+        pass
+
+    def ready(self, took_s: float) -> None:
+        pass
+
+    def fatal(self, cause: str, at: float | None = None) -> None:
+        pass
+
+
 @dataclass(frozen=True)
 class Outcome:
     """How supervision ended: STOPPED (asked to) or FATAL (gave up, with the cause when known)."""
@@ -148,6 +179,7 @@ class Supervisor:
         notifier: Notifier | None = None,
         clock: Clock | None = None,
         observer: Observer | None = None,
+        meter: Meter | None = None,
         tick_s: float = 0.05,
     ) -> None:
         self.config = supervision
@@ -156,6 +188,8 @@ class Supervisor:
         self._notifier = notifier or Notifier(None)
         self._clock = clock or RealClock()
         self._observer = observer or NullObserver()
+        self._meter = meter or NullMeter()
+        self._restart_cause = "exited"  # why the next spawn from BACKOFF is a restart (metrics.RESTART_CAUSES)
         self._tick_s = tick_s
         self._wake = threading.Event()
         self._hurry = threading.Event()  # a second stop request: skip the rest of the drain
@@ -231,12 +265,14 @@ class Supervisor:
         change = Transition(round(self._now() - self._t0, 3), self.state, event, target, reason)
         self._stats.transitions.append(change)
         self.state = target
+        self._meter.set_state(target.value)
         self._observer.on_transition(change)
 
     def _spawn(self) -> None:
         bootlog = BootLog()
         if self.state is State.BACKOFF:
             self._stats.restarts += 1
+            self._meter.restarted(self._restart_cause)
         server = self._spawn_server(bootlog.feed)
         now = self._now()
         self._attempt = _Attempt(server=server, bootlog=bootlog, started_at=now)
@@ -252,13 +288,14 @@ class Supervisor:
         self._report_phase(attempt, now)
         code = attempt.server.poll()
         if code is not None:
-            self._exited(attempt, f"server exited with code {code} while starting")
+            self._exited(attempt, f"server exited with code {code} while starting", kind="startup_failed")
             return
         if self._unservable(attempt):
             return
         if now - attempt.started_at > self.config.startup_timeout_s:
             attempt.server.stop(min(self.config.drain_timeout_s, 5.0))
-            self._exited(attempt, f"not ready after {self.config.startup_timeout_s:g} s (startup_timeout_s)")
+            self._exited(attempt, f"not ready after {self.config.startup_timeout_s:g} s (startup_timeout_s)",
+                         kind="startup_failed")
             return
         probe = self._prober.probe(check_models=True)
         if probe.healthy and attempt.first_healthy_at is None:
@@ -268,6 +305,7 @@ class Supervisor:
             took = now - attempt.started_at
             self._stats.ready_after_s.append(round(took, 3))
             self._fire(Event.READY, f"ready after {took:.1f} s")
+            self._meter.ready(took)
             self._notifier.ready(f"serving (ready after {took:.1f} s)")
             self._notifier.watchdog()
             attempt.next_probe_at = now + self._probe_interval_s
@@ -279,11 +317,11 @@ class Supervisor:
             # In-flight streams already got vLLM's in-band error, so there is nothing left to drain.
             # Checked before the exit code: the line says why, the code (often 0 or 1) does not.
             attempt.server.stop(min(self.config.drain_timeout_s, 1.0))
-            self._exited(attempt, f"engine died: {attempt.bootlog.engine_death}")
+            self._exited(attempt, f"engine died: {attempt.bootlog.engine_death}", kind="engine_died")
             return
         code = attempt.server.poll()
         if code is not None:
-            self._exited(attempt, f"server exited with code {code}")
+            self._exited(attempt, f"server exited with code {code}", kind="exited")
             return
         if self._unservable(attempt):  # the output pump may lag the first good probe by a line
             return
@@ -306,7 +344,8 @@ class Supervisor:
         self._notifier.status(f"unhealthy ({attempt.health_failures}/{limit}): {probe.detail}")
         if attempt.health_failures >= limit:
             attempt.server.stop(min(self.config.drain_timeout_s, 5.0))
-            self._exited(attempt, f"{limit} failed health probes in a row (last: {probe.detail})")
+            self._exited(attempt, f"{limit} failed health probes in a row (last: {probe.detail})",
+                         kind="health_failed")
 
     def _stalled(self, attempt: _Attempt, now: float) -> bool:
         """The progress watchdog: tokens must keep coming, or a tiny request must still be answered.
@@ -339,17 +378,19 @@ class Supervisor:
                            "restarted; if it recurs, look for one huge prompt or a stuck worker "
                            "(`qwenops troubleshoot`)", retryable=True)
         attempt.server.stop(min(self.config.drain_timeout_s, 5.0))
-        self._exited(attempt, f"engine stalled: {evidence}", cause)
+        self._meter.stall_confirmed()
+        self._exited(attempt, f"engine stalled: {evidence}", cause, kind="engine_stalled")
         return True
 
     def _unservable(self, attempt: _Attempt) -> bool:
         if attempt.bootlog.unservable is None:
             return False
         attempt.server.stop(min(self.config.drain_timeout_s, 5.0))
-        self._exited(attempt, "the server cannot serve chat completions")
+        self._exited(attempt, "the server cannot serve chat completions", kind="unservable")
         return True
 
-    def _exited(self, attempt: _Attempt, reason: str, cause: FatalCause | None = None) -> None:
+    def _exited(self, attempt: _Attempt, reason: str, cause: FatalCause | None = None, *,
+                kind: str = "exited") -> None:
         # The leader is gone but EngineCore/Worker may live on as orphans holding memory and the port.
         attempt.server.kill()
         self._attempt = None
@@ -368,6 +409,7 @@ class Supervisor:
             window = self.config.quick_failure_window_s
             self._give_up(f"{len(failures)} failures within {window:g} s; last: {last}", cause)
             return
+        self._restart_cause = kind
         delay = min(self.config.backoff_initial_s * 2 ** (len(failures) - 1), self.config.backoff_max_s)
         self._retry_at = now + delay
         why = cause.message() if cause else reason
@@ -377,6 +419,7 @@ class Supervisor:
     def _give_up(self, reason: str, cause: FatalCause | None) -> None:
         self._cause = cause
         self._outcome_reason = reason
+        self._meter.fatal(cause.category if cause is not None else "too_many_failures")
         self._fire(Event.GIVE_UP, reason)
         self._notifier.status(f"FATAL: {reason}")
 
