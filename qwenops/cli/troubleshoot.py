@@ -18,8 +18,10 @@ if TYPE_CHECKING:
 @profile_option
 @click.option("--log", "logs", multiple=True, metavar="FILE",
               help="A vLLM log of any version (- for stdin); repeatable.")
-@click.option("--journal", metavar="UNIT", help="Read the log of a systemd unit (journalctl -u UNIT).")
-@click.option("--docker", metavar="CONTAINER", help="Read the log of a container (docker logs CONTAINER).")
+@click.option("--journal", metavar="UNIT", callback=lambda _c, _p, v: _checked("journal", v),
+              help="Read the log of a systemd unit (journalctl -u UNIT).")
+@click.option("--docker", metavar="CONTAINER", callback=lambda _c, _p, v: _checked("docker", v),
+              help="Read the log of a container (docker logs CONTAINER).")
 @click.option("--base-url", metavar="URL", help="A live server: read /health, /v1/models and /metrics.")
 @click.option("--probe", is_flag=True,
               help="Send real requests to the live server: one long answer (interrupted?), one ordinary answer "
@@ -45,6 +47,16 @@ def troubleshoot(*, profile: str | None, logs: tuple[str, ...], journal: str | N
                             host=host, probe=probe, client_timeout_s=client_timeout_s)
     report = run_troubleshoot(request)
     finish(CommandResult(command="troubleshoot", data=report, ok=report.ok), json_mode=json_mode, view=_view)
+
+
+def _checked(kind: str, value: str | None) -> str | None:
+    """A unit or container name, checked as it is parsed: an empty one is refused (not taken as "none
+    given"), and one that is no name (`--docker=--help`) never reaches the tool."""
+    if value is None:
+        return None
+    from qwenops.troubleshoot.sources import check_container, check_unit
+
+    return check_unit(value) if kind == "journal" else check_container(value)
 
 
 _MARK = {"error": "ERROR", "warning": "WARN", "info": "note"}
