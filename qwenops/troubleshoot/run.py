@@ -110,7 +110,7 @@ def run_troubleshoot(request: TroubleshootRequest) -> TroubleshootReport:
     if request.probe:
         findings += _probe(request, contended=any(f.category == "high_latency_cpu" for f in findings))
         sources.append(SourceRead("probes", note="one long answer, one ordinary answer, a concurrency ramp"))
-    ranked = rank(findings)
+    ranked = rank(_merged(findings))
     return TroubleshootReport(ok=not any(f.severity == "error" for f in ranked), findings=tuple(ranked),
                               sources=tuple(sources), profile=request.profile)
 
@@ -132,6 +132,28 @@ def _probe(request: TroubleshootRequest, *, contended: bool) -> list[Finding]:
         return found
     memory, _ramp = probes.probe_memory(target, profile)
     return found + memory
+
+
+# Findings about the server as a whole: the live read and a probe that meet the same refusal say one thing.
+_ONCE = ("auth", "proxy_answered")
+
+
+def _merged(findings: Sequence[Finding]) -> list[Finding]:
+    """One `auth` (or `proxy_answered`) finding with every piece of evidence, not one per request."""
+    from dataclasses import replace
+
+    out: list[Finding] = []
+    first: dict[str, int] = {}
+    for finding in findings:
+        if finding.category not in _ONCE or finding.category not in first:
+            if finding.category in _ONCE:
+                first[finding.category] = len(out)
+            out.append(finding)
+            continue
+        kept = out[first[finding.category]]
+        evidence = kept.evidence + tuple(e for e in finding.evidence if e not in kept.evidence)
+        out[first[finding.category]] = replace(kept, evidence=evidence)
+    return out
 
 
 def rank(findings: Sequence[Finding]) -> list[Finding]:

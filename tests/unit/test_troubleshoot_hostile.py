@@ -116,6 +116,9 @@ def test_a_401_on_the_probe_is_an_auth_finding_not_a_cut_connection(
     assert "QWENOPS_API_KEY" in str(auth["fix"]) and "--api-key" in str(auth["fix"])
     assert "QWENOPS_API_KEY is not set" in text_of(auth)
     assert "disable-log-stats" not in json.dumps(doc)
+    # the live read's 401 and the probe's are one finding with both pieces of evidence
+    assert [f["category"] for f in doc["data"]["findings"]].count("auth") == 1  # type: ignore[index]
+    assert {e["source"] for e in auth["evidence"]} >= {"probe", "qwenops"}  # type: ignore[attr-defined]
 
 
 def test_a_wrong_key_says_it_was_refused(site: Callable[[dict[str, Answer]], Site]) -> None:
