@@ -746,8 +746,8 @@ async def astream_chat(
 
         try:
             async with contextlib.aclosing(aresume_chat(http, endpoint, request, timeouts, resume)) as deltas:
-                async for delta in deltas:
-                    yield delta
+                async for resumed in deltas:
+                    yield resumed
         finally:
             if owned:
                 await http.aclose()
