@@ -138,7 +138,7 @@ def parse(text: str | bytes, *, taken_s: float | None = None) -> Snapshot:
         for parsed in text_string_to_metric_families(text):
             families.setdefault(parsed.name, []).extend(parsed.samples)  # a family written twice is merged
     except Exception as exc:  # a third-party parser of hostile text: every refusal is bad text, never a bug here
-        raise MetricsFormatError(_one_line(str(exc)) or type(exc).__name__) from None
+        raise MetricsFormatError(_one_line(str(exc)[:1000]) or type(exc).__name__) from None
 
     def first(names: Sequence[str]) -> tuple[str, list[Sample]] | None:
         return next(((n, families[n]) for n in names if families.get(n)), None)

@@ -521,11 +521,31 @@ def test_watch_into_a_closed_pipe_ends_quietly(site: Callable[[dict[str, Answer]
     assert child.returncode == 0 and b"Traceback" not in err and err == b"", err
 
 
-def test_gzip_encoded_metrics_are_read(site: Callable[[dict[str, Answer]], Site]) -> None:
-    page = gzip.compress(RECORDED.read_bytes())
-    server = site({**healthy_routes(), "/metrics": reply(200, page, PROM, headers=(("content-encoding", "gzip"),))})
+@pytest.mark.parametrize(("encoding", "squeeze"), [
+    ("gzip", gzip.compress),
+    ("deflate", zlib.compress),  # zlib-wrapped, as the RFC says
+    ("deflate", lambda data: zlib.compress(data)[2:-4]),  # raw deflate, as some servers send it
+])
+def test_encoded_metrics_are_read(site: Callable[[dict[str, Answer]], Site], encoding: str,
+                                  squeeze: Callable[[bytes], bytes]) -> None:
+    page = squeeze(RECORDED.read_bytes())
+    server = site({**healthy_routes(), "/metrics": reply(200, page, PROM, headers=(("content-encoding", encoding),))})
     code, doc, _ = status_json(server.url)
     assert code == 0, doc
+
+
+def test_a_deflate_bomb_stops_at_the_cap(site: Callable[[dict[str, Answer]], Site]) -> None:
+    bomb = zlib.compress(b"#" * (256 * 1024 * 1024), 9)  # 256 MiB in about 250 KiB
+    server = site({**healthy_routes(), "/metrics": reply(200, bomb, PROM, headers=(("content-encoding", "deflate"),))})
+    code, doc, _ = status_json(server.url)
+    assert code == 3 and one_error(doc)["code"] == "answer_too_large"
+
+
+def test_a_body_that_does_not_decode_is_one_line(site: Callable[[dict[str, Answer]], Site]) -> None:
+    server = site({**healthy_routes(), "/metrics": reply(200, b"not gzip at all", PROM,
+                                                         headers=(("content-encoding", "gzip"),))})
+    code, doc, _ = status_json(server.url)
+    assert code == 3 and one_error(doc)["code"] == "unreadable_answer"
 
 
 def test_threads_left_behind_are_none() -> None:
