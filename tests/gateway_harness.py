@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -109,3 +111,53 @@ async def until_end(ws: Any, chat_ids: set[str], timeout_s: float = 120) -> dict
 
 def text_of(frames: list[dict[str, Any]]) -> str:
     return "".join(frame["content"] for frame in frames if frame["type"] == "delta")
+
+
+def handshake(port: int, headers: list[tuple[str, str | bytes]], path: str = "/ws/chat") -> int:
+    """The status of a WebSocket upgrade sent with exactly HEADERS besides the upgrade's own (no Host unless
+    given, any number of them, raw bytes as they are): what a client that is not a browser can send."""
+    lines = [f"GET {path} HTTP/1.1".encode(), b"Upgrade: websocket", b"Connection: Upgrade",
+             b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", b"Sec-WebSocket-Version: 13"]
+    lines += [name.encode() + b": " + (value if isinstance(value, bytes) else value.encode())
+              for name, value in headers]
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        sock.sendall(b"\r\n".join(lines) + b"\r\n\r\n")
+        answer = b""
+        while b"\r\n" not in answer:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    status = answer.split(b"\r\n", 1)[0].split()
+    return int(status[1]) if len(status) > 1 and status[1].isdigit() else 0
+
+
+class LogLines(logging.Handler):
+    """Every line the gateway and uvicorn log (tracebacks counted line by line), for the rule that a
+    rejected frame or handshake costs at most one line."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.extend(self.format(record).splitlines())
+
+
+@contextlib.contextmanager
+def log_lines() -> Iterator[LogLines]:
+    """Collect what the loggers of the gateway (qwenops.gateway) and uvicorn (which does not propagate to
+    the root) write while the block runs."""
+    handler = LogLines()
+    loggers = [logging.getLogger(name) for name in ("qwenops", "uvicorn")]
+    level = loggers[0].level
+    loggers[0].setLevel(logging.INFO)  # the gateway's default --log-level
+    for logger in loggers:
+        logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        loggers[0].setLevel(level)
+        for logger in loggers:
+            logger.removeHandler(handler)

@@ -11,6 +11,7 @@ The last user message picks the behaviour (the gateway passes messages through u
   "inband"         one delta, then vLLM's dead-engine error inside the 200 stream
   "cut"            one delta, then the connection closes without [DONE]
   "http400"        400 with vLLM's error body
+  "surrogate"      one delta holding a lone surrogate (JSON "\\ud800": what a broken server may send), then "tokens 1"
   anything else    "tokens 3"
 Each request's fate is counted: `active` (streaming now), `finished`, `aborted` (the client closed
 mid-stream), and the bodies received, so a test can see what the gateway sent and that it hung up.
@@ -123,6 +124,10 @@ class SyntheticUpstream:
     async def _stream(self, writer: asyncio.StreamWriter, word: str, args: list[str]) -> None:
         count = int(args[0]) if args and args[0].isdigit() else 3
         writer.write(_ROLE)
+        if word == "surrogate":
+            writer.write(b'data: {"choices": [{"index": 0, "delta": {"content": "a\\ud800b"}, '
+                         b'"finish_reason": null}]}\n\n')
+            count = 1
         if word in ("hang", "inband", "cut"):
             writer.write(_chunk("t0 "))
             await writer.drain()

@@ -22,9 +22,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from qwenops.units import MAX_TOKENS
+from qwenops.untrusted import MAX_JSON_DEPTH, MAX_JSON_NUMBER_CHARS
 
 # Error codes, the stream client's typed errors first (qwenops.errors names the exception of each).
 CODES: dict[str, str] = {
@@ -48,6 +52,9 @@ _OWNED = {"model": "the gateway serves the one model it was started for",
           "stream": "the gateway always streams", "stream_options": "the gateway always asks for usage",
           "n": "one answer per chat (send several chats instead)"}
 MAX_ID_CHARS = 128
+# The parameters that bound an answer's length: checked here, and enforced on the server's stream too
+# (the app stops one that runs past them).
+TOKEN_LIMITS = ("max_tokens", "max_completion_tokens")
 
 
 class FrameError(Exception):
@@ -65,6 +72,7 @@ class Chat:
     params: dict[str, Any] = field(default_factory=dict)  # passed to the server as they came
 
 
+
 @dataclass(frozen=True, slots=True)
 class Cancel:
     id: str
@@ -78,32 +86,150 @@ class Ping:
 Frame = Chat | Cancel | Ping
 
 
-def _finite(value: Any) -> bool:
-    """No NaN or Infinity anywhere (JSON has neither; Python's parser accepts them)."""
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, dict):
-        return all(_finite(v) for v in value.values())
-    if isinstance(value, list):
-        return all(_finite(v) for v in value)
-    return True
+# ------------------------------------------------------------------------------------------ decoding
+#
+# A frame is hostile until checked. json.loads is C and fast, but it accepts what JSON does not bound:
+# nesting to the recursion limit (and a RecursionError past it), numbers that overflow to Infinity or
+# have 100,000 digits (which Python refuses to turn into an int, or back into text for the server),
+# duplicate keys (the last one silently wins), and "\ud800", a lone surrogate, which is no character:
+# it cannot be encoded as UTF-8, so it would fail only later, sending it upstream or back to the client.
+# The hooks below mark such values instead of raising, and one walk without recursion (`_problem`)
+# finds the first problem with the path to it, so the answer names the field.
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_\-]{1,64}")
+
+
+class _Bad:
+    """Stands where the decoder met a value it must refuse; `why` says what it was."""
+
+    __slots__ = ("why",)
+
+    def __init__(self, why: str) -> None:
+        self.why = why
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _number(literal: str, kind: type[int] | type[float]) -> Any:
+    if len(literal) > MAX_JSON_NUMBER_CHARS:
+        return _Bad(f"a number of {len(literal)} characters (at most {MAX_JSON_NUMBER_CHARS})")
+    number = kind(literal)
+    if isinstance(number, float) and not math.isfinite(number):
+        return _Bad(f"{literal} is not a finite number")
+    return number
+
+
+def _parse_int(literal: str) -> Any:
+    return _number(literal, int)
+
+
+def _parse_float(literal: str) -> Any:
+    return _number(literal, float)
+
+
+class _Duplicates(dict[str, Any]):
+    """An object that named a key twice (the last value kept, as json.loads does), marked for `_problem`."""
+
+    key: str
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) == len(pairs):
+        return value
+    marked = _Duplicates(value)
+    seen: set[str] = set()
+    marked.key = next(key for key, _ in pairs if key in seen or seen.add(key))  # type: ignore[func-returns-value]
+    return marked
+
+
+def _surrogate(text: str) -> str | None:
+    """The first lone surrogate in TEXT as U+XXXX, or None (ASCII, the common case, is checked in C)."""
+    if text.isascii():
+        return None
+    found = _SURROGATE.search(text)
+    return f"U+{ord(found.group()):04X}" if found else None
+
+
+def _label(key: str) -> str:
+    return key if _PLAIN_KEY.fullmatch(key) else _short(key, 40)
+
+
+def _path(parts: tuple[Any, ...] | None) -> str:
+    """`parts` is a linked list (parent, key) built only on the way down; the path text only on error."""
+    keys: list[str | int] = []
+    while parts is not None:
+        parts, key = parts
+        keys.append(key)
+    text = ""
+    for key in reversed(keys):
+        text += f"[{key}]" if isinstance(key, int) else (f".{_label(key)}" if text else _label(key))
+    return text
+
+
+def _problem(data: Any) -> str | None:  # noqa: PLR0912 -- one branch per kind of JSON value
+    """The first thing in DATA the gateway refuses (nesting, a marked value, a lone surrogate), as the
+    message of a `bad_request`; None if there is none. Iterative: no depth of input reaches Python's
+    recursion limit, and nothing deeper than MAX_JSON_DEPTH is walked."""
+    stack: list[tuple[Any, int, tuple[Any, ...] | None]] = [(data, 1, None)]
+    while stack:
+        value, depth, path = stack.pop()
+        where = _path(path) + ": " if path is not None else ""
+        if isinstance(value, _Bad):
+            return where + value.why
+        if isinstance(value, str):
+            found = _surrogate(value)
+            if found:
+                return f"{where}a lone surrogate ({found}) is not text"
+            continue
+        if isinstance(value, dict):
+            if isinstance(value, _Duplicates):
+                return f"{where}duplicate key {_short(value.key, 40)}"
+            items: Any = value.items()
+            for key in value:
+                found = _surrogate(key)
+                if found:
+                    return f"{where}a key holds a lone surrogate ({found}), which is not text"
+        elif isinstance(value, list):
+            items = enumerate(value)
+        else:
+            continue
+        if depth > MAX_JSON_DEPTH:
+            return TOO_DEEP
+        for key, item in items:
+            if isinstance(item, (dict, list, str, _Bad)):
+                stack.append((item, depth + 1, (path, key)))
+    return None
+
+
+TOO_DEEP = f"the frame is nested more than {MAX_JSON_DEPTH} levels deep"
+
+
+def _decode(text: str) -> Any:
+    try:
+        return json.loads(text, parse_constant=_reject_constant, parse_int=_parse_int, parse_float=_parse_float,
+                          object_pairs_hook=_object)
+    except RecursionError:  # the C decoder's own bound, near Python's recursion limit (~1,000 levels)
+        raise FrameError(TOO_DEEP) from None
+    except ValueError as exc:
+        raise FrameError(f"the frame is not JSON ({_short(exc)})") from None
+
+
 def parse_frame(text: str) -> Frame:
     """The typed frame of one text message, or `FrameError` naming what is wrong."""
-    try:
-        data = json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
-        raise FrameError(f"the frame is not JSON ({_short(exc)})") from None
+    data = _decode(text)
+    frame_id = data.get("id") if isinstance(data, dict) and getattr(data, "key", None) != "id" else None
+    known_id = frame_id if (isinstance(frame_id, str) and 0 < len(frame_id) <= MAX_ID_CHARS
+                            and _surrogate(frame_id) is None) else None
+    problem = _problem(data)
+    if problem is not None:
+        raise FrameError(problem, id=known_id)
     if not isinstance(data, dict):
         raise FrameError(f"the frame must be a JSON object, got {type(data).__name__}")
     kind = data.get("type")
-    frame_id = data.get("id")
-    known_id = frame_id if isinstance(frame_id, str) and 0 < len(frame_id) <= MAX_ID_CHARS else None
     if kind == "ping":
         return Ping()
     if kind not in ("chat", "cancel"):
@@ -130,10 +256,19 @@ def _params(data: Mapping[str, Any], frame_id: str) -> dict[str, Any]:
     for key, why in _OWNED.items():
         if key in params and not (key == "n" and params[key] == 1):
             raise FrameError(f"{key}: not a chat parameter here ({why})", id=frame_id)
-    for key, value in params.items():
-        if not _finite(value):
-            raise FrameError(f"{key}: NaN and Infinity are not JSON numbers", id=frame_id)
+    for key in TOKEN_LIMITS:
+        value = params.get(key)
+        if value is not None and (type(value) is not int or not 1 <= value <= MAX_TOKENS):
+            raise FrameError(f"{key}: must be a whole number from 1 to {MAX_TOKENS:,}, got {_short(value)}",
+                             id=frame_id)
     return params
+
+
+def max_tokens(params: Mapping[str, Any]) -> int | None:
+    """The most tokens a chat's answer may have: the smaller of max_tokens and max_completion_tokens
+    (both checked by `parse_frame`), or None for the server's own limit."""
+    limits = [params[key] for key in TOKEN_LIMITS if params.get(key) is not None]
+    return min(limits) if limits else None
 
 
 def _short(value: object, limit: int = 80) -> str:
@@ -142,6 +277,13 @@ def _short(value: object, limit: int = 80) -> str:
 
 
 # --------------------------------------------------------------------------------------------- out
+
+
+def sendable(text: str) -> str:
+    """TEXT with each lone surrogate replaced by U+FFFD. A server's JSON can hold one ("\\ud800") as a
+    client's can; no WebSocket text frame can (it must be UTF-8): sending it would fail in the writer and
+    leave the connection silent. ASCII, most frames, is checked in C."""
+    return text if text.isascii() or not _SURROGATE.search(text) else _SURROGATE.sub("\N{REPLACEMENT CHARACTER}", text)
 
 
 def dumps(frame: Mapping[str, Any]) -> str:

@@ -42,16 +42,33 @@ def ws_url(config: GatewayConfig) -> str:
     return f"ws://{connect_host(config.host)}:{config.port}/ws/chat"
 
 
+class OneLine(logging.Filter):
+    """uvicorn's protocol layer logs what a client did wrong with a traceback (an invalid UTF-8 text
+    frame: six lines per frame, any client can send them): folded here into its one line, the exception
+    named at its end. At --log-level debug the traceback stays."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and not logging.getLogger("qwenops.gateway").isEnabledFor(logging.DEBUG):
+            exc = record.exc_info[1]
+            record.msg = " ".join(f"{record.getMessage()} ({type(exc).__name__}: {exc})".split())
+            record.args, record.exc_info, record.exc_text = None, None, None
+        return True
+
+
 def uvicorn_config(app: Any, config: GatewayConfig, *, log_level: str = "info") -> uvicorn.Config:
     import uvicorn
 
-    return uvicorn.Config(
+    uv_config = uvicorn.Config(
         app, host=config.host, port=config.port, log_level=log_level, lifespan="on",
         ws_max_size=max(16 * 1024 * 1024, config.max_frame_bytes * 4),  # larger frames get an error frame
         ws_ping_interval=config.ping_interval_s, ws_ping_timeout=config.ping_interval_s,
         ws_per_message_deflate=False,  # tokens are tiny; deflate costs CPU and memory per connection
         timeout_graceful_shutdown=5, access_log=False,
     )
+    error_log = logging.getLogger("uvicorn.error")  # configured by uvicorn.Config just now; filters are kept
+    if not any(isinstance(found, OneLine) for found in error_log.filters):
+        error_log.addFilter(OneLine())
+    return uv_config
 
 
 def listening_socket(uv_config: uvicorn.Config, config: GatewayConfig) -> socket.socket:
