@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import math
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -11,10 +12,23 @@ from qwenops.cli._common import finish, json_option, profile_option
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
+    from qwenops.gateway.config import GatewayConfig
     from qwenops.gateway.server import GatewayRun
 
+
+class _Seconds(click.FloatRange):
+    """A finite number of seconds in a range. click's FloatRange lets nan through (no comparison with nan is
+    true) and calls inf merely out of range; both are named for what they are here."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number of seconds", param, ctx)
+        return super().convert(number, param, ctx)
+
+
 _COUNT = click.IntRange(min=1)
-_SECONDS = click.FloatRange(min=0.001, max=86400)
+_SECONDS = _Seconds(min=0.001, max=86400)
 
 
 @click.command("gateway")
@@ -24,6 +38,10 @@ _SECONDS = click.FloatRange(min=0.001, max=86400)
               "is sent only to the server it was configured for.")
 @click.option("--host", metavar="ADDR", help="Address to bind [default: 127.0.0.1]. Beyond loopback, "
               "QWENOPS_GATEWAY_TOKEN must be set.")
+@click.option("--allow-host", "allowed_hosts", multiple=True, metavar="NAME",
+              help="A name or address clients reach the gateway by (their Host header), besides loopback and the "
+              "bound address: refusing others stops DNS rebinding. Without a token only these are accepted; with a "
+              "token and none given, any (repeatable).")
 @click.option("--port", type=click.IntRange(1, 65535), help="Port to bind [default: 8090].")
 @click.option("--allow-origin", "allowed_origins", multiple=True, metavar="ORIGIN",
               help="A browser origin allowed besides the gateway's own, e.g. https://chat.example.com; '*' allows "
@@ -39,7 +57,7 @@ _SECONDS = click.FloatRange(min=0.001, max=86400)
 @click.option("--idle-timeout", "idle_timeout_s", type=_SECONDS,
               help="Close a connection with no frame and no chat for this many seconds [default: 300].")
 @click.option("--ping-interval", "ping_interval_s", type=_SECONDS, help="Seconds between pings [default: 20].")
-@click.option("--drain", "drain_s", type=click.FloatRange(0, 3600),
+@click.option("--drain", "drain_s", type=_Seconds(0, 3600),
               help="On SIGTERM, seconds running chats may take to finish [default: 30].")
 @click.option("--check", is_flag=True, help="Validate the settings and print them; serve nothing.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
@@ -59,13 +77,21 @@ def gateway(*, profile: str | None, upstream: str | None, check: bool, log_level
         finish(CommandResult(command="gateway", data=config), json_mode=json_mode, view=_config_view)
         return
     _require_extra()
-    from qwenops.gateway.server import run_gateway, ws_url
+    from qwenops.gateway.server import run_gateway
 
     if not json_mode:
-        click.echo(f"gateway on {ws_url(config)} -> {config.upstream} (model {config.model}); "
-                   f"token {'required' if config.token else 'not required (loopback)'}", err=True)
+        click.echo(start_line(config), err=True)
     result = run_gateway(config, log_level=log_level)
     finish(CommandResult(command="gateway", data=result), json_mode=json_mode, view=_run_view)
+
+
+def start_line(config: GatewayConfig) -> str:
+    """The line on stderr when the gateway starts (the upstream's password, if any, masked)."""
+    from qwenops.gateway.server import ws_url
+    from qwenops.untrusted import mask_url, printable
+
+    return printable(f"gateway on {ws_url(config)} -> {mask_url(config.upstream)} (model {config.model}); "
+                     f"token {'required' if config.token else 'not required (loopback)'}", keep_newlines=False)
 
 
 def _require_extra() -> None:
@@ -84,10 +110,12 @@ def _config_view(config: object) -> RenderableType:
     from qwenops.gateway.config import GatewayConfig
 
     assert isinstance(config, GatewayConfig)
-    shown = config.model_dump(mode="json")
+    from qwenops.untrusted import printable
+
+    shown = config.model_dump(mode="json")  # the upstream's password masked (GatewayConfig's serializer)
     shown["api_key"] = "set" if config.api_key else "not set"
     shown["token"] = "set" if config.token else "not set"
-    return "\n".join(f"{key}: {value}" for key, value in shown.items())
+    return "\n".join(printable(f"{key}: {value}", keep_newlines=False) for key, value in shown.items())
 
 
 def _run_view(run: GatewayRun) -> RenderableType:

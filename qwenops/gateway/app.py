@@ -37,6 +37,7 @@ from qwenops.errors import (
 )
 from qwenops.gateway import protocol
 from qwenops.gateway.config import GatewayConfig
+from qwenops.untrusted import mask_url
 
 if TYPE_CHECKING:
     import httpx
@@ -100,6 +101,7 @@ class Outbox:
         self.ready = asyncio.Event()
 
     def put(self, frame: str, *, always: bool = False) -> bool:
+        frame = protocol.sendable(frame)  # the one door to the client: no lone surrogate passes it
         size = len(frame)  # characters: within 4x of bytes, and cheap
         if not always and self.bytes + size > self.limit:
             return False
@@ -131,9 +133,7 @@ class Gateway:
 
     @property
     def upstream_shown(self) -> str:
-        from qwenops.stream.client import redact_url
-
-        return redact_url(self.config.upstream)
+        return mask_url(self.config.upstream)
 
     def chat_started(self) -> None:
         self.stats.chats += 1
@@ -173,6 +173,8 @@ class Connection:
         self.closing = False
         self.unread = False  # the client sends but does not read its answers
         self.counter = 0
+        client = websocket.client
+        self.who = f"{client.host}:{client.port}" if client else "?"
 
     # ----------------------------------------------------------------------------------- lifetime
 
@@ -243,7 +245,12 @@ class Connection:
                 return
             if message["type"] == "websocket.disconnect":
                 return
-            self._receive(message.get("text"))
+            try:
+                self._receive(message.get("text"))
+            except Exception as exc:  # a bug here must not end the connection, its chats, or flood the log
+                log.error("a frame from %s was not handled: %s", self.who, _one_line(exc),
+                          exc_info=log.isEnabledFor(logging.DEBUG))
+                self._reply_error(None, "internal", f"{type(exc).__name__} in the gateway (logged)")
             if self.unread:
                 await self.close(CLOSE_POLICY, "the client sends frames but does not read the answers")
                 return
@@ -251,10 +258,10 @@ class Connection:
     def _receive(self, text: str | None) -> None:
         limit = self.config.max_frame_bytes
         if text is None:
-            self._reply(protocol.error(None, "bad_request", "binary frames are not accepted: send JSON text frames"))
+            self._reply_error(None, "bad_request", "binary frames are not accepted: send "
+                              + ("the prompt as a text frame" if self.text_mode else "JSON text frames"))
         elif len(text) > limit or len(text.encode()) > limit:
-            self._reply(protocol.error(None, "bad_request",
-                                       f"frame: {len(text.encode())} bytes, more than the {limit} allowed"))
+            self._reply_error(None, "bad_request", f"frame: {len(text.encode())} bytes, more than the {limit} allowed")
         elif self.text_mode:
             self._prompt(text)
         else:
@@ -268,11 +275,15 @@ class Connection:
         if not self.outbox.put(frame):
             self.unread = True
 
+    def _reply_error(self, chat_id: str | None, code: str, message: str) -> None:
+        """An error that answers a frame, in the connection's mode: an error frame, or `[error CODE] ...`."""
+        self._reply(f"[error {code}] {message}" if self.text_mode else protocol.error(chat_id, code, message))
+
     def _frame(self, text: str) -> None:
         try:
             frame = protocol.parse_frame(text)
         except protocol.FrameError as exc:
-            self._reply(protocol.error(exc.id, exc.code, exc.message))
+            self._reply_error(exc.id, exc.code, exc.message)
             return
         if isinstance(frame, protocol.Ping):
             self._reply(protocol.PONG)
@@ -282,7 +293,7 @@ class Connection:
         else:
             refusal = self._refusal(frame.id)
             if refusal is not None:
-                self._reply(protocol.error(frame.id, *refusal))
+                self._reply_error(frame.id, *refusal)
                 return
             self._start(frame.id, frame.messages, frame.params)
 
@@ -301,13 +312,13 @@ class Connection:
     def _prompt(self, text: str) -> None:
         """Text mode: a text frame is a user prompt, answered in order, content only."""
         if not text.strip():
-            self._reply("[error bad_request] the prompt is empty")
+            self._reply_error(None, "bad_request", "the prompt is empty")
             return
         try:
             self.prompts.put_nowait(text)
         except asyncio.QueueFull:
-            self._reply(f"[error too_many_chats] {self.config.max_chats_per_connection} prompts already "
-                            "wait on this connection")
+            self._reply_error(None, "too_many_chats", f"{self.config.max_chats_per_connection} prompts already "
+                              "wait on this connection")
 
     async def _text_chats(self) -> None:
         while True:
@@ -316,7 +327,7 @@ class Connection:
             chat_id = f"text-{self.counter}"
             refusal = self._refusal(chat_id)
             if refusal is not None:
-                self._reply(f"[error {refusal[0]}] {refusal[1]}")
+                self._reply_error(chat_id, *refusal)
                 continue
             task = self._start(chat_id, [{"role": "user", "content": prompt}], {})
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -354,7 +365,7 @@ class Connection:
         except QwenopsError as exc:
             self._send_terminal(chat_id, error_code(exc), exc.message)
         except Exception as exc:  # a bug here must not end the connection or the other chats
-            log.exception("chat %s failed", chat_id)
+            log.error("chat %r failed: %s", chat_id, _one_line(exc), exc_info=log.isEnabledFor(logging.DEBUG))
             self._send_terminal(chat_id, "internal", f"{type(exc).__name__} in the gateway (logged)")
         finally:
             self.chats.pop(chat_id, None)
@@ -368,6 +379,8 @@ class Connection:
         config = self.config
         finish: str | None = None
         usage: dict[str, int] | None = None
+        limit = protocol.max_tokens(params)
+        deltas_sent = 0
         # aclosing: a chat that ends here (slow_reader) closes the upstream response now, so vLLM aborts the
         # request now; a generator merely dropped is closed only when the garbage collector gets to it.
         async with contextlib.aclosing(astream_chat(
@@ -377,6 +390,13 @@ class Connection:
         )) as deltas:
             async for chunk in deltas:
                 if chunk.content or chunk.reasoning_content:
+                    # Each delta carries at least one token (vLLM sends a chunk per step, or several steps' in
+                    # one when its client falls behind), so more deltas than max_tokens is a server that ran
+                    # past it, one not vLLM or a bug: stopped here, and aclosing hangs up on it.
+                    deltas_sent += 1
+                    if limit is not None and deltas_sent > limit:
+                        log.warning("chat %r: the server sent more than max_tokens (%d); stopped", chat_id, limit)
+                        return "length", None
                     frame = chunk.content if self.text_mode else protocol.delta(
                         chat_id, chunk.content, chunk.reasoning_content)
                     if frame and not self.outbox.put(frame):
@@ -422,7 +442,26 @@ def origin_ok(config: GatewayConfig, websocket: WebSocket) -> bool:
         return True
     if "*" in config.allowed_origins or origin in config.allowed_origins:
         return True
-    return urlsplit(origin).netloc.lower() == websocket.headers.get("host", "").lower()
+    try:
+        netloc = urlsplit(origin).netloc
+    except ValueError:  # "http://[::1": not a URL, so no browser's origin
+        return False
+    return netloc.lower() == websocket.headers.get("host", "").lower()
+
+
+def host_values(websocket: WebSocket) -> list[str]:
+    """Every Host line of the handshake (ASGI keeps repeated headers; Starlette's .get shows the first)."""
+    return [value.decode("latin-1") for name, value in websocket.scope.get("headers", ()) if name == b"host"]
+
+
+def _shown(value: object) -> str:
+    """A header value in a log line: quoted and escaped (no line breaks or terminal controls), bounded."""
+    text = repr(value)
+    return text if len(text) <= 100 else text[:99] + "…"
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
 
 
 async def chat_socket(websocket: WebSocket) -> None:
@@ -434,8 +473,16 @@ async def chat_socket(websocket: WebSocket) -> None:
         log.warning("refused %s: no or wrong token", who)  # never the token itself
         await websocket.close(CLOSE_POLICY)
         return
+    hosts = host_values(websocket)
+    if not config.host_allowed(hosts):
+        log.warning("refused %s: Host %s is not this gateway's (DNS rebinding?); --allow-host NAME allows a name",
+                    who, _shown(hosts[0] if len(hosts) == 1 else hosts))
+        await websocket.send_denial_response(PlainTextResponse(
+            "this Host is not the gateway's: connect by a loopback address, localhost, or a name given to "
+            "--allow-host\n", status_code=403))
+        return
     if not origin_ok(config, websocket):
-        log.warning("refused %s: origin %r not allowed", who, websocket.headers.get("origin"))
+        log.warning("refused %s: origin %s not allowed", who, _shown(websocket.headers.get("origin")))
         await websocket.close(CLOSE_POLICY)
         return
     if gateway.draining:  # a load balancer's retry goes to another instance

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_serializer, field_validator
+from pydantic_core import PydanticCustomError
 
 from qwenops.errors import BadInputError
 from qwenops.render.deploy import GATEWAY_DRAIN_S, GATEWAY_PORT
@@ -27,10 +30,112 @@ def valid_token(value: str) -> bool:
     return _TOKEN_CHARS.fullmatch(value) is not None
 
 
+# ------------------------------------------------------------------------------------ hosts and origins
+#
+# DNS rebinding: a page on evil.example can make its own name resolve to 127.0.0.1, and its requests then
+# reach the gateway carrying `Host: evil.example:PORT` and `Origin: http://evil.example:PORT`. The Origin
+# check (Origin's host:port == Host) passes them: the attacker controls both. Only the Host value tells
+# this machine's names from the attacker's, so the gateway accepts, as Jupyter and the Docker daemon do,
+# the names no DNS answer can give: loopback addresses (127.0.0.0/8, ::1) and `localhost` with every name
+# under it (RFC 6761 6.3: resolvers answer them with loopback themselves, browsers never ask DNS), plus
+# what the operator names: --allow-host and the address bound. With a token and no --allow-host any Host is
+# accepted: a rebinding page cannot present the token (browsers add no credential to a WebSocket), and the
+# deployments bind 0.0.0.0 and are reached by names the gateway cannot know (a Service, a published port).
+
+_HOST_AND_PORT = re.compile(r"(\[[^\[\]]*\]|[^\[\]:]*)(?::([0-9]{1,5}))?")
+_LABEL = r"(?!-)[a-z0-9_-]{1,63}(?<!-)"  # letters, digits, '-' inside; '_' as in compose service names
+_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+# What a URL parser reads as an IPv4 address (WHATWG's "ends in a number": 127.1, 0x7f.0.0.1, 2130706433):
+# browsers rewrite those to the dotted quad before sending, so no browser sends them as names.
+_NUMERIC_LABEL = re.compile(r"0x[0-9a-f]*|[0-9]+")
+_WILDCARDS = ("0.0.0.0", "::")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def normal_host(value: str, *, with_port: bool = False) -> str | None:
+    """VALUE as one canonical text, or None if it is neither an IP address nor a DNS name: IPv4 as its
+    dotted quad, IPv6 compressed without brackets, a name in lower case without its trailing dot. WITH_PORT:
+    a Host header, whose `:port` (1-65535) may follow and is dropped. Strict on purpose: `ipaddress` takes
+    only canonical forms, and whatever a browser would not send is refused rather than interpreted."""
+    if with_port:
+        match = _HOST_AND_PORT.fullmatch(value)
+        if match is None or (match[2] is not None and not 0 < int(match[2]) < 65536):
+            return None
+        value = match[1]
+    bracketed = value.startswith("[") and value.endswith("]")
+    host = value[1:-1] if bracketed else value
+    if not host.isascii():  # IDNs travel as punycode (xn--...); raw bytes are no name
+        return None
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None if bracketed else _normal_name(host)
+    # Brackets hold IPv6 only and a Host header must bracket it; a zone (fe80::1%eth0) no browser sends.
+    if (bracketed != (address.version == 6) and (bracketed or with_port)) or getattr(address, "scope_id", None):
+        return None
+    return str(address)
+
+
+def _normal_name(host: str) -> str | None:
+    name = host.lower().removesuffix(".")
+    if len(name) > 253 or not _NAME.fullmatch(name) or _NUMERIC_LABEL.fullmatch(name.rsplit(".", 1)[-1]):
+        return None
+    return name
+
+
+def loopback_host(host: str) -> bool:
+    """Whether HOST (a `normal_host`) can only mean this machine: localhost and *.localhost (RFC 6761),
+    127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104 (the IPv4-mapped form of the same)."""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
+def origin_problem(value: str) -> str | None:  # noqa: PLR0911 -- one return per way a value is not an origin
+    """Why VALUE can never equal a browser's Origin header (so that listing it allows nothing, or what it
+    was not meant to), or None. A browser sends scheme://host[:port]: lower case, no default port, no
+    path, no trailing '/', no credentials."""
+    if value == "*":
+        return None
+    if value == "null":
+        return ("'null' is the Origin of sandboxed frames, local files and some redirects, which any page can "
+                "take on; list '*' to allow any origin")
+    from qwenops.untrusted import mask_url
+
+    shown = repr(mask_url(value)[:80])
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as exc:
+        return f"{shown} is not an origin ({exc})"
+    hostname = parts.hostname or ""
+    host = normal_host(hostname)
+    if not parts.scheme or host is None:
+        return f"{shown} is not an origin: scheme://host[:port], as a browser sends it"
+    if parts.username is not None or parts.password is not None:
+        return "an origin has no user name or password"
+    netloc = f"[{host}]" if ":" in host else host + ("." if hostname.endswith(".") else "")
+    scheme = parts.scheme.lower()
+    canonical = f"{scheme}://{netloc}" + (f":{port}" if port is not None and port != _DEFAULT_PORTS.get(scheme) else "")
+    if value != canonical:
+        return f"a browser sends this origin as {canonical} (no path, no trailing '/', lower case, no default port)"
+    return None
+
+
+def _refuse(message: str) -> PydanticCustomError:
+    return PydanticCustomError("gateway", "{message}", {"message": message})
+
+
 class GatewayConfig(BaseModel):
     """Every value the gateway runs with; `qwenops gateway --help` shows the flags that set them."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     upstream: str = Field(description="The vLLM server's root URL (no /v1).")
     model: str = Field(min_length=1, description="The served model name sent upstream.")
@@ -41,6 +146,10 @@ class GatewayConfig(BaseModel):
     allowed_origins: tuple[str, ...] = Field(
         (), description="Browser origins allowed besides the gateway's own ('*': any). Clients without an "
         "Origin header (not browsers) are allowed.")
+    allowed_hosts: tuple[str, ...] = Field(
+        (), description="Host names and addresses clients may reach the gateway by, besides loopback and the "
+        "bind address (DNS rebinding); kept in canonical form. Without a token they are all that is accepted; "
+        "with a token and none listed, any Host is.")
     max_frame_bytes: int = Field(256 * 1024, ge=1024, le=16 * 1024 * 1024,
                                  description="Largest client frame answered; larger ones get bad_request.")
     max_chats: int = Field(64, ge=1, le=10_000, description="Chats at once over all connections.")
@@ -61,6 +170,54 @@ class GatewayConfig(BaseModel):
     read_timeout_s: float = Field(120.0, gt=0, le=86400.0,
                                   description="Longest wait for the server's next event (profile client.timeout_s).")
 
+    @field_validator("host")
+    @classmethod
+    def _bindable(cls, value: str) -> str:
+        if normal_host(value) is None:
+            raise _refuse(f"{value[:80]!r} is not an IP address or a host name")
+        return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        normal = []
+        for value in values:
+            host = normal_host(value)
+            if host is None:
+                raise _refuse(f"{value[:80]!r} is not an IP address or a host name (no port, no scheme; an "
+                              "international name as its xn-- form)")
+            normal.append(host)
+        return tuple(dict.fromkeys(normal))
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        for value in values:
+            problem = origin_problem(value)
+            if problem is not None:
+                raise _refuse(problem)
+        return values
+
+    @field_serializer("upstream", when_used="json")
+    def _masked(self, upstream: str) -> str:
+        from qwenops.untrusted import mask_url
+
+        return mask_url(upstream)
+
+    def host_allowed(self, values: Sequence[str]) -> bool:
+        """Whether a handshake's Host header (VALUES: each Host line it had) names this gateway. Exactly one,
+        well formed; then, unless a token guards the gateway and no --allow-host was given: loopback, a
+        listed host or the address bound (not a wildcard)."""
+        if len(values) != 1:
+            return False
+        host = normal_host(values[0], with_port=True)
+        if host is None:
+            return False
+        if self.token is not None and not self.allowed_hosts:
+            return True
+        bound = normal_host(self.host) if self.host not in _WILDCARDS else None
+        return loopback_host(host) or host in self.allowed_hosts or host == bound
+
 
 def is_loopback(host: str) -> bool:
     if host == "localhost":
@@ -75,7 +232,7 @@ _FLAG = {"port": "--port", "host": "--host", "max_chats": "--max-chats", "drain_
          "max_chats_per_connection": "--max-chats-per-connection", "allowed_origins": "--allow-origin",
          "max_frame_bytes": "--max-frame-bytes", "idle_timeout_s": "--idle-timeout",
          "send_queue_bytes": "--send-queue-bytes", "ping_interval_s": "--ping-interval",
-         "socket_buffer_bytes": "--socket-buffer-bytes"}
+         "socket_buffer_bytes": "--socket-buffer-bytes", "allowed_hosts": "--allow-host"}
 
 
 def build_config(**values: Any) -> GatewayConfig:
@@ -103,8 +260,9 @@ def resolve_config(*, profile: str | None, upstream: str | None, **flags: Any) -
 
     server = configured_server(profile, upstream, field="--upstream")
     values: dict[str, Any] = {key: value for key, value in flags.items() if value is not None}
-    if "allowed_origins" in values:
-        values["allowed_origins"] = tuple(values["allowed_origins"])
+    for key in ("allowed_origins", "allowed_hosts"):
+        if key in values:
+            values[key] = tuple(values[key])
     return build_config(
         upstream=server.url, model=server.model, api_key=server.api_key, token=server.settings.gateway_token,
         read_timeout_s=server.read_timeout_s, **values)

@@ -28,7 +28,7 @@ from qwenops.errors import (
 from qwenops.gateway import protocol
 from qwenops.gateway.app import error_code
 from qwenops.gateway.config import build_config
-from tests.gateway_harness import chat, connect, receive, running_gateway, text_of, until_end
+from tests.gateway_harness import chat, connect, handshake, log_lines, receive, running_gateway, text_of, until_end
 from tests.synthetic_upstream import SyntheticUpstream, synthetic_upstream
 
 TOKEN = "test-token-0123456789abcdef"
@@ -85,6 +85,129 @@ def test_a_chat_frame_passes_every_other_key_on_as_a_parameter() -> None:
     assert protocol.parse_frame('{"type": "ping"}') == protocol.Ping()
 
 
+def _nested(depth: int, inner: str = "0") -> str:
+    """A JSON value DEPTH levels deep: arrays and objects alternating."""
+    text = inner
+    for level in range(depth):
+        text = f"[{text}]" if level % 2 else f'{{"k": {text}}}'
+    return text
+
+
+def _chat_with(**raw: str) -> str:
+    """A chat frame whose extra keys hold raw JSON text."""
+    extra = "".join(f", {json.dumps(key)}: {value}" for key, value in raw.items())
+    return '{"type": "chat", "id": "a", "messages": [{"role": "user", "content": "x"}]' + extra + "}"
+
+
+@pytest.mark.parametrize("text", [
+    _chat_with(logit_bias=_nested(32)),  # the frame, then 32 levels: 33 in all
+    _chat_with(logit_bias=_nested(500)),  # the issue's: the NaN check's recursion overflowed
+    _chat_with(logit_bias=_nested(100_000)),  # beyond the decoder's own recursion
+    '{"type": "chat", "id": "a", "messages": [{"role": "user", "content": ' + _nested(40, '"x"') + "}]}",
+    '{"type": "chat", "id": ' + _nested(40) + "}",
+    "[" * 50 + "]" * 50,
+    '{"type": ' + "[" * 5000 + "]" * 5000 + "}",
+])
+def test_nesting_beyond_the_limit_is_a_bad_request(text: str) -> None:
+    from qwenops.untrusted import MAX_JSON_DEPTH
+
+    with pytest.raises(protocol.FrameError) as caught:
+        protocol.parse_frame(text)
+    assert caught.value.code == "bad_request"
+    assert caught.value.message == f"the frame is nested more than {MAX_JSON_DEPTH} levels deep"
+    assert isinstance(protocol.parse_frame(_chat_with(logit_bias=_nested(31))), protocol.Chat)  # 32 levels: fine
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ("1e999", "temperature: 1e999 is not a finite number"),
+    ("-1E400", "temperature: -1E400 is not a finite number"),
+    ("1" * 100_000, "temperature: a number of 100000 characters (at most 100)"),  # past Python's int limit
+    ("1" * 101, "temperature: a number of 101 characters (at most 100)"),
+    ("0." + "1" * 200, "temperature: a number of 202 characters (at most 100)"),
+    ('{"a": [1e999]}', "temperature.a[0]: 1e999 is not a finite number"),
+])
+def test_numbers_must_be_finite_and_short(raw: str, message: str) -> None:
+    with pytest.raises(protocol.FrameError) as caught:
+        protocol.parse_frame(_chat_with(temperature=raw))
+    assert caught.value.message == message
+    assert caught.value.code == "bad_request" and caught.value.id == "a"
+    frame = protocol.parse_frame(_chat_with(temperature="1e308", seed="9" * 100))
+    assert isinstance(frame, protocol.Chat) and frame.params == {"temperature": 1e308, "seed": int("9" * 100)}
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('{"type": "ping", "type": "chat", "id": "a", "messages": [{"role": "user"}]}', "duplicate key 'type'"),
+    ('{"type": "chat", "id": "a", "messages": [{"role": "user", "role": "system"}]}',
+     "messages[0]: duplicate key 'role'"),
+    (_chat_with(logit_bias='{"1": 1, "1": 2}'), "logit_bias: duplicate key '1'"),
+])
+def test_duplicate_keys_are_refused(text: str, message: str) -> None:
+    with pytest.raises(protocol.FrameError) as caught:
+        protocol.parse_frame(text)
+    assert caught.value.message == message and caught.value.code == "bad_request"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('{"type": "chat", "id": "a", "messages": [{"role": "user", "content": "x\\ud800"}]}',
+     "messages[0].content: a lone surrogate (U+D800) is not text"),
+    ('{"type": "chat", "id": "a", "messages": [{"role": "\\udfff", "content": "x"}]}',
+     "messages[0].role: a lone surrogate (U+DFFF) is not text"),
+    ('{"type": "chat", "id": "a\\udc00", "messages": [{"role": "user"}]}', "id: a lone surrogate (U+DC00) is not text"),
+    ('{"type": "chat\\ud800", "id": "a"}', "type: a lone surrogate (U+D800) is not text"),
+    (_chat_with(stop='["ok", "\\ud83d"]'), "stop[1]: a lone surrogate (U+D83D) is not text"),
+    (_chat_with(logit_bias='{"\\ud800": 1}'), "logit_bias: a key holds a lone surrogate (U+D800), which is not text"),
+    ('{"type": "chat", "id": "a", "\\ud800": 1, "messages": [{"role": "user"}]}',
+     "a key holds a lone surrogate (U+D800), which is not text"),
+    ('{"type": "chat", "id": "a", "messages": [{"role": "user", "content": [{"type": "text", "text": "\\ud800"}]}]}',
+     "messages[0].content[0].text: a lone surrogate (U+D800) is not text"),
+])
+def test_lone_surrogates_are_refused_wherever_they_are(text: str, message: str) -> None:
+    with pytest.raises(protocol.FrameError) as caught:
+        protocol.parse_frame(text)
+    assert caught.value.message == message and caught.value.code == "bad_request"
+    paired = protocol.parse_frame('{"type": "chat", "id": "a", "messages": [{"role": "user", '
+                                  '"content": "\\ud83d\\ude00"}]}')
+    assert isinstance(paired, protocol.Chat) and paired.messages[0]["content"] == "\N{GRINNING FACE}"
+
+
+_EVERY_TYPE = ["null", "true", "false", "0", "-1", "1.5", '""', '"x"', "[]", "{}", '[{"role": "user"}]',
+               '{"role": "user"}', json.dumps("x" * 1000), _nested(10)]
+
+
+@pytest.mark.parametrize("value", _EVERY_TYPE)
+@pytest.mark.parametrize("where", ["type", "id", "messages", "message", "role", "content", "max_tokens", "temperature"])
+def test_any_json_value_in_any_field_is_a_frame_or_a_named_error(where: str, value: str) -> None:
+    frame = {"type": '"chat"', "id": '"a"', "messages": '[{"role": "user", "content": "x"}]'}
+    if where in ("type", "id", "messages"):
+        frame[where] = value
+    elif where == "message":
+        frame["messages"] = f"[{value}]"
+    elif where in ("role", "content"):
+        other = '"content": "x"' if where == "role" else '"role": "user"'
+        frame["messages"] = f'[{{{json.dumps(where)}: {value}, {other}}}]'
+    else:
+        frame[where] = value
+    text = "{" + ", ".join(f"{json.dumps(key)}: {raw}" for key, raw in frame.items()) + "}"
+    try:
+        parsed = protocol.parse_frame(text)
+    except protocol.FrameError as exc:
+        assert exc.code in protocol.CODES and exc.message
+        assert exc.id in (None, "a")
+    else:
+        assert isinstance(parsed, (protocol.Chat, protocol.Cancel, protocol.Ping))
+
+
+@pytest.mark.parametrize("key", ["max_tokens", "max_completion_tokens"])
+@pytest.mark.parametrize("raw", ['"5"', "true", "0", "-1", "1.5", "1e3", str(10**10), "[]", "{}"])
+def test_max_tokens_must_be_a_count(key: str, raw: str) -> None:
+    with pytest.raises(protocol.FrameError) as caught:
+        protocol.parse_frame(_chat_with(**{key: raw}))
+    assert caught.value.message.startswith(f"{key}: must be a whole number from 1 to ")
+    assert caught.value.id == "a"
+    for fine in ("1", "5", "null"):
+        assert isinstance(protocol.parse_frame(_chat_with(**{key: fine})), protocol.Chat)
+
+
 def test_every_stream_error_has_its_code() -> None:
     assert error_code(InBandError("x", error={}, text_so_far="", chunks=0)) == "in_band_error"
     assert error_code(StreamInterrupted("x", text_so_far="", chunks=0)) == "interrupted"
@@ -138,6 +261,79 @@ def test_cli_check_names_a_bad_flag_and_never_shows_secrets(monkeypatch: pytest.
     refused = runner.invoke(cli, ["gateway", "--check", "--host", "0.0.0.0"], env={"QWENOPS_GATEWAY_TOKEN": ""})
     assert refused.exit_code == 2
     assert "QWENOPS_GATEWAY_TOKEN" in refused.output
+
+
+_FLAGS = ["--port", "--max-chats", "--max-chats-per-connection", "--max-frame-bytes", "--send-queue-bytes",
+          "--socket-buffer-bytes", "--idle-timeout", "--ping-interval", "--drain"]
+
+
+_BAD_NUMBERS = ["nan", "NaN", "inf", "-inf", "infinity", "-1", "0", "1e400", "99999999999999999999", "", " ", "1e-9",
+                "0x10", "ten"]
+
+
+@pytest.mark.parametrize(("flag", "value"), [(flag, value) for flag in _FLAGS for value in _BAD_NUMBERS
+                                             if not (flag == "--drain" and value in ("0", "1e-9"))])  # 0: stop at once
+def test_every_numeric_flag_refuses_what_is_not_a_sensible_number(flag: str, value: str) -> None:
+    done = CliRunner().invoke(cli, ["gateway", flag, value, "--check"])
+    assert done.exit_code == 2, (flag, value, done.output)
+    assert flag in done.output
+    assert "Traceback" not in done.output
+    if value.lower() in ("nan", "inf", "-inf", "infinity"):
+        assert "less than" not in done.output and "greater than" not in done.output, done.output
+
+
+def test_a_non_finite_value_is_refused_by_the_config_too() -> None:
+    for field in ("idle_timeout_s", "ping_interval_s", "drain_s", "read_timeout_s"):
+        for value in (float("nan"), float("inf")):
+            with pytest.raises(BadInputError) as caught:
+                build_config(upstream="http://x:1", model="m", **{field: value})
+            assert "finite" in caught.value.message
+
+
+@pytest.mark.parametrize("origin", ["https://x/", "", " ", "https://exa mple.com", "null", "https://X.com", "https://x:443",
+                                    "http://x:80", "https://u:p@x.example", "https://x/path", "https://x?q", "https://x#f",
+                                    "x.example", "//x.example", "https://", "https://x:99999", "https://x:", "http://[::1",
+                                    "http://127.1", "https://-x-.example", "https://x\u00e9.example", "*.example.com"])
+def test_an_allowed_origin_must_be_one_a_browser_can_send(origin: str) -> None:
+    done = CliRunner().invoke(cli, ["gateway", "--allow-origin", origin, "--check"])
+    assert done.exit_code == 2, (origin, done.output)
+    assert "--allow-origin" in done.output
+    assert "u:p" not in done.output
+
+
+def test_allowed_origins_a_browser_sends_pass() -> None:
+    for origin in ("*", "https://chat.example.com", "http://127.0.0.1:8080", "http://[::1]:81", "http://localhost.:8090",
+                   "chrome-extension://abcdef", "https://xn--e1afmkfd.xn--p1ai"):
+        assert build_config(upstream="http://x:1", model="m", allowed_origins=(origin,)).allowed_origins == (origin,)
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--host", ""), ("--host", "garbage!"), ("--host", "exa mple"),
+                                             ("--host", "http://0.0.0.0"), ("--host", "127.0.0.1:80"),
+                                             ("--allow-host", ""), ("--allow-host", "a b"), ("--allow-host", "x:80"),
+                                             ("--allow-host", "http://x"), ("--allow-host", "*"),
+                                             ("--allow-host", "caf\u00e9.example"), ("--allow-host", "127.1")])
+def test_a_host_must_be_an_address_or_a_name(flag: str, value: str) -> None:
+    done = CliRunner().invoke(cli, ["gateway", flag, value, "--check"])
+    assert done.exit_code == 2, (flag, value, done.output)
+    assert flag in done.output
+
+
+def test_check_masks_a_password_in_the_upstream_url() -> None:
+    runner = CliRunner()
+    for args in (["--check"], ["--check", "--json"]):
+        done = runner.invoke(cli, ["gateway", "--upstream", "http://user:s3cret@127.0.0.1:8000", *args])
+        assert done.exit_code == 0, done.output
+        assert "s3cret" not in done.output and "***@127.0.0.1:8000" in done.output
+    shown = json.loads(runner.invoke(cli, ["gateway", "--check", "--json", "--allow-host", "Chat.Example"]).output)
+    assert shown["data"]["allowed_hosts"] == ["chat.example"]
+
+
+def test_the_start_line_masks_a_password_in_the_upstream_url() -> None:
+    from qwenops.cli.gateway import start_line
+
+    config = build_config(upstream="http://user:s3cret@127.0.0.1:8000", model="m")
+    line = start_line(config)
+    assert "s3cret" not in line and "***@127.0.0.1:8000" in line
 
 
 # --------------------------------------------------------------------------------------------- chats
@@ -294,6 +490,116 @@ def test_bad_input_is_answered_and_other_chats_keep_going(upstream: SyntheticUps
     assert frames["long"][-1]["type"] == "done"
 
 
+def test_hostile_frames_are_answered_in_one_frame_each_and_other_chats_keep_going(upstream: SyntheticUpstream) -> None:
+    """Each frame gets one error frame with a documented code and its id when it had a usable one; none
+    ends the connection or the chat streaming beside it, and none writes more than one log line."""
+    hostile = {
+        "deep500": _chat_with(logit_bias=_nested(500)).replace('"id": "a"', '"id": "deep500"'),
+        "deep100k": _chat_with(logit_bias="[" * 100_000 + "]" * 100_000).replace('"id": "a"', '"id": "deep100k"'),
+        "surrogate": chat("surrogate", "x\ud800"),
+        "surrogate-key": _chat_with(**{"\udc00": "1"}).replace('"id": "a"', '"id": "surrogate-key"'),
+        "huge": _chat_with(temperature="1e999").replace('"id": "a"', '"id": "huge"'),
+        "digits": _chat_with(seed="7" * 100_000).replace('"id": "a"', '"id": "digits"'),
+        "duplicate": '{"type": "chat", "id": "duplicate", "top_k": 1, "messages": [{"role": "user"}], "top_k": 2}',
+        "max_tokens": chat("max_tokens", "tokens 3", max_tokens="3"),
+        None: "[" * 300 + "]" * 300,
+    }
+    hostile_extra = ["5", "null", '"text"', "true", "[]"]
+
+    async def go(url: str) -> tuple[dict[str | None, dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+        async with connect(url, max_size=None) as ws:
+            await ws.send(chat("long", "slow 40 0.02"))
+            answers: dict[str | None, dict[str, Any]] = {}
+            others: list[dict[str, Any]] = []
+            long: list[dict[str, Any]] = []
+            for chat_id, text in [*hostile.items(), *((None, extra) for extra in hostile_extra)]:
+                await ws.send(text)
+                while (frame := await receive(ws))["id"] == "long":
+                    long.append(frame)
+                # past the decoder's own recursion bound (~1,000 levels) the frame is never read far enough to
+                # find its id
+                assert frame["id"] == (None if chat_id == "deep100k" else chat_id), frame
+                if chat_id is None:
+                    others.append(frame)
+                answers[chat_id] = frame
+            await ws.send(chat("after", "tokens 2"))
+            rest = await until_end(ws, {"long", "after"})
+            return answers, others, long + rest["long"] + rest["after"]
+
+    with running_gateway(upstream.base_url) as gw, log_lines() as log:
+        answers, others, frames = run(go(gw.url))
+    for frame in [*answers.values(), *others]:
+        assert frame["type"] == "error" and frame["code"] == "bad_request", frame
+    assert "nested more than 32 levels" in answers["deep500"]["message"]
+    assert "nested more than 32 levels" in answers["deep100k"]["message"]
+    assert answers["surrogate"]["message"] == "messages[0].content: a lone surrogate (U+D800) is not text"
+    assert answers["huge"]["message"] == "temperature: 1e999 is not a finite number"
+    assert answers["duplicate"]["message"] == "duplicate key 'top_k'"
+    assert [f["message"] for f in others[-5:]] == [f"the frame must be a JSON object, got {kind}"
+                                                   for kind in ("int", "NoneType", "str", "bool", "list")]
+    assert text_of([f for f in frames if f["id"] == "long"]) == "".join(f"t{i} " for i in range(40))
+    assert [f["type"] for f in frames if f["type"] in ("done", "error")] == ["done", "done"]
+    assert len(log.lines) <= len(hostile) + len(hostile_extra), log.lines
+
+
+def test_invalid_utf8_in_a_text_frame_closes_with_1007(upstream: SyntheticUpstream) -> None:
+    """RFC 6455 8.1: a text frame that is not UTF-8 fails the connection; the close frame says why."""
+
+    async def go(url: str) -> int | None:
+        async with connect(url) as ws:
+            await ws.send(b'{"type": "ping", "x": "\xff\xfe"}', text=True)
+            with pytest.raises(ConnectionClosed):
+                await receive(ws, 30)
+            return ws.close_code
+
+    with running_gateway(upstream.base_url) as gw, log_lines() as log:
+        assert run(go(gw.url)) == 1007
+        wait_for(lambda: gw.health()["connections"] == 0, "the connection was kept")
+    assert len(log.lines) <= 1, log.lines
+
+
+def test_an_upstream_that_sends_a_lone_surrogate_does_not_break_the_connection(upstream: SyntheticUpstream) -> None:
+    async def go(url: str, mode: str) -> tuple[list[Any], list[Any]]:
+        async with connect(url + mode) as ws:
+            if mode:
+                await ws.send("surrogate")
+                first = [await asyncio.wait_for(ws.recv(), 30) for _ in range(2)]
+                await ws.send("tokens 2")
+                return first, [await asyncio.wait_for(ws.recv(), 30) for _ in range(2)]
+            await ws.send(chat("s", "surrogate"))
+            frames = await until_end(ws, {"s"})
+            await ws.send(chat("after", "tokens 2"))
+            return frames["s"], (await until_end(ws, {"after"}))["after"]
+
+    with running_gateway(upstream.base_url) as gw:
+        broken, after = run(go(gw.url, ""))
+        assert text_of(broken) == "a\N{REPLACEMENT CHARACTER}bt0 " and broken[-1]["type"] == "done"
+        assert text_of(after) == "t0 t1 " and after[-1]["type"] == "done"
+        broken_text, after_text = run(go(gw.url, "?mode=text"))
+        assert broken_text == ["a\N{REPLACEMENT CHARACTER}b", "t0 "] and after_text == ["t0 ", "t1 "]
+
+
+def test_max_tokens_stops_an_upstream_that_runs_past_it(upstream: SyntheticUpstream) -> None:
+    """The synthetic server ignores max_tokens (a server that is not vLLM, or a bug): the gateway stops
+    relaying at the limit, counting each delta as at least one token, and hangs up on the server."""
+
+    async def go(url: str) -> dict[str, list[dict[str, Any]]]:
+        async with connect(url) as ws:
+            await ws.send(chat("five", "slow 400 0.01", max_tokens=5))
+            await ws.send(chat("three", "slow 400 0.01", max_tokens=10, max_completion_tokens=3))
+            await ws.send(chat("exact", "tokens 4", max_tokens=4))
+            return await until_end(ws, {"five", "three", "exact"})
+
+    with running_gateway(upstream.base_url) as gw:
+        frames = run(go(gw.url))
+        wait_for(lambda: upstream.counters.aborted == 2 and upstream.counters.active == 0,
+                 "the server's runaway answers were not hung up on")
+    assert text_of(frames["five"]) == "t0 t1 t2 t3 t4 "
+    assert frames["five"][-1] == {"type": "done", "id": "five", "finish_reason": "length", "usage": None}
+    assert text_of(frames["three"]) == "t0 t1 t2 "
+    assert frames["exact"][-1]["finish_reason"] == "stop" and text_of(frames["exact"]) == "t0 t1 t2 t3 "
+
+
 # --------------------------------------------------------------------------------------------- security
 
 
@@ -320,6 +626,75 @@ def test_a_token_is_required_when_configured(upstream: SyntheticUpstream) -> Non
         browser = run(accepted(gw.url, subprotocols=["qwenops.v1", f"bearer.{TOKEN}"]))
         assert browser[0] == "qwenops.v1"  # the token is never echoed back as the chosen subprotocol
         assert browser[1]["type"] == "done"
+
+
+# Host values a client may send, and whether a loopback gateway without a token takes them.
+_HOSTS = [
+    ("127.0.0.1:{port}", True), ("127.0.0.1", True), ("127.0.0.2:{port}", True), ("localhost:{port}", True),
+    ("LocalHost:{port}", True), ("localhost.:{port}", True), ("chat.localhost:{port}", True),
+    ("[::1]:{port}", True), ("[::ffff:127.0.0.1]:{port}", True), ("[0:0:0:0:0:0:0:1]:{port}", True),
+    ("evil.example:{port}", False), ("evil.example", False), ("localhost.evil.com:{port}", False),
+    ("127.0.0.1.evil.com:{port}", False), ("127.1:{port}", False), ("0x7f.0.0.1:{port}", False),
+    ("2130706433:{port}", False), ("0177.0.0.1:{port}", False), ("user@127.0.0.1:{port}", False),
+    ("user:pw@localhost:{port}", False), ("::1:{port}", False), ("[127.0.0.1]:{port}", False),
+    ("[fe80::1%25lo]:{port}", False), ("[::2]:{port}", False), ("localhost..:{port}", False),
+    (".localhost:{port}", False), ("localhost:{port}:{port}", False), ("localhost:", False),
+    ("localhost:99999", False), ("localhost:http", False), ("", False), (" ", False),
+    ("xn--lcalhost-9aa:{port}", False), ("l\u043ecalhost:{port}", False), ("localhost/x:{port}", False),
+    ("192.168.1.1:{port}", False), ("0.0.0.0:{port}", False), ("[::]:{port}", False),
+]
+
+
+@pytest.mark.parametrize(("host", "allowed"), _HOSTS)
+def test_host_values_a_loopback_gateway_accepts(host: str, allowed: bool) -> None:
+    config = build_config(upstream="http://127.0.0.1:8000", model="m")
+    assert config.host_allowed([host.format(port=8090)]) is allowed
+
+
+def test_the_host_check_takes_listed_names_and_the_bind_address_and_leaves_tokened_gateways_to_the_token() -> None:
+    listed = build_config(upstream="http://x:1", model="m", allowed_hosts=("Chat.Example.COM.", "[2001:db8::1]",
+                                                                             "10.0.0.9"))
+    assert listed.allowed_hosts == ("chat.example.com", "2001:db8::1", "10.0.0.9")
+    for host in ("chat.example.com:8090", "CHAT.example.com.", "[2001:db8:0::1]:1", "10.0.0.9:80", "localhost:1"):
+        assert listed.host_allowed([host]), host
+    for host in ("other.example.com", "example.com", "x.chat.example.com", "10.0.0.1:1"):
+        assert not listed.host_allowed([host]), host
+    bound = build_config(upstream="http://x:1", model="m", host="10.1.2.3", token=TOKEN, allowed_hosts=("a.example",))
+    assert bound.host_allowed(["10.1.2.3:8090"]) and bound.host_allowed(["a.example"])
+    assert not bound.host_allowed(["evil.example"])
+    wildcard = build_config(upstream="http://x:1", model="m", host="0.0.0.0", token=TOKEN, allowed_hosts=("a.example",))
+    assert not wildcard.host_allowed(["0.0.0.0:8090"]) and not wildcard.host_allowed(["evil.example"])
+    # A token and no --allow-host: the deployments (0.0.0.0, reached by a Service's or a host's name) work as
+    # before; a rebinding page cannot present the token. One well-formed Host is still required.
+    tokened = build_config(upstream="http://x:1", model="m", host="0.0.0.0", token=TOKEN)
+    assert tokened.host_allowed(["gateway.default.svc:8090"]) and tokened.host_allowed(["203.0.113.7:8090"])
+    for bad in ([], ["a", "b"], ["user@a"], ["a b"], [""]):
+        assert not tokened.host_allowed(bad) and not listed.host_allowed(bad), bad
+
+
+def test_dns_rebinding_is_refused_at_the_handshake(upstream: SyntheticUpstream) -> None:
+    """The issue's attack: a page on evil.example that resolves to 127.0.0.1 sends its own name as Host and
+    Origin alike. Refused (403), as are the Host values no browser sends; each refusal is one log line."""
+    with running_gateway(upstream.base_url) as gw, log_lines() as log:
+        port = gw.config.port
+        evil = [("Host", f"evil.example:{port}"), ("Origin", f"http://evil.example:{port}")]
+        assert handshake(port, evil) == 403
+        statuses = {host: handshake(port, [("Host", host.format(port=port))]) for host, _ in _HOSTS}
+        assert handshake(port, []) == 403  # no Host at all
+        assert handshake(port, [("Host", f"127.0.0.1:{port}"), ("Host", f"evil.example:{port}")]) == 403
+        assert handshake(port, [("Host", f"127.0.0.1:{port}"), ("Host", f"127.0.0.1:{port}")]) == 403
+        assert handshake(port, [("Host", "l\u043ecalhost".encode() + f":{port}".encode())]) != 101  # raw UTF-8
+        own = [("Host", f"127.0.0.1:{port}"), ("Origin", f"http://127.0.0.1:{port}")]
+        assert handshake(port, own) == 101
+        for origin in ("null", "file://", f"http://evil.example:{port}", f"http://127.0.0.1:{port + 1}", "http://[::1",
+                       f"http://localhost:{port}"):
+            assert handshake(port, [("Host", f"127.0.0.1:{port}"), ("Origin", origin)]) == 403, origin
+        refusals = len(log.lines)
+        wait_for(lambda: gw.health()["connections"] == 0, "a refused handshake left a connection")
+    for host, allowed in _HOSTS:
+        assert (statuses[host] == 101) is allowed, (host, statuses[host])
+    refused = sum(1 for _, allowed in _HOSTS if not allowed) + 1 + 3 + 1 + 6
+    assert refusals <= refused, log.lines
 
 
 def test_browser_origins_are_checked(upstream: SyntheticUpstream) -> None:
@@ -356,6 +731,23 @@ def test_text_mode_answers_prompts_in_order(upstream: SyntheticUpstream) -> None
         got = run(go(gw.url))
     assert got[:4] == ["t0 ", "t1 ", "t2 ", "t0 "]
     assert got[4].startswith("[error in_band_error] ")
+
+
+def test_text_mode_answers_every_refusal_in_text(upstream: SyntheticUpstream) -> None:
+    async def go(url: str) -> list[str]:
+        async with connect(url + "?mode=text", max_size=None) as ws:
+            got = []
+            for message in (b"\x00binary", "x" * (300 * 1024), "   ", "tokens 1"):
+                await ws.send(message)
+                got.append(await asyncio.wait_for(ws.recv(), 30))
+            return got
+
+    with running_gateway(upstream.base_url) as gw:
+        got = run(go(gw.url))
+    assert got[0] == "[error bad_request] binary frames are not accepted: send the prompt as a text frame"
+    assert got[1] == f"[error bad_request] frame: {300 * 1024} bytes, more than the 262144 allowed"
+    assert got[2] == "[error bad_request] the prompt is empty"
+    assert got[3] == "t0 "
 
 
 def test_a_client_that_stops_reading_is_cut_off_with_bounded_memory(upstream: SyntheticUpstream) -> None:
