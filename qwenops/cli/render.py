@@ -1,4 +1,4 @@
-"""`qwenops render flags|script|systemd|env|dockerfile|compose|kubernetes|helm-values`: files from a profile."""
+"""`qwenops render flags|script|<deployment>|prometheus-rules|grafana|prometheus-config`: files from a profile."""
 
 from __future__ import annotations
 
@@ -70,3 +70,32 @@ def _deploy_command(target: str) -> click.Command:
 
 for _target in _DEPLOY_HELP:
     render.add_command(_deploy_command(_target))
+
+
+_MONITORING_HELP = {
+    "prometheus-rules": "Print (or write with -o) Prometheus alert rules for the profile's vLLM, qwenops serve and "
+                        "gateway, each with a `qwenops troubleshoot` runbook.",
+    "grafana": "Print (or write with -o) a Grafana dashboard (JSON) of vLLM's and qwenops' metrics.",
+    "prometheus-config": "Print (or write with -o) a Prometheus scrape config for vLLM, qwenops serve and the gateway.",
+}
+
+
+def _monitoring_command(target: str) -> click.Command:
+    @profile_option
+    @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the file here.")
+    @json_option
+    def command(profile: str | None, output: Path | None, json_mode: bool) -> None:
+        from qwenops.render import render_monitoring
+
+        data = render_monitoring(target, profile, output)
+        if not json_mode:
+            for note in data.notes:
+                click.echo(f"note: {note}", err=True)
+        view = (lambda d: f"wrote {d.path}") if output else (lambda d: d.text)
+        finish(CommandResult(command=f"render {target}", data=data), json_mode=json_mode, view=view)
+
+    return click.command(target, help=_MONITORING_HELP[target])(command)
+
+
+for _target in _MONITORING_HELP:
+    render.add_command(_monitoring_command(_target))

@@ -48,6 +48,20 @@ DEPLOY_TARGETS: dict[str, str] = {
 }
 
 
+# target -> "module:function" taking a Profile and the SLO its file records (render/monitoring.py).
+MONITORING_TARGETS: dict[str, str] = {
+    "prometheus-rules": "qwenops.render.monitoring:prometheus_rules",
+    "grafana": "qwenops.render.monitoring:grafana_dashboard",
+    "prometheus-config": "qwenops.render.monitoring:prometheus_config",
+}
+
+
+class RenderedMonitoring(RenderedFile):
+    """A monitoring file, with what the operator must hear about it (no saved SLO, no vLLM metrics)."""
+
+    notes: tuple[str, ...] = ()
+
+
 class RenderedScript(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -92,6 +106,24 @@ def render_deploy(target: str, name: str | None, output: Path | None = None) -> 
         # An env file is where the API key goes: private from the start.
         write_output(output, text, mode=0o600 if target == "env" else 0o644)
     return RenderedFile(profile=profile.name, target=target, text=text, path=str(output) if output else None)
+
+
+def render_monitoring(target: str, name: str | None, output: Path | None = None) -> RenderedMonitoring:
+    """Render the monitoring TARGET for profile NAME: a pure function of the profile's files (the SLO
+    `qwenops tune` saved is read from their header)."""
+    import importlib
+
+    from qwenops.render.monitoring import notes, slo_from_files
+
+    module, _, function = MONITORING_TARGETS[target].partition(":")
+    render = getattr(importlib.import_module(module), function)
+    resolved = resolve_profile(name, env={})
+    slo = slo_from_files(resolved.files)
+    text: str = render(resolved.profile, slo)
+    if output is not None:
+        write_output(output, text, mode=0o644)
+    return RenderedMonitoring(profile=resolved.profile.name, target=target, text=text,
+                              path=str(output) if output else None, notes=tuple(notes(resolved.profile, slo)))
 
 
 def write_output(output: Path, text: str, *, mode: int) -> None:
