@@ -18,6 +18,7 @@ missing=()
 command -v systemd-analyze >/dev/null && command -v systemd-sysusers >/dev/null || missing+=(systemd)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
+command -v promtool >/dev/null && command -v prometheus >/dev/null || missing+=(prometheus)
 if [[ ${#missing[@]} -gt 0 ]]; then
   echo "== installing ${missing[*]} (Debian)"
   apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
