@@ -351,7 +351,14 @@ def grafana_dashboard(profile: Profile, slo: Slo | None = None) -> str:
 
     slo = slo or default_slo()
     source = DataSourceRef(type_val="prometheus", uid="${datasource}")
-    builders = {"timeseries": timeseries.Panel, "stat": stat.Panel, "state-timeline": statetimeline.Panel}
+
+    def new(kind: str) -> timeseries.Panel | stat.Panel | statetimeline.Panel:
+        if kind == "stat":
+            return stat.Panel()
+        if kind == "state-timeline":
+            return statetimeline.Panel()
+        return timeseries.Panel()
+
     rows = {"vllm": "vLLM", "serve": "qwenops serve", "gateway": "qwenops gateway"}
     description = " ".join([f"vLLM and qwenops for profile {profile.name} (qwenops render grafana).",
                             *(f"Note: {text}." for text in notes(profile, slo))])
@@ -371,7 +378,7 @@ def grafana_dashboard(profile: Profile, slo: Slo | None = None) -> str:
         if panel.source != current:
             current = panel.source
             board = board.with_row(db.Row(rows[panel.source]).id(next(ids)))
-        builder = (builders[panel.kind]().id(next(ids)).title(panel.title).description(panel.description)
+        builder = (new(panel.kind).id(next(ids)).title(panel.title).description(panel.description)
                    .unit(panel.unit).datasource(source).height(8).span(8 if panel.kind != "state-timeline" else 24))
         for index, (expr, legend) in enumerate(panel.queries):
             builder = builder.with_target(prometheus.Dataquery().expr(expr).legend_format(legend)
