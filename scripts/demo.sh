@@ -4,27 +4,47 @@
 # Qwen3-architecture model, serves it under supervision (`qwenops serve --profile cpu-tiny`), streams
 # one answer with the SSE checks and latency numbers (`qwenops smoke-stream`), then stops the server
 # with SIGTERM and checks that no process of it is left.
+# Each phase prints one line with its time, and the clock since the start ("at N s"); the installers'
+# own output is hidden unless --verbose (or QWENOPS_VERBOSE=1), and shown when a step fails.
 #   QWENOPS_DEMO_PORT=8000   port to serve on
+#   QWENOPS_INSTALLER=pip    install with pip even where uv could be had (scripts/install_cpu_engine.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+install_opts=()
+case ${1:-} in
+  --verbose | -v) install_opts+=(--verbose) ;;
+  "") ;;
+  *) echo "usage: scripts/demo.sh [--verbose]" >&2; exit 2 ;;
+esac
 port=${QWENOPS_DEMO_PORT:-8000}
 python=${PYTHON:-python3}
+started=$SECONDS
+at() { echo "at $((SECONDS - started)) s"; }
 if [[ ! -x .venv/bin/python ]]; then
+  t0=$SECONDS
   "$python" -m venv .venv
+  echo "== venv: .venv from $python, $((SECONDS - t0)) s"
 fi
-echo "== install qwenops and the vLLM CPU engine into .venv"
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e .
-scripts/install_cpu_engine.sh .venv/bin/python
+# qwenops and the engine in one resolution, with uv where it can be had (falls back to pip).
+scripts/install_cpu_engine.sh "${install_opts[@]}" --editable . .venv/bin/python
 qwenops=.venv/bin/qwenops
 
-echo "== build the tiny model (cached after the first run)"
-"$qwenops" model build-tiny
+t0=$SECONDS
+model_log=$(mktemp)
+if ! "$qwenops" model build-tiny >"$model_log" 2>&1; then
+  cat "$model_log" >&2; rm -f "$model_log"; exit 1
+fi
+if [[ ${install_opts[*]:-} == --verbose ]]; then cat "$model_log"; fi
+rm -f "$model_log"
+echo "== tiny model: built or found (cached after the first run), $((SECONDS - t0)) s, $(at)"
 
-echo "== serve it under supervision on port $port"
+echo "== serve it under supervision on port $port ($(at))"
+serve_t0=$SECONDS
 engines_before=$(pgrep -f '^VLLM::' | sort || true)
 "$qwenops" serve --profile cpu-tiny --port "$port" --quiet &
 serve_pid=$!
+# shellcheck disable=SC2317  # called by the trap
 stop_server() {
   if kill -0 "$serve_pid" 2>/dev/null; then
     kill -TERM "$serve_pid"
@@ -43,8 +63,9 @@ for _ in $(seq 600); do
   fi
   sleep 1
 done
+echo "== ready: answers on port $port after $((SECONDS - serve_t0)) s, $(at)"
 
-echo "== stream one answer and check it"
+echo "== stream one answer and check it ($(at); the first token follows within its ttft below)"
 "$qwenops" smoke-stream --profile cpu-tiny --base-url "http://127.0.0.1:$port" --prompt "Tell me about the sea."
 
 echo "== stop (SIGTERM) and check that nothing is left"
@@ -60,5 +81,5 @@ if pgrep -f "api_server.*--port $port" >/dev/null || [[ -n "$left" ]]; then
   echo "$left" >&2
   exit 1
 fi
-echo "demo finished: served, streamed and stopped cleanly (serve exit status $status)"
+echo "demo finished: served, streamed and stopped cleanly (serve exit status $status), $(at) in all"
 exit "$status"

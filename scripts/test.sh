@@ -10,8 +10,9 @@ python=${PYTHON:-python3}
 if [[ ! -x .venv/bin/python ]]; then
   "$python" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
-scripts/install_cpu_engine.sh .venv/bin/python
+# qwenops with its test tools and the engine in one resolution, with uv where it can be had (else pip);
+# one line per phase, the installers' output only on failure (QWENOPS_VERBOSE=1 shows it).
+scripts/install_cpu_engine.sh --editable '.[dev]' .venv/bin/python
 # Debian's packages, once: systemd-analyze and systemd-sysusers check the rendered unit; Chromium and
 # its driver run the gateway's chat page (tests/integration/test_gateway_page.py). Not on PyPI.
 missing=()
