@@ -145,7 +145,6 @@ MAX_MODEL_NAME_CHARS = 200
 
 # ------------------------------------------------------------------------------ limits added later
 
-# One number in client JSON (a WebSocket frame), in characters. A double needs at most ~25 and a 64-bit
-# seed 20; Python refuses to convert an int of more than 4,300 digits in either direction, so a longer
-# literal would fail only later, sending it on.
-MAX_JSON_NUMBER_CHARS = 100
+# Digits of one integer in client JSON (a WebSocket frame). A 64-bit seed needs 20; Python refuses to
+# convert an int of more than 4,300 digits to text (sending it on would fail). Other numbers must be finite.
+MAX_JSON_INT_DIGITS = 100

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qwenops.units import MAX_TOKENS
-from qwenops.untrusted import MAX_JSON_DEPTH, MAX_JSON_NUMBER_CHARS
+from qwenops.untrusted import MAX_JSON_DEPTH, MAX_JSON_INT_DIGITS
 
 # Error codes, the stream client's typed errors first (qwenops.errors names the exception of each).
 CODES: dict[str, str] = {
@@ -93,41 +93,18 @@ Frame = Chat | Cancel | Ping
 # have 100,000 digits (which Python refuses to turn into an int, or back into text for the server),
 # duplicate keys (the last one silently wins), and "\ud800", a lone surrogate, which is no character:
 # it cannot be encoded as UTF-8, so it would fail only later, sending it upstream or back to the client.
-# The hooks below mark such values instead of raising, and one walk without recursion (`_problem`)
-# finds the first problem with the path to it, so the answer names the field.
+# One hook marks an object with a duplicate key, and one walk without recursion (`_problem`) finds the
+# first problem with the path to it, so the answer names the field. (Hooks for numbers would cost a
+# Python call per number, and a regex that tells when they are needed more than json.loads itself: the
+# walk checks numbers where it meets them.)
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_BIG = 10**MAX_JSON_INT_DIGITS
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_\-]{1,64}")
-
-
-class _Bad:
-    """Stands where the decoder met a value it must refuse; `why` says what it was."""
-
-    __slots__ = ("why",)
-
-    def __init__(self, why: str) -> None:
-        self.why = why
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
-
-
-def _number(literal: str, kind: type[int] | type[float]) -> Any:
-    if len(literal) > MAX_JSON_NUMBER_CHARS:
-        return _Bad(f"a number of {len(literal)} characters (at most {MAX_JSON_NUMBER_CHARS})")
-    number = kind(literal)
-    if isinstance(number, float) and not math.isfinite(number):
-        return _Bad(f"{literal} is not a finite number")
-    return number
-
-
-def _parse_int(literal: str) -> Any:
-    return _number(literal, int)
-
-
-def _parse_float(literal: str) -> Any:
-    return _number(literal, float)
 
 
 class _Duplicates(dict[str, Any]):
@@ -170,39 +147,59 @@ def _path(parts: tuple[Any, ...] | None) -> str:
     return text
 
 
-def _problem(data: Any) -> str | None:  # noqa: PLR0912 -- one branch per kind of JSON value
+def _problem(data: Any) -> str | None:
     """The first thing in DATA the gateway refuses (nesting, a marked value, a lone surrogate), as the
-    message of a `bad_request`; None if there is none. Iterative: no depth of input reaches Python's
-    recursion limit, and nothing deeper than MAX_JSON_DEPTH is walked."""
-    stack: list[tuple[Any, int, tuple[Any, ...] | None]] = [(data, 1, None)]
+    message of a `bad_request`; None if there is none. Iterative, so no depth of input reaches Python's
+    recursion limit, and nothing deeper than MAX_JSON_DEPTH is walked; strings and numbers are checked
+    where they stand and the path to them is built only for the message (a frame of 60,000 empty objects
+    is walked in about the time json.loads took to read it)."""
+    if not isinstance(data, (dict, list)):
+        return _value_problem(data, None)
+    return _walk(data)
+
+
+def _walk(data: dict[str, Any] | list[Any]) -> str | None:
+    stack: list[tuple[dict[str, Any] | list[Any], int, tuple[Any, ...] | None]] = [(data, 1, None)]
     while stack:
         value, depth, path = stack.pop()
-        where = _path(path) + ": " if path is not None else ""
-        if isinstance(value, _Bad):
-            return where + value.why
-        if isinstance(value, str):
-            found = _surrogate(value)
-            if found:
-                return f"{where}a lone surrogate ({found}) is not text"
-            continue
         if isinstance(value, dict):
             if isinstance(value, _Duplicates):
-                return f"{where}duplicate key {_short(value.key, 40)}"
-            items: Any = value.items()
-            for key in value:
-                found = _surrogate(key)
+                return _at(path, f"duplicate key {_short(value.key, 40)}")
+            if not "".join(value).isascii():  # the keys, checked in C
+                found = next(filter(None, map(_surrogate, value)), None)
                 if found:
-                    return f"{where}a key holds a lone surrogate ({found}), which is not text"
-        elif isinstance(value, list):
-            items = enumerate(value)
+                    return _at(path, f"a key holds a lone surrogate ({found}), which is not text")
+            items: Any = value.items()
         else:
-            continue
-        if depth > MAX_JSON_DEPTH:
-            return TOO_DEEP
+            items = enumerate(value)
         for key, item in items:
-            if isinstance(item, (dict, list, str, _Bad)):
-                stack.append((item, depth + 1, (path, key)))
+            kind = type(item)
+            if kind is dict or kind is list or kind is _Duplicates:
+                if depth >= MAX_JSON_DEPTH:
+                    return TOO_DEEP
+                if item:
+                    stack.append((item, depth + 1, (path, key)))
+            elif ((kind is str and not item.isascii()) or (kind is int and not -_BIG < item < _BIG)
+                  or (kind is float and item - item != 0.0)):  # inf - inf is nan
+                problem = _value_problem(item, (path, key))
+                if problem is not None:
+                    return problem
     return None
+
+
+def _value_problem(value: Any, path: tuple[Any, ...] | None) -> str | None:
+    if isinstance(value, str):
+        found = _surrogate(value)
+        return _at(path, f"a lone surrogate ({found}) is not text") if found else None
+    if isinstance(value, float) and not math.isfinite(value):
+        return _at(path, "not a finite number (beyond ±1.8e308)")
+    if isinstance(value, int) and not isinstance(value, bool) and not -_BIG < value < _BIG:
+        return _at(path, f"an integer of more than {MAX_JSON_INT_DIGITS} digits")
+    return None
+
+
+def _at(path: tuple[Any, ...] | None, message: str) -> str:
+    return message if path is None else f"{_path(path)}: {message}"
 
 
 TOO_DEEP = f"the frame is nested more than {MAX_JSON_DEPTH} levels deep"
@@ -210,11 +207,12 @@ TOO_DEEP = f"the frame is nested more than {MAX_JSON_DEPTH} levels deep"
 
 def _decode(text: str) -> Any:
     try:
-        return json.loads(text, parse_constant=_reject_constant, parse_int=_parse_int, parse_float=_parse_float,
-                          object_pairs_hook=_object)
+        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_object)
     except RecursionError:  # the C decoder's own bound, near Python's recursion limit (~1,000 levels)
         raise FrameError(TOO_DEEP) from None
     except ValueError as exc:
+        if "integer string conversion" in str(exc):  # Python's own bound: 4,300 digits
+            raise FrameError(f"an integer of more than {MAX_JSON_INT_DIGITS} digits") from None
         raise FrameError(f"the frame is not JSON ({_short(exc)})") from None
 
 

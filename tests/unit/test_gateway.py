@@ -119,20 +119,27 @@ def test_nesting_beyond_the_limit_is_a_bad_request(text: str) -> None:
 
 
 @pytest.mark.parametrize(("raw", "message"), [
-    ("1e999", "temperature: 1e999 is not a finite number"),
-    ("-1E400", "temperature: -1E400 is not a finite number"),
-    ("1" * 100_000, "temperature: a number of 100000 characters (at most 100)"),  # past Python's int limit
-    ("1" * 101, "temperature: a number of 101 characters (at most 100)"),
-    ("0." + "1" * 200, "temperature: a number of 202 characters (at most 100)"),
-    ('{"a": [1e999]}', "temperature.a[0]: 1e999 is not a finite number"),
+    ("1e999", "temperature: not a finite number (beyond ±1.8e308)"),
+    ("-1E400", "temperature: not a finite number (beyond ±1.8e308)"),
+    ("1" + "0" * 400, "temperature: an integer of more than 100 digits"),
+    ("1" * 101, "temperature: an integer of more than 100 digits"),
+    ("-" + "1" * 101, "temperature: an integer of more than 100 digits"),
+    ('{"a": [1e999]}', "temperature.a[0]: not a finite number (beyond ±1.8e308)"),
 ])
 def test_numbers_must_be_finite_and_short(raw: str, message: str) -> None:
     with pytest.raises(protocol.FrameError) as caught:
         protocol.parse_frame(_chat_with(temperature=raw))
     assert caught.value.message == message
     assert caught.value.code == "bad_request" and caught.value.id == "a"
-    frame = protocol.parse_frame(_chat_with(temperature="1e308", seed="9" * 100))
-    assert isinstance(frame, protocol.Chat) and frame.params == {"temperature": 1e308, "seed": int("9" * 100)}
+    frame = protocol.parse_frame(_chat_with(temperature="1e308", seed="9" * 100, top_p="0." + "1" * 300))
+    assert isinstance(frame, protocol.Chat)
+    assert frame.params == {"temperature": 1e308, "seed": int("9" * 100), "top_p": float("0." + "1" * 300)}
+
+
+def test_an_integer_past_pythons_own_limit_is_a_bad_request() -> None:
+    with pytest.raises(protocol.FrameError) as caught:  # json.loads itself refuses past 4,300 digits
+        protocol.parse_frame(_chat_with(seed="7" * 100_000))
+    assert caught.value.message == "an integer of more than 100 digits" and caught.value.code == "bad_request"
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -516,9 +523,9 @@ def test_hostile_frames_are_answered_in_one_frame_each_and_other_chats_keep_goin
                 await ws.send(text)
                 while (frame := await receive(ws))["id"] == "long":
                     long.append(frame)
-                # past the decoder's own recursion bound (~1,000 levels) the frame is never read far enough to
-                # find its id
-                assert frame["id"] == (None if chat_id == "deep100k" else chat_id), frame
+                # past the decoder's own bounds (~1,000 levels, 4,300 digits) the frame is never read far enough
+                # to find its id
+                assert frame["id"] == (None if chat_id in ("deep100k", "digits") else chat_id), frame
                 if chat_id is None:
                     others.append(frame)
                 answers[chat_id] = frame
@@ -533,7 +540,9 @@ def test_hostile_frames_are_answered_in_one_frame_each_and_other_chats_keep_goin
     assert "nested more than 32 levels" in answers["deep500"]["message"]
     assert "nested more than 32 levels" in answers["deep100k"]["message"]
     assert answers["surrogate"]["message"] == "messages[0].content: a lone surrogate (U+D800) is not text"
-    assert answers["huge"]["message"] == "temperature: 1e999 is not a finite number"
+    assert answers["huge"]["message"] == "temperature: not a finite number (beyond ±1.8e308)"
+    assert answers["digits"] == {"type": "error", "id": None, "code": "bad_request",
+                                 "message": "an integer of more than 100 digits"}
     assert answers["duplicate"]["message"] == "duplicate key 'top_k'"
     assert [f["message"] for f in others[-5:]] == [f"the frame must be a JSON object, got {kind}"
                                                    for kind in ("int", "NoneType", "str", "bool", "list")]
