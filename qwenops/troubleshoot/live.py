@@ -17,7 +17,7 @@ from qwenops import untrusted
 from qwenops.errors import BadInputError, CheckFailedError
 from qwenops.httpread import AnswerTooLarge, NoAnswerInTime, Reply, get
 from qwenops.untrusted import mask_url, printable
-from qwenops.vllmmetrics import MetricsFormatError, MetricsTooLarge, Snapshot, parse
+from qwenops.vllmmetrics import Histogram, MetricsFormatError, MetricsTooLarge, Snapshot, parse
 
 if TYPE_CHECKING:
     from qwenops.config.target import ConfiguredServer
@@ -36,6 +36,49 @@ class PathAnswer:
     redirect: bool = False
 
 
+MAX_TOKENS_SEEN = 100_000_000  # a context, a cache or a block size beyond this is no real server's
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """What the server says about sizes, for fixes that carry numbers: the context (/v1/models), the KV
+    cache (`vllm:cache_config_info`), and the requests it has served (histograms since it started).
+    Each is None when the server did not say, or said something no vLLM writes."""
+
+    max_model_len: int | None = None
+    kv_tokens: int | None = None  # num_gpu_blocks x block_size (kv_cache_size_tokens where blocks are not given)
+    kv_blocks: int | None = None
+    block_size: int | None = None
+    length_finished: float | None = None  # vllm:request_success_total{finished_reason="length"}
+    refused_4xx: float | None = None  # http_requests_total{handler=/v1/(chat/)completions, status="4xx"}
+    prompt_tokens: Histogram | None = None  # vllm:request_prompt_tokens
+    max_tokens_asked: Histogram | None = None  # vllm:request_params_max_tokens
+    generated_tokens: Histogram | None = None  # vllm:request_generation_tokens
+
+    @property
+    def largest_prompt_above(self) -> float | None:
+        """A lower bound of the longest prompt served: the lower edge of the highest bucket with a prompt in it."""
+        histogram = self.prompt_tokens
+        if histogram is None or histogram.count <= 0:
+            return None
+        # Some prompt had more tokens than every bound whose cumulative count is short of the total.
+        return max((bound for bound, cumulative in histogram.buckets if cumulative < histogram.count), default=0.0)
+
+    def tokens_per_request(self) -> tuple[float, str] | None:
+        """The KV tokens one request of those served holds at its end (mean prompt + mean answer budget),
+        and how that was read, in words."""
+        prompt = self.prompt_tokens.mean if self.prompt_tokens is not None else None
+        if prompt is None:
+            return None
+        asked = self.max_tokens_asked.mean if self.max_tokens_asked is not None else None
+        if asked is not None:
+            return prompt + asked, f"mean prompt {prompt:.0f} + mean max_tokens {asked:.0f}"
+        generated = self.generated_tokens.mean if self.generated_tokens is not None else None
+        if generated is not None:
+            return prompt + generated, f"mean prompt {prompt:.0f} + mean answer {generated:.0f} tokens"
+        return None
+
+
 @dataclass(frozen=True)
 class ServerEvidence:
     base_url: str  # credentials masked
@@ -46,9 +89,91 @@ class ServerEvidence:
     answers: tuple[PathAnswer, ...] = ()
     key_state: str = "no key was sent"  # where QWENOPS_API_KEY stood for this server (ConfiguredServer.key_state)
     key_sent: bool = False
+    sizes: Sizes = field(default_factory=Sizes)
 
     def answer(self, path: str) -> PathAnswer | None:
         return next((a for a in self.answers if a.path == path), None)
+
+
+def read_sizes(body: bytes | str | None, models_body: str | None) -> Sizes:
+    """Sizes from a /metrics page that `parse` accepted and the /v1/models answer: only values that can
+    be true (whole, positive counts below MAX_TOKENS_SEEN; histograms checked as vllmmetrics checks them)."""
+    from qwenops.vllmmetrics import _histogram
+
+    max_model_len = _model_len(models_body)
+    if body is None:
+        return Sizes(max_model_len=max_model_len)
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    families: dict[str, list[object]] = {}
+    try:
+        for family in text_string_to_metric_families(text):
+            families.setdefault(family.name, []).extend(family.samples)
+    except Exception:  # parse() read this page; a second reading that fails gives no sizes
+        return Sizes(max_model_len=max_model_len)
+
+    def histogram(name: str) -> Histogram | None:
+        samples = families.get(name)
+        if not samples:
+            return None
+        try:
+            return _histogram(name, samples)  # type: ignore[arg-type]
+        except ValueError:
+            return None
+
+    kv_tokens = kv_blocks = block_size = None
+    for sample in families.get("vllm:cache_config_info", ()):
+        labels = getattr(sample, "labels", {})
+        blocks, size = _whole(labels.get("num_gpu_blocks")), _whole(labels.get("block_size"))
+        if blocks is not None and size is not None and blocks * size <= MAX_TOKENS_SEEN:
+            kv_tokens, kv_blocks, block_size = blocks * size, blocks, size
+        elif _whole(labels.get("kv_cache_size_tokens")) is not None:
+            kv_tokens = _whole(labels.get("kv_cache_size_tokens"))
+        break
+    length = refused = None
+    for sample in families.get("vllm:request_success", ()):
+        name, labels, value = sample.name, sample.labels, sample.value  # type: ignore[attr-defined]
+        if name.endswith("_total") and labels.get("finished_reason") == "length" and _count(value) is not None:
+            length = (length or 0.0) + float(value)
+    for sample in families.get("http_requests", ()):
+        name, labels, value = sample.name, sample.labels, sample.value  # type: ignore[attr-defined]
+        if (name.endswith("_total") and labels.get("status") == "4xx"
+                and labels.get("handler") in ("/v1/chat/completions", "/v1/completions")
+                and _count(value) is not None):
+            refused = (refused or 0.0) + float(value)
+    return Sizes(max_model_len=max_model_len, kv_tokens=kv_tokens, kv_blocks=kv_blocks, block_size=block_size,
+                 length_finished=length, refused_4xx=refused,
+                 prompt_tokens=histogram("vllm:request_prompt_tokens"),
+                 max_tokens_asked=histogram("vllm:request_params_max_tokens"),
+                 generated_tokens=histogram("vllm:request_generation_tokens"))
+
+
+def _whole(text: object) -> int | None:
+    """A label's value as a positive whole number below MAX_TOKENS_SEEN, else None ("None", "abc", "-1")."""
+    if not isinstance(text, str) or not text.isascii() or not text.isdigit() or len(text) > 12:
+        return None
+    value = int(text)
+    return value if 0 < value <= MAX_TOKENS_SEEN else None
+
+
+def _count(value: object) -> float | None:
+    import math
+
+    number = float(value) if isinstance(value, (int, float)) else math.nan
+    return number if math.isfinite(number) and 0 <= number <= untrusted.MAX_METRIC_VALUE else None
+
+
+def _model_len(text: str | None) -> int | None:
+    """The first model's max_model_len in a /v1/models answer, when it is a whole number a server could have."""
+    if text is None:
+        return None
+    try:
+        listed = json.loads(text).get("data", [])
+        value = listed[0].get("max_model_len") if isinstance(listed, list) and listed else None
+    except (ValueError, AttributeError, RecursionError, TypeError):
+        return None
+    return value if type(value) is int and 0 < value <= MAX_TOKENS_SEEN else None
 
 
 class MetricsUnreadable(CheckFailedError):
@@ -118,8 +243,11 @@ def read_server(server: ConfiguredServer | str, *, api_key: str | None = None, t
     health = health_reply.status if health_reply is not None else None
     if health == 404 and (snapshot is None or not snapshot.is_vllm):
         raise BadInputError(f"{mask_url(url)} is not a vLLM server (no /health, no vllm: metrics)", field="--base-url")
+    models_text = models_reply.text() if models_reply.status == 200 and not models_reply.is_html else None
+    sizes = read_sizes(metrics_reply.body if snapshot is not None else None, models_text)
     return ServerEvidence(mask_url(url), health, models, snapshot, problem, tuple(answers), state,
-                          key_sent=any(r is not None and r.key_sent for r in (health_reply, models_reply)))
+                          key_sent=any(r is not None and r.key_sent for r in (health_reply, models_reply)),
+                          sizes=sizes)
 
 
 def scrape_metrics(server: ConfiguredServer | str, *, timeout_s: float | None = None,

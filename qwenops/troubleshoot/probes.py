@@ -17,6 +17,7 @@ that is not an event stream is `bad_answer` (or `proxy_answered` for an HTML pag
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 from collections import Counter
@@ -120,32 +121,73 @@ def answer_failed(exc: StreamError, server: Server) -> Finding:
                                "not an event stream, which no timeout or proxy setting changes")
 
 
+TIMEOUT_MARGIN = 1.5  # the timeout to set: the measured answer's time with this margin
+MEASURE_CAP_S = 600.0  # how long the probe waits, at most, to measure an answer the client's timeout cut
+
+
+def timeout_to_set(e2e_s: float) -> int:
+    """The client timeout a fix names: the measured answer time with TIMEOUT_MARGIN, in whole seconds."""
+    return max(1, math.ceil(e2e_s * TIMEOUT_MARGIN))
+
+
 def probe_interrupted(server: Server, profile: Profile, client_timeout_s: float) -> tuple[list[Finding], Probed]:
+    """One long answer within the client's timeout. One that the timeout cuts is measured again without
+    it (up to MEASURE_CAP_S), so the fix names the timeout that covers it, not just "raise it"."""
     from qwenops.errors import StreamError, StreamTimeout
-    from qwenops.stream.metrics import stream_metrics
 
     tokens = profile.client.max_tokens
     try:
         _, deltas, sent = _answer(server, profile, max_tokens=tokens, ignore_eos=True, read_s=client_timeout_s,
                                   total_s=client_timeout_s)
     except StreamTimeout as exc:
-        return [Finding("client_timeout", "error", "no token came within the client timeout",
-                        _evidence(exc.one_line()),
-                        f"the server took longer than {client_timeout_s:g} s between events: check `qwenops status` "
-                        f"for a queue, and raise the client's read timeout")], Probed(None, None, None, None, ())
+        return _timed_out(server, profile, client_timeout_s, exc)
     except StreamError as exc:
         return [answer_failed(exc, server)], Probed(None, None, None, None, ())
-    metrics = stream_metrics(deltas, sent_s=sent)  # type: ignore[arg-type]
-    probed = Probed(metrics.output_tokens, metrics.e2e_s, metrics.ttft_s, metrics.tpot_s, ())
+    probed = _probed(deltas, sent)
     found: list[Finding] = []
-    if metrics.e2e_s is not None and metrics.e2e_s > 0.8 * client_timeout_s:
+    if probed.long_answer_e2e_s is not None and probed.long_answer_e2e_s > 0.8 * client_timeout_s:
+        e2e = probed.long_answer_e2e_s
         found.append(Finding(
             "client_timeout", "warning", "a full answer takes nearly as long as the client timeout",
-            _evidence(f"{metrics.output_tokens} tokens in {metrics.e2e_s:.1f} s; "
-                      f"client timeout {client_timeout_s:g} s"),
-            f"the article's row: raise the client's total timeout to at least {metrics.e2e_s * 1.5:.0f} s, or lower "
-            f"client.max_tokens; streaming clients should time out on the gap between tokens, not the whole answer"))
+            _evidence(f"{probed.long_answer_tokens} tokens in {e2e:.1f} s; client timeout {client_timeout_s:g} s"),
+            f"the article's row: raise the client's total timeout above {timeout_to_set(e2e)} s (this answer took "
+            f"{e2e:.1f} s, x{TIMEOUT_MARGIN:g}), or lower client.max_tokens; streaming clients should time out on "
+            f"the gap between tokens, not the whole answer"))
     return found, probed
+
+
+def _probed(deltas: list[object], sent: float) -> Probed:
+    from qwenops.stream.metrics import stream_metrics
+
+    metrics = stream_metrics(deltas, sent_s=sent)  # type: ignore[arg-type]
+    return Probed(metrics.output_tokens, metrics.e2e_s, metrics.ttft_s, metrics.tpot_s, ())
+
+
+def _timed_out(server: Server, profile: Profile, client_timeout_s: float,
+               exc: StreamError) -> tuple[list[Finding], Probed]:
+    from qwenops.errors import StreamError
+
+    tokens = profile.client.max_tokens
+    cap = max(MEASURE_CAP_S, client_timeout_s)
+    try:
+        _, deltas, sent = _answer(server, profile, max_tokens=tokens, ignore_eos=True, read_s=cap, total_s=cap)
+    except StreamError as again:
+        return [Finding("client_timeout", "error", "no answer came within the client timeout",
+                        _evidence(f"{exc.one_line()}; measured without it: {again.one_line()}"),
+                        f"the server did not finish a {tokens}-token answer within {cap:g} s either: check "
+                        f"`qwenops status` for a queue and the server's log; then raise the client's timeout above "
+                        f"the answer's time")], Probed(None, None, None, None, ())
+    probed = _probed(deltas, sent)
+    e2e = probed.long_answer_e2e_s or 0.0
+    return [Finding(
+        "client_timeout", "error", "an answer takes longer than the client timeout",
+        (*_evidence(exc.one_line()),
+         *_evidence(f"measured without it: {probed.long_answer_tokens} tokens in {e2e:.1f} s; client timeout "
+                    f"{client_timeout_s:g} s")),
+        f"raise the client timeout above {timeout_to_set(e2e)} s (`--client-timeout {timeout_to_set(e2e)}`, "
+        f"client.timeout_s; the answer took {e2e:.1f} s, x{TIMEOUT_MARGIN:g}), or lower max_tokens "
+        f"(client.max_tokens {tokens}) so answers end sooner; streaming clients should time out on the gap "
+        f"between tokens, not the whole answer")], probed
 
 
 def probe_incoherent(server: Server, profile: Profile) -> list[Finding]:

@@ -7,7 +7,10 @@ was this busy, these processes used it"; "GPU out of memory -> too many concurre
 
 from __future__ import annotations
 
-from qwenops.troubleshoot.live import HostEvidence, ServerEvidence, auth_fix
+import math
+from dataclasses import dataclass
+
+from qwenops.troubleshoot.live import HostEvidence, ServerEvidence, Sizes, auth_fix
 from qwenops.vllmlog.classify import GENERIC_RANK, Evidence, Finding, Flags, preemption_fix
 
 # A CPU-bound vLLM front end (tokenising, detokenising, scheduling) slows every token when another
@@ -16,6 +19,15 @@ BUSY_CPU_PERCENT = 90.0
 OTHER_PROCESS_PERCENT = 50.0  # of one core
 STEAL_PERCENT = 10.0
 KV_FULL = 0.95
+NEAR_CONTEXT = 0.9  # a prompt past this share of max_model_len leaves an answer almost no room
+
+
+@dataclass(frozen=True)
+class LogFacts:
+    """Numbers a server's or a client's log states that the findings' fixes carry (run.py collects them)."""
+
+    kv_tokens: int | None = None  # "GPU KV cache size: N tokens" (CPU on the CPU engine)
+    kv_line: str | None = None
 
 
 def _metric(name: str, value: float) -> Evidence:
@@ -45,7 +57,7 @@ def answer_findings(server: ServerEvidence) -> list[Finding]:
     return found
 
 
-def server_findings(server: ServerEvidence, flags: Flags) -> list[Finding]:
+def server_findings(server: ServerEvidence, flags: Flags, facts: LogFacts | None = None) -> list[Finding]:
     found = answer_findings(server)
     health = server.health_status
     front = {a.path for a in server.answers if a.status in (401, 403) or a.redirect or a.html}
@@ -75,10 +87,8 @@ def server_findings(server: ServerEvidence, flags: Flags) -> list[Finding]:
             "rewrites it, or the server is broken; read it by hand (`curl -s URL/metrics | grep NAME`)"))
     preemptions = metrics.counters.get("preemptions", 0.0)
     if preemptions > 0:
-        found.append(Finding(
-            "kv_cache_preemption", "warning", "requests were preempted: the KV cache is too small for the batch",
-            (_metric("vllm:num_preemptions_total", preemptions),),
-            f"{preemption_fix(flags)} (the article's 'out of memory' row, before it is an OOM)"))
+        found.append(preemption_finding(preemptions, server.sizes, flags, facts or LogFacts()))
+    found += too_long_findings(server.sizes, server.base_url)
     usage, waiting = metrics.gauges.get("kv_cache_usage"), metrics.gauges.get("requests_waiting", 0.0)
     if usage is not None and usage >= KV_FULL and waiting > 0:
         found.append(Finding(
@@ -87,6 +97,89 @@ def server_findings(server: ServerEvidence, flags: Flags) -> list[Finding]:
             "more concurrency than the cache holds: lower max_num_seqs or max_model_len so requests queue "
             "in the client instead, or use a smaller (quantized) checkpoint to free memory for the cache"))
     return found
+
+
+def safe_max_num_seqs(kv_tokens: int, block_size: int | None, per_request: float) -> int:
+    """How many requests of PER_REQUEST tokens the KV cache holds at once, at least 1. With the block size
+    known the count is exact: a request holds whole blocks (ceil(tokens / block)), and vLLM keeps one
+    block of the pool for itself (the null block), so B requests never run out of blocks."""
+    if block_size:
+        usable = kv_tokens // block_size - 1
+        return max(1, usable // max(1, math.ceil(per_request / block_size)))
+    return max(1, math.floor(kv_tokens / per_request))
+
+
+def preemption_finding(preemptions: float, sizes: Sizes, flags: Flags, facts: LogFacts) -> Finding:
+    """vLLM preempted requests: the max_num_seqs the cache holds, from the cache's size and the requests'."""
+    evidence = [_metric("vllm:num_preemptions_total", preemptions)]
+    kv_tokens, block_size = sizes.kv_tokens, sizes.block_size
+    if kv_tokens is not None:
+        blocks = f" ({sizes.kv_blocks} blocks of {block_size})" if sizes.kv_blocks and block_size else ""
+        evidence.append(Evidence("metric vllm:cache_config_info", f"KV cache {kv_tokens:,} tokens{blocks}"))
+    elif facts.kv_tokens is not None:
+        kv_tokens = facts.kv_tokens
+        evidence.append(Evidence("log", facts.kv_line or f"KV cache size: {kv_tokens:,} tokens"))
+    per = sizes.tokens_per_request()
+    title = "requests were preempted: the KV cache is too small for the batch"
+    if kv_tokens is None or per is None or per[0] <= 0:
+        return Finding("kv_cache_preemption", "warning", title, tuple(evidence),
+                       f"{preemption_fix(flags)} (the article's 'out of memory' row, before it is an OOM)")
+    tokens, how = per
+    evidence.append(Evidence("metric vllm:request_prompt_tokens", f"{tokens:.0f} tokens a request ({how})"))
+    safe = safe_max_num_seqs(kv_tokens, block_size, tokens)
+    now = flags.get("max_num_seqs")
+    room = (f"the KV cache holds {kv_tokens:,} tokens and a request like those served needs {tokens:.0f} "
+            + (f"(in blocks of {block_size}, one block kept by vLLM)" if block_size else "") + f": {safe} fit at once")
+    if tokens > kv_tokens - (block_size or 0):
+        fix = (f"one request ({tokens:.0f} tokens) needs more than the whole KV cache ({kv_tokens:,} tokens): give the "
+               f"cache more memory (gpu_memory_utilization; VLLM_CPU_KVCACHE_SPACE on the CPU engine), or lower "
+               f"max_tokens and trim prompts; and set max_num_seqs to 1 (`--set max_num_seqs=1`) meanwhile")
+    elif isinstance(now, int) and now <= safe:
+        fix = (f"max_num_seqs {now} already fits requests of the mean size ({room}): longer requests than the mean "
+               f"preempt; shorten max_model_len or the longest answers, or give the cache more memory")
+    else:
+        change = f"from {now} to {safe}" if isinstance(now, int) else f"to {safe}"
+        fix = (f"lower max_num_seqs {change} (`--set max_num_seqs={safe}`): {room}; or give the cache more memory "
+               f"(gpu_memory_utilization; VLLM_CPU_KVCACHE_SPACE on the CPU engine) or shorten the answers. "
+               f"Preempted requests are recomputed, so latency jumps before anything fails (the article's 'out of "
+               f"memory' row)")
+        return Finding("kv_cache_preemption", "warning", title, tuple(evidence), fix,
+                       change={"max_num_seqs": safe})
+    return Finding("kv_cache_preemption", "warning", title, tuple(evidence), fix)
+
+
+def too_long_findings(sizes: Sizes, base_url: str) -> list[Finding]:
+    """Prompts that meet max_model_len: answers cut at the context's end (finish_reason "length") beside
+    prompts within NEAR_CONTEXT of it. vLLM 0.32 logs the 400 for a longer prompt only at DEBUG, so the
+    server's counters (and a client's log, run.py) are the evidence."""
+    limit, above = sizes.max_model_len, sizes.largest_prompt_above
+    if limit is None or above is None or not sizes.length_finished or above < NEAR_CONTEXT * limit:
+        return []
+    evidence = [Evidence(f"GET {base_url}/v1/models", f"max_model_len {limit:,}"),
+                Evidence("metric vllm:request_prompt_tokens", f"a prompt of more than {above:,.0f} tokens"),
+                _metric('vllm:request_success_total{finished_reason="length"}', sizes.length_finished)]
+    if sizes.refused_4xx:
+        evidence.append(Evidence("metric http_requests_total",
+                                 f"{sizes.refused_4xx:g} chat/completion requests answered 4xx (a longer prompt is "
+                                 f"refused with 400)"))
+    return [Finding("request_too_long", "warning", "prompts meet max_model_len", tuple(evidence),
+                    too_long_fix(limit, int(above), sizes))]
+
+
+def too_long_fix(limit: int, prompt: int, sizes: Sizes, *, at_least: bool = False) -> str:
+    """The length row's fix, with the context and the prompt seen."""
+    answer = sizes.max_tokens_asked.mean if sizes.max_tokens_asked is not None else None
+    answer = answer if answer is not None else (sizes.generated_tokens.mean if sizes.generated_tokens else None)
+    need = prompt + math.ceil(answer) if answer else None
+    raise_to = (f"raise max_model_len to at least {need:,} (`--set max_model_len={need}`: the prompt plus the "
+                f"{math.ceil(answer or 0)} tokens asked for), if the model's max_position_embeddings and the KV cache "
+                f"allow it" if need and need > limit else
+                "raise max_model_len above the longest prompt plus its max_tokens, if the model's "
+                "max_position_embeddings and the KV cache allow it")
+    shown = f"at least {prompt:,}" if at_least else f"more than {prompt:,}"
+    return (f"prompts of {shown} tokens meet max_model_len {limit:,}: the answer gets what is left of the context "
+            f"(finish_reason \"length\") and a longer prompt is refused with HTTP 400. Trim the prompts (or lower "
+            f"max_tokens), or {raise_to}; vLLM keeps serving")
 
 
 def _metrics_missing(server: ServerEvidence, front: set[str]) -> list[Finding]:
@@ -114,11 +207,12 @@ def host_findings(host: HostEvidence, *, vllm_pids: frozenset[int]) -> list[Find
                                      + (f", load {host.load_1m:.1f}" if host.load_1m is not None else ""))]
         evidence += [Evidence("host", f"pid {p.pid} {p.name}: {p.cpu_percent:.0f}% of a core") for p in others]
         pids = " ".join(str(p.pid) for p in others)
+        named = ", ".join(f"{p.name} (pid {p.pid})" for p in others)
         found.append(Finding(
             "high_latency_cpu", "warning", "other processes compete with vLLM for the CPU",
             tuple(evidence),
             f"vLLM's API server and scheduler need a free core each to keep TTFT and ITL low: stop or move "
-            f"pid {pids}, or lower their priority (`renice +10 -p {pids}`)"))
+            f"{named}, or lower their priority (`renice +10 -p {pids}`)"))
     if host.steal_percent is not None and host.steal_percent >= STEAL_PERCENT:
         found.append(Finding(
             "high_latency_cpu", "warning", "the hypervisor takes CPU time from this VM",

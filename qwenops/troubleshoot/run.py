@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -12,6 +13,7 @@ from qwenops.vllmlog.lines import scan_log
 
 if TYPE_CHECKING:
     from qwenops.config.target import ConfiguredServer
+    from qwenops.troubleshoot.live import Sizes
 
 _ORDER = {"error": 0, "warning": 1, "info": 2}
 
@@ -53,12 +55,56 @@ class TroubleshootRequest:
         return self.server if self.server is not None else self.base_url
 
 
-def classify_source(source: LogSource, flags: Flags) -> tuple[list[Finding], SourceRead]:
+# Lines the classifier (vllmlog, which reads any version's words) does not ask for, whose numbers a fix
+# carries: the KV cache's size, and vLLM 0.32's refusal of a prompt that meets max_model_len as a client
+# logs it (the server logs that refusal only at DEBUG).
+_KV_SIZE = re.compile(r"(?:GPU|CPU|XPU|TPU) KV cache size: (?P<tokens>[\d,]{1,16}) tokens")
+_CONTEXT_400 = re.compile(r"maximum context length is (?P<limit>\d{1,9}) tokens\. However, your (?:prompt|request) "
+                          r"(?:contains|has) (?:at least )?(?P<prompt>\d{1,9}) input tokens")
+_FACTS = re.compile(f"{_KV_SIZE.pattern}|{_CONTEXT_400.pattern}".replace("(?P<", "(?P<x").encode())
+
+
+def _scan_pattern() -> object:
+    """The classifier's candidates and the lines of _FACTS, in one automaton (RE2 where it is installed)."""
+    joined = CANDIDATE.pattern + b"|" + re.sub(rb"\(\?P<\w+>", b"(?:", _FACTS.pattern)
+    try:
+        import re2
+    except ImportError:
+        return re.compile(joined)
+    return re2.compile(joined)
+
+
+_SCAN = _scan_pattern()
+
+
+@dataclass
+class _Facts:
+    kv_tokens: int | None = None
+    kv_line: str | None = None
+    too_long: list[tuple[int, int, str, str]] | None = None  # (limit, prompt, line, "LOG line N")
+
+    def feed(self, text: str, number: int, label: str = "log") -> None:
+        kv = _KV_SIZE.search(text)
+        if kv is not None:
+            tokens = int(kv.group("tokens").replace(",", "") or 0)
+            if 0 < tokens <= 10**12:
+                self.kv_tokens, self.kv_line = tokens, text[:300]
+        refused = _CONTEXT_400.search(text)
+        if refused is not None:
+            self.too_long = [*(self.too_long or []), (int(refused.group("limit")), int(refused.group("prompt")),
+                                                      text[:300], f"{label} line {number}")]
+
+
+def classify_source(source: LogSource, flags: Flags, facts: _Facts | None = None) -> tuple[list[Finding], SourceRead]:
     classifier = LogClassifier(flags=flags)
     lines = 0
+    facts = facts if facts is not None else _Facts()
     with open_source(source) as stream:
-        for line in scan_log(stream, CANDIDATE, SERVED):
-            classifier.feed(line)
+        for line in scan_log(stream, _SCAN, SERVED):  # type: ignore[arg-type]
+            if not line.text or CANDIDATE.search(line.text.encode()):
+                classifier.feed(line)  # only the lines the classifier asks for, as before
+            if line.text:
+                facts.feed(line.text, line.number, source.label)
             lines = line.number  # the last one is scan_log's count of every line
     if lines == 0 and source.kind in ("journal", "docker"):
         from qwenops.errors import UnreachableError
@@ -67,6 +113,21 @@ def classify_source(source: LogSource, flags: Flags) -> tuple[list[Finding], Sou
                                hint="is the name right? (`journalctl -u NAME` / `docker ps -a`)")
     findings = [_labelled(f, source) for f in classifier.findings()]
     return findings, SourceRead(source.label, lines=lines)
+
+
+def _too_long_from_log(facts: _Facts, sizes: Sizes | None) -> list[Finding]:
+    """A client's 400 for a prompt that meets max_model_len (vLLM 0.32's words): the context and the
+    largest prompt refused; the live server's counters, when read, give the max_tokens asked for."""
+    if not facts.too_long:
+        return []
+    from qwenops.troubleshoot.live import Sizes
+    from qwenops.troubleshoot.rules import too_long_fix
+    from qwenops.vllmlog.classify import Evidence
+
+    limit, prompt, text, where = max(facts.too_long, key=lambda seen: seen[1])
+    return [Finding("request_too_long", "warning", "a prompt met max_model_len and was refused (HTTP 400)",
+                    (Evidence(where, text),), too_long_fix(limit, prompt, sizes or Sizes(), at_least=True),
+                    count=len(facts.too_long))]
 
 
 def _labelled(finding: Finding, source: LogSource) -> Finding:
@@ -84,17 +145,21 @@ def run_troubleshoot(request: TroubleshootRequest) -> TroubleshootReport:
     flags = dict(request.flags or {})
     findings: list[Finding] = []
     sources: list[SourceRead] = []
+    facts = _Facts()
     for source in request.logs:
-        found, read = classify_source(source, flags)
+        found, read = classify_source(source, flags, facts)
         findings += found
         sources.append(read)
     if request.target is not None:
         from qwenops.troubleshoot.live import read_server
-        from qwenops.troubleshoot.rules import server_findings
+        from qwenops.troubleshoot.rules import LogFacts, server_findings
 
         server = read_server(request.target, api_key=request.api_key)
-        findings += server_findings(server, flags)
+        findings += _too_long_from_log(facts, server.sizes)
+        findings += server_findings(server, flags, LogFacts(facts.kv_tokens, facts.kv_line))
         sources.append(SourceRead(f"server {server.base_url}", note=f"/health {server.health_status or 'no answer'}"))
+    else:
+        findings += _too_long_from_log(facts, None)
     if request.check_profile and request.profile is not None:
         from qwenops.config.loader import load_profile
         from qwenops.troubleshoot.profile_rules import profile_findings
@@ -108,14 +173,15 @@ def run_troubleshoot(request: TroubleshootRequest) -> TroubleshootReport:
         findings += host_findings(read_host(), vllm_pids=vllm_process_ids())
         sources.append(SourceRead("this host"))
     if request.probe:
-        findings += _probe(request, contended=any(f.category == "high_latency_cpu" for f in findings))
+        findings += _probe(request, contended=any(f.category == "high_latency_cpu" for f in findings),
+                           preempted=any(f.category == "kv_cache_preemption" for f in findings))
         sources.append(SourceRead("probes", note="one long answer, one ordinary answer, a concurrency ramp"))
     ranked = rank(_merged(findings))
     return TroubleshootReport(ok=not any(f.severity == "error" for f in ranked), findings=tuple(ranked),
                               sources=tuple(sources), profile=request.profile)
 
 
-def _probe(request: TroubleshootRequest, *, contended: bool) -> list[Finding]:
+def _probe(request: TroubleshootRequest, *, contended: bool, preempted: bool = False) -> list[Finding]:
     from qwenops.config.loader import load_profile
     from qwenops.troubleshoot import probes
 
@@ -128,18 +194,19 @@ def _probe(request: TroubleshootRequest, *, contended: bool) -> list[Finding]:
         return found  # the server cannot answer: the other probes would only repeat it
     found += probes.probe_latency(probed, contended)
     found += probes.probe_incoherent(target, profile)
-    if any(f.severity == "error" for f in found):
-        return found
+    if any(f.severity == "error" for f in found) or preempted:
+        return found  # a server that already preempts: its counters gave the number, a ramp adds only load
     memory, _ramp = probes.probe_memory(target, profile)
     return found + memory
 
 
 # Findings about the server as a whole: the live read and a probe that meet the same refusal say one thing.
-_ONCE = ("auth", "proxy_answered")
+_ONCE = ("auth", "proxy_answered", "request_too_long")
 
 
 def _merged(findings: Sequence[Finding]) -> list[Finding]:
-    """One `auth` (or `proxy_answered`) finding with every piece of evidence, not one per request."""
+    """One `auth` (or `proxy_answered`, `request_too_long`) finding with every piece of evidence, not one
+    per request or per source; the first one's fix (a client's log, which has the exact numbers) stays."""
     from dataclasses import replace
 
     out: list[Finding] = []
