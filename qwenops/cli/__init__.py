@@ -7,7 +7,10 @@ torch, vLLM, pynvml, FastAPI or transformers. Register a command here only once 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -49,7 +52,8 @@ class RootGroup(LazyGroup):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with _warnings_as_lines():
+                return super().invoke(ctx)
         except QwenopsError as exc:
             _report(ctx, exc)
         except click.UsageError as exc:
@@ -68,6 +72,38 @@ class RootGroup(LazyGroup):
                 hint="set QWENOPS_DEBUG=1 for the traceback and report it",
             )
             _report(ctx, bug)
+
+
+@contextlib.contextmanager
+def _warnings_as_lines() -> Iterator[None]:
+    """qwenops' own warnings (a category with `qwenops_warning`, e.g. a misspelled QWENOPS_* name) become
+    one `warning: ...` line on stderr, each once however often it is raised, its text made printable;
+    any other warning is shown as Python would."""
+    import warnings
+
+    shown: set[str] = set()
+    original = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,  # noqa: PLR0917
+             # (warnings.showwarning's own signature)
+             file: Any = None, line: str | None = None) -> None:
+        if not getattr(category, "qwenops_warning", False):
+            original(message, category, filename, lineno, file, line)
+            return
+        text = str(message)
+        if text not in shown:
+            shown.add(text)
+            from qwenops.untrusted import printable
+
+            sys.stderr.write(f"warning: {' '.join(printable(text, keep_newlines=False).split())}\n")
+            sys.stderr.flush()
+
+    from qwenops.config.settings import SettingsWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", SettingsWarning)  # shown once each by `show`, not once per place
+        warnings.showwarning = show
+        yield
 
 
 def _report(ctx: click.Context, error: QwenopsError) -> None:

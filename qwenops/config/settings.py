@@ -21,11 +21,14 @@ Secrets (the API key, the gateway's token) come only from the environment or an 
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from qwenops import untrusted
 from qwenops.errors import SettingsError
 
 if TYPE_CHECKING:
@@ -36,6 +39,18 @@ DEFAULT_PROFILE = "cpu-tiny"
 DEFAULT_ENV_FILE = Path(".env")
 ENV_FILE_VARIABLE = "QWENOPS_ENV_FILE"
 SECRET_VARIABLES = ("QWENOPS_API_KEY", "QWENOPS_GATEWAY_TOKEN")
+# QWENOPS_* names read outside this module: the root command's traceback switch, and the demo script's
+# and the engine tests' own knobs.
+OTHER_VARIABLES = ("QWENOPS_DEBUG", "QWENOPS_DEMO_PORT", "QWENOPS_TEST_READY_TIMEOUT")
+# What Kubernetes injects for a Service named qwenops-*: no setting, and no typo of one.
+_KUBERNETES_SERVICE = re.compile(r"^QWENOPS_\w+_(SERVICE_HOST|SERVICE_PORT(_\w+)?|PORT(_\d+_(TCP|UDP|SCTP)\w*)?)$")
+
+
+class SettingsWarning(UserWarning):
+    """A setting that is ignored (a misspelled QWENOPS_* name, an env-file line that does not parse): the
+    command goes on, and the root command shows it as one `warning:` line on stderr."""
+
+    qwenops_warning = True
 
 
 @dataclass(frozen=True)
@@ -46,18 +61,53 @@ class Value:
     source: str
 
 
+def expand_path(value: str, variable: str) -> Path:
+    """VALUE as a path with ~ and ~user expanded; a ~user with no home here is bad input naming VARIABLE."""
+    try:
+        return Path(value).expanduser()
+    except RuntimeError:  # ~nosuchuser, or ~ with neither $HOME nor a passwd entry
+        user = value[1:].split("/", 1)[0] or "this user"
+        raise SettingsError(f"{_shown(value)}: {user} has no home directory here", field=variable,
+                            hint="write the path out in full") from None
+
+
+def _shown(path: object) -> str:
+    text = str(path)
+    return text if len(text) <= 160 else f"{text[:80]}…{text[-60:]} ({len(text):,} characters)"
+
+
 def env_file(environ: Mapping[str, str] | None = None) -> Path | None:
-    """The env file to read: $QWENOPS_ENV_FILE (which must then exist), else ./.env when it exists."""
+    """The env file to read: $QWENOPS_ENV_FILE (which must then be a regular file), else ./.env when it
+    is one."""
+    import stat
+
     environ = os.environ if environ is None else environ
     named = environ.get(ENV_FILE_VARIABLE, "")
     if not named:
         return DEFAULT_ENV_FILE if DEFAULT_ENV_FILE.is_file() else None
-    path = Path(named).expanduser()
-    if not path.is_file():
-        what = "a directory" if path.is_dir() else "not found"
-        raise SettingsError(f"{path} is {what}", field=ENV_FILE_VARIABLE,
-                            hint="name an existing env file, or unset it to read ./.env")
+    path = expand_path(named, ENV_FILE_VARIABLE)
+    hint = "name an existing env file, or unset it to read ./.env"
+    try:
+        mode = path.stat().st_mode  # stat, not open: a FIFO would wait here for a writer
+    except FileNotFoundError:
+        raise SettingsError(f"{_shown(path)} is not found", field=ENV_FILE_VARIABLE, hint=hint) from None
+    except OSError as exc:
+        raise SettingsError(f"cannot read {_shown(path)}: {exc.strerror or exc}", field=ENV_FILE_VARIABLE,
+                            hint=hint) from None
+    if not stat.S_ISREG(mode):
+        raise SettingsError(f"{_shown(path)} is {_file_kind(mode)}, not an env file", field=ENV_FILE_VARIABLE,
+                            hint=hint)
     return path
+
+
+def _file_kind(mode: int) -> str:
+    import stat
+
+    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device")):
+        if test(mode):
+            return kind
+    return "not a regular file"
 
 
 def environment(environ: Mapping[str, str] | None = None) -> dict[str, Value]:
@@ -71,6 +121,8 @@ def environment(environ: Mapping[str, str] | None = None) -> dict[str, Value]:
         path = env_file(environ)
         if path is not None:
             found.update(_read_env_file(path))
+            _warn_unknown(name for name in found)
+        _warn_unknown(name for name in environ if name.startswith(ENV_PREFIX))
     for name, value in environ.items():
         if name.startswith(ENV_PREFIX):
             if value:
@@ -80,14 +132,75 @@ def environment(environ: Mapping[str, str] | None = None) -> dict[str, Value]:
     return found
 
 
-def _read_env_file(path: Path) -> dict[str, Value]:
-    from dotenv import dotenv_values
+def known_variables() -> tuple[str, ...]:
+    """Every QWENOPS_* name qwenops reads: the settings, the env file's own, QWENOPS_<FIELD> for each
+    profile field the environment may override, and the few read elsewhere."""
+    from qwenops.config.profile import OVERRIDABLE_FIELDS
 
+    settings = (ENV_PREFIX + name.upper() for name in Settings.__dataclass_fields__)
+    fields = (ENV_PREFIX + field.upper() for field in OVERRIDABLE_FIELDS)
+    return (*settings, ENV_FILE_VARIABLE, *fields, *OTHER_VARIABLES)
+
+
+def _warn_unknown(names: object) -> None:
+    """A QWENOPS_* name qwenops does not read is most likely a typo of one it does: say so, with the
+    nearest real name, instead of ignoring it without a word."""
+    import difflib
+
+    known = known_variables()
+    for name in names:  # type: ignore[attr-defined]
+        if name in known or _KUBERNETES_SERVICE.match(name):
+            continue
+        # Compared without the shared prefix, which would make every name look close to every other.
+        close = difflib.get_close_matches(name[len(ENV_PREFIX):], [k[len(ENV_PREFIX):] for k in known], n=1,
+                                          cutoff=0.75)
+        hint = (f"did you mean {ENV_PREFIX}{close[0]}?" if close
+                else "the settings are listed in docs/profiles.md, Settings and precedence")
+        warnings.warn(SettingsWarning(f"{_shown(name)}: no such setting, so it is ignored ({hint})"), stacklevel=3)
+
+
+def _read_env_file(path: Path) -> dict[str, Value]:
+    """The QWENOPS_* values of the env file: at most MAX_ENV_FILE_BYTES of UTF-8, read without waiting
+    (it was checked to be a regular file; O_NONBLOCK keeps a FIFO swapped in since from hanging us). A
+    line that does not parse is named with its file and number, and skipped, as python-dotenv skips it."""
+    import io
+    import stat
+
+    from dotenv.main import resolve_variables
+    from dotenv.parser import parse_stream
+
+    cap = untrusted.MAX_ENV_FILE_BYTES
     try:
-        values = dotenv_values(path, encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise SettingsError(f"cannot read env file {path}: {reason}", field=ENV_FILE_VARIABLE) from None
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        try:
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                raise SettingsError(f"{_shown(path)} is {_file_kind(mode)}, not an env file", field=ENV_FILE_VARIABLE)
+            with os.fdopen(os.dup(fd), "rb") as file:
+                raw = file.read(cap + 1)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise SettingsError(f"cannot read env file {_shown(path)}: {exc.strerror or exc}",
+                            field=ENV_FILE_VARIABLE) from None
+    if len(raw) > cap:
+        raise SettingsError(f"env file {_shown(path)} is larger than {cap // untrusted.MIB} MiB; is it an env file?",
+                            field=ENV_FILE_VARIABLE)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SettingsError(f"cannot read env file {_shown(path)}: not UTF-8 text (byte {exc.start})",
+                            field=ENV_FILE_VARIABLE) from None
+    pairs: list[tuple[str, str | None]] = []
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            line = binding.original.string.strip().splitlines()[0][:80] if binding.original.string.strip() else ""
+            warnings.warn(SettingsWarning(
+                f"{ENV_FILE_VARIABLE}: {_shown(path)} line {binding.original.line}: cannot parse {line!r}, so it "
+                f"is ignored (each line: NAME=VALUE)"), stacklevel=3)
+        elif binding.key is not None:
+            pairs.append((binding.key, binding.value))
+    values = resolve_variables(pairs, override=True)  # ${VAR} expanded, as dotenv_values does
     found = {name: Value(value, f"env file {path}")
              for name, value in values.items() if name.startswith(ENV_PREFIX) and value}
     for secret in SECRET_VARIABLES:
@@ -114,7 +227,7 @@ def _refuse_shared_secret_file(path: Path, secret: str) -> None:
 
 
 def default_state_dir() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    base = os.environ.get("XDG_STATE_HOME") or str(expand_path("~", "QWENOPS_STATE_DIR") / ".local" / "state")
     return Path(base) / "qwenops"
 
 
@@ -144,8 +257,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     token = get("GATEWAY_TOKEN")
     return Settings(
         profile=get("PROFILE") or DEFAULT_PROFILE,
-        profiles_dir=Path(profiles_dir).expanduser() if profiles_dir else None,
-        state_dir=Path(state_dir).expanduser() if state_dir else default_state_dir(),
+        profiles_dir=expand_path(profiles_dir, "QWENOPS_PROFILES_DIR") if profiles_dir else None,
+        state_dir=expand_path(state_dir, "QWENOPS_STATE_DIR") if state_dir else default_state_dir(),
         api_key=SecretStr(api_key) if api_key else None,
         base_url=get("BASE_URL"),
         gateway_token=SecretStr(token) if token else None,

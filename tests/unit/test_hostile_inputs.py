@@ -81,7 +81,8 @@ BAD_PATHS = ["directory", "fifo", "socket", "too-long", "loop", "empty-path", "g
 
 
 @pytest.mark.parametrize("bad_path", BAD_PATHS, indirect=True)
-def test_a_bad_log_path_is_one_line_and_exit_2(bad_path: str) -> None:
+def test_a_bad_log_path_is_one_line_and_exit_2(bad_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(untrusted, "LOG_PIPE_DEADLINE_S", 1.0)  # a FIFO nobody writes to is waited for that long
     result = CliRunner().invoke(cli, ["troubleshoot", "--log", bad_path], catch_exceptions=False)
     assert result.exit_code == 2, result.stderr
     one_line_error(result.stderr, "--log")
@@ -219,13 +220,14 @@ def tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setattr(untrusted, "TOOL_DEADLINE_S", 1.0)
     return bin_dir
 
 
 @pytest.mark.parametrize(("option", "tool"), [("--journal", "journalctl"), ("--docker", "docker")])
 @pytest.mark.parametrize("how", ["sleeps", "child-holds-the-pipe", "prints-endlessly"])
-def test_a_hung_tool_is_cut_at_its_deadline_with_exit_3(option: str, tool: str, how: str, tools: Path) -> None:
+def test_a_hung_tool_is_cut_at_its_deadline_with_exit_3(option: str, tool: str, how: str, tools: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(untrusted, "TOOL_DEADLINE_S", 1.0)
     pid_file = tools / "child.pid"
     script = {"sleeps": "exec sleep 60\n",
               "child-holds-the-pipe": f"sleep 60 &\necho $! > {pid_file}\necho 'INFO started'\nexit 0\n",
