@@ -17,6 +17,9 @@ from qwenops.errors import QwenopsError
 from qwenops.tune.results import Candidate, FailureCause
 
 if TYPE_CHECKING:
+    from qwenops.config.profile import Profile
+    from qwenops.config.settings import Settings
+    from qwenops.config.target import ConfiguredServer
     from qwenops.serve import ServePlan, ServeResult
     from qwenops.supervisor.bootlog import Phase
     from qwenops.supervisor.runner import Transition
@@ -41,6 +44,17 @@ def candidate_plan(profile: str | None, candidate: Candidate, *, overrides: Mapp
     return plan.model_copy(update={"supervise": supervise, "log_file": str(log_dir / f"tune-{candidate.slug}.log")})
 
 
+def started_server(base_url: str, profile: Profile, settings: Settings) -> ConfiguredServer:
+    """A server tune started, with the key it was started with: serve hands QWENOPS_API_KEY to vLLM as
+    VLLM_API_KEY (serve.child_env), so that key, and no other, goes with every request tune makes to it
+    (the load's streams and the /metrics scrapes); none when QWENOPS_API_KEY is not set. QWENOPS_BASE_URL
+    names a server tune does not measure, so the server configured here is the one tune started."""
+    from qwenops.config.target import ConfiguredServer
+
+    return ConfiguredServer(base_url, base_url, "the server tune started (VLLM_API_KEY = QWENOPS_API_KEY)",
+                            profile, settings)
+
+
 class _Observer:
     def __init__(self, ready: threading.Event, on_phase: Callable[[str], object]) -> None:
         self._ready = ready
@@ -62,9 +76,11 @@ class _Observer:
 class ServedCandidate:
     """One candidate's server, started on construction; `wait_ready`, measure, then `close`."""
 
-    def __init__(self, plan: ServePlan, *, on_phase: Callable[[str], object] = lambda _text: None) -> None:
+    def __init__(self, plan: ServePlan, *, on_phase: Callable[[str], object] = lambda _text: None,
+                 server: ConfiguredServer | None = None) -> None:
         self.plan = plan
         self.base_url = plan.base_url
+        self._server = server
         self._ready = threading.Event()
         self._done = threading.Event()
         self._stop_lock = threading.Lock()
@@ -105,11 +121,23 @@ class ServedCandidate:
     def alive(self) -> bool:
         return not self._done.is_set()
 
+    @property
+    def server(self) -> ConfiguredServer:
+        """This candidate's server and its key (started_server); built from the plan when not given."""
+        if self._server is None:
+            from qwenops.config.loader import load_profile
+            from qwenops.config.settings import load_settings
+
+            self._server = started_server(self.base_url, load_profile(self.plan.profile,
+                                                                      cli_overrides=self.plan.overrides),
+                                          load_settings())
+        return self._server
+
     def preemptions(self) -> float | None:
         from qwenops.troubleshoot.live import scrape_metrics
 
         try:
-            return scrape_metrics(self.base_url, timeout_s=10.0).counters.get("preemptions")
+            return scrape_metrics(self.server, timeout_s=10.0).counters.get("preemptions")
         except QwenopsError:
             return None
 

@@ -11,6 +11,7 @@ import itertools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from qwenops.errors import QwenopsError
 from qwenops.stream.chunks import ChatDelta
@@ -19,6 +20,9 @@ from qwenops.stream.metrics import stream_metrics
 from qwenops.tune.goodput import RequestSample
 from qwenops.tune.workload import WorkloadRequest
 
+if TYPE_CHECKING:
+    from qwenops.config.target import ConfiguredServer
+
 
 @dataclass(frozen=True)
 class Target:
@@ -26,6 +30,14 @@ class Target:
     model: str
     api_key: str | None = None
     temperature: float | None = 0.0
+
+    @classmethod
+    def of(cls, server: ConfiguredServer, *, temperature: float | None) -> Target:
+        """The load's target: the configured server's URL, its model and the key that goes with it."""
+        from qwenops.config.target import url_and_key
+
+        url, key = url_and_key(server)
+        return cls(base_url=url, model=server.model, api_key=key, temperature=temperature)
 
 
 def run_level(target: Target, requests: Sequence[WorkloadRequest], *, concurrency: int, count: int,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from qwenops.tune.candidates import default_grid, initial_order, plan_candidate, plan_context
@@ -21,6 +20,8 @@ from qwenops.tune.sweep import Launch, Measure, SweepObserver, SweepSettings, sw
 from qwenops.tune.workload import Workload, workload_from
 
 if TYPE_CHECKING:
+    from qwenops.config.profile import Profile
+    from qwenops.config.settings import Settings
     from qwenops.serve import ServePlan
 
 DEFAULT_PROMPT_TOKENS = 256
@@ -63,10 +64,9 @@ def run_tune(options: TuneOptions, *, observer: SweepObserver | None = None, lau
                           candidates=(*rows, *pruned), chosen=None, chosen_goodput_rps=None, saved_profile=None,
                           saved_profile_name=None)
     if launch is None:
-        launch = _launcher(options, overrides, settings.state_dir)
+        launch = _launcher(options, overrides, settings)
     if measure is None:
-        measure = _measurer(profile.api_model_name, settings.api_key.get_secret_value() if settings.api_key else None,
-                            profile.client.temperature)
+        measure = _measurer(profile, settings)
     outcome = sweep(ordered, workload, SweepSettings(slo=options.slo, budget_s=options.budget_s,
                                                      max_concurrency=options.max_concurrency,
                                                      requests_per_level=options.requests_per_level,
@@ -114,23 +114,29 @@ def preflight(plan: ServePlan) -> None:
     check_port_free(plan.host, plan.port)
 
 
-def _launcher(options: TuneOptions, overrides: dict[str, str], state_dir: Path) -> Launch:
-    log_dir = state_dir / "logs"
+def _launcher(options: TuneOptions, overrides: dict[str, str], settings: Settings) -> Launch:
+    from qwenops.config.loader import load_profile
+    from qwenops.tune.launch import started_server
+
+    log_dir = settings.state_dir / "logs"
 
     def launch(candidate: Candidate, startup_timeout_s: float, on_phase: Callable[[str], object]) -> ServedCandidate:
         plan = candidate_plan(options.profile, candidate, overrides=overrides, log_dir=log_dir,
                               startup_timeout_s=startup_timeout_s)
-        return ServedCandidate(plan, on_phase=on_phase)
+        server = started_server(plan.base_url, load_profile(plan.profile, cli_overrides=plan.overrides), settings)
+        return ServedCandidate(plan, on_phase=on_phase, server=server)
 
     return launch
 
 
-def _measurer(model: str, api_key: str | None, temperature: float) -> Measure:
+def _measurer(profile: Profile, settings: Settings) -> Measure:
+    """The load goes to the server tune started, with the key it started it with (launch.started_server)."""
     from qwenops.stream.client import Timeouts
+    from qwenops.tune.launch import started_server
     from qwenops.tune.measure import Target, run_level
 
     def measure(base_url: str, workload: Workload, concurrency: int, count: int) -> Sequence[RequestSample]:
-        target = Target(base_url=base_url, model=model, api_key=api_key, temperature=temperature)
+        target = Target.of(started_server(base_url, profile, settings), temperature=profile.client.temperature)
         return run_level(target, workload.requests, concurrency=concurrency, count=count,
                          timeouts=Timeouts(connect_s=10.0, read_s=120.0))
 

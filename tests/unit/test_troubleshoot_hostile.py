@@ -245,3 +245,29 @@ def test_models_listed_by_the_recorded_server_still_read(site: Callable[[dict[st
                    "/metrics": metrics(RECORDED.read_text())})
     code, doc, _ = troubleshoot("--base-url", server.url)
     assert code == 0, doc
+
+
+# ------------------------------------------------------------------------------------------ tune's load
+
+
+def test_tunes_load_and_scrapes_carry_the_key_its_servers_were_started_with(
+        site: Callable[[dict[str, Answer]], Site], monkeypatch: pytest.MonkeyPatch) -> None:
+    """serve starts tune's candidates with VLLM_API_KEY = QWENOPS_API_KEY: the load's streams and the
+    /metrics scrapes go to that server with that key, even when QWENOPS_BASE_URL names another server."""
+    from qwenops.config.loader import load_profile
+    from qwenops.config.settings import load_settings
+    from qwenops.troubleshoot.live import scrape_metrics
+    from qwenops.tune.launch import started_server
+    from qwenops.tune.run import _measurer
+    from qwenops.tune.workload import workload_from
+
+    server = site(with_api_key("sk-tune", vllm_routes()))
+    monkeypatch.setenv("QWENOPS_API_KEY", "sk-tune")
+    monkeypatch.setenv("QWENOPS_BASE_URL", "http://127.0.0.1:9")  # the server status reads, not tune's
+    settings, profile = load_settings(), load_profile("cpu-tiny")
+    samples = _measurer(profile, settings)(server.url, workload_from(16, 5, None, (16, 5)), 2, 2)
+    assert [s.error for s in samples] == [None, None] and all(s.output_tokens == 5 for s in samples)
+    scrape_metrics(started_server(server.url, profile, settings))
+    paths = {s.path for s in server.seen}
+    assert {"/v1/chat/completions", "/metrics"} <= paths
+    assert all(s.headers.get("authorization") == "Bearer sk-tune" for s in server.seen)
