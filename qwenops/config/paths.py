@@ -21,7 +21,7 @@ def profile_dirs(extra: Path | None = None) -> list[Path]:
     settings = load_settings()
     if extra is None:
         extra = settings.profiles_dir
-    if extra is not None and not extra.is_dir():
+    if extra is not None and not _is_dir(extra, "QWENOPS_PROFILES_DIR"):
         from qwenops.errors import SettingsError
 
         raise SettingsError(f"{extra} is not a directory", field="QWENOPS_PROFILES_DIR")
@@ -29,9 +29,25 @@ def profile_dirs(extra: Path | None = None) -> list[Path]:
     candidates += [*shipped_dirs("profiles"), settings.state_dir / "profiles"]
     dirs: list[Path] = []
     for directory in candidates:
-        if directory.is_dir() and directory not in dirs:
+        if _is_dir(directory, "QWENOPS_STATE_DIR") and directory not in dirs:
             dirs.append(directory)
     return dirs
+
+
+def _is_dir(path: Path, variable: str) -> bool:
+    """Path.is_dir, except that a path the system refuses to look up (too long, a symlink loop, no
+    permission) is bad input naming VARIABLE instead of an OSError."""
+    import stat
+
+    try:
+        return stat.S_ISDIR(path.stat().st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as exc:
+        from qwenops.errors import SettingsError
+
+        shown = str(path) if len(str(path)) <= 160 else f"{str(path)[:80]}…{str(path)[-60:]}"
+        raise SettingsError(f"cannot look at {shown}: {exc.strerror or exc}", field=variable) from None
 
 
 def available_profiles(extra_dir: Path | None = None) -> dict[str, Path]:

@@ -404,3 +404,29 @@ def test_tune_slo_must_be_a_finite_positive_number(option: str, value: str) -> N
     result = CliRunner().invoke(cli, [*args], catch_exceptions=False)
     assert result.exit_code == 2, result.stderr
     one_line_error(result.stderr, option)
+
+
+@pytest.mark.parametrize("kind", ["too-long", "loop", "file", "fifo"])
+@pytest.mark.parametrize("variable", ["QWENOPS_PROFILES_DIR", "QWENOPS_STATE_DIR"])
+def test_a_bad_directory_setting_is_one_line_and_exit_2(variable: str, kind: str, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "x"
+    if kind == "too-long":
+        value = "/tmp/" + "d" * 5000
+    elif kind == "loop":
+        path.symlink_to(path)
+        value = str(path / "more")
+    elif kind == "file":
+        path.write_text("")
+        value = str(path)
+    else:
+        os.mkfifo(path)
+        value = str(path)
+    monkeypatch.setenv(variable, value)
+    result = CliRunner().invoke(cli, ["profiles", "list"], catch_exceptions=False)
+    if variable == "QWENOPS_STATE_DIR" and kind in ("file", "fifo"):
+        assert result.exit_code == 0, result.stderr  # profiles list only looks for profiles/ under it
+        return
+    assert result.exit_code == 2, result.stderr
+    one_line_error(result.stderr, variable)
+    assert len(result.stderr) < 600
