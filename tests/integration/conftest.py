@@ -217,11 +217,17 @@ def disposable_server(tiny_model_dir: Path, tmp_path: Path) -> Iterator[Callable
         server.stop()
 
 
+ENGINE_FIXTURES = {"vllm_server", "disposable_server", "tiny_model_dir", "long_server"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that use a real server are `engine` tests, so `-m 'not engine'` skips them all."""
-    for item in items:
-        if {"vllm_server", "disposable_server", "tiny_model_dir"} & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.engine)
+    """One way to say a test needs the real engine: the `engine` mark, written on the test or its module
+    (so `-m 'not engine'` skips them all). A test that uses an engine fixture without it is a collection
+    error naming it, rather than a mark added behind the reader's back."""
+    unmarked = [item.nodeid for item in items if ENGINE_FIXTURES & set(getattr(item, "fixturenames", ()))
+                and item.get_closest_marker("engine") is None]
+    if unmarked:
+        raise pytest.UsageError(f"these tests use the vLLM engine but are not marked `engine`: {', '.join(unmarked)}")
 
 
 # ------------------------------------------------------------- `qwenops serve` as an operator runs it

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.integration.conftest import free_port
 from tests.polling import poll_until
@@ -53,6 +54,7 @@ def test_a_port_held_by_a_live_server_is_a_failure_naming_it(tmp_path: Path) -> 
     assert checks(after)["port"]["status"] == "pass"
 
 
+@pytest.mark.engine
 def test_doctor_beside_the_real_vllm_server(vllm_server: Any) -> None:
     """The tiny model vLLM is serving passes the model check; the port vLLM holds is reported as taken."""
     env = {"QWENOPS_MODEL": str(vllm_server.model_dir), "QWENOPS_PORT": str(vllm_server.port)}

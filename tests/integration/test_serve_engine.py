@@ -93,6 +93,7 @@ def test_serve_cpu_tiny_ready_stream_engine_crash_restart_and_clean_stop(tmp_pat
     ],
     ids=["impossible-flag", "missing-model-dir"],
 )
+@pytest.mark.engine
 def test_a_start_that_cannot_succeed_ends_fatal_with_the_classified_cause(
     state_dir: Path, args: tuple[str, ...], category: str, fix: str
 ) -> None:

@@ -66,6 +66,7 @@ def served_max_model_len(port: int) -> int:
     return int(models[0]["max_model_len"])
 
 
+@pytest.mark.engine
 def test_without_auto_fit_the_fatal_result_names_the_set_to_apply(state_dir: Path, profiles: Path) -> None:
     with start_serve_ctx(state_dir, "-p", "too-long") as serve:
         code, doc = finish(serve)
@@ -76,6 +77,7 @@ def test_without_auto_fit_the_fatal_result_names_the_set_to_apply(state_dir: Pat
     assert not (state_dir / "profiles" / "too-long-fitted.yaml").exists()
 
 
+@pytest.mark.engine
 def test_auto_fit_starts_with_vllms_estimate_and_saves_the_fitted_profile(state_dir: Path, profiles: Path) -> None:
     with start_serve_ctx(state_dir, "-p", "too-long", "--auto-fit") as serve:
         serve.wait_message("READY=1", timeout_s=400)
@@ -97,6 +99,7 @@ def test_auto_fit_starts_with_vllms_estimate_and_saves_the_fitted_profile(state_
     assert json.loads(shown.stdout)["data"]["values"]["max_model_len"] == 1792
 
 
+@pytest.mark.engine
 def test_a_stopped_engine_with_requests_in_flight_is_detected_and_restarted(state_dir: Path,
                                                                              profiles: Path) -> None:
     with start_serve_ctx(state_dir, "-p", "watched") as serve:
@@ -122,6 +125,7 @@ def test_a_stopped_engine_with_requests_in_flight_is_detected_and_restarted(stat
     assert code == 0
 
 
+@pytest.mark.engine
 def test_sigkill_of_qwenops_leaves_no_process(state_dir: Path) -> None:
     with start_serve_ctx(state_dir) as serve:
         serve.wait_message("READY=1", timeout_s=400)
@@ -133,6 +137,7 @@ def test_sigkill_of_qwenops_leaves_no_process(state_dir: Path) -> None:
         poll_until(lambda: group_members(guard.pid) == [], "the killed serve's process group is gone", interval_s=0.1)
 
 
+@pytest.mark.engine
 def test_a_group_left_by_a_killed_run_is_ended_before_the_next_start(state_dir: Path) -> None:
     # The second start runs inside the first's block: leaving it runs the fixture's own safety net,
     # which would end the group the second start must find.

@@ -38,6 +38,7 @@ def checks(envelope: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in envelope["data"]["checks"]}
 
 
+@pytest.mark.engine
 def test_smoke_passes_with_a_known_prompt(vllm_server: RunningServer) -> None:
     code, envelope, _ = smoke("--base-url", vllm_server.base_url, "--prompt", KNOWN_PROMPT)
     assert code == 0, json.dumps(envelope["data"]["checks"], indent=1)
@@ -51,6 +52,7 @@ def test_smoke_passes_with_a_known_prompt(vllm_server: RunningServer) -> None:
     assert set(data["itl_s"]) == {"p50", "p90", "p99"}
 
 
+@pytest.mark.engine
 def test_eight_concurrent_streams_all_pass(vllm_server: RunningServer, tmp_path: Any) -> None:
     junit = tmp_path / "smoke.xml"
     code, envelope, _ = smoke("--base-url", vllm_server.base_url, "--prompt", KNOWN_PROMPT,
@@ -62,6 +64,7 @@ def test_eight_concurrent_streams_all_pass(vllm_server: RunningServer, tmp_path:
     assert 'failures="0"' in junit.read_text()
 
 
+@pytest.mark.engine
 def test_wrong_model_name_is_its_own_failure(vllm_server: RunningServer) -> None:
     code, envelope, _ = smoke("--base-url", vllm_server.base_url, "--model", "Qwen3-15B")
     assert code == 1
@@ -75,6 +78,7 @@ def test_wrong_port_is_unreachable() -> None:
     assert envelope["errors"][0]["code"] == "unreachable"
 
 
+@pytest.mark.engine
 def test_threshold_failure_exits_1(vllm_server: RunningServer) -> None:
     code, envelope, _ = smoke("--base-url", vllm_server.base_url, "--min-tokens-per-s", "1000000")
     assert code == 1
@@ -98,6 +102,7 @@ def wait_for_health(server: RunningServer) -> None:
     raise AssertionError("vLLM with an API key did not become healthy")
 
 
+@pytest.mark.engine
 def test_server_with_api_key_401_then_pass_with_the_key(
     disposable_server: Callable[[], RunningServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -171,6 +176,7 @@ class HoldingProxy:
         self.listener.close()
 
 
+@pytest.mark.engine
 def test_killing_the_server_mid_stream_reports_stream_interrupted(
     disposable_server: Callable[..., RunningServer],
 ) -> None:

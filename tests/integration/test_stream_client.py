@@ -25,6 +25,7 @@ def known_prompts() -> dict[str, str]:
     return KNOWN_PROMPTS
 
 
+@pytest.mark.engine
 def test_sync_stream_gives_the_known_greedy_answer(vllm_server: RunningServer) -> None:
     for prompt, answer in known_prompts().items():
         deltas = list(stream_chat([{"role": "user", "content": prompt}], base_url=vllm_server.base_url,
@@ -35,6 +36,7 @@ def test_sync_stream_gives_the_known_greedy_answer(vllm_server: RunningServer) -
         assert [d.finish_reason for d in deltas if d.finish_reason] == ["stop"]
 
 
+@pytest.mark.engine
 def test_async_streams_run_concurrently(vllm_server: RunningServer) -> None:
     prompts = list(known_prompts().items()) * 2
 
@@ -59,6 +61,7 @@ def engine_core(server: RunningServer) -> psutil.Process:
     raise AssertionError("no VLLM::EngineCore process in the server's group")
 
 
+@pytest.mark.engine
 def test_engine_death_mid_stream_is_an_in_band_error(disposable_server: Callable[[], RunningServer]) -> None:
     server = disposable_server()
     core = engine_core(server)

@@ -32,6 +32,7 @@ def chat(server: RunningServer, max_tokens: int = 16) -> None:
     assert answer.status_code == 200, answer.text
 
 
+@pytest.mark.engine
 def test_status_of_a_live_server(vllm_server: RunningServer) -> None:
     chat(vllm_server)  # the server has answered at least once, whatever ran before
     code, doc, _ = qwenops("status", "--base-url", vllm_server.base_url, "--interval", "0.5")
@@ -42,6 +43,7 @@ def test_status_of_a_live_server(vllm_server: RunningServer) -> None:
     assert data["requests_running"] >= 0 and data["preemptions_total"] >= 0
 
 
+@pytest.mark.engine
 def test_latency_over_an_interval_comes_from_requests_in_it(vllm_server: RunningServer) -> None:
     """Two real scrapes around real requests: the interval's TTFT and token rate are those requests'."""
     from qwenops.status import status_between
@@ -59,6 +61,7 @@ def test_latency_over_an_interval_comes_from_requests_in_it(vllm_server: Running
     assert idle.ttft_p50_s is None and idle.requests_finished == 0  # nothing happened: nothing is made up
 
 
+@pytest.mark.engine
 def test_troubleshoot_a_healthy_live_server(vllm_server: RunningServer) -> None:
     code, doc, _ = qwenops("troubleshoot", "--base-url", vllm_server.base_url, "--no-host")
     assert code == 0, doc
@@ -66,6 +69,7 @@ def test_troubleshoot_a_healthy_live_server(vllm_server: RunningServer) -> None:
     assert doc["data"]["sources"][0]["name"] == f"server {vllm_server.base_url}"
 
 
+@pytest.mark.engine
 def test_troubleshoot_without_a_source_reads_the_configured_server_and_this_host(vllm_server: RunningServer) -> None:
     code, doc, _ = qwenops("troubleshoot", env={"QWENOPS_BASE_URL": vllm_server.base_url})
     names = [s["name"] for s in doc["data"]["sources"]]
@@ -99,6 +103,7 @@ def test_nothing_listening_is_unreachable(command: str) -> None:
     assert code == 3 and doc["errors"][0]["code"] == "unreachable"
 
 
+@pytest.mark.engine
 def test_probes_of_a_healthy_server(vllm_server: RunningServer) -> None:
     code, doc, _ = qwenops("troubleshoot", "--probe", "--base-url", vllm_server.base_url, "-p", "cpu-tiny",
                            "--no-host", timeout=600)
@@ -110,6 +115,7 @@ def test_probes_of_a_healthy_server(vllm_server: RunningServer) -> None:
     assert doc["data"]["sources"][-1]["name"] == "probes"
 
 
+@pytest.mark.engine
 def test_a_client_timeout_shorter_than_an_answer_is_found(vllm_server: RunningServer) -> None:
     code, doc, _ = qwenops("troubleshoot", "--probe", "--base-url", vllm_server.base_url, "-p", "cpu-tiny",
                            "--no-host", "--client-timeout", "0.001", timeout=600)
