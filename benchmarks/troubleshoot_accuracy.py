@@ -24,19 +24,17 @@ error finding on a healthy log.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from collections import Counter, defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-LOGS = REPO / "tests" / "data" / "logs"
-MANIFEST = LOGS / "corpus" / "SPLIT.json"
+sys.path.insert(0, str(REPO))  # measure this checkout's qwenops, not whichever one is installed
+
+from tests.logcorpus import LOGS, MANIFEST, Case, in_test_half, load_cases, manifest_of  # noqa: E402
+
 GOAL_TOP1 = 0.90
-# Collections the rules were written from, before the split existed: always dev.
-WRITTEN_FROM = ("collected", "public")
 # Names the corpus gives a cause where the classifier's vocabulary splits or names it differently.
 ALIASES = {
     "high_latency": {"high_latency", "high_latency_cpu", "kv_cache_preemption", "kv_cache_full"},
@@ -45,53 +43,7 @@ ALIASES = {
 }
 
 
-@dataclass(frozen=True)
-class Case:
-    path: Path
-    collection: str
-    thread: str
-    category: str
-
-
-def thread_of(entry: dict[str, object]) -> str:
-    """The thread a log came from (OWNER/REPO#N): the split's unit."""
-    if isinstance(entry.get("thread"), str) and entry["thread"]:
-        return str(entry["thread"])
-    source = str(entry.get("source", ""))
-    parts = source.split("github.com/", 1)[-1].split("#", 1)[0].rstrip("/").split("/")
-    if len(parts) >= 4 and parts[2] in ("issues", "pull", "discussions"):
-        return f"{parts[0]}/{parts[1]}#{parts[3]}"
-    return source or "unknown"
-
-
 VOCABULARY: set[str] = set()
-
-
-def load_cases() -> list[Case]:
-    cases = []
-    for index in sorted(LOGS.glob("**/index.json")):
-        collection = str(index.parent.relative_to(LOGS))
-        for entry in json.loads(index.read_text(encoding="utf-8")):
-            path = index.parent / entry["file"]
-            if path.is_file():
-                cases.append(Case(path, collection, thread_of(entry), str(entry["category"])))
-    return cases
-
-
-def in_test_half(case: Case) -> bool:
-    """The split rule, fixed before any rule was written from the corpus: a thread's SHA-256 decides."""
-    if case.collection.split("/")[0] in WRITTEN_FROM:
-        return False
-    return hashlib.sha256(case.thread.encode()).digest()[0] % 2 == 1
-
-
-def manifest_of(test: list[Case]) -> dict[str, object]:
-    digest = hashlib.sha256()
-    files = sorted(str(case.path.relative_to(LOGS)) for case in test)
-    for name in files:
-        digest.update(name.encode() + b"\0" + (LOGS / name).read_bytes() + b"\0")
-    return {"rule": "corpus threads whose sha256(OWNER/REPO#N) first byte is odd; collected/ and public/ are dev",
-            "files": files, "threads": len({case.thread for case in test}), "sha256": digest.hexdigest()}
 
 
 def predict(path: Path) -> tuple[list[str], bool]:
@@ -162,7 +114,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dev-only", action="store_true",
                         help="report the dev half alone (what a rule writer runs: the test half stays unseen)")
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(REPO))
     VOCABULARY.update(vocabulary())
     cases = load_cases()
     test = [case for case in cases if in_test_half(case)]

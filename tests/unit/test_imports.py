@@ -88,3 +88,22 @@ def test_no_package_imports_another_that_imports_it_back() -> None:
 
 def test_the_cycle_finder_finds_a_lazy_cycle() -> None:
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_tests_never_import_benchmarks() -> None:
+    """Benchmarks may use the tests' fixtures and data readers (tests/synthetic_upstream.py,
+    tests/logcorpus.py, tests/kvcases.py); a test never imports or runs a benchmark, whose goals are
+    speeds and accuracies a loaded machine or a new log may move."""
+    offenders = []
+    for path in (REPO / "tests").rglob("*.py"):
+        if path == Path(__file__):
+            continue
+        text = path.read_text(encoding="utf-8")
+        for node in ast.walk(ast.parse(text)):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(name == "benchmarks" or name.startswith("benchmarks.") for name in names):
+                offenders.append(f"{path.relative_to(REPO)}:{node.lineno}")
+        if '"benchmarks" /' in text or "'benchmarks' /" in text:
+            offenders.append(f"{path.relative_to(REPO)} (a path into benchmarks/)")
+    assert offenders == []

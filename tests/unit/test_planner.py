@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import statistics
@@ -117,18 +116,11 @@ def test_unknown_version_plans_the_generation_with_the_least_kv() -> None:
     assert unknown.assumptions[0].startswith("vLLM version unknown")
 
 
-def _benchmark() -> Any:
-    spec = importlib.util.spec_from_file_location("planner_accuracy", REPO / "benchmarks" / "planner_accuracy.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_public_cases_within_the_accuracy_goal() -> None:
-    bench = _benchmark()
+    from tests.kvcases import predict
+
     cases = json.loads(CASES.read_text())["cases"]
-    errors = [abs(bench.predict(c).kv_tokens - c["observed_kv_tokens"]) / c["observed_kv_tokens"] for c in cases]
+    errors = [abs(predict(c).kv_tokens - c["observed_kv_tokens"]) / c["observed_kv_tokens"] for c in cases]
     assert statistics.median(errors) <= 0.05
     assert max(errors) <= 0.15
 

@@ -197,7 +197,7 @@ def test_a_url_that_is_not_http_is_bad_input(url: str) -> None:
 def dev_logs() -> list[Path]:
     """Every log a rule writer may run: the corpus's held-out test half is read by its benchmark alone, and a
     corpus log its index.json does not list yet (a collector is adding it) has no known half."""
-    from benchmarks.troubleshoot_accuracy import in_test_half, load_cases
+    from tests.logcorpus import in_test_half, load_cases
 
     cases = load_cases()
     held_out = {case.path for case in cases if in_test_half(case)}
