@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -271,3 +272,82 @@ def test_tunes_load_and_scrapes_carry_the_key_its_servers_were_started_with(
     paths = {s.path for s in server.seen}
     assert {"/v1/chat/completions", "/metrics"} <= paths
     assert all(s.headers.get("authorization") == "Bearer sk-tune" for s in server.seen)
+
+
+# ------------------------------------------------------------------------------------------ numbers in fixes
+
+SIZES_PAGE = """\
+# TYPE vllm:num_preemptions_total counter
+vllm:num_preemptions_total{engine="0"} 75.0
+# TYPE vllm:cache_config_info gauge
+vllm:cache_config_info{block_size="%s",engine="0",kv_cache_size_tokens="1920",num_gpu_blocks="%s"} 1.0
+# TYPE vllm:request_success_total counter
+vllm:request_success_total{engine="0",finished_reason="length"} 32.0
+vllm:request_success_total{engine="0",finished_reason="stop"} 3.0
+# TYPE vllm:request_prompt_tokens histogram
+vllm:request_prompt_tokens_bucket{engine="0",le="10.0"} 0.0
+vllm:request_prompt_tokens_bucket{engine="0",le="20.0"} 32.0
+vllm:request_prompt_tokens_bucket{engine="0",le="+Inf"} 32.0
+vllm:request_prompt_tokens_count{engine="0"} 32.0
+vllm:request_prompt_tokens_sum{engine="0"} 416.0
+# TYPE vllm:request_params_max_tokens histogram
+vllm:request_params_max_tokens_bucket{engine="0",le="500.0"} 32.0
+vllm:request_params_max_tokens_bucket{engine="0",le="+Inf"} 32.0
+vllm:request_params_max_tokens_count{engine="0"} 32.0
+vllm:request_params_max_tokens_sum{engine="0"} 12800.0
+"""
+
+
+def test_the_preemption_fix_is_the_caches_blocks_over_a_requests() -> None:
+    """32 answers of 13 + 400 tokens on 15 blocks of 128: 4 blocks a request, one block vLLM's, 3 at once."""
+    from qwenops.troubleshoot.live import read_sizes
+    from qwenops.troubleshoot.rules import LogFacts, preemption_finding, safe_max_num_seqs
+
+    sizes = read_sizes(SIZES_PAGE % ("128", "15"), '{"data": [{"id": "m", "max_model_len": 1024}]}')
+    assert (sizes.kv_tokens, sizes.kv_blocks, sizes.block_size, sizes.max_model_len) == (1920, 15, 128, 1024)
+    found = preemption_finding(75, sizes, {"max_num_seqs": 32}, LogFacts())
+    assert found.change == {"max_num_seqs": 3}
+    assert "lower max_num_seqs from 32 to 3 (`--set max_num_seqs=3`)" in found.fix
+    assert safe_max_num_seqs(1920, None, 413) == 4  # without blocks: tokens over tokens
+    assert safe_max_num_seqs(1920, 128, 5000) == 1  # never 0
+
+
+@pytest.mark.parametrize(("block", "blocks"), [("abc", "15"), ("128", "-1"), ("128", "None"),
+                                               ("128", "9" * 13), ("1e3", "15"), ("٣", "15")])
+def test_cache_sizes_no_vllm_writes_give_no_number(block: str, blocks: str) -> None:
+    from qwenops.troubleshoot.live import read_sizes
+    from qwenops.troubleshoot.rules import LogFacts, preemption_finding
+
+    sizes = read_sizes(SIZES_PAGE % (block, blocks), None)
+    assert sizes.kv_blocks is None and sizes.block_size is None
+    assert sizes.kv_tokens == 1920  # kv_cache_size_tokens, without the blocks
+    assert "3" not in str(preemption_finding(75, sizes, {}, LogFacts()).change or "")
+
+
+@pytest.mark.parametrize("models", ['{"data": [{"max_model_len": "2048"}]}', '{"data": [{"max_model_len": 1e30}]}',
+                                    '{"data": [{"max_model_len": true}]}', '{"data": {}}', "[", "null"])
+def test_a_max_model_len_no_server_has_is_none(models: str) -> None:
+    from qwenops.troubleshoot.live import read_sizes
+
+    assert read_sizes(None, models).max_model_len is None
+
+
+def test_a_preemption_with_the_cache_from_the_log(tmp_path: Path) -> None:
+    """No cache_config_info: the log's 'KV cache size: N tokens' gives the cache, without blocks."""
+    from qwenops.troubleshoot.live import read_sizes
+    from qwenops.troubleshoot.rules import LogFacts, preemption_finding
+
+    page = "\n".join(line for line in (SIZES_PAGE % ("1", "1")).splitlines() if "cache_config" not in line)
+    found = preemption_finding(75, read_sizes(page, None), {"max_num_seqs": 32},
+                               LogFacts(1920, "CPU KV cache size: 1,920 tokens"))
+    assert found.change == {"max_num_seqs": 4} and found.evidence[1].quote == "CPU KV cache size: 1,920 tokens"
+
+
+def test_a_clients_400_in_vllm_032s_words_is_request_too_long(tmp_path: Path) -> None:
+    log = tmp_path / "client.log"
+    log.write_text('ERROR app: HTTP 400: {"error":{"message":"This model\'s maximum context length is 2048 tokens. '
+                   'However, your prompt contains at least 2049 input tokens, which exceeds this limit even without '
+                   'any output tokens."}}\n')
+    code, doc, _ = troubleshoot("--log", str(log))
+    found = findings(doc)["request_too_long"]
+    assert code == 0 and "prompts of at least 2,049 tokens meet max_model_len 2,048" in str(found["fix"])
