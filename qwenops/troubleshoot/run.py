@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from qwenops.troubleshoot.sources import LogSource, open_source
 from qwenops.vllmlog.classify import CANDIDATE, SERVED, Finding, Flags, LogClassifier
@@ -66,7 +66,7 @@ _FACTS = re.compile(f"{_KV_SIZE.pattern}|{_CONTEXT_400.pattern}".replace("(?P<",
 
 def _scan_pattern() -> object:
     """The classifier's candidates and the lines of _FACTS, in one automaton (RE2 where it is installed)."""
-    joined = CANDIDATE.pattern + b"|" + re.sub(rb"\(\?P<\w+>", b"(?:", _FACTS.pattern)
+    joined = bytes(cast("Any", CANDIDATE).pattern) + b"|" + re.sub(rb"\(\?P<\w+>", b"(?:", _FACTS.pattern)
     try:
         import re2
     except ImportError:

@@ -70,7 +70,8 @@ def profiles(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def troubleshoot(profiles: Path, *args: str) -> tuple[int, dict[str, Any]]:
     code, doc, _ = qwenops("troubleshoot", *args, env={"QWENOPS_PROFILES_DIR": str(profiles)}, timeout=600)
     assert code in (0, 1), doc
-    return code, doc["data"]
+    data: dict[str, Any] = doc["data"]
+    return code, data
 
 
 def errors(data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -78,7 +79,7 @@ def errors(data: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def finding(data: dict[str, Any], category: str) -> dict[str, Any]:
-    found = [f for f in data["findings"] if f["category"] == category]
+    found: list[dict[str, Any]] = [f for f in data["findings"] if f["category"] == category]
     assert found, f"no {category} finding in {[f['category'] for f in data['findings']]}"
     return found[0]
 
