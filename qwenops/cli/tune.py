@@ -10,11 +10,41 @@ from qwenops.cli._common import finish, json_option, profile_option
 from qwenops.results import CommandResult
 
 
+def _regular_file(path: Path | None, param: click.Parameter) -> Path | None:
+    """PATH if it names a regular file, checked by stat before anything opens it: opening a FIFO waits for
+    a writer forever, and a device or a directory is no workload or probe; each is one line naming the
+    option, as is a path the system will not look up (too long, a symlink loop)."""
+    if path is None:
+        return None
+    import stat
+
+    from qwenops.errors import BadInputError
+
+    option = max(param.opts, key=len) if isinstance(param, click.Option) else "FILE"
+    text = str(path)
+    shown = text if len(text) <= 160 else f"{text[:80]}…{text[-60:]} ({len(text):,} characters)"
+    if not text or text == ".":
+        raise BadInputError("the path is empty", field=option)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise BadInputError(f"{shown} does not exist", field=option) from None
+    except OSError as exc:
+        raise BadInputError(f"cannot read {shown}: {exc.strerror or exc}", field=option) from None
+    if not stat.S_ISREG(mode):
+        kind = ("a directory" if stat.S_ISDIR(mode) else "a named pipe" if stat.S_ISFIFO(mode)
+                else "a socket" if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                else "not a regular file")
+        raise BadInputError(f"{shown} is {kind}, not a file", field=option)
+    return path
+
+
 @click.command()
 @profile_option
 @click.option("--slo-ttft-ms", type=float, required=True, help="Time to first token every good request meets (ms).")
 @click.option("--slo-tpot-ms", type=float, required=True, help="Time per output token every good request meets (ms).")
 @click.option("--workload", "workload_file", type=click.Path(path_type=Path), metavar="FILE",
+              callback=lambda _c, p, v: _regular_file(v, p),
               help='JSONL of real requests, one {"messages": [...], "max_tokens": N} per line.')
 @click.option("--prompt-tokens", type=int, help="Synthetic workload: prompt length in tokens (default 256).")
 @click.option("--output-tokens", type=int,
@@ -35,6 +65,7 @@ from qwenops.results import CommandResult
 @click.option("--plan-only", is_flag=True,
               help="List the candidates, pruned and ordered by the planner; start nothing.")
 @click.option("--probe-file", type=click.Path(path_type=Path), metavar="FACTS.json",
+              callback=lambda _c, p, v: _regular_file(v, p),
               help="Plan on recorded host facts (a GPU) instead of this host.")
 @json_option
 def tune(*, profile: str | None, slo_ttft_ms: float, slo_tpot_ms: float, workload_file: Path | None,

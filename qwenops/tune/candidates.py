@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from qwenops.tune.results import Candidate, CandidateResult, PlannedCandidate
 from qwenops.tune.workload import Workload
+from qwenops.untrusted import MAX_TUNE_CANDIDATES
 
 if TYPE_CHECKING:
     from qwenops.config.profile import Profile
@@ -64,7 +65,14 @@ def default_grid(profile: Profile, workload: Workload, config: ModelConfig | Non
     seqs = tuple(max_num_seqs) or tuple(sorted({max(1, seqs_base // 2), seqs_base, seqs_base * 2}))
     batched_base = profile.max_num_batched_tokens or max(own_len, 2048)
     batched = tuple(max_num_batched_tokens) or (batched_base, batched_base * 2)
-    return Grid(seqs, batched, lens)
+    grid = Grid(seqs, batched, lens)
+    size = len(seqs) * len(batched) * len(lens)
+    if size > MAX_TUNE_CANDIDATES:  # TuneOptions refuses it first, naming the flag; this holds for any caller
+        from qwenops.errors import BadInputError
+
+        raise BadInputError(f"the grid would have {size:,} candidates, more than {MAX_TUNE_CANDIDATES}",
+                            field="--max-num-seqs", hint="give fewer values")
+    return grid
 
 
 @dataclass(frozen=True)

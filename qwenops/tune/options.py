@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from qwenops.errors import BadInputError
-from qwenops.units import MAX_TOKENS
+from qwenops.untrusted import MAX_TUNE_CANDIDATES, MAX_TUNE_TOKENS, MAX_TUNE_VALUES
+
+# How many values each grid flag takes when it is not given (qwenops.tune.candidates.default_grid): half,
+# same and double max_num_seqs; the profile's max_num_batched_tokens and double; up to two max_model_len.
+DEFAULT_GRID_VALUES = {"max_num_seqs": 3, "max_num_batched_tokens": 2, "max_model_len": 2}
 
 # Flag names, so that a validation error names what the user typed.
 FLAG_NAMES = {
@@ -40,8 +45,8 @@ class TuneOptions(BaseModel):
     slo_ttft_ms: float = Field(gt=0, le=3_600_000)
     slo_tpot_ms: float = Field(gt=0, le=3_600_000)
     workload_file: Path | None = None
-    prompt_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS)
-    output_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS)
+    prompt_tokens: int | None = Field(None, ge=1, le=MAX_TUNE_TOKENS)
+    output_tokens: int | None = Field(None, ge=1, le=MAX_TUNE_TOKENS)
     max_concurrency: int = Field(16, ge=1, le=4096)
     budget_min: float = Field(30.0, gt=0, le=7 * 24 * 60)
     max_num_seqs: tuple[int, ...] = ()
@@ -57,10 +62,20 @@ class TuneOptions(BaseModel):
         lengths = (self.prompt_tokens, self.output_tokens)
         if self.workload_file is not None and any(v is not None for v in lengths):
             raise ValueError("workload_file: give --workload FILE or --prompt-tokens/--output-tokens, not both")
-        for name in ("max_num_seqs", "max_num_batched_tokens", "max_model_len"):
-            for value in getattr(self, name):
-                if not 1 <= value <= MAX_TOKENS:
-                    raise ValueError(f"{name}: every value must be >= 1 and <= {MAX_TOKENS} (got {value})")
+        sizes: dict[str, int] = {}
+        for name, default in DEFAULT_GRID_VALUES.items():
+            values = getattr(self, name)
+            if len(values) > MAX_TUNE_VALUES:
+                raise ValueError(f"{name}: at most {MAX_TUNE_VALUES} values (got {len(values)})")
+            for value in values:
+                if not 1 <= value <= MAX_TUNE_TOKENS:
+                    raise ValueError(f"{name}: every value must be >= 1 and <= {MAX_TUNE_TOKENS} (got {value})")
+            sizes[name] = len(values) or default
+        if math.prod(sizes.values()) > MAX_TUNE_CANDIDATES:
+            widest = max(sizes, key=lambda name: sizes[name])
+            shape = " x ".join(f"{sizes[n]} {FLAG_NAMES[n]}" for n in sizes)
+            raise ValueError(f"{widest}: the grid would have {math.prod(sizes.values()):,} candidates ({shape}), "
+                             f"more than {MAX_TUNE_CANDIDATES}; each is a server start: give fewer values")
         return self
 
     @property
@@ -91,14 +106,21 @@ def tune_options(**values: object) -> TuneOptions:
 
 
 def parse_int_list(text: str | None, *, flag: str) -> tuple[int, ...]:
-    """`4,8,16` -> (4, 8, 16), sorted and without repeats; a bad item is named."""
+    """`4,8,16` -> (4, 8, 16), sorted and without repeats; a bad item is named, and so is a list longer
+    than a grid may be (before any of it is parsed)."""
     if text is None or not text.strip():
         return ()
+    items = text.split(",")
+    if len(items) > MAX_TUNE_VALUES:
+        raise BadInputError(f"at most {MAX_TUNE_VALUES} values (got {len(items):,})", field=flag,
+                            hint="each value is a server start; see `qwenops tune --help`")
     values: set[int] = set()
-    for item in text.split(","):
+    for item in items:
         try:
             values.add(int(item.strip()))
         except ValueError:
-            raise BadInputError(f"{item.strip()!r} is not a whole number", field=flag,
+            word = item.strip()
+            shown = word if len(word) <= 40 else f"{word[:20]}… ({len(word):,} characters)"
+            raise BadInputError(f"{shown!r} is not a whole number", field=flag,
                                 hint="a comma-separated list of numbers, e.g. 8,16,32") from None
     return tuple(sorted(values))

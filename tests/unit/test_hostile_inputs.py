@@ -430,3 +430,13 @@ def test_a_bad_directory_setting_is_one_line_and_exit_2(variable: str, kind: str
     assert result.exit_code == 2, result.stderr
     one_line_error(result.stderr, variable)
     assert len(result.stderr) < 600
+
+
+@pytest.mark.parametrize("option", ["--workload", "--probe-file"])
+@pytest.mark.parametrize("bad_path", ["fifo", "directory", "/dev/zero", "too-long", "loop", "socket", "empty-path"],
+                         indirect=True)
+def test_a_bad_tune_file_is_one_line_and_exit_2(option: str, bad_path: str) -> None:
+    result = CliRunner().invoke(cli, [*TUNE, option, bad_path], catch_exceptions=False)
+    assert result.exit_code == 2, result.stderr
+    one_line_error(result.stderr, option)
+    assert len(result.stderr) < 600
