@@ -27,6 +27,7 @@ if TYPE_CHECKING:
               help="Send real requests to the live server: one long answer (interrupted?), one ordinary answer "
                    "(loops?), a concurrency ramp to max_num_seqs (which memory limit binds?), and their latency.")
 @click.option("--client-timeout", "client_timeout_s", type=click.FloatRange(0, 86400, min_open=True),
+              callback=lambda _c, _p, v: _finite("--client-timeout", v),
               metavar="SECONDS", help="The client's whole-answer timeout to probe against (default: the profile's "
                                       "client.timeout_s).")
 @click.option("--host/--no-host", "host", default=None,
@@ -57,6 +58,17 @@ def _checked(kind: str, value: str | None) -> str | None:
     from qwenops.troubleshoot.sources import check_container, check_unit
 
     return check_unit(value) if kind == "journal" else check_container(value)
+
+
+def _finite(option: str, value: float | None) -> float | None:
+    """click's FloatRange lets nan through (every comparison with it is false)."""
+    import math
+
+    if value is not None and math.isnan(value):
+        from qwenops.errors import BadInputError
+
+        raise BadInputError("nan is not a number of seconds", field=option)
+    return value
 
 
 _MARK = {"error": "ERROR", "warning": "WARN", "info": "note"}

@@ -440,3 +440,11 @@ def test_a_bad_tune_file_is_one_line_and_exit_2(option: str, bad_path: str) -> N
     assert result.exit_code == 2, result.stderr
     one_line_error(result.stderr, option)
     assert len(result.stderr) < 600
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e309", "-1", "0", "9" * 400])
+def test_troubleshoot_client_timeout_must_be_a_finite_positive_number(value: str) -> None:
+    result = CliRunner().invoke(cli, ["troubleshoot", "--client-timeout", value, "--log", "/dev/null"],
+                                catch_exceptions=False)
+    assert result.exit_code == 2, result.stderr
+    one_line_error(result.stderr, "--client-timeout")
