@@ -51,6 +51,8 @@ _DEPLOY_HELP = {
     "compose": "Print (or write with -o) a Docker Compose file for the profile's Dockerfile.",
     "kubernetes": "Print (or write with -o) Kubernetes manifests: ConfigMap, PVC, Deployment, Service (GPU profiles).",
     "helm-values": "Print (or write with -o) the profile as values for vLLM's production-stack chart (GPU profiles).",
+    "kubernetes-monitoring": "Print (or write with -o) a ServiceMonitor and a PrometheusRule for prometheus-operator "
+                             "(GPU profiles; a file apart from `render kubernetes`, for clusters with the operator).",
 }
 
 

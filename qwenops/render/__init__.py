@@ -45,7 +45,10 @@ DEPLOY_TARGETS: dict[str, str] = {
     "compose": "qwenops.render.docker:compose",
     "kubernetes": "qwenops.render.kubernetes:manifests",
     "helm-values": "qwenops.render.kubernetes:helm_values",
+    "kubernetes-monitoring": "qwenops.render.kubernetes:monitoring_manifests",
 }
+# Deployment targets that also take the SLO the profile's files record (they carry alert rules).
+SLO_TARGETS = frozenset({"compose", "kubernetes-monitoring"})
 
 
 # target -> "module:function" taking a Profile and the SLO its file records (render/monitoring.py).
@@ -98,10 +101,14 @@ def render_deploy(target: str, name: str | None, output: Path | None = None) -> 
     """
     import importlib
 
+    from qwenops.render.monitoring import slo_from_files
+
     module, _, function = DEPLOY_TARGETS[target].partition(":")
     render = getattr(importlib.import_module(module), function)
-    profile = resolve_profile(name, env={}).profile
-    text: str = render(profile)
+    resolved = resolve_profile(name, env={})
+    profile = resolved.profile
+    # Targets that carry the alert rules take the latency SLO `qwenops tune` saved in the profile's files.
+    text: str = render(profile, slo_from_files(resolved.files)) if target in SLO_TARGETS else render(profile)
     if output is not None:
         # An env file is where the API key goes: private from the start.
         write_output(output, text, mode=0o600 if target == "env" else 0o644)

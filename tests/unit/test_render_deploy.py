@@ -40,11 +40,13 @@ COMMITTED = {
     "docker/compose.cpu.yaml": ("compose", "cpu-tiny"),
     "kubernetes/qwenops.yaml": ("kubernetes", "4090d"),
     "kubernetes/production-stack-values.yaml": ("helm-values", "4090d"),
+    "kubernetes/qwenops-monitoring.yaml": ("kubernetes-monitoring", "4090d"),
 }
-GPU_ONLY = ("systemd", "kubernetes", "helm-values")
+GPU_ONLY = ("systemd", "kubernetes", "helm-values", "kubernetes-monitoring")
 SUFFIX = {"systemd": "service", "gateway-systemd": "gateway.service",
           "env": "env", "dockerfile": "Dockerfile", "compose": "compose.yaml",
-          "kubernetes": "k8s.yaml", "helm-values": "values.yaml"}
+          "kubernetes": "k8s.yaml", "helm-values": "values.yaml",
+          "kubernetes-monitoring": "k8s-monitoring.yaml"}
 
 
 def render(target: str, name: str) -> str:

@@ -365,6 +365,13 @@ def render_text(target: str, profile: Profile) -> str:
     return text
 
 
+def compose_config_text(text: str, name: str) -> str:
+    """An inline config of a compose file as the container gets it (compose reads `$$` as `$`)."""
+    content: str = yaml.safe_load(text)["configs"][name]["content"]
+    assert re.search(r"(?<!\$)\$(?:\$\$)*(?!\$)", content) is None, f"{name} holds a lone $ compose would expand"
+    return content.replace("$$", "$")
+
+
 def test_every_render_of_a_hostile_profile_has_the_structure_of_a_clean_one(pair: tuple[Profile, Profile]) -> None:
     clean, hostile = pair
     for target in ("systemd", "gateway-systemd"):
@@ -375,12 +382,19 @@ def test_every_render_of_a_hostile_profile_has_the_structure_of_a_clean_one(pair
     assert env_keys(render_text("env", hostile)) == env_keys(render_text("env", clean))
     assert dockerfile_instructions(render_text("dockerfile", hostile)) == dockerfile_instructions(
         render_text("dockerfile", clean))
-    for target in ("compose", "kubernetes", "helm-values"):
+    for target in ("compose", "kubernetes", "helm-values", "kubernetes-monitoring"):
         ours = list(yaml.safe_load_all(render_text(target, hostile)))
         theirs = list(yaml.safe_load_all(render_text(target, clean)))
         assert [shape(doc) for doc in ours] == [shape(doc) for doc in theirs], target
     assert [d["kind"] for d in yaml.safe_load_all(render_text("kubernetes", hostile))] == [
         "ConfigMap", "PersistentVolumeClaim", "Deployment", "Service"]
+    assert [d["kind"] for d in yaml.safe_load_all(render_text("kubernetes-monitoring", hostile))] == [
+        "ServiceMonitor", "PrometheusRule"]
+    # The inline Prometheus files of compose's monitoring profile are documents of the same shape too.
+    for name in ("prometheus-config", "prometheus-rules"):
+        ours = yaml.safe_load(compose_config_text(render_text("compose", hostile), name))
+        theirs = yaml.safe_load(compose_config_text(render_text("compose", clean), name))
+        assert shape(ours) == shape(theirs), name
 
 
 def test_every_comment_of_a_hostile_render_holds_its_text_quoted(pair: tuple[Profile, Profile]) -> None:
@@ -403,6 +417,12 @@ def test_accepted_values_read_back_exactly(pair: tuple[Profile, Profile], tmp_pa
     assert {e["name"]: e["value"] for e in values["env"]}.items() >= HOSTILE_ENV.items()
     compose = yaml.safe_load(render_text("compose", hostile))
     assert compose["services"]["qwenops"]["ports"] == ["[::]:8000:8000"]
+    assert compose["services"]["prometheus"]["ports"] == ["127.0.0.1:9090:9090"]  # whatever the profile binds
+    rules = yaml.safe_load(compose_config_text(render_text("compose", hostile), "prometheus-rules"))
+    kv = next(r for r in rules["groups"][0]["rules"] if r["alert"] == "VllmKvCacheFullWithWaiting")
+    assert f"model_name={json.dumps(NASTY)}" in kv["expr"]  # one PromQL string, the name exactly
+    prometheus_rule = list(yaml.safe_load_all(render_text("kubernetes-monitoring", hostile)))[1]
+    assert prometheus_rule["spec"]["groups"] == rules["groups"]
     config = next(d for d in yaml.safe_load_all(render_text("kubernetes", hostile)) if d["kind"] == "ConfigMap")
     (tmp_path / "back").mkdir()
     (tmp_path / "back" / "p.yaml").write_text(config["data"]["p.yaml"])
