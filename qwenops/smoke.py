@@ -7,6 +7,11 @@ thread, and the timestamps of one stream are not delayed by another stream's par
 
 This is where smoke-stream's defaults come from (`resolve_options`): the stream library itself takes
 everything explicitly and reads no settings.
+
+With `--resume` (`SmokeOptions.resume`) each stream goes through the stream library instead
+(`astream_chat(..., resume=Resume())`), so a cut answer is continued from its token ids; the record is
+then the deltas as the library delivered them (a *stitched* record, `conformance.StreamRecord.deltas`),
+judged as one stream, and the report says where each stream was resumed, or why it was not.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from qwenops.errors import (
     BadInputError,
     HTTPStatusError,
+    InBandError,
+    NotEventStream,
     QwenopsError,
     RunawayStream,
     StreamInterrupted,
@@ -37,6 +44,7 @@ from qwenops.stream.client import (
     Timeouts,
     TransportCut,
     aopen_chat_stream,
+    astream_chat,
     check_api_key,
     http_status_error,
     not_event_stream,
@@ -55,6 +63,8 @@ from qwenops.stream.metrics import Percentiles, StreamMetrics, median, stream_me
 DEFAULT_PROMPT = "Tell me about the sea."
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_DEADLINE_S = 300.0
+DEFAULT_RESUME_ATTEMPTS = 3
+DEFAULT_RESUME_WAIT_S = 180.0
 # What one stream may keep of its raw events for the checks: 64 tokens are ~25 KB, 4096 with token ids ~2 MB.
 MAX_STREAM_BYTES = 16 * 1024 * 1024
 _NO_KEY_HINT = "the server wants an API key: set QWENOPS_API_KEY to the value of its --api-key"
@@ -85,9 +95,25 @@ class SmokeOptions(BaseModel):
     token_ids: bool = True
     # vLLM's `ignore_eos` (as `vllm bench serve --ignore-eos`): every answer runs to max_tokens.
     ignore_eos: bool = False
+    # Continue a cut stream from its token ids (the stream library's `Resume`): at most `resume_attempts`
+    # re-requests per stream, each after waiting at most `resume_wait_s` for the server to be ready again.
+    resume: bool = False
+    resume_attempts: int = Field(DEFAULT_RESUME_ATTEMPTS, ge=1)
+    resume_wait_s: float = Field(DEFAULT_RESUME_WAIT_S, gt=0, allow_inf_nan=False)
     api_key: SecretStr | None = Field(None, exclude=True)
     # What a 401 means here: no key configured, the key refused, or the key kept from another server.
     unauthorized_hint: str = Field(_NO_KEY_HINT, exclude=True)
+
+
+class StreamResumed(BaseModel):
+    """Where a stream was continued (`qwenops.stream.Resumed`): tokens delivered before the cut, the cut
+    to the continuation's first token in milliseconds, and which re-request of this stream (from 1)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    after_tokens: int
+    gap_ms: float
+    attempt: int
 
 
 class StreamReport(BaseModel):
@@ -100,6 +126,10 @@ class StreamReport(BaseModel):
     text: str
     error: ErrorInfo | None = None
     partial_tokens: int | None = None  # token chunks received before an interruption
+    # With --resume: each place the stream was continued (empty: not cut), and, for a stream that failed
+    # with resume on, why it was not resumed (the library's reason; None when it was, or resume was off).
+    resumed: tuple[StreamResumed, ...] = ()
+    not_resumed: str | None = None
 
 
 class SmokeReport(BaseModel):
@@ -127,6 +157,8 @@ class SmokeReport(BaseModel):
     output_tokens_per_s: float | None
     wall_s: float
     streams: tuple[StreamReport, ...]
+    resume: bool = False  # --resume: streams were continued across cuts
+    streams_resumed: int = 0  # streams continued at least once
 
     @property
     def errors(self) -> tuple[ErrorInfo, ...]:
@@ -154,6 +186,7 @@ _OPTION_OF = {
     "max_ttft_s": "--max-ttft", "min_tokens_per_s": "--min-tokens-per-s", "read_timeout_s": "--timeout",
     "connect_timeout_s": "--timeout", "deadline_s": "--deadline", "prompt": "--prompt", "model": "--model",
     "temperature": "profile client.temperature", "top_p": "profile client.top_p",
+    "resume_attempts": "--resume-attempts", "resume_wait_s": "--resume-wait",
 }
 
 
@@ -171,6 +204,9 @@ def resolve_options(
     timeout_s: float,
     deadline_s: float = DEFAULT_DEADLINE_S,
     ignore_eos: bool = False,
+    resume: bool = False,
+    resume_attempts: int | None = None,
+    resume_wait_s: float | None = None,
 ) -> SmokeOptions:
     """Flags first, then QWENOPS_BASE_URL / QWENOPS_API_KEY, then the profile (host and port, served
     name, `client:` sampling). The API key goes only to the server it was configured for (qwenops.config.target)."""
@@ -200,6 +236,10 @@ def resolve_options(
             key = None
     if prompt is not None and not prompt.strip():
         raise BadInputError("must not be empty", field="--prompt")
+    if not resume:
+        for name, given in (("--resume-attempts", resume_attempts), ("--resume-wait", resume_wait_s)):
+            if given is not None:
+                raise BadInputError("only applies with --resume", field=name, hint=f"add --resume, or leave {name} out")
     try:
         return SmokeOptions(
             base_url=url,
@@ -218,6 +258,9 @@ def resolve_options(
             api_key=key,
             unauthorized_hint=unauthorized_hint,
             ignore_eos=ignore_eos,
+            resume=resume,
+            resume_attempts=resume_attempts or DEFAULT_RESUME_ATTEMPTS,
+            resume_wait_s=resume_wait_s or DEFAULT_RESUME_WAIT_S,
         )
     except ValidationError as exc:  # the CLI's types should have caught it: still one line, not a dump
         first = exc.errors()[0]
@@ -379,6 +422,8 @@ def _answer_error(run: _Run, status_code: int, content_type: str, body: bytes) -
 async def _record_stream(client: Any, run: _Run, index: int) -> StreamRecord:
     """One stream, recorded raw. The read loop only stores events (decoding waits until the stream has
     ended, unless the live view wants deltas), so the time between two reads is not spent on parsing."""
+    if run.options.resume:
+        return await _record_resumed_stream(client, run, index)
     record = StreamRecord()
     observer = run.observer
     reader = DeltaReader()  # live: fed as events come (the live view); else afterwards, for the counts
@@ -428,6 +473,73 @@ async def _record_stream(client: Any, run: _Run, index: int) -> StreamRecord:
     return record
 
 
+async def _record_resumed_stream(client: Any, run: _Run, index: int) -> StreamRecord:
+    """One stream through the stream library with resume: the deltas as a caller gets them (stitched
+    across cuts, the resumed markers among them). The library does not say when the request's head went
+    out, so `sent_s` is taken before it builds the request (a fraction of a millisecond earlier)."""
+    from qwenops.stream.resume import Resume
+
+    options, request = run.options, run.request
+    resume = Resume(attempts=options.resume_attempts, ready_s=options.resume_wait_s, deadline_s=options.deadline_s)
+    record = StreamRecord(deltas=[])
+    deltas = record.deltas
+    assert deltas is not None
+    observer = run.observer
+    if observer is not None:
+        observer.stream_started(index)
+    tokens = 0
+    record.sent_s = time.perf_counter()
+    try:
+        arriving = astream_chat(
+            request.messages, base_url=run.endpoint.base_url, model=request.model, api_key=run.endpoint.api_key,
+            temperature=request.temperature, top_p=request.top_p, max_tokens=request.max_tokens,
+            include_usage=request.include_usage, extra_body=request.extra_body, timeouts=run.timeouts,
+            client=client, resume=resume,
+        )
+        async with aclosing(arriving):
+            async for delta in arriving:
+                # the library gives a delta only from an HTTP 200 event stream
+                record.status_code, record.content_type = 200, "text/event-stream"
+                deltas.append(delta)
+                tokens += delta.tokens
+                if observer is not None:
+                    observer.stream_delta(index, delta)
+    except QwenopsError as exc:
+        record.error = exc
+        if isinstance(exc, HTTPStatusError) and not deltas:
+            record.status_code = exc.status_code
+            record.body = exc.body
+            if exc.code == "unauthorized":
+                exc.hint = _with_resume_reason(options.unauthorized_hint, exc.hint)
+            elif exc.code == "model_not_found":
+                hint = f"the server does not serve a model named {request.model!r}; pass the served name with --model"
+                exc.hint = _with_resume_reason(hint, exc.hint)
+        elif isinstance(exc, NotEventStream):
+            record.status_code = 200
+            exc.hint = "is --base-url the root of an OpenAI-compatible server such as vLLM (no /v1, no other path)?"
+        elif not isinstance(exc, (UnreachableError, BadInputError)) and record.status_code is None:
+            record.status_code, record.content_type = 200, "text/event-stream"  # cut before its first chunk
+        if isinstance(exc, StreamInterrupted):
+            exc.chunks = max(exc.chunks, tokens)
+    return record
+
+
+def _with_resume_reason(hint: str, library_hint: str | None) -> str:
+    """smoke-stream's own fix, keeping the library's `not resumed: ...` reason."""
+    reason = _not_resumed_reason(library_hint)
+    return hint if reason is None else f"{hint}; not resumed: {reason}"
+
+
+_NOT_RESUMED = "not resumed: "
+
+
+def _not_resumed_reason(hint: str | None) -> str | None:
+    """The reason the stream library gives for not resuming, from the end of its error's hint."""
+    if not hint or _NOT_RESUMED not in hint:
+        return None
+    return hint.rsplit(_NOT_RESUMED, 1)[1]
+
+
 def _tally(record: StreamRecord, reader: DeltaReader) -> DeltaReader:
     """`reader` once it has seen every recorded event (the one chunk decoder: tokens, text, [DONE])."""
     if reader.events < len(record.events):
@@ -460,6 +572,9 @@ def build_report(
         deltas = parsed.deltas
         metrics = stream_metrics(deltas, sent_s=record.sent_s) if deltas else None
         error = record.error
+        not_resumed = None
+        if options.resume and error is not None:
+            not_resumed = _not_resumed_reason(error.hint) or _NO_RESUME_TRIED.get(error.code, _NO_RESUME_OTHER)
         stream = StreamReport(
             index=index,
             ok=all(c.ok for c in checks),
@@ -467,7 +582,10 @@ def build_report(
             metrics=metrics,
             text="".join(d.content or d.reasoning_content for d in deltas),
             error=ErrorInfo.from_exception(error) if error is not None else None,
-            partial_tokens=error.chunks if isinstance(error, StreamInterrupted) else None,
+            partial_tokens=_partial_tokens(error, resume=options.resume),
+            resumed=tuple(StreamResumed(after_tokens=r.after_tokens, gap_ms=r.gap_ms, attempt=r.attempt)
+                          for r in parsed.resumed),
+            not_resumed=not_resumed,
         )
         streams.append(stream)
 
@@ -494,7 +612,27 @@ def build_report(
         output_tokens_per_s=output_tokens / wall_s if wall_s > 0 and output_tokens else None,
         wall_s=wall_s,
         streams=tuple(streams),
+        resume=options.resume,
+        streams_resumed=sum(bool(s.resumed) for s in streams),
     )
+
+
+# Why the stream library did not try to resume a failure it gives without a `not resumed:` reason.
+_NO_RESUME_TRIED = {
+    "client_timeout": "a read timeout is never resumed: a stalled engine may still be generating",
+    "unreachable": "the first request was refused: a wrong or dead address is not a restart",
+    "not_http": "the first request was refused: a wrong or dead address is not a restart",
+    "runaway_stream": "the server ran past max_tokens: not a cut",
+    "not_event_stream": "the answer was not an event stream: not a cut",
+}
+_NO_RESUME_OTHER = "not a cut the stream library resumes (only a cut, an in-band error or a 5xx is)"
+
+
+def _partial_tokens(error: QwenopsError | None, *, resume: bool) -> int | None:
+    """Tokens received before an interruption (with resume, over every request; an in-band error too)."""
+    if isinstance(error, StreamInterrupted) or (resume and isinstance(error, InBandError)):
+        return error.chunks
+    return None
 
 
 def _combine(name: str, streams: Sequence[StreamReport]) -> Check:

@@ -68,12 +68,27 @@ class _Positive(_FloatParam):
     help="Fail a stream whose whole answer takes longer than this many seconds from sending the request.",
 )
 @click.option("--ignore-eos", is_flag=True, help="Generate exactly --max-tokens tokens (vLLM's ignore_eos).")
+@click.option(
+    "--resume", is_flag=True,
+    help="Continue a cut stream from its token ids (the stream library's resume=Resume()) and check the "
+    "stitched stream; the report says where each stream was resumed, or why not.",
+)
+@click.option(
+    "--resume-attempts", type=_COUNT, metavar="N",
+    help="With --resume: most re-requests per stream [default: 3].",
+)
+@click.option(
+    "--resume-wait", type=_Positive("180"), metavar="S",
+    help="With --resume: most seconds to wait for the server to be ready again before each re-request "
+    "[default: 180].",
+)
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), help="Also write JUnit XML here.")
 @json_option
 def smoke_stream(  # noqa: PLR0917 -- Click passes every option as a keyword; the count is the flag set
     base_url: str | None, profile: str | None, model: str | None, prompt: str | None, max_tokens: int | None,
     concurrency: int, requests: int | None, max_ttft: float | None, min_tokens_per_s: float | None,
-    timeout: float, deadline: float, ignore_eos: bool, junit: Path | None, json_mode: bool,
+    timeout: float, deadline: float, ignore_eos: bool, resume: bool, resume_attempts: int | None,
+    resume_wait: float | None, junit: Path | None, json_mode: bool,
 ) -> None:
     """Stream chat completions and check every chunk; exit 1 on a failed check, 3 if unreachable,
     130 on Ctrl-C."""
@@ -84,6 +99,7 @@ def smoke_stream(  # noqa: PLR0917 -- Click passes every option as a keyword; th
         profile=profile, base_url=base_url, model=model, prompt=prompt, max_tokens=max_tokens,
         concurrency=concurrency, requests=requests, max_ttft_s=max_ttft, min_tokens_per_s=min_tokens_per_s,
         timeout_s=timeout, deadline_s=deadline, ignore_eos=ignore_eos,
+        resume=resume, resume_attempts=resume_attempts, resume_wait_s=resume_wait,
     )
     live = not json_mode and sys.stdout.isatty() and sys.stderr.isatty()
     # Ctrl-C: the root error boundary prints one line (or the envelope) and exits 130.

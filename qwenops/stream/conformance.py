@@ -3,6 +3,14 @@
 Pure functions over a `StreamRecord` (status, headers, the raw timed SSE events, how the transfer
 ended), so the same checks run on a live stream in `qwenops smoke-stream` and on recorded captures
 in the unit tests. Every check has a stable name (the JUnit test name and the JSON `checks[].name`).
+
+A *stitched* record (`smoke-stream --resume`) holds the deltas as the stream library gave them to its
+caller (`astream_chat(..., resume=Resume())`), not the wire's events: a cut answer's chat chunks, one
+choice-less delta with `resumed` set, then the continuation, which came from `/v1/completions`. The
+checks then judge that one stream as a caller sees it: one id, one model, the role first, one
+`finish_reason`, one usage for the whole answer, token ids adding up to it, the known answer. What
+only the wire shows is said so: `chunk_object` is skipped (the continuation's chunks are
+`text_completion`), `json_events` and `done_last` hold because the library raises on anything else.
 """
 
 from __future__ import annotations
@@ -14,8 +22,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from qwenops.errors import QwenopsError
-from qwenops.stream.chunks import ChatDelta, decode_event
+from qwenops.errors import InBandError, NotEventStream, QwenopsError, StreamError
+from qwenops.stream.chunks import ChatDelta, Resumed, decode_event
 from qwenops.stream.client import TimedEvent
 
 CHECK_NAMES: tuple[str, ...] = (
@@ -59,6 +67,13 @@ class StreamRecord:
     error: QwenopsError | None = None  # how the transfer failed, if it did (cut, timeout, HTTP error)
     body: str = ""  # the start of a body that is not a stream (a non-200 answer, a 200 that is not SSE)
     data_bytes: int = 0  # bytes of event data in `events` (smoke-stream bounds what it keeps)
+    # A stitched record: the deltas as the stream library delivered them (smoke-stream --resume), the
+    # resumed markers among them; `events` is empty then.
+    deltas: list[ChatDelta] | None = None
+
+    @property
+    def stitched(self) -> bool:
+        return self.deltas is not None
 
 
 @dataclass(frozen=True)
@@ -77,13 +92,19 @@ class Parsed:
     not_json: list[str]
     malformed: list[str]  # JSON objects without a chunk's shape: why, for each
     errors: list[Any]
-    deltas: list[ChatDelta]
+    deltas: list[ChatDelta]  # a stitched record's resumed markers included (no choice, no text, no tokens)
     done_positions: list[int]
     event_count: int
+    stitched: bool = False
+    resumed: list[Resumed] = field(default_factory=list)
 
 
 def parse_record(record: StreamRecord) -> Parsed:
-    """Every event through the one chunk decoder (`qwenops.stream.chunks.decode_event`)."""
+    """Every event through the one chunk decoder (`qwenops.stream.chunks.decode_event`); a stitched
+    record's deltas as they are."""
+    if record.deltas is not None:
+        resumed = [d.resumed for d in record.deltas if d.resumed is not None]
+        return Parsed([], [], [], [], list(record.deltas), [], len(record.deltas), stitched=True, resumed=resumed)
     parsed = Parsed([], [], [], [], [], [], len(record.events))
     for position, timed in enumerate(record.events):
         decoded = decode_event(timed.event.data, timed.arrived_s)
@@ -140,6 +161,8 @@ def _is_event_stream(record: StreamRecord) -> bool:
 
 
 def _content_type(record: StreamRecord, _p: Parsed, _e: Expectations) -> Check:
+    if record.stitched and isinstance(record.error, NotEventStream):
+        return _fail("content_type", record.error.one_line())
     if _is_event_stream(record):
         return _ok("content_type", record.content_type)
     seen = record.content_type or "missing"
@@ -153,10 +176,40 @@ def _completed(record: StreamRecord, parsed: Parsed, _e: Expectations) -> Check:
         return _fail("completed", "no stream (see content_type)")
     if record.error is not None:
         return _fail("completed", f"{record.error.code}: {record.error.one_line()}")
+    if parsed.stitched:
+        return _ok("completed", f"{parsed.event_count} deltas{_resumed_note(parsed)}")
     return _ok("completed", f"{parsed.event_count} events")
 
 
-def _json_events(_r: StreamRecord, parsed: Parsed, _e: Expectations) -> Check:
+def _resumed_note(parsed: Parsed) -> str:
+    if not parsed.resumed:
+        return ", not cut"
+    where = ", ".join(f"after {r.after_tokens} tokens ({r.gap_ms:.0f} ms, attempt {r.attempt})" for r in parsed.resumed)
+    return f", resumed {where}"
+
+
+def _chunk_deltas(parsed: Parsed) -> list[ChatDelta]:
+    """A stitched record's deltas that stand for chunks (not the resumed markers)."""
+    return [d for d in parsed.deltas if d.resumed is None]
+
+
+def _stitched_malformed(record: StreamRecord) -> str | None:
+    """What the stream library refused in a stitched stream (data not JSON, a malformed chunk), if anything."""
+    error = record.error
+    if type(error) is StreamError:  # the library's own refusal of an event; its subclasses are other failures
+        return error.one_line()
+    return None
+
+
+def _json_events(record: StreamRecord, parsed: Parsed, _e: Expectations) -> Check:
+    if parsed.stitched:
+        refused = _stitched_malformed(record)
+        if refused is not None:
+            return _fail("json_events", refused)
+        chunks = _chunk_deltas(parsed)
+        if not chunks:
+            return _fail("json_events", "no JSON chunk arrived")
+        return _ok("json_events", f"{len(chunks)} chunks, decoded by the stream library")
     if parsed.not_json:
         example = _short(parsed.not_json[0])
         return _fail("json_events", f"{len(parsed.not_json)} events are not JSON objects, e.g. {example!r}")
@@ -165,7 +218,13 @@ def _json_events(_r: StreamRecord, parsed: Parsed, _e: Expectations) -> Check:
     return _ok("json_events", f"{len(parsed.chunks)} chunks")
 
 
-def _chunk_object(_r: StreamRecord, parsed: Parsed, _e: Expectations) -> Check:
+def _chunk_object(record: StreamRecord, parsed: Parsed, _e: Expectations) -> Check:
+    if parsed.stitched:
+        refused = _stitched_malformed(record)
+        if refused is not None:
+            return _fail("chunk_object", refused)
+        return _skip("chunk_object", "a resumed stream is checked as the library delivers it (a continuation's "
+                     "chunks are /v1/completions' text_completion)")
     wrong = [c.get("object") for c in parsed.chunks if c.get("object") != "chat.completion.chunk"]
     if parsed.malformed:
         return _fail("chunk_object", f"{len(parsed.malformed)} chunks are malformed, e.g. {parsed.malformed[0]}")
@@ -177,8 +236,9 @@ def _chunk_object(_r: StreamRecord, parsed: Parsed, _e: Expectations) -> Check:
 
 
 def _stable_id(_r: StreamRecord, parsed: Parsed, _e: Expectations) -> Check:
-    ids = {c.get("id") for c in parsed.chunks}
-    if not parsed.chunks:
+    chunks = _chunk_deltas(parsed) if parsed.stitched else None
+    ids = {d.id for d in chunks} if chunks is not None else {c.get("id") for c in parsed.chunks}
+    if not (chunks if chunks is not None else parsed.chunks):
         return _fail("stable_id", "no chunk arrived")
     if len(ids) != 1 or not next(iter(ids)):
         return _fail("stable_id", f"ids seen: {sorted(map(str, ids))[:3]}")
@@ -186,15 +246,24 @@ def _stable_id(_r: StreamRecord, parsed: Parsed, _e: Expectations) -> Check:
 
 
 def _model_name(_r: StreamRecord, parsed: Parsed, expect: Expectations) -> Check:
-    if not parsed.chunks:
+    chunks = _chunk_deltas(parsed) if parsed.stitched else None
+    if not (chunks if chunks is not None else parsed.chunks):
         return _fail("model_name", "no chunk arrived")
-    wrong = {str(c.get("model")) for c in parsed.chunks} - {expect.model}
+    models = {d.model for d in chunks} if chunks is not None else {str(c.get("model")) for c in parsed.chunks}
+    wrong = models - {expect.model}
     if wrong:
         return _fail("model_name", f"chunks name model {sorted(wrong)[0]!r}, expected {expect.model!r}")
     return _ok("model_name", expect.model)
 
 
 def _first_delta_role(_r: StreamRecord, parsed: Parsed, _e: Expectations) -> Check:
+    if parsed.stitched:
+        delta = next((d for d in parsed.deltas if d.has_choice), None)
+        if delta is None:
+            return _fail("first_delta_role", "no chunk with choices arrived")
+        if delta.role != "assistant":
+            return _fail("first_delta_role", f"first delta has role {delta.role!r}, expected 'assistant'")
+        return _ok("first_delta_role", "assistant")
     first = next((c for c in parsed.chunks if c.get("choices")), None)
     if first is None:
         return _fail("first_delta_role", "no chunk with choices arrived")
@@ -230,6 +299,10 @@ def _usage_chunk(_r: StreamRecord, parsed: Parsed, expect: Expectations) -> Chec
 
 
 def _done_last(record: StreamRecord, parsed: Parsed, _e: Expectations) -> Check:
+    if parsed.stitched:  # the library raises StreamInterrupted for a request that ends without [DONE]
+        if record.error is not None or not parsed.deltas:
+            return _fail("done_last", "no data: [DONE] ended the stream (see completed)")
+        return _ok("done_last", "data: [DONE] ended every request (the stream library checks it)")
     if not parsed.done_positions:
         return _fail("done_last", "no data: [DONE] arrived")
     if parsed.done_positions != [parsed.event_count - 1]:
@@ -237,7 +310,11 @@ def _done_last(record: StreamRecord, parsed: Parsed, _e: Expectations) -> Check:
     return _ok("done_last", "data: [DONE] is the last event")
 
 
-def _no_in_band_error(_r: StreamRecord, parsed: Parsed, _e: Expectations) -> Check:
+def _no_in_band_error(record: StreamRecord, parsed: Parsed, _e: Expectations) -> Check:
+    if parsed.stitched:  # an in-band error that was resumed is a cut the stream recovered from
+        if isinstance(record.error, InBandError):
+            return _fail("no_in_band_error", f"the server sent an error event: {_short(record.error.message)}")
+        return _ok("no_in_band_error", "none unresumed" if parsed.resumed else "none")
     if parsed.errors:
         error = parsed.errors[0]
         message = error.get("message") if isinstance(error, dict) else error

@@ -17,6 +17,11 @@ A token chunk is any chunk with a choice except the opening role announcement (`
 vLLM sends one per generated token, the stop token included. The trailing usage chunk and `[DONE]` are
 not tokens, so they do not move `e2e_s` — as in vLLM's benchmark, where the request ends at the last
 chunk with choices. Percentiles interpolate linearly between ranks, like `numpy.percentile` in vLLM's bench.
+
+A resumed stream (`resume=Resume()`) has one choice-less delta with `resumed` set where it continued:
+not a token, so it moves nothing. The gap across it (the cut, the restart, the re-request) is not an
+inter-token latency: `itl_s` leaves out the one gap that spans a resumed delta (`Resumed.gap_ms` reports
+it); `e2e_s`, `tpot_s` and the rates keep it, since the caller waited that long for the answer.
 """
 
 from __future__ import annotations
@@ -72,12 +77,19 @@ def median(values: Iterable[float | None]) -> float | None:
     return statistics.median(present) if present else None
 
 
+def _spans_resume(before: float, after: float, resumed_at: Sequence[float]) -> bool:
+    """Whether a resumed delta arrived between two token chunks (it arrives with the continuation's first
+    token, so at `after` itself)."""
+    return any(before < at <= after for at in resumed_at)
+
+
 def stream_metrics(deltas: Sequence[ChatDelta], *, sent_s: float) -> StreamMetrics:
     """Metrics of one stream from its deltas (in arrival order) and the time its request was sent."""
     first_chunk = deltas[0].arrived_s if deltas else None
     first_reasoning = next((d.arrived_s for d in deltas if d.reasoning_content), None)
     first_content = next((d.arrived_s for d in deltas if d.content), None)
     token_times = [d.arrived_s for d in deltas if d.is_token]
+    resumed_at = [d.arrived_s for d in deltas if d.resumed is not None]
     usage = next((d.usage for d in reversed(deltas) if d.usage is not None), None)
     output_tokens = usage.completion_tokens if usage is not None else sum(d.tokens for d in deltas)
 
@@ -90,7 +102,7 @@ def stream_metrics(deltas: Sequence[ChatDelta], *, sent_s: float) -> StreamMetri
     tpot = None
     if first_token is not None and e2e is not None and output_tokens > 1:
         tpot = (e2e - (first_token - sent_s)) / (output_tokens - 1)
-    itl = tuple(b - a for a, b in itertools.pairwise(token_times))
+    itl = tuple(b - a for a, b in itertools.pairwise(token_times) if not _spans_resume(a, b, resumed_at))
     return StreamMetrics(
         first_chunk_s=None if first_chunk is None else first_chunk - sent_s,
         first_reasoning_s=None if first_reasoning is None else first_reasoning - sent_s,

@@ -65,7 +65,34 @@ def smoke_summary(report: SmokeReport) -> RenderableType:
     metrics.add_row("output tokens", str(report.output_tokens), "usage, all streams")
     rate = "-" if report.output_tokens_per_s is None else f"{report.output_tokens_per_s:.1f}/s"
     metrics.add_row("output rate", rate, f"tokens / wall time ({report.wall_s:.2f} s)")
-    return Group(head, exchange, "", checks, "", metrics)
+    if not report.resume:
+        return Group(head, exchange, "", checks, "", metrics)
+    return Group(head, exchange, "", checks, "", metrics, "", resumption(report))
+
+
+def resumption(report: SmokeReport) -> RenderableType:
+    """With --resume: one row per place a stream was continued (after tokens, gap, attempt) and per stream
+    that failed unresumed (why); streams never cut are counted in one line."""
+    from rich.console import Group
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
+    table.add_column("resumed stream")
+    table.add_column("after tokens", justify="right")
+    table.add_column("gap", justify="right")
+    table.add_column("attempt", justify="right")
+    table.add_column("detail", overflow="fold")
+    uncut = 0
+    for stream in report.streams:
+        for resumed in stream.resumed:
+            table.add_row(str(stream.index), str(resumed.after_tokens), _seconds(resumed.gap_ms / 1000),
+                          str(resumed.attempt), "cut, then continued from its token ids")
+        if stream.not_resumed is not None:
+            table.add_row(str(stream.index), "-", "-", "-", f"[red]not resumed:[/] {stream.not_resumed}")
+        elif not stream.resumed:
+            uncut += 1
+    line = f"resume: {report.streams_resumed}/{report.requests} streams resumed, {uncut} not cut"
+    return Group(line, table) if table.row_count else line
 
 
 class LiveSmokeView:
