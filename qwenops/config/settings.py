@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from qwenops import untrusted
 from qwenops.errors import SettingsError
+from qwenops.units import MIB
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
@@ -184,7 +185,7 @@ def _read_env_file(path: Path) -> dict[str, Value]:
         raise SettingsError(f"cannot read env file {_shown(path)}: {exc.strerror or exc}",
                             field=ENV_FILE_VARIABLE) from None
     if len(raw) > cap:
-        raise SettingsError(f"env file {_shown(path)} is larger than {cap // untrusted.MIB} MiB; is it an env file?",
+        raise SettingsError(f"env file {_shown(path)} is larger than {cap // MIB} MiB; is it an env file?",
                             field=ENV_FILE_VARIABLE)
     try:
         text = raw.decode("utf-8")

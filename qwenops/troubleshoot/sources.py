@@ -28,10 +28,11 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, cast
 
 from qwenops import untrusted
 from qwenops.errors import BadInputError, QwenopsError, UnreachableError
+from qwenops.units import GIB, MIB
 
 _SNIFF_BYTES = 8192
 _CHUNK = 1 << 16
@@ -188,7 +189,7 @@ def _open_stdin(source: LogSource) -> Iterator[IO[bytes]]:
     except (OSError, ValueError, io.UnsupportedOperation):
         fd = -1
     if fd < 0:  # a stream without a file (a test harness's): read it as a pipe, without a deadline
-        buffer = getattr(stream, "buffer", stream)
+        buffer = cast("IO[bytes]", getattr(stream, "buffer", stream))
         data = _read_all(buffer, error)
         _check_head(data[:_SNIFF_BYTES], error)
         yield io.BytesIO(data)
@@ -262,9 +263,9 @@ class _Tail:
     def add(self, chunk: bytes) -> None:
         self.total += len(chunk)
         if self.total > untrusted.MAX_LOG_READ_BYTES:
-            raise self.error(f"sent more than {untrusted.MAX_LOG_READ_BYTES / untrusted.GIB:g} GiB without ending",
+            raise self.error(f"sent more than {untrusted.MAX_LOG_READ_BYTES / GIB:g} GiB without ending",
                              hint="save the log to a file and pass --log FILE: qwenops reads its last "
-                                  f"{untrusted.MAX_LOG_BYTES // untrusted.MIB} MiB")
+                                  f"{untrusted.MAX_LOG_BYTES // MIB} MiB")
         self.chunks.append(chunk)
         self.kept += len(chunk)
         while self.chunks and self.kept - len(self.chunks[0]) >= untrusted.MAX_LOG_BYTES:
@@ -297,15 +298,16 @@ def _drain(fd: int, *, deadline_s: float, error: _BadLog, on_timeout: str | None
     poller = select.poll()
     poller.register(fd, select.POLLIN | select.POLLPRI)
     end = time.monotonic() + deadline_s
+    timeout = error(on_timeout or f"did not end within {deadline_s:g} s",
+                    hint="save the log to a file and pass --log FILE")
     while True:
+        # Poll first: a FIFO no writer has opened yet reads as an empty end, but polls as "not yet".
+        left = end - time.monotonic()
+        if left <= 0 or not poller.poll(max(1, int(left * 1000))):
+            raise timeout
         try:
             chunk = os.read(fd, _CHUNK)
         except BlockingIOError:
-            left = end - time.monotonic()
-            if left <= 0:
-                raise error(on_timeout or f"did not end within {deadline_s:g} s",
-                            hint="save the log to a file and pass --log FILE") from None
-            poller.poll(max(1, int(left * 1000)))
             continue
         except OSError as exc:
             raise error(f"cannot be read: {exc.strerror or exc}") from None
@@ -317,9 +319,6 @@ def _drain(fd: int, *, deadline_s: float, error: _BadLog, on_timeout: str | None
         if not chunk:
             return tail.data()
         tail.add(chunk)
-        if time.monotonic() > end:
-            raise error(on_timeout or f"did not end within {deadline_s:g} s",
-                        hint="save the log to a file and pass --log FILE")
 
 
 # ---------------------------------------------------------------------------- journalctl, docker logs

@@ -33,8 +33,10 @@ def one_line_error(stderr: str, field: str) -> None:
 
 def qwenops(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
     """The real command in its own process (stdin closed, a terminal, a directory ...)."""
-    return subprocess.run([sys.executable, "-m", "qwenops", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=120, check=False, **kwargs)  # type: ignore[call-overload,no-any-return]
+    done: subprocess.CompletedProcess[str] = subprocess.run(  # type: ignore[call-overload]
+        [sys.executable, "-m", "qwenops", *args], cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+        **kwargs)
+    return done
 
 
 # ------------------------------------------------------------------------------------ --log FILE
