@@ -175,3 +175,82 @@ def _reading_name(reading: str) -> str:
     if reading in HISTOGRAMS:
         return HISTOGRAMS[reading][0]
     return reading.replace("_", " ")
+
+
+# ------------------------------------------------------------------------------------------ trends
+
+# `status --watch` keeps this many intervals (with --interval 2, the last minute).
+TREND_POINTS = 30
+# Eight heights: Unicode's lower blocks, or ASCII where the terminal cannot show them. A gap (a value
+# that was n/a: unreadable or not to be trusted) is a space in both, never the lowest height (zero).
+BLOCKS = "▁▂▃▄▅▆▇█"
+ASCII_BLOCKS = "_.:-=+*#"
+
+
+@dataclass(frozen=True)
+class TrendSeries:
+    """One series of the window, oldest first: None where that interval's value was n/a."""
+
+    name: str
+    unit: str
+    values: tuple[float | None, ...]
+    ceiling: float | None = None  # a fixed top of the scale (KV usage: 1.0); else the window's largest
+
+    @property
+    def latest(self) -> float | None:
+        return self.values[-1] if self.values else None
+
+
+class Trend:
+    """The last TREND_POINTS statuses of a watch: tokens/s, KV cache usage and requests waiting."""
+
+    def __init__(self, points: int = TREND_POINTS) -> None:
+        from collections import deque
+
+        self._window: deque[ServerStatus] = deque(maxlen=points)
+
+    def add(self, status: ServerStatus) -> None:
+        self._window.append(status)
+
+    def __len__(self) -> int:
+        return len(self._window)
+
+    def series(self) -> list[TrendSeries]:
+        window = tuple(self._window)
+        return [
+            TrendSeries("tokens/s", "tokens/s out", tuple(s.generation_tokens_per_s for s in window)),
+            TrendSeries("KV cache", "used", tuple(s.kv_cache_usage for s in window), ceiling=1.0),
+            TrendSeries("waiting", "requests waiting", tuple(s.requests_waiting for s in window)),
+        ]
+
+
+def sparkline(values: tuple[float | None, ...] | list[float | None], *, ceiling: float | None = None,
+              ascii_only: bool = False) -> str:
+    """VALUES as one character each, scaled from 0 to CEILING (else the largest value); None is a gap.
+
+    Values are never negative here (status() has refused those), so the scale starts at 0: a flat 0 is
+    the lowest block, and a constant non-zero value is the highest."""
+    levels = ASCII_BLOCKS if ascii_only else BLOCKS
+    known = [v for v in values if v is not None and math.isfinite(v)]
+    top = ceiling if ceiling is not None else max(known, default=0.0)
+    out = []
+    for value in values:
+        if value is None or not math.isfinite(value):
+            out.append(" ")
+        elif top <= 0:
+            out.append(levels[0])
+        else:
+            share = min(max(value / top, 0.0), 1.0)
+            out.append(levels[min(len(levels) - 1, int(share * (len(levels) - 1) + 0.5))])
+    return "".join(out)
+
+
+def can_draw_blocks(encoding: str | None) -> bool:
+    """Whether a stream in ENCODING can show the Unicode blocks (an ASCII or Latin-1 terminal cannot)."""
+    if not encoding:
+        return False
+    try:
+        BLOCKS.encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
 
     from qwenops.config.target import ConfiguredServer
-    from qwenops.status import ServerStatus
+    from qwenops.status import ServerStatus, Trend
 
     _FloatParam = click.ParamType[float, Any]  # generic from click 8.3; a plain class before
 else:
@@ -42,7 +42,8 @@ class Seconds(_FloatParam):
 @click.option("--base-url", metavar="URL", help="The server (default: QWENOPS_BASE_URL, else the profile's).")
 @click.option("--interval", "interval_s", type=Seconds(), default=2.0, show_default=True,
               help="Seconds between the two scrapes that rates and latency percentiles are taken over.")
-@click.option("--watch", is_flag=True, help="Refresh every interval until Ctrl-C (in place on a terminal).")
+@click.option("--watch", is_flag=True, help="Refresh every interval until Ctrl-C (in place on a terminal, with "
+              "trends of tokens/s, KV cache use and requests waiting over the last 30 intervals).")
 @json_option
 def status(*, profile: str | None, base_url: str | None, interval_s: float, watch: bool, json_mode: bool) -> None:
     """Requests running and waiting, KV cache use, preemptions, tokens/s, TTFT and TPOT over the last interval.
@@ -68,17 +69,24 @@ def _watch(server: ConfiguredServer, interval_s: float) -> None:
     import sys
 
     from qwenops.cli.output import stdout_console
-    from qwenops.status import read_status
+    from qwenops.status import Trend, can_draw_blocks, read_status
 
     console = stdout_console()
+    trend = Trend()
+    ascii_only = not can_draw_blocks(console.encoding)
+
+    def screen() -> RenderableType:
+        status = read_status(server, interval_s=interval_s)
+        trend.add(status)
+        return _view(status, trend, ascii_only=ascii_only)
+
     try:
         if sys.stdout.isatty():
             from rich.live import Live
 
-            first = _view(read_status(server, interval_s=interval_s))
-            with Live(first, console=console, auto_refresh=False) as live:
+            with Live(screen(), console=console, auto_refresh=False) as live:
                 while True:
-                    live.update(_view(read_status(server, interval_s=interval_s)), refresh=True)
+                    live.update(screen(), refresh=True)
         else:
             while True:  # a pipe or a log: one line per interval
                 s = read_status(server, interval_s=interval_s)
@@ -111,7 +119,23 @@ def _line(s: ServerStatus) -> str:
             f"ttft_p50={_ms(s.ttft_p50_s)} tpot_p50={_ms(s.tpot_p50_s)}{problems}")
 
 
-def _view(s: ServerStatus) -> RenderableType:
+def _trend_view(trend: Trend, interval_s: float, *, ascii_only: bool) -> RenderableType:
+    """One row a series: its sparkline over the window (a gap where the value was n/a) and the latest."""
+    from qwenops.cli.views.tables import table
+    from qwenops.status import sparkline
+
+    rows = []
+    for series in trend.series():
+        line = sparkline(series.values, ceiling=series.ceiling, ascii_only=ascii_only)
+        fmt = "{:.0%}" if series.ceiling == 1.0 else "{:.1f}" if series.name == "tokens/s" else "{:g}"
+        known = [v for v in series.values if v is not None]
+        scale = "0-100%" if series.ceiling == 1.0 else f"0-{fmt.format(max(known))}" if known else "n/a"
+        rows.append((series.name, line, f"{_num(series.latest, fmt)} {series.unit} now; scale {scale}"))
+    title = f"trend: the last {len(trend)} intervals of {interval_s:.1f} s (a gap: n/a)"
+    return table(["", "trend", "detail"], rows, title=title)
+
+
+def _view(s: ServerStatus, trend: Trend | None = None, *, ascii_only: bool = False) -> RenderableType:
     from rich.console import Group
     from rich.markup import escape
 
@@ -132,7 +156,10 @@ def _view(s: ServerStatus) -> RenderableType:
         ("TTFT", f"p50 {_ms(s.ttft_p50_s)}", f"p99 {_ms(s.ttft_p99_s)}"),
         ("TPOT", f"p50 {_ms(s.tpot_p50_s)}", f"p99 {_ms(s.tpot_p99_s)}; ITL p50 {_ms(s.itl_p50_s)}"),
     ]
-    drawn = table(["", "now", "detail"], rows, title=escape(f"status of {s.base_url} (last {s.interval_s:.1f} s)"))
+    drawn: RenderableType = table(["", "now", "detail"], rows,
+                                  title=escape(f"status of {s.base_url} (last {s.interval_s:.1f} s)"))
+    if trend is not None and len(trend):
+        drawn = Group(drawn, _trend_view(trend, s.interval_s, ascii_only=ascii_only))
     if not s.problems:
         return drawn
     return Group(drawn, *(escape(f"problem: {p}") for p in s.problems))
