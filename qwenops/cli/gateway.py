@@ -59,6 +59,15 @@ _SECONDS = _Seconds(min=0.001, max=86400)
 @click.option("--ping-interval", "ping_interval_s", type=_SECONDS, help="Seconds between pings [default: 20].")
 @click.option("--drain", "drain_s", type=_Seconds(0, 3600),
               help="On SIGTERM, seconds running chats may take to finish [default: 30].")
+@click.option("--resume/--no-resume", "resume", default=None,
+              help="Continue an answer cut by a server restart from its token ids, one `resumed` frame marking "
+              "where (chats with tools, logprobs, n > 1, ... are never resumed) [default: --resume].")
+@click.option("--queue-size", type=click.IntRange(min=0),
+              help="Chats that may wait for a server that is unreachable or restarting, instead of failing "
+              "`unreachable`; 0: none [default: 64].")
+@click.option("--queue-deadline", "queue_deadline_s", type=_SECONDS,
+              help="Seconds a chat waits for the server to be ready again (queued, or to resume a cut answer) "
+              "before it ends `interrupted` [default: 300].")
 @click.option("--check", is_flag=True, help="Validate the settings and print them; serve nothing.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)

@@ -5,6 +5,12 @@ Async end to end: each chat is one asyncio task reading `qwenops.stream.astream_
 sends goes through its `Outbox` (bounded in bytes, one writer task), so a client that stops reading
 costs at most `send_queue_bytes` before its chats are cancelled. Cancelling a chat's task closes its
 upstream response, which is how vLLM learns to abort the request.
+
+A server that restarts under `qwenops serve`: an answer it cut is resumed by the stream library from its
+token ids (one `resumed` frame, then the deltas go on); a chat that finds it unreachable waits in a
+bounded queue (`queue_size` chats, each at most `queue_deadline_s`) while one probe polls `/health` and
+`/v1/models`, then is sent. A FATAL that serve records (supervision.py) ends every chat that began before
+it `interrupted`, with the supervisor's cause. `/metrics` serves the counters of metrics.py.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -21,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -37,6 +44,8 @@ from qwenops.errors import (
 )
 from qwenops.gateway import protocol
 from qwenops.gateway.config import GatewayConfig
+from qwenops.gateway.metrics import GatewayMetrics
+from qwenops.gateway.supervision import Fatal, ServeRecords
 from qwenops.untrusted import mask_url
 
 if TYPE_CHECKING:
@@ -49,6 +58,8 @@ SUBPROTOCOL = "qwenops.v1"
 BEARER_PREFIX = "bearer."  # a browser's token: new WebSocket(url, ["qwenops.v1", "bearer." + token])
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
+POLL_S = 0.5  # how often the readiness probe and the FATAL watch look
+PROBE_TIMEOUT_S = 5.0
 
 
 # The stream client's typed errors, most specific first: a 400 is the client's parameters.
@@ -96,27 +107,27 @@ class Outbox:
 
     def __init__(self, limit_bytes: int) -> None:
         self.limit = limit_bytes
-        self.frames: deque[str] = deque()
+        self.frames: deque[tuple[str, float | None]] = deque()  # (frame, when its server chunk arrived)
         self.bytes = 0
         self.ready = asyncio.Event()
 
-    def put(self, frame: str, *, always: bool = False) -> bool:
+    def put(self, frame: str, *, always: bool = False, arrived_s: float | None = None) -> bool:
         frame = protocol.sendable(frame)  # the one door to the client: no lone surrogate passes it
         size = len(frame)  # characters: within 4x of bytes, and cheap
         if not always and self.bytes + size > self.limit:
             return False
-        self.frames.append(frame)
+        self.frames.append((frame, arrived_s))
         self.bytes += size
         self.ready.set()
         return True
 
-    async def get(self) -> str:
+    async def get(self) -> tuple[str, float | None]:
         while not self.frames:
             self.ready.clear()
             await self.ready.wait()
-        frame = self.frames.popleft()
+        frame, arrived_s = self.frames.popleft()
         self.bytes -= len(frame)
-        return frame
+        return frame, arrived_s
 
 
 @dataclass
@@ -127,9 +138,90 @@ class Gateway:
     connections: set[Connection] = field(default_factory=set)
     draining: bool = False
     idle: asyncio.Event = field(default_factory=asyncio.Event)  # set while no chat runs
+    up: asyncio.Event = field(default_factory=asyncio.Event)  # set while the server is taken to be serving
+    down: asyncio.Event = field(default_factory=asyncio.Event)  # the opposite, which the probe waits on
+    waiting: int = 0  # chats in the queue for the server
+    supervisor_checks: int = 0  # FATAL records read (the tests wait on it)
+    last_up: float = field(default_factory=time.time)  # Unix seconds the server was last seen serving
+    metrics: GatewayMetrics = field(init=False)
+    records: ServeRecords | None = field(init=False)
 
     def __post_init__(self) -> None:
+        from pathlib import Path
+
         self.idle.set()
+        self.up.set()
+        self.metrics = GatewayMetrics(self.queued_bytes)
+        config = self.config
+        self.records = (ServeRecords(Path(config.serve_state_dir), config.serve_profile)
+                        if config.serve_state_dir and config.serve_profile else None)
+
+    def queued_bytes(self) -> int:
+        return sum(connection.outbox.bytes for connection in self.connections)
+
+    # ----------------------------------------------------------------------------------- the server's state
+
+    def server_down(self) -> None:
+        if self.up.is_set():
+            log.warning("the server %s is unreachable: chats wait for it (up to %d, %.0f s each)",
+                        self.upstream_shown, self.config.queue_size, self.config.queue_deadline_s)
+        self.up.clear()
+        self.down.set()
+
+    def server_up(self) -> None:
+        self.last_up = time.time()
+        if not self.up.is_set():
+            log.info("the server %s is ready again: %d waiting chats go on", self.upstream_shown, self.waiting)
+        self.down.clear()
+        self.up.set()
+
+    async def ready_now(self) -> bool:
+        """One readiness probe, as the stream library's resume makes it: /health 200 and /v1/models
+        listing the model."""
+        import httpx
+
+        assert self.http is not None
+        config = self.config
+        headers = {"Authorization": f"Bearer {config.api_key.get_secret_value()}"} if config.api_key else {}
+        timeout = httpx.Timeout(PROBE_TIMEOUT_S)
+        try:
+            health = await self.http.get(config.upstream + "/health", headers=headers, timeout=timeout)
+            if health.status_code != 200:
+                return False
+            models = await self.http.get(config.upstream + "/v1/models", headers=headers, timeout=timeout)
+            listed = models.json().get("data", []) if models.status_code == 200 else []
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return False
+        return isinstance(listed, list) and any(isinstance(m, dict) and m.get("id") == config.model for m in listed)
+
+    async def probe(self) -> None:
+        """While chats wait for a server that is down: poll it until it is ready, then let them go."""
+        while True:
+            await self.down.wait()
+            if self.waiting and await self.ready_now():
+                self.server_up()
+                continue
+            await asyncio.sleep(POLL_S)
+
+    async def watch_supervisor(self) -> None:
+        """While chats run or wait: a FATAL that serve records ends each chat that began before it."""
+        assert self.records is not None
+        while True:
+            await asyncio.sleep(POLL_S)
+            if not self.stats.chats:
+                continue
+            fatal = await asyncio.to_thread(self.records.fatal)
+            self.supervisor_checks += 1
+            if fatal is None:
+                continue
+            for connection in list(self.connections):
+                connection.supervisor_gave_up(fatal)
+
+    def gave_up_message(self, fatal: Fatal) -> str:
+        at = time.strftime("%H:%M:%S", time.localtime(fatal.at))
+        profile = self.records.profile if self.records is not None else "?"
+        return (f"qwenops serve --profile {profile} gave up at {at} (FATAL: {fatal.cause}); the server is not "
+                "coming back until it is started again (qwenops troubleshoot)")
 
     @property
     def upstream_shown(self) -> str:
@@ -140,7 +232,8 @@ class Gateway:
         self.stats.chats_started += 1
         self.idle.clear()
 
-    def chat_ended(self, ok: bool) -> None:
+    def chat_ended(self, ok: bool, code: str | None, *, resumed: bool) -> None:
+        self.metrics.chat_ended(None if ok else code or "internal", resumed=resumed)
         self.stats.chats -= 1
         if ok:
             self.stats.chats_done += 1
@@ -169,6 +262,7 @@ class Connection:
         self.outbox = Outbox(self.config.send_queue_bytes)
         self.chats: dict[str, asyncio.Task[None]] = {}
         self.why: dict[str, tuple[str, str]] = {}  # chat id -> (code, message) of a cancellation
+        self.since: dict[str, float] = {}  # chat id -> Unix seconds it began (for a FATAL recorded after)
         self.prompts: asyncio.Queue[str] = asyncio.Queue(self.config.max_chats_per_connection)
         self.closing = False
         self.unread = False  # the client sends but does not read its answers
@@ -223,14 +317,23 @@ class Connection:
             self.why[chat_id] = (code, message)
             task.cancel()
 
+    def supervisor_gave_up(self, fatal: Fatal) -> None:
+        """End every chat that began before the FATAL: the server it waits for is not coming back."""
+        for chat_id, since in list(self.since.items()):
+            if since <= fatal.at:
+                self._cancel(chat_id, "interrupted", self.gateway.gave_up_message(fatal))
+
     async def _write(self) -> None:
         """The one writer: a client that does not read blocks this task only."""
+        metrics = self.gateway.metrics
         while True:
-            frame = await self.outbox.get()
+            frame, arrived_s = await self.outbox.get()
             try:
                 await self.websocket.send_text(frame)
             except Exception:  # the client left; the reader sees the disconnect
                 return
+            if arrived_s is not None:
+                metrics.relayed(time.perf_counter() - arrived_s)
 
     async def _read(self) -> None:
         while not self.closing:
@@ -337,6 +440,7 @@ class Connection:
 
     def _start(self, chat_id: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> asyncio.Task[None]:
         self.gateway.chat_started()
+        self.since[chat_id] = time.time()
         task = asyncio.create_task(self._chat(chat_id, messages, params), name=f"chat {chat_id}")
         self.chats[chat_id] = task
         return task
@@ -352,8 +456,10 @@ class Connection:
 
     async def _chat(self, chat_id: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> None:
         ok = False
+        code: str | None = None
+        sent = _Sent()
         try:
-            finish, usage = await self._relay(chat_id, messages, params)
+            finish, usage = await self._relay_when_ready(chat_id, messages, params, sent)
             self._send_terminal(chat_id, None, "", finish, usage)
             ok = True
         except asyncio.CancelledError:
@@ -361,22 +467,70 @@ class Connection:
             if not self.closing or code == "shutting_down":
                 self._send_terminal(chat_id, code, message)
         except _Cancelled as exc:
+            code = exc.code
             self._send_terminal(chat_id, exc.code, exc.message)
         except QwenopsError as exc:
-            self._send_terminal(chat_id, error_code(exc), exc.message)
+            code = error_code(exc)
+            self._send_terminal(chat_id, code, _with_resume_hint(exc))
         except Exception as exc:  # a bug here must not end the connection or the other chats
             log.error("chat %r failed: %s", chat_id, _one_line(exc), exc_info=log.isEnabledFor(logging.DEBUG))
+            code = "internal"
             self._send_terminal(chat_id, "internal", f"{type(exc).__name__} in the gateway (logged)")
         finally:
             self.chats.pop(chat_id, None)
             self.why.pop(chat_id, None)
-            self.gateway.chat_ended(ok)
+            self.since.pop(chat_id, None)
+            self.gateway.chat_ended(ok, code, resumed=sent.resumed > 0)
 
-    async def _relay(self, chat_id: str, messages: list[dict[str, Any]],
-                     params: dict[str, Any]) -> tuple[str | None, dict[str, int] | None]:
+    # ----------------------------------------------------------------------------------- a server that restarts
+
+    async def _relay_when_ready(self, chat_id: str, messages: list[dict[str, Any]], params: dict[str, Any],
+                                sent: _Sent) -> tuple[str | None, dict[str, int] | None]:
+        """The chat relayed once the server is ready: a chat that finds it unreachable (before anything was
+        sent to the client) waits in the queue, then is sent again, all within one `queue_deadline_s`."""
+        deadline: float | None = None
+        while True:
+            if not self.gateway.up.is_set():
+                deadline = deadline if deadline is not None else time.monotonic() + self.config.queue_deadline_s
+                await self._wait_for_server(deadline, None)
+            try:
+                return await self._relay(chat_id, messages, params, sent)
+            except (UnreachableError, HTTPStatusError) as exc:
+                if sent.frames or not _restarting(exc) or not self.config.queue_size:
+                    raise
+                self.gateway.server_down()
+                deadline = deadline if deadline is not None else time.monotonic() + self.config.queue_deadline_s
+                await self._wait_for_server(deadline, exc)
+
+    async def _wait_for_server(self, deadline: float, exc: QwenopsError | None) -> None:
+        """Wait in the queue until the server is ready (the probe says so) or DEADLINE (monotonic) passes."""
+        gateway, config = self.gateway, self.config
+        fatal = gateway.records.gave_up_since(gateway.last_up) if gateway.records is not None else None
+        if fatal is not None:  # the supervisor gave up since the server last answered: nothing to wait for
+            raise _Cancelled("unreachable", gateway.gave_up_message(fatal))
+        if gateway.waiting >= config.queue_size:
+            why = exc.message if exc is not None else "the server is unreachable or restarting"
+            raise _Cancelled("overloaded", f"{why}; {gateway.waiting} chats already wait for it "
+                             f"(--queue-size {config.queue_size}); retry later")
+        gateway.waiting += 1
+        try:
+            await asyncio.wait_for(gateway.up.wait(), timeout=max(0.0, deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            said = f"; {gateway.records.describe()}" if gateway.records is not None else ""
+            raise _Cancelled("interrupted", f"the server {gateway.upstream_shown} was not ready again within "
+                             f"{config.queue_deadline_s:g} s (--queue-deadline){said}") from None
+        finally:
+            gateway.waiting -= 1
+
+    async def _relay(self, chat_id: str, messages: list[dict[str, Any]], params: dict[str, Any],
+                     sent: _Sent) -> tuple[str | None, dict[str, int] | None]:
         from qwenops.stream.client import Timeouts, astream_chat
+        from qwenops.stream.resume import Resume
 
         config = self.config
+        # One deadline for a server that is not there: queued, or resuming a cut answer.
+        resume = Resume(attempts=3, deadline_s=config.queue_deadline_s, ready_s=config.queue_deadline_s,
+                        poll_s=POLL_S) if config.resume else None
         finish: str | None = None
         usage: dict[str, int] | None = None
         limit = protocol.max_tokens(params)
@@ -387,8 +541,20 @@ class Connection:
             messages, base_url=config.upstream, model=config.model,
             api_key=config.api_key.get_secret_value() if config.api_key else None,
             extra_body=params, timeouts=Timeouts(read_s=config.read_timeout_s), client=self.gateway.http,
+            resume=resume,
         )) as deltas:
             async for chunk in deltas:
+                if not sent.frames:
+                    self.gateway.server_up()  # it answers
+                if chunk.resumed is not None:
+                    # Text mode shows only the pause; a JSON client gets where the answer went on.
+                    sent.resumed += 1
+                    if not self.text_mode and not self.outbox.put(protocol.resumed(
+                            chat_id, chunk.resumed.after_tokens, chunk.resumed.gap_ms)):
+                        raise _Cancelled("slow_reader", f"more than {config.send_queue_bytes} bytes waited for "
+                                         "this client; the chat was cancelled")
+                    continue
+                sent.frames += 1
                 if chunk.content or chunk.reasoning_content:
                     # Each delta carries at least one token (vLLM sends a chunk per step, or several steps' in
                     # one when its client falls behind), so more deltas than max_tokens is a server that ran
@@ -399,7 +565,7 @@ class Connection:
                         return "length", None
                     frame = chunk.content if self.text_mode else protocol.delta(
                         chat_id, chunk.content, chunk.reasoning_content)
-                    if frame and not self.outbox.put(frame):
+                    if frame and not self.outbox.put(frame, arrived_s=chunk.arrived_s):
                         raise _Cancelled("slow_reader", f"more than {config.send_queue_bytes} bytes waited for "
                                          "this client; the chat was cancelled")
                 if chunk.finish_reason is not None:
@@ -409,6 +575,33 @@ class Connection:
                              "completion_tokens": chunk.usage.completion_tokens,
                              "total_tokens": chunk.usage.total_tokens}
         return finish, usage
+
+
+@dataclass
+class _Sent:
+    """What a chat has received from the server so far (deltas of any kind) and how often it was resumed."""
+
+    frames: int = 0
+    resumed: int = 0
+
+
+def _restarting(exc: QwenopsError) -> bool:
+    """A refusal that a restarting server gives, before any answer: nothing listens on the port (not
+    something else answering there), or a 5xx."""
+    from qwenops.errors import NotHTTPError
+
+    if isinstance(exc, HTTPStatusError):
+        return exc.status_code >= 500
+    return isinstance(exc, UnreachableError) and not isinstance(exc, NotHTTPError)
+
+
+def _with_resume_hint(exc: QwenopsError) -> str:
+    """The error's message, with why it was not resumed when the stream library tried (its hint says)."""
+    hint = exc.hint or ""
+    at = hint.find("not resumed:")
+    if at < 0 or not isinstance(exc, (StreamError, UnreachableError)):
+        return exc.message
+    return f"{exc.message} ({hint[at:]})"
 
 
 # --------------------------------------------------------------------------------------------- handshake
@@ -493,11 +686,13 @@ async def chat_socket(websocket: WebSocket) -> None:
     connection = Connection(gateway, websocket, text_mode=websocket.query_params.get("mode") == "text")
     gateway.connections.add(connection)
     gateway.stats.connections += 1
+    gateway.metrics.connections.inc()
     try:
         await connection.run()
     finally:
         gateway.connections.discard(connection)
         gateway.stats.connections -= 1
+        gateway.metrics.connections.dec()
 
 
 # --------------------------------------------------------------------------------------------- HTTP
@@ -512,7 +707,7 @@ async def page(_request: Request) -> HTMLResponse:
 
 async def healthz(request: Request) -> JSONResponse:
     gateway: Gateway = request.app.state.gateway
-    queued = sum(connection.outbox.bytes for connection in gateway.connections)
+    queued = gateway.queued_bytes()
     return JSONResponse({
         "status": "draining" if gateway.draining else "ok",
         "upstream": gateway.upstream_shown,
@@ -522,7 +717,24 @@ async def healthz(request: Request) -> JSONResponse:
         "chats_done": gateway.stats.chats_done,
         "chats_failed": gateway.stats.chats_failed,
         "queued_bytes": queued,
+        "waiting": gateway.waiting,
+        "server": "ready" if gateway.up.is_set() else "down",
     }, status_code=503 if gateway.draining else 200)
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus' text format. With a token set, the scrape must present it (`Authorization: Bearer`,
+    Prometheus' `authorization` scrape setting): a gateway with a token is reachable beyond loopback, and
+    the counters tell how it is used."""
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    gateway: Gateway = request.app.state.gateway
+    if gateway.config.token is not None:
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token_ok(gateway.config, value.strip() or None):
+            return PlainTextResponse("/metrics needs the gateway's token: Authorization: Bearer TOKEN\n",
+                                     status_code=401, headers={"WWW-Authenticate": "Bearer"})
+    return Response(gateway.metrics.text(), media_type=CONTENT_TYPE_LATEST)
 
 
 def create_app(config: GatewayConfig) -> Starlette:
@@ -535,9 +747,18 @@ def create_app(config: GatewayConfig) -> Starlette:
         limits = httpx.Limits(max_connections=config.max_chats, max_keepalive_connections=config.max_chats)
         async with httpx.AsyncClient(limits=limits) as http:
             gateway.http = http
-            yield
+            tasks = [asyncio.create_task(gateway.probe(), name="gateway probe")]
+            if gateway.records is not None:
+                tasks.append(asyncio.create_task(gateway.watch_supervisor(), name="gateway supervisor watch"))
+            try:
+                yield
+            finally:
+                for task in tasks:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
 
-    app = Starlette(routes=[Route("/", page), Route("/healthz", healthz), WebSocketRoute("/ws/chat", chat_socket)],
-                    lifespan=lifespan)
+    app = Starlette(routes=[Route("/", page), Route("/healthz", healthz), Route("/metrics", metrics),
+                            WebSocketRoute("/ws/chat", chat_socket)], lifespan=lifespan)
     app.state.gateway = gateway
     return app

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_serializer, field_validator
@@ -18,6 +18,9 @@ from pydantic_core import PydanticCustomError
 
 from qwenops.errors import BadInputError
 from qwenops.render.deploy import GATEWAY_DRAIN_S, GATEWAY_PORT
+
+if TYPE_CHECKING:
+    from qwenops.config.target import ConfiguredServer
 
 TOKEN_VARIABLE = "QWENOPS_GATEWAY_TOKEN"
 # A token travels in a Sec-WebSocket-Protocol value for browsers, so it must be an HTTP "token" there;
@@ -169,6 +172,17 @@ class GatewayConfig(BaseModel):
                            description="On SIGTERM, running chats may finish for this long, then are cancelled.")
     read_timeout_s: float = Field(120.0, gt=0, le=86400.0,
                                   description="Longest wait for the server's next event (profile client.timeout_s).")
+    resume: bool = Field(True, description="Continue a cut answer from its token ids (qwenops.stream.resume); "
+                         "chats that can never be resumed (tools, logprobs, ...) are relayed as without it.")
+    queue_size: int = Field(64, ge=0, le=10_000,
+                            description="Chats that may wait at once for a server that is unreachable or restarting "
+                            "(0: none wait, they fail unreachable at once).")
+    queue_deadline_s: float = Field(300.0, gt=0, le=86400.0,
+                                    description="Longest a chat waits for the server to be ready again, in the queue "
+                                    "or to resume a cut answer; then it ends interrupted.")
+    serve_state_dir: str | None = Field(None, description="The state directory of the `qwenops serve` that runs the "
+                                        "upstream, whose records say when it gave up (FATAL) or stopped.")
+    serve_profile: str | None = Field(None, description="That serve's profile name (its records are named after it).")
 
     @field_validator("host")
     @classmethod
@@ -232,7 +246,8 @@ _FLAG = {"port": "--port", "host": "--host", "max_chats": "--max-chats", "drain_
          "max_chats_per_connection": "--max-chats-per-connection", "allowed_origins": "--allow-origin",
          "max_frame_bytes": "--max-frame-bytes", "idle_timeout_s": "--idle-timeout",
          "send_queue_bytes": "--send-queue-bytes", "ping_interval_s": "--ping-interval",
-         "socket_buffer_bytes": "--socket-buffer-bytes", "allowed_hosts": "--allow-host"}
+         "socket_buffer_bytes": "--socket-buffer-bytes", "allowed_hosts": "--allow-host",
+         "resume": "--no-resume", "queue_size": "--queue-size", "queue_deadline_s": "--queue-deadline"}
 
 
 def build_config(**values: Any) -> GatewayConfig:
@@ -265,4 +280,20 @@ def resolve_config(*, profile: str | None, upstream: str | None, **flags: Any) -
             values[key] = tuple(values[key])
     return build_config(
         upstream=server.url, model=server.model, api_key=server.api_key, token=server.settings.gateway_token,
-        read_timeout_s=server.read_timeout_s, **values)
+        read_timeout_s=server.read_timeout_s, **_serve_records(server), **values)
+
+
+def _serve_records(server: ConfiguredServer) -> dict[str, Any]:
+    """Where `qwenops serve` keeps its records when the upstream is the profile's own server (its host and
+    port): a serve of that profile runs it. Another upstream has no supervisor the gateway can know of."""
+    from qwenops.net import base_url as server_url
+    from qwenops.stream.client import normalize_base_url
+
+    profile = server.profile
+    try:
+        own = normalize_base_url(server_url(profile.host, profile.port), field="profile")
+    except BadInputError:
+        return {}
+    if server.url != own:
+        return {}
+    return {"serve_state_dir": str(server.settings.state_dir), "serve_profile": profile.name}

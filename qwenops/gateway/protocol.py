@@ -9,6 +9,7 @@ Client to gateway::
 Gateway to client::
 
     {"type": "delta", "id": "c1", "content": "..."}                         "reasoning" too, when the server sends it
+    {"type": "resumed", "id": "c1", "after_tokens": 40, "gap_ms": 61234.5}  the server was cut; deltas go on
     {"type": "done", "id": "c1", "finish_reason": "stop", "usage": {...}}
     {"type": "error", "id": "c1", "code": "interrupted", "message": "..."}  "id" is null for a frame with no chat
     {"type": "pong"}
@@ -33,14 +34,17 @@ from qwenops.untrusted import MAX_JSON_DEPTH, MAX_JSON_INT_DIGITS
 # Error codes, the stream client's typed errors first (qwenops.errors names the exception of each).
 CODES: dict[str, str] = {
     "in_band_error": "the server reported an error inside the stream (its engine died or refused mid-answer)",
-    "interrupted": "the stream from the server ended before its end: a cut connection or a restarting server",
-    "unreachable": "the server could not be reached (stopped, restarting: `qwenops serve` is in BACKOFF)",
+    "interrupted": "the stream from the server ended before its end and was not resumed, the server was not "
+                   "ready again within --queue-deadline, or its supervisor gave up (FATAL); the message says which",
+    "unreachable": "the server could not be reached and the chat could not wait for it (--queue-size 0, or its "
+                   "supervisor gave up)",
     "http_status": "the server answered with an HTTP error status; the message quotes it",
     "timeout": "the server sent nothing for longer than the read timeout",
     "bad_request": "the frame or its parameters are not acceptable; the message names the field",
     "duplicate_id": "a chat with this id is still running on this connection",
     "too_many_chats": "this connection already runs its most chats at once",
-    "overloaded": "the gateway already runs its most chats at once; retry later",
+    "overloaded": "the gateway already runs its most chats at once, or its queue for a restarting server is "
+                  "full; retry later",
     "slow_reader": "the client read too slowly: the chat was cancelled so the gateway's memory stays bounded",
     "cancelled": "the client cancelled the chat",
     "shutting_down": "the gateway is stopping; the chat was cancelled or not started",
@@ -293,6 +297,11 @@ def delta(chat_id: str, content: str, reasoning: str = "") -> str:
     if reasoning:
         frame["reasoning"] = reasoning
     return dumps(frame)
+
+
+def resumed(chat_id: str, after_tokens: int, gap_ms: float) -> str:
+    """The server's stream was cut after AFTER_TOKENS tokens and continued GAP_MS later: deltas go on."""
+    return dumps({"type": "resumed", "id": chat_id, "after_tokens": after_tokens, "gap_ms": gap_ms})
 
 
 def done(chat_id: str, finish_reason: str | None, usage: Mapping[str, int] | None) -> str:

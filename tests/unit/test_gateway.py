@@ -271,7 +271,7 @@ def test_cli_check_names_a_bad_flag_and_never_shows_secrets(monkeypatch: pytest.
 
 
 _FLAGS = ["--port", "--max-chats", "--max-chats-per-connection", "--max-frame-bytes", "--send-queue-bytes",
-          "--socket-buffer-bytes", "--idle-timeout", "--ping-interval", "--drain"]
+          "--socket-buffer-bytes", "--idle-timeout", "--ping-interval", "--drain", "--queue-size", "--queue-deadline"]
 
 
 _BAD_NUMBERS = ["nan", "NaN", "inf", "-inf", "infinity", "-1", "0", "1e400", "99999999999999999999", "", " ", "1e-9",
@@ -279,7 +279,8 @@ _BAD_NUMBERS = ["nan", "NaN", "inf", "-inf", "infinity", "-1", "0", "1e400", "99
 
 
 @pytest.mark.parametrize(("flag", "value"), [(flag, value) for flag in _FLAGS for value in _BAD_NUMBERS
-                                             if not (flag == "--drain" and value in ("0", "1e-9"))])  # 0: stop at once
+                                             if not (flag == "--drain" and value in ("0", "1e-9"))  # 0: stop at once
+                                             and not (flag == "--queue-size" and value == "0")])  # 0: no queue
 def test_every_numeric_flag_refuses_what_is_not_a_sensible_number(flag: str, value: str) -> None:
     done = CliRunner().invoke(cli, ["gateway", flag, value, "--check"])
     assert done.exit_code == 2, (flag, value, done.output)
@@ -290,7 +291,7 @@ def test_every_numeric_flag_refuses_what_is_not_a_sensible_number(flag: str, val
 
 
 def test_a_non_finite_value_is_refused_by_the_config_too() -> None:
-    for field in ("idle_timeout_s", "ping_interval_s", "drain_s", "read_timeout_s"):
+    for field in ("idle_timeout_s", "ping_interval_s", "drain_s", "read_timeout_s", "queue_deadline_s"):
         for value in (float("nan"), float("inf")):
             with pytest.raises(BadInputError) as caught:
                 build_config(upstream="http://x:1", model="m", **{field: value})
@@ -399,7 +400,9 @@ def test_upstream_errors_are_frames_and_the_connection_goes_on(upstream: Synthet
     assert frames["after"][-1]["type"] == "done"
 
 
-def test_an_upstream_that_is_down_then_back_gives_unreachable_then_answers() -> None:
+def test_without_a_queue_an_upstream_that_is_down_then_back_gives_unreachable_then_answers() -> None:
+    """--queue-size 0: a chat that finds the server down fails at once, as before the queue.
+    (With the queue: tests/unit/test_gateway_resume.py.)"""
     from tests.integration.conftest import free_port
 
     port = free_port()
@@ -416,7 +419,7 @@ def test_an_upstream_that_is_down_then_back_gives_unreachable_then_answers() -> 
                 back = await ask(ws, "back")
             return down, back
 
-    with running_gateway(f"http://127.0.0.1:{port}") as gw:
+    with running_gateway(f"http://127.0.0.1:{port}", queue_size=0) as gw:
         down, back = run(go(gw.url))
     assert down["code"] == "unreachable"
     assert back["type"] == "done"

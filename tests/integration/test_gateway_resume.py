@@ -1,0 +1,89 @@
+"""The gateway resumes on the real vLLM CPU engine under `qwenops serve`: a greedy answer run to
+`max_tokens` (`ignore_eos`) is cut by SIGKILL of the EngineCore once tokens have arrived (evidence, never
+a sleep); the supervisor restarts vLLM, the chat gets one `resumed` frame and its text equals the uncut
+reference answer's. A chat sent while the server is down (its /health refused: evidence that the restart
+is under way) waits in the gateway's queue and completes with the tiny model's known answer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from qwenops.tinymodel import KNOWN_PROMPTS
+from tests.gateway_harness import chat, connect, receive, text_of, until_end
+from tests.integration.conftest import start_serve
+from tests.integration.test_gateway_engine import gateway_process
+from tests.integration.test_stream_resume import vllm_process
+from tests.polling import poll_until
+
+pytestmark = pytest.mark.engine
+
+MAX_TOKENS = 480  # cpu-tiny's max_model_len is 512
+KILL_AFTER = 16  # deltas received before the kill
+GREEDY = {"temperature": 0, "max_tokens": MAX_TOKENS, "ignore_eos": True}
+PROMPT = "Say hello."
+DURING = "What is 2+2?"
+
+
+def reasoning_of(frames: list[dict[str, Any]]) -> str:
+    return "".join(frame.get("reasoning", "") for frame in frames if frame["type"] == "delta")
+
+
+def server_down(base_url: str) -> bool:
+    try:
+        return httpx.get(base_url + "/health", timeout=2).status_code != 200
+    except httpx.HTTPError:
+        return True
+
+
+Frames = list[dict[str, Any]]
+
+
+async def cut_and_resume(url: str, kill: Callable[[], None], base_url: str) -> tuple[Frames, Frames, Frames]:
+    """The reference answer, the same answer cut by KILL once KILL_AFTER deltas arrived, and a chat sent on
+    another connection once the server is down."""
+    async with connect(url) as ws, connect(url) as other:
+        await ws.send(chat("reference", PROMPT, **GREEDY))
+        reference = (await until_end(ws, {"reference"}, 300))["reference"]
+        await ws.send(chat("cut", PROMPT, **GREEDY))
+        frames: Frames = []
+        while sum(frame["type"] == "delta" for frame in frames) < KILL_AFTER:
+            frames.append(await receive(ws, 300))
+        assert frames[-1]["type"] == "delta", "the answer ended before the kill"
+        kill()
+        await asyncio.to_thread(poll_until, lambda: server_down(base_url),
+                                "vLLM's API server goes down after its engine", 300, 0.05)
+        await other.send(chat("during", DURING, temperature=0, max_tokens=64))
+        frames += (await until_end(ws, {"cut"}, 900))["cut"]
+        during = (await until_end(other, {"during"}, 900))["during"]
+        return reference, frames, during
+
+
+def test_a_chat_cut_by_sigkill_resumes_with_one_frame_and_a_chat_sent_during_the_restart_completes(
+        state_dir: Path) -> None:
+    for serve in start_serve(state_dir):
+        serve.wait_message("READY=1", timeout_s=600)
+        base_url = f"http://127.0.0.1:{serve.port}"
+        with gateway_process(base_url, "--profile", "cpu-tiny", "--queue-deadline", "900") as gw:
+            engine = vllm_process(serve, "EngineCore")
+            reference, frames, during = asyncio.run(cut_and_resume(gw.url, engine.kill, base_url))
+            with contextlib.suppress(httpx.HTTPError):
+                print("\ngateway /healthz after:", gw.health())
+    resumed = [frame for frame in frames if frame["type"] == "resumed"]
+    print("resumed frame:", resumed, f"({[f['type'] for f in frames].count('delta')} deltas)")
+    print("frames around it:", frames[max(0, frames.index(resumed[0]) - 2):frames.index(resumed[0]) + 3]
+          if resumed else None)
+    assert len(resumed) == 1, [frame for frame in frames if frame["type"] != "delta"]
+    assert KILL_AFTER <= resumed[0]["after_tokens"] < MAX_TOKENS and resumed[0]["gap_ms"] > 0
+    assert text_of(frames) == text_of(reference) != ""
+    assert reasoning_of(frames) == reasoning_of(reference)
+    assert frames[-1]["type"] == "done" and frames[-1]["finish_reason"] == "length"
+    assert frames[-1]["usage"]["completion_tokens"] == MAX_TOKENS == reference[-1]["usage"]["completion_tokens"]
+    assert during[-1]["type"] == "done", during[-1]
+    assert text_of(during) == KNOWN_PROMPTS[DURING]
