@@ -9,6 +9,7 @@ the terminal here, once, for every view: see `_Printable`.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Callable
@@ -32,12 +33,44 @@ _UNBOUNDED = 1_000_000
 def _console(*, stderr: bool) -> Console:
     import os
 
-    from rich.console import Console
-
     stream = sys.stderr if stderr else sys.stdout
     width = None if stream.isatty() or os.environ.get("COLUMNS") else _UNBOUNDED
     # soft_wrap: never break a rendered command line or path in the middle.
-    return Console(stderr=stderr, soft_wrap=True, highlight=False, width=width)
+    return _safe_console_class()(stderr=stderr, soft_wrap=True, highlight=False, width=width)
+
+
+@functools.cache
+def _safe_console_class() -> type[Console]:
+    """rich's Console whose every print goes through _Printable: the live consoles (serve's, which echoes
+    the server's own output lines, tune's progress, smoke-stream's) print untrusted text too, and they
+    print through this console, not through emit(). Built on first use: rich stays unimported until a
+    command prints."""
+    from rich.console import Console
+
+    class SafeConsole(Console):
+        def print(self, *objects: Any, markup: bool | None = None, emoji: bool | None = None,
+                  highlight: bool | None = None, **kwargs: Any) -> None:
+            from rich.control import Control
+
+            safe = [
+                item if isinstance(item, Control)  # cursor moves of a live display: rich's own, kept
+                else _Printable(self.render_str(str(item), markup=markup, emoji=emoji, highlight=highlight)
+                                if isinstance(item, str) or not _is_renderable(item) else item)
+                for item in objects
+            ]
+            super().print(*safe, highlight=highlight, **kwargs)
+
+    return SafeConsole
+
+
+def safe_renderable(renderable: RenderableType) -> RenderableType:
+    """RENDERABLE with every control sequence gone from its text: for what a live display (rich's Live)
+    draws, which it renders itself rather than through print."""
+    return _Printable(renderable)
+
+
+def _is_renderable(item: object) -> bool:
+    return hasattr(item, "__rich_console__") or hasattr(item, "__rich__")
 
 
 class _Printable:

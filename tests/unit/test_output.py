@@ -150,3 +150,39 @@ def test_profiles_list_view_draws_a_hostile_description_safely(monkeypatch: pyte
          json_mode=False, view=_list_view)
     assert "hostile" in out.getvalue() and "INVALID: bad" in out.getvalue()
     assert_safe(out.getvalue())
+
+
+HOSTILE_LINE = "vLLM says \x1b]0;pwned\x07hi\x1b]8;;http://evil.example/\x1b\\click\x1b]8;;\x1b\\ \x9b2J[bold]x[/bold]"
+
+
+def test_serve_echoes_the_servers_own_lines_safely(capsys: pytest.CaptureFixture[str]) -> None:
+    """serve's live console prints vLLM's output lines (which quote whatever a request or a model path
+    holds) through the console, not through emit(): the same rule holds there."""
+    from qwenops.cli.views.serve import ConsoleReporter
+
+    reporter = ConsoleReporter()
+    reporter.server_line(HOSTILE_LINE)
+    reporter.on_note("note \x1b]0;title\x07done")
+    reporter.close()
+    err = capsys.readouterr().err
+    assert "vLLM says " in err and "click [bold]x[/bold]" in err  # the text, markup left as text
+    assert "qwenops note " in err and "pwned" not in err and "title" not in err
+    assert "\x1b]" not in err and "\x9b" not in err and "\x07" not in err
+
+
+def test_live_views_draw_the_servers_text_safely() -> None:
+    """smoke-stream's live panel shows each stream's latest text from the server; rich's Live draws it
+    itself, so the panel is made safe before Live sees it, and the text is never read as markup."""
+    from rich.console import Console
+
+    from qwenops.cli.views.smoke import LiveSmokeView
+    from qwenops.stream.chunks import ChatDelta
+
+    console = Console(file=io.StringIO(), force_terminal=True, width=200, color_system=None)
+    view = LiveSmokeView(1, console)
+    view.stream_started(0)
+    view.stream_delta(0, ChatDelta(arrived_s=0.0, id="c", model="m", content=HOSTILE_LINE))
+    with console.capture() as captured:
+        console.print(view._render())
+    shown = captured.get()
+    assert "[bold]x[/bold]" in shown and "pwned" not in shown and "\x1b]" not in shown and "\x9b" not in shown

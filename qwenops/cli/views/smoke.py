@@ -137,6 +137,9 @@ class LiveSmokeView:
 
     def _render(self) -> Any:
         from rich.table import Table
+        from rich.text import Text
+
+        from qwenops.cli.output import safe_renderable
 
         elapsed = time.perf_counter() - self.started
         table = Table(box=None, show_header=False, pad_edge=False)
@@ -144,14 +147,14 @@ class LiveSmokeView:
         table.add_column(no_wrap=True, overflow="ellipsis")
         for index, text in sorted(self.texts.items())[:8]:
             tail = " ".join(text.split())[-100:]
-            table.add_row(f"stream {index}", tail or "…")
+            table.add_row(f"stream {index}", Text(tail or "…"))  # the server's text: never markup
         rate = self.tokens / elapsed if elapsed > 0 else 0.0
         table.add_row(
             "",
             f"[bold]{self.finished}/{self.total}[/] done, {self.failed} failed, "
             f"{self.tokens} tokens, {rate:.1f} tokens/s, {elapsed:.1f} s",
         )
-        return table
+        return safe_renderable(table)  # Live draws it itself, not through print
 
 
 def run_smoke_in_terminal(options: SmokeOptions, *, live: bool, junit_path: Path | None) -> SmokeReport:

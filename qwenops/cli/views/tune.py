@@ -60,8 +60,11 @@ class SweepReporter:
             if self._live is not None:
                 from rich.markup import escape
 
-                self._live.update(f"[bold]tune[/] {escape(candidate.key)}: {escape(phase)} | "
-                                  f"{escape(_best(best))} | {max(left_s, 0) / 60:.1f} min left")
+                from qwenops.cli.output import safe_renderable
+
+                line = self.console.render_str(f"[bold]tune[/] {escape(candidate.key)}: {escape(phase)} | "
+                                               f"{escape(_best(best))} | {max(left_s, 0) / 60:.1f} min left")
+                self._live.update(safe_renderable(line))  # Live draws it itself, not through print
 
     def on_result(self, result: CandidateResult, best: CandidateResult | None, left_s: float) -> None:
         with self._lock:
