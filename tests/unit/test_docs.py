@@ -123,3 +123,14 @@ def test_the_readme_command_table_names_every_command_and_render_target() -> Non
     words = set(re.split(r"[\\|`\s]+", render_rows.replace("\\|", " ")))
     for target in DEPLOY_TARGETS:
         assert target in words, f"the README's command table misses `qwenops render {target}`"
+
+
+def test_security_doc_lists_every_limit_on_untrusted_input() -> None:
+    """docs/security.md's table names every limit qwenops/untrusted.py defines: a new limit is documented."""
+    from qwenops import untrusted
+
+    limits = [name for name in vars(untrusted) if name.isupper() and not name.startswith("_")
+              and isinstance(getattr(untrusted, name), (int, float, str))]
+    text = (REPO / "docs" / "security.md").read_text(encoding="utf-8")
+    missing = [name for name in limits if name not in ("NAME_RULE", "KIB", "MIB", "GIB") and f"`{name}`" not in text]
+    assert limits and missing == [], f"docs/security.md does not list {missing}"
