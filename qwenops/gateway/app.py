@@ -9,7 +9,7 @@ upstream response, which is how vLLM learns to abort the request.
 A server that restarts under `qwenops serve`: an answer it cut is resumed by the stream library from its
 token ids (one `resumed` frame, then the deltas go on); a chat that finds it unreachable waits in a
 bounded queue (`queue_size` chats, each at most `queue_deadline_s`) while one probe polls `/health` and
-`/v1/models`, then is sent. A FATAL that serve records (supervision.py) ends every chat that began before
+`/v1/models`, then is sent. A FATAL that serve records (config.ServeRecords) ends every chat that began before
 it `interrupted`, with the supervisor's cause. `/metrics` serves the counters of metrics.py.
 """
 
@@ -43,9 +43,8 @@ from qwenops.errors import (
     UnreachableError,
 )
 from qwenops.gateway import protocol
-from qwenops.gateway.config import GatewayConfig
+from qwenops.gateway.config import Fatal, GatewayConfig, ServeRecords
 from qwenops.gateway.metrics import GatewayMetrics
-from qwenops.gateway.supervision import Fatal, ServeRecords
 from qwenops.untrusted import mask_url
 
 if TYPE_CHECKING:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -77,8 +78,11 @@ def test_a_chat_cut_by_sigkill_resumes_with_one_frame_and_a_chat_sent_during_the
                 print("\ngateway /healthz after:", gw.health())
     resumed = [frame for frame in frames if frame["type"] == "resumed"]
     print("resumed frame:", resumed, f"({[f['type'] for f in frames].count('delta')} deltas)")
-    print("frames around it:", frames[max(0, frames.index(resumed[0]) - 2):frames.index(resumed[0]) + 3]
-          if resumed else None)
+    at = frames.index(resumed[0]) if resumed else 0
+    for frame in (*frames[:3], *frames[max(0, at - 2):at + 3], frames[-1]):  # the README's example is these
+        print(json.dumps(frame, ensure_ascii=False))
+    for frame in during:
+        print(json.dumps(frame, ensure_ascii=False))
     assert len(resumed) == 1, [frame for frame in frames if frame["type"] != "delta"]
     assert KILL_AFTER <= resumed[0]["after_tokens"] < MAX_TOKENS and resumed[0]["gap_ms"] > 0
     assert text_of(frames) == text_of(reference) != ""

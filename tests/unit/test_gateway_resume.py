@@ -222,7 +222,7 @@ def test_a_fatal_recorded_by_serve_ends_every_waiting_and_resuming_chat_with_its
 
 
 def test_serve_records_are_read_bounded_and_checked(tmp_path: Path) -> None:
-    from qwenops.gateway.supervision import ServeRecords
+    from qwenops.gateway.config import ServeRecords
 
     records = ServeRecords(tmp_path, "p")
     assert records.fatal() is None and not records.running()
