@@ -17,6 +17,7 @@ with the fix applied. Waits are on evidence (tests/polling.py), never on time.
 from __future__ import annotations
 
 import concurrent.futures
+import math
 import os
 import re
 import subprocess
@@ -148,10 +149,14 @@ def test_a_prompt_that_meets_max_model_len_is_named_with_both_numbers(
     assert f"max_model_len {CONTEXT:,}" in found["fix"]
     assert "a prompt of more than 2,000 tokens" in quotes(found)
     assert 'finished_reason="length"' in quotes(found)
+    # The max_model_len to set: the refused prompt + the max_tokens the server's requests asked for (their mean,
+    # read here as troubleshoot reads it first, before its probes add their own requests).
+    asked = server_metrics(long_server.base_url)
+    mean = asked["vllm:request_params_max_tokens_sum"] / asked["vllm:request_params_max_tokens_count"]
     _, both = troubleshoot(profiles, "--log", str(client_log), *probe)
     found = finding(both, "request_too_long")
     assert f"prompts of at least {CONTEXT + 1:,} tokens meet max_model_len {CONTEXT:,}" in found["fix"]
-    assert f"--set max_model_len={CONTEXT + 1 + 16}" in found["fix"]  # the prompt + the 16 tokens it asked for
+    assert f"--set max_model_len={CONTEXT + 1 + math.ceil(mean)}`" in found["fix"]
     assert str(client_log) in quotes(found) and "metric vllm:request_prompt_tokens" in quotes(found)
 
 
