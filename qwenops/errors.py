@@ -71,6 +71,12 @@ class EngineMissingError(BadInputError):
     code = "engine_missing"
 
 
+class PortInUseError(BadInputError):
+    """A host:port that a server (vLLM, the gateway, serve's metrics) must bind is already bound."""
+
+    code = "port_in_use"
+
+
 class UsageError(BadInputError):
     """A command line Click could not parse: an unknown option, a bad or missing value."""
 

@@ -24,7 +24,8 @@ from pydantic import BaseModel, ConfigDict
 from qwenops.config.loader import resolve_profile
 from qwenops.config.profile import Profile
 from qwenops.config.settings import load_settings
-from qwenops.errors import BadInputError, EngineMissingError
+from qwenops.errors import EngineMissingError, PortInUseError
+from qwenops.hardware.host import check_port_free
 from qwenops.net import base_url
 from qwenops.supervisor.options import SupervisorOptions
 
@@ -36,12 +37,6 @@ MASK = "***"  # as `profiles show` masks it
 # The service manager's variables belong to qwenops, the process systemd watches; a child that
 # inherited them could send READY=1 on our behalf (with NotifyAccess=all) before we checked anything.
 _SUPERVISOR_ONLY_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
-
-
-class PortInUseError(BadInputError):
-    """The profile's host:port is already bound by another process."""
-
-    code = "port_in_use"
 
 
 class ServePlan(BaseModel):
@@ -192,20 +187,6 @@ def check_engine(plan: ServePlan) -> None:
             "the GPU engine (vllm) is not installed: no `vllm` command on PATH", field="engine",
             hint="install it with: pip install 'qwenops[gpu]'",
         )
-
-
-def check_port_free(host: str, port: int) -> None:
-    """Refuse to start on a taken port, naming the owner: vLLM would only find out after loading the model."""
-    from qwenops.hardware.host import port_status
-
-    status = port_status(host, port)
-    if status.error is not None:
-        raise BadInputError(status.error, field="host", hint="pass an address of this machine with --host")
-    if not status.free:
-        who = (f"pid {status.holder_pid} ({status.holder_name})" if status.holder_pid
-               else "a process this user cannot see (run as root to see which)")
-        raise PortInUseError(f"{host}:{port} is already in use by {who}", field="port",
-                             hint="stop that process or pass another --port")
 
 
 def ensure_model(plan: ServePlan) -> None:

@@ -98,8 +98,9 @@ def run_gateway(config: GatewayConfig, *, log_level: str = "info") -> GatewayRun
     """Serve until SIGTERM or Ctrl-C; return what was served. Binding errors raise before serving."""
     import uvicorn
 
+    from qwenops.errors import PortInUseError
     from qwenops.gateway.app import Gateway, create_app
-    from qwenops.serve import PortInUseError, check_port_free
+    from qwenops.hardware.host import check_port_free
 
     check_port_free(config.host, config.port)  # named owner, before anything is served
     app = create_app(config)

@@ -15,6 +15,7 @@ import socket
 from importlib import metadata
 from pathlib import Path
 
+from qwenops.errors import BadInputError, PortInUseError
 from qwenops.hardware.facts import DiskFacts, HostFacts, HostInfo, PortFacts, SoftwareFacts
 from qwenops.units import GIB
 
@@ -80,6 +81,19 @@ def port_status(host: str, port: int) -> PortFacts:
         return PortFacts(host=host, port=port, free=True)
     pid, name = _port_holder(port)
     return PortFacts(host=host, port=port, free=False, holder_pid=pid, holder_name=name)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse to start on a taken port, naming the owner: vLLM would only find out after loading the model.
+    The one check behind serve, tune's candidates and the gateway."""
+    status = port_status(host, port)
+    if status.error is not None:
+        raise BadInputError(status.error, field="host", hint="pass an address of this machine with --host")
+    if not status.free:
+        who = (f"pid {status.holder_pid} ({status.holder_name})" if status.holder_pid
+               else "a process this user cannot see (run as root to see which)")
+        raise PortInUseError(f"{host}:{port} is already in use by {who}", field="port",
+                             hint="stop that process or pass another --port")
 
 
 def _port_holder(port: int) -> tuple[int | None, str | None]:

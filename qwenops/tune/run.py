@@ -108,7 +108,8 @@ def _serve_plan(options: TuneOptions) -> ServePlan:
 
 def preflight(plan: ServePlan) -> None:
     """What would stop every start, checked once before the first: the engine and the port."""
-    from qwenops.serve import check_engine, check_port_free
+    from qwenops.hardware.host import check_port_free
+    from qwenops.serve import check_engine
 
     check_engine(plan)
     check_port_free(plan.host, plan.port)
