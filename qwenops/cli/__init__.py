@@ -51,8 +51,10 @@ class RootGroup(LazyGroup):
             raise AssertionError("unreachable") from None  # _report exits
 
     def invoke(self, ctx: click.Context) -> Any:
+        from qwenops.config.settings import read_once
+
         try:
-            with _warnings_as_lines():
+            with _warnings_as_lines(), read_once():  # one read of the env file per command
                 return super().invoke(ctx)
         except QwenopsError as exc:
             _report(ctx, exc)

@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from qwenops.config.loader import ResolvedProfile, resolve_profile
-from qwenops.config.paths import available_profiles, profile_dirs
+from qwenops.config.loader import ResolvedProfile, resolve_from
+from qwenops.config.paths import profile_dirs, profiles_in
 from qwenops.config.profile import Engine, Profile
 from qwenops.errors import ProfileInvalidError
 
@@ -39,11 +39,13 @@ class ProfileList(BaseModel):
 
 def list_profiles(profiles_dir: Path | None = None) -> ProfileList:
     """Every profile with what it serves; one broken file is listed with its problem, not fatal to the rest."""
-    found = available_profiles(profiles_dir)
+    dirs = profile_dirs(profiles_dir)
+    found = profiles_in(dirs)
+    parsed: dict[Path, dict[str, Any]] = {}
     summaries = []
     for name in sorted(found):
         try:
-            profile = resolve_profile(name, profiles_dir=profiles_dir, env={}).profile
+            profile = resolve_from(name, found, env={}, parsed=parsed).profile
         except ProfileInvalidError as exc:
             summaries.append(ProfileSummary(name=name, file=str(found[name]), problem=exc.one_line()))
             continue
@@ -53,7 +55,7 @@ def list_profiles(profiles_dir: Path | None = None) -> ProfileList:
                 description=profile.description,
             )
         )
-    return ProfileList(profiles=tuple(summaries), directories=tuple(str(d) for d in profile_dirs(profiles_dir)))
+    return ProfileList(profiles=tuple(summaries), directories=tuple(str(d) for d in dirs))
 
 
 class ProfileView(BaseModel):

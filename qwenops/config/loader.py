@@ -96,7 +96,8 @@ def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _load_chain(
-    name: str, available: dict[str, Path], chain: tuple[str, ...] = ()
+    name: str, available: Mapping[str, Path], chain: tuple[str, ...] = (),
+    parsed: dict[Path, dict[str, Any]] | None = None,
 ) -> tuple[dict[str, Any], dict[str, str], list[Path]]:
     field = "extends" if chain else "profile"
     try:
@@ -114,7 +115,12 @@ def _load_chain(
             )
         raise ProfileNotFoundError(f"unknown profile {name!r}; available: {known}", field="profile")
     path = available[name]
-    raw = _read_yaml(path)
+    if parsed is None:
+        raw = _read_yaml(path)
+    else:  # one read and parse per file for a whole listing: a parent is shared by its children
+        if path not in parsed:
+            parsed[path] = _read_yaml(path)
+        raw = dict(parsed[path])  # shallow: _merge copies every mapping it changes
     parent = raw.pop("extends", None)
     data: dict[str, Any] = {}
     sources: dict[str, str] = {}
@@ -122,7 +128,7 @@ def _load_chain(
     if parent is not None:
         if not isinstance(parent, str):
             raise ProfileInvalidError(f"{path}: 'extends' must be a profile name", field="extends")
-        data, sources, files = _load_chain(parent, available, (*chain, name))
+        data, sources, files = _load_chain(parent, available, (*chain, name), parsed)
     data = _merge(data, raw)
     sources.update(dict.fromkeys(raw, f"profile {path.name}"))
     data["name"] = name
@@ -150,8 +156,20 @@ def resolve_profile(
     """
     if name is None:
         name = load_settings().profile
-    available = available_profiles(profiles_dir)
-    data, sources, files = _load_chain(name, available)
+    return resolve_from(name, available_profiles(profiles_dir), cli_overrides=cli_overrides, env=env)
+
+
+def resolve_from(
+    name: str,
+    available: Mapping[str, Path],
+    *,
+    cli_overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    parsed: dict[Path, dict[str, Any]] | None = None,
+) -> ResolvedProfile:
+    """resolve_profile with the profiles already found (AVAILABLE); PARSED, when given, keeps each file's
+    YAML across calls, so that listing every profile reads each file once."""
+    data, sources, files = _load_chain(name, available, parsed=parsed)
     # env=None: the real environment and env file; a mapping (tests, `profiles list`): only that.
     env_values = env_overrides(env)
     for key, (value, origin) in env_values.items():

@@ -51,8 +51,13 @@ def _is_dir(path: Path, variable: str) -> bool:
 
 
 def available_profiles(extra_dir: Path | None = None) -> dict[str, Path]:
+    return profiles_in(profile_dirs(extra_dir))
+
+
+def profiles_in(dirs: list[Path]) -> dict[str, Path]:
+    """Each profile name in DIRS (profile_dirs' order, first match wins) and its file."""
     found: dict[str, Path] = {}
-    for directory in profile_dirs(extra_dir):
+    for directory in dirs:
         for path in sorted(directory.glob("*.yaml")):
             found.setdefault(path.stem, path)
     return found

@@ -20,10 +20,12 @@ Secrets (the API key, the gateway's token) come only from the environment or an 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -117,9 +119,14 @@ def environment(environ: Mapping[str, str] | None = None) -> dict[str, Value]:
     ENVIRON None is the process environment plus the env file; a mapping (tests) is used alone.
     """
     found: dict[str, Value] = {}
+    key: tuple[object, ...] | None = None
     if environ is None:
         environ = os.environ
         path = env_file(environ)
+        cache = _read_once.get()
+        key = _read_key(environ, path) if cache is not None else None
+        if cache is not None and key in cache:
+            return dict(cache[key])
         if path is not None:
             found.update(_read_env_file(path))
             _warn_unknown(name for name in found)
@@ -130,7 +137,44 @@ def environment(environ: Mapping[str, str] | None = None) -> dict[str, Value]:
                 found[name] = Value(value, f"environment {name}")
             else:
                 found.pop(name, None)  # set empty in the environment: unset, even over the env file
+    cache = _read_once.get()
+    if cache is not None and key is not None:
+        cache[key] = dict(found)
     return found
+
+
+# Inside `read_once()`: the values environment() found, by what they were read from.
+_read_once: contextvars.ContextVar[dict[tuple[object, ...], dict[str, Value]] | None] = contextvars.ContextVar(
+    "qwenops_read_once", default=None)
+
+
+@contextlib.contextmanager
+def read_once() -> Iterator[None]:
+    """Within this block (one CLI command: the root command opens it), the environment and env file are
+    read once: every later environment() and load_settings() gets the same values without opening the
+    env file again, and its warnings are not raised again. A changed QWENOPS_* variable, working
+    directory or env file (its inode, size or mtime) is read afresh; outside the block, every call reads."""
+    token = _read_once.set({})
+    try:
+        yield
+    finally:
+        _read_once.reset(token)
+
+
+def _read_key(environ: Mapping[str, str], path: Path | None) -> tuple[object, ...]:
+    variables = tuple(sorted((k, v) for k, v in environ.items() if k.startswith(ENV_PREFIX)))
+    signature: tuple[int, ...] = ()
+    if path is not None:
+        try:
+            st = path.stat()
+            signature = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        except OSError:
+            signature = (-1,)  # the read reports it
+    try:
+        cwd = str(Path.cwd())
+    except OSError:  # the working directory was removed: ./.env is then not found either
+        cwd = ""
+    return variables, cwd, str(path), signature
 
 
 def known_variables() -> tuple[str, ...]:
