@@ -128,8 +128,14 @@ def preemption_finding(preemptions: float, sizes: Sizes, flags: Flags, facts: Lo
     evidence.append(Evidence("metric vllm:request_prompt_tokens", f"{tokens:.0f} tokens a request ({how})"))
     safe = safe_max_num_seqs(kv_tokens, block_size, tokens)
     now = flags.get("max_num_seqs")
-    room = (f"the KV cache holds {kv_tokens:,} tokens and a request like those served needs {tokens:.0f} "
-            + (f"(in blocks of {block_size}, one block kept by vLLM)" if block_size else "") + f": {safe} fit at once")
+    if block_size:
+        need = math.ceil(tokens / block_size)
+        room = (f"a request like those served holds {tokens:.0f} tokens = {need} blocks of {block_size}, and the "
+                f"KV cache has {kv_tokens // block_size - 1} blocks for requests ({kv_tokens:,} tokens, one block "
+                f"kept by vLLM): {safe} fit at once")
+    else:
+        room = (f"a request like those served holds {tokens:.0f} tokens and the KV cache {kv_tokens:,}: "
+                f"{safe} fit at once")
     if tokens > kv_tokens - (block_size or 0):
         fix = (f"one request ({tokens:.0f} tokens) needs more than the whole KV cache ({kv_tokens:,} tokens): give the "
                f"cache more memory (gpu_memory_utilization; VLLM_CPU_KVCACHE_SPACE on the CPU engine), or lower "
