@@ -185,3 +185,70 @@ def test_env_file_without_the_key_may_be_shared(tmp_path: Path, monkeypatch: pyt
     env_file.chmod(0o644)
     monkeypatch.setenv(ENV_FILE_VARIABLE, str(env_file))
     assert environment()["QWENOPS_PORT"].value == "9000"
+
+
+PROBES = Path(__file__).resolve().parents[1] / "data" / "probes"
+PURE_COMMANDS = [
+    ["profiles", "list"], ["profiles", "show", "4090d"], ["render", "flags", "--profile", "4090d"],
+    ["render", "script", "--profile", "4090d"], ["render", "systemd", "--profile", "4090d"],
+    ["plan", "--profile", "4090d", "--probe-file", str(PROBES / "rtx4090d-cuda124.json")],
+]
+
+
+@pytest.mark.parametrize("args", [["--help"], *PURE_COMMANDS], ids=lambda a: " ".join(a[:2]))
+def test_each_command_reads_the_env_file_once(args: list[str], tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import qwenops.config.settings as settings_module
+
+    env_file = tmp_path / "qwenops.env"
+    env_file.write_text("QWENOPS_MAX_NUM_SEQS=4\n")
+    monkeypatch.setenv(ENV_FILE_VARIABLE, str(env_file))
+    reads: list[Path] = []
+    real = settings_module._read_env_file
+
+    def counted(path: Path) -> dict[str, Value]:
+        reads.append(path)
+        return real(path)
+
+    monkeypatch.setattr(settings_module, "_read_env_file", counted)
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code in (0, 1), result.output  # plan's verdict may be "does not fit"
+    assert reads == ([] if args == ["--help"] else [env_file])
+
+
+def test_profiles_list_reads_each_profile_file_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import qwenops.config.loader as loader_module
+
+    reads: list[Path] = []
+    real = loader_module._read_yaml
+
+    def counted(path: Path) -> dict[str, object]:
+        reads.append(path)
+        return real(path)
+
+    monkeypatch.setattr(loader_module, "_read_yaml", counted)
+    result = CliRunner().invoke(cli, ["profiles", "list", "--json"])
+    assert result.exit_code == 0, result.output
+    listed = [p["file"] for p in json.loads(result.output)["data"]["profiles"]]
+    assert sorted(map(str, reads)) == sorted(listed)  # 4090d-fp8 and the offload one extend 4090d
+
+
+def test_read_once_rereads_what_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from qwenops.config.settings import read_once
+
+    env_file = tmp_path / "qwenops.env"
+    env_file.write_text("QWENOPS_PORT=8001\n")
+    monkeypatch.setenv(ENV_FILE_VARIABLE, str(env_file))
+    with read_once():
+        first = environment()
+        first["QWENOPS_PORT"] = Value("mutated by a caller", "test")
+        assert environment()["QWENOPS_PORT"].value == "8001"  # a copy each time
+        monkeypatch.setenv("QWENOPS_MAX_NUM_SEQS", "3")
+        assert environment()["QWENOPS_MAX_NUM_SEQS"].value == "3"  # the environment changed: read again
+        env_file.write_text("QWENOPS_PORT=8002\n")
+        os.utime(env_file, ns=(0, 0))
+        assert environment()["QWENOPS_PORT"].value == "8002"  # the file changed: read again
+    env_file.write_text("QWENOPS_PORT=8003\n")
+    assert environment()["QWENOPS_PORT"].value == "8003"
