@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +25,7 @@ from qwenops.config.settings import load_settings
 from qwenops.errors import EngineMissingError, PortInUseError
 from qwenops.hardware.host import check_port_free
 from qwenops.net import base_url
+from qwenops.supervisor.lifetime import end_leftover_group, stop_on_signals, write_run_record
 from qwenops.supervisor.options import SupervisorOptions
 
 if TYPE_CHECKING:
@@ -222,7 +221,7 @@ def serve(
     observer = observer or NullObserver()
     check_engine(plan)
     # Before the port check: a group an earlier qwenops left behind may be what holds the port.
-    ended = end_leftover_group(plan)
+    ended = end_leftover_group(run_record(plan), what=f"profile {plan.profile}", port=plan.port)
     if ended is not None:
         observer.on_note(ended)
     check_port_free(plan.host, plan.port)
@@ -247,7 +246,7 @@ def serve(
                 metrics.auto_fitted(f.field for f in changed)
             rounds += 1
     finally:
-        _run_record(plan).unlink(missing_ok=True)
+        run_record(plan).unlink(missing_ok=True)
         if listener is not None:
             listener.close()
     cause = outcome.cause
@@ -319,7 +318,7 @@ def _supervise(plan: ServePlan, *, observer: Observer, echo: Callable[[str], obj
 
         # Under the guard: the group ends even if qwenops itself is SIGKILLed (supervisor/guard.py).
         server = spawn(guard_argv(plan.argv), env=env, log=log, on_line=line_sink)
-        _write_run_record(plan, server.pid)
+        write_run_record(run_record(plan), server.pid, port=plan.port)
         return server
 
     prober = HealthChecker(plan.base_url, plan.served_model_name, api_key=api_key)
@@ -329,7 +328,7 @@ def _supervise(plan: ServePlan, *, observer: Observer, echo: Callable[[str], obj
     if on_supervisor is not None:
         on_supervisor(supervisor.request_stop)
     try:
-        with _stop_on_signals(supervisor.request_stop, enabled=handle_signals):
+        with stop_on_signals(supervisor.request_stop, enabled=handle_signals):
             return supervisor.run()
     finally:
         prober.close()
@@ -445,91 +444,6 @@ def _save_fitted_profile(plan: ServePlan, current: Profile, fitted: Mapping[str,
                                 comment=comment)
 
 
-# ------------------------------------------------------------------------- no orphans across runs
-
-
-def _run_record(plan: ServePlan) -> Path:
+def run_record(plan: ServePlan) -> Path:
+    """Where serve records who runs this profile's server now (supervisor/lifetime.py)."""
     return Path(plan.state_dir) / "run" / f"serve-{plan.profile}.json"
-
-
-def _write_run_record(plan: ServePlan, leader_pid: int) -> None:
-    """Who runs this profile's server now, so a start after a SIGKILL of qwenops can end what was left."""
-    import json
-
-    import psutil
-
-    path = _run_record(plan)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        record = {"pgid": leader_pid, "qwenops_pid": os.getpid(),
-                  "qwenops_started": psutil.Process().create_time(), "port": plan.port}
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(record), encoding="utf-8")
-        temporary.replace(path)
-    except (OSError, psutil.Error):
-        return  # a read-only state dir costs only this cleanup, not the run
-
-
-def end_leftover_group(plan: ServePlan) -> str | None:
-    """End the process group an earlier, now dead, qwenops left for this profile; say what was ended.
-
-    Only when the qwenops that recorded it is gone (a live one is another running server, whose port
-    the port check then names) and the group still has members.
-    """
-    import json
-    import signal as signals
-
-    import psutil
-
-    from qwenops.supervisor.process import live_group_members
-
-    path = _run_record(plan)
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-        pgid, owner, owner_started = int(record["pgid"]), int(record["qwenops_pid"]), float(record["qwenops_started"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    try:
-        if psutil.Process(owner).create_time() == owner_started:
-            return None  # that qwenops still runs
-    except psutil.Error:
-        pass
-    members = live_group_members(pgid)
-    if not members:
-        path.unlink(missing_ok=True)
-        return None
-    for sig in (signals.SIGTERM, signals.SIGKILL):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, sig)
-        for _ in range(50):
-            if not live_group_members(pgid):
-                break
-            threading.Event().wait(0.1)
-        if not live_group_members(pgid):
-            break
-    path.unlink(missing_ok=True)
-    return (f"ended {len(members)} process(es) of profile {plan.profile} left by an earlier qwenops "
-            f"(pid {owner}, process group {pgid}) before binding port {plan.port}")
-
-
-@contextlib.contextmanager
-def _stop_on_signals(request_stop: Callable[[str], None], *, enabled: bool) -> Iterator[None]:
-    """SIGTERM/SIGINT/SIGHUP/SIGQUIT become a stop request; the loop notices it at once and drains.
-
-    The server runs in its own session, so a closed terminal or dropped ssh (SIGHUP) or Ctrl-\\
-    (SIGQUIT) reaches only us: dying by their default action would leave the whole vLLM tree running.
-    PR_SET_PDEATHSIG in the child would be a backstop for SIGKILL of qwenops, but it needs prctl in a
-    preexec_fn, which is not safe once threads run (the output pumps); SIGKILL stays uncovered.
-    """
-    if not enabled or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
-    previous = {sig: signal.getsignal(sig) for sig in signals}
-    for sig in signals:
-        signal.signal(sig, lambda num, _frame: request_stop(signal.Signals(num).name))
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

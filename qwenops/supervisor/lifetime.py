@@ -1,0 +1,94 @@
+"""The supervising process's lifetime: no orphans across runs, and the signals that end a run.
+
+A run record names the process group a qwenops process leads for a server, so the next start can end
+a group that a SIGKILLed qwenops left behind (supervisor/guard.py covers SIGKILL within a run; this
+covers a guard that died with it). `stop_on_signals` turns the signals that would otherwise kill
+qwenops by their default action into a stop request, so the supervisor drains and ends its group.
+Knows nothing of profiles: callers pass the record's path and what to call the server in messages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+
+def write_run_record(path: Path, leader_pid: int, *, port: int) -> None:
+    """Who runs this server now, so a start after a SIGKILL of qwenops can end what was left."""
+    import psutil
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        record = {"pgid": leader_pid, "qwenops_pid": os.getpid(),
+                  "qwenops_started": psutil.Process().create_time(), "port": port}
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(record), encoding="utf-8")
+        temporary.replace(path)
+    except (OSError, psutil.Error):
+        return  # a read-only state dir costs only this cleanup, not the run
+
+
+def end_leftover_group(path: Path, *, what: str, port: int) -> str | None:
+    """End the process group an earlier, now dead, qwenops recorded at PATH; say what was ended.
+
+    Only when the qwenops that recorded it is gone (a live one is another running server, whose port
+    the port check then names) and the group still has members.
+    """
+    import psutil
+
+    from qwenops.supervisor.process import live_group_members
+
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        pgid, owner, owner_started = int(record["pgid"]), int(record["qwenops_pid"]), float(record["qwenops_started"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        if psutil.Process(owner).create_time() == owner_started:
+            return None  # that qwenops still runs
+    except psutil.Error:
+        pass
+    members = live_group_members(pgid)
+    if not members:
+        path.unlink(missing_ok=True)
+        return None
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, sig)
+        for _ in range(50):
+            if not live_group_members(pgid):
+                break
+            threading.Event().wait(0.1)
+        if not live_group_members(pgid):
+            break
+    path.unlink(missing_ok=True)
+    return (f"ended {len(members)} process(es) of {what} left by an earlier qwenops "
+            f"(pid {owner}, process group {pgid}) before binding port {port}")
+
+
+@contextlib.contextmanager
+def stop_on_signals(request_stop: Callable[[str], None], *, enabled: bool) -> Iterator[None]:
+    """SIGTERM/SIGINT/SIGHUP/SIGQUIT become a stop request; the loop notices it at once and drains.
+
+    The server runs in its own session, so a closed terminal or dropped ssh (SIGHUP) or Ctrl-\\
+    (SIGQUIT) reaches only us: dying by their default action would leave the whole vLLM tree running.
+    PR_SET_PDEATHSIG in the child would be a backstop for SIGKILL of qwenops, but it needs prctl in a
+    preexec_fn, which is not safe once threads run (the output pumps); the guard covers SIGKILL instead.
+    """
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+    previous = {sig: signal.getsignal(sig) for sig in signals}
+    for sig in signals:
+        signal.signal(sig, lambda num, _frame: request_stop(signal.Signals(num).name))
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
