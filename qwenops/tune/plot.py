@@ -32,7 +32,7 @@ SLO_COLOUR = "#C0392B"
 
 WIDTH = 820
 MARGIN_L, MARGIN_R = 70, 30
-TOP_Y, TOP_H = 70, 260  # the goodput panel
+TOP_Y, TOP_H = 96, 260  # the goodput panel
 LOW_Y, LOW_H = TOP_Y + TOP_H + 70, 170  # the two latency panels
 LEGEND_Y = LOW_Y + LOW_H + 60
 LEGEND_ROW = 18
@@ -163,8 +163,13 @@ def _slo_line(panel: Panel, name: str, ms: float) -> list[str]:
     return [f'<g class="slo" data-metric={_a(name)} data-ms={_a(ms)}>',
             f'<line x1="{_num(panel.x)}" x2="{_num(panel.x + panel.width)}" y1="{_num(y)}" y2="{_num(y)}" '
             f'stroke="{SLO_COLOUR}" stroke-width="1.5" stroke-dasharray="5 4"/>',
-            f'<text x="{_num(panel.x + panel.width - 4)}" y="{_num(y - 5)}" text-anchor="end" class="slolabel">'
+            f'<text x="{_num(panel.x + 4)}" y="{_num(y - 5)}" class="slolabel">'
             f'SLO {escape(f"{ms:g}")} ms</text>', "</g>"]
+
+
+def _clip(text: str, most: int = 110) -> str:
+    """One line that fits the width (a workload file's path can be long); escaped after, by the caller."""
+    return text if len(text) <= most else text[:most - 1] + "…"
 
 
 def _top(values: Sequence[float | None], floor: float = 0.0) -> float:
@@ -189,8 +194,8 @@ def render_svg(result: TuneResult) -> str:
     height = LEGEND_Y + rows * LEGEND_ROW + 20
 
     title = f"qwenops tune: profile {result.profile}, goodput under SLO {slo.describe()}"
-    subtitle = (f"{result.workload}; goodput = requests/s that met both SLOs (DistServe); "
-                f"{len(drawn)} of {len(result.candidates)} candidates measured")
+    subtitle = (f"goodput = requests/s that met both SLOs (DistServe's definition); {len(drawn)} of "
+                f"{len(result.candidates)} candidates measured, the chosen one bold")
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
            f'viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12">',
            "<style>.title{font-size:15px;font-weight:bold}.sub{fill:#555}.ptitle{font-weight:bold}"
@@ -199,7 +204,8 @@ def render_svg(result: TuneResult) -> str:
            f"<title>{escape(title)}</title>",
            f'<rect width="{WIDTH}" height="{height}" fill="white"/>',
            f'<text x="{MARGIN_L}" y="24" class="title">{escape(title)}</text>',
-           f'<text x="{MARGIN_L}" y="42" class="sub">{escape(subtitle)}</text>']
+           f'<text x="{MARGIN_L}" y="42" class="sub">{escape(_clip(f"workload: {result.workload}"))}</text>',
+           f'<text x="{MARGIN_L}" y="60" class="sub">{escape(subtitle)}</text>']
     out += _frame(top, name="goodput", title="goodput (req/s within the SLO)", unit="req/s", ticks=concurrencies)
     out += _frame(ttft, name="ttft", title="TTFT p99 (ms), SLO dashed", unit="ms", ticks=concurrencies)
     out += _frame(tpot, name="tpot", title="TPOT p99 (ms), SLO dashed", unit="ms", ticks=concurrencies)
