@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, cast
 
 from qwenops.troubleshoot.sources import LogSource, open_source
@@ -100,9 +100,13 @@ def classify_source(source: LogSource, flags: Flags, facts: _Facts | None = None
     lines = 0
     facts = facts if facts is not None else _Facts()
     with open_source(source) as stream:
+        served = False  # a request line before a line only _FACTS wanted still stands before the next one
         for line in scan_log(stream, _SCAN, SERVED):  # type: ignore[arg-type]
             if not line.text or CANDIDATE.search(line.text.encode()):
-                classifier.feed(line)  # only the lines the classifier asks for, as before
+                classifier.feed(replace(line, served_before=True) if served and not line.served_before else line)
+                served = False  # only the lines the classifier asks for, as before
+            else:
+                served = served or line.served_before
             if line.text:
                 facts.feed(line.text, line.number, source.label)
             lines = line.number  # the last one is scan_log's count of every line
@@ -132,8 +136,6 @@ def _too_long_from_log(facts: _Facts, sizes: Sizes | None) -> list[Finding]:
 
 def _labelled(finding: Finding, source: LogSource) -> Finding:
     """Evidence from a log names the log, so findings from two sources stay told apart."""
-    from dataclasses import replace
-
     from qwenops.vllmlog.classify import Evidence
 
     evidence = tuple(Evidence(e.source.replace("log line", f"{source.label} line", 1), e.quote)
@@ -207,8 +209,6 @@ _ONCE = ("auth", "proxy_answered", "request_too_long")
 def _merged(findings: Sequence[Finding]) -> list[Finding]:
     """One `auth` (or `proxy_answered`, `request_too_long`) finding with every piece of evidence, not one
     per request or per source; the first one's fix (a client's log, which has the exact numbers) stays."""
-    from dataclasses import replace
-
     out: list[Finding] = []
     first: dict[str, int] = {}
     for finding in findings:
