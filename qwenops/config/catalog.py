@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
-
-from pydantic import BaseModel, ConfigDict
 
 from qwenops.config.loader import ResolvedProfile, resolve_from
 from qwenops.config.paths import profile_dirs, profiles_in
@@ -13,10 +12,11 @@ from qwenops.config.profile import Engine, Profile
 from qwenops.errors import ProfileInvalidError
 
 
-class ProfileSummary(BaseModel):
+# Plain dataclasses, not pydantic models: they hold values the profile model has already validated, and
+# each pydantic class costs start-up time to build (the envelope is the same: results.to_jsonable).
+@dataclasses.dataclass(frozen=True)
+class ProfileSummary:
     """One row of `profiles list`; a profile that does not load has `problem` and no engine/model."""
-
-    model_config = ConfigDict(frozen=True)
 
     name: str
     file: str
@@ -26,9 +26,8 @@ class ProfileSummary(BaseModel):
     problem: str | None = None
 
 
-class ProfileList(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+@dataclasses.dataclass(frozen=True)
+class ProfileList:
     profiles: tuple[ProfileSummary, ...]
     directories: tuple[str, ...]
 
@@ -58,10 +57,9 @@ def list_profiles(profiles_dir: Path | None = None) -> ProfileList:
     return ProfileList(profiles=tuple(summaries), directories=tuple(str(d) for d in dirs))
 
 
-class ProfileView(BaseModel):
+@dataclasses.dataclass(frozen=True)
+class ProfileView:
     """A resolved profile as `profiles show` reports it; secrets appear only as '***'."""
-
-    model_config = ConfigDict(frozen=True)
 
     name: str
     files: tuple[str, ...]

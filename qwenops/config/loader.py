@@ -7,12 +7,11 @@ qwenops.config.settings for why), and each value keeps the name of where it came
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
-
-from pydantic import BaseModel, ConfigDict
 
 from qwenops.config.paths import available_profiles
 from qwenops.config.profile import OVERRIDABLE_FIELDS, Profile, check_name, validate_profile
@@ -20,10 +19,9 @@ from qwenops.config.settings import ENV_PREFIX, environment, load_settings
 from qwenops.errors import ProfileInvalidError, ProfileNotFoundError
 
 
-class ResolvedProfile(BaseModel):
-    """A validated profile and where each top-level value came from."""
-
-    model_config = ConfigDict(frozen=True)
+@dataclasses.dataclass(frozen=True)
+class ResolvedProfile:
+    """A validated profile and where each top-level value came from (a dataclass: Profile validated it)."""
 
     profile: Profile
     sources: dict[str, str]
