@@ -41,7 +41,6 @@ echo "== tiny model: built or found (cached after the first run), $((SECONDS - t
 
 echo "== serve it under supervision on port $port ($(at))"
 serve_t0=$SECONDS
-engines_before=$(pgrep -f '^VLLM::' | sort || true)
 "$qwenops" serve --profile cpu-tiny --port "$port" --quiet &
 serve_pid=$!
 # shellcheck disable=SC2317  # called by the trap
@@ -69,12 +68,21 @@ echo "== stream one answer and check it ($(at); the first token follows within i
 "$qwenops" smoke-stream --profile cpu-tiny --base-url "http://127.0.0.1:$port" --prompt "Tell me about the sea."
 
 echo "== stop (SIGTERM) and check that nothing is left"
+# The server's own processes (API server, EngineCore, workers), recorded while it runs: on a shared machine
+# other vLLM servers start and stop meanwhile, and a VLLM:: process of theirs is not one of ours left over.
+descendants() {
+  local child
+  for child in $(pgrep -P "$1" || true); do
+    echo "$child"
+    descendants "$child"
+  done
+}
+server_pids=$(descendants "$serve_pid")
 trap - EXIT
 kill -TERM "$serve_pid"
 status=0
 wait "$serve_pid" || status=$?
-engines_after=$(pgrep -f '^VLLM::' | sort || true)
-left=$(comm -13 <(echo "$engines_before") <(echo "$engines_after") | grep . || true)
+left=$(for pid in $server_pids; do ps -o pid=,args= -p "$pid" || true; done)
 if pgrep -f "api_server.*--port $port" >/dev/null || [[ -n "$left" ]]; then
   echo "processes of the server are still running:" >&2
   pgrep -af "api_server.*--port $port" >&2 || true
