@@ -116,14 +116,7 @@ def manifests(profile: Profile) -> str:
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": f"{_cache_gib(profile)}Gi"}}},
     }
     server = {
-        "name": "qwenops",
-        "image": image_name(profile),
-        "imagePullPolicy": "IfNotPresent",
-        "env": [
-            {"name": "QWENOPS_PROFILE", "value": name},
-            {"name": "QWENOPS_PROFILES_DIR", "value": PROFILES_MOUNT},
-            {"name": "QWENOPS_API_KEY", "valueFrom": {"secretKeyRef": {"name": SECRET_NAME, "key": SECRET_KEY}}},
-        ],
+        **_container("qwenops", profile),
         "ports": [{"name": "http", "containerPort": profile.port}, *(
             [{"name": SERVE_METRICS_PORT_NAME, "containerPort": serve_port}] if serve_port else [])],
         "resources": {
@@ -133,13 +126,13 @@ def manifests(profile: Profile) -> str:
         "startupProbe": _probe("/health", "http", PROBE_PERIOD_S, startup_failures),
         "readinessProbe": _probe("/health", "http", b.health_interval_s, b.health_failures),
         "livenessProbe": _probe("/health", "http", PROBE_PERIOD_S, liveness_failures),
-        "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRESTOP_PAUSE_S)]}}},
-        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+        **_container_tail(),
         "volumeMounts": [
             {"name": "profile", "mountPath": PROFILES_MOUNT, "readOnly": True},
             {"name": "cache", "mountPath": CACHE_DIR},
             {"name": "state", "mountPath": STATE_DIR},
             {"name": "shm", "mountPath": "/dev/shm"},
+            {"name": "tmp", "mountPath": "/tmp"},
         ],
     }
     pod = {
@@ -154,6 +147,7 @@ def manifests(profile: Profile) -> str:
             {"name": "cache", "persistentVolumeClaim": {"claimName": "qwenops-cache"}},
             {"name": "state", "emptyDir": {}},
             {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{2 * gpus}Gi"}},
+            {"name": "tmp", "emptyDir": {}},
         ],
     }
     deployment = {
@@ -207,6 +201,8 @@ def manifests(profile: Profile) -> str:
         (*spec, "volumes", 2): ["HOME and qwenops' logs (the pod's output is in kubectl logs as well)."],
         (*spec, "volumes", 3): ["The container runtime's /dev/shm is 64 MiB; vLLM's processes exchange tensors "
                                 "through it."],
+        (*spec, "volumes", 4): ["/tmp for torch's compiler and vLLM's IPC sockets: the root file system is "
+                                "read-only."],
         **_gateway_notes((*spec, "containers", 1)),
     }
     service_notes: dict[NodePath, list[str]] = {
@@ -290,27 +286,45 @@ GATEWAY_SECRET = "qwenops-gateway-token"
 
 def _gateway_container(profile: Profile) -> dict[str, Any]:
     """`qwenops gateway` as a sidecar: it reaches the server over the pod's loopback and drains with it."""
+    base = _container("gateway", profile)
     return {
-        "name": "gateway",
-        "image": image_name(profile),
-        "imagePullPolicy": "IfNotPresent",
+        "name": base["name"], "image": base["image"], "imagePullPolicy": base["imagePullPolicy"],
         "command": ["dumb-init", "--", "qwenops", "gateway", "--host", "0.0.0.0", "--port", str(GATEWAY_PORT),
                     "--drain", str(GATEWAY_DRAIN_S)],
-        "env": [
-            {"name": "QWENOPS_PROFILE", "value": profile.name},
-            {"name": "QWENOPS_PROFILES_DIR", "value": PROFILES_MOUNT},
-            {"name": "QWENOPS_API_KEY", "valueFrom": {"secretKeyRef": {"name": SECRET_NAME, "key": SECRET_KEY}}},
-            {"name": "QWENOPS_GATEWAY_TOKEN",
-             "valueFrom": {"secretKeyRef": {"name": GATEWAY_SECRET, "key": "QWENOPS_GATEWAY_TOKEN"}}},
-        ],
+        "env": [*base["env"], {"name": "QWENOPS_GATEWAY_TOKEN", "valueFrom": {
+            "secretKeyRef": {"name": GATEWAY_SECRET, "key": "QWENOPS_GATEWAY_TOKEN"}}}],
         "ports": [{"name": "ws", "containerPort": GATEWAY_PORT}],
         "resources": {"requests": {"cpu": "1", "memory": "256Mi"}},
         "readinessProbe": {"httpGet": {"path": "/healthz", "port": "ws"}, "periodSeconds": 5, "timeoutSeconds": 5,
                            "failureThreshold": 3},
+        **_container_tail(),
+        "volumeMounts": [{"name": "profile", "mountPath": PROFILES_MOUNT, "readOnly": True}],
+    }
+
+
+def _container(name: str, profile: Profile) -> dict[str, Any]:
+    """What the server's container and the gateway's sidecar share, written once: the image, and the
+    profile and key they are both configured by."""
+    return {
+        "name": name,
+        "image": image_name(profile),
+        "imagePullPolicy": "IfNotPresent",
+        "env": [
+            {"name": "QWENOPS_PROFILE", "value": profile.name},
+            {"name": "QWENOPS_PROFILES_DIR", "value": PROFILES_MOUNT},
+            {"name": "QWENOPS_API_KEY", "valueFrom": {"secretKeyRef": {"name": SECRET_NAME, "key": SECRET_KEY}}},
+        ],
+    }
+
+
+def _container_tail() -> dict[str, Any]:
+    """The stop and the sandbox both containers share: a preStop pause (endpoints drop the pod before
+    SIGTERM starts the drain), no privilege gain, no capability, a read-only root file system (every
+    writable path is a volume)."""
+    return {
         "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRESTOP_PAUSE_S)]}}},
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "capabilities": {"drop": ["ALL"]}},
-        "volumeMounts": [{"name": "profile", "mountPath": PROFILES_MOUNT, "readOnly": True}],
     }
 
 

@@ -254,7 +254,10 @@ def test_pod_never_killed_while_loading_and_drains_on_stop(name: str) -> None:
     shm = next(v for v in pod["volumes"] if v["name"] == "shm")
     assert shm["emptyDir"]["medium"] == "Memory"
     assert pod["securityContext"]["runAsNonRoot"] is True
-    assert container["securityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    assert container["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                            "capabilities": {"drop": ["ALL"]}}
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert {"/tmp", "/dev/shm"} <= mounts  # every path vLLM writes is a volume: the root is read-only
     key = next(e for e in container["env"] if e["name"] == "QWENOPS_API_KEY")
     assert key["valueFrom"]["secretKeyRef"] == {"name": "qwenops-api-key", "key": "QWENOPS_API_KEY"}
 
