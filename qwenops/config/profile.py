@@ -65,7 +65,9 @@ def check_name(value: str) -> str:
 
 class _Strict(BaseModel):
     # inf and NaN pass a `gt=0` bound (or fail it with a confusing message); no profile number is either.
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    # defer_build: each model's validator is built when first used, and then only as part of Profile's, not once
+    # per class at import (the rules are the same; only when pydantic compiles them changes).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, defer_build=True)
 
     @field_validator("*")
     @classmethod
