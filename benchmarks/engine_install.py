@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -44,7 +43,9 @@ def freeze(python: Path) -> dict[str, str]:
     return {re.sub(r"[-_.]+", "-", n).lower(): v for n, v in pairs if n.lower() not in ("pip", "uv", "setuptools")}
 
 
-def run_one(installer: str, python_exe: str, keep_log: Path | None, label: str) -> tuple[dict[str, float], dict[str, str]]:
+def run_one(
+    installer: str, python_exe: str, keep_log: Path | None, label: str
+) -> tuple[dict[str, float], dict[str, str]]:
     with tempfile.TemporaryDirectory(prefix=f"engine-install-{installer}-") as tmp:
         venv = Path(tmp) / "venv"
         load = os.getloadavg()[0]
@@ -53,7 +54,9 @@ def run_one(installer: str, python_exe: str, keep_log: Path | None, label: str) 
         subprocess.run([python_exe, "-m", "venv", str(venv)], check=True)
         venv_s = time.monotonic() - t0
         env = dict(os.environ, QWENOPS_INSTALLER=installer, QWENOPS_VERBOSE="0")
-        proc = subprocess.run([str(SCRIPT), str(venv / "bin" / "python")], env=env, capture_output=True, text=True)
+        proc = subprocess.run(
+            [str(SCRIPT), str(venv / "bin" / "python")], env=env, capture_output=True, text=True, check=False
+        )
         total = time.monotonic() - t0
         if keep_log:
             (keep_log / f"{label}-{installer}.log").write_text(proc.stdout + proc.stderr)
