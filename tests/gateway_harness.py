@@ -9,7 +9,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import httpx
@@ -113,7 +113,7 @@ def text_of(frames: list[dict[str, Any]]) -> str:
     return "".join(frame["content"] for frame in frames if frame["type"] == "delta")
 
 
-def handshake(port: int, headers: list[tuple[str, str | bytes]], path: str = "/ws/chat") -> int:
+def handshake(port: int, headers: Sequence[tuple[str, str | bytes]], path: str = "/ws/chat") -> int:
     """The status of a WebSocket upgrade sent with exactly HEADERS besides the upgrade's own (no Host unless
     given, any number of them, raw bytes as they are): what a client that is not a browser can send."""
     lines = [f"GET {path} HTTP/1.1".encode(), b"Upgrade: websocket", b"Connection: Upgrade",

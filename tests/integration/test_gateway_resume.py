@@ -2,7 +2,11 @@
 `max_tokens` (`ignore_eos`) is cut by SIGKILL of the EngineCore once tokens have arrived (evidence, never
 a sleep); the supervisor restarts vLLM, the chat gets one `resumed` frame and its text equals the uncut
 reference answer's. A chat sent while the server is down (its /health refused: evidence that the restart
-is under way) waits in the gateway's queue and completes with the tiny model's known answer."""
+is under way) waits in the gateway's queue and completes with the tiny model's known answer.
+
+The answer is 4,000 tokens on a copy of the tiny model with a long context (conftest.long_context_copy):
+on 2 cores the engine streams 480 tokens in about a second, and the gateway's and the client's buffers hold
+them, so a kill after the client's 16th delta could land after vLLM had finished (seen: no cut at all)."""
 
 from __future__ import annotations
 
@@ -18,14 +22,14 @@ import pytest
 
 from qwenops.tinymodel import KNOWN_PROMPTS
 from tests.gateway_harness import chat, connect, receive, text_of, until_end
-from tests.integration.conftest import start_serve
+from tests.integration.conftest import LONG_CONTEXT, long_context_copy, start_serve
 from tests.integration.test_gateway_engine import gateway_process
 from tests.integration.test_stream_resume import vllm_process
 from tests.polling import poll_until
 
 pytestmark = pytest.mark.engine
 
-MAX_TOKENS = 480  # cpu-tiny's max_model_len is 512
+MAX_TOKENS = 4000
 KILL_AFTER = 16  # deltas received before the kill
 GREEDY = {"temperature": 0, "max_tokens": MAX_TOKENS, "ignore_eos": True}
 PROMPT = "Say hello."
@@ -67,8 +71,11 @@ async def cut_and_resume(url: str, kill: Callable[[], None], base_url: str) -> t
 
 
 def test_a_chat_cut_by_sigkill_resumes_with_one_frame_and_a_chat_sent_during_the_restart_completes(
-        state_dir: Path) -> None:
-    for serve in start_serve(state_dir):
+        tmp_path: Path, tiny_model_dir: Path) -> None:
+    state_dir = tmp_path / "state"
+    (state_dir / "models").mkdir(parents=True)
+    long_context_copy(tiny_model_dir, state_dir / "models" / "qwen3-tiny")
+    for serve in start_serve(state_dir, "--set", f"max_model_len={LONG_CONTEXT}"):
         serve.wait_message("READY=1", timeout_s=600)
         base_url = f"http://127.0.0.1:{serve.port}"
         with gateway_process(base_url, "--profile", "cpu-tiny", "--queue-deadline", "900") as gw:

@@ -562,7 +562,8 @@ def test_invalid_utf8_in_a_text_frame_closes_with_1007(upstream: SyntheticUpstre
             await ws.send(b'{"type": "ping", "x": "\xff\xfe"}', text=True)
             with pytest.raises(ConnectionClosed):
                 await receive(ws, 30)
-            return ws.close_code
+            code: int | None = ws.close_code
+            return code
 
     with running_gateway(upstream.base_url) as gw, log_lines() as log:
         assert run(go(gw.url)) == 1007
