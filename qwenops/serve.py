@@ -25,7 +25,15 @@ from qwenops.config.settings import load_settings
 from qwenops.errors import EngineMissingError, PortInUseError
 from qwenops.hardware.host import check_port_free
 from qwenops.net import base_url
-from qwenops.supervisor.lifetime import end_leftover_group, stop_on_signals, write_run_record
+from qwenops.supervisor.lifetime import (
+    end_leftover_group,
+    fatal_record,
+    read_last_fatal,
+    stop_on_signals,
+    write_last_fatal,
+    write_run_record,
+)
+from qwenops.supervisor.lifetime import run_record as run_record_at
 from qwenops.supervisor.options import SupervisorOptions
 
 if TYPE_CHECKING:
@@ -233,9 +241,8 @@ def serve(
         while True:
             outcome = _supervise(plan, observer=observer, echo=echo, handle_signals=handle_signals,
                                  on_supervisor=on_supervisor, metrics=metrics)
-            if metrics is not None and outcome.cause is not None and outcome.state.value == "FATAL":
-                from qwenops.supervisor.metrics import fatal_record, write_last_fatal
-
+            if outcome.cause is not None and outcome.state.value == "FATAL":
+                # Read by the next run's metrics and by the gateway, which ends the chats waiting for us.
                 write_last_fatal(fatal_record(plan.state_dir, plan.profile), outcome.cause.category, time.time())
             fitted = _fit(plan, outcome, fits, observer, rounds=rounds)
             if fitted is None:
@@ -277,7 +284,7 @@ def _start_metrics(plan: ServePlan) -> tuple[ServeMetrics | None, MetricsListene
     from importlib.metadata import PackageNotFoundError, version
 
     from qwenops import __version__
-    from qwenops.supervisor.metrics import MetricsListener, ServeMetrics, fatal_record, read_last_fatal
+    from qwenops.supervisor.metrics import MetricsListener, ServeMetrics
     from qwenops.supervisor.options import parse_listen
 
     vllm_version = "unknown"
@@ -446,4 +453,4 @@ def _save_fitted_profile(plan: ServePlan, current: Profile, fitted: Mapping[str,
 
 def run_record(plan: ServePlan) -> Path:
     """Where serve records who runs this profile's server now (supervisor/lifetime.py)."""
-    return Path(plan.state_dir) / "run" / f"serve-{plan.profile}.json"
+    return run_record_at(plan.state_dir, plan.profile)

@@ -8,8 +8,6 @@ timeout), and returns a `GatewayConfig` or raises one line of bad input naming t
 from __future__ import annotations
 
 import ipaddress
-import json
-import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -315,30 +313,9 @@ def _serve_records(server: ConfiguredServer) -> dict[str, Any]:
 #   removes it when it exits. Only said in a message (a chat that waited its whole deadline is told whether
 #   serve still runs); a missing record is not taken for a FATAL, since `systemctl restart` removes it too.
 #
-# Both are read bounded (4 KiB) and checked; anything else there (no file, another shape) is no signal.
-# The serve metrics listener (supervise.metrics) is not used: serve closes it when it exits on FATAL.
-
-MAX_RECORD_BYTES = 4096
-
-
-def _read(path: Path) -> Any:
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_RECORD_BYTES + 1)
-    except OSError:
-        return None
-    if len(data) > MAX_RECORD_BYTES:
-        return None
-    try:
-        return json.loads(data)
-    except ValueError:
-        return None
-
-
-def _seconds(value: object) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and 0 < value < 1e11:
-        return float(value)
-    return None
+# Both are read bounded (4 KiB) and checked (supervisor/lifetime.py, which writes them); anything else
+# there (no file, another shape) is no signal. serve's metrics listener is not used: serve closes it when
+# it exits on FATAL, and it is off unless the profile turns it on.
 
 
 @dataclass(frozen=True)
@@ -354,22 +331,22 @@ class ServeRecords:
 
     @property
     def fatal_path(self) -> Path:
-        return self.state_dir / f"serve-{self.profile}.fatal.json"  # supervisor/metrics.fatal_record
+        from qwenops.supervisor.lifetime import fatal_record
+
+        return fatal_record(self.state_dir, self.profile)
 
     @property
     def run_path(self) -> Path:
-        return self.state_dir / "run" / f"serve-{self.profile}.json"  # serve._run_record
+        from qwenops.supervisor.lifetime import run_record
+
+        return run_record(self.state_dir, self.profile)
 
     def fatal(self) -> Fatal | None:
         """The last FATAL serve recorded for the profile, or None."""
-        data = _read(self.fatal_path)
-        if not isinstance(data, dict):
-            return None
-        cause, at = data.get("cause"), _seconds(data.get("at"))
-        if not (isinstance(cause, str) and 0 < len(cause) <= 64 and cause.isascii()
-                and cause.replace("_", "").isalnum()) or at is None:
-            return None
-        return Fatal(cause, at)
+        from qwenops.supervisor.lifetime import read_last_fatal
+
+        found = read_last_fatal(self.fatal_path)
+        return Fatal(*found) if found is not None else None
 
     def gave_up_since(self, since: float) -> Fatal | None:
         """A FATAL recorded at or after SINCE (Unix seconds): the supervisor gave up while a chat waited."""
@@ -378,18 +355,9 @@ class ServeRecords:
 
     def running(self) -> bool:
         """Whether a qwenops serve of the profile runs now (its run record names a live process)."""
-        import psutil
+        from qwenops.supervisor.lifetime import recorder_running
 
-        data = _read(self.run_path)
-        if not isinstance(data, dict):
-            return False
-        pid, started = data.get("qwenops_pid"), _seconds(data.get("qwenops_started"))
-        if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0 or started is None:
-            return False
-        try:
-            return abs(psutil.Process(pid).create_time() - started) < 1.0
-        except (psutil.Error, OSError, ValueError):
-            return False
+        return recorder_running(self.run_path)
 
     def describe(self) -> str:
         """What the records say now, for a message: 'qwenops serve --profile P is running' or not."""

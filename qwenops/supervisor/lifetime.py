@@ -18,6 +18,66 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
+def run_record(state_dir: Path | str, name: str) -> Path:
+    """Where a run of NAME (serve's profile) records the process group it leads: read by the next start
+    and by the gateway (is that serve still running?)."""
+    return Path(state_dir) / "run" / f"serve-{name}.json"
+
+
+def fatal_record(state_dir: Path | str, name: str) -> Path:
+    """Where a run of NAME records that its supervisor gave up (FATAL): read by the next run's metrics
+    and by the gateway, which ends the chats waiting for that server."""
+    return Path(state_dir) / f"serve-{name}.fatal.json"
+
+
+def read_last_fatal(path: Path) -> tuple[str, float] | None:
+    """(cause, when) of the last FATAL recorded at PATH; None when there is none or it is not ours."""
+    try:
+        with path.open("rb") as file:
+            data = json.loads(file.read(4096))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    cause, at = data.get("cause"), data.get("at")
+    if not (isinstance(cause, str) and cause.isascii() and cause.replace("_", "").isalnum()
+            and 0 < len(cause) <= 64):
+        return None
+    if not isinstance(at, (int, float)) or isinstance(at, bool) or not 0 < at < 1e11:
+        return None
+    return cause, float(at)
+
+
+def write_last_fatal(path: Path, cause: str, at: float) -> None:
+    """Record a FATAL (atomically); a read-only state directory must not turn a FATAL into a crash."""
+    with contextlib.suppress(OSError):
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps({"cause": cause, "at": at}), encoding="utf-8")
+        temporary.replace(path)
+
+
+def recorder_running(path: Path) -> bool:
+    """Whether the qwenops that wrote the run record at PATH still runs (its pid and start time match)."""
+    import psutil
+
+    try:
+        with path.open("rb") as file:
+            data = json.loads(file.read(4096))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(data, dict):
+        return False
+    pid, started = data.get("qwenops_pid"), data.get("qwenops_started")
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    if not isinstance(started, (int, float)) or isinstance(started, bool):
+        return False
+    try:
+        return abs(psutil.Process(pid).create_time() - float(started)) < 1.0
+    except (psutil.Error, OSError, ValueError, OverflowError):
+        return False
+
+
 def write_run_record(path: Path, leader_pid: int, *, port: int) -> None:
     """Who runs this server now, so a start after a SIGKILL of qwenops can end what was left."""
     import psutil

@@ -10,12 +10,9 @@ made, so `increase()` sees the first restart of a kind as 0 -> 1 rather than a s
 
 from __future__ import annotations
 
-import contextlib
-import json
 import threading
 import time
 from collections.abc import Iterable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Info
@@ -109,30 +106,14 @@ class ServeMetrics:
 # ----------------------------------------------------------------------- the last FATAL, across runs
 
 
-def fatal_record(state_dir: Path | str, profile: str) -> Path:
-    return Path(state_dir) / f"serve-{profile}.fatal.json"
+# The records live with the other records of a run's lifetime (supervisor/lifetime.py); re-exported.
+from qwenops.supervisor.lifetime import (  # noqa: E402
+    fatal_record,
+    read_last_fatal,
+    write_last_fatal,
+)
 
-
-def read_last_fatal(path: Path) -> tuple[str, float] | None:
-    """(cause, when) of the last FATAL recorded at PATH; None when there is none or it is not ours."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8")[:4096])
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict):
-        return None
-    cause, at = data.get("cause"), data.get("at")
-    if not (isinstance(cause, str) and cause.isascii() and cause.replace("_", "").isalnum() and len(cause) <= 64):
-        return None
-    if not isinstance(at, (int, float)) or isinstance(at, bool) or not 0 < at < 1e11:
-        return None
-    return cause, float(at)
-
-
-def write_last_fatal(path: Path, cause: str, at: float) -> None:
-    # Metrics only: a read-only state directory must not turn a FATAL into a crash.
-    with contextlib.suppress(OSError):
-        path.write_text(json.dumps({"cause": cause, "at": at}), encoding="utf-8")
+__all__ = ["fatal_record", "read_last_fatal", "write_last_fatal"]
 
 
 # -------------------------------------------------------------------------------- the listener
