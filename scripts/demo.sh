@@ -82,7 +82,8 @@ trap - EXIT
 kill -TERM "$serve_pid"
 status=0
 wait "$serve_pid" || status=$?
-left=$(for pid in $server_pids; do ps -o pid=,args= -p "$pid" || true; done)
+# A zombie (state Z) has exited and only waits to be reaped by whoever inherited it: not left running.
+left=$(for pid in $server_pids; do ps -o pid=,stat=,args= -p "$pid" || true; done | awk '$2 !~ /^Z/' || true)
 if pgrep -f "api_server.*--port $port" >/dev/null || [[ -n "$left" ]]; then
   echo "processes of the server are still running:" >&2
   pgrep -af "api_server.*--port $port" >&2 || true
