@@ -259,6 +259,9 @@ def prometheus_config(profile: Profile, slo: Slo | None = None) -> str:
               "vLLM's /metrics, qwenops serve's (supervise.metrics) and the gateway's /metrics; the rules "
               "file is `qwenops render prometheus-rules -o qwenops-rules.yml`.",
               "If vLLM requires an API key, /metrics is not behind it (vLLM guards /v1 only).",
+              "A gateway with a token (QWENOPS_GATEWAY_TOKEN) wants it on /metrics too: add to the "
+              f"{JOB_GATEWAY} job `authorization: {{credentials_file: /etc/prometheus/qwenops-gateway-token}}`, "
+              "a file holding the token, readable by Prometheus only.",
               *(f"Note: {text}" for text in notes(profile, slo))]
     return yaml_document(scrape_config(profile), header=header)
 
