@@ -153,7 +153,8 @@ def read_once() -> Iterator[None]:
     """Within this block (one CLI command: the root command opens it), the environment and env file are
     read once: every later environment() and load_settings() gets the same values without opening the
     env file again, and its warnings are not raised again. A changed QWENOPS_* variable, working
-    directory or env file (its inode, size or mtime) is read afresh; outside the block, every call reads."""
+    directory or env file (its inode, size, mode or times: a chmod counts, for the secret check) is read
+    afresh; outside the block, every call reads."""
     token = _read_once.set({})
     try:
         yield
@@ -167,7 +168,7 @@ def _read_key(environ: Mapping[str, str], path: Path | None) -> tuple[object, ..
     if path is not None:
         try:
             st = path.stat()
-            signature = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+            signature = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
         except OSError:
             signature = (-1,)  # the read reports it
     try:

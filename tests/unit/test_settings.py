@@ -252,3 +252,17 @@ def test_read_once_rereads_what_changed(tmp_path: Path, monkeypatch: pytest.Monk
         assert environment()["QWENOPS_PORT"].value == "8002"  # the file changed: read again
     env_file.write_text("QWENOPS_PORT=8003\n")
     assert environment()["QWENOPS_PORT"].value == "8003"
+
+
+def test_read_once_checks_a_chmodded_env_file_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from qwenops.config.settings import read_once
+
+    env_file = tmp_path / "qwenops.env"
+    env_file.write_text("QWENOPS_API_KEY=sk-private\n")
+    env_file.chmod(0o600)
+    monkeypatch.setenv(ENV_FILE_VARIABLE, str(env_file))
+    with read_once():
+        assert environment()["QWENOPS_API_KEY"].value == "sk-private"
+        env_file.chmod(0o644)  # the same bytes and mtime: only the mode (and ctime) changed
+        with pytest.raises(SettingsError, match="group or others can read it"):
+            environment()
