@@ -171,31 +171,35 @@ while True:
 """
 
 
-def burning(pids: list[int]) -> bool:
-    """Every burner has taken most of a core over a short sample."""
-    return all(psutil.Process(pid).cpu_percent(interval=0.3) > 50 for pid in pids)
-
-
 def test_a_process_burning_the_cpu_is_named_with_its_pid(long_server: RunningServer, profiles: Path) -> None:
     live = ("--base-url", long_server.base_url, "-p", "faq-long")  # the host is read with a live server
     code, healthy = troubleshoot(profiles, *live)
     assert code == 0 and errors(healthy) == [], healthy["findings"]
 
     burners = [subprocess.Popen([sys.executable, "-c", BURN]) for _ in range(os.cpu_count() or 1)]
-    try:
-        pids = [b.pid for b in burners]
-        poll_until(lambda: burning(pids), "the burners use their cores", timeout_s=60)
-        assert {psutil.Process(pid).name() for pid in pids} == {BURNER}
+    pids = [b.pid for b in burners]
+
+    def named() -> tuple[dict[str, Any], list[int]] | None:
+        """troubleshoot's own sample of the host (0.5 s) names a burner: on a host other jobs share, a
+        burner may get less than the half core the rule asks for in one sample, so the run is repeated
+        until its sample shows it, which is the evidence the fix needs."""
         _, data = troubleshoot(profiles, *live)
+        assert errors(data) == [], data["findings"]  # contention slows answers: a warning, never a failure
+        found = [f for f in data["findings"] if f["category"] == "high_latency_cpu"]
+        seen = [pid for pid in pids if found and f"{BURNER} (pid {pid})" in found[0]["fix"]]
+        return (found[0], seen) if seen else None
+
+    try:
+        poll_until(lambda: all(psutil.Process(pid).name() == BURNER for pid in pids), "the burners are named")
+        result = poll_until(named, "troubleshoot names a burner with its pid", timeout_s=300, interval_s=1)
     finally:
         for burner in burners:
             burner.kill()
             burner.wait(10)
-    assert errors(data) == [], data["findings"]  # contention slows answers; it is a warning, not a failure
-    found = finding(data, "high_latency_cpu")
-    named = [pid for pid in pids if f"{BURNER} (pid {pid})" in found["fix"]]
-    assert named, found["fix"]  # the busiest five are listed: at least one burner among them
-    assert "renice +10 -p " in found["fix"] and all(str(pid) in found["fix"] for pid in named)
+    assert result is not None
+    found, seen = result
+    assert "renice +10 -p " in found["fix"] and all(str(pid) in found["fix"] for pid in seen)
+    assert any(e["source"] == "host" and f"pid {seen[0]} {BURNER}:" in e["quote"] for e in found["evidence"])
 
 
 # --------------------------------------------------------------------------- a KV cache that preempts
