@@ -43,18 +43,18 @@ def _regular_file(path: Path | None, param: click.Parameter) -> Path | None:
     return path
 
 
-def _plot_path(path: Path | None) -> Path | None:
+def _plot_path(text: str | None) -> Path | None:
     """--plot FILE: checked before anything is measured (a sweep takes minutes; its chart must not fail at
     the end on a typo): not empty, not a directory or any other non-file, in a directory that exists and that
     this user may write (the chart is written beside it, then renamed over it)."""
-    if path is None:
+    if text is None:
         return None
     import os
     import stat
 
     from qwenops.errors import BadInputError
 
-    text = str(path)
+    path = Path(text)  # after the check for a trailing separator, which Path drops
     shown = text if len(text) <= 160 else f"{text[:80]}…{text[-60:]} ({len(text):,} characters)"
     if not text or text == "." or text.endswith(os.sep):
         raise BadInputError(f"{shown or 'the path'} names no file", field="--plot", hint="e.g. --plot tune.svg")
@@ -108,27 +108,27 @@ def _plot_path(path: Path | None) -> Path | None:
 @click.option("--probe-file", type=click.Path(path_type=Path), metavar="FACTS.json",
               callback=lambda _c, p, v: _regular_file(v, p),
               help="Plan on recorded host facts (a GPU) instead of this host.")
-@click.option("--plot", "plot_file", type=click.Path(path_type=Path), metavar="FILE.svg",
+@click.option("--plot", "plot_text", type=click.Path(), metavar="FILE.svg",
               help="Also draw goodput against concurrency for each measured candidate, and TTFT/TPOT p99 "
                    "against the SLO, as an SVG.")
 @json_option
 def tune(*, profile: str | None, slo_ttft_ms: float, slo_tpot_ms: float, workload_file: Path | None,
          prompt_tokens: int | None, output_tokens: int | None, max_concurrency: int, budget_min: float,
          seqs: str | None, batched: str | None, lengths: str | None, requests_per_level: int, port: int | None,
-         plan_only: bool, probe_file: Path | None, plot_file: Path | None, json_mode: bool) -> None:
+         plan_only: bool, probe_file: Path | None, plot_text: str | None, json_mode: bool) -> None:
     """Find the profile with the most goodput (requests/s meeting both SLOs) on the real server and save it
     as NAME-tuned. Exit 0 with a pick (or with --plan-only), 1 when no candidate met the SLO, 2 on bad input."""
     from qwenops.cli.views.tune import SweepReporter, tune_view
     from qwenops.tune.options import parse_int_list, tune_options
     from qwenops.tune.run import run_tune
 
-    if plot_file is not None and plan_only:
+    if plot_text is not None and plan_only:
         from qwenops.errors import BadInputError
 
         raise BadInputError("--plan-only measures nothing to draw", field="--plot",
                             hint="plot a run that measures, or an earlier --json result with "
                                  "`python -m qwenops.tune.plot RESULT.json FILE.svg`")
-    plot_file = _plot_path(plot_file)
+    plot_file = _plot_path(plot_text)
     options = tune_options(
         profile=profile, slo_ttft_ms=slo_ttft_ms, slo_tpot_ms=slo_tpot_ms, workload_file=workload_file,
         prompt_tokens=prompt_tokens, output_tokens=output_tokens, max_concurrency=max_concurrency,

@@ -136,19 +136,30 @@ def test_a_saved_json_result_draws_again(tmp_path: Path) -> None:
 SLO_ARGS = ["--slo-ttft-ms", "500", "--slo-tpot-ms", "50"]
 
 
+@pytest.fixture(autouse=True)
+def no_sweep(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refused --plot must refuse before the sweep: a check that lets one through fails here, fast,
+    instead of measuring the CPU engine for minutes."""
+
+    def refuse(*_a: object, **_k: object) -> TuneResult:
+        raise AssertionError("the sweep ran")
+
+    monkeypatch.setattr("qwenops.tune.run.run_tune", refuse)
+
+
 def run_tune(*args: str) -> tuple[int, str]:
     done = CliRunner().invoke(cli, ["tune", *SLO_ARGS, *args])
     return done.exit_code, done.output
 
 
-@pytest.mark.parametrize(("make", "says"), [
-    (lambda p: p, "is a directory"),
-    (lambda p: p / "no" / "such" / "x.svg", "does not exist"),
-    (lambda p: Path(""), "names no file"),
+@pytest.mark.parametrize(("where", "says"), [
+    ("{tmp}", "is a directory"),
+    ("{tmp}/no/such/x.svg", "does not exist"),
+    ("", "names no file"),
+    ("{tmp}/x.svg/", "names no file"),
 ])
-def test_plot_path_errors_are_one_line_naming_the_flag(tmp_path: Path, make: object, says: str) -> None:
-    assert callable(make)
-    code, output = run_tune("--plot", str(make(tmp_path)))
+def test_plot_path_errors_are_one_line_naming_the_flag(tmp_path: Path, where: str, says: str) -> None:
+    code, output = run_tune("--plot", where.format(tmp=tmp_path))
     assert code == 2
     lines = [line for line in output.splitlines() if line.strip()]
     assert len(lines) == 1 and "--plot" in lines[0] and says in lines[0], output
