@@ -17,6 +17,7 @@ import httpx
 from qwenops.gateway.app import Gateway, create_app
 from qwenops.gateway.config import GatewayConfig, build_config
 from qwenops.gateway.server import listening_socket, uvicorn_config
+from tests.polling import poll_until
 
 
 class RunningGateway:
@@ -64,10 +65,12 @@ def running_gateway(upstream: str, **values: Any) -> Iterator[RunningGateway]:
     values.setdefault("port", free_port())
     running = RunningGateway(build_config(upstream=upstream, model=values.pop("model", "m"), **values))
     running.thread.start()
-    deadline = time.monotonic() + 30
-    while not running.server.started:
-        assert running.thread.is_alive() and time.monotonic() < deadline, "the gateway did not start"
-        time.sleep(0.02)
+
+    def started() -> bool:
+        assert running.thread.is_alive(), "the gateway's thread ended before it started"
+        return bool(running.server.started)
+
+    poll_until(started, "the gateway started", timeout_s=120, interval_s=0.02)
     try:
         yield running
     finally:

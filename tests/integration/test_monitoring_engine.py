@@ -2,13 +2,14 @@
 short load: every dashboard query and every alert's series has data (no "No data" panel), and a SIGKILLed
 EngineCore makes the restart alert pending.
 
-The gateway's own /metrics is not built yet: its panels and its alert's series are listed as pending
-here (GATEWAY_PENDING) and checked by promtool's unit tests only (tests/unit/test_monitoring.py). The
-GPU memory alert reads NVIDIA's DCGM exporter, which a CPU host has not: promtool's tests cover it.
+The gateway runs beside it (in this process), its chats relayed to the same server, so its panels and
+its alert's series have data too. The GPU memory alert reads NVIDIA's DCGM exporter, which a CPU host
+has not: promtool's tests cover it (tests/unit/test_monitoring.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shutil
 import subprocess
@@ -31,13 +32,13 @@ from qwenops.render.monitoring import (
     prometheus_rules,
     scrape_config,
 )
+from tests.gateway_harness import chat as chat_frame
+from tests.gateway_harness import connect, running_gateway, until_end
 from tests.integration.conftest import Serve, free_port, start_serve
 from tests.polling import poll_until
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(900)]
 
-# The gateway's /metrics belongs to qwenops/gateway (not built yet): its series are pending, not missing.
-GATEWAY_PENDING = "gateway"
 NOT_ON_A_CPU_HOST = "dcgm"
 RATE_INTERVAL = "1m"  # what Grafana's $__rate_interval becomes at a 1 s scrape, generously
 
@@ -103,6 +104,13 @@ def chat(base_url: str, model: str) -> None:
                          "max_tokens": 24})
 
 
+async def gateway_chats(url: str, count: int) -> None:
+    async with connect(url) as ws:
+        for number in range(count):
+            await ws.send(chat_frame(f"c{number}", "count to ten", max_tokens=24))
+        await until_end(ws, {f"c{number}" for number in range(count)}, timeout_s=300)
+
+
 def test_prometheus_scrapes_every_panel_and_rule_and_sees_a_restart(
         profiles: str, state_dir: Path, tmp_path: Path) -> None:
     profile = load_profile(profiles, env={})
@@ -112,24 +120,25 @@ def test_prometheus_scrapes_every_panel_and_rule_and_sees_a_restart(
     try:
         ready = serve.wait_message("READY=1")
         base_url = f"http://127.0.0.1:{serve.port}"
-        targets = {JOB_VLLM: f"127.0.0.1:{serve.port}", JOB_SERVE: profile.supervise.metrics,
-                   JOB_GATEWAY: f"127.0.0.1:{free_port()}"}  # nothing listens: the gateway part is pending
         served = load_profile(profiles, env={}, cli_overrides={"port": str(serve.port)})
-        with prometheus(tmp_path, targets, prometheus_rules(served, default_slo())) as prom:
-            poll_until(lambda: query(prom, f'up{{job="{JOB_VLLM}"}} == 1') and
-                       query(prom, f'up{{job="{JOB_SERVE}"}} == 1'), "vLLM and serve scraped", timeout_s=60)
+        with running_gateway(base_url, model=served.api_model_name) as gateway, \
+                prometheus(tmp_path, {JOB_VLLM: f"127.0.0.1:{serve.port}", JOB_SERVE: profile.supervise.metrics,
+                                      JOB_GATEWAY: f"127.0.0.1:{gateway.config.port}"},
+                           prometheus_rules(served, default_slo())) as prom:
+            jobs = (JOB_VLLM, JOB_SERVE, JOB_GATEWAY)
+            poll_until(lambda: all(query(prom, f'up{{job="{job}"}} == 1') for job in jobs),
+                       "vLLM, serve and the gateway scraped", timeout_s=120)
             # A short load, spread over a few scrapes so that rates and histograms have data.
             for _ in range(6):
                 chat(base_url, served.api_model_name)
+                asyncio.run(gateway_chats(gateway.url, 2))
 
             expressions: dict[str, str] = {}
             for panel in dashboard_panels(served):
-                if panel.source != GATEWAY_PENDING:
-                    for expr, legend in panel.queries:
-                        expressions[f"panel {panel.title!r} ({legend})"] = expr.replace("$__rate_interval",
-                                                                                       RATE_INTERVAL)
+                for expr, legend in panel.queries:
+                    expressions[f"panel {panel.title!r} ({legend})"] = expr.replace("$__rate_interval", RATE_INTERVAL)
             for rule in alert_rules(served, default_slo()):
-                if rule.source not in (GATEWAY_PENDING, NOT_ON_A_CPU_HOST):
+                if rule.source != NOT_ON_A_CPU_HOST:
                     for number, expr in enumerate(rule.queries):
                         expressions[f"rule {rule.alert} #{number}"] = expr
             missing: dict[str, str] = {}
@@ -160,9 +169,8 @@ def test_prometheus_scrapes_every_panel_and_rule_and_sees_a_restart(
             assert alert["labels"]["severity"] == "warning"
             restarts = query(prom, f'sum(qwenops_serve_restarts_total{{job="{JOB_SERVE}"}})')
             assert restarts and float(restarts[0]["value"][1]) >= 1  # type: ignore[index]
-            # The gateway's part is pending its /metrics: named here so that it is not silently skipped.
-            pending = [p.title for p in dashboard_panels(served) if p.source == GATEWAY_PENDING]
-            assert pending and not any(query(prom, "qwenops_gateway_chats_total"))
+            chats = query(prom, 'sum(qwenops_gateway_chats_total{outcome="done"})')
+            assert chats and float(chats[0]["value"][1]) >= 12  # type: ignore[index]
     finally:
         with contextlib.suppress(StopIteration):
             next(serve_gen)
