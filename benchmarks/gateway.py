@@ -7,6 +7,9 @@ Each delta's content is `time.monotonic_ns()` when the upstream wrote it (CLOCK_
 for every process on Linux); the client stamps when it read it. Per-token latency = read - written, for:
 - direct:  the SSE stream read by `qwenops.stream.astream_chat` (the floor);
 - gateway: the same chats through `qwenops gateway` (its own process), one WebSocket per chat;
+- floor:   the least a relay in the gateway's process model can do (FLOOR_APP below: Starlette under
+  uvicorn, uvloop, the same WebSocket library, httpx to the upstream, its own process): each SSE `data:`
+  payload forwarded as one text frame, no JSON work, no state beyond the connection;
 - article: the reference article's handler, the same way: `requests.post(..., stream=True)` and
   `iter_lines()` inside `async def`, `except: continue` (reimplemented below as written there).
 Added latency = percentile(via X) - percentile(direct), at 1, 16 and 64 concurrent chats, twice: with
@@ -16,6 +19,9 @@ a 4090D's TPOT for Qwen3-14B AWQ at low batch), where latency is the relay's own
 a WebSocket ping on another connection waits while 64 chats stream, and the gateway's memory (RSS) for
 1,000 idle connections. Goals (issue 12): p50 <= 1 ms and p99 <= 5 ms added at 64 chats; 1,000 idle
 connections under 100 MB.
+CPU per relayed token, for each relay: its process's CPU time (user + system, psutil) over each level's
+runs, divided by the tokens its clients received in them (connection set-up included, as in a real
+chat). Goal (issue 12): the gateway's <= 2x the floor's, judged at the top level of each mode.
 """
 
 from __future__ import annotations
@@ -70,6 +76,35 @@ async def websocket_chat(websocket: WebSocket):
                             await websocket.send_text(content)
                     except:  # noqa: E722  (as written in the article)
                         continue
+'''
+
+FLOOR_APP = '''
+import json, httpx
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocketDisconnect
+UPSTREAM = "{upstream}/v1/chat/completions"
+HTTP = httpx.AsyncClient(limits=httpx.Limits(max_connections=None), timeout=None)
+
+async def chat(websocket):
+    await websocket.accept()
+    try:
+        while True:
+            prompt = await websocket.receive_text()
+            body = json.dumps({{"model": "m", "messages": [{{"role": "user", "content": prompt}}], "stream": True}})
+            async with HTTP.stream("POST", UPSTREAM, content=body,
+                                   headers={{"content-type": "application/json"}}) as response:
+                rest = b""
+                async for chunk in response.aiter_bytes():
+                    *events, rest = (rest + chunk).split(b"\\n\\n")
+                    for event in events:
+                        if event.startswith(b"data: "):
+                            await websocket.send_text(event[6:].decode())
+    except WebSocketDisconnect:
+        pass
+
+app = Starlette(routes=[WebSocketRoute("/ws/chat", chat), Route("/healthz", lambda request: PlainTextResponse("ok"))])
 '''
 
 UPSTREAM = '''
@@ -158,6 +193,20 @@ async def gateway_chat(url: str, tokens: int) -> tuple[list[float], float]:
     return ns_latencies(contents, arrived), (arrived[0] - started) / 1e6
 
 
+async def floor_chat(url: str, tokens: int) -> tuple[list[float], float]:
+    """The floor relays vLLM's chunks as they are: the client (not the relay) finds each one's content."""
+    contents, arrived = [], []
+    async with ws_connect(url) as ws:
+        started = time.monotonic_ns()
+        await ws.send(prompt_for(tokens))
+        while (frame := await ws.recv()) != "[DONE]":
+            choices = json.loads(frame)["choices"]
+            if choices and (content := choices[0]["delta"].get("content")):
+                arrived.append(time.monotonic_ns())
+                contents.append(content)
+    return ns_latencies(contents, arrived), (arrived[0] - started) / 1e6
+
+
 async def article_chat(url: str, tokens: int) -> tuple[list[float], float] | None:
     """None when the connection died or never opened: its blocked event loop cannot answer the client's
     keepalive pings, nor finish an opening handshake within 30 s while another chat holds it."""
@@ -179,7 +228,7 @@ async def article_chat(url: str, tokens: int) -> tuple[list[float], float] | Non
 
 async def level(kind: str, target: str, tokens: int, chats: int) -> tuple[list[float], list[float], int]:
     """Every token's latency and every chat's TTFT (ms) with CHATS chats at once, and how many failed."""
-    chat: Any = {"direct": direct_chat, "gateway": gateway_chat, "article": article_chat}[kind]
+    chat: Any = {"direct": direct_chat, "gateway": gateway_chat, "floor": floor_chat, "article": article_chat}[kind]
     async with httpx.AsyncClient(limits=httpx.Limits(max_connections=None)) as pool:
         SHARED["direct"] = pool
         results = [r for r in await asyncio.gather(*(chat(target, tokens) for _ in range(chats))) if r is not None]
@@ -223,20 +272,38 @@ async def idle_memory(gateway_url: str, pid: int, count: int) -> tuple[float, fl
     return (after - before) / 2**20, after / 2**20
 
 
-def measure(targets: dict[str, str], levels: list[int], tokens: int, runs: int,
+def cpu_s(pid: int | None) -> float:
+    """The process's CPU time (user + system): its threads' time on a CPU from /proc/PID/task/*/schedstat
+    (nanoseconds), else psutil's (clock ticks: 10 ms, coarse for a short level)."""
+    if pid is None:
+        return 0.0
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        tasks = Path(f"/proc/{pid}/task")
+        return sum(int((task / "schedstat").read_text().split()[0]) for task in tasks.iterdir()) / 1e9
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
+def measure(targets: dict[str, str], pids: dict[str, int], levels: list[int], tokens: int, *, runs: int,
             article_runs: int) -> list[tuple[int, dict[str, tuple[float, ...]]]]:
-    """Per level, per relay: medians over RUNS of (token p50, token p99, TTFT p50, TTFT max, chats failed);
+    """Per level, per relay: medians over RUNS of (token p50, token p99, TTFT p50, TTFT max, chats failed),
+    then the relay process's CPU µs per token received over all RUNS (nan for direct: no relay);
     the article's handler runs ARTICLE_RUNS times (paced, one run of it at 64 chats lasts a minute)."""
     rows = []
     for chats in levels:
         got: dict[str, list[tuple[float, ...]]] = {kind: [] for kind in targets}
+        cpu = {kind: [0.0, 0] for kind in targets}  # seconds, tokens
         for run in range(runs):
-            for kind, target in targets.items():  # interleaved, so noise hits all three alike
+            for kind, target in targets.items():  # interleaved, so noise hits them all alike
                 if kind == "article" and run >= article_runs:
                     continue
+                before = cpu_s(pids.get(kind))
                 values, ttfts, failed = asyncio.run(level(kind, target, tokens, chats))
+                cpu[kind][0] += cpu_s(pids.get(kind)) - before
+                cpu[kind][1] += sum(1 for value in values if not math.isnan(value))
                 got[kind].append((pct(values, 0.5), pct(values, 0.99), pct(ttfts, 0.5), max(ttfts), failed))
-        rows.append((chats, {kind: tuple(statistics.median(p[i] for p in runs_) for i in range(5))
+        rows.append((chats, {kind: (*(statistics.median(p[i] for p in runs_) for i in range(5)),
+                                    cpu[kind][0] * 1e6 / cpu[kind][1] if kind in pids and cpu[kind][1] else math.nan)
                              for kind, runs_ in got.items()}))
     return rows
 
@@ -258,49 +325,39 @@ def main() -> None:
     levels = [int(x) for x in args.levels.split(",")]
     top = max(levels)
     python = sys.executable
-    gw_port, art_port = free_port(), free_port()
+    gw_port, art_port, floor_port = free_port(), free_port(), free_port()
     with process([python, "-c", UPSTREAM.format(repo=str(REPO))]) as upstream_proc:
         assert upstream_proc.stdout is not None
         upstream = f"http://127.0.0.1:{int(upstream_proc.stdout.readline())}"
         app_file = REPO / ".state" / "bench_article_app.py"
         app_file.parent.mkdir(exist_ok=True)
         app_file.write_text(ARTICLE_APP.format(upstream=upstream))
+        (app_file.parent / "bench_floor_app.py").write_text(FLOOR_APP.format(upstream=upstream))
         gateway_argv = [python, "-m", "qwenops", "gateway", "--upstream", upstream, "--port", str(gw_port),
                         "--max-chats", str(4 * top + 64), "--max-chats-per-connection", "8", "--log-level", "error"]
         article_argv = [python, "-m", "uvicorn", "--app-dir", str(app_file.parent), "bench_article_app:app",
                         "--port", str(art_port), "--log-level", "error", "--ws-per-message-deflate", "false"]
+        floor_argv = [python, "-m", "uvicorn", "--app-dir", str(app_file.parent), "bench_floor_app:app",
+                      "--port", str(floor_port), "--log-level", "error", "--ws-per-message-deflate", "false"]
         with process(gateway_argv, ready_url=f"http://127.0.0.1:{gw_port}/healthz") as gateway_proc, \
-                process(article_argv, ready_url=f"http://127.0.0.1:{art_port}/docs"):
+                process(article_argv, ready_url=f"http://127.0.0.1:{art_port}/docs") as article_proc, \
+                process(floor_argv, ready_url=f"http://127.0.0.1:{floor_port}/healthz") as floor_proc:
             targets = {"direct": upstream, "gateway": f"ws://127.0.0.1:{gw_port}/ws/chat",
-                       "article": f"ws://127.0.0.1:{art_port}/ws/chat"}
+                       "floor": f"ws://127.0.0.1:{floor_port}/ws/chat", "article": f"ws://127.0.0.1:{art_port}/ws/chat"}
+            pids = {"gateway": gateway_proc.pid, "floor": floor_proc.pid, "article": article_proc.pid}
+            for kind, target in targets.items():  # one chat each first: imports and pools, not counted
+                asyncio.run(level(kind, target, 5, 1))
             tables = []
             for pace_ms, tokens, runs, article_runs in ((0.0, args.tokens, args.runs, args.runs),
                                                         (args.interval_ms, args.paced_tokens, args.paced_runs, 1)):
                 PACE["s"] = pace_ms / 1000
-                tables.append((pace_ms, tokens, runs, measure(targets, levels, tokens, runs, article_runs)))
+                tables.append((pace_ms, tokens, runs, measure(targets, pids, levels, tokens, runs=runs,
+                                                                article_runs=article_runs)))
             PACE["s"] = 0.0
             pings = asyncio.run(ping_while_streaming(targets["gateway"], args.tokens * 5, top, 20))
             grown, total = asyncio.run(idle_memory(targets["gateway"], gateway_proc.pid, args.idle))
 
-    verdict = []
-    for pace_ms, tokens, runs, rows in tables:
-        how = f"one token every {pace_ms:g} ms per chat" if pace_ms else "as fast as the socket takes them"
-        print(f"gateway benchmark: {tokens} tokens per chat, {how}; median of {runs} runs"
-              + ("" if pace_ms == 0 or runs == 1 else " (the article's: 1 run)") + "; ms per token, read - written")
-        print(f"{'chats':>5}  {'direct p50/p99':>16}  {'gateway p50/p99':>16}  {'added p50/p99':>15}  "
-              f"{'article p50/p99':>18}  {'article added':>15}  {'TTFT p50/max: direct':>22}  {'gateway':>15}  "
-              f"{'article':>17}")
-        for chats, med in rows:
-            d, g, a = med["direct"], med["gateway"], med["article"]
-            added = (g[0] - d[0], g[1] - d[1])
-            print(f"{chats:>5}  {d[0]:>7.2f} /{d[1]:>7.2f}  {g[0]:>7.2f} /{g[1]:>7.2f}  {added[0]:>6.2f} /"
-                  f"{added[1]:>6.2f}  {a[0]:>8.2f} /{a[1]:>8.2f}  {a[0] - d[0]:>6.1f} /{a[1] - d[1]:>6.1f}"
-                  f"  {d[2]:>13.1f} /{d[3]:>6.1f}  {g[2]:>6.1f} /{g[3]:>6.1f}  {a[2]:>7.1f} /{a[3]:>7.1f}"
-                  + (f"  article: {a[4]:g} of {chats} chats cut (its blocked loop missed pings or the handshake)"
-                     if a[4] else ""))
-            if chats == 64:
-                verdict.append(f"{how}: added at 64 chats p50 {added[0]:.2f} ms (goal <= 1), p99 {added[1]:.2f} ms "
-                               "(goal <= 5): " + ("met" if added[0] <= 1 and added[1] <= 5 else "MISSED"))
+    verdict = report(tables)
     print(f"ping on another connection while {top} chats stream: median {statistics.median(pings):.2f} ms, "
           f"max {max(pings):.2f} ms ({len(pings)} pings)")
     print(f"{args.idle} idle connections: gateway RSS +{grown:.1f} MiB "
@@ -309,6 +366,44 @@ def main() -> None:
     for line in verdict:
         print(line)
 
+
+def report(tables: list[tuple[float, int, int, list[tuple[int, dict[str, tuple[float, ...]]]]]]) -> list[str]:
+    """Print each mode's latency and CPU tables; return the goals' verdict lines."""
+    verdict = []
+    for pace_ms, tokens, runs, rows in tables:
+        how = f"one token every {pace_ms:g} ms per chat" if pace_ms else "as fast as the socket takes them"
+        print(f"gateway benchmark: {tokens} tokens per chat, {how}; median of {runs} runs"
+              + ("" if pace_ms == 0 or runs == 1 else " (the article's: 1 run)") + "; ms per token, read - written")
+        print(f"{'chats':>5}  {'direct p50/p99':>16}  {'gateway p50/p99':>16}  {'added p50/p99':>15}  "
+              f"{'floor p50/p99':>16}  {'floor added':>15}  "
+              f"{'article p50/p99':>18}  {'article added':>15}  {'TTFT p50/max: direct':>22}  {'gateway':>15}  "
+              f"{'floor':>15}  {'article':>17}")
+        for chats, med in rows:
+            d, g, f, a = med["direct"], med["gateway"], med["floor"], med["article"]
+            added = (g[0] - d[0], g[1] - d[1])
+            print(f"{chats:>5}  {d[0]:>7.2f} /{d[1]:>7.2f}  {g[0]:>7.2f} /{g[1]:>7.2f}  {added[0]:>6.2f} /"
+                  f"{added[1]:>6.2f}  {f[0]:>7.2f} /{f[1]:>7.2f}  {f[0] - d[0]:>6.2f} /{f[1] - d[1]:>6.2f}"
+                  f"  {a[0]:>8.2f} /{a[1]:>8.2f}  {a[0] - d[0]:>6.1f} /{a[1] - d[1]:>6.1f}"
+                  f"  {d[2]:>13.1f} /{d[3]:>6.1f}  {g[2]:>6.1f} /{g[3]:>6.1f}  {f[2]:>6.1f} /{f[3]:>6.1f}"
+                  f"  {a[2]:>7.1f} /{a[3]:>7.1f}"
+                  + (f"  article: {a[4]:g} of {chats} chats cut (its blocked loop missed pings or the handshake)"
+                     if a[4] else ""))
+            if chats == 64:
+                verdict.append(f"{how}: added at 64 chats p50 {added[0]:.2f} ms (goal <= 1), p99 {added[1]:.2f} ms "
+                               "(goal <= 5): " + ("met" if added[0] <= 1 and added[1] <= 5 else "MISSED"))
+        print(f"relay process CPU, µs per token relayed (user + sys over all {runs} runs of a level, "
+              "connection set-up included):")
+        print(f"{'chats':>5}  {'gateway':>8}  {'floor':>8}  {'gateway/floor':>13}  {'article':>8}")
+        for chats, med in rows:
+            g_cpu, f_cpu, a_cpu = med["gateway"][5], med["floor"][5], med["article"][5]
+            print(f"{chats:>5}  {g_cpu:>8.1f}  {f_cpu:>8.1f}  {g_cpu / f_cpu if f_cpu else math.nan:>12.2f}x  "
+                  f"{a_cpu:>8.1f}")
+        chats, med = rows[-1]
+        ratio = med["gateway"][5] / med["floor"][5] if med["floor"][5] else math.nan
+        verdict.append(f"{how}: gateway CPU per token at {chats} chats {med['gateway'][5]:.1f} µs, "
+                       f"{ratio:.2f}x the floor's {med['floor'][5]:.1f} µs (goal <= 2x): "
+                       + ("met" if ratio <= 2 else "MISSED"))
+    return verdict
 
 if __name__ == "__main__":
     main()
