@@ -148,3 +148,9 @@ MAX_MODEL_NAME_CHARS = 200
 # Digits of one integer in client JSON (a WebSocket frame). A 64-bit seed needs 20; Python refuses to
 # convert an int of more than 4,300 digits to text (sending it on would fail). Other numbers must be finite.
 MAX_JSON_INT_DIGITS = 100
+
+# smoke-stream: streams open at once (each a connection and a task) and in all, and re-requests of one
+# cut stream (--resume-attempts). Far above any load a smoke test is for; a typo of 10**6 is not a test.
+MAX_SMOKE_STREAMS = 1024
+MAX_SMOKE_REQUESTS = 100_000
+MAX_RESUME_ATTEMPTS = 100

@@ -12,6 +12,8 @@ import click
 from qwenops.cli._common import finish, json_option, profile_option
 from qwenops.errors import BadInputError
 from qwenops.results import CommandResult
+from qwenops.units import MAX_TOKENS
+from qwenops.untrusted import MAX_RESUME_ATTEMPTS, MAX_SMOKE_REQUESTS, MAX_SMOKE_STREAMS
 
 if TYPE_CHECKING:
     _FloatParam = click.ParamType[float, Any]  # generic from click 8.3; a plain class before
@@ -19,6 +21,11 @@ else:
     _FloatParam = click.ParamType
 
 _COUNT = click.IntRange(min=1)
+# Streams this process opens and tokens it asks for: bounded like every other input (docs/security.md).
+_STREAMS = click.IntRange(min=1, max=MAX_SMOKE_STREAMS)
+_REQUESTS = click.IntRange(min=1, max=MAX_SMOKE_REQUESTS)
+_TOKENS = click.IntRange(min=1, max=MAX_TOKENS)
+_ATTEMPTS = click.IntRange(min=1, max=MAX_RESUME_ATTEMPTS)
 
 
 class _Positive(_FloatParam):
@@ -54,9 +61,9 @@ class _Positive(_FloatParam):
 @profile_option
 @click.option("--model", metavar="NAME", help="Model name to send [default: the profile's served name].")
 @click.option("--prompt", metavar="TEXT", help="User message [default: a known prompt of the tiny model].")
-@click.option("--max-tokens", type=_COUNT, help="Most tokens per answer [default: the profile's].")
-@click.option("--concurrency", type=_COUNT, default=1, show_default=True, help="Streams at once.")
-@click.option("--requests", type=_COUNT, help="Streams in all [default: --concurrency].")
+@click.option("--max-tokens", type=_TOKENS, help="Most tokens per answer [default: the profile's].")
+@click.option("--concurrency", type=_STREAMS, default=1, show_default=True, help="Streams at once.")
+@click.option("--requests", type=_REQUESTS, help="Streams in all [default: --concurrency].")
 @click.option("--max-ttft", type=_Positive("2"), help="Fail if any stream's TTFT exceeds this many seconds.")
 @click.option("--min-tokens-per-s", type=_Positive("20"), help="Fail if any stream is slower (output tokens/s).")
 @click.option(
@@ -74,7 +81,7 @@ class _Positive(_FloatParam):
     "stitched stream; the report says where each stream was resumed, or why not.",
 )
 @click.option(
-    "--resume-attempts", type=_COUNT, metavar="N",
+    "--resume-attempts", type=_ATTEMPTS, metavar="N",
     help="With --resume: most re-requests per stream [default: 3].",
 )
 @click.option(

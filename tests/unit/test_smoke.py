@@ -417,3 +417,15 @@ def test_the_cli_defaults_are_the_cores() -> None:
 
     defaults = {p.name: p.default for p in smoke_stream.params}
     assert (defaults["timeout"], defaults["deadline"]) == (smoke.DEFAULT_TIMEOUT_S, smoke.DEFAULT_DEADLINE_S)
+
+
+@pytest.mark.parametrize(("option", "value"), [
+    ("--concurrency", "1000000"), ("--requests", "1000000000"), ("--max-tokens", "10000000000"),
+    ("--resume-attempts", "100000"),
+])
+def test_counts_are_bounded_one_line_naming_the_option(option: str, value: str) -> None:
+    """--concurrency 1000000 opened a million streams' worth of tasks against the server (20 s of this
+    process's CPU before any check); every count is bounded, refused before anything is sent."""
+    result = invoke("--base-url", "http://127.0.0.1:1", option, value)
+    assert result.exit_code == 2
+    assert option in result.stderr and len(result.stderr.strip().splitlines()) == 1
