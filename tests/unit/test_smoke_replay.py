@@ -79,7 +79,7 @@ def replay() -> Iterator[type[Replay]]:
 def options(base_url: str, **kwargs: object) -> SmokeOptions:
     fields: dict[str, object] = {"base_url": base_url, "model": "Qwen3-14B", "prompt": PROMPT,
                                  "max_tokens": 128, **kwargs}
-    return SmokeOptions(**fields)  # type: ignore[arg-type]
+    return SmokeOptions(**fields)
 
 
 @pytest.fixture
@@ -247,8 +247,9 @@ def test_api_key_that_is_not_a_header_value_is_bad_input_and_not_printed(replay:
                          api_key="sk-secret\nvalue", model="Qwen3-14B", temperature=0.0, top_p=1.0, max_tokens=8))
     assert raised.value.field == "api_key" and "sk-secret" not in raised.value.one_line()
 
-    code, envelope, stderr = run_cli("--base-url", replay.base_url,  # type: ignore[attr-defined]
-                                     env={"QWENOPS_API_KEY": "sk-secret\nvalue", "QWENOPS_BASE_URL": replay.base_url})
+    url: str = replay.base_url  # type: ignore[attr-defined]
+    code, envelope, stderr = run_cli("--base-url", url,
+                                     env={"QWENOPS_API_KEY": "sk-secret\nvalue", "QWENOPS_BASE_URL": url})
     assert code == 2, envelope
     assert "sk-secret" not in json.dumps(envelope) + stderr and "Traceback" not in stderr
 
@@ -279,7 +280,7 @@ def test_transport_errors_beyond_connect_are_unreachable(replay: type[Replay]) -
         finally:
             replay.hold.set()
             waiting.join(10)
-            first.close()
+            first.close()  # type: ignore[attr-defined]  # a generator: stream_chat is typed as an Iterator
 
 
 def test_coherence_is_skipped_when_the_served_model_is_not_the_tiny_one(replay: type[Replay], tmp_path: Path) -> None:
