@@ -1,11 +1,12 @@
 """Soak `qwenops serve` on the real vLLM CPU engine: faults at random moments while clients stream.
 
-    python benchmarks/soak.py [--faults 20] [--seed 1] [--clients 2] [--resume-clients 2] [--quick]
+    python benchmarks/soak.py [--faults 20] [--seed 1] [--clients 2] [--resume-clients 2]
+                              [--gateway-clients 1] [--quick] [--verbose]
 
 Fault kinds, in turn: SIGKILL of the API server, of EngineCore, of a worker; SIGSTOP of EngineCore
 (the progress watchdog's case); SIGKILL of qwenops itself, followed by a new `qwenops serve`. For each:
 recovered or not, the time from the fault to ready again, the processes left behind, and how the
-streams the fault cut were reported. Two kinds of clients stream throughout:
+streams the fault cut were reported. Three kinds of clients stream throughout:
 
 - plain clients (`--clients`, no resume): a stream counts as cut when it ended without its full answer
   (every request asks for `max_tokens` with `ignore_eos`, so a whole answer's usage chunk says exactly
