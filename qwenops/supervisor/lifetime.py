@@ -30,14 +30,20 @@ def fatal_record(state_dir: Path | str, name: str) -> Path:
     return Path(state_dir) / f"serve-{name}.fatal.json"
 
 
-def read_last_fatal(path: Path) -> tuple[str, float] | None:
-    """(cause, when) of the last FATAL recorded at PATH; None when there is none or it is not ours."""
+def _read_record(path: Path) -> dict[str, object] | None:
+    """The JSON object a record holds, read bounded (4 KiB); None for no file or anything else."""
     try:
         with path.open("rb") as file:
             data = json.loads(file.read(4096))
     except (OSError, ValueError):
         return None
-    if not isinstance(data, dict):
+    return data if isinstance(data, dict) else None
+
+
+def read_last_fatal(path: Path) -> tuple[str, float] | None:
+    """(cause, when) of the last FATAL recorded at PATH; None when there is none or it is not ours."""
+    data = _read_record(path)
+    if data is None:
         return None
     cause, at = data.get("cause"), data.get("at")
     if not (isinstance(cause, str) and cause.isascii() and cause.replace("_", "").isalnum()
@@ -60,12 +66,8 @@ def recorder_running(path: Path) -> bool:
     """Whether the qwenops that wrote the run record at PATH still runs (its pid and start time match)."""
     import psutil
 
-    try:
-        with path.open("rb") as file:
-            data = json.loads(file.read(4096))
-    except (OSError, ValueError):
-        return False
-    if not isinstance(data, dict):
+    data = _read_record(path)
+    if data is None:
         return False
     pid, started = data.get("qwenops_pid"), data.get("qwenops_started")
     if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
