@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +19,7 @@ from tests.integration.conftest import (
     RunningServer,
     free_port,
 )
+from tests.polling import poll_until
 
 KNOWN_PROMPT = "Tell me about the sea."
 
@@ -90,16 +90,14 @@ def wait_for_health(server: RunningServer) -> None:
     """The shared fixture waits on /v1/models, which a server with an API key answers 401; /health is open."""
     import httpx
 
-    deadline = time.monotonic() + 420
-    while time.monotonic() < deadline:
+    def healthy() -> bool:
         assert server.process.poll() is None, server.log_path.read_text(errors="replace")[-3000:]
         try:
-            if httpx.get(server.base_url + "/health", timeout=2).status_code == 200:
-                return
+            return httpx.get(server.base_url + "/health", timeout=5).status_code == 200
         except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError("vLLM with an API key did not become healthy")
+            return False
+
+    poll_until(healthy, "vLLM with an API key answers /health", timeout_s=600, interval_s=0.5)
 
 
 @pytest.mark.engine

@@ -29,6 +29,7 @@ from qwenops.gateway import protocol
 from qwenops.gateway.app import error_code
 from qwenops.gateway.config import build_config
 from tests.gateway_harness import chat, connect, handshake, log_lines, receive, running_gateway, text_of, until_end
+from tests.polling import poll_until
 from tests.synthetic_upstream import SyntheticUpstream, synthetic_upstream
 
 TOKEN = "test-token-0123456789abcdef"
@@ -44,11 +45,8 @@ def run(coro: Any) -> Any:
     return asyncio.run(asyncio.wait_for(coro, 120))
 
 
-def wait_for(condition: Any, what: str, timeout_s: float = 20) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.02)
+def wait_for(condition: Any, what: str, timeout_s: float = 120) -> None:
+    poll_until(condition, what, timeout_s, interval_s=0.02)
 
 
 # --------------------------------------------------------------------------------------------- frames

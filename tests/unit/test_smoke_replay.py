@@ -270,10 +270,8 @@ def test_transport_errors_beyond_connect_are_unreachable(replay: type[Replay]) -
         first = stream_chat(messages, client=client, timeouts=Timeouts(connect_s=0.3), **asked)  # type: ignore[arg-type]
         waiting = threading.Thread(target=lambda: next(first, None), daemon=True)
         waiting.start()  # it holds the pool's one connection while the server stalls
-        deadline = time.monotonic() + 10
-        while not replay.seen:  # the server has the first request: its connection is out of the pool
-            assert time.monotonic() < deadline, "the first request never reached the server"
-            time.sleep(0.01)
+        # The server has the first request: its connection is out of the pool.
+        poll_until(lambda: replay.seen, "the first request reached the server", interval_s=0.01)
         try:
             with pytest.raises(UnreachableError, match="PoolTimeout"):
                 list(stream_chat(messages, client=client, timeouts=Timeouts(connect_s=0.3), **asked))  # type: ignore[arg-type]
@@ -307,6 +305,7 @@ def test_coherence_fails_when_the_tiny_model_answers_wrong(
 # ------------------------------------------------------------------- issue #8 and #14: scripted servers
 # tests/sse_server.py: a real socket that answers each request as the test scripts it.
 
+from tests.polling import poll_until  # noqa: E402
 from tests.sse_server import Conn, Seen, forever, raw_bytes, serving, status_of, stream_of  # noqa: E402
 
 
@@ -397,7 +396,6 @@ def keepalive_only(conn: Conn, _seen: Seen) -> None:
 
 def test_keep_alive_comments_do_not_keep_a_stream_alive() -> None:
     """Issue #14.6: --timeout 2 against `: keepalive` every 0.5 s ran 300 s."""
-    import time
 
     with serving(keepalive_only) as server:
         started = time.monotonic()
@@ -410,7 +408,6 @@ def test_keep_alive_comments_do_not_keep_a_stream_alive() -> None:
 
 
 def test_the_deadline_ends_a_stream_that_never_finishes() -> None:
-    import time
 
     token = f"data: {json.dumps(answer_chunks('x')[1])}\n\n".encode()
     with serving(forever([token], every_s=0.05)) as server:
@@ -513,17 +510,16 @@ def test_ctrl_c_with_json_prints_the_envelope_and_exits_130() -> None:
     import signal
     import subprocess
     import sys
-    import time
 
     with serving(keepalive_only) as server:
         process = subprocess.Popen([sys.executable, "-m", "qwenops", "smoke-stream", "--json", "--base-url",
                                     server.base_url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                    cwd=REPO, env=os.environ.copy())
-        deadline = time.monotonic() + 60
-        while not any(s.method == "POST" for s in server.seen):
+        def posted() -> bool:
             assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+            return any(s.method == "POST" for s in server.seen)
+
+        poll_until(posted, "smoke-stream's request reached the server", timeout_s=120)
         process.send_signal(signal.SIGINT)
         stdout, stderr = process.communicate(timeout=30)
     assert process.returncode == 130, stderr
