@@ -209,7 +209,7 @@ def test_a_client_that_stops_reading_is_cut_off_with_a_bounded_queue(long_server
         assert at_cut["queued_bytes"] <= limit + 1024, at_cut  # the bound, plus the chat's one end frame
         deltas = len([frame for frame in frames if frame["type"] == "delta"])
         assert deltas < LONG["max_tokens"] // 2, deltas  # what the buffers and the queue held, not the answer
-        wait_running(server, 0, "the stalled reader's chat", timeout_s=60)
+        wait_running(server, 0, "the stalled reader's chat", timeout_s=180)
         assert run(healthy(gw.url)) == KNOWN_PROMPTS["Name a colour."]  # the gateway itself is fine
         wait_for_gateway_idle(gw)
 
@@ -261,7 +261,7 @@ def test_pings_are_answered_while_another_connection_streams(long_server: Runnin
 
 
 def wait_for_gateway_idle(gw: GatewayProcess) -> None:
-    poll_until(lambda: gw.health()["chats"] == 0, "the gateway has no chat left", timeout_s=60)
+    poll_until(lambda: gw.health()["chats"] == 0, "the gateway has no chat left", timeout_s=180)
 
 
 def test_no_token_and_a_wrong_token_are_refused(vllm_server: RunningServer) -> None:

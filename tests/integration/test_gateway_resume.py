@@ -76,7 +76,7 @@ def test_a_chat_cut_by_sigkill_resumes_with_one_frame_and_a_chat_sent_during_the
     (state_dir / "models").mkdir(parents=True)
     long_context_copy(tiny_model_dir, state_dir / "models" / "qwen3-tiny")
     for serve in start_serve(state_dir, "--set", f"max_model_len={LONG_CONTEXT}"):
-        serve.wait_message("READY=1", timeout_s=600)
+        serve.wait_message("READY=1", timeout_s=800)
         base_url = f"http://127.0.0.1:{serve.port}"
         with gateway_process(base_url, "--profile", "cpu-tiny", "--queue-deadline", "900") as gw:
             engine = vllm_process(serve, "EngineCore")

@@ -71,7 +71,7 @@ def prometheus(tmp_path: Path, targets: dict[str, str], rules: str) -> Iterator[
         stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
     url = f"http://127.0.0.1:{port}"
     try:
-        poll_until(lambda: _ready(url, process, tmp_path), "Prometheus ready", timeout_s=60, interval_s=0.2)
+        poll_until(lambda: _ready(url, process, tmp_path), "Prometheus ready", timeout_s=180, interval_s=0.2)
         yield url
     finally:
         process.terminate()
@@ -158,14 +158,14 @@ def test_prometheus_scrapes_every_panel_and_rule_and_sees_a_restart(
             engine = next(p for p in psutil.Process(serve.process.pid).children(recursive=True)
                           if "EngineCore" in p.name() or "EngineCore" in " ".join(p.cmdline()))
             engine.kill()
-            serve.wait_message("STATUS=starting vLLM (pid", after=ready + 1, timeout_s=60)
+            serve.wait_message("STATUS=starting vLLM (pid", after=ready + 1, timeout_s=180)
 
             def restart_alert() -> list[dict[str, object]]:
                 alerts = httpx.get(f"{prom}/api/v1/alerts", timeout=10).raise_for_status().json()["data"]["alerts"]
                 return [a for a in alerts if a["labels"]["alertname"] == "QwenopsServeRestarted"
                         and a["state"] in ("pending", "firing")]
 
-            [alert] = poll_until(restart_alert, "QwenopsServeRestarted pending", timeout_s=60, interval_s=0.5)
+            [alert] = poll_until(restart_alert, "QwenopsServeRestarted pending", timeout_s=180, interval_s=0.5)
             assert alert["labels"]["severity"] == "warning"
             restarts = query(prom, f'sum(qwenops_serve_restarts_total{{job="{JOB_SERVE}"}})')
             assert restarts and float(restarts[0]["value"][1]) >= 1  # type: ignore[index]

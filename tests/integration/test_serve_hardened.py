@@ -80,7 +80,7 @@ def test_without_auto_fit_the_fatal_result_names_the_set_to_apply(state_dir: Pat
 @pytest.mark.engine
 def test_auto_fit_starts_with_vllms_estimate_and_saves_the_fitted_profile(state_dir: Path, profiles: Path) -> None:
     with start_serve_ctx(state_dir, "-p", "too-long", "--auto-fit") as serve:
-        serve.wait_message("READY=1", timeout_s=400)
+        serve.wait_message("READY=1", timeout_s=800)
         assert served_max_model_len(serve.port) == 1792
         os.killpg(serve.process.pid, signal.SIGTERM)
         code, doc = finish(serve)
@@ -103,7 +103,7 @@ def test_auto_fit_starts_with_vllms_estimate_and_saves_the_fitted_profile(state_
 def test_a_stopped_engine_with_requests_in_flight_is_detected_and_restarted(state_dir: Path,
                                                                              profiles: Path) -> None:
     with start_serve_ctx(state_dir, "-p", "watched") as serve:
-        serve.wait_message("READY=1", timeout_s=400)
+        serve.wait_message("READY=1", timeout_s=800)
         base = f"http://127.0.0.1:{serve.port}"
         long_answer = {"model": "Qwen3-14B", "max_tokens": 400, "ignore_eos": True, "stream": True,
                        "messages": [{"role": "user", "content": "Tell me about the sea."}]}
@@ -119,7 +119,7 @@ def test_a_stopped_engine_with_requests_in_flight_is_detected_and_restarted(stat
                 if engine.is_running():
                     engine.send_signal(signal.SIGCONT)
         assert "stopped making progress" in serve.messages[restart][1]
-        serve.wait_message("READY=1", after=restart, timeout_s=400)  # back under supervision
+        serve.wait_message("READY=1", after=restart, timeout_s=800)  # back under supervision
         os.killpg(serve.process.pid, signal.SIGTERM)
         code, _ = finish(serve)
     assert code == 0
@@ -128,7 +128,7 @@ def test_a_stopped_engine_with_requests_in_flight_is_detected_and_restarted(stat
 @pytest.mark.engine
 def test_sigkill_of_qwenops_leaves_no_process(state_dir: Path) -> None:
     with start_serve_ctx(state_dir) as serve:
-        serve.wait_message("READY=1", timeout_s=400)
+        serve.wait_message("READY=1", timeout_s=800)
         [guard] = psutil.Process(serve.process.pid).children()
         tree = [guard.pid, *(p.pid for p in guard.children(recursive=True))]
         assert len(tree) >= 3  # guard, API server, EngineCore (and workers)
