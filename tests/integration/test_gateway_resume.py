@@ -27,7 +27,7 @@ from tests.integration.test_gateway_engine import gateway_process
 from tests.integration.test_stream_resume import vllm_process
 from tests.polling import poll_until
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.timeout(1800)]  # a hang guard: serve restarts vLLM mid-test
 
 MAX_TOKENS = 4000
 KILL_AFTER = 16  # deltas received before the kill
@@ -55,15 +55,15 @@ async def cut_and_resume(url: str, kill: Callable[[], None], base_url: str) -> t
     another connection once the server is down."""
     async with connect(url) as ws, connect(url) as other:
         await ws.send(chat("reference", PROMPT, **GREEDY))
-        reference = (await until_end(ws, {"reference"}, 300))["reference"]
+        reference = (await until_end(ws, {"reference"}, 800))["reference"]
         await ws.send(chat("cut", PROMPT, **GREEDY))
         frames: Frames = []
         while sum(frame["type"] == "delta" for frame in frames) < KILL_AFTER:
-            frames.append(await receive(ws, 300))
+            frames.append(await receive(ws, 800))
         assert frames[-1]["type"] == "delta", "the answer ended before the kill"
         kill()
         await asyncio.to_thread(poll_until, lambda: server_down(base_url),
-                                "vLLM's API server goes down after its engine", 300, 0.05)
+                                "vLLM's API server goes down after its engine", 600, 0.05)
         await other.send(chat("during", DURING, temperature=0, max_tokens=64))
         frames += (await until_end(ws, {"cut"}, 900))["cut"]
         during = (await until_end(other, {"during"}, 900))["during"]

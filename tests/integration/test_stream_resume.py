@@ -71,6 +71,7 @@ def check_resumed(deltas: list[ChatDelta], reference: list[ChatDelta]) -> int:
 
 
 @pytest.mark.engine
+@pytest.mark.timeout(1800)  # a hang guard: serve restarts vLLM twice mid-test
 def test_a_greedy_answer_cut_by_sigkill_resumes_token_for_token(state_dir: Path) -> None:
     for serve in start_serve(state_dir):
         ready = serve.wait_message("READY=1", timeout_s=600)

@@ -34,7 +34,7 @@ from tests.integration.conftest import RunningServer, server_metrics, start_serv
 from tests.integration.test_troubleshoot_live import qwenops
 from tests.polling import poll_until
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.timeout(1800)]  # a hang guard: two server starts per test
 
 CONTEXT = 2048  # the length row's server: the context
 LONG_ANSWER = 600  # faq-long's client.max_tokens: the probe's long answer
