@@ -241,11 +241,14 @@ def serve(
         while True:
             outcome = _supervise(plan, observer=observer, echo=echo, handle_signals=handle_signals,
                                  on_supervisor=on_supervisor, metrics=metrics)
-            if outcome.cause is not None and outcome.state.value == "FATAL":
-                # Read by the next run's metrics and by the gateway, which ends the chats waiting for us.
-                write_last_fatal(fatal_record(plan.state_dir, plan.profile), outcome.cause.category, time.time())
             fitted = _fit(plan, outcome, fits, observer, rounds=rounds)
             if fitted is None:
+                if outcome.state.value == "FATAL":
+                    # Serve gives up for good (auto-fit had nothing to try): read by the next run's metrics and
+                    # by the gateway, which ends the chats waiting for this server. A FATAL that auto-fit
+                    # recovers from is not recorded: the fitted server is coming.
+                    category = outcome.cause.category if outcome.cause is not None else "too_many_failures"
+                    write_last_fatal(fatal_record(plan.state_dir, plan.profile), category, time.time())
                 break
             plan, changed = fitted
             fits += changed

@@ -390,7 +390,7 @@ async def _identify_served_model(client: Any, run: _Run) -> ServedModel:
                         break
                 if response.status_code == 200 and len(body) <= _MAX_MODELS_BYTES:
                     listed = json.loads(body).get("data")
-        except (httpx.HTTPError, ValueError, AttributeError):
+        except (httpx.HTTPError, ValueError, AttributeError, RecursionError):
             listed = None
     if not isinstance(listed, list):
         return ServedModel(why_unknown="the server's /v1/models did not list its models")

@@ -177,21 +177,12 @@ class Gateway:
     async def ready_now(self) -> bool:
         """One readiness probe, as the stream library's resume makes it: /health 200 and /v1/models
         listing the model."""
-        import httpx
+        from qwenops.stream.resume import server_ready
 
         assert self.http is not None
         config = self.config
         headers = {"Authorization": f"Bearer {config.api_key.get_secret_value()}"} if config.api_key else {}
-        timeout = httpx.Timeout(PROBE_TIMEOUT_S)
-        try:
-            health = await self.http.get(config.upstream + "/health", headers=headers, timeout=timeout)
-            if health.status_code != 200:
-                return False
-            models = await self.http.get(config.upstream + "/v1/models", headers=headers, timeout=timeout)
-            listed = models.json().get("data", []) if models.status_code == 200 else []
-        except (httpx.HTTPError, ValueError, AttributeError):
-            return False
-        return isinstance(listed, list) and any(isinstance(m, dict) and m.get("id") == config.model for m in listed)
+        return await server_ready(self.http, config.upstream, config.model, headers, PROBE_TIMEOUT_S)
 
     async def probe(self) -> None:
         """While chats wait for a server that is down: poll it until it is ready, then let them go."""

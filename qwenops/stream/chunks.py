@@ -209,7 +209,7 @@ def decode_event(data: str, arrived_s: float) -> Decoded:
         return _DONE_EVENT
     try:
         chunk = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested past the parser's limit
         return Decoded("not_json", raw=data, problem="not JSON")
     if not isinstance(chunk, dict):
         return Decoded("not_json", raw=data, problem="not a JSON object")

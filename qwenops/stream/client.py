@@ -290,7 +290,7 @@ def describe_body(body: bytes, content_type: str = "") -> str:
     text = body.decode("utf-8", "replace")
     try:
         parsed = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past the parser's limit
         parsed = None
     if isinstance(parsed, dict) and parsed.get("object") == "chat.completion":
         return f"a whole chat.completion as one JSON document ({size}): the server ignored stream: true"
@@ -308,7 +308,7 @@ def http_status_error(status_code: int, body: bytes, *, model: str, content_type
         err = parsed.get("error", parsed) if isinstance(parsed, dict) else parsed
         message = str(err.get("message") or err.get("detail") or err) if isinstance(err, dict) else str(err)
         message = _one_line(message, 300)
-    except ValueError:
+    except (ValueError, RecursionError):
         pass
     if message is None:
         # Not the JSON error an OpenAI-compatible server sends: a proxy's or another server's page.

@@ -291,26 +291,48 @@ def _retryable(exc: StreamError | UnreachableError, *, resuming: bool) -> bool:
     return isinstance(exc, UnreachableError) and not isinstance(exc, NotHTTPError) and resuming
 
 
-async def _await_ready(http: httpx.AsyncClient, endpoint: Endpoint, model: str, until_s: float, poll_s: float) -> bool:
-    """Poll `/health` and `/v1/models` until both say the server serves `model`; False at `until_s`."""
-    import anyio
+# A /v1/models answer read to decide readiness: a model list is a few KiB; a server that sends more, or
+# JSON nested past the parser's recursion limit, is not ready (and never a crash).
+MAX_MODELS_BYTES = 1024 * 1024
+
+
+async def server_ready(http: httpx.AsyncClient, base_url: str, model: str, headers: Mapping[str, str],
+                       timeout_s: float) -> bool:
+    """One readiness probe, the one rule for resume and the gateway: `/health` answers 200 and
+    `/v1/models` lists MODEL; its body is read bounded, and anything else (an error, a body too large or
+    not JSON) is not ready."""
     import httpx
+
+    timeout = httpx.Timeout(timeout_s)
+    try:
+        health = await http.get(base_url + "/health", headers=headers, timeout=timeout)
+        if health.status_code != 200:
+            return False
+        async with http.stream("GET", base_url + "/v1/models", headers=headers, timeout=timeout) as models:
+            if models.status_code != 200:
+                return False
+            body = bytearray()
+            async for piece in models.aiter_bytes():
+                body += piece
+                if len(body) > MAX_MODELS_BYTES:
+                    return False
+        listed = json.loads(bytes(body)).get("data", [])
+    except (httpx.HTTPError, ValueError, AttributeError, RecursionError):
+        return False
+    return isinstance(listed, list) and any(isinstance(m, dict) and m.get("id") == model for m in listed)
+
+
+async def _await_ready(http: httpx.AsyncClient, endpoint: Endpoint, model: str, until_s: float, poll_s: float) -> bool:
+    """Poll the server until it is ready to serve `model` (server_ready); False at `until_s`."""
+    import anyio
 
     headers = {k: v for k, v in endpoint.headers().items() if k == "Authorization"}
     while True:
         left = until_s - time.perf_counter()
         if left <= 0:
             return False
-        timeout = httpx.Timeout(min(5.0, left))
-        try:
-            health = await http.get(endpoint.base_url + "/health", headers=headers, timeout=timeout)
-            if health.status_code == 200:
-                models = await http.get(endpoint.base_url + "/v1/models", headers=headers, timeout=timeout)
-                listed = models.json().get("data", []) if models.status_code == 200 else []
-                if any(isinstance(m, dict) and m.get("id") == model for m in listed):
-                    return True
-        except (httpx.HTTPError, ValueError, AttributeError):
-            pass
+        if await server_ready(http, endpoint.base_url, model, headers, min(5.0, left)):
+            return True
         await anyio.sleep(min(poll_s, max(0.0, until_s - time.perf_counter())))
 
 
@@ -463,7 +485,7 @@ def _completion_delta(data: str, arrived_s: float, progress: _Progress, reader: 
                       before: int) -> ChatDelta | None:
     try:
         chunk = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested past the parser's limit
         raise StreamError(f"the server sent an event that is not JSON: {data[:200]!r}") from None
     if isinstance(chunk, dict) and "error" in chunk:
         raise in_band_error(chunk["error"], text_so_far="".join(reader.text), chunks=reader.chunks)

@@ -76,7 +76,7 @@ class HealthChecker:
             return f"/v1/models {models.status_code}"
         try:
             names = [entry.get("id") for entry in models.json().get("data", [])]
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, TypeError, RecursionError):
             return "/v1/models answered something that is not a model list"
         if self.model not in names:
             return f"model {self.model!r} not listed (server has {names})"

@@ -105,10 +105,10 @@ def end_leftover_group(path: Path, *, what: str, port: int) -> str | None:
 
     from qwenops.supervisor.process import live_group_members
 
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-        pgid, owner, owner_started = int(record["pgid"]), int(record["qwenops_pid"]), float(record["qwenops_started"])
-    except (OSError, ValueError, KeyError, TypeError):
+    record = _read_record(path) or {}
+    pgid, owner, owner_started = record.get("pgid"), record.get("qwenops_pid"), record.get("qwenops_started")
+    if not (type(pgid) is int and type(owner) is int and pgid > 0 and owner > 0
+            and isinstance(owner_started, (int, float)) and not isinstance(owner_started, bool)):
         return None
     try:
         if psutil.Process(owner).create_time() == owner_started:

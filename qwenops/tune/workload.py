@@ -101,6 +101,8 @@ def _request(line: str, number: int, path: Path) -> WorkloadRequest:
         data = json.loads(line)
     except json.JSONDecodeError as exc:
         raise _bad(path, number, f"not JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:  # nested past the parser's limit: no request is
+        raise _bad(path, number, "nested too deeply to be a request") from None
     if not isinstance(data, dict):
         raise _bad(path, number, f"must be a JSON object, not {type(data).__name__}")
     unknown = sorted(set(data) - {"messages", "max_tokens"})

@@ -348,3 +348,39 @@ def test_not_resumable_and_resume_options() -> None:
     with httpx.Client() as client, pytest.raises(BadInputError) as caught:
         list(stream_chat([], base_url="http://127.0.0.1:9", model="m", client=client, resume=Resume()))
     assert caught.value.field == "client"
+
+
+# ------------------------------------------------------------------- a hostile server's readiness answers
+
+
+@pytest.mark.parametrize(("models", "ready"), [
+    (b'{"data": [{"id": "m"}]}', True),
+    (b'{"data": [{"id": "other"}]}', False),
+    (b"[" * 200_000, False),  # nested past the parser's recursion limit: not ready, never a crash
+    (b'{"data": [' + b'{"id": "x"},' * 200_000 + b'{"id": "m"}]}', False),  # over the byte cap
+    (b"<html>login</html>", False),
+])
+def test_readiness_reads_models_bounded_and_never_crashes(models: bytes, ready: bool) -> None:
+    """The one readiness rule (resume and the gateway): /health 200 and /v1/models listing the model,
+    its body read bounded; a hostile answer is 'not ready', not an exception that kills the prober."""
+    import httpx
+
+    from qwenops.stream.resume import server_ready
+    from tests.unit.test_status_hostile import Site, reply
+
+    site = Site({"/health": reply(200, b""), "/v1/models": reply(200, models)})
+    try:
+        async def probe() -> bool:
+            async with httpx.AsyncClient() as http:
+                return await server_ready(http, site.url, "m", {}, 10.0)
+
+        assert asyncio.run(probe()) is ready
+    finally:
+        site.close()
+
+
+def test_a_chunk_nested_past_the_recursion_limit_is_not_json() -> None:
+    from qwenops.stream.chunks import decode_event
+
+    decoded = decode_event("[" * 200_000, 0.0)
+    assert decoded.kind == "not_json"
