@@ -11,6 +11,7 @@ The last user message picks the behaviour (the gateway passes messages through u
   "inband"         one delta, then vLLM's dead-engine error inside the 200 stream
   "cut"            one delta, then the connection closes without [DONE]
   "http400"        400 with vLLM's error body
+  "http500"        500 with vLLM's error body (the request's own failure: /health stays 200)
   "surrogate"      one delta holding a lone surrogate (JSON "\\ud800": what a broken server may send), then "tokens 1"
   "model N"        N tokens of the scripted model below, as vLLM sends them (token ids when the request asks
                    `return_token_ids`), finish_reason "length", usage, [DONE]: the uncut reference
@@ -172,10 +173,13 @@ class SyntheticUpstream:
             return await self._respond(writer, lambda: self._completion(writer, body))
         prompt = str(body.get("messages", [{}])[-1].get("content", ""))
         word, *args = prompt.split() or ["tokens"]
-        if word == "http400":
-            payload = json.dumps({"object": "error", "message": "temperature must be non-negative, got -1.0",
-                                  "type": "BadRequestError", "param": None, "code": 400}).encode()
-            writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: "
+        if word in ("http400", "http500"):
+            code, reason, message = ((400, b"Bad Request", "temperature must be non-negative, got -1.0")
+                                     if word == "http400" else (500, b"Internal Server Error", "the request failed"))
+            payload = json.dumps({"object": "error", "message": message, "type": "Error", "param": None,
+                                  "code": code}).encode()
+            writer.write(b"HTTP/1.1 " + str(code).encode() + b" " + reason
+                         + b"\r\nContent-Type: application/json\r\nContent-Length: "
                          + str(len(payload)).encode() + b"\r\n\r\n" + payload)
             await writer.drain()
             return True

@@ -76,9 +76,11 @@ def _watch(server: ConfiguredServer, interval_s: float) -> None:
     ascii_only = not can_draw_blocks(console.encoding)
 
     def screen() -> RenderableType:
+        from qwenops.cli.output import safe_renderable
+
         status = read_status(server, interval_s=interval_s)
         trend.add(status)
-        return _view(status, trend, ascii_only=ascii_only)
+        return safe_renderable(_view(status, trend, ascii_only=ascii_only))  # Live draws it, not print
 
     try:
         if sys.stdout.isatty():

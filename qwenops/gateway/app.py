@@ -488,6 +488,8 @@ class Connection:
             except (UnreachableError, HTTPStatusError) as exc:
                 if sent.frames or not _restarting(exc) or not self.config.queue_size:
                     raise
+                if isinstance(exc, HTTPStatusError) and await self.gateway.ready_now():
+                    raise  # a server that is up refused this request itself: its status, not a restart
                 self.gateway.server_down()
                 deadline = deadline if deadline is not None else time.monotonic() + self.config.queue_deadline_s
                 await self._wait_for_server(deadline, exc)
@@ -632,9 +634,18 @@ def origin_ok(config: GatewayConfig, websocket: WebSocket) -> bool:
     return netloc.lower() == websocket.headers.get("host", "").lower()
 
 
-def host_values(websocket: WebSocket) -> list[str]:
-    """Every Host line of the handshake (ASGI keeps repeated headers; Starlette's .get shows the first)."""
-    return [value.decode("latin-1") for name, value in websocket.scope.get("headers", ()) if name == b"host"]
+def host_values(connection: WebSocket | Request) -> list[str]:
+    """Every Host line of the request (ASGI keeps repeated headers; Starlette's .get shows the first)."""
+    return [value.decode("latin-1") for name, value in connection.scope.get("headers", ()) if name == b"host"]
+
+
+def _foreign_host(request: Request) -> PlainTextResponse | None:
+    """403 for an HTTP request whose Host is not the gateway's (the handshake's rule): a page that rebinds
+    a name to 127.0.0.1 must not read /healthz or /metrics either."""
+    if request.app.state.gateway.config.host_allowed(host_values(request)):
+        return None
+    return PlainTextResponse("this Host is not the gateway's: connect by a loopback address, localhost, or a "
+                             "name given to --allow-host\n", status_code=403)
 
 
 def _shown(value: object) -> str:
@@ -695,7 +706,9 @@ async def page(_request: Request) -> HTMLResponse:
                                        "script-src 'unsafe-inline'; connect-src 'self' ws: wss:"})
 
 
-async def healthz(request: Request) -> JSONResponse:
+async def healthz(request: Request) -> Response:
+    if (refused := _foreign_host(request)) is not None:
+        return refused
     gateway: Gateway = request.app.state.gateway
     queued = gateway.queued_bytes()
     return JSONResponse({
@@ -718,6 +731,8 @@ async def metrics(request: Request) -> Response:
     the counters tell how it is used."""
     from prometheus_client import CONTENT_TYPE_LATEST
 
+    if (refused := _foreign_host(request)) is not None:
+        return refused
     gateway: Gateway = request.app.state.gateway
     if gateway.config.token is not None:
         scheme, _, value = request.headers.get("authorization", "").partition(" ")

@@ -242,6 +242,23 @@ def test_serve_records_are_read_bounded_and_checked(tmp_path: Path) -> None:
     assert not records.running()
 
 
+def test_a_5xx_from_a_server_that_is_up_is_its_status_not_a_restart(upstream: SyntheticUpstream) -> None:
+    """A 500 that vLLM answers for the request itself (its /health still 200) fails that chat with
+    http_status at once: the gateway does not mark the server down and queue every client behind it."""
+    async def go(url: str) -> dict[str, list[dict[str, Any]]]:
+        async with connect(url) as ws:
+            await ws.send(chat("bad", "http500"))
+            ended = await until_end(ws, {"bad"})
+            await ws.send(chat("next", "tokens 2"))
+            return {**ended, **(await until_end(ws, {"next"}))}
+
+    with running_gateway(upstream.base_url, queue_deadline_s=60) as gw:
+        frames = run(go(gw.url))
+        assert gw.health()["server"] == "ready" and gw.health()["waiting"] == 0
+    assert frames["bad"][-1]["type"] == "error" and frames["bad"][-1]["code"] == "http_status", frames["bad"]
+    assert frames["next"][-1]["type"] == "done"
+
+
 # --------------------------------------------------------------------------------------------- /metrics
 
 
@@ -291,3 +308,14 @@ def test_two_gateways_in_one_process_keep_their_own_counters(upstream: Synthetic
         run(one(first.url))
         assert metrics(first)["qwenops_gateway_chats_total{outcome=done}"] == 1
         assert metrics(second)["qwenops_gateway_chats_total{outcome=done}"] == 0
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/metrics"])
+def test_a_rebinding_page_cannot_read_healthz_or_metrics(upstream: SyntheticUpstream, path: str) -> None:
+    """The Host rule of the WebSocket handshake holds for the HTTP routes that tell how the gateway is
+    used: a page served as evil.example that rebinds the name to 127.0.0.1 gets 403."""
+    with running_gateway(upstream.base_url) as gw:
+        port = gw.config.port
+        evil = httpx.get(f"http://127.0.0.1:{port}{path}", headers={"Host": f"evil.example:{port}"}, timeout=10)
+        mine = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=10)
+    assert (evil.status_code, mine.status_code) == (403, 200)

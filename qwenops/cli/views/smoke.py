@@ -74,6 +74,7 @@ def resumption(report: SmokeReport) -> RenderableType:
     """With --resume: one row per place a stream was continued (after tokens, gap, attempt) and per stream
     that failed unresumed (why); streams never cut are counted in one line."""
     from rich.console import Group
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
@@ -88,7 +89,7 @@ def resumption(report: SmokeReport) -> RenderableType:
             table.add_row(str(stream.index), str(resumed.after_tokens), _seconds(resumed.gap_ms / 1000),
                           str(resumed.attempt), "cut, then continued from its token ids")
         if stream.not_resumed is not None:
-            table.add_row(str(stream.index), "-", "-", "-", f"[red]not resumed:[/] {stream.not_resumed}")
+            table.add_row(str(stream.index), "-", "-", "-", f"[red]not resumed:[/] {escape(stream.not_resumed)}")
         elif not stream.resumed:
             uncut += 1
     line = f"resume: {report.streams_resumed}/{report.requests} streams resumed, {uncut} not cut"
