@@ -6,12 +6,14 @@ is under way) waits in the gateway's queue and completes with the tiny model's k
 
 The answer is 4,000 tokens on a copy of the tiny model with a long context (conftest.long_context_copy):
 on 2 cores the engine streams 480 tokens in about a second, and the gateway's and the client's buffers hold
-them, so a kill after the client's 16th delta could land after vLLM had finished (seen: no cut at all)."""
+them, so a kill after the client's first delta can land after vLLM has finished (seen: no cut at all);
+such an attempt is tried again on a fresh chat once the server is back."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +32,8 @@ from tests.polling import poll_until
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(1800)]  # a hang guard: serve restarts vLLM mid-test
 
 MAX_TOKENS = 4000
-KILL_AFTER = 16  # deltas received before the kill
+KILL_AFTER = 1  # deltas received before the kill: the evidence that the answer streams
+CUT_ATTEMPTS = 4
 GREEDY = {"temperature": 0, "max_tokens": MAX_TOKENS, "ignore_eos": True}
 PROMPT = "Say hello."
 DURING = "What is 2+2?"
@@ -52,21 +55,36 @@ Frames = list[dict[str, Any]]
 
 async def cut_and_resume(url: str, kill: Callable[[], None], base_url: str) -> tuple[Frames, Frames, Frames]:
     """The reference answer, the same answer cut by KILL once KILL_AFTER deltas arrived, and a chat sent on
-    another connection once the server is down."""
+    another connection once the server is down.
+
+    A kill can land after the engine has generated the whole answer: vLLM's API server, short of CPU, had
+    it all queued and delivers it uncut (seen in CI: 4,000 tokens done, no cut). That attempt shows nothing
+    about resuming; the server restarts anyway, and the cut is tried again on a fresh chat, up to
+    CUT_ATTEMPTS times."""
     async with connect(url) as ws, connect(url) as other:
         await ws.send(chat("reference", PROMPT, **GREEDY))
         reference = (await until_end(ws, {"reference"}, 800))["reference"]
-        await ws.send(chat("cut", PROMPT, **GREEDY))
-        frames: Frames = []
-        while sum(frame["type"] == "delta" for frame in frames) < KILL_AFTER:
-            frames.append(await receive(ws, 800))
-        assert frames[-1]["type"] == "delta", "the answer ended before the kill"
-        kill()
-        await asyncio.to_thread(poll_until, lambda: server_down(base_url),
-                                "vLLM's API server goes down after its engine", 600, 0.05)
-        await other.send(chat("during", DURING, temperature=0, max_tokens=64))
-        frames += (await until_end(ws, {"cut"}, 900))["cut"]
-        during = (await until_end(other, {"during"}, 900))["during"]
+        during: Frames = []
+        for attempt in range(CUT_ATTEMPTS):
+            chat_id = f"cut{attempt}"
+            await ws.send(chat(chat_id, PROMPT, **GREEDY))
+            frames: Frames = []
+            while sum(frame["type"] == "delta" for frame in frames) < KILL_AFTER:
+                frame = await receive(ws, 800)
+                if frame.get("id") == chat_id:
+                    frames.append(frame)
+            assert frames[-1]["type"] == "delta", "the answer ended before the kill"
+            kill()
+            await asyncio.to_thread(poll_until, lambda: server_down(base_url),
+                                    "vLLM's API server goes down after its engine", 600, 0.05)
+            if not during:
+                await other.send(chat("during", DURING, temperature=0, max_tokens=64))
+            frames += (await until_end(ws, {chat_id}, 900))[chat_id]
+            if not during:
+                during = (await until_end(other, {"during"}, 900))["during"]
+            if any(frame["type"] == "resumed" for frame in frames):
+                return reference, frames, during
+            await asyncio.to_thread(poll_until, lambda: not server_down(base_url), "vLLM ready again", 800, 0.5)
         return reference, frames, during
 
 
@@ -79,8 +97,9 @@ def test_a_chat_cut_by_sigkill_resumes_with_one_frame_and_a_chat_sent_during_the
         serve.wait_message("READY=1", timeout_s=800)
         base_url = f"http://127.0.0.1:{serve.port}"
         with gateway_process(base_url, "--profile", "cpu-tiny", "--queue-deadline", "900") as gw:
-            engine = vllm_process(serve, "EngineCore")
-            reference, frames, during = asyncio.run(cut_and_resume(gw.url, engine.kill, base_url))
+            # The EngineCore of the moment: a retry's is the one serve restarted.
+            kill_engine = functools.partial(lambda serve: vllm_process(serve, "EngineCore").kill(), serve)
+            reference, frames, during = asyncio.run(cut_and_resume(gw.url, kill_engine, base_url))
             with contextlib.suppress(httpx.HTTPError):
                 print("\ngateway /healthz after:", gw.health())
     resumed = [frame for frame in frames if frame["type"] == "resumed"]
