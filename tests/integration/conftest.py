@@ -295,6 +295,20 @@ def state_dir(tmp_path: Path, tiny_model_dir: Path) -> Path:
     return tmp_path / "state"
 
 
+@pytest.fixture
+def kill_tolerant_profile(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> str:
+    """cpu-tiny whose supervisor tolerates the kills a resume test makes: a kill that lands after the
+    whole answer is tried again, and the default 3 quick failures in 10 minutes would end serve FATAL
+    before the test is done."""
+    import yaml
+
+    directory = tmp_path_factory.mktemp("profiles")
+    (directory / "cpu-tiny-kills.yaml").write_text(yaml.safe_dump(
+        {"extends": "cpu-tiny", "supervise": {"max_quick_failures": 10}}), encoding="utf-8")
+    monkeypatch.setenv("QWENOPS_PROFILES_DIR", str(directory))
+    return "cpu-tiny-kills"
+
+
 def start_serve(state_dir: Path, *args: str) -> Iterator[Serve]:
     name = f"qwenops-engine-test-{uuid.uuid4().hex}"
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

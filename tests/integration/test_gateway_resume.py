@@ -89,14 +89,14 @@ async def cut_and_resume(url: str, kill: Callable[[], None], base_url: str) -> t
 
 
 def test_a_chat_cut_by_sigkill_resumes_with_one_frame_and_a_chat_sent_during_the_restart_completes(
-        tmp_path: Path, tiny_model_dir: Path) -> None:
+        tmp_path: Path, tiny_model_dir: Path, kill_tolerant_profile: str) -> None:
     state_dir = tmp_path / "state"
     (state_dir / "models").mkdir(parents=True)
     long_context_copy(tiny_model_dir, state_dir / "models" / "qwen3-tiny")
-    for serve in start_serve(state_dir, "--set", f"max_model_len={LONG_CONTEXT}"):
+    for serve in start_serve(state_dir, "-p", kill_tolerant_profile, "--set", f"max_model_len={LONG_CONTEXT}"):
         serve.wait_message("READY=1", timeout_s=800)
         base_url = f"http://127.0.0.1:{serve.port}"
-        with gateway_process(base_url, "--profile", "cpu-tiny", "--queue-deadline", "900") as gw:
+        with gateway_process(base_url, "--profile", kill_tolerant_profile, "--queue-deadline", "900") as gw:
             # The EngineCore of the moment: a retry's is the one serve restarted.
             kill_engine = functools.partial(lambda serve: vllm_process(serve, "EngineCore").kill(), serve)
             reference, frames, during = asyncio.run(cut_and_resume(gw.url, kill_engine, base_url))

@@ -75,8 +75,8 @@ def check_resumed(deltas: list[ChatDelta], reference: list[ChatDelta]) -> int:
 
 @pytest.mark.engine
 @pytest.mark.timeout(1800)  # a hang guard: serve restarts vLLM twice mid-test
-def test_a_greedy_answer_cut_by_sigkill_resumes_token_for_token(state_dir: Path) -> None:
-    for serve in start_serve(state_dir):
+def test_a_greedy_answer_cut_by_sigkill_resumes_token_for_token(state_dir: Path, kill_tolerant_profile: str) -> None:
+    for serve in start_serve(state_dir, "-p", kill_tolerant_profile):
         ready = serve.wait_message("READY=1", timeout_s=600)
         base_url = f"http://127.0.0.1:{serve.port}"
         reference = list(stream_chat(MESSAGES, base_url=base_url, **ASK))  # type: ignore[arg-type]
