@@ -63,19 +63,26 @@ def engine_core(server: RunningServer) -> psutil.Process:
 
 @pytest.mark.engine
 def test_engine_death_mid_stream_is_an_in_band_error(disposable_server: Callable[[], RunningServer]) -> None:
-    server = disposable_server()
-    core = engine_core(server)
-    received: list[ChatDelta] = []
-    with pytest.raises((InBandError, StreamInterrupted)) as caught:
-        for delta in stream_chat([{"role": "user", "content": "Tell me about the sea."}], base_url=server.base_url,
-                                 model=server.model, temperature=0.0, top_p=1.0, max_tokens=480,
-                                 extra_body={"ignore_eos": True}):
-            received.append(delta)
-            if len(received) == 20:
-                os.kill(core.pid, signal.SIGKILL)
+    # A kill can land after the engine generated the whole answer (vLLM's API server, short of CPU, had it
+    # all queued and delivers it uncut): that attempt shows nothing, and a fresh server is tried.
+    for _attempt in range(3):
+        server = disposable_server()
+        core = engine_core(server)
+        received: list[ChatDelta] = []
+        try:
+            for delta in stream_chat([{"role": "user", "content": "Tell me about the sea."}],
+                                     base_url=server.base_url, model=server.model, temperature=0.0, top_p=1.0,
+                                     max_tokens=480, extra_body={"ignore_eos": True}):
+                received.append(delta)
+                if len(received) == 20:
+                    os.kill(core.pid, signal.SIGKILL)
+        except (InBandError, StreamInterrupted) as exc:
+            error = exc
+            break
+    else:
+        pytest.fail("the answer was never cut: every kill landed after the engine had finished")
     # vLLM answers an in-flight stream with `data: {"error": ...}` when EngineCore dies (ENGINE_FACTS.md);
     # if the API server went down first, the cut is reported instead. Either way: typed, with the text so far.
-    error = caught.value
     assert error.text_so_far.startswith("".join(d.content for d in received[:5]))
     if isinstance(error, InBandError):
         assert "EngineCore" in error.message or error.error
