@@ -9,7 +9,6 @@ import contextlib
 import json
 import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -33,12 +32,6 @@ from tests.polling import poll_until
 from tests.synthetic_upstream import SyntheticUpstream, synthetic_upstream
 
 TOKEN = "test-token-0123456789abcdef"
-
-
-@pytest.fixture
-def upstream() -> Iterator[SyntheticUpstream]:
-    with synthetic_upstream() as running:
-        yield running
 
 
 def run(coro: Any) -> Any:

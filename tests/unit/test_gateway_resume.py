@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +20,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.gateway_harness import RunningGateway, chat, connect, receive, running_gateway, text_of, until_end
 from tests.polling import poll_until
-from tests.synthetic_upstream import SyntheticUpstream, model_answer, model_text, synthetic_upstream
+from tests.synthetic_upstream import SyntheticUpstream, model_answer, model_text
 
 TOKEN = "test-token-0123456789abcdef"
 COUNT, CUT = 24, 10
-
-
-@pytest.fixture
-def upstream() -> Iterator[SyntheticUpstream]:
-    with synthetic_upstream() as running:
-        yield running
 
 
 def run(coro: Any) -> Any:

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -74,19 +74,6 @@ class Site:
 
     def close(self) -> None:
         self.server.close()
-
-
-@pytest.fixture
-def site() -> Iterator[Callable[[dict[str, Answer]], Site]]:
-    sites: list[Site] = []
-
-    def make(routes: dict[str, Answer]) -> Site:
-        sites.append(Site(routes))
-        return sites[-1]
-
-    yield make
-    for one in sites:
-        one.close()
 
 
 def qwenops(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:

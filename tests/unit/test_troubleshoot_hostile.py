@@ -9,7 +9,7 @@ probes must send the key, and a 401/403 is an `auth` finding whose fix says wher
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -57,19 +57,6 @@ def with_api_key(key: str, routes: dict[str, Answer], *, status: int = 401) -> d
         return check
 
     return {path: guarded(answer) if path.startswith("/v1/") else answer for path, answer in routes.items()}
-
-
-@pytest.fixture
-def site() -> Iterator[Callable[[dict[str, Answer]], Site]]:
-    sites: list[Site] = []
-
-    def make(routes: dict[str, Answer]) -> Site:
-        sites.append(Site(routes))
-        return sites[-1]
-
-    yield make
-    for one in sites:
-        one.close()
 
 
 def troubleshoot(*args: str, env: dict[str, str] | None = None) -> tuple[int, dict[str, object], str]:
