@@ -12,7 +12,7 @@ from rich.console import Console, RenderableType
 from qwenops.cli.status import _view
 from qwenops.status import ASCII_BLOCKS, BLOCKS, ServerStatus, Trend, can_draw_blocks, read_status, sparkline
 from tests.sse_server import Answer
-from tests.unit.test_status_hostile import healthy_routes, scrapes, site  # noqa: F401 -- the fixture
+from tests.unit.test_status_hostile import healthy_routes, scrapes
 
 GEN = "# TYPE vllm:generation_tokens counter\n"
 
