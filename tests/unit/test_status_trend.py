@@ -51,7 +51,7 @@ def test_blocks_only_where_the_encoding_shows_them(encoding: str | None, blocks:
 
 
 def test_a_watch_window_from_a_scripted_server_draws_trends_with_gaps(
-        site: Callable[[dict[str, Answer]], object]) -> None:  # noqa: F811 -- the fixture
+        site: Callable[[dict[str, Answer]], object]) -> None:
     # Two scrapes per interval; the third interval's KV usage is NaN (n/a), the fourth's waiting is negative.
     pages = [page(0, "0.1", "0"), page(100, "0.1", "0"),
              page(100, "0.5", "2"), page(300, "0.5", "2"),
@@ -79,7 +79,7 @@ def test_a_watch_window_from_a_scripted_server_draws_trends_with_gaps(
     assert not set(BLOCKS) & set(ascii_text) and "_=# " in ascii_text
 
 
-def test_without_a_trend_the_view_is_unchanged(site: Callable[[dict[str, Answer]], object]) -> None:  # noqa: F811
+def test_without_a_trend_the_view_is_unchanged(site: Callable[[dict[str, Answer]], object]) -> None:
     server = site(healthy_routes())
     status = read_status(server.url, interval_s=0.2)  # type: ignore[attr-defined]
     assert "trend" not in draw(_view(status))
