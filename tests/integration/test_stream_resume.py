@@ -46,6 +46,23 @@ def vllm_process(serve: Serve, marker: str) -> psutil.Process:
 CUT_ATTEMPTS = 4
 
 
+def cut_until_resumed(serve: Serve, marker: str, reference: list[ChatDelta], ready: int) -> tuple[int, int]:
+    """Cut the answer by SIGKILL of the process `marker` names and check the resumed answer; the tokens
+    before the cut and the index of the READY the restart logged.
+
+    A kill can land after the whole answer left that process: the EngineCore, short of CPU, had generated it
+    all and the API server delivers it uncut; or the API server had written every chunk into the socket's
+    buffer, which the client still reads after the process is gone. That attempt shows nothing about
+    resuming; serve restarts vLLM anyway, and the cut is tried again on the new processes."""
+    for _attempt in range(CUT_ATTEMPTS):
+        base_url = f"http://127.0.0.1:{serve.port}"
+        resumed = cut_and_resume(base_url, vllm_process(serve, marker).kill)
+        ready = serve.wait_message("READY=1", after=ready + 1)
+        if any(delta.resumed is not None for delta in resumed):
+            break
+    return check_resumed(resumed, reference), ready
+
+
 def cut_and_resume(base_url: str, kill: Callable[[], None]) -> list[ChatDelta]:
     deltas: list[ChatDelta] = []
     tokens = 0
@@ -74,27 +91,15 @@ def check_resumed(deltas: list[ChatDelta], reference: list[ChatDelta]) -> int:
 
 
 @pytest.mark.engine
-@pytest.mark.timeout(1800)  # a hang guard: serve restarts vLLM twice mid-test
+@pytest.mark.timeout(3600)  # a hang guard: serve restarts vLLM twice mid-test, more when a cut is retried
 def test_a_greedy_answer_cut_by_sigkill_resumes_token_for_token(state_dir: Path, kill_tolerant_profile: str) -> None:
     for serve in start_serve(state_dir, "-p", kill_tolerant_profile):
-        ready = serve.wait_message("READY=1", timeout_s=600)
+        ready = serve.wait_message("READY=1")
         base_url = f"http://127.0.0.1:{serve.port}"
         reference = list(stream_chat(MESSAGES, base_url=base_url, **ASK))  # type: ignore[arg-type]
         assert len(ids(reference)) == MAX_TOKENS
 
-        # A kill of the EngineCore can land after it generated the whole answer: vLLM's API server, short of
-        # CPU, had it all queued and delivers it uncut. That attempt shows nothing about resuming; serve
-        # restarts vLLM anyway, and the cut is tried again (the API server's kill always cuts).
-        for _attempt in range(CUT_ATTEMPTS):
-            resumed = cut_and_resume(base_url, vllm_process(serve, "EngineCore").kill)
-            ready = serve.wait_message("READY=1", after=ready + 1, timeout_s=800)
-            if any(delta.resumed is not None for delta in resumed):
-                break
-        after_engine = check_resumed(resumed, reference)
-
-        api_server = vllm_process(serve, "vllm.entrypoints.openai.api_server")
-        resumed = cut_and_resume(base_url, api_server.kill)
-        after_api = check_resumed(resumed, reference)
-        serve.wait_message("READY=1", after=ready + 1, timeout_s=600)
+        after_engine, ready = cut_until_resumed(serve, "EngineCore", reference, ready)
+        after_api, ready = cut_until_resumed(serve, "vllm.entrypoints.openai.api_server", reference, ready)
         print(f"\nresumed after {after_engine} tokens (EngineCore killed) and {after_api} tokens (API server "
               f"killed); {MAX_TOKENS} token ids equal to the uncut answer both times")
