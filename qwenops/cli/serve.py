@@ -26,8 +26,8 @@ def serve(*, profile: str | None, host: str | None, port: int | None, overrides:
     or a taken port."""
     from qwenops.cli.views.serve import serve_plan_view, serve_result_view
     from qwenops.config.loader import parse_overrides
-    from qwenops.serve import plan_serve
-    from qwenops.serve import serve as run
+    from qwenops.serve.run import plan_serve
+    from qwenops.serve.run import serve as run
 
     plan = plan_serve(profile, host=host, port=port, overrides=parse_overrides(overrides), auto_fit=auto_fit)
     if dry_run:

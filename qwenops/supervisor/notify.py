@@ -11,6 +11,10 @@ import os
 import socket
 from collections.abc import Mapping
 
+# The service manager's variables belong to the process systemd watches (qwenops); a child that inherited
+# them could send READY=1 on its behalf (with NotifyAccess=all) before anything was checked.
+MANAGER_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+
 
 class Notifier:
     """Sends READY=1 / STATUS= / WATCHDOG=1 / STOPPING=1 to the service manager, if there is one.

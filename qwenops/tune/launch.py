@@ -1,4 +1,4 @@
-"""Each candidate under the supervisor: `qwenops.serve.serve` in a thread, stopped as a signal would stop it.
+"""Each candidate under the supervisor: `qwenops.serve.run.serve` in a thread, stopped as a signal would stop it.
 
 Every process tune starts is started, watched and ended by the supervisor (its own process group, killed
 as a group, under the guard that ends it if qwenops itself dies). A candidate gets one attempt: a start
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from qwenops.config.profile import Profile
     from qwenops.config.settings import Settings
     from qwenops.config.target import ConfiguredServer
-    from qwenops.serve import ServePlan, ServeResult
+    from qwenops.serve.run import ServePlan, ServeResult
     from qwenops.supervisor.bootlog import Phase
     from qwenops.supervisor.runner import Transition
 
@@ -33,7 +33,7 @@ JOIN_GRACE_S = 30.0  # beyond the drain timeout, for the supervisor to kill and 
 def candidate_plan(profile: str | None, candidate: Candidate, *, overrides: Mapping[str, str], log_dir: Path,
                    startup_timeout_s: float) -> ServePlan:
     """serve's plan for CANDIDATE: its three values as command-line overrides; one attempt; its own log."""
-    from qwenops.serve import plan_serve
+    from qwenops.serve.run import plan_serve
 
     values = {**overrides, **{key: str(value) for key, value in candidate.values().items()}}
     plan = plan_serve(profile, overrides=values)
@@ -93,7 +93,7 @@ class ServedCandidate:
         self._thread.start()
 
     def _run(self) -> None:
-        from qwenops.serve import serve
+        from qwenops.serve.run import serve
 
         try:
             self._result = serve(self.plan, observer=self._observer, handle_signals=False,

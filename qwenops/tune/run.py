@@ -22,7 +22,7 @@ from qwenops.tune.workload import Workload, workload_from
 if TYPE_CHECKING:
     from qwenops.config.profile import Profile
     from qwenops.config.settings import Settings
-    from qwenops.serve import ServePlan
+    from qwenops.serve.run import ServePlan
 
 DEFAULT_PROMPT_TOKENS = 256
 
@@ -42,7 +42,7 @@ def run_tune(options: TuneOptions, *, observer: SweepObserver | None = None, lau
     plan = _serve_plan(options)
     if not options.plan_only:
         preflight(plan)
-    from qwenops.serve import ensure_model
+    from qwenops.serve.run import ensure_model
 
     ensure_model(plan)
     context = plan_context(profile, settings.state_dir, options.probe_file)
@@ -101,7 +101,7 @@ def _counts(results: list[CandidateResult]) -> str:
 
 
 def _serve_plan(options: TuneOptions) -> ServePlan:
-    from qwenops.serve import plan_serve
+    from qwenops.serve.run import plan_serve
 
     return plan_serve(options.profile, overrides={"port": str(options.port)} if options.port is not None else {})
 
@@ -109,7 +109,7 @@ def _serve_plan(options: TuneOptions) -> ServePlan:
 def preflight(plan: ServePlan) -> None:
     """What would stop every start, checked once before the first: the engine and the port."""
     from qwenops.hardware.host import check_port_free
-    from qwenops.serve import check_engine
+    from qwenops.serve.run import check_engine
 
     check_engine(plan)
     check_port_free(plan.host, plan.port)

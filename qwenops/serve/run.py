@@ -34,6 +34,7 @@ from qwenops.supervisor.lifetime import (
     write_run_record,
 )
 from qwenops.supervisor.lifetime import run_record as run_record_at
+from qwenops.supervisor.notify import MANAGER_ENV
 from qwenops.supervisor.options import SupervisorOptions
 
 if TYPE_CHECKING:
@@ -41,9 +42,6 @@ if TYPE_CHECKING:
     from qwenops.supervisor.runner import Observer, Outcome, Server
 
 MASK = "***"  # as `profiles show` masks it
-# The service manager's variables belong to qwenops, the process systemd watches; a child that
-# inherited them could send READY=1 on our behalf (with NotifyAccess=all) before we checked anything.
-_SUPERVISOR_ONLY_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 
 
 class ServePlan(BaseModel):
@@ -168,7 +166,7 @@ def _is_managed_tiny_model(profile: Profile) -> bool:
 
 def child_env(plan: ServePlan, api_key: str | None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The server's real environment: ours, the profile's, the API key (never in argv), unbuffered output."""
-    env = {k: v for k, v in (os.environ if environ is None else environ).items() if k not in _SUPERVISOR_ONLY_ENV}
+    env = {k: v for k, v in (os.environ if environ is None else environ).items() if k not in MANAGER_ENV}
     env.update({k: v for k, v in plan.env.items() if k != "VLLM_API_KEY"})
     if api_key is not None:
         env["VLLM_API_KEY"] = api_key
