@@ -1,4 +1,4 @@
-"""qwenops.serve.serve() end to end on the fake vLLM: signals, environment, log file, result."""
+"""qwenops.serve.run.serve() end to end on the fake vLLM: signals, environment, log file, result."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from qwenops.serve import ServePlan, plan_serve, serve
+from qwenops.serve.run import ServePlan, plan_serve, serve
 from qwenops.supervisor.bootlog import Phase
 from qwenops.supervisor.runner import Transition
 from qwenops.supervisor.states import State
@@ -82,7 +82,7 @@ def test_serve_json_result_after_a_fatal_start(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_notify_socket_is_not_inherited_by_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
-    from qwenops.serve import child_env
+    from qwenops.serve.run import child_env
 
     env = child_env(fake_plan(1), None, {"NOTIFY_SOCKET": "@sd", "WATCHDOG_USEC": "1", "HOME": "/root"})
     assert "NOTIFY_SOCKET" not in env and "WATCHDOG_USEC" not in env
