@@ -13,7 +13,7 @@
     server-side value for that request (the change of `vllm:time_to_first_token_seconds_sum` across
     it; requests one at a time, clients interleaved, so each change is one request of one client), and
     smoke-stream's TPOT next to `vllm:request_time_per_output_token_seconds`. The clients: smoke-stream's
-    own recording path (`qwenops.smoke._record_stream`, what `qwenops smoke-stream` measures), `vllm bench
+    own recording path (`qwenops.smoke.run._record_stream`, what `qwenops smoke-stream` measures), `vllm bench
     serve`'s request function (`vllm.benchmarks.lib.endpoint_request_func`, called as a library with an
     aiohttp session as the benchmark does; left out where vLLM is not installed) and a raw asyncio socket
     client (the floor). Goal: medians within 5 ms of vLLM's, and smoke-stream's gap no larger than the
@@ -190,7 +190,7 @@ def smoke_client(base_url: str, max_tokens: int) -> tuple[Client, Callable[[], A
     """What `qwenops smoke-stream` measures: its own recording path on one shared httpx pool."""
     import httpx
 
-    from qwenops.smoke import SmokeOptions, _plan, _record_stream
+    from qwenops.smoke.run import SmokeOptions, _plan, _record_stream
     from qwenops.stream.conformance import parse_record
     from qwenops.stream.metrics import stream_metrics
 

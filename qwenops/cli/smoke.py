@@ -100,7 +100,7 @@ def smoke_stream(  # noqa: PLR0917 -- Click passes every option as a keyword; th
     """Stream chat completions and check every chunk; exit 1 on a failed check, 3 if unreachable,
     130 on Ctrl-C."""
     from qwenops.cli.views.smoke import run_smoke_in_terminal, smoke_summary
-    from qwenops.smoke import resolve_options
+    from qwenops.smoke.run import resolve_options
 
     options = resolve_options(
         profile=profile, base_url=base_url, model=model, prompt=prompt, max_tokens=max_tokens,

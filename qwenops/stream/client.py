@@ -6,7 +6,7 @@
 
 The caller says where to send, with which key and which parameters: this module reads no settings and
 no profile, so a key goes only where its caller sends it (`qwenops smoke-stream` resolves its own
-defaults, see `qwenops.smoke.resolve_options`).
+defaults, see `qwenops.smoke.run.resolve_options`).
 
 What the article's hand-rolled clients get wrong and this gets right:
 - events are parsed by the WHATWG rules (`qwenops.stream.sse`), not by `line.startswith("data: ")`;

@@ -27,7 +27,7 @@ def test_a_bind_host_becomes_a_url_host_with_ipv6_in_brackets(bind_host: str, ur
 
 def test_serve_and_smoke_stream_share_the_rule(monkeypatch: pytest.MonkeyPatch) -> None:
     from qwenops.serve.run import plan_serve
-    from qwenops.smoke import resolve_options
+    from qwenops.smoke.run import resolve_options
 
     monkeypatch.delenv("QWENOPS_BASE_URL", raising=False)
     monkeypatch.setenv("QWENOPS_HOST", "::1")

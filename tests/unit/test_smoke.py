@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from qwenops.cli import cli
 from qwenops.cli.views.smoke import smoke_summary
 from qwenops.errors import StreamInterrupted
-from qwenops.smoke import SmokeOptions, build_report, write_junit
+from qwenops.smoke.run import SmokeOptions, build_report, write_junit
 from qwenops.stream.client import TimedEvent
 from qwenops.stream.conformance import CHECK_NAMES, Expectations, StreamRecord, check_stream
 from qwenops.stream.sse import parse_sse
@@ -400,11 +400,11 @@ def test_chunks_are_decoded_in_one_place() -> None:
     qwenops.stream.chunks; none keeps its own copy of the decoding or of the interruption error."""
     import inspect
 
-    import qwenops.smoke
+    import qwenops.smoke.run
     import qwenops.stream.client
     import qwenops.stream.conformance
 
-    for module in (qwenops.smoke, qwenops.stream.client, qwenops.stream.conformance):
+    for module in (qwenops.smoke.run, qwenops.stream.client, qwenops.stream.conformance):
         source = inspect.getsource(module)
         for copy in ("chunk_to_delta(", "_WireChunk", "_delta_or_none", "stream interrupted after"):
             assert copy not in source, (module.__name__, copy)
@@ -412,8 +412,8 @@ def test_chunks_are_decoded_in_one_place() -> None:
 
 def test_the_cli_defaults_are_the_cores() -> None:
     """cli/smoke.py cannot import the core (pydantic) at --help time, so its defaults are written twice."""
-    from qwenops import smoke
     from qwenops.cli.smoke import smoke_stream
+    from qwenops.smoke import run as smoke
 
     defaults = {p.name: p.default for p in smoke_stream.params}
     assert (defaults["timeout"], defaults["deadline"]) == (smoke.DEFAULT_TIMEOUT_S, smoke.DEFAULT_DEADLINE_S)

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from qwenops.cli import cli
-from qwenops.smoke import SmokeOptions, run_smoke
+from qwenops.smoke.run import SmokeOptions, run_smoke
 from tests.conftest import REPO
 
 SSE = REPO / "tests" / "data" / "sse"
@@ -433,7 +433,7 @@ def test_chunks_without_end_stop_far_past_max_tokens() -> None:
 def test_the_bytes_kept_of_one_stream_are_bounded(tmp_path: Path) -> None:
     import asyncio
 
-    from qwenops import smoke
+    from qwenops.smoke import run as smoke
 
     huge = f"data: {json.dumps(wire_chunk(choices=[{'index': 0, 'delta': {'content': 'x' * 50_000}}]))}\n\n"
     with serving(forever([huge.encode()])) as server:
@@ -538,7 +538,7 @@ def test_the_clock_starts_when_the_request_goes_out() -> None:
 
     import httpx
 
-    from qwenops import smoke
+    from qwenops.smoke import run as smoke
     from qwenops.stream.conformance import parse_record
     from qwenops.stream.metrics import stream_metrics
 

@@ -1,6 +1,6 @@
 """How `qwenops smoke-stream` looks in a terminal: the live view while streaming, the summary after.
 
-Kept apart from `qwenops.smoke` so the core never imports rich and never prints. The report's
+Kept apart from `qwenops.smoke.run` so the core never imports rich and never prints. The report's
 `base_url` already has any credentials masked.
 """
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from qwenops.smoke import SmokeOptions, SmokeReport, run_smoke
+from qwenops.smoke.run import SmokeOptions, SmokeReport, run_smoke
 from qwenops.stream.chunks import ChatDelta
 
 if TYPE_CHECKING:

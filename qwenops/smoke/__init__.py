@@ -1,0 +1,1 @@
+"""`qwenops smoke-stream`: the core (run.py) opens streams, judges and measures them -> SmokeReport."""
