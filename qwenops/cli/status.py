@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
 
     from qwenops.config.target import ConfiguredServer
-    from qwenops.status import ServerStatus, Trend
+    from qwenops.status.run import ServerStatus, Trend
 
     _FloatParam = click.ParamType[float, Any]  # generic from click 8.3; a plain class before
 else:
@@ -52,7 +52,7 @@ def status(*, profile: str | None, base_url: str | None, interval_s: float, watc
     nothing answers in time."""
     from qwenops.config.target import configured_server
     from qwenops.results import CommandResult
-    from qwenops.status import read_status
+    from qwenops.status.run import read_status
 
     if watch and json_mode:
         raise click.UsageError("--watch draws a screen; --json prints one document: choose one")
@@ -69,7 +69,7 @@ def _watch(server: ConfiguredServer, interval_s: float) -> None:
     import sys
 
     from qwenops.cli.output import stdout_console
-    from qwenops.status import Trend, can_draw_blocks, read_status
+    from qwenops.status.run import Trend, can_draw_blocks, read_status
 
     console = stdout_console()
     trend = Trend()
@@ -124,7 +124,7 @@ def _line(s: ServerStatus) -> str:
 def _trend_view(trend: Trend, interval_s: float, *, ascii_only: bool) -> RenderableType:
     """One row a series: its sparkline over the window (a gap where the value was n/a) and the latest."""
     from qwenops.cli.views.tables import table
-    from qwenops.status import sparkline
+    from qwenops.status.run import sparkline
 
     rows = []
     for series in trend.series():

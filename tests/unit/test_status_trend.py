@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console, RenderableType
 
 from qwenops.cli.status import _view
-from qwenops.status import ASCII_BLOCKS, BLOCKS, ServerStatus, Trend, can_draw_blocks, read_status, sparkline
+from qwenops.status.run import ASCII_BLOCKS, BLOCKS, ServerStatus, Trend, can_draw_blocks, read_status, sparkline
 from tests.sse_server import Answer
 from tests.unit.test_status_hostile import healthy_routes, scrapes
 
