@@ -46,7 +46,7 @@ def test_status_of_a_live_server(vllm_server: RunningServer) -> None:
 @pytest.mark.engine
 def test_latency_over_an_interval_comes_from_requests_in_it(vllm_server: RunningServer) -> None:
     """Two real scrapes around real requests: the interval's TTFT and token rate are those requests'."""
-    from qwenops.status import status_between
+    from qwenops.status.run import status_between
     from qwenops.vllmmetrics import parse
 
     before = parse(httpx.get(vllm_server.base_url + "/metrics", timeout=10).text)
