@@ -48,7 +48,7 @@ def install_systemd_command(  # noqa: PLR0917 -- Click passes every option as a 
 
     With --gateway also qwenops-gateway.service and a QWENOPS_GATEWAY_TOKEN in the env file (never shown).
     """
-    from qwenops.install import install_systemd
+    from qwenops.install.run import install_systemd
 
     data = install_systemd(profile, root=root, dry_run=dry_run, qwenops_bin=qwenops_bin, gateway=gateway)
     finish(CommandResult(command="install systemd", data=data), json_mode=json_mode, view=_view)
@@ -61,7 +61,7 @@ def install_systemd_command(  # noqa: PLR0917 -- Click passes every option as a 
 @json_option
 def uninstall_systemd_command(dry_run: bool, root: str | None, purge: bool, json_mode: bool) -> None:
     """Stop and disable qwenops.service (and qwenops-gateway.service) and remove their files."""
-    from qwenops.install import uninstall_systemd
+    from qwenops.install.run import uninstall_systemd
 
     data = uninstall_systemd(root=root, dry_run=dry_run, purge=purge)
     finish(CommandResult(command="uninstall systemd", data=data), json_mode=json_mode, view=_view)

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-import qwenops.install as install_module
+import qwenops.install.run as install_module
 from qwenops.cli import cli
 from qwenops.errors import BadInputError, CheckFailedError
-from qwenops.install import TOKEN_DETAIL, UNIT_PATH, install_systemd, uninstall_systemd
+from qwenops.install.run import TOKEN_DETAIL, UNIT_PATH, install_systemd, uninstall_systemd
 
 ENV_PATH = "etc/qwenops/qwenops.env"
 UNIT = UNIT_PATH.lstrip("/")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from qwenops.install import InstallResult
+    from qwenops.install.run import InstallResult
 
 _PAST = {"write": "wrote", "keep": "kept", "chmod": "chmod", "add": "added", "remove": "removed", "run": "ran",
          "skip": "skipped"}
