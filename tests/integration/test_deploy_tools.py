@@ -124,7 +124,7 @@ def test_control_an_unhardened_unit_rates_badly_and_a_typo_is_reported(tmp_path:
 
 
 def test_sysusers_entry_is_valid(tmp_path: Path) -> None:
-    from qwenops.install import sysusers_conf
+    from qwenops.install.run import sysusers_conf
 
     conf = write(tmp_path, "qwenops.conf", sysusers_conf())
     done = run(system_tool("systemd-sysusers"), "--dry-run", str(conf))
