@@ -300,7 +300,7 @@ def test_uninstall_removes_the_gateway_unit_with_or_without_the_flag(tmp_path: P
 def test_on_a_host_the_gateway_starts_after_the_server_and_stops_before_it(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Not under --root: the commands run (here, recorded) and the files land where / would be (tmp_path)."""
-    monkeypatch.setattr("qwenops.install.run._HOST_ROOT", str(tmp_path))
+    monkeypatch.setattr("qwenops.install.tree._HOST_ROOT", str(tmp_path))
     monkeypatch.setattr("os.geteuid", lambda: 0)
     monkeypatch.setattr("os.access", lambda path, how: True)
     monkeypatch.setattr("shutil.which", lambda name: f"/usr/bin/{name}")
@@ -343,7 +343,7 @@ def test_an_env_file_this_user_cannot_read_is_planned_in_a_dry_run_and_refused_o
     def unreadable(dir_fd: int, name: str) -> tuple[bytes, os.stat_result]:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("qwenops.install.run._read_env", unreadable)
+    monkeypatch.setattr("qwenops.install.tree._read_env", unreadable)
     dry = install_systemd("4090d", root=tmp_path, gateway=True, dry_run=True, run=never_run)
     assert [(a.verb, a.detail) for a in dry.actions if a.target == str(env)][-1] == (
         "add", f"{TOKEN_DETAIL}, unless it has one (this user cannot read it)")

@@ -19,8 +19,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 import qwenops.install.run as install_module
+import qwenops.install.tree as install_tree
 from qwenops.cli import cli
 from qwenops.errors import BadInputError, CheckFailedError
+from qwenops.install.envfile import systemd_env
 from qwenops.install.run import TOKEN_DETAIL, UNIT_PATH, install_systemd, uninstall_systemd
 
 ENV_PATH = "etc/qwenops/qwenops.env"
@@ -328,7 +330,7 @@ def test_uninstall_purge_removes_a_tree_without_following_its_symlinks(root: Pat
 
 
 def systemd_reads(text: str) -> dict[str, str]:
-    return install_module.systemd_env(text)
+    return systemd_env(text)
 
 
 @pytest.mark.parametrize(("text", "now", "before_254"), [
@@ -349,8 +351,8 @@ def systemd_reads(text: str) -> dict[str, str]:
 def test_the_env_file_is_read_the_way_systemd_reads_it(
         text: str, now: dict[str, str], before_254: dict[str, str]) -> None:
     """Hand-checked against systemd's parse_env_file_internal() (src/basic/env-file.c), v252 and v254+."""
-    assert install_module.systemd_env(text) == now
-    assert install_module.systemd_env(text, before_254=True) == before_254
+    assert systemd_env(text) == now
+    assert systemd_env(text, before_254=True) == before_254
 
 
 def one_key(env: Path) -> str:
@@ -422,7 +424,7 @@ def test_a_token_after_a_comment_ending_in_a_backslash_is_read_by_old_and_new_sy
     token = TOKEN_LINE.findall(now)[0]
     assert now == f"{text}\n\nQWENOPS_GATEWAY_TOKEN={token}\n"
     for before_254 in (False, True):
-        assert install_module.systemd_env(now, before_254=before_254)["QWENOPS_GATEWAY_TOKEN"] == token
+        assert systemd_env(now, before_254=before_254)["QWENOPS_GATEWAY_TOKEN"] == token
 
 
 def test_a_token_cannot_be_added_after_an_open_quote(root: Path) -> None:
@@ -451,13 +453,13 @@ def test_a_kept_file_without_an_effective_key_says_so(root: Path) -> None:
 
 
 def test_the_written_key_is_checked_after_writing(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    read = install_module._read_env
+    read = install_tree._read_env
 
     def tampered(dir_fd: int, name: str) -> tuple[bytes, os.stat_result]:
         data, st = read(dir_fd, name)
         return data + b"QWENOPS_API_KEY=someone-elses\n", st
 
-    monkeypatch.setattr(install_module, "_read_env", tampered)
+    monkeypatch.setattr(install_tree, "_read_env", tampered)
     with pytest.raises(CheckFailedError) as caught:
         install_systemd("4090d", root=root, run=never_run)
     assert "QWENOPS_API_KEY" in caught.value.one_line() and "someone-elses" not in caught.value.one_line()
