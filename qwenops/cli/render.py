@@ -22,7 +22,7 @@ def render() -> None:
 def flags_command(profile: str | None, overrides: tuple[str, ...], json_mode: bool) -> None:
     """Print the server command line, shell-quoted (OpenAI-compatible entrypoint)."""
     from qwenops.config.loader import parse_overrides
-    from qwenops.render import render_flags
+    from qwenops.render.run import render_flags
 
     data = render_flags(profile, parse_overrides(overrides))
     finish(CommandResult(command="render flags", data=data), json_mode=json_mode, view=lambda d: d.command)
@@ -36,7 +36,7 @@ def flags_command(profile: str | None, overrides: tuple[str, ...], json_mode: bo
 def script_command(profile: str | None, overrides: tuple[str, ...], output: Path | None, json_mode: bool) -> None:
     """Print (or write with -o) a start_api.sh that execs the server with one flag per line."""
     from qwenops.config.loader import parse_overrides
-    from qwenops.render import render_script
+    from qwenops.render.run import render_script
 
     data = render_script(profile, parse_overrides(overrides), output)
     view = (lambda d: f"wrote {d.path}") if output else (lambda d: d.script)
@@ -61,7 +61,7 @@ def _deploy_command(target: str) -> click.Command:
     @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the file here.")
     @json_option
     def command(profile: str | None, output: Path | None, json_mode: bool) -> None:
-        from qwenops.render import render_deploy
+        from qwenops.render.run import render_deploy
 
         data = render_deploy(target, profile, output)
         view = (lambda d: f"wrote {d.path}") if output else (lambda d: d.text)
@@ -87,7 +87,7 @@ def _monitoring_command(target: str) -> click.Command:
     @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the file here.")
     @json_option
     def command(profile: str | None, output: Path | None, json_mode: bool) -> None:
-        from qwenops.render import render_monitoring
+        from qwenops.render.run import render_monitoring
 
         data = render_monitoring(target, profile, output)
         if not json_mode:

@@ -94,7 +94,7 @@ def test_failed_result_maps_to_its_exit_code() -> None:
 
 
 def test_internal_error_is_one_line_and_exit_4(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from qwenops import render
+    from qwenops.render import run as render
 
     def boom(*_a: object, **_k: object) -> None:
         raise RuntimeError("simulated bug")

@@ -122,7 +122,7 @@ def test_the_architecture_layout_names_every_module(module: str) -> None:
 
 def test_the_readme_command_table_names_every_command_and_render_target() -> None:
     from qwenops.cli import COMMANDS
-    from qwenops.render import DEPLOY_TARGETS
+    from qwenops.render.run import DEPLOY_TARGETS
 
     table = [line for line in (REPO / "README.md").read_text(encoding="utf-8").splitlines()
              if line.startswith("| `qwenops ")]

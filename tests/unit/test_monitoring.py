@@ -19,7 +19,6 @@ from click.testing import CliRunner
 
 from qwenops.cli import cli
 from qwenops.config.loader import load_profile
-from qwenops.render import MONITORING_TARGETS, render_monitoring
 from qwenops.render.monitoring import (
     VLLM_DEFAULT_TPOT_S,
     VLLM_DEFAULT_TTFT_S,
@@ -28,6 +27,7 @@ from qwenops.render.monitoring import (
     default_slo,
     slo_from_files,
 )
+from qwenops.render.run import MONITORING_TARGETS, render_monitoring
 from tests.conftest import REPO
 
 SUFFIX = {"prometheus-rules": "rules.yml", "grafana": "dashboard.json", "prometheus-config": "prometheus.yml"}

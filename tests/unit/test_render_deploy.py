@@ -20,9 +20,9 @@ from qwenops.cli import cli
 from qwenops.config.loader import load_profile
 from qwenops.config.paths import available_profiles
 from qwenops.config.profile import OVERRIDABLE_FIELDS
-from qwenops.render import DEPLOY_TARGETS, render_deploy
 from qwenops.render.deploy import PRESTOP_PAUSE_S, budgets
 from qwenops.render.docker import compose_name, dockerfile_name
+from qwenops.render.run import DEPLOY_TARGETS, render_deploy
 from qwenops.render.vllm import vllm_argv
 from tests.conftest import GOLDEN_STATE_DIR, REPO
 

@@ -26,7 +26,7 @@ from qwenops.cli import cli
 from qwenops.config.loader import load_profile
 from qwenops.config.profile import Profile
 from qwenops.errors import BadInputError, ExitCode
-from qwenops.render import DEPLOY_TARGETS
+from qwenops.render.run import DEPLOY_TARGETS
 from qwenops.render.script import start_script
 from qwenops.render.systemd import env_file, gateway_unit, systemd_unit
 from qwenops.render.vllm import vllm_argv

@@ -21,10 +21,10 @@ import pytest
 import yaml
 
 from qwenops.config.loader import load_profile
-from qwenops.render import render_deploy
 from qwenops.render.docker import PROMETHEUS_IMAGE, compose
 from qwenops.render.kubernetes import monitoring_manifests
 from qwenops.render.monitoring import rules_groups, slo_from_files
+from qwenops.render.run import render_deploy
 from tests.unit.test_render_hostile import clean_profile, compose_config_text, hostile_profile, load
 
 # prometheus-operator v0.93.0's CRDs (example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml
