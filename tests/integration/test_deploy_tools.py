@@ -22,8 +22,8 @@ import yaml
 
 from qwenops.config.loader import load_profile
 from qwenops.config.paths import available_profiles
-from qwenops.render import render_deploy
 from qwenops.render.docker import compose_name
+from qwenops.render.run import render_deploy
 from qwenops.render.systemd import systemd_unit
 from tests.conftest import REPO
 
