@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from qwenops.render import render_deploy
+from qwenops.render.run import render_deploy
 from tests.integration.conftest import free_port
 
 # A hang guard: vLLM on a loaded 2-core machine takes minutes to be ready.
