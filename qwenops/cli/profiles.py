@@ -12,7 +12,7 @@ from qwenops.results import CommandResult
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from qwenops.config.catalog import ProfileList, ProfileView
+    from qwenops.profiles.run import ProfileList, ProfileView
 
 
 @click.group()
@@ -24,9 +24,9 @@ def profiles() -> None:
 @json_option
 def list_command(json_mode: bool) -> None:
     """List the profiles qwenops can serve."""
-    from qwenops.config.catalog import list_profiles
     from qwenops.config.settings import load_settings
     from qwenops.errors import ExitCode
+    from qwenops.profiles.run import list_profiles
     from qwenops.results import ErrorInfo
 
     data = list_profiles(load_settings().profiles_dir)
@@ -46,9 +46,9 @@ def list_command(json_mode: bool) -> None:
 @json_option
 def show_command(name: str, sources: bool, overrides: tuple[str, ...], json_mode: bool) -> None:
     """Show profile NAME as it resolves here (environment and --set applied)."""
-    from qwenops.config.catalog import show_profile
     from qwenops.config.loader import parse_overrides, resolve_profile
     from qwenops.config.settings import load_settings
+    from qwenops.profiles.run import show_profile
 
     settings = load_settings()
     resolved = resolve_profile(name, cli_overrides=parse_overrides(overrides))

@@ -139,7 +139,7 @@ def test_profiles_list_shows_a_hostile_description_safely(tmp_path: Path, monkey
 def test_profiles_list_view_draws_a_hostile_description_safely(monkeypatch: pytest.MonkeyPatch) -> None:
     """Whatever the profile's own validation refuses, the list's view goes through the one renderer."""
     from qwenops.cli.profiles import _list_view
-    from qwenops.config.catalog import ProfileList, ProfileSummary
+    from qwenops.profiles.run import ProfileList, ProfileSummary
 
     out = io.StringIO()
     monkeypatch.setattr("sys.stdout", out)

@@ -1,0 +1,1 @@
+"""`qwenops profiles list|show`: the core (run.py) lists the profiles found and shows one as it resolves."""
