@@ -3,7 +3,8 @@
 Every collection with an index.json (collected/, public/, corpus/*/) is read; each log is labelled with
 the root cause its thread established. The halves are split by thread, never by file, so two excerpts
 of one thread never sit on both sides: the collections the rules were written from before the split
-existed (collected/, public/) are dev; a corpus thread's SHA-256 decides the rest. The test half is
+existed (collected/, public/) and the dev-only collection gathered after it (corpus/dev2/) are dev; a corpus
+thread's SHA-256 decides the rest. The test half is
 fixed in tests/data/logs/corpus/SPLIT.json. Read by troubleshoot's tests (dev half only) and by
 benchmarks/troubleshoot_accuracy.py (both halves); benchmarks may import from tests/, never the reverse.
 """
@@ -17,8 +18,9 @@ from pathlib import Path
 
 LOGS = Path(__file__).resolve().parent / "data" / "logs"
 MANIFEST = LOGS / "corpus" / "SPLIT.json"
-# Collections the rules were written from, before the split existed: always dev.
-WRITTEN_FROM = ("collected", "public")
+# Collections the rules were written from, before the split existed, and collections gathered later for
+# rule writers alone (corpus/dev2: new threads found after the split was frozen): always dev.
+WRITTEN_FROM = ("collected", "public", "corpus/dev2")
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ def load_cases() -> list[Case]:
 
 def in_test_half(case: Case) -> bool:
     """The split rule, fixed before any rule was written from the corpus: a thread's SHA-256 decides."""
-    if case.collection.split("/")[0] in WRITTEN_FROM:
+    if any(case.collection == name or case.collection.startswith(f"{name}/") for name in WRITTEN_FROM):
         return False
     return hashlib.sha256(case.thread.encode()).digest()[0] % 2 == 1
 
