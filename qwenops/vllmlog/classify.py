@@ -75,6 +75,8 @@ _ACCESS_LOG = re.compile(r'^INFO:\s+\S+ - "')
 # A traceback frame, as Python prints it (also with curly or HTML-escaped quotes, as pastes mangle them).
 _FRAME = re.compile('File (?:"|\u201c|&quot;)(?P<file>[^"\u201d&]+)(?:"|\u201d|&quot;), '
                     r"line \d+, in (?P<func>[\w<>.]+)")
+# IPython and Jupyter print a frame as `File ~/venv/lib/.../openai.py:119, in completion_with_retry(llm, ...)`.
+_IPYTHON_FRAME = re.compile(r"^File (?P<file>[^\s,]+\.py):\d+, in (?P<func>[\w<>.]+)")
 _TRACEBACK_START = re.compile(r"Traceback \(most recent call last\)")
 # The code line under a frame that hands a phase to the workers by name: V0 `_run_workers("load_model")`,
 # V1 `collective_rpc("determine_available_memory")`; an excerpt cut below it still says what was running.
@@ -238,9 +240,9 @@ _FRAME_PHASES: tuple[tuple[FramePhase, re.Pattern[str], re.Pattern[str] | None],
      re.compile(r"/huggingface_hub/")),
     ("media", re.compile(r"fetch_(?:image|video|audio)|load_from_url|fetch_\w*media|_load_\w*_url"),
      re.compile(r"/multimodal/(?:utils|media|image|video|audio)")),
-    # A client library reading an answer (httpx, httpcore, h11, aiohttp, requests, urllib3, openai).
+    # A client library reading an answer (httpx, httpcore, h11, aiohttp, requests, urllib3, openai), on any OS.
     ("client_read", re.compile(r"^_?receive_(?:response_body|event)$|^iter_(?:bytes|raw|lines)$|^read_chunk"),
-     re.compile(r"/(?:httpcore|httpx|h11|aiohttp|requests|urllib3)/")),
+     re.compile(r"[/\\](?:httpcore|httpx|h11|aiohttp|requests|urllib3)[/\\]")),
     ("serving", re.compile(r"^execute_model$|^run_busy_loop$|^_process_engine_step$|^step_with_batch_queue$|"
                            r"^engine_step$|^run_engine_loop$|^step_async$|^execute_model_async$"), None),
 )
@@ -366,7 +368,9 @@ RULES: tuple[Rule, ...] = (
                          f"max_position_embeddings"),
     Rule("invalid_config", "vLLM rejected the configuration",
          re.compile(r"(pydantic_core\._pydantic_core\.)?ValidationError: \d+ validation error.*|"
-                    r"ValueError: User-specified max_model_len .*"),
+                    r"ValueError: User-specified max_model_len .*|"
+                    # `--task embedding` on a generative model (0.6-0.9), the runner's words later.
+                    r"This model does not support (?:the )?'?\w+'? (?:task|runner)"),
          _const("fix the profile value the quoted line names")),
     Rule("request_too_long", "a request was longer than max_model_len",
          re.compile(r"maximum context length is (?P<limit>\d+) tokens\. However, you requested \d+ tokens"
@@ -490,6 +494,14 @@ _CRASH = re.compile(r"Fatal Python error: (?P<what>\w[\w ]*)|Segmentation fault|
                     # A compiled extension built for another torch or vLLM: a broken install.
                     r"undefined symbol: \S+|Failed to import from vllm\._C\b")
 _CLIENT_ABORT = re.compile(r"Aborted request(?:s)? \S+")
+# The openai client's own log when a request failed and is sent again (a timeout, a dropped connection,
+# 429 or 5xx): `openai._base_client - INFO - Retrying request to /chat/completions in 0.4 seconds`.
+_CLIENT_RETRY = re.compile(r"openai\._base_client\W.*?Retrying(?: request)?")
+_OPENAI_CLIENT_FILE = re.compile(r"[/\\]openai[/\\]")
+# Requests wait while none runs, no token moves and the KV cache has room: the scheduler admits nothing.
+_NOTHING_ADMITTED = re.compile(r"Avg prompt throughput: 0\.0 tokens/s, Avg generation throughput: 0\.0 tokens/s, "
+                               r"Running: 0 reqs,(?: Swapped: 0 reqs,)? (?:Waiting|Pending): (?P<waiting>[1-9]\d*) "
+                               r"reqs, GPU KV cache usage: (?P<usage>\d|[1-8]\d|9[0-4])\.\d+%")
 
 
 def _oom_other_gib(text: str) -> tuple[float, float] | None:
@@ -505,6 +517,13 @@ def _oom_other_gib(text: str) -> tuple[float, float] | None:
     return None
 
 
+# The first words of vLLM's long messages: a terminal that wrapped one leaves no raw line the whole rule
+# matches, so the scanner finds the head and lines.py joins the rest to it.
+_MESSAGE_HEADS = re.compile(r"User-specified max_model_len|To serve at least one request|"
+                            r"maximum context length is|is longer than the maximum model length|"
+                            r"Free memory on device|No available memory for the cache")
+
+
 def _candidate_pattern() -> BytesPattern:
     """One expression that matches every line the classifier could act on (a superset: feed decides),
     except request and access-log lines, which only say "serving" (see SERVED).
@@ -514,7 +533,7 @@ def _candidate_pattern() -> BytesPattern:
     Compiled with RE2 where google-re2 is installed (a dependency; Python's `re` otherwise, slower)."""
     patterns = [rule.pattern for rule in RULES] + [pattern for _, pattern in _PHASE_PATTERNS]
     patterns += [_OOM, _NEW_BOOT, re.compile(r", line \d+, in "), _TRACEBACK_START, _MODEL_NOT_GENERATIVE.pattern,
-                 _NO_PROGRESS, _KV_FULL,
+                 _NO_PROGRESS, _KV_FULL, _NOTHING_ADMITTED, _CLIENT_RETRY, _IPYTHON_FRAME, _MESSAGE_HEADS,
                  _ERROR_LINE, re.compile(r"validation error for"), _RPC, _SHM_WAIT, _MAX_LEN, _BLOCKS, _CLIENT_ABORT,
                  re.compile(r"(?:Error|Exception|Exit|Timeout|Fault)(?:\(\d+\))?(?::|$)"),
                  re.compile(r"Fatal Python error|Segmentation fault|core dumped|SIGSEGV|SIGABRT|NCCL error|"
@@ -578,11 +597,12 @@ class LogClassifier:
     _traceback: _Traceback | None = None  # the one being read: frames seen, its exception line not yet
     _last_frames: list[tuple[str, str]] = field(default_factory=list)  # of the traceback read last
     _cut: _Traceback | None = None  # the last traceback that ended without its exception line
-    _pending_validation: tuple[LogLine, str] | None = None
     _no_progress: tuple[LogLine, str] | None = None  # the first throughput line with no progress
     _no_progress_lines: int = 0
     _progress: int = 0  # phase lines and served requests seen: what a stall must not be followed by
     _shm_wait: tuple[LogLine, str, int] | None = None
+    _shm_wait_serving: bool = False  # the first wait came after the server served (a stall), not at start-up
+    _client_retries: int = 0
     _unplaced_oom: list[tuple[str, str]] = field(default_factory=list)  # OOM findings no phase placed yet
     _error_line: tuple[LogLine, str] | None = None  # the first logger ERROR line no rule explained
     _max_len: int | None = None
@@ -628,7 +648,7 @@ class LogClassifier:
             self._traceback = _Traceback(line, self.phase, self.serving)
             self._frames, self._last_frames = [], self._traceback.frames
             return
-        frame = _FRAME.search(body)
+        frame = _FRAME.search(body) or _IPYTHON_FRAME.match(body)
         rpc = None if frame else _RPC.search(body)
         if frame or rpc:
             if self._traceback is None:  # an excerpt that starts inside a traceback
@@ -647,14 +667,6 @@ class LogClassifier:
         self._traceback = None
 
     def _match(self, line: LogLine, text: str) -> None:
-        # pydantic's ValidationError names the field on the *next* line; quote both.
-        if self._pending_validation is not None:
-            first, first_text = self._pending_validation
-            self._pending_validation = None
-            text, line = f"{first_text} {text}", first
-        elif "validation error for" in text:
-            self._pending_validation = (line, text)
-            return
         startup_evidence = not self.serving
         if self.startup_only and not startup_evidence:
             return
@@ -670,7 +682,10 @@ class LogClassifier:
         elif self._throughput(line, text) or self._numbers(line, text):
             pass
         elif _SHM_WAIT.search(text):
-            self._shm_wait = self._shm_wait or (line, text, self._progress)
+            if self._shm_wait is None:
+                self._shm_wait, self._shm_wait_serving = (line, text, self._progress), self.serving
+        elif _CLIENT_RETRY.search(text) and not self.startup_only:
+            self._client_retry(line, text)
         elif _CLIENT_ABORT.search(text) and not self.startup_only:
             self._client_abort(line, text)
         elif startup_evidence and self.phase is Phase.WARMUP and _ERROR_LINE.match(text) and not exception:
@@ -679,6 +694,14 @@ class LogClassifier:
                               _evidence(line, text), _OOM_FIXES["cudagraph_oom"], rank=UNCLASSIFIED_RANK))
         else:
             self._named_or_not(line, text, body, exception, startup_evidence)
+
+    def _client_retry(self, line: LogLine, text: str) -> None:
+        self._client_retries += 1
+        self._add(Finding("client_timeout", "warning", "the client sent requests again after they failed",
+                          _evidence(line, text), "the openai client retries a request that timed out, lost its "
+                          "connection or was answered 429/5xx: raise its timeout (openai: `timeout=`) above the "
+                          "longest answer, or cap max_tokens; if the server log shows errors at that time, fix "
+                          "those first", retryable=True, rank=UNCLASSIFIED_RANK))
 
     def _client_abort(self, line: LogLine, text: str) -> None:
         self._add(Finding("client_timeout", "warning", "the client closed requests before their answers ended",
@@ -795,6 +818,15 @@ class LogClassifier:
                     "request with a very long prompt, and restart if it lasts; `qwenops serve` restarts a stalled "
                     "engine", rank=len(RULES)))
             return True
+        idle = _NOTHING_ADMITTED.search(text)
+        if idle:
+            self._add(Finding(
+                "engine_stalled", "warning", "requests waited while none ran and the KV cache had room",
+                _evidence(line, text), f"the scheduler admitted none of {idle.group('waiting')} waiting requests "
+                f"with the KV cache {idle.group('usage')}% used and no tokens produced: a hung engine step or "
+                "scheduler; restart the server if it lasts (`qwenops serve` restarts a stalled engine)",
+                retryable=True, rank=len(RULES)))
+            return True
         full = _KV_FULL.search(text)
         if full:
             self._add(Finding(
@@ -827,9 +859,19 @@ class LogClassifier:
         if self._shm_wait is not None and self._shm_wait[2] == self._progress:
             line, text, _ = self._shm_wait
             rule = RULES_BY_CATEGORY["engine_stalled"]
-            found[("engine_stalled", rule.title)] = Finding(
-                "engine_stalled", "error", "the engine stopped making progress (workers waited and nothing followed)",
-                _evidence(line, text), rule.fix(_NO_MATCH, self.flags), retryable=True, rank=_RANKS[id(rule)])
+            if self._shm_wait_serving:
+                found[("engine_stalled", rule.title)] = Finding(
+                    "engine_stalled", "error", "the engine stopped making progress (workers waited and nothing "
+                    "followed)", _evidence(line, text), rule.fix(_NO_MATCH, self.flags), retryable=True,
+                    rank=_RANKS[id(rule)])
+            else:
+                # Before the first request vLLM prints it while a worker loads, compiles or captures graphs:
+                # its own words call that time-consuming work. Only a log that stops there for good is a hang.
+                found[("engine_stalled", rule.title)] = Finding(
+                    "engine_stalled", "warning", "workers waited on a slow start-up step and the log ends there",
+                    _evidence(line, text), "normal while a large model loads, compiles or captures CUDA graphs; if "
+                    "the server is still not ready many minutes later, the start-up hung: check the workers "
+                    "(NCCL, a stuck download) and restart", retryable=True, rank=_RANKS[id(rule)])
         for key in self._unplaced_oom:
             category = _PHASE_OOM.get(self.phase)
             if category and key in found:
@@ -866,7 +908,8 @@ class LogClassifier:
             category = "max_len_exceeds_kv" if self._max_len else "kv_cache_no_blocks"
         elif where in by_phase:
             category = by_phase[where]
-        elif where == "client_read":
+        elif where == "client_read" or (where is None and self._client_retries and
+                                        any(_OPENAI_CLIENT_FILE.search(file) for file, _ in cut.frames)):
             rule = RULES_BY_CATEGORY["client_timeout"]
             return Finding("client_timeout", "error", "the client's read of the answer ended in an error (the excerpt "
                            "ends before it): most often its read timeout, else a stream cut mid-answer", (quote_at,),

@@ -69,13 +69,25 @@ WRAP_MIN_CHARS = 79  # a terminal wraps at its width, 80 columns or more: only a
 
 _FRAME_LINE = re.compile(r'File "[^"]*", line \d+, in [\w<>.]+$')
 _NAME_REST = re.compile(r"[\w<>.]+$")
+# pydantic prints what failed on the indented line under "N validation error(s) for Model": vLLM's reason
+# ("Value error, User-specified max_model_len ...") or the field's name. It belongs to that line.
+_PYDANTIC_HEAD = re.compile(r"\d+ validation errors? for [\w.]+\s*$")
+# A wrapped line's rest may start with "(" when the terminal cut it at a blank: "... the derived max_model_len "
+# then "(max_position_embeddings=8192 ...". vLLM's own "(APIServer pid=1) " tags are gone by then (normalise).
+_OPEN_PAREN = re.compile(r"\((?![\w.-]*(?: rank=\d+)? ?pid=)")
 
 
 def continues(previous: str, text: str) -> bool:
     """Whether TEXT (normalised) continues PREVIOUS (raw), a line that a terminal hard-wrapped. A traceback's
     frame line is continued only by the rest of its function's name: a code line under it that lost its
     indentation in a paste is not a continuation."""
-    if len(previous) < WRAP_MIN_CHARS or not text or _RECORD_START.match(text):
+    if not text:
+        return False
+    if text[:1].isspace() and _PYDANTIC_HEAD.search(previous):
+        return True
+    if len(previous) < WRAP_MIN_CHARS:
+        return False
+    if _RECORD_START.match(text) and not (previous[-1:].isspace() and _OPEN_PAREN.match(text)):
         return False
     return not _FRAME_LINE.search(previous) or bool(_NAME_REST.match(text))
 
