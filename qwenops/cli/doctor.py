@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
 from qwenops.cli._common import finish, json_option, profile_option
-
-if TYPE_CHECKING:
-    from rich.console import RenderableType
-
-    from qwenops.doctor.checks import DoctorReport
 
 
 @click.command("doctor")
@@ -24,24 +18,9 @@ if TYPE_CHECKING:
 @json_option
 def doctor(profile: str | None, probe_file: Path | None, save_probe: Path | None, json_mode: bool) -> None:
     """Check GPU, driver, CUDA, RAM, disks, model, port and the memory plan; every finding with its fix."""
+    from qwenops.cli.views.doctor import doctor_view
     from qwenops.doctor.run import run_doctor
     from qwenops.results import CommandResult
 
     report = run_doctor(profile, probe_file=probe_file, save_probe=save_probe)
-    finish(CommandResult(command="doctor", data=report, ok=report.ok), json_mode=json_mode, view=_view)
-
-
-_MARK = {"pass": "ok", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
-
-
-def _view(report: DoctorReport) -> RenderableType:
-    from rich.console import Group
-    from rich.markup import escape
-
-    from qwenops.cli.views.tables import table
-
-    rows = [(_MARK[c.status], c.name, escape(c.finding), escape(c.fix or "")) for c in report.checks]
-    counts = ", ".join(f"{n} {status}" for status, n in report.counts.items() if n)
-    verdict = "ready" if report.ok else "NOT ready"
-    title = f"doctor: profile {report.profile} on {report.facts_source} host facts"
-    return Group(table(["", "check", "finding", "fix"], rows, title=title), f"{verdict}: {counts}")
+    finish(CommandResult(command="doctor", data=report, ok=report.ok), json_mode=json_mode, view=doctor_view)

@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from qwenops.cli._common import finish, json_option, profile_option
-
-if TYPE_CHECKING:
-    from rich.console import RenderableType
-
-    from qwenops.gateway.config import GatewayConfig
-    from qwenops.gateway.server import GatewayRun
 
 
 class _Seconds(click.FloatRange):
@@ -78,12 +72,13 @@ def gateway(*, profile: str | None, upstream: str | None, check: bool, log_level
     connection, cancel and disconnect aborting upstream, and a chat page at /. Protocol: docs/gateway.md.
 
     Needs the gateway extra: pip install 'qwenops[gateway]'."""
+    from qwenops.cli.views.gateway import config_view, run_view, start_line
     from qwenops.gateway.config import resolve_config
     from qwenops.results import CommandResult
 
     config = resolve_config(profile=profile, upstream=upstream, **flags)
     if check:
-        finish(CommandResult(command="gateway", data=config), json_mode=json_mode, view=_config_view)
+        finish(CommandResult(command="gateway", data=config), json_mode=json_mode, view=config_view)
         return
     _require_extra()
     from qwenops.gateway.server import run_gateway
@@ -91,16 +86,7 @@ def gateway(*, profile: str | None, upstream: str | None, check: bool, log_level
     if not json_mode:
         click.echo(start_line(config), err=True)
     result = run_gateway(config, log_level=log_level)
-    finish(CommandResult(command="gateway", data=result), json_mode=json_mode, view=_run_view)
-
-
-def start_line(config: GatewayConfig) -> str:
-    """The line on stderr when the gateway starts (the upstream's password, if any, masked)."""
-    from qwenops.gateway.server import ws_url
-    from qwenops.untrusted import mask_url, printable
-
-    return printable(f"gateway on {ws_url(config)} -> {mask_url(config.upstream)} (model {config.model}); "
-                     f"token {'required' if config.token else 'not required (loopback)'}", keep_newlines=False)
+    finish(CommandResult(command="gateway", data=result), json_mode=json_mode, view=run_view)
 
 
 def _require_extra() -> None:
@@ -113,21 +99,3 @@ def _require_extra() -> None:
 
         raise BadInputError(f"the gateway needs {exc.name}, which is not installed", field="gateway",
                             hint="pip install 'qwenops[gateway]'") from None
-
-
-def _config_view(config: object) -> RenderableType:
-    from qwenops.gateway.config import GatewayConfig
-
-    assert isinstance(config, GatewayConfig)
-    from qwenops.untrusted import printable
-
-    shown = config.model_dump(mode="json")  # the upstream's password masked (GatewayConfig's serializer)
-    shown["api_key"] = "set" if config.api_key else "not set"
-    shown["token"] = "set" if config.token else "not set"
-    return "\n".join(printable(f"{key}: {value}", keep_newlines=False) for key, value in shown.items())
-
-
-def _run_view(run: GatewayRun) -> RenderableType:
-    how = "drained" if run.drained else "stopped"
-    return (f"gateway {how}: {run.chats_started} chats ({run.chats_done} done, {run.chats_failed} ended with an "
-            "error)")

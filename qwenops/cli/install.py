@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 from qwenops.cli._common import finish, json_option, profile_option
@@ -26,12 +24,6 @@ def uninstall() -> None:
     """Remove what `qwenops install` put on this host."""
 
 
-def _view(data: Any) -> str:
-    from qwenops.cli.views.install import install_view
-
-    return install_view(data)
-
-
 @install.command("systemd")
 @profile_option
 @_dry_run_option
@@ -48,10 +40,11 @@ def install_systemd_command(  # noqa: PLR0917 -- Click passes every option as a 
 
     With --gateway also qwenops-gateway.service and a QWENOPS_GATEWAY_TOKEN in the env file (never shown).
     """
+    from qwenops.cli.views.install import install_view
     from qwenops.install.run import install_systemd
 
     data = install_systemd(profile, root=root, dry_run=dry_run, qwenops_bin=qwenops_bin, gateway=gateway)
-    finish(CommandResult(command="install systemd", data=data), json_mode=json_mode, view=_view)
+    finish(CommandResult(command="install systemd", data=data), json_mode=json_mode, view=install_view)
 
 
 @uninstall.command("systemd")
@@ -61,7 +54,8 @@ def install_systemd_command(  # noqa: PLR0917 -- Click passes every option as a 
 @json_option
 def uninstall_systemd_command(dry_run: bool, root: str | None, purge: bool, json_mode: bool) -> None:
     """Stop and disable qwenops.service (and qwenops-gateway.service) and remove their files."""
+    from qwenops.cli.views.install import install_view
     from qwenops.install.run import uninstall_systemd
 
     data = uninstall_systemd(root=root, dry_run=dry_run, purge=purge)
-    finish(CommandResult(command="uninstall systemd", data=data), json_mode=json_mode, view=_view)
+    finish(CommandResult(command="uninstall systemd", data=data), json_mode=json_mode, view=install_view)

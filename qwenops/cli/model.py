@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
 from qwenops.cli._common import finish, json_option
 from qwenops.results import CommandResult
-
-if TYPE_CHECKING:
-    from rich.console import RenderableType
-
-    from qwenops.tinymodel import TinyModelInfo
 
 
 @click.group()
@@ -31,20 +25,10 @@ def build_tiny(directory: Path | None, seed: int, force: bool, json_mode: bool) 
 
     No network: the tokenizer and weights are trained here in seconds; a cached build is reused.
     """
+    from qwenops.cli.views.model import build_tiny_view
     from qwenops.config.settings import load_settings
     from qwenops.tinymodel import build_tiny_model
 
     target = directory or load_settings().state_dir / "models" / "qwen3-tiny"
     info = build_tiny_model(target, seed=seed, force=force)
-    finish(CommandResult(command="model build-tiny", data=info), json_mode=json_mode, view=_view)
-
-
-def _view(info: TinyModelInfo) -> RenderableType:
-    from qwenops.cli.views.tables import table
-
-    verb = "built" if info.built else "cached"
-    rows = [(prompt, answer) for prompt, answer in info.known_answers.items()]
-    return table(
-        ["prompt", "greedy answer"], rows,
-        title=f"{verb}: {info.path} ({info.parameters:,} parameters, {info.seconds:.1f} s)",
-    )
+    finish(CommandResult(command="model build-tiny", data=info), json_mode=json_mode, view=build_tiny_view)

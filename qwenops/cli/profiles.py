@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 import click
 
 from qwenops.cli._common import finish, json_option, override_option
 from qwenops.results import CommandResult
-
-if TYPE_CHECKING:
-    from rich.console import RenderableType
-
-    from qwenops.profiles.run import ProfileList, ProfileView
 
 
 @click.group()
@@ -24,6 +17,7 @@ def profiles() -> None:
 @json_option
 def list_command(json_mode: bool) -> None:
     """List the profiles qwenops can serve."""
+    from qwenops.cli.views.profiles import list_view
     from qwenops.config.settings import load_settings
     from qwenops.errors import ExitCode
     from qwenops.profiles.run import list_profiles
@@ -36,7 +30,7 @@ def list_command(json_mode: bool) -> None:
     result = CommandResult(
         command="profiles list", data=data, ok=data.ok, errors=errors, failure_code=ExitCode.BAD_INPUT
     )
-    finish(result, json_mode=json_mode, view=_list_view)
+    finish(result, json_mode=json_mode, view=list_view)
 
 
 @profiles.command("show")
@@ -46,6 +40,7 @@ def list_command(json_mode: bool) -> None:
 @json_option
 def show_command(name: str, sources: bool, overrides: tuple[str, ...], json_mode: bool) -> None:
     """Show profile NAME as it resolves here (environment and --set applied)."""
+    from qwenops.cli.views.profiles import show_view
     from qwenops.config.loader import parse_overrides, resolve_profile
     from qwenops.config.settings import load_settings
     from qwenops.profiles.run import show_profile
@@ -56,33 +51,5 @@ def show_command(name: str, sources: bool, overrides: tuple[str, ...], json_mode
     finish(
         CommandResult(command="profiles show", data=data),
         json_mode=json_mode,
-        view=lambda view: _show_view(view, with_sources=sources),
+        view=lambda view: show_view(view, with_sources=sources),
     )
-
-
-def _list_view(data: ProfileList) -> RenderableType:
-    from qwenops.cli.views.tables import table
-
-    return table(["profile", "engine", "model", "description"],
-                 [(p.name, p.engine, p.model, f"INVALID: {p.problem}" if p.problem else p.description)
-                  for p in data.profiles])
-
-
-def _show_view(data: ProfileView, *, with_sources: bool) -> RenderableType:
-    from qwenops.cli.views.tables import table
-
-    def cell(value: Any) -> str:
-        if isinstance(value, dict):
-            return ", ".join(f"{k}={v}" for k, v in value.items()) or "{}"
-        if isinstance(value, list):
-            return " ".join(map(str, value)) or "[]"
-        return "—" if value is None else str(value)
-
-    rows: list[tuple[str, ...]] = [
-        (field, cell(value), data.sources.get(field, "")) if with_sources else (field, cell(value))
-        for field, value in data.values.items()
-    ]
-    key_row = ("api_key", data.api_key or "—", "environment" if data.api_key else "")
-    rows.append(key_row if with_sources else key_row[:2])
-    columns = ["field", "value", "source"] if with_sources else ["field", "value"]
-    return table(columns, rows, title=f"profile {data.name}  ({' <- '.join(reversed(data.files))})")

@@ -21,11 +21,12 @@ def render() -> None:
 @json_option
 def flags_command(profile: str | None, overrides: tuple[str, ...], json_mode: bool) -> None:
     """Print the server command line, shell-quoted (OpenAI-compatible entrypoint)."""
+    from qwenops.cli.views.render import flags_view
     from qwenops.config.loader import parse_overrides
     from qwenops.render.run import render_flags
 
     data = render_flags(profile, parse_overrides(overrides))
-    finish(CommandResult(command="render flags", data=data), json_mode=json_mode, view=lambda d: d.command)
+    finish(CommandResult(command="render flags", data=data), json_mode=json_mode, view=flags_view)
 
 
 @render.command("script")
@@ -35,12 +36,13 @@ def flags_command(profile: str | None, overrides: tuple[str, ...], json_mode: bo
 @json_option
 def script_command(profile: str | None, overrides: tuple[str, ...], output: Path | None, json_mode: bool) -> None:
     """Print (or write with -o) a start_api.sh that execs the server with one flag per line."""
+    from qwenops.cli.views.render import script_view, written_view
     from qwenops.config.loader import parse_overrides
     from qwenops.render.run import render_script
 
     data = render_script(profile, parse_overrides(overrides), output)
-    view = (lambda d: f"wrote {d.path}") if output else (lambda d: d.script)
-    finish(CommandResult(command="render script", data=data), json_mode=json_mode, view=view)
+    finish(CommandResult(command="render script", data=data), json_mode=json_mode,
+           view=written_view if output else script_view)
 
 
 _DEPLOY_HELP = {
@@ -61,11 +63,12 @@ def _deploy_command(target: str) -> click.Command:
     @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the file here.")
     @json_option
     def command(profile: str | None, output: Path | None, json_mode: bool) -> None:
+        from qwenops.cli.views.render import file_view, written_view
         from qwenops.render.run import render_deploy
 
         data = render_deploy(target, profile, output)
-        view = (lambda d: f"wrote {d.path}") if output else (lambda d: d.text)
-        finish(CommandResult(command=f"render {target}", data=data), json_mode=json_mode, view=view)
+        finish(CommandResult(command=f"render {target}", data=data), json_mode=json_mode,
+               view=written_view if output else file_view)
 
     return click.command(target, help=_DEPLOY_HELP[target])(command)
 
@@ -87,14 +90,14 @@ def _monitoring_command(target: str) -> click.Command:
     @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the file here.")
     @json_option
     def command(profile: str | None, output: Path | None, json_mode: bool) -> None:
+        from qwenops.cli.views.render import echo_notes, file_view, written_view
         from qwenops.render.run import render_monitoring
 
         data = render_monitoring(target, profile, output)
         if not json_mode:
-            for note in data.notes:
-                click.echo(f"note: {note}", err=True)
-        view = (lambda d: f"wrote {d.path}") if output else (lambda d: d.text)
-        finish(CommandResult(command=f"render {target}", data=data), json_mode=json_mode, view=view)
+            echo_notes(data)
+        finish(CommandResult(command=f"render {target}", data=data), json_mode=json_mode,
+               view=written_view if output else file_view)
 
     return click.command(target, help=_MONITORING_HELP[target])(command)
 

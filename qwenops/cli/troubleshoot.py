@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import click
 
 from qwenops.cli._common import finish, json_option, profile_option
-
-if TYPE_CHECKING:
-    from rich.console import RenderableType
-
-    from qwenops.troubleshoot.run import TroubleshootReport
 
 
 @click.command("troubleshoot")
@@ -41,13 +34,15 @@ def troubleshoot(*, profile: str | None, logs: tuple[str, ...], journal: str | N
     Without a source it reads the profile's live server and this host. Exit 0 when no finding is an
     error, 1 when one is, 2 for bad input, 3 when a source cannot be reached.
     """
+    from qwenops.cli.views.troubleshoot import troubleshoot_view
     from qwenops.results import CommandResult
     from qwenops.troubleshoot.run import build_request, run_troubleshoot
 
     request = build_request(profile=profile, logs=logs, journal=journal, docker=docker, base_url=base_url,
                             host=host, probe=probe, client_timeout_s=client_timeout_s)
     report = run_troubleshoot(request)
-    finish(CommandResult(command="troubleshoot", data=report, ok=report.ok), json_mode=json_mode, view=_view)
+    finish(CommandResult(command="troubleshoot", data=report, ok=report.ok), json_mode=json_mode,
+           view=troubleshoot_view)
 
 
 def _checked(kind: str, value: str | None) -> str | None:
@@ -69,25 +64,3 @@ def _finite(option: str, value: float | None) -> float | None:
 
         raise BadInputError("nan is not a number of seconds", field=option)
     return value
-
-
-_MARK = {"error": "ERROR", "warning": "WARN", "info": "note"}
-
-
-def _view(report: TroubleshootReport) -> RenderableType:
-    from rich.console import Group
-    from rich.markup import escape
-
-    read = "; ".join(s.name + (f" ({s.lines:,} line{'' if s.lines == 1 else 's'})" if s.lines is not None else "")
-                     for s in report.sources)
-    parts: list[RenderableType] = [escape(f"troubleshoot: read {read}")]
-    for finding in report.findings:
-        seen = f" (seen {finding.count} times)" if finding.count > 1 else ""
-        parts.append(escape(f"\n{_MARK[finding.severity]:5}  {finding.category}: {finding.title}{seen}"))
-        parts += [escape(f"       {e.source}: {e.quote}") for e in finding.evidence]
-        parts.append(escape(f"       fix: {finding.fix}"))
-    errors = sum(f.severity == "error" for f in report.findings)
-    verdict = "no error found" if report.ok else f"{errors} error finding{'s' if errors > 1 else ''}"
-    parts.append(escape(f"\n{verdict}; {len(report.findings)} finding{'s' if len(report.findings) != 1 else ''} "
-                        f"in all"))
-    return Group(*parts)

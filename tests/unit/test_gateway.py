@@ -328,7 +328,7 @@ def test_check_masks_a_password_in_the_upstream_url() -> None:
 
 
 def test_the_start_line_masks_a_password_in_the_upstream_url() -> None:
-    from qwenops.cli.gateway import start_line
+    from qwenops.cli.views.gateway import start_line
 
     config = build_config(upstream="http://user:s3cret@127.0.0.1:8000", model="m")
     line = start_line(config)

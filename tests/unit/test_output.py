@@ -138,7 +138,7 @@ def test_profiles_list_shows_a_hostile_description_safely(tmp_path: Path, monkey
 
 def test_profiles_list_view_draws_a_hostile_description_safely(monkeypatch: pytest.MonkeyPatch) -> None:
     """Whatever the profile's own validation refuses, the list's view goes through the one renderer."""
-    from qwenops.cli.profiles import _list_view
+    from qwenops.cli.views.profiles import list_view
     from qwenops.profiles.run import ProfileList, ProfileSummary
 
     out = io.StringIO()
@@ -147,7 +147,7 @@ def test_profiles_list_view_draws_a_hostile_description_safely(monkeypatch: pyte
                            description="".join(HOSTILE.values())),
             ProfileSummary(name="broken", file="/p/broken.yaml", problem="bad \x1b]0;t\x07 value"))
     emit(CommandResult(command="profiles list", data=ProfileList(profiles=rows, directories=("/p",))),
-         json_mode=False, view=_list_view)
+         json_mode=False, view=list_view)
     assert "hostile" in out.getvalue() and "INVALID: bad" in out.getvalue()
     assert_safe(out.getvalue())
 

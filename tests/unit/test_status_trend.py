@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 from rich.console import Console, RenderableType
 
-from qwenops.cli.status import _view
+from qwenops.cli.views.status import status_view
 from qwenops.status.run import ASCII_BLOCKS, BLOCKS, ServerStatus, Trend, can_draw_blocks, read_status, sparkline
 from tests.sse_server import Answer
 from tests.unit.test_status_hostile import healthy_routes, scrapes
@@ -69,20 +69,20 @@ def test_a_watch_window_from_a_scripted_server_draws_trends_with_gaps(
     assert series["waiting"].values == (0.0, 2.0, 4.0, None)
     rates = series["tokens/s"].values
     assert all(r is not None and r > 0 for r in rates) and rates[0] < rates[1] < rates[2] < rates[3]  # type: ignore[operator]
-    text = draw(_view(statuses[-1], trend))
+    text = draw(status_view(statuses[-1], trend))
     kv_line = next(line for line in text.splitlines() if line.strip().startswith("KV cache") and "now" in line)
     assert "▂▅ ▇" in kv_line and "90% used now; scale 0-100%" in kv_line  # the gap is a space, not ▁
     waiting_line = next(line for line in text.splitlines() if line.strip().startswith("waiting"))
     assert "▁▅█ " in waiting_line and "n/a requests waiting now" in waiting_line
     assert "trend: the last 4 intervals" in text
-    ascii_text = draw(_view(statuses[-1], trend, ascii_only=True))
+    ascii_text = draw(status_view(statuses[-1], trend, ascii_only=True))
     assert not set(BLOCKS) & set(ascii_text) and "_=# " in ascii_text
 
 
 def test_without_a_trend_the_view_is_unchanged(site: Callable[[dict[str, Answer]], object]) -> None:
     server = site(healthy_routes())
     status = read_status(server.url, interval_s=0.2)  # type: ignore[attr-defined]
-    assert "trend" not in draw(_view(status))
+    assert "trend" not in draw(status_view(status))
 
 
 def _status(kv: float | None) -> ServerStatus:
