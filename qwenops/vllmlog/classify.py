@@ -370,7 +370,9 @@ RULES: tuple[Rule, ...] = (
          re.compile(r"(pydantic_core\._pydantic_core\.)?ValidationError: \d+ validation error.*|"
                     r"ValueError: User-specified max_model_len .*|"
                     # `--task embedding` on a generative model (0.6-0.9), the runner's words later.
-                    r"This model does not support (?:the )?'?\w+'? (?:task|runner)"),
+                    r"This model does not support (?:the )?'?\w+'? (?:task|runner)|"
+                    # a dtype the checkpoint's quantization cannot run in (AWQ in bfloat16, 0.7)
+                    r"is not supported for quantization method \w+"),
          _const("fix the profile value the quoted line names")),
     Rule("request_too_long", "a request was longer than max_model_len",
          re.compile(r"maximum context length is (?P<limit>\d+) tokens\. However, you requested \d+ tokens"
@@ -435,7 +437,7 @@ RULES: tuple[Rule, ...] = (
          _const("find the `error:` line argparse printed under this usage text: remove or fix that flag in the "
                 "profile's extra_args (see `vllm serve --help`)")),
     Rule("kv_cache_preemption", "requests were preempted: the KV cache is too small for the batch",
-         re.compile(r"is preempted by PreemptionMode\.\w+ mode because there is not enough KV cache space"),
+         re.compile(r"is preempted (?:by|in) PreemptionMode\.\w+ mode because there is not enough KV cache space"),
          _preemption_fix, severity="warning", when="service"),
     Rule("engine_stalled", "the engine stopped making progress",
          re.compile(r"(?:Watchdog caught collective operation timeout|NCCL (?:watchdog )?timeout)|"
@@ -447,8 +449,9 @@ RULES: tuple[Rule, ...] = (
          # A traceback through run_busy_loop / run_engine_loop is the engine dying in service (cause often cut off).
          re.compile(r"EngineDeadError|AsyncEngineDeadError|MQEngineDeadError|Engine core initialization failed|"
                     r"EngineCore encountered an issue|EngineCore failed to start|Engine loop has died|"
-                    r"Background loop has errored|Engine core process \S+ died unexpectedly|"
-                    r"Engine core proc \S+ died unexpectedly|Worker proc \S+ died unexpectedly|"
+                    r"Background loop has errored|Engine background task failed|"
+                    r"Engine core process \S+ died unexpectedly|Engine core proc \S+ died unexpectedly|"
+                    r"Worker proc \S+ died unexpectedly|"
                     r"Engine process failed to start|ERROR .*, in (?:run_busy_loop|run_engine_loop)$"),
          _const("read the traceback above this line in the server log; the first error there is the cause"),
          when="any", retryable=True),

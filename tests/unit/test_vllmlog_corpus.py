@@ -115,3 +115,16 @@ def test_an_ipython_traceback_is_a_traceback() -> None:
                "    917 def request(", "BadRequestError: Error code: 400"]
     assert [f.category for f in classify_text(jupyter)] == ["unclassified"]
     assert next(iter(lines_of(jupyter))).text.startswith("File ~/venv")
+
+
+def test_a_dtype_the_quantization_cannot_run_in_is_a_configuration_vllm_refused() -> None:
+    """vllm-project/vllm#13150 (dev2 027): an AWQ checkpoint served in bfloat16 (vLLM 0.7.2)."""
+    first = findings(DEV2 / "invalid_config/027_v07_awq_with_bfloat16_dtype.log")[0]
+    assert (first.category, first.severity) == ("invalid_config", "error")
+
+
+def test_v06s_background_task_failure_is_the_engine_dying_after_its_preemption() -> None:
+    """vllm-project/vllm#8219 (dev2 029): 0.6.1 words it "is preempted in PreemptionMode" and "Engine background
+    task failed"; the engine's death is the error, the preemption that triggered it a warning beside it."""
+    found = findings(DEV2 / "engine_dead/029_v061_preempted_then_background_task_failed.log")
+    assert [(f.category, f.severity) for f in found] == [("engine_dead", "error"), ("kv_cache_preemption", "warning")]
