@@ -32,7 +32,8 @@ _TOKENS = click.IntRange(min=1, max=MAX_TOKENS)
 def plan(profile: str | None, json_mode: bool, **options: Any) -> None:
     """Predict weights, activations, KV cache tokens and whether a profile fits, before launch."""
     from qwenops.cli.views.plan import plan_view
-    from qwenops.planner.inputs import FLAG_FIELDS, plan_request
+    from qwenops.plan.run import plan_request
+    from qwenops.planner.inputs import FLAG_FIELDS
     from qwenops.results import CommandResult
 
     overrides = {field: options.pop(field) for field in FLAG_FIELDS}
