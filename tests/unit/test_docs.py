@@ -120,6 +120,48 @@ def test_the_architecture_layout_names_every_module(module: str) -> None:
     assert path.name in entries[entry], f"docs/architecture.md's {entry} entry does not name {path.name}"
 
 
+
+@pytest.mark.parametrize(
+    "package",
+    sorted(str(p.parent.relative_to(REPO / "qwenops")) for p in (REPO / "qwenops").rglob("__init__.py")
+           if p.parent != REPO / "qwenops"),
+)
+def test_the_architecture_layout_names_every_package(package: str) -> None:
+    """A package with no module but its __init__.py still has its entry in the layout."""
+    assert f"{package}/" in _layout_entries(), f"docs/architecture.md's layout has no entry {package}/"
+
+
+# The package of each command's core, qwenops/<package>/run.py (docs/architecture.md's Layout: "One home per
+# command"); the exceptions the Layout names, with where their core is.
+COMMAND_CORES = {"doctor": "doctor", "install": "install", "uninstall": "install", "plan": "plan",
+                 "profiles": "profiles", "render": "render", "serve": "serve", "smoke-stream": "smoke",
+                 "status": "status", "troubleshoot": "troubleshoot", "tune": "tune"}
+CORE_EXCEPTIONS = {"model": "qwenops.tinymodel", "gateway": "qwenops.gateway.server"}
+
+
+@pytest.mark.parametrize("command", sorted({*COMMAND_CORES, *CORE_EXCEPTIONS}))
+def test_each_command_calls_its_core_in_its_own_package_and_draws_no_view(command: str) -> None:
+    """The command module calls qwenops/<package>/run.py and keeps no text view: rich and the tables are
+    cli/views/<command>.py's."""
+    from qwenops.cli import COMMANDS
+
+    assert set(COMMANDS) == {*COMMAND_CORES, *CORE_EXCEPTIONS}, "a new command: name its core package here"
+    module = COMMANDS[command].partition(":")[0]
+    source = (REPO / (module.replace(".", "/") + ".py")).read_text(encoding="utf-8")
+    if command in COMMAND_CORES:
+        package = COMMAND_CORES[command]
+        assert (REPO / "qwenops" / package / "run.py").is_file()
+        core = f"qwenops.{package}.run"
+    else:
+        core = CORE_EXCEPTIONS[command]
+    assert re.search(rf"^\s*from {re.escape(core)} import ", source, re.MULTILINE), f"{module} does not call {core}"
+    for drawing in ("from rich", "import rich", "views.tables", "RenderableType", "def _view"):
+        assert drawing not in source, f"{module} draws its own view ({drawing}): move it to cli/views/"
+    if command in COMMAND_CORES:
+        entry = _layout_entries().get(f"{COMMAND_CORES[command]}/", "")
+        assert "run.py" in entry, f"docs/architecture.md's layout does not name {COMMAND_CORES[command]}/run.py"
+
+
 def test_the_readme_command_table_names_every_command_and_render_target() -> None:
     from qwenops.cli import COMMANDS
     from qwenops.render.run import DEPLOY_TARGETS
