@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import sys
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -97,7 +98,7 @@ class Stats:
 
 
 class Outbox:
-    """Frames waiting for one client, in order, bounded in bytes.
+    """Frames waiting for one client, in order, bounded in bytes (`Connection._write` takes them).
 
     A delta that would take the queue past its bound is refused (the chat is then cancelled); a chat's
     one terminal frame is always taken, so every chat still ends with `done` or `error` and the queue
@@ -119,14 +120,6 @@ class Outbox:
         self.bytes += size
         self.ready.set()
         return True
-
-    async def get(self) -> tuple[str, float | None]:
-        while not self.frames:
-            self.ready.clear()
-            await self.ready.wait()
-        frame, arrived_s = self.frames.popleft()
-        self.bytes -= len(frame)
-        return frame, arrived_s
 
 
 @dataclass
@@ -314,16 +307,24 @@ class Connection:
                 self._cancel(chat_id, "interrupted", self.gateway.gave_up_message(fatal))
 
     async def _write(self) -> None:
-        """The one writer: a client that does not read blocks this task only."""
-        metrics = self.gateway.metrics
+        """The one writer: a client that does not read blocks this task only. Woken once for whatever the
+        chats queued since it last ran, it sends it all before it waits again (a send returns without
+        yielding while the client's socket takes the bytes)."""
+        outbox, observe, clock = self.outbox, self.gateway.metrics.latency.observe, time.perf_counter
+        frames, ready, send = outbox.frames, outbox.ready, self.websocket.send_text
         while True:
-            frame, arrived_s = await self.outbox.get()
+            if not frames:
+                ready.clear()
+                await ready.wait()
+                continue
+            frame, arrived_s = frames.popleft()
+            outbox.bytes -= len(frame)
             try:
-                await self.websocket.send_text(frame)
+                await send(frame)
             except Exception:  # the client left; the reader sees the disconnect
                 return
             if arrived_s is not None:
-                metrics.relayed(time.perf_counter() - arrived_s)
+                observe(clock() - arrived_s)
 
     async def _read(self) -> None:
         while not self.closing:
@@ -526,7 +527,10 @@ class Connection:
         finish: str | None = None
         usage: dict[str, int] | None = None
         limit = protocol.max_tokens(params)
+        if limit is None:
+            limit = sys.maxsize  # the server's own limit: no count reaches it
         deltas_sent = 0
+        text_mode, put, head = self.text_mode, self.outbox.put, protocol.delta_head(chat_id)
         # aclosing: a chat that ends here (slow_reader) closes the upstream response now, so vLLM aborts the
         # request now; a generator merely dropped is closed only when the garbage collector gets to it.
         async with contextlib.aclosing(astream_chat(
@@ -547,17 +551,17 @@ class Connection:
                                          "this client; the chat was cancelled")
                     continue
                 sent.frames += 1
-                if chunk.content or chunk.reasoning_content:
+                content, reasoning = chunk.content, chunk.reasoning_content
+                if content or reasoning:
                     # Each delta carries at least one token (vLLM sends a chunk per step, or several steps' in
                     # one when its client falls behind), so more deltas than max_tokens is a server that ran
                     # past it, one not vLLM or a bug: stopped here, and aclosing hangs up on it.
                     deltas_sent += 1
-                    if limit is not None and deltas_sent > limit:
+                    if deltas_sent > limit:
                         log.warning("chat %r: the server sent more than max_tokens (%d); stopped", chat_id, limit)
                         return "length", None
-                    frame = chunk.content if self.text_mode else protocol.delta(
-                        chat_id, chunk.content, chunk.reasoning_content)
-                    if frame and not self.outbox.put(frame, arrived_s=chunk.arrived_s):
+                    frame = content if text_mode else protocol.delta(chat_id, content, reasoning, head=head)
+                    if frame and not put(frame, arrived_s=chunk.arrived_s):
                         raise _Cancelled("slow_reader", f"more than {config.send_queue_bytes} bytes waited for "
                                          "this client; the chat was cancelled")
                 if chunk.finish_reason is not None:

@@ -9,9 +9,14 @@ dashboard query. Every labelled counter starts at 0 for each of its (bounded) la
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from bisect import bisect_left
+from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import INF, floatToGoString
 
 from qwenops.gateway.protocol import CODES
 
@@ -23,7 +28,8 @@ LATENCY_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
 
 
 class GatewayMetrics:
-    """One gateway's counters; the app calls the methods below, `/metrics` serves `text()`."""
+    """One gateway's counters; the app calls the methods below and `latency.observe` per frame sent,
+    `/metrics` serves `text()`."""
 
     def __init__(self, queued_bytes: Callable[[], float]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -38,8 +44,9 @@ class GatewayMetrics:
         queue = Gauge("qwenops_gateway_queue_bytes", "Bytes of frames queued for clients, not yet sent",
                       registry=r)
         queue.set_function(queued_bytes)
-        self._latency = Histogram("qwenops_gateway_relay_latency_seconds", "From a server chunk's arrival to "
-                                  "its frame handed to the client's socket", buckets=LATENCY_BUCKETS_S, registry=r)
+        self.latency = RelayLatency("qwenops_gateway_relay_latency_seconds", "From a server chunk's arrival to "
+                                    "its frame handed to the client's socket", LATENCY_BUCKETS_S)
+        r.register(self.latency)
         self._resumptions = Counter("qwenops_gateway_resumptions", "Chats whose answer was cut and resumed "
                                     "(one or more resumed frames), by how the chat ended: done or error",
                                     ["outcome"], registry=r)
@@ -60,10 +67,35 @@ class GatewayMetrics:
         if resumed:
             self._resumptions.labels(outcome=outcome).inc()
 
-    def relayed(self, seconds: float) -> None:
-        self._latency.observe(seconds)
-
     def text(self) -> bytes:
         from prometheus_client import generate_latest
 
         return generate_latest(self.registry)
+
+
+class RelayLatency(Collector):
+    """A histogram observed once per relayed frame, kept as flat counts (one list item and a float per
+    observation, no lock: the event loop is its one writer and `/metrics` reads it on the same loop) and
+    exposed as prometheus_client's `Histogram` exposes one (`_bucket`, `_count`, `_sum`, `_created`). Its
+    `observe` was a tenth of the gateway's own CPU per token (a lock and a Python loop over 16 buckets)."""
+
+    def __init__(self, name: str, documentation: str, buckets: tuple[float, ...]) -> None:
+        self.name, self.documentation = name, documentation
+        self.bounds = [*buckets, INF]
+        self.counts = [0] * len(self.bounds)  # per bucket, not cumulative
+        self.sum = 0.0
+        self.created = time.time()
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(self.bounds, seconds)] += 1  # the first bound >= seconds: le is inclusive
+        self.sum += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily(self.name, self.documentation)
+        total, buckets = 0, []
+        for bound, count in zip(self.bounds, self.counts, strict=True):
+            total += count
+            buckets.append((floatToGoString(bound), float(total)))  # type: ignore[no-untyped-call]
+        family.add_metric([], buckets, self.sum)
+        family.add_sample(self.name + "_created", {}, self.created)
+        yield family

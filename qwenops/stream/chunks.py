@@ -11,7 +11,7 @@ that a library caller wants raised (`read`) or that a checker wants recorded (`d
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -145,6 +145,72 @@ def _short_json(value: object) -> str:
     return text if len(text) <= 80 else text[:79] + "…"
 
 
+try:
+    import msgspec
+except ImportError:  # an optional speed-up, which `qwenops[gateway]` installs: json.loads and pydantic then
+    msgspec = None  # type: ignore[assignment]
+
+if msgspec is not None:
+    # The same fields as the _Wire models below, as msgspec checks them in C while it parses: a JSON string,
+    # integer (never a bool or a float) or null where they want one, other keys skipped. Whatever it refuses,
+    # json.loads and pydantic decide as before (it refuses a little more than they do: NaN, a lone surrogate,
+    # so that path also names the field), so it changes no result, only the cost: parsed and checked in
+    # about a sixth of the time json.loads alone takes for a vLLM chunk (0.5 vs 3.1 µs on the 2-core machine).
+
+    class _FastDelta(msgspec.Struct):
+        role: str | None = None
+        content: str | None = None
+        reasoning: str | None = None
+        reasoning_content: str | None = None
+
+    class _FastChoice(msgspec.Struct):
+        delta: _FastDelta | None = None
+        finish_reason: str | None = None
+        token_ids: list[int] | None = None
+
+    class _FastUsage(msgspec.Struct):
+        prompt_tokens: int | None = None
+        completion_tokens: int | None = None
+        total_tokens: int | None = None
+
+    class _FastChunk(msgspec.Struct):
+        id: str | None = None
+        model: str | None = None
+        choices: list[_FastChoice] | None = None
+        usage: _FastUsage | None = None
+        prompt_token_ids: list[int] | None = None
+        error: Any = msgspec.UNSET  # the key at all, null too, is an in-band error: `decode_event` says so
+
+    _fast_decode = msgspec.json.Decoder(_FastChunk).decode
+    _FAST_REFUSED = (msgspec.DecodeError, RecursionError)  # RecursionError: nested past the parser's limit
+    _NO_DELTA = _FastDelta()
+
+    def _typed_delta(data: str, arrived_s: float) -> ChatDelta | None:
+        """The chunk's `ChatDelta`, parsed and checked in one pass by msgspec; None for anything else."""
+        try:
+            chunk = _fast_decode(data)
+        except _FAST_REFUSED:
+            return None
+        if chunk.error is not msgspec.UNSET:
+            return None
+        choices, usage, prompt_ids = chunk.choices, chunk.usage, chunk.prompt_token_ids
+        choice = choices[0] if choices else None
+        delta = _NO_DELTA if choice is None or choice.delta is None else choice.delta
+        token_ids = None if choice is None or choice.token_ids is None else tuple(choice.token_ids)
+        return ChatDelta(
+            arrived_s, chunk.id or "", chunk.model or "", delta.role, delta.content or "",
+            delta.reasoning or delta.reasoning_content or "",
+            None if choice is None else choice.finish_reason,
+            None if usage is None else Usage(usage.prompt_tokens or 0, usage.completion_tokens or 0,
+                                             usage.total_tokens or 0),
+            choice is not None, token_ids, None if prompt_ids is None else tuple(prompt_ids),
+        )
+
+quick_delta: Callable[[str, float], ChatDelta | None] | None = _typed_delta if msgspec is not None else None
+"""The `ChatDelta` of one event's data when it is a chunk of the usual shape, else None (then `decode_event`
+says what it is): `DeltaReader.read`'s fast path, where msgspec is installed."""
+
+
 def chunk_to_delta(chunk: Mapping[str, Any], arrived_s: float) -> ChatDelta:
     """A parsed `chat.completion.chunk` as a `ChatDelta` (first choice; a usage-only chunk has none).
 
@@ -270,6 +336,12 @@ class DeltaReader:
         return decoded
 
     def read(self, data: str, arrived_s: float) -> ChatDelta | None:
+        if quick_delta is not None and data != DONE:  # the usual chunk, without a `Decoded` around it
+            delta = quick_delta(data, arrived_s)
+            if delta is not None:
+                self.events += 1
+                self.take(delta)
+                return delta
         decoded = self.decode(data, arrived_s)
         if decoded.delta is not None or decoded.kind == "done":
             return decoded.delta

@@ -147,10 +147,10 @@ class SSEDecoder:
         if not data:
             return None  # the spec: an empty data buffer dispatches nothing (but keeps the last ID)
         return ServerSentEvent(
-            data=b"\n".join(data).decode("utf-8", "replace"),
-            event=event.decode("utf-8", "replace") if event else "message",
-            id=self._last_id,
-            retry=retry,
+            (data[0] if len(data) == 1 else b"\n".join(data)).decode("utf-8", "replace"),
+            event.decode("utf-8", "replace") if event else "message",
+            self._last_id,
+            retry,
         )
 
 
