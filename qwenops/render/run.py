@@ -6,29 +6,28 @@ module in this package and returns a typed result (writing the file for -o); not
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 from collections.abc import Mapping
 from pathlib import Path
-
-from pydantic import BaseModel, ConfigDict
 
 from qwenops.config.loader import resolve_profile
 from qwenops.config.settings import load_settings
 
 
-class RenderedFlags(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+# Plain dataclasses, not pydantic models: each pydantic class costs start-up time to build, and render's
+# commands are pure ones (the envelope is the same: results.to_jsonable).
+@dataclasses.dataclass(frozen=True)
+class RenderedFlags:
     profile: str
     argv: tuple[str, ...]
     command: str
     env: dict[str, str]
 
 
-class RenderedFile(BaseModel):
+@dataclasses.dataclass(frozen=True)
+class RenderedFile:
     """A deployment file rendered from a profile (`render systemd|env|dockerfile|compose|...`)."""
-
-    model_config = ConfigDict(frozen=True)
 
     profile: str
     target: str
@@ -59,15 +58,15 @@ MONITORING_TARGETS: dict[str, str] = {
 }
 
 
+@dataclasses.dataclass(frozen=True)
 class RenderedMonitoring(RenderedFile):
     """A monitoring file, with what the operator must hear about it (no saved SLO, no vLLM metrics)."""
 
     notes: tuple[str, ...] = ()
 
 
-class RenderedScript(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+@dataclasses.dataclass(frozen=True)
+class RenderedScript:
     profile: str
     script: str
     path: str | None
