@@ -291,8 +291,6 @@ class Settings:
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read the settings now (not at import time: tests change the environment)."""
-    from pydantic import SecretStr
-
     env = environment(environ)
 
     def get(name: str) -> str | None:
@@ -305,7 +303,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         profile=get("PROFILE") or DEFAULT_PROFILE,
         profiles_dir=expand_path(profiles_dir, "QWENOPS_PROFILES_DIR") if profiles_dir else None,
         state_dir=expand_path(state_dir, "QWENOPS_STATE_DIR") if state_dir else default_state_dir(),
-        api_key=SecretStr(api_key) if api_key else None,
+        api_key=_secret(api_key) if api_key else None,
         base_url=get("BASE_URL"),
-        gateway_token=SecretStr(token) if token else None,
+        gateway_token=_secret(token) if token else None,
     )
+
+
+def _secret(value: str) -> SecretStr:
+    # pydantic's SecretStr (what the clients and the gateway take), imported only when a secret is set: the
+    # pure commands never need pydantic otherwise.
+    from pydantic import SecretStr
+
+    return SecretStr(value)

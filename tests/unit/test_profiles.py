@@ -272,3 +272,49 @@ def test_profiles_list_shows_a_broken_profile_beside_the_good_ones(tmp_path: Pat
     assert rows["broken"]["problem"].startswith("port: must be >= 1")
     assert rows["4090d"]["problem"] is None and rows["4090d"]["engine"] == "vllm"
     assert doc["errors"][0]["field"] == "broken"
+
+
+# The check without pydantic (profile._checked) and the pydantic models built from the same fields
+# (profile._models) must agree: on what is valid, on every value, and the supervise mirror on
+# SupervisorOptions' fields.
+
+def test_the_supervise_mirror_has_supervisor_options_fields() -> None:
+    import dataclasses
+    import typing
+
+    from qwenops.config import profile as schema
+    from qwenops.supervisor.options import SupervisorOptions
+
+    mirror = {f.name: f for f in dataclasses.fields(schema._Supervise)}
+    hints = typing.get_type_hints(schema._Supervise)
+    assert list(mirror) == list(SupervisorOptions.model_fields)
+    for name, info in SupervisorOptions.model_fields.items():
+        bounds = {key: getattr(meta, key) for meta in info.metadata for key in ("gt", "ge", "le", "lt")
+                  if getattr(meta, key, None) is not None}
+        assert (hints[name], mirror[name].default, mirror[name].metadata.get("bounds", {})) == (
+            info.annotation, info.default, bounds), name
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.parametrize("change", [{}, {"port": 9000, "max_num_seqs": 4, "supervise": {"drain_timeout_s": 3}},
+                                    {"client": {"temperature": 1}, "extra_args": ["--seed", "1"]}])
+def test_plainly_valid_profiles_need_no_pydantic_and_equal_its_result(name: str, change: dict[str, object]) -> None:
+    from qwenops.config import profile as schema
+    from qwenops.config.loader import _load_chain
+
+    data, _, _ = _load_chain(name, available_profiles())
+    data = {**data, **change}
+    plain = schema._plainly_valid(data)
+    assert plain is not None
+    checked = schema._from_model(schema._models().model_validate(data))
+    assert plain == checked and plain.model_dump(mode="json") == checked.model_dump(mode="json")
+    assert plain.supervise == checked.supervise
+
+
+def test_values_pydantic_would_coerce_go_through_pydantic() -> None:
+    from qwenops.config import profile as schema
+
+    data = {"name": "p", "model": "m", "port": "9000", "gpu_memory_utilization": 1, "enforce_eager": "yes"}
+    assert schema._plainly_valid(data) is None
+    profile = schema.validate_profile(data, origin="p.yaml")
+    assert (profile.port, profile.gpu_memory_utilization, profile.enforce_eager) == (9000, 1.0, True)
