@@ -498,7 +498,10 @@ class Connection:
     async def _wait_for_server(self, deadline: float, exc: QwenopsError | None) -> None:
         """Wait in the queue until the server is ready (the probe says so) or DEADLINE (monotonic) passes."""
         gateway, config = self.gateway, self.config
-        fatal = gateway.records.gave_up_since(gateway.last_up) if gateway.records is not None else None
+        # The record is a file (read bounded, 4 KiB): read in a thread, as the supervisor watch reads it, so
+        # a slow disk never stalls the loop and every other chat's frames with it.
+        fatal = (await asyncio.to_thread(gateway.records.gave_up_since, gateway.last_up)
+                 if gateway.records is not None else None)
         if fatal is not None:  # the supervisor gave up since the server last answered: nothing to wait for
             raise _Cancelled("unreachable", gateway.gave_up_message(fatal))
         if gateway.waiting >= config.queue_size:
@@ -509,7 +512,7 @@ class Connection:
         try:
             await asyncio.wait_for(gateway.up.wait(), timeout=max(0.0, deadline - time.monotonic()))
         except asyncio.TimeoutError:
-            said = f"; {gateway.records.describe()}" if gateway.records is not None else ""
+            said = f"; {await asyncio.to_thread(gateway.records.describe)}" if gateway.records is not None else ""
             raise _Cancelled("interrupted", f"the server {gateway.upstream_shown} was not ready again within "
                              f"{config.queue_deadline_s:g} s (--queue-deadline){said}") from None
         finally:
@@ -703,8 +706,8 @@ async def chat_socket(websocket: WebSocket) -> None:
 # --------------------------------------------------------------------------------------------- HTTP
 
 
-async def page(_request: Request) -> HTMLResponse:
-    html = resources.files("qwenops.gateway").joinpath("page.html").read_text(encoding="utf-8")
+async def page(request: Request) -> HTMLResponse:
+    html: str = request.app.state.page  # read once, by create_app: no file read on the loop per request
     return HTMLResponse(html, headers={"Cache-Control": "no-store",
                                        "Content-Security-Policy": "default-src 'self'; style-src 'unsafe-inline'; "
                                        "script-src 'unsafe-inline'; connect-src 'self' ws: wss:"})
@@ -770,4 +773,5 @@ def create_app(config: GatewayConfig) -> Starlette:
     app = Starlette(routes=[Route("/", page), Route("/healthz", healthz), Route("/metrics", metrics),
                             WebSocketRoute("/ws/chat", chat_socket)], lifespan=lifespan)
     app.state.gateway = gateway
+    app.state.page = resources.files("qwenops.gateway").joinpath("page.html").read_text(encoding="utf-8")
     return app
