@@ -22,17 +22,23 @@ A resumed stream (`resume=Resume()`) has one choice-less delta with `resumed` se
 not a token, so it moves nothing. The gap across it (the cut, the restart, the re-request) is not an
 inter-token latency: `itl_s` leaves out the one gap that spans a resumed delta (`Resumed.gap_ms` reports
 it); `e2e_s`, `tpot_s` and the rates keep it, since the caller waited that long for the answer.
+
+This is the one place a stream's timed deltas become numbers: smoke-stream measures its recorded
+streams with `stream_metrics`; tune's load and troubleshoot's probes receive into a `TimedStream`, which
+keeps the send time and the deltas and measures them the same way.
 """
 
 from __future__ import annotations
 
 import itertools
 import statistics
+import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict
 
-from qwenops.stream.chunks import ChatDelta
+from qwenops.stream.chunks import ChatDelta, Usage
 
 
 class Percentiles(BaseModel):
@@ -83,6 +89,11 @@ def _spans_resume(before: float, after: float, resumed_at: Sequence[float]) -> b
     return any(before < at <= after for at in resumed_at)
 
 
+def final_usage(deltas: Sequence[ChatDelta]) -> Usage | None:
+    """The server's own count (the last usage chunk); None when the stream had none."""
+    return next((d.usage for d in reversed(deltas) if d.usage is not None), None)
+
+
 def stream_metrics(deltas: Sequence[ChatDelta], *, sent_s: float) -> StreamMetrics:
     """Metrics of one stream from its deltas (in arrival order) and the time its request was sent."""
     first_chunk = deltas[0].arrived_s if deltas else None
@@ -90,7 +101,7 @@ def stream_metrics(deltas: Sequence[ChatDelta], *, sent_s: float) -> StreamMetri
     first_content = next((d.arrived_s for d in deltas if d.content), None)
     token_times = [d.arrived_s for d in deltas if d.is_token]
     resumed_at = [d.arrived_s for d in deltas if d.resumed is not None]
-    usage = next((d.usage for d in reversed(deltas) if d.usage is not None), None)
+    usage = final_usage(deltas)
     output_tokens = usage.completion_tokens if usage is not None else sum(d.tokens for d in deltas)
 
     # output_tokens counts reasoning tokens too, so TPOT must start at the first token of either kind:
@@ -113,3 +124,27 @@ def stream_metrics(deltas: Sequence[ChatDelta], *, sent_s: float) -> StreamMetri
         output_tokens=output_tokens,
         output_tokens_per_s=output_tokens / e2e if e2e else None,
     )
+
+
+@dataclass
+class TimedStream:
+    """A stream as it is received: when its request was sent (by default, when this is made: just before
+    the request) and its deltas in arrival order, measured by `stream_metrics`."""
+
+    sent_s: float = field(default_factory=time.perf_counter)
+    deltas: list[ChatDelta] = field(default_factory=list)
+
+    def add(self, delta: ChatDelta) -> None:
+        self.deltas.append(delta)
+
+    def metrics(self) -> StreamMetrics:
+        return stream_metrics(self.deltas, sent_s=self.sent_s)
+
+    @property
+    def usage(self) -> Usage | None:
+        return final_usage(self.deltas)
+
+    @property
+    def ended_s(self) -> float | None:
+        """When the last delta arrived (the usage chunk counts: the answer was not over before it)."""
+        return self.deltas[-1].arrived_s if self.deltas else None

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from qwenops.config.profile import Profile
     from qwenops.config.target import ConfiguredServer
     from qwenops.errors import StreamError
+    from qwenops.stream.metrics import TimedStream
 
     Server = ConfiguredServer | str
 
@@ -54,21 +55,21 @@ def _evidence(text: str) -> tuple[Evidence, ...]:
 
 
 def _answer(server: Server, profile: Profile, *, max_tokens: int, ignore_eos: bool, read_s: float,
-            total_s: float) -> tuple[str, list[object], float]:
+            total_s: float) -> tuple[str, TimedStream]:
     from qwenops.config.target import url_and_key
     from qwenops.stream.client import Timeouts, stream_chat
+    from qwenops.stream.metrics import TimedStream
 
     base_url, key = url_and_key(server)
-    sent = time.perf_counter()
-    deltas: list[object] = []
+    stream = TimedStream()
     text = ""
     for delta in stream_chat([{"role": "user", "content": PROMPT}], base_url=base_url, model=profile.api_model_name,
                              api_key=key, temperature=profile.client.temperature, top_p=profile.client.top_p,
                              max_tokens=max_tokens, extra_body={"ignore_eos": True} if ignore_eos else None,
                              timeouts=Timeouts(connect_s=5, read_s=read_s, total_s=total_s)):
-        deltas.append(delta)
+        stream.add(delta)
         text += delta.content
-    return text, deltas, sent
+    return text, stream
 
 
 def _health(server: Server) -> tuple[int | None, str]:
@@ -137,13 +138,13 @@ def probe_interrupted(server: Server, profile: Profile, client_timeout_s: float)
 
     tokens = profile.client.max_tokens
     try:
-        _, deltas, sent = _answer(server, profile, max_tokens=tokens, ignore_eos=True, read_s=client_timeout_s,
-                                  total_s=client_timeout_s)
+        _, stream = _answer(server, profile, max_tokens=tokens, ignore_eos=True, read_s=client_timeout_s,
+                            total_s=client_timeout_s)
     except StreamTimeout as exc:
         return _timed_out(server, profile, client_timeout_s, exc)
     except StreamError as exc:
         return [answer_failed(exc, server)], Probed(None, None, None, None, ())
-    probed = _probed(deltas, sent)
+    probed = _probed(stream)
     found: list[Finding] = []
     if probed.long_answer_e2e_s is not None and probed.long_answer_e2e_s > 0.8 * client_timeout_s:
         e2e = probed.long_answer_e2e_s
@@ -156,10 +157,8 @@ def probe_interrupted(server: Server, profile: Profile, client_timeout_s: float)
     return found, probed
 
 
-def _probed(deltas: list[object], sent: float) -> Probed:
-    from qwenops.stream.metrics import stream_metrics
-
-    metrics = stream_metrics(deltas, sent_s=sent)  # type: ignore[arg-type]
+def _probed(stream: TimedStream) -> Probed:
+    metrics = stream.metrics()
     return Probed(metrics.output_tokens, metrics.e2e_s, metrics.ttft_s, metrics.tpot_s, ())
 
 
@@ -170,14 +169,14 @@ def _timed_out(server: Server, profile: Profile, client_timeout_s: float,
     tokens = profile.client.max_tokens
     cap = max(MEASURE_CAP_S, client_timeout_s)
     try:
-        _, deltas, sent = _answer(server, profile, max_tokens=tokens, ignore_eos=True, read_s=cap, total_s=cap)
+        _, stream = _answer(server, profile, max_tokens=tokens, ignore_eos=True, read_s=cap, total_s=cap)
     except StreamError as again:
         return [Finding("client_timeout", "error", "no answer came within the client timeout",
                         _evidence(f"{exc.one_line()}; measured without it: {again.one_line()}"),
                         f"the server did not finish a {tokens}-token answer within {cap:g} s either: check "
                         f"`qwenops status` for a queue and the server's log; then raise the client's timeout above "
                         f"the answer's time")], Probed(None, None, None, None, ())
-    probed = _probed(deltas, sent)
+    probed = _probed(stream)
     e2e = probed.long_answer_e2e_s or 0.0
     return [Finding(
         "client_timeout", "error", "an answer takes longer than the client timeout",
@@ -194,7 +193,7 @@ def probe_incoherent(server: Server, profile: Profile) -> list[Finding]:
     from qwenops.errors import StreamError
 
     try:
-        text, _, _ = _answer(server, profile, max_tokens=profile.client.max_tokens, ignore_eos=False, read_s=60,
+        text, _ = _answer(server, profile, max_tokens=profile.client.max_tokens, ignore_eos=False, read_s=60,
                              total_s=profile.client.timeout_s)
     except StreamError as exc:
         return [answer_failed(exc, server)]

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from qwenops.errors import QwenopsError
-from qwenops.stream.chunks import ChatDelta
 from qwenops.stream.client import Timeouts, astream_chat
-from qwenops.stream.metrics import stream_metrics
+from qwenops.stream.metrics import TimedStream
 from qwenops.tune.goodput import RequestSample
 from qwenops.tune.workload import WorkloadRequest
 
@@ -68,21 +67,18 @@ async def _one(client: object, target: Target, request: WorkloadRequest, timeout
     import httpx
 
     assert isinstance(client, httpx.AsyncClient)
-    deltas: list[ChatDelta] = []
     extra = {"ignore_eos": True} if request.ignore_eos else {}
-    sent = time.perf_counter()
+    stream = TimedStream()
     try:
         async for delta in astream_chat(list(request.messages), base_url=target.base_url, model=target.model,
                                         api_key=target.api_key, temperature=target.temperature,
                                         max_tokens=request.max_tokens, extra_body=extra, timeouts=timeouts,
                                         client=client):
-            deltas.append(delta)
+            stream.add(delta)
     except QwenopsError as exc:
-        return RequestSample(sent_s=sent, ended_s=time.perf_counter(), ttft_s=None, tpot_s=None, output_tokens=0,
-                             error=f"{exc.code}: {exc.one_line()}")
-    metrics = stream_metrics(deltas, sent_s=sent)
-    usage = next((d.usage for d in reversed(deltas) if d.usage is not None), None)
-    ended = deltas[-1].arrived_s if deltas else time.perf_counter()
-    return RequestSample(sent_s=sent, ended_s=ended, ttft_s=metrics.ttft_s, tpot_s=metrics.tpot_s,
-                         output_tokens=metrics.output_tokens,
+        return RequestSample(sent_s=stream.sent_s, ended_s=time.perf_counter(), ttft_s=None, tpot_s=None,
+                             output_tokens=0, error=f"{exc.code}: {exc.one_line()}")
+    metrics, usage, ended = stream.metrics(), stream.usage, stream.ended_s
+    return RequestSample(sent_s=stream.sent_s, ended_s=ended if ended is not None else time.perf_counter(),
+                         ttft_s=metrics.ttft_s, tpot_s=metrics.tpot_s, output_tokens=metrics.output_tokens,
                          prompt_tokens=usage.prompt_tokens if usage is not None else None)
