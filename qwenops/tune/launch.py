@@ -77,10 +77,14 @@ class ServedCandidate:
     """One candidate's server, started on construction; `wait_ready`, measure, then `close`."""
 
     def __init__(self, plan: ServePlan, *, on_phase: Callable[[str], object] = lambda _text: None,
-                 server: ConfiguredServer | None = None) -> None:
+                 settings: Settings | None = None) -> None:
+        from qwenops.config.loader import load_profile
+        from qwenops.config.settings import load_settings
+
         self.plan = plan
-        self.base_url = plan.base_url
-        self._server = server
+        # Before the thread starts: the load and the scrapes go to this server with this key (started_server).
+        self.server = started_server(plan.base_url, load_profile(plan.profile, cli_overrides=plan.overrides),
+                                     settings if settings is not None else load_settings())
         self._ready = threading.Event()
         self._done = threading.Event()
         self._stop_lock = threading.Lock()
@@ -120,18 +124,6 @@ class ServedCandidate:
 
     def alive(self) -> bool:
         return not self._done.is_set()
-
-    @property
-    def server(self) -> ConfiguredServer:
-        """This candidate's server and its key (started_server); built from the plan when not given."""
-        if self._server is None:
-            from qwenops.config.loader import load_profile
-            from qwenops.config.settings import load_settings
-
-            self._server = started_server(self.base_url, load_profile(self.plan.profile,
-                                                                      cli_overrides=self.plan.overrides),
-                                          load_settings())
-        return self._server
 
     def preemptions(self) -> float | None:
         from qwenops.troubleshoot.live import scrape_metrics

@@ -10,7 +10,6 @@ import asyncio
 import itertools
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from qwenops.errors import QwenopsError
@@ -23,29 +22,15 @@ if TYPE_CHECKING:
     from qwenops.config.target import ConfiguredServer
 
 
-@dataclass(frozen=True)
-class Target:
-    base_url: str
-    model: str
-    api_key: str | None = None
-    temperature: float | None = 0.0
-
-    @classmethod
-    def of(cls, server: ConfiguredServer, *, temperature: float | None) -> Target:
-        """The load's target: the configured server's URL, its model and the key that goes with it."""
-        from qwenops.config.target import url_and_key
-
-        url, key = url_and_key(server)
-        return cls(base_url=url, model=server.model, api_key=key, temperature=temperature)
-
-
-def run_level(target: Target, requests: Sequence[WorkloadRequest], *, concurrency: int, count: int,
+def run_level(server: ConfiguredServer, requests: Sequence[WorkloadRequest], *, concurrency: int, count: int,
               timeouts: Timeouts) -> list[RequestSample]:
-    """COUNT requests (the workload's, in turn) with CONCURRENCY in flight; one sample per request."""
-    return asyncio.run(_run_level(target, requests, concurrency=concurrency, count=count, timeouts=timeouts))
+    """COUNT requests (the workload's, in turn) with CONCURRENCY in flight; one sample per request. They go
+    to the server's URL with the key that goes with it (config/target.py), ask for its profile's served
+    model and sample at its profile's client.temperature."""
+    return asyncio.run(_run_level(server, requests, concurrency=concurrency, count=count, timeouts=timeouts))
 
 
-async def _run_level(target: Target, requests: Sequence[WorkloadRequest], *, concurrency: int, count: int,
+async def _run_level(server: ConfiguredServer, requests: Sequence[WorkloadRequest], *, concurrency: int, count: int,
                      timeouts: Timeouts) -> list[RequestSample]:
     import httpx
 
@@ -57,21 +42,25 @@ async def _run_level(target: Target, requests: Sequence[WorkloadRequest], *, con
 
         async def worker() -> None:
             while queue:
-                samples.append(await _one(client, target, queue.pop(0), timeouts))
+                samples.append(await _one(client, server, queue.pop(0), timeouts))
 
         await asyncio.gather(*(worker() for _ in range(min(concurrency, count))))
     return samples
 
 
-async def _one(client: object, target: Target, request: WorkloadRequest, timeouts: Timeouts) -> RequestSample:
+async def _one(client: object, server: ConfiguredServer, request: WorkloadRequest,
+               timeouts: Timeouts) -> RequestSample:
     import httpx
 
+    from qwenops.config.target import url_and_key
+
     assert isinstance(client, httpx.AsyncClient)
+    base_url, key = url_and_key(server)
     extra = {"ignore_eos": True} if request.ignore_eos else {}
     stream = TimedStream()
     try:
-        async for delta in astream_chat(list(request.messages), base_url=target.base_url, model=target.model,
-                                        api_key=target.api_key, temperature=target.temperature,
+        async for delta in astream_chat(list(request.messages), base_url=base_url, model=server.model,
+                                        api_key=key, temperature=server.profile.client.temperature,
                                         max_tokens=request.max_tokens, extra_body=extra, timeouts=timeouts,
                                         client=client):
             stream.add(delta)

@@ -20,8 +20,8 @@ from qwenops.tune.sweep import Launch, Measure, SweepObserver, SweepSettings, sw
 from qwenops.tune.workload import Workload, workload_from
 
 if TYPE_CHECKING:
-    from qwenops.config.profile import Profile
     from qwenops.config.settings import Settings
+    from qwenops.config.target import ConfiguredServer
     from qwenops.serve.run import ServePlan
 
 DEFAULT_PROMPT_TOKENS = 256
@@ -66,7 +66,7 @@ def run_tune(options: TuneOptions, *, observer: SweepObserver | None = None, lau
     if launch is None:
         launch = _launcher(options, overrides, settings)
     if measure is None:
-        measure = _measurer(profile, settings)
+        measure = _measurer()
     outcome = sweep(ordered, workload, SweepSettings(slo=options.slo, budget_s=options.budget_s,
                                                      max_concurrency=options.max_concurrency,
                                                      requests_per_level=options.requests_per_level,
@@ -116,29 +116,23 @@ def preflight(plan: ServePlan) -> None:
 
 
 def _launcher(options: TuneOptions, overrides: dict[str, str], settings: Settings) -> Launch:
-    from qwenops.config.loader import load_profile
-    from qwenops.tune.launch import started_server
-
     log_dir = settings.state_dir / "logs"
 
     def launch(candidate: Candidate, startup_timeout_s: float, on_phase: Callable[[str], object]) -> ServedCandidate:
         plan = candidate_plan(options.profile, candidate, overrides=overrides, log_dir=log_dir,
                               startup_timeout_s=startup_timeout_s)
-        server = started_server(plan.base_url, load_profile(plan.profile, cli_overrides=plan.overrides), settings)
-        return ServedCandidate(plan, on_phase=on_phase, server=server)
+        return ServedCandidate(plan, on_phase=on_phase, settings=settings)
 
     return launch
 
 
-def _measurer(profile: Profile, settings: Settings) -> Measure:
-    """The load goes to the server tune started, with the key it started it with (launch.started_server)."""
+def _measurer() -> Measure:
+    """The load goes to the candidate's server, with the key it was started with (launch.started_server)."""
     from qwenops.stream.client import Timeouts
-    from qwenops.tune.launch import started_server
-    from qwenops.tune.measure import Target, run_level
+    from qwenops.tune.measure import run_level
 
-    def measure(base_url: str, workload: Workload, concurrency: int, count: int) -> Sequence[RequestSample]:
-        target = Target.of(started_server(base_url, profile, settings), temperature=profile.client.temperature)
-        return run_level(target, workload.requests, concurrency=concurrency, count=count,
+    def measure(server: ConfiguredServer, workload: Workload, concurrency: int, count: int) -> Sequence[RequestSample]:
+        return run_level(server, workload.requests, concurrency=concurrency, count=count,
                          timeouts=Timeouts(connect_s=10.0, read_s=120.0))
 
     return measure

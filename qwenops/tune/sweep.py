@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from qwenops.tune.candidates import reorder
 from qwenops.tune.goodput import (
@@ -28,13 +28,19 @@ from qwenops.tune.options import Slo
 from qwenops.tune.results import Candidate, CandidateResult, FailureCause, LevelResult, PlannedCandidate
 from qwenops.tune.workload import Workload
 
+if TYPE_CHECKING:
+    from qwenops.config.target import ConfiguredServer
+
 STOP_RESERVE_S = 15.0  # kept back from the budget for stopping the last server (drain, kill, reap)
 
 
 class Session(Protocol):
     """A started candidate (qwenops.tune.launch.ServedCandidate)."""
 
-    base_url: str
+    @property
+    def server(self) -> ConfiguredServer:
+        """Its server and the key it was started with (qwenops.tune.launch.started_server)."""
+        ...
 
     def wait_ready(self) -> FailureCause | None: ...
 
@@ -47,8 +53,8 @@ class Session(Protocol):
 
 # launch(candidate, startup_timeout_s, on_phase) -> Session
 Launch = Callable[[Candidate, float, Callable[[str], object]], Session]
-# measure(base_url, workload, concurrency, count) -> one sample per request
-Measure = Callable[[str, Workload, int, int], Sequence[RequestSample]]
+# measure(the session's server, workload, concurrency, count) -> one sample per request
+Measure = Callable[["ConfiguredServer", Workload, int, int], Sequence[RequestSample]]
 
 
 class SweepObserver(Protocol):
@@ -190,7 +196,7 @@ class _Run:
 
     def _measure(self, session: Session) -> FailureCause | None:
         self.phase("warming up")
-        warm = self.measure(session.base_url, self.workload, 1, 1)
+        warm = self.measure(session.server, self.workload, 1, 1)
         if any(s.error for s in warm):
             return self._died(session) or FailureCause(
                 category="warmup_failed", title="the warm-up request failed", line=warm[0].error or "",
@@ -202,7 +208,7 @@ class _Run:
                 self.budget_cut = True
                 break
             self.phase(f"measuring at concurrency {concurrency} ({count} requests)")
-            samples = self.measure(session.base_url, self.workload, concurrency, count)
+            samples = self.measure(session.server, self.workload, concurrency, count)
             if self.first_level_at is None:
                 self.first_level_at = self.clock()
             level = level_result(concurrency, samples, self.settings.slo)

@@ -253,9 +253,10 @@ def test_tunes_load_and_scrapes_carry_the_key_its_servers_were_started_with(
     monkeypatch.setenv("QWENOPS_API_KEY", "sk-tune")
     monkeypatch.setenv("QWENOPS_BASE_URL", "http://127.0.0.1:9")  # the server status reads, not tune's
     settings, profile = load_settings(), load_profile("cpu-tiny")
-    samples = _measurer(profile, settings)(server.url, workload_from(16, 5, None, (16, 5)), 2, 2)
+    started = started_server(server.url, profile, settings)
+    samples = _measurer()(started, workload_from(16, 5, None, (16, 5)), 2, 2)
     assert [s.error for s in samples] == [None, None] and all(s.output_tokens == 5 for s in samples)
-    scrape_metrics(started_server(server.url, profile, settings))
+    scrape_metrics(started)
     paths = {s.path for s in server.seen}
     assert {"/v1/chat/completions", "/metrics"} <= paths
     assert all(s.headers.get("authorization") == "Bearer sk-tune" for s in server.seen)

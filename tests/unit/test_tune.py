@@ -325,7 +325,7 @@ class FakeServer:
     fails: FailureCause | None = None
     dies_at: int | None = None  # concurrency at which it crashes
     closed: bool = False
-    base_url: str = "http://fake"
+    server: str = "http://fake"  # stands in for the ConfiguredServer the launcher gives a candidate
     dead: bool = False
 
     def wait_ready(self) -> FailureCause | None:
@@ -355,7 +355,7 @@ class Harness:
         self.started.append(candidate)
         return self.servers[candidate.max_num_seqs]
 
-    def measure(self, base_url: str, workload: Workload, concurrency: int, count: int) -> Sequence[RequestSample]:
+    def measure(self, server: object, workload: Workload, concurrency: int, count: int) -> Sequence[RequestSample]:
         server = self.started and self.servers[self.started[-1].max_num_seqs]
         assert isinstance(server, FakeServer)
         start = self.clock.now
