@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from qwenops.errors import QwenopsError
@@ -20,6 +22,7 @@ from qwenops.results import CommandResult, ErrorInfo
 
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
+    from rich.table import Table
 
 # A view turns a command's data into something rich can print (a str, a Table, a Group ...).
 View = Callable[[Any], "RenderableType"]
@@ -31,8 +34,6 @@ _UNBOUNDED = 1_000_000
 
 
 def _console(*, stderr: bool) -> Console:
-    import os
-
     stream = sys.stderr if stderr else sys.stdout
     width = None if stream.isatty() or os.environ.get("COLUMNS") else _UNBOUNDED
     # soft_wrap: never break a rendered command line or path in the middle.
@@ -105,6 +106,54 @@ class _Printable:
             yield Segment(printable(segment.text), style)
 
 
+class PlainTable:
+    """The table every text view is drawn with (qwenops.cli.views.tables.table): rich draws it (`__rich__`,
+    SIMPLE_HEAD, title on the left, cells folded), and on a pipe emit() writes the very same lines itself
+    when the table is plain (`plain_lines`), which spares a pure command importing rich (~0.02 s of CPU)."""
+
+    def __init__(self, columns: Sequence[str], rows: Iterable[Sequence[object]], *, title: str | None = None) -> None:
+        self.columns = tuple(columns)
+        self.rows = [tuple("" if cell is None else str(cell) for cell in row) for row in rows]
+        self.title = title
+
+    def __rich__(self) -> Table:
+        from rich import box
+        from rich.table import Table
+
+        out = Table(title=self.title, box=box.SIMPLE_HEAD, title_justify="left")
+        for column in self.columns:
+            out.add_column(column, overflow="fold")
+        for row in self.rows:
+            out.add_row(*row)
+        return out
+
+    def plain_lines(self) -> list[str] | None:
+        """The lines rich would print on a pipe (unbounded width, no colour; trailing blanks gone), or None
+        when rich could print anything else: a cell or title with markup ('['), a possible :emoji: code, a
+        character that is not printable ASCII (wide, combining, control), a row not as wide as the header,
+        or an environment that makes rich style or size a pipe's output."""
+        texts = [*self.columns, *(cell for row in self.rows for cell in row), self.title or ""]
+        if (any(not _PLAIN_CELL.fullmatch(text) or _EMOJI_CODE.search(text) for text in texts)
+                or any(len(row) != len(self.columns) for row in self.rows)
+                or any(name in os.environ for name in _RICH_PIPE_VARIABLES)):
+            return None
+        widths = [max([len(column), *(len(row[i]) for row in self.rows)]) for i, column in enumerate(self.columns)]
+
+        def line(cells: Sequence[str]) -> str:
+            return ("  " + "   ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True))).rstrip()
+
+        rule = " " + "\u2500" * (sum(widths) + 3 * len(widths) - 1)
+        head = [self.title.rstrip()] if self.title else []
+        return [*head, "", line(self.columns), rule, *(line(row) for row in self.rows), ""]
+
+
+# What rich prints as itself in a table cell: printable ASCII without markup's '['.
+_PLAIN_CELL = re.compile(r"[ -Z\\-~]*")
+_EMOJI_CODE = re.compile(r":\S*?:")
+# Variables under which rich colours, sizes or treats as a terminal what is a pipe.
+_RICH_PIPE_VARIABLES = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "COLUMNS")
+
+
 def stdout_console() -> Console:
     return _console(stderr=False)
 
@@ -130,6 +179,9 @@ def emit(result: CommandResult, *, json_mode: bool, view: View | None = None) ->
             sys.stdout.flush()
         elif sys.stdout.isatty():
             stdout_console().print(_Printable(shown))
+        elif isinstance(shown, PlainTable) and (lines := shown.plain_lines()) is not None:
+            sys.stdout.write("".join(line + "\n" for line in lines))
+            sys.stdout.flush()
         else:
             console = stdout_console()
             with console.capture() as captured:
