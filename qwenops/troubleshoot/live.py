@@ -199,28 +199,24 @@ def auth_fix(status: int, key_state: str, key_sent: bool) -> str:
     return f"the server wants an API key ({key_state}): {KEY_WHERE}"
 
 
-def _target(server: ConfiguredServer | str, api_key: str | None) -> tuple[str, str | None, str]:
+def _target(server: ConfiguredServer | str) -> tuple[str, str | None, str]:
+    """The URL, the key that goes with it (config/target.py: a bare URL gets none) and where the key stands."""
     from qwenops.config.target import url_and_key
 
     url, key = url_and_key(server)
-    key = key or api_key
-    if isinstance(server, str):
-        state = "a key was sent (Authorization: Bearer)" if key else "no key was sent"
-    else:
-        state = server.key_state()
-    return url, key, state
+    return url, key, "no key was sent" if isinstance(server, str) else server.key_state()
 
 
 def _answer(path: str, reply: Reply) -> PathAnswer:
     return PathAnswer(path, reply.status, reply.describe(), html=reply.is_html, redirect=reply.is_redirect)
 
 
-def read_server(server: ConfiguredServer | str, *, api_key: str | None = None, timeout_s: float | None = None,
+def read_server(server: ConfiguredServer | str, *, timeout_s: float | None = None,
                 deadline_s: float | None = None) -> ServerEvidence:
     """Read /health, /v1/models and /metrics within one total deadline (untrusted.HTTP_TOTAL_DEADLINE_S).
     Nothing answers, no answer in time, an answer too large: exit 3. A reachable URL that is not vLLM:
     exit 2. Anything else the server answers is evidence (`answers`) for the rules to judge."""
-    url, key, state = _target(server, api_key)
+    url, key, state = _target(server)
     budget = untrusted.HTTP_TOTAL_DEADLINE_S if deadline_s is None else deadline_s
     ends = time.monotonic() + budget
 
@@ -255,7 +251,7 @@ def scrape_metrics(server: ConfiguredServer | str, *, timeout_s: float | None = 
     """One scrape of /metrics alone (a repeated reading: not /health and /v1/models each time).
     A Prometheus page or an error: MetricsUnreadable (exit 1) when the server answered something else,
     exit 3 when it did not answer in time or sent too much."""
-    url, key, _ = _target(server, None)
+    url, key, _ = _target(server)
     reply = _get_metrics(url, key, deadline_s=deadline_s, read_s=timeout_s)
     snapshot, problem = _metrics(reply)
     if snapshot is None:

@@ -27,12 +27,9 @@ from typing import TYPE_CHECKING
 from qwenops.vllmlog.classify import Evidence, Finding
 
 if TYPE_CHECKING:
-    from qwenops.config.profile import Profile
     from qwenops.config.target import ConfiguredServer
     from qwenops.errors import StreamError
     from qwenops.stream.metrics import TimedStream
-
-    Server = ConfiguredServer | str
 
 PROMPT = "Tell me about the sea."
 LOOP_NGRAM = 4
@@ -54,17 +51,18 @@ def _evidence(text: str) -> tuple[Evidence, ...]:
     return (Evidence("probe", text),)
 
 
-def _answer(server: Server, profile: Profile, *, max_tokens: int, ignore_eos: bool, read_s: float,
+def _answer(server: ConfiguredServer, *, max_tokens: int, ignore_eos: bool, read_s: float,
             total_s: float) -> tuple[str, TimedStream]:
     from qwenops.config.target import url_and_key
     from qwenops.stream.client import Timeouts, stream_chat
     from qwenops.stream.metrics import TimedStream
 
     base_url, key = url_and_key(server)
+    client = server.profile.client
     stream = TimedStream()
     text = ""
-    for delta in stream_chat([{"role": "user", "content": PROMPT}], base_url=base_url, model=profile.api_model_name,
-                             api_key=key, temperature=profile.client.temperature, top_p=profile.client.top_p,
+    for delta in stream_chat([{"role": "user", "content": PROMPT}], base_url=base_url, model=server.model,
+                             api_key=key, temperature=client.temperature, top_p=client.top_p,
                              max_tokens=max_tokens, extra_body={"ignore_eos": True} if ignore_eos else None,
                              timeouts=Timeouts(connect_s=5, read_s=read_s, total_s=total_s)):
         stream.add(delta)
@@ -72,7 +70,7 @@ def _answer(server: Server, profile: Profile, *, max_tokens: int, ignore_eos: bo
     return text, stream
 
 
-def _health(server: Server) -> tuple[int | None, str]:
+def _health(server: ConfiguredServer) -> tuple[int | None, str]:
     """/health after a failed answer: its status (None: none in time) and what it answered, in words."""
     from qwenops.config.target import url_and_key
     from qwenops.errors import UnreachableError
@@ -86,17 +84,15 @@ def _health(server: Server) -> tuple[int | None, str]:
     return reply.status, reply.describe()
 
 
-def answer_failed(exc: StreamError, server: Server) -> Finding:
+def answer_failed(exc: StreamError, server: ConfiguredServer) -> Finding:
     """What a failed answer shows. Only a connection cut before [DONE] while /health says 200 is a cut
     connection; an HTTP status is the server's answer, and the evidence names it."""
     from qwenops.errors import HTTPStatusError, NotEventStream, StreamInterrupted
     from qwenops.troubleshoot.live import auth_fix
 
     if isinstance(exc, HTTPStatusError) and exc.status_code in (401, 403):
-        from qwenops.config.target import ConfiguredServer
-
-        state = server.key_state() if isinstance(server, ConfiguredServer) else "no key was sent"
-        sent = isinstance(server, ConfiguredServer) and server.bearer is not None
+        state = server.key_state()
+        sent = server.bearer is not None
         return Finding("auth", "error", "the server refuses qwenops' requests: an API key problem",
                        (*_evidence(exc.message), Evidence("qwenops", state)), auth_fix(exc.status_code, state, sent))
     if isinstance(exc, NotEventStream) and "HTML page" in exc.message:
@@ -131,17 +127,17 @@ def timeout_to_set(e2e_s: float) -> int:
     return max(1, math.ceil(e2e_s * TIMEOUT_MARGIN))
 
 
-def probe_interrupted(server: Server, profile: Profile, client_timeout_s: float) -> tuple[list[Finding], Probed]:
+def probe_interrupted(server: ConfiguredServer, client_timeout_s: float) -> tuple[list[Finding], Probed]:
     """One long answer within the client's timeout. One that the timeout cuts is measured again without
     it (up to MEASURE_CAP_S), so the fix names the timeout that covers it, not just "raise it"."""
     from qwenops.errors import StreamError, StreamTimeout
 
-    tokens = profile.client.max_tokens
+    tokens = server.profile.client.max_tokens
     try:
-        _, stream = _answer(server, profile, max_tokens=tokens, ignore_eos=True, read_s=client_timeout_s,
+        _, stream = _answer(server, max_tokens=tokens, ignore_eos=True, read_s=client_timeout_s,
                             total_s=client_timeout_s)
     except StreamTimeout as exc:
-        return _timed_out(server, profile, client_timeout_s, exc)
+        return _timed_out(server, client_timeout_s, exc)
     except StreamError as exc:
         return [answer_failed(exc, server)], Probed(None, None, None, None, ())
     probed = _probed(stream)
@@ -162,14 +158,13 @@ def _probed(stream: TimedStream) -> Probed:
     return Probed(metrics.output_tokens, metrics.e2e_s, metrics.ttft_s, metrics.tpot_s, ())
 
 
-def _timed_out(server: Server, profile: Profile, client_timeout_s: float,
-               exc: StreamError) -> tuple[list[Finding], Probed]:
+def _timed_out(server: ConfiguredServer, client_timeout_s: float, exc: StreamError) -> tuple[list[Finding], Probed]:
     from qwenops.errors import StreamError
 
-    tokens = profile.client.max_tokens
+    tokens = server.profile.client.max_tokens
     cap = max(MEASURE_CAP_S, client_timeout_s)
     try:
-        _, stream = _answer(server, profile, max_tokens=tokens, ignore_eos=True, read_s=cap, total_s=cap)
+        _, stream = _answer(server, max_tokens=tokens, ignore_eos=True, read_s=cap, total_s=cap)
     except StreamError as again:
         return [Finding("client_timeout", "error", "no answer came within the client timeout",
                         _evidence(f"{exc.one_line()}; measured without it: {again.one_line()}"),
@@ -189,12 +184,12 @@ def _timed_out(server: Server, profile: Profile, client_timeout_s: float,
         f"between tokens, not the whole answer")], probed
 
 
-def probe_incoherent(server: Server, profile: Profile) -> list[Finding]:
+def probe_incoherent(server: ConfiguredServer) -> list[Finding]:
     from qwenops.errors import StreamError
 
+    client = server.profile.client
     try:
-        text, _ = _answer(server, profile, max_tokens=profile.client.max_tokens, ignore_eos=False, read_s=60,
-                             total_s=profile.client.timeout_s)
+        text, _ = _answer(server, max_tokens=client.max_tokens, ignore_eos=False, read_s=60, total_s=client.timeout_s)
     except StreamError as exc:
         return [answer_failed(exc, server)]
     words = text.split()
@@ -212,15 +207,15 @@ def probe_incoherent(server: Server, profile: Profile) -> list[Finding]:
         "prompt + max_tokens fits max_model_len")]
 
 
-def probe_memory(server: Server, profile: Profile) -> tuple[list[Finding], tuple[tuple[int, float, float], ...]]:
-    """Ramp concurrency to max_num_seqs; stop at the first level that preempts."""
+def probe_memory(server: ConfiguredServer) -> tuple[list[Finding], tuple[tuple[int, float, float], ...]]:
+    """Ramp concurrency to max_num_seqs (the profile's); stop at the first level that preempts."""
 
-    limit = profile.max_num_seqs or 256
+    limit = server.profile.max_num_seqs or 256
     levels = sorted({*(2**k for k in range(limit.bit_length()) if 2**k < limit), limit})
     ramp: list[tuple[int, float, float]] = []
     safe = 0
     for level in levels:
-        preempted, peak = _level(server, profile, level)
+        preempted, peak = _level(server, level)
         ramp.append((level, preempted, peak))
         if preempted > 0:
             return [Finding(
@@ -238,14 +233,14 @@ def probe_memory(server: Server, profile: Profile) -> tuple[list[Finding], tuple
         "queue (`qwenops status` shows waiting requests)")], tuple(ramp)
 
 
-def _level(server: Server, profile: Profile, level: int) -> tuple[float, float]:
+def _level(server: ConfiguredServer, level: int) -> tuple[float, float]:
     """LEVEL answers at once: the preemptions they caused, and the KV cache use at its peak meanwhile
     (a counter that went backwards, a restart, counts as no preemption seen, not a negative number)."""
     from qwenops.troubleshoot.live import scrape_metrics
 
     before = scrape_metrics(server)
     peak = 0.0
-    workers = [threading.Thread(target=_quiet_answer, args=(server, profile), daemon=True) for _ in range(level)]
+    workers = [threading.Thread(target=_quiet_answer, args=(server,), daemon=True) for _ in range(level)]
     for worker in workers:
         worker.start()
     while any(worker.is_alive() for worker in workers):
@@ -255,12 +250,12 @@ def _level(server: Server, profile: Profile, level: int) -> tuple[float, float]:
     return max(after.counters.get("preemptions", 0.0) - before.counters.get("preemptions", 0.0), 0.0), peak
 
 
-def _quiet_answer(server: Server, profile: Profile) -> None:
+def _quiet_answer(server: ConfiguredServer) -> None:
     from qwenops.errors import QwenopsError
 
+    client = server.profile.client
     with contextlib.suppress(QwenopsError):  # the ramp reads the server's counters; a failure shows there too
-        _answer(server, profile, max_tokens=profile.client.max_tokens, ignore_eos=True, read_s=120,
-                total_s=profile.client.timeout_s)
+        _answer(server, max_tokens=client.max_tokens, ignore_eos=True, read_s=120, total_s=client.timeout_s)
 
 
 def probe_latency(probed: Probed, host_contended: bool) -> list[Finding]:

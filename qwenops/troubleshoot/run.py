@@ -12,6 +12,7 @@ from qwenops.vllmlog.classify import CANDIDATE, SERVED, Finding, Flags, LogClass
 from qwenops.vllmlog.lines import scan_log
 
 if TYPE_CHECKING:
+    from qwenops.config.profile import Profile
     from qwenops.config.target import ConfiguredServer
     from qwenops.troubleshoot.live import Sizes
 
@@ -40,19 +41,13 @@ class TroubleshootReport:
 @dataclass(frozen=True)
 class TroubleshootRequest:
     logs: tuple[LogSource, ...] = ()
-    base_url: str | None = None
-    api_key: str | None = None
     host: bool = False
     profile: str | None = None
-    flags: Flags | None = None
+    flags: Flags | None = None  # the profile's values a fix may name (profile_flags)
     check_profile: bool = False  # add what the profile's own values support (profile_rules.py)
     probe: bool = False  # send real requests (probes.py)
     client_timeout_s: float | None = None  # the client's whole-answer timeout (default: the profile's)
-    server: ConfiguredServer | None = None  # base_url with its key: every request to it carries the key
-
-    @property
-    def target(self) -> ConfiguredServer | str | None:
-        return self.server if self.server is not None else self.base_url
+    server: ConfiguredServer | None = None  # the live server to read, with its key: every request carries it
 
 
 # Lines the classifier (vllmlog, which reads any version's words) does not ask for, whose numbers a fix
@@ -152,11 +147,11 @@ def run_troubleshoot(request: TroubleshootRequest) -> TroubleshootReport:
         found, read = classify_source(source, flags, facts)
         findings += found
         sources.append(read)
-    if request.target is not None:
+    if request.server is not None:
         from qwenops.troubleshoot.live import read_server
         from qwenops.troubleshoot.rules import LogFacts, server_findings
 
-        server = read_server(request.target, api_key=request.api_key)
+        server = read_server(request.server)
         findings += _too_long_from_log(facts, server.sizes)
         findings += server_findings(server, flags, LogFacts(facts.kv_tokens, facts.kv_line))
         sources.append(SourceRead(f"server {server.base_url}", note=f"/health {server.health_status or 'no answer'}"))
@@ -184,21 +179,19 @@ def run_troubleshoot(request: TroubleshootRequest) -> TroubleshootReport:
 
 
 def _probe(request: TroubleshootRequest, *, contended: bool, preempted: bool = False) -> list[Finding]:
-    from qwenops.config.loader import load_profile
     from qwenops.troubleshoot import probes
 
-    target = request.target
-    assert target is not None  # build_request refuses --probe without a server
-    profile = load_profile(request.profile)
-    timeout = request.client_timeout_s or profile.client.timeout_s
-    found, probed = probes.probe_interrupted(target, profile, timeout)
+    server = request.server
+    assert server is not None  # build_request refuses --probe without a server
+    timeout = request.client_timeout_s or server.profile.client.timeout_s
+    found, probed = probes.probe_interrupted(server, timeout)
     if found and found[0].severity == "error":
         return found  # the server cannot answer: the other probes would only repeat it
     found += probes.probe_latency(probed, contended)
-    found += probes.probe_incoherent(target, profile)
+    found += probes.probe_incoherent(server)
     if any(f.severity == "error" for f in found) or preempted:
         return found  # a server that already preempts: its counters gave the number, a ramp adds only load
-    memory, _ramp = probes.probe_memory(target, profile)
+    memory, _ramp = probes.probe_memory(server)
     return found + memory
 
 
@@ -244,32 +237,29 @@ def build_request(*, profile: str | None, logs: Sequence[str], journal: str | No
         sources.append(LogSource("journal", journal, "--journal"))
     if docker:
         sources.append(LogSource("docker", docker, "--docker"))
-    flags: dict[str, object] = {}
+    from qwenops.config.target import configured_server
+
+    flags: Flags = {}
     name = profile
     server: ConfiguredServer | None = None
     if profile is not None or not (sources or base_url):
-        target = resolve_target(profile, base_url)
-        name, flags = target.profile, target.flags
+        configured = configured_server(profile, base_url)
+        name, flags = configured.profile.name, profile_flags(configured.profile)
         if not sources or base_url:
-            base_url, server = target.base_url, target.server
-        else:
-            base_url = None
+            server = configured
     elif base_url is not None:
-        from qwenops.config.target import configured_server
-
         server = configured_server(None, base_url)
-        base_url = server.url
-    if probe and base_url is None:
+    if probe and server is None:
         if sources:
             from qwenops.errors import BadInputError
 
             raise BadInputError("probes need a live server", field="--probe",
                                 hint="add --base-url URL (or -p PROFILE to use the profile's server)")
-        target = resolve_target(profile, None)
-        name, flags, base_url, server = target.profile, target.flags, target.base_url, target.server
-    return TroubleshootRequest(logs=tuple(sources), base_url=base_url, host=host if host is not None else bool(
-        base_url), profile=name, flags=flags, check_profile=name is not None, probe=probe,
-        client_timeout_s=client_timeout_s, server=server)
+        server = configured_server(profile, None)
+        name, flags = server.profile.name, profile_flags(server.profile)
+    return TroubleshootRequest(logs=tuple(sources), host=host if host is not None else server is not None,
+                               profile=name, flags=flags, check_profile=name is not None, probe=probe,
+                               client_timeout_s=client_timeout_s, server=server)
 
 
 # The profile fields a fix may name ("lower max_num_seqs from 32 to 16").
@@ -277,22 +267,9 @@ FLAG_NAMES = ("max_num_seqs", "max_model_len", "max_num_batched_tokens", "gpu_me
               "enforce_eager", "kv_cache_dtype", "cpu_offload_gb")
 
 
-@dataclass(frozen=True)
-class Target:
-    """The server a command talks to, and the profile values in force for it."""
-
-    base_url: str
-    profile: str
-    flags: dict[str, object]
-    server: ConfiguredServer | None = None
-
-
-def resolve_target(profile: str | None, base_url: str | None) -> Target:
-    """--base-url, else QWENOPS_BASE_URL, else the profile's host and port; with the profile's flags."""
-    from qwenops.config.target import configured_server
-
-    server = configured_server(profile, base_url)
-    return Target(server.url, server.profile.name, server.profile.model_dump(include=set(FLAG_NAMES)), server)
+def profile_flags(profile: Profile) -> Flags:
+    """The profile's values in force for the server (FLAG_NAMES), for the fixes."""
+    return profile.model_dump(include=set(FLAG_NAMES))
 
 
 def checked_url(url: str) -> str:
