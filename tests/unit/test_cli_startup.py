@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -10,7 +11,8 @@ import pytest
 
 HEAVY = ("torch", "vllm", "pynvml", "fastapi", "transformers", "tokenizers", "httpx")
 # `--help` and `--version` need Click alone: not even the validation and parsing libraries. A valid profile
-# needs no pydantic either (qwenops.config.profile checks plainly valid data itself).
+# needs no pydantic either (qwenops.config.profile checks plainly valid data itself), and a plain table on a
+# pipe no rich (qwenops.cli.output.PlainTable).
 HELP_ONLY = (*HEAVY, "pydantic", "yaml", "prometheus_client", "psutil", "rich")
 
 
@@ -18,7 +20,8 @@ HELP_ONLY = (*HEAVY, "pydantic", "yaml", "prometheus_client", "psutil", "rich")
     ("args", "heavy"),
     [(["--help"], HELP_ONLY), (["--version"], HELP_ONLY), (["troubleshoot", "--help"], HELP_ONLY),
      (["install", "systemd", "--help"], HELP_ONLY), (["render", "systemd", "--help"], HELP_ONLY),
-     (["profiles", "list"], (*HEAVY, "pydantic")), (["render", "flags", "--profile", "4090d"], (*HEAVY, "pydantic")),
+     (["profiles", "list"], (*HEAVY, "pydantic", "rich")),
+     (["render", "flags", "--profile", "4090d"], (*HEAVY, "pydantic", "rich")),
      (["render", "systemd", "--profile", "4090d"], HEAVY)],
 )
 def test_commands_do_not_import_heavy_modules(args: list[str], heavy: tuple[str, ...]) -> None:
@@ -31,7 +34,9 @@ def test_commands_do_not_import_heavy_modules(args: list[str], heavy: tuple[str,
         "    pass\n"
         f"print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)), file=sys.stderr)\n"
     )
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    # A pipe, as a script sees it: pytest sets COLUMNS and LINES, under which rich sizes the table itself.
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env)
     loaded = json.loads(done.stderr.strip().splitlines()[-1])
     assert loaded == [], f"qwenops {' '.join(args)} imported {loaded}"
 
