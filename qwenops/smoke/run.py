@@ -216,9 +216,9 @@ def resolve_options(
     server = configured_server(profile, base_url)
     settings, chosen, url = server.settings, server.profile, server.url
     configured, configured_from = server.configured, server.configured_from
-    key = settings.api_key.get_secret_value() if settings.api_key else None
     unauthorized_hint = _NO_KEY_HINT
-    if key:
+    if settings.api_key:
+        key = settings.api_key.get_secret_value()
         try:
             check_api_key(key)  # a broken setting is reported whether or not this run would send it
         except BadInputError as exc:
@@ -233,7 +233,6 @@ def resolve_options(
                 f"QWENOPS_API_KEY was not sent: it is for {redact_url(configured)} ({configured_from}), not for "
                 "--base-url; to send it to this server, set QWENOPS_BASE_URL to this URL instead of --base-url"
             )
-            key = None
     if prompt is not None and not prompt.strip():
         raise BadInputError("must not be empty", field="--prompt")
     if not resume:
@@ -255,7 +254,7 @@ def resolve_options(
             read_timeout_s=timeout_s,
             connect_timeout_s=min(timeout_s, 5.0),
             deadline_s=deadline_s,
-            api_key=key,
+            api_key=server.bearer,  # to this server only (config/target.py)
             unauthorized_hint=unauthorized_hint,
             ignore_eos=ignore_eos,
             resume=resume,
