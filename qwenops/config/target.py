@@ -3,8 +3,10 @@
 The URL is the command line's (`--base-url`, `--upstream`), else QWENOPS_BASE_URL, else the profile's
 host and port. QWENOPS_API_KEY goes only to the server it was configured for (`key_for`): a URL typed
 on the command line for another scheme, host, port or path gets no key. `ConfiguredServer` is the one
-value a command passes around for "the server and its key": status, troubleshoot (its reads and its
-probes) send `bearer` with every request to `url`, and never to another host (qwenops.httpread).
+value a command passes around for "the server and its key" (and its profile, for the model, the client's
+sampling and the flags in force): smoke-stream, status, troubleshoot (its reads and its probes) and tune's
+load send `bearer` with every request to `url`, and never to another host (qwenops.httpread). A server
+qwenops starts itself (tune's candidates) gets one too, built in one place (tune.launch.started_server).
 """
 
 from __future__ import annotations
