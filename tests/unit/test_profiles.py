@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from qwenops.cli import cli
 from qwenops.config.loader import resolve_profile
@@ -318,3 +320,38 @@ def test_values_pydantic_would_coerce_go_through_pydantic() -> None:
     assert schema._plainly_valid(data) is None
     profile = schema.validate_profile(data, origin="p.yaml")
     assert (profile.port, profile.gpu_memory_utilization, profile.enforce_eager) == (9000, 1.0, True)
+
+
+_ANY_VALUE = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-2**70, max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=12)
+    | st.sampled_from(["", "a b", "x\ny", "x\r", "%h", "$X", "vllm", "vllm-cpu", "awq", "qwen3", "bfloat16",
+                       "fp8", "::1", "0.0.0.0", "a" * 80]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(changes=st.dictionaries(
+    st.sampled_from(["name", "description", "model", "served_model_name", "host", "port", "max_num_seqs",
+                     "max_model_len", "max_num_batched_tokens", "gpu_memory_utilization", "enforce_eager",
+                     "dtype", "quantization", "kv_cache_dtype", "cpu_offload_gb", "reasoning_parser",
+                     "extra_args", "env", "client", "requirements", "supervise", "engine", "unknown"]),
+    _ANY_VALUE, max_size=4))
+def test_whatever_the_check_without_pydantic_accepts_pydantic_accepts_the_same(changes: dict[str, object]) -> None:
+    # Hostile input: the fast path may only ever say "valid" where pydantic says valid with the same values;
+    # anything else it leaves to pydantic (which then refuses or coerces, as before).
+    from pydantic import ValidationError
+
+    from qwenops.config import profile as schema
+
+    data = {"name": "p", "model": "m", **changes}
+    plain = schema._plainly_valid(data)
+    if plain is None:
+        return
+    try:
+        checked = schema._from_model(schema._models().model_validate(data))
+    except (ValidationError, ValueError) as exc:
+        raise AssertionError(f"accepted without pydantic, refused by it: {data!r}: {exc}") from None
+    assert plain.model_dump(mode="json") == checked.model_dump(mode="json")
+    assert plain.supervise == checked.supervise
