@@ -104,9 +104,11 @@ def test_tune_picks_the_best_measured_candidate_prunes_without_starting_and_its_
 
 
 @pytest.mark.engine
-def test_a_candidate_made_to_fail_is_reported_with_the_classified_cause(state_dir: Path) -> None:
+def test_a_candidate_made_to_fail_is_reported_with_the_classified_cause(
+        state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The launcher is the real one (supervisor, vLLM); the candidate it is given asks for a context the
     model does not have, so vLLM refuses while parsing its configuration, in seconds."""
+    from qwenops.config.settings import load_settings
     from qwenops.tune.options import tune_options
     from qwenops.tune.results import Candidate
     from qwenops.tune.run import _launcher, run_tune
@@ -115,7 +117,8 @@ def test_a_candidate_made_to_fail_is_reported_with_the_classified_cause(state_di
     options = tune_options(slo_ttft_ms=2000, slo_tpot_ms=200, prompt_tokens=32, output_tokens=8,
                            max_num_seqs=(2,), max_model_len=(256,), max_num_batched_tokens=(512,), port=port,
                            max_concurrency=1, requests_per_level=2, budget_min=3)
-    real = _launcher(options, {"port": str(port)}, state_dir)
+    monkeypatch.setenv("QWENOPS_STATE_DIR", str(state_dir))
+    real = _launcher(options, {"port": str(port)}, load_settings())
     launched: list[Candidate] = []
 
     def sabotaged(candidate: Candidate, startup_timeout_s: float, on_phase):  # type: ignore[no-untyped-def]
