@@ -1,7 +1,7 @@
 """The gateway's cost, side by side in one run, against a synthetic upstream (tests/synthetic_upstream.py,
 its own process) that streams as fast as the socket takes it.
 
-    python benchmarks/gateway.py [--tokens 200] [--levels 1,16,64] [--idle 1000] [--quick]
+    python benchmarks/gateway.py [--tokens 200] [--levels 1,16,64] [--idle 1000] [--quick] [--baseline DIR]
 
 Each delta's content is `time.monotonic_ns()` when the upstream wrote it (CLOCK_MONOTONIC is one clock
 for every process on Linux); the client stamps when it read it. Per-token latency = read - written, for:
@@ -22,6 +22,8 @@ connections under 100 MB.
 CPU per relayed token, for each relay: its process's CPU time (user + system, psutil) over each level's
 runs, divided by the tokens its clients received in them (connection set-up included, as in a real
 chat). Goal (issue 12): the gateway's <= 2x the floor's, judged at the top level of each mode.
+--baseline DIR runs a second gateway from another checkout's qwenops/ (e.g. `git archive COMMIT qwenops configs
+| tar -x -C DIR`) beside the others, as "before", so a change is measured against its base in one run.
 """
 
 from __future__ import annotations
@@ -127,9 +129,15 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def process(argv: list[str], *, ready_url: str | None = None) -> Iterator[subprocess.Popen[str]]:
+def process(argv: list[str], *, ready_url: str | None = None,
+            cwd: Path = REPO) -> Iterator[subprocess.Popen[str] | None]:
+    """ARGV run in CWD (its qwenops/ first on the path), killed at the end; None when ARGV is empty."""
+    if not argv:
+        yield None
+        return
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(cwd), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            start_new_session=True, cwd=REPO)
+                            start_new_session=True, cwd=cwd, env=env)
     try:
         if ready_url is not None:
             deadline = time.monotonic() + 60
@@ -228,7 +236,8 @@ async def article_chat(url: str, tokens: int) -> tuple[list[float], float] | Non
 
 async def level(kind: str, target: str, tokens: int, chats: int) -> tuple[list[float], list[float], int]:
     """Every token's latency and every chat's TTFT (ms) with CHATS chats at once, and how many failed."""
-    chat: Any = {"direct": direct_chat, "gateway": gateway_chat, "floor": floor_chat, "article": article_chat}[kind]
+    chat: Any = {"direct": direct_chat, "gateway": gateway_chat, "before": gateway_chat, "floor": floor_chat,
+                 "article": article_chat}[kind]
     async with httpx.AsyncClient(limits=httpx.Limits(max_connections=None)) as pool:
         SHARED["direct"] = pool
         results = [r for r in await asyncio.gather(*(chat(target, tokens) for _ in range(chats))) if r is not None]
@@ -319,15 +328,17 @@ def main() -> None:
     parser.add_argument("--paced-runs", type=int, default=21,
                         help="repetitions of the paced run (its 64-chat level is the goal's, and noisy on 2 cores)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 20 tokens, levels 1 and 4, 20 idle")
+    parser.add_argument("--baseline", type=Path, help="a directory holding another checkout's qwenops/: its "
+                        "gateway runs beside this one as 'before'")
     args = parser.parse_args()
     if args.quick:
         args.tokens, args.levels, args.runs, args.idle, args.paced_tokens, args.paced_runs = 20, "1,4", 1, 20, 5, 1
     levels = [int(x) for x in args.levels.split(",")]
     top = max(levels)
     python = sys.executable
-    gw_port, art_port, floor_port = free_port(), free_port(), free_port()
+    gw_port, art_port, floor_port, before_port = free_port(), free_port(), free_port(), free_port()
     with process([python, "-c", UPSTREAM.format(repo=str(REPO))]) as upstream_proc:
-        assert upstream_proc.stdout is not None
+        assert upstream_proc is not None and upstream_proc.stdout is not None
         upstream = f"http://127.0.0.1:{int(upstream_proc.stdout.readline())}"
         app_file = REPO / ".state" / "bench_article_app.py"
         app_file.parent.mkdir(exist_ok=True)
@@ -335,16 +346,23 @@ def main() -> None:
         (app_file.parent / "bench_floor_app.py").write_text(FLOOR_APP.format(upstream=upstream))
         gateway_argv = [python, "-m", "qwenops", "gateway", "--upstream", upstream, "--port", str(gw_port),
                         "--max-chats", str(4 * top + 64), "--max-chats-per-connection", "8", "--log-level", "error"]
+        before_argv = [*gateway_argv[:7], str(before_port), *gateway_argv[8:]] if args.baseline else []
         article_argv = [python, "-m", "uvicorn", "--app-dir", str(app_file.parent), "bench_article_app:app",
                         "--port", str(art_port), "--log-level", "error", "--ws-per-message-deflate", "false"]
         floor_argv = [python, "-m", "uvicorn", "--app-dir", str(app_file.parent), "bench_floor_app:app",
                       "--port", str(floor_port), "--log-level", "error", "--ws-per-message-deflate", "false"]
         with process(gateway_argv, ready_url=f"http://127.0.0.1:{gw_port}/healthz") as gateway_proc, \
                 process(article_argv, ready_url=f"http://127.0.0.1:{art_port}/docs") as article_proc, \
-                process(floor_argv, ready_url=f"http://127.0.0.1:{floor_port}/healthz") as floor_proc:
+                process(floor_argv, ready_url=f"http://127.0.0.1:{floor_port}/healthz") as floor_proc, \
+                process(before_argv, ready_url=f"http://127.0.0.1:{before_port}/healthz",
+                        cwd=args.baseline or REPO) as before_proc:
+            assert gateway_proc is not None and article_proc is not None and floor_proc is not None
             targets = {"direct": upstream, "gateway": f"ws://127.0.0.1:{gw_port}/ws/chat",
                        "floor": f"ws://127.0.0.1:{floor_port}/ws/chat", "article": f"ws://127.0.0.1:{art_port}/ws/chat"}
             pids = {"gateway": gateway_proc.pid, "floor": floor_proc.pid, "article": article_proc.pid}
+            if before_proc is not None:
+                targets["before"] = f"ws://127.0.0.1:{before_port}/ws/chat"
+                pids["before"] = before_proc.pid
             for kind, target in targets.items():  # one chat each first: imports and pools, not counted
                 asyncio.run(level(kind, target, 5, 1))
             tables = []
@@ -368,42 +386,58 @@ def main() -> None:
 
 
 def report(tables: list[tuple[float, int, int, list[tuple[int, dict[str, tuple[float, ...]]]]]]) -> list[str]:
-    """Print each mode's latency and CPU tables; return the goals' verdict lines."""
+    """Print each mode's latency and CPU tables (with --baseline, the 'before' gateway's columns at the right of
+    each); return the goals' verdict lines."""
     verdict = []
     for pace_ms, tokens, runs, rows in tables:
         how = f"one token every {pace_ms:g} ms per chat" if pace_ms else "as fast as the socket takes them"
+        before = "before" in rows[0][1]
         print(f"gateway benchmark: {tokens} tokens per chat, {how}; median of {runs} runs"
               + ("" if pace_ms == 0 or runs == 1 else " (the article's: 1 run)") + "; ms per token, read - written")
         print(f"{'chats':>5}  {'direct p50/p99':>16}  {'gateway p50/p99':>16}  {'added p50/p99':>15}  "
               f"{'floor p50/p99':>16}  {'floor added':>15}  "
               f"{'article p50/p99':>18}  {'article added':>15}  {'TTFT p50/max: direct':>22}  {'gateway':>15}  "
-              f"{'floor':>15}  {'article':>17}")
+              f"{'floor':>15}  {'article':>17}"
+              + (f"  {'before p50/p99':>16}  {'before added':>15}  {'TTFT before':>15}" if before else ""))
         for chats, med in rows:
             d, g, f, a = med["direct"], med["gateway"], med["floor"], med["article"]
             added = (g[0] - d[0], g[1] - d[1])
-            print(f"{chats:>5}  {d[0]:>7.2f} /{d[1]:>7.2f}  {g[0]:>7.2f} /{g[1]:>7.2f}  {added[0]:>6.2f} /"
-                  f"{added[1]:>6.2f}  {f[0]:>7.2f} /{f[1]:>7.2f}  {f[0] - d[0]:>6.2f} /{f[1] - d[1]:>6.2f}"
-                  f"  {a[0]:>8.2f} /{a[1]:>8.2f}  {a[0] - d[0]:>6.1f} /{a[1] - d[1]:>6.1f}"
-                  f"  {d[2]:>13.1f} /{d[3]:>6.1f}  {g[2]:>6.1f} /{g[3]:>6.1f}  {f[2]:>6.1f} /{f[3]:>6.1f}"
-                  f"  {a[2]:>7.1f} /{a[3]:>7.1f}"
-                  + (f"  article: {a[4]:g} of {chats} chats cut (its blocked loop missed pings or the handshake)"
-                     if a[4] else ""))
+            line = (f"{chats:>5}  {d[0]:>7.2f} /{d[1]:>7.2f}  {g[0]:>7.2f} /{g[1]:>7.2f}  {added[0]:>6.2f} /"
+                    f"{added[1]:>6.2f}  {f[0]:>7.2f} /{f[1]:>7.2f}  {f[0] - d[0]:>6.2f} /{f[1] - d[1]:>6.2f}"
+                    f"  {a[0]:>8.2f} /{a[1]:>8.2f}  {a[0] - d[0]:>6.1f} /{a[1] - d[1]:>6.1f}"
+                    f"  {d[2]:>13.1f} /{d[3]:>6.1f}  {g[2]:>6.1f} /{g[3]:>6.1f}  {f[2]:>6.1f} /{f[3]:>6.1f}"
+                    f"  {a[2]:>7.1f} /{a[3]:>7.1f}")
+            if before:
+                b = med["before"]
+                line += (f"  {b[0]:>7.2f} /{b[1]:>7.2f}  {b[0] - d[0]:>6.2f} /{b[1] - d[1]:>6.2f}"
+                         f"  {b[2]:>6.1f} /{b[3]:>6.1f}")
+            if a[4]:
+                line += f"  article: {a[4]:g} of {chats} chats cut (its blocked loop missed pings or the handshake)"
+            print(line)
             if chats == 64:
                 verdict.append(f"{how}: added at 64 chats p50 {added[0]:.2f} ms (goal <= 1), p99 {added[1]:.2f} ms "
                                "(goal <= 5): " + ("met" if added[0] <= 1 and added[1] <= 5 else "MISSED"))
         print(f"relay process CPU, µs per token relayed (user + sys over all {runs} runs of a level, "
               "connection set-up included):")
-        print(f"{'chats':>5}  {'gateway':>8}  {'floor':>8}  {'gateway/floor':>13}  {'article':>8}")
+        print(f"{'chats':>5}  {'gateway':>8}  {'floor':>8}  {'gateway/floor':>13}  {'article':>8}"
+              + (f"  {'before':>8}  {'before/floor':>12}" if before else ""))
         for chats, med in rows:
             g_cpu, f_cpu, a_cpu = med["gateway"][5], med["floor"][5], med["article"][5]
-            print(f"{chats:>5}  {g_cpu:>8.1f}  {f_cpu:>8.1f}  {g_cpu / f_cpu if f_cpu else math.nan:>12.2f}x  "
-                  f"{a_cpu:>8.1f}")
+            line = (f"{chats:>5}  {g_cpu:>8.1f}  {f_cpu:>8.1f}  {g_cpu / f_cpu if f_cpu else math.nan:>12.2f}x  "
+                    f"{a_cpu:>8.1f}")
+            if before:
+                b_cpu = med["before"][5]
+                line += f"  {b_cpu:>8.1f}  {b_cpu / f_cpu if f_cpu else math.nan:>11.2f}x"
+            print(line)
         chats, med = rows[-1]
         ratio = med["gateway"][5] / med["floor"][5] if med["floor"][5] else math.nan
         verdict.append(f"{how}: gateway CPU per token at {chats} chats {med['gateway'][5]:.1f} µs, "
                        f"{ratio:.2f}x the floor's {med['floor'][5]:.1f} µs (goal <= 2x): "
-                       + ("met" if ratio <= 2 else "MISSED"))
+                       + ("met" if ratio <= 2 else "MISSED")
+                       + (f"; before: {med['before'][5]:.1f} µs, {med['before'][5] / med['floor'][5]:.2f}x"
+                          if before and med["floor"][5] else ""))
     return verdict
+
 
 if __name__ == "__main__":
     main()
