@@ -40,6 +40,9 @@ class SignalWhenRunning:
     def on_phase(self, phase: Phase, elapsed_s: float) -> None:
         pass
 
+    def on_note(self, text: str) -> None:
+        pass
+
 
 def _not_handled_by_serve(num: int, _frame: object) -> None:
     raise AssertionError(f"serve() left {signal.Signals(num).name} to the caller's handler")

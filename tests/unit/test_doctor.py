@@ -366,7 +366,7 @@ def _port_check(port: dict[str, object], host: str = "0.0.0.0") -> tuple[str, st
     from qwenops.hardware.facts import PortFacts
 
     facts = load_facts(PROBES / "no-driver.json")
-    facts = facts.model_copy(update={"port": PortFacts(host=host, port=8000, **port)})  # type: ignore[arg-type]
+    facts = facts.model_copy(update={"port": PortFacts.model_validate({"host": host, "port": 8000, **port})})
     profile = load_profile("cpu-tiny").model_copy(update={"host": "0.0.0.0", "port": 8000})
     result = next(c for c in diagnose(facts, profile, None).checks if c.name == "port")
     return result.status, result.finding

@@ -16,9 +16,8 @@ from pydantic import ValidationError
 
 from qwenops.cli import cli
 from qwenops.modelinfo import from_catalog
-from qwenops.planner import memory
 from qwenops.planner.memory import GpuProcess, PlanInput, kv_bytes_per_token, plan
-from qwenops.units import GIB
+from qwenops.units import GIB, MAX_TOKENS
 
 REPO = Path(__file__).resolve().parents[2]
 CASES = REPO / "tests" / "data" / "kv_cases_public.json"
@@ -216,16 +215,16 @@ def test_plan_input_refuses_sizes_the_arithmetic_cannot_hold(field: str, value: 
 @pytest.mark.parametrize("field", ["max_model_len", "max_num_seqs", "max_num_batched_tokens"])
 def test_one_bound_for_profiles_flags_and_the_planner(field: str, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    too_many = str(memory.MAX_TOKENS + 1)
+    too_many = str(MAX_TOKENS + 1)
     flag = invoke("plan", "--profile", "4090d", "--gpu-total-gib", "24", f"--{field.replace('_', '-')}", too_many)
     assert flag.exit_code == 2
     (tmp_path / "big.yaml").write_text(f"extends: 4090d\n{field}: {too_many}\n")
     monkeypatch.setenv("QWENOPS_PROFILES_DIR", str(tmp_path))
     profile = invoke("plan", "--profile", "big", "--gpu-total-gib", "24")
     assert profile.exit_code == 2
-    assert f"{field}: must be >= 1 and <= {memory.MAX_TOKENS}" in profile.stderr
+    assert f"{field}: must be >= 1 and <= {MAX_TOKENS}" in profile.stderr
     with pytest.raises(ValidationError):
-        PlanInput(config=CONFIG, weights_gib=9.4, gpu_total_gib=24, **{field: memory.MAX_TOKENS + 1})
+        PlanInput(config=CONFIG, weights_gib=9.4, gpu_total_gib=24, **{field: MAX_TOKENS + 1})
 
 
 def test_tensor_parallel_profiles_are_refused_not_misplanned(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -134,12 +134,16 @@ class Recorder:
     def __init__(self) -> None:
         self.changes: list[Transition] = []
         self.phases: list[Phase] = []
+        self.notes: list[str] = []
 
     def on_transition(self, change: Transition) -> None:
         self.changes.append(change)
 
     def on_phase(self, phase: Phase, elapsed_s: float) -> None:
         self.phases.append(phase)
+
+    def on_note(self, text: str) -> None:
+        self.notes.append(text)
 
 
 @dataclass

@@ -212,16 +212,22 @@ ALL_LOGS = dev_logs()
 
 @pytest.mark.parametrize("engine", ["re2", "re"])
 @pytest.mark.parametrize("path", ALL_LOGS, ids=lambda p: str(p.relative_to(LOGS)))
-def test_the_block_scanner_finds_what_reading_every_line_finds(path: Path, engine: str) -> None:
+def test_the_block_scanner_finds_what_reading_every_line_finds(path: Path, engine: str,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """scan_log hands the classifier only candidate lines; the findings, line numbers and count must not change,
     with RE2 or with Python's own `re` (the fallback where google-re2 is missing)."""
     import re
+    import sys
 
-    from qwenops.vllmlog.classify import CANDIDATE, SERVED, LogClassifier
+    from qwenops.vllmlog.classify import CANDIDATE, SERVED, LogClassifier, _candidate_pattern
     from qwenops.vllmlog.lines import scan_log
 
-    candidate = CANDIDATE if engine == "re2" else re.compile(CANDIDATE.pattern)
     assert type(CANDIDATE).__module__.startswith("re2")  # the dependency is installed and used
+    candidate = CANDIDATE
+    if engine == "re":
+        monkeypatch.setitem(sys.modules, "re2", None)  # `import re2` raises ImportError: the fallback
+        candidate = _candidate_pattern()
+        assert isinstance(candidate, re.Pattern)
 
     every, scanned = LogClassifier(), LogClassifier()
     with path.open("rb") as stream:

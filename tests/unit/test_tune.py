@@ -5,6 +5,7 @@ fake clock that each launch and level advances, and servers whose goodput the te
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -14,6 +15,9 @@ import pytest
 from click.testing import CliRunner
 
 from qwenops.cli import cli
+from qwenops.config.loader import load_profile
+from qwenops.config.settings import load_settings
+from qwenops.config.target import ConfiguredServer
 from qwenops.errors import BadInputError
 from qwenops.tune.candidates import Grid, default_grid, initial_order, plan_candidate, plan_context, reorder
 from qwenops.tune.goodput import (
@@ -25,10 +29,11 @@ from qwenops.tune.goodput import (
     level_result,
     pick,
 )
+from qwenops.tune.launch import started_server
 from qwenops.tune.options import Slo, parse_int_list, tune_options
-from qwenops.tune.results import Candidate, CandidateResult, FailureCause, PlannedCandidate
+from qwenops.tune.results import Candidate, CandidateResult, FailureCause, LevelResult, PlannedCandidate, Status
 from qwenops.tune.saving import tuned_profile_text
-from qwenops.tune.sweep import SweepSettings, sweep
+from qwenops.tune.sweep import SweepOutcome, SweepSettings, sweep
 from qwenops.tune.workload import Workload, load_workload, synthetic_workload
 
 SLO = Slo(ttft_ms=100, tpot_ms=10)
@@ -72,7 +77,7 @@ def test_concurrency_doubles_up_to_the_cap_and_never_past_twice_max_num_seqs() -
 
 
 def _level(concurrency: int, goodput: float, *, good: int = 4, ttft_misses: int = 0, tpot_misses: int = 0,
-           errors: int = 0):  # type: ignore[no-untyped-def]
+           errors: int = 0) -> LevelResult:
     samples = [sample(50, 5, ended=good / goodput if goodput else 1.0) for _ in range(good)]
     samples += [sample(500, 5) for _ in range(ttft_misses)] + [sample(50, 50) for _ in range(tpot_misses)]
     samples += [sample(None, None, error="x") for _ in range(errors)]
@@ -295,8 +300,9 @@ def test_after_a_measurement_the_candidates_near_its_knee_run_next() -> None:
 
 
 def test_the_pick_is_the_highest_goodput_ties_to_lower_p99_ttft() -> None:
-    def result(seqs: int, goodput: float | None, ttft_p99: float = 50.0, status: str = "measured") -> CandidateResult:
-        return CandidateResult(candidate=planned(seqs).candidate, status=status, detail="",  # type: ignore[arg-type]
+    def result(seqs: int, goodput: float | None, ttft_p99: float = 50.0,
+               status: Status = "measured") -> CandidateResult:
+        return CandidateResult(candidate=planned(seqs).candidate, status=status, detail="",
                                goodput_rps=goodput, ttft_p99_ms=ttft_p99)
 
     assert pick([result(2, 1.0), result(4, 3.0), result(8, 2.0)]).candidate.max_num_seqs == 4  # type: ignore[union-attr]
@@ -315,6 +321,12 @@ class FakeClock:
         return self.now
 
 
+@functools.cache
+def _fake_configured() -> ConfiguredServer:
+    """The ConfiguredServer a FakeServer is measured at (the harness measures by its own records)."""
+    return started_server("http://fake", load_profile("cpu-tiny"), load_settings({}))
+
+
 @dataclass
 class FakeServer:
     """A candidate's server: its goodput curve by concurrency, or a start that fails."""
@@ -325,7 +337,7 @@ class FakeServer:
     fails: FailureCause | None = None
     dies_at: int | None = None  # concurrency at which it crashes
     closed: bool = False
-    server: str = "http://fake"  # stands in for the ConfiguredServer the launcher gives a candidate
+    server: ConfiguredServer = field(default_factory=_fake_configured)  # as the launcher gives one
     dead: bool = False
 
     def wait_ready(self) -> FailureCause | None:
@@ -355,9 +367,11 @@ class Harness:
         self.started.append(candidate)
         return self.servers[candidate.max_num_seqs]
 
-    def measure(self, server: object, workload: Workload, concurrency: int, count: int) -> Sequence[RequestSample]:
-        server = self.started and self.servers[self.started[-1].max_num_seqs]
-        assert isinstance(server, FakeServer)
+    def measure(self, configured: ConfiguredServer, workload: Workload, concurrency: int,
+                count: int) -> Sequence[RequestSample]:
+        assert self.started  # the server measured is the one started last
+        server = self.servers[self.started[-1].max_num_seqs]
+        assert configured is server.server
         start = self.clock.now
         self.clock.now += self.level_s
         if server.dies_at is not None and concurrency >= server.dies_at:
@@ -370,7 +384,7 @@ class Harness:
                 + [sample(1000, 1, sent=start, ended=self.clock.now) for _ in range(count - good)])
 
     def run(self, order: list[PlannedCandidate], budget_s: float = 3600.0, max_concurrency: int = 8,
-            causes: frozenset[str] = frozenset()):  # type: ignore[no-untyped-def]
+            causes: frozenset[str] = frozenset()) -> SweepOutcome:
         for server in self.servers.values():
             server.clock = self.clock
         settings = SweepSettings(slo=SLO, budget_s=budget_s, max_concurrency=max_concurrency, requests_per_level=20,
