@@ -7,6 +7,7 @@ import asyncio
 import os
 import signal
 from collections.abc import Callable
+from typing import TypedDict
 
 import httpx
 import psutil
@@ -16,7 +17,14 @@ from qwenops.errors import InBandError, StreamInterrupted
 from qwenops.stream import ChatDelta, astream_chat, stream_chat
 from tests.integration.conftest import RunningServer
 
-GREEDY = {"temperature": 0.0, "top_p": 1.0, "max_tokens": 64}
+
+class Sampling(TypedDict):
+    temperature: float
+    top_p: float
+    max_tokens: int
+
+
+GREEDY: Sampling = {"temperature": 0.0, "top_p": 1.0, "max_tokens": 64}
 
 
 def known_prompts() -> dict[str, str]:

@@ -100,8 +100,12 @@ def test_tests_never_import_benchmarks() -> None:
             continue
         text = path.read_text(encoding="utf-8")
         for node in ast.walk(ast.parse(text)):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
             if any(name == "benchmarks" or name.startswith("benchmarks.") for name in names):
                 offenders.append(f"{path.relative_to(REPO)}:{node.lineno}")
         if '"benchmarks" /' in text or "'benchmarks' /" in text:

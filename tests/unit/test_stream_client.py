@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import httpx
@@ -63,7 +63,7 @@ def sse(*chunks: object) -> bytes:
     return b"".join(b"data: " + (c if isinstance(c, bytes) else json.dumps(c).encode()) + b"\n\n" for c in chunks)
 
 
-def wire(delta: dict[str, object] | None = None, finish: str | None = None, **top: object) -> dict[str, object]:
+def wire(delta: Mapping[str, object] | None = None, finish: str | None = None, **top: object) -> dict[str, object]:
     choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]
     return {"id": "c1", "object": "chat.completion.chunk", "model": "Qwen3-14B", "choices": choices, **top}
 
