@@ -13,7 +13,8 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def poll_until(condition: Callable[[], T], what: str, timeout_s: float = 60.0, interval_s: float = 0.05) -> T:
+def poll_until(condition: Callable[[], T | None], what: str, timeout_s: float = 60.0,
+               interval_s: float = 0.05) -> T:
     """Call CONDITION until it returns something truthy and return that; fail naming WHAT (and the last
     value seen) when TIMEOUT_S passes first. Exceptions from CONDITION propagate."""
     deadline = time.monotonic() + timeout_s

@@ -321,8 +321,11 @@ def start_serve(state_dir: Path, *args: str) -> Iterator[Serve]:
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
     serve = Serve(process, notify, port)
-    reader = threading.Thread(target=lambda: [serve.read() for _ in iter(lambda: process.poll() is None, False)],
-                              daemon=True)
+    def read_while_running() -> None:
+        while process.poll() is None:
+            serve.read()
+
+    reader = threading.Thread(target=read_while_running, daemon=True)
     reader.start()
     try:
         yield serve

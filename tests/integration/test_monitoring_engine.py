@@ -15,6 +15,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -90,10 +91,10 @@ def _ready(url: str, process: subprocess.Popen[bytes], tmp_path: Path) -> bool:
     return False
 
 
-def query(url: str, expr: str) -> list[object]:
+def query(url: str, expr: str) -> list[dict[str, Any]]:
     answer = httpx.get(f"{url}/api/v1/query", params={"query": expr}, timeout=10).raise_for_status().json()
     assert answer["status"] == "success", answer
-    result: list[object] = answer["data"]["result"]
+    result: list[dict[str, Any]] = answer["data"]["result"]  # an instant vector: {"metric": ..., "value": ...}
     return result
 
 
@@ -160,7 +161,7 @@ def test_prometheus_scrapes_every_panel_and_rule_and_sees_a_restart(
             engine.kill()
             serve.wait_message("STATUS=starting vLLM (pid", after=ready + 1, timeout_s=180)
 
-            def restart_alert() -> list[dict[str, object]]:
+            def restart_alert() -> list[dict[str, Any]]:
                 alerts = httpx.get(f"{prom}/api/v1/alerts", timeout=10).raise_for_status().json()["data"]["alerts"]
                 return [a for a in alerts if a["labels"]["alertname"] == "QwenopsServeRestarted"
                         and a["state"] in ("pending", "firing")]
@@ -168,9 +169,9 @@ def test_prometheus_scrapes_every_panel_and_rule_and_sees_a_restart(
             [alert] = poll_until(restart_alert, "QwenopsServeRestarted pending", timeout_s=180, interval_s=0.5)
             assert alert["labels"]["severity"] == "warning"
             restarts = query(prom, f'sum(qwenops_serve_restarts_total{{job="{JOB_SERVE}"}})')
-            assert restarts and float(restarts[0]["value"][1]) >= 1  # type: ignore[index]
+            assert restarts and float(restarts[0]["value"][1]) >= 1
             chats = query(prom, 'sum(qwenops_gateway_chats_total{outcome="done"})')
-            assert chats and float(chats[0]["value"][1]) >= 12  # type: ignore[index]
+            assert chats and float(chats[0]["value"][1]) >= 12
     finally:
         with contextlib.suppress(StopIteration):
             next(serve_gen)

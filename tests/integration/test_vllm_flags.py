@@ -31,7 +31,8 @@ def vllm_parser() -> Any:
             module = importlib.import_module(module_name)
         except ImportError:
             continue
-        return module, module.make_arg_parser(FlexibleArgumentParser())
+        # vLLM's FlexibleArgumentParser.__init__ has no annotations (a typed package's untyped function).
+        return module, module.make_arg_parser(FlexibleArgumentParser())  # type: ignore[no-untyped-call]
     pytest.fail("cannot find vLLM's make_arg_parser", pytrace=False)
 
 
