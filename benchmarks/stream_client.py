@@ -45,7 +45,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 from qwenops.stream import stream_chat
 
 MODEL = "Qwen3-14B"
-MESSAGES = [{"role": "user", "content": "Tell me about the sea."}]
+PROMPT = "Tell me about the sea."
+MESSAGES = [{"role": "user", "content": PROMPT}]
 
 
 # --------------------------------------------------------------------------------------------- (a) parse
@@ -72,7 +73,7 @@ def build_body(chunks: int) -> bytes:
 def serve_forever(sock: socket.socket, body: bytes) -> None:
     """Answer every connection with the same stream: headers, then the body in one sendall."""
     if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {os.cpu_count() - 1 if os.cpu_count() else 0})  # type: ignore[operator]
+        os.sched_setaffinity(0, {(os.cpu_count() or 1) - 1})  # the last CPU; the client takes CPU 0
     head = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
             b"cache-control: no-cache\r\nconnection: close\r\n\r\n")
     while True:
@@ -106,12 +107,14 @@ def make_qwenops(base_url: str) -> Callable[[str], int]:
 
 def make_openai(base_url: str) -> Callable[[str], int]:
     from openai import OpenAI
+    from openai.types.chat import ChatCompletionMessageParam
 
     client = OpenAI(base_url=base_url + "/v1", api_key="none", max_retries=0)
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": PROMPT}]
 
     def run(_: str) -> int:
         count = 0
-        stream = client.chat.completions.create(model=MODEL, messages=MESSAGES,  # type: ignore[arg-type]
+        stream = client.chat.completions.create(model=MODEL, messages=messages,
                                                 stream=True, max_tokens=10**6)
         for chunk in stream:
             if chunk.choices:
@@ -183,7 +186,6 @@ def server_sums(client: object, base_url: str) -> dict[str, float]:
 # streams are being read.
 Timed = tuple[float, float, float, float, "float | None"]
 Client = Callable[[], Awaitable[Callable[[], Timed]]]
-PROMPT = MESSAGES[0]["content"]
 
 
 def smoke_client(base_url: str, max_tokens: int) -> tuple[Client, Callable[[], Awaitable[None]]]:

