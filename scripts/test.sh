@@ -27,7 +27,7 @@ fi
 
 echo "== ruff"
 .venv/bin/ruff check .
-echo "== mypy --strict qwenops/"
+echo "== mypy --strict qwenops/ tests/ benchmarks/"
 .venv/bin/mypy
 echo "== pytest"
 status=0
