@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -49,8 +49,11 @@ def _isolated_env(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
     yield
 
 
+Golden = Callable[[str, str], None]  # the golden fixture: golden(relative_path, text)
+
+
 @pytest.fixture
-def golden(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+def golden(request: pytest.FixtureRequest) -> Golden:
     """golden(relative_path, text): compare with tests/golden/<path>, or rewrite it with --update-golden."""
     update = request.config.getoption("--update-golden")
 

@@ -93,7 +93,7 @@ def test_failed_result_maps_to_its_exit_code() -> None:
     assert CommandResult(command="x").exit_code == ExitCode.OK
 
 
-def test_internal_error_is_one_line_and_exit_4(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_internal_error_is_one_line_and_exit_4(monkeypatch: pytest.MonkeyPatch) -> None:
     from qwenops.render import run as render
 
     def boom(*_a: object, **_k: object) -> None:

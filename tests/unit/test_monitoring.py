@@ -28,7 +28,7 @@ from qwenops.render.monitoring import (
     slo_from_files,
 )
 from qwenops.render.run import MONITORING_TARGETS, render_monitoring
-from tests.conftest import REPO
+from tests.conftest import REPO, Golden
 
 SUFFIX = {"prometheus-rules": "rules.yml", "grafana": "dashboard.json", "prometheus-config": "prometheus.yml"}
 # The committed renders of the reference profile, pinned against drift.
@@ -51,7 +51,7 @@ def promtool() -> str:
 
 @pytest.mark.parametrize("name", ["4090d", "cpu-tiny"])
 @pytest.mark.parametrize("target", sorted(MONITORING_TARGETS))
-def test_every_target_renders_to_its_golden(target: str, name: str, golden) -> None:  # type: ignore[no-untyped-def]
+def test_every_target_renders_to_its_golden(target: str, name: str, golden: Golden) -> None:
     result = invoke("render", target, "--profile", name)
     assert result.exit_code == 0, result.stderr
     golden(f"monitoring/{name}.{SUFFIX[target]}", result.stdout)

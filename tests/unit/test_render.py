@@ -16,7 +16,7 @@ from qwenops.config.loader import load_profile
 from qwenops.config.paths import available_profiles
 from qwenops.render.script import start_script
 from qwenops.render.vllm import vllm_argv
-from tests.conftest import GOLDEN_STATE_DIR, REPO
+from tests.conftest import GOLDEN_STATE_DIR, REPO, Golden
 
 PROFILES = sorted(available_profiles())
 FLAGS_FILE = REPO / "tests" / "data" / "vllm_serve_flags.json"
@@ -27,7 +27,7 @@ def flags_of(name: str) -> list[str]:
 
 
 @pytest.mark.parametrize("name", PROFILES)
-def test_flags_match_golden(name: str, golden, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_flags_match_golden(name: str, golden: Golden, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("QWENOPS_STATE_DIR", GOLDEN_STATE_DIR)
     result = CliRunner().invoke(cli, ["render", "flags", "--profile", name], catch_exceptions=False)
     assert result.exit_code == 0, result.stderr
@@ -36,7 +36,7 @@ def test_flags_match_golden(name: str, golden, monkeypatch: pytest.MonkeyPatch) 
 
 
 @pytest.mark.parametrize("name", PROFILES)
-def test_script_matches_golden(name: str, golden) -> None:  # type: ignore[no-untyped-def]
+def test_script_matches_golden(name: str, golden: Golden) -> None:
     golden(f"render/{name}.start_api.sh", start_script(load_profile(name, env={}), state_dir=Path(GOLDEN_STATE_DIR)))
 
 

@@ -24,7 +24,7 @@ from qwenops.render.deploy import PRESTOP_PAUSE_S, budgets
 from qwenops.render.docker import compose_name, dockerfile_name
 from qwenops.render.run import DEPLOY_TARGETS, render_deploy
 from qwenops.render.vllm import vllm_argv
-from tests.conftest import GOLDEN_STATE_DIR, REPO
+from tests.conftest import GOLDEN_STATE_DIR, REPO, Golden
 
 PROFILES = sorted(available_profiles())
 GPU_PROFILES = [name for name in PROFILES if load_profile(name, env={}).engine == "vllm"]
@@ -59,7 +59,7 @@ def invoke(*args: str) -> Any:
 
 @pytest.mark.parametrize("name", PROFILES)
 @pytest.mark.parametrize("target", sorted(DEPLOY_TARGETS))
-def test_every_profile_renders_every_target_or_is_refused_in_one_line(target: str, name: str, golden) -> None:  # type: ignore[no-untyped-def]
+def test_every_profile_renders_every_target_or_is_refused_in_one_line(target: str, name: str, golden: Golden) -> None:
     result = invoke("render", target, "--profile", name)
     if target in GPU_ONLY and name in CPU_PROFILES:
         assert result.exit_code == 2

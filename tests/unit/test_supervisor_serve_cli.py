@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from qwenops.cli import cli
-from tests.conftest import GOLDEN_STATE_DIR
+from tests.conftest import GOLDEN_STATE_DIR, Golden
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -48,7 +48,7 @@ def taken_port() -> Iterator[int]:
         yield sock.getsockname()[1]
 
 
-def test_dry_run_text_is_the_command_and_environment(golden, golden_state: None) -> None:  # type: ignore[no-untyped-def]
+def test_dry_run_text_is_the_command_and_environment(golden: Golden, golden_state: None) -> None:
     code, out, err = run("serve", "--dry-run", "--port", "18300")
     assert (code, err) == (0, "")
     golden("serve/dry-run-cpu-tiny.txt", out.replace(sys.executable, "python"))

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from qwenops.cli import cli
 from qwenops.config.loader import load_profile
+from qwenops.config.profile import Profile
 from qwenops.config.settings import load_settings
 from qwenops.config.target import ConfiguredServer
 from qwenops.errors import BadInputError
@@ -210,9 +211,7 @@ def test_lists_of_values_parse_sorted_and_name_a_bad_item() -> None:
 # ------------------------------------------------------------------------------------ candidates
 
 
-def _profile(name: str = "cpu-tiny", **overrides: str):  # type: ignore[no-untyped-def]
-    from qwenops.config.loader import load_profile
-
+def _profile(name: str = "cpu-tiny", **overrides: str) -> Profile:
     return load_profile(name, env={}, cli_overrides=overrides)
 
 
@@ -305,8 +304,8 @@ def test_the_pick_is_the_highest_goodput_ties_to_lower_p99_ttft() -> None:
         return CandidateResult(candidate=planned(seqs).candidate, status=status, detail="",
                                goodput_rps=goodput, ttft_p99_ms=ttft_p99)
 
-    assert pick([result(2, 1.0), result(4, 3.0), result(8, 2.0)]).candidate.max_num_seqs == 4  # type: ignore[union-attr]
-    assert pick([result(2, 3.0, 80), result(4, 3.0, 60)]).candidate.max_num_seqs == 4  # type: ignore[union-attr]
+    assert (best := pick([result(2, 1.0), result(4, 3.0), result(8, 2.0)])) and best.candidate.max_num_seqs == 4
+    assert (best := pick([result(2, 3.0, 80), result(4, 3.0, 60)])) and best.candidate.max_num_seqs == 4
     assert pick([result(2, 0.0), result(4, None, status="failed")]) is None
 
 
