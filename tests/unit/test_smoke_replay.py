@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -31,6 +32,7 @@ class Replay(BaseHTTPRequestHandler):
     body = b""
     root = "/models/Qwen/Qwen3-14B"  # what a GPU box's vLLM reports: not a tiny model on this host
     hold: threading.Event | None = None  # when set, the stream stalls after its headers until it fires
+    base_url = ""  # the replay fixture's server
     seen: list[dict[str, object]] = []  # noqa: RUF012 -- one server per test; the test reads it back
 
     def do_GET(self) -> None:
@@ -66,11 +68,14 @@ class Replay(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def replay() -> Iterator[type[Replay]]:
-    handler = type("ReplayForTest", (Replay,), {"seen": []})
+    class ReplayForTest(Replay):  # this test's own class attributes, its own list of requests seen
+        seen: list[dict[str, object]] = []  # noqa: RUF012
+
+    handler = ReplayForTest
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    handler.base_url = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
+    handler.base_url = f"http://127.0.0.1:{server.server_address[1]}"
     yield handler
     server.shutdown()
     server.server_close()
@@ -97,7 +102,7 @@ def tiny_model_root(tmp_path: Path) -> str:
 def test_recorded_stream_with_usage_passes(replay: type[Replay], tiny_model_root: str) -> None:
     replay.capture = SSE / "with_usage.sse"
     replay.root = tiny_model_root
-    report = run_smoke(options(replay.base_url, concurrency=2, requests=3))  # type: ignore[attr-defined]
+    report = run_smoke(options(replay.base_url, concurrency=2, requests=3))
     assert report.ok, [c for c in report.checks if not c.ok]
     assert report.streams_ok == 3 and report.output_tokens == 96
     coherence = next(c for c in report.checks if c.name == "coherence")
@@ -110,7 +115,7 @@ def test_recorded_stream_with_usage_passes(replay: type[Replay], tiny_model_root
 
 def test_recorded_cut_reports_stream_interrupted_with_partial_tokens(replay: type[Replay]) -> None:
     replay.capture = SSE / "cut_midstream.sse"
-    report = run_smoke(options(replay.base_url))  # type: ignore[attr-defined]
+    report = run_smoke(options(replay.base_url))
     stream = report.streams[0]
     assert stream.error is not None and stream.error.code == "stream_interrupted"
     assert stream.partial_tokens == 19  # 20 events arrived: the role announcement and 19 tokens
@@ -121,7 +126,7 @@ def test_recorded_cut_reports_stream_interrupted_with_partial_tokens(replay: typ
 
 def test_recorded_in_band_error_fails_its_check(replay: type[Replay]) -> None:
     replay.capture = SSE / "inband_error.sse"  # recorded with max_tokens 3000: 1,228 chunks before the error
-    report = run_smoke(options(replay.base_url, include_usage=False, max_tokens=3000))  # type: ignore[attr-defined]
+    report = run_smoke(options(replay.base_url, include_usage=False, max_tokens=3000))
     failed = {c.name for c in report.checks if not c.ok}
     assert "no_in_band_error" in failed
     assert "EngineCore encountered an issue" in next(c.detail for c in report.checks if c.name == "no_in_band_error")
@@ -134,7 +139,7 @@ def test_recorded_in_band_error_fails_its_check(replay: type[Replay]) -> None:
 )
 def test_cli_http_errors_exit_1_with_their_own_error(replay: type[Replay], status: int, body: bytes, code: str) -> None:
     replay.status, replay.body = status, body
-    result = CliRunner().invoke(cli, ["smoke-stream", "--base-url", replay.base_url, "--json"],  # type: ignore[attr-defined]
+    result = CliRunner().invoke(cli, ["smoke-stream", "--base-url", replay.base_url, "--json"],
                                 catch_exceptions=False)
     assert result.exit_code == 1
     envelope = json.loads(result.stdout)
@@ -146,7 +151,7 @@ def test_cli_http_errors_exit_1_with_their_own_error(replay: type[Replay], statu
 def test_cli_text_output_and_junit(replay: type[Replay], tmp_path: Path) -> None:
     replay.capture = SSE / "with_usage.sse"
     junit = tmp_path / "out.xml"
-    result = CliRunner().invoke(cli, ["smoke-stream", "--base-url", replay.base_url,  # type: ignore[attr-defined]
+    result = CliRunner().invoke(cli, ["smoke-stream", "--base-url", replay.base_url,
                                       "--junit", str(junit)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("smoke-stream PASS: 1/1 streams ok")
@@ -178,7 +183,7 @@ def answer_chunks(text: str) -> list[dict[str, object]]:
     ]
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, dict[str, object], str]:
+def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, dict[str, Any], str]:  # the JSON envelope
     import os
     import subprocess
     import sys
@@ -205,7 +210,7 @@ def test_malformed_chunk_is_a_failed_check_and_a_stream_error(
 
     good = answer_chunks("Hello there")
     replay.capture = sse_capture(tmp_path / "bad.sse", good[0], bad, *good[1:])
-    code, envelope, stderr = run_cli("--base-url", replay.base_url)  # type: ignore[attr-defined]
+    code, envelope, stderr = run_cli("--base-url", replay.base_url)
     assert "Traceback" not in stderr
     assert code == 1, envelope
     data = envelope["data"]
@@ -214,7 +219,7 @@ def test_malformed_chunk_is_a_failed_check_and_a_stream_error(
     assert not chunk_object["ok"] and named in chunk_object["detail"]
 
     with pytest.raises(StreamError, match=named.replace("[", r"\[").replace("]", r"\]")):
-        list(stream_chat([{"role": "user", "content": PROMPT}], base_url=replay.base_url,  # type: ignore[attr-defined]
+        list(stream_chat([{"role": "user", "content": PROMPT}], base_url=replay.base_url,
                          model="Qwen3-14B", temperature=0.0, top_p=1.0, max_tokens=8))
 
 
@@ -243,11 +248,11 @@ def test_api_key_that_is_not_a_header_value_is_bad_input_and_not_printed(replay:
 
     replay.capture = SSE / "with_usage.sse"
     with pytest.raises(BadInputError) as raised:
-        list(stream_chat([{"role": "user", "content": PROMPT}], base_url=replay.base_url,  # type: ignore[attr-defined]
+        list(stream_chat([{"role": "user", "content": PROMPT}], base_url=replay.base_url,
                          api_key="sk-secret\nvalue", model="Qwen3-14B", temperature=0.0, top_p=1.0, max_tokens=8))
     assert raised.value.field == "api_key" and "sk-secret" not in raised.value.one_line()
 
-    url: str = replay.base_url  # type: ignore[attr-defined]
+    url: str = replay.base_url
     code, envelope, stderr = run_cli("--base-url", url,
                                      env={"QWENOPS_API_KEY": "sk-secret\nvalue", "QWENOPS_BASE_URL": url})
     assert code == 2, envelope
@@ -263,7 +268,7 @@ def test_transport_errors_beyond_connect_are_unreachable(replay: type[Replay]) -
 
     replay.capture = SSE / "with_usage.sse"
     replay.hold = threading.Event()
-    base_url: str = replay.base_url  # type: ignore[attr-defined]
+    base_url: str = replay.base_url
     asked = {"base_url": base_url, "model": "Qwen3-14B", "temperature": 0.0, "top_p": 1.0, "max_tokens": 8}
     messages = [{"role": "user", "content": PROMPT}]
     with httpx.Client(limits=httpx.Limits(max_connections=1)) as client:
@@ -284,7 +289,7 @@ def test_transport_errors_beyond_connect_are_unreachable(replay: type[Replay]) -
 def test_coherence_is_skipped_when_the_served_model_is_not_the_tiny_one(replay: type[Replay], tmp_path: Path) -> None:
     """A real Qwen3-14B served as Qwen3-14B answers the known prompt in its own words: no failure."""
     replay.capture = sse_capture(tmp_path / "real.sse", *answer_chunks("The sea covers most of the Earth."))
-    code, envelope, _ = run_cli("--base-url", replay.base_url, "--prompt", PROMPT)  # type: ignore[attr-defined]
+    code, envelope, _ = run_cli("--base-url", replay.base_url, "--prompt", PROMPT)
     assert code == 0, envelope
     data = envelope["data"]
     assert isinstance(data, dict)
@@ -297,7 +302,7 @@ def test_coherence_fails_when_the_tiny_model_answers_wrong(
 ) -> None:
     replay.capture = sse_capture(tmp_path / "wrong.sse", *answer_chunks("The sea covers most of the Earth."))
     replay.root = tiny_model_root
-    report = run_smoke(options(replay.base_url))  # type: ignore[attr-defined]
+    report = run_smoke(options(replay.base_url))
     coherence = next(c for c in report.checks if c.name == "coherence")
     assert not coherence.ok and "differs from the known" in coherence.detail
 
@@ -353,7 +358,7 @@ def test_a_key_withheld_from_another_server_is_named_in_the_401_hint(tmp_path: P
         env = write_env(tmp_path, QWENOPS_API_KEY="sk-operator-secret", QWENOPS_BASE_URL="http://127.0.0.1:9")
         code, envelope, _ = run_cli("--base-url", elsewhere.base_url, env=env)
     assert code == 1
-    error = envelope["errors"][0]  # type: ignore[index]
+    error = envelope["errors"][0]
     assert error["code"] == "unauthorized"
     assert error["hint"].startswith("QWENOPS_API_KEY was not sent: it is for http://127.0.0.1:9 (QWENOPS_BASE_URL)")
     assert "sk-operator-secret" not in json.dumps(envelope)
@@ -402,7 +407,7 @@ def test_keep_alive_comments_do_not_keep_a_stream_alive() -> None:
         code, envelope, stderr = run_cli("--base-url", server.base_url, "--timeout", "1")
         took = time.monotonic() - started
     assert code == 1, stderr
-    error = envelope["errors"][0]  # type: ignore[index]
+    error = envelope["errors"][0]
     assert error["code"] == "client_timeout" and "keep-alive comments do not count" in error["message"]
     assert took < 60  # it ended: a hang guard, not a speed goal
 
@@ -415,7 +420,7 @@ def test_the_deadline_ends_a_stream_that_never_finishes() -> None:
         code, envelope, _ = run_cli("--base-url", server.base_url, "--deadline", "1.5", "--max-tokens", "100000")
         took = time.monotonic() - started
     assert code == 1
-    assert envelope["errors"][0]["message"] == "the answer did not finish within 1.5 s (deadline)"  # type: ignore[index]
+    assert envelope["errors"][0]["message"] == "the answer did not finish within 1.5 s (deadline)"
     assert took < 60  # it ended: a hang guard, not a speed goal
 
 
@@ -425,7 +430,7 @@ def test_chunks_without_end_stop_far_past_max_tokens() -> None:
     with serving(forever([token * 50])) as server:
         code, envelope, stderr = run_cli("--base-url", server.base_url, "--max-tokens", "5")
     assert code == 1, stderr
-    error = envelope["errors"][0]  # type: ignore[index]
+    error = envelope["errors"][0]
     assert error["code"] == "runaway_stream"
     assert "no data: [DONE], far more than max_tokens allows (at most 18); stopped reading" in error["message"]
 
@@ -434,21 +439,22 @@ def test_the_bytes_kept_of_one_stream_are_bounded(tmp_path: Path) -> None:
     import asyncio
 
     from qwenops.smoke import run as smoke
+    from qwenops.stream.conformance import StreamRecord
 
     huge = f"data: {json.dumps(wire_chunk(choices=[{'index': 0, 'delta': {'content': 'x' * 50_000}}]))}\n\n"
     with serving(forever([huge.encode()])) as server:
         run = smoke._plan(options(server.base_url, max_stream_bytes=200_000), None)
 
-        async def one() -> object:
+        async def one() -> StreamRecord:
             import httpx
 
             async with httpx.AsyncClient() as client:
                 return await smoke._record_stream(client, run, 0)
 
         record = asyncio.run(one())
-    assert record.error is not None and record.error.code == "runaway_stream"  # type: ignore[attr-defined]
-    assert "more than smoke-stream keeps of one stream (200,000)" in record.error.message  # type: ignore[attr-defined]
-    assert record.data_bytes < 260_000  # type: ignore[attr-defined]
+    assert record.error is not None and record.error.code == "runaway_stream"
+    assert "more than smoke-stream keeps of one stream (200,000)" in record.error.message
+    assert record.data_bytes < 260_000
 
 
 def test_credentials_in_the_base_url_are_masked_everywhere() -> None:
@@ -461,7 +467,7 @@ def test_credentials_in_the_base_url_are_masked_everywhere() -> None:
         url = server.base_url.replace("http://", "http://user:hunter2@")
         code, envelope, stderr = run_cli("--base-url", url)
         assert code == 0, stderr
-        assert envelope["data"]["base_url"] == server.base_url.replace("http://", "http://***@")  # type: ignore[index]
+        assert envelope["data"]["base_url"] == server.base_url.replace("http://", "http://***@")
         assert "hunter2" not in json.dumps(envelope) + stderr
         code, stdout, stderr = run_text("--base-url", url)
         assert code == 0 and "hunter2" not in stdout + stderr and "http://***@127.0.0.1" in stdout
