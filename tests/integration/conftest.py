@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -233,12 +234,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 # ------------------------------------------------------------- `qwenops serve` as an operator runs it
 
-SERVE_PORTS = range(18300, 18310)
+SERVE_PORTS = range(18350, 18400)  # 18310-18349: test_supervisor_process
 
 
 def free_port_in(ports: range) -> int:
-    """The first free port of PORTS (fixed ranges, so a test's servers are easy to find and clean up)."""
-    for port in ports:
+    """A free port of PORTS (fixed ranges, so a test's servers are easy to find and clean up), tried from a
+    random place in the range: two runs of the suite on one machine seldom pick the same port before the
+    server they start has bound it."""
+    start = random.randrange(len(ports))
+    for port in [*ports[start:], *ports[:start]]:
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))

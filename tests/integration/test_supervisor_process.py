@@ -29,7 +29,7 @@ from qwenops.supervisor.states import Event, State
 from tests.polling import poll_until
 
 FAKE = Path(__file__).with_name("fake_vllm.py")
-PORTS = range(18310, 18349)  # this branch's port range, less 18300-18309 for the real engine
+PORTS = range(18310, 18349)  # this module's port range; the real engine's serve starts use 18350-18399
 
 
 def free_port() -> int:
