@@ -26,6 +26,7 @@ from qwenops.supervisor.options import SupervisorOptions
 from qwenops.supervisor.process import LogFile, ServerProcess, spawn
 from qwenops.supervisor.runner import Outcome, Supervisor
 from qwenops.supervisor.states import Event, State
+from tests.integration.conftest import free_port_in
 from tests.polling import poll_until
 
 FAKE = Path(__file__).with_name("fake_vllm.py")
@@ -33,14 +34,7 @@ PORTS = range(18310, 18349)  # this module's port range; the real engine's serve
 
 
 def free_port() -> int:
-    for port in PORTS:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 18310-18348")
+    return free_port_in(PORTS)
 
 
 def group_members(pgid: int) -> list[psutil.Process]:
