@@ -10,6 +10,7 @@ process group, and the whole group is killed after.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -242,7 +243,7 @@ def free_port_in(ports: range) -> int:
     random place in the range: two runs of the suite on one machine seldom pick the same port before the
     server they start has bound it."""
     start = random.randrange(len(ports))
-    for port in [*ports[start:], *ports[:start]]:
+    for port in itertools.chain(ports[start:], ports[:start]):
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
