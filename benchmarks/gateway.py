@@ -220,7 +220,8 @@ async def article_chat(url: str, tokens: int) -> tuple[list[float], float] | Non
     keepalive pings, nor finish an opening handshake within 30 s while another chat holds it."""
     from websockets.exceptions import ConnectionClosed
 
-    contents, arrived = [], []
+    contents: list[str] = []
+    arrived: list[int] = []
     try:
         async with ws_connect(url) as ws:
             started = time.monotonic_ns()

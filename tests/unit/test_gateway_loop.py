@@ -13,7 +13,6 @@ from typing import Any
 import httpx
 import pytest
 
-from qwenops.gateway import app as gateway_app
 from qwenops.gateway.config import Fatal, ServeRecords
 from tests.gateway_harness import chat, connect, running_gateway, until_end
 
@@ -27,7 +26,7 @@ def test_the_page_is_read_once_when_the_app_is_made(monkeypatch: pytest.MonkeyPa
         def no_files(*_args: Any) -> Any:
             raise AssertionError("the page was read again while serving")
 
-        monkeypatch.setattr(gateway_app.resources, "files", no_files)
+        monkeypatch.setattr("importlib.resources.files", no_files)
         for _ in range(2):
             answer = httpx.get(f"http://127.0.0.1:{gw.config.port}/", timeout=10)
             assert answer.status_code == 200 and answer.text == html
