@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 def _server_id(url: str) -> tuple[str, str, int, str] | None:
     """What makes two base URLs the same server for an API key: scheme, host, port and path."""
-    from qwenops.stream.client import normalize_base_url
+    from qwenops.net import normalize_base_url
 
     try:
         parts = urlsplit(normalize_base_url(url))
@@ -122,7 +122,7 @@ def configured_server(profile: str | None, url: str | None, *, field: str = "--b
     from qwenops.config.loader import resolve_profile
     from qwenops.config.settings import load_settings
     from qwenops.net import base_url as server_url
-    from qwenops.stream.client import normalize_base_url
+    from qwenops.net import normalize_base_url
 
     settings = load_settings()
     chosen = resolve_profile(profile).profile

@@ -289,7 +289,7 @@ def _serve_records(server: ConfiguredServer) -> dict[str, Any]:
     """Where `qwenops serve` keeps its records when the upstream is the profile's own server (its host and
     port): a serve of that profile runs it. Another upstream has no supervisor the gateway can know of."""
     from qwenops.net import base_url as server_url
-    from qwenops.stream.client import normalize_base_url
+    from qwenops.net import normalize_base_url
 
     profile = server.profile
     try:

@@ -50,6 +50,7 @@ from qwenops.errors import (
     StreamTimeout,
     UnreachableError,
 )
+from qwenops.net import check_api_key, normalize_base_url
 from qwenops.stream.chunks import DONE, ChatDelta, DeltaReader, Usage
 from qwenops.stream.sse import EventTooLarge, ServerSentEvent, SSEDecoder
 from qwenops.untrusted import USERINFO, mask_url
@@ -173,58 +174,6 @@ class ChatRequest:
 
 # The one masking rule lives with the other untrusted-input rules; the stream library re-exports it.
 redact_url = mask_url
-
-
-def normalize_base_url(url: str, *, field: str = "base_url") -> str:
-    """The server's root URL as requests are built from it (no trailing / or /v1), or `BadInputError`
-    naming `field` and saying what is wrong; the message shows the URL with its credentials masked."""
-    from urllib.parse import urlsplit
-
-    shown = redact_url(url)
-    bad = next((c for c in url if not c.isprintable() or c.isspace()), None)
-    if bad is not None:
-        where = url.index(bad)
-        what = "a line break" if bad in "\r\n" else "a space" if bad == " " else f"the character {bad!r}"
-        raise BadInputError(
-            f"{shown!r} has {what} at character {where + 1}", field=field, hint="remove it: a URL is one word"
-        )
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 -- parsing the port is the check
-    except ValueError as exc:  # an unclosed IPv6 bracket, a port that is not a number in range
-        raise BadInputError(f"{shown!r} is not a URL: {exc}", field=field, hint="e.g. http://127.0.0.1:8000") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BadInputError(f"{shown!r} is not an http(s) URL", field=field, hint="e.g. http://127.0.0.1:8000")
-    if parts.query or parts.fragment:
-        raise BadInputError(
-            f"{shown!r} has a ?query or #fragment", field=field, hint="give the server's root URL, e.g. http://host:8000"
-        )
-    return url.rstrip("/").removesuffix("/v1").rstrip("/")
-
-
-_KEY_CHARS = re.compile(r"[\x21-\x7e]+")
-
-
-def check_api_key(key: str) -> None:
-    """An HTTP header carries printable ASCII; say where the key breaks that, without printing it."""
-    if _KEY_CHARS.fullmatch(key):
-        return
-    where, bad = next((i, c) for i, c in enumerate(key) if not _KEY_CHARS.fullmatch(c))
-    if "\udc80" <= bad <= "\udcff":  # how Python keeps a byte of the environment that is not UTF-8
-        what = f"a byte that is not UTF-8 text (0x{ord(bad) - 0xDC00:02x})"
-    elif bad in "\r\n":
-        what = "a line break"
-    elif bad.isspace():
-        what = "a space"
-    elif not bad.isprintable():
-        what = "a control character"
-    else:
-        what = "not ASCII"
-    raise BadInputError(
-        f"the API key's character {where + 1} of {len(key)} is {what}; an HTTP header carries printable ASCII only",
-        field="api_key",
-        hint="set it to the key exactly as the server was given it (vLLM's --api-key)",
-    )
 
 
 @dataclass(frozen=True)

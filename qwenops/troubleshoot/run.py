@@ -274,6 +274,6 @@ def profile_flags(profile: Profile) -> Flags:
 
 def checked_url(url: str) -> str:
     """One rule for a server's URL, the stream client's (credentials masked in every message)."""
-    from qwenops.stream.client import normalize_base_url
+    from qwenops.net import normalize_base_url
 
     return normalize_base_url(url, field="--base-url")
