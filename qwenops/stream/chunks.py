@@ -299,11 +299,19 @@ def in_band_error(error: Any, *, text_so_far: str, chunks: int) -> InBandError:
     )
 
 
+# vLLM ends a request it gave up on with an ordinary chunk whose finish_reason is "abort" (its engine was shut
+# down: SIGTERM, a supervisor's restart, a drain past its timeout; vLLM 0.32 v1/engine/core.py aborts what is in
+# flight) or "error" (the engine failed the request), followed by usage and [DONE]: an answer cut short that
+# looks whole on the wire. The library reports it as the interruption it is, so resume continues it.
+CUT_SHORT = frozenset({"abort", "error"})
+
+
 class DeltaReader:
     """One stream's events → `ChatDelta`s, counting tokens and keeping the text for the errors that carry it.
 
     `decode` records and never raises (smoke-stream judges afterwards); `read` raises what a library
-    caller must not miss: data that is not a chunk (`StreamError`) and an in-band error (`InBandError`).
+    caller must not miss: data that is not a chunk (`StreamError`), an in-band error (`InBandError`), and an
+    answer the server cut short with finish_reason "abort" or "error" (`StreamInterrupted`, see CUT_SHORT).
     `finish` / `interrupted` give `StreamInterrupted` for a stream that ended before `[DONE]`.
     """
 
@@ -319,6 +327,8 @@ class DeltaReader:
 
     def take(self, delta: ChatDelta) -> None:
         """Count a delta's tokens and keep its text."""
+        if delta.finish_reason in CUT_SHORT:
+            return  # the closing chunk of an answer vLLM gave up on carries no new token
         self.chunks += delta.tokens
         if delta.content:
             self.text.append(delta.content)
@@ -341,8 +351,12 @@ class DeltaReader:
             if delta is not None:
                 self.events += 1
                 self.take(delta)
+                if delta.finish_reason in CUT_SHORT:
+                    raise self.cut_short(delta.finish_reason)
                 return delta
         decoded = self.decode(data, arrived_s)
+        if decoded.delta is not None and decoded.delta.finish_reason in CUT_SHORT:
+            raise self.cut_short(decoded.delta.finish_reason)
         if decoded.delta is not None or decoded.kind == "done":
             return decoded.delta
         if decoded.kind == "error":
@@ -354,6 +368,15 @@ class DeltaReader:
     def finish(self, cause: str = "the server closed the connection") -> None:
         if not self.done:
             raise self.interrupted(cause)
+
+    def cut_short(self, finish_reason: str) -> StreamInterrupted:
+        return StreamInterrupted(
+            f"stream interrupted after {self.chunks} tokens: the server ended the answer with finish_reason "
+            f"{finish_reason!r} (vLLM gives up on a request so when its engine is stopped or restarted, or fails)",
+            text_so_far="".join(self.text),
+            chunks=self.chunks,
+            hint="check the server's log: it was stopped, restarted or its engine failed; resume=Resume() continues",
+        )
 
     def interrupted(self, cause: str) -> StreamInterrupted:
         return StreamInterrupted(

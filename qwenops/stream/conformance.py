@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from qwenops.errors import InBandError, NotEventStream, QwenopsError, StreamError
-from qwenops.stream.chunks import ChatDelta, Resumed, decode_event
+from qwenops.stream.chunks import CUT_SHORT, ChatDelta, Resumed, decode_event
 from qwenops.stream.client import TimedEvent
 
 CHECK_NAMES: tuple[str, ...] = (
@@ -285,6 +285,8 @@ def _single_finish_reason(_r: StreamRecord, parsed: Parsed, _e: Expectations) ->
     reasons = [d.finish_reason for d in parsed.deltas if d.finish_reason is not None]
     if len(reasons) != 1:
         return _fail("single_finish_reason", f"{len(reasons)} chunks carry a finish_reason: {reasons[:3]}")
+    if reasons[0] in CUT_SHORT:
+        return _fail("single_finish_reason", f"finish_reason {reasons[0]!r}: the server cut the answer short")
     return _ok("single_finish_reason", str(reasons[0]))
 
 

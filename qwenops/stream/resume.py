@@ -46,7 +46,7 @@ from qwenops.errors import (
     StreamInterrupted,
     UnreachableError,
 )
-from qwenops.stream.chunks import DONE, ChatDelta, DeltaReader, Resumed, Usage, in_band_error
+from qwenops.stream.chunks import CUT_SHORT, DONE, ChatDelta, DeltaReader, Resumed, Usage, in_band_error
 
 if TYPE_CHECKING:
     import httpx
@@ -500,6 +500,8 @@ def _completion_delta(data: str, arrived_s: float, progress: _Progress, reader: 
             return None
         return ChatDelta(arrived_s, progress.id, progress.model, has_choice=False,
                          usage=progress.usage(before + (wire.usage.completion_tokens or 0)))
+    if choice.finish_reason in CUT_SHORT:  # the continuation was cut short too: resumed again, or raised
+        raise reader.cut_short(choice.finish_reason)
     reasoning, content = progress.route(choice.text or "", final=choice.finish_reason is not None)
     return ChatDelta(
         arrived_s, progress.id, progress.model, content=content, reasoning_content=reasoning,

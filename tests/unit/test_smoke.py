@@ -93,9 +93,12 @@ def test_a_good_stream_passes_every_check() -> None:
         ([chunk("", role="assistant"), chunk("Hello"),
           {"error": {"message": "EngineCore encountered an issue.", "type": "InternalServerError", "code": 500}},
           "[DONE]"], {"single_finish_reason", "usage_chunk", "no_in_band_error", "coherence"}),
+        # vLLM's end of an answer it gave up on (its engine shut down): finish_reason "abort", usage, [DONE].
+        ([chunk("", role="assistant"), chunk("Hello"), chunk("!"), chunk("", finish="abort"), usage_chunk(2),
+          "[DONE]"], {"single_finish_reason"}),
     ],
     ids=["not-json", "object", "id", "model", "role", "empty", "two-finish", "no-usage", "done-not-last",
-         "token-count", "incoherent", "in-band-error"],
+         "token-count", "incoherent", "in-band-error", "aborted"],
 )
 def test_each_broken_stream_fails_its_own_check(events: list[Any], broken: set[str]) -> None:
     assert set(failed(check_stream(record(sse(events)), EXPECT))) == broken

@@ -38,8 +38,10 @@ def piece(token: int) -> str:
 class FakeVLLM:
     """What the server does on each request, in order: `chat` and `completions` are lists of plans
     ("ok", "cut:N" closes the connection after N tokens, "error:N" sends an in-band error after N,
-    "500"); `health` is a list of status codes for /health (the last repeats); `thinking`: the first
-    tokens are reasoning, ended by `</think>` after `thinking` of them; `ids`: whether token ids are sent."""
+    "abort:N" ends the answer after N with finish_reason "abort", usage and [DONE], as vLLM does when its
+    engine is shut down, "500"); `health` is a list of status codes for /health (the last repeats);
+    `thinking`: the first tokens are reasoning, ended by `</think>` after `thinking` of them; `ids`: whether
+    token ids are sent."""
 
     chat: list[str] = field(default_factory=lambda: ["ok"])
     completions: list[str] = field(default_factory=lambda: ["ok"])
@@ -87,9 +89,18 @@ class FakeVLLM:
 
     def events(self, conn: Conn, chunks: list[dict[str, Any]], kind: str, after: int) -> None:
         for sent, chunk in enumerate(chunks):
-            if kind in ("cut", "error") and sent == after:
+            if kind in ("cut", "error", "abort") and sent == after:
                 if kind == "error":
                     conn.chunk(b'data: {"error": {"message": "EngineCore died", "code": 500}}\n\n')
+                    conn.end_chunks()
+                if kind == "abort":  # as vLLM ends what is in flight when its engine is shut down
+                    choice = {"index": 0, "finish_reason": "abort",
+                              **({"text": ""} if chunk.get("object") == "text_completion" else {"delta": {}})}
+                    ended = {**{k: chunk[k] for k in ("id", "object", "model")}, "choices": [choice]}
+                    usage = {"prompt_tokens": len(PROMPT), "completion_tokens": after, "total_tokens": after}
+                    conn.chunk(f"data: {json.dumps(ended)}\n\n".encode())
+                    conn.chunk(f"data: {json.dumps({**ended, 'choices': [], 'usage': usage})}\n\n".encode())
+                    conn.chunk(b"data: [DONE]\n\n")
                     conn.end_chunks()
                 return  # cut: the connection closes without the last chunk
             conn.chunk(f"data: {json.dumps(chunk)}\n\n".encode())
@@ -219,6 +230,24 @@ def test_an_in_band_engine_error_resumes(run: Run) -> None:
     deltas = run(FakeVLLM(chat=["error:5"]), resume=FAST)
     assert ids(deltas) == ids(reference())
     assert [d.resumed.after_tokens for d in deltas if d.resumed] == [5]
+
+
+@RUNNERS
+def test_an_answer_the_server_ended_with_finish_reason_abort_resumes(run: Run) -> None:
+    # vLLM 0.32 on SIGTERM (a supervisor's restart, a stop) aborts what is in flight: the stream ends with
+    # finish_reason "abort", usage and [DONE], a cut answer that looks whole on the wire.
+    deltas = run(FakeVLLM(chat=["abort:7"], completions=["abort:4", "ok"]), resume=FAST)
+    assert ids(deltas) == ids(reference()) and text(deltas) == text(reference())
+    assert [d.resumed.after_tokens for d in deltas if d.resumed] == [7, 11]
+    assert [d.finish_reason for d in deltas if d.finish_reason] == ["length"]
+
+
+@RUNNERS
+def test_without_resume_an_aborted_answer_is_an_interruption_not_a_finish(run: Run) -> None:
+    with pytest.raises(StreamInterrupted) as caught:
+        run(FakeVLLM(chat=["abort:7"]))
+    assert caught.value.chunks == 7 and "finish_reason 'abort'" in caught.value.message
+    assert caught.value.text_so_far == text(reference())[1][:len(caught.value.text_so_far)] != ""
 
 
 def test_a_5xx_while_restarting_then_ready_resumes_on_a_later_attempt() -> None:
