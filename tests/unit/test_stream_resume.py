@@ -94,8 +94,11 @@ class FakeVLLM:
                     conn.chunk(b'data: {"error": {"message": "EngineCore died", "code": 500}}\n\n')
                     conn.end_chunks()
                 if kind == "abort":  # as vLLM ends what is in flight when its engine is shut down
-                    choice = {"index": 0, "finish_reason": "abort",
-                              **({"text": ""} if chunk.get("object") == "text_completion" else {"delta": {}})}
+                    choice: dict[str, Any] = {"index": 0, "finish_reason": "abort"}
+                    if chunk.get("object") == "text_completion":
+                        choice["text"] = ""
+                    else:
+                        choice["delta"] = {}
                     ended = {**{k: chunk[k] for k in ("id", "object", "model")}, "choices": [choice]}
                     usage = {"prompt_tokens": len(PROMPT), "completion_tokens": after, "total_tokens": after}
                     conn.chunk(f"data: {json.dumps(ended)}\n\n".encode())
