@@ -270,10 +270,3 @@ FLAG_NAMES = ("max_num_seqs", "max_model_len", "max_num_batched_tokens", "gpu_me
 def profile_flags(profile: Profile) -> Flags:
     """The profile's values in force for the server (FLAG_NAMES), for the fixes."""
     return profile.model_dump(include=set(FLAG_NAMES))
-
-
-def checked_url(url: str) -> str:
-    """One rule for a server's URL, the stream client's (credentials masked in every message)."""
-    from qwenops.net import normalize_base_url
-
-    return normalize_base_url(url, field="--base-url")
