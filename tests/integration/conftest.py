@@ -238,10 +238,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 SERVE_PORTS = range(18350, 18400)  # 18310-18349: test_supervisor_process
 
 
+def worker_share(ports: range) -> range:
+    """This pytest-xdist worker's share of PORTS (every n-th port, from its own offset), or all of PORTS
+    when the suite runs in one process: two workers never pick the same port, whatever their timing."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # gw0, gw1, ...
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if count <= 1 or not worker.startswith("gw") or not worker[2:].isdigit():
+        return ports
+    return ports[int(worker[2:]) % count::count]
+
+
 def free_port_in(ports: range) -> int:
-    """A free port of PORTS (fixed ranges, so a test's servers are easy to find and clean up), tried from a
-    random place in the range: two runs of the suite on one machine seldom pick the same port before the
-    server they start has bound it."""
+    """A free port of PORTS (fixed ranges, so a test's servers are easy to find and clean up; split between
+    pytest-xdist workers), tried from a random place in the range: two runs of the suite on one machine
+    seldom pick the same port before the server they start has bound it."""
+    ports = worker_share(ports)
     start = random.randrange(len(ports))
     for port in itertools.chain(ports[start:], ports[:start]):
         with socket.socket() as sock:
