@@ -3,9 +3,9 @@
 Every collection with an index.json (collected/, public/, corpus/*/) is read; each log is labelled with
 the root cause its thread established. The halves are split by thread, never by file, so two excerpts
 of one thread never sit on both sides: the collections the rules were written from before the split
-existed (collected/, public/) and the dev-only collections gathered after it (corpus/dev2/, corpus/dev3/) are dev; a corpus
-thread's SHA-256 decides the rest. The test half is
-fixed in tests/data/logs/corpus/SPLIT.json. Read by troubleshoot's tests (dev half only) and by
+existed (collected/, public/) and the dev-only collections gathered after it (corpus/dev2/,
+corpus/dev3/) are dev; a corpus thread's SHA-256 decides the rest. The test half is fixed in
+tests/data/logs/corpus/SPLIT.json. Read by troubleshoot's tests (dev half only) and by
 benchmarks/troubleshoot_accuracy.py (both halves); benchmarks may import from tests/, never the reverse.
 """
 
