@@ -9,15 +9,16 @@ config.json and a checkpoint-size table, so `plan --profile 4090d` works before 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
 from qwenops.errors import BadInputError
 from qwenops.jsonfile import read_json
+from qwenops.plainschema import Schema, about, validation_error
 from qwenops.units import GIB
 
 # Decoder-only dense transformers whose memory follows the formulas in qwenops.planner (one KV
@@ -32,35 +33,34 @@ SUPPORTED_ARCHITECTURES: tuple[str, ...] = (
 DTYPE_BYTES: dict[str, int] = {"float32": 4, "float": 4, "bfloat16": 2, "float16": 2, "half": 2}
 
 
-class Quantization(BaseModel):
+# Frozen dataclasses validated as pydantic models were (qwenops.plainschema): a valid config.json costs no pydantic.
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Quantization(Schema):
     """The checkpoint's `quantization_config`, reduced to what memory depends on."""
-
-    model_config = ConfigDict(frozen=True)
 
     method: str
     bits: int | None = None
 
 
-class ModelConfig(BaseModel):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ModelConfig(Schema):
     """The architecture numbers of a config.json (field names as Hugging Face writes them)."""
 
-    model_config = ConfigDict(frozen=True)
-
     architecture: str
-    num_hidden_layers: int = Field(gt=0)
-    num_attention_heads: int = Field(gt=0)
-    num_key_value_heads: int = Field(gt=0)
-    hidden_size: int = Field(gt=0)
-    intermediate_size: int = Field(gt=0)
-    vocab_size: int = Field(gt=0)
+    num_hidden_layers: int = field(metadata=about(gt=0))
+    num_attention_heads: int = field(metadata=about(gt=0))
+    num_key_value_heads: int = field(metadata=about(gt=0))
+    hidden_size: int = field(metadata=about(gt=0))
+    intermediate_size: int = field(metadata=about(gt=0))
+    vocab_size: int = field(metadata=about(gt=0))
     # After hidden_size: when it is implicit it derives from hidden_size, whose error must come first.
-    head_dim: int = Field(gt=0)
-    max_position_embeddings: int = Field(gt=0)
+    head_dim: int = field(metadata=about(gt=0))
+    max_position_embeddings: int = field(metadata=about(gt=0))
     torch_dtype: str = "bfloat16"
     quantization: Quantization | None = None
-    rope_max_model_len: int | None = Field(
-        None, gt=0, description="max_position_embeddings as rope_scaling stretches it (YaRN, linear, dynamic); "
-                                "None when the config scales nothing")
+    rope_max_model_len: int | None = field(default=None, metadata=about(
+        "max_position_embeddings as rope_scaling stretches it (YaRN, linear, dynamic); None when the config "
+        "scales nothing", gt=0))
 
     @property
     def dtype_bytes(self) -> int:
@@ -72,15 +72,15 @@ class ModelConfig(BaseModel):
         return self.rope_max_model_len or self.max_position_embeddings
 
 
-class ShardStatus(BaseModel):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ShardStatus(Schema):
     """The safetensors files of a model directory, checked against model.safetensors.index.json."""
-
-    model_config = ConfigDict(frozen=True)
 
     files: int = 0
     expected: int = 0
     missing: tuple[str, ...] = ()
-    broken: tuple[str, ...] = Field((), description="'NAME: why' for shards that are truncated or not safetensors")
+    broken: tuple[str, ...] = field(default=(), metadata=about(
+        "'NAME: why' for shards that are truncated or not safetensors"))
     total_bytes: int = 0
 
     @property
@@ -88,14 +88,13 @@ class ShardStatus(BaseModel):
         return self.files > 0 and not self.missing and not self.broken
 
 
-class ModelInfo(BaseModel):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ModelInfo(Schema):
     """A model as the planner and doctor see it."""
 
-    model_config = ConfigDict(frozen=True)
-
-    source: str = Field(description="directory, config.json path, or catalog repo id")
+    source: str = field(metadata=about("directory, config.json path, or catalog repo id"))
     config: ModelConfig
-    weights_gib: float | None = Field(None, description="GiB of weights vLLM will load, when known")
+    weights_gib: float | None = field(default=None, metadata=about("GiB of weights vLLM will load, when known"))
     weights_source: str = ""
     is_directory: bool = False
     tokenizer_present: bool | None = None
@@ -141,8 +140,11 @@ def parse_config(raw: Any, *, origin: str) -> ModelConfig:
         values["quantization"] = {"method": method, "bits": bits if isinstance(bits, int) else None}
     try:
         return ModelConfig.model_validate(values)
-    except ValidationError as exc:
-        error = exc.errors()[0]
+    except Exception as exc:
+        invalid = validation_error(exc)
+        if invalid is None:
+            raise
+        error = invalid.errors()[0]
         key = ".".join(str(p) for p in error["loc"]) or "config.json"
         got = error.get("input")
         what = "missing" if got is None else f"must be a positive integer, got {got!r}"

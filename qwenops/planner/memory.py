@@ -29,15 +29,16 @@ Activations are in the model dtype whatever the weight quantization (AWQ/FP8 deq
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
-from pydantic_core import PydanticCustomError
+from collections.abc import Mapping
+from dataclasses import field
+from typing import Any, ClassVar, Literal
 
 from qwenops.errors import BadInputError
 from qwenops.modelinfo import ModelConfig, checkpoints_for
+from qwenops.plainschema import Rule, RuleError, Schema, about, validation_error
 from qwenops.units import GIB, MAX_GIB, MAX_TOKENS
 
 BLOCK_SIZE = 16  # vLLM's default KV block size on CUDA (cache.block_size)
@@ -58,56 +59,56 @@ Verdict = Literal["fits", "max_len_exceeds_model", "weights_dont_fit", "kv_cache
                   "insufficient_free_memory"]
 
 
-class GpuProcess(BaseModel):
+# Frozen dataclasses validated as pydantic models were (qwenops.plainschema): planning costs no pydantic.
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GpuProcess(Schema):
     """A process holding GPU memory (from NVML)."""
-
-    model_config = ConfigDict(frozen=True)
 
     pid: int
     name: str
     used_gib: float | None = None
 
 
-class PlanInput(BaseModel):
+def _offload_at_most_the_weights(value: float | None, data: Mapping[str, Any]) -> float | None:
+    weights = data.get("weights_gib")  # absent when it failed its own validation
+    if value is not None and weights is not None and value > weights:
+        raise RuleError(
+            "offload_exceeds_weights",
+            "{offload} GiB is more than the {weights} GiB of weights there are to offload",
+            {"offload": f"{value:g}", "weights": f"{weights:g}",
+             "hint": f"set cpu_offload_gb <= {weights:g}, or leave it unset"})
+    return value
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PlanInput(Schema):
     """Everything the memory model depends on. `None` flags take vLLM's default for that GPU."""
 
-    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
+    __schema_config__: ClassVar[dict[str, Any]] = {"allow_inf_nan": False}
+    __rules__: ClassVar[dict[str, Rule]] = {"cpu_offload_gb": _offload_at_most_the_weights}
 
     config: ModelConfig
-    weights_gib: float = Field(gt=0, le=MAX_GIB)
-    gpu_total_gib: float = Field(gt=0, le=MAX_GIB)
-    gpu_free_gib: float | None = Field(None, ge=0, le=MAX_GIB)
+    weights_gib: float = field(metadata=about(gt=0, le=MAX_GIB))
+    gpu_total_gib: float = field(metadata=about(gt=0, le=MAX_GIB))
+    gpu_free_gib: float | None = field(default=None, metadata=about(ge=0, le=MAX_GIB))
     gpu_name: str = ""
     gpu_processes: tuple[GpuProcess, ...] = ()
-    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
-    max_model_len: int | None = Field(None, ge=1, le=MAX_TOKENS)
-    max_num_seqs: int | None = Field(None, ge=1, le=MAX_TOKENS)
-    max_num_batched_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS)
+    gpu_memory_utilization: float | None = field(default=None, metadata=about(gt=0, le=1))
+    max_model_len: int | None = field(default=None, metadata=about(ge=1, le=MAX_TOKENS))
+    max_num_seqs: int | None = field(default=None, metadata=about(ge=1, le=MAX_TOKENS))
+    max_num_batched_tokens: int | None = field(default=None, metadata=about(ge=1, le=MAX_TOKENS))
     kv_cache_dtype: str | None = None
     enforce_eager: bool = False
-    cpu_offload_gb: float | None = Field(None, ge=0, le=MAX_GIB)
+    cpu_offload_gb: float | None = field(default=None, metadata=about(ge=0, le=MAX_GIB))
     # VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 in the server's environment: vLLM then accepts a max_model_len
     # beyond the model's positions (with a warning) instead of refusing to start.
     allow_long_max_model_len: bool = False
     vllm_version: str | None = None
 
-    @field_validator("cpu_offload_gb")
-    @classmethod
-    def _offload_at_most_the_weights(cls, value: float | None, info: ValidationInfo) -> float | None:
-        weights = info.data.get("weights_gib")  # absent when it failed its own validation
-        if value is not None and weights is not None and value > weights:
-            raise PydanticCustomError(
-                "offload_exceeds_weights",
-                "{offload} GiB is more than the {weights} GiB of weights there are to offload",
-                {"offload": f"{value:g}", "weights": f"{weights:g}",
-                 "hint": f"set cpu_offload_gb <= {weights:g}, or leave it unset"})
-        return value
 
-
-class Plan(BaseModel):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Plan(Schema):
     """The predicted memory layout and the verdict. JSON keys per docs/architecture.md (the plan contract)."""
-
-    model_config = ConfigDict(frozen=True)
 
     fits: bool
     verdict: Verdict
@@ -137,8 +138,11 @@ def plan_input(values: dict[str, object]) -> PlanInput:
     """PlanInput from gathered values; the first invalid one is bad input naming its field."""
     try:
         return PlanInput.model_validate(values)
-    except ValidationError as exc:
-        error = exc.errors()[0]
+    except Exception as exc:
+        invalid = validation_error(exc)
+        if invalid is None:
+            raise
+        error = invalid.errors()[0]
         field = ".".join(str(p) for p in error["loc"])
         hint = (error.get("ctx") or {}).get("hint")
         if hint is not None:  # one of ours: the message already carries the numbers

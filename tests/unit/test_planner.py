@@ -224,7 +224,7 @@ def test_one_bound_for_profiles_flags_and_the_planner(field: str, tmp_path: Path
     assert profile.exit_code == 2
     assert f"{field}: must be >= 1 and <= {MAX_TOKENS}" in profile.stderr
     with pytest.raises(ValidationError):
-        PlanInput(config=CONFIG, weights_gib=9.4, gpu_total_gib=24, **{field: MAX_TOKENS + 1})
+        PlanInput.model_validate({"config": CONFIG, "weights_gib": 9.4, "gpu_total_gib": 24, field: MAX_TOKENS + 1})
 
 
 def test_tensor_parallel_profiles_are_refused_not_misplanned(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -374,3 +374,4 @@ def test_fit_batch_gives_back_the_activations_the_kv_cache_needed() -> None:
     assert after is not None and after.fits
     tiny = GpuDevice(index=0, name="too small", memory_total_mib=8000)
     assert fit_batch(profile, model, tiny) is None  # the weights alone do not fit: no batch helps
+

