@@ -147,6 +147,38 @@ class PlainTable:
         return [*head, "", line(self.columns), rule, *(line(row) for row in self.rows), ""]
 
 
+class PlainGroup:
+    """Tables and lines of text one after another (rich's Group), drawn as PlainTable is: by rich (`__rich__`),
+    and on a pipe by emit() itself when every part is plain (`plain_lines`). Texts are plain text, not markup."""
+
+    def __init__(self, *parts: PlainTable | str) -> None:
+        self.parts = parts
+
+    def __rich__(self) -> RenderableType:
+        from rich.console import Group
+        from rich.markup import escape
+
+        return Group(*(escape(part) if isinstance(part, str) else part for part in self.parts))
+
+    def plain_lines(self) -> list[str] | None:
+        """The lines rich would print on a pipe, or None when rich could print anything else (PlainTable's rules,
+        for each table and each text)."""
+        if any(name in os.environ for name in _RICH_PIPE_VARIABLES):
+            return None
+        lines: list[str] = []
+        for part in self.parts:
+            if isinstance(part, str):
+                if not _PLAIN_CELL.fullmatch(part) or _EMOJI_CODE.search(part):
+                    return None
+                lines.append(part.rstrip())
+                continue
+            drawn = part.plain_lines()
+            if drawn is None:
+                return None
+            lines += drawn
+        return lines
+
+
 # What rich prints as itself in a table cell: printable ASCII without markup's '['.
 _PLAIN_CELL = re.compile(r"[ -Z\\-~]*")
 _EMOJI_CODE = re.compile(r":\S*?:")
@@ -179,7 +211,7 @@ def emit(result: CommandResult, *, json_mode: bool, view: View | None = None) ->
             sys.stdout.flush()
         elif sys.stdout.isatty():
             stdout_console().print(_Printable(shown))
-        elif isinstance(shown, PlainTable) and (lines := shown.plain_lines()) is not None:
+        elif isinstance(shown, (PlainTable, PlainGroup)) and (lines := shown.plain_lines()) is not None:
             sys.stdout.write("".join(line + "\n" for line in lines))
             sys.stdout.flush()
         else:

@@ -60,3 +60,34 @@ def test_a_pipe_rich_would_colour_is_left_to_rich(monkeypatch: pytest.MonkeyPatc
     assert table.plain_lines() is not None
     monkeypatch.setenv("FORCE_COLOR", "1")
     assert table.plain_lines() is None
+
+
+# A group of tables and texts (output.PlainGroup, plan's view) on a pipe: the same lines rich prints for it.
+
+def test_random_plain_groups_match_rich(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from qwenops.cli.output import PlainGroup
+
+    rng = random.Random(26)
+    alphabet = string.ascii_letters + string.digits + " .,;:/-_()]{}<>=+*'\"\\~"
+    extra = ["[bold]x[/]", ":smile:", "wide 漢字", "tab\there", "two\nlines", "  lead and trail  ", "", "\\[x]"]
+
+    def text() -> str:
+        return rng.choice(extra) if rng.random() < 0.1 else "".join(rng.choices(alphabet, k=rng.randint(0, 60)))
+
+    groups = []
+    for _ in range(60):
+        parts: list[PlainTable | str] = []
+        for _ in range(rng.randint(1, 5)):
+            if rng.random() < 0.3:
+                columns = ["".join(rng.choices(alphabet, k=rng.randint(0, 6))) for _ in range(rng.randint(1, 3))]
+                rows = [tuple("".join(rng.choices(alphabet, k=rng.randint(0, 20))) for _ in columns)
+                        for _ in range(rng.randint(0, 4))]
+                parts.append(PlainTable(columns, rows, title=rng.choice([None, text()])))
+            else:
+                parts.append(text())
+        groups.append(PlainGroup(*parts))
+    mine = [_printed(group, capsys) for group in groups]  # type: ignore[arg-type]
+    assert sum(group.plain_lines() is not None for group in groups) > 20  # the plain path is exercised
+    monkeypatch.setattr(PlainGroup, "plain_lines", lambda self: None)
+    monkeypatch.setattr(PlainTable, "plain_lines", lambda self: None)
+    assert mine == [_printed(group, capsys) for group in groups]  # type: ignore[arg-type]

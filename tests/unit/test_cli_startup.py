@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,7 @@ HEAVY = ("torch", "vllm", "pynvml", "fastapi", "transformers", "tokenizers", "ht
 # `--help` and `--version` need Click alone: not even the validation and parsing libraries. A valid profile
 # needs no pydantic either (qwenops.config.profile checks plainly valid data itself), and a plain table on a
 # pipe no rich (qwenops.cli.output.PlainTable).
+PROBE = Path(__file__).resolve().parents[1] / "data" / "probes" / "rtx4090d-cuda124.json"
 HELP_ONLY = (*HEAVY, "pydantic", "yaml", "prometheus_client", "psutil", "rich")
 
 
@@ -22,7 +24,10 @@ HELP_ONLY = (*HEAVY, "pydantic", "yaml", "prometheus_client", "psutil", "rich")
      (["install", "systemd", "--help"], HELP_ONLY), (["render", "systemd", "--help"], HELP_ONLY),
      (["profiles", "list"], (*HEAVY, "pydantic", "rich")),
      (["render", "flags", "--profile", "4090d"], (*HEAVY, "pydantic", "rich")),
-     (["render", "systemd", "--profile", "4090d"], HEAVY)],
+     (["render", "systemd", "--profile", "4090d"], HEAVY),
+     # A recorded probe, the model's shipped config.json and the plan need no pydantic (qwenops.plainschema), its
+     # view on a pipe no rich (output.PlainGroup).
+     (["plan", "--profile", "4090d", "--probe-file", str(PROBE)], (*HEAVY, "pydantic", "rich"))],
 )
 def test_commands_do_not_import_heavy_modules(args: list[str], heavy: tuple[str, ...]) -> None:
     probe = (

@@ -13,8 +13,7 @@ if TYPE_CHECKING:
 
 
 def plan_view(p: Plan) -> RenderableType:
-    from rich.console import Group
-
+    from qwenops.cli.output import PlainGroup
     from qwenops.cli.views.tables import table
 
     rows = [
@@ -30,11 +29,9 @@ def plan_view(p: Plan) -> RenderableType:
         ("KV tokens", f"{p.kv_tokens:,}", f"{p.num_blocks:,} blocks of 16"),
         ("max concurrency", f"{p.max_concurrency:g}", f"at max_model_len {p.max_model_len}"),
     ]
-    lines: list[RenderableType] = [table(["", "value", "from"], rows, title=f"plan ({p.engine})")]
-    from rich.markup import escape
-
-    lines.append(escape(f"{'fits' if p.fits else 'DOES NOT FIT'}: {p.reason}"))
+    texts = [f"{'fits' if p.fits else 'DOES NOT FIT'}: {p.reason}"]
     if p.fix:
-        lines.append(escape(f"fix: {p.fix}"))
-    lines += [escape(f"assumed: {note}") for note in p.assumptions]
-    return Group(*lines)
+        texts.append(f"fix: {p.fix}")
+    texts += [f"assumed: {note}" for note in p.assumptions]
+    # Plain texts, drawn by rich (escaped) on a terminal and by emit() itself on a pipe, sparing rich's import.
+    return PlainGroup(table(["", "value", "from"], rows, title=f"plan ({p.engine})"), *texts)
