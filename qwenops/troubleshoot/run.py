@@ -97,7 +97,8 @@ def classify_source(source: LogSource, flags: Flags, facts: _Facts | None = None
     with open_source(source) as stream:
         served = False  # a request line before a line only _FACTS wanted still stands before the next one
         for line in scan_log(stream, _SCAN, SERVED):  # type: ignore[arg-type]
-            if not line.text or CANDIDATE.search(line.text.encode()):
+            if not line.text or CANDIDATE.search(line.text.encode()) or \
+                    (line.spaced and CANDIDATE.search(line.spaced.encode())):
                 classifier.feed(replace(line, served_before=True) if served and not line.served_before else line)
                 served = False  # only the lines the classifier asks for, as before
             else:

@@ -15,35 +15,49 @@ until none is left. Bytes that are not UTF-8 become U+FFFD: a log is evidence, a
 not hide the rest.
 
 Logs as users paste them are often hard-wrapped by a terminal (at 80 columns, or whatever its width):
-a line that continues the one before it (it does not start like a log record, a traceback line or an
-exception, and the line before was long) is joined back to it, so a message cut in the middle of a
-word still reads whole. Both readers (every line, or the block scanner's candidates) join alike.
+a line that continues the one before it is joined back to it, so a message cut in the middle of a word
+still reads whole. Where the log shows the terminal's width (many lines exactly W columns wide and none
+wider: `wrap_width`), a line exactly W wide is continued by the next one unless that one starts a new
+record (a logger's level and time, a wrapper, a traceback's head): the cut falls anywhere, before a
+digit, a colon or an exception's name alike. Otherwise a line continues a long one when it does not
+start like a log record, a traceback line or an exception. Both readers (every line, or the block
+scanner's candidates) measure the width on the same first block and join alike. A paste indented as a
+whole (a markdown code block, a list item) loses the indentation all its lines share, measured alike.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import pairwise
+from itertools import chain, pairwise
 from typing import IO, Any, Protocol
 
 # Longer lines (a base64 image in a request log, a tensor dump) are cut here and never buffered whole.
 MAX_LINE_CHARS = 4096
 _READ_BYTES = 1 << 16
+_BLOCK_BYTES = 1 << 20  # scan_log's block; the terminal's width is measured on the first
+_PASTE_BYTES = 1 << 18  # a log this small (a paste) is joined line by line before it is matched
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _REPEATED = re.compile(r"\s*\[repeated \d+x across cluster\]\s*$")
-_WRAPPERS = re.compile(
-    r"^(?:"
+# The wrappers that only ever start a record (a timestamp, a process's tag), then the ones that may also stand
+# inside a line a terminal cut (`| ` of a progress bar, `> `): a continuation never starts with the first kind.
+_RECORD_WRAPPERS = (
     r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?(?: |$)"  # docker -t / kubectl / bare
     r"|\[\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?\] ?"  # CI runners
     r"|[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \S+ [^\s:\[]+(?:\[\d+\])?: "  # journald short
-    r"|[A-Za-z0-9][\w.-]*\s+\| ?|\s*\| (?=\S)"  # docker compose: `vllm-1  | ` (or its name lost)
+    r"|[A-Za-z0-9][\w.-]*\s+\| ?"  # docker compose: `vllm-1  | `
     r"|\((?:[A-Za-z_][\w.-]*(?: rank=\d+)? )?pid=\d+(?:, ip=[0-9a-fA-F.:]+)?\)\s?"  # vLLM's / Ray's process tag
-    r"|\[rank\d+\]: ?|\[\d+,\d+\]<std(?:out|err)>: ?|> (?=\S)"  # torch.distributed, mpirun, a quote
-    r")"
+    r"|\[rank\d+\]: ?|\[\d+,\d+\]<std(?:out|err)>: ?"  # torch.distributed, mpirun
 )
+# ... then compose's bar with its name lost, a markdown quote, a list's bullet.
+# A terminal UI's frame (k9s: `│ ` before, padding and ` │` after) goes too.
+_WRAPPERS = re.compile(f"^(?:{_RECORD_WRAPPERS}" r"|\s*\| (?=\S)|>(?: |$)|[-*\u2022] (?=\S)|[\u2502\u2503\u2551] ?)")
+_FRAME_RIGHT = re.compile(r"\s+[\u2502\u2503\u2551]$")
+_RECORD_WRAPPER = re.compile(f"^(?:{_RECORD_WRAPPERS})")
 
 
 def normalise(line: str) -> str:
@@ -54,7 +68,8 @@ def normalise(line: str) -> str:
         if stripped == line:
             break
         line = stripped
-    return _REPEATED.sub("", line).rstrip()
+    line = _REPEATED.sub("", line).rstrip()
+    return _FRAME_RIGHT.sub("", line) if line.endswith(("\u2502", "\u2503", "\u2551")) else line
 
 
 # A line that starts like something a log holds: a logger record, a traceback's parts, an exception, a
@@ -63,7 +78,7 @@ _RECORD_START = re.compile(
     r"^(?:\s|(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL|NOTICE|TRACE)\b|Traceback \(|During handling|"
     r"The above exception|[\w.]*(?:Error|Exception|Warning|Exit|Interrupt|Fault)\b|\d\d?[-/:.]\d\d|"
     r"[\[(<{#\"'`|>*=+~^\u2500-\u257f-]|[A-Z][a-z]{2} [ \d]\d |[^\s:]+(?: [^\s:]+){0,3}:(?:\s|$)|"
-    r"usage:|Process |Loading |Processed |Fatal Python|Segmentation fault|Aborted|Killed)")
+    r"usage:|Process |Loading |Processed |Fatal Python|Segmentation fault|Aborted|Killed|File (?:\"|\u201c|&quot;))")
 WRAP_MIN_CHARS = 79  # a terminal wraps at its width, 80 columns or more: only a line that long was wrapped
 
 
@@ -77,19 +92,134 @@ _PYDANTIC_HEAD = re.compile(r"\d+ validation errors? for [\w.]+\s*$")
 _OPEN_PAREN = re.compile(r"\((?![\w.-]*(?: rank=\d+)? ?pid=)")
 
 
-def continues(previous: str, text: str) -> bool:
-    """Whether TEXT (normalised) continues PREVIOUS (raw), a line that a terminal hard-wrapped. A traceback's
-    frame line is continued only by the rest of its function's name: a code line under it that lost its
-    indentation in a paste is not a continuation."""
+# What starts a new record even right after a line as wide as the terminal: a logger's level and time (vLLM's,
+# uvicorn's, glog's `E0822 16:31:16.13`), a traceback's head or frame, Python's chaining sentences.
+_NEW_RECORD = re.compile(
+    r"^\s*(?:(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL) (?:\d\d-\d\d \d\d:|\[)|(?:INFO|WARNING|ERROR|DEBUG):\s|"
+    r"\[?[EWIF]\d{4} \d\d:\d\d:\d\d|Traceback \(most recent call last\)|File \"|During handling of the|"
+    r"The above exception was)")
+WRAP_WIDTH_MIN = 60  # narrower than any terminal a log is read in
+_WRAP_WIDTH_MAX = 400  # wider than any terminal a log is pasted from
+_STANDARD_WIDTHS = frozenset({80, 100, 120, 132, 160, 200})
+
+
+def columns(line: str) -> int:
+    """How many terminal columns LINE takes: East Asian wide characters take two, colour codes none."""
+    line = _ANSI.sub("", line) if "\x1b" in line else line
+    if line.isascii():
+        return len(line)
+    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in line)
+
+
+def _wrapped_record(raw: str) -> bool:
+    """Whether RAW starts with a wrapper that only ever starts a record (a timestamp, a process's tag)."""
+    return bool(_RECORD_WRAPPER.match(_ANSI.sub("", raw) if "\x1b" in raw else raw))
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What a paste did to a whole log, measured on its first block: the width a terminal hard-wrapped it at,
+    the indentation all its lines share, and whether a blank line follows every line (double-spaced: a
+    wrapped line's parts then stand a blank line apart)."""
+
+    width: int | None = None
+    indent: str = ""
+    double: bool = False
+
+    def dedent(self, raw: str) -> str:
+        return raw[len(self.indent):] if self.indent and raw.startswith(self.indent) else raw
+
+
+_MAX_INDENT = 16
+
+
+def shape_of(lines: Sequence[str]) -> Shape:
+    """The Shape of these raw lines (the first block's)."""
+    indent: str | None = None
+    for line in lines:
+        if not line.strip():
+            continue
+        lead = line[:len(line) - len(line.lstrip(" \t"))][:_MAX_INDENT]
+        indent = lead if indent is None else _common(indent, lead)
+        if not indent:
+            break
+    indent = indent or ""
+    double = _double(lines)
+    if double:
+        lines = [line for line in lines if line.strip()]
+    return Shape(wrap_width([line[len(indent):] for line in lines] if indent else lines), indent, double)
+
+
+def _double(lines: Sequence[str]) -> bool:
+    """Whether nearly every line with text is followed by a blank one (at least two of them)."""
+    texts = spaced = 0
+    for line, following in pairwise(lines):
+        if line.strip():
+            texts += 1
+            spaced += not following.strip()
+    return texts >= _DOUBLE_MIN and spaced * 10 >= texts * 9
+
+
+_DOUBLE_MIN = 2
+
+
+def _common(first: str, second: str) -> str:
+    size = 0
+    for a, b in zip(first, second, strict=False):
+        if a != b:
+            break
+        size += 1
+    return first[:size]
+
+
+def wrap_width(lines: Sequence[str]) -> int | None:
+    """The width a terminal hard-wrapped these raw lines at, or None when they do not show one: the width
+    most lines sit at exactly (at least two of them, or one at a common terminal width) with hardly any line
+    wider (at most a quarter as many: a line of wide characters, a colour code the terminal did not count),
+    and where the lines after them are mostly not new records (throughput lines that happen to be alike
+    long are each followed by the next record, not by the rest of a cut)."""
+    widths = [columns(line) if len(line) >= WRAP_WIDTH_MIN // 2 else 0 for line in lines]
+    counts = Counter(width for width in widths if WRAP_WIDTH_MIN <= width <= _WRAP_WIDTH_MAX)
+    best: tuple[int, int] | None = None  # (lines at the width, the width)
+    wider = 0
+    for width in sorted(counts, reverse=True):
+        count = counts[width]
+        if (count >= 2 or (width in _STANDARD_WIDTHS and wider == 0)) and wider * 4 <= count \
+                and _cut_after(lines, widths, width):
+            best = max(best or (count, width), (count, width))
+        wider += count
+    return best[1] if best else None
+
+
+def _cut_after(lines: Sequence[str], widths: list[int], width: int) -> bool:
+    """Whether most lines after the lines WIDTH wide go on with what was cut, rather than start a record."""
+    after = [lines[index + 1] for index, seen in enumerate(widths[:-1]) if seen == width][:_WIDTH_SAMPLE]
+    records = sum(1 for raw in after if not raw.strip() or _wrapped_record(raw) or _NEW_RECORD.match(normalise(raw)))
+    return bool(after) and records * 2 < len(after)
+
+
+_WIDTH_SAMPLE = 64  # followers looked at per width: enough to tell, bounded on a long log
+
+
+def continues(previous: str, text: str, width: int | None = None, raw: str | None = None) -> bool:
+    """Whether TEXT (normalised from RAW, when given) continues PREVIOUS (raw), a line that a terminal
+    hard-wrapped (at WIDTH columns, when the log shows it). A line that had a wrapper (a process tag, a
+    timestamp) starts a record of its own. A traceback's frame line is continued only by the rest of its
+    function's name: a code line under it that lost its indentation in a paste is not a continuation."""
     if not text:
         return False
+    if "\x1b" in previous:
+        previous = _ANSI.sub("", previous)
     if text[:1].isspace() and _PYDANTIC_HEAD.search(previous):
         return True
-    if len(previous) < WRAP_MIN_CHARS:
+    if len(previous) < WRAP_MIN_CHARS and (width is None or len(previous) < width // 2):
         return False
-    if _RECORD_START.match(text) and not (previous[-1:].isspace() and _OPEN_PAREN.match(text)):
-        return False
-    return not _FRAME_LINE.search(previous) or bool(_NAME_REST.match(text))
+    if width is not None and _cut_at(previous, width):
+        starts = (raw is not None and _wrapped_record(raw)) or bool(_NEW_RECORD.match(text))
+    else:
+        starts = len(previous) < WRAP_MIN_CHARS or bool(
+            _RECORD_START.match(text) and not (previous[-1:].isspace() and _OPEN_PAREN.match(text)))
+    return not starts and (not _FRAME_LINE.search(previous) or bool(_NAME_REST.match(text)))
 
 
 @dataclass(frozen=True)
@@ -109,20 +239,36 @@ def _join(parts: list[tuple[str, bool]]) -> tuple[str, str]:
     return text[:MAX_LINE_CHARS], spaced[:MAX_LINE_CHARS]
 
 
-def _unwrapped(numbered: Iterable[tuple[int, str]]) -> Iterator[LogLine]:
+def _cut_at(raw: str, width: int) -> bool:
+    """Whether RAW was cut by a terminal WIDTH columns wide: it fills the width, or lacks only the blank it was
+    cut at, which a paste trimmed."""
+    used = columns(raw)
+    return used == width or (used == width - 1 and not raw[-1:].isspace())
+
+
+def _ends_blank(raw: str, width: int | None) -> bool:
+    """Whether RAW, the part of a wrapped line, was cut at a blank (kept, or trimmed by the paste)."""
+    return raw[-1:].isspace() or (width is not None and columns(raw) == width - 1)
+
+
+def _unwrapped(numbered: Iterable[tuple[int, str]], shape: Shape = Shape()) -> Iterator[LogLine]:
     """Logical lines from (number, raw text) pairs: hard-wrapped continuations joined to their line."""
     first = 0
     parts: list[tuple[str, bool]] = []
     previous = ""
-    for number, raw in numbered:
+    width = shape.width
+    for number, indented in numbered:
+        raw = shape.dedent(indented)
         text = normalise(raw)
-        if parts and continues(previous, text) and len(parts) < _MAX_PARTS:
-            parts.append((text, raw[-1:].isspace()))
+        if shape.double and not text:
+            continue  # the blank a double-spaced paste put after every line: neither a line nor a cut
+        if parts and continues(previous, text, width, raw) and len(parts) < _MAX_PARTS:
+            parts.append((text, _ends_blank(raw, width)))
         else:
             if parts:
                 joined, spaced = _join(parts)
                 yield LogLine(first, joined, spaced=spaced)
-            first, parts = number, [(text, raw[-1:].isspace())]
+            first, parts = number, [(text, _ends_blank(raw, width))]
         previous = raw
     if parts:
         joined, spaced = _join(parts)
@@ -155,19 +301,32 @@ def _raw_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
 
 
 def read_log(stream: IO[bytes]) -> Iterator[LogLine]:
-    """Every line of STREAM, numbered and normalised, read 64 KiB at a time."""
-    chunks = iter(lambda: stream.read(_READ_BYTES), b"")
-    yield from _unwrapped((number, raw.decode("utf-8", errors="replace")[:MAX_LINE_CHARS].rstrip("\r"))
-                          for number, raw in enumerate(_raw_lines(chunks), start=1))
+    """Every line of STREAM, numbered and normalised, read 64 KiB at a time (the first block whole: the
+    terminal's width is measured on it, as scan_log does)."""
+    head = stream.read(_BLOCK_BYTES)
+    shape = block_shape(head[:head.rfind(b"\n") + 1])
+    chunks = chain((head,), iter(lambda: stream.read(_READ_BYTES), b""))
+    yield from _unwrapped(((number, raw.decode("utf-8", errors="replace")[:MAX_LINE_CHARS].rstrip("\r"))
+                           for number, raw in enumerate(_raw_lines(chunks), start=1)), shape)
 
 
 def lines_of(text: Iterable[str]) -> Iterator[LogLine]:
-    """Already-decoded lines (the supervisor's pipe, tests), numbered and normalised."""
-    yield from _unwrapped((number, raw.rstrip("\n")[:MAX_LINE_CHARS].rstrip("\r"))
-                          for number, raw in enumerate(text, start=1))
+    """Already-decoded lines (tests, a launch's captured output), numbered and normalised; the terminal's
+    width is measured on the lines of the first block's size."""
+    numbered = ((number, raw.rstrip("\n")[:MAX_LINE_CHARS].rstrip("\r")) for number, raw in enumerate(text, start=1))
+    head: list[tuple[int, str]] = []
+    size = 0
+    for pair in numbered:
+        head.append(pair)
+        size += len(pair[1]) + 1
+        if size >= _BLOCK_BYTES:
+            break
+    yield from _unwrapped(chain(head, numbered), shape_of([raw for _, raw in head]))
 
 
-_BLOCK_BYTES = 1 << 20
+def block_shape(block: bytes) -> Shape:
+    """shape_of a block's whole lines."""
+    return shape_of([_decoded(line) for line in block.split(b"\n")[:-1]])
 
 
 class BytesPattern(Protocol):
@@ -201,6 +360,11 @@ def scan_log(stream: IO[bytes], candidate: BytesPattern, served: re.Pattern[byte
             carry = data[:MAX_LINE_CHARS * 4] if len(data) > _BLOCK_BYTES else data
             continue
         block, carry = data[:end + 1], data[end + 1:]
+        if state.shape is None:
+            state.shape = block_shape(block)
+            if len(block) <= _PASTE_BYTES or state.shape.width is not None or state.shape.double:
+                yield from _joined_candidates(block, candidate, served, state)
+                continue
         yield from _candidates(block, candidate, served, state)
     if carry:
         yield from _candidates(carry + b"\n", candidate, served, state)
@@ -211,6 +375,7 @@ def scan_log(stream: IO[bytes], candidate: BytesPattern, served: re.Pattern[byte
 class _ScanState:
     lines: int = 0  # lines before the current block
     served: bool = False  # a request line stood since the last candidate
+    shape: Shape | None = None  # measured on the first block
 
 
 def _candidates(block: bytes, candidate: BytesPattern, served: re.Pattern[bytes],
@@ -218,33 +383,35 @@ def _candidates(block: bytes, candidate: BytesPattern, served: re.Pattern[bytes]
     """Yield the candidate lines of BLOCK (whole lines, each ending in a newline), each joined with the
     lines that continue it when a terminal hard-wrapped it; count all of them."""
     counted_to, gap_from, consumed_to = 0, 0, 0
+    shape = state.shape or Shape()
+    width = shape.width
     for match in candidate.finditer(block):
         if match.start() < consumed_to:
             continue  # on a line already yielded (a second match, or a continuation joined to a line)
         start = block.rfind(b"\n", 0, match.start()) + 1
         stop = block.find(b"\n", match.start())
-        raw = _decoded(block[start:stop])
+        raw = shape.dedent(_decoded(block[start:stop]))
         text = normalise(raw)
         for _ in range(_MAX_PARTS):  # a match on a continuation: its line starts further up
             if start - 1 <= consumed_to:
                 break
             before = block.rfind(b"\n", 0, start - 1) + 1
-            previous = _decoded(block[before:start - 1])
-            if not continues(previous, text):
+            previous = shape.dedent(_decoded(block[before:start - 1]))
+            if not continues(previous, text, width, raw):
                 break
             start, raw, text = before, previous, normalise(previous)
         stop = block.find(b"\n", start)
         state.lines += block.count(b"\n", counted_to, start)
         served_before = state.served or served.search(block, gap_from, start) is not None
-        parts = [(text, raw[-1:].isspace())]
+        parts = [(text, _ends_blank(raw, width))]
         extra = 0
         while stop + 1 < len(block) and len(parts) < _MAX_PARTS:
             following = block.find(b"\n", stop + 1)
-            next_raw = _decoded(block[stop + 1:following])
+            next_raw = shape.dedent(_decoded(block[stop + 1:following]))
             next_text = normalise(next_raw)
-            if not continues(raw, next_text):
+            if not continues(raw, next_text, width, next_raw):
                 break
-            parts.append((next_text, next_raw[-1:].isspace()))
+            parts.append((next_text, _ends_blank(next_raw, width)))
             raw, stop, extra = next_raw, following, extra + 1
         number = state.lines + 1
         state.lines += 1 + extra
@@ -253,6 +420,24 @@ def _candidates(block: bytes, candidate: BytesPattern, served: re.Pattern[bytes]
         yield LogLine(number, joined, served_before, spaced)
     state.lines += block.count(b"\n", counted_to)
     state.served = state.served or served.search(block, gap_from) is not None
+
+
+def _joined_candidates(block: bytes, candidate: BytesPattern, served: re.Pattern[bytes],
+                       state: _ScanState) -> Iterator[LogLine]:
+    """The candidates of a paste (a first block of at most _PASTE_BYTES, or one a terminal hard-wrapped or a
+    paste double-spaced): its lines are joined first, then matched, since a message cut anywhere may leave no
+    part that matches alone. Line by line, as read_log reads, but on this one block (at most 1 MiB): a big
+    log keeps the automaton's fast path for the rest."""
+    lines = block.split(b"\n")[:-1]
+    numbered = ((state.lines + index, _decoded(raw)) for index, raw in enumerate(lines, start=1))
+    for line in _unwrapped(numbered, state.shape or Shape()):
+        text = line.text.encode()
+        if candidate.search(text) or (line.spaced and candidate.search(line.spaced.encode())):
+            yield LogLine(line.number, line.text, state.served, line.spaced)
+            state.served = False
+        elif served.search(text):
+            state.served = True
+    state.lines += len(lines)
 
 
 def _decoded(raw: bytes) -> str:

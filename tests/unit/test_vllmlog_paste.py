@@ -1,0 +1,141 @@
+"""What a paste does to a log must not change what it says: real dev-half logs, hard-wrapped by a terminal,
+double-spaced, indented as a whole, bulleted, quoted or framed by a terminal UI, are named as they are whole.
+
+Each transformation is one users' pastes show in the corpus (tests/data/logs/*/index.json notes); the logs
+are dev-half logs (collected/, public/, corpus/dev*: rules may be written from them), never the test half.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+import pytest
+
+from qwenops.vllmlog.classify import CANDIDATE, SERVED, Finding, LogClassifier
+from qwenops.vllmlog.lines import Shape, continues, read_log, scan_log, shape_of, wrap_width
+from tests.logcorpus import LOGS
+
+# Logs whose one message a terminal's wrap cut where the old joiner could not see the cut (before a digit, a
+# colon, an exception's name), so that the wrapped paste was named otherwise or not at all.
+WRAPPED = [
+    "public/17_port_in_use.log",
+    "collected/max_len_exceeds_kv/01_v0_qwen15_7b_7344.log",
+    "collected/port_in_use/03_v0_ci_port_held_by_child.log",
+    "collected/engine_stalled/02_v0_086_zero_throughput_one_running.log",
+    "collected/high_latency/01_v0_preempted_recompute_cumulative_101.log",
+    "corpus/a/insufficient_free_memory/004_torch211_ci_buildkite_cuda1_19p77_of_22.log",
+    "corpus/b/engine_stalled/067_v05_tp2_first_allreduce_watchdog_600s.log",
+]
+
+
+def _wrap(width: int, *, trim: bool = False) -> Callable[[list[str]], list[str]]:
+    def wrap(lines: list[str]) -> list[str]:
+        out = []
+        for line in lines:
+            parts = [line[i:i + width] for i in range(0, len(line), width)] or [""]
+            out += [part.rstrip() if trim else part for part in parts]
+        return out
+    return wrap
+
+
+def _prefix(text: str) -> Callable[[list[str]], list[str]]:
+    return lambda lines: [text + line for line in lines]
+
+
+PASTES: dict[str, Callable[[list[str]], list[str]]] = {
+    "wrapped at 80": _wrap(80),
+    "wrapped at 80, trailing blanks trimmed": _wrap(80, trim=True),
+    "compose tag, wrapped at 120": lambda lines: _wrap(120)(_prefix("vllm-openai-1  | ")(lines)),
+    "wrapped at 100 and double-spaced": lambda lines: [x for line in _wrap(100)(lines) for x in (line, "")],
+    "indented as a code block": _prefix("    "),
+    "bulleted by a log viewer": _prefix("- 2024-06-22T20:16:34.700+00:00 "),
+    "quoted": _prefix("> "),
+    "framed by k9s": lambda lines: [f"\u2502 {line:<300} \u2502" for line in lines],
+}
+
+
+def _findings(text: str) -> list[Finding]:
+    """What both readers find (every line, and the block scanner the CLI uses): they must agree."""
+    every, scanned = LogClassifier(), LogClassifier()
+    for line in read_log(io.BytesIO(text.encode())):
+        every.feed(line)
+    for line in scan_log(io.BytesIO(text.encode()), CANDIDATE, SERVED):
+        scanned.feed(line)
+    assert scanned.findings() == every.findings()
+    return every.findings()
+
+
+def _named(findings: list[Finding]) -> tuple[str | None, bool]:
+    return (findings[0].category if findings else None), any(f.severity == "error" for f in findings)
+
+
+@pytest.mark.parametrize("paste", list(PASTES))
+@pytest.mark.parametrize("name", WRAPPED)
+def test_a_pasted_log_is_named_as_the_whole_one(name: str, paste: str) -> None:
+    lines = (LOGS / name).read_text(encoding="utf-8").splitlines()
+    whole = _named(_findings("\n".join(lines) + "\n"))
+    assert whole[0] is not None
+    assert _named(_findings("\n".join(PASTES[paste](lines)) + "\n")) == whole
+
+
+def test_the_terminals_width_is_where_many_lines_end_and_none_goes_past() -> None:
+    """corpus/a/max_len_exceeds_kv/005 (SergiioB/intel-arc-pro-b70-inference-cookbook#4, wrapped at 119
+    columns) and corpus/b/incoherent_output/054 (vllm-project/vllm#2255, wrapped at 80): the width is found;
+    vLLM's throughput lines, all alike long and each followed by the next record (collected/healthy/05,
+    vllm-project/vllm#6689), show none."""
+    for name, width in (("corpus/a/max_len_exceeds_kv/005_arc_b70_100000_needs_4p26_has_4p25_wrapped.log", 119),
+                        ("corpus/b/incoherent_output/054_v02_chatglm2_tp4_garbled_digits.log", 80)):
+        assert shape_of((LOGS / name).read_text(encoding="utf-8").splitlines()).width == width
+    alike = (LOGS / "collected/healthy/05_v0_idle_metrics_zero_running.log").read_text(encoding="utf-8")
+    assert wrap_width(alike.splitlines()) is None
+    # At the width, a cut before a digit, a colon or an exception's name is still a cut; a new record is not.
+    line = "x" * 79 + "y"
+    assert continues(line, "ntimeError: CUDA error: out of memory", 80)
+    assert continues(line, "eration throughput: 0.0 tokens/s, Running: 27 reqs", 80)
+    assert not continues(line, "INFO 08-29 02:12:02 metrics.py:406] Avg prompt throughput", 80)
+    assert not continues(line, "x", 80, raw="(VllmWorker rank=0 pid=12) x")
+
+
+def test_a_paste_indented_as_a_whole_loses_the_indent_all_its_lines_share() -> None:
+    """corpus/dev3/engine_stalled/019 (vllm-project/vllm#41530: a TP8 worker's traceback pasted two spaces in):
+    the shared indent is measured; a traceback's own indentation under it stays."""
+    lines = (LOGS / "corpus/dev3/engine_stalled/019_v1_tp8_worker_hang_shm_dequeue_timeout_padded.log").read_text(
+        encoding="utf-8").splitlines()
+    shape = shape_of(lines)
+    assert shape.indent == "  "
+    assert shape.dedent('    File "x.py", line 1, in f') == '  File "x.py", line 1, in f'
+    assert Shape().dedent("  x") == "  x"
+
+
+def test_a_double_spaced_paste_joins_a_wrapped_line_across_its_blank() -> None:
+    """corpus/a/weights_oom/009 (vllm-project/vllm#31273: a blank line after every line) is double-spaced; a
+    line wrapped in such a paste has its parts a blank line apart."""
+    lines = (LOGS / "corpus/a/weights_oom/009_v013_h20_qwen25_72b_fp8_weight_load_regression_double_spaced.log"
+             ).read_text(encoding="utf-8").splitlines()
+    assert shape_of(lines).double
+    head = "ERROR 05-29 16:28:43 [scheduler.py:245] Input prompt (9040 tokens) is too long and exc"
+    text = "\n\n".join((head, "eeds limit of 4000", "INFO 05-29 16:28:44 [loggers.py:1] next", ""))
+    assert next(line.text for line in read_log(io.BytesIO(text.encode())) if line.text).endswith(
+        "too long and exceeds limit of 4000")
+
+
+def test_a_terminal_uis_frame_is_not_part_of_the_line() -> None:
+    """corpus/dev3/healthy/026 (kubernetes-sigs/gateway-api-inference-extension#550: a vLLM pod's start-up
+    copied from k9s, `│ ` before and padding and ` │` after
+    every line): the lines read as vLLM wrote them, and the padding is no terminal width."""
+    path = LOGS / "corpus/dev3/healthy/026_k8s_k9s_framed_v08_memory_profiling.log"
+    with path.open("rb") as stream:
+        texts = [line.text for line in read_log(stream)]
+    assert texts[0].startswith("INFO 03-21 20:15:44 [monitor.py:33]") and not texts[0].endswith("\u2502")
+    assert shape_of(path.read_text(encoding="utf-8").splitlines()).width is None
+
+
+def test_a_log_viewers_bullet_and_a_quotes_bare_marker_are_wrappers() -> None:
+    """corpus/a/runtime_oom/010 and corpus/b/engine_dead/029 (vllm-project/vllm#5060: a cloud log viewer's
+    `- ` bullet before its timestamp); a `>` alone quotes an empty line."""
+    path = LOGS / "corpus/b/engine_dead/029_v05_async_engine_loop_wait_for_cloud_timestamps.log"
+    with path.open("rb") as stream:
+        first = next(iter(read_log(stream))).text
+    assert first.startswith("ERROR 06-22 20:16:34 async_llm_engine.py:52]")
+    assert [line.text for line in read_log(io.BytesIO(b">\n>   TimeoutError\n"))] == ["", "  TimeoutError"]
