@@ -28,9 +28,10 @@ parser does); a cut inside the content keeps it content; a cut after tokens that
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Generator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -51,7 +52,8 @@ from qwenops.stream.chunks import CUT_SHORT, DONE, ChatDelta, DeltaReader, Resum
 if TYPE_CHECKING:
     import httpx
 
-    from qwenops.stream.client import ChatRequest, Endpoint, StreamedRequest, Timeouts
+    from qwenops.stream.request import ChatRequest, Endpoint, StreamedRequest, Timeouts
+    from qwenops.stream.transport import TimedEvent
 
 __all__ = ["Resume", "Resumed", "not_resumable"]
 
@@ -345,6 +347,55 @@ class _Link:
     timeouts: Timeouts
 
 
+async def aresumed(
+    client: httpx.AsyncClient | None, endpoint: Endpoint, request: ChatRequest, timeouts: Timeouts, resume: Resume
+) -> AsyncGenerator[ChatDelta, None]:
+    """`astream_chat(..., resume=resume)`, on `client` (None: one of its own, closed at the end)."""
+    import httpx
+
+    http = client if client is not None else httpx.AsyncClient()
+    try:
+        async with contextlib.aclosing(aresume_chat(http, endpoint, request, timeouts, resume)) as deltas:
+            async for delta in deltas:
+                yield delta
+    finally:
+        if client is None:
+            await http.aclose()
+
+
+def resumed(
+    client: httpx.Client | None, endpoint: Endpoint, request: ChatRequest, timeouts: Timeouts, resume: Resume
+) -> Generator[ChatDelta, None, None]:
+    """`stream_chat(..., resume=resume)`: `aresumed` on an event loop in a worker thread, so it takes no
+    `httpx.Client` (resume is async code; the sync client runs it, it keeps no twin of it)."""
+    if client is not None:
+        raise BadInputError(
+            "resume runs the async client in a worker thread and cannot use an httpx.Client",
+            field="client", hint="pass no client, or use astream_chat with an httpx.AsyncClient",
+        )
+    yield from _blocking(aresumed(None, endpoint, request, timeouts, resume))
+
+
+def _blocking(deltas: AsyncGenerator[ChatDelta, None]) -> Generator[ChatDelta, None, None]:
+    """An async generator's items, for a sync caller: its event loop runs in a worker thread (anyio's
+    blocking portal)."""
+    from anyio.from_thread import start_blocking_portal
+
+    async def step() -> ChatDelta:
+        return await deltas.__anext__()
+
+    with start_blocking_portal() as portal:
+        try:
+            while True:
+                try:
+                    delta = portal.call(step)
+                except StopAsyncIteration:
+                    return
+                yield delta
+        finally:
+            portal.call(deltas.aclose)
+
+
 async def aresume_chat(
     http: httpx.AsyncClient, endpoint: Endpoint, request: ChatRequest, timeouts: Timeouts, resume: Resume
 ) -> AsyncGenerator[ChatDelta, None]:
@@ -411,29 +462,19 @@ def _giving_up(exc: StreamError | UnreachableError, progress: _Progress, reason:
     return exc
 
 
-async def _aread(link: _Link, url: str, request: StreamedRequest,
-                 reader: DeltaReader) -> AsyncGenerator[tuple[str, float], None]:
-    """The data of each event of one request, with its arrival time; the typed errors of `astream_chat`."""
-    from qwenops.stream.client import TransportCut, _require_ok, aopen_stream
+def _events(link: _Link, url: str, request: StreamedRequest, reader: DeltaReader) -> AsyncGenerator[TimedEvent, None]:
+    """The events of one request; the typed errors of `astream_chat`."""
+    from qwenops.stream.async_client import aread_events
 
-    endpoint = link.endpoint
-    async with aopen_stream(link.http, endpoint, url, request, link.timeouts) as stream:
-        if stream.status_code != 200 or not stream.is_event_stream:
-            _require_ok(stream, await stream.aread_body(), request)
-        try:
-            async for timed in stream.aevents():
-                yield timed.event.data, timed.arrived_s
-        except TransportCut as cut:
-            raise reader.interrupted(f"the connection broke ({endpoint.scrub(str(cut))})") from None
-    reader.finish()
+    return aread_events(link.http, link.endpoint, url, request, link.timeouts, reader=reader)
 
 
 async def _achat(link: _Link, request: ChatRequest, progress: _Progress) -> AsyncGenerator[ChatDelta, None]:
     """The chat request (first or retried before any token), its deltas given to `progress`."""
     reader = progress.reader()
     retry = progress.id != ""
-    async for data, arrived_s in _aread(link, link.endpoint.url, request, reader):
-        delta = reader.read(data, arrived_s)
+    async for timed in _events(link, link.endpoint.url, request, reader):
+        delta = reader.read(timed.event.data, timed.arrived_s)
         if delta is None:
             continue
         if retry:
@@ -462,7 +503,8 @@ async def _acontinue(link: _Link, chat_body: Mapping[str, Any], progress: _Progr
     before = progress.tokens
     reader = progress.reader()
     marked = False
-    async for data, arrived_s in _aread(link, link.endpoint.completions_url, ask, reader):
+    async for timed in _events(link, link.endpoint.completions_url, ask, reader):
+        data, arrived_s = timed.event.data, timed.arrived_s
         reader.events += 1
         if data == DONE:
             reader.done = True

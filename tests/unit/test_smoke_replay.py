@@ -283,7 +283,7 @@ def test_transport_errors_beyond_connect_are_unreachable(replay: type[Replay]) -
         finally:
             replay.hold.set()
             waiting.join(10)
-            first.close()  # type: ignore[attr-defined]  # a generator: stream_chat is typed as an Iterator
+            first.close()
 
 
 def test_coherence_is_skipped_when_the_served_model_is_not_the_tiny_one(replay: type[Replay], tmp_path: Path) -> None:

@@ -1,0 +1,188 @@
+"""The stream client's I/O, written once, for asyncio (any anyio backend): open a stream, read its events,
+yield a chat's deltas.
+
+`async_client.py` is the source; `sync_client.py` is generated from it by `scripts/unasync_stream.py`
+(`async def` -> `def`, `await` dropped, `AsyncOpenStream` -> `OpenStream`, `astream_chat` ->
+`stream_chat`, ...), so the sync client is this code, not a twin kept by hand, and
+tests/unit/test_stream_sync_client.py fails when the committed sync file is not what the script writes.
+Edit async_client.py, then run the script.
+
+What is not I/O is shared, not generated: the request and the endpoint (`qwenops.stream.request`), the
+error text and httpx's error mapping (`qwenops.stream.errors`), the SSE parser and the chunk decoder; the
+two places where sync and async differ by more than their keywords are `qwenops.stream.transport`'s.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from contextlib import aclosing, asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from qwenops.stream.chunks import ChatDelta, DeltaReader
+from qwenops.stream.errors import (
+    MAX_ERROR_BODY,
+    TransportCut,
+    oversized,
+    require_ok,
+    runaway,
+    silence,
+    transport_errors,
+)
+from qwenops.stream.request import ChatRequest, Endpoint, Message, StreamedRequest, Timeouts, chat_request
+from qwenops.stream.sse import EventTooLarge
+from qwenops.stream.transport import AsyncByteStream, SendClock, Silent, StreamHead, TimedEvent
+
+if TYPE_CHECKING:
+    import httpx
+
+    from qwenops.stream.resume import Resume
+
+__all__ = ["AsyncOpenStream", "aopen_chat_stream", "aopen_stream", "aread_events", "astream_chat"]
+
+
+class AsyncOpenStream(StreamHead):
+    """A response whose headers have arrived; its events (`events()` in the sync client, `aevents()` in the
+    async one) follow."""
+
+    async def aread_body(self) -> bytes:
+        """The start of a body that is not a stream (an error page): at most 4 KiB, read as it comes."""
+        body = b""
+        async for chunk in self._response.aiter_bytes():
+            body += chunk
+            if len(body) >= MAX_ERROR_BODY:
+                break
+        return body[:MAX_ERROR_BODY]
+
+    async def aevents(self) -> AsyncGenerator[TimedEvent, None]:
+        """Events as they complete, each with the time its bytes arrived; a cut connection (`TransportCut`),
+        silence or a passed deadline (`StreamTimeout`) or a runaway (`RunawayStream`) ends the iteration."""
+        import httpx
+
+        clock = time.perf_counter
+        decoder = self.decoder
+        idle = self._timeouts.read_s
+        end = math.inf if self._timeouts.total_s is None else self.sent_s + self._timeouts.total_s
+        limit = self.max_events if self.max_events is not None else math.inf
+        quiet_since = self.headers_s
+        count = 0
+        chunks = AsyncByteStream(self._response)
+        try:
+            while True:
+                chunk = await chunks.next(min(quiet_since + idle, end))
+                if chunk is None:
+                    break
+                now = clock()
+                events = decoder.feed(chunk)
+                if events:
+                    quiet_since = now
+                    count += len(events)
+                    for event in events:
+                        yield TimedEvent(now, event)
+                    if count > limit:
+                        raise runaway(count, self.max_events)
+                if now - quiet_since > idle or now > end:
+                    raise silence(self._timeouts, self.sent_s, quiet_since, now)
+        except (Silent, httpx.ReadTimeout):
+            raise silence(self._timeouts, self.sent_s, quiet_since, clock()) from None
+        except httpx.TransportError as exc:  # after the headers, any transport failure cuts the answer
+            raise TransportCut(str(exc) or type(exc).__name__) from None
+        except EventTooLarge as exc:
+            raise oversized(exc) from None
+        finally:
+            await chunks.aclose()
+        decoder.close()
+
+
+@asynccontextmanager
+async def aopen_stream(
+    client: httpx.AsyncClient, endpoint: Endpoint, url: str, request: StreamedRequest, timeouts: Timeouts
+) -> AsyncIterator[AsyncOpenStream]:
+    """POST `request` to `url` (a path of `endpoint`: chat or plain completions) and yield the open stream."""
+    body, headers, clock = request.encoded, endpoint.headers(), SendClock()
+    handed_s = time.perf_counter()
+    with transport_errors(endpoint, timeouts):
+        async with client.stream(
+            "POST", url, content=body, headers=headers, timeout=timeouts.httpx(),
+            extensions={"trace": clock.atrace},
+        ) as response:
+            yield AsyncOpenStream.opened(response, clock.sent_s or handed_s, timeouts, request)
+
+
+@asynccontextmanager
+async def aopen_chat_stream(
+    client: httpx.AsyncClient, endpoint: Endpoint, request: ChatRequest, timeouts: Timeouts
+) -> AsyncIterator[AsyncOpenStream]:
+    """Send the chat request; yield the open stream (any status: the caller decides what an error is)."""
+    async with aopen_stream(client, endpoint, endpoint.url, request, timeouts) as stream:
+        yield stream
+
+
+async def aread_events(
+    client: httpx.AsyncClient, endpoint: Endpoint, url: str, request: StreamedRequest, timeouts: Timeouts, *,
+    reader: DeltaReader,
+) -> AsyncGenerator[TimedEvent, None]:
+    """The events of one request, or its typed error: an HTTP error status, a body that is not an event
+    stream, and (through `reader`, which has read the events) a cut or an end without `data: [DONE]`."""
+    async with aopen_stream(client, endpoint, url, request, timeouts) as stream:
+        if stream.status_code != 200 or not stream.is_event_stream:
+            require_ok(stream, await stream.aread_body(), request)
+        try:
+            async for timed in stream.aevents():
+                yield timed
+        except TransportCut as cut:
+            raise reader.interrupted(f"the connection broke ({endpoint.scrub(str(cut))})") from None
+    reader.finish()
+
+
+async def astream_chat(
+    messages: Sequence[Message],
+    *,
+    base_url: str,
+    model: str,
+    api_key: str | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    max_tokens: int | None = None,
+    include_usage: bool = True,
+    extra_body: Mapping[str, Any] | None = None,
+    timeouts: Timeouts = Timeouts(),  # noqa: B008 -- frozen, so one shared default is safe
+    client: httpx.AsyncClient | None = None,
+    resume: Resume | None = None,
+) -> AsyncGenerator[ChatDelta, None]:
+    """Yield the deltas of one streamed chat completion; raise a typed `StreamError` if it fails.
+    `stream_chat` blocks; `astream_chat` yields the same deltas and errors without blocking the event loop.
+
+    Everything is explicit: the server's root URL, the served model name, the API key (sent only when
+    given, to `base_url` only), and the sampling (left out: the server's defaults). Pass `client` (an
+    `httpx.Client`, or an `httpx.AsyncClient` for `astream_chat`) to reuse connections across calls.
+
+    `resume=Resume()` continues a stream cut after its first token from the token ids already delivered
+    (one delta with `resumed` set marks where; see `qwenops.stream.resume`). Resume is async code:
+    `stream_chat` runs it on an event loop in a worker thread, so it takes no sync `client` there.
+    """
+    import httpx
+
+    endpoint = Endpoint(base_url=base_url, api_key=api_key)
+    request = chat_request(messages, model=model, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+                           include_usage=include_usage, extra_body=extra_body)
+    if resume is not None:
+        from qwenops.stream.resume import aresumed
+
+        async with aclosing(aresumed(client, endpoint, request, timeouts, resume)) as continued:
+            async for piece in continued:
+                yield piece
+        return
+    owned = client is None
+    http = client if client is not None else httpx.AsyncClient()
+    try:
+        reader = DeltaReader()
+        async with aclosing(aread_events(http, endpoint, endpoint.url, request, timeouts, reader=reader)) as events:
+            async for timed in events:
+                delta = reader.read(timed.event.data, timed.arrived_s)
+                if delta is not None:
+                    yield delta
+    finally:
+        if owned:
+            await http.aclose()

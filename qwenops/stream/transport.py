@@ -1,0 +1,136 @@
+"""What the async stream client and the sync one generated from it share about one HTTP exchange, and the
+two places where they differ by more than their keywords (written here by hand, once each, as httpcore
+keeps its sync and async primitives):
+
+- `SendClock`: when the request's head went out, from httpcore's `trace` extension, whose callback is a
+  plain function for `httpx.Client` (`trace`) and a coroutine for `httpx.AsyncClient` (`atrace`);
+- `ByteStream` / `AsyncByteStream`: the response body's bytes, each waited for until a deadline. A
+  coroutine's wait is interrupted there (anyio); a blocking read cannot be, so the sync reader checks the
+  deadline when bytes arrive, and a server that sends nothing fails after the socket's read timeout,
+  which is never longer (`Timeouts.httpx`).
+
+`StreamHead` is a response whose headers have arrived: `OpenStream` (sync) and `AsyncOpenStream` add the
+reading of its body.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from qwenops.stream.sse import ServerSentEvent, SSEDecoder
+
+if TYPE_CHECKING:
+    from qwenops.stream.request import StreamedRequest, Timeouts
+
+__all__ = ["AsyncByteStream", "ByteStream", "SendClock", "Silent", "StreamHead", "TimedEvent"]
+
+
+@dataclass(frozen=True, slots=True)
+class TimedEvent:
+    arrived_s: float
+    event: ServerSentEvent
+
+
+class SendClock:
+    """When the request's head starts going out on the connection, from httpcore's `trace` extension.
+
+    That is the `sent` of every latency (README "Metrics and their formulas"): building the request in
+    Python and waiting for a connection (opening one, a TLS handshake, the pool) are not part of what
+    the server took to answer. Without trace events (a transport that sends none) the time just before
+    the request was handed to httpx stands in."""
+
+    __slots__ = ("sent_s",)
+
+    def __init__(self) -> None:
+        self.sent_s: float | None = None
+
+    def trace(self, name: str, _info: object) -> None:
+        if self.sent_s is None and name.endswith("send_request_headers.started"):
+            self.sent_s = time.perf_counter()
+
+    async def atrace(self, name: str, info: object) -> None:
+        self.trace(name, info)
+
+
+_Head = TypeVar("_Head", bound="StreamHead")
+
+
+@dataclass
+class StreamHead:
+    """A response whose headers have arrived (any status: the caller decides what an error is).
+
+    Its events end with `StreamTimeout` when no event completes for `timeouts.read_s` (keep-alive
+    comments do not count) or the answer outlasts `timeouts.total_s`, and with `RunawayStream` after
+    `max_events`."""
+
+    status_code: int
+    content_type: str
+    sent_s: float
+    headers_s: float
+    _response: Any
+    _timeouts: Timeouts
+    max_events: int | None = None
+    decoder: SSEDecoder = field(default_factory=SSEDecoder)
+
+    @classmethod
+    def opened(cls: type[_Head], response: Any, sent_s: float, timeouts: Timeouts, request: StreamedRequest) -> _Head:
+        return cls(
+            status_code=response.status_code,
+            content_type=response.headers.get("content-type", ""),
+            sent_s=sent_s,
+            headers_s=time.perf_counter(),
+            _response=response,
+            _timeouts=timeouts,
+            max_events=request.max_events,
+        )
+
+    @property
+    def is_event_stream(self) -> bool:
+        return self.content_type.split(";", 1)[0].strip().lower() == "text/event-stream"
+
+
+class Silent(Exception):
+    """No bytes came before the deadline (raised by `AsyncByteStream.next` only)."""
+
+
+class AsyncByteStream:
+    """A response body's bytes for a coroutine: each waited for until a deadline, which interrupts the wait."""
+
+    __slots__ = ("_chunks",)
+
+    def __init__(self, response: Any) -> None:
+        self._chunks = response.aiter_bytes().__aiter__()
+
+    async def next(self, deadline: float) -> bytes | None:
+        """The next bytes (None: the body ended); `Silent` at `deadline` (`time.perf_counter`)."""
+        import anyio
+
+        with anyio.move_on_after(deadline - time.perf_counter()):
+            try:
+                chunk: bytes = await self._chunks.__anext__()
+            except StopAsyncIteration:
+                return None
+            return chunk
+        raise Silent
+
+    async def aclose(self) -> None:
+        await self._chunks.aclose()
+
+
+class ByteStream:
+    """A response body's bytes for blocking code: a blocking read cannot be interrupted, so `deadline` is
+    not enforced here; the reader checks it when bytes arrive."""
+
+    __slots__ = ("_chunks",)
+
+    def __init__(self, response: Any) -> None:
+        self._chunks = response.iter_bytes()
+
+    def next(self, deadline: float) -> bytes | None:  # `deadline`: AsyncByteStream.next's signature
+        chunk: bytes | None = next(self._chunks, None)
+        return chunk
+
+    def close(self) -> None:
+        self._chunks.close()
