@@ -228,8 +228,6 @@ def emit(result: CommandResult, *, json_mode: bool, view: View | None = None) ->
 def print_error(error: ErrorInfo | QwenopsError) -> None:
     """One line on stderr: `error: field: message (fix)`; the message often quotes untrusted text (a
     path, a value, a tool's output), so it loses every control sequence first."""
-    from rich.markup import escape
-
     from qwenops.untrusted import printable
 
     info = ErrorInfo.from_exception(error) if isinstance(error, QwenopsError) else error
@@ -237,7 +235,25 @@ def print_error(error: ErrorInfo | QwenopsError) -> None:
     if info.hint:
         text = f"{text} ({info.hint})"
     text = " ".join(printable(text, keep_newlines=False).split())
+    if not sys.stderr.isatty() and _plain_line(text):
+        # What rich writes for it on a pipe (no colour there), without importing rich (~0.02 s of CPU).
+        sys.stderr.write(f"error: {text}\n")
+        sys.stderr.flush()
+        return
+    from rich.markup import escape
+
     stderr_console().print(f"[bold red]error:[/] {escape(text)}")
+
+
+def _plain_line(text: str) -> bool:
+    """Whether rich prints TEXT (escaped) on a pipe as it is: printable ASCII but the backslash (markup's '['
+    too: escaped, it prints as itself; a backslash before a '[' rich drops), no possible :emoji: code, no
+    variable under which rich styles or sizes a pipe."""
+    return (_PLAIN_LINE.fullmatch(text) is not None and not _EMOJI_CODE.search(text)
+            and not any(name in os.environ for name in _RICH_PIPE_VARIABLES))
+
+
+_PLAIN_LINE = re.compile(r"[ -\[\]-~]*")
 
 
 def emit_error(command: str, error: QwenopsError, *, json_mode: bool) -> None:

@@ -91,3 +91,31 @@ def test_random_plain_groups_match_rich(capsys: pytest.CaptureFixture[str], monk
     monkeypatch.setattr(PlainGroup, "plain_lines", lambda self: None)
     monkeypatch.setattr(PlainTable, "plain_lines", lambda self: None)
     assert mine == [_printed(group, capsys) for group in groups]  # type: ignore[arg-type]
+
+
+def test_error_lines_on_a_pipe_are_richs_lines(capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from qwenops.errors import BadInputError
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    rng = random.Random(27)
+    alphabet = string.ascii_letters + string.digits + " .,;:/-_()[]{}<>=+*'\"\\~`@#$%^&|?!"
+    special = ["[bold]x[/bold]", "\\[x]", "[/]", ":smile:", "a:b:c", "wide 漢字", "tab\there", "ctl\x1b[31mred",
+               "  spaced   out  ", "", "x" * 300, "['auto', 'fp8']", "\\", "[red"]
+    errors = []
+    for _ in range(600):
+        message = rng.choice(special) if rng.random() < 0.3 else "".join(rng.choices(alphabet, k=rng.randint(0, 80)))
+        errors.append(BadInputError(message, field=rng.choice([None, "port", "probe-file.gpu.devices.0.name"]),
+                                    hint=rng.choice([None, "a hint [x]", ":+1:"])))
+
+    def printed() -> list[str]:
+        lines = []
+        for error in errors:
+            output.print_error(error)
+            lines.append(capsys.readouterr().err)
+        return lines
+
+    mine = printed()
+    assert sum(output._plain_line(line.rstrip("\n")) for line in mine) > 200  # the plain path is exercised
+    monkeypatch.setattr(output, "_plain_line", lambda text: False)
+    assert mine == printed()
