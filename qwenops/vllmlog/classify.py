@@ -220,8 +220,8 @@ _OOM_TITLES = {
 # What a traceback was doing, from its frames: vLLM renames functions between versions, so each phase is
 # a set of names (and file paths) across V0 and V1, and the strongest phase in a stack wins (capturing
 # CUDA graphs runs `_dummy_run`, which is also the profiling run's).
-FramePhase = Literal["capture", "weights", "kv_check", "profile", "bind", "model_files", "media", "serving",
-                     "client_read"]
+FramePhase = Literal["capture", "weights", "kv_check", "profile", "bind", "model_files", "config", "input", "device",
+                     "media", "serving", "client_read", "engine_client"]
 _FRAME_PHASES: tuple[tuple[FramePhase, re.Pattern[str], re.Pattern[str] | None], ...] = (
     # (phase, function name, file path)
     ("capture", re.compile(r"capture|cudagraph|cuda_graph"), re.compile(r"cuda_graph|cudagraph|/cuda/graphs\.py")),
@@ -238,6 +238,14 @@ _FRAME_PHASES: tuple[tuple[FramePhase, re.Pattern[str], re.Pattern[str] | None],
                                r"get_class_from_dynamic_module|get_cached_module_file|^file_exists$|list_repo_files|"
                                r"get_hf_file_to_dict|_get_model_path"),
      re.compile(r"/huggingface_hub/")),
+    # Building and checking the engine's configuration (vLLM's config dataclasses are pydantic's).
+    ("config", re.compile(r"^create_engine_config$|^create_model_config$|^_?verify_\w+|^_get_and_verify_\w+|"
+                          r"^(?:Model|Vllm|Cache|Parallel|Scheduler|Device|Load|Compilation|Speculative)Config$"),
+     re.compile(r"/vllm/config(?:\.py$|/)|/pydantic/_internal/_dataclasses\.py$")),
+    # Checking one request's prompt against max_model_len (V0 and V1 processors, the OpenAI server).
+    ("input", re.compile(r"^_validate_model_inputs?$|^_validate_input$|^_validate_prompt\w*$|^_validate_model_input$"),
+     None),
+    ("device", re.compile(r"^init_device$"), None),
     ("media", re.compile(r"fetch_(?:image|video|audio)|load_from_url|fetch_\w*media|_load_\w*_url"),
      re.compile(r"/multimodal/(?:utils|media|image|video|audio)")),
     # A client library reading an answer (httpx, httpcore, h11, aiohttp, requests, urllib3, openai), on any OS.
@@ -245,6 +253,9 @@ _FRAME_PHASES: tuple[tuple[FramePhase, re.Pattern[str], re.Pattern[str] | None],
      re.compile(r"[/\\](?:httpcore|httpx|h11|aiohttp|requests|urllib3)[/\\]")),
     ("serving", re.compile(r"^execute_model$|^run_busy_loop$|^_process_engine_step$|^step_with_batch_queue$|"
                            r"^engine_step$|^run_engine_loop$|^step_async$|^execute_model_async$"), None),
+    # The API server reading the engine core's outputs: what fails there is the engine, already dead.
+    ("engine_client", re.compile(r"^get_output_async$|^output_handler$|^_format_exception$|dead_error|"
+                                 r"^(?:Async|MQ)?EngineDeadError$"), None),
 )
 # Model code constructing its layers allocates the weights (vLLM 0.1-0.2 had no loader frame above it).
 _MODEL_CODE = re.compile(r"/model_executor/models/")
@@ -259,18 +270,49 @@ _PHASE_WORDS: dict[FramePhase, str] = {
     "capture": "while capturing CUDA graphs", "weights": "while loading the weights",
     "kv_check": "while checking the KV cache against max_model_len", "profile": "during the memory-profiling run",
     "bind": "while binding a port", "model_files": "while resolving the model's files",
+    "config": "while vLLM checked its configuration", "input": "while vLLM checked a request's prompt",
+    "device": "while initialising the GPU",
     "media": "while fetching a request's image or media", "serving": "in the model's forward pass while serving",
     "client_read": "while the client read the server's answer",
+    "engine_client": "while the API server read the engine's outputs",
 }
 
 
+# A frame's code line, read as frames are: the call it makes (`x = await self.load_model(` names load_model,
+# the next frame an excerpt may have lost), or the exception it raises (`raise ValueError(`).
+CODE, RAISE = "<code>", "<raise>"
+_CODE_CALL = re.compile(r"\b(?P<call>[A-Za-z_]\w*)\s*\(")
+_CODE_RAISE = re.compile(r"^raise\s+(?:[A-Za-z_]\w*\.)*(?P<raised>[A-Za-z_]\w{3,})\b")
+_CODE_CHARS = 300
+
+
+def code_frames(code: str) -> list[tuple[str, str]]:
+    """The pseudo-frames a frame's code line gives: (CODE, the first name it calls), (RAISE, what it raises)."""
+    body = _LOGGER_PREFIX.sub("", code, count=1).strip()[:_CODE_CHARS]
+    if not body or _FRAME.search(body) or _EXCEPTION_LINE.match(body):
+        return []
+    raised = _CODE_RAISE.match(body)
+    if raised:
+        return [(RAISE, raised.group("raised"))]
+    call = _CODE_CALL.search(body)
+    return [(CODE, call.group("call"))] if call else []
+
+
 def frame_phase(frames: Iterable[tuple[str, str]]) -> FramePhase | None:
-    """The strongest phase the frames (file, function) of one traceback show, or None."""
+    """The strongest phase the frames (file, function) of one traceback show, or None. A code line's call
+    counts by its name alone; what a code line raises, not at all (see _cut_finding)."""
     found: set[FramePhase] = set()
     for file, func in frames:
         if not file:  # an RPC named in a code line
             if func in _RPC_PHASES:
                 found.add(_RPC_PHASES[func])
+            continue
+        if file == RAISE:  # only the engine's dead error names a phase by what is raised
+            if _FRAME_PHASES[-1][1].search(func):
+                found.add("engine_client")
+            continue
+        if file == CODE:
+            found.update(phase for phase, name, _ in _FRAME_PHASES if name.search(func))
             continue
         for phase, name, path in _FRAME_PHASES:
             if name.search(func) or (path is not None and path.search(file)):
@@ -483,6 +525,10 @@ _SHM_WAIT = re.compile(r"No available shared memory broadcast block found in \d+
 _MAX_LEN = re.compile(r"\bmax_seq_len=(?P<len>\d+)|\bmax_model_len=(?P<len2>\d+)|Using max model len (?P<len3>\d+)")
 _BLOCK_SIZE = re.compile(r"\bblock_size=(?P<size>\d+)")
 _BLOCKS = re.compile(r"# (?:GPU|cuda|gpu|CUDA) blocks: (?P<blocks>[1-9]\d*)")
+# What vLLM said the KV cache got: memory left for it, its blocks, its tokens (room, or none).
+_KV_ROOM = re.compile(r"(?:Available KV cache memory:?|reserved for KV [Cc]ache is|available_kv_cache_memory=?) ?"
+                      r"(?P<gib>-?\d+(?:\.\d+)?) ?GiB|# (?:GPU|cuda|gpu|CUDA) blocks: (?P<blocks>\d+)|"
+                      r"KV cache size: (?P<tokens>\d[\d,]*) tokens")
 # A CUDA OOM's own figures: memory this process does not hold is another process's (or a leak's).
 _OOM_FIGURES = (
     re.compile(r"(?P<total>[\d.]+) GiB total capacity; [\d.]+ [GM]iB already allocated; "
@@ -538,6 +584,7 @@ def _candidate_pattern() -> BytesPattern:
     patterns += [_OOM, _NEW_BOOT, re.compile(r", line \d+, in "), _TRACEBACK_START, _MODEL_NOT_GENERATIVE.pattern,
                  _NO_PROGRESS, _KV_FULL, _NOTHING_ADMITTED, _CLIENT_RETRY, _IPYTHON_FRAME, _MESSAGE_HEADS,
                  _ERROR_LINE, re.compile(r"validation error for"), _RPC, _SHM_WAIT, _MAX_LEN, _BLOCKS, _CLIENT_ABORT,
+                 _KV_ROOM,
                  re.compile(r"(?:Error|Exception|Exit|Timeout|Fault)(?:\(\d+\))?(?::|$)"),
                  re.compile(r"Fatal Python error|Segmentation fault|core dumped|SIGSEGV|SIGABRT|NCCL error|"
                             r"CUDA error|undefined symbol: |Failed to import from vllm\._C")]
@@ -609,6 +656,7 @@ class LogClassifier:
     _unplaced_oom: list[tuple[str, str]] = field(default_factory=list)  # OOM findings no phase placed yet
     _error_line: tuple[LogLine, str] | None = None  # the first logger ERROR line no rule explained
     _max_len: int | None = None
+    _kv_room: bool | None = None  # vLLM's figures said the KV cache has room for blocks (or none)
     _block_size: int = BLOCK_TOKENS
     _found: dict[tuple[str, str], Finding] = field(default_factory=dict)
 
@@ -659,6 +707,8 @@ class LogClassifier:
                 self._frames, self._last_frames = [], self._traceback.frames
             entry = (frame.group("file"), frame.group("func")) if frame else ("", rpc.group("method") if rpc else "")
             self._traceback.frames.append(entry)
+            if frame and line.code:
+                self._traceback.frames += code_frames(line.code)
             del self._traceback.frames[:-64]  # a deep traceback keeps its innermost frames
             self._frames.append(entry[1])
             del self._frames[:-64]
@@ -677,6 +727,10 @@ class LogClassifier:
         exception = _EXCEPTION_LINE.match(body)
         if exception and not _FRAME.search(body):
             self._traceback = None  # its exception line closes a traceback
+        room = _KV_ROOM.search(text)
+        if room:
+            figure = room.group("gib") or room.group("blocks") or room.group("tokens").replace(",", "")
+            self._kv_room = float(figure) > 0
         if self._rules(line, text, startup_evidence) or (line.spaced and
                                                           self._rules(line, line.spaced, startup_evidence)):
             pass
@@ -886,8 +940,8 @@ class LogClassifier:
         cut = self._traceback if self._traceback is not None and self._traceback.frames else self._cut
         if cut is not None and not has_error and not self.startup_only:
             finding = self._cut_finding(cut)
-            if finding is not None and (finding.category != "unclassified" or
-                                        not any(f.severity == "error" for f in found.values())):
+            if finding is not None and all(f.category != finding.category for f in found.values()) and \
+                    (finding.category != "unclassified" or not any(f.severity == "error" for f in found.values())):
                 found[(finding.category, finding.title)] = finding
                 has_error = True
         if self._error_line is not None and not has_error and not self.startup_only \
@@ -903,12 +957,18 @@ class LogClassifier:
         """A traceback whose exception line the excerpt lost: its frames still say what vLLM was doing."""
         where = frame_phase(cut.frames)
         quote_at = Evidence(f"log line {cut.first.number}",
-                            quote(f"a traceback through {', '.join(f for _, f in cut.frames[-4:])} "
+                            quote(f"a traceback through {', '.join(_named_frames(cut.frames)[-4:])} "
                                   f"(its exception line is missing)"))
         by_phase = {"weights": "weights_oom", "capture": "cudagraph_oom", "profile": "profile_oom",
-                    "bind": "port_in_use", "model_files": "model_not_found", "media": "media_fetch_error"}
+                    "bind": "port_in_use", "model_files": "model_not_found", "media": "media_fetch_error",
+                    "config": "invalid_config", "input": "request_too_long"}
         if where == "kv_check":
-            category = "max_len_exceeds_kv" if self._max_len else "kv_cache_no_blocks"
+            # The check raises for one of two reasons; vLLM's figures before it tell which: room for some blocks
+            # (or the length it was asked to hold) is a max_model_len too long, none at all is no blocks.
+            category = "kv_cache_no_blocks" if self._kv_room is False \
+                else "max_len_exceeds_kv"
+        elif where == "device" and (RAISE, "ValueError") in cut.frames:
+            category = "insufficient_free_memory"  # the one ValueError vLLM's init_device raises: less free memory
         elif where in by_phase:
             category = by_phase[where]
         elif where == "client_read" or (where is None and self._client_retries and
@@ -919,6 +979,10 @@ class LogClassifier:
                            rule.fix(_NO_MATCH, self.flags) + "; if the error was RemoteProtocolError or an "
                            "incomplete chunked read, the stream was cut instead (stream_interrupted)",
                            rank=UNCLASSIFIED_RANK - 1)
+        elif where == "engine_client":
+            rule = RULES_BY_CATEGORY["engine_dead"]
+            return Finding("engine_dead", "error", "the API server found its engine dead (the excerpt ends before the "
+                           "error)", (quote_at,), rule.fix(_NO_MATCH, self.flags), retryable=True, rank=GENERIC_RANK)
         elif where == "serving" or cut.serving:
             return None  # the engine died in service: engine_dead says so, the cause is not in the excerpt
         else:
@@ -926,9 +990,13 @@ class LogClassifier:
                            "the log ends inside a traceback: find the exception line below it in the full log "
                            "(the first error of that process is the cause)", rank=UNCLASSIFIED_RANK)
         fix = (_OOM_FIXES.get(category) or _MEDIA_FIX if category == "media_fetch_error"
-               else _OOM_FIXES.get(category) or RULES_BY_CATEGORY[category].fix(_NO_MATCH, self.flags))
-        return Finding(category, "error", f"the start-up failed {_PHASE_WORDS[where]} (the excerpt ends before the "
-                       f"error; this is the common cause there)", (quote_at,), fix, rank=UNCLASSIFIED_RANK - 1)
+               else _OOM_FIXES.get(category) or _CUT_FIXES.get(category) or
+               RULES_BY_CATEGORY[category].fix(_NO_MATCH, self.flags))
+        request = category == "request_too_long"  # one request refused, the server kept serving
+        failed = "a request failed" if request else "the start-up failed"
+        return Finding(category, "warning" if request else "error", f"{failed} {_PHASE_WORDS[where]} (the excerpt "
+                       f"ends before the error; this is the common cause there)", (quote_at,), fix,
+                       rank=UNCLASSIFIED_RANK - 1)
 
     def findings(self) -> list[Finding]:
         """Errors first, the root cause (most specific) first among them; then warnings, then notes.
@@ -953,6 +1021,22 @@ class LogClassifier:
 
 
 RULES_BY_CATEGORY = {rule.category: rule for rule in reversed(RULES)}  # the first rule of each category
+# Fixes for a cause named from a cut traceback alone, where the first rule's fix needs numbers the excerpt lost.
+_CUT_FIXES = {
+    "insufficient_free_memory": "less GPU memory was free than gpu_memory_utilization asks for: stop the other "
+                                "processes on the GPU (nvidia-smi) or lower gpu_memory_utilization",
+    "max_len_exceeds_kv": "lower max_model_len to what the KV cache holds (vLLM's error line gives its estimate), or "
+                          "raise gpu_memory_utilization",
+    "invalid_config": "vLLM refused its configuration while checking it: the exception line below this traceback "
+                      "(in the full log) names the value; fix that profile value",
+    "request_too_long": "a request's prompt was checked against max_model_len and refused (most often: too long): "
+                        "lower its max_tokens or trim the prompt, or raise max_model_len; vLLM kept serving",
+}
+
+
+def _named_frames(frames: list[tuple[str, str]]) -> list[str]:
+    """The functions of a traceback's real frames (not an RPC or a code line's call)."""
+    return [func for file, func in frames if file and file not in (CODE, RAISE)]
 _NO_MATCH = cast("re.Match[str]", re.match(r"(?P<wanted>)", ""))
 _MEDIA_FIX = ("vLLM could not download an image or video a request named by URL: check that the URL answers from "
               "the server's network (not only the client's), or send the media inline (base64 data URL); "

@@ -31,7 +31,7 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import chain, pairwise
 from typing import IO, Any, Protocol
 
@@ -228,6 +228,25 @@ class LogLine:
     text: str  # normalised; a hard-wrapped line joined back as the terminal cut it
     served_before: bool = False  # scan_log: a request or access-log line stood just before this one
     spaced: str = ""  # a joined line's parts joined by spaces instead (where a paste lost a space at the cut)
+    code: str = ""  # a traceback's frame line: the (normalised) line under it, the code the frame ran
+
+
+# A traceback's frame line, as Python prints it (also with the quotes a paste curls or escapes): the line under
+# it is the code that frame ran, which names the call a cut excerpt lost the frame of.
+_CODE_ABOVE = re.compile('File (?:"|\u201c|&quot;)[^"\u201d&]+(?:"|\u201d|&quot;), line \\d+, in [\\w<>.]+')
+
+
+def _with_code(lines: Iterable[LogLine]) -> Iterator[LogLine]:
+    """LINES with each frame line's code line attached (`code`), read one line ahead."""
+    held: LogLine | None = None
+    for line in lines:
+        if held is not None:
+            if line.text and _CODE_ABOVE.search(held.text) and not _CODE_ABOVE.search(line.text):
+                held = replace(held, code=line.text)
+            yield held
+        held = line
+    if held is not None:
+        yield held
 
 
 def _join(parts: list[tuple[str, bool]]) -> tuple[str, str]:
@@ -306,8 +325,8 @@ def read_log(stream: IO[bytes]) -> Iterator[LogLine]:
     head = stream.read(_BLOCK_BYTES)
     shape = block_shape(head[:head.rfind(b"\n") + 1])
     chunks = chain((head,), iter(lambda: stream.read(_READ_BYTES), b""))
-    yield from _unwrapped(((number, raw.decode("utf-8", errors="replace")[:MAX_LINE_CHARS].rstrip("\r"))
-                           for number, raw in enumerate(_raw_lines(chunks), start=1)), shape)
+    yield from _with_code(_unwrapped(((number, raw.decode("utf-8", errors="replace")[:MAX_LINE_CHARS].rstrip("\r"))
+                                      for number, raw in enumerate(_raw_lines(chunks), start=1)), shape))
 
 
 def lines_of(text: Iterable[str]) -> Iterator[LogLine]:
@@ -321,7 +340,7 @@ def lines_of(text: Iterable[str]) -> Iterator[LogLine]:
         size += len(pair[1]) + 1
         if size >= _BLOCK_BYTES:
             break
-    yield from _unwrapped(chain(head, numbered), shape_of([raw for _, raw in head]))
+    yield from _with_code(_unwrapped(chain(head, numbered), shape_of([raw for _, raw in head])))
 
 
 def block_shape(block: bytes) -> Shape:
@@ -400,26 +419,36 @@ def _candidates(block: bytes, candidate: BytesPattern, served: re.Pattern[bytes]
             if not continues(previous, text, width, raw):
                 break
             start, raw, text = before, previous, normalise(previous)
-        stop = block.find(b"\n", start)
         state.lines += block.count(b"\n", counted_to, start)
         served_before = state.served or served.search(block, gap_from, start) is not None
-        parts = [(text, _ends_blank(raw, width))]
-        extra = 0
-        while stop + 1 < len(block) and len(parts) < _MAX_PARTS:
-            following = block.find(b"\n", stop + 1)
-            next_raw = shape.dedent(_decoded(block[stop + 1:following]))
-            next_text = normalise(next_raw)
-            if not continues(raw, next_text, width, next_raw):
-                break
-            parts.append((next_text, _ends_blank(next_raw, width)))
-            raw, stop, extra = next_raw, following, extra + 1
+        joined, spaced, stop, extra = _logical(block, start, shape)
         number = state.lines + 1
         state.lines += 1 + extra
         counted_to, gap_from, consumed_to, state.served = stop + 1, stop + 1, stop + 1, False
-        joined, spaced = _join(parts)
-        yield LogLine(number, joined, served_before, spaced)
+        code = _logical(block, stop + 1, shape)[0] if stop + 1 < len(block) and _CODE_ABOVE.search(joined) else ""
+        yield LogLine(number, joined, served_before, spaced,
+                      code if code and not _CODE_ABOVE.search(code) else "")
     state.lines += block.count(b"\n", counted_to)
     state.served = state.served or served.search(block, gap_from) is not None
+
+
+def _logical(block: bytes, start: int, shape: Shape) -> tuple[str, str, int, int]:
+    """The logical line that starts at START in BLOCK, its continuations joined: (text, spaced, the offset of
+    its last newline, how many continuations)."""
+    stop = block.find(b"\n", start)
+    raw = shape.dedent(_decoded(block[start:stop]))
+    parts = [(normalise(raw), _ends_blank(raw, shape.width))]
+    extra = 0
+    while stop + 1 < len(block) and len(parts) < _MAX_PARTS:
+        following = block.find(b"\n", stop + 1)
+        next_raw = shape.dedent(_decoded(block[stop + 1:following]))
+        next_text = normalise(next_raw)
+        if not continues(raw, next_text, shape.width, next_raw):
+            break
+        parts.append((next_text, _ends_blank(next_raw, shape.width)))
+        raw, stop, extra = next_raw, following, extra + 1
+    joined, spaced = _join(parts)
+    return joined, spaced, stop, extra
 
 
 def _joined_candidates(block: bytes, candidate: BytesPattern, served: re.Pattern[bytes],
@@ -430,10 +459,10 @@ def _joined_candidates(block: bytes, candidate: BytesPattern, served: re.Pattern
     log keeps the automaton's fast path for the rest."""
     lines = block.split(b"\n")[:-1]
     numbered = ((state.lines + index, _decoded(raw)) for index, raw in enumerate(lines, start=1))
-    for line in _unwrapped(numbered, state.shape or Shape()):
+    for line in _with_code(_unwrapped(numbered, state.shape or Shape())):
         text = line.text.encode()
         if candidate.search(text) or (line.spaced and candidate.search(line.spaced.encode())):
-            yield LogLine(line.number, line.text, state.served, line.spaced)
+            yield replace(line, served_before=state.served)
             state.served = False
         elif served.search(text):
             state.served = True
