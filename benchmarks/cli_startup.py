@@ -51,6 +51,9 @@ def main() -> int:
         ("--help", ["--help"]),
         ("profiles list", ["profiles", "list"]),
         ("render flags --profile 4090d", ["render", "flags", "--profile", "4090d"]),
+        ("render flags --profile cpu-tiny", ["render", "flags", "--profile", "cpu-tiny"]),
+        # A deployment target: it reads the profile's supervise: section (SupervisorOptions, a pydantic model).
+        ("render systemd --profile 4090d", ["render", "systemd", "--profile", "4090d"]),
         ("plan --profile 4090d --probe-file", ["plan", "--profile", "4090d", "--probe-file", str(PROBE)]),
     ]
     commands: list[tuple[str, list[str], str | None]] = [("python -c pass", [sys.executable, "-c", "pass"], None)]
