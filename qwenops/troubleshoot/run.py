@@ -148,16 +148,18 @@ def run_troubleshoot(request: TroubleshootRequest) -> TroubleshootReport:
         found, read = classify_source(source, flags, facts)
         findings += found
         sources.append(read)
+    # A client's 400 with its numbers goes first: merged with the classifier's finding of the same line, its fix
+    # (with the prompt and the context) is the one kept.
     if request.server is not None:
         from qwenops.troubleshoot.live import read_server
         from qwenops.troubleshoot.rules import LogFacts, server_findings
 
         server = read_server(request.server)
-        findings += _too_long_from_log(facts, server.sizes)
+        findings = _too_long_from_log(facts, server.sizes) + findings
         findings += server_findings(server, flags, LogFacts(facts.kv_tokens, facts.kv_line))
         sources.append(SourceRead(f"server {server.base_url}", note=f"/health {server.health_status or 'no answer'}"))
     else:
-        findings += _too_long_from_log(facts, None)
+        findings = _too_long_from_log(facts, None) + findings
     if request.check_profile and request.profile is not None:
         from qwenops.config.loader import load_profile
         from qwenops.troubleshoot.profile_rules import profile_findings

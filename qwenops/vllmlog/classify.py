@@ -181,10 +181,17 @@ def _free_memory_fix(match: re.Match[str], _flags: Flags) -> str:
             f"{free:g} of {total:g} GiB free), or stop the process holding GPU memory (nvidia-smi)")
 
 
+# The prompt's size in the several wordings of vLLM's (and OpenAI's) 400 for a context too long.
+_PROMPT_TOKENS = re.compile(r"\((?P<a>\d+) in the messages|(?:has|contains)(?: at least)? (?P<b>\d+) input tokens")
+
+
 def _too_long_fix(match: re.Match[str], flags: Flags) -> str:
     groups = match.groupdict()
     limit = int(groups["limit"])
     prompt = groups.get("prompt")
+    if prompt is None:
+        found = _PROMPT_TOKENS.search(match.string, match.end())
+        prompt = (found.group("a") or found.group("b")) if found else None
     room = f"prompt {prompt} + max_tokens must be <= {limit}" if prompt else f"prompt + max_tokens <= {limit}"
     return (f"a client asked for more than max_model_len {limit} ({room}): lower the request's max_tokens or trim "
             f"the prompt; or raise max_model_len if the KV cache has room (`qwenops plan --max-model-len N`). "
@@ -221,7 +228,7 @@ _OOM_TITLES = {
 # a set of names (and file paths) across V0 and V1, and the strongest phase in a stack wins (capturing
 # CUDA graphs runs `_dummy_run`, which is also the profiling run's).
 FramePhase = Literal["capture", "weights", "kv_check", "profile", "bind", "model_files", "config", "input", "device",
-                     "media", "serving", "client_read", "engine_client"]
+                     "media", "wait", "serving", "client_read", "engine_client"]
 _FRAME_PHASES: tuple[tuple[FramePhase, re.Pattern[str], re.Pattern[str] | None], ...] = (
     # (phase, function name, file path)
     ("capture", re.compile(r"capture|cudagraph|cuda_graph"), re.compile(r"cuda_graph|cudagraph|/cuda/graphs\.py")),
@@ -248,6 +255,9 @@ _FRAME_PHASES: tuple[tuple[FramePhase, re.Pattern[str], re.Pattern[str] | None],
     ("device", re.compile(r"^init_device$"), None),
     ("media", re.compile(r"fetch_(?:image|video|audio)|load_from_url|fetch_\w*media|_load_\w*_url"),
      re.compile(r"/multimodal/(?:utils|media|image|video|audio)")),
+    # The engine waiting on its workers' answers (V1's shared-memory message queue): a timeout there is a
+    # worker that stopped answering.
+    ("wait", re.compile(r"^dequeue$|^acquire_read$|^get_response$"), re.compile(r"/shm_broadcast\.py$")),
     # A client library reading an answer (httpx, httpcore, h11, aiohttp, requests, urllib3, openai), on any OS.
     ("client_read", re.compile(r"^_?receive_(?:response_body|event)$|^iter_(?:bytes|raw|lines)$|^read_chunk"),
      re.compile(r"[/\\](?:httpcore|httpx|h11|aiohttp|requests|urllib3)[/\\]")),
@@ -274,6 +284,7 @@ _PHASE_WORDS: dict[FramePhase, str] = {
     "device": "while initialising the GPU",
     "media": "while fetching a request's image or media", "serving": "in the model's forward pass while serving",
     "client_read": "while the client read the server's answer",
+    "wait": "while the engine waited for its workers",
     "engine_client": "while the API server read the engine's outputs",
 }
 
@@ -343,7 +354,7 @@ RULES: tuple[Rule, ...] = (
          _max_len_fix),
     Rule("kv_cache_no_blocks", "no memory left for the KV cache after loading the weights",
          re.compile(r"No available memory for the cache blocks|No available (?:KV )?cache blocks|"
-                    r"# (?:GPU|cuda|gpu|CUDA|xpu|XPU|hpu|HPU|npu|NPU) blocks: 0\b|"
+                    r"# (?:GPU|cuda|gpu|CUDA|xpu|XPU|hpu|HPU|npu|NPU) blocks: (?:0|-\d+)\b|"
                     r"insufficient (?:GPU )?memory for (?:the )?KV cache|"
                     # vLLM's memory figures: what is left for the KV cache is negative or zero.
                     r"(?:reserved for KV [Cc]ache is|[Aa]vailable KV cache memory:?|available_kv_cache_memory=?) ?"
@@ -359,7 +370,7 @@ RULES: tuple[Rule, ...] = (
          re.compile(r"Error in memory profiling\. Initial free memory (?P<free>[\d.]+) GiB, current free memory"),
          _const("stop the other processes on the GPU (nvidia-smi) or lower gpu_memory_utilization"), retryable=True),
     Rule("weights_oom", _OOM_TITLES["weights_oom"],
-         re.compile(r"Failed to load model - not enough GPU memory|"
+         re.compile("Failed to load model (?:-|\u2013|\u2014|:) ?not enough GPU memory|"
                     r"Failed to (?:create|load|allocate) [\w ]*weights?\b.*(?:out of memory|OutOfMemory)"),
          _const(_OOM_FIXES["weights_oom"])),
     Rule("profile_oom", "out of memory while warming up the sampler with a full batch",
@@ -397,7 +408,9 @@ RULES: tuple[Rule, ...] = (
                     r"does not appear to have (?:a )?files? named|Cache directory not found|CacheNotFound|"
                     r"(?:RepositoryNotFound|RevisionNotFound|EntryNotFound|HFValidation)Error|"
                     r"Can't load (?:the )?(?:config|tokenizer|configuration) for|"
-                    r"(?:model|Model) (?:path|directory) .* does not exist"),
+                    r"(?:model|Model) (?:path|directory) .* does not exist|"
+                    # a LoRA adapter's directory that holds no adapter (V1's LoRA worker manager)
+                    r"No adapter found for"),
          _const("check `model:` in the profile (a local directory must exist; a repo id must be spelt right, and a "
                 "gated one needs HF_TOKEN and accepted terms); for cpu-tiny run `qwenops model build-tiny`")),
     Rule("invalid_argument", "vLLM rejected a command-line flag",
@@ -422,6 +435,11 @@ RULES: tuple[Rule, ...] = (
          _too_long_fix, severity="warning", when="service"),
     Rule("request_too_long", "a request was longer than max_model_len",
          re.compile(r"maximum context length is (?P<limit>\d+) tokens and your request has (?P<prompt>\d+) input"),
+         _too_long_fix, severity="warning", when="service"),
+    # The message's head alone: vLLM words its end differently across versions ("you requested N tokens",
+    # "your request has N input tokens", "you requested 0 output tokens and your prompt contains at least N").
+    Rule("request_too_long", "a request was longer than max_model_len",
+         re.compile(r"maximum context length is (?P<limit>\d+) tokens"),
          _too_long_fix, severity="warning", when="service"),
     Rule("request_too_long", "a request was longer than max_model_len",
          re.compile(r"prompt \(length (?P<prompt>\d+)\) is longer than the maximum model length of (?P<limit>\d+)"),
@@ -493,7 +511,7 @@ RULES: tuple[Rule, ...] = (
                     r"EngineCore encountered an issue|EngineCore failed to start|Engine loop has died|"
                     r"Background loop has errored|Engine background task failed|"
                     r"Engine core process \S+ died unexpectedly|Engine core proc \S+ died unexpectedly|"
-                    r"Worker proc \S+ died unexpectedly|"
+                    r"Worker proc \S+ died unexpectedly|\w*Engine(?:Core)? is already dead|"
                     r"Engine process failed to start|ERROR .*, in (?:run_busy_loop|run_engine_loop)$"),
          _const("read the traceback above this line in the server log; the first error there is the cause"),
          when="any", retryable=True),
@@ -543,10 +561,19 @@ _CRASH = re.compile(r"Fatal Python error: (?P<what>\w[\w ]*)|Segmentation fault|
                     # A compiled extension built for another torch or vLLM: a broken install.
                     r"undefined symbol: \S+|Failed to import from vllm\._C\b")
 _CLIENT_ABORT = re.compile(r"Aborted request(?:s)? \S+")
+# A start-up that this log shows from its launch (the command, vLLM's first lines) or that vLLM says failed: an
+# OOM nothing else places happened while it started, before any phase line, so while the weights loaded.
+_BOOT = re.compile(r"\bvllm serve |-m vllm\.entrypoints\.\S*api_server\b|vLLM API server version|non-default args:|"
+                   r"\bargs: Namespace\(|Engine core initialization failed|EngineCore failed to start")
+# ... and what says the engine was serving when it died (the API server's words for a dead engine).
+_DIED_SERVING = re.compile(r"EngineDeadError|output_handler failed|Background loop has errored|Engine loop has died|"
+                           r"EngineCore encountered a fatal error")
 # The openai client's own log when a request failed and is sent again (a timeout, a dropped connection,
 # 429 or 5xx): `openai._base_client - INFO - Retrying request to /chat/completions in 0.4 seconds`.
 _CLIENT_RETRY = re.compile(r"openai\._base_client\W.*?Retrying(?: request)?")
 _OPENAI_CLIENT_FILE = re.compile(r"[/\\]openai[/\\]")
+# vLLM's own HTTP server (a client that went away mid-request shows there, not a fetch of vLLM's).
+_HTTP_SERVER_FILE = re.compile(r"[/\\](?:uvicorn|starlette|fastapi)[/\\]|h11_impl\.py")
 # Requests wait while none runs, no token moves and the KV cache has room: the scheduler admits nothing.
 _NOTHING_ADMITTED = re.compile(r"Avg prompt throughput: 0\.0 tokens/s, Avg generation throughput: 0\.0 tokens/s, "
                                r"Running: 0 reqs,(?: Swapped: 0 reqs,)? (?:Waiting|Pending): (?P<waiting>[1-9]\d*) "
@@ -584,7 +611,7 @@ def _candidate_pattern() -> BytesPattern:
     patterns += [_OOM, _NEW_BOOT, re.compile(r", line \d+, in "), _TRACEBACK_START, _MODEL_NOT_GENERATIVE.pattern,
                  _NO_PROGRESS, _KV_FULL, _NOTHING_ADMITTED, _CLIENT_RETRY, _IPYTHON_FRAME, _MESSAGE_HEADS,
                  _ERROR_LINE, re.compile(r"validation error for"), _RPC, _SHM_WAIT, _MAX_LEN, _BLOCKS, _CLIENT_ABORT,
-                 _KV_ROOM,
+                 _KV_ROOM, _BOOT, _DIED_SERVING,
                  re.compile(r"(?:Error|Exception|Exit|Timeout|Fault)(?:\(\d+\))?(?::|$)"),
                  re.compile(r"Fatal Python error|Segmentation fault|core dumped|SIGSEGV|SIGABRT|NCCL error|"
                             r"CUDA error|undefined symbol: |Failed to import from vllm\._C")]
@@ -654,6 +681,8 @@ class LogClassifier:
     _shm_wait_serving: bool = False  # the first wait came after the server served (a stall), not at start-up
     _client_retries: int = 0
     _unplaced_oom: list[tuple[str, str]] = field(default_factory=list)  # OOM findings no phase placed yet
+    _boot: bool = False  # the log shows a start-up from its launch, or vLLM said one failed
+    _died_serving: bool = False  # the API server said its engine died (in service)
     _error_line: tuple[LogLine, str] | None = None  # the first logger ERROR line no rule explained
     _max_len: int | None = None
     _kv_room: bool | None = None  # vLLM's figures said the KV cache has room for blocks (or none)
@@ -727,10 +756,7 @@ class LogClassifier:
         exception = _EXCEPTION_LINE.match(body)
         if exception and not _FRAME.search(body):
             self._traceback = None  # its exception line closes a traceback
-        room = _KV_ROOM.search(text)
-        if room:
-            figure = room.group("gib") or room.group("blocks") or room.group("tokens").replace(",", "")
-            self._kv_room = float(figure) > 0
+        self._facts(text)
         if self._rules(line, text, startup_evidence) or (line.spaced and
                                                           self._rules(line, line.spaced, startup_evidence)):
             pass
@@ -751,6 +777,18 @@ class LogClassifier:
                               _evidence(line, text), _OOM_FIXES["cudagraph_oom"], rank=UNCLASSIFIED_RANK))
         else:
             self._named_or_not(line, text, body, exception, startup_evidence)
+
+    def _facts(self, text: str) -> None:
+        """What a line says that only decides a cause later: a start-up seen from its launch, an engine that died
+        in service, the room vLLM gave the KV cache."""
+        if not self.serving and _BOOT.search(text):
+            self._boot = True
+        if _DIED_SERVING.search(text):
+            self._died_serving = True
+        room = _KV_ROOM.search(text)
+        if room:
+            figure = room.group("gib") or room.group("blocks") or room.group("tokens").replace(",", "")
+            self._kv_room = float(figure) > 0
 
     def _client_retry(self, line: LogLine, text: str) -> None:
         self._client_retries += 1
@@ -785,6 +823,12 @@ class LogClassifier:
         """A line no rule names: an exception or a crash is an `unclassified` error at once; a logger ERROR line
         is kept, and reported only when nothing else in the log is an error."""
         if exception and not _BENIGN_EXCEPTIONS.search(exception.group("type")):
+            if exception.group("type").endswith(("TimeoutError", "Timeout")) and self._last_frames \
+                    and frame_phase(self._last_frames) == "wait":
+                self._add(Finding("engine_stalled", "error", "a worker did not answer the engine in time",
+                                  _evidence(line, body), _STALLED_WORKER_FIX, retryable=True,
+                                  rank=_RANKS[id(RULES_BY_CATEGORY["engine_stalled"])]))
+                return
             self._unclassified(line, body, exception.group("type"))
             return
         crash = _CRASH.search(body)
@@ -801,14 +845,27 @@ class LogClassifier:
                 continue
             match = rule.pattern.search(text)
             if match:
-                category, title = rule.category, rule.title
-                if category == "stream_interrupted" and frame_phase(self._last_frames) == "media":
-                    category, title = "media_fetch_error", "vLLM could not download a request's image or media"
-                fix = rule.fix(match, self.flags) if category == rule.category else _MEDIA_FIX
-                self._add(Finding(category, rule.severity, title, _evidence(line, text), fix, rule.retryable,
-                                  _RANKS[id(rule)], change=rule.change(match) if rule.change else None))
+                moved = self._whose(rule.category, line)
+                category, title = moved or (rule.category, rule.title)
+                fix = rule.fix(match, self.flags) if moved is None else _MOVED_FIXES[category]
+                home = rule if moved is None else RULES_BY_CATEGORY.get(category, rule)
+                rank = _RANKS[id(home)]
+                self._add(Finding(category, "error" if moved else rule.severity, title, _evidence(line, text), fix,
+                                  rule.retryable, rank, change=rule.change(match) if rule.change else None))
                 return True
         return False
+
+    def _whose(self, category: str, line: LogLine) -> tuple[str, str] | None:
+        """A client library's error that vLLM's own process raised, or under vLLM's own frames, is not a
+        client's: a connection cut while vLLM fetched a request's media, a timeout while its executor waited
+        for a worker. (category, title) when it moves, else None."""
+        where = frame_phase(self._last_frames) if self._last_frames else None
+        served = any(_HTTP_SERVER_FILE.search(file) for file, _ in self._last_frames)
+        if category == "stream_interrupted" and (where == "media" or (line.process and not served)):
+            return "media_fetch_error", "vLLM could not download a request's image or media"
+        if category == "client_timeout" and where == "wait":
+            return "engine_stalled", "a worker did not answer the engine in time"
+        return None
 
     def _oom(self, line: LogLine, text: str) -> None:
         category = self._oom_category()
@@ -930,9 +987,15 @@ class LogClassifier:
                     "the server is still not ready many minutes later, the start-up hung: check the workers "
                     "(NCCL, a stuck download) and restart", retryable=True, rank=_RANKS[id(rule)])
         for key in self._unplaced_oom:
-            category = _PHASE_OOM.get(self.phase)
+            # A message that names the phase (vLLM's "Failed to load model - not enough GPU memory") places it.
+            named = next((c for c in ("weights_oom", "profile_oom", "cudagraph_oom")
+                          if any(f.category == c and f.severity == "error" for f in found.values())), None)
+            category = named or _PHASE_OOM.get(self.phase) or (
+                "weights_oom" if self._boot and not self._died_serving else None)
             if category and key in found:
                 oom = found.pop(key)
+                if named:
+                    continue  # the same out-of-memory error, already named by its phase
                 found[(category, _OOM_TITLES[category])] = replace(
                     oom, category=category, title=_OOM_TITLES[category], fix=_OOM_FIXES[category], retryable=False,
                     change={"enforce_eager": True} if category == "cudagraph_oom" else None)
@@ -1038,9 +1101,13 @@ def _named_frames(frames: list[tuple[str, str]]) -> list[str]:
     """The functions of a traceback's real frames (not an RPC or a code line's call)."""
     return [func for file, func in frames if file and file not in (CODE, RAISE)]
 _NO_MATCH = cast("re.Match[str]", re.match(r"(?P<wanted>)", ""))
+_STALLED_WORKER_FIX = ("one worker stopped answering while the engine waited on it (a hung step, NCCL, a dead GPU): "
+                       "check every worker's log and the GPUs (nvidia-smi), then restart; `qwenops serve` restarts a "
+                       "stalled engine itself")
 _MEDIA_FIX = ("vLLM could not download an image or video a request named by URL: check that the URL answers from "
               "the server's network (not only the client's), or send the media inline (base64 data URL); "
               "raise VLLM_IMAGE_FETCH_TIMEOUT for slow hosts")
+_MOVED_FIXES = {"media_fetch_error": _MEDIA_FIX, "engine_stalled": _STALLED_WORKER_FIX}
 
 
 def classify_lines(lines: Iterable[LogLine], flags: Flags | None = None) -> list[Finding]:

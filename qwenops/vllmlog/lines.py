@@ -56,20 +56,39 @@ _RECORD_WRAPPERS = (
 # ... then compose's bar with its name lost, a markdown quote, a list's bullet.
 # A terminal UI's frame (k9s: `│ ` before, padding and ` │` after) goes too.
 _WRAPPERS = re.compile(f"^(?:{_RECORD_WRAPPERS}" r"|\s*\| (?=\S)|>(?: |$)|[-*\u2022] (?=\S)|[\u2502\u2503\u2551] ?)")
+# The dashes and quotes a chat app or an editor curled in a paste, back to what vLLM printed.
+_TYPOGRAPHY = str.maketrans({"\u2013": "-", "\u2014": "-", "\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'})
 _FRAME_RIGHT = re.compile(r"\s+[\u2502\u2503\u2551]$")
 _RECORD_WRAPPER = re.compile(f"^(?:{_RECORD_WRAPPERS})")
 
 
 def normalise(line: str) -> str:
     """One raw line (without its newline) as vLLM wrote it: no wrappers, colours or trailing blanks."""
+    return normalise_tagged(line)[0]
+
+
+_PROCESS_TAG = re.compile(r"^\((?P<name>[A-Za-z_][\w.-]*)(?: rank=\d+)? pid=")
+
+
+def normalise_tagged(line: str) -> tuple[str, str]:
+    """normalise, and the name in the innermost vLLM process tag it took off (`EngineCore_DP0`, `APIServer`,
+    `VllmWorker`; "" for none): which process wrote the line."""
     line = _ANSI.sub("", line.replace("\r", ""))
+    process = ""
     for _ in range(6):  # nested wrappers, outermost first; a bound, not a loop on adversarial input
         stripped = _WRAPPERS.sub("", line, count=1)
         if stripped == line:
             break
+        if line.startswith("("):
+            tag = _PROCESS_TAG.match(line)
+            process = tag.group("name") if tag else process
         line = stripped
     line = _REPEATED.sub("", line).rstrip()
-    return _FRAME_RIGHT.sub("", line) if line.endswith(("\u2502", "\u2503", "\u2551")) else line
+    if not line.isascii():
+        line = line.translate(_TYPOGRAPHY)
+        if line.endswith(("\u2502", "\u2503", "\u2551")):
+            line = _FRAME_RIGHT.sub("", line)
+    return line, process
 
 
 # A line that starts like something a log holds: a logger record, a traceback's parts, an exception, a
@@ -229,6 +248,7 @@ class LogLine:
     served_before: bool = False  # scan_log: a request or access-log line stood just before this one
     spaced: str = ""  # a joined line's parts joined by spaces instead (where a paste lost a space at the cut)
     code: str = ""  # a traceback's frame line: the (normalised) line under it, the code the frame ran
+    process: str = ""  # the vLLM process whose tag stood on the line (`APIServer`, `EngineCore_DP0`), if any
 
 
 # A traceback's frame line, as Python prints it (also with the quotes a paste curls or escapes): the line under
@@ -276,9 +296,10 @@ def _unwrapped(numbered: Iterable[tuple[int, str]], shape: Shape = Shape()) -> I
     parts: list[tuple[str, bool]] = []
     previous = ""
     width = shape.width
+    process = ""
     for number, indented in numbered:
         raw = shape.dedent(indented)
-        text = normalise(raw)
+        text, tag = normalise_tagged(raw)
         if shape.double and not text:
             continue  # the blank a double-spaced paste put after every line: neither a line nor a cut
         if parts and continues(previous, text, width, raw) and len(parts) < _MAX_PARTS:
@@ -286,12 +307,12 @@ def _unwrapped(numbered: Iterable[tuple[int, str]], shape: Shape = Shape()) -> I
         else:
             if parts:
                 joined, spaced = _join(parts)
-                yield LogLine(first, joined, spaced=spaced)
-            first, parts = number, [(text, _ends_blank(raw, width))]
+                yield LogLine(first, joined, spaced=spaced, process=process)
+            first, parts, process = number, [(text, _ends_blank(raw, width))], tag
         previous = raw
     if parts:
         joined, spaced = _join(parts)
-        yield LogLine(first, joined, spaced=spaced)
+        yield LogLine(first, joined, spaced=spaced, process=process)
 
 
 _MAX_PARTS = 16  # a wrapped message longer than this many terminal lines is cut: MAX_LINE_CHARS bounds it anyway
@@ -421,23 +442,24 @@ def _candidates(block: bytes, candidate: BytesPattern, served: re.Pattern[bytes]
             start, raw, text = before, previous, normalise(previous)
         state.lines += block.count(b"\n", counted_to, start)
         served_before = state.served or served.search(block, gap_from, start) is not None
-        joined, spaced, stop, extra = _logical(block, start, shape)
+        joined, spaced, stop, extra, process = _logical(block, start, shape)
         number = state.lines + 1
         state.lines += 1 + extra
         counted_to, gap_from, consumed_to, state.served = stop + 1, stop + 1, stop + 1, False
         code = _logical(block, stop + 1, shape)[0] if stop + 1 < len(block) and _CODE_ABOVE.search(joined) else ""
         yield LogLine(number, joined, served_before, spaced,
-                      code if code and not _CODE_ABOVE.search(code) else "")
+                      code if code and not _CODE_ABOVE.search(code) else "", process)
     state.lines += block.count(b"\n", counted_to)
     state.served = state.served or served.search(block, gap_from) is not None
 
 
-def _logical(block: bytes, start: int, shape: Shape) -> tuple[str, str, int, int]:
+def _logical(block: bytes, start: int, shape: Shape) -> tuple[str, str, int, int, str]:
     """The logical line that starts at START in BLOCK, its continuations joined: (text, spaced, the offset of
-    its last newline, how many continuations)."""
+    its last newline, how many continuations, the process tag's name)."""
     stop = block.find(b"\n", start)
     raw = shape.dedent(_decoded(block[start:stop]))
-    parts = [(normalise(raw), _ends_blank(raw, shape.width))]
+    text, process = normalise_tagged(raw)
+    parts = [(text, _ends_blank(raw, shape.width))]
     extra = 0
     while stop + 1 < len(block) and len(parts) < _MAX_PARTS:
         following = block.find(b"\n", stop + 1)
@@ -448,7 +470,7 @@ def _logical(block: bytes, start: int, shape: Shape) -> tuple[str, str, int, int
         parts.append((next_text, _ends_blank(next_raw, shape.width)))
         raw, stop, extra = next_raw, following, extra + 1
     joined, spaced = _join(parts)
-    return joined, spaced, stop, extra
+    return joined, spaced, stop, extra, process
 
 
 def _joined_candidates(block: bytes, candidate: BytesPattern, served: re.Pattern[bytes],

@@ -1,0 +1,100 @@
+"""The classifier's rules and mechanisms written from dev-half logs after the test half was frozen (corpus/dev3,
+and dev-half corpus threads): each test cites its log and the public thread it came from. None of these logs is
+in the frozen test half (tests/logcorpus.py), which no test reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qwenops.troubleshoot.run import classify_source
+from qwenops.troubleshoot.sources import file_source
+from qwenops.vllmlog.classify import Finding, classify_text
+from qwenops.vllmlog.lines import normalise, normalise_tagged
+from tests.logcorpus import LOGS
+
+DEV3 = LOGS / "corpus" / "dev3"
+
+
+def findings(path: Path) -> list[Finding]:
+    """What `troubleshoot --log PATH` finds."""
+    found, _ = classify_source(file_source(str(path)), {})
+    return found
+
+
+def first(path: Path) -> str:
+    found = findings(path)
+    assert found, path
+    return found[0].category
+
+
+def test_an_oom_in_a_start_up_seen_from_its_launch_is_the_weights() -> None:
+    """vllm-project/vllm#188 (dev3 020): the launch command, then one CUDA OOM line and nothing else. The log
+    shows the start-up from its launch and no phase line after it: the weights were still loading. The same OOM
+    with an API server's dead-engine error after it stays runtime_oom."""
+    assert first(DEV3 / "weights_oom/020_mistral7b_fp16_on_2080ti_11gb.log") == "weights_oom"
+    oom = "torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 224.00 MiB"
+    assert classify_text(["$ vllm serve m --dtype half", oom])[0].category == "weights_oom"
+    assert classify_text([oom])[0].category == "runtime_oom"  # nothing says when: the general name
+    dead = "ERROR 01-01 00:00:00 [serving_chat.py:1] vllm.v1.engine.exceptions.EngineDeadError: EngineCore died"
+    assert classify_text(["$ vllm serve m", oom, dead])[0].category == "runtime_oom"
+
+
+def test_vllms_own_words_for_a_weights_oom_win_over_the_oom_line() -> None:
+    """SemiAnalysisAI/InferenceX#1461 (dev3 021): the OOM line first, then "Failed to load model — not enough GPU
+    memory" with an em dash: one error, named by the message that says its phase."""
+    found = findings(DEV3 / "weights_oom/021_v021_dsv4_h200_tp8_load_oom_wrapped.log")
+    assert [f.category for f in found if f.severity == "error"] == ["weights_oom"]
+    assert normalise("Failed to load model \u2014 not enough GPU memory, \u201cquoted\u201d") == \
+        'Failed to load model - not enough GPU memory, "quoted"'
+
+
+def test_negative_gpu_blocks_are_no_blocks() -> None:
+    """vllm-project/vllm#184 (dev3 041): vLLM 0.1 computed "# GPU blocks: -1" and crashed creating the cache."""
+    assert first(DEV3 / "kv_cache_no_blocks/041_v01_g4dn_t4_vicuna7b_gpu_blocks_minus_1_jupyter.log") == \
+        "kv_cache_no_blocks"
+
+
+def test_a_lora_adapter_directory_without_an_adapter_is_not_found() -> None:
+    """vllm-project/vllm#30690 (dev3 043): "Loading lora [...] failed: No adapter found for .../checkpoint-57"."""
+    assert first(DEV3 / "model_not_found/043_v1_lora_no_adapter_found_checkpoint57_enginecore.log") == \
+        "model_not_found"
+
+
+def test_an_engine_already_dead_is_engine_dead() -> None:
+    """vllm-project/vllm#13939 (dev3 050): V0's launcher, "MQLLMEngine is already dead, terminating server
+    process", after 200 OKs; no ERROR line explains it."""
+    assert first(DEV3 / "engine_dead/050_v072_mqllmengine_already_dead_after_200_oks_illegal_memory.log") == \
+        "engine_dead"
+
+
+def test_a_context_too_long_in_any_wording_of_its_end() -> None:
+    """vllm-project/vllm#33425 (dev3 002: "However, your request has 8 input tokens", a curl's JSON body) and
+    vllm-project/vllm#42381 (dev3 006: "you requested 0 output tokens and your prompt contains at least 131073
+    input tokens", a VLLMValidationError behind a collector's prefix): the message's head names it, the prompt's
+    size is read from whichever end it has."""
+    assert first(DEV3 / "request_too_long/002_pr_curl_context_3_tokens_vs_8_input.log") == "request_too_long"
+    found = findings(DEV3 / "request_too_long/006_v1_validationerror_131073_vs_131072_collector_prefix.log")
+    assert found[0].category == "request_too_long" and "prompt 131073" in found[0].fix
+
+
+def test_a_connection_cut_in_vllms_own_process_is_its_media_fetch() -> None:
+    """vllm-project/vllm#40856 (corpus/b 039): aiohttp's ContentLengthError in a line tagged (APIServer pid=841):
+    vLLM's server downloading a request's image, not a client reading vLLM. The same words untagged (a client's
+    log) stay a cut stream; in uvicorn's frames (a client that left the server) they are not media."""
+    found = findings(LOGS / "corpus/b/media_fetch_error/039_v1_2026_qwen36_image_url_download_content_length.log")
+    assert found[0].category == "media_fetch_error"
+    assert normalise_tagged("(APIServer pid=841)   Not enough data")[1] == "APIServer"
+    cut = "Not enough data to satisfy content length header."
+    assert classify_text([cut])[0].category == "stream_interrupted"
+    assert classify_text([f"(APIServer pid=1) {cut}"])[0].category == "media_fetch_error"
+    uvicorn = ['(APIServer pid=1) Traceback (most recent call last):',
+               '(APIServer pid=1)   File "/v/uvicorn/protocols/http/h11_impl.py", line 4, in run_asgi',
+               "(APIServer pid=1) h11._util.RemoteProtocolError: peer closed connection"]
+    assert classify_text(uvicorn)[0].category == "stream_interrupted"
+
+
+def test_a_timeout_while_the_engine_waited_for_a_worker_is_a_stall() -> None:
+    """vllm-project/vllm#41530 (dev3 019): a bare TimeoutError raised in shm_broadcast's dequeue under the
+    executor's get_response: a worker stopped answering (the engine is declared dead after it)."""
+    found = findings(DEV3 / "engine_stalled/019_v1_tp8_worker_hang_shm_dequeue_timeout_padded.log")
+    assert (found[0].category, found[0].severity) == ("engine_stalled", "error")
