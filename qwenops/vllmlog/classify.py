@@ -228,7 +228,7 @@ _OOM_TITLES = {
 # a set of names (and file paths) across V0 and V1, and the strongest phase in a stack wins (capturing
 # CUDA graphs runs `_dummy_run`, which is also the profiling run's).
 FramePhase = Literal["capture", "weights", "kv_check", "profile", "bind", "model_files", "config", "input", "device",
-                     "media", "wait", "serving", "client_read", "engine_client"]
+                     "media", "wait", "serving", "forward", "client_read", "engine_client"]
 _FRAME_PHASES: tuple[tuple[FramePhase, re.Pattern[str], re.Pattern[str] | None], ...] = (
     # (phase, function name, file path)
     ("capture", re.compile(r"capture|cudagraph|cuda_graph"), re.compile(r"cuda_graph|cudagraph|/cuda/graphs\.py")),
@@ -261,6 +261,9 @@ _FRAME_PHASES: tuple[tuple[FramePhase, re.Pattern[str], re.Pattern[str] | None],
     # A client library reading an answer (httpx, httpcore, h11, aiohttp, requests, urllib3, openai), on any OS.
     ("client_read", re.compile(r"^_?receive_(?:response_body|event)$|^iter_(?:bytes|raw|lines)$|^read_chunk"),
      re.compile(r"[/\\](?:httpcore|httpx|h11|aiohttp|requests|urllib3)[/\\]")),
+    # The model's own forward pass (a `forward` in vLLM's model or layer code: see frame_phase), under whatever
+    # ran it: a batch's activations. Deeper than the engine's step, so it names the step's failure.
+    ("forward", re.compile(r"(?!)"), None),
     ("serving", re.compile(r"^execute_model$|^run_busy_loop$|^_process_engine_step$|^step_with_batch_queue$|"
                            r"^engine_step$|^run_engine_loop$|^step_async$|^execute_model_async$"), None),
     # The API server reading the engine core's outputs: what fails there is the engine, already dead.
@@ -270,6 +273,8 @@ _FRAME_PHASES: tuple[tuple[FramePhase, re.Pattern[str], re.Pattern[str] | None],
 # Model code constructing its layers allocates the weights (vLLM 0.1-0.2 had no loader frame above it).
 _MODEL_CODE = re.compile(r"/model_executor/models/")
 _CONSTRUCT = re.compile(r"^(?:__init__|<listcomp>|<genexpr>|make_layers)$")
+_MODEL_LAYERS = re.compile(r"/model_executor/(?:models|layers)/")
+_FORWARD = re.compile(r"^(?:_?forward|forward_native|forward_cuda|forward_oot)$")
 # The RPC a worker runs, named in the code line under a frame, in the same vocabulary.
 _RPC_PHASES: dict[str, FramePhase] = {
     "load_model": "weights", "capture_model": "capture", "compile_or_warm_up_model": "capture",
@@ -285,6 +290,7 @@ _PHASE_WORDS: dict[FramePhase, str] = {
     "media": "while fetching a request's image or media", "serving": "in the model's forward pass while serving",
     "client_read": "while the client read the server's answer",
     "wait": "while the engine waited for its workers",
+    "forward": "in the model's forward pass",
     "engine_client": "while the API server read the engine's outputs",
 }
 
@@ -330,13 +336,17 @@ def frame_phase(frames: Iterable[tuple[str, str]]) -> FramePhase | None:
                 found.add(phase)
         if _MODEL_CODE.search(file) and _CONSTRUCT.match(func):
             found.add("weights")
+        if _MODEL_LAYERS.search(file) and _FORWARD.match(func):
+            found.add("forward")
     return next((phase for phase, _, _ in _FRAME_PHASES if phase in found), None)
 
 
 _FRAME_OOM: dict[FramePhase, str] = {"capture": "cudagraph_oom", "weights": "weights_oom", "profile": "profile_oom",
                                      "kv_check": "profile_oom", "serving": "runtime_oom"}
-_OOM = re.compile(r"CUDA out of memory|torch\.(?:cuda\.)?OutOfMemoryError|OutOfMemoryError: CUDA|"
-                  r"CUDA (?:driver )?error: out of memory|CUBLAS_STATUS_ALLOC_FAILED")
+# Any accelerator's words (CUDA, ROCm's HIP, Ascend's NPU, Intel's XPU, Gaudi's HPU): vLLM's phases are the same.
+_OOM = re.compile(r"(?:CUDA|HIP|NPU|XPU|HPU|MPS) out of memory|torch\.(?:cuda\.|npu\.|xpu\.)?OutOfMemoryError|"
+                  r"OutOfMemoryError: (?:CUDA|HIP|NPU|XPU)|(?:CUDA|HIP) (?:driver )?error: out of memory|"
+                  r"CUBLAS_STATUS_ALLOC_FAILED|hipErrorOutOfMemory")
 _OOM_RANK = 5  # between the specific start-up messages and the generic ones
 
 
@@ -652,6 +662,10 @@ class _Traceback:
     serving: bool
     frames: list[tuple[str, str]] = field(default_factory=list)
 
+    @property
+    def process(self) -> str:
+        return self.first.process
+
 
 @dataclass
 class LogClassifier:
@@ -855,13 +869,19 @@ class LogClassifier:
                 return True
         return False
 
+    @staticmethod
+    def _fetching(process: str, frames: list[tuple[str, str]]) -> bool:
+        """Whether an HTTP client's error is vLLM's API server fetching a request's media: the process that
+        printed it is vLLM's API server (which downloads images and videos), and not its HTTP server's frames
+        (a client that went away mid-request shows there)."""
+        return process.lower().startswith("apiserver") and not any(_HTTP_SERVER_FILE.search(file) for file, _ in frames)
+
     def _whose(self, category: str, line: LogLine) -> tuple[str, str] | None:
         """A client library's error that vLLM's own process raised, or under vLLM's own frames, is not a
         client's: a connection cut while vLLM fetched a request's media, a timeout while its executor waited
         for a worker. (category, title) when it moves, else None."""
         where = frame_phase(self._last_frames) if self._last_frames else None
-        served = any(_HTTP_SERVER_FILE.search(file) for file, _ in self._last_frames)
-        if category == "stream_interrupted" and (where == "media" or (line.process and not served)):
+        if category == "stream_interrupted" and (where == "media" or self._fetching(line.process, self._last_frames)):
             return "media_fetch_error", "vLLM could not download a request's image or media"
         if category == "client_timeout" and where == "wait":
             return "engine_stalled", "a worker did not answer the engine in time"
@@ -951,6 +971,8 @@ class LogClassifier:
 
     def _oom_category(self) -> str:
         where = frame_phase(self._last_frames)
+        if where == "forward" and not self.serving:
+            return _PHASE_OOM.get(self.phase, "runtime_oom")  # a forward pass at start-up: its phase says which
         if where in _FRAME_OOM and not (where == "serving" and not self.serving):
             return _FRAME_OOM[where]
         if where is not None and where != "serving":
@@ -1024,7 +1046,9 @@ class LogClassifier:
                                   f"(its exception line is missing)"))
         by_phase = {"weights": "weights_oom", "capture": "cudagraph_oom", "profile": "profile_oom",
                     "bind": "port_in_use", "model_files": "model_not_found", "media": "media_fetch_error",
-                    "config": "invalid_config", "input": "request_too_long"}
+                    "config": "invalid_config", "input": "request_too_long", "wait": "engine_stalled"}
+        if where == "client_read" and self._fetching(cut.process, cut.frames):
+            where = "media"  # vLLM's API server reading a download, not a client reading vLLM
         if where == "kv_check":
             # The check raises for one of two reasons; vLLM's figures before it tell which: room for some blocks
             # (or the length it was asked to hold) is a max_model_len too long, none at all is no blocks.
@@ -1042,6 +1066,9 @@ class LogClassifier:
                            rule.fix(_NO_MATCH, self.flags) + "; if the error was RemoteProtocolError or an "
                            "incomplete chunked read, the stream was cut instead (stream_interrupted)",
                            rank=UNCLASSIFIED_RANK - 1)
+        elif where == "forward":
+            # The model's forward pass: out of memory is the common failure there; at start-up, the phase's OOM.
+            category = "runtime_oom" if self.serving else _PHASE_OOM.get(self.phase, "runtime_oom")
         elif where == "engine_client":
             rule = RULES_BY_CATEGORY["engine_dead"]
             return Finding("engine_dead", "error", "the API server found its engine dead (the excerpt ends before the "
@@ -1056,7 +1083,8 @@ class LogClassifier:
                else _OOM_FIXES.get(category) or _CUT_FIXES.get(category) or
                RULES_BY_CATEGORY[category].fix(_NO_MATCH, self.flags))
         request = category == "request_too_long"  # one request refused, the server kept serving
-        failed = "a request failed" if request else "the start-up failed"
+        failed = ("a request failed" if category in ("request_too_long", "media_fetch_error") else
+                  "the engine failed" if category in ("runtime_oom", "engine_stalled") else "the start-up failed")
         return Finding(category, "warning" if request else "error", f"{failed} {_PHASE_WORDS[where]} (the excerpt "
                        f"ends before the error; this is the common cause there)", (quote_at,), fix,
                        rank=UNCLASSIFIED_RANK - 1)

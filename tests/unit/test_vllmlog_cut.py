@@ -59,6 +59,10 @@ def named(text: str) -> list[str]:
     # gpu_memory_utilization), not "no blocks".
     ("collected/max_len_exceeds_kv/04_v1_tpu_estimate_5632.log", "max_len_exceeds_kv"),
     ("corpus/a/max_len_exceeds_kv/008_gpustack_v0_qwen25vl7b_3090_8192_vs_2400.log", "max_len_exceeds_kv"),
+    # vllm-project/vllm#41530 (dev3 019): the engine's executor waiting on a worker (shm_broadcast dequeue).
+    ("corpus/dev3/engine_stalled/019_v1_tp8_worker_hang_shm_dequeue_timeout_padded.log", "engine_stalled"),
+    # vllm-project/vllm#40856 (corpus/b 039): an aiohttp read in vLLM's own API server: its media download.
+    ("corpus/b/media_fetch_error/039_v1_2026_qwen36_image_url_download_content_length.log", "media_fetch_error"),
     # the API server reading a dead engine core's outputs (get_output_async, output_handler).
     ("public/23_engine_dead.log", "engine_dead"),
     ("collected/engine_dead/02_v1_0202_api_router_500_shutdown.log", "engine_dead"),

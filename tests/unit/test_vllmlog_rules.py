@@ -98,3 +98,24 @@ def test_a_timeout_while_the_engine_waited_for_a_worker_is_a_stall() -> None:
     executor's get_response: a worker stopped answering (the engine is declared dead after it)."""
     found = findings(DEV3 / "engine_stalled/019_v1_tp8_worker_hang_shm_dequeue_timeout_padded.log")
     assert (found[0].category, found[0].severity) == ("engine_stalled", "error")
+
+
+def test_any_accelerators_out_of_memory_is_an_oom() -> None:
+    """vllm-project/vllm-ascend#1127 (dev3 033: "RuntimeError: NPU out of memory" from NPU Ray
+    workers): vLLM's phases, and so the OOM's categories, are the same on every accelerator."""
+    assert first(DEV3 / "runtime_oom/033_ascend_v073_dsr1_w8a8_ray_2x8_npu_oom_repeated_across_cluster.log") == \
+        "runtime_oom"
+    for words in ("RuntimeError: NPU out of memory. Tried to allocate 2.00 GiB", "torch.OutOfMemoryError: XPU out of "
+                  "memory", "HIP out of memory. Tried to allocate 20.00 MiB"):
+        assert classify_text([words])[0].category == "runtime_oom"
+
+
+def test_a_traceback_cut_in_the_models_forward_pass_is_the_batchs_oom() -> None:
+    """vllm-project/vllm#5060 (corpus/a runtime_oom 010: a V0 async engine's traceback cut in llama.py's MLP
+    forward, behind a log viewer's bullet and timestamp): the model's forward pass while serving is where a batch
+    runs out of memory. The same thread's other excerpt (corpus/b engine_dead 029), cut at the executor's step
+    above the model, names only the engine's death."""
+    assert first(LOGS / "corpus/a/runtime_oom/010_v050_a10_llama3_8b_qlora_log_aggregator_forward_oom.log") == \
+        "runtime_oom"
+    assert first(LOGS / "corpus/b/engine_dead/029_v05_async_engine_loop_wait_for_cloud_timestamps.log") == \
+        "engine_dead"
