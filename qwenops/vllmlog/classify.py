@@ -584,6 +584,15 @@ _CLIENT_RETRY = re.compile(r"openai\._base_client\W.*?Retrying(?: request)?")
 _OPENAI_CLIENT_FILE = re.compile(r"[/\\]openai[/\\]")
 # vLLM's own HTTP server (a client that went away mid-request shows there, not a fetch of vLLM's).
 _HTTP_SERVER_FILE = re.compile(r"[/\\](?:uvicorn|starlette|fastapi)[/\\]|h11_impl\.py")
+# Any throughput line's figures: tokens a second for prompts and answers, requests running and waiting.
+_THROUGHPUT = re.compile(r"Avg prompt throughput: (?P<prompt>\d+(?:\.\d+)?) tokens/s, Avg generation throughput: "
+                         r"(?P<gen>\d+(?:\.\d+)?) tokens/s, Running: (?P<running>\d+) reqs,(?: Swapped: \d+ reqs,)? "
+                         r"(?:Waiting|Pending): (?P<waiting>\d+) reqs")
+# The offline LLM's progress bar: at 0 of N it has produced nothing yet; any other count is progress.
+_PROMPTS_BAR = re.compile(r"Processed prompts:\s+(?P<percent>\d+)%\|[^|]{0,200}\|\s*(?P<done>\d+)/(?P<total>\d+)")
+SLOW_TOKENS = 1.0  # tokens a second for each running request (prompt and answer together): slower is a starved engine
+SLOW_LINES = 2
+QUEUED_LINES = 3  # throughput lines with one request running and others waiting behind it
 # Requests wait while none runs, no token moves and the KV cache has room: the scheduler admits nothing.
 _NOTHING_ADMITTED = re.compile(r"Avg prompt throughput: 0\.0 tokens/s, Avg generation throughput: 0\.0 tokens/s, "
                                r"Running: 0 reqs,(?: Swapped: 0 reqs,)? (?:Waiting|Pending): (?P<waiting>[1-9]\d*) "
@@ -621,7 +630,7 @@ def _candidate_pattern() -> BytesPattern:
     patterns += [_OOM, _NEW_BOOT, re.compile(r", line \d+, in "), _TRACEBACK_START, _MODEL_NOT_GENERATIVE.pattern,
                  _NO_PROGRESS, _KV_FULL, _NOTHING_ADMITTED, _CLIENT_RETRY, _IPYTHON_FRAME, _MESSAGE_HEADS,
                  _ERROR_LINE, re.compile(r"validation error for"), _RPC, _SHM_WAIT, _MAX_LEN, _BLOCKS, _CLIENT_ABORT,
-                 _KV_ROOM, _BOOT, _DIED_SERVING,
+                 _KV_ROOM, _BOOT, _DIED_SERVING, _THROUGHPUT, _PROMPTS_BAR,
                  re.compile(r"(?:Error|Exception|Exit|Timeout|Fault)(?:\(\d+\))?(?::|$)"),
                  re.compile(r"Fatal Python error|Segmentation fault|core dumped|SIGSEGV|SIGABRT|NCCL error|"
                             r"CUDA error|undefined symbol: |Failed to import from vllm\._C")]
@@ -690,6 +699,9 @@ class LogClassifier:
     _cut: _Traceback | None = None  # the last traceback that ended without its exception line
     _no_progress: tuple[LogLine, str] | None = None  # the first throughput line with no progress
     _no_progress_lines: int = 0
+    _stuck_bar: tuple[LogLine, str, int] | None = None  # a progress bar at 0/N, and the progress seen then
+    _slow_lines: int = 0  # throughput lines where each running request got under SLOW_TOKENS a second
+    _queued_lines: int = 0  # throughput lines with at most one request running and more waiting
     _progress: int = 0  # phase lines and served requests seen: what a stall must not be followed by
     _shm_wait: tuple[LogLine, str, int] | None = None
     _shm_wait_serving: bool = False  # the first wait came after the server served (a stall), not at start-up
@@ -770,7 +782,7 @@ class LogClassifier:
         exception = _EXCEPTION_LINE.match(body)
         if exception and not _FRAME.search(body):
             self._traceback = None  # its exception line closes a traceback
-        self._facts(text)
+        self._facts(line, text)
         if self._rules(line, text, startup_evidence) or (line.spaced and
                                                           self._rules(line, line.spaced, startup_evidence)):
             pass
@@ -792,13 +804,18 @@ class LogClassifier:
         else:
             self._named_or_not(line, text, body, exception, startup_evidence)
 
-    def _facts(self, text: str) -> None:
+    def _facts(self, line: LogLine, text: str) -> None:
         """What a line says that only decides a cause later: a start-up seen from its launch, an engine that died
         in service, the room vLLM gave the KV cache."""
         if not self.serving and _BOOT.search(text):
             self._boot = True
         if _DIED_SERVING.search(text):
             self._died_serving = True
+        bar = _PROMPTS_BAR.search(text)
+        if bar and bar.group("done") == "0":
+            self._stuck_bar = self._stuck_bar or (line, text, self._progress)
+        elif bar:
+            self._progress += 1
         room = _KV_ROOM.search(text)
         if room:
             figure = room.group("gib") or room.group("blocks") or room.group("tokens").replace(",", "")
@@ -967,7 +984,34 @@ class LogClassifier:
                 "kv_cache_full", "warning", "the KV cache is full and requests are waiting for it",
                 _evidence(line, text), _preemption_fix(full, self.flags), rank=len(RULES)))
             return True
-        return False
+        figures = _THROUGHPUT.search(text)
+        if figures:
+            self._latency(line, text, figures)
+        return bool(figures)
+
+    def _latency(self, line: LogLine, text: str, figures: re.Match[str]) -> None:
+        """Numbers that say answers are slow while the engine works: each running request gets under a token
+        a second, or requests queue behind the one that runs (a warning: nothing failed)."""
+        running, waiting = int(figures.group("running")), int(figures.group("waiting"))
+        tokens = float(figures.group("prompt")) + float(figures.group("gen"))
+        if running and 0 < tokens < SLOW_TOKENS * running:
+            self._slow_lines += 1
+            if self._slow_lines == SLOW_LINES:
+                self._add(Finding(
+                    "high_latency", "warning", "each running request gets under a token a second",
+                    _evidence(line, text), f"vLLM's throughput is {tokens:g} tokens/s for {running} running "
+                    "request(s): the hardware is the bottleneck (a CPU-only host runs an 8B model at well under "
+                    "a token a second; a GPU throttled or shared does too): use a GPU, a smaller or quantized "
+                    "model, or check nvidia-smi for clocks and other processes", rank=len(RULES)))
+        if running <= 1 and waiting > running and float(figures.group("gen")) > 0:
+            self._queued_lines += 1
+            if self._queued_lines == QUEUED_LINES:
+                self._add(Finding(
+                    "high_latency", "warning", "requests queue behind the one that runs",
+                    _evidence(line, text), f"{waiting} requests waited while {running} ran, the engine producing "
+                    "tokens: they start only when it ends, so their latency is the queue's. vLLM admits more at once "
+                    "when max_num_seqs and the KV cache allow (raise max_num_seqs, shorten max_model_len, or raise "
+                    "gpu_memory_utilization); a long request holding the cache keeps the rest out", rank=len(RULES)))
 
     def _oom_category(self) -> str:
         where = frame_phase(self._last_frames)
@@ -1008,6 +1052,15 @@ class LogClassifier:
                     _evidence(line, text), "normal while a large model loads, compiles or captures CUDA graphs; if "
                     "the server is still not ready many minutes later, the start-up hung: check the workers "
                     "(NCCL, a stuck download) and restart", retryable=True, rank=_RANKS[id(rule)])
+        if self._stuck_bar is not None and self._stuck_bar[2] == self._progress and \
+                not any(f.severity == "error" for f in found.values()):
+            line, text, _ = self._stuck_bar
+            found[("engine_stalled", "bar")] = Finding(
+                "engine_stalled", "warning", "generation started and the log ends with nothing generated",
+                _evidence(line, text), "the offline engine's progress bar stayed at 0 and nothing followed: a hung "
+                "first step (tensor-parallel workers that cannot reach each other: NCCL peer-to-peer behind PCIe ACS "
+                "or an IOMMU, try NCCL_P2P_DISABLE=1) or one huge prefill; if it stays there, it hung",
+                retryable=True, rank=len(RULES))
         for key in self._unplaced_oom:
             # A message that names the phase (vLLM's "Failed to load model - not enough GPU memory") places it.
             named = next((c for c in ("weights_oom", "profile_oom", "cudagraph_oom")

@@ -119,3 +119,24 @@ def test_a_traceback_cut_in_the_models_forward_pass_is_the_batchs_oom() -> None:
         "runtime_oom"
     assert first(LOGS / "corpus/b/engine_dead/029_v05_async_engine_loop_wait_for_cloud_timestamps.log") == \
         "engine_dead"
+
+
+def test_throughput_numbers_say_when_answers_are_slow_not_failed() -> None:
+    """vllm-project/vllm#12153 (dev3 036: a CPU-only host, 0.1 tokens/s for one running request) and
+    intel/llm-scaler#391 (corpus/b 063: one request running at 5 tokens/s while 14 wait, for an hour): the
+    throughput lines' own numbers are a latency warning. vllm-project/vllm#37307 (dev2 healthy 010: a burst of 90
+    requests waiting while 10 to 34 run at 24k prompt tokens/s) stays quiet."""
+    slow = findings(DEV3 / "high_latency/036_cpu_only_granite8b_0_1_tokens_per_s.log")
+    assert (slow[0].category, slow[0].severity) == ("high_latency", "warning")
+    queued = findings(LOGS / "corpus/b/high_latency/063_intel_xpu_1_running_14_waiting_for_an_hour.log")
+    assert queued[0].category == "high_latency" and "14 requests waited" in queued[0].fix
+    assert findings(LOGS / "corpus/dev2/healthy/010_v1_2026_full_isl_load_waiting_low_kv.log") == []
+
+
+def test_a_progress_bar_left_at_zero_is_a_stall_when_nothing_follows() -> None:
+    """vllm-project/vllm#9920 (dev3 045): TP=2 start-up completes (NCCL, GPU blocks), then "Processed prompts: 0%
+    0/16" and the log ends: a warning; the same bar followed by progress is nothing."""
+    stuck = findings(DEV3 / "engine_stalled/045_tp2_ada_a6000_nccl_p2p_acs_iommu_stuck_processed_0.log")
+    assert (stuck[0].category, stuck[0].severity) == ("engine_stalled", "warning")
+    bar = "Processed prompts:   {}%|          | {}/16 [00:01<?, ?it/s]"
+    assert classify_text([bar.format(0, 0), bar.format(50, 8)]) == []
