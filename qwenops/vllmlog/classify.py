@@ -348,6 +348,7 @@ _OOM = re.compile(r"(?:CUDA|HIP|NPU|XPU|HPU|MPS) out of memory|torch\.(?:cuda\.|
                   r"OutOfMemoryError: (?:CUDA|HIP|NPU|XPU)|(?:CUDA|HIP) (?:driver )?error: out of memory|"
                   r"CUBLAS_STATUS_ALLOC_FAILED|hipErrorOutOfMemory")
 _OOM_RANK = 5  # between the specific start-up messages and the generic ones
+_MAX_CUTS = 8  # cut tracebacks kept for the end of the log (a log of many is bounded)
 
 
 # Ordered by how specific the evidence is: a lower index is the root cause, so "No available memory
@@ -696,7 +697,7 @@ class LogClassifier:
     _frames: list[str] = field(default_factory=list)
     _traceback: _Traceback | None = None  # the one being read: frames seen, its exception line not yet
     _last_frames: list[tuple[str, str]] = field(default_factory=list)  # of the traceback read last
-    _cut: _Traceback | None = None  # the last traceback that ended without its exception line
+    _cuts: list[_Traceback] = field(default_factory=list)  # the last tracebacks that ended without an exception line
     _no_progress: tuple[LogLine, str] | None = None  # the first throughput line with no progress
     _no_progress_lines: int = 0
     _stuck_bar: tuple[LogLine, str, int] | None = None  # a progress bar at 0/N, and the progress seen then
@@ -771,7 +772,7 @@ class LogClassifier:
     def _close_cut(self) -> None:
         """The traceback being read ended without an exception line (a paste cut it, or a second began)."""
         if self._traceback is not None and self._traceback.frames:
-            self._cut = self._traceback
+            self._cuts = [*self._cuts[-(_MAX_CUTS - 1):], self._traceback]
         self._traceback = None
 
     def _match(self, line: LogLine, text: str) -> None:
@@ -1074,14 +1075,19 @@ class LogClassifier:
                 found[(category, _OOM_TITLES[category])] = replace(
                     oom, category=category, title=_OOM_TITLES[category], fix=_OOM_FIXES[category], retryable=False,
                     change={"enforce_eager": True} if category == "cudagraph_oom" else None)
-        has_error = any(f.severity == "error" and f.rank < GENERIC_RANK for f in found.values())
-        cut = self._traceback if self._traceback is not None and self._traceback.frames else self._cut
-        if cut is not None and not has_error and not self.startup_only:
-            finding = self._cut_finding(cut)
-            if finding is not None and all(f.category != finding.category for f in found.values()) and \
-                    (finding.category != "unclassified" or not any(f.severity == "error" for f in found.values())):
-                found[(finding.category, finding.title)] = finding
-                has_error = True
+        # A client's symptom (a cut stream) does not explain the server's cut traceback: that is still read.
+        has_error = any(f.severity == "error" and f.rank < GENERIC_RANK and f.category not in _CLIENT_SIDE
+                        for f in found.values())
+        cuts = [*self._cuts, self._traceback] if self._traceback is not None and self._traceback.frames else self._cuts
+        if cuts and not has_error and not self.startup_only:
+            # Each cut traceback (two processes' or two sources' pasted together) names what it can; an
+            # unexplained one only when none names anything and nothing else is an error.
+            read = [f for f in map(self._cut_finding, cuts) if f is not None]
+            for finding in [f for f in read if f.category != "unclassified"] or read[-1:]:
+                if all(f.category != finding.category for f in found.values()) and \
+                        (finding.category != "unclassified" or not any(f.severity == "error" for f in found.values())):
+                    found[(finding.category, finding.title)] = finding
+                    has_error = True
         if self._error_line is not None and not has_error and not self.startup_only \
                 and not any(f.severity == "error" for f in found.values()):
             line, text = self._error_line
@@ -1147,12 +1153,17 @@ class LogClassifier:
 
         The generic "the engine died" is a consequence whenever something more specific was found, and
         is then reported as a note under it, not as a second error; so is an unexplained error beside a
-        named cause.
+        named cause. A client's cut stream or timeout beside the server's own failure (two sources pasted
+        together) follows from that failure: both stay, the server's first.
         """
         found = list(self._concluded().values())
+        if any(f.severity == "error" and f.category not in _NOT_THE_SERVERS for f in found):
+            found = [replace(f, rank=GENERIC_RANK + 1, title=f"{f.title} (the server's failure above explains it)")
+                     if f.category in _CLIENT_SIDE and f.severity == "error" else f for f in found]
         if any(f.severity == "error" and f.rank < GENERIC_RANK for f in found):
             found = [replace(f, severity="info", title=f"{f.title} (follows from the error above)")
-                     if f.rank >= GENERIC_RANK and f.severity == "error" else f for f in found]
+                     if f.rank >= GENERIC_RANK and f.severity == "error" and f.category not in _CLIENT_SIDE else f
+                     for f in found]
         if any(f.severity == "error" and f.rank < UNCLASSIFIED_RANK - 1 for f in found):
             found = [replace(f, severity="info", title=f"{f.title} (probably follows from the error above)")
                      if f.category == "unclassified" and f.severity == "error" else f for f in found]
@@ -1165,6 +1176,9 @@ class LogClassifier:
 
 
 RULES_BY_CATEGORY = {rule.category: rule for rule in reversed(RULES)}  # the first rule of each category
+# What a client sees of a server's failure, and the findings that say nothing of the server's own state.
+_CLIENT_SIDE = frozenset({"stream_interrupted", "client_timeout"})
+_NOT_THE_SERVERS = _CLIENT_SIDE | {"unclassified", "auth", "request_too_long"}
 # Fixes for a cause named from a cut traceback alone, where the first rule's fix needs numbers the excerpt lost.
 _CUT_FIXES = {
     "insufficient_free_memory": "less GPU memory was free than gpu_memory_utilization asks for: stop the other "

@@ -139,3 +139,19 @@ def test_a_log_viewers_bullet_and_a_quotes_bare_marker_are_wrappers() -> None:
         first = next(iter(read_log(stream))).text
     assert first.startswith("ERROR 06-22 20:16:34 async_llm_engine.py:52]")
     assert [line.text for line in read_log(io.BytesIO(b">\n>   TimeoutError\n"))] == ["", "  TimeoutError"]
+
+
+@pytest.mark.parametrize(("server", "cause"), [
+    ("public/23_engine_dead.log", "engine_dead"),
+    ("corpus/dev2/profile_oom/013_v07_mllama_enc_dec_profile_run_cut.log", "profile_oom"),
+])
+def test_a_server_log_and_a_clients_pasted_together_name_the_servers_failure_first(server: str, cause: str) -> None:
+    """Two sources in one paste: a server's log (public/23, vllm-project/vllm; dev2 013, a profile run's traceback
+    cut before its error) and a client's cut stream (corpus/b stream_interrupted 042, an h11 "incomplete chunked
+    read" from a llama-index client). The client saw the server's failure: both are named, the server's first,
+    and a client's cut traceback does not hide the server's."""
+    text = (LOGS / server).read_text(encoding="utf-8") + "\n" + (
+        LOGS / "corpus/b/stream_interrupted/042_llamaindex_openailike_h11_incomplete_chunked.log").read_text(
+        encoding="utf-8")
+    errors = [f.category for f in _findings(text) if f.severity == "error"]
+    assert errors[0] == cause and "stream_interrupted" in errors
