@@ -268,6 +268,7 @@ _FRAME_PHASES: tuple[tuple[FramePhase, re.Pattern[str], re.Pattern[str] | None],
                            r"^engine_step$|^run_engine_loop$|^step_async$|^execute_model_async$"), None),
     # The API server reading the engine core's outputs: what fails there is the engine, already dead.
     ("engine_client", re.compile(r"^get_output_async$|^output_handler$|^_format_exception$|dead_error|"
+                                 r"^(?:chat_)?completion_stream_generator$|"
                                  r"^(?:Async|MQ)?EngineDeadError$"), None),
 )
 # Model code constructing its layers allocates the weights (vLLM 0.1-0.2 had no loader frame above it).
@@ -349,6 +350,7 @@ _OOM = re.compile(r"(?:CUDA|HIP|NPU|XPU|HPU|MPS) out of memory|torch\.(?:cuda\.|
                   r"CUBLAS_STATUS_ALLOC_FAILED|hipErrorOutOfMemory")
 _OOM_RANK = 5  # between the specific start-up messages and the generic ones
 _MAX_CUTS = 8  # cut tracebacks kept for the end of the log (a log of many is bounded)
+_MAX_PROCESSES = 32  # processes whose traceback state is kept while another's lines are read
 
 
 # Ordered by how specific the evidence is: a lower index is the root cause, so "No available memory
@@ -698,6 +700,10 @@ class LogClassifier:
     _traceback: _Traceback | None = None  # the one being read: frames seen, its exception line not yet
     _last_frames: list[tuple[str, str]] = field(default_factory=list)  # of the traceback read last
     _cuts: list[_Traceback] = field(default_factory=list)  # the last tracebacks that ended without an exception line
+    # Each vLLM process prints its own tracebacks, interleaved with the others' in one log: the traceback state
+    # above is the current process's; the others' wait here, by the name in their tag.
+    _process: str = ""
+    _parked: dict[str, tuple[_Traceback | None, list[tuple[str, str]], list[str]]] = field(default_factory=dict)
     _no_progress: tuple[LogLine, str] | None = None  # the first throughput line with no progress
     _no_progress_lines: int = 0
     _stuck_bar: tuple[LogLine, str, int] | None = None  # a progress bar at 0/N, and the progress seen then
@@ -732,6 +738,8 @@ class LogClassifier:
             return None
         if self.serving and _NEW_BOOT.search(text):
             self.serving, self.phase = False, Phase.LAUNCHING
+        if line.process != self._process:
+            self._switch(line.process)
         self._track_traceback(line, text)
         self._match(line, text)
         for phase, pattern in _PHASE_PATTERNS:
@@ -768,6 +776,17 @@ class LogClassifier:
             del self._traceback.frames[:-64]  # a deep traceback keeps its innermost frames
             self._frames.append(entry[1])
             del self._frames[:-64]
+
+    def _switch(self, process: str) -> None:
+        """Read PROCESS's lines next: park the current process's traceback state, take up PROCESS's."""
+        self._parked[self._process] = (self._traceback, self._last_frames, self._frames)
+        if len(self._parked) > _MAX_PROCESSES:  # a bound: the oldest process's open traceback is closed as cut
+            oldest = next(iter(self._parked))
+            parked = self._parked.pop(oldest)[0]
+            if parked is not None and parked.frames:
+                self._cuts = [*self._cuts[-(_MAX_CUTS - 1):], parked]
+        self._traceback, self._last_frames, self._frames = self._parked.pop(process, (None, [], []))
+        self._process = process
 
     def _close_cut(self) -> None:
         """The traceback being read ended without an exception line (a paste cut it, or a second began)."""
@@ -1078,7 +1097,10 @@ class LogClassifier:
         # A client's symptom (a cut stream) does not explain the server's cut traceback: that is still read.
         has_error = any(f.severity == "error" and f.rank < GENERIC_RANK and f.category not in _CLIENT_SIDE
                         for f in found.values())
-        cuts = [*self._cuts, self._traceback] if self._traceback is not None and self._traceback.frames else self._cuts
+        open_ = [tb for tb, _, _ in self._parked.values() if tb is not None and tb.frames]
+        if self._traceback is not None and self._traceback.frames:
+            open_.append(self._traceback)
+        cuts = [*self._cuts, *open_]
         if cuts and not has_error and not self.startup_only:
             # Each cut traceback (two processes' or two sources' pasted together) names what it can; an
             # unexplained one only when none names anything and nothing else is an error.

@@ -96,3 +96,20 @@ def test_a_kv_check_after_vllms_figures_is_named_by_them() -> None:
             "(most recent call last):", *check]
     assert next(f.category for f in classify_text(none_left)) == "kv_cache_no_blocks"
     assert next(f.category for f in classify_text(some)) == "max_len_exceeds_kv"
+
+
+def test_each_processs_traceback_is_read_apart_when_their_lines_interleave() -> None:
+    """vLLM's processes print at once into one log (corpus/dev3/engine_dead/051, vllm-project/vllm#40756: the engine
+    core's shutdown traceback interleaved line by line with the API server's stream generator's). Each process's
+    traceback is read from its own lines, by the name in its tag: two cut tracebacks (collected/port_in_use/02's
+    bind, dev2 003's configuration check, OpenSQZ/MiniCPM-V-CookBook#51) interleaved name both causes."""
+    bind = ["(EngineCore_DP0 pid=7) " + line for line in
+            cut_before_the_exception("collected/port_in_use/02_v0_sock_bind_after_crash.log").splitlines()]
+    config = ["(APIServer pid=1) " + line for line in cut_before_the_exception(
+        "corpus/dev2/invalid_config/003_modelconfig_validation_minicpm_v45.log").splitlines()]
+    mixed = [line for pair in zip(bind, config, strict=False) for line in pair]
+    mixed += bind[len(config):] + config[len(bind):]
+    found = named("\n".join(mixed) + "\n")
+    assert {"port_in_use", "invalid_config"} <= set(found)
+    interleaved = LOGS / "corpus/dev3/engine_dead/051_v0191_mtp_long_seq_illegal_memory_interleaved_shutdown.log"
+    assert named(interleaved.read_text(encoding="utf-8"))[0] == "engine_dead"
