@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 if TYPE_CHECKING:
     from pydantic import BaseModel, ValidationError
+    from pydantic.fields import FieldInfo
 
 S = TypeVar("S", bound="Schema")
 _UnionType: Any = type(int | None)
@@ -66,10 +67,19 @@ class _Field:
     default_factory: Any
 
 
+class _ModelFields:
+    """`Cls.model_fields`: the pydantic model's FieldInfo by field name, as pydantic's class attribute (it
+    builds the model, so it imports pydantic: for docs and tests, never on a pure command's path)."""
+
+    def __get__(self, instance: object, owner: type[Schema]) -> dict[str, FieldInfo]:
+        return pydantic_model(owner).model_fields
+
+
 class Schema:
     """The base of a schema dataclass: validation on construction, and pydantic's model_validate,
-    model_validate_json, model_dump, model_dump_json and model_copy."""
+    model_validate_json, model_dump, model_dump_json, model_copy and model_fields."""
 
+    model_fields: ClassVar[_ModelFields] = _ModelFields()
     # pydantic ConfigDict keys beyond frozen=True: extra ("ignore" or "forbid"), allow_inf_nan, populate_by_name.
     __schema_config__: ClassVar[dict[str, Any]] = {}
     # field -> rule, run after the field's type and bounds (pydantic: an "after" field_validator).
@@ -290,7 +300,9 @@ def pydantic_model(cls: type[Schema]) -> type[BaseModel]:
         fields[f.name] = (_pydantic_hint(f.hint), Field(**keywords))
     validators = {f"_{name}_rule": field_validator(name)(rule_validator(rule)) for name, rule in cls.__rules__.items()}
     config = ConfigDict(frozen=True, **cls.__schema_config__)  # type: ignore[typeddict-item]
-    model: type[BaseModel] = create_model(cls.__name__, __config__=config, __validators__=validators,
+    # The class's docstring (its JSON schema's description), not the one the dataclass decorator writes without one.
+    doc = cls.__doc__ if cls.__doc__ and not cls.__doc__.startswith(f"{cls.__name__}(") else None
+    model: type[BaseModel] = create_model(cls.__name__, __config__=config, __doc__=doc, __validators__=validators,
                                           **fields)
     _PLAIN[model] = cls
     _MODELS[cls] = model

@@ -72,10 +72,10 @@ def check_name(value: str) -> str:
     return value
 
 
-def _about(description: str | None = None, *, undecided_unless_none: bool = False, **bounds: Any) -> dict[str, Any]:
+def _about(description: str | None = None, **bounds: Any) -> dict[str, Any]:
     """A schema field's metadata: its description and its bounds (gt, ge, le, min_length, pattern: the
-    keywords of pydantic's Field). UNDECIDED_UNLESS_NONE: any value but None is pydantic's to check."""
-    return {"description": description, "bounds": bounds, "undecided_unless_none": undecided_unless_none}
+    keywords of pydantic's Field)."""
+    return {"description": description, "bounds": bounds}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,8 +175,8 @@ class _Supervise(_Schema):
     auto_fit: bool = False
     stall_timeout_s: float | None = field(default=120.0, metadata=_about(gt=0))
     stall_probe_timeout_s: float = field(default=30.0, metadata=_about(gt=0))
-    # A listen address is normalised by SupervisorOptions' own rule: any value but None goes through it.
-    metrics: str | None = field(default=None, metadata=_about(undecided_unless_none=True))
+    # A listen address, normalised by SupervisorOptions' own rule (_SUPERVISE_RULES).
+    metrics: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -226,6 +226,7 @@ class Profile(_Schema):
         """How `qwenops serve` supervises this server (the profile's `supervise:` section)."""
         from qwenops.supervisor.options import SupervisorOptions
 
+        # Valid already (and SupervisorOptions, a plainschema dataclass, takes it without pydantic).
         return SupervisorOptions.model_validate(dataclasses.asdict(self.supervise_values))
 
     @property
@@ -360,6 +361,16 @@ _FIELD_RULES: dict[str, Callable[[Any], Any]] = {
 }
 
 
+def _metrics_is_a_listen_address(value: str | None) -> str | None:
+    from qwenops.supervisor.options import SupervisorOptions
+
+    return typing.cast("str | None", SupervisorOptions.__rules__["metrics"](value, {}))
+
+
+# The supervise: section's rules, SupervisorOptions' own (the pydantic Profile model runs them inside it).
+_SUPERVISE_RULES: dict[str, Callable[[Any], Any]] = {"metrics": _metrics_is_a_listen_address}
+
+
 # --- the check without pydantic: every value already exact and within bounds, or undecided ---
 
 class _Undecided(Exception):
@@ -446,13 +457,11 @@ def _checked(cls: type[_Schema], data: Any) -> Any:
     for key, given in data.items():
         name = names[key]
         spec = specs[name]
-        if spec.metadata.get("undecided_unless_none") and given is not None:
-            raise _Undecided
         hint = _Supervise if name == "supervise_values" else hints[name]
         value = _exact(hint, given, spec.metadata.get("bounds", {}))
         if cls is not _Supervise:  # SupervisorOptions has no one-line rule
             _text_is_one_line(value, name)
-        rule = _FIELD_RULES.get(name) if cls is Profile else None
+        rule = _FIELD_RULES.get(name) if cls is Profile else _SUPERVISE_RULES.get(name) if cls is _Supervise else None
         values[name] = rule(value) if rule is not None else value
     for name, spec in specs.items():
         if name not in values and spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
@@ -481,6 +490,7 @@ def _models() -> type[BaseModel]:
     the dataclasses' fields and rules: built once, on the first profile that is not plainly valid."""
     from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator, model_validator
 
+    from qwenops.plainschema import pydantic_model
     from qwenops.supervisor.options import SupervisorOptions
 
     class _Strict(BaseModel):
@@ -531,17 +541,16 @@ def _models() -> type[BaseModel]:
     validators["_consistent"] = model_validator(mode="after")(consistent)
     client = build(ClientDefaults, {}, {})
     requirements = build(Requirements, {}, {})
-    return build(Profile, {"client": client, "requirements": requirements, "supervise": SupervisorOptions}, validators)
+    return build(Profile, {"client": client, "requirements": requirements,
+                           "supervise": pydantic_model(SupervisorOptions)}, validators)
 
 
 def _from_model(model: BaseModel) -> Profile:
     values = {name: getattr(model, name) for name in Profile.model_fields}
     supervise = values.pop("supervise")
-    profile = Profile(**{**values, "client": ClientDefaults(**values["client"].model_dump()),
-                         "requirements": Requirements(**values["requirements"].model_dump())},
-                      supervise_values=_Supervise(**supervise.model_dump()))
-    profile.__dict__["supervise"] = supervise  # the cached_property's slot: already built
-    return profile
+    return Profile(**{**values, "client": ClientDefaults(**values["client"].model_dump()),
+                      "requirements": Requirements(**values["requirements"].model_dump())},
+                   supervise_values=_Supervise(**supervise.model_dump()))
 
 
 def validate_profile(data: Mapping[str, Any], *, origin: str, sources: Mapping[str, str] | None = None) -> Profile:

@@ -1,10 +1,12 @@
-"""The pydantic models HostFacts, ModelInfo and PlanInput were (commit 7c50af4), kept as the reference the schema
-dataclasses (qwenops.plainschema) are held to: tests/unit/test_plainschema.py validates random hostile data
-with both and wants the same values, or the same first error (its key, type and message)."""
+"""The pydantic models HostFacts, ModelInfo and PlanInput were (commit 7c50af4), and SupervisorOptions (commit 02626bf),
+kept as the reference the schema dataclasses (qwenops.plainschema) are held to: tests/unit/test_plainschema.py
+validates random hostile data with both and wants the same values, or the same first error (its key, type and
+message)."""
 
 # ruff: noqa
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -12,6 +14,7 @@ from pydantic_core import PydanticCustomError
 
 from qwenops.hardware.facts import impossible_memory
 from qwenops.modelinfo import DTYPE_BYTES
+from qwenops.supervisor.options import parse_listen
 from qwenops.units import MAX_GIB, MAX_TOKENS
 
 class Quantization(BaseModel):
@@ -246,3 +249,43 @@ class PlanInput(BaseModel):
         return value
 
 
+class SupervisorOptions(BaseModel):
+    """How the supervisor runs one server: start-up limit, drain, health probes, backoff, FATAL.
+
+    A profile carries these as its `supervise:` section; the supervisor knows nothing of profiles.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    startup_timeout_s: float = Field(900.0, gt=0, description="longest wait for /health and /v1/models")
+    drain_timeout_s: float = Field(30.0, ge=0, description="wait after SIGTERM before SIGKILL of the group")
+    health_interval_s: float = Field(5.0, gt=0)
+    health_failures: int = Field(3, ge=1, description="failed probes in a row that count as unhealthy")
+    backoff_initial_s: float = Field(1.0, ge=0)
+    backoff_max_s: float = Field(60.0, ge=0)
+    max_quick_failures: int = Field(3, ge=1, description="failures within the window before FATAL")
+    quick_failure_window_s: float = Field(600.0, gt=0)
+    auto_fit: bool = Field(False, description="after a start-up failure with a bounded fix (vLLM's own estimate "
+                                              "of max_model_len, free memory, enforce_eager), apply it and start "
+                                              "again; at most twice per start")
+    stall_timeout_s: float | None = Field(
+        120.0, gt=0, description="while requests run or wait, restart when no token comes for this long and "
+                                 "a one-token request also stalls (needs /metrics; null turns it off)")
+    stall_probe_timeout_s: float = Field(30.0, gt=0, description="how long the one-token confirming request may take")
+    metrics: str | None = Field(
+        None, description="serve qwenops' own Prometheus metrics on this host:port (`9400` or `:9400` is "
+                          "127.0.0.1:9400); off when null (docs/monitoring.md)")
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics_is_a_listen_address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host, port = parse_listen(value)
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"the host of {value!r} must be an IP address (127.0.0.1 when left out)") from None
+        if "%" in host:
+            raise ValueError("must be an IP address without a %zone")
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

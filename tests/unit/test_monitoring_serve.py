@@ -93,7 +93,7 @@ def harness(scripts: list[dict[str, object]], metrics: ServeMetrics, **options: 
     from qwenops.supervisor.runner import Supervisor
     from tests.unit.test_supervisor_runner import Harness
 
-    h = Harness(scripts, supervision=SupervisorOptions(**options)) if options else Harness(scripts)
+    h = Harness(scripts, supervision=SupervisorOptions.model_validate(options)) if options else Harness(scripts)
     h.supervisor = Supervisor(h.supervision, spawn=h.spawn, prober=h.prober, notifier=h.notifier, clock=h.clock,
                               observer=h.recorder, meter=metrics, tick_s=0.1)
     return h

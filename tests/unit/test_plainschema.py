@@ -143,3 +143,124 @@ def test_a_plan_input_holding_a_model_config_instance_validates_as_before() -> N
     old = {**PLAN_VALUES, "config": reference.ModelConfig.model_validate(CONFIG_VALUES)}
     assert _outcome(PlanInput, new) == _outcome(reference.PlanInput, old)
     assert _outcome(PlanInput, {**new, "weights_gib": -1}) == _outcome(reference.PlanInput, {**old, "weights_gib": -1})
+
+
+# SupervisorOptions (a profile's supervise: section; render's deployment targets read it): the same fields, values
+# and errors as the pydantic model it was, alone and inside a profile.
+
+SUPERVISE_VALUES: dict[str, Any] = {"startup_timeout_s": 300.0, "drain_timeout_s": 10, "health_failures": 3,
+                                    "backoff_max_s": 10.0, "auto_fit": True, "stall_timeout_s": None,
+                                    "metrics": "9400"}
+_LISTEN = st.sampled_from([
+    "9400", ":9400", "0.0.0.0:9401", "[::1]:9402", "127.0.0.1:9400", "::1:9400", "[::ffff:1.2.3.4]:1", "[::1]",
+    "1.2.3.4:09400", "1.2.3.4:65535", "1.2.3.4:65536", "127.0.0.1:0", "localhost:9400", "host:9400", "[fe80::1%eth0]:9",
+    "fe80::1%eth0:9400", "", ":", " 9400", "9400 ", "127.0.0.1:9400\n", "\uff11\uff12\uff13", "\u0661\u0662:1",
+    "[127.0.0.1]:80", "[]:80", "1.2.3:80", "01.2.3.4:80", "x" * 70, "-1"])
+_SUPERVISE_KEYS = st.sampled_from([*SUPERVISE_VALUES, "health_interval_s", "backoff_initial_s", "max_quick_failures",
+                                   "quick_failure_window_s", "stall_probe_timeout_s", "bogus", "supervise"])
+
+
+def _hostile_supervise(draw: Any) -> Any:
+    """A supervise: section with a few values replaced, removed or added (sometimes not a mapping at all)."""
+    if not draw(st.integers(0, 30)):
+        return draw(_ANY_VALUE)
+    data = dict(SUPERVISE_VALUES)
+    for _ in range(draw(st.integers(1, 3))):
+        key = draw(_SUPERVISE_KEYS)
+        if draw(st.integers(0, 4)):
+            data[key] = draw(_LISTEN | _NUMBER | _ANY_VALUE | st.sampled_from([float("nan"), float("inf"), 2**53 + 1]))
+        else:
+            data.pop(key, None)
+    return data
+
+
+def test_supervisor_options_fields_are_the_pydantic_models() -> None:
+    from qwenops.supervisor.options import SupervisorOptions
+
+    assert list(SupervisorOptions.model_fields) == list(reference.SupervisorOptions.model_fields)
+    for name, info in reference.SupervisorOptions.model_fields.items():
+        new = SupervisorOptions.model_fields[name]
+        assert (new.annotation, new.default, new.description, new.metadata) == (
+            info.annotation, info.default, info.description, info.metadata), name
+    model = plainschema.pydantic_model(SupervisorOptions)
+    assert model.model_json_schema() == reference.SupervisorOptions.model_json_schema()
+    assert model.model_config == reference.SupervisorOptions.model_config
+    assert SupervisorOptions().model_dump() == reference.SupervisorOptions().model_dump()
+    assert SupervisorOptions().model_dump_json() == reference.SupervisorOptions().model_dump_json()
+    assert repr(SupervisorOptions(metrics="9400")) == repr(reference.SupervisorOptions(metrics="9400"))
+
+
+def test_plainly_valid_supervisor_options_need_no_pydantic() -> None:
+    from qwenops.supervisor.options import SupervisorOptions
+
+    assert plainschema._fast(SupervisorOptions, SUPERVISE_VALUES)["metrics"] == "127.0.0.1:9400"
+    options = SupervisorOptions(drain_timeout_s=3, metrics="[::1]:9402")  # an int, as pydantic took it
+    assert options.drain_timeout_s == 3.0 and type(options.drain_timeout_s) is float
+    # model_copy does not validate, as pydantic's did not.
+    assert options.model_copy(update={"health_failures": 0}).health_failures == 0
+    with pytest.raises(ValidationError, match="must be an IP address"):
+        SupervisorOptions(metrics="localhost:9400")
+
+
+@_HYPOTHESIS
+@given(data=st.data())
+def test_hostile_supervisor_options_validate_as_the_pydantic_model_did(data: st.DataObject) -> None:
+    from qwenops.supervisor.options import SupervisorOptions
+
+    values = _hostile_supervise(data.draw)
+    _same(SupervisorOptions, reference.SupervisorOptions, values)
+    if isinstance(values, dict) and values.keys() <= reference.SupervisorOptions.model_fields.keys():
+        # The constructor validates as pydantic's did (an unknown keyword is a TypeError, not data).
+        assert _constructed(SupervisorOptions, values) == _constructed(reference.SupervisorOptions, values)
+
+
+def _constructed(cls: Any, values: dict[str, Any]) -> tuple[object, ...]:
+    try:
+        made = cls(**values)
+    except ValidationError as exc:
+        return ("invalid", [(e["loc"], e["type"], e["msg"], repr(e.get("ctx"))) for e in exc.errors()])
+    return ("valid", repr(made.model_dump()))
+
+
+def _profile_outcome(validate: Any, data: dict[str, Any]) -> tuple[object, ...]:
+    from qwenops.errors import ProfileInvalidError
+
+    try:
+        profile = validate(data)
+    except ProfileInvalidError as exc:
+        return ("invalid", exc.one_line())
+    return ("valid", repr(profile.model_dump(mode="json")), repr(profile.supervise.model_dump()))
+
+
+def _old_profile(data: dict[str, Any]) -> Any:
+    """DATA validated as before: by the pydantic Profile model holding the pydantic SupervisorOptions."""
+    from qwenops.config import profile as schema
+    from qwenops.supervisor.options import SupervisorOptions
+
+    built = plainschema.pydantic_model
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(plainschema, "pydantic_model",
+                      lambda cls: reference.SupervisorOptions if cls is SupervisorOptions else built(cls))
+        schema._models.cache_clear()
+        try:
+            try:
+                model = schema._models().model_validate(data)
+            except ValidationError as exc:
+                raise schema.profile_error(exc, origin="p.yaml", sources={}) from None
+            profile = schema._from_model(model)
+            old = getattr(model, "supervise")  # noqa: B009 (a field of a model built at run time)
+            assert isinstance(old, reference.SupervisorOptions)
+            assert profile.supervise.model_dump() == old.model_dump()
+            return profile
+        finally:
+            schema._models.cache_clear()
+
+
+@_HYPOTHESIS
+@given(data=st.data())
+def test_hostile_supervise_sections_of_a_profile_give_the_same_profile_or_error_line(data: st.DataObject) -> None:
+    from qwenops.config.profile import validate_profile
+
+    profile = {"name": "p", "model": "m", "supervise": _hostile_supervise(data.draw)}
+    assert _profile_outcome(lambda d: validate_profile(d, origin="p.yaml"), profile) == _profile_outcome(
+        _old_profile, profile), profile
