@@ -55,7 +55,10 @@ _RECORD_WRAPPERS = (
 )
 # ... then compose's bar with its name lost, a markdown quote, a list's bullet.
 # A terminal UI's frame (k9s: `│ ` before, padding and ` │` after) goes too.
-_WRAPPERS = re.compile(f"^(?:{_RECORD_WRAPPERS}" r"|\s*\| (?=\S)|>(?: |$)|[-*\u2022] (?=\S)|[\u2502\u2503\u2551] ?)")
+# ... and a progress bar a log record was glued to (tqdm wrote no newline before it).
+_WRAPPERS = re.compile(f"^(?:{_RECORD_WRAPPERS}" r"|\s*\| (?=\S)|>(?: |$)|[-*\u2022] (?=\S)|[\u2502\u2503\u2551] ?|"
+                       r"[^\[\]|]{0,120}\d{1,3}%(?:\||\s+Completed\s*\|)[^\[\]]{0,200}\[[^\]]{0,80}\]\s*"
+                       r"(?=(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL)\b|Traceback \(|\(\w+ pid=|\[rank\d))")
 # The dashes and quotes a chat app or an editor curled in a paste, back to what vLLM printed.
 _TYPOGRAPHY = str.maketrans({"\u2013": "-", "\u2014": "-", "\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'})
 _FRAME_RIGHT = re.compile(r"\s+[\u2502\u2503\u2551]$")
@@ -67,13 +70,28 @@ def normalise(line: str) -> str:
     return normalise_tagged(line)[0]
 
 
+# A progress bar's redraw (tqdm: `50%|#####     | 8/16 [00:01<00:01,  4.2it/s]`, vLLM's `100% Completed | 4/4`).
+_PROGRESS_BAR = re.compile(r"\d{1,3}%(?:\||\s+Completed\s*\|)|\d(?:it/s|s/it)\]")
+
+
+def _displayed(line: str) -> str:
+    """A line with carriage returns, as a terminal left it: each `\r` redraws the line, so the last part
+    stands, unless it is a progress bar's redraw and a log record was written before it on the same line."""
+    parts = [part for part in line.split("\r") if part.strip()]
+    if not parts:
+        return ""
+    return next((part for part in reversed(parts) if not _PROGRESS_BAR.search(part)), parts[-1])
+
+
 _PROCESS_TAG = re.compile(r"^\((?P<name>[A-Za-z_][\w.-]*)(?: rank=\d+)? pid=")
 
 
 def normalise_tagged(line: str) -> tuple[str, str]:
     """normalise, and the name in the innermost vLLM process tag it took off (`EngineCore_DP0`, `APIServer`,
     `VllmWorker`; "" for none): which process wrote the line."""
-    line = _ANSI.sub("", line.replace("\r", ""))
+    if "\r" in line:
+        line = _displayed(line)
+    line = _ANSI.sub("", line)
     process = ""
     for _ in range(6):  # nested wrappers, outermost first; a bound, not a loop on adversarial input
         stripped = _WRAPPERS.sub("", line, count=1)

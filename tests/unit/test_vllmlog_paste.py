@@ -13,7 +13,7 @@ from collections.abc import Callable
 import pytest
 
 from qwenops.vllmlog.classify import CANDIDATE, SERVED, Finding, LogClassifier
-from qwenops.vllmlog.lines import Shape, continues, read_log, scan_log, shape_of, wrap_width
+from qwenops.vllmlog.lines import Shape, continues, normalise, read_log, scan_log, shape_of, wrap_width
 from tests.logcorpus import LOGS
 
 # Logs whose one message a terminal's wrap cut where the old joiner could not see the cut (before a digit, a
@@ -155,3 +155,17 @@ def test_a_server_log_and_a_clients_pasted_together_name_the_servers_failure_fir
         encoding="utf-8")
     errors = [f.category for f in _findings(text) if f.severity == "error"]
     assert errors[0] == cause and "stream_interrupted" in errors
+
+
+def test_a_progress_bars_debris_is_not_part_of_the_record() -> None:
+    """tqdm redraws its bar with carriage returns and writes no newline before the next record, so a captured log
+    holds lines like these (the offline engine's "Processed prompts" bar of corpus/dev3/engine_stalled/045,
+    vllm-project/vllm#9920): the record reads as vLLM wrote it, and a line of redraws alone is its last redraw."""
+    bar = "Processed prompts:  50%|#####     | 8/16 [00:01<00:01,  4.2it/s]"
+    record = "ERROR 03-20 02:29:07 [core.py:340] RuntimeError: CUDA error: an illegal memory access was encountered"
+    assert normalise(f"{bar}\r{record}") == record
+    assert normalise(f"{record}\r{bar}") == record
+    assert normalise(f"{bar}{record}") == record
+    assert normalise(f"{bar}\r{bar.replace('50%', '100%')}") == bar.replace("50%", "100%")
+    not_a_bar = "GPU KV cache usage: 50% | [note] INFO is not a bar"
+    assert normalise(not_a_bar) == not_a_bar
