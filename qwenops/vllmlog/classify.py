@@ -593,7 +593,11 @@ _THROUGHPUT = re.compile(r"Avg prompt throughput: (?P<prompt>\d+(?:\.\d+)?) toke
                          r"(?:Waiting|Pending): (?P<waiting>\d+) reqs")
 # The offline LLM's progress bar: at 0 of N it has produced nothing yet; any other count is progress.
 _PROMPTS_BAR = re.compile(r"Processed prompts:\s+(?P<percent>\d+)%\|[^|]{0,200}\|\s*(?P<done>\d+)/(?P<total>\d+)")
-SLOW_TOKENS = 1.0  # tokens a second for each running request (prompt and answer together): slower is a starved engine
+# The two states of it that are evidence, as the block scanner looks for them (throughput lines are most of a big
+# log: only these are built): under a token a second in all while requests run; one running while more wait.
+_SLOW = re.compile(r"Avg prompt throughput: 0\.\d+ tokens/s, Avg generation throughput: 0\.\d*[1-9]\d* tokens/s, "
+                   r"Running: [1-9]")
+_QUEUED = re.compile(r"Running: 1 reqs,(?: Swapped: \d+ reqs,)? (?:Waiting|Pending): (?:[2-9]|[1-9]\d+) reqs")
 SLOW_LINES = 2
 QUEUED_LINES = 3  # throughput lines with one request running and others waiting behind it
 # Requests wait while none runs, no token moves and the KV cache has room: the scheduler admits nothing.
@@ -633,7 +637,7 @@ def _candidate_pattern() -> BytesPattern:
     patterns += [_OOM, _NEW_BOOT, re.compile(r", line \d+, in "), _TRACEBACK_START, _MODEL_NOT_GENERATIVE.pattern,
                  _NO_PROGRESS, _KV_FULL, _NOTHING_ADMITTED, _CLIENT_RETRY, _IPYTHON_FRAME, _MESSAGE_HEADS,
                  _ERROR_LINE, re.compile(r"validation error for"), _RPC, _SHM_WAIT, _MAX_LEN, _BLOCKS, _CLIENT_ABORT,
-                 _KV_ROOM, _BOOT, _DIED_SERVING, _THROUGHPUT, _PROMPTS_BAR,
+                 _KV_ROOM, _BOOT, _DIED_SERVING, _SLOW, _QUEUED, _PROMPTS_BAR,
                  re.compile(r"(?:Error|Exception|Exit|Timeout|Fault)(?:\(\d+\))?(?::|$)"),
                  re.compile(r"Fatal Python error|Segmentation fault|core dumped|SIGSEGV|SIGABRT|NCCL error|"
                             r"CUDA error|undefined symbol: |Failed to import from vllm\._C")]
@@ -707,7 +711,7 @@ class LogClassifier:
     _no_progress: tuple[LogLine, str] | None = None  # the first throughput line with no progress
     _no_progress_lines: int = 0
     _stuck_bar: tuple[LogLine, str, int] | None = None  # a progress bar at 0/N, and the progress seen then
-    _slow_lines: int = 0  # throughput lines where each running request got under SLOW_TOKENS a second
+    _slow_lines: int = 0  # throughput lines with under a token a second in all while requests ran
     _queued_lines: int = 0  # throughput lines with at most one request running and more waiting
     _progress: int = 0  # phase lines and served requests seen: what a stall must not be followed by
     _shm_wait: tuple[LogLine, str, int] | None = None
@@ -1004,7 +1008,7 @@ class LogClassifier:
                 "kv_cache_full", "warning", "the KV cache is full and requests are waiting for it",
                 _evidence(line, text), _preemption_fix(full, self.flags), rank=len(RULES)))
             return True
-        figures = _THROUGHPUT.search(text)
+        figures = _THROUGHPUT.search(text) if _SLOW.search(text) or _QUEUED.search(text) else None
         if figures:
             self._latency(line, text, figures)
         return bool(figures)
@@ -1014,16 +1018,16 @@ class LogClassifier:
         a second, or requests queue behind the one that runs (a warning: nothing failed)."""
         running, waiting = int(figures.group("running")), int(figures.group("waiting"))
         tokens = float(figures.group("prompt")) + float(figures.group("gen"))
-        if running and 0 < tokens < SLOW_TOKENS * running:
+        if _SLOW.search(text):
             self._slow_lines += 1
             if self._slow_lines == SLOW_LINES:
                 self._add(Finding(
-                    "high_latency", "warning", "each running request gets under a token a second",
+                    "high_latency", "warning", "the engine makes under a token a second while requests run",
                     _evidence(line, text), f"vLLM's throughput is {tokens:g} tokens/s for {running} running "
                     "request(s): the hardware is the bottleneck (a CPU-only host runs an 8B model at well under "
                     "a token a second; a GPU throttled or shared does too): use a GPU, a smaller or quantized "
                     "model, or check nvidia-smi for clocks and other processes", rank=len(RULES)))
-        if running <= 1 and waiting > running and float(figures.group("gen")) > 0:
+        if _QUEUED.search(text) and float(figures.group("gen")) > 0:
             self._queued_lines += 1
             if self._queued_lines == QUEUED_LINES:
                 self._add(Finding(

@@ -140,3 +140,18 @@ def test_a_progress_bar_left_at_zero_is_a_stall_when_nothing_follows() -> None:
     assert (stuck[0].category, stuck[0].severity) == ("engine_stalled", "warning")
     bar = "Processed prompts:   {}%|          | {}/16 [00:01<?, ?it/s]"
     assert classify_text([bar.format(0, 0), bar.format(50, 8)]) == []
+
+
+def test_ordinary_throughput_lines_are_no_candidates_for_the_block_scanner() -> None:
+    """Throughput lines are most of a big log: only the states that are evidence (no tokens, a full cache, a
+    starved engine, a queue behind one request) may be built and fed, or troubleshoot slows a hundredfold
+    (benchmarks/troubleshoot.py)."""
+    import io
+
+    from qwenops.vllmlog.classify import CANDIDATE, SERVED
+    from qwenops.vllmlog.lines import scan_log
+
+    line = ("INFO 01-01 00:00:00 [loggers.py:1] Engine 000: Avg prompt throughput: 812.4 tokens/s, Avg generation "
+            "throughput: 95.1 tokens/s, Running: 12 reqs, Waiting: 3 reqs, GPU KV cache usage: 41.0%\n")
+    found = list(scan_log(io.BytesIO((line * 5000).encode()), CANDIDATE, SERVED))
+    assert [entry.text for entry in found] == [""] and found[-1].number == 5000
