@@ -583,7 +583,8 @@ _DIED_SERVING = re.compile(r"EngineDeadError|output_handler failed|Background lo
                            r"EngineCore encountered a fatal error")
 # The openai client's own log when a request failed and is sent again (a timeout, a dropped connection,
 # 429 or 5xx): `openai._base_client - INFO - Retrying request to /chat/completions in 0.4 seconds`.
-_CLIENT_RETRY = re.compile(r"openai\._base_client\W.*?Retrying(?: request)?")
+_CLIENT_RETRY = re.compile(r"openai\._base_client\W.*?Retrying(?: request)?|"
+                           r"Retrying request to /(?:v1/)?(?:chat/completions|completions|responses)\b")
 _OPENAI_CLIENT_FILE = re.compile(r"[/\\]openai[/\\]")
 # vLLM's own HTTP server (a client that went away mid-request shows there, not a fetch of vLLM's).
 _HTTP_SERVER_FILE = re.compile(r"[/\\](?:uvicorn|starlette|fastapi)[/\\]|h11_impl\.py")

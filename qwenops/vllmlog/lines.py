@@ -27,6 +27,8 @@ whole (a markdown code block, a list item) loses the indentation all its lines s
 
 from __future__ import annotations
 
+import html
+import json
 import re
 import unicodedata
 from collections import Counter
@@ -46,8 +48,11 @@ _REPEATED = re.compile(r"\s*\[repeated \d+x across cluster\]\s*$")
 # The wrappers that only ever start a record (a timestamp, a process's tag), then the ones that may also stand
 # inside a line a terminal cut (`| ` of a progress bar, `> `): a continuation never starts with the first kind.
 _RECORD_WRAPPERS = (
-    r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?(?: |$)"  # docker -t / kubectl / bare
+    r"\d{4}[-/]\d\d[-/]\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?(?: |$)"  # docker -t, kubectl, Go
     r"|\[\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?\] ?"  # CI runners
+    r"|\d\d:\d\d:\d\d[.,]\d+ "  # a time alone
+    # Python logging's `- name - LEVEL - ` and FastChat's `| LEVEL | name | ` after their timestamp
+    r"|- [\w.]+ - (?:DEBUG|INFO|WARNING|ERROR|CRITICAL) - |\| (?:DEBUG|INFO|WARNING|ERROR|CRITICAL) \| [\w.-]+ \| ?"
     r"|[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \S+ [^\s:\[]+(?:\[\d+\])?: "  # journald short
     r"|[A-Za-z0-9][\w.-]*\s+\| ?"  # docker compose: `vllm-1  | `
     r"|\((?:[A-Za-z_][\w.-]*(?: rank=\d+)? )?pid=\d+(?:, ip=[0-9a-fA-F.:]+)?\)\s?"  # vLLM's / Ray's process tag
@@ -74,6 +79,16 @@ def normalise(line: str) -> str:
 _PROGRESS_BAR = re.compile(r"\d{1,3}%(?:\||\s+Completed\s*\|)|\d(?:it/s|s/it)\]")
 
 
+def _docker_json(line: str) -> str:
+    """A line of docker's json-file log (`{"log":"...\\n","stream":"stderr","time":"..."}`): its log text."""
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return line
+    text = entry.get("log") if isinstance(entry, dict) else None
+    return text.rstrip("\n") if isinstance(text, str) else line
+
+
 def _displayed(line: str) -> str:
     """A line with carriage returns, as a terminal left it: each `\r` redraws the line, so the last part
     stands, unless it is a progress bar's redraw and a log record was written before it on the same line."""
@@ -91,6 +106,10 @@ def normalise_tagged(line: str) -> tuple[str, str]:
     `VllmWorker`; "" for none): which process wrote the line."""
     if "\r" in line:
         line = _displayed(line)
+    if line.startswith('{"log":'):
+        line = _docker_json(line)
+    if "&" in line and ";" in line:
+        line = html.unescape(line)
     line = _ANSI.sub("", line)
     process = ""
     for _ in range(6):  # nested wrappers, outermost first; a bound, not a loop on adversarial input

@@ -7,7 +7,9 @@ are dev-half logs (collected/, public/, corpus/dev*: rules may be written from t
 
 from __future__ import annotations
 
+import html
 import io
+import json
 from collections.abc import Callable
 
 import pytest
@@ -52,6 +54,14 @@ PASTES: dict[str, Callable[[list[str]], list[str]]] = {
     "bulleted by a log viewer": _prefix("- 2024-06-22T20:16:34.700+00:00 "),
     "quoted": _prefix("> "),
     "framed by k9s": lambda lines: [f"\u2502 {line:<300} \u2502" for line in lines],
+    "docker's json-file log": lambda lines: [json.dumps({"log": f"{line}\n", "stream": "stderr",
+                                                         "time": "2024-06-22T20:16:34.700123456Z"}) for line in lines],
+    "HTML-escaped by a web page": lambda lines: [html.escape(line) for line in lines],
+    "behind Go's timestamp": _prefix("2024/06/22 20:16:34 "),
+    "behind Python logging's prefix": _prefix("2024-06-22 20:16:34,123 - vllm.server - INFO - "),
+    "behind FastChat's prefix": _prefix("2024-04-17 10:33:56 | ERROR | stderr | "),
+    "with tqdm's redraws before every line": lambda lines: [
+        f"Processed prompts:  50%|#####     | 8/16 [00:01<00:01,  4.2it/s]\r{line}" for line in lines],
 }
 
 
