@@ -903,7 +903,8 @@ class LogClassifier:
             if match:
                 moved = self._whose(rule.category, line)
                 category, title = moved or (rule.category, rule.title)
-                fix = rule.fix(match, self.flags) if moved is None else _MOVED_FIXES[category]
+                fix = rule.fix(match, self.flags) if moved is None or category not in _MOVED_FIXES \
+                    else _MOVED_FIXES[category]
                 home = rule if moved is None else RULES_BY_CATEGORY.get(category, rule)
                 rank = _RANKS[id(home)]
                 self._add(Finding(category, "error" if moved else rule.severity, title, _evidence(line, text), fix,
@@ -927,6 +928,11 @@ class LogClassifier:
             return "media_fetch_error", "vLLM could not download a request's image or media"
         if category == "client_timeout" and where == "wait":
             return "engine_stalled", "a worker did not answer the engine in time"
+        # vLLM warms the sampler up twice: in the profiling run, and after the KV cache and CUDA graphs (the
+        # post-capture warm-up, compile_or_warm_up_model): the phase reached, or the frames, say which.
+        if category == "profile_oom" and (where == "capture" or _PHASE_ORDER.index(self.phase) >= _PHASE_ORDER.index(
+                Phase.KV_CACHE)):
+            return "cudagraph_oom", "out of memory warming up after the KV cache and CUDA graphs were allocated"
         return None
 
     def _oom(self, line: LogLine, text: str) -> None:

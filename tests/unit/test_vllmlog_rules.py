@@ -155,3 +155,16 @@ def test_ordinary_throughput_lines_are_no_candidates_for_the_block_scanner() -> 
             "throughput: 95.1 tokens/s, Running: 12 reqs, Waiting: 3 reqs, GPU KV cache usage: 41.0%\n")
     found = list(scan_log(io.BytesIO((line * 5000).encode()), CANDIDATE, SERVED))
     assert [entry.text for entry in found] == [""] and found[-1].number == 5000
+
+
+def test_the_sampler_warm_up_oom_is_named_by_the_phase_it_came_in() -> None:
+    """collected/cudagraph_oom/04 (vLLM 0.8.0) and dev2 017/018: "CUDA out of memory occurred when warming up sampler
+    with N dummy requests". vLLM warms the sampler in the profiling run and again after the KV cache and CUDA graphs
+    are allocated (compile_or_warm_up_model). With no phase line it stays the profiling run's (vLLM's words); after
+    the KV cache's or capture's lines it is the post-capture warm-up, with vLLM's own fix (max_num_seqs)."""
+    lines = (LOGS / "collected/cudagraph_oom/04_v1_080_sampler_warmup.log").read_text(encoding="utf-8").splitlines()
+    assert classify_text(lines)[0].category == "profile_oom"
+    after = ["INFO 03-20 02:28:50 [gpu_worker.py:1] Available KV cache memory: 20.1 GiB",
+             "INFO 03-20 02:29:06 [gpu_model_runner.py:1] Graph capturing finished in 16 secs, took 0.64 GiB", *lines]
+    found = classify_text(after)[0]
+    assert found.category == "cudagraph_oom" and "max_num_seqs" in found.fix
