@@ -540,6 +540,9 @@ _KV_FULL = re.compile(r"(?:Waiting|Pending): (?P<waiting>[1-9]\d*) reqs, GPU KV 
 NO_PROGRESS_LINES = 3  # throughput lines (10 s apart) with no token while requests run
 # A logger ERROR line while CUDA graphs are captured, when the excerpt lost the exception itself.
 _ERROR_LINE = re.compile(r"^(?:ERROR|CRITICAL) \d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? \[?[\w./-]+:\d+\] ?\S")
+# Other programs' error lines in the same paste (a proxy's, a router's): nginx's `[error]`, logrus's `level=error`,
+# glog's `E0822 16:31:16`. Reported like vLLM's own, only when nothing else in the log is an error.
+_OTHER_ERROR_LINE = re.compile(r"^\[(?:error|crit|alert|emerg)\] |\blevel=(?:error|fatal)\b|^[EF]\d{4} \d\d:\d\d:\d\d")
 _MODEL_NOT_GENERATIVE = Rule(
     "model_not_generative", "vLLM loaded the model for a task other than text generation",
     re.compile(r"Supported tasks: \[(?P<tasks>[^\]]*)\]"),
@@ -637,7 +640,8 @@ def _candidate_pattern() -> BytesPattern:
     patterns = [rule.pattern for rule in RULES] + [pattern for _, pattern in _PHASE_PATTERNS]
     patterns += [_OOM, _NEW_BOOT, re.compile(r", line \d+, in "), _TRACEBACK_START, _MODEL_NOT_GENERATIVE.pattern,
                  _NO_PROGRESS, _KV_FULL, _NOTHING_ADMITTED, _CLIENT_RETRY, _IPYTHON_FRAME, _MESSAGE_HEADS,
-                 _ERROR_LINE, re.compile(r"validation error for"), _RPC, _SHM_WAIT, _MAX_LEN, _BLOCKS, _CLIENT_ABORT,
+                 _ERROR_LINE, _OTHER_ERROR_LINE, re.compile(r"validation error for"), _RPC, _SHM_WAIT, _MAX_LEN,
+                 _BLOCKS, _CLIENT_ABORT,
                  _KV_ROOM, _BOOT, _DIED_SERVING, _SLOW, _QUEUED, _PROMPTS_BAR,
                  re.compile(r"(?:Error|Exception|Exit|Timeout|Fault)(?:\(\d+\))?(?::|$)"),
                  re.compile(r"Fatal Python error|Segmentation fault|core dumped|SIGSEGV|SIGABRT|NCCL error|"
@@ -891,8 +895,8 @@ class LogClassifier:
         if crash:
             self._unclassified(line, body, "a crash")
             return
-        if _ERROR_LINE.match(text) and self._error_line is None and not _FRAME.search(body) \
-                and not body.startswith((" ", "Traceback")):
+        if (_ERROR_LINE.match(text) or _OTHER_ERROR_LINE.search(text)) and self._error_line is None \
+                and not _FRAME.search(body) and not body.startswith((" ", "Traceback")):
             self._error_line = (line, text)
 
     def _rules(self, line: LogLine, text: str, startup_evidence: bool) -> bool:

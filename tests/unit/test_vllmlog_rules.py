@@ -168,3 +168,15 @@ def test_the_sampler_warm_up_oom_is_named_by_the_phase_it_came_in() -> None:
              "INFO 03-20 02:29:06 [gpu_model_runner.py:1] Graph capturing finished in 16 secs, took 0.64 GiB", *lines]
     found = classify_text(after)[0]
     assert found.category == "cudagraph_oom" and "max_num_seqs" in found.fix
+
+
+def test_another_programs_error_line_in_the_paste_is_never_silence() -> None:
+    """maximhq/bifrost#1920 (corpus/d auth 001): one nginx error line from the auth proxy in front of vLLM, behind
+    compose's tag and nginx's own `2026/03/04 18:40:27` timestamp. No rule names it (its 401 is in the thread, not
+    the line): it is quoted as an unexplained error, not "no error found". logrus's and glog's error lines too."""
+    found = findings(LOGS / "corpus/d/auth/001_bifrost_vllm_provider_no_auth_header_nginx.log")
+    assert (found[0].category, found[0].severity) == ("unclassified", "error") and "[error]" in found[0].line
+    for line in ('time="2024-01-01T00:00:00Z" level=error msg="upstream closed"',
+                 "E0822 16:31:16.131931 12 router.cc:1] upstream reset"):
+        assert classify_text([line])[0].category == "unclassified"
+    assert classify_text(["[notice] 7#7: start worker process 8"]) == []
