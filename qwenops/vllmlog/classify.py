@@ -597,6 +597,8 @@ _THROUGHPUT = re.compile(r"Avg prompt throughput: (?P<prompt>\d+(?:\.\d+)?) toke
                          r"(?:Waiting|Pending): (?P<waiting>\d+) reqs")
 # The offline LLM's progress bar: at 0 of N it has produced nothing yet; any other count is progress.
 _PROMPTS_BAR = re.compile(r"Processed prompts:\s+(?P<percent>\d+)%\|[^|]{0,200}\|\s*(?P<done>\d+)/(?P<total>\d+)")
+# What the block scanner looks for of it: the bar at its start and at its end (a redrawn line shows its last state).
+_BAR_ENDS = re.compile(r"Processed prompts:\s+(?:0|100)%\|")
 # The two states of it that are evidence, as the block scanner looks for them (throughput lines are most of a big
 # log: only these are built): under a token a second in all while requests run; one running while more wait.
 _SLOW = re.compile(r"Avg prompt throughput: 0\.\d+ tokens/s, Avg generation throughput: 0\.\d*[1-9]\d* tokens/s, "
@@ -642,7 +644,7 @@ def _candidate_pattern() -> BytesPattern:
                  _NO_PROGRESS, _KV_FULL, _NOTHING_ADMITTED, _CLIENT_RETRY, _IPYTHON_FRAME, _MESSAGE_HEADS,
                  _ERROR_LINE, _OTHER_ERROR_LINE, re.compile(r"validation error for"), _RPC, _SHM_WAIT, _MAX_LEN,
                  _BLOCKS, _CLIENT_ABORT,
-                 _KV_ROOM, _BOOT, _DIED_SERVING, _SLOW, _QUEUED, _PROMPTS_BAR,
+                 _KV_ROOM, _BOOT, _DIED_SERVING, _SLOW, _QUEUED, _BAR_ENDS,
                  re.compile(r"(?:Error|Exception|Exit|Timeout|Fault)(?:\(\d+\))?(?::|$)"),
                  re.compile(r"Fatal Python error|Segmentation fault|core dumped|SIGSEGV|SIGABRT|NCCL error|"
                             r"CUDA error|undefined symbol: |Failed to import from vllm\._C")]

@@ -187,10 +187,13 @@ class Shape:
 
 
 _MAX_INDENT = 16
+_SHAPE_LINES = 4096
 
 
 def shape_of(lines: Sequence[str]) -> Shape:
-    """The Shape of these raw lines (the first block's)."""
+    """The Shape of these raw lines (the first block's; its first _SHAPE_LINES lines: a paste shows its shape
+    at once, and a block of a million empty lines costs no more than this)."""
+    lines = lines[:_SHAPE_LINES]
     indent: str | None = None
     for line in lines:
         if not line.strip():
@@ -403,7 +406,7 @@ def lines_of(text: Iterable[str]) -> Iterator[LogLine]:
 
 def block_shape(block: bytes) -> Shape:
     """shape_of a block's whole lines."""
-    return shape_of([_decoded(line) for line in block.split(b"\n")[:-1]])
+    return shape_of([_decoded(line) for line in block.split(b"\n", _SHAPE_LINES)[:-1]])  # whole lines only
 
 
 class BytesPattern(Protocol):
@@ -483,11 +486,16 @@ def _candidates(block: bytes, candidate: BytesPattern, served: re.Pattern[bytes]
         number = state.lines + 1
         state.lines += 1 + extra
         counted_to, gap_from, consumed_to, state.served = stop + 1, stop + 1, stop + 1, False
-        code = _logical(block, stop + 1, shape)[0] if stop + 1 < len(block) and _CODE_ABOVE.search(joined) else ""
+        code = _code_line(block, stop + 1, shape) if stop + 1 < len(block) and _CODE_ABOVE.search(joined) else ""
         yield LogLine(number, joined, served_before, spaced,
                       code if code and not _CODE_ABOVE.search(code) else "", process)
     state.lines += block.count(b"\n", counted_to)
     state.served = state.served or served.search(block, gap_from) is not None
+
+
+def _code_line(block: bytes, start: int, shape: Shape) -> str:
+    """The (normalised) line at START: a frame's code line, which a terminal rarely wraps (not joined here)."""
+    return normalise(shape.dedent(_decoded(block[start:block.find(b"\n", start)])))
 
 
 def _logical(block: bytes, start: int, shape: Shape) -> tuple[str, str, int, int, str]:

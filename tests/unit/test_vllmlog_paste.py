@@ -179,3 +179,14 @@ def test_a_progress_bars_debris_is_not_part_of_the_record() -> None:
     assert normalise(f"{bar}\r{bar.replace('50%', '100%')}") == bar.replace("50%", "100%")
     not_a_bar = "GPU KV cache usage: 50% | [note] INFO is not a bar"
     assert normalise(not_a_bar) == not_a_bar
+
+
+def test_a_pastes_shape_is_measured_on_its_first_lines_only() -> None:
+    """Hostile input stays cheap: a first block of a million empty lines is measured on its first lines (it has no
+    shape), and the offline engine's bar is a candidate only at 0% and at 100% (its redraws between are not)."""
+    from qwenops.vllmlog.classify import CANDIDATE
+    from qwenops.vllmlog.lines import block_shape
+
+    assert block_shape(b"\n" * 1_000_000) == Shape()
+    assert not CANDIDATE.search(b"Processed prompts:  50%|#####     | 8/16 [00:01<00:01,  4.2it/s]")
+    assert CANDIDATE.search(b"Processed prompts:   0%|          | 0/16 [00:00<?, ?it/s]")
