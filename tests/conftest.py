@@ -31,6 +31,23 @@ def pytest_configure(config: pytest.Config) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+# The test files that take longest (they start vLLM the most times), longest first: .ci/run runs the suite
+# in two workers, a file each (pytest-xdist, --dist loadfile), and hands files out in collection order, so a
+# long file handed out last runs alone at the end while the other worker has nothing left. A file not
+# listed keeps its place after these; tests within a file keep their order.
+SLOWEST_FIRST = (
+    "test_serve_hardened.py", "test_troubleshoot_faq.py", "test_serve_engine.py", "test_stream_resume.py",
+    "test_tune_engine.py", "test_gateway_resume.py", "test_gateway_engine.py", "test_smoke_stream.py",
+    "test_container_entrypoint.py", "test_stream_client.py", "test_troubleshoot_live.py",
+    "test_monitoring_engine.py", "test_doctor_live.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: index for index, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
                   monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
@@ -43,6 +60,10 @@ def _isolated_env(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
     empty_env_file.touch()
     monkeypatch.setenv("QWENOPS_ENV_FILE", str(empty_env_file))
     monkeypatch.setenv("NO_COLOR", "1")
+    # The terminal's size must not change rendered text (rich sizes a pipe by COLUMNS): pytest-xdist hands
+    # its workers COLUMNS=80 and LINES=24, a shell may export them.
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.delenv("LINES", raising=False)
     # A checkpoint in the developer's Hugging Face cache must not change verdicts, plans or model lookups.
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)

@@ -17,6 +17,7 @@ with the fix applied. Waits are on evidence (tests/polling.py), never on time.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import math
 import os
 import re
@@ -171,6 +172,15 @@ while True:
 """
 
 
+def burn_first(pid: int) -> None:
+    """The burner is the scenario: a process that takes the CPU from vLLM. On a host other jobs already load
+    (a second test worker, a CPU-burning neighbour, seen in CI: six runnable processes on two cores), one at
+    the default priority never gets the half core the rule names, so where the test may (root) it runs a
+    little ahead of them: nice -5, about three times a default process's share, not a starved machine."""
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, pid, -5)
+
+
 def test_a_process_burning_the_cpu_is_named_with_its_pid(long_server: RunningServer, profiles: Path) -> None:
     live = ("--base-url", long_server.base_url, "-p", "faq-long")  # the host is read with a live server
     code, healthy = troubleshoot(profiles, *live)
@@ -178,6 +188,8 @@ def test_a_process_burning_the_cpu_is_named_with_its_pid(long_server: RunningSer
 
     burners = [subprocess.Popen([sys.executable, "-c", BURN]) for _ in range(os.cpu_count() or 1)]
     pids = [b.pid for b in burners]
+    for pid in pids:
+        burn_first(pid)
 
     def named() -> tuple[dict[str, Any], list[int]] | None:
         """troubleshoot's own sample of the host (0.5 s) names a burner: on a host other jobs share, a
