@@ -16,7 +16,7 @@ import httpx
 
 from qwenops.gateway.app import Gateway, create_app
 from qwenops.gateway.config import GatewayConfig, build_config
-from qwenops.gateway.server import listening_socket, uvicorn_config
+from qwenops.gateway.run import listening_socket, uvicorn_config
 from tests.polling import poll_until
 
 

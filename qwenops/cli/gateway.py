@@ -81,7 +81,7 @@ def gateway(*, profile: str | None, upstream: str | None, check: bool, log_level
         finish(CommandResult(command="gateway", data=config), json_mode=json_mode, view=config_view)
         return
     _require_extra()
-    from qwenops.gateway.server import run_gateway
+    from qwenops.gateway.run import run_gateway
 
     if not json_mode:
         click.echo(start_line(config), err=True)

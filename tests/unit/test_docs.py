@@ -135,8 +135,8 @@ def test_the_architecture_layout_names_every_package(package: str) -> None:
 # command"); the exceptions the Layout names, with where their core is.
 COMMAND_CORES = {"doctor": "doctor", "install": "install", "uninstall": "install", "plan": "plan",
                  "profiles": "profiles", "render": "render", "serve": "serve", "smoke-stream": "smoke",
-                 "status": "status", "troubleshoot": "troubleshoot", "tune": "tune"}
-CORE_EXCEPTIONS = {"model": "qwenops.tinymodel", "gateway": "qwenops.gateway.server"}
+                 "status": "status", "troubleshoot": "troubleshoot", "tune": "tune", "gateway": "gateway"}
+CORE_EXCEPTIONS = {"model": "qwenops.tinymodel"}
 
 
 @pytest.mark.parametrize("command", sorted({*COMMAND_CORES, *CORE_EXCEPTIONS}))

@@ -775,7 +775,7 @@ def test_socket_buffer_bytes_reaches_every_accepted_connection() -> None:
     """--socket-buffer-bytes is set on the listening socket; the connections it accepts must carry it
     (Linux copies it, doubled for its bookkeeping), or a stalled reader could fill the autotuned
     buffers, about a megabyte on loopback, before the send queue."""
-    from qwenops.gateway.server import listening_socket, uvicorn_config
+    from qwenops.gateway.run import listening_socket, uvicorn_config
     from tests.integration.conftest import free_port
 
     def accepted_sndbuf(socket_buffer_bytes: int | None) -> int:

@@ -8,12 +8,12 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
 
     from qwenops.gateway.config import GatewayConfig
-    from qwenops.gateway.server import GatewayRun
+    from qwenops.gateway.run import GatewayRun
 
 
 def start_line(config: GatewayConfig) -> str:
     """The line on stderr when the gateway starts (the upstream's password, if any, masked)."""
-    from qwenops.gateway.server import ws_url
+    from qwenops.gateway.run import ws_url
     from qwenops.untrusted import mask_url, printable
 
     return printable(f"gateway on {ws_url(config)} -> {mask_url(config.upstream)} (model {config.model}); "
