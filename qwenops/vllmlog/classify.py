@@ -52,7 +52,8 @@ _PHASE_PATTERNS: tuple[tuple[Phase, re.Pattern[str]], ...] = (
                               r"Graph capturing finished", re.IGNORECASE)),
     (Phase.KV_CACHE, re.compile(r"KV cache size|Available KV cache memory|# (GPU|CPU|cuda) blocks|for KV cache|"
                                 r"Maximum concurrency for")),
-    (Phase.PROFILING, re.compile(r"Loading weights took|Model loading took|Memory profiling takes")),
+    (Phase.PROFILING, re.compile(r"Loading (?:model )?weights took|Model loading took|Memory profiling takes|"
+                                 r"Starting profile run")),
     (Phase.LOADING_WEIGHTS, re.compile(r"Starting to load model|Loading (safetensors|pt) checkpoint shards|"
                                        r"Loading weights")),
     (Phase.CONFIGURING, re.compile(r"Resolved architecture|Initializing a V1 LLM engine|"
@@ -348,6 +349,8 @@ _FRAME_OOM: dict[FramePhase, str] = {"capture": "cudagraph_oom", "weights": "wei
 _OOM = re.compile(r"(?:CUDA|HIP|NPU|XPU|HPU|MPS) out of memory|torch\.(?:cuda\.|npu\.|xpu\.)?OutOfMemoryError|"
                   r"OutOfMemoryError: (?:CUDA|HIP|NPU|XPU)|(?:CUDA|HIP) (?:driver )?error: out of memory|"
                   r"CUBLAS_STATUS_ALLOC_FAILED|hipErrorOutOfMemory")
+# V0's worker process: `Exception in worker VllmWorkerProcess while processing method determine_num_available_blocks:`
+_WORKER_METHOD = re.compile(r"while processing method (\w+):")
 _OOM_RANK = 5  # between the specific start-up messages and the generic ones
 _MAX_CUTS = 8  # cut tracebacks kept for the end of the log (a log of many is bounded)
 _MAX_PROCESSES = 32  # processes whose traceback state is kept while another's lines are read
@@ -942,7 +945,7 @@ class LogClassifier:
         return None
 
     def _oom(self, line: LogLine, text: str) -> None:
-        category = self._oom_category()
+        category = self._oom_category(text)
         self._add(Finding(category, "error", _OOM_TITLES[category], _evidence(line, text), _OOM_FIXES[category],
                           retryable=category == "runtime_oom", rank=_OOM_RANK,
                           change={"enforce_eager": True} if category == "cudagraph_oom" else None))
@@ -1050,8 +1053,11 @@ class LogClassifier:
                     "when max_num_seqs and the KV cache allow (raise max_num_seqs, shorten max_model_len, or raise "
                     "gpu_memory_utilization); a long request holding the cache keeps the rest out", rank=len(RULES)))
 
-    def _oom_category(self) -> str:
+    def _oom_category(self, text: str = "") -> str:
         where = frame_phase(self._last_frames)
+        rpc = _WORKER_METHOD.search(text)
+        if where is None and rpc and _RPC_PHASES.get(rpc.group(1)) in _FRAME_OOM:
+            return _FRAME_OOM[_RPC_PHASES[rpc.group(1)]]  # V0's worker names the RPC it ran out of memory in
         if where == "forward" and not self.serving:
             return _PHASE_OOM.get(self.phase, "runtime_oom")  # a forward pass at start-up: its phase says which
         if where in _FRAME_OOM and not (where == "serving" and not self.serving):

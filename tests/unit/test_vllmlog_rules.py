@@ -180,3 +180,21 @@ def test_another_programs_error_line_in_the_paste_is_never_silence() -> None:
                  "E0822 16:31:16.131931 12 router.cc:1] upstream reset"):
         assert classify_text([line])[0].category == "unclassified"
     assert classify_text(["[notice] 7#7: start worker process 8"]) == []
+
+
+def test_v0s_profile_run_and_its_worker_rpc_place_the_oom() -> None:
+    """vllm-project/vllm#10034 (corpus/dev3 profile_oom 066, vLLM 0.6.1 V0, Llama-3.2-11B-Vision on 2x A10): after
+    "Loading model weights took" and "Starting profile run for multi-modal models", a worker's "Exception in worker
+    VllmWorkerProcess while processing method determine_num_available_blocks: CUDA out of memory". Both the phase
+    lines and the RPC the worker names place it in the memory-profiling run, not serving."""
+    path = DEV3 / "profile_oom/066_v061_mllama_11b_tp2_a10_profile_run_determine_blocks.log"
+    assert first(path) == "profile_oom"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    rpc_only = [line for line in lines if "processing method" in line]
+    assert classify_text(rpc_only)[0].category == "profile_oom"
+    weights_only = ["INFO 11-05 03:21:41 model_runner.py:1025] Loading model weights took 10.0714 GB",
+                    "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 1.95 GiB."]
+    assert classify_text(weights_only)[0].category == "profile_oom"
+    other_rpc = ["ERROR 11-05 03:21:52 multiproc_worker_utils.py:233] Exception in worker VllmWorkerProcess while "
+                 "processing method load_model: CUDA out of memory. Tried to allocate 1.95 GiB."]
+    assert classify_text(other_rpc)[0].category == "weights_oom"
