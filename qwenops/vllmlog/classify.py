@@ -434,9 +434,16 @@ RULES: tuple[Rule, ...] = (
          _const("remove or fix that flag in the profile's extra_args (see `vllm serve --help`)")),
     Rule("invalid_config", "max_model_len is longer than the model supports",
          re.compile(r"User-specified max_model_len \((?P<wanted>\d+)\) is greater than the derived "
-                    r"max_model_len \((?:max_position_embeddings=)?(?P<limit>\d+)"),
+                    r"max_model_len \((?:(?P<key>\w+)=)?(?P<limit>\d+)"),
          lambda m, flags: f"{_set('max_model_len', int(m.group('limit')), flags)}, the model's "
-                         f"max_position_embeddings"),
+                         f"{m.group('key') or 'max_position_embeddings'}"),
+    # The scheduler's check (V0, and V1 without chunked prefill): one step must hold a whole prompt.
+    Rule("invalid_config", "max_num_batched_tokens is smaller than max_model_len",
+         re.compile(r"max_num_batched_tokens \((?P<batched>\d+)\) is smaller than max_model_len "
+                    r"\((?P<limit>\d+)\)"),
+         lambda m, flags: f"raise max_num_batched_tokens to at least {m.group('limit')} "
+                         f"(`--set max_num_batched_tokens={m.group('limit')}`), enable chunked prefill, or "
+                         f"{_set('max_model_len', int(m.group('batched')), flags)}"),
     Rule("invalid_config", "vLLM rejected the configuration",
          re.compile(r"(pydantic_core\._pydantic_core\.)?ValidationError: \d+ validation error.*|"
                     r"ValueError: User-specified max_model_len .*|"

@@ -198,3 +198,19 @@ def test_v0s_profile_run_and_its_worker_rpc_place_the_oom() -> None:
     other_rpc = ["ERROR 11-05 03:21:52 multiproc_worker_utils.py:233] Exception in worker VllmWorkerProcess while "
                  "processing method load_model: CUDA out of memory. Tried to allocate 1.95 GiB."]
     assert classify_text(other_rpc)[0].category == "weights_oom"
+
+
+def test_vllms_length_checks_on_the_configuration_are_invalid_config() -> None:
+    """xorbitsai/inference#1715 (corpus/dev3 invalid_config 072, vLLM under Xinference, Qwen-14B-Chat): "ValueError:
+    [address=..., pid=...] User-specified max_model_len (4096) is greater than the derived max_model_len
+    (seq_length=2048 ...)": the wrapper's tag between the exception and vLLM's words, and the config key the limit
+    came from. verl-project/verl#259 (corpus/dev3 invalid_config 073, verl's rollout, V0): the scheduler's
+    "max_num_batched_tokens (8192) is smaller than max_model_len (9216)" behind Ray's coloured process tag."""
+    found = findings(DEV3 / "invalid_config/072_xinference_qwen14b_chat_max_model_len_4096_vs_seq_length_2048.log")
+    assert found[0].category == "invalid_config" and "max_model_len=2048" in found[0].fix \
+        and "seq_length" in found[0].fix
+    found = findings(DEV3 / "invalid_config/073_verl_rollout_max_num_batched_tokens_8192_lt_max_model_len_9216.log")
+    assert found[0].category == "invalid_config" and "max_num_batched_tokens=9216" in found[0].fix
+    plain = ["ValueError: User-specified max_model_len (40000) is greater than the derived max_model_len "
+             "(max_position_embeddings=32768 or model_max_length=None in model's config.json)."]
+    assert "max_position_embeddings" in classify_text(plain)[0].fix
