@@ -491,6 +491,10 @@ RULES: tuple[Rule, ...] = (
                     r"compute capability (?:of )?at least \d+\.\d+"),
          _const("set dtype: float16 (`--set dtype=half`; this GPU has no bfloat16), or a checkpoint and "
                 "quantization this GPU's compute capability supports")),
+    # vLLM's OpenAI server's own words when a request's images or videos did not load (0.6, serving_chat.py).
+    Rule("media_fetch_error", "vLLM could not download a request's image or media",
+         re.compile(r"Error in loading multi-modal data"),
+         lambda _m, _f: _MEDIA_FIX, when="any"),
     # Client-side logs: the client library's own exception says how the answer ended.
     Rule("stream_interrupted", "the connection closed before the answer was complete",
          re.compile(r"RemoteProtocolError|incomplete chunked read|peer closed connection without sending complete|"

@@ -224,3 +224,11 @@ def test_macos_missing_symbol_is_a_broken_install_not_silence() -> None:
     assert (found[0].category, found[0].severity) == ("unclassified", "error") and "broken install" in found[0].title
     linux = ["ImportError: /opt/venv/lib/python3.12/site-packages/vllm/_C.abi3.so: undefined symbol: _ZN3c10"]
     assert classify_text(linux)[0].category == "unclassified"
+
+
+def test_vllms_own_words_for_media_it_could_not_load_beat_the_cut_client_traceback() -> None:
+    """ogx-ai/ogx#643 (llama-stack; corpus/dev3 media_fetch_error 074, vLLM 0.6.4): "Error in loading multi-modal data"
+    from vLLM's serving_chat.py, then an aiohttp traceback cut after its first frame. The aiohttp frames alone
+    would read as a client's read; vLLM's own line says it was vLLM's download of the request's image."""
+    found = findings(DEV3 / "media_fetch_error/074_llama_stack_vllm_image_url_aiohttp_connect_fails.log")
+    assert found[0].category == "media_fetch_error" and "URL" in found[0].fix
