@@ -555,8 +555,10 @@ NO_PROGRESS_LINES = 3  # throughput lines (10 s apart) with no token while reque
 # A logger ERROR line while CUDA graphs are captured, when the excerpt lost the exception itself.
 _ERROR_LINE = re.compile(r"^(?:ERROR|CRITICAL) \d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? \[?[\w./-]+:\d+\] ?\S")
 # Other programs' error lines in the same paste (a proxy's, a router's): nginx's `[error]`, logrus's `level=error`,
-# glog's `E0822 16:31:16`. Reported like vLLM's own, only when nothing else in the log is an error.
-_OTHER_ERROR_LINE = re.compile(r"^\[(?:error|crit|alert|emerg)\] |\blevel=(?:error|fatal)\b|^[EF]\d{4} \d\d:\d\d:\d\d")
+# glog's `E0822 16:31:16`; uvicorn's `ERROR:    Exception in ASGI application` (a request's unhandled exception, its
+# 500). Reported like vLLM's own, only when nothing else in the log is an error.
+_OTHER_ERROR_LINE = re.compile(r"^(?:ERROR|CRITICAL):\s+Exception in ASGI application|"
+                               r"^\[(?:error|crit|alert|emerg)\] |\blevel=(?:error|fatal)\b|^[EF]\d{4} \d\d:\d\d:\d\d")
 _MODEL_NOT_GENERATIVE = Rule(
     "model_not_generative", "vLLM loaded the model for a task other than text generation",
     re.compile(r"Supported tasks: \[(?P<tasks>[^\]]*)\]"),

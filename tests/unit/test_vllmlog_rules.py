@@ -232,3 +232,13 @@ def test_vllms_own_words_for_media_it_could_not_load_beat_the_cut_client_traceba
     would read as a client's read; vLLM's own line says it was vLLM's download of the request's image."""
     found = findings(DEV3 / "media_fetch_error/074_llama_stack_vllm_image_url_aiohttp_connect_fails.log")
     assert found[0].category == "media_fetch_error" and "URL" in found[0].fix
+
+
+def test_uvicorns_asgi_exception_line_is_never_silence() -> None:
+    """vllm-project/vllm#21254 (corpus/dev3 media_fetch_error 075, V1, an unreachable image URL): a 500 access
+    line, uvicorn's "ERROR: Exception in ASGI application" and a traceback cut in starlette's middleware, before
+    vLLM's frames. Nothing names the cause, but a request's unhandled exception is an error quoted as unexplained,
+    not "no error found"."""
+    found = findings(DEV3 / "media_fetch_error/075_v1_unreachable_image_url_500_asgi_traceback.log")
+    assert (found[0].category, found[0].severity) == ("unclassified", "error") and "ASGI" in found[0].line
+    assert classify_text(["INFO:     Started server process [7]", "INFO:     Waiting for application startup."]) == []
