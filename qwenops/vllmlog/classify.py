@@ -488,7 +488,9 @@ RULES: tuple[Rule, ...] = (
          re.compile(r"Bfloat16 is only supported on GPUs with compute capability|"
                     r"(?:bfloat16|bf16|BF16|[Ff]loat8|FP8|fp8)\b.*?not supported (?:on|by) "
                     r"(?:this|the|your)|"
-                    r"compute capability (?:of )?at least \d+\.\d+"),
+                    r"compute capability (?:of )?at least \d+\.\d+|"
+                    # any quantization method's check (0.4 on): "fp8 ... not supported for the current GPU"
+                    r"quantization method \w+ is not supported for the current GPU"),
          _const("set dtype: float16 (`--set dtype=half`; this GPU has no bfloat16), or a checkpoint and "
                 "quantization this GPU's compute capability supports")),
     # vLLM's OpenAI server's own words when a request's images or videos did not load (0.6, serving_chat.py).

@@ -242,3 +242,14 @@ def test_uvicorns_asgi_exception_line_is_never_silence() -> None:
     found = findings(DEV3 / "media_fetch_error/075_v1_unreachable_image_url_500_asgi_traceback.log")
     assert (found[0].category, found[0].severity) == ("unclassified", "error") and "ASGI" in found[0].line
     assert classify_text(["INFO:     Started server process [7]", "INFO:     Waiting for application startup."]) == []
+
+
+def test_a_quantization_method_the_gpu_cannot_run_is_unsupported_dtype() -> None:
+    """vllm-project/vllm#4327 (corpus/dev3 unsupported_dtype 070, vLLM 0.4.1, Ray TP on sm86): "ValueError: The
+    quantization method fp8 is not supported for the current GPU. Minimum capability: 90. Current capability: 86."
+    vLLM's check reads the same for every quantization method."""
+    found = findings(DEV3 / "unsupported_dtype/070_v041_ray_tp_fp8_min_capability_90_on_sm86.log")
+    assert found[0].category == "unsupported_dtype"
+    marlin = ["ValueError: The quantization method marlin is not supported for the current GPU. Minimum capability: "
+              "80. Current capability: 75."]
+    assert classify_text(marlin)[0].category == "unsupported_dtype"
