@@ -43,6 +43,9 @@ RUNNING = "vllm:num_requests_running"
 # at the end, too fast to act on; this one streams for ~5 s here, though the API server, short of CPU
 # beside the engine, often delivers the first hundred tokens, then nothing for seconds, then the rest.
 LONG = {"max_tokens": 4000, "ignore_eos": True, "temperature": 0}
+# A new connection for each /healthz read: uvicorn closes an idle keep-alive connection after 5 s, and a request
+# sent on it as it closes fails with a ReadError (seen in a loaded CI run, with seconds between the reads).
+NO_KEEPALIVE = httpx.Limits(max_keepalive_connections=0)
 
 
 @pytest.fixture(scope="module")
@@ -232,7 +235,8 @@ def test_pings_are_answered_while_another_connection_streams(long_server: Runnin
 
     async def go(gw: GatewayProcess) -> tuple[dict[str, list[float]], list[dict[str, Any]]]:
         health_url = f"http://127.0.0.1:{gw.port}/healthz"
-        async with connect(gw.url) as streaming, connect(gw.url) as pinging, httpx.AsyncClient(timeout=60) as http:
+        async with connect(gw.url) as streaming, connect(gw.url) as pinging, \
+                    httpx.AsyncClient(timeout=60, limits=NO_KEEPALIVE) as http:
 
             async def chat_running() -> bool:
                 return bool((await http.get(health_url)).json()["chats_done"] == done_before)
