@@ -174,12 +174,12 @@ while True:
 
 def burn_first(pid: int) -> None:
     """The burner is the scenario: a process that takes the CPU from vLLM. On a host other jobs already load
-    (a second test worker, a CPU-burning neighbour; seen: six runnable processes on two cores, and at nice -5
-    still too many), one at the default priority never gets the half core the rule names, so where the test
-    may (root) it runs ahead of them: nice -10, about nine times a default process's share; the rest of the
-    machine is slowed, not stopped, and troubleshoot's run is polled with a generous deadline."""
+    (a second test worker, a CPU-burning neighbour; seen: six runnable processes on two cores), one at the
+    default priority never gets the half core the rule names, so where the test may (root) it runs a little
+    ahead of them: nice -5, about three times a default process's share. More would starve the server whose
+    host troubleshoot reads (a run it cannot answer in time is retried below, but must end)."""
     with contextlib.suppress(OSError):
-        os.setpriority(os.PRIO_PROCESS, pid, -10)
+        os.setpriority(os.PRIO_PROCESS, pid, -5)
 
 
 def test_a_process_burning_the_cpu_is_named_with_its_pid(long_server: RunningServer, profiles: Path) -> None:
@@ -196,7 +196,11 @@ def test_a_process_burning_the_cpu_is_named_with_its_pid(long_server: RunningSer
         """troubleshoot's own sample of the host (0.5 s) names a burner: on a host other jobs share, a
         burner may get less than the half core the rule asks for in one sample, so the run is repeated
         until its sample shows it, which is the evidence the fix needs."""
-        _, data = troubleshoot(profiles, *live)
+        code, doc, _ = qwenops("troubleshoot", *live, env={"QWENOPS_PROFILES_DIR": str(profiles)}, timeout=600)
+        if code == 3:  # the server, starved of CPU, did not answer within troubleshoot's deadline: no sample
+            return None
+        assert code in (0, 1), doc
+        data: dict[str, Any] = doc["data"]
         assert errors(data) == [], data["findings"]  # contention slows answers: a warning, never a failure
         found = [f for f in data["findings"] if f["category"] == "high_latency_cpu"]
         seen = [pid for pid in pids if found and f"{BURNER} (pid {pid})" in found[0]["fix"]]
@@ -204,7 +208,7 @@ def test_a_process_burning_the_cpu_is_named_with_its_pid(long_server: RunningSer
 
     try:
         poll_until(lambda: all(psutil.Process(pid).name() == BURNER for pid in pids), "the burners are named")
-        result = poll_until(named, "troubleshoot names a burner with its pid", timeout_s=300, interval_s=1)
+        result = poll_until(named, "troubleshoot names a burner with its pid", timeout_s=600, interval_s=1)
     finally:
         for burner in burners:
             burner.kill()
