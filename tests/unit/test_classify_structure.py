@@ -8,8 +8,9 @@ import io
 
 import pytest
 
-from qwenops.vllmlog.classify import CANDIDATE, SERVED, LogClassifier, classify_text, frame_phase
-from qwenops.vllmlog.lines import normalise, read_log, scan_log
+from qwenops.vllmlog.classify import classify_text, frame_phase
+from qwenops.vllmlog.lines import normalise, read_log
+from tests.logreaders import findings_of_both_readers
 
 OOM = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 1.00 GiB."
 
@@ -24,13 +25,7 @@ def categories(lines: list[str]) -> list[str]:
 
 def both_readers(text: str) -> list[str]:
     """Categories from reading every line and from the block scanner: they must agree."""
-    every, scanned = LogClassifier(), LogClassifier()
-    for line in read_log(io.BytesIO(text.encode())):
-        every.feed(line)
-    for line in scan_log(io.BytesIO(text.encode()), CANDIDATE, SERVED):
-        scanned.feed(line)
-    assert scanned.findings() == every.findings()
-    return [f.category for f in every.findings()]
+    return [f.category for f in findings_of_both_readers(text)]
 
 
 @pytest.mark.parametrize(("frames", "phase"), [

@@ -4,23 +4,20 @@ thread in the dev half) cut just before its first exception line, as users' past
 
 from __future__ import annotations
 
-import io
 import re
 
 import pytest
 
 from qwenops.vllmlog.classify import (
-    CANDIDATE,
     CODE,
     RAISE,
-    SERVED,
-    LogClassifier,
     classify_text,
     code_frames,
     frame_phase,
 )
-from qwenops.vllmlog.lines import normalise, read_log, scan_log
+from qwenops.vllmlog.lines import normalise
 from tests.logcorpus import LOGS
+from tests.logreaders import findings_of_both_readers
 
 _EXCEPTION = re.compile(r"^(?:(?:ERROR|CRITICAL) \d\d-\d\d [\d:.]+ \[?[\w./-]+:\d+\] ?)?(?:[\w.]+\.)?[A-Z]\w*"
                         r"(?:Error|Exception)(?:: |$)")
@@ -33,13 +30,7 @@ def cut_before_the_exception(name: str) -> str:
 
 
 def named(text: str) -> list[str]:
-    every, scanned = LogClassifier(), LogClassifier()
-    for line in read_log(io.BytesIO(text.encode())):
-        every.feed(line)
-    for line in scan_log(io.BytesIO(text.encode()), CANDIDATE, SERVED):
-        scanned.feed(line)
-    assert scanned.findings() == every.findings()
-    return [f.category for f in every.findings()]
+    return [f.category for f in findings_of_both_readers(text)]
 
 
 @pytest.mark.parametrize(("name", "category"), [

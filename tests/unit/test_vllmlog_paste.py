@@ -14,9 +14,10 @@ from collections.abc import Callable
 
 import pytest
 
-from qwenops.vllmlog.classify import CANDIDATE, SERVED, Finding, LogClassifier
-from qwenops.vllmlog.lines import Shape, continues, normalise, read_log, scan_log, shape_of, wrap_width
+from qwenops.vllmlog.classify import CANDIDATE, Finding
+from qwenops.vllmlog.lines import Shape, continues, normalise, read_log, shape_of, wrap_width
 from tests.logcorpus import LOGS
+from tests.logreaders import findings_of_both_readers
 
 # Logs whose one message a terminal's wrap cut where the old joiner could not see the cut (before a digit, a
 # colon, an exception's name), so that the wrapped paste was named otherwise or not at all.
@@ -67,13 +68,7 @@ PASTES: dict[str, Callable[[list[str]], list[str]]] = {
 
 def _findings(text: str) -> list[Finding]:
     """What both readers find (every line, and the block scanner the CLI uses): they must agree."""
-    every, scanned = LogClassifier(), LogClassifier()
-    for line in read_log(io.BytesIO(text.encode())):
-        every.feed(line)
-    for line in scan_log(io.BytesIO(text.encode()), CANDIDATE, SERVED):
-        scanned.feed(line)
-    assert scanned.findings() == every.findings()
-    return every.findings()
+    return findings_of_both_readers(text)
 
 
 def _named(findings: list[Finding]) -> tuple[str | None, bool]:
@@ -184,7 +179,6 @@ def test_a_progress_bars_debris_is_not_part_of_the_record() -> None:
 def test_a_pastes_shape_is_measured_on_its_first_lines_only() -> None:
     """Hostile input stays cheap: a first block of a million empty lines is measured on its first lines (it has no
     shape), and the offline engine's bar is a candidate only at 0% and at 100% (its redraws between are not)."""
-    from qwenops.vllmlog.classify import CANDIDATE
     from qwenops.vllmlog.lines import block_shape
 
     assert block_shape(b"\n" * 1_000_000) == Shape()
