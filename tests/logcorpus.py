@@ -3,8 +3,8 @@
 Every collection with an index.json (collected/, public/, corpus/*/) is read; each log is labelled with
 the root cause its thread established. The halves are split by thread, never by file, so two excerpts
 of one thread never sit on both sides: the collections the rules were written from before the split
-existed (collected/, public/) and the dev-only collections gathered after it (corpus/dev2/,
-corpus/dev3/) are dev; a corpus thread's SHA-256 decides the rest. The test half is fixed in
+existed (collected/, public/) and the dev-only collections gathered after it (corpus/dev2/ to
+corpus/dev5/) are dev; a corpus thread's SHA-256 decides the rest. The test half is fixed in
 tests/data/logs/corpus/SPLIT.json. Read by troubleshoot's tests (dev half only) and by
 benchmarks/troubleshoot_accuracy.py (both halves); benchmarks may import from tests/, never the reverse.
 """
@@ -19,8 +19,8 @@ from pathlib import Path
 LOGS = Path(__file__).resolve().parent / "data" / "logs"
 MANIFEST = LOGS / "corpus" / "SPLIT.json"
 # Collections the rules were written from, before the split existed, and collections gathered later for
-# rule writers alone (corpus/dev2, corpus/dev3: new threads found after the split was frozen): always dev.
-WRITTEN_FROM = ("collected", "public", "corpus/dev2", "corpus/dev3")
+# rule writers alone (corpus/dev2 to corpus/dev5: new threads found after the split was frozen): always dev.
+WRITTEN_FROM = ("collected", "public", "corpus/dev2", "corpus/dev3", "corpus/dev4", "corpus/dev5")
 
 
 @dataclass(frozen=True)
