@@ -7,6 +7,7 @@ set -euo pipefail
 
 # Server environment from the profile (an existing non-empty value wins).
 if [[ -z "${VLLM_CPU_KVCACHE_SPACE:-}" ]]; then export VLLM_CPU_KVCACHE_SPACE=1; fi
+if [[ -z "${VLLM_ENABLE_V1_MULTIPROCESSING:-}" ]]; then export VLLM_ENABLE_V1_MULTIPROCESSING=0; fi
 
 # The API key comes from the environment only, never from this file or argv (visible in ps).
 if [[ -n "${QWENOPS_API_KEY:-}" ]]; then
@@ -26,6 +27,8 @@ args=(
   --max-model-len 512
   # skip CUDA graph capture: faster start, less memory
   --enforce-eager
+  # further vLLM flags from the profile's extra_args
+  --distributed-executor-backend uni
 )
 
 # vllm-cpu: its `vllm` console script is broken (package metadata is named vllm-cpu).
