@@ -22,7 +22,9 @@ from qwenops.vllmmetrics import Histogram, MetricsFormatError, MetricsTooLarge, 
 if TYPE_CHECKING:
     from qwenops.config.target import ConfiguredServer
 
-TOP_PROCESSES = 5
+# The busiest processes kept from a host's sample: on a loaded host (2 cores, 14 runnable processes) a
+# process that takes the CPU from vLLM may be the tenth busiest; the rules name those that compete with it.
+BUSIEST_KEPT = 20
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,11 @@ class ServerEvidence:
 
     def answer(self, path: str) -> PathAnswer | None:
         return next((a for a in self.answers if a.path == path), None)
+
+    @property
+    def late(self) -> tuple[PathAnswer, ...]:
+        """The paths that gave no answer in time (read_server's KEEP_LATE; /health's always)."""
+        return tuple(a for a in self.answers if a.status is None)
 
 
 def read_sizes(body: bytes | str | None, models_body: str | None) -> Sizes:
@@ -212,35 +219,57 @@ def _answer(path: str, reply: Reply) -> PathAnswer:
 
 
 def read_server(server: ConfiguredServer | str, *, timeout_s: float | None = None,
-                deadline_s: float | None = None) -> ServerEvidence:
+                deadline_s: float | None = None, keep_late: bool = False) -> ServerEvidence:
     """Read /health, /v1/models and /metrics within one total deadline (untrusted.HTTP_TOTAL_DEADLINE_S).
-    Nothing answers, no answer in time, an answer too large: exit 3. A reachable URL that is not vLLM:
-    exit 2. Anything else the server answers is evidence (`answers`) for the rules to judge."""
+    Nothing answers, an answer too large: exit 3. No answer in time: /health's is evidence (a server too
+    busy to answer it), and so is every path's with KEEP_LATE (troubleshoot: a starved server is evidence
+    beside the host's; `late` lists them); else exit 3. A reachable URL that is not vLLM: exit 2. Anything
+    else the server answers is evidence (`answers`) for the rules to judge."""
     url, key, state = _target(server)
     budget = untrusted.HTTP_TOTAL_DEADLINE_S if deadline_s is None else deadline_s
     ends = time.monotonic() + budget
 
     answers: list[PathAnswer] = []
+
+    def late(path: str, exc: NoAnswerInTime) -> None:
+        answers.append(PathAnswer(path, None, exc.message))
+
     try:
         health_reply: Reply | None = get(url, "/health", api_key=key, deadline_s=budget, ends_at=ends,
                                          read_s=timeout_s)
     except NoAnswerInTime as exc:
         health_reply = None  # a server too busy to answer /health is evidence, not a failure to connect
-        answers.append(PathAnswer("/health", None, exc.message))
+        late("/health", exc)
     if health_reply is not None:
         answers.append(_answer("/health", health_reply))
-    models_reply = get(url, "/v1/models", api_key=key, deadline_s=budget, ends_at=ends, read_s=timeout_s,
-                       accept="application/json")
-    answers.append(_answer("/v1/models", models_reply))
-    models = _models(models_reply)
-    metrics_reply = _get_metrics(url, key, deadline_s=budget, ends_at=ends, read_s=timeout_s)
-    answers.append(_answer("/metrics", metrics_reply))
-    snapshot, problem = _metrics(metrics_reply)
+    models_reply: Reply | None = None
+    try:
+        models_reply = get(url, "/v1/models", api_key=key, deadline_s=budget, ends_at=ends, read_s=timeout_s,
+                           accept="application/json")
+        answers.append(_answer("/v1/models", models_reply))
+    except NoAnswerInTime as exc:
+        if not keep_late:
+            raise
+        late("/v1/models", exc)
+    models = _models(models_reply) if models_reply is not None else ()
+    metrics_reply: Reply | None = None
+    snapshot: Snapshot | None = None
+    try:
+        metrics_reply = _get_metrics(url, key, deadline_s=budget, ends_at=ends, read_s=timeout_s)
+        answers.append(_answer("/metrics", metrics_reply))
+        snapshot, problem = _metrics(metrics_reply)
+    except NoAnswerInTime as exc:
+        if not keep_late:
+            raise
+        late("/metrics", exc)
+        problem = exc.message
     health = health_reply.status if health_reply is not None else None
-    if health == 404 and (snapshot is None or not snapshot.is_vllm):
+    if health == 404 and metrics_reply is not None and (snapshot is None or not snapshot.is_vllm):
         raise BadInputError(f"{mask_url(url)} is not a vLLM server (no /health, no vllm: metrics)", field="--base-url")
-    models_text = models_reply.text() if models_reply.status == 200 and not models_reply.is_html else None
-    sizes = read_sizes(metrics_reply.body if snapshot is not None else None, models_text)
+    models_text = (models_reply.text() if models_reply is not None and models_reply.status == 200
+                   and not models_reply.is_html else None)
+    sizes = read_sizes(metrics_reply.body if metrics_reply is not None and snapshot is not None else None,
+                       models_text)
     return ServerEvidence(mask_url(url), health, models, snapshot, problem, tuple(answers), state,
                           key_sent=any(r is not None and r.key_sent for r in (health_reply, models_reply)),
                           sizes=sizes)
@@ -305,6 +334,10 @@ class BusyProcess:
     pid: int
     name: str
     cpu_percent: float  # of one core
+    # Of one core too, over the same sample: the time its threads were runnable but waited for a CPU (the
+    # scheduler's run-queue delay, Linux's /proc/PID/task/*/schedstat); None where the OS does not say.
+    # cpu_percent + waiting_percent is what it asked for: a busy loop asks for a whole core however loaded.
+    waiting_percent: float | None = None
 
 
 @dataclass(frozen=True)
@@ -321,10 +354,43 @@ class HostEvidence:
     gpu_processes: tuple[tuple[int, str, float | None], ...] = field(default_factory=tuple)  # pid, name, MiB
     gpu_memory_used_mib: float | None = None
     gpu_memory_total_mib: float | None = None
+    # The threads runnable (on a CPU or waiting for one) on average over the sample, all processes together:
+    # the sum of what they asked for (schedstat); None where the OS does not say (load_1m stands in for it).
+    runnable: float | None = None
+
+
+def _scheduled_ns(pid: int) -> tuple[int, int] | None:
+    """Nanoseconds PID's threads ran on a CPU and waited for one since they started (schedstat's first two
+    fields, summed over /proc/PID/task/*), or None where the OS does not say (not Linux, a process gone)."""
+    from pathlib import Path
+
+    ran = waited = 0
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return None
+    for task in tasks:
+        try:
+            fields = (task / "schedstat").read_bytes()[:256].split()
+            ran, waited = ran + int(fields[0]), waited + int(fields[1])
+        except (OSError, ValueError, IndexError):
+            continue  # a thread that ended meanwhile
+    return ran, waited
+
+
+def _sample_scheduled(pids: list[int]) -> dict[int, tuple[int, int, int]]:
+    """(ran ns, waited ns, when ns) for each pid the OS says it for."""
+    sample: dict[int, tuple[int, int, int]] = {}
+    for pid in pids:
+        seen = _scheduled_ns(pid)
+        if seen is not None:
+            sample[pid] = (*seen, time.monotonic_ns())
+    return sample
 
 
 def read_host(sample_s: float = 0.5) -> HostEvidence:
-    """CPU contention (load, steal, the busiest processes), memory pressure and the GPU's other users."""
+    """CPU contention (load, steal, the busiest processes and how long they waited for a CPU), memory
+    pressure and the GPU's other users."""
     import psutil
 
     from qwenops.hardware.nvml import read_gpus
@@ -336,7 +402,16 @@ def read_host(sample_s: float = 0.5) -> HostEvidence:
             process.cpu_percent(None)  # the first call starts the process's sample
         except psutil.Error:
             continue
+    pids = [process.pid for process in processes]
+    before = _sample_scheduled(pids)
     times = psutil.cpu_times_percent(interval=sample_s)
+    after = _sample_scheduled(pids)
+    asked: dict[int, tuple[float, float]] = {}  # pid: (% of a core on a CPU, % of a core waiting for one)
+    for pid, (ran, waited, when) in after.items():
+        if pid in before and when > before[pid][2]:
+            elapsed = when - before[pid][2]
+            asked[pid] = (100.0 * max(0, ran - before[pid][0]) / elapsed,
+                          100.0 * max(0, waited - before[pid][1]) / elapsed)
     busy: list[BusyProcess] = []
     for process in processes:
         try:
@@ -344,7 +419,8 @@ def read_host(sample_s: float = 0.5) -> HostEvidence:
         except psutil.Error:
             continue
         if percent > 0 and process.pid != os.getpid():
-            busy.append(BusyProcess(process.pid, process.info.get("name") or "?", percent))
+            waiting = asked[process.pid][1] if process.pid in asked else None
+            busy.append(BusyProcess(process.pid, process.info.get("name") or "?", percent, waiting))
     busy.sort(key=lambda p: p.cpu_percent, reverse=True)
     memory, swap = psutil.virtual_memory(), psutil.swap_memory()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
@@ -353,10 +429,10 @@ def read_host(sample_s: float = 0.5) -> HostEvidence:
     gpu_processes = tuple((p.pid, p.name, p.used_memory_mib) for p in device.processes) if device else ()
     return HostEvidence(
         cpu_count=psutil.cpu_count() or 1, load_1m=load, cpu_busy_percent=100.0 - times.idle,
-        steal_percent=getattr(times, "steal", None), busiest=tuple(busy[:TOP_PROCESSES]),
+        steal_percent=getattr(times, "steal", None), busiest=tuple(busy[:BUSIEST_KEPT]),
         ram_available_gib=memory.available / GIB, ram_total_gib=memory.total / GIB, swap_used_gib=swap.used / GIB,
         gpu_error=gpus.init_error, gpu_processes=gpu_processes,
         gpu_memory_used_mib=device.memory_used_mib if device else None,
         gpu_memory_total_mib=device.memory_total_mib if device else None,
+        runnable=sum(ran + waited for ran, waited in asked.values()) / 100.0 if asked else None,
     )
-

@@ -14,7 +14,7 @@ from qwenops.vllmlog.lines import scan_log
 if TYPE_CHECKING:
     from qwenops.config.profile import Profile
     from qwenops.config.target import ConfiguredServer
-    from qwenops.troubleshoot.live import Sizes
+    from qwenops.troubleshoot.live import PathAnswer, Sizes
 
 _ORDER = {"error": 0, "warning": 1, "info": 2}
 
@@ -148,16 +148,25 @@ def run_troubleshoot(request: TroubleshootRequest) -> TroubleshootReport:
         found, read = classify_source(source, flags, facts)
         findings += found
         sources.append(read)
+    late: list[PathAnswer] = []  # the live server's paths that did not answer in time
+    server_url = ""
     # A client's 400 with its numbers goes first: merged with the classifier's finding of the same line, its fix
     # (with the prompt and the context) is the one kept.
     if request.server is not None:
+        from qwenops import untrusted
         from qwenops.troubleshoot.live import read_server
         from qwenops.troubleshoot.rules import LogFacts, server_findings
 
-        server = read_server(request.server)
+        # The whole budget for each read too: a starved server that answers in 20 s has answered.
+        server = read_server(request.server, timeout_s=untrusted.HTTP_TOTAL_DEADLINE_S, keep_late=True)
+        late, server_url = list(server.late), server.base_url
+        said = {answer.what for answer in late}
         findings = _too_long_from_log(facts, server.sizes) + findings
-        findings += server_findings(server, flags, LogFacts(facts.kv_tokens, facts.kv_line))
-        sources.append(SourceRead(f"server {server.base_url}", note=f"/health {server.health_status or 'no answer'}"))
+        # A finding whose only evidence is a path that did not answer in time (/health's "engine_dead", /metrics'
+        # "metrics_unavailable") says what the one finding on the late answers says (_late_finding).
+        findings += [f for f in server_findings(server, flags, LogFacts(facts.kv_tokens, facts.kv_line))
+                     if not (f.evidence and all(e.quote in said for e in f.evidence))]
+        sources.append(SourceRead(f"server {server.base_url}", note=_server_note(server.health_status, late)))
     else:
         findings = _too_long_from_log(facts, None) + findings
     if request.check_profile and request.profile is not None:
@@ -172,13 +181,52 @@ def run_troubleshoot(request: TroubleshootRequest) -> TroubleshootReport:
 
         findings += host_findings(read_host(), vllm_pids=vllm_process_ids())
         sources.append(SourceRead("this host"))
-    if request.probe:
+    if late:
+        if not findings:  # nothing else to say: the server could not be read, as before (exit 3)
+            from qwenops.httpread import NoAnswerInTime
+
+            raise NoAnswerInTime(late[0].what, field="--base-url")
+        findings.append(_late_finding(server_url, late, findings))
+    if request.probe and late:
+        sources.append(SourceRead("probes", note="not sent: the server did not answer in time"))
+    elif request.probe:
         findings += _probe(request, contended=any(f.category == "high_latency_cpu" for f in findings),
                            preempted=any(f.category == "kv_cache_preemption" for f in findings))
         sources.append(SourceRead("probes", note="one long answer, one ordinary answer, a concurrency ramp"))
     ranked = rank(_merged(findings))
     return TroubleshootReport(ok=not any(f.severity == "error" for f in ranked), findings=tuple(ranked),
                               sources=tuple(sources), profile=request.profile)
+
+
+# What starves a server of the time to answer: the host's findings that explain a late answer.
+_STARVED_BY = ("high_latency_cpu", "host_memory_pressure")
+
+
+def _server_note(health: int | None, late: Sequence[PathAnswer]) -> str:
+    if late:
+        return "did not answer " + ", ".join(answer.path for answer in late) + " in time"
+    return f"/health {health}"
+
+
+def _late_finding(base_url: str, late: Sequence[PathAnswer], found: Sequence[Finding]) -> Finding:
+    """The server accepted the connection and did not answer within qwenops' deadline: a warning that follows
+    from the host's contention when the host shows one, an error (a hung server) when nothing explains it."""
+    from qwenops import untrusted
+    from qwenops.vllmlog.classify import GENERIC_RANK, Evidence
+
+    paths = ", ".join(answer.path for answer in late)
+    title = f"the server did not answer {paths} within {untrusted.HTTP_TOTAL_DEADLINE_S:g} s"
+    evidence = tuple(Evidence(f"GET {base_url}{answer.path}", answer.what) for answer in late)
+    starved = [f.category for f in found if f.category in _STARVED_BY]
+    if starved:
+        return Finding("engine_stalled", "warning", f"{title} (follows from {starved[0]} above)", evidence,
+                       f"a server starved of CPU or memory answers late, and so it does its clients: fix the "
+                       f"{starved[0]} finding above, then read the server again", retryable=True, rank=GENERIC_RANK)
+    return Finding("engine_stalled", "error", title, evidence,
+                   "the server accepts connections but does not answer, on a host with CPU and memory to spare: its "
+                   "API server or engine is hung or overloaded; read its log for the last lines (`qwenops "
+                   "troubleshoot --journal UNIT` or `--log FILE`) and its load (`qwenops status`); `qwenops serve` "
+                   "restarts a stalled engine", retryable=True, rank=GENERIC_RANK)
 
 
 def _probe(request: TroubleshootRequest, *, contended: bool, preempted: bool = False) -> list[Finding]:
