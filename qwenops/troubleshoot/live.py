@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 # The busiest processes kept from a host's sample: on a loaded host (2 cores, 14 runnable processes) a
 # process that takes the CPU from vLLM may be the tenth busiest; the rules name those that compete with it.
 BUSIEST_KEPT = 20
+# A thread runnable (on a CPU or waiting for one) this share of the sample is a busy loop: it would take a whole
+# core whenever it could, however little it got on a crowded host.
+RUNNABLE_THROUGHOUT = 0.8
 
 
 @dataclass(frozen=True)
@@ -334,10 +337,12 @@ class BusyProcess:
     pid: int
     name: str
     cpu_percent: float  # of one core
-    # Of one core too, over the same sample: the time its threads were runnable but waited for a CPU (the
-    # scheduler's run-queue delay, Linux's /proc/PID/task/*/schedstat); None where the OS does not say.
-    # cpu_percent + waiting_percent is what it asked for: a busy loop asks for a whole core however loaded.
+    # From the scheduler's figures over the same sample (Linux's /proc/PID/task/*/schedstat), None where the OS
+    # does not say: the time its threads were runnable but waited for a CPU (run-queue delay), in % of a core;
+    # and its busy loops: threads runnable (on a CPU or waiting for one) at least RUNNABLE_THROUGHOUT of the
+    # sample, which would take a whole core each however loaded the host is.
     waiting_percent: float | None = None
+    busy_threads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -354,17 +359,20 @@ class HostEvidence:
     gpu_processes: tuple[tuple[int, str, float | None], ...] = field(default_factory=tuple)  # pid, name, MiB
     gpu_memory_used_mib: float | None = None
     gpu_memory_total_mib: float | None = None
-    # The threads runnable (on a CPU or waiting for one) on average over the sample, all processes together:
-    # the sum of what they asked for (schedstat); None where the OS does not say (load_1m stands in for it).
+    # From the scheduler's figures (schedstat), None where the OS does not say: the threads runnable (on a CPU
+    # or waiting for one) on average over the sample, all processes this one can see together; and the fair
+    # share, in % of a core: what a thread runnable throughout the sample got (their time on a CPU over their
+    # time runnable, all together). It counts load this process cannot see (other containers on the host).
     runnable: float | None = None
+    fair_share_percent: float | None = None
 
 
-def _scheduled_ns(pid: int) -> tuple[int, int] | None:
-    """Nanoseconds PID's threads ran on a CPU and waited for one since they started (schedstat's first two
-    fields, summed over /proc/PID/task/*), or None where the OS does not say (not Linux, a process gone)."""
+def _scheduled_ns(pid: int) -> dict[str, tuple[int, int]] | None:
+    """Nanoseconds each of PID's threads ran on a CPU and waited for one since it started (schedstat's first
+    two fields, /proc/PID/task/TID/schedstat), or None where the OS does not say (not Linux, a process gone)."""
     from pathlib import Path
 
-    ran = waited = 0
+    threads: dict[str, tuple[int, int]] = {}
     try:
         tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except OSError:
@@ -372,20 +380,47 @@ def _scheduled_ns(pid: int) -> tuple[int, int] | None:
     for task in tasks:
         try:
             fields = (task / "schedstat").read_bytes()[:256].split()
-            ran, waited = ran + int(fields[0]), waited + int(fields[1])
+            threads[task.name] = (int(fields[0]), int(fields[1]))
         except (OSError, ValueError, IndexError):
             continue  # a thread that ended meanwhile
-    return ran, waited
+    return threads or None
 
 
-def _sample_scheduled(pids: list[int]) -> dict[int, tuple[int, int, int]]:
-    """(ran ns, waited ns, when ns) for each pid the OS says it for."""
-    sample: dict[int, tuple[int, int, int]] = {}
+@dataclass(frozen=True)
+class _Asked:
+    """What one process's threads did over the sample, in % of a core."""
+
+    ran: float
+    waited: float
+    busy_threads: int
+
+
+def _sample_scheduled(pids: list[int]) -> dict[int, tuple[dict[str, tuple[int, int]], int]]:
+    """Each pid's threads' (ran ns, waited ns), and when they were read (ns), for the pids the OS says it for."""
+    sample: dict[int, tuple[dict[str, tuple[int, int]], int]] = {}
     for pid in pids:
         seen = _scheduled_ns(pid)
         if seen is not None:
-            sample[pid] = (*seen, time.monotonic_ns())
+            sample[pid] = (seen, time.monotonic_ns())
     return sample
+
+
+def _asked(before: dict[int, tuple[dict[str, tuple[int, int]], int]],
+           after: dict[int, tuple[dict[str, tuple[int, int]], int]]) -> dict[int, _Asked]:
+    asked: dict[int, _Asked] = {}
+    for pid, (threads, when) in after.items():
+        if pid not in before or when <= before[pid][1]:
+            continue
+        earlier, elapsed = before[pid][0], when - before[pid][1]
+        ran = waited = 0
+        busy = 0
+        for tid, (thread_ran, thread_waited) in threads.items():
+            first = earlier.get(tid, (0, 0))  # a thread born in the sample: from its start
+            more_ran, more_waited = max(0, thread_ran - first[0]), max(0, thread_waited - first[1])
+            ran, waited = ran + more_ran, waited + more_waited
+            busy += more_ran + more_waited >= RUNNABLE_THROUGHOUT * elapsed
+        asked[pid] = _Asked(100.0 * ran / elapsed, 100.0 * waited / elapsed, busy)
+    return asked
 
 
 def read_host(sample_s: float = 0.5) -> HostEvidence:
@@ -406,22 +441,20 @@ def read_host(sample_s: float = 0.5) -> HostEvidence:
     before = _sample_scheduled(pids)
     times = psutil.cpu_times_percent(interval=sample_s)
     after = _sample_scheduled(pids)
-    asked: dict[int, tuple[float, float]] = {}  # pid: (% of a core on a CPU, % of a core waiting for one)
-    for pid, (ran, waited, when) in after.items():
-        if pid in before and when > before[pid][2]:
-            elapsed = when - before[pid][2]
-            asked[pid] = (100.0 * max(0, ran - before[pid][0]) / elapsed,
-                          100.0 * max(0, waited - before[pid][1]) / elapsed)
+    asked = _asked(before, after)
     busy: list[BusyProcess] = []
     for process in processes:
         try:
             percent = process.cpu_percent(None)
         except psutil.Error:
             continue
+        seen = asked.get(process.pid)
+        percent = seen.ran if seen is not None else percent  # the scheduler's nanoseconds over psutil's ticks
         if percent > 0 and process.pid != os.getpid():
-            waiting = asked[process.pid][1] if process.pid in asked else None
-            busy.append(BusyProcess(process.pid, process.info.get("name") or "?", percent, waiting))
+            busy.append(BusyProcess(process.pid, process.info.get("name") or "?", percent,
+                                    seen.waited if seen else None, seen.busy_threads if seen else None))
     busy.sort(key=lambda p: p.cpu_percent, reverse=True)
+    runnable = sum(seen.ran + seen.waited for seen in asked.values())  # % of a core
     memory, swap = psutil.virtual_memory(), psutil.swap_memory()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     gpus = read_gpus()
@@ -434,5 +467,6 @@ def read_host(sample_s: float = 0.5) -> HostEvidence:
         gpu_error=gpus.init_error, gpu_processes=gpu_processes,
         gpu_memory_used_mib=device.memory_used_mib if device else None,
         gpu_memory_total_mib=device.memory_total_mib if device else None,
-        runnable=sum(ran + waited for ran, waited in asked.values()) / 100.0 if asked else None,
+        runnable=runnable / 100.0 if runnable else None,
+        fair_share_percent=100.0 * sum(seen.ran for seen in asked.values()) / runnable if runnable else None,
     )

@@ -17,13 +17,12 @@ from qwenops.vllmlog.classify import GENERIC_RANK, Evidence, Finding, Flags, pre
 # process takes its core; these are the levels at which that shows up in TTFT and ITL.
 BUSY_CPU_PERCENT = 90.0
 OTHER_PROCESS_PERCENT = 50.0  # of one core: named on a contended host, however many other processes run
-# On a host with more runnable processes than cores nobody gets half a core (2 cores, 14 runnable: a seventh of
-# a core each), so a process is also named for what it takes, or asks for, against its share there. Its fair
-# share is a core's worth split evenly: cores / runnable processes (the sample's average, else the load).
+# On a host with more runnable threads than cores nobody gets half a core (2 cores, 14 runnable: a seventh of a
+# core each), so a process is also named there for what it takes against a fair share (what a thread runnable
+# throughout the sample got, HostEvidence.fair_share_percent; else cores / the 1-minute load), or for a busy
+# loop (a thread runnable throughout the sample, BusyProcess.busy_threads): it takes a core wherever it can.
 FAIR_SHARE_TIMES = 2.0  # taking this many fair shares is taking the CPU from the others
-WANTS_A_CORE_PERCENT = 80.0  # on a CPU or waiting for one this much of a core: a busy loop, however loaded
-WANTING_SHARE = 0.5  # ... that still gets half a fair share (a nice 19 batch job gets a hundredth and harms none)
-MIN_NAMED_PERCENT = 5.0  # less than this of a core is the sample's noise (one tick in 0.5 s is 2%)
+MIN_NAMED_PERCENT = 5.0  # less than a twentieth of a core is the sample's noise (one tick in 0.5 s is 2%)
 STEAL_PERCENT = 10.0
 KV_FULL = 0.95
 NEAR_CONTEXT = 0.9  # a prompt past this share of max_model_len leaves an answer almost no room
@@ -213,21 +212,22 @@ def _metrics_missing(server: ServerEvidence, front: set[str]) -> list[Finding]:
 def host_findings(host: HostEvidence, *, vllm_pids: frozenset[int]) -> list[Finding]:
     """CPU contention, steal, memory pressure and other processes on the GPU.
 
-    On a contended host (CPU busy, or more runnable processes than cores), a process that is not vLLM is named
-    when it takes half a core, or FAIR_SHARE_TIMES its fair share (cores / runnable processes), or asks for a
-    whole core (on a CPU or waiting for one WANTS_A_CORE_PERCENT of the time) while getting half a fair share.
-    An idle host names nobody, whatever a process takes there: a core to spare is no contention."""
+    On a contended host (CPU busy, or more runnable threads than cores), a process that is not vLLM is named
+    when it takes half a core, or FAIR_SHARE_TIMES a fair share, or runs a busy loop (a thread runnable
+    throughout the sample), and takes at least MIN_NAMED_PERCENT of a core. An idle host names nobody,
+    whatever a process takes there: a core to spare is no contention."""
     found: list[Finding] = []
     runnable = host.runnable if host.runnable is not None else host.load_1m
     loaded = any(n is not None and n > host.cpu_count for n in (runnable, host.load_1m))
-    fair = 100.0 * host.cpu_count / max(float(host.cpu_count), runnable or 0.0)  # % of a core per runnable
+    fair = host.fair_share_percent  # % of a core
+    if fair is None:
+        fair = 100.0 * host.cpu_count / max(float(host.cpu_count), host.load_1m or 0.0)
 
     def competes(p: BusyProcess) -> bool:
         if p.pid in vllm_pids or p.cpu_percent < MIN_NAMED_PERCENT:
             return False
-        asks = p.cpu_percent + p.waiting_percent if p.waiting_percent is not None else None
         return (p.cpu_percent >= OTHER_PROCESS_PERCENT or p.cpu_percent >= FAIR_SHARE_TIMES * fair
-                or (asks is not None and asks >= WANTS_A_CORE_PERCENT and p.cpu_percent >= WANTING_SHARE * fair))
+                or bool(p.busy_threads))
 
     others = [p for p in host.busiest if competes(p)]
     if others and (host.cpu_busy_percent >= BUSY_CPU_PERCENT or loaded):
@@ -238,10 +238,7 @@ def host_findings(host: HostEvidence, *, vllm_pids: frozenset[int]) -> list[Find
         if fair < 100.0:
             shown += f": a fair share is {fair:.0f}% of a core each"
         evidence = [Evidence("host", shown)]
-        evidence += [Evidence("host", f"pid {p.pid} {p.name}: {p.cpu_percent:.0f}% of a core"
-                                      + (f" (it asked for {p.cpu_percent + p.waiting_percent:.0f}%: "
-                                         f"{p.waiting_percent:.0f}% more waiting for a CPU)"
-                                         if p.waiting_percent is not None and p.waiting_percent >= 1 else ""))
+        evidence += [Evidence("host", f"pid {p.pid} {p.name}: {p.cpu_percent:.0f}% of a core" + _asked(p))
                      for p in others]
         vllm = [p for p in host.busiest if p.pid in vllm_pids]
         if vllm:
@@ -275,6 +272,15 @@ def host_findings(host: HostEvidence, *, vllm_pids: frozenset[int]) -> list[Find
             "vLLM reserves gpu_memory_utilization of the *total* memory at start: stop them, or lower "
             "gpu_memory_utilization by what they hold (`qwenops doctor` computes the value)"))
     return found
+
+
+def _asked(p: BusyProcess) -> str:
+    """What the scheduler says the process asked for beyond what it got, in words."""
+    if p.waiting_percent is None or p.waiting_percent < 1:
+        return ""
+    loops = (f"; {p.busy_threads} busy loop{'s' if p.busy_threads > 1 else ''}, runnable throughout"
+             if p.busy_threads else "")
+    return f" (and {p.waiting_percent:.0f}% more waiting for a CPU{loops})"
 
 
 def vllm_process_ids() -> frozenset[int]:
