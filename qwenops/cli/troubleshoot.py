@@ -32,7 +32,8 @@ def troubleshoot(*, profile: str | None, logs: tuple[str, ...], journal: str | N
     """Name what went wrong, with the evidence and the change that fixes it.
 
     Without a source it reads the profile's live server and this host. Exit 0 when no finding is an
-    error, 1 when one is, 2 for bad input, 3 when a source cannot be reached.
+    error, 1 when one is, 2 for bad input, 3 when a source cannot be reached (a server that does not
+    answer in time is a finding beside the host's or a log's, exit 3 only when nothing else is found).
     """
     from qwenops.cli.views.troubleshoot import troubleshoot_view
     from qwenops.results import CommandResult
