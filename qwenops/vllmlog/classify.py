@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -300,6 +301,9 @@ _PHASE_WORDS: dict[FramePhase, str] = {
 # A frame's code line, read as frames are: the call it makes (`x = await self.load_model(` names load_model,
 # the next frame an excerpt may have lost), or the exception it raises (`raise ValueError(`).
 CODE, RAISE = "<code>", "<raise>"
+# A traceback the HTTP server printed for a request it failed (uvicorn's "Exception in ASGI application"): a client
+# library's frames in it are the server's own outbound request, not a client reading the server.
+SERVER = "<server>"
 _CODE_CALL = re.compile(r"\b(?P<call>[A-Za-z_]\w*)\s*\(")
 _CODE_RAISE = re.compile(r"^raise\s+(?:[A-Za-z_]\w*\.)*(?P<raised>[A-Za-z_]\w{3,})\b")
 _CODE_CHARS = 300
@@ -423,7 +427,11 @@ RULES: tuple[Rule, ...] = (
                     r"Repo id must be in the form 'repo_name' or 'namespace/repo_name'|"
                     r"does not appear to have (?:a )?files? named|Cache directory not found|CacheNotFound|"
                     r"(?:RepositoryNotFound|RevisionNotFound|EntryNotFound|HFValidation)Error|"
-                    r"Can't load (?:the )?(?:config|tokenizer|configuration) for|"
+                    # transformers' OSError for a path or id it cannot open, in its wordings across versions
+                    r"Can't load (?:the )?(?:config|tokenizer|configuration)(?: file)? (?:for|of) |"
+                    r"is the correct path to a directory containing|Incorrect path_or_model_id|"
+                    # any model hub's own "no such repo / revision / file" exception (Hugging Face, ModelScope)
+                    r"\b(?:huggingface_hub|modelscope)(?:\.\w+)*\.\w*(?:NotExist|NotFound)\w*Error|"
                     r"(?:model|Model) (?:path|directory) .* does not exist|"
                     # a LoRA adapter's directory that holds no adapter (V1's LoRA worker manager)
                     r"No adapter found for"),
@@ -509,7 +517,9 @@ RULES: tuple[Rule, ...] = (
          when="any", retryable=True),
     Rule("client_timeout", "the client timed out waiting for the answer",
          re.compile(r"ReadTimeout|APITimeoutError|Request timed out|Read timed out|ReadTimeoutError|"
-                    r"TimeoutError: timed out|asyncio\.TimeoutError|asyncio\.exceptions\.TimeoutError"),
+                    r"TimeoutError: timed out|asyncio\.TimeoutError|asyncio\.exceptions\.TimeoutError|"
+                    # a proxy in front of the server gave up waiting for the answer (HTTP 504)
+                    r"\b504 Gateway Time-?out|Gateway Time-?out\b"),
          _const("the answer took longer than the client's read timeout: raise it (openai: `timeout=`, httpx: "
                 "`Timeout(read=...)`) to cover the longest answer, or cap max_tokens; `qwenops troubleshoot --probe` "
                 "measures the longest answer"),
@@ -583,10 +593,12 @@ _KV_ROOM = re.compile(r"(?:Available KV cache memory:?|reserved for KV [Cc]ache 
                       r"KV cache size: (?P<tokens>\d[\d,]*) tokens")
 # A CUDA OOM's own figures: memory this process does not hold is another process's (or a leak's).
 _OOM_FIGURES = (
-    re.compile(r"(?P<total>[\d.]+) GiB total capacity; [\d.]+ [GM]iB already allocated; "
-               r"(?P<free>[\d.]+) (?P<fu>[GM])iB free; (?P<this>[\d.]+) (?P<tu>[GM])iB reserved in total by PyTorch"),
-    re.compile(r"total capacity of (?P<total>[\d.]+) GiB of which (?P<free>[\d.]+) (?P<fu>[GM])iB is free\..*?"
-               r"this process has (?P<this>[\d.]+) (?P<tu>[GM])iB memory in use"),
+    # torch's older wording, and torch_npu's (an extra "N GiB current active" field among the figures)
+    re.compile(r"(?P<total>[\d.]+) GiB total capacity; [\d.]+ [KMG]iB already allocated; "
+               r"(?:[\d.]+ [KMG]iB [a-z ]{1,30}; ){0,3}"
+               r"(?P<free>[\d.]+) (?P<fu>[KMG])iB free; (?P<this>[\d.]+) (?P<tu>[KMG])iB reserved in total by PyTorch"),
+    re.compile(r"total capacity of (?P<total>[\d.]+) GiB of which (?P<free>[\d.]+) (?P<fu>[KMG])iB is free\..*?"
+               r"this process has (?P<this>[\d.]+) (?P<tu>[KMG])iB memory in use"),
 )
 # The process died without a Python exception: a signal, a fatal error in native code.
 _CRASH = re.compile(r"Fatal Python error: (?P<what>\w[\w ]*)|Segmentation fault|core dumped|"
@@ -610,6 +622,8 @@ _CLIENT_RETRY = re.compile(r"openai\._base_client\W.*?Retrying(?: request)?|"
                            r"Retrying request to /(?:v1/)?(?:chat/completions|completions|responses)\b")
 _OPENAI_CLIENT_FILE = re.compile(r"[/\\]openai[/\\]")
 # vLLM's own HTTP server (a client that went away mid-request shows there, not a fetch of vLLM's).
+_ASGI_EXCEPTION = re.compile(r"Exception in ASGI application")
+_CLIENT_LIBRARY_FILE = re.compile(r"[/\\](?:httpcore|httpx|aiohttp|requests|urllib3)[/\\]")
 _HTTP_SERVER_FILE = re.compile(r"[/\\](?:uvicorn|starlette|fastapi)[/\\]|h11_impl\.py")
 # Any throughput line's figures: tokens a second for prompts and answers, requests running and waiting.
 _THROUGHPUT = re.compile(r"Avg prompt throughput: (?P<prompt>\d+(?:\.\d+)?) tokens/s, Avg generation throughput: "
@@ -627,6 +641,12 @@ _QUEUED = re.compile(r"Running: 1 reqs,(?: Swapped: \d+ reqs,)? (?:Waiting|Pendi
 SLOW_LINES = 2
 QUEUED_LINES = 3  # throughput lines with one request running and others waiting behind it
 # Requests wait while none runs, no token moves and the KV cache has room: the scheduler admits nothing.
+# A benchmark's summary: vLLM's benchmark_serving ("Mean TTFT (ms):  515454.10"), or a `mean` row (a pandas
+# describe()) under a heading that names first-token latency in milliseconds.
+_TTFT_HEAD = re.compile(r"(?:TTFT|[Tt]ime to [Ff]irst [Tt]oken|[Ff]irst[ -][Tt]oken [Ll]atency) ?\((?:ms|msecs?)\):?$")
+_TTFT_MEAN = re.compile(r"^(?:(?P<own>Mean TTFT \(ms\):)|mean)\s+(?P<ms>\d{1,12}(?:\.\d{1,12})?)$")
+TTFT_ROWS = 3  # rows under the heading before its mean (describe() prints count first)
+SLOW_TTFT_MS = 10_000
 _NOTHING_ADMITTED = re.compile(r"Avg prompt throughput: 0\.0 tokens/s, Avg generation throughput: 0\.0 tokens/s, "
                                r"Running: 0 reqs,(?: Swapped: 0 reqs,)? (?:Waiting|Pending): (?P<waiting>[1-9]\d*) "
                                r"reqs, GPU KV cache usage: (?P<usage>\d|[1-8]\d|9[0-4])\.\d+%")
@@ -638,10 +658,44 @@ def _oom_other_gib(text: str) -> tuple[float, float] | None:
         match = pattern.search(text)
         if match:
             def gib(value: str, unit: str) -> float:
-                return float(value) / (1024 if unit == "M" else 1)
+                return float(value) / {"K": 1024 ** 2, "M": 1024}.get(unit, 1)
             total = float(match.group("total"))
             other = total - gib(match.group("free"), match.group("fu")) - gib(match.group("this"), match.group("tu"))
             return other, total
+    return None
+
+
+# A pasted answer that no working model writes, judged by its shape, not its words, so the same test holds for any
+# model and language: letters of many writing systems in one line (random token ids decoded), or a run of `!` (the
+# token a float16 overflow samples, over and over). Each test reads one line (lines.py bounds it) in linear time.
+# The writing systems, as (first code point, script) boundaries in code-point order: a letter belongs to the script
+# of the last boundary at or below it ("" for the gaps between them).
+_SCRIPT_STARTS = (
+    (0x0041, "Latin"), (0x0250, ""), (0x0370, "Greek"), (0x0400, "Cyrillic"), (0x0530, "Armenian"),
+    (0x0590, "Hebrew"), (0x0600, "Arabic"), (0x0700, ""), (0x0900, "Devanagari"), (0x0980, ""), (0x0E00, "Thai"),
+    (0x0E80, ""), (0x1100, "Hangul"), (0x1200, ""), (0x3040, "Kana"), (0x3100, ""), (0x3130, "Hangul"),
+    (0x3190, ""), (0x3400, "Han"), (0x4DC0, ""), (0x4E00, "Han"), (0xA000, ""), (0xAC00, "Hangul"), (0xD7B0, ""),
+)
+_STARTS = [start for start, _ in _SCRIPT_STARTS]
+SALAD_SCRIPTS = 4  # a line of text in one language uses one or two scripts (CJK with Latin names: two or three)
+_BANGS = re.compile(r"!{16,}")
+# What a line must hold for a test here to pass, as one RE2-compatible expression (the log scanner's prefilter,
+# a superset): a letter of a script besides Latin and Han (a line of four scripts has two of them), or the run.
+_DEGENERATE_CANDIDATE = re.compile("[\u0370-\u06ff\u0900-\u097f\u0e00-\u0e7f\u1100-\u11ff\u3040-\u30ff"
+                                   "\u3130-\u318f\uac00-\ud7af]|!{16}")
+
+
+def _script(char: str) -> str:
+    return _SCRIPT_STARTS[bisect_right(_STARTS, ord(char)) - 1][1] if char.isalpha() and ord(char) >= 0x41 else ""
+
+
+def degenerate(text: str) -> str | None:
+    """What makes TEXT an answer no working model writes, in a few words, or None."""
+    if _BANGS.search(text):
+        return "a run of exclamation marks (every sampled token is '!')"
+    scripts = {_script(char) for char in text} - {""}
+    if len(scripts) >= SALAD_SCRIPTS:
+        return f"letters of {len(scripts)} writing systems in one line ({', '.join(sorted(scripts))})"
     return None
 
 
@@ -663,7 +717,7 @@ def _candidate_pattern() -> BytesPattern:
     patterns += [_OOM, _NEW_BOOT, re.compile(r", line \d+, in "), _TRACEBACK_START, _MODEL_NOT_GENERATIVE.pattern,
                  _NO_PROGRESS, _KV_FULL, _NOTHING_ADMITTED, _CLIENT_RETRY, _IPYTHON_FRAME, _MESSAGE_HEADS,
                  _ERROR_LINE, _OTHER_ERROR_LINE, re.compile(r"validation error for"), _RPC, _SHM_WAIT, _MAX_LEN,
-                 _BLOCKS, _CLIENT_ABORT,
+                 _BLOCKS, _CLIENT_ABORT, _TTFT_HEAD, _TTFT_MEAN, _DEGENERATE_CANDIDATE,
                  _KV_ROOM, _BOOT, _DIED_SERVING, _SLOW, _QUEUED, _BAR_ENDS,
                  re.compile(r"(?:Error|Exception|Exit|Timeout|Fault)(?:\(\d+\))?(?::|$)"),
                  re.compile(r"Fatal Python error|Segmentation fault|core dumped|SIGSEGV|SIGABRT|NCCL error|"
@@ -748,6 +802,8 @@ class LogClassifier:
     _boot: bool = False  # the log shows a start-up from its launch, or vLLM said one failed
     _died_serving: bool = False  # the API server said its engine died (in service)
     _error_line: tuple[LogLine, str] | None = None  # the first logger ERROR line no rule explained
+    _asgi: bool = False  # the line before said the HTTP server failed a request: its traceback follows
+    _ttft_lines: int = 0  # lines left under a first-token-latency heading to find its mean in
     _max_len: int | None = None
     _kv_room: bool | None = None  # vLLM's figures said the KV cache has room for blocks (or none)
     _block_size: int = BLOCK_TOKENS
@@ -762,6 +818,7 @@ class LogClassifier:
             return None
         if _REQUEST_LOG.match(text) or _ACCESS_LOG.match(text) or _SERVED_TEXT.search(text):
             self._served()
+            self._asgi = bool(_ASGI_EXCEPTION.search(text))  # a 500's access line, the server's traceback glued on
             if _ACCESS_AUTH.search(text) and not _REQUEST_LOG.match(text) and not self.startup_only:
                 self._add(Finding("auth", "warning", "requests were refused for their API key (HTTP 401/403)",
                                   _evidence(line, text), RULES_BY_CATEGORY["auth"].fix(_NO_MATCH, self.flags),
@@ -793,13 +850,19 @@ class LogClassifier:
             self._close_cut()
             self._traceback = _Traceback(line, self.phase, self.serving)
             self._frames, self._last_frames = [], self._traceback.frames
+            if self._asgi or _ASGI_EXCEPTION.search(body):
+                self._traceback.frames.append((SERVER, ""))
+            self._asgi = False
             return
+        asgi, self._asgi = self._asgi, bool(_ASGI_EXCEPTION.search(body))
         frame = _FRAME.search(body) or _IPYTHON_FRAME.match(body)
         rpc = None if frame else _RPC.search(body)
         if frame or rpc:
             if self._traceback is None:  # an excerpt that starts inside a traceback
                 self._traceback = _Traceback(line, self.phase, self.serving)
                 self._frames, self._last_frames = [], self._traceback.frames
+                if asgi:
+                    self._traceback.frames.append((SERVER, ""))
             entry = (frame.group("file"), frame.group("func")) if frame else ("", rpc.group("method") if rpc else "")
             self._traceback.frames.append(entry)
             if frame and line.code:
@@ -839,7 +902,7 @@ class LogClassifier:
             pass
         elif _OOM.search(text):
             self._oom(line, text)
-        elif self._throughput(line, text) or self._numbers(line, text):
+        elif self._throughput(line, text) or self._numbers(line, text) or self._first_token(line, text):
             pass
         elif _SHM_WAIT.search(text):
             if self._shm_wait is None:
@@ -898,8 +961,14 @@ class LogClassifier:
             self._add(Finding(rule.category, "error", rule.title, _evidence(line, text), rule.fix(tasks, self.flags),
                               rank=-1))
             return
-        if not self.startup_only:
-            self._unexplained(line, text, body, exception)
+        if self.startup_only:
+            return
+        what = None if exception or _FRAME.search(body) else degenerate(body)
+        if what:
+            self._add(Finding("incoherent_output", "warning", "a pasted answer is text no working model writes",
+                              _evidence(line, text), _DEGENERATE_FIX.format(what=what), rank=len(RULES)))
+            return
+        self._unexplained(line, text, body, exception)
 
     def _unexplained(self, line: LogLine, text: str, body: str, exception: re.Match[str] | None) -> None:
         """A line no rule names: an exception or a crash is an `unclassified` error at once; a logger ERROR line
@@ -945,6 +1014,8 @@ class LogClassifier:
         """Whether an HTTP client's error is vLLM's API server fetching a request's media: the process that
         printed it is vLLM's API server (which downloads images and videos), and not its HTTP server's frames
         (a client that went away mid-request shows there)."""
+        if (SERVER, "") in frames:  # the HTTP server's traceback: a client library in it made a request of its own
+            return any(_CLIENT_LIBRARY_FILE.search(file) for file, _ in frames)
         return process.lower().startswith("apiserver") and not any(_HTTP_SERVER_FILE.search(file) for file, _ in frames)
 
     def _whose(self, category: str, line: LogLine) -> tuple[str, str] | None:
@@ -952,7 +1023,7 @@ class LogClassifier:
         client's: a connection cut while vLLM fetched a request's media, a timeout while its executor waited
         for a worker. (category, title) when it moves, else None."""
         where = frame_phase(self._last_frames) if self._last_frames else None
-        if category == "stream_interrupted" and (where == "media" or self._fetching(line.process, self._last_frames)):
+        if category in _CLIENT_SIDE and (where == "media" or self._fetching(line.process, self._last_frames)):
             return "media_fetch_error", "vLLM could not download a request's image or media"
         if category == "client_timeout" and where == "wait":
             return "engine_stalled", "a worker did not answer the engine in time"
@@ -1047,6 +1118,26 @@ class LogClassifier:
         if figures:
             self._latency(line, text, figures)
         return bool(figures)
+
+    def _first_token(self, line: LogLine, text: str) -> bool:
+        """A benchmark's mean time to first token (its own line, or a `mean` row under a first-token heading):
+        a mean over SLOW_TTFT_MS is answers that start late, the engine working (a queue, or slow prefills)."""
+        if _TTFT_HEAD.search(text):
+            self._ttft_lines = TTFT_ROWS
+            return True
+        mean = _TTFT_MEAN.match(text)
+        self._ttft_lines = max(0, self._ttft_lines - 1)
+        if not mean or not (mean.group("own") or self._ttft_lines):
+            return False
+        ms = float(mean.group("ms"))
+        if ms >= SLOW_TTFT_MS:
+            self._add(Finding(
+                "high_latency", "warning", "a benchmark measured first tokens many seconds late",
+                _evidence(line, text), f"the mean time to first token was {ms / 1000:.1f} s: requests waited before "
+                "their prefill (more sent at once than max_num_seqs and the KV cache admit: lower the request rate or "
+                "concurrency, or raise max_num_seqs / gpu_memory_utilization) or the prefills themselves are slow "
+                "(long prompts, guided decoding's compile, a slow GPU)", rank=len(RULES)))
+        return True
 
     def _latency(self, line: LogLine, text: str, figures: re.Match[str]) -> None:
         """Numbers that say answers are slow while the engine works: each running request gets under a token
@@ -1258,7 +1349,7 @@ _CUT_FIXES = {
 
 def _named_frames(frames: list[tuple[str, str]]) -> list[str]:
     """The functions of a traceback's real frames (not an RPC or a code line's call)."""
-    return [func for file, func in frames if file and file not in (CODE, RAISE)]
+    return [func for file, func in frames if file and file not in (CODE, RAISE, SERVER)]
 _NO_MATCH = cast("re.Match[str]", re.match(r"(?P<wanted>)", ""))
 _STALLED_WORKER_FIX = ("one worker stopped answering while the engine waited on it (a hung step, NCCL, a dead GPU): "
                        "check every worker's log and the GPUs (nvidia-smi), then restart; `qwenops serve` restarts a "
@@ -1266,6 +1357,10 @@ _STALLED_WORKER_FIX = ("one worker stopped answering while the engine waited on 
 _MEDIA_FIX = ("vLLM could not download an image or video a request named by URL: check that the URL answers from "
               "the server's network (not only the client's), or send the media inline (base64 data URL); "
               "raise VLLM_IMAGE_FETCH_TIMEOUT for slow hosts")
+_DEGENERATE_FIX = ("the model's output degenerated ({what}): check the dtype (float16 overflows on models trained "
+                   "in bfloat16: use bfloat16, or float32 on a GPU without it), the checkpoint and its quantization, "
+                   "the chat template and the sampling parameters (repetition_penalty, temperature), and whether a "
+                   "vLLM upgrade or a parallel setting (tensor_parallel_size, custom all-reduce) started it")
 _MOVED_FIXES = {"media_fetch_error": _MEDIA_FIX, "engine_stalled": _STALLED_WORKER_FIX}
 
 
