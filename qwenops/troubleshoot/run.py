@@ -186,7 +186,7 @@ def run_troubleshoot(request: TroubleshootRequest) -> TroubleshootReport:
             from qwenops.httpread import NoAnswerInTime
 
             raise NoAnswerInTime(late[0].what, field="--base-url")
-        findings.append(_late_finding(server_url, late, findings))
+        findings.append(_late_finding(server_url, late, findings, host_read=request.host))
     if request.probe and late:
         sources.append(SourceRead("probes", note="not sent: the server did not answer in time"))
     elif request.probe:
@@ -208,7 +208,7 @@ def _server_note(health: int | None, late: Sequence[PathAnswer]) -> str:
     return f"/health {health}"
 
 
-def _late_finding(base_url: str, late: Sequence[PathAnswer], found: Sequence[Finding]) -> Finding:
+def _late_finding(base_url: str, late: Sequence[PathAnswer], found: Sequence[Finding], *, host_read: bool) -> Finding:
     """The server accepted the connection and did not answer within qwenops' deadline: a warning that follows
     from the host's contention when the host shows one, an error (a hung server) when nothing explains it."""
     from qwenops import untrusted
@@ -222,11 +222,13 @@ def _late_finding(base_url: str, late: Sequence[PathAnswer], found: Sequence[Fin
         return Finding("engine_stalled", "warning", f"{title} (follows from {starved[0]} above)", evidence,
                        f"a server starved of CPU or memory answers late, and so it does its clients: fix the "
                        f"{starved[0]} finding above, then read the server again", retryable=True, rank=GENERIC_RANK)
+    host = ("on a host with CPU and memory to spare" if host_read else
+            "(this host was not read: --host says whether it is starved of CPU or memory)")
     return Finding("engine_stalled", "error", title, evidence,
-                   "the server accepts connections but does not answer, on a host with CPU and memory to spare: its "
-                   "API server or engine is hung or overloaded; read its log for the last lines (`qwenops "
-                   "troubleshoot --journal UNIT` or `--log FILE`) and its load (`qwenops status`); `qwenops serve` "
-                   "restarts a stalled engine", retryable=True, rank=GENERIC_RANK)
+                   f"the server accepts connections but does not answer {host}: its API server or engine is hung or "
+                   f"overloaded; read its log for the last lines (`qwenops troubleshoot --journal UNIT` or `--log "
+                   f"FILE`) and its load (`qwenops status`); `qwenops serve` restarts a stalled engine",
+                   retryable=True, rank=GENERIC_RANK)
 
 
 def _probe(request: TroubleshootRequest, *, contended: bool, preempted: bool = False) -> list[Finding]:

@@ -228,7 +228,8 @@ def test_a_late_server_beside_a_logs_error_is_an_error_of_its_own(
     found = {f["category"]: f for f in findings(doc)}
     assert found["port_in_use"]["severity"] == "error"
     assert found["engine_stalled"]["severity"] == "error"
-    assert "hung or overloaded" in str(found["engine_stalled"]["fix"])
+    assert "hung or overloaded" in str(found["engine_stalled"]["fix"]) and "this host was not read" in \
+        str(found["engine_stalled"]["fix"])
 
 
 def test_a_path_that_does_not_answer_is_said_once(site: Callable[[dict[str, Answer]], Site], quick: None,
