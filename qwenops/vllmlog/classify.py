@@ -360,6 +360,12 @@ _MAX_CUTS = 8  # cut tracebacks kept for the end of the log (a log of many is bo
 _MAX_PROCESSES = 32  # processes whose traceback state is kept while another's lines are read
 
 
+_NOT_SERVED_FIX = ("the request named a model or a path this server does not serve: send the model name it serves "
+                   "(GET /v1/models lists it: --served-model-name, else the --model value exactly as given) to a base "
+                   "URL that ends in /v1 (the OpenAI routes are /v1/chat/completions and /v1/completions)")
+
+
+_ACCESS_NOT_SERVED = re.compile(r'"(?:POST|PUT) /\S* HTTP/1\.[01]" 404\b')  # a GET of `/` or a favicon is a browser
 # Ordered by how specific the evidence is: a lower index is the root cause, so "No available memory
 # for the cache blocks" beats the generic "Engine core initialization failed" vLLM prints after it.
 RULES: tuple[Rule, ...] = (
@@ -531,6 +537,10 @@ RULES: tuple[Rule, ...] = (
          _const("send the server's key (`Authorization: Bearer $VLLM_API_KEY`; the client's api_key must match "
                 "the server's --api-key), or check a proxy's auth in front of it"),
          when="any"),
+    # The server answered 404 in its OpenAI error body: the request named a model it does not serve.
+    Rule("unclassified", "the server answered 404: it serves no model or route by the name the request used",
+         re.compile(r"Error code: 404\b|[\"']code[\"']\s*:\s*404\b|\bNotFoundError\b.{0,300}\b404\b"),
+         _const(_NOT_SERVED_FIX), severity="warning", when="any"),
     Rule("invalid_argument", "vLLM's argument parser refused the command line",
          re.compile(r"^usage: \S+(?: \S+)? \[-h\]"),
          _const("find the `error:` line argparse printed under this usage text: remove or fix that flag in the "
@@ -717,7 +727,7 @@ def _candidate_pattern() -> BytesPattern:
     patterns += [_OOM, _NEW_BOOT, re.compile(r", line \d+, in "), _TRACEBACK_START, _MODEL_NOT_GENERATIVE.pattern,
                  _NO_PROGRESS, _KV_FULL, _NOTHING_ADMITTED, _CLIENT_RETRY, _IPYTHON_FRAME, _MESSAGE_HEADS,
                  _ERROR_LINE, _OTHER_ERROR_LINE, re.compile(r"validation error for"), _RPC, _SHM_WAIT, _MAX_LEN,
-                 _BLOCKS, _CLIENT_ABORT, _TTFT_HEAD, _TTFT_MEAN, _DEGENERATE_CANDIDATE,
+                 _BLOCKS, _CLIENT_ABORT, _TTFT_HEAD, _TTFT_MEAN, _DEGENERATE_CANDIDATE, _ACCESS_NOT_SERVED,
                  _KV_ROOM, _BOOT, _DIED_SERVING, _SLOW, _QUEUED, _BAR_ENDS,
                  re.compile(r"(?:Error|Exception|Exit|Timeout|Fault)(?:\(\d+\))?(?::|$)"),
                  re.compile(r"Fatal Python error|Segmentation fault|core dumped|SIGSEGV|SIGABRT|NCCL error|"
@@ -823,6 +833,9 @@ class LogClassifier:
                 self._add(Finding("auth", "warning", "requests were refused for their API key (HTTP 401/403)",
                                   _evidence(line, text), RULES_BY_CATEGORY["auth"].fix(_NO_MATCH, self.flags),
                                   rank=UNCLASSIFIED_RANK))
+            if _ACCESS_NOT_SERVED.search(text) and not _REQUEST_LOG.match(text) and not self.startup_only:
+                self._add(Finding("unclassified", "warning", "requests were answered 404: a route or model the server "
+                                  "does not serve", _evidence(line, text), _NOT_SERVED_FIX, rank=UNCLASSIFIED_RANK))
             return None
         if self.serving and _NEW_BOOT.search(text):
             self.serving, self.phase = False, Phase.LAUNCHING

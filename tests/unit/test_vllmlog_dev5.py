@@ -116,3 +116,19 @@ def test_a_benchmarks_mean_time_to_first_token_of_seconds_is_high_latency() -> N
                       ) == ["high_latency"]
     assert findings_of_both_readers("Mean TTFT (ms):                          812.40") == []
     assert findings_of_both_readers("mean     38533.083248") == []  # a mean with no first-token heading above
+
+
+def test_a_404_answer_is_a_model_or_route_the_server_does_not_serve() -> None:
+    """dev4 100/103/107 (vLLM's error body "The model `X` does not exist.", "code": 404), 102/106 (the openai
+    client's "Error code: 404 - {...}"), 104 (uvicorn's access line `"POST /chat/completions HTTP/1.1" 404`, a base
+    URL without /v1): the request named something the server does not serve. Troubleshoot's vocabulary has no
+    name for a client's request, so it is `unclassified`, a warning (the server works), with what to send instead.
+    A browser's GET of `/` answered 404 on a healthy server is not flagged."""
+    for name in ("100_v03_request_model_name_not_served_404.log", "104_meilisearch_base_url_without_v1_404.log",
+                 "106_longbench_model_path_name_mismatch_404.log", "107_v028_pr_unknown_model_name_404_body.log"):
+        assert categories(CORPUS / "dev4/client_config" / name)[:1] == ["unclassified"], name
+    found = findings_of_both_readers('{"object":"error","message":"The model `m` does not exist.",'
+                                     '"type":"NotFoundError","param":null,"code":404}')
+    assert [(f.category, f.severity) for f in found] == [("unclassified", "warning")]
+    assert "/v1/models" in found[0].fix
+    assert named('INFO:     10.0.0.9:4242 - "GET / HTTP/1.1" 404 Not Found') == []
