@@ -395,9 +395,13 @@ class _Asked:
     busy_threads: int
 
 
-def _sample_scheduled(pids: list[int]) -> dict[int, tuple[dict[str, tuple[int, int]], int]]:
+# pid -> ({thread id: (ns on a CPU, ns waiting for one)}, when they were read, time.monotonic_ns())
+_Sample = dict[int, tuple[dict[str, tuple[int, int]], int]]
+
+
+def _sample_scheduled(pids: list[int]) -> _Sample:
     """Each pid's threads' (ran ns, waited ns), and when they were read (ns), for the pids the OS says it for."""
-    sample: dict[int, tuple[dict[str, tuple[int, int]], int]] = {}
+    sample: _Sample = {}
     for pid in pids:
         seen = _scheduled_ns(pid)
         if seen is not None:
@@ -405,8 +409,8 @@ def _sample_scheduled(pids: list[int]) -> dict[int, tuple[dict[str, tuple[int, i
     return sample
 
 
-def _asked(before: dict[int, tuple[dict[str, tuple[int, int]], int]],
-           after: dict[int, tuple[dict[str, tuple[int, int]], int]]) -> dict[int, _Asked]:
+def _asked(before: _Sample, after: _Sample) -> dict[int, _Asked]:
+    """What each process sampled twice did between the two readings, its busy loops counted."""
     asked: dict[int, _Asked] = {}
     for pid, (threads, when) in after.items():
         if pid not in before or when <= before[pid][1]:
