@@ -62,7 +62,8 @@ def test_dry_run_json_masks_the_api_key_and_never_puts_it_in_argv(golden_state: 
     envelope = json.loads(out)
     assert (envelope["command"], envelope["ok"]) == ("serve", True)
     data = envelope["data"]
-    assert data["env"] == {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_API_KEY": "***"}
+    assert data["env"] == {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "OMP_NUM_THREADS": "1",
+                           "VLLM_CPU_OMP_THREADS_BIND": "nobind", "VLLM_API_KEY": "***"}
     assert data["argv"][:3] == [sys.executable, "-m", "vllm.entrypoints.openai.api_server"]
     assert data["argv"][data["argv"].index("--port") + 1] == "18301"
     assert data["base_url"] == "http://127.0.0.1:18301"  # 0.0.0.0 is probed over loopback

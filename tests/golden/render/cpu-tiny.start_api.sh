@@ -6,7 +6,9 @@
 set -euo pipefail
 
 # Server environment from the profile (an existing non-empty value wins).
+if [[ -z "${OMP_NUM_THREADS:-}" ]]; then export OMP_NUM_THREADS=1; fi
 if [[ -z "${VLLM_CPU_KVCACHE_SPACE:-}" ]]; then export VLLM_CPU_KVCACHE_SPACE=1; fi
+if [[ -z "${VLLM_CPU_OMP_THREADS_BIND:-}" ]]; then export VLLM_CPU_OMP_THREADS_BIND=nobind; fi
 if [[ -z "${VLLM_ENABLE_V1_MULTIPROCESSING:-}" ]]; then export VLLM_ENABLE_V1_MULTIPROCESSING=0; fi
 
 # The API key comes from the environment only, never from this file or argv (visible in ps).
