@@ -5,8 +5,9 @@ answer must be token for token (ids and text) the uncut reference answer.
 
 One `qwenops serve` start is shared by both cuts (a start and each restart take a minute or more on a
 loaded 2-core machine). The kill is made from the consumer's loop once tokens have arrived (evidence,
-not a sleep): on 2 cores the engine streams 480 tokens in about a second, so the cut lands early in
-the answer."""
+not a sleep). The answer is 4,000 tokens on a copy of the tiny model with a long context
+(conftest.long_context_copy): on 2 cores the engine streams 480 tokens in about a second, and on a busy
+machine a consumer short of CPU noticed its 16th token only after the whole 480 had been generated."""
 
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ import psutil
 import pytest
 
 from qwenops.stream import ChatDelta, Resume, stream_chat
-from tests.integration.conftest import Serve, start_serve
+from tests.integration.conftest import LONG_CONTEXT, Serve, long_context_copy, start_serve
 
-MAX_TOKENS = 480  # cpu-tiny's max_model_len is 512; the prompt is 13 tokens
+MAX_TOKENS = 4000  # on the long-context copy; the prompt is 13 tokens
 KILL_AFTER = 16
 ASK = {"model": "Qwen3-14B", "temperature": 0.0, "max_tokens": MAX_TOKENS,
        "extra_body": {"ignore_eos": True, "return_token_ids": True}}
@@ -92,8 +93,12 @@ def check_resumed(deltas: list[ChatDelta], reference: list[ChatDelta]) -> int:
 
 @pytest.mark.engine
 @pytest.mark.timeout(3600)  # a hang guard: serve restarts vLLM twice mid-test, more when a cut is retried
-def test_a_greedy_answer_cut_by_sigkill_resumes_token_for_token(state_dir: Path, kill_tolerant_profile: str) -> None:
-    for serve in start_serve(state_dir, "-p", kill_tolerant_profile):
+def test_a_greedy_answer_cut_by_sigkill_resumes_token_for_token(
+        tmp_path: Path, tiny_model_dir: Path, kill_tolerant_profile: str) -> None:
+    state_dir = tmp_path / "state"
+    (state_dir / "models").mkdir(parents=True)
+    long_context_copy(tiny_model_dir, state_dir / "models" / "qwen3-tiny")
+    for serve in start_serve(state_dir, "-p", kill_tolerant_profile, "--set", f"max_model_len={LONG_CONTEXT}"):
         ready = serve.wait_message("READY=1")
         base_url = f"http://127.0.0.1:{serve.port}"
         reference = list(stream_chat(MESSAGES, base_url=base_url, **ASK))  # type: ignore[arg-type]
