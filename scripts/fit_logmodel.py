@@ -41,6 +41,9 @@ What it found (339 dev logs, 2026-12-07; top-1 right, summed over the held-out f
     HEAD                     threads         277          235         279         278         277     272     272
     164c33e (before dev5's)  collections     263          219         263         261         261     257     257
     164c33e (before dev5's)  threads         263          226         265         264         263     258     259
+    --model neighbours (k=3), HEAD: collections 277 / 208 / 277 / 277 / 277 / 270 / 272, threads 277 / 219 / 277 ...;
+    164c33e: collections 263 / 199 / 263 / 263 / 263 / 257 / 258: the nearest dev logs are far from every log the
+    rules leave, so it abstains there (its posterior keeps 1 - the nearest similarity for `unclassified`).
 
 corpus/dev5 held out under the rules before it (the closest thing to fresh logs): 17/35 alone, 19/35 with (a) at
 p >= 0.5; corpus/dev4 held out under the same rules: 16/37 alone, 14/37 with (a). No variant gave a healthy log an
@@ -52,8 +55,8 @@ right as `unclassified` (a broken install, a client's configuration); the rest a
 traceback cut before its exception line, a new hub's exception, a 500 whose cause only the thread's prose names),
 and the model, fit on ~180 logs with an error line over ~25 causes, names 67-69% of the logs it holds out when
 used alone, worst where the rules fail. The misses fresh logs bring (corpus/dev5 under the rules before it: 18)
-are mostly not there at all: 8 have no error line (an answer that loops, a slow benchmark, a client's code), 3
-name a wrong cause with confidence, 7 are the fallback's case.
+are mostly not there at all: 9 have no error line (answers that loop or degrade, a slow benchmark, a client's
+code, a sentence about an OOM), 2 name a wrong cause, 7 are the fallback's case (it named 1 or 2 of them).
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Protocol
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -240,7 +244,7 @@ class Guess:
 
 @dataclass(frozen=True)
 class LogModel:
-    """Multinomial naive Bayes over feature presence, Laplace-smoothed (counts from model.json)."""
+    """Multinomial naive Bayes over feature presence, Laplace-smoothed (counts from `fit`)."""
 
     docs: Mapping[str, int]  # category -> dev logs of it
     totals: Mapping[str, int]  # category -> features seen in its logs, in all
@@ -309,7 +313,66 @@ def fit(logs: Iterable[tuple[Sequence[str], str]], min_logs: int = 2, max_featur
     return LogModel(docs=docs, totals=totals, counts=counts, alpha=alpha)
 
 
-def second_opinion(findings: Sequence[Finding], features: Sequence[str], error_lines: int, model: LogModel,
+class Guesser(Protocol):
+    """What the variants ask of a model: a posterior over categories, and its best guess with the reasons."""
+
+    def posterior(self, features: Iterable[str]) -> dict[str, float]: ...
+
+    def guess(self, features: Sequence[str]) -> Guess | None: ...
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """The other model tried: the K dev logs nearest by cosine over IDF-weighted features (those at least two dev
+    logs share). Its posterior is the neighbours' similarity-weighted vote scaled by the nearest one's similarity;
+    the rest of the mass is `unclassified` (a log like no dev log is not named)."""
+
+    logs: Sequence[tuple[Mapping[str, float], str]]  # each dev log's unit vector, its category
+    idf: Mapping[str, float]
+    k: int = 3
+
+    @classmethod
+    def fit(cls, logs: Iterable[tuple[Sequence[str], str]], k: int = 3) -> Neighbours:
+        kept = [(set(features), category) for features, category in logs]
+        shared: dict[str, int] = {}
+        for unique, _ in kept:
+            for feature in unique:
+                shared[feature] = shared.get(feature, 0) + 1
+        idf = {f: math.log(len(kept) / n) for f, n in shared.items() if n >= 2}
+        empty = cls((), idf, k)
+        return cls(tuple((empty._vector(unique), category) for unique, category in kept), idf, k)
+
+    def _vector(self, features: Iterable[str]) -> dict[str, float]:
+        weights = {f: self.idf[f] for f in set(features) if self.idf.get(f)}
+        norm = math.sqrt(sum(w * w for w in weights.values())) or 1.0
+        return {f: w / norm for f, w in weights.items()}
+
+    def _nearest(self, features: Iterable[str]) -> list[tuple[float, str, Mapping[str, float]]]:
+        vector = self._vector(features)
+        scored = [(sum(w * other.get(f, 0.0) for f, w in vector.items()), category, other)
+                  for other, category in self.logs]
+        return sorted(scored, key=lambda seen: (-seen[0], seen[1]))[:self.k]
+
+    def posterior(self, features: Iterable[str]) -> dict[str, float]:
+        nearest = self._nearest(features)
+        votes: dict[str, float] = {}
+        for similarity, category, _ in nearest:
+            votes[category] = votes.get(category, 0.0) + similarity
+        total = sum(votes.values())
+        closest = nearest[0][0] if nearest and total > 0 else 0.0
+        out = {category: closest * vote / total for category, vote in votes.items()} if total > 0 else {}
+        out["unclassified"] = out.get("unclassified", 0.0) + 1.0 - closest
+        return out
+
+    def guess(self, features: Sequence[str]) -> Guess | None:
+        posterior = self.posterior(features)
+        best = max(sorted(posterior), key=lambda c: posterior[c])
+        alike = [other for _, category, other in self._nearest(features) if category == best]
+        shared = sorted({f for other in alike for f in other if f in features}, key=lambda f: (-self.idf[f], f))
+        return Guess(best, posterior[best], len(alike), tuple(shared[:5]))
+
+
+def second_opinion(findings: Sequence[Finding], features: Sequence[str], error_lines: int, model: Guesser,
                    threshold: float = THRESHOLD) -> list[Finding]:
     """FINDINGS with the model's guess where the rules found no cause: the first finding is `unclassified` (or
     there is none) and the log has an error line. The guess, when confident, goes first; the rules' findings
@@ -397,21 +460,25 @@ def rules_from(directory: Path, logs: list[Log]) -> list[Log]:
                 tuple(Finding(c, s, "", (), "") for c, s in old[str(log.case.path)])) for log in logs]
 
 
-def fit_logs(logs: Sequence[Log]) -> LogModel:
-    return fit((log.features, log.label) for log in sorted(logs, key=lambda log: str(log.case.path)))
+Fit = Callable[[Iterable[tuple[Sequence[str], str]]], Guesser]
+MODELS: dict[str, Fit] = {"bayes": fit, "neighbours": Neighbours.fit}
+
+
+def fit_logs(logs: Sequence[Log], kind: str = "bayes") -> Guesser:
+    return MODELS[kind]((log.features, log.label) for log in sorted(logs, key=lambda log: str(log.case.path)))
 
 
 # The variants compared: each turns the rules' findings into the ones reported.
-Variant = Callable[[Log, LogModel], list[Finding]]
+Variant = Callable[[Log, Guesser], list[Finding]]
 
 
-def rules_alone(log: Log, _model: LogModel) -> list[Finding]:
+def rules_alone(log: Log, _model: Guesser) -> list[Finding]:
     return list(log.findings)
 
 
 def fallback(threshold: float) -> Variant:
     """(a) The model names a cause only where the rules name none (unclassified or silent) on an error line."""
-    def variant(log: Log, model: LogModel) -> list[Finding]:
+    def variant(log: Log, model: Guesser) -> list[Finding]:
         return second_opinion(log.findings, log.features, log.error_lines, model, threshold)
     return variant
 
@@ -419,7 +486,7 @@ def fallback(threshold: float) -> Variant:
 def ranker(margin: float) -> Variant:
     """(b) The model reorders the rules' own candidates (errors and warnings of two or more categories): the one
     it finds MARGIN times likelier than the rules' first goes first."""
-    def variant(log: Log, model: LogModel) -> list[Finding]:
+    def variant(log: Log, model: Guesser) -> list[Finding]:
         found = list(log.findings)
         candidates = sorted({f.category for f in found if f.severity != "info"} - {"unclassified"})
         if len(candidates) < 2 or not found:
@@ -435,13 +502,13 @@ def ranker(margin: float) -> Variant:
 
 
 def both(threshold: float, margin: float) -> Variant:
-    def variant(log: Log, model: LogModel) -> list[Finding]:
+    def variant(log: Log, model: Guesser) -> list[Finding]:
         ranked = ranker(margin)(log, model)
         return fallback(threshold)(Log(log.case, log.label, log.features, log.error_lines, tuple(ranked)), model)
     return variant
 
 
-def model_alone(log: Log, model: LogModel) -> list[Finding]:
+def model_alone(log: Log, model: Guesser) -> list[Finding]:
     """Not a candidate: the model's own guess on every log with an error line (the rules' elsewhere), to measure
     how well it names what it never saw, on many more logs than the few the rules leave to it."""
     guess = model.guess(log.features) if log.error_lines else None
@@ -491,12 +558,13 @@ def folds_by_thread(logs: Sequence[Log], k: int = 5) -> dict[str, list[Log]]:
     return dict(sorted(folds.items()))
 
 
-def cross_validate(logs: Sequence[Log], folds: dict[str, list[Log]], show: bool) -> dict[str, Score]:
+def cross_validate(logs: Sequence[Log], folds: dict[str, list[Log]], show: bool,
+                   kind: str = "bayes") -> dict[str, Score]:
     totals = {name: Score() for name in VARIANTS}
     print(f"{'held out':<14}" + "".join(f"{name:>15}" for name in VARIANTS))
     for fold, held in folds.items():
         held_ids = {id(log) for log in held}
-        model = fit_logs([log for log in logs if id(log) not in held_ids])
+        model = fit_logs([log for log in logs if id(log) not in held_ids], kind)
         scores = {name: Score() for name in VARIANTS}
         for log in held:
             for name, variant in VARIANTS.items():
@@ -520,20 +588,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", type=Path, metavar="FILE", help="write the model fit on the whole dev half")
     parser.add_argument("--rules-from", type=Path, help="score an older checkout's rules (a directory with qwenops/)")
     parser.add_argument("--show", action="store_true", help="each log whose first finding the fallback changed")
+    parser.add_argument("--model", choices=sorted(MODELS), default="bayes", help="naive Bayes, or k nearest dev logs")
     args = parser.parse_args(argv)
     accuracy.VOCABULARY.update(accuracy.vocabulary())
     logs = read(dev_cases())
     if args.write:
-        text = fit_logs(logs).to_json()
+        text = fit((log.features, log.label) for log in sorted(logs, key=lambda log: str(log.case.path))).to_json()
         args.write.write_text(text, encoding="utf-8")
         print(f"wrote {args.write}: {len(text)} bytes, fit on {len(logs)} dev logs")
         return 0
     if args.rules_from:
         logs = rules_from(args.rules_from.resolve(), logs)
     print(f"== leave one collection out ({len(logs)} dev logs)")
-    cross_validate(logs, folds_by_collection(logs), args.show)
+    cross_validate(logs, folds_by_collection(logs), args.show, args.model)
     print("== 5 folds by thread")
-    cross_validate(logs, folds_by_thread(logs), args.show)
+    cross_validate(logs, folds_by_thread(logs), args.show, args.model)
     return 0
 
 
