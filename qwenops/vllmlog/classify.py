@@ -230,7 +230,7 @@ _OOM_TITLES = {
 # a set of names (and file paths) across V0 and V1, and the strongest phase in a stack wins (capturing
 # CUDA graphs runs `_dummy_run`, which is also the profiling run's).
 FramePhase = Literal["capture", "weights", "kv_check", "profile", "bind", "model_files", "config", "input", "device",
-                     "media", "wait", "serving", "forward", "client_read", "engine_client"]
+                     "media", "preprocess", "wait", "serving", "sampler", "forward", "client_read", "engine_client"]
 _FRAME_PHASES: tuple[tuple[FramePhase, re.Pattern[str], re.Pattern[str] | None], ...] = (
     # (phase, function name, file path)
     ("capture", re.compile(r"capture|cudagraph|cuda_graph"), re.compile(r"cuda_graph|cudagraph|/cuda/graphs\.py")),
@@ -257,9 +257,15 @@ _FRAME_PHASES: tuple[tuple[FramePhase, re.Pattern[str], re.Pattern[str] | None],
     ("device", re.compile(r"^init_device$"), None),
     ("media", re.compile(r"fetch_(?:image|video|audio)|load_from_url|fetch_\w*media|_load_\w*_url"),
      re.compile(r"/multimodal/(?:utils|media|image|video|audio)")),
+    # The OpenAI server turning one request's messages into the prompt it checks against max_model_len (tokenising,
+    # rendering): weaker than media (a download runs under it too), and still one request's failure.
+    ("preprocess", re.compile(r"^_preprocess_(?:chat|completion)$|^_tokenize_prompt_inputs?(?:_async)?$|"
+                              r"^_tokenize_prompt_input_or_inputs(?:_async)?$|^_normalize_prompt_text_to_input$|"
+                              r"^_create_tokens_prompt$|^render_prompt(?:_and_embeds)?$"), None),
     # The engine waiting on its workers' answers (V1's shared-memory message queue): a timeout there is a
     # worker that stopped answering.
-    ("wait", re.compile(r"^dequeue$|^acquire_read$|^get_response$"), re.compile(r"/shm_broadcast\.py$")),
+    ("wait", re.compile(r"^dequeue$|^acquire_read$|^get_response$|^wait_for_response$"),
+     re.compile(r"/shm_broadcast\.py$")),
     # A client library reading an answer (httpx, httpcore, h11, aiohttp, requests, urllib3, openai), on any OS.
     ("client_read", re.compile(r"^_?receive_(?:response_body|event)$|^iter_(?:bytes|raw|lines)$|^read_chunk"),
      re.compile(r"[/\\](?:httpcore|httpx|h11|aiohttp|requests|urllib3)[/\\]")),
@@ -268,6 +274,10 @@ _FRAME_PHASES: tuple[tuple[FramePhase, re.Pattern[str], re.Pattern[str] | None],
     ("forward", re.compile(r"(?!)"), None),
     ("serving", re.compile(r"^execute_model$|^run_busy_loop$|^_process_engine_step$|^step_with_batch_queue$|"
                            r"^engine_step$|^run_engine_loop$|^step_async$|^execute_model_async$"), None),
+    # The sampler (V0's layer, V1's module): at start-up it runs only in the dummy runs (the profiling run's, the
+    # warm-up after the KV cache), so a failure there without a request served is theirs.
+    ("sampler", re.compile(r"(?!)"),
+     re.compile(r"[/\\]v1[/\\]sample[/\\]|[/\\]model_executor[/\\]layers[/\\]sampler\.py$")),
     # The API server reading the engine core's outputs: what fails there is the engine, already dead.
     ("engine_client", re.compile(r"^get_output_async$|^output_handler$|^_format_exception$|dead_error|"
                                  r"^(?:chat_)?completion_stream_generator$|"
@@ -291,6 +301,7 @@ _PHASE_WORDS: dict[FramePhase, str] = {
     "config": "while vLLM checked its configuration", "input": "while vLLM checked a request's prompt",
     "device": "while initialising the GPU",
     "media": "while fetching a request's image or media", "serving": "in the model's forward pass while serving",
+    "preprocess": "while vLLM prepared a request's prompt", "sampler": "in the sampler",
     "client_read": "while the client read the server's answer",
     "wait": "while the engine waited for its workers",
     "forward": "in the model's forward pass",
@@ -688,25 +699,113 @@ _SCRIPT_STARTS = (
 )
 _STARTS = [start for start, _ in _SCRIPT_STARTS]
 SALAD_SCRIPTS = 4  # a line of text in one language uses one or two scripts (CJK with Latin names: two or three)
+# ... and mostly two families of them: Latin and one other (Japanese mixes Han and Kana, Korean Hangul and Han, all
+# with Latin names). One line of Latin, CJK and a third (a Russian name in a Chinese question) happens; answer after
+# answer like that (SALAD_LINES of them) is decoded token salad.
+_FAMILIES = {"Han": "CJK", "Kana": "CJK", "Hangul": "CJK"}
+SALAD_FAMILIES = 3
+SALAD_LINES = 2
+
+
+def three_families(text: str) -> bool:
+    """Whether TEXT mixes letters of Latin, CJK and a third family of writing systems."""
+    scripts = {_script(char) for char in text} - {""}
+    return len({_FAMILIES.get(script, script) for script in scripts}) >= SALAD_FAMILIES
 _BANGS = re.compile(r"!{16,}")
 # What a line must hold for a test here to pass, as one RE2-compatible expression (the log scanner's prefilter,
 # a superset): a letter of a script besides Latin and Han (a line of four scripts has two of them), or the run.
 _DEGENERATE_CANDIDATE = re.compile("[\u0370-\u06ff\u0900-\u097f\u0e00-\u0e7f\u1100-\u11ff\u3040-\u30ff"
                                    "\u3130-\u318f\uac00-\ud7af]|!{16}")
+# ... and for a loop: a line holding an answer field, a run of commas, or sixteen plain words in a row (a log line
+# has a colon, a slash, a digit or an `=` sooner; a longer or looser run doubles the big-log scan's time).
+_ANSWER_CANDIDATE = re.compile(r'"(?:content|text|reasoning_content|reasoning|generated_text)": ?"|Generated text: |'
+                               "(?:[,\uff0c\u3001;\uff1b][.\u3002 ]?){4}|(?:[A-Za-z]{1,12} ){16}")
 
 
 def _script(char: str) -> str:
     return _SCRIPT_STARTS[bisect_right(_STARTS, ord(char)) - 1][1] if char.isalpha() and ord(char) >= 0x41 else ""
 
 
-def degenerate(text: str) -> str | None:
-    """What makes TEXT an answer no working model writes, in a few words, or None."""
+def degenerate(text: str, loops: bool = True) -> str | None:
+    """What makes TEXT an answer no working model writes, in a few words, or None. LOOPS: also a loop (only for a
+    line the block scanner would build: one _ANSWER_CANDIDATE matches)."""
     if _BANGS.search(text):
         return "a run of exclamation marks (every sampled token is '!')"
     scripts = {_script(char) for char in text} - {""}
     if len(scripts) >= SALAD_SCRIPTS:
         return f"letters of {len(scripts)} writing systems in one line ({', '.join(sorted(scripts))})"
-    return None
+    return looping(text) if loops else None
+
+
+# An answer caught in a loop, judged by its shape in any language: a stretch of it uses only a few distinct words
+# and marks (one phrase, or a comma, over and over). Prose repeats function words too, but a window of LOOP_WINDOW
+# tokens of prose has well over half of them distinct; a loop has a handful. Words are case-blind; a CJK character
+# counts as a word (those scripts do not space words); marks other than punctuation (table rules, bars) do not count.
+_LOOP_TOKEN = re.compile("[^\\W\\d_]{1,40}|\\d{1,20}|"
+                         "[,.;:!?\"'()\uff0c\u3002\u3001\uff1b\uff1a\uff01\uff1f\uff08\uff09]")
+LOOP_TOKENS = 24  # fewer tokens than this say nothing about a loop
+LOOP_WINDOW = 80
+LOOP_DISTINCT = 0.35  # at most this share of a window's tokens distinct: a loop
+LOOP_WORDS = 3
+
+
+def _loop_tokens(text: str) -> list[str]:
+    tokens: list[str] = []
+    for token in _LOOP_TOKEN.findall(text[:4 * MAX_ANSWER_CHARS]):
+        if token[0].isalpha() and any(ord(char) >= 0x2E80 for char in token):
+            tokens.extend(token)  # CJK: one character a word
+        else:
+            tokens.append(token.lower())
+        if len(tokens) >= LOOP_WINDOW:
+            break
+    return tokens[:LOOP_WINDOW]
+
+
+def looping(text: str) -> str | None:
+    """What shows that TEXT is a loop (a phrase or a mark repeated over and over), or None."""
+    tokens = _loop_tokens(text)
+    words = [token for token in tokens if token[0].isalpha()]
+    if len(tokens) < LOOP_TOKENS or len(words) < LOOP_WORDS:
+        return None
+    distinct = len(set(tokens))
+    if distinct > LOOP_DISTINCT * len(tokens):
+        return None
+    top = max(set(tokens), key=tokens.count)
+    return f"{len(tokens)} words and marks with only {distinct} distinct ('{top}' {tokens.count(top)} times): a loop"
+
+
+# Where a paste holds an answer: an OpenAI response's or stream chunk's text field, the offline example's print.
+MAX_ANSWER_CHARS = 4000
+_ANSWER_FIELD = re.compile(r'"(?:content|text|reasoning_content|reasoning|generated_text)": ?"'
+                           r'(?P<value>(?:[^"\\]|\\.){1,4000})')
+_GENERATED_TEXT = re.compile(r"\bGenerated text: ?(?P<value>.{1,4000})")
+
+
+def answers(body: str) -> list[str]:
+    """The answer texts a line quotes (JSON fields, `Generated text:`), else the line itself."""
+    values = [match.group("value") for match in _ANSWER_FIELD.finditer(body)]
+    generated = _GENERATED_TEXT.search(body)
+    if generated:
+        values.append(generated.group("value"))
+    return values or [body]
+
+
+# An answer that did not stop where it should have (troubleshoot's vocabulary has no cause for it: it is reported
+# as unclassified, with what shows it): the model writing its chat template's turn markers or a new user turn (it
+# went on past the end of its turn), generation cut by max_tokens, or nothing but whitespace escapes line after line.
+_TURN_MARKER = re.compile(r"\\?<\|(?:im_start|im_end|eot_id|end_of_text|endoftext|start_header_id|end_header_id|"
+                          r"system|user|assistant|end)\|\\?>")
+# A marker quoted alone (a chat template's source) or after a prompt's key (the request's prompt): not an answer's.
+_QUOTED_MARKER = re.compile(r"['\"]\\?<\|\w{2,20}\|\\?>|\bprompt\b['\"]?\s{0,2}[:=]")
+_NEW_TURN = re.compile(r"^(?:Question|Human|User): \S")
+_LENGTH_STOP = re.compile(r'"finish_reason": ?"length"|\bfinish_reason=length\b')
+_ESCAPES_ONLY = re.compile(r"^[ \t]*(?:\\[nrt][ \t,]{0,4}){1,8}$")
+NEW_TURNS = 2
+ESCAPE_LINES = 4
+_RUNAWAY_FIX = ("the model did not stop at the end of its answer: serve an instruct (chat) model, not a base model; "
+                "check that the chat template and the generation config's eos_token_id / stop tokens are the "
+                "model's own (a fine-tune or a GGUF can lose them), or pass `stop` / `stop_token_ids`; set max_tokens "
+                "so a runaway answer ends early")
 
 
 # The first words of vLLM's long messages: a terminal that wrapped one leaves no raw line the whole rule
@@ -728,6 +827,7 @@ def _candidate_pattern() -> BytesPattern:
                  _NO_PROGRESS, _KV_FULL, _NOTHING_ADMITTED, _CLIENT_RETRY, _IPYTHON_FRAME, _MESSAGE_HEADS,
                  _ERROR_LINE, _OTHER_ERROR_LINE, re.compile(r"validation error for"), _RPC, _SHM_WAIT, _MAX_LEN,
                  _BLOCKS, _CLIENT_ABORT, _TTFT_HEAD, _TTFT_MEAN, _DEGENERATE_CANDIDATE, _ACCESS_NOT_SERVED,
+                 _ANSWER_CANDIDATE, _TURN_MARKER, _NEW_TURN, _LENGTH_STOP, _ESCAPES_ONLY,
                  _KV_ROOM, _BOOT, _DIED_SERVING, _SLOW, _QUEUED, _BAR_ENDS,
                  re.compile(r"(?:Error|Exception|Exit|Timeout|Fault)(?:\(\d+\))?(?::|$)"),
                  re.compile(r"Fatal Python error|Segmentation fault|core dumped|SIGSEGV|SIGABRT|NCCL error|"
@@ -813,6 +913,9 @@ class LogClassifier:
     _died_serving: bool = False  # the API server said its engine died (in service)
     _error_line: tuple[LogLine, str] | None = None  # the first logger ERROR line no rule explained
     _asgi: bool = False  # the line before said the HTTP server failed a request: its traceback follows
+    _new_turns: int = 0  # pasted lines that open a new user turn (`Question: ...`): an answer that went on
+    _escape_lines: int = 0  # pasted lines of nothing but whitespace escapes
+    _salad_lines: int = 0  # pasted lines that mix Latin, CJK and a third family of writing systems
     _ttft_lines: int = 0  # lines left under a first-token-latency heading to find its mean in
     _max_len: int | None = None
     _kv_room: bool | None = None  # vLLM's figures said the KV cache has room for blocks (or none)
@@ -976,12 +1079,44 @@ class LogClassifier:
             return
         if self.startup_only:
             return
-        what = None if exception or _FRAME.search(body) else degenerate(body)
-        if what:
-            self._add(Finding("incoherent_output", "warning", "a pasted answer is text no working model writes",
-                              _evidence(line, text), _DEGENERATE_FIX.format(what=what), rank=len(RULES)))
-            return
+        if not exception and not _FRAME.search(body):
+            texts = answers(body)
+            loops = bool(_ANSWER_CANDIDATE.search(text) or (line.spaced and _ANSWER_CANDIDATE.search(line.spaced)))
+            what = next(filter(None, (degenerate(answer, loops) for answer in texts)), None)
+            if what is None and any(map(three_families, texts)):
+                self._salad_lines += 1
+                if self._salad_lines >= SALAD_LINES:
+                    what = f"{self._salad_lines} lines that each mix Latin, CJK and a third writing system"
+            if what:
+                self._add(Finding("incoherent_output", "warning", "a pasted answer is text no working model writes",
+                                  _evidence(line, text), _DEGENERATE_FIX.format(what=what), rank=len(RULES)))
+                return
+            if self._runaway(line, text, body):
+                return
         self._unexplained(line, text, body, exception)
+
+    def _runaway(self, line: LogLine, text: str, body: str) -> bool:
+        """An answer that did not stop at the end of its turn: outside troubleshoot's vocabulary, so unclassified,
+        a warning, with what shows it."""
+        if _TURN_MARKER.search(body) and not _QUOTED_MARKER.search(body):
+            title = "the answer went on past the end of its turn (it wrote its chat template's turn markers)"
+        elif _LENGTH_STOP.search(body):
+            title = "the answer stopped only at max_tokens (finish_reason \"length\"), not at the end of its turn"
+        elif _NEW_TURN.match(body):
+            self._new_turns += 1
+            if self._new_turns < NEW_TURNS:
+                return True
+            title = "the answer went on to write the next question itself"
+        elif _ESCAPES_ONLY.match(body):
+            self._escape_lines += 1
+            if self._escape_lines < ESCAPE_LINES:
+                return True
+            title = "the answer went on as whitespace, line after line"
+        else:
+            return False
+        self._add(Finding("unclassified", "warning", title, _evidence(line, text), _RUNAWAY_FIX,
+                          rank=UNCLASSIFIED_RANK + 1))
+        return True
 
     def _unexplained(self, line: LogLine, text: str, body: str, exception: re.Match[str] | None) -> None:
         """A line no rule names: an exception or a crash is an `unclassified` error at once; a logger ERROR line
@@ -1176,13 +1311,21 @@ class LogClassifier:
                     "when max_num_seqs and the KV cache allow (raise max_num_seqs, shorten max_model_len, or raise "
                     "gpu_memory_utilization); a long request holding the cache keeps the rest out", rank=len(RULES)))
 
+    def _sampler_oom(self) -> str:
+        """The sampler's failure: in service a batch's; before any request, the dummy sampler run's, which comes in
+        the profiling run and again in the warm-up after the KV cache and CUDA graphs (the phase says which)."""
+        if self.serving:
+            return "runtime_oom"
+        warmed = _PHASE_ORDER.index(self.phase) >= _PHASE_ORDER.index(Phase.KV_CACHE)
+        return "cudagraph_oom" if warmed else "profile_oom"
+
     def _oom_category(self, text: str = "") -> str:
         where = frame_phase(self._last_frames)
         rpc = _WORKER_METHOD.search(text)
         if where is None and rpc and _RPC_PHASES.get(rpc.group(1)) in _FRAME_OOM:
             return _FRAME_OOM[_RPC_PHASES[rpc.group(1)]]  # V0's worker names the RPC it ran out of memory in
-        if where == "forward" and not self.serving:
-            return _PHASE_OOM.get(self.phase, "runtime_oom")  # a forward pass at start-up: its phase says which
+        if where in ("forward", "sampler") and not self.serving:  # a forward pass at start-up: its phase says which
+            return self._sampler_oom() if where == "sampler" else _PHASE_OOM.get(self.phase, "runtime_oom")
         if where in _FRAME_OOM and not (where == "serving" and not self.serving):
             return _FRAME_OOM[where]
         if where is not None and where != "serving":
@@ -1252,7 +1395,9 @@ class LogClassifier:
             # unexplained one only when none names anything and nothing else is an error.
             read = [f for f in map(self._cut_finding, cuts) if f is not None]
             for finding in [f for f in read if f.category != "unclassified"] or read[-1:]:
-                if all(f.category != finding.category for f in found.values()) and \
+                # (a cause named only as a warning, such as a start-up wait, is raised by the error that shows it)
+                if all(f.category != finding.category or (finding.severity == "error" and f.severity != "error")
+                       for f in found.values()) and \
                         (finding.category != "unclassified" or not any(f.severity == "error" for f in found.values())):
                     found[(finding.category, finding.title)] = finding
                     has_error = True
@@ -1273,7 +1418,8 @@ class LogClassifier:
                                   f"(its exception line is missing)"))
         by_phase = {"weights": "weights_oom", "capture": "cudagraph_oom", "profile": "profile_oom",
                     "bind": "port_in_use", "model_files": "model_not_found", "media": "media_fetch_error",
-                    "config": "invalid_config", "input": "request_too_long", "wait": "engine_stalled"}
+                    "config": "invalid_config", "input": "request_too_long", "wait": "engine_stalled",
+                    "preprocess": "request_too_long"}
         if where == "client_read" and self._fetching(cut.process, cut.frames):
             where = "media"  # vLLM's API server reading a download, not a client reading vLLM
         if where == "kv_check":
@@ -1296,6 +1442,8 @@ class LogClassifier:
         elif where == "forward":
             # The model's forward pass: out of memory is the common failure there; at start-up, the phase's OOM.
             category = "runtime_oom" if self.serving else _PHASE_OOM.get(self.phase, "runtime_oom")
+        elif where == "sampler":
+            category = self._sampler_oom()
         elif where == "engine_client":
             rule = RULES_BY_CATEGORY["engine_dead"]
             return Finding("engine_dead", "error", "the API server found its engine dead (the excerpt ends before the "
