@@ -781,6 +781,11 @@ _ANSWER_FIELD = re.compile(r'"(?:content|text|reasoning_content|reasoning|genera
 _GENERATED_TEXT = re.compile(r"\bGenerated text: ?(?P<value>.{1,4000})")
 
 
+# A response's answer (a chat message's or a stream delta's content, not a request's messages) that opens with the
+# model's reasoning: the server split no reasoning off (no --reasoning-parser, or one that does not split this model's).
+_REASONING_IN_CONTENT = re.compile(r'"(?:message|delta)": ?\{[^{}]{0,80}"content": ?"(?:\\n|\s){0,4}<think>')
+
+
 def answers(body: str) -> list[str]:
     """The answer texts a line quotes (JSON fields, `Generated text:`), else the line itself."""
     values = [match.group("value") for match in _ANSWER_FIELD.finditer(body)]
@@ -1087,6 +1092,11 @@ class LogClassifier:
                 self._salad_lines += 1
                 if self._salad_lines >= SALAD_LINES:
                     what = f"{self._salad_lines} lines that each mix Latin, CJK and a third writing system"
+            if what is None and _REASONING_IN_CONTENT.search(body):
+                self._add(Finding("incoherent_output", "warning",
+                                  "the answer's content carries the model's reasoning (it opens with <think>)",
+                                  _evidence(line, text), _REASONING_FIX, rank=len(RULES)))
+                return
             if what:
                 self._add(Finding("incoherent_output", "warning", "a pasted answer is text no working model writes",
                                   _evidence(line, text), _DEGENERATE_FIX.format(what=what), rank=len(RULES)))
@@ -1522,6 +1532,9 @@ _DEGENERATE_FIX = ("the model's output degenerated ({what}): check the dtype (fl
                    "in bfloat16: use bfloat16, or float32 on a GPU without it), the checkpoint and its quantization, "
                    "the chat template and the sampling parameters (repetition_penalty, temperature), and whether a "
                    "vLLM upgrade or a parallel setting (tensor_parallel_size, custom all-reduce) started it")
+_REASONING_FIX = ("the server split no reasoning off the answer: serve with the --reasoning-parser made for this "
+                  "model (one that splits at </think>; a pass-through parser leaves it all in content), or strip "
+                  "the <think> block in the client; reasoning_content then holds it")
 _MOVED_FIXES = {"media_fetch_error": _MEDIA_FIX, "engine_stalled": _STALLED_WORKER_FIX}
 
 

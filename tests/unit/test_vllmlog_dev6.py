@@ -132,3 +132,19 @@ def test_dev6s_healthy_logs_with_alarming_warnings_stay_quiet() -> None:
     no error finding on any of them."""
     for path in sorted((DEV6 / "healthy").glob("*.log")):
         assert not any(f.severity == "error" for f in found(path)), path.name
+
+
+def test_an_answer_whose_content_opens_with_the_models_reasoning_is_said_so() -> None:
+    """vllm-project/vllm#34625 (dev3 incoherent_output 011, 0.15.1: a pass-through reasoning parser, the stream's
+    delta content starts "<think>The") and MiniMax-AI/MiniMax-M1#29 (dev3 012, no reasoning parser: the message's
+    content starts "<think>\\n"). A response's content that opens with the reasoning block: the server split none
+    off. A request's messages holding one (a chat history) and a flag quoting the tag are no answer."""
+    for name in ("011_minimax_m25_append_think_parser_think_in_content.log",
+                 "012_minimax_m1_no_reasoning_parser_think_in_content.log"):
+        first = found(CORPUS / "dev3/incoherent_output" / name)[0]
+        assert (first.category, first.severity) == ("incoherent_output", "warning"), name
+        assert "<think>" in first.title and "--reasoning-parser" in first.fix
+    request = '{"model": "m", "messages": [{"role": "assistant", "content": "<think>ok</think> 4"}]}'
+    assert findings_of_both_readers(request) == []
+    flag = CORPUS / "dev4/bad_flag/002_v020_docker_reasoning_config_unrecognized.log"
+    assert "incoherent_output" not in categories(flag)
