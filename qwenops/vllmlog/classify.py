@@ -861,6 +861,15 @@ def quote(line: str) -> str:
     return line if len(line) <= 300 else line[:297] + "..."
 
 
+_AT_LINE = re.compile(r"\bline (\d{1,12})$")
+
+
+def _line_number(finding: Finding) -> int:
+    """The log line a finding's first evidence stands on (0 where it is not a log line)."""
+    where = _AT_LINE.search(finding.evidence[0].source) if finding.evidence else None
+    return int(where.group(1)) if where else 0
+
+
 def _evidence(line: LogLine, text: str) -> tuple[Evidence, ...]:
     return (Evidence(f"log line {line.number}", quote(text)),)
 
@@ -906,6 +915,7 @@ class LogClassifier:
     _parked: dict[str, tuple[_Traceback | None, list[tuple[str, str]], list[str]]] = field(default_factory=dict)
     _no_progress: tuple[LogLine, str] | None = None  # the first throughput line with no progress
     _no_progress_lines: int = 0
+    _last_no_progress: tuple[LogLine, str] | None = None  # the latest of them
     _stuck_bar: tuple[LogLine, str, int] | None = None  # a progress bar at 0/N, and the progress seen then
     _slow_lines: int = 0  # throughput lines with under a token a second in all while requests ran
     _queued_lines: int = 0  # throughput lines with at most one request running and more waiting
@@ -1247,6 +1257,7 @@ class LogClassifier:
         stalled = _NO_PROGRESS.search(text)
         if stalled:
             self._no_progress = self._no_progress or (line, text)
+            self._last_no_progress = (line, text)
             self._no_progress_lines += 1
             if self._no_progress_lines == NO_PROGRESS_LINES:
                 first, first_text = self._no_progress
@@ -1411,6 +1422,7 @@ class LogClassifier:
                         (finding.category != "unclassified" or not any(f.severity == "error" for f in found.values())):
                     found[(finding.category, finding.title)] = finding
                     has_error = True
+        self._stalled_then_dead(found)
         if self._error_line is not None and not has_error and not self.startup_only \
                 and not any(f.severity == "error" for f in found.values()):
             line, text = self._error_line
@@ -1419,6 +1431,22 @@ class LogClassifier:
                 "no known cause matches this line: read the lines around it and the first traceback above it; "
                 "search vLLM's issues for the quoted message", rank=UNCLASSIFIED_RANK)
         return found
+
+    def _stalled_then_dead(self, found: dict[tuple[str, str], Finding]) -> None:
+        """The engine found dead after a throughput line of no tokens while requests ran, and nothing before its
+        death failed: it hung first (a stuck collective or device; the death is the timeout that ended it)."""
+        if self._last_no_progress is None:
+            return
+        stalled_at, text = self._last_no_progress
+        dead = [f for f in found.values() if f.category == "engine_dead" and f.severity == "error"]
+        if not dead or any(f.severity == "error" and f.category not in _CLIENT_SIDE | {"engine_dead"}
+                           for f in found.values()):
+            return
+        if all(_line_number(f) > stalled_at.number for f in dead):
+            rule = RULES_BY_CATEGORY["engine_stalled"]
+            found[("engine_stalled", "then dead")] = Finding(
+                "engine_stalled", "error", "the engine made no tokens while requests ran, and was then found dead",
+                _evidence(stalled_at, text), rule.fix(_NO_MATCH, self.flags), retryable=True, rank=_RANKS[id(rule)])
 
     def _cut_finding(self, cut: _Traceback) -> Finding | None:
         """A traceback whose exception line the excerpt lost: its frames still say what vLLM was doing."""

@@ -148,3 +148,20 @@ def test_an_answer_whose_content_opens_with_the_models_reasoning_is_said_so() ->
     assert findings_of_both_readers(request) == []
     flag = CORPUS / "dev4/bad_flag/002_v020_docker_reasoning_config_unrecognized.log"
     assert "incoherent_output" not in categories(flag)
+
+
+def test_an_engine_found_dead_after_it_made_no_tokens_while_requests_ran_hung_first() -> None:
+    """vllm-project/vllm-ascend#2245 (dev6 engine_stalled 016, 800I A2, 100 concurrent requests): a throughput line
+    of 0.0 tokens/s with 56 requests running, nothing for five minutes, then the API server's streams fail as its
+    engine is found dead (the traceback cut before the error). The death ended a hang: nothing failed before it.
+    An exception that failed first (an OOM) is still the cause, and a stall after the death says nothing."""
+    path = DEV6 / "engine_stalled/016_ascend_800i_a2_evalscope_100_concurrent_running_56_zero_tok_s.log"
+    first = found(path)[0]
+    assert (first.category, first.severity) == ("engine_stalled", "error")
+    stalled = ("INFO 08-06 08:48:54 [loggers.py:118] Engine 000: Avg prompt throughput: 0.0 tokens/s, Avg generation "
+               "throughput: 0.0 tokens/s, Running: 56 reqs, Waiting: 0 reqs, GPU KV cache usage: 20.1%")
+    dead = "ERROR 08-06 08:53:41 [serving_chat.py:948] vllm.v1.engine.exceptions.EngineDeadError: EngineCore died."
+    assert findings_of_both_readers(f"{stalled}\n{dead}")[0].category == "engine_stalled"
+    assert findings_of_both_readers(f"{dead}\n{stalled}")[0].category == "engine_dead"
+    oom = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB."
+    assert findings_of_both_readers(f"{stalled}\n{oom}\n{dead}")[0].category != "engine_stalled"
