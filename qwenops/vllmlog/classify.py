@@ -1521,6 +1521,9 @@ class LogClassifier:
         if any(f.severity == "error" and f.rank < UNCLASSIFIED_RANK - 1 for f in found):
             found = [replace(f, severity="info", title=f"{f.title} (probably follows from the error above)")
                      if f.category == "unclassified" and f.severity == "error" else f for f in found]
+        if any(f.category in _QUEUEING for f in found):
+            # Requests waiting for KV cache room are why answers come late: the latency follows from the queue.
+            found = [replace(f, rank=f.rank + 1) if f.category == "high_latency" else f for f in found]
         order = {"error": 0, "warning": 1, "info": 2}
         return sorted(found, key=lambda f: (order[f.severity], f.rank))
 
@@ -1533,6 +1536,7 @@ RULES_BY_CATEGORY = {rule.category: rule for rule in reversed(RULES)}  # the fir
 # What a client sees of a server's failure, and the findings that say nothing of the server's own state.
 _CLIENT_SIDE = frozenset({"stream_interrupted", "client_timeout"})
 _NOT_THE_SERVERS = _CLIENT_SIDE | {"unclassified", "auth", "request_too_long"}
+_QUEUEING = frozenset({"kv_cache_full", "kv_cache_preemption"})  # what makes requests wait for the KV cache
 # Fixes for a cause named from a cut traceback alone, where the first rule's fix needs numbers the excerpt lost.
 _CUT_FIXES = {
     "insufficient_free_memory": "less GPU memory was free than gpu_memory_utilization asks for: stop the other "

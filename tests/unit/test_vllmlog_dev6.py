@@ -165,3 +165,11 @@ def test_an_engine_found_dead_after_it_made_no_tokens_while_requests_ran_hung_fi
     assert findings_of_both_readers(f"{dead}\n{stalled}")[0].category == "engine_dead"
     oom = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB."
     assert findings_of_both_readers(f"{stalled}\n{oom}\n{dead}")[0].category != "engine_stalled"
+
+
+def test_late_first_tokens_beside_a_full_kv_cache_with_requests_waiting_follow_from_the_queue() -> None:
+    """dennislee22/vLLM-benchmarking (dev4 kv_cache_full 060, 0.10.1.1): a benchmark's mean TTFT of 29 s and the
+    engine's throughput lines with 59-82 requests waiting at 96.7-100% KV cache usage. The wait for KV cache room is
+    why first tokens come late: the full cache is named first, the latency under it."""
+    path = CORPUS / "dev4/kv_cache_full/060_v010_a100_gmu025_kv5gib_waiting_ttft_29s.log"
+    assert categories(path)[:2] == ["kv_cache_full", "high_latency"]
