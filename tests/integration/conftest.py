@@ -113,6 +113,17 @@ def start_server(
     return server
 
 
+def kv_bytes_overrides(kv_bytes: int) -> dict[str, object]:
+    """Profile overrides for cpu-tiny with a KV cache of KV_BYTES: its env without VLLM_CPU_KVCACHE_SPACE
+    (which would override the byte count) and its extra_args plus `--kv-cache-memory-bytes`. The rest of
+    cpu-tiny's env and flags stay: without them vLLM starts a worker process of its own (~15 s more)."""
+    from qwenops.config.loader import load_profile
+
+    profile = load_profile("cpu-tiny", env={}, cli_overrides={})
+    env = {key: value for key, value in profile.env.items() if key != "VLLM_CPU_KVCACHE_SPACE"}
+    return {"env": env, "extra_args": [*profile.extra_args, "--kv-cache-memory-bytes", str(kv_bytes)]}
+
+
 def _wait_ready(server: RunningServer) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     with httpx.Client(base_url=server.base_url, timeout=5.0) as client:

@@ -19,7 +19,8 @@ from tests.polling import poll_until
 start_serve_ctx = contextmanager(start_serve)
 
 # cpu-tiny without VLLM_CPU_KVCACHE_SPACE (it would override the byte count), a context the 1 MB cache
-# cannot hold: vLLM 0.32 refuses to start and estimates that 1792 tokens would fit.
+# cannot hold: vLLM 0.32 refuses to start and estimates that 1792 tokens would fit. The rest of cpu-tiny's
+# env and flags are kept (conftest.kv_bytes_overrides says why).
 TOO_LONG = """\
 description: cpu-tiny with a KV cache too small for its max_model_len (auto-fit test)
 engine: vllm-cpu
@@ -29,7 +30,11 @@ host: 127.0.0.1
 max_num_seqs: 8
 max_model_len: 4096
 enforce_eager: true
-extra_args: ["--kv-cache-memory-bytes", "1000000"]
+extra_args: ["--distributed-executor-backend", "uni", "--kv-cache-memory-bytes", "1000000"]
+env:
+  VLLM_ENABLE_V1_MULTIPROCESSING: "0"
+  OMP_NUM_THREADS: "1"
+  VLLM_CPU_OMP_THREADS_BIND: nobind
 supervise:
   startup_timeout_s: 300
   drain_timeout_s: 5

@@ -31,7 +31,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.integration.conftest import RunningServer, server_metrics, start_server
+from tests.integration.conftest import RunningServer, kv_bytes_overrides, server_metrics, start_server
 from tests.integration.test_troubleshoot_live import qwenops
 from tests.polling import poll_until
 
@@ -57,8 +57,7 @@ max_num_seqs: {CROWD}
 max_model_len: 1024
 """,
 }
-KV_OVERRIDES: dict[str, Any] = {"env": {}, "extra_args": ["--kv-cache-memory-bytes", str(KV_BYTES)],
-                                "max_model_len": "1024"}  # VLLM_CPU_KVCACHE_SPACE would override the bytes
+KV_OVERRIDES: dict[str, Any] = {**kv_bytes_overrides(KV_BYTES), "max_model_len": "1024"}
 
 
 @pytest.fixture(scope="module")

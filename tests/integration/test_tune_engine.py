@@ -1,4 +1,4 @@
-"""`qwenops tune` on the real vLLM CPU engine: a 3 x 2 grid within its budget, the pick, the saved profile
+"""`qwenops tune` on the real vLLM CPU engine: a 2 x 2 grid within its budget, the pick, the saved profile
 serving, and a candidate made to fail reported with the classifier's cause. Kept short: tiny answers, a
 concurrency cap of 2, and a grid where the planner prunes half the candidates (each start is ~30-50 s)."""
 
@@ -51,7 +51,7 @@ def test_tune_picks_the_best_measured_candidate_prunes_without_starting_and_its_
     port = free_tune_port()
     env = {**os.environ, "QWENOPS_STATE_DIR": str(state_dir)}
     argv = [sys.executable, "-m", "qwenops", "tune", "--port", str(port), "--slo-ttft-ms", "2000",
-            "--slo-tpot-ms", "200", "--prompt-tokens", "32", "--output-tokens", "8", "--max-num-seqs", "1,2,4",
+            "--slo-tpot-ms", "200", "--prompt-tokens", "32", "--output-tokens", "8", "--max-num-seqs", "1,2",
             "--max-model-len", "256,8192", "--max-num-batched-tokens", "512", "--max-concurrency", "2",
             "--requests", "4", "--budget-min", str(BUDGET_MIN), "--json"]
     process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -69,7 +69,7 @@ def test_tune_picks_the_best_measured_candidate_prunes_without_starting_and_its_
     rows = data["candidates"]
     pruned = [r for r in rows if r["status"] == "pruned"]
     started = [r for r in rows if r["status"] in ("measured", "failed")]
-    assert len(rows) == 6 and len(pruned) == 3
+    assert len(rows) == 4 and len(pruned) == 2
     assert all(r["candidate"]["max_model_len"] == 8192 and "context of 4096" in r["detail"] for r in pruned)
     assert data["server_starts"] == len(started) >= 1
     # One log per started candidate, each showing vLLM started with that candidate's values; none for the pruned.
