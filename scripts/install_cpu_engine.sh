@@ -251,13 +251,18 @@ fi
 
 # One resolution for the engine (and the project); uv leaves the unwanted packages out of it.
 engine_done=0
+# Where Python is told never to write bytecode (PYTHONDONTWRITEBYTECODE, common in container images), uv
+# compiles it at install, as pip always does: else every vLLM process compiles torch's and vLLM's modules
+# anew when it imports them (each of the server's two processes then takes ~16 s to import, not ~8 s).
+uv_compile=()
+if [[ -n ${PYTHONDONTWRITEBYTECODE:-} ]]; then uv_compile=(--compile-bytecode); fi
 if [[ $installer == uv ]]; then
     printf '%s\n' "${UNWANTED[@]}" >"$work/excludes.txt"
     # unsafe-best-match: pick the best version across all indexes, as pip does (uv's default takes a
     # package from the first index that has it).
     phase_start "engine: $what with $("$uv_bin" --version | cut -d' ' -f1-2)"
     if run_step env "${uv_env[@]}" "$uv_bin" pip install --python "$PYTHON" --index-strategy unsafe-best-match \
-        --excludes "$work/excludes.txt" "${uv_args[@]}" "${requirements[@]}"; then
+        "${uv_compile[@]}" --excludes "$work/excludes.txt" "${uv_args[@]}" "${requirements[@]}"; then
         phase_end "$(grep -m1 -oE 'Installed [0-9]+ packages?' "$log" | sed 's/Installed/installed/' || true)"
         engine_done=1
     else

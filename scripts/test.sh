@@ -6,6 +6,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The suite starts Python hundreds of times (vLLM servers, the CLI, pytest's workers). Where the environment
+# says never to write bytecode (PYTHONDONTWRITEBYTECODE, common in container images), each start compiles
+# every module it imports anew: a vLLM server's two processes then take ~16 s each to import, not ~8 s. The
+# test run writes it, into this checkout and its .venv (both git-ignored), once.
+unset PYTHONDONTWRITEBYTECODE
+
 python=${PYTHON:-python3}
 if [[ ! -x .venv/bin/python ]]; then
   "$python" -m venv .venv
