@@ -73,7 +73,7 @@ _EXCEPTION = r"(?:[\w.]*(?:Error|Exception|Exit)(?:\(\d+\))?: )?"
 _REQUEST_LOG = re.compile(r"^(?:DEBUG|INFO|WARNING) .*?\] (?:Received request |Added request |"
                           r"Generated response |Request \S+ details)")
 # uvicorn's access log (`INFO:     127.0.0.1:5312 - "GET /health HTTP/1.1" 200 OK`): a request was served.
-_ACCESS_LOG = re.compile(r'^INFO:\s+\S+ - "')
+_ACCESS_LOG = re.compile(r'^INFO:\s{1,16}\S{1,64} - "')
 # A traceback frame, as Python prints it (also with curly or HTML-escaped quotes, as pastes mangle them).
 _FRAME = re.compile('File (?:"|\u201c|&quot;)(?P<file>[^"\u201d&]+)(?:"|\u201d|&quot;), '
                     r"line \d+, in (?P<func>[\w<>.]+)")
@@ -862,8 +862,9 @@ def _candidate_pattern() -> BytesPattern:
 
 
 CANDIDATE = _candidate_pattern()
-# Request-log and access-log lines: evidence of serving, never of anything else.
-SERVED = re.compile(rb' HTTP/1\.[01]" \d{3}|\] (?:Received|Added) request ')
+# Request-log and access-log lines: evidence of serving, never of anything else. uvicorn's access line is known by
+# its head too (`INFO:     host:port - "`), as _ACCESS_LOG knows it: a paste cut inside the line keeps only that.
+SERVED = re.compile(rb' HTTP/1\.[01]" \d{3}|\] (?:Received|Added) request |INFO:\s{1,16}\S{1,64} - "')
 _SERVED_TEXT = re.compile(SERVED.pattern.decode())
 _ACCESS_AUTH = re.compile(r' HTTP/1\.[01]" 40[13]\b')
 

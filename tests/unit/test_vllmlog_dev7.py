@@ -54,3 +54,23 @@ def test_the_prefilter_finds_a_plain_text_loop_where_a_line_opens_with_it(tmp_pa
     prose = ("(APIServer pid=1) WARNING 11-28 07:00:01 [config.py:1] the model you are loading has a generation "
              "config that sets default sampling parameters for every request unless you override them here")
     assert findings_of_both_readers("\n".join([_THROUGHPUT, prose, _ACCESS])) == []
+
+
+def test_an_access_line_cut_inside_is_still_a_served_request(tmp_path: Path) -> None:
+    """vllm-project/vllm#12233 (corpus/dev7 engine_dead 017): the paste ends inside uvicorn's access line
+    (`INFO:     172.27.0.4:56768 - "POST /v1`), its status lost. Reading every line counts it as a served request
+    by its head; the block scanner must too, or the two readers disagree on whether the server had served."""
+    from qwenops.vllmlog.classify import SERVED, LogClassifier
+    from qwenops.vllmlog.lines import read_log, scan_log
+
+    log = tmp_path / "cut.log"
+    log.write_text("INFO 01-22 00:13:30 api_server.py:1] vLLM API server version 0.6.6\n"
+                   'INFO:     172.27.0.4:56768 - "POST /v1\n', encoding="utf-8")
+    every, scanned = LogClassifier(), LogClassifier()
+    with log.open("rb") as stream:
+        for line in read_log(stream):
+            every.feed(line)
+    with log.open("rb") as stream:
+        for line in scan_log(stream, CANDIDATE, SERVED):
+            scanned.feed(line)
+    assert every.serving and scanned.serving
