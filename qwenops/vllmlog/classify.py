@@ -424,7 +424,9 @@ RULES: tuple[Rule, ...] = (
                     r"CUDA error: unsupported PTX|Found no NVIDIA driver on your system|"
                     r"is not compatible with the current PyTorch installation|"
                     r"install a PyTorch release that supports one of these CUDA versions|"
-                    r"(?:undefined symbol|cannot open shared object file).*(?:libcuda|libcudart|libnvrtc)"),
+                    r"(?:undefined symbol|cannot open shared object file).*(?:libcuda|libcudart|libnvrtc)|"
+                    # the NVIDIA container runtime's check of an image's CUDA against the host's driver
+                    r"requirement error: unsatisfied condition: cuda ?>= ?\d"),
          _const("upgrade the NVIDIA driver (CUDA 12.4 needs >= 550) or install a vLLM/torch built for the driver's "
                 "CUDA version and this GPU's architecture (`qwenops doctor` compares them)")),
     Rule("port_in_use", "the port is already taken",
@@ -443,7 +445,7 @@ RULES: tuple[Rule, ...] = (
                     # vLLM 0.32 hands a missing local directory to huggingface_hub as a repo id:
                     r"Repo id must be in the form 'repo_name' or 'namespace/repo_name'|"
                     r"does not appear to have (?:a )?files? named|Cache directory not found|CacheNotFound|"
-                    r"(?:RepositoryNotFound|RevisionNotFound|EntryNotFound|HFValidation)Error|"
+                    r"(?:RepositoryNotFound|RevisionNotFound|EntryNotFound|HFValidation)Error|OfflineModeIsEnabled|"
                     # transformers' OSError for a path or id it cannot open, in its wordings across versions
                     r"Can't load (?:the )?(?:config|tokenizer|configuration)(?: file)? (?:for|of) |"
                     r"is the correct path to a directory containing|Incorrect path_or_model_id|"
@@ -492,6 +494,11 @@ RULES: tuple[Rule, ...] = (
     Rule("request_too_long", "a request was longer than max_model_len",
          re.compile(r"prompt \(length (?P<prompt>\d+)\) is longer than the maximum model length of (?P<limit>\d+)"),
          _too_long_fix, severity="warning", when="service"),
+    # The newer validation's words: max_tokens against max_model_len (or what it is derived from), as key=value.
+    Rule("request_too_long", "a request asked for more tokens than max_model_len",
+         re.compile(r"max_tokens=\d+ ?(?:cannot|must not|should not) be (?:greater|larger) than "
+                    r"max_model_len(?:=[a-z_]{1,40})?=(?P<limit>\d+)"),
+         _too_long_fix, severity="warning", when="service"),
     # V0 gives the answer what is left of the context: a prompt longer than max_model_len leaves less than 0.
     Rule("request_too_long", "a prompt alone was longer than max_model_len",
          re.compile(r"max_tokens must be at least 1, got -\d+"),
@@ -527,7 +534,9 @@ RULES: tuple[Rule, ...] = (
          re.compile(r"RemoteProtocolError|incomplete chunked read|peer closed connection without sending complete|"
                     r"ClientPayloadError|ChunkedEncodingError|TransferEncodingError|Response payload is not completed|"
                     r"ServerDisconnectedError|Server disconnected without sending a response|IncompleteRead|"
-                    r"Not enough data (?:for|to) satisfy (?:transfer|content) length"),
+                    r"Not enough data (?:for|to) satisfy (?:transfer|content) length|"
+                    # a browser's name for the same cut (Firefox, Chromium)
+                    r"NS_ERROR_NET_PARTIAL_TRANSFER|ERR_INCOMPLETE_CHUNKED_ENCODING"),
          _const("the server or a proxy closed the stream mid-answer: check the server log at that time for an "
                 "engine death (then fix that), else raise the proxy's read/idle timeout (nginx proxy_read_timeout) "
                 "and retry"),
@@ -544,7 +553,9 @@ RULES: tuple[Rule, ...] = (
     Rule("auth", "the server refused the request's API key",
          re.compile(r"AuthenticationError|PermissionDeniedError|Error code: 40[13]|status_code=40[13]|"
                     r"\b40[13] (?:Unauthorized|Forbidden)|Incorrect API key|[Ii]nvalid API key|"
-                    r"\"error\"\s*:\s*\"Unauthorized\""),
+                    r"\"error\"\s*:\s*\"Unauthorized\"|"
+                    # a JSON error body that carries the status itself (a gateway's, an OpenAI-style server's)
+                    r"(?:code|status|status_code)[\"'] ?: ?40[13][,} \n]"),
          _const("send the server's key (`Authorization: Bearer $VLLM_API_KEY`; the client's api_key must match "
                 "the server's --api-key), or check a proxy's auth in front of it"),
          when="any"),
@@ -552,6 +563,15 @@ RULES: tuple[Rule, ...] = (
     Rule("unclassified", "the server answered 404: it serves no model or route by the name the request used",
          re.compile(r"Error code: 404\b|[\"']code[\"']\s*:\s*404\b|\bNotFoundError\b.{0,300}\b404\b"),
          _const(_NOT_SERVED_FIX), severity="warning", when="any"),
+    # A client library's own exception for a connection it could not open: the request never reached a server.
+    Rule("unclassified", "the client could not connect to the server",
+         re.compile(r"APIConnectionError|\bConnection error\.|httpx\.ConnectError|ClientConnectorError|"
+                    r"requests\.exceptions\.ConnectionError|Failed to establish a new connection|"
+                    r"Cannot connect to host"),
+         _const("the request never reached a server: check the client's base URL (scheme, host, port and /v1, e.g. "
+                "http://HOST:8000/v1 — a URL without `://` is not one), that the server is up and listening on that "
+                "address (`curl BASE_URL/models`), and any proxy or firewall between them"),
+         severity="warning", when="any"),
     Rule("invalid_argument", "vLLM's argument parser refused the command line",
          re.compile(r"^usage: \S+(?: \S+)? \[-h\]"),
          _const("find the `error:` line argparse printed under this usage text: remove or fix that flag in the "
@@ -572,7 +592,11 @@ RULES: tuple[Rule, ...] = (
                     r"Background loop has errored|Engine background task failed|"
                     r"Engine core process \S+ died unexpectedly|Engine core proc \S+ died unexpectedly|"
                     r"Worker proc \S+ died unexpectedly|\w*Engine(?:Core)? is already dead|"
-                    r"Engine process failed to start|ERROR .*, in (?:run_busy_loop|run_engine_loop)$"),
+                    r"Engine process failed to start|ERROR .*, in (?:run_busy_loop|run_engine_loop)$|"
+                    # V0's AsyncLLMEngine: the callback that logs its background loop ending with an exception
+                    r"Exception in callback .{0,40}\b(?:_log_task_completion|_raise_exception_on_finish)\b|"
+                    # a collective failing inside the model's execution: the workers cannot go on
+                    r"Error in model execution: NCCL error"),
          _const("read the traceback above this line in the server log; the first error there is the cause"),
          when="any", retryable=True),
 )
@@ -608,6 +632,10 @@ _SHM_WAIT = re.compile(r"No available shared memory broadcast block found in \d+
 _MAX_LEN = re.compile(r"\bmax_seq_len=(?P<len>\d+)|\bmax_model_len=(?P<len2>\d+)|Using max model len (?P<len3>\d+)")
 _BLOCK_SIZE = re.compile(r"\bblock_size=(?P<size>\d+)")
 _BLOCKS = re.compile(r"# (?:GPU|cuda|gpu|CUDA) blocks: (?P<blocks>[1-9]\d*)")
+# V1's figures for the same check: the tokens the KV cache holds, and how many max-length requests fit in it.
+_KV_TOKENS = re.compile(r"GPU KV cache size: (?P<tokens>[1-9][\d,]{0,15}) tokens")
+_CONCURRENCY = re.compile(r"Maximum concurrency for (?P<len>[1-9][\d,]{0,15}) tokens per request: "
+                          r"(?P<times>\d{1,6}(?:\.\d{1,4})?)x")
 # What vLLM said the KV cache got: memory left for it, its blocks, its tokens (room, or none).
 _KV_ROOM = re.compile(r"(?:Available KV cache memory:?|reserved for KV [Cc]ache is|available_kv_cache_memory=?) ?"
                       r"(?P<gib>-?\d+(?:\.\d+)?) ?GiB|# (?:GPU|cuda|gpu|CUDA) blocks: (?P<blocks>\d+)|"
@@ -630,6 +658,10 @@ _CRASH = re.compile(r"Fatal Python error: (?P<what>\w[\w ]*)|Segmentation fault|
                     # ... and macOS's dynamic loader's words for it.
                     r"Symbol not found: \S+")
 _CLIENT_ABORT = re.compile(r"Aborted request(?:s)? \S+")
+# A device's or a collective's fault (not out of memory), and the words that say it came while the engine ran the
+# model (V0's wrapper of a failed execute_model): the engine cannot go on, whatever the kernel's bug was.
+_DEVICE_FAULT = re.compile(r"NCCL error|nccl\w*Error|CUDA error|illegal memory access|device-side assert")
+_IN_EXECUTION = re.compile(r"Error in model execution|inputs of failed execution")
 # A start-up that this log shows from its launch (the command, vLLM's first lines) or that vLLM says failed: an
 # OOM nothing else places happened while it started, before any phase line, so while the weights loaded.
 _BOOT = re.compile(r"\bvllm serve |-m vllm\.entrypoints\.\S*api_server\b|vLLM API server version|non-default args:|"
@@ -642,6 +674,13 @@ _DIED_SERVING = re.compile(r"EngineDeadError|output_handler failed|Background lo
 _CLIENT_RETRY = re.compile(r"openai\._base_client\W.*?Retrying(?: request)?|"
                            r"Retrying request to /(?:v1/)?(?:chat/completions|completions|responses)\b")
 _OPENAI_CLIENT_FILE = re.compile(r"[/\\]openai[/\\]")
+# The HTTP server's streaming response (starlette's StreamingResponse under vLLM's OpenAI server): an exception
+# through it, with no engine frame beside it, was raised after the server had answered 200 and begun the stream.
+_STREAM_RESPONSE_FILE = re.compile(r"[/\\]starlette[/\\]responses\.py$")
+
+
+def _streamed(frames: list[tuple[str, str]]) -> bool:
+    return any(_STREAM_RESPONSE_FILE.search(file) for file, _ in frames)
 # vLLM's own HTTP server (a client that went away mid-request shows there, not a fetch of vLLM's).
 _ASGI_EXCEPTION = re.compile(r"Exception in ASGI application")
 _CLIENT_LIBRARY_FILE = re.compile(r"[/\\](?:httpcore|httpx|aiohttp|requests|urllib3)[/\\]")
@@ -723,6 +762,9 @@ _DEGENERATE_CANDIDATE = re.compile("[\u0340-\u07ff\u0900-\u097f\u0e00-\u0e7f\u11
 # `=` sooner; a run allowed to start at any word kept the automaton counting words through every log line's prose
 # and made a big log's scan ~40% slower.
 _ANSWER_CANDIDATE = re.compile(r'"(?:content|text|reasoning_content|reasoning|generated_text)": ?"|Generated text: |'
+                               # a client object printed by Python (openai's ChatCompletionMessage, vLLM's
+                               # CompletionOutput): the answer as the field's repr
+                               r"(?:content|text|reasoning_content)='|"
                                "(?:[,\uff0c\u3001;\uff1b][.\u3002 ]?){4}|"
                                r"(?:^|[|)\]] )[^A-Za-z\n]{0,40}(?:[A-Za-z]{1,12} ){16}")
 
@@ -756,7 +798,7 @@ LOOP_WORDS = 3
 
 def _loop_tokens(text: str) -> list[str]:
     tokens: list[str] = []
-    for token in _LOOP_TOKEN.findall(text[:4 * MAX_ANSWER_CHARS]):
+    for token in _LOOP_TOKEN.findall(_ESCAPE.sub(" ", text[:4 * MAX_ANSWER_CHARS])):
         if token[0].isalpha() and any(ord(char) >= 0x2E80 for char in token):
             tokens.extend(token)  # CJK: one character a word
         else:
@@ -766,12 +808,31 @@ def _loop_tokens(text: str) -> list[str]:
     return tokens[:LOOP_WINDOW]
 
 
+# ... or line by line: an answer whose lines (real line breaks, or the escapes of a quoted answer) are one line over
+# and over, whatever it holds (a word, a glyph, a table row): LOOP_LINES lines at least, LOOP_SAME_LINE of them one.
+_ESCAPE = re.compile(r"\\[nrt]")
+_LINE_BREAK = re.compile(r"\\n|\n")
+LOOP_LINES = 12
+LOOP_SAME_LINE = 0.8
+
+
+def _repeated_line(text: str) -> str | None:
+    lines = [part.strip() for part in _LINE_BREAK.split(text[:4 * MAX_ANSWER_CHARS]) if part.strip()]
+    if len(lines) < LOOP_LINES:
+        return None
+    top = max(set(lines), key=lines.count)
+    count = lines.count(top)
+    if count < LOOP_SAME_LINE * len(lines):
+        return None
+    return f"{len(lines)} lines, {count} of them the same ('{top[:40]}'): a loop"
+
+
 def looping(text: str) -> str | None:
     """What shows that TEXT is a loop (a phrase or a mark repeated over and over), or None."""
     tokens = _loop_tokens(text)
     words = [token for token in tokens if token[0].isalpha()]
     if len(tokens) < LOOP_TOKENS or len(words) < LOOP_WORDS:
-        return None
+        return _repeated_line(text)
     distinct = len(set(tokens))
     if distinct > LOOP_DISTINCT * len(tokens):
         return None
@@ -784,6 +845,7 @@ MAX_ANSWER_CHARS = 4000
 _ANSWER_FIELD = re.compile(r'"(?:content|text|reasoning_content|reasoning|generated_text)": ?"'
                            r'(?P<value>(?:[^"\\]|\\.){1,4000})')
 _GENERATED_TEXT = re.compile(r"\bGenerated text: ?(?P<value>.{1,4000})")
+_ANSWER_REPR = re.compile(r"\b(?:content|text|reasoning_content)='(?P<value>(?:[^'\\]|\\.){1,4000})")
 
 
 # A response's answer (a chat message's or a stream delta's content, not a request's messages) that opens with the
@@ -794,6 +856,7 @@ _REASONING_IN_CONTENT = re.compile(r'"(?:message|delta)": ?\{[^{}]{0,80}"content
 def answers(body: str) -> list[str]:
     """The answer texts a line quotes (JSON fields, `Generated text:`), else the line itself."""
     values = [match.group("value") for match in _ANSWER_FIELD.finditer(body)]
+    values += [match.group("value") for match in _ANSWER_REPR.finditer(body)]
     generated = _GENERATED_TEXT.search(body)
     if generated:
         values.append(generated.group("value"))
@@ -842,8 +905,8 @@ def _candidate_pattern() -> BytesPattern:
     patterns += [_OOM, _NEW_BOOT, re.compile(r", line \d+, in "), _TRACEBACK_START, _MODEL_NOT_GENERATIVE.pattern,
                  _NO_PROGRESS, _KV_FULL, _NOTHING_ADMITTED, _CLIENT_RETRY, _IPYTHON_FRAME, _MESSAGE_HEADS,
                  _ERROR_LINE, _OTHER_ERROR_LINE, re.compile(r"validation error for"), _RPC, _SHM_WAIT, _MAX_LEN,
-                 _BLOCKS, _CLIENT_ABORT, _TTFT_HEAD, _TTFT_MEAN, _DEGENERATE_CANDIDATE, _ACCESS_NOT_SERVED,
-                 _ANSWER_CANDIDATE, _RUNAWAY_CANDIDATE,
+                 _BLOCKS, _KV_TOKENS, _CONCURRENCY, _CLIENT_ABORT, _TTFT_HEAD, _TTFT_MEAN, _DEGENERATE_CANDIDATE,
+                 _ACCESS_NOT_SERVED, _ANSWER_CANDIDATE, _RUNAWAY_CANDIDATE,
                  _KV_ROOM, _BOOT, _DIED_SERVING, _SLOW, _QUEUED, _BAR_ENDS,
                  re.compile(r"(?:Error|Exception|Exit|Timeout|Fault)(?:\(\d+\))?(?::|$)"),
                  re.compile(r"Fatal Python error|Segmentation fault|core dumped|SIGSEGV|SIGABRT|NCCL error|"
@@ -938,6 +1001,7 @@ class LogClassifier:
     _unplaced_oom: list[tuple[str, str]] = field(default_factory=list)  # OOM findings no phase placed yet
     _boot: bool = False  # the log shows a start-up from its launch, or vLLM said one failed
     _died_serving: bool = False  # the API server said its engine died (in service)
+    _executing: bool = False  # vLLM said a model execution failed (V0's execute_model wrapper)
     _error_line: tuple[LogLine, str] | None = None  # the first logger ERROR line no rule explained
     _asgi: bool = False  # the line before said the HTTP server failed a request: its traceback follows
     _new_turns: int = 0  # pasted lines that open a new user turn (`Question: ...`): an answer that went on
@@ -1068,6 +1132,8 @@ class LogClassifier:
             self._boot = True
         if _DIED_SERVING.search(text):
             self._died_serving = True
+        if _IN_EXECUTION.search(text):
+            self._executing = True
         bar = _PROMPTS_BAR.search(text)
         if bar and bar.group("done") == "0":
             self._stuck_bar = self._stuck_bar or (line, text, self._progress)
@@ -1153,6 +1219,17 @@ class LogClassifier:
     def _unexplained(self, line: LogLine, text: str, body: str, exception: re.Match[str] | None) -> None:
         """A line no rule names: an exception or a crash is an `unclassified` error at once; a logger ERROR line
         is kept, and reported only when nothing else in the log is an error."""
+        crash = _CRASH.search(body)
+        if crash and _DEVICE_FAULT.search(crash.group(0)) and (self.serving or self._died_serving or self._executing):
+            # A device or collective fault while the engine ran the model (in service, or in an execution vLLM
+            # reports as failed), raised or logged: the engine died of it; its kernel's bug is in the quoted line.
+            rule = RULES_BY_CATEGORY["engine_dead"]
+            self._add(Finding("engine_dead", "error", "the engine died of a device fault while it ran the model",
+                              _evidence(line, body), "the engine cannot go on after " + crash.group(0).strip() +
+                              ": restart the server; if it recurs with the same model and flags, try --enforce-eager "
+                              "or another attention backend, disable custom all-reduce for a collective's fault, "
+                              "and search vLLM's issues for the quoted line", retryable=True, rank=_RANKS[id(rule)]))
+            return
         if exception and not _BENIGN_EXCEPTIONS.search(exception.group("type")):
             if exception.group("type").endswith(("TimeoutError", "Timeout")) and self._last_frames \
                     and frame_phase(self._last_frames) == "wait":
@@ -1160,9 +1237,12 @@ class LogClassifier:
                                   _evidence(line, body), _STALLED_WORKER_FIX, retryable=True,
                                   rank=_RANKS[id(RULES_BY_CATEGORY["engine_stalled"])]))
                 return
+            if self.serving and self._last_frames and frame_phase(self._last_frames) is None \
+                    and _streamed(self._last_frames):
+                self._add(self._stream_failed(_evidence(line, body)))
+                return
             self._unclassified(line, body, exception.group("type"))
             return
-        crash = _CRASH.search(body)
         if crash:
             broken = "ymbol" in crash.group(0) or "vllm._C" in crash.group(0)
             self._unclassified(line, body, "a compiled extension built for another torch: a broken install"
@@ -1243,15 +1323,26 @@ class LogClassifier:
             if size:
                 self._block_size = int(size.group("size"))
         blocks = _BLOCKS.search(text)
-        if not blocks:
-            return bool(length)
-        tokens = int(blocks.group("blocks")) * self._block_size
+        kv_tokens = _KV_TOKENS.search(text)
+        concurrency = _CONCURRENCY.search(text)
+        if blocks:
+            tokens = int(blocks.group("blocks")) * self._block_size
+            held = f"{blocks.group('blocks')} blocks of {self._block_size}"
+        elif kv_tokens:
+            tokens = int(kv_tokens.group("tokens").replace(",", ""))
+            held = "vLLM's GPU KV cache size"
+        elif concurrency and 0 < float(concurrency.group("times")) < 1:
+            # fewer than one request of max_model_len fits: V1 says so as a concurrency under 1x (0x is no blocks)
+            self._max_len = int(concurrency.group("len").replace(",", ""))
+            tokens = int(self._max_len * float(concurrency.group("times")))
+            held = f"vLLM's maximum concurrency {concurrency.group('times')}x"
+        else:
+            return bool(length or concurrency)
         if self._max_len is not None and tokens < self._max_len:
             self._add(Finding(
                 "max_len_exceeds_kv", "error", "max_model_len does not fit in the KV cache", _evidence(line, text),
-                f"{_set('max_model_len', tokens, self.flags)}, the tokens the KV cache holds ({blocks.group('blocks')} "
-                f"blocks of {self._block_size}, less than max_model_len {self._max_len}); or raise "
-                f"gpu_memory_utilization", rank=0,
+                f"{_set('max_model_len', tokens, self.flags)}, the tokens the KV cache holds ({held}, less than "
+                f"max_model_len {self._max_len}); or raise gpu_memory_utilization", rank=0,
                 change={"max_model_len": tokens // BLOCK_TOKENS * BLOCK_TOKENS} if tokens >= BLOCK_TOKENS else None))
         return True
 
@@ -1498,6 +1589,8 @@ class LogClassifier:
             rule = RULES_BY_CATEGORY["engine_dead"]
             return Finding("engine_dead", "error", "the API server found its engine dead (the excerpt ends before the "
                            "error)", (quote_at,), rule.fix(_NO_MATCH, self.flags), retryable=True, rank=GENERIC_RANK)
+        elif where is None and cut.serving and _streamed(cut.frames):
+            return self._stream_failed((quote_at,))
         elif where == "serving" or cut.serving:
             return None  # the engine died in service: engine_dead says so, the cause is not in the excerpt
         else:
@@ -1513,6 +1606,14 @@ class LogClassifier:
         return Finding(category, "warning" if request else "error", f"{failed} {_PHASE_WORDS[where]} (the excerpt "
                        f"ends before the error; this is the common cause there)", (quote_at,), fix,
                        rank=UNCLASSIFIED_RANK - 1)
+
+    @staticmethod
+    def _stream_failed(evidence: tuple[Evidence, ...]) -> Finding:
+        """An exception in the server's streaming response after it answered 200: the client's stream was cut."""
+        rule = RULES_BY_CATEGORY["stream_interrupted"]
+        return Finding("stream_interrupted", "error", "the server's streaming response failed after it had begun: "
+                       "the client's stream ended early", evidence, _STREAM_FAILED_FIX, retryable=True,
+                       rank=_RANKS[id(rule)])
 
     def findings(self) -> list[Finding]:
         """Errors first, the root cause (most specific) first among them; then warnings, then notes.
@@ -1566,6 +1667,10 @@ def _named_frames(frames: list[tuple[str, str]]) -> list[str]:
     """The functions of a traceback's real frames (not an RPC or a code line's call)."""
     return [func for file, func in frames if file and file not in (CODE, RAISE, SERVER)]
 _NO_MATCH = cast("re.Match[str]", re.match(r"(?P<wanted>)", ""))
+_STREAM_FAILED_FIX = ("the server raised while it streamed an answer it had begun (200 sent), so the client saw the "
+                      "stream end early: the traceback's exception names what failed (often a request option the "
+                      "streaming path does not support, such as beam search or n > 1 on older versions): send the "
+                      "request without it, or upgrade vLLM; the engine itself kept serving")
 _STALLED_WORKER_FIX = ("one worker stopped answering while the engine waited on it (a hung step, NCCL, a dead GPU): "
                        "check every worker's log and the GPUs (nvidia-smi), then restart; `qwenops serve` restarts a "
                        "stalled engine itself")
