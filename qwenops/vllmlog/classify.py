@@ -632,7 +632,8 @@ _SHM_WAIT = re.compile(r"No available shared memory broadcast block found in \d+
 _MAX_LEN = re.compile(r"\bmax_seq_len=(?P<len>\d+)|\bmax_model_len=(?P<len2>\d+)|Using max model len (?P<len3>\d+)")
 _BLOCK_SIZE = re.compile(r"\bblock_size=(?P<size>\d+)")
 _BLOCKS = re.compile(r"# (?:GPU|cuda|gpu|CUDA) blocks: (?P<blocks>[1-9]\d*)")
-# V1's figures for the same check: the tokens the KV cache holds, and how many max-length requests fit in it.
+# V1's figures for the same check: the tokens the KV cache holds, and how many max-length requests fit in it (both
+# lines are scanner candidates already: _KV_ROOM and the KV cache phase's pattern hold them).
 _KV_TOKENS = re.compile(r"GPU KV cache size: (?P<tokens>[1-9][\d,]{0,15}) tokens")
 _CONCURRENCY = re.compile(r"Maximum concurrency for (?P<len>[1-9][\d,]{0,15}) tokens per request: "
                           r"(?P<times>\d{1,6}(?:\.\d{1,4})?)x")
@@ -905,7 +906,7 @@ def _candidate_pattern() -> BytesPattern:
     patterns += [_OOM, _NEW_BOOT, re.compile(r", line \d+, in "), _TRACEBACK_START, _MODEL_NOT_GENERATIVE.pattern,
                  _NO_PROGRESS, _KV_FULL, _NOTHING_ADMITTED, _CLIENT_RETRY, _IPYTHON_FRAME, _MESSAGE_HEADS,
                  _ERROR_LINE, _OTHER_ERROR_LINE, re.compile(r"validation error for"), _RPC, _SHM_WAIT, _MAX_LEN,
-                 _BLOCKS, _KV_TOKENS, _CONCURRENCY, _CLIENT_ABORT, _TTFT_HEAD, _TTFT_MEAN, _DEGENERATE_CANDIDATE,
+                 _BLOCKS, _CLIENT_ABORT, _TTFT_HEAD, _TTFT_MEAN, _DEGENERATE_CANDIDATE,
                  _ACCESS_NOT_SERVED, _ANSWER_CANDIDATE, _RUNAWAY_CANDIDATE,
                  _KV_ROOM, _BOOT, _DIED_SERVING, _SLOW, _QUEUED, _BAR_ENDS,
                  re.compile(r"(?:Error|Exception|Exit|Timeout|Fault)(?:\(\d+\))?(?::|$)"),
