@@ -5,6 +5,7 @@ that may matter). Shared by the vllmlog unit tests."""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 from qwenops.vllmlog.classify import CANDIDATE, SERVED, Finding, LogClassifier
 from qwenops.vllmlog.lines import read_log, scan_log
@@ -19,3 +20,18 @@ def findings_of_both_readers(text: str) -> list[Finding]:
         scanned.feed(line)
     assert scanned.findings() == every.findings()
     return every.findings()
+
+
+def found(path: Path) -> list[Finding]:
+    """What `troubleshoot --log PATH` finds, first to last; both readers agree on the same text."""
+    from qwenops.troubleshoot.run import classify_source
+    from qwenops.troubleshoot.sources import file_source
+
+    both = findings_of_both_readers(path.read_text(encoding="utf-8"))
+    findings, _ = classify_source(file_source(str(path)), {})
+    assert [f.category for f in findings] == [f.category for f in both]
+    return findings
+
+
+def categories(path: Path) -> list[str]:
+    return [f.category for f in found(path)]

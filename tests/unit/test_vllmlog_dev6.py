@@ -8,28 +8,12 @@ whitespace, finish_reason "length"). Every text is read by both of troubleshoot'
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from qwenops.troubleshoot.run import classify_source
-from qwenops.troubleshoot.sources import file_source
-from qwenops.vllmlog.classify import Finding, looping
+from qwenops.vllmlog.classify import looping
 from tests.logcorpus import LOGS
-from tests.logreaders import findings_of_both_readers
+from tests.logreaders import categories, findings_of_both_readers, found
 
 CORPUS = LOGS / "corpus"
 DEV6 = CORPUS / "dev6"
-
-
-def found(path: Path) -> list[Finding]:
-    """What `troubleshoot --log PATH` finds, first to last; both readers agree on the same text."""
-    both = findings_of_both_readers(path.read_text(encoding="utf-8"))
-    findings, _ = classify_source(file_source(str(path)), {})
-    assert [f.category for f in findings] == [f.category for f in both]
-    return findings
-
-
-def categories(path: Path) -> list[str]:
-    return [f.category for f in found(path)]
 
 
 def test_a_traceback_cut_in_the_sampler_before_any_request_is_the_dummy_sampler_runs_oom() -> None:

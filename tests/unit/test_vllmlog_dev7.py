@@ -9,9 +9,9 @@ from pathlib import Path
 
 from qwenops.troubleshoot.run import classify_source
 from qwenops.troubleshoot.sources import file_source
-from qwenops.vllmlog.classify import CANDIDATE, Finding, looping
+from qwenops.vllmlog.classify import CANDIDATE, looping
 from tests.logcorpus import LOGS
-from tests.logreaders import findings_of_both_readers
+from tests.logreaders import categories, findings_of_both_readers, found
 
 CORPUS = LOGS / "corpus"
 DEV7 = CORPUS / "dev7"
@@ -19,18 +19,6 @@ _THROUGHPUT = ("(APIServer pid=1) INFO 11-28 07:00:01 [loggers.py:257] Engine 00
                "tokens/s, Avg generation throughput: 45.6 tokens/s, Running: 3 reqs, Waiting: 0 reqs, "
                "GPU KV cache usage: 4.2%, Prefix cache hit rate: 0.0%")
 _ACCESS = '(APIServer pid=1) INFO:     127.0.0.1:40001 - "POST /v1/chat/completions HTTP/1.1" 200 OK'
-
-
-def found(path: Path) -> list[Finding]:
-    """What `troubleshoot --log PATH` finds, first to last; both readers agree on the same text."""
-    both = findings_of_both_readers(path.read_text(encoding="utf-8"))
-    findings, _ = classify_source(file_source(str(path)), {})
-    assert [f.category for f in findings] == [f.category for f in both]
-    return findings
-
-
-def categories(path: Path) -> list[str]:
-    return [f.category for f in found(path)]
 
 
 def test_the_prefilter_finds_a_plain_text_loop_where_a_line_opens_with_it(tmp_path: Path) -> None:
