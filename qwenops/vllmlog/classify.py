@@ -747,9 +747,18 @@ SALAD_FAMILIES = 3
 SALAD_LINES = 2
 
 
+def scripts_of(text: str) -> set[str]:
+    """The writing systems of TEXT's letters. Each distinct character is looked up once, and ASCII text is Latin at
+    most: a log of plain prose makes every line a loop candidate, and looking up each character of each line made
+    its scan several times slower."""
+    if text.isascii():
+        return {"Latin"} if any(char.isalpha() for char in text) else set()
+    return {_script(char) for char in set(text)} - {""}
+
+
 def three_families(text: str) -> bool:
     """Whether TEXT mixes letters of Latin, CJK and a third family of writing systems."""
-    scripts = {_script(char) for char in text} - {""}
+    scripts = scripts_of(text)
     return len({_FAMILIES.get(script, script) for script in scripts}) >= SALAD_FAMILIES
 _BANGS = re.compile(r"!{16,}")
 # What a line must hold for a test here to pass, as one RE2-compatible expression (the log scanner's prefilter,
@@ -779,7 +788,7 @@ def degenerate(text: str, loops: bool = True) -> str | None:
     line the block scanner would build: one _ANSWER_CANDIDATE matches)."""
     if _BANGS.search(text):
         return "a run of exclamation marks (every sampled token is '!')"
-    scripts = {_script(char) for char in text} - {""}
+    scripts = scripts_of(text)
     if len(scripts) >= SALAD_SCRIPTS:
         return f"letters of {len(scripts)} writing systems in one line ({', '.join(sorted(scripts))})"
     return looping(text) if loops else None
