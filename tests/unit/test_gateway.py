@@ -347,6 +347,8 @@ def test_deltas_concatenate_to_the_answer_and_end_with_usage(upstream: Synthetic
     with running_gateway(upstream.base_url) as gw:
         frames = run(go(gw.url))["a"]
     assert text_of(frames) == "".join(f"t{i} " for i in range(40))
+    # Streamed, not one block: each of the server's 40 events is a frame of its own, however TCP packs them.
+    assert [f["content"] for f in frames if f["type"] == "delta"] == [f"t{i} " for i in range(40)]
     assert frames[-1] == {"type": "done", "id": "a", "finish_reason": "stop",
                           "usage": {"prompt_tokens": 5, "completion_tokens": 40, "total_tokens": 45}}
     sent = upstream.counters.bodies[-1]
