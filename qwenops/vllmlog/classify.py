@@ -230,7 +230,8 @@ _OOM_TITLES = {
 # a set of names (and file paths) across V0 and V1, and the strongest phase in a stack wins (capturing
 # CUDA graphs runs `_dummy_run`, which is also the profiling run's).
 FramePhase = Literal["capture", "weights", "kv_check", "profile", "bind", "model_files", "config", "input", "device",
-                     "media", "preprocess", "wait", "serving", "sampler", "forward", "client_read", "engine_client"]
+                     "media", "preprocess", "wait", "serving", "sampler", "forward", "client_read", "engine_client",
+                     "kv_setup"]
 _FRAME_PHASES: tuple[tuple[FramePhase, re.Pattern[str], re.Pattern[str] | None], ...] = (
     # (phase, function name, file path)
     ("capture", re.compile(r"capture|cudagraph|cuda_graph"), re.compile(r"cuda_graph|cudagraph|/cuda/graphs\.py")),
@@ -282,7 +283,12 @@ _FRAME_PHASES: tuple[tuple[FramePhase, re.Pattern[str], re.Pattern[str] | None],
     ("engine_client", re.compile(r"^get_output_async$|^output_handler$|^_format_exception$|dead_error|"
                                  r"^(?:chat_)?completion_stream_generator$|"
                                  r"^(?:Async|MQ)?EngineDeadError$"), None),
+    # The engine setting up its KV cache (V0's LLMEngine and V1's EngineCore): it profiles memory, sizes the cache
+    # and (V1) warms up and captures graphs under it. The weakest name: a deeper frame says which step it was; an
+    # excerpt cut right below it leaves the start-up phase reached and vLLM's KV figures to say (see _kv_setup).
+    ("kv_setup", re.compile(r"^_?initialize_kv_caches?$"), None),
 )
+_ENGINE_CLIENT = next(name for phase, name, _ in _FRAME_PHASES if phase == "engine_client")
 # Model code constructing its layers allocates the weights (vLLM 0.1-0.2 had no loader frame above it).
 _MODEL_CODE = re.compile(r"/model_executor/models/")
 _CONSTRUCT = re.compile(r"^(?:__init__|<listcomp>|<genexpr>|make_layers)$")
@@ -306,6 +312,7 @@ _PHASE_WORDS: dict[FramePhase, str] = {
     "wait": "while the engine waited for its workers",
     "forward": "in the model's forward pass",
     "engine_client": "while the API server read the engine's outputs",
+    "kv_setup": "while the engine set up its KV cache (profiling memory, then sizing the cache)",
 }
 
 
@@ -342,7 +349,7 @@ def frame_phase(frames: Iterable[tuple[str, str]]) -> FramePhase | None:
                 found.add(_RPC_PHASES[func])
             continue
         if file == RAISE:  # only the engine's dead error names a phase by what is raised
-            if _FRAME_PHASES[-1][1].search(func):
+            if _ENGINE_CLIENT.search(func):
                 found.add("engine_client")
             continue
         if file == CODE:
@@ -708,6 +715,14 @@ _TTFT_HEAD = re.compile(r"(?:TTFT|[Tt]ime to [Ff]irst [Tt]oken|[Ff]irst[ -][Tt]o
 _TTFT_MEAN = re.compile(r"^(?:(?P<own>Mean TTFT \(ms\):)|mean)\s+(?P<ms>\d{1,12}(?:\.\d{1,12})?)$")
 TTFT_ROWS = 3  # rows under the heading before its mean (describe() prints count first)
 SLOW_TTFT_MS = 10_000
+# A benchmark's own summary of how long it ran against how fast its requests arrived (vLLM's benchmark_serving and
+# `vllm bench serve`): a run many times longer than its arrivals took had requests waiting or answering slowly,
+# whatever its latency rows say (an excerpt often ends before them).
+_BENCH_FIGURE = re.compile(r"^(?:(?P<done>Successful requests):|(?P<rate>Request rate configured \(RPS\)|"
+                           r"Traffic request rate):|(?P<took>Benchmark duration \(s\)):|"
+                           r"(?P<end>Request throughput \(req/s\)):)\s*(?P<value>\d{1,12}(?:\.\d{1,12})?|inf)$")
+BENCH_SLOWER = 4  # a run this many times longer than its arrivals: requests waited (or answered) that long
+BENCH_SECONDS = 60
 _NOTHING_ADMITTED = re.compile(r"Avg prompt throughput: 0\.0 tokens/s, Avg generation throughput: 0\.0 tokens/s, "
                                r"Running: 0 reqs,(?: Swapped: 0 reqs,)? (?:Waiting|Pending): (?P<waiting>[1-9]\d*) "
                                r"reqs, GPU KV cache usage: (?P<usage>\d|[1-8]\d|9[0-4])\.\d+%")
@@ -792,6 +807,36 @@ def degenerate(text: str, loops: bool = True) -> str | None:
     if len(scripts) >= SALAD_SCRIPTS:
         return f"letters of {len(scripts)} writing systems in one line ({', '.join(sorted(scripts))})"
     return looping(text) if loops else None
+
+
+# The reporter's own words, where the log names nothing: a text line that is no program's log line (no level word, no
+# timestamp first) and says what went wrong. An OOM with a step named (the words of an issue title: "OOM when loading
+# the model", "out of memory during CUDA graph capture") places it as a traceback would; a hang or a garbled answer,
+# said and nothing else found, is the symptom named as a warning. vLLM's own hints ("If you are running out of
+# memory, consider ...") are log lines, and a conditional or denied OOM ("if it OOMs", "no OOM") is no report.
+_LOGGED = re.compile(r"^(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL)\b|^\[?\d{4}-\d\d-\d\d[ T]\d\d:\d\d")
+_REPORTED_OOM = re.compile(r"\b(?:OOM(?:s|ed|ing)?|[Oo]ut[ -]of[ -]memory|OUT OF MEMORY)\b")
+_NOT_REPORTED_OOM = re.compile(r"\b(?:[Ii]f|[Nn]o|[Nn]ot|[Ww]ithout|[Nn]ever|[Aa]void\w*|[Pp]revent\w*)\b[^.!?]{0,30}"
+                               r"\b(?:OOM|[Oo]ut[ -]of[ -]memory)")
+# The step each category's words name, most specific first (a graph capture runs a dummy batch, as profiling does).
+_REPORTED_STEPS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("cudagraph_oom", re.compile(r"cuda[ -]?graph|graph[ -]captur|captur\w*(?: \w+){0,2} graphs?", re.IGNORECASE)),
+    ("profile_oom", re.compile(r"\bprofil(?:e|ing)\b|profile_run|determine_(?:available_memory|num_available_blocks)|"
+                               r"dummy[ _]run", re.IGNORECASE)),
+    ("weights_oom", re.compile(r"\bload(?:s|ed|ing)?\b(?: \w+){0,2} (?:model|weights?|checkpoints?|shards?)\b|"
+                               r"\b(?:model|weights?|checkpoint) load(?:ing)?\b|weight[- _]load\w*|load_model|"
+                               r"load_weights", re.IGNORECASE)),
+    ("runtime_oom", re.compile(r"\b(?:inference|serving|requests?|concurren\w*|batch(?:es)?|generat\w*|"
+                               r"long (?:prompts?|contexts?|inputs?))\b", re.IGNORECASE)),
+)
+# Later steps come later in a start-up: the log's own phase lines, when they reached a later step than the words
+# name ("loading" said of the whole start-up), place the OOM there.
+_STEP_ORDER = ("weights_oom", "profile_oom", "cudagraph_oom", "runtime_oom")
+_REPORTED_HANG = re.compile(r"\b(?:[Hh]angs?|[Hh]ung|[Hh]anging|[Ss]tuck|[Ff]reez(?:e|es|ing)|[Ff]roze|[Ff]rozen|"
+                            r"[Uu]nresponsive|[Dd]eadlock(?:s|ed)?)\b|卡住|卡死|无响应|没有响应|不响应")
+_REPORTED_GARBLED = re.compile(r"[Gg]arbled|[Gg]ibberish|[Jj]ibberish|[Nn]onsens|[Tt]oken salad|乱码|"
+                               r"\b[Rr]epeat\w*(?: \w+){0,2} (?:characters|symbols|tokens|glyphs|exclamation)|"
+                               r"\b(?:[Oo]utput|[Aa]nswer|[Rr]esponse)s? (?:\w+ ){0,2}repeat")
 
 
 # An answer caught in a loop, judged by its shape in any language: a stretch of it uses only a few distinct words
@@ -917,7 +962,8 @@ def _candidate_pattern() -> BytesPattern:
                  _ERROR_LINE, _OTHER_ERROR_LINE, re.compile(r"validation error for"), _RPC, _SHM_WAIT, _MAX_LEN,
                  _BLOCKS, _CLIENT_ABORT, _TTFT_HEAD, _TTFT_MEAN, _DEGENERATE_CANDIDATE,
                  _ACCESS_NOT_SERVED, _ANSWER_CANDIDATE, _RUNAWAY_CANDIDATE,
-                 _KV_ROOM, _BOOT, _DIED_SERVING, _SLOW, _QUEUED, _BAR_ENDS,
+                 _KV_ROOM, _BOOT, _DIED_SERVING, _SLOW, _QUEUED, _BAR_ENDS, _BENCH_FIGURE,
+                 _REPORTED_OOM, _REPORTED_HANG, _REPORTED_GARBLED,
                  re.compile(r"(?:Error|Exception|Exit|Timeout|Fault)(?:\(\d+\))?(?::|$)"),
                  re.compile(r"Fatal Python error|Segmentation fault|core dumped|SIGSEGV|SIGABRT|NCCL error|"
                             r"CUDA error|undefined symbol: |Failed to import from vllm\._C|Symbol not found: ")]
@@ -1018,6 +1064,9 @@ class LogClassifier:
     _escape_lines: int = 0  # pasted lines of nothing but whitespace escapes
     _salad_lines: int = 0  # pasted lines that mix Latin, CJK and a third family of writing systems
     _ttft_lines: int = 0  # lines left under a first-token-latency heading to find its mean in
+    _salad_scripts: set[str] = field(default_factory=set)  # the writing systems of pasted lines beyond Latin and Han
+    _bench: dict[str, float] = field(default_factory=dict)  # a benchmark summary's figures read so far
+    _reported: dict[str, tuple[LogLine, str]] = field(default_factory=dict)  # the reporter's words: oom, hang, garbled
     _max_len: int | None = None
     _kv_room: bool | None = None  # vLLM's figures said the KV cache has room for blocks (or none)
     _block_size: int = BLOCK_TOKENS
@@ -1119,7 +1168,8 @@ class LogClassifier:
             pass
         elif _OOM.search(text):
             self._oom(line, text)
-        elif self._throughput(line, text) or self._numbers(line, text) or self._first_token(line, text):
+        elif self._throughput(line, text) or self._numbers(line, text) or self._first_token(line, text) or \
+                self._benchmark(line, text):
             pass
         elif _SHM_WAIT.search(text):
             if self._shm_wait is None:
@@ -1183,13 +1233,23 @@ class LogClassifier:
         if self.startup_only:
             return
         if not exception and not _FRAME.search(body):
+            self._reporter_words(line, text)
             texts = answers(body)
             loops = bool(_ANSWER_CANDIDATE.search(text) or (line.spaced and _ANSWER_CANDIDATE.search(line.spaced)))
             what = next(filter(None, (degenerate(answer, loops) for answer in texts)), None)
+            salad_line = what is None and bool(_DEGENERATE_CANDIDATE.search(text)) and not _LOGGED.match(text)
+            if salad_line:
+                # Token salad spreads over an answer's lines: each may show two or three scripts, the answer many.
+                # Only lines the block scanner builds count (a script beyond Latin and Han), so both readers agree.
+                self._salad_scripts |= scripts_of(text)
             if what is None and any(map(three_families, texts)):
                 self._salad_lines += 1
                 if self._salad_lines >= SALAD_LINES:
                     what = f"{self._salad_lines} lines that each mix Latin, CJK and a third writing system"
+            if salad_line and self._salad_lines and len(self._salad_scripts) >= SALAD_SCRIPTS:
+                what = (f"a line mixing Latin, CJK and a third writing system, and letters of "
+                        f"{len(self._salad_scripts)} writing systems across the pasted lines "
+                        f"({', '.join(sorted(self._salad_scripts))})")
             if what is None and _REASONING_IN_CONTENT.search(body):
                 self._add(Finding("incoherent_output", "warning",
                                   "the answer's content carries the model's reasoning (it opens with <think>)",
@@ -1202,6 +1262,53 @@ class LogClassifier:
             if self._runaway(line, text, body):
                 return
         self._unexplained(line, text, body, exception)
+
+    def _reporter_words(self, line: LogLine, text: str) -> None:
+        """Keep the first text line in the reporter's words that says the server ran out of memory, hung, or
+        answered garbage: judged at the end, where the log itself names nothing better (see _concluded)."""
+        if _LOGGED.match(text):
+            return
+        if "oom" not in self._reported and _REPORTED_OOM.search(text) and not _NOT_REPORTED_OOM.search(text):
+            self._reported["oom"] = (line, text)
+        for kind, pattern in (("hang", _REPORTED_HANG), ("garbled", _REPORTED_GARBLED)):
+            if kind not in self._reported and pattern.search(text):
+                self._reported[kind] = (line, text)
+
+    def _reported_oom(self, found: dict[tuple[str, str], Finding]) -> None:
+        """The OOM the reporter's words describe, where the log names no cause but the engine's death: at the step
+        they name, or the later step the log's phase lines reached; nothing when neither places it."""
+        if "oom" not in self._reported or self.startup_only or \
+                any(f.severity == "error" and f.rank < GENERIC_RANK for f in found.values()):
+            return
+        line, text = self._reported["oom"]
+        said = next((category for category, step in _REPORTED_STEPS if step.search(text)), None)
+        reached = "runtime_oom" if self.serving else _PHASE_OOM.get(self.phase)
+        steps = [step for step in (said, reached) if step is not None]
+        if steps:
+            category = max(steps, key=_STEP_ORDER.index)
+            found[(category, _OOM_TITLES[category])] = Finding(
+                category, "error", f"{_OOM_TITLES[category]} (in the reporter's words; the log's own error line is "
+                f"not in it)", _evidence(line, text), _OOM_FIXES[category], retryable=category == "runtime_oom",
+                rank=UNCLASSIFIED_RANK - 1)
+
+    def _benchmark(self, line: LogLine, text: str) -> bool:
+        """A benchmark summary's figures: at its request throughput, a run BENCH_SLOWER times longer than its
+        requests took to arrive (and a minute at least) is answers that came late: a queue, or slow answers."""
+        figure = _BENCH_FIGURE.match(text)
+        if not figure:
+            return False
+        key = next(name for name in ("done", "rate", "took", "end") if figure.group(name))
+        self._bench[key] = float(figure.group("value"))
+        done, rate, took = (self._bench.get(name) for name in ("done", "rate", "took"))
+        if key == "end" and done and rate and took and math.isfinite(rate) and \
+                took >= max(BENCH_SECONDS, BENCH_SLOWER * done / rate):
+            self._add(Finding(
+                "high_latency", "warning", "a benchmark ran many times longer than its requests took to arrive",
+                _evidence(line, text), f"{done:g} requests sent at {rate:g}/s arrive in {done / rate:.0f} s, but the "
+                f"run took {took:.0f} s: requests waited or answered slowly (more offered than max_num_seqs and the "
+                "KV cache admit, or long answers on slow hardware): lower the request rate or concurrency, or raise "
+                "max_num_seqs / gpu_memory_utilization; the TTFT rows say how long they waited", rank=len(RULES)))
+        return True
 
     def _runaway(self, line: LogLine, text: str, body: str) -> bool:
         """An answer that did not stop at the end of its turn: outside troubleshoot's vocabulary, so unclassified,
@@ -1453,6 +1560,17 @@ class LogClassifier:
         warmed = _PHASE_ORDER.index(self.phase) >= _PHASE_ORDER.index(Phase.KV_CACHE)
         return "cudagraph_oom" if warmed else "profile_oom"
 
+    def _kv_setup(self, oom: bool) -> str:
+        """What failed under the engine's KV-cache set-up when no deeper frame says: the start-up phase reached and
+        vLLM's KV figures place it. Graphs captured (V1 captures under it): their OOM. KV figures printed: the check
+        of them (no room at all is no blocks; room, a max_model_len too long for it), unless it ran out of memory
+        (allocating the cache). Before any of that: the memory-profiling run, whose failure is most often an OOM."""
+        if self.phase is Phase.WARMUP:
+            return "cudagraph_oom"
+        if self._kv_room is not None and not oom:
+            return "kv_cache_no_blocks" if self._kv_room is False else "max_len_exceeds_kv"
+        return "profile_oom"
+
     def _oom_category(self, text: str = "") -> str:
         where = frame_phase(self._last_frames)
         rpc = _WORKER_METHOD.search(text)
@@ -1463,7 +1581,7 @@ class LogClassifier:
         if where in _FRAME_OOM and not (where == "serving" and not self.serving):
             return _FRAME_OOM[where]
         if where is not None and where != "serving":
-            return "runtime_oom"
+            return self._kv_setup(oom=True) if where == "kv_setup" else "runtime_oom"
         if self.serving:
             return "runtime_oom"
         return _PHASE_OOM.get(self.phase, "runtime_oom")
@@ -1517,6 +1635,7 @@ class LogClassifier:
                 found[(category, _OOM_TITLES[category])] = replace(
                     oom, category=category, title=_OOM_TITLES[category], fix=_OOM_FIXES[category], retryable=False,
                     change={"enforce_eager": True} if category == "cudagraph_oom" else None)
+        self._reported_oom(found)
         # A client's symptom (a cut stream) does not explain the server's cut traceback: that is still read.
         has_error = any(f.severity == "error" and f.rank < GENERIC_RANK and f.category not in _CLIENT_SIDE
                         for f in found.values())
@@ -1543,7 +1662,20 @@ class LogClassifier:
                 "unclassified", "error", "an ERROR line no rule explains", _evidence(line, text),
                 "no known cause matches this line: read the lines around it and the first traceback above it; "
                 "search vLLM's issues for the quoted message", rank=UNCLASSIFIED_RANK)
+        self._reported_symptoms(found)
         return found
+
+    def _reported_symptoms(self, found: dict[tuple[str, str], Finding]) -> None:
+        """Where nothing in the log names a cause: the symptoms the reporter's words describe, as warnings, the one
+        said first first."""
+        if found or self.startup_only:
+            return
+        said = sorted((self._reported[kind][0].number, kind, category, title, fix)
+                      for kind, category, title, fix in _REPORTED_SYMPTOMS if kind in self._reported)
+        for _, kind, category, title, fix in said:
+            line, text = self._reported[kind]
+            found[(category, title)] = Finding(category, "warning", title, _evidence(line, text), fix,
+                                               rank=len(RULES))
 
     def _stalled_then_dead(self, found: dict[tuple[str, str], Finding]) -> None:
         """The engine found dead after a throughput line of no tokens while requests ran, and nothing before its
@@ -1573,7 +1705,9 @@ class LogClassifier:
                     "preprocess": "request_too_long"}
         if where == "client_read" and self._fetching(cut.process, cut.frames):
             where = "media"  # vLLM's API server reading a download, not a client reading vLLM
-        if where == "kv_check":
+        if where == "kv_setup":
+            category = self._kv_setup(oom=False)
+        elif where == "kv_check":
             # The check raises for one of two reasons; vLLM's figures before it tell which: room for some blocks
             # (or the length it was asked to hold) is a max_model_len too long, none at all is no blocks.
             category = "kv_cache_no_blocks" if self._kv_room is False \
@@ -1695,6 +1829,15 @@ _REASONING_FIX = ("the server split no reasoning off the answer: serve with the 
                   "model (one that splits at </think>; a pass-through parser leaves it all in content), or strip "
                   "the <think> block in the client; reasoning_content then holds it")
 _MOVED_FIXES = {"media_fetch_error": _MEDIA_FIX, "engine_stalled": _STALLED_WORKER_FIX}
+# The symptoms a reporter's words name, where the log shows nothing else: (kind, category, title, fix).
+_REPORTED_SYMPTOMS = (
+    ("hang", "engine_stalled", "the reporter says the server hangs; no log line shows why",
+     "a stalled engine logs nothing: look for throughput lines with no tokens while requests run, or requests "
+     "waiting while none runs (`qwenops status`), and for a stuck worker or NCCL in every process's log; restart the "
+     "server (`qwenops serve` restarts a stalled engine); with more of the log, troubleshoot can say more"),
+    ("garbled", "incoherent_output", "the reporter says the answers are garbled or repeat; no answer is pasted whole",
+     _DEGENERATE_FIX.format(what="as reported")),
+)
 
 
 def classify_lines(lines: Iterable[LogLine], flags: Flags | None = None) -> list[Finding]:
