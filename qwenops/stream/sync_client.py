@@ -70,9 +70,14 @@ class OpenStream(StreamHead):
         quiet_since = self.headers_s
         count = 0
         chunks = ByteStream(self._response)
+        # The next read needs a deadline of its own only when the socket's read timeout (`read_s` too:
+        # Timeouts.httpx) would end it later than `quiet_since + idle`: a total deadline, or bytes since the
+        # last event. Otherwise the two differ by the consumer's own work since then, and a timer per read
+        # (a cancel scope) was about a tenth of a paced relay's CPU per token (docs/benchmarks.md).
+        timed = end != math.inf
         try:
             while True:
-                chunk = chunks.next(min(quiet_since + idle, end))
+                chunk = chunks.next(min(quiet_since + idle, end) if timed else None)
                 if chunk is None:
                     break
                 now = clock()
@@ -86,6 +91,7 @@ class OpenStream(StreamHead):
                         raise runaway(count, self.max_events)
                 if now - quiet_since > idle or now > end:
                     raise silence(self._timeouts, self.sent_s, quiet_since, now)
+                timed = end != math.inf or not events or decoder.has_partial_event
         except (Silent, httpx.ReadTimeout):
             raise silence(self._timeouts, self.sent_s, quiet_since, clock()) from None
         except httpx.TransportError as exc:  # after the headers, any transport failure cuts the answer

@@ -103,8 +103,14 @@ class AsyncByteStream:
     def __init__(self, response: Any) -> None:
         self._chunks = response.aiter_bytes().__aiter__()
 
-    async def next(self, deadline: float) -> bytes | None:
-        """The next bytes (None: the body ended); `Silent` at `deadline` (`time.perf_counter`)."""
+    async def next(self, deadline: float | None) -> bytes | None:
+        """The next bytes (None: the body ended); `Silent` at `deadline` (`time.perf_counter`). None: no
+        deadline of ours, only the socket's read timeout (the caller knows it is the same moment)."""
+        if deadline is None:
+            try:
+                return await self._chunks.__anext__()  # type: ignore[no-any-return]
+            except StopAsyncIteration:
+                return None
         import anyio
 
         with anyio.move_on_after(deadline - time.perf_counter()):
@@ -128,7 +134,7 @@ class ByteStream:
     def __init__(self, response: Any) -> None:
         self._chunks = response.iter_bytes()
 
-    def next(self, deadline: float) -> bytes | None:  # `deadline`: AsyncByteStream.next's signature
+    def next(self, deadline: float | None) -> bytes | None:  # `deadline`: AsyncByteStream.next's signature
         chunk: bytes | None = next(self._chunks, None)
         return chunk
 

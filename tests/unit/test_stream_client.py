@@ -149,9 +149,12 @@ FIRST_TWO = b"\n\n".join(HELLO.split(b"\n\n")[:2]) + b"\n\n"  # the role chunk a
 
 
 @RUNNERS
-def test_silence_is_a_read_timeout(run: Run) -> None:
+@pytest.mark.parametrize("body", [FIRST_TWO, FIRST_TWO + b'data: {"choi'], ids=["after an event", "mid-event"])
+def test_silence_is_a_read_timeout(run: Run, body: bytes) -> None:
+    """After a whole event the socket's read timeout ends the wait; mid-event the reader's own deadline does
+    (AsyncOpenStream.aevents): both are the same StreamTimeout."""
     with pytest.raises(StreamTimeout) as caught:
-        run(stall_after(FIRST_TWO), timeouts=Timeouts(read_s=0.5))
+        run(stall_after(body), timeouts=Timeouts(read_s=0.5))
     assert "0.5 s" in caught.value.message
     assert caught.value.code == "client_timeout"
 
