@@ -20,6 +20,8 @@ from qwenops.untrusted import mask_url, printable
 from qwenops.vllmmetrics import Histogram, MetricsFormatError, MetricsTooLarge, Snapshot, parse
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from qwenops.config.target import ConfiguredServer
 
 # The busiest processes kept from a host's sample: on a loaded host (2 cores, 14 runnable processes) a
@@ -234,38 +236,30 @@ def read_server(server: ConfiguredServer | str, *, timeout_s: float | None = Non
 
     answers: list[PathAnswer] = []
 
-    def late(path: str, exc: NoAnswerInTime) -> None:
-        answers.append(PathAnswer(path, None, exc.message))
+    def ask(path: str, read: Callable[[], Reply], *, late_is_evidence: bool = keep_late) -> Reply | None:
+        """PATH's reply, recorded in `answers`; None when it did not answer in time and that is evidence."""
+        try:
+            reply = read()
+        except NoAnswerInTime as exc:
+            if not late_is_evidence:
+                raise
+            answers.append(PathAnswer(path, None, exc.message))
+            return None
+        answers.append(_answer(path, reply))
+        return reply
 
-    try:
-        health_reply: Reply | None = get(url, "/health", api_key=key, deadline_s=budget, ends_at=ends,
-                                         read_s=timeout_s)
-    except NoAnswerInTime as exc:
-        health_reply = None  # a server too busy to answer /health is evidence, not a failure to connect
-        late("/health", exc)
-    if health_reply is not None:
-        answers.append(_answer("/health", health_reply))
-    models_reply: Reply | None = None
-    try:
-        models_reply = get(url, "/v1/models", api_key=key, deadline_s=budget, ends_at=ends, read_s=timeout_s,
-                           accept="application/json")
-        answers.append(_answer("/v1/models", models_reply))
-    except NoAnswerInTime as exc:
-        if not keep_late:
-            raise
-        late("/v1/models", exc)
+    # A server too busy to answer /health is evidence, not a failure to connect.
+    health_reply = ask("/health", lambda: get(url, "/health", api_key=key, deadline_s=budget, ends_at=ends,
+                                              read_s=timeout_s), late_is_evidence=True)
+    models_reply = ask("/v1/models", lambda: get(url, "/v1/models", api_key=key, deadline_s=budget, ends_at=ends,
+                                                 read_s=timeout_s, accept="application/json"))
     models = _models(models_reply) if models_reply is not None else ()
-    metrics_reply: Reply | None = None
+    metrics_reply = ask("/metrics", lambda: _get_metrics(url, key, deadline_s=budget, ends_at=ends, read_s=timeout_s))
     snapshot: Snapshot | None = None
-    try:
-        metrics_reply = _get_metrics(url, key, deadline_s=budget, ends_at=ends, read_s=timeout_s)
-        answers.append(_answer("/metrics", metrics_reply))
+    if metrics_reply is not None:
         snapshot, problem = _metrics(metrics_reply)
-    except NoAnswerInTime as exc:
-        if not keep_late:
-            raise
-        late("/metrics", exc)
-        problem = exc.message
+    else:
+        problem = answers[-1].what  # the late answer just recorded
     health = health_reply.status if health_reply is not None else None
     if health == 404 and metrics_reply is not None and (snapshot is None or not snapshot.is_vllm):
         raise BadInputError(f"{mask_url(url)} is not a vLLM server (no /health, no vllm: metrics)", field="--base-url")
