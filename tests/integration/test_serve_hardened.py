@@ -12,43 +12,33 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+import yaml
 
-from tests.integration.conftest import Serve, start_serve
+from tests.integration.conftest import Serve, kv_bytes_overrides, start_serve
 from tests.polling import poll_until
 
 start_serve_ctx = contextmanager(start_serve)
 
-# cpu-tiny without VLLM_CPU_KVCACHE_SPACE (it would override the byte count), a context the 1 MB cache
-# cannot hold: vLLM 0.32 refuses to start and estimates that 1792 tokens would fit. The rest of cpu-tiny's
-# env and flags are kept (conftest.kv_bytes_overrides says why).
-TOO_LONG = """\
-description: cpu-tiny with a KV cache too small for its max_model_len (auto-fit test)
-engine: vllm-cpu
-model: "{state_dir}/models/qwen3-tiny"
-served_model_name: Qwen3-14B
-host: 127.0.0.1
-max_num_seqs: 8
-max_model_len: 4096
-enforce_eager: true
-extra_args: ["--distributed-executor-backend", "uni", "--kv-cache-memory-bytes", "1000000"]
-env:
-  VLLM_ENABLE_V1_MULTIPROCESSING: "0"
-  OMP_NUM_THREADS: "1"
-  VLLM_CPU_OMP_THREADS_BIND: nobind
-supervise:
-  startup_timeout_s: 300
-  drain_timeout_s: 5
-  health_interval_s: 1
-  stall_timeout_s: 8
-  stall_probe_timeout_s: 4
-"""
+def too_long_profile() -> str:
+    """cpu-tiny's own file with a context the 1 MB cache cannot hold: vLLM 0.32 refuses to start and
+    estimates that 1792 tokens would fit. Its KV settings are conftest.kv_bytes_overrides' (no
+    VLLM_CPU_KVCACHE_SPACE, which would override the byte count; the rest of cpu-tiny's env and flags
+    kept), so this profile follows cpu-tiny wherever cpu-tiny changes."""
+    from qwenops.config.paths import shipped_dirs
+
+    raw = yaml.safe_load((shipped_dirs("profiles")[0] / "cpu-tiny.yaml").read_text())
+    raw.update(description="cpu-tiny with a KV cache too small for its max_model_len (auto-fit test)",
+               max_model_len=4096, **kv_bytes_overrides(1_000_000))
+    raw["supervise"] = {**raw["supervise"], "drain_timeout_s": 5, "health_interval_s": 1, "stall_timeout_s": 8,
+                        "stall_probe_timeout_s": 4}
+    return str(yaml.safe_dump(raw))
 
 
 @pytest.fixture
 def profiles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     directory = tmp_path / "profiles"
     directory.mkdir()
-    (directory / "too-long.yaml").write_text(TOO_LONG)
+    (directory / "too-long.yaml").write_text(too_long_profile())
     (directory / "watched.yaml").write_text("extends: cpu-tiny\nsupervise:\n  health_interval_s: 1\n"
                                             "  stall_timeout_s: 6\n  stall_probe_timeout_s: 4\n")
     monkeypatch.setenv("QWENOPS_PROFILES_DIR", str(directory))
