@@ -323,6 +323,14 @@ def state_dir(tmp_path: Path, tiny_model_dir: Path) -> Path:
 
 
 @pytest.fixture
+def long_context_state_dir(tmp_path: Path, tiny_model_dir: Path) -> Path:
+    """A state dir whose qwen3-tiny is long_context_copy's; serve it with `--set max_model_len=LONG_CONTEXT`."""
+    (tmp_path / "state" / "models").mkdir(parents=True)
+    long_context_copy(tiny_model_dir, tmp_path / "state" / "models" / "qwen3-tiny")
+    return tmp_path / "state"
+
+
+@pytest.fixture
 def kill_tolerant_profile(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> str:
     """cpu-tiny whose supervisor tolerates the kills a resume test makes: a kill that lands after the
     whole answer is tried again, and the default 3 quick failures in 10 minutes would end serve FATAL

@@ -24,7 +24,7 @@ import pytest
 
 from qwenops.tinymodel import KNOWN_PROMPTS
 from tests.gateway_harness import chat, connect, receive, text_of, until_end
-from tests.integration.conftest import LONG_CONTEXT, long_context_copy, start_serve
+from tests.integration.conftest import LONG_CONTEXT, start_serve
 from tests.integration.test_gateway_engine import gateway_process
 from tests.integration.test_stream_resume import vllm_process
 from tests.polling import poll_until
@@ -89,10 +89,8 @@ async def cut_and_resume(url: str, kill: Callable[[], None], base_url: str) -> t
 
 
 def test_a_chat_cut_by_sigkill_resumes_with_one_frame_and_a_chat_sent_during_the_restart_completes(
-        tmp_path: Path, tiny_model_dir: Path, kill_tolerant_profile: str) -> None:
-    state_dir = tmp_path / "state"
-    (state_dir / "models").mkdir(parents=True)
-    long_context_copy(tiny_model_dir, state_dir / "models" / "qwen3-tiny")
+        long_context_state_dir: Path, kill_tolerant_profile: str) -> None:
+    state_dir = long_context_state_dir
     for serve in start_serve(state_dir, "-p", kill_tolerant_profile, "--set", f"max_model_len={LONG_CONTEXT}"):
         serve.wait_message("READY=1", timeout_s=800)
         base_url = f"http://127.0.0.1:{serve.port}"

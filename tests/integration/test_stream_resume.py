@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from qwenops.stream import ChatDelta, Resume, stream_chat
-from tests.integration.conftest import LONG_CONTEXT, Serve, long_context_copy, start_serve
+from tests.integration.conftest import LONG_CONTEXT, Serve, start_serve
 
 MAX_TOKENS = 4000  # on the long-context copy; the prompt is 13 tokens
 KILL_AFTER = 16
@@ -94,10 +94,8 @@ def check_resumed(deltas: list[ChatDelta], reference: list[ChatDelta]) -> int:
 @pytest.mark.engine
 @pytest.mark.timeout(3600)  # a hang guard: serve restarts vLLM twice mid-test, more when a cut is retried
 def test_a_greedy_answer_cut_by_sigkill_resumes_token_for_token(
-        tmp_path: Path, tiny_model_dir: Path, kill_tolerant_profile: str) -> None:
-    state_dir = tmp_path / "state"
-    (state_dir / "models").mkdir(parents=True)
-    long_context_copy(tiny_model_dir, state_dir / "models" / "qwen3-tiny")
+        long_context_state_dir: Path, kill_tolerant_profile: str) -> None:
+    state_dir = long_context_state_dir
     for serve in start_serve(state_dir, "-p", kill_tolerant_profile, "--set", f"max_model_len={LONG_CONTEXT}"):
         ready = serve.wait_message("READY=1")
         base_url = f"http://127.0.0.1:{serve.port}"
