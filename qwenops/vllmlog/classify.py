@@ -721,6 +721,9 @@ SLOW_TTFT_MS = 10_000
 _BENCH_FIGURE = re.compile(r"^(?:(?P<done>Successful requests):|(?P<rate>Request rate configured \(RPS\)|"
                            r"Traffic request rate):|(?P<took>Benchmark duration \(s\)):|"
                            r"(?P<end>Request throughput \(req/s\)):)\s*(?P<value>\d{1,12}(?:\.\d{1,12})?|inf)$")
+# ... as the block scanner looks for it: the figures' names alone (counted digits cost the automaton states).
+_BENCH_CANDIDATE = re.compile(r"Successful requests:|Request rate configured \(RPS\):|Traffic request rate:|"
+                              r"Benchmark duration \(s\):|Request throughput \(req/s\):")
 BENCH_SLOWER = 4  # a run this many times longer than its arrivals: requests waited (or answered) that long
 BENCH_SECONDS = 60
 _NOTHING_ADMITTED = re.compile(r"Avg prompt throughput: 0\.0 tokens/s, Avg generation throughput: 0\.0 tokens/s, "
@@ -815,9 +818,10 @@ def degenerate(text: str, loops: bool = True) -> str | None:
 # said and nothing else found, is the symptom named as a warning. vLLM's own hints ("If you are running out of
 # memory, consider ...") are log lines, and a conditional or denied OOM ("if it OOMs", "no OOM") is no report.
 _LOGGED = re.compile(r"^(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL)\b|^\[?\d{4}-\d\d-\d\d[ T]\d\d:\d\d")
-_REPORTED_OOM = re.compile(r"\b(?:OOM(?:s|ed|ing)?|[Oo]ut[ -]of[ -]memory|OUT OF MEMORY)\b")
+_REPORTED_OOM = re.compile(r"\b(?:OOM(?:s|ed|ing)?|[Oo]ut[ -]of[ -]memory|OUT OF MEMORY)\b|显存不足|爆显存|显存溢出")
 _NOT_REPORTED_OOM = re.compile(r"\b(?:[Ii]f|[Nn]o|[Nn]ot|[Ww]ithout|[Nn]ever|[Aa]void\w*|[Pp]revent\w*)\b[^.!?]{0,30}"
-                               r"\b(?:OOM|[Oo]ut[ -]of[ -]memory)")
+                               r"\b(?:OOM|[Oo]ut[ -]of[ -]memory)|"
+                               "(?:不会|没有|避免|防止)[^\u3002\uff01\uff1f]{0,10}(?:显存不足|爆显存|显存溢出)")
 # The step each category's words name, most specific first (a graph capture runs a dummy batch, as profiling does).
 _REPORTED_STEPS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("cudagraph_oom", re.compile(r"cuda[ -]?graph|graph[ -]captur|captur\w*(?: \w+){0,2} graphs?", re.IGNORECASE)),
@@ -825,18 +829,29 @@ _REPORTED_STEPS: tuple[tuple[str, re.Pattern[str]], ...] = (
                                r"dummy[ _]run", re.IGNORECASE)),
     ("weights_oom", re.compile(r"\bload(?:s|ed|ing)?\b(?: \w+){0,2} (?:model|weights?|checkpoints?|shards?)\b|"
                                r"\b(?:model|weights?|checkpoint) load(?:ing)?\b|weight[- _]load\w*|load_model|"
-                               r"load_weights", re.IGNORECASE)),
+                               r"load_weights|加载(?:模型|权重)|(?:模型|权重)加载", re.IGNORECASE)),
     ("runtime_oom", re.compile(r"\b(?:inference|serving|requests?|concurren\w*|batch(?:es)?|generat\w*|"
-                               r"long (?:prompts?|contexts?|inputs?))\b", re.IGNORECASE)),
+                               r"long (?:prompts?|contexts?|inputs?))\b|推理|并发|请求", re.IGNORECASE)),
 )
 # Later steps come later in a start-up: the log's own phase lines, when they reached a later step than the words
 # name ("loading" said of the whole start-up), place the OOM there.
 _STEP_ORDER = ("weights_oom", "profile_oom", "cudagraph_oom", "runtime_oom")
 _REPORTED_HANG = re.compile(r"\b(?:[Hh]angs?|[Hh]ung|[Hh]anging|[Ss]tuck|[Ff]reez(?:e|es|ing)|[Ff]roze|[Ff]rozen|"
                             r"[Uu]nresponsive|[Dd]eadlock(?:s|ed)?)\b|卡住|卡死|无响应|没有响应|不响应")
-_REPORTED_GARBLED = re.compile(r"[Gg]arbled|[Gg]ibberish|[Jj]ibberish|[Nn]onsens|[Tt]oken salad|乱码|"
-                               r"\b[Rr]epeat\w*(?: \w+){0,2} (?:characters|symbols|tokens|glyphs|exclamation)|"
+# Slow answers, and an answer that does not stop (troubleshoot names that unclassified, as _runaway does).
+_REPORTED_SLOW = re.compile(r"\b(?:[Ss]low(?:s|ed|er|ly|ness|down)?|[Ss]luggish|[Ll]aggy)\b|很慢|太慢|变慢|速度慢")
+_REPORTED_ENDLESS = re.compile(r"\b(?:never|not|n't) (?:stop|stops|end|ends|finish|finishes)\b|"
+                               r"\bnever[- ]ending\b|停不下来|不会停止|不停止")
+# What the block scanner looks for of the garbled words: a superset without the words between (each `\w+` repeated
+# costs the automaton states on every line of a big log).
+_REPORTED_CANDIDATE = re.compile(r"[Gg]arbled|[Gg]ibberish|[Jj]ibberish|[Nn]onsens|[Tt]oken salad|乱码|胡言乱语|"
+                                 r"(?:^| )[Rr]epeat")
+_REPORTED_GARBLED = re.compile(r"[Gg]arbled|[Gg]ibberish|[Jj]ibberish|[Nn]onsens|[Tt]oken salad|乱码|胡言乱语|"
+                               r"(?:^| )[Rr]epeat\w*(?: \w+){0,2} (?:characters|symbols|tokens|glyphs|exclamation)|"
                                r"\b(?:[Oo]utput|[Aa]nswer|[Rr]esponse)s? (?:\w+ ){0,2}repeat")
+# One search for all of them first: most text lines say none of these words.
+_REPORTED_ANY = re.compile("|".join(f"(?:{pattern.pattern})" for pattern in (
+    _REPORTED_OOM, _REPORTED_HANG, _REPORTED_CANDIDATE, _REPORTED_SLOW, _REPORTED_ENDLESS)))
 
 
 # An answer caught in a loop, judged by its shape in any language: a stretch of it uses only a few distinct words
@@ -962,8 +977,8 @@ def _candidate_pattern() -> BytesPattern:
                  _ERROR_LINE, _OTHER_ERROR_LINE, re.compile(r"validation error for"), _RPC, _SHM_WAIT, _MAX_LEN,
                  _BLOCKS, _CLIENT_ABORT, _TTFT_HEAD, _TTFT_MEAN, _DEGENERATE_CANDIDATE,
                  _ACCESS_NOT_SERVED, _ANSWER_CANDIDATE, _RUNAWAY_CANDIDATE,
-                 _KV_ROOM, _BOOT, _DIED_SERVING, _SLOW, _QUEUED, _BAR_ENDS, _BENCH_FIGURE,
-                 _REPORTED_OOM, _REPORTED_HANG, _REPORTED_GARBLED,
+                 _KV_ROOM, _BOOT, _DIED_SERVING, _SLOW, _QUEUED, _BAR_ENDS, _BENCH_CANDIDATE,
+                 _REPORTED_OOM, _REPORTED_HANG, _REPORTED_CANDIDATE, _REPORTED_SLOW, _REPORTED_ENDLESS,
                  re.compile(r"(?:Error|Exception|Exit|Timeout|Fault)(?:\(\d+\))?(?::|$)"),
                  re.compile(r"Fatal Python error|Segmentation fault|core dumped|SIGSEGV|SIGABRT|NCCL error|"
                             r"CUDA error|undefined symbol: |Failed to import from vllm\._C|Symbol not found: ")]
@@ -1264,13 +1279,14 @@ class LogClassifier:
         self._unexplained(line, text, body, exception)
 
     def _reporter_words(self, line: LogLine, text: str) -> None:
-        """Keep the first text line in the reporter's words that says the server ran out of memory, hung, or
-        answered garbage: judged at the end, where the log itself names nothing better (see _concluded)."""
-        if _LOGGED.match(text):
+        """Keep the first text line in the reporter's words that says the server ran out of memory, hung, answered
+        garbage, answered slowly or did not stop: judged at the end, where the log names nothing better."""
+        if _LOGGED.match(text) or not _REPORTED_ANY.search(text):
             return
         if "oom" not in self._reported and _REPORTED_OOM.search(text) and not _NOT_REPORTED_OOM.search(text):
             self._reported["oom"] = (line, text)
-        for kind, pattern in (("hang", _REPORTED_HANG), ("garbled", _REPORTED_GARBLED)):
+        for kind, pattern in (("hang", _REPORTED_HANG), ("garbled", _REPORTED_GARBLED), ("slow", _REPORTED_SLOW),
+                              ("endless", _REPORTED_ENDLESS)):
             if kind not in self._reported and pattern.search(text):
                 self._reported[kind] = (line, text)
 
@@ -1837,6 +1853,11 @@ _REPORTED_SYMPTOMS = (
      "server (`qwenops serve` restarts a stalled engine); with more of the log, troubleshoot can say more"),
     ("garbled", "incoherent_output", "the reporter says the answers are garbled or repeat; no answer is pasted whole",
      _DEGENERATE_FIX.format(what="as reported")),
+    ("slow", "high_latency", "the reporter says answers are slow; no log line shows why",
+     "compare the throughput lines (tokens/s, requests running and waiting) with what this GPU and model should do "
+     "(`qwenops status`; `vllm bench serve`): requests waiting behind a full KV cache or max_num_seqs, "
+     "--enforce-eager, CPU offload or a version change slow answers; with more of the log, troubleshoot can say which"),
+    ("endless", "unclassified", "the reporter says the answer does not stop; no answer is pasted whole", _RUNAWAY_FIX),
 )
 
 

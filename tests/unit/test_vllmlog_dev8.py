@@ -105,6 +105,19 @@ def test_a_hang_or_a_garbled_answer_in_the_reporters_words_is_named_only_where_t
     assert categories_of(dead) == ["engine_dead"]
     # vLLM's own log lines are not the reporter's words
     assert categories_of(["INFO 02-05 04:53:21 [core.py:1] the engine is not stuck"]) == []
+    # the same for slow answers (dev6 high_latency 027: "a total slowdown in outputs") and an answer that does not
+    # stop (dev7 runaway_generation 026: "it will not stop until max_model_length"; troubleshoot names that
+    # unclassified, as it does a pasted runaway answer)
+    assert categories(CORPUS / "dev6/high_latency/027_v032_4090_mistral7b_upgrade_15_tok_s_vs_273_custom_allreduce.log"
+                      ) == ["high_latency"]
+    assert categories(CORPUS / "dev7/runaway_generation/026_v050_internlm2_chat_7b_openai_server_never_stops_until_"
+                               "max_len.log") == ["unclassified"]
+    assert categories_of(["推理速度很慢"]) == ["high_latency"]
+    assert categories_of(["the stream never ends"]) == ["unclassified"]
+    # in Chinese, an OOM and its step: loading the model (加载模型), inference (推理); a denied one is no report
+    assert categories_of(["加载模型时显存不足"]) == ["weights_oom"]
+    assert categories_of(["推理时爆显存"]) == ["runtime_oom"]
+    assert categories_of(["加载模型没有显存不足的问题"]) == []
 
 
 def test_token_salad_spread_over_an_answers_lines() -> None:
