@@ -244,6 +244,25 @@ def test_the_block_scanner_finds_what_reading_every_line_finds(path: Path, engin
     assert (scanned.phase, scanned.serving) == (every.phase, every.serving)
 
 
+@pytest.mark.parametrize("path", ALL_LOGS, ids=lambda p: str(p.relative_to(LOGS)))
+def test_the_one_pass_rule_filter_changes_no_finding(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A line no rule names skips the rules one by one after one RE2 pass (classify._ANY_RULE); the findings
+    must be those of trying every rule on every line (what runs where google-re2 is missing)."""
+    from qwenops.vllmlog import classify
+
+    assert classify._ANY_RULE is not None  # every rule is written in RE2's syntax: the filter is in use
+    with path.open("rb") as stream:
+        lines = list(read_log(stream))
+    filtered = classify.LogClassifier()
+    for line in lines:
+        filtered.feed(line)
+    monkeypatch.setattr(classify, "_ANY_RULE", None)
+    every = classify.LogClassifier()
+    for line in lines:
+        every.feed(line)
+    assert filtered.findings() == every.findings()
+
+
 COLLECTED = LOGS / "collected"
 COLLECTED_INDEX = json.loads((COLLECTED / "index.json").read_text())
 # Where the classifier names a log otherwise than the label it was collected under, and why.
