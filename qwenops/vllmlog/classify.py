@@ -840,18 +840,28 @@ _REPORTED_HANG = re.compile(r"\b(?:[Hh]angs?|[Hh]ung|[Hh]anging|[Ss]tuck|[Ff]ree
                             r"[Uu]nresponsive|[Dd]eadlock(?:s|ed)?)\b|卡住|卡死|无响应|没有响应|不响应")
 # Slow answers, and an answer that does not stop (troubleshoot names that unclassified, as _runaway does).
 _REPORTED_SLOW = re.compile(r"\b(?:[Ss]low(?:s|ed|er|ly|ness|down)?|[Ss]luggish|[Ll]aggy)\b|很慢|太慢|变慢|速度慢")
-_REPORTED_ENDLESS = re.compile(r"\b(?:never|not|n't) (?:stop|stops|end|ends|finish|finishes)\b|"
+_REPORTED_ENDLESS = re.compile(r"\b(?:never|not|n't) (?:stop|stops|end|ends|finish|finishes|terminates?)\b|"
                                r"\bnever[- ]ending\b|停不下来|不会停止|不停止")
+# A 401 or 403 the reporter says requests get, on a line that names the key (or the refusal): a status among
+# other digits (a port, a pid, a size) is no report. One expression, both orders, so that the block scanner's
+# prefilter passes only lines holding both (a line with a bare 401 or 403 in it is common in a big log).
+_STATUS_401 = r"(?:^|[^\d.:/-])40[13](?:$|[^\d.:%/-]|[.:](?:$|\s))"
+_KEY_WORDS = r"(?:(?i:api[-_ ]?key|\bbearer\b|\btoken\b|unauthori[sz]ed|forbidden)|密钥)"
+_REPORTED_AUTH = re.compile(f"{_KEY_WORDS}.*{_STATUS_401}|{_STATUS_401}.*{_KEY_WORDS}")
+# An answer the reporter calls garbage or random (a benchmark's --random-output-len and garbage collection are not).
+_GARBAGE = r"[Gg]arbage (?:[Tt]ext|[Oo]utput|[Tt]okens?|[Cc]haracters)|[Rr]andom (?:output|text|characters|tokens)\b|"
 # What the block scanner looks for of the garbled words: a superset without the words between (each `\w+` repeated
 # costs the automaton states on every line of a big log).
-_REPORTED_CANDIDATE = re.compile(r"[Gg]arbled|[Gg]ibberish|[Jj]ibberish|[Nn]onsens|[Tt]oken salad|乱码|胡言乱语|"
+_REPORTED_CANDIDATE = re.compile(_GARBAGE + r"[Gg]arbled|[Gg]ibberish|[Jj]ibberish|[Nn]onsens|"
+                                 r"[Tt]oken salad|乱码|胡言乱语|"
                                  r"(?:^| )[Rr]epeat")
-_REPORTED_GARBLED = re.compile(r"[Gg]arbled|[Gg]ibberish|[Jj]ibberish|[Nn]onsens|[Tt]oken salad|乱码|胡言乱语|"
+_REPORTED_GARBLED = re.compile(_GARBAGE + r"[Gg]arbled|[Gg]ibberish|[Jj]ibberish|[Nn]onsens|"
+                               r"[Tt]oken salad|乱码|胡言乱语|"
                                r"(?:^| )[Rr]epeat\w*(?: \w+){0,2} (?:characters|symbols|tokens|glyphs|exclamation)|"
                                r"\b(?:[Oo]utput|[Aa]nswer|[Rr]esponse)s? (?:\w+ ){0,2}repeat")
 # One search for all of them first: most text lines say none of these words.
 _REPORTED_ANY = re.compile("|".join(f"(?:{pattern.pattern})" for pattern in (
-    _REPORTED_OOM, _REPORTED_HANG, _REPORTED_CANDIDATE, _REPORTED_SLOW, _REPORTED_ENDLESS)))
+    _REPORTED_OOM, _REPORTED_HANG, _REPORTED_CANDIDATE, _REPORTED_SLOW, _REPORTED_ENDLESS, _REPORTED_AUTH)))
 
 
 # An answer caught in a loop, judged by its shape in any language: a stretch of it uses only a few distinct words
@@ -979,6 +989,7 @@ def _candidate_pattern() -> BytesPattern:
                  _ACCESS_NOT_SERVED, _ANSWER_CANDIDATE, _RUNAWAY_CANDIDATE,
                  _KV_ROOM, _BOOT, _DIED_SERVING, _SLOW, _QUEUED, _BAR_ENDS, _BENCH_CANDIDATE,
                  _REPORTED_OOM, _REPORTED_HANG, _REPORTED_CANDIDATE, _REPORTED_SLOW, _REPORTED_ENDLESS,
+                 _REPORTED_AUTH,
                  re.compile(r"(?:Error|Exception|Exit|Timeout|Fault)(?:\(\d+\))?(?::|$)"),
                  re.compile(r"Fatal Python error|Segmentation fault|core dumped|SIGSEGV|SIGABRT|NCCL error|"
                             r"CUDA error|undefined symbol: |Failed to import from vllm\._C|Symbol not found: ")]
@@ -1319,6 +1330,8 @@ class LogClassifier:
                               ("endless", _REPORTED_ENDLESS)):
             if kind not in self._reported and pattern.search(text):
                 self._reported[kind] = (line, text)
+        if "auth" not in self._reported and _REPORTED_AUTH.search(text):
+            self._reported["auth"] = (line, text)
 
     def _reported_oom(self, found: dict[tuple[str, str], Finding]) -> None:
         """The OOM the reporter's words describe, where the log names no cause but the engine's death: at the step
@@ -1890,6 +1903,10 @@ _REPORTED_SYMPTOMS = (
      "(`qwenops status`; `vllm bench serve`): requests waiting behind a full KV cache or max_num_seqs, "
      "--enforce-eager, CPU offload or a version change slow answers; with more of the log, troubleshoot can say which"),
     ("endless", "unclassified", "the reporter says the answer does not stop; no answer is pasted whole", _RUNAWAY_FIX),
+    ("auth", "auth", "the reporter says requests are refused (401/403) with the API key set; no log line shows it",
+     "the server checks `Authorization: Bearer KEY` against its --api-key (or VLLM_API_KEY): give the client exactly "
+     "that key (an OpenAI-compatible provider's API-key field), or start the server without a key; a proxy in front "
+     "may drop the header"),
 )
 
 
