@@ -607,6 +607,8 @@ RULES: tuple[Rule, ...] = (
          _const("read the traceback above this line in the server log; the first error there is the cause"),
          when="any", retryable=True),
 )
+# The engine client's line when its engine process ends (at an offline script's exit too).
+_CLIENT_TEARDOWN = re.compile(r"Engine core proc(?:ess)? \S+ died unexpectedly, shutting down client")
 # Which OOM category each phase implies, when the traceback frames do not say.
 _PHASE_OOM = {Phase.LOADING_WEIGHTS: "weights_oom", Phase.PROFILING: "profile_oom", Phase.KV_CACHE: "profile_oom",
               Phase.WARMUP: "cudagraph_oom"}
@@ -1096,6 +1098,7 @@ class LogClassifier:
     _traceback: _Traceback | None = None  # the one being read: frames seen, its exception line not yet
     _last_frames: list[tuple[str, str]] = field(default_factory=list)  # of the traceback read last
     _cuts: list[_Traceback] = field(default_factory=list)  # the last tracebacks that ended without an exception line
+    _saw_traceback: bool = False  # any traceback at all, in any process
     # Each vLLM process prints its own tracebacks, interleaved with the others' in one log: the traceback state
     # above is the current process's; the others' wait here, by the name in their tag.
     _process: str = ""
@@ -1171,6 +1174,7 @@ class LogClassifier:
         if _TRACEBACK_START.search(body):
             self._close_cut()
             self._traceback = _Traceback(line, self.phase, self.serving)
+            self._saw_traceback = True
             self._frames, self._last_frames = [], self._traceback.frames
             if self._asgi or _ASGI_EXCEPTION.search(body):
                 self._traceback.frames.append((SERVER, ""))
@@ -1182,6 +1186,7 @@ class LogClassifier:
         if frame or rpc:
             if self._traceback is None:  # an excerpt that starts inside a traceback
                 self._traceback = _Traceback(line, self.phase, self.serving)
+                self._saw_traceback = True
                 self._frames, self._last_frames = [], self._traceback.frames
                 if asgi:
                     self._traceback.frames.append((SERVER, ""))
@@ -1829,6 +1834,15 @@ class LogClassifier:
         together) follows from that failure: both stay, the server's first.
         """
         found = list(self._concluded().values())
+        if not (self.startup_only or self._saw_traceback) and \
+                [f.category for f in found if f.severity == "error"] == ["engine_dead"] and \
+                all(f.count == 1 and all(_CLIENT_TEARDOWN.search(e.quote) for e in f.evidence)
+                    for f in found if f.severity == "error"):
+            # The engine client's own line when its engine process ends, and nothing else failed (no traceback,
+            # no other error): an offline LLM() prints it as its script exits. A warning: a real death says more.
+            found = [replace(f, severity="warning", title=f"{f.title} (no traceback or failed request: at a "
+                             "script's or server's exit this is its normal teardown)")
+                     if f.severity == "error" else f for f in found]
         if any(f.severity == "error" and f.category not in _NOT_THE_SERVERS for f in found):
             found = [replace(f, rank=GENERIC_RANK + 1, title=f"{f.title} (the server's failure above explains it)")
                      if f.category in _CLIENT_SIDE and f.severity == "error" else f for f in found]

@@ -60,3 +60,25 @@ def test_a_generation_the_reporter_says_does_not_terminate_is_an_endless_answer(
     assert finding.category == "unclassified" and finding.severity == "warning" and "stop" in finding.title
     assert categories_of(["The stream never terminates until max_tokens."]) == ["unclassified"]
     assert categories_of(["The server does not terminate TLS."]) == ["unclassified"]  # the words alone decide
+
+
+def test_the_engine_clients_teardown_line_alone_is_a_warning_not_an_engine_death() -> None:
+    """vllm-project/vllm#32468 (dev9 healthy 009, 0.14 offline LLM(runner="pooling")): the script ran to its end and
+    printed "ERROR ... [core_client.py:605] Engine core proc EngineCore_DP0 died unexpectedly, shutting down client."
+    as it exited. The engine client's line when its engine process ends is engine_dead, but with no traceback in any
+    process and no other error it is a warning (a script's or server's teardown); a traceback anywhere, another
+    error, or the supervisor's own reading keeps it an error."""
+    [finding] = found(DEV9 / "healthy/009_v014_offline_pooling_embedding_engine_core_died_at_script_exit.log")
+    assert finding.category == "engine_dead" and finding.severity == "warning"
+    died = ("ERROR 01-16 17:16:49 [core_client.py:605] Engine core proc EngineCore_DP0 died unexpectedly, "
+            "shutting down client.")
+    for prefix in ("", "(APIServer pid=1) ", "vllm-1  | "):
+        [alone] = findings_of_both_readers(prefix + died)
+        assert (alone.category, alone.severity) == ("engine_dead", "warning"), prefix
+    traceback = ["Traceback (most recent call last):",
+                 '  File "/usr/lib/python3.12/site-packages/vllm/v1/engine/core.py", line 701, in run_engine_core',
+                 "RuntimeError: CUDA error: an illegal memory access was encountered"]
+    assert next(f.severity for f in findings_of_both_readers("\n".join([*traceback, died]))) == "error"
+    dead = "vllm.v1.engine.exceptions.EngineDeadError: EngineCore encountered an issue. See stack trace (above)."
+    assert next((f.category, f.severity) for f in findings_of_both_readers("\n".join([died, dead]))) == \
+        ("engine_dead", "error")
