@@ -236,8 +236,8 @@ def read_server(server: ConfiguredServer | str, *, timeout_s: float | None = Non
 
     answers: list[PathAnswer] = []
 
-    def ask(path: str, read: Callable[[], Reply], *, late_is_evidence: bool = keep_late) -> Reply | None:
-        """PATH's reply, recorded in `answers`; None when it did not answer in time and that is evidence."""
+    def ask(path: str, read: Callable[[], Reply], *, late_is_evidence: bool) -> Reply | None:
+        """PATH's reply, recorded in `answers`; None when it did not answer in time and LATE_IS_EVIDENCE."""
         try:
             reply = read()
         except NoAnswerInTime as exc:
@@ -252,9 +252,11 @@ def read_server(server: ConfiguredServer | str, *, timeout_s: float | None = Non
     health_reply = ask("/health", lambda: get(url, "/health", api_key=key, deadline_s=budget, ends_at=ends,
                                               read_s=timeout_s), late_is_evidence=True)
     models_reply = ask("/v1/models", lambda: get(url, "/v1/models", api_key=key, deadline_s=budget, ends_at=ends,
-                                                 read_s=timeout_s, accept="application/json"))
+                                                 read_s=timeout_s, accept="application/json"),
+                        late_is_evidence=keep_late)
     models = _models(models_reply) if models_reply is not None else ()
-    metrics_reply = ask("/metrics", lambda: _get_metrics(url, key, deadline_s=budget, ends_at=ends, read_s=timeout_s))
+    metrics_reply = ask("/metrics", lambda: _get_metrics(url, key, deadline_s=budget, ends_at=ends, read_s=timeout_s),
+                        late_is_evidence=keep_late)
     snapshot: Snapshot | None = None
     if metrics_reply is not None:
         snapshot, problem = _metrics(metrics_reply)

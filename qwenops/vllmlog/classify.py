@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import re
 from bisect import bisect_right
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -858,6 +859,8 @@ def _reports_auth(text: str) -> bool:
     Python's `re` went back over the rest of the line from every key word, and in the block scanner's union RE2's
     automaton ran ~4x slower on a log of prose (every line a candidate) than without it."""
     return bool(_REPORTED_STATUS.search(text) and _REPORTED_KEY.search(text))
+
+
 # An answer the reporter calls garbage or random (a benchmark's --random-output-len and garbage collection are not).
 _GARBAGE = r"[Gg]arbage (?:[Tt]ext|[Oo]utput|[Tt]okens?|[Cc]haracters)|[Rr]andom (?:output|text|characters|tokens)\b|"
 # What the block scanner looks for of the garbled words: a superset without the words between (each `\w+` repeated
@@ -869,6 +872,11 @@ _REPORTED_GARBLED = re.compile(_GARBAGE + r"[Gg]arbled|[Gg]ibberish|[Jj]ibberish
                                r"[Tt]oken salad|乱码|胡言乱语|"
                                r"(?:^| )[Rr]epeat\w*(?: \w+){0,2} (?:characters|symbols|tokens|glyphs|exclamation)|"
                                r"\b(?:[Oo]utput|[Aa]nswer|[Rr]esponse)s? (?:\w+ ){0,2}repeat")
+# What each kind of report says, in the order they are kept.
+_REPORTED_KINDS: tuple[tuple[str, Callable[[str], object]], ...] = (
+    ("oom", lambda text: _REPORTED_OOM.search(text) and not _NOT_REPORTED_OOM.search(text)),
+    ("hang", _REPORTED_HANG.search), ("garbled", _REPORTED_GARBLED.search), ("slow", _REPORTED_SLOW.search),
+    ("endless", _REPORTED_ENDLESS.search), ("auth", _reports_auth))
 # One search for all of them first: most text lines say none of these words.
 _REPORTED_ANY = re.compile("|".join(f"(?:{pattern.pattern})" for pattern in (
     _REPORTED_OOM, _REPORTED_HANG, _REPORTED_CANDIDATE, _REPORTED_SLOW, _REPORTED_ENDLESS, _REPORTED_STATUS)))
@@ -910,8 +918,7 @@ def _repeated_line(text: str) -> str | None:
     lines = [part.strip() for part in _LINE_BREAK.split(text[:4 * MAX_ANSWER_CHARS]) if part.strip()]
     if len(lines) < LOOP_LINES:
         return None
-    top = max(set(lines), key=lines.count)
-    count = lines.count(top)
+    (top, count), = Counter(lines).most_common(1)  # linear; ties go to the line seen first
     if count < LOOP_SAME_LINE * len(lines):
         return None
     return f"{len(lines)} lines, {count} of them the same ('{top[:40]}'): a loop"
@@ -923,11 +930,12 @@ def looping(text: str) -> str | None:
     words = [token for token in tokens if token[0].isalpha()]
     if len(tokens) < LOOP_TOKENS or len(words) < LOOP_WORDS:
         return _repeated_line(text)
-    distinct = len(set(tokens))
+    counts = Counter(tokens)
+    distinct = len(counts)
     if distinct > LOOP_DISTINCT * len(tokens):
         return None
-    top = max(set(tokens), key=tokens.count)
-    return f"{len(tokens)} words and marks with only {distinct} distinct ('{top}' {tokens.count(top)} times): a loop"
+    (top, count), = counts.most_common(1)
+    return f"{len(tokens)} words and marks with only {distinct} distinct ('{top}' {count} times): a loop"
 
 
 # Where a paste holds an answer: an OpenAI response's or stream chunk's text field, the offline example's print.
@@ -1337,14 +1345,9 @@ class LogClassifier:
         garbage, answered slowly or did not stop: judged at the end, where the log names nothing better."""
         if _LOGGED.match(text) or not _REPORTED_ANY.search(text):
             return
-        if "oom" not in self._reported and _REPORTED_OOM.search(text) and not _NOT_REPORTED_OOM.search(text):
-            self._reported["oom"] = (line, text)
-        for kind, pattern in (("hang", _REPORTED_HANG), ("garbled", _REPORTED_GARBLED), ("slow", _REPORTED_SLOW),
-                              ("endless", _REPORTED_ENDLESS)):
-            if kind not in self._reported and pattern.search(text):
+        for kind, says in _REPORTED_KINDS:
+            if kind not in self._reported and says(text):
                 self._reported[kind] = (line, text)
-        if "auth" not in self._reported and _reports_auth(text):
-            self._reported["auth"] = (line, text)
 
     def _reported_oom(self, found: dict[tuple[str, str], Finding]) -> None:
         """The OOM the reporter's words describe, where the log names no cause but the engine's death: at the step
