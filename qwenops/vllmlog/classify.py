@@ -845,6 +845,33 @@ _REPORTED_HANG = re.compile(r"\b(?:[Hh]angs?|[Hh]ung|[Hh]anging|[Ss]tuck|[Ff]ree
 _REPORTED_SLOW = re.compile(r"\b(?:[Ss]low(?:s|ed|er|ly|ness|down)?|[Ss]luggish|[Ll]aggy)\b|很慢|太慢|变慢|速度慢")
 _REPORTED_ENDLESS = re.compile(r"\b(?:never|not|n't) (?:stop|stops|end|ends|finish|finishes|terminates?)\b|"
                                r"\bnever[- ]ending\b|停不下来|不会停止|不停止")
+# A time to first token called high or long, before or after its name.
+_REPORTED_TTFT = re.compile(r"\b(?:[Hh]igh|[Ll]ong|[Hh]uge) (?:TTFTs?|[Tt]ime[ -]to[ -][Ff]irst[ -][Tt]oken)\b|"
+                            r"\b(?:TTFTs?|[Tt]ime[ -]to[ -][Ff]irst[ -][Tt]oken) "
+                            r"(?:\(|is |was |are |gets? |got |becomes? )?(?:too |very |extremely |really |so )?"
+                            r"(?:long|high|slow)\b")
+# "not slow", "isn't slow": the reporter denies it (a blog's "the GPU is not slow" before it names the queue).
+_NOT_REPORTED_SLOW = re.compile(r"\b(?:not|n't|never|no) (?:\w+ )?(?:slow|sluggish|laggy)\b")
+# The KV cache the reporter calls full (at 95-100 %, full, exhausted, the bottleneck) with requests waiting, said on
+# one line: what a throughput line would show, in words. vLLM's own throughput lines (Running/Waiting counts) are
+# read as figures by _KV_FULL, never as words: a percentage is a report only before the cache's name ("100% cache",
+# "99% KV cache"), never after it as in vLLM's "GPU KV cache usage: 99.3%" (a big log of those lines must not
+# become a candidate line by line: the block scanner passes only these words).
+_REPORTED_KV_FULL = re.compile(r"(?i:\bKV[ -]?(?:cache|pool)\b(?: \w+){0,6} (?:full|fill(?:s|ed|ing)? up|exhaust\w*|"
+                               r"bottleneck)\b|\b(?:100|9[5-9])(?:\.\d+)? ?% (?:KV[ -]?)?cache\b)|"
+                               r"KV ?[Cc]ache[^。%]{0,10}(?:占满|满了|打满)")
+_REPORTED_QUEUED = re.compile(r"(?i:\b(?:requests?|reqs)\b(?: \w+){0,3} (?:wait(?:s|ing)?|queu(?:e|ed|es|ing)|"
+                              r"pending)\b|\b(?:spike|pile|piling|growth|increase) (?:up )?in (?:the )?"
+                              r"(?:waiting|queue|pending)\b)|排队")
+_NOT_QUEUED = re.compile(r"(?i:\b(?:no|not|n't|never|without|zero) (?:\w+ ){0,2}(?:wait|queu|pend))|"
+                         r"\bRunning: \d+ reqs")
+
+
+def _reports_kv_full(text: str) -> bool:
+    """A full KV cache and requests waiting, both on one line (three linear searches, as _reports_auth)."""
+    return bool(_REPORTED_KV_FULL.search(text) and _REPORTED_QUEUED.search(text) and not _NOT_QUEUED.search(text))
+
+
 # A 401 or 403 the reporter says requests get, on a line that names the key (or the refusal): a status among
 # other digits (a port, a pid, a size) is no report. The block scanner passes the lines with a key word (a line
 # with a bare 401 or 403 in it is common in a big log: an access log of refusals), and _reports_auth decides.
@@ -875,11 +902,14 @@ _REPORTED_GARBLED = re.compile(_GARBAGE + r"[Gg]arbled|[Gg]ibberish|[Jj]ibberish
 # What each kind of report says, in the order they are kept.
 _REPORTED_KINDS: tuple[tuple[str, Callable[[str], object]], ...] = (
     ("oom", lambda text: _REPORTED_OOM.search(text) and not _NOT_REPORTED_OOM.search(text)),
-    ("hang", _REPORTED_HANG.search), ("garbled", _REPORTED_GARBLED.search), ("slow", _REPORTED_SLOW.search),
-    ("endless", _REPORTED_ENDLESS.search), ("auth", _reports_auth))
+    ("hang", _REPORTED_HANG.search), ("garbled", _REPORTED_GARBLED.search),
+    ("slow", lambda text: (_REPORTED_SLOW.search(text) or _REPORTED_TTFT.search(text))
+     and not _NOT_REPORTED_SLOW.search(text)),
+    ("endless", _REPORTED_ENDLESS.search), ("auth", _reports_auth), ("kv_full", _reports_kv_full))
 # One search for all of them first: most text lines say none of these words.
 _REPORTED_ANY = re.compile("|".join(f"(?:{pattern.pattern})" for pattern in (
-    _REPORTED_OOM, _REPORTED_HANG, _REPORTED_CANDIDATE, _REPORTED_SLOW, _REPORTED_ENDLESS, _REPORTED_STATUS)))
+    _REPORTED_OOM, _REPORTED_HANG, _REPORTED_CANDIDATE, _REPORTED_SLOW, _REPORTED_ENDLESS, _REPORTED_STATUS,
+    _REPORTED_TTFT, _REPORTED_KV_FULL)))
 
 
 # An answer caught in a loop, judged by its shape in any language: a stretch of it uses only a few distinct words
@@ -1008,6 +1038,7 @@ def _candidate_pattern() -> BytesPattern:
                  _KV_ROOM, _BOOT, _DIED_SERVING, _SLOW, _QUEUED, _BAR_ENDS, _BENCH_CANDIDATE,
                  _REPORTED_OOM, _REPORTED_HANG, _REPORTED_CANDIDATE, _REPORTED_SLOW, _REPORTED_ENDLESS,
                  _REPORTED_KEY,  # its key words: _reports_auth decides
+                 _REPORTED_TTFT, _REPORTED_KV_FULL,  # _reports_kv_full decides (the waiting words too)
                  re.compile(r"(?:Error|Exception|Exit|Timeout|Fault)(?:\(\d+\))?(?::|$)"),
                  re.compile(r"Fatal Python error|Segmentation fault|core dumped|SIGSEGV|SIGABRT|NCCL error|"
                             r"CUDA error|undefined symbol: |Failed to import from vllm\._C|Symbol not found: ")]
@@ -1703,8 +1734,11 @@ class LogClassifier:
             # A message that names the phase (vLLM's "Failed to load model - not enough GPU memory") places it.
             named = next((c for c in ("weights_oom", "profile_oom", "cudagraph_oom")
                           if any(f.category == c and f.severity == "error" for f in found.values())), None)
+            # A log that shows the engine configured (its init line) and no later phase: the next step that
+            # allocates is the weights' load, so an OOM nothing else places (a title's) happened there.
             category = named or _PHASE_OOM.get(self.phase) or (
-                "weights_oom" if self._boot and not self._died_serving else None)
+                "weights_oom" if (self._boot or self.phase is Phase.CONFIGURING) and not self._died_serving
+                else None)
             if category and key in found:
                 oom = found.pop(key)
                 if named:
@@ -1928,6 +1962,11 @@ _REPORTED_SYMPTOMS = (
      "(`qwenops status`; `vllm bench serve`): requests waiting behind a full KV cache or max_num_seqs, "
      "--enforce-eager, CPU offload or a version change slow answers; with more of the log, troubleshoot can say which"),
     ("endless", "unclassified", "the reporter says the answer does not stop; no answer is pasted whole", _RUNAWAY_FIX),
+    ("kv_full", "kv_cache_full",
+     "the reporter says the KV cache is full and requests wait; no throughput line shows it",
+     "requests wait for KV cache room: lower max_num_seqs or max_model_len (or cap max_tokens) so fewer tokens are "
+     "held at once, raise gpu_memory_utilization, use an fp8 KV cache, or add GPUs or replicas; the throughput lines "
+     "(GPU KV cache usage, Waiting/Pending) show it"),
     ("auth", "auth", "the reporter says requests are refused (401/403) with the API key set; no log line shows it",
      "the server checks `Authorization: Bearer KEY` against its --api-key (or VLLM_API_KEY): give the client exactly "
      "that key (an OpenAI-compatible provider's API-key field), or start the server without a key; a proxy in front "
