@@ -858,7 +858,10 @@ _NOT_REPORTED_SLOW = re.compile(r"\b(?:not|n't|never|no) (?:\w+ )?(?:slow|sluggi
 # "99% KV cache"), never after it as in vLLM's "GPU KV cache usage: 99.3%" (a big log of those lines must not
 # become a candidate line by line: the block scanner passes only these words).
 _REPORTED_KV_FULL = re.compile(r"(?i:\bKV[ -]?(?:cache|pool)\b(?: \w+){0,6} (?:full|fill(?:s|ed|ing)? up|exhaust\w*|"
-                               r"bottleneck)\b|\b(?:100|9[5-9])(?:\.\d+)? ?% (?:KV[ -]?)?cache\b)|"
+                               r"bottleneck)\b|\b(?:100|9[5-9])(?:\.\d+)? ?% (?:KV[ -]?)?cache\b|"
+                               # or after a verb: "KV cache usage接近100%", "KV cache at 99%" (vLLM's line has a colon)
+                               r"\bKV[ -]?cache(?: usage)? ?(?:接近|达到|到达|超过|close to|near(?:ly)?|"
+                               r"reach(?:es|ed)?|hit(?:s|ting)?|at|almost) ?(?:100|9[5-9])(?:\.\d+)? ?%)|"
                                r"KV ?[Cc]ache[^。%]{0,10}(?:占满|满了|打满)")
 _REPORTED_QUEUED = re.compile(r"(?i:\b(?:requests?|reqs)\b(?: \w+){0,3} (?:wait(?:s|ing)?|queu(?:e|ed|es|ing)|"
                               r"pending)\b|\b(?:spike|pile|piling|growth|increase) (?:up )?in (?:the )?"

@@ -28,11 +28,19 @@ def test_a_kv_cache_the_reporter_calls_full_with_requests_waiting_is_kv_cache_fu
                  "kv_cache_full/002_rtx4090_qwen25_7b_long_outputs_ttft_144s_requests_wait_for_kv_blog.log"):
         [finding] = found(DEV10 / path)
         assert finding.category == "kv_cache_full" and finding.severity == "warning", path
+    # vllm-project/vllm-ascend#5859 (dev6 kv_cache_full 015, Ascend 0.11.0rc2): "KV cache usage接近100%时" (close to
+    # 100%) with "排队waiting" (queueing) in the title: a percentage after a verb (close to, reaches, at) is the
+    # reporter's, not vLLM's throughput line (which has a colon).
+    dev6 = LOGS / "corpus" / "dev6" / "kv_cache_full"
+    [finding] = found(dev6 / "015_ascend_a2_glm47_w8a8_32k_input_kvc_98_9_tpot_4x_waiting.log")
+    assert finding.category == "kv_cache_full" and finding.severity == "warning"
     for said in ("the KV cache is full and 30 requests are queued", "KV cache fills up, requests pile up in the queue",
-                 "at 99% KV cache the requests keep waiting", "KV cache占满了 请求都在排队"):
+                 "at 99% KV cache the requests keep waiting", "KV cache占满了 请求都在排队",
+                 "the KV cache at 99% and requests queue", "KV cache usage reaches 100% with requests pending"):
         assert categories_of(["I serve Qwen with vllm serve.", said]) == ["kv_cache_full"], said
     for other in ("the KV cache is full but no requests are waiting", "the KV cache is full",
-                  "requests are waiting", "GPU KV cache usage reached 99% while requests wait",
+                  "requests are waiting", "GPU KV cache usage: 99.0% while requests wait",
+                  "kv cache 使用率从100%掉到0%,running 队列请求全部变成waiting",
                   "the GPU is not slow"):
         assert categories_of(["I serve Qwen with vllm serve.", other]) == [], other
     # vLLM's own throughput lines are figures, never words: Waiting: 0 at 99.3 % is no full cache (dev10 healthy
