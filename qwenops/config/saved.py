@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from qwenops.atomicfile import write_atomic
+
 
 def derived_profile_text(*, extends: str, description: str, values: Mapping[str, object],
                          comment: Sequence[str]) -> str:
@@ -24,9 +26,7 @@ def save_derived_profile(state_dir: Path | str, name: str, *, extends: str, desc
     path = directory / f"{name}.yaml"
     directory.mkdir(parents=True, exist_ok=True)
     text = derived_profile_text(extends=extends, description=description, values=values, comment=comment)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)
+    write_atomic(path, text, mode=0o644, over_link=True)
     return path
 
 

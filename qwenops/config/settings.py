@@ -42,9 +42,10 @@ DEFAULT_PROFILE = "cpu-tiny"
 DEFAULT_ENV_FILE = Path(".env")
 ENV_FILE_VARIABLE = "QWENOPS_ENV_FILE"
 SECRET_VARIABLES = ("QWENOPS_API_KEY", "QWENOPS_GATEWAY_TOKEN")
-# QWENOPS_* names read outside this module: the root command's traceback switch, and the demo script's
-# and the engine tests' own knobs.
-OTHER_VARIABLES = ("QWENOPS_DEBUG", "QWENOPS_DEMO_PORT", "QWENOPS_TEST_READY_TIMEOUT")
+# QWENOPS_* names read outside this module: the root command's traceback switch, the demo script's
+# and the engine tests' own knobs, and the mark serve sets in its server's environment (a qwenops run
+# inside that server's environment must not call it a typo).
+OTHER_VARIABLES = ("QWENOPS_DEBUG", "QWENOPS_DEMO_PORT", "QWENOPS_TEST_READY_TIMEOUT", "QWENOPS_RUN_ID")
 # What Kubernetes injects for a Service named qwenops-*: no setting, and no typo of one.
 _KUBERNETES_SERVICE = re.compile(r"^QWENOPS_\w+_(SERVICE_HOST|SERVICE_PORT(_\w+)?|PORT(_\d+_(TCP|UDP|SCTP)\w*)?)$")
 

@@ -26,8 +26,10 @@ from qwenops.errors import EngineMissingError, PortInUseError
 from qwenops.hardware.host import check_port_free
 from qwenops.net import base_url
 from qwenops.supervisor.lifetime import (
+    RUN_ID_ENV,
     end_leftover_group,
     fatal_record,
+    new_run_id,
     read_last_fatal,
     stop_on_signals,
     write_last_fatal,
@@ -325,8 +327,9 @@ def _supervise(plan: ServePlan, *, observer: Observer, echo: Callable[[str], obj
                 echo(line)
 
         # Under the guard: the group ends even if qwenops itself is SIGKILLed (supervisor/guard.py).
-        server = spawn(guard_argv(plan.argv), env=env, log=log, on_line=line_sink)
-        write_run_record(run_record(plan), server.pid, port=plan.port)
+        run_id = new_run_id()
+        server = spawn(guard_argv(plan.argv), env={**env, RUN_ID_ENV: run_id}, log=log, on_line=line_sink)
+        write_run_record(run_record(plan), server.pid, port=plan.port, run_id=run_id)
         return server
 
     prober = HealthChecker(plan.base_url, plan.served_model_name, api_key=api_key)

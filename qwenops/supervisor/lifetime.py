@@ -17,6 +17,12 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from qwenops.atomicfile import write_atomic
+
+# Set in the server's environment, and kept in the run record: what proves a process is one this run
+# started (every process vLLM starts inherits it), before a later start signals the group the record names.
+RUN_ID_ENV = "QWENOPS_RUN_ID"
+
 
 def run_record(state_dir: Path | str, name: str) -> Path:
     """Where a run of NAME (serve's profile) records the process group it leads: read by the next start
@@ -57,9 +63,7 @@ def read_last_fatal(path: Path) -> tuple[str, float] | None:
 def write_last_fatal(path: Path, cause: str, at: float) -> None:
     """Record a FATAL (atomically); a read-only state directory must not turn a FATAL into a crash."""
     with contextlib.suppress(OSError):
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"cause": cause, "at": at}), encoding="utf-8")
-        temporary.replace(path)
+        write_atomic(path, json.dumps({"cause": cause, "at": at}), mode=0o644, over_link=True)
 
 
 def recorder_running(path: Path) -> bool:
@@ -80,17 +84,23 @@ def recorder_running(path: Path) -> bool:
         return False
 
 
-def write_run_record(path: Path, leader_pid: int, *, port: int) -> None:
-    """Who runs this server now, so a start after a SIGKILL of qwenops can end what was left."""
+def new_run_id() -> str:
+    """A run's mark, for RUN_ID_ENV in its server's environment and for its run record."""
+    import secrets
+
+    return secrets.token_hex(16)
+
+
+def write_run_record(path: Path, leader_pid: int, *, port: int, run_id: str) -> None:
+    """Who runs this server now, so a start after a SIGKILL of qwenops can end what was left: RUN_ID is
+    the mark the server's processes carry in their environment (RUN_ID_ENV)."""
     import psutil
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         record = {"pgid": leader_pid, "qwenops_pid": os.getpid(),
-                  "qwenops_started": psutil.Process().create_time(), "port": port}
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(record), encoding="utf-8")
-        temporary.replace(path)
+                  "qwenops_started": psutil.Process().create_time(), "port": port, "run_id": run_id}
+        write_atomic(path, json.dumps(record), mode=0o644, over_link=True)
     except (OSError, psutil.Error):
         return  # a read-only state dir costs only this cleanup, not the run
 
@@ -99,7 +109,10 @@ def end_leftover_group(path: Path, *, what: str, port: int) -> str | None:
     """End the process group an earlier, now dead, qwenops recorded at PATH; say what was ended.
 
     Only when the qwenops that recorded it is gone (a live one is another running server, whose port
-    the port check then names) and the group still has members.
+    the port check then names), and only the group's members that carry the record's run id in their
+    environment: a process group number is reused once its processes are gone (after a reboot, or by
+    any new session), and the record is a file, so neither its number nor its owner's death proves that
+    the processes in that group now are the ones that run started.
     """
     import psutil
 
@@ -107,30 +120,53 @@ def end_leftover_group(path: Path, *, what: str, port: int) -> str | None:
 
     record = _read_record(path) or {}
     pgid, owner, owner_started = record.get("pgid"), record.get("qwenops_pid"), record.get("qwenops_started")
-    if not (type(pgid) is int and type(owner) is int and pgid > 0 and owner > 0
-            and isinstance(owner_started, (int, float)) and not isinstance(owner_started, bool)):
+    run_id = record.get("run_id")
+    if not (type(pgid) is int and type(owner) is int and pgid > 1 and owner > 0
+            and isinstance(owner_started, (int, float)) and not isinstance(owner_started, bool)
+            and isinstance(run_id, str) and len(run_id) == 32):
+        path.unlink(missing_ok=True)  # not a record this qwenops writes: nothing in it can be trusted
         return None
     try:
         if psutil.Process(owner).create_time() == owner_started:
             return None  # that qwenops still runs
     except psutil.Error:
         pass
-    members = live_group_members(pgid)
+    members = _marked(live_group_members(pgid), run_id)
     if not members:
         path.unlink(missing_ok=True)
         return None
+    def ours() -> list[int]:
+        return _marked(live_group_members(pgid), run_id)
+
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, sig)
+        for pid in ours():  # each by its pid, not the group: an unmarked member is not ours to end
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
         for _ in range(50):
-            if not live_group_members(pgid):
+            if not ours():
                 break
             threading.Event().wait(0.1)
-        if not live_group_members(pgid):
+        if not ours():
             break
     path.unlink(missing_ok=True)
     return (f"ended {len(members)} process(es) of {what} left by an earlier qwenops "
             f"(pid {owner}, process group {pgid}) before binding port {port}")
+
+
+def _marked(pids: list[int], run_id: str) -> list[int]:
+    """The live, non-zombie processes of PIDS whose environment carries RUN_ID (a process whose environment
+    cannot be read, another user's, is not counted as ours)."""
+    import psutil
+
+    marked: list[int] = []
+    for pid in pids:
+        try:
+            process = psutil.Process(pid)
+            if process.status() != psutil.STATUS_ZOMBIE and process.environ().get(RUN_ID_ENV) == run_id:
+                marked.append(pid)
+        except (psutil.Error, OSError):
+            continue
+    return marked
 
 
 @contextlib.contextmanager
