@@ -35,6 +35,7 @@ HEADER = (
 RENAMES = {
     "AsyncClient": "Client",  # httpx
     "aiter_bytes": "iter_bytes",  # httpx.Response
+    "aiter_raw": "iter_raw",
     "aclose": "close",
     "aclosing": "closing",  # contextlib
     "AsyncByteStream": "ByteStream",  # qwenops.stream.transport: the hand-written pair

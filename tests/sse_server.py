@@ -140,8 +140,8 @@ def _read_request(sock: socket.socket) -> Seen:
 
 
 @contextlib.contextmanager
-def serving(answer: Answer) -> Iterator[ScriptedServer]:
-    server = ScriptedServer(answer)
+def serving(answer: Answer, *, answer_gets: bool = False) -> Iterator[ScriptedServer]:
+    server = ScriptedServer(answer, answer_gets=answer_gets)
     try:
         yield server
     finally:

@@ -58,7 +58,9 @@ from qwenops.stream.conformance import (
     check_stream,
     parse_record,
 )
+from qwenops.stream.errors import encoded_stream
 from qwenops.stream.metrics import Percentiles, StreamMetrics, median, stream_metrics
+from qwenops.stream.transport import aread_small, is_encoded
 
 DEFAULT_PROMPT = "Tell me about the sea."
 DEFAULT_TIMEOUT_S = 60.0
@@ -374,7 +376,7 @@ async def _identify_served_model(client: Any, run: _Run) -> ServedModel:
     from qwenops.tinymodel import read_known_answers
 
     name = run.request.model
-    auth = {k: v for k, v in run.endpoint.headers().items() if k == "Authorization"}
+    auth = {k: v for k, v in run.endpoint.headers().items() if k in ("Authorization", "Accept-Encoding")}
     listed: object = None
     # A side question: never worth more than a few seconds of the run, whatever the server does.
     with anyio.move_on_after(min(run.timeouts.read_s, _MODELS_TIMEOUT_S)):
@@ -382,12 +384,8 @@ async def _identify_served_model(client: Any, run: _Run) -> ServedModel:
             async with client.stream(
                 "GET", run.endpoint.base_url + "/v1/models", headers=auth, timeout=run.timeouts.httpx()
             ) as response:
-                body = b""
-                async for piece in response.aiter_bytes():
-                    body += piece
-                    if len(body) > _MAX_MODELS_BYTES:
-                        break
-                if response.status_code == 200 and len(body) <= _MAX_MODELS_BYTES:
+                body = await aread_small(response, _MAX_MODELS_BYTES) if response.status_code == 200 else None
+                if body is not None:
                     listed = json.loads(body).get("data")
         except (httpx.HTTPError, ValueError, AttributeError, RecursionError):
             listed = None
@@ -402,8 +400,9 @@ async def _identify_served_model(client: Any, run: _Run) -> ServedModel:
     return ServedModel(known_answers=answers)
 
 
-def _answer_error(run: _Run, status_code: int, content_type: str, body: bytes) -> QwenopsError:
-    """Why an answer that is not a stream is not, with smoke-stream's own fixes."""
+def _answer_error(run: _Run, status_code: int, content_type: str, body: bytes,
+                  content_encoding: str = "") -> QwenopsError:
+    """Why an answer that is not a stream (as sent) is not, with smoke-stream's own fixes."""
     if status_code != 200:
         error: HTTPStatusError = http_status_error(status_code, body, model=run.request.model,
                                                    content_type=content_type)
@@ -413,6 +412,8 @@ def _answer_error(run: _Run, status_code: int, content_type: str, body: bytes) -
             name = run.request.model
             error.hint = f"the server does not serve a model named {name!r}; pass the served name with --model"
         return error
+    if content_type.split(";", 1)[0].strip().lower() == "text/event-stream" and is_encoded(content_encoding):
+        return encoded_stream(content_encoding)
     wrong = not_event_stream(content_type, body)
     wrong.hint = "is --base-url the root of an OpenAI-compatible server such as vLLM (no /v1, no other path)?"
     return wrong
@@ -434,10 +435,11 @@ async def _record_stream(client: Any, run: _Run, index: int) -> StreamRecord:
             record.status_code = stream.status_code
             record.content_type = stream.content_type
             record.sent_s = stream.sent_s
-            if stream.status_code != 200 or not stream.is_event_stream:
+            if stream.status_code != 200 or not stream.is_event_stream or stream.is_encoded:
                 body = await stream.aread_body()
                 record.body = body.decode("utf-8", "replace")
-                record.error = _answer_error(run, stream.status_code, stream.content_type, body)
+                record.error = _answer_error(run, stream.status_code, stream.content_type, body,
+                                             stream.content_encoding)
                 return record
             events = record.events
             done = False

@@ -47,9 +47,9 @@ class AsyncOpenStream(StreamHead):
     async one) follow."""
 
     async def aread_body(self) -> bytes:
-        """The start of a body that is not a stream (an error page): at most 4 KiB, read as it comes."""
+        """The start of a body that is not a stream (an error page): at most 4 KiB as sent (never inflated)."""
         body = b""
-        async for chunk in self._response.aiter_bytes():
+        async for chunk in self._response.aiter_raw():
             body += chunk
             if len(body) >= MAX_ERROR_BODY:
                 break
@@ -132,7 +132,7 @@ async def aread_events(
     """The events of one request, or its typed error: an HTTP error status, a body that is not an event
     stream, and (through `reader`, which has read the events) a cut or an end without `data: [DONE]`."""
     async with aopen_stream(client, endpoint, url, request, timeouts) as stream:
-        if stream.status_code != 200 or not stream.is_event_stream:
+        if stream.status_code != 200 or not stream.is_event_stream or stream.is_encoded:
             require_ok(stream, await stream.aread_body(), request)
         try:
             async for timed in stream.aevents():

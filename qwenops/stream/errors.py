@@ -108,12 +108,23 @@ def not_event_stream(content_type: str, body: bytes) -> NotEventStream:
     )
 
 
+def encoded_stream(content_encoding: str) -> NotEventStream:
+    return NotEventStream(
+        f"the server compressed its answer (Content-Encoding {_one_line(content_encoding, 40)!r}) though qwenops "
+        "asked for none (Accept-Encoding: identity); a compressed stream is not read",
+        hint="vLLM does not compress: a proxy in front of it does; turn its compression off for "
+             "text/event-stream (nginx: gzip off)",
+    )
+
+
 def require_ok(stream: StreamHead, body: bytes, request: StreamedRequest) -> None:
-    """Raise what an answer that is not a 200 event stream is (`body`: the start of its body)."""
+    """Raise what an answer that is not a 200 event stream, as sent, is (`body`: the start of its body)."""
     if stream.status_code != 200:
         raise http_status_error(stream.status_code, body, model=request.model, content_type=stream.content_type)
     if not stream.is_event_stream:
         raise not_event_stream(stream.content_type, body)
+    if stream.is_encoded:
+        raise encoded_stream(stream.content_encoding)
 
 
 # --------------------------------------------------------------------------------------------- the answer's body

@@ -148,7 +148,9 @@ class Endpoint:
         return self.base_url + "/v1/completions"
 
     def headers(self) -> dict[str, str]:
-        headers = {"Accept": "text/event-stream", "Content-Type": "application/json"}
+        # identity: the body is read as sent (aiter_raw), so a compressed one is refused, never inflated
+        # (httpx inflates each network chunk whole: 13 KB of double gzip is 8 GiB; errors.encoded_stream).
+        headers = {"Accept": "text/event-stream", "Content-Type": "application/json", "Accept-Encoding": "identity"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         return headers

@@ -301,25 +301,31 @@ MAX_MODELS_BYTES = 1024 * 1024
 async def server_ready(http: httpx.AsyncClient, base_url: str, model: str, headers: Mapping[str, str],
                        timeout_s: float) -> bool:
     """One readiness probe, the one rule for resume and the gateway: `/health` answers 200 and
-    `/v1/models` lists MODEL; its body is read bounded, and anything else (an error, a body too large or
-    not JSON) is not ready."""
+    `/v1/models` lists MODEL, both within TIMEOUT_S in all (a server that drips bytes is not ready); only
+    /health's status is read and /v1/models' body bounded, as sent; anything else (an error, a body too
+    large, compressed or not JSON) is not ready."""
+    import anyio
     import httpx
 
+    from qwenops.stream.transport import aread_small
+
     timeout = httpx.Timeout(timeout_s)
-    try:
-        health = await http.get(base_url + "/health", headers=headers, timeout=timeout)
-        if health.status_code != 200:
-            return False
-        async with http.stream("GET", base_url + "/v1/models", headers=headers, timeout=timeout) as models:
-            if models.status_code != 200:
-                return False
-            body = bytearray()
-            async for piece in models.aiter_bytes():
-                body += piece
-                if len(body) > MAX_MODELS_BYTES:
+    headers = {**headers, "Accept-Encoding": "identity"}
+    body: bytes | None = None
+    listed: object = None
+    with anyio.move_on_after(timeout_s):
+        try:
+            async with http.stream("GET", base_url + "/health", headers=headers, timeout=timeout) as health:
+                if health.status_code != 200:
                     return False
-        listed = json.loads(bytes(body)).get("data", [])
-    except (httpx.HTTPError, ValueError, AttributeError, RecursionError):
+            async with http.stream("GET", base_url + "/v1/models", headers=headers, timeout=timeout) as models:
+                if models.status_code != 200:
+                    return False
+                body = await aread_small(models, MAX_MODELS_BYTES)
+            listed = json.loads(body).get("data", []) if body is not None else None
+        except (httpx.HTTPError, ValueError, AttributeError, RecursionError):
+            return False
+    if body is None:
         return False
     return isinstance(listed, list) and any(isinstance(m, dict) and m.get("id") == model for m in listed)
 

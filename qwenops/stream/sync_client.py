@@ -49,9 +49,9 @@ class OpenStream(StreamHead):
     async one) follow."""
 
     def read_body(self) -> bytes:
-        """The start of a body that is not a stream (an error page): at most 4 KiB, read as it comes."""
+        """The start of a body that is not a stream (an error page): at most 4 KiB as sent (never inflated)."""
         body = b""
-        for chunk in self._response.iter_bytes():
+        for chunk in self._response.iter_raw():
             body += chunk
             if len(body) >= MAX_ERROR_BODY:
                 break
@@ -134,7 +134,7 @@ def read_events(
     """The events of one request, or its typed error: an HTTP error status, a body that is not an event
     stream, and (through `reader`, which has read the events) a cut or an end without `data: [DONE]`."""
     with open_stream(client, endpoint, url, request, timeouts) as stream:
-        if stream.status_code != 200 or not stream.is_event_stream:
+        if stream.status_code != 200 or not stream.is_event_stream or stream.is_encoded:
             require_ok(stream, stream.read_body(), request)
         try:
             for timed in stream.events():

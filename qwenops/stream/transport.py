@@ -24,7 +24,8 @@ from qwenops.stream.sse import ServerSentEvent, SSEDecoder
 if TYPE_CHECKING:
     from qwenops.stream.request import StreamedRequest, Timeouts
 
-__all__ = ["AsyncByteStream", "ByteStream", "SendClock", "Silent", "StreamHead", "TimedEvent"]
+__all__ = ["AsyncByteStream", "ByteStream", "SendClock", "Silent", "StreamHead", "TimedEvent", "aread_small",
+           "is_encoded"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,7 @@ class StreamHead:
 
     status_code: int
     content_type: str
+    content_encoding: str
     sent_s: float
     headers_s: float
     _response: Any
@@ -79,6 +81,7 @@ class StreamHead:
         return cls(
             status_code=response.status_code,
             content_type=response.headers.get("content-type", ""),
+            content_encoding=response.headers.get("content-encoding", ""),
             sent_s=sent_s,
             headers_s=time.perf_counter(),
             _response=response,
@@ -89,6 +92,29 @@ class StreamHead:
     @property
     def is_event_stream(self) -> bool:
         return self.content_type.split(";", 1)[0].strip().lower() == "text/event-stream"
+
+    @property
+    def is_encoded(self) -> bool:
+        """The body is compressed (a Content-Encoding other than identity), though the request asked for
+        identity: it is refused, never inflated (`errors.encoded_stream`)."""
+        return is_encoded(self.content_encoding)
+
+
+def is_encoded(content_encoding: str) -> bool:
+    return any(coding.strip().lower() not in ("", "identity") for coding in content_encoding.split(","))
+
+
+async def aread_small(response: Any, cap: int) -> bytes | None:
+    """A small answer's body (/v1/models), read as sent up to CAP bytes; None when it is larger or
+    compressed (never inflated: a gzip bomb costs nothing). Ask with Accept-Encoding: identity."""
+    if is_encoded(response.headers.get("content-encoding", "")):
+        return None
+    body = bytearray()
+    async for piece in response.aiter_raw():
+        body += piece
+        if len(body) > cap:
+            return None
+    return bytes(body)
 
 
 class Silent(Exception):
@@ -101,7 +127,7 @@ class AsyncByteStream:
     __slots__ = ("_chunks",)
 
     def __init__(self, response: Any) -> None:
-        self._chunks = response.aiter_bytes().__aiter__()
+        self._chunks = response.aiter_raw().__aiter__()  # as sent: an encoded body never gets here
 
     async def next(self, deadline: float | None) -> bytes | None:
         """The next bytes (None: the body ended); `Silent` at `deadline` (`time.perf_counter`). None: no
@@ -132,7 +158,7 @@ class ByteStream:
     __slots__ = ("_chunks",)
 
     def __init__(self, response: Any) -> None:
-        self._chunks = response.iter_bytes()
+        self._chunks = response.iter_raw()  # as sent: an encoded body never gets here
 
     def next(self, deadline: float | None) -> bytes | None:  # `deadline`: AsyncByteStream.next's signature
         chunk: bytes | None = next(self._chunks, None)

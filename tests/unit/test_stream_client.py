@@ -454,3 +454,50 @@ def test_scrubbing_masks_the_credentials_and_nothing_else() -> None:
     endpoint = Endpoint(base_url="http://a:b@127.0.0.1:8000", api_key="sk-secret-123")
     scrubbed = endpoint.scrub("a bad answer from http://a:b@127.0.0.1:8000 (key sk-secret-123, user a:b@)")
     assert scrubbed == "a bad answer from http://***@127.0.0.1:8000 (key ***, user ***@)"
+
+
+def double_gzip_bomb(inflated: int) -> bytes:
+    """INFLATED zero bytes, gzipped twice: a few KiB on the wire (httpx would inflate each chunk whole)."""
+    import gzip
+
+    return gzip.compress(gzip.compress(bytes(inflated), 9), 9)
+
+
+def encoded_answer(seen: list[Seen], body: bytes, content_type: str = "text/event-stream") -> Answer:
+    def answer(conn: Conn, request: Seen) -> None:
+        seen.append(request)
+        conn.send((f"HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-encoding: gzip, gzip\r\n"
+                   f"content-length: {len(body)}\r\nconnection: close\r\n\r\n").encode() + body)
+
+    return answer
+
+
+@RUNNERS
+def test_a_compressed_stream_is_refused_not_inflated(run: Run) -> None:
+    seen: list[Seen] = []
+    with pytest.raises(NotEventStream) as caught:
+        run(encoded_answer(seen, double_gzip_bomb(256 << 20)))  # 256 MiB inflated, were it inflated
+    assert caught.value.one_line().startswith(
+        "the server compressed its answer (Content-Encoding 'gzip, gzip') though qwenops asked for none")
+    assert seen[0].headers["accept-encoding"] == "identity"
+
+
+def test_a_readiness_probe_ends_at_its_deadline_and_never_inflates() -> None:
+    from qwenops.stream.resume import server_ready
+
+    async def ready(base_url: str) -> bool:
+        async with httpx.AsyncClient() as http:
+            return await asyncio.wait_for(server_ready(http, base_url, "m", {}, timeout_s=0.5), HANG_S)
+
+    # A /health and /v1/models that drip bytes forever: not ready, at the probe's deadline.
+    with serving(forever([b": x\n"], every_s=0.05), answer_gets=True) as server:
+        started = time.monotonic()
+        assert asyncio.run(ready(server.base_url)) is False
+        assert time.monotonic() - started < HANG_S / 2  # at its deadline, not when the server stops
+        assert [s.path for s in server.seen] == ["/health", "/v1/models"]
+    # A /v1/models listing the model inside a gzip bomb: not ready (a compressed body is not read).
+    seen: list[Seen] = []
+    with serving(encoded_answer(seen, double_gzip_bomb(256 << 20), "application/json"), answer_gets=True) as server:
+        assert asyncio.run(ready(server.base_url)) is False
+    assert [s.path for s in seen] == ["/health", "/v1/models"]
+    assert {s.headers["accept-encoding"] for s in seen} == {"identity"}
