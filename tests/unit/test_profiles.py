@@ -116,6 +116,8 @@ BAD_PROFILES = {
     "loop": ("extends: bad-loop\nmodel: x\n", "'extends' loops", ""),
     "missing-parent": ("extends: ghost\nmodel: x\n", "extends unknown profile 'ghost'", ""),
     "duplicate-key": ("model: x\nport: 8000\nport: 9000\n", "YAML error at", "key 'port' is given twice"),
+    "list-key": ("model: x\n? [a, b]\n: 1\n", "YAML error at", "a key is a list or a mapping, not a name"),
+    "mapping-key": ("model: x\nenv:\n  ? {a: 1}\n  : 1\n", "YAML error at", "a key is a list or a mapping"),
     "huge-len": ("model: x\nmax_model_len: 99999999999999999999999\n", "max_model_len: must be >= 1 and <= 1000000000",
                  "99999999999999999999999"),
     "inf-offload": ("model: x\ncpu_offload_gb: .inf\n", "cpu_offload_gb: ", ""),
