@@ -151,6 +151,14 @@ MAX_JSON_INT_DIGITS = 100
 
 # smoke-stream: streams open at once (each a connection and a task) and in all, and re-requests of one
 # cut stream (--resume-attempts). Far above any load a smoke test is for; a typo of 10**6 is not a test.
+# The gateway: a client has this long to send a request's headers (the first, and each on a kept-alive
+# connection), and at most this many connections are open at once (fewer where the process's file limit
+# is lower: GATEWAY_SPARE_FDS stay for the upstream's connections and the gateway's own files). Without
+# them, clients that never finish their headers (no token is checked before) held connections and file
+# descriptors for ever.
+GATEWAY_HEADER_DEADLINE_S = 10.0
+GATEWAY_MAX_CONNECTIONS = 10_000
+GATEWAY_SPARE_FDS = 256
 MAX_SMOKE_STREAMS = 1024
 MAX_SMOKE_REQUESTS = 100_000
 MAX_RESUME_ATTEMPTS = 100

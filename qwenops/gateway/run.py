@@ -55,11 +55,82 @@ class OneLine(logging.Filter):
         return True
 
 
+def connection_cap() -> int:
+    """GATEWAY_MAX_CONNECTIONS, or fewer where the soft file limit would run out first (every connection
+    is a descriptor, and a gateway out of them cannot reach its upstream either)."""
+    import resource
+
+    from qwenops.untrusted import GATEWAY_MAX_CONNECTIONS, GATEWAY_SPARE_FDS
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return GATEWAY_MAX_CONNECTIONS
+    return max(1, min(GATEWAY_MAX_CONNECTIONS, soft - GATEWAY_SPARE_FDS))
+
+
+def guarded_http_protocol(header_deadline_s: float, max_connections: int) -> type:
+    """uvicorn's HTTP protocol (its own choice: httptools, else h11) with the two bounds it lacks, for a
+    gateway any client can reach before a token is checked (the check runs once a request's headers are in):
+    - a request's headers must arrive within HEADER_DEADLINE_S of the connection, or of the first byte after
+      a response on a kept-alive connection; else the connection is closed. uvicorn arms no timer before a
+      request's headers (its keep-alive timer runs only between requests, and any byte cancels it).
+    - past MAX_CONNECTIONS open connections (HTTP and WebSocket), a new one is closed at once.
+    Subclassing the protocol is the one hook uvicorn offers below the ASGI app (`Config(http=...)`), and the
+    app never sees a connection whose headers are not in."""
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    class Guarded(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
+        _deadline: asyncio.TimerHandle | None = None
+        _waiting_on: object = None  # the request cycle current when the deadline was armed
+
+        def connection_made(self, transport: asyncio.Transport) -> None:
+            super().connection_made(transport)
+            if len(self.connections) > max_connections:
+                transport.abort()
+                return
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self._waiting_on is not self.cycle and self.transport.get_protocol() is self \
+                    and self._between_requests():
+                self._arm()  # the first bytes of the next request on a kept-alive connection
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _between_requests(self) -> bool:
+            return self.cycle is None or bool(self.cycle.response_complete)
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._waiting_on = self.cycle
+            self._deadline = self.loop.call_later(header_deadline_s, self._deadline_passed)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _deadline_passed(self) -> None:
+            self._deadline = None
+            if self.transport.get_protocol() is not self:
+                return  # upgraded: the WebSocket protocol has the connection now
+            if self.cycle is self._waiting_on and self._between_requests() and not self.transport.is_closing():
+                self.transport.close()  # no request's headers in time
+
+    return Guarded
+
+
 def uvicorn_config(app: Any, config: GatewayConfig, *, log_level: str = "info") -> uvicorn.Config:
     import uvicorn
 
+    from qwenops.untrusted import GATEWAY_HEADER_DEADLINE_S
+
     uv_config = uvicorn.Config(
         app, host=config.host, port=config.port, log_level=log_level, lifespan="on",
+        http=guarded_http_protocol(GATEWAY_HEADER_DEADLINE_S, connection_cap()),
         ws_max_size=max(16 * 1024 * 1024, config.max_frame_bytes * 4),  # larger frames get an error frame
         ws_ping_interval=config.ping_interval_s, ws_ping_timeout=config.ping_interval_s,
         ws_per_message_deflate=False,  # tokens are tiny; deflate costs CPU and memory per connection

@@ -11,6 +11,7 @@ import socket
 import time
 from typing import Any
 
+import httpx
 import pytest
 from click.testing import CliRunner
 from websockets.exceptions import ConnectionClosed
@@ -900,3 +901,67 @@ def test_a_client_that_floods_frames_without_reading_is_let_go(upstream: Synthet
         sent = run(go(gw))
         assert gw.health()["queued_bytes"] == 0
     assert sent < 200_000
+
+
+# --------------------------------------------------------------------------------------------- slow clients
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    """Whether the gateway closes SOCK (waits for it, up to a minute: the evidence is the close itself)."""
+    sock.settimeout(60)
+    try:
+        while sock.recv(4096):
+            pass
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        pass
+    return True
+
+
+def test_a_client_that_never_finishes_its_headers_is_closed_and_a_chat_outlives_the_deadline(
+        upstream: SyntheticUpstream, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slowloris: before a request's headers are in, no token is checked, so the headers get a deadline; a
+    connection that asked for a WebSocket, or is between requests, is not cut by it."""
+    from qwenops import untrusted
+
+    monkeypatch.setattr(untrusted, "GATEWAY_HEADER_DEADLINE_S", 0.5)
+    with running_gateway(upstream.base_url, token=TOKEN) as gw:
+        port = gw.config.port
+        with socket.create_connection(("127.0.0.1", port)) as never:
+            never.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and nothing more
+            assert closed_by_server(never)
+        with socket.create_connection(("127.0.0.1", port)) as kept:
+            kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert kept.recv(4096).startswith(b"HTTP/1.1 200")
+            kept.sendall(b"GET /healthz HTTP/1.1\r\n")  # a second request, never finished
+            assert closed_by_server(kept)
+
+        async def chat_after_the_deadline(url: str) -> str:
+            async with connect(url, additional_headers={"Authorization": f"Bearer {TOKEN}"}) as ws:
+                await asyncio.sleep(1.5)  # three deadlines: the WebSocket is not an unfinished request
+                await ws.send(chat("c1", "tokens 3"))
+                return text_of((await until_end(ws, {"c1"}))["c1"])
+
+        assert run(chat_after_the_deadline(gw.url))
+
+
+def test_connections_past_the_cap_are_closed_at_once(upstream: SyntheticUpstream,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from qwenops import untrusted
+
+    monkeypatch.setattr(untrusted, "GATEWAY_MAX_CONNECTIONS", 2)
+    with running_gateway(upstream.base_url) as gw:
+        address = ("127.0.0.1", gw.config.port)
+        with socket.create_connection(address) as first, socket.create_connection(address) as second:
+            for sock in (first, second):
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            with socket.create_connection(address) as third:
+                assert closed_by_server(third)
+
+        def answered() -> bool | None:  # once the gateway has seen the two go, a connection is taken again
+            with contextlib.suppress(httpx.HTTPError):
+                return bool(gw.health())
+            return None
+
+        poll_until(answered, "a connection under the cap is served", interval_s=0.05)
