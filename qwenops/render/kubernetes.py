@@ -348,6 +348,13 @@ _CHART_FIELDS = {
 _CHART_OWNS = ("host", "port")
 
 
+def _kubelet_literal(text: str) -> str:
+    """TEXT as the kubelet passes it on: it expands `$(NAME)` in a container's command, args and env values
+    (a profile's `--chat-template $(VLLM_API_KEY)` would put the key in argv and the logs) and turns `$$`
+    into `$`, so every `$` is doubled. The chart places these values there verbatim."""
+    return text.replace("$", "$$")
+
+
 def helm_values(profile: Profile) -> str:
     """kubernetes/production-stack-values.yaml: the profile as values for vLLM's production-stack chart."""
     _refuse_cpu(profile, "production-stack's chart")
@@ -361,7 +368,7 @@ def helm_values(profile: Profile) -> str:
         if field in _CHART_FIELDS:
             vllm_config[_CHART_FIELDS[field]] = getattr(profile, field)
         else:
-            extra += words
+            extra += [_kubelet_literal(word) for word in words]
     startup_failures = math.ceil(b.start_s / PROBE_PERIOD_S)
     top = header(profile, "production-stack-values.yaml: the profile as values for vLLM's production-stack chart.",
                  f"qwenops render helm-values --profile {name} -o kubernetes/production-stack-values.yaml")
@@ -376,7 +383,7 @@ def helm_values(profile: Profile) -> str:
         "name": name,
         "repository": VLLM_IMAGE,
         "tag": VLLM_IMAGE_TAG,
-        "modelURL": profile.model,
+        "modelURL": _kubelet_literal(profile.model),
         "replicaCount": 1,
         "requestCPU": CPU_REQUEST,
         "requestMemory": f"{_memory_gib(profile)}Gi",
@@ -389,7 +396,7 @@ def helm_values(profile: Profile) -> str:
             {"name": "XDG_CACHE_HOME", "value": "/data/cache"},
             {"name": "VLLM_CACHE_ROOT", "value": "/data/vllm"},
             {"name": "TRITON_CACHE_DIR", "value": "/data/triton"},
-            *({"name": key, "value": value} for key, value in sorted(profile.env.items())),
+            *({"name": key, "value": _kubelet_literal(value)} for key, value in sorted(profile.env.items())),
         ],
     }
     values = {"servingEngineSpec": {

@@ -406,15 +406,39 @@ def test_every_comment_of_a_hostile_render_holds_its_text_quoted(pair: tuple[Pro
         assert NASTY not in text.replace(quoted, ""), target  # nowhere raw
 
 
+def kubelet(text: str, env: dict[str, str] | None = None) -> str:
+    """TEXT as the kubelet expands a container's args and env values (Kubernetes' expansion package): `$$` is
+    `$`, `$(NAME)` is NAME's value where the container defines it, else left as written."""
+    defined = {"VLLM_API_KEY": "sk-in-the-pod"} if env is None else env
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "$" and i + 1 < len(text):
+            if text[i + 1] == "$":
+                out.append("$")
+                i += 2
+                continue
+            end = text.find(")", i + 2) if text[i + 1] == "(" else -1
+            if end >= 0:
+                name = text[i + 2:end]
+                out.append(defined.get(name, text[i:end + 1]))
+                i = end + 1
+                continue
+        out.append(text[i])
+        i += 1
+    return "".join(out)
+
+
 def test_accepted_values_read_back_exactly(pair: tuple[Profile, Profile], tmp_path: Path) -> None:
     _, hostile = pair
     unit = directives(render_text("systemd", hostile))
     assert unit["Unit"]["Description"] == [f"qwenops: {NASTY} on vLLM (profile p)".replace("%", "%%")]
     assert systemd_words(unit["Service"]["ExecStart"][0])[1:] == ["serve", "--profile", "p"]
     values = yaml.safe_load(render_text("helm-values", hostile))["servingEngineSpec"]["modelSpec"][0]
-    assert values["modelURL"] == f"org/{NASTY}"
-    assert values["vllmConfig"]["extraArgs"][-len(EXTRA_ARGS):] == EXTRA_ARGS
-    assert {e["name"]: e["value"] for e in values["env"]}.items() >= HOSTILE_ENV.items()
+    # What the container gets: the kubelet expands `$(NAME)` in args and env values (VLLM_API_KEY is set there).
+    assert kubelet(values["modelURL"]) == f"org/{NASTY}"
+    assert [kubelet(arg) for arg in values["vllmConfig"]["extraArgs"][-len(EXTRA_ARGS):]] == EXTRA_ARGS
+    assert {e["name"]: kubelet(e["value"]) for e in values["env"]}.items() >= HOSTILE_ENV.items()
+    assert kubelet("--chat-template $(VLLM_API_KEY)") == "--chat-template sk-in-the-pod"  # what escaping prevents
     compose = yaml.safe_load(render_text("compose", hostile))
     assert compose["services"]["qwenops"]["ports"] == ["[::]:8000:8000"]
     assert compose["services"]["prometheus"]["ports"] == ["127.0.0.1:9090:9090"]  # whatever the profile binds
