@@ -131,13 +131,14 @@ def end_leftover_group(path: Path, *, what: str, port: int) -> str | None:
             return None  # that qwenops still runs
     except psutil.Error:
         pass
-    members = _marked(live_group_members(pgid), run_id)
-    if not members:
-        path.unlink(missing_ok=True)
-        return None
+
     def ours() -> list[int]:
         return _marked(live_group_members(pgid), run_id)
 
+    members = ours()
+    if not members:
+        path.unlink(missing_ok=True)
+        return None
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in ours():  # each by its pid, not the group: an unmarked member is not ours to end
             with contextlib.suppress(ProcessLookupError, PermissionError):
