@@ -44,21 +44,51 @@ class HealthChecker:
 
         self.base_url = base_url.rstrip("/")
         self.model = model
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        # identity: bodies are read as sent and bounded (`_ask`); a compressed one is not read.
+        headers = {"Accept-Encoding": "identity", **({"Authorization": f"Bearer {api_key}"} if api_key else {})}
+        self._timeout_s = timeout_s
         # trust_env=False: an HTTP(S)_PROXY in the service's environment must not capture loopback probes.
         self._client: httpx.Client = httpx.Client(
             base_url=self.base_url, headers=headers, timeout=timeout_s, trust_env=False
         )
 
+    def _ask(self, method: str, path: str, *, cap: int = 0, timeout_s: float | None = None,
+             json: object = None) -> tuple[int, bytes | None]:
+        """(status, body) of one exchange within TIMEOUT_S in all (the client's per-read timeout, checked
+        as bytes arrive: a server that drips bytes ends here); the body as sent, at most CAP bytes (0: not
+        read), None when larger or compressed. Whatever answers on the port is read bounded: the port may
+        have been taken by another process. Raises httpx.HTTPError."""
+        import time
+
+        import httpx
+
+        from qwenops.stream.transport import is_encoded
+
+        limit = self._timeout_s if timeout_s is None else timeout_s
+        ends = time.monotonic() + limit
+        with self._client.stream(method, path, json=json, timeout=limit) as answer:
+            if not cap:
+                return answer.status_code, b""
+            if is_encoded(answer.headers.get("content-encoding", "")):
+                return answer.status_code, None
+            body = bytearray()
+            for piece in answer.iter_raw():
+                body += piece
+                if len(body) > cap:
+                    return answer.status_code, None
+                if time.monotonic() > ends:
+                    raise httpx.ReadTimeout(f"{path} took longer than {limit:g} s in all")
+            return answer.status_code, bytes(body)
+
     def probe(self, *, check_models: bool = True) -> Probe:
         import httpx
 
         try:
-            health = self._client.get("/health")
+            health, _ = self._ask("GET", "/health")
         except httpx.HTTPError as exc:
             return Probe(False, False, _reason(exc))
-        if health.status_code != 200:
-            return Probe(False, False, f"/health {health.status_code}")
+        if health != 200:
+            return Probe(False, False, f"/health {health}")
         if not check_models:
             return Probe(True, True, "ok")
         problem = self._model_missing()
@@ -66,31 +96,38 @@ class HealthChecker:
 
     def _model_missing(self) -> str | None:
         """Why /v1/models does not prove our model is served, or None when it does."""
+        import json
+
         import httpx
 
+        from qwenops.untrusted import MAX_HTTP_BODY_BYTES, MAX_MODELS_SHOWN, printable
+
         try:
-            models = self._client.get("/v1/models")
+            status, body = self._ask("GET", "/v1/models", cap=MAX_HTTP_BODY_BYTES)
         except httpx.HTTPError as exc:
             return f"/v1/models: {_reason(exc)}"
-        if models.status_code != 200:
-            return f"/v1/models {models.status_code}"
+        if status != 200:
+            return f"/v1/models {status}"
         try:
-            names = [entry.get("id") for entry in models.json().get("data", [])]
+            names = [entry.get("id") for entry in json.loads(body or b"").get("data", [])]
         except (ValueError, AttributeError, TypeError, RecursionError):
             return "/v1/models answered something that is not a model list"
         if self.model not in names:
-            return f"model {self.model!r} not listed (server has {names})"
+            shown = ", ".join(printable(repr(name)[:80]) for name in names[:MAX_MODELS_SHOWN])
+            more = f" and {len(names) - MAX_MODELS_SHOWN} more" if len(names) > MAX_MODELS_SHOWN else ""
+            return f"model {self.model!r} not listed (server has [{shown}]{more})"
         return None
 
     def progress(self) -> Progress | None:
         """From /metrics; None when the server exposes no vLLM metrics (e.g. --disable-log-stats)."""
         import httpx
 
+        from qwenops.untrusted import MAX_METRICS_BYTES
         from qwenops.vllmmetrics import MetricsFormatError, parse
 
         try:
-            answer = self._client.get("/metrics")
-            snapshot = parse(answer.text) if answer.status_code == 200 else None
+            status, body = self._ask("GET", "/metrics", cap=MAX_METRICS_BYTES)
+            snapshot = parse(body.decode("utf-8", "replace")) if status == 200 and body is not None else None
         except (httpx.HTTPError, MetricsFormatError):
             return None
         if snapshot is None or "generation_tokens" not in snapshot.counters:
@@ -104,10 +141,10 @@ class HealthChecker:
 
         request = {"model": self.model, "max_tokens": 1, "messages": [{"role": "user", "content": "ping"}]}
         try:
-            answer = self._client.post("/v1/chat/completions", json=request, timeout=timeout_s)
+            status, _ = self._ask("POST", "/v1/chat/completions", json=request, timeout_s=timeout_s)
         except httpx.HTTPError:
             return False
-        return answer.status_code == 200
+        return status == 200
 
     def close(self) -> None:
         self._client.close()

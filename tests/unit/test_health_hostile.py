@@ -1,0 +1,72 @@
+"""The supervisor's own probes against whatever answers on the server's port (the port can be taken by another
+process): every body bounded and read as sent, every exchange within the probe's time, the detail line short.
+A scripted server on a real socket."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+
+from qwenops.supervisor.health import HealthChecker
+from tests.sse_server import Conn, Seen, serving
+
+BOMB = gzip.compress(gzip.compress(bytes(256 << 20), 9), 9)  # 256 MiB of zeros, a few KiB on the wire
+
+
+def bomb(conn: Conn, seen: Seen) -> None:
+    conn.send(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip, gzip\r\n"
+              + f"content-length: {len(BOMB)}\r\nconnection: close\r\n\r\n".encode() + BOMB)
+
+
+def test_a_compressed_answer_is_not_inflated_and_the_key_goes_only_to_the_port() -> None:
+    with serving(bomb, answer_gets=True) as server:
+        checker = HealthChecker(server.base_url, "m", api_key="sk-probe", timeout_s=2)
+        try:
+            probe = checker.probe()
+            assert (probe.healthy, probe.ready) == (True, False)
+            assert probe.detail == "/v1/models answered something that is not a model list"
+            assert checker.progress() is None
+        finally:
+            checker.close()
+    assert {s.path for s in server.seen} == {"/health", "/v1/models", "/metrics"}
+    assert {s.headers["accept-encoding"] for s in server.seen} == {"identity"}
+    assert {s.headers["authorization"] for s in server.seen} == {"Bearer sk-probe"}
+
+
+def test_a_body_that_drips_ends_at_the_probes_time() -> None:
+    def drip(conn: Conn, seen: Seen) -> None:
+        if seen.path == "/health":
+            conn.head(200, "application/json", length=2)
+            conn.send(b"{}")
+            return
+        conn.head(200, "application/json", length=1_000_000)
+        while conn.send(b" ") and conn.sleep(0.1):
+            pass
+
+    with serving(drip, answer_gets=True) as server:
+        checker = HealthChecker(server.base_url, "m", timeout_s=1)
+        try:
+            started = time.monotonic()
+            probe = checker.probe()
+            assert time.monotonic() - started < 30  # ended by the probe's own time (1 s), not the server's 100 s
+            assert (probe.healthy, probe.ready, probe.detail) == (True, False, "/v1/models: timed out")
+        finally:
+            checker.close()
+
+
+def test_a_long_model_list_is_named_in_a_short_line() -> None:
+    listing = json.dumps({"data": [{"id": f"model-{i}\x1b[31m"} for i in range(20_000)]}).encode()
+
+    def models(conn: Conn, seen: Seen) -> None:
+        conn.head(200, "application/json", length=len(listing))
+        conn.send(listing)
+
+    with serving(models, answer_gets=True) as server:
+        checker = HealthChecker(server.base_url, "m", timeout_s=5)
+        try:
+            detail = checker.probe().detail
+        finally:
+            checker.close()
+    assert detail.startswith("model 'm' not listed (server has ['model-0")
+    assert detail.endswith(" and 19984 more)") and len(detail) < 2000 and "\x1b" not in detail
