@@ -142,6 +142,16 @@ class Rule:
     change: Change | None = None
 
 
+def _parallel_fix(match: re.Match[str]) -> str:
+    heads, tp = match.groupdict().get("heads"), match.groupdict().get("tp")
+    if heads and tp:
+        sizes = [str(n) for n in range(1, min(int(heads), 16) + 1) if int(heads) % n == 0]
+        return (f"tensor_parallel_size {tp} does not divide the model's {heads} attention heads: use one that does "
+                f"({', '.join(sizes)}), and pipeline_parallel_size for the rest of the GPUs")
+    return ("use a tensor_parallel_size that divides the model's attention heads (and an expert-parallel size that "
+            "divides its experts), and pipeline_parallel_size for the rest of the GPUs")
+
+
 def _const(text: str) -> Fix:
     return lambda _match, _flags: text
 
@@ -230,7 +240,8 @@ _OOM_TITLES = {
 # What a traceback was doing, from its frames: vLLM renames functions between versions, so each phase is
 # a set of names (and file paths) across V0 and V1, and the strongest phase in a stack wins (capturing
 # CUDA graphs runs `_dummy_run`, which is also the profiling run's).
-FramePhase = Literal["capture", "weights", "kv_check", "profile", "bind", "model_files", "config", "input", "device",
+FramePhase = Literal["capture", "weights", "kv_check", "profile", "bind", "model_files", "config", "input", "dtype",
+                     "device",
                      "media", "preprocess", "wait", "serving", "sampler", "forward", "client_read", "engine_client",
                      "kv_setup"]
 _FRAME_PHASES: tuple[tuple[FramePhase, re.Pattern[str], re.Pattern[str] | None], ...] = (
@@ -256,6 +267,9 @@ _FRAME_PHASES: tuple[tuple[FramePhase, re.Pattern[str], re.Pattern[str] | None],
     # Checking one request's prompt against max_model_len (V0 and V1 processors, the OpenAI server).
     ("input", re.compile(r"^_validate_model_inputs?$|^_validate_input$|^_validate_prompt\w*$|^_validate_model_input$"),
      None),
+    # The worker's check that the GPU runs the model's dtype (V0 0.2-0.6, under init_model or init_device): it
+    # raises for one reason only, a dtype (bfloat16) the GPU's compute capability lacks.
+    ("dtype", re.compile(r"^_?check_if_\w*supports_dtype$"), None),
     ("device", re.compile(r"^init_device$"), None),
     ("media", re.compile(r"fetch_(?:image|video|audio)|load_from_url|fetch_\w*media|_load_\w*_url"),
      re.compile(r"/multimodal/(?:utils|media|image|video|audio)")),
@@ -306,6 +320,7 @@ _PHASE_WORDS: dict[FramePhase, str] = {
     "kv_check": "while checking the KV cache against max_model_len", "profile": "during the memory-profiling run",
     "bind": "while binding a port", "model_files": "while resolving the model's files",
     "config": "while vLLM checked its configuration", "input": "while vLLM checked a request's prompt",
+    "dtype": "while vLLM checked that the GPU runs the model's dtype",
     "device": "while initialising the GPU",
     "media": "while fetching a request's image or media", "serving": "in the model's forward pass while serving",
     "preprocess": "while vLLM prepared a request's prompt", "sampler": "in the sampler",
@@ -465,7 +480,9 @@ RULES: tuple[Rule, ...] = (
          _const("check `model:` in the profile (a local directory must exist; a repo id must be spelt right, and a "
                 "gated one needs HF_TOKEN and accepted terms); for cpu-tiny run `qwenops model build-tiny`")),
     Rule("invalid_argument", "vLLM rejected a command-line flag",
-         re.compile(r"error: (unrecognized arguments|argument [^:]+: invalid .*)"),
+         re.compile(r"error: (unrecognized arguments|argument [^:]+: invalid .*)|"
+                    # argparse's words quoted in a title or the reporter's prose, the error line itself cut off
+                    r"\bunrecognized arguments?\b"),
          _const("remove or fix that flag in the profile's extra_args (see `vllm serve --help`)")),
     Rule("invalid_config", "max_model_len is longer than the model supports",
          re.compile(r"User-specified max_model_len \((?P<wanted>\d+)\) is greater than the derived "
@@ -479,6 +496,20 @@ RULES: tuple[Rule, ...] = (
          lambda m, flags: f"raise max_num_batched_tokens to at least {m.group('limit')} "
                          f"(`--set max_num_batched_tokens={m.group('limit')}`), enable chunked prefill, or "
                          f"{_set('max_model_len', int(m.group('batched')), flags)}"),
+    # vLLM's parallel-config check (0.1 on, V0 and V1): tensor parallelism splits the attention heads, expert
+    # parallelism the experts; a size that does not divide them is refused before anything loads.
+    Rule("invalid_config", "the parallel size does not divide the model's attention heads or experts",
+         re.compile(r"number of (?:attention |key[_ -]value |KV )?heads \((?P<heads>\d+)\) must be divisible by "
+                    r"(?:the )?tensor parallel size \((?P<tp>\d+)\)|"
+                    r"must be divisible by (?:tp|ep|pp|dp)_size ?= ?\d+|"
+                    # a scheduler (GPUStack) that chose the size says so in these words
+                    r"divisible by the number of attention heads"),
+         lambda m, flags: _parallel_fix(m)),
+    # A dtype the model itself refuses (vLLM's per-architecture list: Gemma 2/3, PLaMo2, GLM-4 in float16).
+    Rule("invalid_config", "the model refuses this dtype",
+         re.compile(r"(?:does not support|rejects?|refuses?) (?:float16|fp16|FP16)\b.*[Nn]umerical instability"),
+         _const("set dtype: bfloat16 (`--set dtype=bfloat16`), or float32 on a GPU without bfloat16: this model "
+                "overflows in float16")),
     Rule("invalid_config", "vLLM rejected the configuration",
          re.compile(r"(pydantic_core\._pydantic_core\.)?ValidationError: \d+ validation error.*|"
                     r"ValueError: User-specified max_model_len .*|"
@@ -535,7 +566,10 @@ RULES: tuple[Rule, ...] = (
                 "quantization this GPU's compute capability supports")),
     # vLLM's OpenAI server's own words when a request's images or videos did not load (0.6, serving_chat.py).
     Rule("media_fetch_error", "vLLM could not download a request's image or media",
-         re.compile(r"Error in loading multi-modal data"),
+         re.compile(r"Error in loading multi-modal data|"
+                    # an HTTP client's error status for a URL that names a media file (aiohttp, requests, httpx)
+                    r"(?:ClientResponseError|HTTPError|HTTPStatusError)\b.*\b[45]\d\d\b.*"
+                    r"\.(?:jpe?g|png|gif|webp|bmp|tiff?|mp4|webm|mov|avi|mkv|wav|mp3|flac|ogg|m4a)\b"),
          lambda _m, _f: _MEDIA_FIX, when="any"),
     # Client-side logs: the client library's own exception says how the answer ended.
     Rule("stream_interrupted", "the connection closed before the answer was complete",
@@ -1816,7 +1850,7 @@ class LogClassifier:
         by_phase = {"weights": "weights_oom", "capture": "cudagraph_oom", "profile": "profile_oom",
                     "bind": "port_in_use", "model_files": "model_not_found", "media": "media_fetch_error",
                     "config": "invalid_config", "input": "request_too_long", "wait": "engine_stalled",
-                    "preprocess": "request_too_long"}
+                    "preprocess": "request_too_long", "dtype": "unsupported_dtype"}
         if where == "client_read" and self._fetching(cut.process, cut.frames):
             where = "media"  # vLLM's API server reading a download, not a client reading vLLM
         if where == "kv_setup":
