@@ -37,6 +37,7 @@ from urllib.parse import urljoin, urlsplit
 
 from qwenops import untrusted
 from qwenops.errors import BadInputError, NotHTTPError, UnreachableError
+from qwenops.net import proxy_allowed
 from qwenops.untrusted import mask_url, printable
 
 if TYPE_CHECKING:
@@ -211,7 +212,8 @@ def _exchange(url: str, *, key: str | None, cap: int, deadline: float, read_s: f
     headers_seen = False
     timer.start()
     try:
-        with httpx.Client(verify=_ssl_context(), timeout=timeout, follow_redirects=False) as client, \
+        with httpx.Client(verify=_ssl_context(), timeout=timeout, follow_redirects=False,
+                          trust_env=proxy_allowed(url)) as client, \
                 client.stream("GET", url, headers=headers, extensions={"trace": trace}) as response:
             headers_seen = True
             kind = response.headers.get("content-type", "").split(";")[0].strip().lower()

@@ -18,6 +18,27 @@ def connect_host(bind_host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
+def proxy_allowed(url: str) -> bool:
+    """Whether an HTTP client for URL may take its proxy from the environment (httpx's `trust_env`): never
+    for a loopback server (localhost, 127.0.0.0/8, ::1). A host-wide HTTP_PROXY would otherwise receive
+    every prompt and the API key in clear, for a server on this very machine."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    try:
+        host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    except ValueError:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return False
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return True
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1
+    return not (address.is_loopback or (mapped is not None and mapped.is_loopback))
+
+
 def base_url(bind_host: str, port: int) -> str:
     return f"http://{connect_host(bind_host)}:{port}"
 

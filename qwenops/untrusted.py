@@ -51,10 +51,14 @@ MAX_TEXT_FIELD_CHARS = 4 * KIB
 USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)([^/?#]*)@")
 
 
+_QUERY = re.compile(r"([?#]).*\Z", re.DOTALL)
+
+
 def mask_url(url: str) -> str:
-    """The URL with any user:password@ part masked as ***@: the one rule for every message, report
-    and --json document that shows a URL."""
-    return USERINFO.sub(r"\1***@", url)
+    """The URL with any user:password@ part masked as ***@, and a ?query or #fragment as ?***: the one rule
+    for every message, report and --json document that shows a URL (a server's URL never needs a query,
+    and one such as ?api_key=... is a secret)."""
+    return _QUERY.sub(r"\1***", USERINFO.sub(r"\1***@", url))
 
 
 # --------------------------------------------------------------------------- text shown to people

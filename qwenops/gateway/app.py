@@ -46,6 +46,7 @@ from qwenops.errors import (
 from qwenops.gateway import protocol
 from qwenops.gateway.config import Fatal, GatewayConfig, ServeRecords
 from qwenops.gateway.metrics import GatewayMetrics
+from qwenops.net import proxy_allowed
 from qwenops.untrusted import mask_url
 
 if TYPE_CHECKING:
@@ -757,7 +758,7 @@ def create_app(config: GatewayConfig) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         limits = httpx.Limits(max_connections=config.max_chats, max_keepalive_connections=config.max_chats)
-        async with httpx.AsyncClient(limits=limits) as http:
+        async with httpx.AsyncClient(limits=limits, trust_env=proxy_allowed(config.upstream)) as http:
             gateway.http = http
             tasks = [asyncio.create_task(gateway.probe(), name="gateway probe")]
             if gateway.records is not None:

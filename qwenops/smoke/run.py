@@ -36,6 +36,7 @@ from qwenops.errors import (
     StreamInterrupted,
     UnreachableError,
 )
+from qwenops.net import proxy_allowed
 from qwenops.results import ErrorInfo
 from qwenops.stream.chunks import DONE, ChatDelta, DeltaReader
 from qwenops.stream.client import (
@@ -331,7 +332,7 @@ async def _run_streams(
     run = _plan(options, observer)
     slots = asyncio.Semaphore(options.concurrency)
     limits = httpx.Limits(max_connections=options.concurrency, max_keepalive_connections=options.concurrency)
-    async with httpx.AsyncClient(limits=limits) as client:
+    async with httpx.AsyncClient(limits=limits, trust_env=proxy_allowed(run.endpoint.base_url)) as client:
 
         async def one(index: int) -> StreamRecord:
             async with slots:

@@ -20,6 +20,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from contextlib import aclosing, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+from qwenops.net import proxy_allowed
 from qwenops.stream.chunks import ChatDelta, DeltaReader
 from qwenops.stream.errors import (
     MAX_ERROR_BODY,
@@ -181,7 +182,7 @@ async def astream_chat(
                 yield piece
         return
     owned = client is None
-    http = client if client is not None else httpx.AsyncClient()
+    http = client if client is not None else httpx.AsyncClient(trust_env=proxy_allowed(endpoint.base_url))
     try:
         reader = DeltaReader()
         async with aclosing(aread_events(http, endpoint, endpoint.url, request, timeouts, reader=reader)) as events:

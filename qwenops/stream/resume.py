@@ -47,6 +47,7 @@ from qwenops.errors import (
     StreamInterrupted,
     UnreachableError,
 )
+from qwenops.net import proxy_allowed
 from qwenops.stream.chunks import CUT_SHORT, DONE, ChatDelta, DeltaReader, Resumed, Usage, in_band_error
 
 if TYPE_CHECKING:
@@ -359,7 +360,7 @@ async def aresumed(
     """`astream_chat(..., resume=resume)`, on `client` (None: one of its own, closed at the end)."""
     import httpx
 
-    http = client if client is not None else httpx.AsyncClient()
+    http = client if client is not None else httpx.AsyncClient(trust_env=proxy_allowed(endpoint.base_url))
     try:
         async with contextlib.aclosing(aresume_chat(http, endpoint, request, timeouts, resume)) as deltas:
             async for delta in deltas:

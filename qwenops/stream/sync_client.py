@@ -22,6 +22,7 @@ from collections.abc import Generator, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from typing import TYPE_CHECKING, Any
 
+from qwenops.net import proxy_allowed
 from qwenops.stream.chunks import ChatDelta, DeltaReader
 from qwenops.stream.errors import (
     MAX_ERROR_BODY,
@@ -183,7 +184,7 @@ def stream_chat(
                 yield piece
         return
     owned = client is None
-    http = client if client is not None else httpx.Client()
+    http = client if client is not None else httpx.Client(trust_env=proxy_allowed(endpoint.base_url))
     try:
         reader = DeltaReader()
         with closing(read_events(http, endpoint, endpoint.url, request, timeouts, reader=reader)) as events:

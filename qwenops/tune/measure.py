@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from qwenops.errors import QwenopsError
+from qwenops.net import proxy_allowed
 from qwenops.stream.client import Timeouts, astream_chat
 from qwenops.stream.metrics import TimedStream
 from qwenops.tune.goodput import RequestSample
@@ -38,7 +39,7 @@ async def _run_level(server: ConfiguredServer, requests: Sequence[WorkloadReques
     queue = [next(order) for _ in range(count)]
     samples: list[RequestSample] = []
     limits = httpx.Limits(max_connections=concurrency + 2, max_keepalive_connections=concurrency + 2)
-    async with httpx.AsyncClient(limits=limits) as client:
+    async with httpx.AsyncClient(limits=limits, trust_env=proxy_allowed(server.url)) as client:
 
         async def worker() -> None:
             while queue:

@@ -501,3 +501,36 @@ def test_a_readiness_probe_ends_at_its_deadline_and_never_inflates() -> None:
         assert asyncio.run(ready(server.base_url)) is False
     assert [s.path for s in seen] == ["/health", "/v1/models"]
     assert {s.headers["accept-encoding"] for s in seen} == {"identity"}
+
+
+@RUNNERS
+def test_a_proxy_in_the_environment_never_carries_a_loopback_exchange(run: Run,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host-wide HTTP_PROXY would otherwise get every prompt and the key in clear for a server on this machine."""
+    with serving(status_of(502, b"{}")) as proxy:
+        for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.setenv(name, proxy.base_url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        assert [d.content for d in run(stream_of(HELLO), api_key="sk-local")][1:5] == ["Hello", "!", " I", " am"]
+    assert proxy.seen == []
+
+
+@pytest.mark.parametrize(("url", "allowed"), [
+    ("http://127.0.0.1:8000", False), ("http://127.8.9.10:8000", False), ("http://localhost:8000", False),
+    ("http://LOCALHOST.:8000", False), ("http://vllm.localhost", False), ("http://[::1]:8000", False),
+    ("http://[::ffff:127.0.0.1]:8000", False), ("http://10.0.0.5:8000", True), ("https://api.example.com", True),
+])
+def test_which_servers_may_be_reached_through_a_proxy(url: str, allowed: bool) -> None:
+    from qwenops.net import proxy_allowed
+
+    assert proxy_allowed(url) is allowed
+
+
+def test_a_query_in_a_url_is_masked_wherever_it_is_shown() -> None:
+    from qwenops.untrusted import mask_url
+
+    assert mask_url("http://u:p@h:1/x?api_key=QUERYSECRET#f") == "http://***@h:1/x?***"
+    with pytest.raises(BadInputError) as caught:
+        list(stream_chat([{"role": "user", "content": "x"}], base_url="http://h:1/?api_key=QUERYSECRET", model="m"))
+    assert "QUERYSECRET" not in caught.value.one_line() and "?query" in caught.value.one_line()
