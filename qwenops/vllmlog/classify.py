@@ -243,7 +243,7 @@ _OOM_TITLES = {
 FramePhase = Literal["capture", "weights", "kv_check", "profile", "bind", "model_files", "config", "input", "dtype",
                      "device",
                      "media", "preprocess", "wait", "serving", "sampler", "forward", "client_read", "engine_client",
-                     "kv_setup"]
+                     "args", "kv_setup"]
 _FRAME_PHASES: tuple[tuple[FramePhase, re.Pattern[str], re.Pattern[str] | None], ...] = (
     # (phase, function name, file path)
     ("capture", re.compile(r"capture|cudagraph|cuda_graph"), re.compile(r"cuda_graph|cudagraph|/cuda/graphs\.py")),
@@ -298,6 +298,9 @@ _FRAME_PHASES: tuple[tuple[FramePhase, re.Pattern[str], re.Pattern[str] | None],
     ("engine_client", re.compile(r"^get_output_async$|^output_handler$|^_format_exception$|dead_error|"
                                  r"^(?:chat_)?completion_stream_generator$|"
                                  r"^(?:Async|MQ)?EngineDeadError$"), None),
+    # Parsing the command line (argparse, vLLM's FlexibleArgumentParser): what it raises is the command line's
+    # fault (a flag vLLM moved or refused, a config file it could not read). Weak: any deeper phase names it.
+    ("args", re.compile(r"^parse_(?:known_)?args$|^_parse_known_args2?$|^parse_known_intermixed_args$"), None),
     # The engine setting up its KV cache (V0's LLMEngine and V1's EngineCore): it profiles memory, sizes the cache
     # and (V1) warms up and captures graphs under it. The weakest name: a deeper frame says which step it was; an
     # excerpt cut right below it leaves the start-up phase reached and vLLM's KV figures to say (see _kv_setup).
@@ -329,6 +332,7 @@ _PHASE_WORDS: dict[FramePhase, str] = {
     "forward": "in the model's forward pass",
     "engine_client": "while the API server read the engine's outputs",
     "kv_setup": "while the engine set up its KV cache (profiling memory, then sizing the cache)",
+    "args": "while vLLM parsed its command line",
 }
 
 
@@ -1610,6 +1614,12 @@ class LogClassifier:
 
     def _unclassified(self, line: LogLine, body: str, kind: str) -> None:
         where = frame_phase(self._last_frames) if self._last_frames else None
+        placed = {"args": "invalid_argument", "dtype": "unsupported_dtype"}.get(where or "")
+        if placed:  # an exception no rule knows, raised where only one cause is possible: the frames name it
+            rule = RULES_BY_CATEGORY[placed]
+            self._add(Finding(placed, "error", f"{rule.title} ({kind} {_PHASE_WORDS[where or 'args']})",
+                              _evidence(line, body), rule.fix(_NO_MATCH, self.flags), rank=_RANKS[id(rule)]))
+            return
         place = f" {_PHASE_WORDS[where]}" if where else (" while serving" if self.serving else
                                                           f" at start-up ({self.phase.value})")
         self._add(Finding(
@@ -1850,7 +1860,7 @@ class LogClassifier:
         by_phase = {"weights": "weights_oom", "capture": "cudagraph_oom", "profile": "profile_oom",
                     "bind": "port_in_use", "model_files": "model_not_found", "media": "media_fetch_error",
                     "config": "invalid_config", "input": "request_too_long", "wait": "engine_stalled",
-                    "preprocess": "request_too_long", "dtype": "unsupported_dtype"}
+                    "preprocess": "request_too_long", "dtype": "unsupported_dtype", "args": "invalid_argument"}
         if where == "client_read" and self._fetching(cut.process, cut.frames):
             where = "media"  # vLLM's API server reading a download, not a client reading vLLM
         if where == "kv_setup":

@@ -86,6 +86,28 @@ def test_argparses_unrecognized_arguments_quoted_in_a_title_is_invalid_argument(
     assert categories_of(["all arguments were recognized"]) == []
 
 
+def test_an_exception_no_rule_knows_raised_while_parsing_the_command_line_is_invalid_argument() -> None:
+    """From the dev half's misses beside dev11's: vllm-project/vllm#17944 (corpus/dev4 bad_flag 005, 0.8.5 dev)
+    (`vllm serve --model mistralai/Mistral-7B-Instruct-v0.3`): a traceback main -> parse_args -> `raise ValueError(`
+    ending "ValueError: With `vllm serve`, you should provide the model as a positional argument or in a config file
+    instead of via the `--model` option." No rule knows the sentence; the frames say where it was raised: the
+    argument parser, whose exceptions are the command line's fault. The same exception anywhere else stays
+    unclassified, and a rule that explains an exception still names it first."""
+    dev4 = LOGS / "corpus" / "dev4" / "bad_flag" / "005_pr_vllm_serve_model_option_valueerror.log"
+    [finding] = found(dev4)
+    assert finding.category == "invalid_argument" and "parsed its command line" in finding.title
+    parsed = ["Traceback (most recent call last):",
+              '  File "/opt/venv/bin/vllm", line 8, in <module>',
+              "    sys.exit(main())",
+              '  File "/opt/venv/lib/python3.12/site-packages/vllm/entrypoints/cli/main.py", line 48, in main',
+              "    args = parser.parse_args()",
+              '  File "/opt/venv/lib/python3.12/site-packages/vllm/utils.py", line 1391, in parse_args',
+              "    raise ValueError(",
+              "ValueError: some new check of the arguments"]
+    assert categories_of(parsed) == ["invalid_argument"]
+    assert categories_of([*parsed[:3], "ValueError: some new check of the arguments"]) == ["unclassified"]
+
+
 def test_an_http_client_error_for_a_media_files_url_is_media_fetch_error() -> None:
     """rayonlabs/nineteen#362 (dev11 media_fetch_error 018): "aiohttp.client_exceptions.ClientResponseError: 404,
     message='Not Found', url='http://localhost:8000/uploaded_images/sample.jpg'" over the chat completion answered
