@@ -304,7 +304,7 @@ _FRAME_PHASES: tuple[tuple[FramePhase, re.Pattern[str], re.Pattern[str] | None],
     # The engine setting up its KV cache (V0's LLMEngine and V1's EngineCore): it profiles memory, sizes the cache
     # and (V1) warms up and captures graphs under it. The weakest name: a deeper frame says which step it was; an
     # excerpt cut right below it leaves the start-up phase reached and vLLM's KV figures to say (see _kv_setup).
-    ("kv_setup", re.compile(r"^_?initialize_kv_caches?$"), None),
+    ("kv_setup", re.compile(r"^_?initialize_kv_caches?$|^_init_cache$"), None),
 )
 _ENGINE_CLIENT = next(name for phase, name, _ in _FRAME_PHASES if phase == "engine_client")
 # Model code constructing its layers allocates the weights (vLLM 0.1-0.2 had no loader frame above it).

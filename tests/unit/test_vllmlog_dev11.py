@@ -108,6 +108,16 @@ def test_an_exception_no_rule_knows_raised_while_parsing_the_command_line_is_inv
     assert categories_of([*parsed[:3], "ValueError: some new check of the arguments"]) == ["unclassified"]
 
 
+def test_a_traceback_cut_under_v0s_init_cache_is_the_kv_cache_setup() -> None:
+    """From the dev half's misses beside dev11's: vllm-project/vllm#3049 (corpus/dev5 profile_oom 040, 0.3.2): gemma-7b
+    offline, a traceback LLM() -> from_engine_args -> __init__ -> _init_cache -> _run_workers("init_cache_engine")
+    cut before its exception. V0 0.2-0.3 named the KV cache's set-up `_init_cache` (profiling memory, then sizing
+    and allocating the cache), what later versions call initialize_kv_caches: the same weak phase, so the excerpt's
+    start-up phase and vLLM's KV figures say which step failed (none printed here: the profiling run)."""
+    [finding] = found(LOGS / "corpus" / "dev5" / "profile_oom" / "040_v032_gemma7b_offline_oom_init_cache_engine.log")
+    assert finding.category == "profile_oom" and "KV cache" in finding.title
+
+
 def test_an_http_client_error_for_a_media_files_url_is_media_fetch_error() -> None:
     """rayonlabs/nineteen#362 (dev11 media_fetch_error 018): "aiohttp.client_exceptions.ClientResponseError: 404,
     message='Not Found', url='http://localhost:8000/uploaded_images/sample.jpg'" over the chat completion answered
