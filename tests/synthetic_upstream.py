@@ -173,9 +173,10 @@ class SyntheticUpstream:
             return await self._respond(writer, lambda: self._completion(writer, body))
         prompt = str(body.get("messages", [{}])[-1].get("content", ""))
         word, *args = prompt.split() or ["tokens"]
-        if word in ("http400", "http500"):
+        if word in ("http400", "http500", "http400esc"):
             code, reason, message = ((400, b"Bad Request", "temperature must be non-negative, got -1.0")
-                                     if word == "http400" else (500, b"Internal Server Error", "the request failed"))
+                                     if word == "http400" else (500, b"Internal Server Error", "the request failed")
+                                     if word == "http500" else (400, b"Bad Request", "bad \x1b[31mRED\x1b[0m\x07"))
             payload = json.dumps({"object": "error", "message": message, "type": "Error", "param": None,
                                   "code": code}).encode()
             writer.write(b"HTTP/1.1 " + str(code).encode() + b" " + reason

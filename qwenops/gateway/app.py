@@ -47,7 +47,7 @@ from qwenops.gateway import protocol
 from qwenops.gateway.config import Fatal, GatewayConfig, ServeRecords
 from qwenops.gateway.metrics import GatewayMetrics
 from qwenops.net import proxy_allowed
-from qwenops.untrusted import mask_url
+from qwenops.untrusted import mask_url, printable
 
 if TYPE_CHECKING:
     import httpx
@@ -372,7 +372,7 @@ class Connection:
 
     def _reply_error(self, chat_id: str | None, code: str, message: str) -> None:
         """An error that answers a frame, in the connection's mode: an error frame, or `[error CODE] ...`."""
-        self._reply(f"[error {code}] {message}" if self.text_mode else protocol.error(chat_id, code, message))
+        self._reply(_text_error(code, message) if self.text_mode else protocol.error(chat_id, code, message))
 
     def _frame(self, text: str) -> None:
         try:
@@ -441,7 +441,7 @@ class Connection:
                        usage: dict[str, int] | None = None) -> None:
         if self.text_mode:
             if code is not None:
-                self.outbox.put(f"[error {code}] {message}", always=True)
+                self.outbox.put(_text_error(code, message), always=True)
             return
         frame = protocol.done(chat_id, finish, usage) if code is None else protocol.error(chat_id, code, message)
         self.outbox.put(frame, always=True)
@@ -647,6 +647,12 @@ def host_values(connection: WebSocket | Request) -> list[str]:
     return [value.decode("latin-1") for name, value in connection.scope.get("headers", ()) if name == b"host"]
 
 
+def _text_error(code: str, message: str) -> str:
+    """An error in text mode: a line a terminal client (websocat) shows as it is, so the message, which can
+    quote the upstream's own words, loses every control sequence (JSON mode escapes them instead)."""
+    return printable(f"[error {code}] {message}", keep_newlines=False)
+
+
 def _foreign_host(request: Request) -> PlainTextResponse | None:
     """403 for an HTTP request whose Host is not the gateway's (the handshake's rule): a page that rebinds
     a name to 127.0.0.1 must not read /healthz or /metrics either."""
@@ -707,11 +713,25 @@ async def chat_socket(websocket: WebSocket) -> None:
 # --------------------------------------------------------------------------------------------- HTTP
 
 
-async def page(request: Request) -> HTMLResponse:
+# The page's own headers: its inline script and style, and a WebSocket to its own origin ('self' covers ws:/wss:
+# of the same host in CSP 3), nothing else; no other site may frame it (a framing page could steer a user into
+# typing the token or sending prompts), sniff it as something else, or learn its URL through a referrer.
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
+                               "connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; "
+                               "frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+async def page(request: Request) -> Response:
+    if (refused := _foreign_host(request)) is not None:
+        return refused
     html: str = request.app.state.page  # read once, by create_app: no file read on the loop per request
-    return HTMLResponse(html, headers={"Cache-Control": "no-store",
-                                       "Content-Security-Policy": "default-src 'self'; style-src 'unsafe-inline'; "
-                                       "script-src 'unsafe-inline'; connect-src 'self' ws: wss:"})
+    return HTMLResponse(html, headers=PAGE_HEADERS)
 
 
 async def healthz(request: Request) -> Response:

@@ -704,6 +704,18 @@ def test_dns_rebinding_is_refused_at_the_handshake(upstream: SyntheticUpstream) 
     assert refusals <= refused, log.lines
 
 
+def test_the_page_refuses_framing_and_a_foreign_host(upstream: SyntheticUpstream) -> None:
+    with running_gateway(upstream.base_url) as gw:
+        base = f"http://127.0.0.1:{gw.config.port}"
+        page = httpx.get(base + "/", timeout=10)
+        assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+        policy = page.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in policy and "connect-src 'self';" in policy and "ws:" not in policy
+        assert (page.headers["x-frame-options"], page.headers["x-content-type-options"]) == ("DENY", "nosniff")
+        rebound = httpx.get(base + "/", headers={"Host": f"evil.example:{gw.config.port}"}, timeout=10)
+        assert rebound.status_code == 403 and "<html" not in rebound.text
+
+
 def test_browser_origins_are_checked(upstream: SyntheticUpstream) -> None:
     from websockets.exceptions import InvalidStatus
 
@@ -722,6 +734,19 @@ def test_browser_origins_are_checked(upstream: SyntheticUpstream) -> None:
 
 
 # --------------------------------------------------------------------------------------------- modes and load
+
+
+def test_text_mode_errors_carry_no_terminal_controls(upstream: SyntheticUpstream) -> None:
+    """Text mode is read by terminal clients (websocat) as it comes: the upstream's own words lose their escapes."""
+    async def go(url: str) -> str:
+        async with connect(url + "?mode=text") as ws:
+            await ws.send("http400esc")
+            return str(await asyncio.wait_for(ws.recv(), 60))
+
+    with running_gateway(upstream.base_url) as gw:
+        line = run(go(gw.url))
+    assert line.startswith("[error bad_request] HTTP 400: bad RED"), line
+    assert not any(ord(char) < 32 or 0x7F <= ord(char) < 0xA0 for char in line)
 
 
 def test_text_mode_answers_prompts_in_order(upstream: SyntheticUpstream) -> None:
