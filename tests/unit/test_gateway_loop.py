@@ -31,7 +31,7 @@ def test_the_page_is_read_once_when_the_app_is_made(monkeypatch: pytest.MonkeyPa
             answer = httpx.get(f"http://127.0.0.1:{gw.config.port}/", timeout=10)
             assert answer.status_code == 200 and answer.text == html
             assert answer.headers["cache-control"] == "no-store"
-            assert "default-src 'self'" in answer.headers["content-security-policy"]
+            assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
 
 
 def test_a_waiting_chat_reads_serves_records_off_the_event_loop(monkeypatch: pytest.MonkeyPatch,
