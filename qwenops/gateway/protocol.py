@@ -56,6 +56,29 @@ CODES: dict[str, str] = {
 _OWNED = {"model": "the gateway serves the one model it was started for",
           "stream": "the gateway always streams", "stream_options": "the gateway always asks for usage",
           "n": "one answer per chat (send several chats instead)"}
+# What a chat frame may set besides its messages: parameters that shape its own answer only. Any other key is
+# refused by name: vLLM reads many more request fields, and some are the operator's, not a client's (a chat
+# template rendered on the server, scheduling priority, request and KV-transfer ids, the prefix-cache salt,
+# extra engine arguments). An allow-list, so a field a newer vLLM adds is refused until it is judged here.
+CHAT_PARAMETERS = frozenset({
+    # OpenAI's
+    "max_tokens", "max_completion_tokens", "temperature", "top_p", "presence_penalty", "frequency_penalty",
+    "stop", "seed", "logprobs", "top_logprobs", "logit_bias", "response_format", "tools", "tool_choice",
+    "parallel_tool_calls", "user", "reasoning_effort", "n",
+    # vLLM's sampling and output
+    "top_k", "min_p", "repetition_penalty", "length_penalty", "min_tokens", "ignore_eos", "stop_token_ids",
+    "bad_words", "allowed_token_ids", "include_stop_str_in_output", "skip_special_tokens",
+    "spaces_between_special_tokens", "truncate_prompt_tokens", "prompt_logprobs", "echo", "add_generation_prompt",
+    "continue_final_message", "documents", "return_token_ids", "chat_template_kwargs",
+    # vLLM's structured outputs (both generations of their names)
+    "structured_outputs", "guided_json", "guided_regex", "guided_choice", "guided_grammar",
+    "guided_whitespace_pattern",
+})
+# chat_template_kwargs reach the server's template as variables: only the switch Qwen3's template reads.
+TEMPLATE_KWARGS = frozenset({"enable_thinking"})
+# Message content parts a chat may hold: the gateway relays text chats (a media URL would be fetched by the
+# server, from inside its network).
+CONTENT_PARTS = frozenset({"text"})
 MAX_ID_CHARS = 128
 # The parameters that bound an answer's length: checked here, and enforced on the server's stream too
 # (the app stops one that runs past them).
@@ -251,19 +274,42 @@ def _messages(messages: Any, frame_id: str) -> list[dict[str, Any]]:
     for index, message in enumerate(messages):
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
             raise FrameError(f"messages[{index}]: must be an object with a string role", id=frame_id)
+        content = message.get("content")
+        for part_index, part in enumerate(content if isinstance(content, list) else ()):
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind not in CONTENT_PARTS:
+                raise FrameError(f"messages[{index}].content[{part_index}]: only text parts are relayed, got "
+                                 f"{_short(kind)}", id=frame_id)
     return messages
 
 
 def _params(data: Mapping[str, Any], frame_id: str) -> dict[str, Any]:
     params = {key: value for key, value in data.items() if key not in ("type", "id", "messages")}
-    for key, why in _OWNED.items():
-        if key in params and not (key == "n" and params[key] == 1):
-            raise FrameError(f"{key}: not a chat parameter here ({why})", id=frame_id)
+    for key, value in params.items():
+        if key in _OWNED and not (key == "n" and type(value) is int and value == 1):
+            raise FrameError(f"{key}: not a chat parameter here ({_OWNED[key]})", id=frame_id)
+        if key not in CHAT_PARAMETERS:
+            name = key if key.isidentifier() and len(key) <= 60 else _short(key, 60)
+            raise FrameError(f"{name}: not a chat parameter the gateway relays (it relays sampling "
+                             "and output parameters; the server's own settings are its operator's)", id=frame_id)
     for key in TOKEN_LIMITS:
         value = params.get(key)
         if value is not None and (type(value) is not int or not 1 <= value <= MAX_TOKENS):
             raise FrameError(f"{key}: must be a whole number from 1 to {MAX_TOKENS:,}, got {_short(value)}",
                              id=frame_id)
+    limit = max_tokens(params)
+    minimum = params.get("min_tokens")
+    if minimum is not None and (type(minimum) is not int or not 0 <= minimum <= (limit or MAX_TOKENS)):
+        raise FrameError(f"min_tokens: must be a whole number from 0 to {limit or MAX_TOKENS:,} (max_tokens), got "
+                         f"{_short(minimum)}", id=frame_id)
+    if (params.get("ignore_eos") or minimum) and limit is None:
+        raise FrameError("ignore_eos and min_tokens need max_tokens: without it the answer runs to the server's "
+                         "context length", id=frame_id)
+    kwargs = params.get("chat_template_kwargs")
+    if kwargs is not None and not (isinstance(kwargs, dict) and set(kwargs) <= TEMPLATE_KWARGS
+                                   and all(isinstance(value, bool) for value in kwargs.values())):
+        raise FrameError(f"chat_template_kwargs: only {', '.join(sorted(TEMPLATE_KWARGS))} (true or false), got "
+                         f"{_short(kwargs)}", id=frame_id)
     return params
 
 

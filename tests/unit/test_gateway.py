@@ -77,6 +77,42 @@ def test_a_chat_frame_passes_every_other_key_on_as_a_parameter() -> None:
     assert protocol.parse_frame('{"type": "ping"}') == protocol.Ping()
 
 
+@pytest.mark.parametrize(("params", "message"), [
+    ({"chat_template": "{% for i in range(99999999) %}x{% endfor %}"}, "chat_template: not a chat parameter"),
+    ({"kv_transfer_params": {"remote_host": "10.0.0.66"}}, "kv_transfer_params: not a chat parameter"),
+    ({"priority": -1000000}, "priority: not a chat parameter"),
+    ({"request_id": "another-users-request"}, "request_id: not a chat parameter"),
+    ({"cache_salt": "x"}, "cache_salt: not a chat parameter"),
+    ({"vllm_xargs": {"a": 1}}, "vllm_xargs: not a chat parameter"),
+    ({"n": True}, "n: not a chat parameter here"),
+    ({"n": 1.0}, "n: not a chat parameter here"),
+    ({"ignore_eos": True}, "ignore_eos and min_tokens need max_tokens"),
+    ({"min_tokens": 1_000_000_000, "max_tokens": 10}, "min_tokens: must be a whole number from 0 to 10"),
+    ({"chat_template_kwargs": {"chat_template": "{{ 7*7 }}"}}, "chat_template_kwargs: only enable_thinking"),
+    ({"chat_template_kwargs": {"enable_thinking": "yes"}}, "chat_template_kwargs: only enable_thinking"),
+])
+def test_parameters_that_are_the_operators_are_refused_by_name(params: dict[str, object], message: str) -> None:
+    with pytest.raises(protocol.FrameError) as caught:
+        protocol.parse_frame(chat("c1", "hi", **params))
+    assert caught.value.message.startswith(message), caught.value.message
+    assert caught.value.id == "c1"
+
+
+def test_sampling_parameters_and_the_thinking_switch_pass() -> None:
+    params = {"max_tokens": 50, "min_tokens": 5, "ignore_eos": True, "top_k": 20, "min_p": 0.0, "seed": 7,
+              "stop": ["\n\n"], "chat_template_kwargs": {"enable_thinking": False}, "response_format": {"type": "text"}}
+    assert protocol.parse_frame(chat("c1", "hi", **params)).params == params
+
+
+def test_only_text_parts_are_relayed() -> None:
+    frame = json.dumps({"type": "chat", "id": "c1", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "what is here?"},
+        {"type": "image_url", "image_url": {"url": "http://169.254.169.254/latest/meta-data/"}}]}]})
+    with pytest.raises(protocol.FrameError) as caught:
+        protocol.parse_frame(frame)
+    assert caught.value.message == "messages[0].content[1]: only text parts are relayed, got 'image_url'"
+
+
 def _nested(depth: int, inner: str = "0") -> str:
     """A JSON value DEPTH levels deep: arrays and objects alternating."""
     text = inner
