@@ -3,6 +3,7 @@ server's root URL and its API key must meet (config, stream, gateway and trouble
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from qwenops.errors import BadInputError
@@ -20,23 +21,29 @@ def connect_host(bind_host: str) -> str:
 
 def proxy_allowed(url: str) -> bool:
     """Whether an HTTP client for URL may take its proxy from the environment (httpx's `trust_env`): never
-    for a loopback server (localhost, 127.0.0.0/8, ::1). A host-wide HTTP_PROXY would otherwise receive
-    every prompt and the API key in clear, for a server on this very machine."""
-    import ipaddress
+    for a loopback server (`loopback_host`). A host-wide HTTP_PROXY would otherwise receive every prompt
+    and the API key in clear, for a server on this very machine."""
     from urllib.parse import urlsplit
 
     try:
         host = (urlsplit(url).hostname or "").rstrip(".").lower()
     except ValueError:
         return False
+    return not loopback_host(host)
+
+
+def loopback_host(host: str) -> bool:
+    """Whether HOST (lower case, no trailing dot) can only mean this machine: localhost and *.localhost (RFC 6761),
+    127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104 (the IPv4-mapped form of the same)."""
     if host == "localhost" or host.endswith(".localhost"):
-        return False
+        return True
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
-        return True
-    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1
-    return not (address.is_loopback or (mapped is not None and mapped.is_loopback))
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
 
 
 def base_url(bind_host: str, port: int) -> str:

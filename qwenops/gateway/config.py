@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_core import PydanticCustomError
 
 from qwenops.errors import BadInputError
+from qwenops.net import loopback_host
 from qwenops.render.deploy import GATEWAY_DRAIN_S, GATEWAY_PORT
 
 if TYPE_CHECKING:
@@ -86,20 +87,6 @@ def _normal_name(host: str) -> str | None:
     if len(name) > 253 or not _NAME.fullmatch(name) or _NUMERIC_LABEL.fullmatch(name.rsplit(".", 1)[-1]):
         return None
     return name
-
-
-def loopback_host(host: str) -> bool:
-    """Whether HOST (a `normal_host`) can only mean this machine: localhost and *.localhost (RFC 6761),
-    127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104 (the IPv4-mapped form of the same)."""
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped.is_loopback
-    return address.is_loopback
 
 
 def origin_problem(value: str) -> str | None:  # noqa: PLR0911 -- one return per way a value is not an origin
