@@ -88,7 +88,7 @@ def env_file(environ: Mapping[str, str] | None = None) -> Path | None:
     environ = os.environ if environ is None else environ
     named = environ.get(ENV_FILE_VARIABLE, "")
     if not named:
-        return DEFAULT_ENV_FILE if DEFAULT_ENV_FILE.is_file() else None
+        return DEFAULT_ENV_FILE if _own_file(DEFAULT_ENV_FILE) else None
     path = expand_path(named, ENV_FILE_VARIABLE)
     hint = "name an existing env file, or unset it to read ./.env"
     try:
@@ -102,6 +102,28 @@ def env_file(environ: Mapping[str, str] | None = None) -> Path | None:
         raise SettingsError(f"{_shown(path)} is {_file_kind(mode)}, not an env file", field=ENV_FILE_VARIABLE,
                             hint=hint)
     return path
+
+
+def _own_file(path: Path) -> bool:
+    """Whether PATH, the env file found in the current directory, is a regular file that this user (or root)
+    owns and nobody else may write. ./.env is read without being named, so in a directory someone else
+    controls (/tmp, a shared checkout) their file would set QWENOPS_BASE_URL, and the key would go there:
+    such a file is ignored, with a warning naming why (QWENOPS_ENV_FILE names a file to read it anyway)."""
+    import stat
+
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    if not stat.S_ISREG(st.st_mode):
+        return False
+    if st.st_uid not in (os.getuid(), 0) or st.st_mode & stat.S_IWOTH:
+        whose = "another user's" if st.st_uid not in (os.getuid(), 0) else "writable by every user"
+        warnings.warn(SettingsWarning(
+            f"./.env is {whose}, so it is not read (an env file sets where the API key goes); name it with "
+            f"{ENV_FILE_VARIABLE} to read it anyway"), stacklevel=4)
+        return False
+    return True
 
 
 def _file_kind(mode: int) -> str:

@@ -163,6 +163,29 @@ def test_without_a_named_env_file_a_missing_dot_env_is_fine(tmp_path: Path, monk
     assert load_settings().profile == "4090d"
 
 
+@pytest.mark.parametrize("how", ["another user's", "writable by every user"])
+def test_a_dot_env_someone_else_controls_is_not_read(how: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """./.env is read unnamed, so in /tmp or a shared checkout another user's file would set where the key goes."""
+    import os
+
+    from qwenops.config.settings import SettingsWarning
+
+    monkeypatch.delenv(ENV_FILE_VARIABLE)
+    monkeypatch.chdir(tmp_path)
+    dot_env = tmp_path / ".env"
+    dot_env.write_text("QWENOPS_BASE_URL=http://evil.example:8000\nQWENOPS_PROFILE=4090d\n")
+    if how == "another user's":
+        if os.getuid() != 0:
+            pytest.skip("only root can give a file to another user")
+        os.chown(dot_env, 54321, 54321)
+    else:
+        dot_env.chmod(0o666)
+    with pytest.warns(SettingsWarning, match=f"./.env is {how}, so it is not read"):
+        assert load_settings().profile == "cpu-tiny"
+    monkeypatch.setenv(ENV_FILE_VARIABLE, str(dot_env))  # named: the user's own choice
+    assert load_settings().profile == "4090d"
+
+
 @pytest.mark.parametrize("secret", ["QWENOPS_API_KEY", "QWENOPS_GATEWAY_TOKEN"])
 @pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
 def test_env_file_with_the_key_readable_by_others_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
