@@ -12,7 +12,7 @@ import yaml
 from qwenops.render.docker import compose, dockerfile
 from qwenops.render.kubernetes import helm_values, manifests
 from tests.integration.test_deploy_tools import compose_config, helm_errors, kubernetes_validate, run, venv_tool, write
-from tests.unit.test_render_hostile import HOSTILE_ENV, NASTY, clean_profile, hostile_profile, load
+from tests.unit.test_render_hostile import HOSTILE_ENV, NASTY, clean_profile, hostile_profile, kubelet, load
 
 
 @pytest.mark.parametrize("data", [hostile_profile(), clean_profile()], ids=["hostile", "clean"])
@@ -41,8 +41,8 @@ def test_the_chart_schema_accepts_the_hostile_values(tmp_path: Path) -> None:
     values = yaml.safe_load(helm_values(load(tmp_path, hostile_profile())))
     assert helm_errors(values) == []
     spec = values["servingEngineSpec"]["modelSpec"][0]
-    assert spec["modelURL"] == f"org/{NASTY}"
-    assert {e["name"]: e["value"] for e in spec["env"]}.items() >= HOSTILE_ENV.items()
+    assert kubelet(spec["modelURL"]) == f"org/{NASTY}"  # what the container gets (every $ doubled)
+    assert {e["name"]: kubelet(e["value"]) for e in spec["env"]}.items() >= HOSTILE_ENV.items()
 
 
 def test_hadolint_has_nothing_to_say_about_the_hostile_dockerfile(tmp_path: Path) -> None:

@@ -101,7 +101,8 @@ def test_parameters_that_are_the_operators_are_refused_by_name(params: dict[str,
 def test_sampling_parameters_and_the_thinking_switch_pass() -> None:
     params = {"max_tokens": 50, "min_tokens": 5, "ignore_eos": True, "top_k": 20, "min_p": 0.0, "seed": 7,
               "stop": ["\n\n"], "chat_template_kwargs": {"enable_thinking": False}, "response_format": {"type": "text"}}
-    assert protocol.parse_frame(chat("c1", "hi", **params)).params == params
+    frame = protocol.parse_frame(chat("c1", "hi", **params))
+    assert isinstance(frame, protocol.Chat) and frame.params == params
 
 
 def test_only_text_parts_are_relayed() -> None:
