@@ -376,7 +376,8 @@ def frame_phase(frames: Iterable[tuple[str, str]]) -> FramePhase | None:
             found.update(phase for phase, name, _ in _FRAME_PHASES if name.search(func))
             continue
         for phase, name, path in _FRAME_PHASES:
-            if name.search(func) or (path is not None and path.search(file)):
+            # A file's `<module>` frame is Python importing it, not vLLM running that phase's code.
+            if name.search(func) or (path is not None and func != "<module>" and path.search(file)):
                 found.add(phase)
         if _MODEL_CODE.search(file) and _CONSTRUCT.match(func):
             found.add("weights")
@@ -536,6 +537,11 @@ RULES: tuple[Rule, ...] = (
          _too_long_fix, severity="warning", when="service"),
     Rule("request_too_long", "a request was longer than max_model_len",
          re.compile(r"prompt \(length (?P<prompt>\d+)\) is longer than the maximum model length of (?P<limit>\d+)"),
+         _too_long_fix, severity="warning", when="service"),
+    # V0's multimodal input check (0.6-0.8): the prompt's text and multimodal tokens together, against the context.
+    Rule("request_too_long", "a request was longer than max_model_len",
+         re.compile(r"prompt \(total length (?P<prompt>\d+)\) is too long to fit into the model "
+                    r"\(context length (?P<limit>\d+)\)"),
          _too_long_fix, severity="warning", when="service"),
     # The newer validation's words: max_tokens against max_model_len (or what it is derived from), as key=value.
     Rule("request_too_long", "a request asked for more tokens than max_model_len",
