@@ -59,6 +59,8 @@ def parse_json(data: bytes, *, origin: str, field: str, hint: str | None = None)
     except json.JSONDecodeError as exc:
         raise BadInputError(f"{origin} is not valid JSON (line {exc.lineno}: {exc.msg})",
                             field=field, hint=hint) from None
+    except ValueError:  # Python's own bound on an integer's digits (4,300), not a JSONDecodeError
+        raise BadInputError(f"{origin} holds an integer of more than 4,300 digits", field=field, hint=hint) from None
     else:
         too_deep = _deeper_than(value, MAX_DEPTH)
     if too_deep:

@@ -11,12 +11,26 @@ from qwenops.atomicfile import write_atomic
 
 def derived_profile_text(*, extends: str, description: str, values: Mapping[str, object],
                          comment: Sequence[str]) -> str:
-    """The YAML of a derived profile: the comment lines, then `extends`, `description` and VALUES in order."""
+    """The YAML of a derived profile: the comment lines, then `extends`, `description` and VALUES in order.
+
+    A comment line can quote outside text (a workload's path, a line of vLLM's log): every character YAML
+    reads as a line break (\\n, \\r, U+0085, U+2028, U+2029) or that a terminal acts on is taken out, else
+    it would end the comment and start keys of the profile serve runs; and the text must read back as DATA,
+    or nothing is written (ValueError)."""
     import yaml
 
     data = {"extends": extends, "description": description, **values}
-    lines = [f"# {line}" if line else "#" for line in comment]
-    return "\n".join(lines) + "\n" + yaml.safe_dump(data, sort_keys=False)
+    lines = [f"# {_one_comment_line(line)}" if line else "#" for line in comment]
+    text = "\n".join(lines) + "\n" + yaml.safe_dump(data, sort_keys=False)
+    if yaml.safe_load(text) != data:
+        raise ValueError("a derived profile's comment changed its data")  # a backstop: never reached
+    return text
+
+
+def _one_comment_line(line: str) -> str:
+    from qwenops.untrusted import printable
+
+    return printable(line, keep_newlines=False).translate({0x85: " ", 0x2028: " ", 0x2029: " "})
 
 
 def save_derived_profile(state_dir: Path | str, name: str, *, extends: str, description: str,

@@ -17,6 +17,7 @@ judged as one stream, and the report says where each stream was resumed, or why 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import aclosing
@@ -62,6 +63,7 @@ from qwenops.stream.conformance import (
 from qwenops.stream.errors import encoded_stream
 from qwenops.stream.metrics import Percentiles, StreamMetrics, median, stream_metrics
 from qwenops.stream.transport import aread_small, is_encoded
+from qwenops.untrusted import printable
 
 DEFAULT_PROMPT = "Tell me about the sea."
 DEFAULT_TIMEOUT_S = 60.0
@@ -675,6 +677,16 @@ def _thresholds(options: SmokeOptions, measured: Sequence[StreamMetrics]) -> lis
 # --------------------------------------------------------------------------------------------- JUnit
 
 
+# What XML 1.0 cannot hold at all (ElementTree writes it anyway, and no parser then reads the file).
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_text(text: str) -> str:
+    """A check's detail, which can quote the server's words, for the JUnit file a CI server shows: no
+    terminal controls, and nothing XML 1.0 forbids."""
+    return _NOT_XML.sub("\ufffd", printable(text))
+
+
 def write_junit(report: SmokeReport, path: Path) -> None:
     """JUnit XML for CI: one test case per check per stream, plus the run-level thresholds."""
     import xml.etree.ElementTree as ET
@@ -692,10 +704,11 @@ def write_junit(report: SmokeReport, path: Path) -> None:
     )
     for classname, check in cases:
         case = ET.SubElement(suite, "testcase", classname=classname, name=check.name)
+        detail = _xml_text(check.detail)
         if not check.ok:
-            ET.SubElement(case, "failure", message=check.detail, type=check.name).text = check.detail
+            ET.SubElement(case, "failure", message=detail, type=check.name).text = detail
         elif check.skipped:
-            ET.SubElement(case, "skipped", message=check.detail)
+            ET.SubElement(case, "skipped", message=detail)
     suites = ET.Element("testsuites")
     suites.append(suite)
     tree = ET.ElementTree(suites)

@@ -41,7 +41,7 @@ def _read_record(path: Path) -> dict[str, object] | None:
     try:
         with path.open("rb") as file:
             data = json.loads(file.read(4096))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: 4 KiB of '[' nests past the parser's limit
         return None
     return data if isinstance(data, dict) else None
 

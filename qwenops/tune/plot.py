@@ -296,8 +296,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         result = load_result(Path(args[0]))
-    except (OSError, ValueError) as exc:
-        _say(f"error: {args[0]}: not a `qwenops tune --json` result: {str(exc).splitlines()[0]}")
+    except (OSError, ValueError, RecursionError) as exc:
+        _say(f"error: {args[0]}: not a `qwenops tune --json` result: {(str(exc).splitlines() or [''])[0]}")
         return 2
     if result.plan_only:
         _say(f"error: {args[0]}: a --plan-only result measured nothing to draw")

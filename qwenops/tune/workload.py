@@ -92,6 +92,12 @@ def load_workload(path: Path) -> Workload:
     return Workload("file", str(path), tuple(requests), None, max(r.max_tokens for r in requests))
 
 
+def _shown(value: object) -> str:
+    """A rejected value for the one-line error: repr (control characters escaped), cut at 80 characters."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}… ({len(text):,} characters)"
+
+
 def _bad(path: Path, number: int, what: str) -> BadInputError:
     return BadInputError(f"{path.name} line {number}: {what}", field="--workload", hint=_FORMAT_HINT)
 
@@ -103,6 +109,8 @@ def _request(line: str, number: int, path: Path) -> WorkloadRequest:
         raise _bad(path, number, f"not JSON ({exc.msg} at column {exc.colno})") from None
     except RecursionError:  # nested past the parser's limit: no request is
         raise _bad(path, number, "nested too deeply to be a request") from None
+    except ValueError:  # Python's own bound on an integer's digits (4,300), not a JSONDecodeError
+        raise _bad(path, number, "an integer of more than 4,300 digits") from None
     if not isinstance(data, dict):
         raise _bad(path, number, f"must be a JSON object, not {type(data).__name__}")
     unknown = sorted(set(data) - {"messages", "max_tokens"})
@@ -118,14 +126,14 @@ def _request(line: str, number: int, path: Path) -> WorkloadRequest:
             raise _bad(path, number, f"{where}: must be an object with role and content")
         role, content = message.get("role"), message.get("content")
         if role not in ROLES:
-            raise _bad(path, number, f"{where}.role: must be one of {', '.join(ROLES)} (got {role!r})")
+            raise _bad(path, number, f"{where}.role: must be one of {', '.join(ROLES)} (got {_shown(role)})")
         if not isinstance(content, str):
             raise _bad(path, number, f"{where}.content: must be a string")
         # A byte-level BPE never makes more tokens than bytes: a bound, not an estimate.
         size += len(content.encode("utf-8")) + TEMPLATE_TOKENS_PER_MESSAGE
     max_tokens = data.get("max_tokens")
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= MAX_TOKENS:
-        raise _bad(path, number, f"max_tokens: must be a whole number >= 1 (got {max_tokens!r})")
+        raise _bad(path, number, f"max_tokens: must be a whole number >= 1 (got {_shown(max_tokens)})")
     return WorkloadRequest(messages=tuple(messages), max_tokens=max_tokens, ignore_eos=False,
                            prompt_tokens_bound=size + TEMPLATE_TOKENS_PER_MESSAGE)
 

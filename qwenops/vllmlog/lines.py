@@ -83,7 +83,7 @@ def _docker_json(line: str) -> str:
     """A line of docker's json-file log (`{"log":"...\\n","stream":"stderr","time":"..."}`): its log text."""
     try:
         entry = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past the C parser's limit ('{"log":' + '[' * 3000)
         return line
     text = entry.get("log") if isinstance(entry, dict) else None
     return text.rstrip("\n") if isinstance(text, str) else line

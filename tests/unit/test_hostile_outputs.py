@@ -1,0 +1,88 @@
+"""Hostile text on its way into what qwenops writes and reads back: a derived profile's comments, the JUnit
+file a CI server parses, a JSON integer past Python's own bound, a log line nested past the parser's limit,
+a forged state record, and a rejected value's length. Each is data in the output, or one bad-input line."""
+
+from __future__ import annotations
+
+import json
+import xml.dom.minidom
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from qwenops.cli import cli
+from qwenops.config.saved import derived_profile_text
+from qwenops.errors import BadInputError
+from qwenops.smoke.run import write_junit
+from qwenops.supervisor.lifetime import read_last_fatal
+from qwenops.tune.workload import load_workload
+from tests.unit.test_smoke import fixed_report
+
+BREAKS = ["\n", "\r", "\r\n", "\x85", "\u2028", "\u2029"]
+
+
+@pytest.mark.parametrize("line_break", BREAKS)
+def test_a_line_break_in_a_comment_never_adds_a_key_to_a_derived_profile(line_break: str) -> None:
+    """tune saves `Workload: PATH` in its profile's comment; a path can hold any character but NUL and `/`."""
+    path = f"/tmp/wl/a{line_break}env:{line_break}  LD_PRELOAD: /tmp/evil.so{line_break}#.jsonl"
+    text = derived_profile_text(extends="cpu-tiny", description="tuned", values={"max_num_seqs": 4},
+                                comment=[f"Workload: {path}", "", "Evidence: \x1b[31mred\x1b[0m"])
+    assert yaml.safe_load(text) == {"extends": "cpu-tiny", "description": "tuned", "max_num_seqs": 4}
+    assert "LD_PRELOAD: /tmp/evil.so" in text.splitlines()[0]  # kept, as data, in its one comment line
+    assert "\x1b" not in text
+
+
+def test_the_junit_file_parses_whatever_the_server_said(tmp_path: Path) -> None:
+    report = fixed_report()
+    stream = report.streams[0]
+    hostile = stream.checks[0].model_copy(update={
+        "ok": False, "detail": "HTTP 400: bad \x01\x02\x1b[31mRED\x07 \ufffe \udc80 end"})
+    report = report.model_copy(update={"streams": (stream.model_copy(update={"checks": (hostile, *stream.checks[1:])}),
+                                                   *report.streams[1:])})
+    path = tmp_path / "smoke.xml"
+    write_junit(report, path)
+    failure = xml.dom.minidom.parse(str(path)).getElementsByTagName("failure")[0]
+    assert failure.getAttribute("message") == "HTTP 400: bad RED \ufffd \ufffd end"
+
+
+@pytest.mark.parametrize("where", ["probe", "workload"])
+def test_an_integer_past_pythons_bound_is_bad_input(where: str, tmp_path: Path) -> None:
+    huge = "9" * 5000
+    if where == "probe":
+        path = tmp_path / "probe.json"
+        path.write_text('{"facts": ' + huge + "}")
+        result = CliRunner().invoke(cli, ["doctor", "-p", "4090d", "--probe-file", str(path)])
+        assert result.exit_code == 2, result.output
+        assert "an integer of more than 4,300 digits" in result.stderr and "internal error" not in result.stderr
+        return
+    path = tmp_path / "w.jsonl"
+    path.write_text('{"messages": [{"role": "user", "content": "x"}], "max_tokens": ' + huge + "}\n")
+    with pytest.raises(BadInputError, match="line 1: an integer of more than 4,300 digits"):
+        load_workload(path)
+
+
+def test_a_rejected_workload_value_is_shown_short(tmp_path: Path) -> None:
+    path = tmp_path / "w.jsonl"
+    path.write_text(json.dumps({"messages": [{"role": "A" * 3_000_000, "content": "x"}], "max_tokens": 4}) + "\n")
+    with pytest.raises(BadInputError) as caught:
+        load_workload(path)
+    assert len(caught.value.one_line()) < 400 and "(3,000,002 characters)" in caught.value.message
+
+
+def test_a_log_line_nested_past_the_parser_is_a_line_and_the_rest_is_read(tmp_path: Path) -> None:
+    log = tmp_path / "deep.log"
+    log.write_text('{"log":' + "[" * 3000 + "\n"
+                   "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total "
+                   "capacity of 23.55 GiB of which 1.20 GiB is free.\n")
+    result = CliRunner().invoke(cli, ["troubleshoot", "--log", str(log), "--json"])
+    assert "internal error" not in result.output
+    categories = [finding["category"] for finding in json.loads(result.stdout)["data"]["findings"]]
+    assert any(category.endswith("_oom") for category in categories), categories
+
+
+def test_a_state_record_nested_past_the_parser_is_no_record(tmp_path: Path) -> None:
+    record = tmp_path / "serve-p.fatal.json"
+    record.write_text("[" * 4096)
+    assert read_last_fatal(record) is None
