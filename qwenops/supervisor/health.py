@@ -54,8 +54,9 @@ class HealthChecker:
 
     def _ask(self, method: str, path: str, *, cap: int = 0, timeout_s: float | None = None,
              json: object = None) -> tuple[int, bytes | None]:
-        """(status, body) of one exchange within TIMEOUT_S in all (the client's per-read timeout, checked
-        as bytes arrive: a server that drips bytes ends here); the body as sent, at most CAP bytes (0: not
+        """(status, body) of one exchange: each read within TIMEOUT_S (the client's timeout), and the whole
+        within three of them, checked as bytes arrive (a server that drips bytes ends here; a loaded one whose
+        body follows its head late is not cut at the first); the body as sent, at most CAP bytes (0: not
         read), None when larger or compressed. Whatever answers on the port is read bounded: the port may
         have been taken by another process. Raises httpx.HTTPError."""
         import time
@@ -65,7 +66,7 @@ class HealthChecker:
         from qwenops.stream.transport import is_encoded
 
         limit = self._timeout_s if timeout_s is None else timeout_s
-        ends = time.monotonic() + limit
+        ends = time.monotonic() + 3 * limit
         with self._client.stream(method, path, json=json, timeout=limit) as answer:
             if not cap:
                 return answer.status_code, b""
@@ -77,7 +78,7 @@ class HealthChecker:
                 if len(body) > cap:
                     return answer.status_code, None
                 if time.monotonic() > ends:
-                    raise httpx.ReadTimeout(f"{path} took longer than {limit:g} s in all")
+                    raise httpx.ReadTimeout(f"{path} took longer than {3 * limit:g} s in all")
             return answer.status_code, bytes(body)
 
     def probe(self, *, check_models: bool = True) -> Probe:
