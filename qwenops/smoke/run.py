@@ -62,7 +62,7 @@ from qwenops.stream.conformance import (
 )
 from qwenops.stream.errors import encoded_stream
 from qwenops.stream.metrics import Percentiles, StreamMetrics, median, stream_metrics
-from qwenops.stream.transport import aread_small, is_encoded
+from qwenops.stream.transport import StreamHead, aread_small
 from qwenops.untrusted import printable
 
 DEFAULT_PROMPT = "Tell me about the sea."
@@ -403,21 +403,20 @@ async def _identify_served_model(client: Any, run: _Run) -> ServedModel:
     return ServedModel(known_answers=answers)
 
 
-def _answer_error(run: _Run, status_code: int, content_type: str, body: bytes,
-                  content_encoding: str = "") -> QwenopsError:
+def _answer_error(run: _Run, stream: StreamHead, body: bytes) -> QwenopsError:
     """Why an answer that is not a stream (as sent) is not, with smoke-stream's own fixes."""
-    if status_code != 200:
-        error: HTTPStatusError = http_status_error(status_code, body, model=run.request.model,
-                                                   content_type=content_type)
+    if stream.status_code != 200:
+        error: HTTPStatusError = http_status_error(stream.status_code, body, model=run.request.model,
+                                                   content_type=stream.content_type)
         if error.code == "unauthorized":
             error.hint = run.options.unauthorized_hint
         elif error.code == "model_not_found":
             name = run.request.model
             error.hint = f"the server does not serve a model named {name!r}; pass the served name with --model"
         return error
-    if content_type.split(";", 1)[0].strip().lower() == "text/event-stream" and is_encoded(content_encoding):
-        return encoded_stream(content_encoding)
-    wrong = not_event_stream(content_type, body)
+    if stream.is_event_stream and stream.is_encoded:
+        return encoded_stream(stream.content_encoding)
+    wrong = not_event_stream(stream.content_type, body)
     wrong.hint = "is --base-url the root of an OpenAI-compatible server such as vLLM (no /v1, no other path)?"
     return wrong
 
@@ -441,8 +440,7 @@ async def _record_stream(client: Any, run: _Run, index: int) -> StreamRecord:
             if stream.status_code != 200 or not stream.is_event_stream or stream.is_encoded:
                 body = await stream.aread_body()
                 record.body = body.decode("utf-8", "replace")
-                record.error = _answer_error(run, stream.status_code, stream.content_type, body,
-                                             stream.content_encoding)
+                record.error = _answer_error(run, stream, body)
                 return record
             events = record.events
             done = False

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from qwenops.stream.request import StreamedRequest, Timeouts
 
 __all__ = ["AsyncByteStream", "ByteStream", "SendClock", "Silent", "StreamHead", "TimedEvent", "aread_small",
-           "is_encoded"]
+           "is_encoded", "read_small"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +106,8 @@ def is_encoded(content_encoding: str) -> bool:
 
 async def aread_small(response: Any, cap: int) -> bytes | None:
     """A small answer's body (/v1/models), read as sent up to CAP bytes; None when it is larger or
-    compressed (never inflated: a gzip bomb costs nothing). Ask with Accept-Encoding: identity."""
+    compressed (never inflated: a gzip bomb costs nothing). Ask with Accept-Encoding: identity. The
+    caller bounds the whole read with a cancel scope (`anyio.move_on_after`)."""
     if is_encoded(response.headers.get("content-encoding", "")):
         return None
     body = bytearray()
@@ -114,6 +115,24 @@ async def aread_small(response: Any, cap: int) -> bytes | None:
         body += piece
         if len(body) > cap:
             return None
+    return bytes(body)
+
+
+def read_small(response: Any, cap: int, ends: float) -> bytes | None:
+    """`aread_small` for blocking code (the supervisor's probes). A blocking read cannot be cancelled, so the
+    whole read's deadline ENDS (`time.monotonic`) is checked as bytes arrive, each read being bounded by the
+    client's read timeout: a server that drips bytes raises httpx.ReadTimeout here."""
+    if is_encoded(response.headers.get("content-encoding", "")):
+        return None
+    body = bytearray()
+    for piece in response.iter_raw():
+        body += piece
+        if len(body) > cap:
+            return None
+        if time.monotonic() > ends:
+            import httpx
+
+            raise httpx.ReadTimeout("the answer took longer than its deadline in all")
     return bytes(body)
 
 

@@ -61,25 +61,12 @@ class HealthChecker:
         have been taken by another process. Raises httpx.HTTPError."""
         import time
 
-        import httpx
-
-        from qwenops.stream.transport import is_encoded
+        from qwenops.stream.transport import read_small
 
         limit = self._timeout_s if timeout_s is None else timeout_s
         ends = time.monotonic() + 3 * limit
         with self._client.stream(method, path, json=json, timeout=limit) as answer:
-            if not cap:
-                return answer.status_code, b""
-            if is_encoded(answer.headers.get("content-encoding", "")):
-                return answer.status_code, None
-            body = bytearray()
-            for piece in answer.iter_raw():
-                body += piece
-                if len(body) > cap:
-                    return answer.status_code, None
-                if time.monotonic() > ends:
-                    raise httpx.ReadTimeout(f"{path} took longer than {3 * limit:g} s in all")
-            return answer.status_code, bytes(body)
+            return answer.status_code, read_small(answer, cap, ends) if cap else b""
 
     def probe(self, *, check_models: bool = True) -> Probe:
         import httpx
