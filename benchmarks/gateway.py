@@ -294,15 +294,16 @@ def cpu_s(pid: int | None) -> float:
     return times.user + times.system
 
 
-# One level of a table: chats, per relay its medians (see measure), and each run's gateway-added (p50, p99).
-Row = tuple[int, dict[str, tuple[float, ...]], list[tuple[float, float]]]
+# One level of a table: chats, per relay its medians (see measure), and per relay each run's added (p50, p99).
+Row = tuple[int, dict[str, tuple[float, ...]], dict[str, list[tuple[float, float]]]]
 
 
 def measure(targets: dict[str, str], pids: dict[str, int], levels: list[int], tokens: int, *, runs: int,
             article_runs: int) -> list[Row]:
     """Per level, per relay: medians over RUNS of (token p50, token p99, TTFT p50, TTFT max, chats failed),
     then the relay process's CPU µs per token received over all RUNS (nan for direct: no relay); and each
-    run's (p50, p99) added by the gateway over direct (the goal holds "in every run", not in the median).
+    run's (p50, p99) added over direct by each relay that ran every run (the goal holds "in every run", not in
+    the median; the floor's count says whether this machine allows it).
     The article's handler runs ARTICLE_RUNS times (paced, one run of it at 64 chats lasts a minute)."""
     rows = []
     for chats in levels:
@@ -317,7 +318,8 @@ def measure(targets: dict[str, str], pids: dict[str, int], levels: list[int], to
                 cpu[kind][0] += cpu_s(pids.get(kind)) - before
                 cpu[kind][1] += sum(1 for value in values if not math.isnan(value))
                 got[kind].append((pct(values, 0.5), pct(values, 0.99), pct(ttfts, 0.5), max(ttfts), failed))
-        added = [(g[0] - d[0], g[1] - d[1]) for g, d in zip(got["gateway"], got["direct"], strict=True)]
+        added = {kind: [(r[0] - d[0], r[1] - d[1]) for r, d in zip(runs_, got["direct"], strict=True)]
+                 for kind, runs_ in got.items() if kind != "direct" and len(runs_) == runs}
         rows.append((chats, {kind: (*(statistics.median(p[i] for p in runs_) for i in range(5)),
                                     cpu[kind][0] * 1e6 / cpu[kind][1] if kind in pids and cpu[kind][1] else math.nan)
                              for kind, runs_ in got.items()}, added))
@@ -422,12 +424,17 @@ def report(tables: list[tuple[float, int, int, list[Row]]]) -> list[str]:
                 line += f"  article: {a[4]:g} of {chats} chats cut (its blocked loop missed pings or the handshake)"
             print(line)
             if chats == 64:
-                met = sum(1 for p50, p99 in per_run if p50 <= 1 and p99 <= 5)
+                gateway_runs = per_run["gateway"]
+                met = {kind: sum(1 for p50, p99 in each if p50 <= 1 and p99 <= 5) for kind, each in per_run.items()}
+                others = ", ".join(f"{kind} {count} of {len(per_run[kind])}" for kind, count in met.items()
+                                   if kind != "gateway")
                 verdict.append(f"{how}: added at 64 chats p50 {added[0]:.2f} ms (goal <= 1), p99 {added[1]:.2f} ms "
-                               f"(goal <= 5), median of {len(per_run)} runs; worst run p50 "
-                               f"{max(p50 for p50, _ in per_run):.2f} ms, p99 {max(p99 for _, p99 in per_run):.2f} ms; "
-                               f"met in {met} of {len(per_run)} runs (goal: every run): "
-                               + ("met" if met == len(per_run) else "MISSED"))
+                               f"(goal <= 5), median of {len(gateway_runs)} runs; worst run p50 "
+                               f"{max(p50 for p50, _ in gateway_runs):.2f} ms, p99 "
+                               f"{max(p99 for _, p99 in gateway_runs):.2f} ms; met in {met['gateway']} of "
+                               f"{len(gateway_runs)} runs (goal: every run): "
+                               + ("met" if met["gateway"] == len(gateway_runs) else "MISSED")
+                               + f" (the same goal: {others})")
         print(f"relay process CPU, µs per token relayed (user + sys over all {runs} runs of a level, "
               "connection set-up included):")
         print(f"{'chats':>5}  {'gateway':>8}  {'floor':>8}  {'gateway/floor':>13}  {'article':>8}"
