@@ -38,7 +38,8 @@ RENAMES = {
     "aiter_raw": "iter_raw",
     "aclose": "close",
     "aclosing": "closing",  # contextlib
-    "AsyncByteStream": "ByteStream",  # qwenops.stream.transport: the hand-written pair
+    "AsyncByteStream": "ByteStream",  # qwenops.stream.transport: the hand-written pairs
+    "ahead_within": "head_within",
     "atrace": "trace",
     "AsyncOpenStream": "OpenStream",
     "aread_body": "read_body",

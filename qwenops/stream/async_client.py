@@ -33,7 +33,7 @@ from qwenops.stream.errors import (
 )
 from qwenops.stream.request import ChatRequest, Endpoint, Message, StreamedRequest, Timeouts, chat_request
 from qwenops.stream.sse import EventTooLarge
-from qwenops.stream.transport import AsyncByteStream, SendClock, Silent, StreamHead, TimedEvent
+from qwenops.stream.transport import AsyncByteStream, SendClock, Silent, StreamHead, TimedEvent, ahead_within
 
 if TYPE_CHECKING:
     import httpx
@@ -110,10 +110,10 @@ async def aopen_stream(
     body, headers, clock = request.encoded, endpoint.headers(), SendClock()
     handed_s = time.perf_counter()
     with transport_errors(endpoint, timeouts):
-        async with client.stream(
+        async with ahead_within(client.stream(
             "POST", url, content=body, headers=headers, timeout=timeouts.httpx(),
             extensions={"trace": clock.atrace},
-        ) as response:
+        ), timeouts.head_s) as response:
             yield AsyncOpenStream.opened(response, clock.sent_s or handed_s, timeouts, request)
 
 

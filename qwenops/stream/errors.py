@@ -22,6 +22,7 @@ from qwenops.errors import (
     StreamTimeout,
     UnreachableError,
 )
+from qwenops.stream.transport import HeadTimeout
 
 if TYPE_CHECKING:
     from qwenops.stream.request import Endpoint, StreamedRequest, Timeouts
@@ -204,6 +205,9 @@ def transport_errors(endpoint: Endpoint, timeouts: Timeouts) -> Iterator[None]:
         raise _unreachable(endpoint, exc) from None
     except httpx.ReadTimeout:
         raise StreamTimeout(f"no response headers within {timeouts.httpx().read:g} s (read timeout)") from None
+    except HeadTimeout:
+        raise StreamTimeout(f"no whole response head within {timeouts.head_s:g} s (connect, write and read "
+                            "timeouts together)") from None
     except httpx.RemoteProtocolError as exc:
         if "without sending" in str(exc) or "disconnected" in str(exc).lower():
             raise StreamInterrupted(

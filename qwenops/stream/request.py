@@ -46,6 +46,13 @@ class Timeouts:
             _seconds(getattr(self, name), name)
         _seconds(self.total_s, "total_s", optional=True)
 
+    @property
+    def head_s(self) -> float:
+        """The most the response's head may take in all: connecting, sending the request, then the wait for
+        the status line and headers (vLLM sends them before the first token)."""
+        read = self.read_s if self.total_s is None else min(self.read_s, self.total_s)
+        return self.connect_s + self.write_s + read
+
     def httpx(self) -> httpx.Timeout:
         import httpx
 

@@ -35,7 +35,7 @@ from qwenops.stream.errors import (
 )
 from qwenops.stream.request import ChatRequest, Endpoint, Message, StreamedRequest, Timeouts, chat_request
 from qwenops.stream.sse import EventTooLarge
-from qwenops.stream.transport import ByteStream, SendClock, Silent, StreamHead, TimedEvent
+from qwenops.stream.transport import ByteStream, SendClock, Silent, StreamHead, TimedEvent, head_within
 
 if TYPE_CHECKING:
     import httpx
@@ -112,10 +112,10 @@ def open_stream(
     body, headers, clock = request.encoded, endpoint.headers(), SendClock()
     handed_s = time.perf_counter()
     with transport_errors(endpoint, timeouts):
-        with client.stream(
+        with head_within(client.stream(
             "POST", url, content=body, headers=headers, timeout=timeouts.httpx(),
             extensions={"trace": clock.trace},
-        ) as response:
+        ), timeouts.head_s) as response:
             yield OpenStream.opened(response, clock.sent_s or handed_s, timeouts, request)
 
 

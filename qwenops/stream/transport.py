@@ -9,6 +9,11 @@ keeps its sync and async primitives):
   deadline when bytes arrive, and a server that sends nothing fails after the socket's read timeout,
   which is never longer (`Timeouts.httpx`).
 
+- `ahead_within` / `head_within`: the response's head (connecting, sending, status line and headers) as
+  a whole within `Timeouts.head_s`. httpx bounds each read, not the head: a server that sends a header
+  byte now and then would hold the request for ever. A coroutine's wait is cancelled at the deadline
+  (anyio); the blocking twin cannot cancel a read, and keeps httpx's bound on each read.
+
 `StreamHead` is a response whose headers have arrived: `OpenStream` (sync) and `AsyncOpenStream` add the
 reading of its body.
 """
@@ -16,6 +21,8 @@ reading of its body.
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -24,8 +31,8 @@ from qwenops.stream.sse import ServerSentEvent, SSEDecoder
 if TYPE_CHECKING:
     from qwenops.stream.request import StreamedRequest, Timeouts
 
-__all__ = ["AsyncByteStream", "ByteStream", "SendClock", "Silent", "StreamHead", "TimedEvent", "aread_small",
-           "is_encoded", "read_small"]
+__all__ = ["AsyncByteStream", "ByteStream", "SendClock", "Silent", "StreamHead", "TimedEvent", "ahead_within",
+           "aread_small", "head_within", "is_encoded", "read_small"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +141,39 @@ def read_small(response: Any, cap: int, ends: float) -> bytes | None:
 
             raise httpx.ReadTimeout("the answer took longer than its deadline in all")
     return bytes(body)
+
+
+class HeadTimeout(Exception):
+    """The response's head did not arrive, whole, within its deadline (raised by `ahead_within`)."""
+
+
+@asynccontextmanager
+async def ahead_within(exchange: AbstractAsyncContextManager[Any], seconds: float) -> AsyncIterator[Any]:
+    """Enter EXCHANGE (`client.stream(...)`: it returns once the headers are in) within SECONDS, else
+    `HeadTimeout`; the body is read after, outside this deadline."""
+    import anyio
+
+    entered = False
+    with anyio.move_on_after(seconds):
+        response = await exchange.__aenter__()
+        entered = True
+    if not entered:
+        raise HeadTimeout
+    try:
+        yield response
+    except BaseException as exc:
+        if not await exchange.__aexit__(type(exc), exc, exc.__traceback__):
+            raise
+    else:
+        await exchange.__aexit__(None, None, None)
+
+
+@contextmanager
+def head_within(exchange: AbstractContextManager[Any], seconds: float) -> Iterator[Any]:
+    """`ahead_within` for blocking code: a blocking read cannot be cancelled, so only each read of the head
+    is bounded (httpx's read timeout); SECONDS is `ahead_within`'s signature."""
+    with exchange as response:
+        yield response
 
 
 class Silent(Exception):

@@ -159,6 +159,23 @@ def test_silence_is_a_read_timeout(run: Run, body: bytes) -> None:
     assert caught.value.code == "client_timeout"
 
 
+def drip_head(conn: Conn, _seen: Seen) -> None:
+    """A header byte every 0.1 s, without end: each read is quick, the head never whole."""
+    conn.send(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n")
+    while conn.send(b"x") and conn.sleep(0.1):
+        pass
+
+
+def test_a_head_that_drips_ends_at_the_heads_deadline() -> None:
+    """httpx bounds each read (0.5 s here, never reached); the async client bounds the whole head:
+    connect 0.3 + write 0.3 + read 0.5 s."""
+    started = time.monotonic()
+    with pytest.raises(StreamTimeout, match=r"no whole response head within 1\.1 s") as caught:
+        run_async(drip_head, timeouts=Timeouts(connect_s=0.3, write_s=0.3, read_s=0.5))
+    assert caught.value.code == "client_timeout"
+    assert time.monotonic() - started < HANG_S  # it ended: a hang guard, not a speed goal
+
+
 @RUNNERS
 def test_keep_alive_comments_are_not_progress(run: Run) -> None:
     """Issue #14.6: a server that sends `: keepalive` every 0.2 s but no token fails after the read timeout."""
