@@ -173,6 +173,46 @@ def _ssl_context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 
 
+class SocketDeadline:
+    """A whole blocking httpx exchange within SECONDS: httpx bounds each read, not the exchange, and a
+    blocking read cannot be cancelled, so a timer shuts the exchange's socket down when the deadline passes
+    and the read blocked on it returns (an error; `expired` says why). Pass `trace` as the request's
+    `trace` extension: it learns the socket when the connection is made, so the client must open a new
+    connection for the exchange (no keep-alive). Hand-written because httpx has no total timeout."""
+
+    def __init__(self, seconds: float) -> None:
+        self.expired = threading.Event()
+        self._sockets: list[socket.socket] = []
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> SocketDeadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._timer.cancel()
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        if event.endswith(("connect_tcp.complete", "start_tls.complete")):
+            stream = info.get("return_value")
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            if isinstance(sock, socket.socket):
+                self._sockets.append(sock)
+                if self.expired.is_set():
+                    self._shut(sock)
+
+    def _expire(self) -> None:
+        self.expired.set()
+        for sock in list(self._sockets):
+            self._shut(sock)
+
+    @staticmethod
+    def _shut(sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain socket's: wakes a blocked TLS read too
+
+
 def _exchange(url: str, *, key: str | None, cap: int, deadline: float, read_s: float, accept: str,
               field: str, budget_s: float) -> Reply:
     import httpx
@@ -181,40 +221,18 @@ def _exchange(url: str, *, key: str | None, cap: int, deadline: float, read_s: f
     left = deadline - time.monotonic()
     if left <= 0:
         raise NoAnswerInTime(f"no whole answer from {shown} within {_secs(budget_s)}", field=field)
-    sockets: list[socket.socket] = []
-    expired = threading.Event()
-
-    def shut(sock: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain socket's: wakes a blocked TLS read too
-
-    def trace(event: str, info: dict[str, Any]) -> None:
-        if event.endswith(("connect_tcp.complete", "start_tls.complete")):
-            stream = info.get("return_value")
-            sock = stream.get_extra_info("socket") if stream is not None else None
-            if isinstance(sock, socket.socket):
-                sockets.append(sock)
-                if expired.is_set():
-                    shut(sock)
-
-    def expire() -> None:
-        expired.set()
-        for sock in list(sockets):
-            shut(sock)
-
-    timer = threading.Timer(left, expire)
-    timer.daemon = True
+    guard = SocketDeadline(left)
+    expired = guard.expired
     headers = {"Accept": accept, "Accept-Encoding": "gzip, deflate"}
     if key:
         headers["Authorization"] = f"Bearer {key}"
     timeout = httpx.Timeout(connect=min(untrusted.HTTP_CONNECT_TIMEOUT_S, left), read=min(read_s, left),
                             write=min(read_s, left), pool=min(untrusted.HTTP_CONNECT_TIMEOUT_S, left))
     headers_seen = False
-    timer.start()
     try:
-        with httpx.Client(verify=_ssl_context(), timeout=timeout, follow_redirects=False,
-                          trust_env=proxy_allowed(url)) as client, \
-                client.stream("GET", url, headers=headers, extensions={"trace": trace}) as response:
+        with guard, httpx.Client(verify=_ssl_context(), timeout=timeout, follow_redirects=False,
+                                 trust_env=proxy_allowed(url)) as client, \
+                client.stream("GET", url, headers=headers, extensions={"trace": guard.trace}) as response:
             headers_seen = True
             kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
             if 300 <= response.status_code < 400 and "location" in response.headers:
@@ -233,8 +251,6 @@ def _exchange(url: str, *, key: str | None, cap: int, deadline: float, read_s: f
         raise _failure(exc, shown, field, headers_seen, read_s) from None
     except UnicodeError as exc:  # a host name IDNA cannot encode ("a..b", a 64-letter label)
         raise BadInputError(f"{shown!r} has a host name that is not valid ({exc})", field=field) from None
-    finally:
-        timer.cancel()
 
 
 def _secs(seconds: float) -> str:

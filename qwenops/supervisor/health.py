@@ -35,7 +35,8 @@ class Probe:
 
 
 class HealthChecker:
-    """Probes one server; the httpx client is reused so probes stay cheap (no new TCP handshake each)."""
+    """Probes one server. Each probe opens a new connection (a loopback handshake costs microseconds), so
+    that its socket is known and the whole exchange can be ended at its deadline (`SocketDeadline`)."""
 
     def __init__(
         self, base_url: str, model: str, *, api_key: str | None = None, timeout_s: float = 2.0
@@ -49,24 +50,32 @@ class HealthChecker:
         self._timeout_s = timeout_s
         # trust_env=False: an HTTP(S)_PROXY in the service's environment must not capture loopback probes.
         self._client: httpx.Client = httpx.Client(
-            base_url=self.base_url, headers=headers, timeout=timeout_s, trust_env=False
+            base_url=self.base_url, headers=headers, timeout=timeout_s, trust_env=False,
+            limits=httpx.Limits(max_keepalive_connections=0),
         )
 
     def _ask(self, method: str, path: str, *, cap: int = 0, timeout_s: float | None = None,
              json: object = None) -> tuple[int, bytes | None]:
-        """(status, body) of one exchange: each read within TIMEOUT_S (the client's timeout), and the whole
-        within three of them, checked as bytes arrive (a server that drips bytes ends here; a loaded one whose
-        body follows its head late is not cut at the first); the body as sent, at most CAP bytes (0: not
-        read), None when larger or compressed. Whatever answers on the port is read bounded: the port may
-        have been taken by another process. Raises httpx.HTTPError."""
-        import time
+        """(status, body) of one exchange: each read within TIMEOUT_S (the client's timeout), and the whole,
+        head included, within three of them (a server that drips bytes ends there; a loaded one whose body
+        follows its head late is not cut at the first); the body as sent, at most CAP bytes (0: not read),
+        None when larger or compressed. Whatever answers on the port is read bounded: the port may have been
+        taken by another process. Raises httpx.HTTPError (httpx.ReadTimeout past the whole deadline)."""
+        import httpx
 
+        from qwenops.httpread import SocketDeadline
         from qwenops.stream.transport import read_small
 
         limit = self._timeout_s if timeout_s is None else timeout_s
-        ends = time.monotonic() + 3 * limit
-        with self._client.stream(method, path, json=json, timeout=limit) as answer:
-            return answer.status_code, read_small(answer, cap, ends) if cap else b""
+        try:
+            with SocketDeadline(3 * limit) as guard, self._client.stream(
+                method, path, json=json, timeout=limit, extensions={"trace": guard.trace}
+            ) as answer:
+                return answer.status_code, read_small(answer, cap) if cap else b""
+        except httpx.HTTPError:
+            if guard.expired.is_set():
+                raise httpx.ReadTimeout(f"{path}: no whole answer within {3 * limit:g} s") from None
+            raise
 
     def probe(self, *, check_models: bool = True) -> Probe:
         import httpx

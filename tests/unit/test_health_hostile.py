@@ -55,6 +55,26 @@ def test_a_body_that_drips_ends_at_the_probes_time() -> None:
             checker.close()
 
 
+def test_a_head_that_drips_ends_at_the_probes_time() -> None:
+    """httpx bounds each read, not the head: a header byte every 0.1 s would hold the supervisor's loop for
+    ever. The whole exchange ends at three read timeouts (a timer shuts the probe's socket)."""
+    def drip(conn: Conn, _seen: Seen) -> None:
+        conn.send(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")
+        while conn.send(b"x") and conn.sleep(0.1):
+            pass
+
+    with serving(drip, answer_gets=True) as server:
+        checker = HealthChecker(server.base_url, "m", timeout_s=0.5)
+        try:
+            started = time.monotonic()
+            probe = checker.probe()
+            assert time.monotonic() - started < 30  # ended by the probe's own time (1.5 s), not never
+            assert (probe.healthy, probe.ready, probe.detail) == (False, False, "timed out")
+            assert checker.progress() is None
+        finally:
+            checker.close()
+
+
 def test_a_long_model_list_is_named_in_a_short_line() -> None:
     listing = json.dumps({"data": [{"id": f"model-{i}\x1b[31m"} for i in range(20_000)]}).encode()
 
