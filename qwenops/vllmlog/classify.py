@@ -242,8 +242,8 @@ _OOM_TITLES = {
 # CUDA graphs runs `_dummy_run`, which is also the profiling run's).
 FramePhase = Literal["capture", "weights", "kv_check", "profile", "bind", "model_files", "config", "input", "dtype",
                      "device",
-                     "media", "preprocess", "wait", "serving", "sampler", "forward", "client_read", "engine_client",
-                     "args", "kv_setup"]
+                     "media", "preprocess", "wait", "serving", "sampler", "forward", "client_connect", "client_read",
+                     "engine_client", "args", "kv_setup"]
 _FRAME_PHASES: tuple[tuple[FramePhase, re.Pattern[str], re.Pattern[str] | None], ...] = (
     # (phase, function name, file path)
     ("capture", re.compile(r"capture|cudagraph|cuda_graph"), re.compile(r"cuda_graph|cudagraph|/cuda/graphs\.py")),
@@ -282,6 +282,11 @@ _FRAME_PHASES: tuple[tuple[FramePhase, re.Pattern[str], re.Pattern[str] | None],
     # worker that stopped answering.
     ("wait", re.compile(r"^dequeue$|^acquire_read$|^get_response$|^wait_for_response$"),
      re.compile(r"/shm_broadcast\.py$")),
+    # A client library opening its connection (aiohttp's connector and aiohappyeyeballs, httpcore's connect_tcp,
+    # urllib3's _new_conn, the socket's create_connection): what fails there never reached a server, so it is no
+    # read of an answer (no timeout of one) even though the same libraries' files are the reading phase's.
+    ("client_connect", re.compile(r"^_?wrap_create_connection$|^_?create_direct_connection$|^start_connection$|"
+                                  r"^_connect_sock$|^connect_tcp$|^_new_conn$|^create_connection$"), None),
     # A client library reading an answer (httpx, httpcore, h11, aiohttp, requests, urllib3, openai), on any OS.
     ("client_read", re.compile(r"^_?receive_(?:response_body|event)$|^iter_(?:bytes|raw|lines)$|^read_chunk"),
      re.compile(r"[/\\](?:httpcore|httpx|h11|aiohttp|requests|urllib3)[/\\]")),
@@ -327,6 +332,7 @@ _PHASE_WORDS: dict[FramePhase, str] = {
     "device": "while initialising the GPU",
     "media": "while fetching a request's image or media", "serving": "in the model's forward pass while serving",
     "preprocess": "while vLLM prepared a request's prompt", "sampler": "in the sampler",
+    "client_connect": "while the client opened its connection to the server",
     "client_read": "while the client read the server's answer",
     "wait": "while the engine waited for its workers",
     "forward": "in the model's forward pass",
@@ -386,6 +392,10 @@ def frame_phase(frames: Iterable[tuple[str, str]]) -> FramePhase | None:
     return next((phase for phase, _, _ in _FRAME_PHASES if phase in found), None)
 
 
+_CONNECT_FIX = ("the request never reached a server: check the client's base URL (scheme, host, port and /v1, e.g. "
+                "http://HOST:8000/v1 — a URL without `://` is not one; from inside a container, localhost is the "
+                "container itself), that the server is up and listening on that address (`curl BASE_URL/models`), and "
+                "any proxy or firewall between them")
 _FRAME_OOM: dict[FramePhase, str] = {"capture": "cudagraph_oom", "weights": "weights_oom", "profile": "profile_oom",
                                      "kv_check": "profile_oom", "serving": "runtime_oom"}
 # Any accelerator's words (CUDA, ROCm's HIP, Ascend's NPU, Intel's XPU, Gaudi's HPU): vLLM's phases are the same.
@@ -447,7 +457,7 @@ RULES: tuple[Rule, ...] = (
          re.compile(r"capture_model\(|cuda_graph\.capture_end\(\)|CUDA out of memory.*graph"),
          _const(_OOM_FIXES["cudagraph_oom"]), change=lambda _m: {"enforce_eager": True}),
     Rule("cuda_driver_mismatch", "the NVIDIA driver is too old for this CUDA build",
-         re.compile(r"Error 804: forward compatibility|NVIDIA driver on your system is too old|"
+         re.compile(r"Error 804: forward compatibility|NVIDIA driver (?:on your system |version )?is too old|"
                     r"CUDA driver version is insufficient|no kernel image is available for execution|"
                     r"CUDA error: unsupported PTX|Found no NVIDIA driver on your system|"
                     r"is not compatible with the current PyTorch installation|"
@@ -620,10 +630,7 @@ RULES: tuple[Rule, ...] = (
          re.compile(r"APIConnectionError|\bConnection error\.|httpx\.ConnectError|ClientConnectorError|"
                     r"requests\.exceptions\.ConnectionError|Failed to establish a new connection|"
                     r"Cannot connect to host"),
-         _const("the request never reached a server: check the client's base URL (scheme, host, port and /v1, e.g. "
-                "http://HOST:8000/v1 — a URL without `://` is not one), that the server is up and listening on that "
-                "address (`curl BASE_URL/models`), and any proxy or firewall between them"),
-         severity="warning", when="any"),
+         _const(_CONNECT_FIX), severity="warning", when="any"),
     Rule("invalid_argument", "vLLM's argument parser refused the command line",
          re.compile(r"^usage: \S+(?: \S+)? \[-h\]"),
          _const("find the `error:` line argparse printed under this usage text: remove or fix that flag in the "
@@ -1867,7 +1874,7 @@ class LogClassifier:
                     "bind": "port_in_use", "model_files": "model_not_found", "media": "media_fetch_error",
                     "config": "invalid_config", "input": "request_too_long", "wait": "engine_stalled",
                     "preprocess": "request_too_long", "dtype": "unsupported_dtype", "args": "invalid_argument"}
-        if where == "client_read" and self._fetching(cut.process, cut.frames):
+        if where in ("client_read", "client_connect") and self._fetching(cut.process, cut.frames):
             where = "media"  # vLLM's API server reading a download, not a client reading vLLM
         if where == "kv_setup":
             category = self._kv_setup(oom=False)
@@ -1880,14 +1887,10 @@ class LogClassifier:
             category = "insufficient_free_memory"  # the one ValueError vLLM's init_device raises: less free memory
         elif where in by_phase:
             category = by_phase[where]
-        elif where == "client_read" or (where is None and self._client_retries and
-                                        any(_OPENAI_CLIENT_FILE.search(file) for file, _ in cut.frames)):
-            rule = RULES_BY_CATEGORY["client_timeout"]
-            return Finding("client_timeout", "error", "the client's read of the answer ended in an error (the excerpt "
-                           "ends before it): most often its read timeout, else a stream cut mid-answer", (quote_at,),
-                           rule.fix(_NO_MATCH, self.flags) + "; if the error was RemoteProtocolError or an "
-                           "incomplete chunked read, the stream was cut instead (stream_interrupted)",
-                           rank=UNCLASSIFIED_RANK - 1)
+        elif where in ("client_connect", "client_read") or (
+                where is None and self._client_retries and
+                any(_OPENAI_CLIENT_FILE.search(file) for file, _ in cut.frames)):
+            return self._client_cut(where == "client_connect", quote_at)
         elif where == "forward":
             # The model's forward pass: out of memory is the common failure there; at start-up, the phase's OOM.
             category = "runtime_oom" if self.serving else _PHASE_OOM.get(self.phase, "runtime_oom")
@@ -1913,6 +1916,19 @@ class LogClassifier:
                   "the engine failed" if category in ("runtime_oom", "engine_stalled") else "the start-up failed")
         return Finding(category, "warning" if request else "error", f"{failed} {_PHASE_WORDS[where]} (the excerpt "
                        f"ends before the error; this is the common cause there)", (quote_at,), fix,
+                       rank=UNCLASSIFIED_RANK - 1)
+
+    def _client_cut(self, connecting: bool, quote_at: Evidence) -> Finding:
+        """A client library's traceback cut before its exception: opening the connection, the request never reached
+        a server; reading the answer, most often the client's read timeout."""
+        if connecting:
+            return Finding("unclassified", "warning", "the client could not connect to the server (the excerpt ends "
+                           "before its error)", (quote_at,), _CONNECT_FIX, rank=UNCLASSIFIED_RANK - 1)
+        rule = RULES_BY_CATEGORY["client_timeout"]
+        return Finding("client_timeout", "error", "the client's read of the answer ended in an error (the excerpt "
+                       "ends before it): most often its read timeout, else a stream cut mid-answer", (quote_at,),
+                       rule.fix(_NO_MATCH, self.flags) + "; if the error was RemoteProtocolError or an "
+                       "incomplete chunked read, the stream was cut instead (stream_interrupted)",
                        rank=UNCLASSIFIED_RANK - 1)
 
     @staticmethod
