@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 _BOM = b"\xef\xbb\xbf"
 MAX_EVENT_BYTES = 8 * 1024 * 1024  # a vLLM chunk is ~300 bytes; a first chunk with 100k prompt token ids ~700 KB
+_MAX_RETRY_DIGITS = 10  # ~115 days in milliseconds
 
 
 class EventTooLarge(ValueError):
@@ -134,7 +135,10 @@ class SSEDecoder:
         elif name == b"id":
             if b"\0" not in value:
                 self._last_id = value.decode("utf-8", "replace")
-        elif name == b"retry" and value.isdigit():  # bytes.isdigit: ASCII digits only, as the spec asks
+        elif name == b"retry" and value.isdigit() and len(value) <= _MAX_RETRY_DIGITS:
+            # bytes.isdigit: ASCII digits only, as the spec asks. A longer value is ignored, as a field the
+            # spec cannot act on: int() of 60,000 digits is a ValueError (Python's 4,300-digit bound), and
+            # below that a cost that grows with the square of the digits, for a reconnection time of aeons.
             self._retry = self.retry = int(value)
         # any other field name is ignored
 

@@ -74,6 +74,17 @@ def test_retry_is_remembered_on_the_decoder() -> None:
     assert decoder.retry == 250
 
 
+def test_a_retry_of_more_digits_than_a_time_needs_is_ignored() -> None:
+    """60,000 digits: int() would raise (Python's 4,300-digit bound), which no caller expects."""
+    decoder = SSEDecoder()
+    decoder.feed(b"retry: 250\n\n")
+    assert decoder.feed(b"retry: " + b"9" * 60_000 + b"\ndata: a\n\n") == [ServerSentEvent(data="a")]
+    assert decoder.feed(b"retry: 12345678901\n\n") == []
+    assert decoder.retry == 250
+    decoder.feed(b"retry: 9999999999\n\n")
+    assert decoder.retry == 9_999_999_999
+
+
 def test_partial_event_is_visible() -> None:
     decoder = SSEDecoder()
     decoder.feed(b"data: {\"half\":")
