@@ -413,6 +413,11 @@ _NOT_SERVED_FIX = ("the request named a model or a path this server does not ser
                    "(GET /v1/models lists it: --served-model-name, else the --model value exactly as given) to a base "
                    "URL that ends in /v1 (the OpenAI routes are /v1/chat/completions and /v1/completions)")
 
+_PLACEMENT_FIX = ("Ray cannot give vLLM's workers the GPUs its placement group asks for: tensor_parallel_size x "
+                  "pipeline_parallel_size must not exceed the GPUs the Ray cluster has (`ray status` lists them; "
+                  "every node must have joined), and a `node:IP` in the request must be a node of the cluster: set "
+                  "VLLM_HOST_IP on each node to the address it joined Ray with")
+
 
 _ACCESS_NOT_SERVED = re.compile(r'"(?:POST|PUT) /\S* HTTP/1\.[01]" 404\b')  # a GET of `/` or a favicon is a browser
 # Ordered by how specific the evidence is: a lower index is the root cause, so "No available memory
@@ -422,6 +427,12 @@ RULES: tuple[Rule, ...] = (
          re.compile(r"max seq len \((?P<wanted>\d+)\).*?larger than the (?:available KV cache memory|maximum number of "
                     r"tokens that can be stored in KV cache \((?P<kv_tokens>\d+)\))"
                     r"(?:.*?estimated maximum model length is (?P<estimate>\d+))?"),
+         _max_len_fix, change=_max_len_change),
+    # The same check's tail, vLLM's words and both its numbers, under a head retyped or reworded ("max sew len",
+    # "max_model_len", a translation): the length asked for, and the tokens the KV cache holds.
+    Rule("max_len_exceeds_kv", "max_model_len does not fit in the KV cache",
+         re.compile(r"\((?P<wanted>\d+)\) is larger than the maximum number of tokens that can be stored in KV "
+                    r"cache \((?P<kv_tokens>\d+)\)"),
          _max_len_fix, change=_max_len_change),
     # The message alone, its numbers cut off (an excerpt, or a terminal's hard wrap the paste lost).
     Rule("max_len_exceeds_kv", "max_model_len does not fit in the KV cache",
@@ -477,7 +488,10 @@ RULES: tuple[Rule, ...] = (
                     r"does not appear to have a file named config\.json|Repository Not Found|"
                     r"is not a local folder and is not a valid model identifier|"
                     r"(?:Cannot access gated repo|gated repo|GatedRepoError)|"
-                    r"(?:401|403|404) Client Error.*huggingface\.co|"
+                    # a model hub's answer for a repo it does not have (or will not show): Hugging Face, its mirror,
+                    # ModelScope; and a 404 from any hub's model API (an HF_ENDPOINT or private ModelScope)
+                    r"(?:401|403|404) Client Error.*(?:huggingface\.co|hf-mirror\.com|modelscope\.(?:cn|ai))|"
+                    r"404 Client Error.*/api/(?:v1/)?models/|"
                     r"We couldn't connect to 'https://huggingface\.co'|LocalEntryNotFoundError|"
                     r"No such file or directory: '[^']*config\.json'|"
                     # vLLM 0.32 hands a missing local directory to huggingface_hub as a repo id:
@@ -525,6 +539,17 @@ RULES: tuple[Rule, ...] = (
          re.compile(r"(?:does not support|rejects?|refuses?) (?:float16|fp16|FP16)\b.*[Nn]umerical instability"),
          _const("set dtype: bfloat16 (`--set dtype=bfloat16`), or float32 on a GPU without bfloat16: this model "
                 "overflows in float16")),
+    # Ray cannot place the workers' placement group: more GPUs than the cluster has, or a node (`node:IP`, from
+    # VLLM_HOST_IP) that is not in it. Ray's autoscaler calls the request infeasible; vLLM gives up after its wait.
+    Rule("invalid_config", "the Ray cluster cannot place vLLM's workers (the GPUs or the node they ask for)",
+         re.compile(r"No available node types can fulfill resource request|"
+                    r"Cannot provide a placement group of|"
+                    r"number of required GPUs exceeds the total number of available GPUs|"
+                    r"Tensor parallel size may exceed available GPUs"),
+         _const(_PLACEMENT_FIX)),
+    Rule("invalid_config", "vLLM is waiting for Ray to place its workers (the GPUs or the node they ask for)",
+         re.compile(r"Waiting for creating a placement group of specs"),
+         _const(_PLACEMENT_FIX), severity="warning"),
     Rule("invalid_config", "vLLM rejected the configuration",
          re.compile(r"(pydantic_core\._pydantic_core\.)?ValidationError: \d+ validation error.*|"
                     r"ValueError: User-specified max_model_len .*|"
@@ -655,7 +680,9 @@ RULES: tuple[Rule, ...] = (
                     # V0's AsyncLLMEngine: the callback that logs its background loop ending with an exception
                     r"Exception in callback .{0,40}\b(?:_log_task_completion|_raise_exception_on_finish)\b|"
                     # a collective failing inside the model's execution: the workers cannot go on
-                    r"Error in model execution: NCCL error"),
+                    r"Error in model execution: NCCL error|"
+                    # V1's engine client when a worker process died (its monitor's signal): the engine shuts down
+                    r"Got fatal signal from worker processes"),
          _const("read the traceback above this line in the server log; the first error there is the cause"),
          when="any", retryable=True),
 )
@@ -1765,6 +1792,7 @@ class LogClassifier:
         phase the log reached (a paste in reverse order), a traceback cut before its exception line, an
         ERROR line that nothing else explains."""
         found = dict(self._found)
+        _one_fault(found)
         if self._shm_wait is not None and self._shm_wait[2] == self._progress:
             line, text, _ = self._shm_wait
             rule = RULES_BY_CATEGORY["engine_stalled"]
@@ -1994,6 +2022,18 @@ _CUT_FIXES = {
     "request_too_long": "a request's prompt was checked against max_model_len and refused (most often: too long): "
                         "lower its max_tokens or trim the prompt, or raise max_model_len; vLLM kept serving",
 }
+
+
+def _one_fault(found: dict[tuple[str, str], Finding]) -> None:
+    """A device fault read twice: once where nothing placed it (a title, a line before the traceback that shows
+    where it happened), an unexplained crash, and again as the fault that killed the engine while it ran the model.
+    It is one error, and the second reading says where it happened: the first goes."""
+    died = {crash.group(0).strip() for f in found.values() if f.category == "engine_dead" and f.severity == "error"
+            for e in f.evidence if (crash := _CRASH.search(e.quote)) and _DEVICE_FAULT.search(crash.group(0))}
+    for key, f in list(found.items()):
+        if f.category == "unclassified" and f.severity == "error" and \
+                any((crash := _CRASH.search(e.quote)) and crash.group(0).strip() in died for e in f.evidence):
+            del found[key]
 
 
 def _named_frames(frames: list[tuple[str, str]]) -> list[str]:
