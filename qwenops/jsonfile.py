@@ -25,17 +25,15 @@ def size_text(cap: int) -> str:
 def read_json(path: Path, *, field: str, cap: int, what: str, hint: str | None = None) -> Any:
     """The JSON value in PATH, described to the user as WHAT ("a probe file"); every failure is a
     BadInputError naming FIELD, with HINT as its fix."""
-    import stat
+    from qwenops.readfile import NotRegularFile, read_capped
 
     try:
-        if stat.S_ISFIFO(path.stat().st_mode):  # reading a pipe nobody writes to would wait forever
-            raise BadInputError(f"{path} is a named pipe, not {what}", field=field, hint=hint)
-        with path.open("rb") as handle:
-            data = handle.read(cap + 1)
+        data = read_capped(path, cap)
     except FileNotFoundError:
         raise BadInputError(f"{path} does not exist", field=field, hint=hint) from None
-    except IsADirectoryError:
-        raise BadInputError(f"{path} is a directory, not {what}", field=field, hint=hint) from None
+    except NotRegularFile as exc:
+        raise BadInputError(f"{path} {(exc.strerror or 'is not a regular file').replace('a regular file', what)}",
+                            field=field, hint=hint) from None
     except OSError as exc:
         raise BadInputError(f"cannot read {path}: {exc.strerror or exc}", field=field, hint=hint) from None
     if len(data) > cap:

@@ -194,9 +194,10 @@ def safetensors_problem(path: Path) -> str | None:
     8 + N + the largest end. A download cut short, or a file cut by hand, fails that arithmetic.
     """
     from qwenops.jsonfile import parse_json
+    from qwenops.readfile import open_regular
 
     try:
-        with path.open("rb") as handle:
+        with open_regular(path) as handle:
             size = os.fstat(handle.fileno()).st_size
             prefix = handle.read(8)
             length = int.from_bytes(prefix, "little") if len(prefix) == 8 else None

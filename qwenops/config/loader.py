@@ -56,11 +56,12 @@ from qwenops.untrusted import MAX_PROFILE_BYTES  # noqa: E402 -- re-exported: on
 def _read_yaml(path: Path) -> dict[str, Any]:
     import yaml
 
+    from qwenops.readfile import read_capped
+
     try:
-        with path.open("rb") as file:
-            raw = file.read(MAX_PROFILE_BYTES + 1)
+        raw = read_capped(path, MAX_PROFILE_BYTES)  # a named pipe among the profiles must not hang the listing
     except OSError as exc:
-        raise ProfileInvalidError(f"cannot read {path}: {exc.strerror}") from None
+        raise ProfileInvalidError(f"cannot read {path}: {exc.strerror or exc}") from None
     if len(raw) > MAX_PROFILE_BYTES:
         raise ProfileInvalidError(f"{path} is larger than {MAX_PROFILE_BYTES // 1024} KiB; is it a profile?")
     try:

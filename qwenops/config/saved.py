@@ -48,8 +48,14 @@ def own_values(path: Path) -> dict[str, object]:
     """The values a derived profile sets itself (not `extends`, not `description`); {} when unreadable."""
     import yaml
 
+    from qwenops.readfile import read_capped
+    from qwenops.untrusted import MAX_PROFILE_BYTES
+
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
+        raw = read_capped(path, MAX_PROFILE_BYTES)
+        if len(raw) > MAX_PROFILE_BYTES:
+            return {}
+        data = yaml.safe_load(raw.decode("utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
         return {}
     return {k: v for k, v in data.items() if k not in ("extends", "description")} if isinstance(data, dict) else {}

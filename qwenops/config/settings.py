@@ -99,7 +99,9 @@ def env_file(environ: Mapping[str, str] | None = None) -> Path | None:
         raise SettingsError(f"cannot read {_shown(path)}: {exc.strerror or exc}", field=ENV_FILE_VARIABLE,
                             hint=hint) from None
     if not stat.S_ISREG(mode):
-        raise SettingsError(f"{_shown(path)} is {_file_kind(mode)}, not an env file", field=ENV_FILE_VARIABLE,
+        from qwenops.readfile import kind_of
+
+        raise SettingsError(f"{_shown(path)} is {kind_of(mode)}, not an env file", field=ENV_FILE_VARIABLE,
                             hint=hint)
     return path
 
@@ -124,16 +126,6 @@ def _own_file(path: Path) -> bool:
             f"{ENV_FILE_VARIABLE} to read it anyway"), stacklevel=4)
         return False
     return True
-
-
-def _file_kind(mode: int) -> str:
-    import stat
-
-    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"),
-                       (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device")):
-        if test(mode):
-            return kind
-    return "not a regular file"
 
 
 def environment(environ: Mapping[str, str] | None = None) -> dict[str, Value]:
@@ -229,26 +221,22 @@ def _warn_unknown(names: object) -> None:
 
 
 def _read_env_file(path: Path) -> dict[str, Value]:
-    """The QWENOPS_* values of the env file: at most MAX_ENV_FILE_BYTES of UTF-8, read without waiting
-    (it was checked to be a regular file; O_NONBLOCK keeps a FIFO swapped in since from hanging us). A
-    line that does not parse is named with its file and number, and skipped, as python-dotenv skips it."""
+    """The QWENOPS_* values of the env file: at most MAX_ENV_FILE_BYTES of UTF-8, a regular file only, read
+    without waiting (`readfile.read_capped`). A line that does not parse is named with its file and number,
+    and skipped, as python-dotenv skips it."""
     import io
-    import stat
 
     from dotenv.main import resolve_variables
     from dotenv.parser import parse_stream
 
+    from qwenops.readfile import NotRegularFile, read_capped
+
     cap = untrusted.MAX_ENV_FILE_BYTES
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-        try:
-            mode = os.fstat(fd).st_mode
-            if not stat.S_ISREG(mode):
-                raise SettingsError(f"{_shown(path)} is {_file_kind(mode)}, not an env file", field=ENV_FILE_VARIABLE)
-            with os.fdopen(os.dup(fd), "rb") as file:
-                raw = file.read(cap + 1)
-        finally:
-            os.close(fd)
+        raw = read_capped(path, cap)
+    except NotRegularFile as exc:
+        raise SettingsError(f"{_shown(path)} {(exc.strerror or '').replace('a regular file', 'an env file')}",
+                            field=ENV_FILE_VARIABLE) from None
     except OSError as exc:
         raise SettingsError(f"cannot read env file {_shown(path)}: {exc.strerror or exc}",
                             field=ENV_FILE_VARIABLE) from None

@@ -58,9 +58,11 @@ def default_slo() -> Slo:
 
 def slo_from_files(files: Sequence[str]) -> Slo:
     """The SLO `qwenops tune` saved in the profile's file (or one it extends); vLLM's defaults when none."""
+    from qwenops.readfile import read_capped
+
     for name in files:
         try:
-            text = Path(name).read_text(encoding="utf-8")[:65536]
+            text = read_capped(name, 65536)[:65536].decode("utf-8", "replace")
         except OSError:
             continue
         match = _SLO_LINE.search(text)

@@ -38,9 +38,10 @@ def fatal_record(state_dir: Path | str, name: str) -> Path:
 
 def _read_record(path: Path) -> dict[str, object] | None:
     """The JSON object a record holds, read bounded (4 KiB); None for no file or anything else."""
+    from qwenops.readfile import read_capped
+
     try:
-        with path.open("rb") as file:
-            data = json.loads(file.read(4096))
+        data = json.loads(read_capped(path, 4096)[:4096])
     except (OSError, ValueError, RecursionError):  # RecursionError: 4 KiB of '[' nests past the parser's limit
         return None
     return data if isinstance(data, dict) else None

@@ -71,11 +71,12 @@ def synthetic_workload(prompt_tokens: int, output_tokens: int) -> Workload:
 def load_workload(path: Path) -> Workload:
     """Parse a JSONL workload; BadInputError names the first bad line and field."""
     flag = "--workload"
+    from qwenops.readfile import read_capped
+
     try:
-        with path.open("rb") as file:
-            raw = file.read(MAX_WORKLOAD_BYTES + 1)
+        raw = read_capped(path, MAX_WORKLOAD_BYTES)
     except OSError as exc:
-        raise BadInputError(f"cannot read {path}: {exc.strerror}", field=flag) from None
+        raise BadInputError(f"cannot read {path}: {exc.strerror or exc}", field=flag) from None
     if len(raw) > MAX_WORKLOAD_BYTES:
         raise BadInputError(f"{path} is larger than {MAX_WORKLOAD_BYTES // 2**20} MiB", field=flag)
     try:

@@ -400,12 +400,17 @@ def test_a_deeply_nested_probe_file_is_exit_2(tmp_path: Path, command: str, cont
 
 
 @pytest.mark.parametrize("command", ["doctor", "plan"])
-def test_a_probe_file_is_read_up_to_a_cap(command: str) -> None:
-    # /dev/zero never ends and stat says 0 bytes: only a bounded read stops it.
+def test_a_probe_file_is_read_up_to_a_cap(command: str, tmp_path: Path) -> None:
+    # /dev/zero never ends and stat says 0 bytes: it is refused as a device; a regular file, by a bounded read.
     result = invoke(command, "-p", "4090d", "--probe-file", "/dev/zero")
     assert result.exit_code == 2, result.stderr
-    assert result.stderr.startswith("error: probe-file: /dev/zero is larger than 4 MiB")
+    assert result.stderr.startswith("error: probe-file: /dev/zero is a device, not a probe file")
     assert "--save-probe" in result.stderr
+    large = tmp_path / "large.json"
+    large.write_bytes(b" " * (4 * 1024 * 1024 + 1))
+    result = invoke(command, "-p", "4090d", "--probe-file", str(large))
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.startswith(f"error: probe-file: {large} is larger than 4 MiB")
 
 
 def test_probe_file_errors_say_how_to_get_a_good_one(tmp_path: Path) -> None:

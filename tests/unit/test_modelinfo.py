@@ -173,10 +173,14 @@ def test_plan_on_a_deeply_nested_model_config_is_exit_2_naming_the_option(tmp_pa
 
 
 def test_model_directory_json_is_read_up_to_a_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "config.json").symlink_to("/dev/zero")
-    with pytest.raises(BadInputError, match="larger than 4 MiB") as err:
+    (tmp_path / "config.json").symlink_to("/dev/zero")  # never ends, stat says 0 bytes: refused as a device
+    with pytest.raises(BadInputError, match=r"is a device, not a config\.json") as err:
         inspect_model_dir(tmp_path)
     assert err.value.field == "config.json" and "re-download" in err.value.one_line()
+    (tmp_path / "config.json").unlink()
+    (tmp_path / "config.json").write_bytes(b" " * (4 * 1024 * 1024 + 1))
+    with pytest.raises(BadInputError, match="larger than 4 MiB"):
+        inspect_model_dir(tmp_path)
 
     (tmp_path / "config.json").unlink()
     (tmp_path / "config.json").write_text(json.dumps(QWEN2))
