@@ -367,6 +367,9 @@ _MAX_MODELS_BYTES = 1024 * 1024
 _MODELS_TIMEOUT_S = 10.0
 
 
+_MAX_ROOT_CHARS = 4096  # PATH_MAX on Linux
+
+
 async def _identify_served_model(client: Any, run: _Run) -> ServedModel:
     """Is the server serving qwenops' tiny model? Its served name cannot tell (cpu-tiny answers as
     Qwen3-14B, like the GPU profiles), so ask vLLM's /v1/models for the `root` of the model (the path
@@ -397,10 +400,33 @@ async def _identify_served_model(client: Any, run: _Run) -> ServedModel:
     root = next((m.get("root") for m in listed if isinstance(m, dict) and m.get("id") == name), None)
     if not isinstance(root, str) or not root:
         return ServedModel(why_unknown=f"/v1/models names no model path (root) for {name!r}")
-    answers = read_known_answers(Path(root))
+    where = _model_dir_here(run.endpoint.base_url, root)
+    if isinstance(where, str):
+        return ServedModel(why_unknown=where)
+    answers = read_known_answers(where)
     if answers is None:
-        return ServedModel(why_unknown=f"the served model {root} is not qwenops' tiny model (no build stamp there)")
+        return ServedModel(why_unknown=f"the served model {where} is not qwenops' tiny model (no build stamp there)")
     return ServedModel(known_answers=answers)
+
+
+def _model_dir_here(base_url: str, root: str) -> Path | str:
+    """The served model's directory on this machine, or why it is not looked at. ROOT is the server's text
+    naming a path on the server's machine: it is looked up here only when the server is on this machine
+    (a loopback URL), and only as an absolute path of printable characters (no NUL, no control characters,
+    at most PATH_MAX), so a server cannot send qwenops to read what it likes."""
+    from urllib.parse import urlsplit
+
+    from qwenops.net import loopback_host
+
+    try:
+        host = (urlsplit(base_url).hostname or "").rstrip(".").lower()
+    except ValueError:
+        host = ""
+    if not loopback_host(host):
+        return "the server is not on this machine (not a loopback URL), so its model path is not read here"
+    if len(root) > _MAX_ROOT_CHARS or not root.startswith("/") or not root.isprintable():
+        return "/v1/models names a model path (root) that is not an absolute path of printable characters"
+    return Path(root)
 
 
 def _answer_error(run: _Run, stream: StreamHead, body: bytes) -> QwenopsError:

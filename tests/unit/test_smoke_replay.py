@@ -297,6 +297,29 @@ def test_coherence_is_skipped_when_the_served_model_is_not_the_tiny_one(replay: 
     assert coherence["skipped"] and "/models/Qwen/Qwen3-14B is not qwenops' tiny model" in coherence["detail"]
 
 
+@pytest.mark.parametrize(("root", "why"), [
+    ("/tmp/a\x00b", "not an absolute path of printable characters"),
+    ("relative/dir", "not an absolute path of printable characters"),
+    ("/" + "a" * 5000, "not an absolute path of printable characters"),
+])
+def test_a_model_path_from_the_server_is_data_not_a_path_to_open(replay: type[Replay], tmp_path: Path, root: str,
+                                                                  why: str) -> None:
+    """The server's `root` named a local file for qwenops to open: a NUL in it was exit 4 (audit 4)."""
+    replay.capture = sse_capture(tmp_path / "real.sse", *answer_chunks("The sea covers most of the Earth."))
+    replay.root = root
+    report = run_smoke(options(replay.base_url))
+    coherence = next(c for c in report.checks if c.name == "coherence")
+    assert report.ok and coherence.skipped and why in coherence.detail
+
+
+def test_a_model_path_from_another_machine_is_not_read_here(tiny_model_root: str) -> None:
+    from qwenops.smoke.run import _model_dir_here
+
+    assert _model_dir_here("http://127.0.0.1:8000", tiny_model_root) == Path(tiny_model_root)
+    assert _model_dir_here("http://[::1]:8000", tiny_model_root) == Path(tiny_model_root)
+    assert "not on this machine" in str(_model_dir_here("http://10.0.0.5:8000", tiny_model_root))
+
+
 def test_coherence_fails_when_the_tiny_model_answers_wrong(
     replay: type[Replay], tmp_path: Path, tiny_model_root: str
 ) -> None:
