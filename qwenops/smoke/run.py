@@ -715,6 +715,8 @@ def write_junit(report: SmokeReport, path: Path) -> None:
     """JUnit XML for CI: one test case per check per stream, plus the run-level thresholds."""
     import xml.etree.ElementTree as ET
 
+    from qwenops.atomicfile import write_atomic
+
     cases = [(f"smoke-stream.stream{s.index}", c) for s in report.streams for c in s.checks]
     cases += [("smoke-stream.thresholds", c) for c in report.checks if c.name not in CHECK_NAMES]
     suite = ET.Element(
@@ -735,9 +737,9 @@ def write_junit(report: SmokeReport, path: Path) -> None:
             ET.SubElement(case, "skipped", message=detail)
     suites = ET.Element("testsuites")
     suites.append(suite)
-    tree = ET.ElementTree(suites)
-    ET.indent(tree)
+    ET.indent(suites)
+    text = ET.tostring(suites, encoding="utf-8", xml_declaration=True).decode("utf-8")
     try:
-        tree.write(path, encoding="utf-8", xml_declaration=True)
+        write_atomic(path, text, mode=0o644)  # a CI path, often in a shared directory: never through a link
     except OSError as exc:
-        raise BadInputError(f"cannot write {path}: {exc.strerror}", field="--junit") from None
+        raise BadInputError(f"cannot write {path}: {exc.strerror or exc}", field="--junit") from None

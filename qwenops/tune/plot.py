@@ -16,9 +16,7 @@ Also a command of its own, to draw a saved result again without measuring:
 from __future__ import annotations
 
 import math
-import os
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -253,20 +251,11 @@ def _legend(drawn: Sequence[CandidateResult], result: TuneResult) -> list[str]:
 
 
 def write_svg(path: Path, text: str) -> None:
-    """Write atomically: a temporary file beside PATH, then a rename, so that a reader never sees half a
-    chart and a failed write leaves the old file as it was."""
-    directory = path.parent
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        umask = os.umask(0)  # read it: there is no other way
-        os.umask(umask)
-        Path(temp).chmod(0o666 & ~umask)  # mkstemp makes 0600; a chart is as readable as any file the user writes
-        Path(temp).replace(path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    """Write as every file qwenops writes (qwenops.atomicfile): whole or not at all, never through a
+    symlink, so a reader never sees half a chart and a failed write leaves the old file as it was."""
+    from qwenops.atomicfile import write_atomic
+
+    write_atomic(path, text, mode=0o644)
 
 
 def write_plot(result: TuneResult, path: Path) -> None:

@@ -17,6 +17,7 @@ from qwenops.config.saved import derived_profile_text
 from qwenops.errors import BadInputError
 from qwenops.smoke.run import write_junit
 from qwenops.supervisor.lifetime import read_last_fatal
+from qwenops.tune.plot import write_svg
 from qwenops.tune.workload import load_workload
 from tests.unit.test_smoke import fixed_report
 
@@ -45,6 +46,38 @@ def test_the_junit_file_parses_whatever_the_server_said(tmp_path: Path) -> None:
     write_junit(report, path)
     failure = xml.dom.minidom.parse(str(path)).getElementsByTagName("failure")[0]
     assert failure.getAttribute("message") == "HTTP 400: bad RED \ufffd \ufffd end"
+
+
+@pytest.mark.parametrize("writer", ["junit", "plot"])
+def test_a_symlink_where_a_report_goes_is_refused_and_its_target_untouched(writer: str, tmp_path: Path) -> None:
+    """smoke-stream --junit (a CI path, often in a shared directory) wrote through a planted link (audit 4)."""
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    link = tmp_path / "report"
+    link.symlink_to(victim)
+    with pytest.raises((BadInputError, OSError), match="symbolic link"):
+        if writer == "junit":
+            write_junit(fixed_report(), link)
+        else:
+            write_svg(link, "<svg/>")
+    assert victim.read_text() == "precious" and link.is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report", "victim"]
+
+
+def test_every_file_qwenops_writes_goes_through_atomicfile() -> None:
+    """The class, not the case: no module but atomicfile.py (and install's own tree writer, which writes by
+    directory descriptor) opens a file for writing. tinymodel writes inside a fresh mkdtemp directory."""
+    import re
+
+    from tests.conftest import REPO
+
+    writes = re.compile(r"\.write_text\(|\.write_bytes\(|open\([^)]*[\"'][wax]b?[\"']|mkstemp|\.write\(path|O_WRONLY")
+    allowed = {"qwenops/atomicfile.py", "qwenops/install/tree.py", "qwenops/install/run.py",  # tree.write
+               "qwenops/tinymodel.py",
+               "qwenops/cli/views/status.py"}  # os.devnull, opened to silence a library's own output
+    found = sorted(str(path.relative_to(REPO)) for path in (REPO / "qwenops").rglob("*.py")
+                   if writes.search(path.read_text(encoding="utf-8")) and str(path.relative_to(REPO)) not in allowed)
+    assert found == []
 
 
 @pytest.mark.parametrize("where", ["probe", "workload"])
