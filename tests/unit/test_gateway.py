@@ -965,6 +965,33 @@ def test_a_client_that_floods_frames_without_reading_is_let_go(upstream: Synthet
     assert sent < 200_000
 
 
+def test_a_client_that_floods_pings_without_reading_the_pongs_is_cut(upstream: SyntheticUpstream) -> None:
+    """The WebSocket protocol answers each ping itself, straight to the socket: 8 million unread pongs were
+    +670 MB in the gateway (audit 4). Past the send queue's bytes unsent, the connection is cut."""
+    ping = bytes([0x89, 0x80 | 125]) + b"\0\0\0\0" + b"p" * 125  # masked with zeros: the payload as is
+
+    with running_gateway(upstream.base_url, send_queue_bytes=4096) as gw:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # no megabytes of kernel buffer to hide in
+        sock.connect(("127.0.0.1", gw.config.port))
+        sock.sendall(f"GET /ws/chat HTTP/1.1\r\nHost: 127.0.0.1:{gw.config.port}\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(1)
+        assert head.startswith(b"HTTP/1.1 101")
+        sock.settimeout(60)
+        sent = 0
+        with contextlib.suppress(OSError):  # BrokenPipe or ConnectionReset: the gateway cut us
+            while sent < 200_000:  # ~26 MB of pings: the gateway cuts us long before this
+                sock.sendall(ping * 1000)
+                sent += 1000
+        sock.close()
+        assert sent < 200_000
+        wait_for(lambda: gw.health()["connections"] == 0, "the flooding client was not let go")
+
+
 # --------------------------------------------------------------------------------------------- slow clients
 
 
