@@ -25,6 +25,9 @@ MAX_ENV_FILE_BYTES = 1 * MIB
 # ~600 samples; production-stack's routers a few thousand. Far above that is not a vLLM server.
 MAX_METRICS_BYTES = 8 * MIB
 MAX_METRICS_SAMPLES = 100_000
+# One line of /metrics (vLLM's longest are LoRA info gauges naming adapters): prometheus_client's label
+# parser re-reads the rest of a line for each label, so a line of 700,000 labels took minutes.
+MAX_METRICS_LINE_CHARS = 16 * 1024
 
 # Any other HTTP body read whole (a /health answer, /v1/models, an error body).
 MAX_HTTP_BODY_BYTES = 1 * MIB

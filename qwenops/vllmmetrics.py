@@ -124,6 +124,14 @@ def count_samples(text: str) -> int:
     return sum(1 for _ in _SAMPLE_LINE.finditer(text))
 
 
+def _check_lines(text: str) -> None:
+    """MetricsTooLarge for a line of more than MAX_METRICS_LINE_CHARS, so that what the third-party parser
+    is given is bounded in shape, not only in bytes: its label parser costs the square of a line's labels."""
+    cap = untrusted.MAX_METRICS_LINE_CHARS
+    if len(text) > cap and max(map(len, text.split("\n"))) > cap:
+        raise MetricsTooLarge(f"a line of more than {cap:,} characters (vLLM's are a few hundred)")
+
+
 def parse(text: str | bytes, *, taken_s: float | None = None) -> Snapshot:
     """Parse /metrics text; MetricsFormatError for text prometheus_client cannot read, MetricsTooLarge
     for more than MAX_METRICS_SAMPLES samples (counted before parsing, so a million of them cost nothing)."""
@@ -133,6 +141,7 @@ def parse(text: str | bytes, *, taken_s: float | None = None) -> Snapshot:
         text = text.decode("utf-8", "replace")  # a name with a bad byte is no name of ours; a value fails
     if count_samples(text) > untrusted.MAX_METRICS_SAMPLES:
         raise MetricsTooLarge(f"more than {untrusted.MAX_METRICS_SAMPLES:,} samples (a vLLM server has about 600)")
+    _check_lines(text)
     families: dict[str, list[Sample]] = {}
     try:
         for parsed in text_string_to_metric_families(text):

@@ -205,6 +205,18 @@ def test_a_million_samples_are_refused_before_parsing(site: Callable[[dict[str, 
     assert error["code"] == "answer_too_large" and "more than 100,000 samples" in error["message"]
 
 
+def test_a_line_of_many_labels_is_refused_before_parsing(site: Callable[[dict[str, Answer]], Site]) -> None:
+    """prometheus_client re-reads the rest of a line for each label: 700,000 labels on one line (8 MiB) held
+    status for minutes (audit 4). A line is capped instead."""
+    labels = ",".join(f'l{i}="v"' for i in range(200_000))
+    page = f'vllm:num_requests_running{{model_name="m",{labels}}} 1\n'
+    server = site({**healthy_routes(), "/metrics": metrics(page)})
+    code, doc, _ = status_json(server.url)
+    assert code == 3
+    error = one_error(doc)
+    assert error["code"] == "answer_too_large" and "a line of more than 16,384 characters" in error["message"]
+
+
 # --------------------------------------------------------------------------------------------- time
 
 
