@@ -57,6 +57,9 @@ class SettingsWarning(UserWarning):
     qwenops_warning = True
 
 
+_PATH_MAX = 4096  # Linux's PATH_MAX
+
+
 @dataclass(frozen=True)
 class Value:
     """One QWENOPS_* value and where it came from ("environment QWENOPS_PORT", "env file ./.env")."""
@@ -66,7 +69,17 @@ class Value:
 
 
 def expand_path(value: str, variable: str) -> Path:
-    """VALUE as a path with ~ and ~user expanded; a ~user with no home here is bad input naming VARIABLE."""
+    """VALUE as a path with ~ and ~user expanded; a ~user with no home here, a control character (a line
+    break would start a new line in every unit and script the path is rendered into) or more than PATH_MAX
+    characters is bad input naming VARIABLE."""
+    from qwenops.untrusted import control_character
+
+    found = control_character(value)
+    if found is not None:
+        raise SettingsError(f"a path must be one line of text, without control characters; it has {found}",
+                            field=variable)
+    if len(value) > _PATH_MAX:
+        raise SettingsError(f"a path of {len(value):,} characters: at most {_PATH_MAX:,}", field=variable)
     try:
         return Path(value).expanduser()
     except RuntimeError:  # ~nosuchuser, or ~ with neither $HOME nor a passwd entry

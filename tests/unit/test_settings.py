@@ -289,3 +289,17 @@ def test_read_once_checks_a_chmodded_env_file_again(tmp_path: Path, monkeypatch:
         env_file.chmod(0o644)  # the same bytes and mtime: only the mode (and ctime) changed
         with pytest.raises(SettingsError, match="group or others can read it"):
             environment()
+
+
+@pytest.mark.parametrize("variable", ["QWENOPS_STATE_DIR", "QWENOPS_PROFILES_DIR", "QWENOPS_ENV_FILE"])
+@pytest.mark.parametrize(("value", "why"), [("/tmp/a\nexport LD_PRELOAD=/tmp/x.so\n#", "a line break"),
+                                            ("/tmp/\x1b[31mred", "U+001B"), ("/tmp/\u202eevil", "U+202E"),
+                                            ("/a" * 3000, "a path of 6,000 characters")])
+def test_a_path_setting_that_no_unit_or_script_can_hold_is_refused(variable: str, value: str, why: str) -> None:
+    """The state dir is expanded into the model path of rendered units and scripts after the profile was
+    checked: a line break there was an internal error in `render script`, and three lines in `render flags`
+    (audit 4). Every path setting is now checked as it is read."""
+    result = CliRunner().invoke(cli, ["render", "flags", "-p", "cpu-tiny"], env={variable: value})
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: {variable}:") and why in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
