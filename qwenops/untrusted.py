@@ -105,11 +105,13 @@ def control_character(text: str) -> str | None:
     return None
 
 
-# Names that become file names, unit names, argv words and Kubernetes labels. At most 56 characters, so
-# the names qwenops derives (NAME-fitted, NAME-tuned) stay within a label's 63. Match it with
+# Names that become file names, unit names, argv words and Kubernetes label values. At most 56 characters,
+# so the names qwenops derives (NAME-fitted, NAME-tuned) stay within a label's 63; first and last a letter
+# or digit, as a label value must be (`x_` was rendered, and refused by the API server). Match it with
 # re.fullmatch: with re.match, Python's `$` also matches before a final newline.
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,55}$"
-NAME_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit, at most 56 characters"
+NAME_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,54}[A-Za-z0-9])?$"
+NAME_RULE = ("letters, digits, '.', '_' and '-', starting and ending with a letter or digit, at most 56 "
+             "characters")
 
 
 # ------------------------------------------------------------------- appended: logs, env file, tune

@@ -355,6 +355,13 @@ def _kubelet_literal(text: str) -> str:
     return text.replace("$", "$$")
 
 
+def _rfc1123_label(name: str) -> str:
+    """NAME (a profile name: letters, digits, '.', '_', '-', first and last a letter or digit) as an RFC 1123
+    label, which production-stack's chart builds its Deployment, Service and PVC names from: lower case,
+    '_' and '.' as '-'."""
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
 def helm_values(profile: Profile) -> str:
     """kubernetes/production-stack-values.yaml: the profile as values for vLLM's production-stack chart."""
     _refuse_cpu(profile, "production-stack's chart")
@@ -378,9 +385,13 @@ def helm_values(profile: Profile) -> str:
         f"  kubectl create secret generic {SECRET_NAME} --from-literal={SECRET_KEY}=\"$(openssl rand -hex 24)\"",
         "  helm install qwen3 vllm/vllm-stack -f kubernetes/production-stack-values.yaml",
     ]
+    chart_name = _rfc1123_label(name)
+    if chart_name != name:
+        top.append(f"modelSpec name {chart_name}: the chart names Kubernetes objects after it (lower case, "
+                   "letters, digits and '-')")
     health = {"path": "/health", "port": profile.port}
     model = {
-        "name": name,
+        "name": chart_name,
         "repository": VLLM_IMAGE,
         "tag": VLLM_IMAGE_TAG,
         "modelURL": _kubelet_literal(profile.model),

@@ -506,3 +506,47 @@ def test_the_innocent_percent_is_not_a_specifier(tmp_path: Path) -> None:
                                                 "description": "uses 95% of VRAM"})
     unit = systemd_unit(profile)
     assert "Description=qwenops: uses 95%% of VRAM on vLLM (profile p)" in unit.splitlines()
+
+
+# ---------------------------------------------------------------------- names Kubernetes takes as they are
+
+# apimachinery's rules (k8s.io/apimachinery/pkg/util/validation): a label value, and an RFC 1123 label.
+LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+RFC1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+@pytest.mark.parametrize("name", ["x_", "a-", "b.", "_x", "-x"])
+def test_a_profile_name_that_cannot_be_a_label_value_is_refused(name: str, tmp_path: Path) -> None:
+    """`x_` was rendered into app.kubernetes.io/instance and the selector, and the API server refused the
+    manifests (audit 4): a name now starts and ends with a letter or digit."""
+    write_profile(tmp_path / "profiles", name, {"extends": "4090d"})
+    code, out, err = cli_run(tmp_path, "render", "kubernetes", "-p", name)
+    assert_refused(code, out, err, "profile")
+
+
+@pytest.mark.parametrize("name", ["My_Prof.v2", "A1", "qwen3_14b-awq"])
+def test_names_in_kubernetes_renders_meet_the_api_servers_rules(name: str, tmp_path: Path) -> None:
+    write_profile(tmp_path / "profiles", name, {"extends": "4090d"})
+    labels: list[str] = []
+
+    def collect(node: object) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("labels", "matchLabels", "selector") and isinstance(value, dict):
+                    labels.extend(v for v in value.values() if isinstance(v, str))
+                collect(value)
+        elif isinstance(node, list):
+            for item in node:
+                collect(item)
+
+    for target in ("kubernetes", "kubernetes-monitoring"):
+        code, out, err = cli_run(tmp_path, "render", target, "-p", name)
+        assert code == 0, err
+        for document in yaml.safe_load_all(out):
+            collect(document)
+    assert name in labels
+    assert all(LABEL_VALUE.fullmatch(value) and len(value) <= 63 for value in labels), labels
+    code, out, err = cli_run(tmp_path, "render", "helm-values", "-p", name)
+    assert code == 0, err
+    spec = yaml.safe_load(out)["servingEngineSpec"]["modelSpec"][0]["name"]
+    assert RFC1123_LABEL.fullmatch(spec) and spec == name.lower().replace("_", "-").replace(".", "-")
