@@ -77,17 +77,27 @@ _CONTROL_SEQUENCE = re.compile(
 # C0 controls but tab and newline, DEL, C1 controls; and the bidirectional overrides that reorder
 # what a terminal shows (Trojan Source, CVE-2021-42574).
 _CONTROL_CHAR = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# Every format character (Unicode category Cf): zero-width spaces and joiners, direction marks, the word
+# joiner, the BOM, tag characters. A terminal shows them as nothing, so a model name or a GPU name holding
+# one looks like another (spoofing). Listed by hand (Unicode 15.1), not built from unicodedata at import,
+# which walks all 1.1 million code points (~0.1 s on every command); a test checks it against unicodedata.
+_INVISIBLE = re.compile(
+    "[\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U0001343f"
+    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f]")
 # A lone surrogate is how Python carries a byte that was not UTF-8 (a file name, argv): it cannot be
 # written to a UTF-8 terminal at all, so printing one would crash the command.
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 def printable(text: str, *, keep_newlines: bool = True) -> str:
-    """TEXT without terminal control sequences or control characters, for a terminal (text mode; JSON
-    escapes them itself). Tabs stay; newlines stay unless keep_newlines is False (then each becomes a
-    space, for one-line messages). A lone surrogate (an undecodable byte of a file name) becomes U+FFFD."""
+    """TEXT without terminal control sequences, control characters or invisible format characters, for a
+    terminal (text mode; JSON escapes them itself). Tabs stay; a line or paragraph separator is a newline;
+    newlines stay unless keep_newlines is False (then each becomes a space, for one-line messages). A lone
+    surrogate (an undecodable byte of a file name) becomes U+FFFD."""
     text = _CONTROL_SEQUENCE.sub("", text)
-    text = _CONTROL_CHAR.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u2028", "\n").replace("\u2029", "\n")
+    text = _INVISIBLE.sub("", _CONTROL_CHAR.sub("", text))
     text = _SURROGATE.sub("\ufffd", text)
     return text if keep_newlines else text.replace("\n", " ")
 

@@ -52,6 +52,18 @@ def test_printable_strips_every_kind(name: str) -> None:
     assert shown.startswith("before ") and shown.endswith(" after")
 
 
+def test_printable_drops_every_invisible_format_character() -> None:
+    """A GPU or model name holding a zero-width space read as another name on the terminal (audit 4): every
+    character of Unicode's category Cf, as this Python knows it, is dropped (the list is kept by hand)."""
+    import unicodedata
+
+    invisible = [chr(c) for c in range(0x110000) if unicodedata.category(chr(c)) == "Cf"]
+    kept = [f"U+{ord(c):04X}" for c in invisible if printable(f"a{c}b") != "ab"]
+    assert kept == []
+    assert printable("NVIDIA RTX4090\u200b D") == "NVIDIA RTX4090 D"
+    assert printable("one\u2028two\u2029three") == "one\ntwo\nthree"
+
+
 def test_printable_replaces_an_undecodable_byte_of_a_file_name() -> None:
     name = b"log-\xff.txt".decode("utf-8", "surrogateescape")
     assert printable(name) == "log-\ufffd.txt"
