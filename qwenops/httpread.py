@@ -276,7 +276,9 @@ def _failure(exc: Exception, shown: str, field: str, headers_seen: bool, read_s:
         error = NotHTTPError(f"{shown} does not answer in HTTP ({reason})", field=field,
                              hint="is the port right, and is it http, not https (or the reverse)?")
     elif isinstance(exc, httpx.LocalProtocolError):
-        error = BadInputError(f"a request to {shown} cannot be sent: {reason}", field=field)
+        # h11's message quotes the header it refused, which would print the API key: left out.
+        error = BadInputError(f"a request to {shown} cannot be sent: a header value is not one line of "
+                              "printable text", field=field, hint="check QWENOPS_API_KEY")
     else:
         error = UnreadableAnswer(f"the answer from {shown} broke off: {reason}", field=field)
     return error

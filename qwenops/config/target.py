@@ -117,6 +117,23 @@ def check_host(url: str, *, field: str) -> None:
                             hint="check the host: no empty part between dots, at most 63 characters a part") from None
 
 
+def _check_configured_key(key: str) -> None:
+    """QWENOPS_API_KEY must be what an HTTP header can carry, checked once for every command here, before
+    any request: a key with a line break (`export KEY=$(cat file)` of a CRLF file keeps the CR) made httpx
+    refuse the header with the key in its message, which status and troubleshoot printed (audit 4)."""
+    from qwenops.config.settings import environment
+    from qwenops.errors import BadInputError
+    from qwenops.net import check_api_key
+
+    try:
+        check_api_key(key)
+    except BadInputError as exc:
+        found = environment().get("QWENOPS_API_KEY")
+        source = found.source if found else "the settings"
+        raise BadInputError(f"QWENOPS_API_KEY (from {source}): {exc.message}", field="api_key",
+                            hint=exc.hint) from None
+
+
 def configured_server(profile: str | None, url: str | None, *, field: str = "--base-url") -> ConfiguredServer:
     """The server a command talks to: URL from FIELD, else QWENOPS_BASE_URL, else the profile's host:port."""
     from qwenops.config.loader import resolve_profile
@@ -125,6 +142,8 @@ def configured_server(profile: str | None, url: str | None, *, field: str = "--b
     from qwenops.net import normalize_base_url
 
     settings = load_settings()
+    if settings.api_key:
+        _check_configured_key(settings.api_key.get_secret_value())
     chosen = resolve_profile(profile).profile
     if settings.base_url:
         configured, configured_from = settings.base_url, "QWENOPS_BASE_URL"

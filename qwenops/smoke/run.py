@@ -47,7 +47,6 @@ from qwenops.stream.client import (
     TransportCut,
     aopen_chat_stream,
     astream_chat,
-    check_api_key,
     http_status_error,
     not_event_stream,
     redact_url,
@@ -215,22 +214,13 @@ def resolve_options(
 ) -> SmokeOptions:
     """Flags first, then QWENOPS_BASE_URL / QWENOPS_API_KEY, then the profile (host and port, served
     name, `client:` sampling). The API key goes only to the server it was configured for (qwenops.config.target)."""
-    from qwenops.config.settings import environment
     from qwenops.config.target import configured_server
 
     server = configured_server(profile, base_url)
     settings, chosen, url = server.settings, server.profile, server.url
     configured, configured_from = server.configured, server.configured_from
     unauthorized_hint = _NO_KEY_HINT
-    if settings.api_key:
-        key = settings.api_key.get_secret_value()
-        try:
-            check_api_key(key)  # a broken setting is reported whether or not this run would send it
-        except BadInputError as exc:
-            found = environment().get("QWENOPS_API_KEY")
-            source = found.source if found else "the settings"
-            raise BadInputError(f"QWENOPS_API_KEY (from {source}): {exc.message}", field="api_key",
-                                hint=exc.hint) from None
+    if settings.api_key:  # checked by configured_server, whether or not this run sends it
         if server.key_applies:
             unauthorized_hint = "QWENOPS_API_KEY was sent and refused: set it to the value of the server's --api-key"
         else:

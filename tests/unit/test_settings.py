@@ -303,3 +303,16 @@ def test_a_path_setting_that_no_unit_or_script_can_hold_is_refused(variable: str
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith(f"error: {variable}:") and why in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args", [["status"], ["status", "--json"], ["troubleshoot", "--no-host", "--json"],
+                                  ["smoke-stream"], ["gateway", "--check"]], ids=" ".join)
+@pytest.mark.parametrize("key", ["sk-live-SECRET123456\r", "sk-live-SECRET123456\n", "ключ-SECRET123456"])
+def test_a_key_no_header_can_carry_is_refused_before_any_request_and_never_printed(args: list[str], key: str) -> None:
+    """`export QWENOPS_API_KEY=$(cat key.txt)` of a CRLF file keeps the CR: httpx refused the header and
+    status and troubleshoot printed its message, the key in it (audit 4). Every command checks the key once."""
+    env = {"QWENOPS_BASE_URL": "http://127.0.0.1:9", "QWENOPS_API_KEY": key}
+    result = CliRunner().invoke(cli, args, env=env)
+    assert result.exit_code == 2, result.output
+    assert "SECRET" not in result.stdout + result.stderr
+    assert "QWENOPS_API_KEY" in result.stdout + result.stderr
