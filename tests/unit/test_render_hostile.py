@@ -550,3 +550,15 @@ def test_names_in_kubernetes_renders_meet_the_api_servers_rules(name: str, tmp_p
     assert code == 0, err
     spec = yaml.safe_load(out)["servingEngineSpec"]["modelSpec"][0]["name"]
     assert RFC1123_LABEL.fullmatch(spec) and spec == name.lower().replace("_", "-").replace(".", "-")
+
+
+def test_yaml_aliases_are_refused_so_a_small_profile_cannot_stand_for_gigabytes(tmp_path: Path) -> None:
+    """80,000 env entries aliasing one 4,000-character value (1 MiB of YAML) took `render kubernetes` 297 s and
+    2.3 GB and wrote 321 MB (audit 4). A profile writes each value out."""
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    lines = ["extends: 4090d", "env:", f"  V0: &v \"{'x' * 4000}\""] + [f"  V{i}: *v" for i in range(1, 80_000)]
+    (profiles / "bomb.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    code, out, err = cli_run(tmp_path, "render", "kubernetes", "-p", "bomb")
+    assert code == ExitCode.BAD_INPUT and out == "" and err.count("\n") == 1, err
+    assert err.startswith("error: YAML error at ") and "bomb.yaml:4:7: an alias (*v)" in err
