@@ -42,25 +42,32 @@ class Quantization(Schema):
     bits: int | None = None
 
 
+_MAX_COUNT = 100_000  # layers, heads
+_MAX_WIDTH = 100_000_000  # hidden and intermediate sizes, vocabulary, head_dim
+_MAX_POSITIONS = 1_000_000_000_000  # positions, with rope scaling
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ModelConfig(Schema):
     """The architecture numbers of a config.json (field names as Hugging Face writes them)."""
 
     architecture: str
-    num_hidden_layers: int = field(metadata=about(gt=0))
-    num_attention_heads: int = field(metadata=about(gt=0))
-    num_key_value_heads: int = field(metadata=about(gt=0))
-    hidden_size: int = field(metadata=about(gt=0))
-    intermediate_size: int = field(metadata=about(gt=0))
-    vocab_size: int = field(metadata=about(gt=0))
+    # Upper bounds far past any real model (Qwen3-14B: 40 layers, 5,120 hidden, 151,936 vocab): a config.json
+    # comes with a downloaded model, and 10^400 hidden units overflowed the planner's float arithmetic.
+    num_hidden_layers: int = field(metadata=about(gt=0, le=_MAX_COUNT))
+    num_attention_heads: int = field(metadata=about(gt=0, le=_MAX_COUNT))
+    num_key_value_heads: int = field(metadata=about(gt=0, le=_MAX_COUNT))
+    hidden_size: int = field(metadata=about(gt=0, le=_MAX_WIDTH))
+    intermediate_size: int = field(metadata=about(gt=0, le=_MAX_WIDTH))
+    vocab_size: int = field(metadata=about(gt=0, le=_MAX_WIDTH))
     # After hidden_size: when it is implicit it derives from hidden_size, whose error must come first.
-    head_dim: int = field(metadata=about(gt=0))
-    max_position_embeddings: int = field(metadata=about(gt=0))
+    head_dim: int = field(metadata=about(gt=0, le=_MAX_WIDTH))
+    max_position_embeddings: int = field(metadata=about(gt=0, le=_MAX_POSITIONS))
     torch_dtype: str = "bfloat16"
     quantization: Quantization | None = None
     rope_max_model_len: int | None = field(default=None, metadata=about(
         "max_position_embeddings as rope_scaling stretches it (YaRN, linear, dynamic); None when the config "
-        "scales nothing", gt=0))
+        "scales nothing", gt=0, le=_MAX_POSITIONS))
 
     @property
     def dtype_bytes(self) -> int:
@@ -147,8 +154,17 @@ def parse_config(raw: Any, *, origin: str) -> ModelConfig:
         error = invalid.errors()[0]
         key = ".".join(str(p) for p in error["loc"]) or "config.json"
         got = error.get("input")
-        what = "missing" if got is None else f"must be a positive integer, got {got!r}"
+        what = ("missing" if got is None else
+                f"must be a positive integer no larger than a real model's, got {_shown_number(got)}")
         raise BadInputError(f"{what} in {origin}", field=key) from None
+
+
+def _shown_number(value: object) -> str:
+    """VALUE for a message: a number of 10^300 is cut, not printed whole (nor past Python's 4,300 digits)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**20:
+        return f"a number of {len(str(abs(value)))} digits"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 # Caps on what is read from a model directory or a config the user names: a config.json is tens of
@@ -168,10 +184,10 @@ def _rope_max_model_len(raw: dict[str, Any], max_positions: object) -> int | Non
         return None
     kind = rope.get("rope_type", rope.get("type"))
     factor = rope.get("factor")
-    if kind in ("su", "longrope", "llama3") or not isinstance(factor, (int, float)) or factor <= 0:
-        return None
+    if kind in ("su", "longrope", "llama3") or not isinstance(factor, (int, float)) or not 0 < factor < 1e6:
+        return None  # a factor past a million stretches nothing real (and 1e308 overflowed int())
     base = rope.get("original_max_position_embeddings") if kind == "yarn" else max_positions
-    if not isinstance(base, int) or isinstance(base, bool) or base <= 0:
+    if not isinstance(base, int) or isinstance(base, bool) or not 0 < base <= _MAX_POSITIONS:
         return None
     return int(base * factor)
 
@@ -218,8 +234,9 @@ def safetensors_problem(path: Path) -> str | None:
             continue
         offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
         if not (isinstance(offsets, list) and len(offsets) == 2
-                and all(type(o) is int for o in offsets) and 0 <= offsets[0] <= offsets[1]):
-            return f"tensor {name!r} has no valid data_offsets in its header"
+                and all(type(o) is int for o in offsets) and 0 <= offsets[0] <= offsets[1] <= size):
+            # past the file's size: the arithmetic and the message below stay on numbers a file can have
+            return f"tensor {_shown_number(name)} has no valid data_offsets in its header"
         end = max(end, offsets[1])
     whole = 8 + length + end
     if size != whole:

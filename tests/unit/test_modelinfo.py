@@ -236,3 +236,29 @@ def test_a_truncated_shard_makes_the_directory_incomplete(tmp_path: Path) -> Non
     shards = inspect_model_dir(tmp_path).shards
     assert shards is not None and not shards.complete and not shards.missing
     assert shards.broken == ("model.safetensors: 100 bytes, too short for the header it starts with",)
+
+
+@pytest.mark.parametrize(("key", "value"), [("hidden_size", 10**400), ("num_hidden_layers", 10**300),
+                                            ("max_position_embeddings", 10**1000), ("vocab_size", 10**9)])
+def test_a_number_no_real_model_has_is_bad_input_not_an_overflow(key: str, value: int) -> None:
+    """config.json comes with a downloaded model: 10^400 hidden units was an OverflowError (exit 4) in plan,
+    10^300 layers a 300-digit table row (audit 4)."""
+    with pytest.raises(BadInputError, match="no larger than a real model's") as caught:
+        parse_config({**QWEN2, key: value}, origin="config.json")
+    assert caught.value.field == key and len(caught.value.message) < 200
+
+
+def test_a_rope_factor_past_reason_stretches_nothing() -> None:
+    rope = {"rope_scaling": {"type": "yarn", "factor": 1e308, "original_max_position_embeddings": 32768}}
+    assert parse_config({**QWEN2, **rope}, origin="config.json").rope_max_model_len is None
+
+
+def test_safetensors_offsets_past_the_file_are_a_problem_not_a_crash(tmp_path: Path) -> None:
+    """An offset of exactly 4,300 digits passed the JSON reader; formatting 8 + length + it raised (audit 4)."""
+    import struct
+
+    header = ('{"w":{"dtype":"BF16","shape":[1],"data_offsets":[0,' + "9" * 4300 + "]}}").encode()
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 16)
+    problem = safetensors_problem(path)
+    assert problem is not None and "no valid data_offsets" in problem and len(problem) < 200
