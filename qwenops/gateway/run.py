@@ -152,7 +152,9 @@ def uvicorn_config(app: Any, config: GatewayConfig, *, log_level: str = "info") 
         app, host=config.host, port=config.port, log_level=log_level, lifespan="on",
         http=guarded_http_protocol(GATEWAY_HEADER_DEADLINE_S, connection_cap()),
         ws=guarded_ws_protocol(config.send_queue_bytes),
-        ws_max_size=max(16 * 1024 * 1024, config.max_frame_bytes * 4),  # larger frames get an error frame
+        # A frame up to this size is read whole and answered `bad_request` (over --max-frame-bytes); a larger one
+        # closes the connection (1009). Each connection may hold this much of an unfinished frame: 4 frames' worth.
+        ws_max_size=max(1024 * 1024, config.max_frame_bytes * 4),
         ws_ping_interval=config.ping_interval_s, ws_ping_timeout=config.ping_interval_s,
         ws_per_message_deflate=False,  # tokens are tiny; deflate costs CPU and memory per connection
         timeout_graceful_shutdown=5, access_log=False,

@@ -505,13 +505,29 @@ def test_limits_answer_with_error_frames(upstream: SyntheticUpstream) -> None:
     assert found["overloaded"]["code"] == "overloaded"
 
 
+def test_a_frame_past_four_frames_worth_closes_the_connection(upstream: SyntheticUpstream) -> None:
+    """Each connection may hold at most 4 x --max-frame-bytes (1 MiB at least) of an unfinished frame: it was
+    16 MiB whatever the limit, 20 connections +330 MB (audit 4)."""
+    from websockets.exceptions import ConnectionClosed
+
+    async def go(url: str) -> int | None:
+        async with connect(url, max_size=None) as ws:
+            await ws.send("x" * (1024 * 1024 + 1))
+            with pytest.raises(ConnectionClosed):
+                await receive(ws)
+            return ws.close_code
+
+    with running_gateway(upstream.base_url) as gw:
+        assert run(go(gw.url)) == 1009
+
+
 def test_bad_input_is_answered_and_other_chats_keep_going(upstream: SyntheticUpstream) -> None:
     async def go(url: str) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
         async with connect(url, max_size=None) as ws:
             await ws.send(chat("long", "slow 20 0.02"))
             answers, early = [], []
             for bad in ("{nope", '{"type": "dance", "id": "x"}', '{"type": "chat"}', b"\x00\x01binary",
-                        "x" * (10 * 1024 * 1024)):
+                        "x" * (1024 * 1024)):
                 await ws.send(bad)
                 while (frame := await receive(ws))["id"] == "long":
                     early.append(frame)  # the long chat's deltas, interleaved
@@ -526,7 +542,7 @@ def test_bad_input_is_answered_and_other_chats_keep_going(upstream: SyntheticUps
     assert "type: must be one of" in answers[1]["message"] and answers[1]["id"] == "x"
     assert answers[2]["message"].startswith("id:")
     assert "binary frames" in answers[3]["message"]
-    assert answers[4]["message"] == f"frame: {10 * 1024 * 1024} bytes, more than the 262144 allowed"
+    assert answers[4]["message"] == f"frame: {1024 * 1024} bytes, more than the 262144 allowed"
     assert text_of(frames["long"]) == "".join(f"t{i} " for i in range(20))
     assert frames["long"][-1]["type"] == "done"
 
