@@ -515,7 +515,8 @@ def test_a_frame_past_four_frames_worth_closes_the_connection(upstream: Syntheti
             await ws.send("x" * (1024 * 1024 + 1))
             with pytest.raises(ConnectionClosed):
                 await receive(ws)
-            return ws.close_code
+            code: int | None = ws.close_code
+            return code
 
     with running_gateway(upstream.base_url) as gw:
         assert run(go(gw.url)) == 1009
