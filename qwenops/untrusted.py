@@ -181,3 +181,5 @@ GATEWAY_SPARE_FDS = 256
 MAX_SMOKE_STREAMS = 1024
 MAX_SMOKE_REQUESTS = 100_000
 MAX_RESUME_ATTEMPTS = 100
+# troubleshoot --probe's concurrency ramp (to the profile's max_num_seqs): a thread and a connection per answer.
+MAX_PROBE_CONCURRENCY = 1024

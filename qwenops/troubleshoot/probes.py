@@ -208,9 +208,13 @@ def probe_incoherent(server: ConfiguredServer) -> list[Finding]:
 
 
 def probe_memory(server: ConfiguredServer) -> tuple[list[Finding], tuple[tuple[int, float, float], ...]]:
-    """Ramp concurrency to max_num_seqs (the profile's); stop at the first level that preempts."""
+    """Ramp concurrency to max_num_seqs (the profile's), at most MAX_PROBE_CONCURRENCY (one thread and one
+    connection per answer: a max_num_seqs of a million was a million of each); stop at the first level that
+    preempts."""
+    from qwenops.untrusted import MAX_PROBE_CONCURRENCY
 
-    limit = server.profile.max_num_seqs or 256
+    wanted = server.profile.max_num_seqs or 256
+    limit = min(wanted, MAX_PROBE_CONCURRENCY)
     levels = sorted({*(2**k for k in range(limit.bit_length()) if 2**k < limit), limit})
     ramp: list[tuple[int, float, float]] = []
     safe = 0
@@ -226,6 +230,12 @@ def probe_memory(server: ConfiguredServer) -> tuple[list[Finding], tuple[tuple[i
                 f"a shorter max_model_len) — the article's OOM row, measured")], tuple(ramp)
         safe = level
     top = ramp[-1] if ramp else (0, 0.0, 0.0)
+    if limit < wanted:
+        return [Finding(
+            "memory_headroom", "info", f"no preemption up to {limit} concurrent answers, the most the probe sends",
+            _evidence(f"concurrency {top[0]}: no preemption, KV cache peak {top[2]:.0%} (max_num_seqs {wanted})"),
+            "the cache has room for this many answers at these lengths; `qwenops status` under real load shows "
+            "whether more preempt")], tuple(ramp)
     return [Finding(
         "memory_headroom", "info", "max_num_seqs binds before the KV cache",
         _evidence(f"concurrency {top[0]} (max_num_seqs): no preemption, KV cache peak {top[2]:.0%}"),
