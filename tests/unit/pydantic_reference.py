@@ -32,19 +32,19 @@ class ModelConfig(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     architecture: str
-    num_hidden_layers: int = Field(gt=0)
-    num_attention_heads: int = Field(gt=0)
-    num_key_value_heads: int = Field(gt=0)
-    hidden_size: int = Field(gt=0)
-    intermediate_size: int = Field(gt=0)
-    vocab_size: int = Field(gt=0)
+    num_hidden_layers: int = Field(gt=0, le=100_000)
+    num_attention_heads: int = Field(gt=0, le=100_000)
+    num_key_value_heads: int = Field(gt=0, le=100_000)
+    hidden_size: int = Field(gt=0, le=100_000_000)
+    intermediate_size: int = Field(gt=0, le=100_000_000)
+    vocab_size: int = Field(gt=0, le=100_000_000)
     # After hidden_size: when it is implicit it derives from hidden_size, whose error must come first.
-    head_dim: int = Field(gt=0)
-    max_position_embeddings: int = Field(gt=0)
+    head_dim: int = Field(gt=0, le=100_000_000)
+    max_position_embeddings: int = Field(gt=0, le=1_000_000_000_000)
     torch_dtype: str = "bfloat16"
     quantization: Quantization | None = None
     rope_max_model_len: int | None = Field(
-        None, gt=0, description="max_position_embeddings as rope_scaling stretches it (YaRN, linear, dynamic); "
+        None, gt=0, le=1_000_000_000_000, description="max_position_embeddings as rope_scaling stretches it (YaRN, linear, dynamic); "
                                 "None when the config scales nothing")
 
     @property
