@@ -113,7 +113,7 @@ class PlainTable:
 
     def __init__(self, columns: Sequence[str], rows: Iterable[Sequence[object]], *, title: str | None = None) -> None:
         self.columns = tuple(columns)
-        self.rows = [tuple("" if cell is None else str(cell) for cell in row) for row in rows]
+        self.rows = [tuple("" if cell is None else _one_line(str(cell)) for cell in row) for row in rows]
         self.title = title
 
     def __rich__(self) -> Table:
@@ -179,6 +179,15 @@ class PlainGroup:
         return lines
 
 
+def _one_line(cell: str) -> str:
+    """A cell is one line: a line break in it (a server's error text, a log line) is shown as ⏎, so that no
+    text a cell quotes can add lines that read as other rows or checks of the report."""
+    if not any(mark in cell for mark in "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"):
+        return cell
+    return " \u23ce ".join(part.strip() for part in _LINE_BREAK.split(cell.strip()))
+
+
+_LINE_BREAK = re.compile("\r\n|[\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 # What rich prints as itself in a table cell: printable ASCII without markup's '['.
 _PLAIN_CELL = re.compile(r"[ -Z\\-~]*")
 _EMOJI_CODE = re.compile(r":\S*?:")

@@ -198,3 +198,14 @@ def test_live_views_draw_the_servers_text_safely() -> None:
         console.print(view._render())
     shown = captured.get()
     assert "[bold]x[/bold]" in shown and "pwned" not in shown and "\x1b]" not in shown and "\x9b" not in shown
+
+
+def test_a_table_cell_is_one_line_whatever_text_it_quotes() -> None:
+    """A server's in-band error `boom\\nINFO: ... 200` added a line to smoke-stream's report that read as the
+    server's (audit 4): a line break in a cell is shown as ⏎."""
+    from qwenops.cli.output import PlainTable
+
+    table = PlainTable(["check", "detail"], [["no_in_band_error", "boom\nINFO:     127.0.0.1:1 - \"GET /\" 200\r\n"
+                                              "token_count  ok\u2028x"], ["next", "fine"]])
+    assert table.rows[0][1] == 'boom \u23ce INFO:     127.0.0.1:1 - "GET /" 200 \u23ce token_count  ok \u23ce x'
+    assert all("\n" not in cell for row in table.rows for cell in row)
