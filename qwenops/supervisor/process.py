@@ -10,18 +10,43 @@ is left", checked with killpg(pgid, 0) after reaping the leader.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import logging.handlers
 import os
 import signal
+import stat
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 LineSink = Callable[[str], object]
+
+
+class _NoFollowRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """logging's size-capped rotation, except that the log file is opened O_NOFOLLOW with mode 0640: a symlink
+    planted at the log path (a shared or loose state directory) is replaced, never written through, as
+    qwenops.atomicfile does for every other file it writes. Its `open()` followed the link and appended the
+    server's output (part of it a client's text) to the link's target, as whoever ran serve (audit 5).
+    Rotation renames, which never follows a link."""
+
+    def _open(self) -> Any:
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(self.baseFilename, flags, 0o640)
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            Path(self.baseFilename).unlink()  # the link itself, not its target
+            fd = os.open(self.baseFilename, flags, 0o640)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OSError(errno.EINVAL, f"{self.baseFilename} is not a regular file")
+        return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
 
 
 @dataclass(frozen=True)
@@ -39,7 +64,7 @@ class LogFile:
         logger.propagate = False
         logger.setLevel(logging.INFO)
         if not logger.handlers:
-            handler = logging.handlers.RotatingFileHandler(
+            handler = _NoFollowRotatingFileHandler(
                 self.path, maxBytes=self.max_bytes, backupCount=self.backups, encoding="utf-8"
             )
             handler.setFormatter(logging.Formatter("%(message)s"))

@@ -64,6 +64,25 @@ def test_a_symlink_where_a_report_goes_is_refused_and_its_target_untouched(write
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report", "victim"]
 
 
+def test_a_symlink_at_the_servers_log_is_replaced_not_written_through(tmp_path: Path) -> None:
+    """serve appended its server's output (part of it a client's text) to whatever a link planted at
+    state/logs/serve-NAME.log pointed to (audit 5)."""
+    from qwenops.supervisor.process import LogFile
+
+    victim = tmp_path / "victim"
+    victim.write_text("ORIGINAL\n")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "serve-x.log").symlink_to(victim)
+    logger = LogFile(logs / "serve-x.log").open_logger()
+    logger.info("INFO: Started server process")
+    for handler in logger.handlers:
+        handler.close()
+    assert victim.read_text() == "ORIGINAL\n"
+    assert not (logs / "serve-x.log").is_symlink()
+    assert (logs / "serve-x.log").read_text() == "INFO: Started server process\n"
+
+
 def test_every_file_qwenops_writes_goes_through_atomicfile() -> None:
     """The class, not the case: no module but atomicfile.py (and install's own tree writer, which writes by
     directory descriptor) opens a file for writing. tinymodel writes inside a fresh mkdtemp directory."""
@@ -71,9 +90,11 @@ def test_every_file_qwenops_writes_goes_through_atomicfile() -> None:
 
     from tests.conftest import REPO
 
-    writes = re.compile(r"\.write_text\(|\.write_bytes\(|open\([^)]*[\"'][wax]b?[\"']|mkstemp|\.write\(path|O_WRONLY")
+    writes = re.compile(r"\.write_text\(|\.write_bytes\(|open\([^)]*[\"'][wax]b?[\"']|mkstemp|\.write\(path|O_WRONLY"
+                        r"|FileHandler\(|shutil\.copy")
     allowed = {"qwenops/atomicfile.py", "qwenops/install/tree.py", "qwenops/install/run.py",  # tree.write
                "qwenops/tinymodel.py",
+               "qwenops/supervisor/process.py",  # the server's rotated log, opened O_NOFOLLOW
                "qwenops/cli/views/status.py"}  # os.devnull, opened to silence a library's own output
     found = sorted(str(path.relative_to(REPO)) for path in (REPO / "qwenops").rglob("*.py")
                    if writes.search(path.read_text(encoding="utf-8")) and str(path.relative_to(REPO)) not in allowed)
