@@ -181,5 +181,8 @@ GATEWAY_SPARE_FDS = 256
 MAX_SMOKE_STREAMS = 1024
 MAX_SMOKE_REQUESTS = 100_000
 MAX_RESUME_ATTEMPTS = 100
+# One line of a supervised server's output, as serve logs and shows it (vLLM's longest, a config dump, are a
+# few KiB); the rest of a longer line is dropped.
+MAX_SERVER_LINE_BYTES = 64 * KIB
 # troubleshoot --probe's concurrency ramp (to the profile's max_num_seqs): a thread and a connection per answer.
 MAX_PROBE_CONCURRENCY = 1024

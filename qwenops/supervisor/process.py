@@ -19,7 +19,7 @@ import stat
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -213,14 +213,36 @@ def spawn(
     return process
 
 
+def _lines(stdout: Any) -> Iterator[str]:
+    """The server's output as lines of at most MAX_SERVER_LINE_BYTES: the rest of a longer line is dropped
+    (marked), never held: a line without end held serve's memory at 4.5 times its size and went whole to the
+    log and the console (400 MiB of one line: audit 5). tqdm redraws a line with '\r': only its final state is
+    kept, so a progress bar of any length costs one redraw."""
+    from qwenops.untrusted import MAX_SERVER_LINE_BYTES
+
+    cap = MAX_SERVER_LINE_BYTES
+    kept, dropped = b"", False
+    for chunk in iter(lambda: stdout.readline(cap), b""):
+        ends = chunk.endswith(b"\n")
+        body = chunk.rstrip(b"\r\n") if ends else chunk
+        if b"\r" in body:  # a redraw: what came before it on this line is overwritten
+            kept, dropped = body.rsplit(b"\r", 1)[-1], False
+        else:
+            room = cap - len(kept)
+            kept, dropped = kept + body[:room], dropped or len(body) > room
+        if ends:
+            yield kept.decode("utf-8", errors="replace") + (" [qwenops: the rest of this line was dropped]"
+                                                            if dropped else "")
+            kept, dropped = b"", False
+    if kept:
+        yield kept.decode("utf-8", errors="replace")
+
+
 def _pump(popen: subprocess.Popen[bytes], logger: logging.Logger | None, on_line: LineSink | None) -> None:
     assert popen.stdout is not None
     sink_failed = False
     # The pipe stays open while any group member holds it, so this also drains orphaned workers.
-    for raw in iter(popen.stdout.readline, b""):
-        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-        # tqdm progress bars redraw with '\r'; only the final state of the line is worth keeping.
-        line = line.rsplit("\r", 1)[-1]
+    for line in _lines(popen.stdout):
         if logger is not None:
             logger.info(line)
         if on_line is not None:

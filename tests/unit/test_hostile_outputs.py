@@ -140,3 +140,25 @@ def test_a_state_record_nested_past_the_parser_is_no_record(tmp_path: Path) -> N
     record = tmp_path / "serve-p.fatal.json"
     record.write_text("[" * 4096)
     assert read_last_fatal(record) is None
+
+
+def test_a_server_line_without_end_is_cut_not_held(tmp_path: Path) -> None:
+    """serve read its child's output with an unbounded readline: 400 MiB of one line cost ~1.8 GB and went whole
+    to the log and the console (audit 5). A line is kept to MAX_SERVER_LINE_BYTES and the rest dropped."""
+    import sys
+
+    from qwenops.supervisor.process import LogFile, spawn
+    from qwenops.untrusted import MAX_SERVER_LINE_BYTES
+
+    seen: list[str] = []
+    script = ("import sys; w = sys.stdout.buffer.write; w(b'start\\n'); w(b'A' * (8 << 20));"
+              "w(b'\\nload 1\\rload 2\\n'); w(b'end\\n')")
+    process = spawn([sys.executable, "-c", script], env={"PATH": "/usr/bin:/bin"}, log=LogFile(tmp_path / "s.log"),
+                    on_line=seen.append)
+    process.popen.wait(60)
+    assert process.pump is not None
+    process.pump.join(60)
+    assert seen[0] == "start" and seen[2:] == ["load 2", "end"]
+    assert seen[1].startswith("A" * 1000) and seen[1].endswith("[qwenops: the rest of this line was dropped]")
+    assert len(seen[1]) < MAX_SERVER_LINE_BYTES + 100
+    assert (tmp_path / "s.log").stat().st_size < 2 * MAX_SERVER_LINE_BYTES
