@@ -181,6 +181,8 @@ GATEWAY_SPARE_FDS = 256
 MAX_SMOKE_STREAMS = 1024
 MAX_SMOKE_REQUESTS = 100_000
 MAX_RESUME_ATTEMPTS = 100
+# A token count (`usage`) or token id in a server's chunk: vLLM's are far below; anything past is malformed.
+MAX_WIRE_COUNT = 2**31 - 1
 # One line of a supervised server's output, as serve logs and shows it (vLLM's longest, a config dump, are a
 # few KiB); the rest of a longer line is dropped.
 MAX_SERVER_LINE_BYTES = 64 * KIB

@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from qwenops.errors import InBandError, StreamError, StreamInterrupted
+from qwenops.untrusted import MAX_WIRE_COUNT
 
 DONE = "[DONE]"
 
@@ -109,16 +110,21 @@ class _WireDelta(_WireModel):
     reasoning_content: str | None = None
 
 
+# A token count or id from the wire: 0 to 2^31 - 1. A count of 4,300 digits overflowed the metrics' float
+# arithmetic (exit 4), and a negative one passed for a measurement that tune saved a profile on (audit 5).
+_Count = Annotated[int, Field(ge=0, le=MAX_WIRE_COUNT)]
+
+
 class _WireChoice(_WireModel):
     delta: _WireDelta | None = None
     finish_reason: str | None = None
-    token_ids: list[int] | None = None
+    token_ids: list[_Count] | None = None
 
 
 class _WireUsage(_WireModel):
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    total_tokens: int | None = None
+    prompt_tokens: _Count | None = None
+    completion_tokens: _Count | None = None
+    total_tokens: _Count | None = None
 
 
 class _WireChunk(_WireModel):
@@ -128,7 +134,7 @@ class _WireChunk(_WireModel):
     model: str | None = None
     choices: list[_WireChoice] | None = None
     usage: _WireUsage | None = None
-    prompt_token_ids: list[int] | None = None
+    prompt_token_ids: list[_Count] | None = None
 
 
 # pydantic's error types, in the words of the JSON the server sent
@@ -137,6 +143,8 @@ _WANTED = {
     "list_type": "must be an array",
     "string_type": "must be a string",
     "int_type": "must be an integer",
+    "greater_than_equal": "must not be negative",
+    "less_than_equal": f"must be at most {MAX_WIRE_COUNT:,}",
 }
 
 
@@ -163,22 +171,24 @@ if msgspec is not None:
         reasoning: str | None = None
         reasoning_content: str | None = None
 
+    _FastCount = Annotated[int, msgspec.Meta(ge=0, le=MAX_WIRE_COUNT)]
+
     class _FastChoice(msgspec.Struct):
         delta: _FastDelta | None = None
         finish_reason: str | None = None
-        token_ids: list[int] | None = None
+        token_ids: list[_FastCount] | None = None
 
     class _FastUsage(msgspec.Struct):
-        prompt_tokens: int | None = None
-        completion_tokens: int | None = None
-        total_tokens: int | None = None
+        prompt_tokens: _FastCount | None = None
+        completion_tokens: _FastCount | None = None
+        total_tokens: _FastCount | None = None
 
     class _FastChunk(msgspec.Struct):
         id: str | None = None
         model: str | None = None
         choices: list[_FastChoice] | None = None
         usage: _FastUsage | None = None
-        prompt_token_ids: list[int] | None = None
+        prompt_token_ids: list[_FastCount] | None = None
         error: Any = msgspec.UNSET  # the key at all, null too, is an in-band error: `decode_event` says so
 
     _fast_decode = msgspec.json.Decoder(_FastChunk).decode

@@ -465,6 +465,19 @@ def test_malformed_and_non_json_events_raise_in_the_library() -> None:
         run_sync(stream_of(b"data: [1]\n\ndata: [DONE]\n\n"))
 
 
+@RUNNERS
+@pytest.mark.parametrize(("usage", "why"), [
+    ({"prompt_tokens": -5, "completion_tokens": -100_000, "total_tokens": 0}, "must not be negative"),
+    ({"prompt_tokens": int("9" * 4300), "completion_tokens": 3, "total_tokens": 1}, "must be at most 2,147,483,647"),
+])
+def test_a_token_count_no_server_can_have_is_a_malformed_chunk(run: Run, usage: dict[str, int], why: str) -> None:
+    """A 4,300-digit count overflowed the metrics (exit 4 in smoke-stream, tune and troubleshoot --probe); a
+    negative one passed for a measurement that tune saved a profile on (audit 5)."""
+    body = sse(wire({"content": "Hi"}), wire(usage=usage)) + b"data: [DONE]\n\n"
+    with pytest.raises(StreamError, match=why):
+        run(stream_of(body))
+
+
 def test_scrubbing_masks_the_credentials_and_nothing_else() -> None:
     from qwenops.stream import Endpoint
 
