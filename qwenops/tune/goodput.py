@@ -103,7 +103,7 @@ def bound_by(levels: Sequence[LevelResult], candidate: Candidate, *, max_concurr
             return "budget"
         # Every level ran: the highest one was the limit.
         return "max_concurrency" if last.concurrency >= max_concurrency else "max_num_seqs"
-    if preemptions:
+    if preemptions is not None and preemptions > 0:
         return "kv_cache (preemptions)"
     return _miss(last, candidate)
 

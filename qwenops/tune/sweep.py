@@ -191,7 +191,8 @@ class _Run:
             return CandidateResult(candidate=self.candidate, status="failed", ready_after_s=ready_after,
                                    detail=f"{cause.category}: {cause.title}", cause=cause,
                                    levels=tuple(self.levels), planned=self.planned)
-        preemptions = (after - before) if before is not None and after is not None else None
+        # A counter that went backwards (a restart, or a server's lie) measured nothing: unknown, as status says.
+        preemptions = (after - before) if before is not None and after is not None and after >= before else None
         return self._measured(ready_after, preemptions)
 
     def _measure(self, session: Session) -> FailureCause | None:

@@ -110,6 +110,8 @@ def test_the_bound_names_the_limit_that_stopped_goodput() -> None:
     fell_tpot = [*up, _level(4, 3.0, tpot_misses=3)]
     assert bound_by(fell_tpot, c, max_concurrency=16, preemptions=0, budget_cut=False) == "tpot_slo"
     assert bound_by(fell_tpot, c, max_concurrency=16, preemptions=5, budget_cut=False) == "kv_cache (preemptions)"
+    # a counter that went backwards is no preemption (audit 5: -9e14 was shown and blamed on the cache)
+    assert bound_by(fell_tpot, c, max_concurrency=16, preemptions=-9e14, budget_cut=False) == "tpot_slo"
     queued = [*up, _level(4, 5.0), _level(8, 3.0, ttft_misses=4)]
     assert bound_by(queued, c, max_concurrency=16, preemptions=0, budget_cut=False) == "max_num_seqs (queueing: ttft)"
     assert bound_by(up, c, max_concurrency=16, preemptions=0, budget_cut=True) == "budget"
