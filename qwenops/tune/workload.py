@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from qwenops.errors import BadInputError
 from qwenops.units import MAX_TOKENS
@@ -20,6 +20,10 @@ ROLES = ("system", "user", "assistant", "tool", "developer")
 # and the assistant's opening adds 3; 8 a message is a safe bound for the templates we serve.
 TEMPLATE_TOKENS_PER_MESSAGE = 8
 MAX_WORKLOAD_BYTES = 64 * 1024 * 1024
+# Items, not only bytes: 60 MiB of 2 million empty messages was 0.8 GB of Python objects (audit 5); tune sends
+# `--requests` a level, and no chat template takes a thousand turns.
+MAX_WORKLOAD_REQUESTS = 100_000
+MAX_WORKLOAD_MESSAGES = 1024
 _FORMAT_HINT = 'each line: {"messages": [{"role": "user", "content": "..."}], "max_tokens": N}'
 
 # Words a byte-level BPE tokenizer (Qwen's, the tiny model's) keeps as one token each with their
@@ -87,6 +91,9 @@ def load_workload(path: Path) -> Workload:
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
+        if len(requests) == MAX_WORKLOAD_REQUESTS:
+            raise BadInputError(f"{path} has more than {MAX_WORKLOAD_REQUESTS:,} requests", field=flag,
+                                hint="a workload is a sample: tune sends --requests of them at each level")
         requests.append(_request(line, number, path))
     if not requests:
         raise BadInputError(f"{path} has no requests", field=flag, hint=_FORMAT_HINT)
@@ -117,9 +124,21 @@ def _request(line: str, number: int, path: Path) -> WorkloadRequest:
     unknown = sorted(set(data) - {"messages", "max_tokens"})
     if unknown:
         raise _bad(path, number, f"{unknown[0]}: unknown field (allowed: messages, max_tokens)")
-    messages = data.get("messages")
+    messages = cast("list[Mapping[str, Any]]", data.get("messages"))  # checked by _prompt_bound
+    size = _prompt_bound(messages, number, path)
+    max_tokens = data.get("max_tokens")
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= MAX_TOKENS:
+        raise _bad(path, number, f"max_tokens: must be a whole number >= 1 (got {_shown(max_tokens)})")
+    return WorkloadRequest(messages=tuple(messages), max_tokens=max_tokens, ignore_eos=False,
+                           prompt_tokens_bound=size + TEMPLATE_TOKENS_PER_MESSAGE)
+
+
+def _prompt_bound(messages: Any, number: int, path: Path) -> int:
+    """MESSAGES checked ({role, content} objects, at most MAX_WORKLOAD_MESSAGES); their prompt's tokens, bounded."""
     if not isinstance(messages, list) or not messages:
         raise _bad(path, number, "messages: must be a non-empty list of {role, content} objects")
+    if len(messages) > MAX_WORKLOAD_MESSAGES:
+        raise _bad(path, number, f"messages: {len(messages):,} of them, at most {MAX_WORKLOAD_MESSAGES:,}")
     size = 0
     for index, message in enumerate(messages):
         where = f"messages[{index}]"
@@ -130,13 +149,12 @@ def _request(line: str, number: int, path: Path) -> WorkloadRequest:
             raise _bad(path, number, f"{where}.role: must be one of {', '.join(ROLES)} (got {_shown(role)})")
         if not isinstance(content, str):
             raise _bad(path, number, f"{where}.content: must be a string")
-        # A byte-level BPE never makes more tokens than bytes: a bound, not an estimate.
-        size += len(content.encode("utf-8")) + TEMPLATE_TOKENS_PER_MESSAGE
-    max_tokens = data.get("max_tokens")
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= MAX_TOKENS:
-        raise _bad(path, number, f"max_tokens: must be a whole number >= 1 (got {_shown(max_tokens)})")
-    return WorkloadRequest(messages=tuple(messages), max_tokens=max_tokens, ignore_eos=False,
-                           prompt_tokens_bound=size + TEMPLATE_TOKENS_PER_MESSAGE)
+        try:  # A byte-level BPE never makes more tokens than bytes: a bound, not an estimate.
+            size += len(content.encode("utf-8")) + TEMPLATE_TOKENS_PER_MESSAGE
+        except UnicodeEncodeError as exc:  # "\ud800" is valid JSON, and no request can carry it
+            raise _bad(path, number, f"{where}.content: a lone surrogate (\\u{ord(exc.object[exc.start]):04x}) "
+                       "is not text") from None
+    return size
 
 
 def workload_from(prompt_tokens: int | None, output_tokens: int | None, path: Path | None,

@@ -5,6 +5,7 @@ a forged state record, and a rejected value's length. Each is data in the output
 from __future__ import annotations
 
 import json
+import re
 import xml.dom.minidom
 from pathlib import Path
 
@@ -162,3 +163,17 @@ def test_a_server_line_without_end_is_cut_not_held(tmp_path: Path) -> None:
     assert seen[1].startswith("A" * 1000) and seen[1].endswith("[qwenops: the rest of this line was dropped]")
     assert len(seen[1]) < MAX_SERVER_LINE_BYTES + 100
     assert (tmp_path / "s.log").stat().st_size < 2 * MAX_SERVER_LINE_BYTES
+
+
+@pytest.mark.parametrize(("line", "why"), [
+    ('{"messages":[{"role":"user","content":"hi \\ud800 there"}],"max_tokens":8}', "a lone surrogate (\\ud800)"),
+    ('{"messages":[' + ",".join(['{"role":"user","content":""}'] * 1025) + '],"max_tokens":8}',
+     "1,025 of them, at most 1,024"),
+])
+def test_a_workload_line_no_request_can_carry_is_bad_input(line: str, why: str, tmp_path: Path) -> None:
+    """A lone surrogate (valid JSON) was exit 4; 2 million messages in 60 MiB were 0.8 GB (audit 5)."""
+    path = tmp_path / "w.jsonl"
+    path.write_text(line + "\n", encoding="utf-8")
+    with pytest.raises(BadInputError, match=re.escape(why)) as caught:
+        load_workload(path)
+    assert caught.value.field == "--workload"
