@@ -134,7 +134,9 @@ def end_leftover_group(path: Path, *, what: str, port: int) -> str | None:
         pass
 
     def ours() -> list[int]:
-        return _marked(live_group_members(pgid), run_id)
+        # The group's members, and this user's processes that left it (setsid, a daemonizing worker) but
+        # still carry the run id: the mark, not the group, says whose they are (audit 5).
+        return _marked(sorted({*live_group_members(pgid), *_same_user_pids()}), run_id)
 
     members = ours()
     if not members:
@@ -153,6 +155,19 @@ def end_leftover_group(path: Path, *, what: str, port: int) -> str | None:
     path.unlink(missing_ok=True)
     return (f"ended {len(members)} process(es) of {what} left by an earlier qwenops "
             f"(pid {owner}, process group {pgid}) before binding port {port}")
+
+
+def _same_user_pids() -> list[int]:
+    """This user's live processes, but this one (root: every process)."""
+    import psutil
+
+    uid, me = os.getuid(), os.getpid()
+    pids = []
+    for process in psutil.process_iter(["uids"]):
+        uids = process.info.get("uids")
+        if uids is not None and uid in (0, uids.real) and process.pid != me:
+            pids.append(process.pid)
+    return pids
 
 
 def _marked(pids: list[int], run_id: str) -> list[int]:

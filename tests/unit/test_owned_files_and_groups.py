@@ -146,6 +146,23 @@ def test_a_record_without_a_run_id_ends_nothing(group: Start, tmp_path: Path) ->
     assert bystander.poll() is None
 
 
+def test_a_marked_process_that_left_the_group_is_ended_too(group: Start, tmp_path: Path) -> None:
+    """A worker that started its own session (setsid, a daemonizing helper) outlived the next start's cleanup,
+    though it carried the run id, and could hold the GPU and the port (audit 5)."""
+    run_id = new_run_id()
+    left, escaped, bystander = group({RUN_ID_ENV: run_id}), group({RUN_ID_ENV: run_id}), group()
+    path = run_record(tmp_path, "p")
+    write_run_record(path, left.pid, port=1, run_id=run_id)
+    record = json.loads(path.read_text())
+    record["qwenops_pid"] = 2 ** 22 + 1
+    path.write_text(json.dumps(record))
+    said = end_leftover_group(path, what="profile p", port=1)
+    assert said is not None and said.startswith("ended 2 process(es) of profile p")
+    poll_until(lambda: left.poll() is not None and escaped.poll() is not None, "both marked processes ended",
+               interval_s=0.05)
+    assert bystander.poll() is None
+
+
 def test_a_group_this_run_marked_is_ended(group: Start, tmp_path: Path) -> None:
     run_id = new_run_id()
     left = group({RUN_ID_ENV: run_id})
