@@ -42,7 +42,9 @@ async def _run_level(server: ConfiguredServer, requests: Sequence[WorkloadReques
     async with httpx.AsyncClient(limits=limits, trust_env=proxy_allowed(server.url)) as client:
 
         async def worker() -> None:
-            while queue:
+            # A request that timed out ends the level: the server has stopped answering, and waiting out the
+            # rest one by one would hold tune for the level's requests times the timeout.
+            while queue and not any(s.error and s.error.startswith("client_timeout") for s in samples):
                 samples.append(await _one(client, server, queue.pop(0), timeouts))
 
         await asyncio.gather(*(worker() for _ in range(min(concurrency, count))))

@@ -66,7 +66,7 @@ def run_tune(options: TuneOptions, *, observer: SweepObserver | None = None, lau
     if launch is None:
         launch = _launcher(options, overrides, settings)
     if measure is None:
-        measure = _measurer()
+        measure = _measurer(time.monotonic() + options.budget_s)
     outcome = sweep(ordered, workload, SweepSettings(slo=options.slo, budget_s=options.budget_s,
                                                      max_concurrency=options.max_concurrency,
                                                      requests_per_level=options.requests_per_level,
@@ -126,13 +126,18 @@ def _launcher(options: TuneOptions, overrides: dict[str, str], settings: Setting
     return launch
 
 
-def _measurer() -> Measure:
-    """The load goes to the candidate's server, with the key it was started with (launch.started_server)."""
+def _measurer(ends_at: float) -> Measure:
+    """The load goes to the candidate's server, with the key it was started with (launch.started_server). No
+    request outlives the budget (ENDS_AT, time.monotonic), and each waits for the next token at most the
+    profile's client timeout (120 s at most): a server that stopped answering held a level for its requests
+    times 120 s, whatever --budget-min said (audit 5)."""
     from qwenops.stream.client import Timeouts
     from qwenops.tune.measure import run_level
 
     def measure(server: ConfiguredServer, workload: Workload, concurrency: int, count: int) -> Sequence[RequestSample]:
+        read_s = min(120.0, server.profile.client.timeout_s)
+        left = max(ends_at - time.monotonic(), 1.0)
         return run_level(server, workload.requests, concurrency=concurrency, count=count,
-                         timeouts=Timeouts(connect_s=10.0, read_s=120.0))
+                         timeouts=Timeouts(connect_s=min(10.0, read_s), read_s=read_s, total_s=left))
 
     return measure

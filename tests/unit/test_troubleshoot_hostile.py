@@ -9,6 +9,7 @@ probes must send the key, and a 401/403 is an `auth` finding whose fix says wher
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -254,7 +255,7 @@ def test_tunes_load_and_scrapes_carry_the_key_its_servers_were_started_with(
     monkeypatch.setenv("QWENOPS_BASE_URL", "http://127.0.0.1:9")  # the server status reads, not tune's
     settings, profile = load_settings(), load_profile("cpu-tiny")
     started = started_server(server.url, profile, settings)
-    samples = _measurer()(started, workload_from(16, 5, None, (16, 5)), 2, 2)
+    samples = _measurer(time.monotonic() + 60)(started, workload_from(16, 5, None, (16, 5)), 2, 2)
     assert [s.error for s in samples] == [None, None] and all(s.output_tokens == 5 for s in samples)
     scrape_metrics(started)
     paths = {s.path for s in server.seen}
