@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from qwenops.troubleshoot.sources import LogSource, open_source
 from qwenops.vllmlog.classify import CANDIDATE, SERVED, Finding, Flags, LogClassifier
-from qwenops.vllmlog.lines import scan_log
+from qwenops.vllmlog.lines import compile_scanner, scan_log
 
 if TYPE_CHECKING:
     from qwenops.config.profile import Profile
@@ -61,12 +61,8 @@ _FACTS = re.compile(f"{_KV_SIZE.pattern}|{_CONTEXT_400.pattern}".replace("(?P<",
 
 def _scan_pattern() -> object:
     """The classifier's candidates and the lines of _FACTS, in one automaton (RE2 where it is installed)."""
-    joined = bytes(cast("Any", CANDIDATE).pattern) + b"|" + re.sub(rb"\(\?P<\w+>", b"(?:", _FACTS.pattern)
-    try:
-        import re2
-    except ImportError:
-        return re.compile(joined)
-    return re2.compile(joined)
+    facts = re.sub(rb"\(\?P<\w+>", b"(?:", _FACTS.pattern)
+    return compile_scanner(bytes(cast("Any", CANDIDATE).pattern) + b"|" + facts)
 
 
 _SCAN = _scan_pattern()

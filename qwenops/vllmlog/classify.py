@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Literal, cast
 
-from qwenops.vllmlog.lines import BytesPattern, LogLine, lines_of
+from qwenops.vllmlog.lines import BytesPattern, LogLine, compile_scanner, lines_of
 
 Severity = Literal["error", "warning", "info"]
 When = Literal["startup", "service", "any"]
@@ -81,6 +81,8 @@ _FRAME = re.compile('File (?:"|\u201c|&quot;)(?P<file>[^"\u201d&]+)(?:"|\u201d|&
 # IPython and Jupyter print a frame as `File ~/venv/lib/.../openai.py:119, in completion_with_retry(llm, ...)`.
 _IPYTHON_FRAME = re.compile(r"^File (?P<file>[^\s,]+\.py):\d+, in (?P<func>[\w<>.]+)")
 _TRACEBACK_START = re.compile(r"Traceback \(most recent call last\)")
+_CHAIN_HEADER = re.compile(r"The above exception was the direct cause of the following exception|"
+                           r"During handling of the above exception, another exception occurred")
 # The code line under a frame that hands a phase to the workers by name: V0 `_run_workers("load_model")`,
 # V1 `collective_rpc("determine_available_memory")`; an excerpt cut below it still says what was running.
 _RPC = re.compile(r'(?:collective_rpc|_run_workers|run_method)\(\s*"(?P<method>\w+)"')
@@ -419,6 +421,11 @@ _PLACEMENT_FIX = ("Ray cannot give vLLM's workers the GPUs its placement group a
                   "VLLM_HOST_IP on each node to the address it joined Ray with")
 
 
+# "/v1//models", "/v1/v1/chat/completions", "host:8000//v1/..." (not the "//" of a scheme).
+_MALFORMED_PATH = re.compile(r"/v1//|/v1/v1/|[^:/\s]//(?:v1/)?(?:chat/completions|completions|models|embeddings)\b")
+_MALFORMED_PATH_FIX = ("the client's base URL makes paths vLLM does not serve (it answers them 404): set it to exactly "
+                       "http://HOST:PORT/v1, without a trailing slash or a second /v1 (the client adds "
+                       "/chat/completions, /models itself)")
 _ACCESS_NOT_SERVED = re.compile(r'"(?:POST|PUT) /\S* HTTP/1\.[01]" 404\b')  # a GET of `/` or a favicon is a browser
 # Ordered by how specific the evidence is: a lower index is the root cause, so "No available memory
 # for the cache blocks" beats the generic "Engine core initialization failed" vLLM prints after it.
@@ -478,6 +485,16 @@ RULES: tuple[Rule, ...] = (
                     r"requirement error: unsatisfied condition: cuda ?>= ?\d"),
          _const("upgrade the NVIDIA driver (CUDA 12.4 needs >= 550) or install a vLLM/torch built for the driver's "
                 "CUDA version and this GPU's architecture (`qwenops doctor` compares them)")),
+    # A kernel vLLM or a library compiles at start-up (FlashInfer's sampler, a torch extension) failed to build:
+    # the compiler's command under an ERROR, or ninja's and torch's words for a failed build.
+    Rule("unclassified", "a kernel failed to compile at start-up (a broken or mismatched CUDA toolchain)",
+         re.compile(r"^(?:ERROR|CRITICAL)\b.*?\bnvcc\s.*?\s-c\s+\S+\.cu\b|^FAILED: \S+\.o\b|"
+                    r"ninja: build stopped: subcommand failed|Error building extension '[\w.-]+'|"
+                    r"error: command '\S*nvcc' failed"),
+         _const("a kernel compiled at start-up (FlashInfer's sampler, a torch extension) did not build: install the "
+                "CUDA toolkit whose nvcc matches torch's CUDA (`nvcc --version` against `python -c \"import torch; "
+                "print(torch.version.cuda)\"`), or use vLLM's prebuilt wheel; VLLM_USE_FLASHINFER_SAMPLER=0 skips "
+                "FlashInfer's sampler"), when="any"),
     Rule("port_in_use", "the port is already taken",
          re.compile(r"\[Errno 98\].*address already in use|Address already in use|\[Errno 48\]|EADDRINUSE|"
                     r"[Aa]ddress in use|[Pp]ort(?: \S+)? is (?:already )?(?:being )?used by (?:an)?other process|"
@@ -600,6 +617,14 @@ RULES: tuple[Rule, ...] = (
          _const("find the ValueError below this line in the log: if it is \"maximum context length\", lower the "
                 "request's max_tokens or trim the prompt, or raise max_model_len; vLLM kept serving"),
          severity="warning", when="service"),
+    # Triton's refusal to compile an FP8 (e4m3, "fp8e4nv") kernel for a GPU older than compute capability 8.9;
+    # vLLM's FP8 linear layers reach it on Ampere and older.
+    Rule("unsupported_dtype", "this GPU has no FP8 support (an FP8 checkpoint needs compute capability 8.9)",
+         re.compile(r"\bfp8e4nv\b.{0,40}not supported|not supported in this architecture\. The supported fp8 dtypes|"
+                    r"fp8e4nv data type is not supported on CUDA arch"),
+         _const("serve a checkpoint this GPU can run: AWQ or GPTQ (e.g. Qwen/Qwen3-14B-AWQ) instead of FP8, which "
+                "needs compute capability 8.9 or newer (Ada, Hopper); `nvidia-smi --query-gpu=compute_cap "
+                "--format=csv` shows this GPU's")),
     Rule("unsupported_dtype", "this GPU does not support the model's dtype",
          re.compile(r"Bfloat16 is only supported on GPUs with compute capability|"
                     r"(?:bfloat16|bf16|BF16|[Ff]loat8|FP8|fp8)\b.*?not supported (?:on|by) "
@@ -650,11 +675,16 @@ RULES: tuple[Rule, ...] = (
     Rule("unclassified", "the server answered 404: it serves no model or route by the name the request used",
          re.compile(r"Error code: 404\b|[\"']code[\"']\s*:\s*404\b|\bNotFoundError\b.{0,300}\b404\b"),
          _const(_NOT_SERVED_FIX), severity="warning", when="any"),
-    # A client library's own exception for a connection it could not open: the request never reached a server.
+    # A request path a base URL with a trailing slash or a second /v1 makes: vLLM serves neither.
+    Rule("unclassified", "the client's base URL is malformed (a doubled slash or /v1 in the request path)",
+         _MALFORMED_PATH, _const(_MALFORMED_PATH_FIX), severity="warning", when="any"),
+    # A client's own words for a connection it could not open (Python's libraries, curl, Node): the request never
+    # reached a server.
     Rule("unclassified", "the client could not connect to the server",
          re.compile(r"APIConnectionError|\bConnection error\.|httpx\.ConnectError|ClientConnectorError|"
                     r"requests\.exceptions\.ConnectionError|Failed to establish a new connection|"
-                    r"Cannot connect to host"),
+                    r"Cannot connect to host|curl: \(7\) (?:Failed to connect|Couldn't connect)|"
+                    r"\bconnect ECONNREFUSED \S+:\d+"),
          _const(_CONNECT_FIX), severity="warning", when="any"),
     Rule("invalid_argument", "vLLM's argument parser refused the command line",
          re.compile(r"^usage: \S+(?: \S+)? \[-h\]"),
@@ -687,6 +717,7 @@ RULES: tuple[Rule, ...] = (
          when="any", retryable=True),
 )
 # The engine client's line when its engine process ends (at an offline script's exit too).
+_MALFORMED_PATH_RULE = next(rule for rule in RULES if rule.pattern is _MALFORMED_PATH)
 _CLIENT_TEARDOWN = re.compile(r"Engine core proc(?:ess)? \S+ died unexpectedly, shutting down client")
 # Which OOM category each phase implies, when the traceback frames do not say.
 _PHASE_OOM = {Phase.LOADING_WEIGHTS: "weights_oom", Phase.PROFILING: "profile_oom", Phase.KV_CACHE: "profile_oom",
@@ -1111,7 +1142,8 @@ def _candidate_pattern() -> BytesPattern:
     groups are dropped (alternatives may share them); a case-blind pattern stays case-blind inside.
     Compiled with RE2 where google-re2 is installed (a dependency; Python's `re` otherwise, slower)."""
     patterns = [rule.pattern for rule in RULES] + [pattern for _, pattern in _PHASE_PATTERNS]
-    patterns += [_OOM, _NEW_BOOT, re.compile(r", line \d+, in "), _TRACEBACK_START, _MODEL_NOT_GENERATIVE.pattern,
+    patterns += [_OOM, _NEW_BOOT, re.compile(r", line \d+, in "), _TRACEBACK_START, _CHAIN_HEADER,
+                 _MODEL_NOT_GENERATIVE.pattern,
                  _NO_PROGRESS, _KV_FULL, _NOTHING_ADMITTED, _CLIENT_RETRY, _IPYTHON_FRAME, _MESSAGE_HEADS,
                  _ERROR_LINE, _OTHER_ERROR_LINE, re.compile(r"validation error for"), _RPC, _SHM_WAIT, _MAX_LEN,
                  _BLOCKS, _CLIENT_ABORT, _TTFT_HEAD, _TTFT_MEAN, _DEGENERATE_CANDIDATE,
@@ -1128,12 +1160,7 @@ def _candidate_pattern() -> BytesPattern:
         source = re.sub(r"\(\?P<\w+>", "(?:", pattern.pattern).removeprefix("^")
         source = source.replace("(?!out of memory)", "")  # RE2 has no lookahead: the superset is fine
         parts.append(f"(?i:{source})" if pattern.flags & re.IGNORECASE else f"(?:{source})")
-    joined = "(?m)" + "|".join(parts)
-    try:
-        import re2
-    except ImportError:
-        return re.compile(joined.encode())
-    return cast("BytesPattern", re2.compile(joined.encode()))
+    return compile_scanner(("(?m)" + "|".join(parts)).encode())
 
 
 CANDIDATE = _candidate_pattern()
@@ -1199,6 +1226,9 @@ class _Traceback:
     phase: Phase
     serving: bool
     frames: list[tuple[str, str]] = field(default_factory=list)
+    # Python's chain header came before it ("The above exception was the direct cause of the following
+    # exception", "During handling of the above exception"): a later link of an exception already shown.
+    chained: bool = False
 
     @property
     def process(self) -> str:
@@ -1227,6 +1257,7 @@ class LogClassifier:
     _last_frames: list[tuple[str, str]] = field(default_factory=list)  # of the traceback read last
     _cuts: list[_Traceback] = field(default_factory=list)  # the last tracebacks that ended without an exception line
     _saw_traceback: bool = False  # any traceback at all, in any process
+    _chain_header: bool = False  # Python's chain header was the last traceback text read: the next one is chained
     # Each vLLM process prints its own tracebacks, interleaved with the others' in one log: the traceback state
     # above is the current process's; the others' wait here, by the name in their tag.
     _process: str = ""
@@ -1273,7 +1304,11 @@ class LogClassifier:
                 self._add(Finding("auth", "warning", "requests were refused for their API key (HTTP 401/403)",
                                   _evidence(line, text), RULES_BY_CATEGORY["auth"].fix(_NO_MATCH, self.flags),
                                   rank=UNCLASSIFIED_RANK))
-            if _ACCESS_NOT_SERVED.search(text) and not _REQUEST_LOG.match(text) and not self.startup_only:
+            if _MALFORMED_PATH.search(text) and not _REQUEST_LOG.match(text) and not self.startup_only:
+                rule = _MALFORMED_PATH_RULE
+                self._add(Finding(rule.category, rule.severity, rule.title, _evidence(line, text), _MALFORMED_PATH_FIX,
+                                  rank=_RANKS[id(rule)]))
+            elif _ACCESS_NOT_SERVED.search(text) and not _REQUEST_LOG.match(text) and not self.startup_only:
                 self._add(Finding("unclassified", "warning", "requests were answered 404: a route or model the server "
                                   "does not serve", _evidence(line, text), _NOT_SERVED_FIX, rank=UNCLASSIFIED_RANK))
             return None
@@ -1299,9 +1334,13 @@ class LogClassifier:
 
     def _track_traceback(self, line: LogLine, text: str) -> None:
         body = _LOGGER_PREFIX.sub("", text, count=1)
+        if _CHAIN_HEADER.search(body):
+            self._chain_header = True
+            return
         if _TRACEBACK_START.search(body):
             self._close_cut()
-            self._traceback = _Traceback(line, self.phase, self.serving)
+            self._traceback = _Traceback(line, self.phase, self.serving, chained=self._chain_header)
+            self._chain_header = False
             self._saw_traceback = True
             self._frames, self._last_frames = [], self._traceback.frames
             if self._asgi or _ASGI_EXCEPTION.search(body):
@@ -1841,7 +1880,9 @@ class LogClassifier:
         open_ = [tb for tb, _, _ in self._parked.values() if tb is not None and tb.frames]
         if self._traceback is not None and self._traceback.frames:
             open_.append(self._traceback)
-        cuts = [*self._cuts, *open_]
+        # A later link of a chain ("the above exception was the direct cause of ...") is the same failure as the
+        # exception above it, where a finding already names that (a client's 400 under its own traceback).
+        cuts = [cut for cut in [*self._cuts, *open_] if not (found and cut.chained)]
         if cuts and not has_error and not self.startup_only:
             # Each cut traceback (two processes' or two sources' pasted together) names what it can; an
             # unexplained one only when none names anything and nothing else is an error.
@@ -1992,7 +2033,9 @@ class LogClassifier:
             found = [replace(f, severity="info", title=f"{f.title} (follows from the error above)")
                      if f.rank >= GENERIC_RANK and f.severity == "error" and f.category not in _CLIENT_SIDE else f
                      for f in found]
-        if any(f.severity == "error" and f.rank < UNCLASSIFIED_RANK - 1 for f in found):
+        named_error = any(f.severity == "error" and f.rank < UNCLASSIFIED_RANK - 1 and f.category != "unclassified"
+                          for f in found)  # an unexplained error of a rule's own (a failed kernel build) stays one
+        if named_error:
             found = [replace(f, severity="info", title=f"{f.title} (probably follows from the error above)")
                      if f.category == "unclassified" and f.severity == "error" else f for f in found]
         if any(f.category in _QUEUEING for f in found):

@@ -35,7 +35,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from itertools import chain, pairwise
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, cast
 
 # Longer lines (a base64 image in a request log, a tensor dump) are cut here and never buffered whole.
 MAX_LINE_CHARS = 4096
@@ -413,6 +413,24 @@ class BytesPattern(Protocol):
     """A compiled bytes pattern: Python's `re` or RE2 (google-re2), which has the same API."""
 
     def search(self, string: bytes, pos: int = ..., endpos: int = ...) -> Any: ...
+
+
+# RE2's budget for one automaton (its default is 8 MiB). The scanner's one alternation of every rule's
+# candidate words is thousands of states: under the default, RE2's DFA ran out of memory on ordinary logs,
+# printed "DFA out of memory" to stderr once per block and fell back to its slower NFA.
+RE2_MAX_MEM = 64 << 20  # the scanner needs ~12 MiB today
+
+
+def compile_scanner(pattern: bytes) -> BytesPattern:
+    """PATTERN compiled with RE2 (google-re2, a dependency) and a budget its DFA fits in; Python's `re` where
+    RE2 is not installed."""
+    try:
+        import re2
+    except ImportError:
+        return re.compile(pattern)
+    options = re2.Options()
+    options.max_mem = RE2_MAX_MEM
+    return cast("BytesPattern", re2.compile(pattern, options))
 
 
 def scan_log(stream: IO[bytes], candidate: BytesPattern, served: re.Pattern[bytes]) -> Iterator[LogLine]:
