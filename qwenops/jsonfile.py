@@ -32,7 +32,7 @@ def read_json(path: Path, *, field: str, cap: int, what: str, hint: str | None =
     except FileNotFoundError:
         raise BadInputError(f"{path} does not exist", field=field, hint=hint) from None
     except NotRegularFile as exc:
-        raise BadInputError(f"{path} {(exc.strerror or 'is not a regular file').replace('a regular file', what)}",
+        raise BadInputError(f"{path} {exc.instead_of(what)}",
                             field=field, hint=hint) from None
     except OSError as exc:
         raise BadInputError(f"cannot read {path}: {exc.strerror or exc}", field=field, hint=hint) from None

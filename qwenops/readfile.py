@@ -20,7 +20,15 @@ __all__ = ["NotRegularFile", "kind_of", "open_regular", "read_capped"]
 
 
 class NotRegularFile(OSError):
-    """The path names a directory, a named pipe, a socket or a device; `strerror` says which."""
+    """The path names a directory, a named pipe, a socket or a device: `kind` says which, in words."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(errno.EISDIR if kind == "a directory" else errno.EINVAL, f"is {kind}, not a regular file")
+        self.kind = kind
+
+    def instead_of(self, what: str) -> str:
+        """"is a named pipe, not a probe file": what was found where WHAT was expected."""
+        return f"is {self.kind}, not {what}"
 
 
 def kind_of(mode: int) -> str:
@@ -29,7 +37,7 @@ def kind_of(mode: int) -> str:
                        (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device")):
         if test(mode):
             return kind
-    return "not a regular file"
+    return "a special file"  # a door or whiteout: no other kind exists on the systems qwenops runs on
 
 
 def open_regular(path: Path | str) -> BinaryIO:
@@ -43,9 +51,7 @@ def open_regular(path: Path | str) -> BinaryIO:
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            kind = kind_of(mode)
-            raise NotRegularFile(errno.EISDIR if kind == "a directory" else errno.EINVAL,
-                                 f"is {kind}, not a regular file")
+            raise NotRegularFile(kind_of(mode))
         return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)

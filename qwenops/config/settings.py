@@ -248,7 +248,7 @@ def _read_env_file(path: Path) -> dict[str, Value]:
     try:
         raw = read_capped(path, cap)
     except NotRegularFile as exc:
-        raise SettingsError(f"{_shown(path)} {(exc.strerror or '').replace('a regular file', 'an env file')}",
+        raise SettingsError(f"{_shown(path)} {exc.instead_of('an env file')}",
                             field=ENV_FILE_VARIABLE) from None
     except OSError as exc:
         raise SettingsError(f"cannot read env file {_shown(path)}: {exc.strerror or exc}",

@@ -8,7 +8,7 @@ import gzip
 import json
 import time
 
-from qwenops.supervisor.health import HealthChecker
+from qwenops.supervisor.health import HealthChecker, Probe, Progress
 from tests.sse_server import Conn, Seen, serving
 
 BOMB = gzip.compress(gzip.compress(bytes(256 << 20), 9), 9)  # 256 MiB of zeros, a few KiB on the wire
@@ -17,6 +17,19 @@ BOMB = gzip.compress(gzip.compress(bytes(256 << 20), 9), 9)  # 256 MiB of zeros,
 def bomb(conn: Conn, seen: Seen) -> None:
     conn.send(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip, gzip\r\n"
               + f"content-length: {len(BOMB)}\r\nconnection: close\r\n\r\n".encode() + BOMB)
+
+
+def timed_probe(base_url: str, timeout_s: float) -> tuple[Probe, Progress | None]:
+    """One probe and one progress read, each ended by the checker's own time (well within 30 s), not the server's."""
+    checker = HealthChecker(base_url, "m", timeout_s=timeout_s)
+    try:
+        started = time.monotonic()
+        probe = checker.probe()
+        progress = checker.progress()
+        assert time.monotonic() - started < 30
+        return probe, progress
+    finally:
+        checker.close()
 
 
 def test_a_compressed_answer_is_not_inflated_and_the_key_goes_only_to_the_port() -> None:
@@ -45,14 +58,9 @@ def test_a_body_that_drips_ends_at_the_probes_time() -> None:
             pass
 
     with serving(drip, answer_gets=True) as server:
-        checker = HealthChecker(server.base_url, "m", timeout_s=1)
-        try:
-            started = time.monotonic()
-            probe = checker.probe()
-            assert time.monotonic() - started < 30  # ended by the probe's own time (1 s), not the server's 100 s
-            assert (probe.healthy, probe.ready, probe.detail) == (True, False, "/v1/models: timed out")
-        finally:
-            checker.close()
+        probe, progress = timed_probe(server.base_url, timeout_s=1)  # the server would take 100 s
+    assert (probe.healthy, probe.ready, probe.detail) == (True, False, "/v1/models: timed out")
+    assert progress is None
 
 
 def test_a_head_that_drips_ends_at_the_probes_time() -> None:
@@ -64,15 +72,9 @@ def test_a_head_that_drips_ends_at_the_probes_time() -> None:
             pass
 
     with serving(drip, answer_gets=True) as server:
-        checker = HealthChecker(server.base_url, "m", timeout_s=0.5)
-        try:
-            started = time.monotonic()
-            probe = checker.probe()
-            assert time.monotonic() - started < 30  # ended by the probe's own time (1.5 s), not never
-            assert (probe.healthy, probe.ready, probe.detail) == (False, False, "timed out")
-            assert checker.progress() is None
-        finally:
-            checker.close()
+        probe, progress = timed_probe(server.base_url, timeout_s=0.5)  # 1.5 s, not never
+    assert (probe.healthy, probe.ready, probe.detail) == (False, False, "timed out")
+    assert progress is None
 
 
 def test_a_long_model_list_is_named_in_a_short_line() -> None:
