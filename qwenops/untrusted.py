@@ -28,6 +28,9 @@ MAX_METRICS_SAMPLES = 100_000
 # One line of /metrics (vLLM's longest are LoRA info gauges naming adapters): prometheus_client's label
 # parser re-reads the rest of a line for each label, so a line of 700,000 labels took minutes.
 MAX_METRICS_LINE_CHARS = 16 * 1024
+# Label sets of one reading (vLLM has one per model and engine, and one per finish reason: a handful); more is
+# not one server's page, and their sum is no reading.
+MAX_METRIC_SERIES = 256
 
 # Any other HTTP body read whole (a /health answer, /v1/models, an error body).
 MAX_HTTP_BODY_BYTES = 1 * MIB

@@ -94,6 +94,7 @@ class Snapshot:
     histograms: dict[str, Histogram] = field(default_factory=dict)
     names: frozenset[str] = frozenset()  # every family the server exposed
     invalid: dict[str, str] = field(default_factory=dict)  # reading -> why its value cannot be trusted
+    series: dict[str, frozenset[str]] = field(default_factory=dict)  # counter reading -> its label sets
 
     @property
     def is_vllm(self) -> bool:
@@ -154,6 +155,7 @@ def parse(text: str | bytes, *, taken_s: float | None = None) -> Snapshot:
 
     gauges: dict[str, float] = {}
     counters: dict[str, float] = {}
+    series: dict[str, frozenset[str]] = {}
     histograms: dict[str, Histogram] = {}
     invalid: dict[str, str] = {}
     for reading, names in GAUGES.items():
@@ -164,9 +166,11 @@ def parse(text: str | bytes, *, taken_s: float | None = None) -> Snapshot:
         found = first(names)
         if found is not None:
             name, samples = found
-            value = _series(name, [s for s in samples if s.name in (name, name + "_total")], invalid, reading)
+            kept = [s for s in samples if s.name in (name, name + "_total")]
+            value = _series(name, kept, invalid, reading)
             if value is not None:
                 counters[reading] = math.fsum(value)
+                series[reading] = frozenset(map(_labels, kept))
     for reading, names in HISTOGRAMS.items():
         found = first(names)
         if found is not None:
@@ -175,7 +179,7 @@ def parse(text: str | bytes, *, taken_s: float | None = None) -> Snapshot:
             except ValueError as exc:
                 invalid[reading] = str(exc)
     return Snapshot(time.time() if taken_s is None else taken_s, gauges, counters, histograms,
-                    frozenset(families), invalid)
+                    frozenset(families), invalid, series)
 
 
 def _gauge(reading: str, name: str, samples: list[Sample], gauges: dict[str, float],
@@ -212,6 +216,10 @@ def _checked(name: str, value: float) -> str | None:
 
 def _series(name: str, samples: list[Sample], invalid: dict[str, str], reading: str) -> list[float] | None:
     """The values of one gauge or counter, one per label set; None (and why, in INVALID) if one is bad."""
+    if len(samples) > untrusted.MAX_METRIC_SERIES:
+        invalid[reading] = (f"{name} has {len(samples):,} series, more than {untrusted.MAX_METRIC_SERIES} "
+                            "(vLLM writes one per model, engine and reason)")
+        return None
     seen: set[str] = set()
     values: list[float] = []
     for sample in samples:
@@ -244,6 +252,9 @@ def _histogram(name: str, samples: list[Sample]) -> Histogram:
         labels = _labels(sample, less="le")
         if kind == "_bucket":
             bound = _bound(name, sample)
+            if labels not in series and len(series) == untrusted.MAX_METRIC_SERIES:
+                raise ValueError(f"{name} has more than {untrusted.MAX_METRIC_SERIES} series (vLLM writes one per "
+                                 "model and engine)")
             buckets = series.setdefault(labels, {})
             if bound in buckets:
                 raise ValueError(f"{name} repeats the bucket le={sample.labels['le']!r}")
@@ -329,6 +340,12 @@ def interval(earlier: Snapshot, later: Snapshot) -> Interval:
 
     def delta(reading: str) -> float | None:
         if reading not in later.counters or reading not in earlier.counters:
+            return None
+        if earlier.series.get(reading) != later.series.get(reading):
+            # vLLM creates every series of a counter at start-up: one that came or went between the scrapes is
+            # another server (or a restart), and a difference of two sums over different series is no count.
+            notes[reading] = (f"the server's {reading.replace('_', ' ')} series changed between the scrapes: it "
+                              "restarted, or another server answered")
             return None
         change = later.counters[reading] - earlier.counters[reading]
         if change < 0:

@@ -550,3 +550,30 @@ def test_a_body_that_does_not_decode_is_one_line(site: Callable[[dict[str, Answe
 def test_threads_left_behind_are_none() -> None:
     """The deadline timers are cancelled once an answer is read (none of them outlives its request)."""
     assert not [t for t in threading.enumerate() if isinstance(t, threading.Timer) and t.is_alive()]
+
+
+def test_a_rate_is_taken_over_the_same_series_only(site: Callable[[dict[str, Answer]], Site]) -> None:
+    """A counter's series renamed between the scrapes (audit 5: `model_name="m1"` 100, then `"m2"` 200) was shown
+    as 100 tokens/s, and a gauge of 50,000 label sets as 50,001 running: a difference of sums over different series,
+    and a sum of series no vLLM writes, are no readings. vLLM creates every series at start-up."""
+    typed = "# TYPE vllm:generation_tokens counter\n"
+    before = typed + 'vllm:generation_tokens_total{model_name="m1"} 100\n'
+    after = typed + 'vllm:generation_tokens_total{model_name="m2"} 200\n'
+    server = site({**healthy_routes(), "/metrics": scrapes(before, after)})
+    code, doc, _ = status_json(server.url)
+    data = doc["data"]
+    assert code == 1 and isinstance(data, dict)
+    assert data["generation_tokens_per_s"] is None
+    assert any("series changed between the scrapes" in p for p in data["problems"])
+    # the same series in both scrapes: a rate, as ever
+    same = typed + 'vllm:generation_tokens_total{model_name="m1"} 300\n'
+    server = site({**healthy_routes(), "/metrics": scrapes(before, same)})
+    code, doc, _ = status_json(server.url)
+    assert isinstance(doc["data"], dict) and (doc["data"]["generation_tokens_per_s"] or 0) > 0
+    many = "# TYPE vllm:num_requests_running gauge\n" + "".join(
+        f'vllm:num_requests_running{{model_name="m{i}"}} 1\n' for i in range(50_000))
+    server = site({**healthy_routes(), "/metrics": scrapes(many)})
+    code, doc, _ = status_json(server.url)
+    data = doc["data"]
+    assert code == 1 and isinstance(data, dict) and data["requests_running"] is None
+    assert any("50,000 series, more than 256" in p for p in data["problems"])

@@ -94,3 +94,17 @@ def test_steal_swap_and_strangers_on_the_gpu() -> None:
                  gpu_processes=((1, "vllm", 20000.0), (2, "Xorg", 400.0)))
     found = [f.category for f in host_findings(host, vllm_pids=frozenset({1}))]
     assert found == ["high_latency_cpu", "host_memory_pressure", "insufficient_free_memory"]
+
+
+def test_a_reading_of_more_series_than_a_server_writes_is_not_one() -> None:
+    """A histogram (or counter) summed over hundreds of label sets is no vLLM server's reading (it has one per
+    model, engine and reason): named invalid, not shown."""
+    lines = ["# TYPE vllm:time_to_first_token_seconds histogram"]
+    for i in range(300):
+        lines += [f'vllm:time_to_first_token_seconds_bucket{{model_name="m{i}",le="1.0"}} 1',
+                  f'vllm:time_to_first_token_seconds_bucket{{model_name="m{i}",le="+Inf"}} 1',
+                  f'vllm:time_to_first_token_seconds_sum{{model_name="m{i}"}} 0.5',
+                  f'vllm:time_to_first_token_seconds_count{{model_name="m{i}"}} 1']
+    snapshot = parse("\n".join(lines) + "\n")
+    assert not snapshot.histograms
+    assert "more than 256 series" in next(iter(snapshot.invalid.values()))
