@@ -232,12 +232,16 @@ _OOM_FIXES = {
     "profile_oom": "lower max_num_batched_tokens and max_num_seqs (the memory profile runs one full batch), or "
                    "gpu_memory_utilization if other processes share the GPU",
     "runtime_oom": "lower max_num_seqs or max_model_len, or gpu_memory_utilization if other processes share the GPU",
+    "insufficient_free_memory": "memory vLLM measured as free was taken before it allocated the KV cache: stop the "
+                                "other processes on the GPU (a trainer, another server: nvidia-smi) or lower "
+                                "gpu_memory_utilization to leave them their share",
 }
 _OOM_TITLES = {
     "weights_oom": "the weights do not fit in GPU memory",
     "cudagraph_oom": "out of memory while capturing CUDA graphs",
     "profile_oom": "out of memory while profiling a full batch at start-up",
     "runtime_oom": "the GPU ran out of memory",
+    "insufficient_free_memory": "out of memory allocating the KV cache: memory free at the profile was taken since",
 }
 # What a traceback was doing, from its frames: vLLM renames functions between versions, so each phase is
 # a set of names (and file paths) across V0 and V1, and the strongest phase in a stack wins (capturing
@@ -245,7 +249,7 @@ _OOM_TITLES = {
 FramePhase = Literal["capture", "weights", "kv_check", "profile", "bind", "model_files", "config", "input", "dtype",
                      "device",
                      "media", "preprocess", "wait", "serving", "sampler", "forward", "client_connect", "client_read",
-                     "engine_client", "args", "kv_setup"]
+                     "engine_client", "args", "kv_alloc", "kv_setup"]
 _FRAME_PHASES: tuple[tuple[FramePhase, re.Pattern[str], re.Pattern[str] | None], ...] = (
     # (phase, function name, file path)
     ("capture", re.compile(r"capture|cudagraph|cuda_graph"), re.compile(r"cuda_graph|cudagraph|/cuda/graphs\.py")),
@@ -307,7 +311,14 @@ _FRAME_PHASES: tuple[tuple[FramePhase, re.Pattern[str], re.Pattern[str] | None],
                                  r"^(?:Async|MQ)?EngineDeadError$"), None),
     # Parsing the command line (argparse, vLLM's FlexibleArgumentParser): what it raises is the command line's
     # fault (a flag vLLM moved or refused, a config file it could not read). Weak: any deeper phase names it.
-    ("args", re.compile(r"^parse_(?:known_)?args$|^_parse_known_args2?$|^parse_known_intermixed_args$"), None),
+    # (a wrapper's own: ms-swift's `_parse_args`, transformers' HfArgumentParser `parse_args_into_dataclasses`)
+    ("args", re.compile(r"^_?parse_(?:known_)?args(?:_into_dataclasses)?$|^_parse_known_args2?$|"
+                        r"^parse_known_intermixed_args$"), None),
+    # Allocating the KV cache once the memory profile sized it (V0's initialize_cache and cache engine, V1's
+    # initialize_kv_cache): the profile is over, so an out-of-memory error here is memory that was free when
+    # vLLM measured it and was taken since (a trainer or another server on the same GPU).
+    ("kv_alloc", re.compile(r"^initialize_cache$|^_init_cache_engine$|^_allocate_kv_cache\w*$|"
+                            r"^initialize_kv_cache(?:_tensors)?$|^_allocate_gpu_cache$|^allocate_gpu_cache$"), None),
     # The engine setting up its KV cache (V0's LLMEngine and V1's EngineCore): it profiles memory, sizes the cache
     # and (V1) warms up and captures graphs under it. The weakest name: a deeper frame says which step it was; an
     # excerpt cut right below it leaves the start-up phase reached and vLLM's KV figures to say (see _kv_setup).
@@ -316,6 +327,7 @@ _FRAME_PHASES: tuple[tuple[FramePhase, re.Pattern[str], re.Pattern[str] | None],
 _ENGINE_CLIENT = next(name for phase, name, _ in _FRAME_PHASES if phase == "engine_client")
 # Model code constructing its layers allocates the weights (vLLM 0.1-0.2 had no loader frame above it).
 _MODEL_CODE = re.compile(r"/model_executor/models/")
+_LOGPROBS = re.compile(r"^(?:get|gather|compute)_(?:topk_)?logprobs$|^_get_prompt_logprob\w*$")
 _CONSTRUCT = re.compile(r"^(?:__init__|<listcomp>|<genexpr>|make_layers)$")
 _MODEL_LAYERS = re.compile(r"/model_executor/(?:models|layers)/")
 _FORWARD = re.compile(r"^(?:_?forward|forward_native|forward_cuda|forward_oot)$")
@@ -340,7 +352,8 @@ _PHASE_WORDS: dict[FramePhase, str] = {
     "forward": "in the model's forward pass",
     "engine_client": "while the API server read the engine's outputs",
     "kv_setup": "while the engine set up its KV cache (profiling memory, then sizing the cache)",
-    "args": "while vLLM parsed its command line",
+    "kv_alloc": "while allocating the KV cache (after the memory profile)",
+    "args": "while the program parsed its command line",
 }
 
 
@@ -399,7 +412,8 @@ _CONNECT_FIX = ("the request never reached a server: check the client's base URL
                 "container itself), that the server is up and listening on that address (`curl BASE_URL/models`), and "
                 "any proxy or firewall between them")
 _FRAME_OOM: dict[FramePhase, str] = {"capture": "cudagraph_oom", "weights": "weights_oom", "profile": "profile_oom",
-                                     "kv_check": "profile_oom", "serving": "runtime_oom"}
+                                     "kv_check": "profile_oom", "serving": "runtime_oom",
+                                     "kv_alloc": "insufficient_free_memory"}
 # Any accelerator's words (CUDA, ROCm's HIP, Ascend's NPU, Intel's XPU, Gaudi's HPU): vLLM's phases are the same.
 _OOM = re.compile(r"(?:CUDA|HIP|NPU|XPU|HPU|MPS) out of memory|torch\.(?:cuda\.|npu\.|xpu\.)?OutOfMemoryError|"
                   r"OutOfMemoryError: (?:CUDA|HIP|NPU|XPU)|(?:CUDA|HIP) (?:driver )?error: out of memory|"
@@ -1786,10 +1800,11 @@ class LogClassifier:
                     "when max_num_seqs and the KV cache allow (raise max_num_seqs, shorten max_model_len, or raise "
                     "gpu_memory_utilization); a long request holding the cache keeps the rest out", rank=len(RULES)))
 
-    def _sampler_oom(self) -> str:
+    def _sampler_oom(self, frames: list[tuple[str, str]]) -> str:
         """The sampler's failure: in service a batch's; before any request, the dummy sampler run's, which comes in
-        the profiling run and again in the warm-up after the KV cache and CUDA graphs (the phase says which)."""
-        if self.serving:
+        the profiling run and again in the warm-up after the KV cache and CUDA graphs (the phase says which). Only
+        requests ask for logprobs (the dummy runs ask none): a failure gathering them is a request's, in service."""
+        if self.serving or any(_LOGPROBS.search(func) for _, func in frames):
             return "runtime_oom"
         warmed = _PHASE_ORDER.index(self.phase) >= _PHASE_ORDER.index(Phase.KV_CACHE)
         return "cudagraph_oom" if warmed else "profile_oom"
@@ -1811,7 +1826,8 @@ class LogClassifier:
         if where is None and rpc and _RPC_PHASES.get(rpc.group(1)) in _FRAME_OOM:
             return _FRAME_OOM[_RPC_PHASES[rpc.group(1)]]  # V0's worker names the RPC it ran out of memory in
         if where in ("forward", "sampler") and not self.serving:  # a forward pass at start-up: its phase says which
-            return self._sampler_oom() if where == "sampler" else _PHASE_OOM.get(self.phase, "runtime_oom")
+            return self._sampler_oom(self._last_frames) if where == "sampler" else \
+                _PHASE_OOM.get(self.phase, "runtime_oom")
         if where in _FRAME_OOM and not (where == "serving" and not self.serving):
             return _FRAME_OOM[where]
         if where is not None and where != "serving":
@@ -1933,18 +1949,28 @@ class LogClassifier:
                 "engine_stalled", "error", "the engine made no tokens while requests ran, and was then found dead",
                 _evidence(stalled_at, text), rule.fix(_NO_MATCH, self.flags), retryable=True, rank=_RANKS[id(rule)])
 
+    def _cut_phase(self, cut: _Traceback) -> FramePhase | None:
+        """The phase a cut traceback's frames show, as far as they can tell."""
+        where = frame_phase(cut.frames)
+        if where == "kv_alloc" and "oom" not in self._reported:
+            # The profile is over; what fails next is the check of the cache's size (a ValueError) or, where the
+            # reporter says it ran out of memory, the allocation itself.
+            return "kv_check"
+        if where in ("client_read", "client_connect") and self._fetching(cut.process, cut.frames):
+            return "media"  # vLLM's API server reading a download, not a client reading vLLM
+        return where
+
     def _cut_finding(self, cut: _Traceback) -> Finding | None:
         """A traceback whose exception line the excerpt lost: its frames still say what vLLM was doing."""
-        where = frame_phase(cut.frames)
+        where = self._cut_phase(cut)
         quote_at = Evidence(f"log line {cut.first.number}",
                             quote(f"a traceback through {', '.join(_named_frames(cut.frames)[-4:])} "
                                   f"(its exception line is missing)"))
         by_phase = {"weights": "weights_oom", "capture": "cudagraph_oom", "profile": "profile_oom",
                     "bind": "port_in_use", "model_files": "model_not_found", "media": "media_fetch_error",
                     "config": "invalid_config", "input": "request_too_long", "wait": "engine_stalled",
-                    "preprocess": "request_too_long", "dtype": "unsupported_dtype", "args": "invalid_argument"}
-        if where in ("client_read", "client_connect") and self._fetching(cut.process, cut.frames):
-            where = "media"  # vLLM's API server reading a download, not a client reading vLLM
+                    "preprocess": "request_too_long", "dtype": "unsupported_dtype", "args": "invalid_argument",
+                    "kv_alloc": "insufficient_free_memory"}
         if where == "kv_setup":
             category = self._kv_setup(oom=False)
         elif where == "kv_check":
@@ -1964,7 +1990,7 @@ class LogClassifier:
             # The model's forward pass: out of memory is the common failure there; at start-up, the phase's OOM.
             category = "runtime_oom" if self.serving else _PHASE_OOM.get(self.phase, "runtime_oom")
         elif where == "sampler":
-            category = self._sampler_oom()
+            category = self._sampler_oom(cut.frames)
         elif where == "engine_client":
             rule = RULES_BY_CATEGORY["engine_dead"]
             return Finding("engine_dead", "error", "the API server found its engine dead (the excerpt ends before the "

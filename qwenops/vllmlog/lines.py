@@ -455,6 +455,9 @@ def scan_log(stream: IO[bytes], candidate: BytesPattern, served: re.Pattern[byte
             # One line longer than a block: keep its head, drop the rest.
             carry = data[:MAX_LINE_CHARS * 4] if len(data) > _BLOCK_BYTES else data
             continue
+        last = data.rfind(b"\n", 0, end) + 1
+        if last > 0 and _CODE_ABOVE.search(_decoded(data[last:end])):
+            end = last - 1  # a frame's code line is the next line, not read yet: the frame waits for it
         block, carry = data[:end + 1], data[end + 1:]
         if state.shape is None:
             state.shape = block_shape(block)
@@ -462,8 +465,8 @@ def scan_log(stream: IO[bytes], candidate: BytesPattern, served: re.Pattern[byte
                 yield from _joined_candidates(block, candidate, served, state)
                 continue
         yield from _candidates(block, candidate, served, state)
-    if carry:
-        yield from _candidates(carry + b"\n", candidate, served, state)
+    if carry:  # a last line with no newline, or a frame line kept for its code line
+        yield from _candidates(carry if carry.endswith(b"\n") else carry + b"\n", candidate, served, state)
     yield LogLine(state.lines, "", state.served)
 
 
