@@ -685,13 +685,13 @@ RULES: tuple[Rule, ...] = (
          _const("send the server's key (`Authorization: Bearer $VLLM_API_KEY`; the client's api_key must match "
                 "the server's --api-key), or check a proxy's auth in front of it"),
          when="any"),
+    # A request path a base URL with a trailing slash or a second /v1 makes: vLLM serves neither.
+    Rule("unclassified", "the client's base URL is malformed (a doubled slash or /v1 in the request path)",
+         _MALFORMED_PATH, _const(_MALFORMED_PATH_FIX), severity="warning", when="any"),
     # The server answered 404 in its OpenAI error body: the request named a model it does not serve.
     Rule("unclassified", "the server answered 404: it serves no model or route by the name the request used",
          re.compile(r"Error code: 404\b|[\"']code[\"']\s*:\s*404\b|\bNotFoundError\b.{0,300}\b404\b"),
          _const(_NOT_SERVED_FIX), severity="warning", when="any"),
-    # A request path a base URL with a trailing slash or a second /v1 makes: vLLM serves neither.
-    Rule("unclassified", "the client's base URL is malformed (a doubled slash or /v1 in the request path)",
-         _MALFORMED_PATH, _const(_MALFORMED_PATH_FIX), severity="warning", when="any"),
     # A client's own words for a connection it could not open (Python's libraries, curl, Node): the request never
     # reached a server.
     Rule("unclassified", "the client could not connect to the server",

@@ -71,6 +71,12 @@ def test_a_malformed_request_path_is_the_clients_base_url() -> None:
         [(category, _)] = named([line])
         assert category == "unclassified", line
         assert "without a trailing slash" in findings_of_both_readers(line)[0].fix
+    # a 404 that shows the doubled path is the base URL's, first; a 404 alone is a model or route not served
+    both = findings_of_both_readers("openai.NotFoundError: Error code: 404 - {'detail': 'Not Found'} "
+                                    "(POST http://localhost:8000/v1/v1/chat/completions)")
+    assert "without a trailing slash" in both[0].fix
+    assert "without a trailing slash" not in findings_of_both_readers(
+        "openai.NotFoundError: Error code: 404 - {'detail': 'Not Found'}")[0].fix
     # a scheme's // and a healthy path are not it
     assert named(['INFO:     127.0.0.1:50762 - "GET /v1/models HTTP/1.1" 200 OK',
                   "client base_url=http://models.internal:8000/v1"]) == []
