@@ -268,7 +268,8 @@ def check_model(ctx: Context) -> CheckResult:
                   "build or download it (e.g. `qwenops model build-tiny` for cpu-tiny) or fix `model:` in the profile")
     model = ctx.model
     if not model.is_directory:
-        return _r(name, "warn", f"{model.source} is not downloaded; vLLM fetches ~{model.weights_gib:.1f} GiB at start",
+        fetched = "its weights" if model.weights_gib is None else f"~{model.weights_gib:.1f} GiB"
+        return _r(name, "warn", f"{model.source} is not downloaded; vLLM fetches {fetched} at start",
                   f"pre-download it: huggingface-cli download {model.source}")
     problems: list[str] = []
     shards = model.shards

@@ -1,0 +1,69 @@
+"""Every value of a probe file, one at a time, replaced by what a hostile or broken file can hold (null, a negative,
+a huge number, a string, a list): `doctor` and `plan` either judge the facts or refuse the file as bad input (exit 2,
+one line naming the field), never an internal error. Audit 6 found the one that was: `"weights_gib": null` for a model
+that is not downloaded, which the schema allows and a check formatted as a number. A sweep finds the next one."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from qwenops.cli import cli
+
+PROBES = Path(__file__).resolve().parents[1] / "data" / "probes"
+# A probe as `doctor --save-probe` records it where the 4090d profile's model is not downloaded (catalog numbers).
+MODEL = {"requested": "Qwen/Qwen3-14B-AWQ", "error": None, "info": {
+    "source": "Qwen/Qwen3-14B-AWQ", "weights_gib": 9.4, "weights_source": "catalog", "is_directory": False,
+    "tokenizer_present": None, "chat_template_present": None, "shards": None,
+    "config": {"architecture": "Qwen3ForCausalLM", "num_hidden_layers": 40, "num_attention_heads": 40,
+               "num_key_value_heads": 8, "hidden_size": 5120, "intermediate_size": 17408, "vocab_size": 151936,
+               "head_dim": 128, "max_position_embeddings": 40960, "torch_dtype": "bfloat16",
+               "quantization": {"method": "awq", "bits": None},
+               "rope_max_model_len": None}}}
+VALUES: tuple[object, ...] = (None, -1, 10**30, 1e308, "x", [], {})
+
+
+def leaves(value: object, path: tuple[str | int, ...] = ()) -> Iterator[tuple[str | int, ...]]:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            yield from leaves(inner, (*path, key))
+    elif isinstance(value, list) and value:
+        for index, inner in enumerate(value):
+            yield from leaves(inner, (*path, index))
+    else:
+        yield path
+
+
+def replaced(document: dict[str, Any], path: tuple[str | int, ...], value: object) -> dict[str, Any]:
+    changed = copy.deepcopy(document)
+    inner: Any = changed
+    for key in path[:-1]:
+        inner = inner[key]
+    inner[path[-1]] = value
+    return changed
+
+
+@pytest.mark.parametrize("fixture", ["rtx4090d-cuda124", "gpu-lost", "no-driver"])
+def test_no_value_of_a_probe_file_is_an_internal_error(fixture: str, tmp_path: Path) -> None:
+    base = json.loads((PROBES / f"{fixture}.json").read_text())
+    base["model"] = MODEL
+    runner, path, failures = CliRunner(), tmp_path / "probe.json", []
+    path.write_text(json.dumps(base))
+    assert runner.invoke(cli, ["doctor", "--profile", "4090d", "--probe-file", str(path)]).exit_code in (0, 1)
+    for where in leaves(base):
+        for value in VALUES:
+            path.write_text(json.dumps(replaced(base, where, value)))
+            for args in (["doctor", "--profile", "4090d"], ["doctor", "--profile", "4090d", "--json"],
+                         ["plan", "--profile", "4090d"]):
+                result = runner.invoke(cli, [*args, "--probe-file", str(path)])
+                many_lines = len(result.stderr.strip().splitlines()) > 1 and "--json" not in args
+                if result.exit_code not in (0, 1, 2) or (result.exit_code == 2 and many_lines):
+                    failures.append(f"{'.'.join(map(str, where))} = {value!r}: {' '.join(args)} -> "
+                                    f"{result.exit_code} {result.stderr.strip()[:200]!r}")
+    assert not failures, "\n".join(failures[:20])
