@@ -67,3 +67,26 @@ def test_no_value_of_a_probe_file_is_an_internal_error(fixture: str, tmp_path: P
                     failures.append(f"{'.'.join(map(str, where))} = {value!r}: {' '.join(args)} -> "
                                     f"{result.exit_code} {result.stderr.strip()[:200]!r}")
     assert not failures, "\n".join(failures[:20])
+
+
+def test_no_value_of_a_model_config_is_an_internal_error(tmp_path: Path) -> None:
+    """The same for a config.json (`plan --model-config`): Qwen3-14B's, with an AWQ quantization_config and YaRN's
+    rope_scaling added so that their readers are swept too."""
+    repo = Path(__file__).resolve().parents[2]
+    base = json.loads((repo / "configs" / "models" / "qwen3-14b.json").read_text())
+    base["quantization_config"] = {"quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": True}
+    base["rope_scaling"] = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}
+    runner, path, failures = CliRunner(), tmp_path / "config.json", []
+    args = ["plan", "--profile", "4090d", "--model-config", str(path), "--weights-gib", "9.4", "--gpu-total-gib", "24"]
+    path.write_text(json.dumps(base))
+    assert runner.invoke(cli, args).exit_code in (0, 1)
+    for where in leaves(base):
+        for value in VALUES:
+            path.write_text(json.dumps(replaced(base, where, value)))
+            for extra in ([], ["--json"]):
+                result = runner.invoke(cli, [*args, *extra])
+                many_lines = len(result.stderr.strip().splitlines()) > 1 and not extra
+                if result.exit_code not in (0, 1, 2) or (result.exit_code == 2 and many_lines):
+                    failures.append(f"{'.'.join(map(str, where))} = {value!r}: {extra} -> {result.exit_code} "
+                                    f"{result.stderr.strip()[:200]!r}")
+    assert not failures, "\n".join(failures[:20])
