@@ -55,7 +55,7 @@ _PHASE_PATTERNS: tuple[tuple[Phase, re.Pattern[str]], ...] = (
     (Phase.KV_CACHE, re.compile(r"KV cache size|Available KV cache memory|# (GPU|CPU|cuda) blocks|for KV cache|"
                                 r"Maximum concurrency for")),
     (Phase.PROFILING, re.compile(r"Loading (?:model )?weights took|Model loading took|Memory profiling takes|"
-                                 r"Starting profile run")),
+                                 r"Starting profile run|The sequence length used for profiling")),
     (Phase.LOADING_WEIGHTS, re.compile(r"Starting to load model|Loading (safetensors|pt) checkpoint shards|"
                                        r"Loading weights")),
     (Phase.CONFIGURING, re.compile(r"Resolved architecture|Initializing a V1 LLM engine|"
@@ -79,7 +79,9 @@ _ACCESS_LOG = re.compile(r'^INFO:\s{1,16}\S{1,64} - "')
 _FRAME = re.compile('File (?:"|\u201c|&quot;)(?P<file>[^"\u201d&]+)(?:"|\u201d|&quot;), '
                     r"line \d+, in (?P<func>[\w<>.]+)")
 # IPython and Jupyter print a frame as `File ~/venv/lib/.../openai.py:119, in completion_with_retry(llm, ...)`.
-_IPYTHON_FRAME = re.compile(r"^File (?P<file>[^\s,]+\.py):\d+, in (?P<func>[\w<>.]+)")
+# IPython's and Jupyter's frames: `File path.py:49, in func`, the path as a link in a notebook's copy
+# (`File [path.py:49](http://host/lab/tree/path.py#line=48), in CacheEngine._allocate_kv_cache(self, ...)`).
+_IPYTHON_FRAME = re.compile(r"^File \[?(?P<file>[^\s,\[\]]+\.py):\d+\]?(?:\(\S*?\))?, in (?P<func>[\w<>.]+)")
 _TRACEBACK_START = re.compile(r"Traceback \(most recent call last\)")
 _CHAIN_HEADER = re.compile(r"The above exception was the direct cause of the following exception|"
                            r"During handling of the above exception, another exception occurred")
@@ -734,6 +736,8 @@ RULES: tuple[Rule, ...] = (
 _MALFORMED_PATH_RULE = next(rule for rule in RULES if rule.pattern is _MALFORMED_PATH)
 _CLIENT_TEARDOWN = re.compile(r"Engine core proc(?:ess)? \S+ died unexpectedly, shutting down client")
 # Which OOM category each phase implies, when the traceback frames do not say.
+# (Not WARMUP: a server that captured its graphs serves next, and an excerpt often lacks the line that says so.)
+_CUT_AT_PHASE: dict[Phase, FramePhase] = {Phase.PROFILING: "profile", Phase.KV_CACHE: "kv_setup"}
 _PHASE_OOM = {Phase.LOADING_WEIGHTS: "weights_oom", Phase.PROFILING: "profile_oom", Phase.KV_CACHE: "profile_oom",
               Phase.WARMUP: "cudagraph_oom"}
 # vLLM's periodic throughput line (V0 "Pending", V1 "Waiting"), in the two states that are evidence:
@@ -1371,7 +1375,9 @@ class LogClassifier:
                 self._frames, self._last_frames = [], self._traceback.frames
                 if asgi:
                     self._traceback.frames.append((SERVER, ""))
-            entry = (frame.group("file"), frame.group("func")) if frame else ("", rpc.group("method") if rpc else "")
+            # IPython names a method with its class (`CacheEngine._allocate_kv_cache`): the function is what counts
+            entry = (frame.group("file"), frame.group("func").rsplit(".", 1)[-1]) if frame else \
+                ("", rpc.group("method") if rpc else "")
             self._traceback.frames.append(entry)
             if frame and line.code:
                 self._traceback.frames += code_frames(line.code)
@@ -1875,8 +1881,11 @@ class LogClassifier:
                 retryable=True, rank=len(RULES))
         for key in self._unplaced_oom:
             # A message that names the phase (vLLM's "Failed to load model - not enough GPU memory") places it.
+            # So does an OOM read where the KV cache is allocated (memory taken since the profile).
             named = next((c for c in ("weights_oom", "profile_oom", "cudagraph_oom")
-                          if any(f.category == c and f.severity == "error" for f in found.values())), None)
+                          if any(f.category == c and f.severity == "error" for f in found.values())), None) or (
+                "insufficient_free_memory" if ("insufficient_free_memory", _OOM_TITLES["insufficient_free_memory"])
+                in found else None)
             # A log that shows the engine configured (its init line) and no later phase: the next step that
             # allocates is the weights' load, so an OOM nothing else places (a title's) happened there.
             category = named or _PHASE_OOM.get(self.phase) or (
@@ -1952,6 +1961,10 @@ class LogClassifier:
     def _cut_phase(self, cut: _Traceback) -> FramePhase | None:
         """The phase a cut traceback's frames show, as far as they can tell."""
         where = frame_phase(cut.frames)
+        if where is None and not cut.serving:
+            # Frames that show no step (the excerpt kept only the outer ones): the step the log's own phase lines
+            # reached when the traceback began (weights loaded: the memory profile runs next).
+            where = _CUT_AT_PHASE.get(cut.phase)
         if where == "kv_alloc" and "oom" not in self._reported:
             # The profile is over; what fails next is the check of the cache's size (a ValueError) or, where the
             # reporter says it ran out of memory, the allocation itself.
