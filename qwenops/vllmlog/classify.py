@@ -1961,9 +1961,11 @@ class LogClassifier:
     def _cut_phase(self, cut: _Traceback) -> FramePhase | None:
         """The phase a cut traceback's frames show, as far as they can tell."""
         where = frame_phase(cut.frames)
-        if where is None and not cut.serving:
-            # Frames that show no step (the excerpt kept only the outer ones): the step the log's own phase lines
-            # reached when the traceback began (weights loaded: the memory profile runs next).
+        if where is None and not cut.serving and not any(  # (vLLM's own server lives under entrypoints/openai/)
+                _CLIENT_LIBRARY_FILE.search(file) or (_OPENAI_CLIENT_FILE.search(file) and "vllm" not in file)
+                for file, _ in cut.frames):
+            # A server's frames that show no step (the excerpt kept only the outer ones): the step the log's own
+            # phase lines reached when the traceback began (weights loaded: the memory profile runs next).
             where = _CUT_AT_PHASE.get(cut.phase)
         if where == "kv_alloc" and "oom" not in self._reported:
             # The profile is over; what fails next is the check of the cache's size (a ValueError) or, where the

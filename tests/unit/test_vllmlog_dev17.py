@@ -46,6 +46,10 @@ def test_a_cut_traceback_with_no_step_in_its_frames_is_placed_by_the_phase_the_l
     loaded = "INFO 06-26 07:48:15 model_runner.py:160] Loading model weights took 15.2075 GB"
     assert named([loaded, *cut])[0] == ("profile_oom", "error")
     assert named(cut)[0] == ("unclassified", "error")  # no phase reached: nothing to place it by
+    client = ["Traceback (most recent call last):",
+              '  File "/usr/lib/python3/site-packages/openai/_base_client.py", line 990, in request',
+              "    return self._request(cast_to, options)"]
+    assert named([loaded, *client])[0][0] != "profile_oom"  # a client's frames are no server's start-up
     captured = "INFO 06-26 07:49:15 model_runner.py:1000] Graph capturing finished in 9 secs."
     assert named([loaded, captured, *cut])[0] == ("unclassified", "error")
 
