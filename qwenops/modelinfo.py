@@ -14,12 +14,12 @@ import json
 import os
 from dataclasses import field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from qwenops.errors import BadInputError
 from qwenops.jsonfile import read_json
 from qwenops.plainschema import Schema, about, validation_error
-from qwenops.units import GIB
+from qwenops.units import GIB, MAX_GIB
 
 # Decoder-only dense transformers whose memory follows the formulas in qwenops.planner (one KV
 # pair per layer, a gated MLP). Anything else (MoE, Mamba, multimodal) needs its own model.
@@ -33,10 +33,16 @@ SUPPORTED_ARCHITECTURES: tuple[str, ...] = (
 DTYPE_BYTES: dict[str, int] = {"float32": 4, "float": 4, "bfloat16": 2, "float16": 2, "half": 2}
 
 
+# Numbers are numbers: a probe file's `"weights_gib": true` was 1 GiB (audit 6); config.json refuses them too.
+_STRICT: dict[str, Any] = {"strict_numbers": True}
+
+
 # Frozen dataclasses validated as pydantic models were (qwenops.plainschema): a valid config.json costs no pydantic.
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Quantization(Schema):
     """The checkpoint's `quantization_config`, reduced to what memory depends on."""
+
+    __schema_config__: ClassVar[dict[str, Any]] = _STRICT
 
     method: str
     bits: int | None = None
@@ -50,6 +56,8 @@ _MAX_POSITIONS = 1_000_000_000_000  # positions, with rope scaling
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ModelConfig(Schema):
     """The architecture numbers of a config.json (field names as Hugging Face writes them)."""
+
+    __schema_config__: ClassVar[dict[str, Any]] = _STRICT
 
     architecture: str
     # Upper bounds far past any real model (Qwen3-14B: 40 layers, 5,120 hidden, 151,936 vocab): a config.json
@@ -83,6 +91,8 @@ class ModelConfig(Schema):
 class ShardStatus(Schema):
     """The safetensors files of a model directory, checked against model.safetensors.index.json."""
 
+    __schema_config__: ClassVar[dict[str, Any]] = _STRICT
+
     files: int = 0
     expected: int = 0
     missing: tuple[str, ...] = ()
@@ -99,9 +109,12 @@ class ShardStatus(Schema):
 class ModelInfo(Schema):
     """A model as the planner and doctor see it."""
 
+    __schema_config__: ClassVar[dict[str, Any]] = _STRICT
+
     source: str = field(metadata=about("directory, config.json path, or catalog repo id"))
     config: ModelConfig
-    weights_gib: float | None = field(default=None, metadata=about("GiB of weights vLLM will load, when known"))
+    weights_gib: float | None = field(default=None, metadata=about("GiB of weights vLLM will load, when known",
+                                                                   ge=0, le=MAX_GIB))
     weights_source: str = ""
     is_directory: bool = False
     tokenizer_present: bool | None = None

@@ -80,7 +80,9 @@ class Schema:
     model_validate_json, model_dump, model_dump_json, model_copy and model_fields."""
 
     model_fields: ClassVar[_ModelFields] = _ModelFields()
-    # pydantic ConfigDict keys beyond frozen=True: extra ("ignore" or "forbid"), allow_inf_nan, populate_by_name.
+    # pydantic ConfigDict keys beyond frozen=True: extra ("ignore" or "forbid"), allow_inf_nan, populate_by_name;
+    # and strict_numbers (ours): every int and float field strict (pydantic's Field(strict=True)), for files that
+    # only a program writes, in which a bool or a string where a number belongs is no number.
     __schema_config__: ClassVar[dict[str, Any]] = {}
     # field -> rule, run after the field's type and bounds (pydantic: an "after" field_validator).
     __rules__: ClassVar[dict[str, Rule]] = {}
@@ -288,9 +290,13 @@ def pydantic_model(cls: type[Schema]) -> type[BaseModel]:
                 raise PydanticCustomError(exc.kind, exc.template, exc.ctx) from None
         return validate
 
+    settings = dict(cls.__schema_config__)
+    strict_numbers = settings.pop("strict_numbers", False)
     fields: dict[str, Any] = {}
     for f in _fields(cls):
         keywords: dict[str, Any] = {**f.bounds, "description": f.description}
+        if strict_numbers and _number_hint(f.hint):
+            keywords["strict"] = True  # no True for 1, no "12.4" for 12.4 (an int is still a float's)
         if f.key != f.name:
             keywords["alias"] = f.key
         if f.default is not dataclasses.MISSING:
@@ -299,7 +305,7 @@ def pydantic_model(cls: type[Schema]) -> type[BaseModel]:
             keywords["default_factory"] = f.default_factory
         fields[f.name] = (_pydantic_hint(f.hint), Field(**keywords))
     validators = {f"_{name}_rule": field_validator(name)(rule_validator(rule)) for name, rule in cls.__rules__.items()}
-    config = ConfigDict(frozen=True, **cls.__schema_config__)  # type: ignore[typeddict-item]
+    config = ConfigDict(frozen=True, **settings)  # type: ignore[typeddict-item]
     # The class's docstring (its JSON schema's description), not the one the dataclass decorator writes without one.
     doc = cls.__doc__ if cls.__doc__ and not cls.__doc__.startswith(f"{cls.__name__}(") else None
     model: type[BaseModel] = create_model(cls.__name__, __config__=config, __doc__=doc, __validators__=validators,
@@ -307,6 +313,14 @@ def pydantic_model(cls: type[Schema]) -> type[BaseModel]:
     _PLAIN[model] = cls
     _MODELS[cls] = model
     return model
+
+
+def _number_hint(hint: Any) -> bool:
+    """HINT is int or float, or one of them or None."""
+    if typing.get_origin(hint) in (typing.Union, _UnionType):
+        options = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        return len(options) == 1 and options[0] in (int, float)
+    return hint in (int, float)
 
 
 def _pydantic_hint(hint: Any) -> Any:

@@ -152,7 +152,7 @@ class Requirements(_Schema):
     gpu_name: str | None = field(default=None, metadata=_about("substring of the GPU name, e.g. 'RTX 4090D'"))
     min_gpu_memory_gib: float | None = field(default=None, metadata=_about(gt=0, le=MAX_GIB))
     cuda_version: str | None = field(default=None, metadata=_about("CUDA version the driver supports",
-                                                                   pattern=r"^\d+\.\d+$"))
+                                                                   pattern=r"^[0-9]{1,4}\.[0-9]{1,4}$"))
     min_ram_gib: float | None = field(default=None, metadata=_about(gt=0, le=MAX_GIB))
     min_system_disk_gib: float | None = field(default=None, metadata=_about(gt=0, le=MAX_GIB))
     min_data_disk_gib: float | None = field(default=None, metadata=_about(gt=0, le=MAX_GIB))

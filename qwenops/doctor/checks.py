@@ -87,7 +87,9 @@ def _squash(text: str) -> str:
 
 
 def _version_tuple(text: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in text.split(".") if part.isdigit())
+    # ASCII digits, bounded: str.isdigit() is also true of "²" (which int() refuses) and of 5,000 digits (past
+    # int()'s limit). The schemas refuse such versions; this stays total for whatever reaches it.
+    return tuple(int(part) for part in text.split(".") if part.isascii() and part.isdigit() and len(part) <= 9)
 
 
 # ----------------------------------------------------------------------------------------- checks

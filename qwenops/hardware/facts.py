@@ -9,6 +9,7 @@ means "not supported or not readable here", never zero.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import field
 from pathlib import Path
@@ -17,23 +18,32 @@ from typing import Any, ClassVar, Literal, Protocol
 from qwenops.errors import BadInputError
 from qwenops.modelinfo import ModelInfo
 from qwenops.plainschema import Rule, RuleError, Schema, about, validation_error
+from qwenops.units import MAX_GIB
 
 SCHEMA = "qwenops.hostfacts/1"
 
 
 # A recorded probe is user input: sizes and counts are bounded here, so a hand-edited file with
 # memory_total_mib -5 or NaN is one bad-input line naming the key, not a crash in a check or the planner.
+# Upper bounds, as config.json's numbers have them: past any real host, so a probe file of 10^300 GiB of RAM is
+# refused naming the field instead of judged (and printed 300 digits wide).
+_MAX_MIB = MAX_GIB * 1024
+_MAX_COUNT = 1_000_000  # CPUs, GPUs on one host, a load average
+_MAX_PID = 2**31 - 1
+_MAX_WATTS = 100_000.0
+
+
 # Frozen dataclasses validated as pydantic models were (qwenops.plainschema): a valid probe costs no pydantic.
 class _Facts(Schema):
     __schema_config__: ClassVar[dict[str, Any]] = {"extra": "forbid", "populate_by_name": True,
-                                                   "allow_inf_nan": False}
+                                                   "allow_inf_nan": False, "strict_numbers": True}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class GpuProcessFacts(_Facts):
-    pid: int = field(metadata=about(ge=0))
+    pid: int = field(metadata=about(ge=0, le=_MAX_PID))
     name: str
-    used_memory_mib: float | None = field(default=None, metadata=about(ge=0))
+    used_memory_mib: float | None = field(default=None, metadata=about(ge=0, le=_MAX_MIB))
 
 
 # NVML's used + free is the total (v1 memory info, which counts reserved memory as used) or the total
@@ -68,21 +78,33 @@ def _possible(key: str) -> Rule:
     return rule
 
 
+_VERSION = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,9}){0,3}")
+
+
+def _version(value: str | None, _data: Mapping[str, Any]) -> str | None:
+    """A version qwenops compares (a driver's, a CUDA's, a compute capability): ASCII digits and dots, as every
+    probe writes them; anything else (a superscript digit, 5,000 digits) is no version."""
+    if value is not None and not _VERSION.fullmatch(value):
+        raise RuleError("version", "a version of digits and dots is expected, such as 12.4")
+    return value
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class GpuDevice(_Facts):
-    __rules__: ClassVar[dict[str, Rule]] = {key: _possible(key) for key in ("memory_used_mib", "memory_free_mib")}
+    __rules__: ClassVar[dict[str, Rule]] = {**{key: _possible(key) for key in ("memory_used_mib", "memory_free_mib")},
+                                            "compute_cap": _version}
 
-    index: int = field(metadata=about(ge=0))
+    index: int = field(metadata=about(ge=0, le=_MAX_COUNT))
     name: str | None = None
     uuid: str | None = None
     lost: bool = field(default=False, metadata=about("NVML answered GPU_IS_LOST: the card fell off the bus"))
     error: str | None = None
-    memory_total_mib: float | None = field(default=None, metadata=about(gt=0))
-    memory_used_mib: float | None = field(default=None, metadata=about(ge=0))
-    memory_free_mib: float | None = field(default=None, metadata=about(ge=0))
-    temperature_gpu: int | None = None
-    power_draw_w: float | None = field(default=None, metadata=about(ge=0))
-    power_limit_w: float | None = field(default=None, metadata=about(ge=0))
+    memory_total_mib: float | None = field(default=None, metadata=about(gt=0, le=_MAX_MIB))
+    memory_used_mib: float | None = field(default=None, metadata=about(ge=0, le=_MAX_MIB))
+    memory_free_mib: float | None = field(default=None, metadata=about(ge=0, le=_MAX_MIB))
+    temperature_gpu: int | None = field(default=None, metadata=about(ge=-273, le=1000))
+    power_draw_w: float | None = field(default=None, metadata=about(ge=0, le=_MAX_WATTS))
+    power_limit_w: float | None = field(default=None, metadata=about(ge=0, le=_MAX_WATTS))
     persistence_mode: bool | None = None
     ecc_mode: bool | None = None
     retired_pages_pending: bool | None = None
@@ -92,6 +114,7 @@ class GpuDevice(_Facts):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class GpuFacts(_Facts):
+    __rules__: ClassVar[dict[str, Rule]] = {"driver_version": _version, "cuda_driver_version": _version}
     init_error: str | None = field(default=None, metadata=about(
         "why NVML could not start, e.g. 'NVML Shared Library Not Found'"))
     driver_version: str | None = None
@@ -103,23 +126,23 @@ class GpuFacts(_Facts):
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DiskFacts(_Facts):
     path: str
-    total_gib: float = field(metadata=about(ge=0))
-    free_gib: float = field(metadata=about(ge=0))
+    total_gib: float = field(metadata=about(ge=0, le=MAX_GIB))
+    free_gib: float = field(metadata=about(ge=0, le=MAX_GIB))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class HostInfo(_Facts):
-    ram_total_gib: float = field(metadata=about(gt=0))
-    ram_available_gib: float = field(metadata=about(ge=0))
-    swap_total_gib: float = field(metadata=about(ge=0))
-    swap_used_gib: float = field(metadata=about(ge=0))
-    cpu_count: int = field(metadata=about(ge=1))
-    load_1m: float | None = field(default=None, metadata=about(ge=0))
-    shm_total_gib: float | None = field(default=None, metadata=about(ge=0))
-    shm_free_gib: float | None = field(default=None, metadata=about(ge=0))
+    ram_total_gib: float = field(metadata=about(gt=0, le=MAX_GIB))
+    ram_available_gib: float = field(metadata=about(ge=0, le=MAX_GIB))
+    swap_total_gib: float = field(metadata=about(ge=0, le=MAX_GIB))
+    swap_used_gib: float = field(metadata=about(ge=0, le=MAX_GIB))
+    cpu_count: int = field(metadata=about(ge=1, le=_MAX_COUNT))
+    load_1m: float | None = field(default=None, metadata=about(ge=0, le=_MAX_COUNT))
+    shm_total_gib: float | None = field(default=None, metadata=about(ge=0, le=MAX_GIB))
+    shm_free_gib: float | None = field(default=None, metadata=about(ge=0, le=MAX_GIB))
     # getrlimit reports "unlimited" as RLIM_INFINITY, which is -1 on Linux.
-    nofile_soft: int | None = field(default=None, metadata=about(ge=-1))
-    nofile_hard: int | None = field(default=None, metadata=about(ge=-1))
+    nofile_soft: int | None = field(default=None, metadata=about(ge=-1, le=2**63 - 1))
+    nofile_hard: int | None = field(default=None, metadata=about(ge=-1, le=2**63 - 1))
     system_disk: DiskFacts
     data_disk: DiskFacts | None = None
 
@@ -129,13 +152,14 @@ class PortFacts(_Facts):
     host: str
     port: int = field(metadata=about(ge=0, le=65535))
     free: bool
-    holder_pid: int | None = field(default=None, metadata=about(ge=0))
+    holder_pid: int | None = field(default=None, metadata=about(ge=0, le=_MAX_PID))
     holder_name: str | None = None
     error: str | None = None  # why the port cannot be bound when it is not taken (EADDRNOTAVAIL, ...)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class SoftwareFacts(_Facts):
+    __rules__: ClassVar[dict[str, Rule]] = {"torch_cuda": _version}
     python: str
     torch: str | None = None
     torch_cuda: str | None = field(default=None, metadata=about("CUDA version torch was built for, e.g. '12.4'"))

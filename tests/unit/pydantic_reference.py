@@ -7,6 +7,7 @@ message)."""
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -23,7 +24,7 @@ class Quantization(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     method: str
-    bits: int | None = None
+    bits: int | None = Field(None, strict=True)
 
 
 class ModelConfig(BaseModel):
@@ -32,20 +33,20 @@ class ModelConfig(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     architecture: str
-    num_hidden_layers: int = Field(gt=0, le=100_000)
-    num_attention_heads: int = Field(gt=0, le=100_000)
-    num_key_value_heads: int = Field(gt=0, le=100_000)
-    hidden_size: int = Field(gt=0, le=100_000_000)
-    intermediate_size: int = Field(gt=0, le=100_000_000)
-    vocab_size: int = Field(gt=0, le=100_000_000)
+    num_hidden_layers: int = Field(gt=0, le=100_000, strict=True)
+    num_attention_heads: int = Field(gt=0, le=100_000, strict=True)
+    num_key_value_heads: int = Field(gt=0, le=100_000, strict=True)
+    hidden_size: int = Field(gt=0, le=100_000_000, strict=True)
+    intermediate_size: int = Field(gt=0, le=100_000_000, strict=True)
+    vocab_size: int = Field(gt=0, le=100_000_000, strict=True)
     # After hidden_size: when it is implicit it derives from hidden_size, whose error must come first.
-    head_dim: int = Field(gt=0, le=100_000_000)
-    max_position_embeddings: int = Field(gt=0, le=1_000_000_000_000)
+    head_dim: int = Field(gt=0, le=100_000_000, strict=True)
+    max_position_embeddings: int = Field(gt=0, le=1_000_000_000_000, strict=True)
     torch_dtype: str = "bfloat16"
     quantization: Quantization | None = None
     rope_max_model_len: int | None = Field(
         None, gt=0, le=1_000_000_000_000, description="max_position_embeddings as rope_scaling stretches it (YaRN, linear, dynamic); "
-                                "None when the config scales nothing")
+                                "None when the config scales nothing", strict=True)
 
     @property
     def dtype_bytes(self) -> int:
@@ -62,11 +63,11 @@ class ShardStatus(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    files: int = 0
-    expected: int = 0
+    files: int = Field(0, strict=True)
+    expected: int = Field(0, strict=True)
     missing: tuple[str, ...] = ()
     broken: tuple[str, ...] = Field((), description="'NAME: why' for shards that are truncated or not safetensors")
-    total_bytes: int = 0
+    total_bytes: int = Field(0, strict=True)
 
     @property
     def complete(self) -> bool:
@@ -80,7 +81,7 @@ class ModelInfo(BaseModel):
 
     source: str = Field(description="directory, config.json path, or catalog repo id")
     config: ModelConfig
-    weights_gib: float | None = Field(None, description="GiB of weights vLLM will load, when known")
+    weights_gib: float | None = Field(None, description="GiB of weights vLLM will load, when known", ge=0, le=MAX_GIB, strict=True)
     weights_source: str = ""
     is_directory: bool = False
     tokenizer_present: bool | None = None
@@ -88,35 +89,54 @@ class ModelInfo(BaseModel):
     shards: ShardStatus | None = None
 
 
+# Audit 6: a probe file's numbers are strict (no True for 1, no "12.4" for 12.4) and bounded above, and the versions
+# compared are ASCII digits and dots.
+_MAX_MIB = MAX_GIB * 1024
+_MAX_COUNT = 1_000_000
+_MAX_PID = 2**31 - 1
+_MAX_WATTS = 100_000.0
+
+
+def _version(value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(r"[0-9]{1,9}(?:\.[0-9]{1,9}){0,3}", value):
+        raise PydanticCustomError("version", "a version of digits and dots is expected, such as 12.4")
+    return value
+
+
 class _Facts(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
 class GpuProcessFacts(_Facts):
-    pid: int = Field(ge=0)
+    pid: int = Field(ge=0, le=_MAX_PID, strict=True)
     name: str
-    used_memory_mib: float | None = Field(None, ge=0)
+    used_memory_mib: float | None = Field(None, ge=0, le=_MAX_MIB, strict=True)
 
 
 
 
 class GpuDevice(_Facts):
-    index: int = Field(ge=0)
+    index: int = Field(ge=0, le=_MAX_COUNT, strict=True)
     name: str | None = None
     uuid: str | None = None
     lost: bool = Field(False, description="NVML answered GPU_IS_LOST: the card fell off the bus")
     error: str | None = None
-    memory_total_mib: float | None = Field(None, gt=0)
-    memory_used_mib: float | None = Field(None, ge=0)
-    memory_free_mib: float | None = Field(None, ge=0)
-    temperature_gpu: int | None = None
-    power_draw_w: float | None = Field(None, ge=0)
-    power_limit_w: float | None = Field(None, ge=0)
+    memory_total_mib: float | None = Field(None, gt=0, le=_MAX_MIB, strict=True)
+    memory_used_mib: float | None = Field(None, ge=0, le=_MAX_MIB, strict=True)
+    memory_free_mib: float | None = Field(None, ge=0, le=_MAX_MIB, strict=True)
+    temperature_gpu: int | None = Field(None, ge=-273, le=1000, strict=True)
+    power_draw_w: float | None = Field(None, ge=0, le=_MAX_WATTS, strict=True)
+    power_limit_w: float | None = Field(None, ge=0, le=_MAX_WATTS, strict=True)
     persistence_mode: bool | None = None
     ecc_mode: bool | None = None
     retired_pages_pending: bool | None = None
     compute_cap: str | None = None
     processes: tuple[GpuProcessFacts, ...] = ()
+
+    @field_validator("compute_cap")
+    @classmethod
+    def _version(cls, value: str | None) -> str | None:
+        return _version(value)
 
     @field_validator("memory_used_mib", "memory_free_mib")
     @classmethod
@@ -136,34 +156,39 @@ class GpuFacts(_Facts):
     cuda_driver_version: str | None = Field(None, description="highest CUDA the driver supports, e.g. '12.4'")
     devices: tuple[GpuDevice, ...] = ()
 
+    @field_validator("driver_version", "cuda_driver_version")
+    @classmethod
+    def _version(cls, value: str | None) -> str | None:
+        return _version(value)
+
 
 class DiskFacts(_Facts):
     path: str
-    total_gib: float = Field(ge=0)
-    free_gib: float = Field(ge=0)
+    total_gib: float = Field(ge=0, le=MAX_GIB, strict=True)
+    free_gib: float = Field(ge=0, le=MAX_GIB, strict=True)
 
 
 class HostInfo(_Facts):
-    ram_total_gib: float = Field(gt=0)
-    ram_available_gib: float = Field(ge=0)
-    swap_total_gib: float = Field(ge=0)
-    swap_used_gib: float = Field(ge=0)
-    cpu_count: int = Field(ge=1)
-    load_1m: float | None = Field(None, ge=0)
-    shm_total_gib: float | None = Field(None, ge=0)
-    shm_free_gib: float | None = Field(None, ge=0)
+    ram_total_gib: float = Field(gt=0, le=MAX_GIB, strict=True)
+    ram_available_gib: float = Field(ge=0, le=MAX_GIB, strict=True)
+    swap_total_gib: float = Field(ge=0, le=MAX_GIB, strict=True)
+    swap_used_gib: float = Field(ge=0, le=MAX_GIB, strict=True)
+    cpu_count: int = Field(ge=1, le=_MAX_COUNT, strict=True)
+    load_1m: float | None = Field(None, ge=0, le=_MAX_COUNT, strict=True)
+    shm_total_gib: float | None = Field(None, ge=0, le=MAX_GIB, strict=True)
+    shm_free_gib: float | None = Field(None, ge=0, le=MAX_GIB, strict=True)
     # getrlimit reports "unlimited" as RLIM_INFINITY, which is -1 on Linux.
-    nofile_soft: int | None = Field(None, ge=-1)
-    nofile_hard: int | None = Field(None, ge=-1)
+    nofile_soft: int | None = Field(None, ge=-1, le=2**63 - 1, strict=True)
+    nofile_hard: int | None = Field(None, ge=-1, le=2**63 - 1, strict=True)
     system_disk: DiskFacts
     data_disk: DiskFacts | None = None
 
 
 class PortFacts(_Facts):
     host: str
-    port: int = Field(ge=0, le=65535)
+    port: int = Field(ge=0, le=65535, strict=True)
     free: bool
-    holder_pid: int | None = Field(None, ge=0)
+    holder_pid: int | None = Field(None, ge=0, le=_MAX_PID, strict=True)
     holder_name: str | None = None
     error: str | None = None  # why the port cannot be bound when it is not taken (EADDRNOTAVAIL, ...)
 
@@ -179,6 +204,11 @@ class SoftwareFacts(_Facts):
     nvidia_ml_py: str | None = None
     nvidia_smi: str | None = Field(None, description="path of nvidia-smi, if on PATH")
     nvcc: str | None = None
+
+    @field_validator("torch_cuda")
+    @classmethod
+    def _version(cls, value: str | None) -> str | None:
+        return _version(value)
 
 
 class ModelFacts(_Facts):

@@ -276,8 +276,17 @@ def test_a_busy_gpu_does_not_fail_a_cpu_profile() -> None:
         ("device", "memory_used_mib", 1e9, "probe-file.gpu.devices.0.memory_used_mib"),
         ("device", "memory_free_mib", 1e7, "probe-file.gpu.devices.0.memory_free_mib"),
         ("device", "memory_free_mib", 24_144 + 2_000, "probe-file.gpu.devices.0.memory_free_mib"),
-        # Finite and positive, but more than the planner's arithmetic holds.
-        ("device", "memory_total_mib", 1e300, "gpu_total_gib"),
+        # Finite and positive, but past any card (it was refused only by the planner's arithmetic, as gpu_total_gib).
+        ("device", "memory_total_mib", 1e300, "probe-file.gpu.devices.0.memory_total_mib"),
+        # Audit 6: numbers are numbers (True was 1, "12.4" was 12.4), bounded above; versions are digits and dots
+        # (5,000 digits, or a superscript "²", reached int() as exit 4).
+        ("host", "ram_total_gib", True, "probe-file.host.ram_total_gib"),
+        ("host", "ram_total_gib", "12.4", "probe-file.host.ram_total_gib"),
+        ("host", "ram_total_gib", 10**300, "probe-file.host.ram_total_gib"),
+        ("gpu", "cuda_driver_version", "9" * 5000, "probe-file.gpu.cuda_driver_version"),
+        ("gpu", "cuda_driver_version", "12.\u00b2", "probe-file.gpu.cuda_driver_version"),
+        ("software", "torch_cuda", "12.4\n", "probe-file.software.torch_cuda"),
+        ("device", "compute_cap", "8.9x", "probe-file.gpu.devices.0.compute_cap"),
     ],
 )
 @pytest.mark.parametrize("command", ["doctor", "plan"])
@@ -285,7 +294,8 @@ def test_nonsense_numbers_in_a_probe_are_exit_2_naming_the_field(
     tmp_path: Path, command: str, *, section: str, key: str, value: object, field: str,
 ) -> None:
     raw = json.loads((PROBES / "rtx4090d-cuda124.json").read_text())
-    (raw["gpu"]["devices"][0] if section == "device" else raw["host"])[key] = value
+    {"device": raw["gpu"]["devices"][0], "host": raw["host"], "gpu": raw["gpu"], "software": raw["software"]}[
+        section][key] = value
     path = tmp_path / "probe.json"
     path.write_text(json.dumps(raw))  # json.dumps writes NaN, as a hand edit or another tool might
     result = invoke(command, "-p", "4090d", "--probe-file", str(path))

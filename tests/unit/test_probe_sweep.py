@@ -90,3 +90,18 @@ def test_no_value_of_a_model_config_is_an_internal_error(tmp_path: Path) -> None
                     failures.append(f"{'.'.join(map(str, where))} = {value!r}: {extra} -> {result.exit_code} "
                                     f"{result.stderr.strip()[:200]!r}")
     assert not failures, "\n".join(failures[:20])
+
+
+def test_a_recorded_models_numbers_are_numbers(tmp_path: Path) -> None:
+    """Audit 6: `"weights_gib": true` was read as 1 GiB (27.5 GiB of weights, and doctor said ready, exit 0), and a
+    layer count of `true` as 1; a probe file is written by a program: a bool or a string there is no number."""
+    base = json.loads((PROBES / "rtx4090d-cuda124.json").read_text())
+    base["model"] = MODEL
+    path = tmp_path / "probe.json"
+    for where, value in ((("model", "info", "weights_gib"), True), (("model", "info", "weights_gib"), "9.4"),
+                         (("model", "info", "config", "num_hidden_layers"), True),
+                         (("model", "info", "weights_gib"), -1.0)):
+        path.write_text(json.dumps(replaced(base, where, value)))
+        result = CliRunner().invoke(cli, ["doctor", "--profile", "4090d", "--probe-file", str(path)])
+        assert result.exit_code == 2, (where, value, result.stdout[-300:])
+        assert f"error: probe-file.{'.'.join(map(str, where))}:" in result.stderr
