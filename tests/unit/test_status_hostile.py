@@ -17,6 +17,7 @@ import threading
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -299,15 +300,22 @@ def scrapes(*pages: str) -> Answer:
     return answer
 
 
-def test_a_counter_that_went_backwards_is_a_restart_not_a_rate(site: Callable[[dict[str, Answer]], Site]) -> None:
-    typed = "# TYPE vllm:generation_tokens counter\n# TYPE vllm:request_success counter\n"
-    before = typed + "vllm:generation_tokens_total 5000\nvllm:request_success_total 40\n"
-    after = typed + "vllm:generation_tokens_total 10\nvllm:request_success_total 1\n"
+def unrated(site: Callable[[dict[str, Answer]], Site], before: str, after: str) -> dict[str, Any]:
+    """status --json over two scrapes that give no rate: exit 1, its data."""
     server = site({**healthy_routes(), "/metrics": scrapes(before, after)})
     code, doc, _ = status_json(server.url)
     data = doc["data"]
     assert code == 1 and isinstance(data, dict)
-    assert data["generation_tokens_per_s"] is None and data["requests_finished"] is None
+    assert data["generation_tokens_per_s"] is None
+    return data
+
+
+def test_a_counter_that_went_backwards_is_a_restart_not_a_rate(site: Callable[[dict[str, Answer]], Site]) -> None:
+    typed = "# TYPE vllm:generation_tokens counter\n# TYPE vllm:request_success counter\n"
+    before = typed + "vllm:generation_tokens_total 5000\nvllm:request_success_total 40\n"
+    after = typed + "vllm:generation_tokens_total 10\nvllm:request_success_total 1\n"
+    data = unrated(site, before, after)
+    assert data["requests_finished"] is None
     assert any("restarted between the scrapes" in p for p in data["problems"])
 
 
@@ -559,11 +567,7 @@ def test_a_rate_is_taken_over_the_same_series_only(site: Callable[[dict[str, Ans
     typed = "# TYPE vllm:generation_tokens counter\n"
     before = typed + 'vllm:generation_tokens_total{model_name="m1"} 100\n'
     after = typed + 'vllm:generation_tokens_total{model_name="m2"} 200\n'
-    server = site({**healthy_routes(), "/metrics": scrapes(before, after)})
-    code, doc, _ = status_json(server.url)
-    data = doc["data"]
-    assert code == 1 and isinstance(data, dict)
-    assert data["generation_tokens_per_s"] is None
+    data = unrated(site, before, after)
     assert any("series changed between the scrapes" in p for p in data["problems"])
     # the same series in both scrapes: a rate, as ever
     same = typed + 'vllm:generation_tokens_total{model_name="m1"} 300\n'
