@@ -31,6 +31,8 @@ MAX_METRICS_LINE_CHARS = 16 * 1024
 # Label sets of one reading (vLLM has one per model and engine, and one per finish reason: a handful); more is
 # not one server's page, and their sum is no reading.
 MAX_METRIC_SERIES = 256
+# Profiles a profile's `extends` chain may pass through (the shipped ones use one or two).
+MAX_EXTENDS_DEPTH = 32
 
 # Any other HTTP body read whole (a /health answer, /v1/models, an error body).
 MAX_HTTP_BODY_BYTES = 1 * MIB

@@ -13,6 +13,8 @@ The last user message picks the behaviour (the gateway passes messages through u
   "http400"        400 with vLLM's error body
   "http500"        500 with vLLM's error body (the request's own failure: /health stays 200)
   "surrogate"      one delta holding a lone surrogate (JSON "\\ud800": what a broken server may send), then "tokens 1"
+  "escapes"        deltas holding terminal control sequences (OSC 52, a screen clear, one split across deltas,
+                   U+202E), then "tokens 1"
   "model N"        N tokens of the scripted model below, as vLLM sends them (token ids when the request asks
                    `return_token_ids`), finish_reason "length", usage, [DONE]: the uncut reference
   "restart N K"    the same answer, cut after K tokens: the connection closes and the server goes down
@@ -256,6 +258,10 @@ class SyntheticUpstream:
         if word == "surrogate":
             writer.write(b'data: {"choices": [{"index": 0, "delta": {"content": "a\\ud800b"}, '
                          b'"finish_reason": null}]}\n\n')
+            count = 1
+        if word == "escapes":  # a model's answer that writes to a terminal: clipboard (OSC 52), clear, bidi
+            for piece in ("a\x1b]52;c;aGk=\x07b", "\x1b[2J\x1b", "]0;title\x07c", "\u202ed\n"):
+                writer.write(_chunk(piece))
             count = 1
         if word in ("hang", "inband", "cut"):
             writer.write(_chunk("t0 "))

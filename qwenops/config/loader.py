@@ -60,7 +60,7 @@ def _unique_key_loader() -> type:
     return UniqueKeyLoader
 
 
-from qwenops.untrusted import MAX_PROFILE_BYTES  # noqa: E402 -- re-exported: one home for the limits
+from qwenops.untrusted import MAX_EXTENDS_DEPTH, MAX_PROFILE_BYTES  # noqa: E402 -- re-exported: one home for the limits
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -119,6 +119,9 @@ def _load_chain(
         raise ProfileInvalidError(f"{printable_name(name)} is not a profile name: it {exc}", field=field) from None
     if name in chain:
         raise ProfileInvalidError(f"profile 'extends' loops: {' -> '.join((*chain, name))}", field="extends")
+    if len(chain) >= MAX_EXTENDS_DEPTH:  # a chain of 1,000 was a RecursionError (exit 4: audit 7)
+        raise ProfileInvalidError(f"profile {chain[0]!r} extends more than {MAX_EXTENDS_DEPTH} profiles "
+                                  f"deep (through {chain[-1]!r})", field="extends")
     if name not in available:
         known = ", ".join(sorted(available)) or "none found"
         if chain:

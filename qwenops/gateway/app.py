@@ -564,7 +564,10 @@ class Connection:
                     if deltas_sent > limit:
                         log.warning("chat %r: the server sent more than max_tokens (%d); stopped", chat_id, limit)
                         return "length", None
-                    frame = content if text_mode else protocol.delta(chat_id, content, reasoning, head=head)
+                    # Text mode is read on a terminal (websocat): the model's words lose every control sequence
+                    # (an OSC 52 clipboard write, a screen clear: audit 7), as its error lines do. Per delta is
+                    # enough: the ESC that starts a sequence split across deltas is dropped wherever it falls.
+                    frame = printable(content) if text_mode else protocol.delta(chat_id, content, reasoning, head=head)
                     if frame and not put(frame, arrived_s=chunk.arrived_s):
                         raise _Cancelled("slow_reader", f"more than {config.send_queue_bytes} bytes waited for "
                                          "this client; the chat was cancelled")

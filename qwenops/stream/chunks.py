@@ -112,19 +112,19 @@ class _WireDelta(_WireModel):
 
 # A token count or id from the wire: 0 to 2^31 - 1. A count of 4,300 digits overflowed the metrics' float
 # arithmetic (exit 4), and a negative one passed for a measurement that tune saved a profile on (audit 5).
-_Count = Annotated[int, Field(ge=0, le=MAX_WIRE_COUNT)]
+WireCount = Annotated[int, Field(ge=0, le=MAX_WIRE_COUNT)]  # every decoder of server JSON uses it
 
 
 class _WireChoice(_WireModel):
     delta: _WireDelta | None = None
     finish_reason: str | None = None
-    token_ids: list[_Count] | None = None
+    token_ids: list[WireCount] | None = None
 
 
 class _WireUsage(_WireModel):
-    prompt_tokens: _Count | None = None
-    completion_tokens: _Count | None = None
-    total_tokens: _Count | None = None
+    prompt_tokens: WireCount | None = None
+    completion_tokens: WireCount | None = None
+    total_tokens: WireCount | None = None
 
 
 class _WireChunk(_WireModel):
@@ -134,7 +134,7 @@ class _WireChunk(_WireModel):
     model: str | None = None
     choices: list[_WireChoice] | None = None
     usage: _WireUsage | None = None
-    prompt_token_ids: list[_Count] | None = None
+    prompt_token_ids: list[WireCount] | None = None
 
 
 # pydantic's error types, in the words of the JSON the server sent

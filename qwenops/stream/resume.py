@@ -48,7 +48,7 @@ from qwenops.errors import (
     UnreachableError,
 )
 from qwenops.net import proxy_allowed
-from qwenops.stream.chunks import CUT_SHORT, DONE, ChatDelta, DeltaReader, Resumed, Usage, in_band_error
+from qwenops.stream.chunks import CUT_SHORT, DONE, ChatDelta, DeltaReader, Resumed, Usage, WireCount, in_band_error
 
 if TYPE_CHECKING:
     import httpx
@@ -185,13 +185,13 @@ class _Wire(BaseModel):
 
 class _WireCompletionChoice(_Wire):
     text: str | None = None
-    token_ids: list[int] | None = None
+    token_ids: list[WireCount] | None = None  # ids 0 to 2^31 - 1, as in a chat chunk (audit 7: -5 and 10^50 passed)
     finish_reason: str | None = None
 
 
 class _WireCompletionUsage(_Wire):
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
+    prompt_tokens: WireCount | None = None  # a 4,000-digit count was exit 4 in smoke-stream --resume
+    completion_tokens: WireCount | None = None
 
 
 class _WireCompletionChunk(_Wire):

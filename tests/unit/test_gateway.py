@@ -803,6 +803,24 @@ def test_text_mode_errors_carry_no_terminal_controls(upstream: SyntheticUpstream
     assert not any(ord(char) < 32 or 0x7F <= ord(char) < 0xA0 for char in line)
 
 
+def test_text_mode_answers_carry_no_terminal_controls(upstream: SyntheticUpstream) -> None:
+    """Audit 7: the model's own words reached a terminal client raw in text mode: an OSC 52 clipboard write, a
+    screen clear, a window title (its ESC in one delta, the rest in the next), U+202E. They lose every control
+    sequence as error lines do; the text around them, and newlines, stay."""
+    async def go(url: str) -> str:
+        async with connect(url + "?mode=text") as ws:
+            await ws.send("escapes")
+            got = ""
+            while "t0 " not in got:
+                got += str(await asyncio.wait_for(ws.recv(), 30))
+            return got
+
+    with running_gateway(upstream.base_url) as gw:
+        text = run(go(gw.url))
+    assert not any((ord(char) < 32 and char != "\n") or 0x7F <= ord(char) < 0xA0 or char == "\u202e" for char in text)
+    assert text.startswith("ab") and "d\n" in text and text.endswith("t0 ")
+
+
 def test_text_mode_answers_prompts_in_order(upstream: SyntheticUpstream) -> None:
     async def go(url: str) -> list[str]:
         async with connect(url + "?mode=text") as ws:

@@ -163,6 +163,21 @@ def test_a_profile_without_description_lists_blank_not_invalid(tmp_path: Path) -
     assert (plain["problem"], plain["description"]) == (None, "")
 
 
+def test_an_extends_chain_is_bounded_in_depth(tmp_path: Path) -> None:
+    """Audit 7: a chain of 1,000 profiles was a RecursionError, exit 4 in `profiles list` (and a wrong-cause error
+    in `render`). A chain deeper than MAX_EXTENDS_DEPTH is that profile's one-line problem; a shallow one loads."""
+    directory = tmp_path / "profiles"
+    for i in range(200):
+        write_profile(directory, f"p{i}", f"extends: p{i + 1}\n" if i < 199 else "model: x\n")
+    env = {"QWENOPS_PROFILES_DIR": str(directory)}
+    code, _, err = run("render", "flags", "--profile", "p0", env=env)
+    assert code == ExitCode.BAD_INPUT and "extends more than 32 profiles deep" in err and len(err.splitlines()) == 1
+    code, out, err = run("profiles", "list", "--json", env=env)
+    assert code in (ExitCode.OK, ExitCode.BAD_INPUT) and "Traceback" not in err and "internal error" not in err
+    problems = {p["name"]: p["problem"] for p in json.loads(out)["data"]["profiles"]}
+    assert problems["p199"] is None and problems["p170"] is None and "32 profiles deep" in problems["p0"]
+
+
 @pytest.mark.parametrize("case", sorted(BAD_PROFILES))
 def test_bad_profile_gives_one_line_and_exit_2(case: str, tmp_path: Path) -> None:
     text, expected, detail = BAD_PROFILES[case]
