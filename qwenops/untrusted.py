@@ -20,6 +20,7 @@ from qwenops.units import GIB, KIB, MIB
 # Files qwenops reads as configuration: a profile or an env file is a screenful of text.
 MAX_PROFILE_BYTES = 1 * MIB
 MAX_ENV_FILE_BYTES = 1 * MIB
+MAX_ENV_FILE_ENTRIES = 4096  # lines of settings (bindings, comments and blank lines apart)
 
 # A server's /metrics page (decoded bytes and samples). vLLM's own page for one model is ~60 KiB and
 # ~600 samples; production-stack's routers a few thousand. Far above that is not a vLLM server.

@@ -262,7 +262,12 @@ def _read_env_file(path: Path) -> dict[str, Value]:
         raise SettingsError(f"cannot read env file {_shown(path)}: not UTF-8 text (byte {exc.start})",
                             field=ENV_FILE_VARIABLE) from None
     pairs: list[tuple[str, str | None]] = []
-    for binding in parse_stream(io.StringIO(text)):
+    for count, binding in enumerate(parse_stream(io.StringIO(text)), 1):
+        # python-dotenv's variable expansion costs the square of the bindings: 140,000 short lines (under the byte
+        # cap) held every command for minutes (audit 7). An env file holds tens.
+        if count > untrusted.MAX_ENV_FILE_ENTRIES:
+            raise SettingsError(f"env file {_shown(path)} holds more than {untrusted.MAX_ENV_FILE_ENTRIES:,} lines; "
+                                "is it an env file?", field=ENV_FILE_VARIABLE)
         if binding.error:
             line = binding.original.string.strip().splitlines()[0][:80] if binding.original.string.strip() else ""
             warnings.warn(SettingsWarning(

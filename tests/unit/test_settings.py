@@ -155,6 +155,24 @@ def test_a_named_env_file_must_exist(kind: str, tmp_path: Path, monkeypatch: pyt
     assert result.stderr.startswith(f"error: {ENV_FILE_VARIABLE}: {target} is ")
 
 
+def test_an_env_file_of_too_many_lines_is_refused_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Audit 7: 140,000 short lines (under the 1 MiB cap) held every command for minutes in python-dotenv's variable
+    expansion (quadratic). More lines than MAX_ENV_FILE_ENTRIES is refused, naming the file; a real one loads."""
+    import time
+
+    from qwenops.untrusted import MAX_ENV_FILE_ENTRIES
+
+    target = tmp_path / "qwenops.env"
+    target.write_text("A=1\n" * 140_000)  # 560 KB
+    monkeypatch.setenv(ENV_FILE_VARIABLE, str(target))
+    started = time.monotonic()
+    with pytest.raises(SettingsError, match=f"more than {MAX_ENV_FILE_ENTRIES:,} lines") as caught:
+        load_settings()
+    assert caught.value.field == ENV_FILE_VARIABLE and time.monotonic() - started < 60
+    target.write_text("# a comment\n\nQWENOPS_PROFILE=cpu-tiny\n" + "".join(f"X{i}=1\n" for i in range(1000)))
+    assert load_settings().profile == "cpu-tiny"
+
+
 def test_without_a_named_env_file_a_missing_dot_env_is_fine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(ENV_FILE_VARIABLE)
     monkeypatch.chdir(tmp_path)
