@@ -251,6 +251,9 @@ class _Progress:
         """Why the answer so far cannot be continued (None: it can)."""
         if self.tokens != len(self.generated) or (self.tokens and self.prompt_ids is None):
             return "the server sent no token ids (it needs vLLM's return_token_ids, and include_reasoning on)"
+        if not self.tokens and any(self.text):
+            # Text came with `token_ids: []`: a retry "before the first token" would send that text again (audit 7).
+            return "the server sent text without its token ids"
         if self.tokens and not self.text:
             return "cut before the first text: whether the rest is reasoning or content cannot be known"
         return None

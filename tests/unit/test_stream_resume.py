@@ -48,6 +48,7 @@ class FakeVLLM:
     health: list[int] = field(default_factory=lambda: [200])
     thinking: int = 0
     ids: bool = True
+    empty_ids: bool = False  # `token_ids: []` beside the text (a server that says nothing about its tokens)
     bodies: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -128,7 +129,7 @@ class FakeVLLM:
             choice: dict[str, Any] = {"index": 0, "delta": delta,
                                       "finish_reason": "length" if index == len(tokens) - 1 else None}
             if ids:
-                choice["token_ids"] = [token]
+                choice["token_ids"] = [] if self.empty_ids else [token]
             chunks.append({**base, "choices": [choice]})
         usage = {"prompt_tokens": len(PROMPT), "completion_tokens": len(tokens),
                  "total_tokens": len(PROMPT) + len(tokens)}
@@ -342,6 +343,16 @@ def test_a_server_without_token_ids_makes_resume_a_no_op_that_says_why() -> None
     assert caught.value.chunks == 5
     assert "not resumed: the server sent no token ids" in (caught.value.hint or "")
     assert server.paths() == ["/v1/chat/completions"]
+
+
+def test_text_without_its_token_ids_is_not_retried_as_if_nothing_came() -> None:
+    """Audit 7: text with `token_ids: []`, then a cut, looked like a cut before the first token, and the plain retry
+    sent the same text again (4 times, with no `resumed` marker). Text delivered without ids cannot be resumed."""
+    server = FakeVLLM(chat=["cut:3"], empty_ids=True)
+    with pytest.raises(StreamInterrupted) as caught:
+        run_sync(server, resume=FAST)
+    assert "not resumed: the server sent text without its token ids" in (caught.value.hint or "")
+    assert caught.value.text_so_far and server.paths() == ["/v1/chat/completions"]
 
 
 def test_without_resume_a_cut_raises_as_before() -> None:
