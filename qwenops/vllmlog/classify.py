@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Literal, cast
 
-from qwenops.vllmlog.lines import BytesPattern, LogLine, compile_scanner, lines_of
+from qwenops.vllmlog.lines import RE2_MAX_MEM, BytesPattern, LogLine, compile_scanner, lines_of
 
 Severity = Literal["error", "warning", "info"]
 When = Literal["startup", "service", "any"]
@@ -1205,6 +1205,7 @@ def _rules_pattern() -> re.Pattern[str] | None:
         parts.append(f"(?i:{source})" if rule.pattern.flags & re.IGNORECASE else f"(?:{source})")
     options = re2.Options()
     options.log_errors = False  # a rule RE2 cannot read is not an error: the rules are tried one by one
+    options.max_mem = RE2_MAX_MEM  # the scanners' budget: past it the DFA would fall back silently (no log)
     try:
         return cast("re.Pattern[str]", re2.compile("|".join(parts), options))
     except re2.error:
