@@ -8,6 +8,7 @@ The last user message picks the behaviour (the gateway passes messages through u
   "slow N S"       N deltas, S seconds apart
   "big N SIZE"     N deltas of SIZE characters each (to outrun a client that does not read)
   "hang"           one delta, then nothing until the client leaves
+  "empty"          chunks with empty content every 10 ms until the client leaves (a server that never ends)
   "inband"         one delta, then vLLM's dead-engine error inside the 200 stream
   "cut"            one delta, then the connection closes without [DONE]
   "http400"        400 with vLLM's error body
@@ -188,7 +189,8 @@ class SyntheticUpstream:
             return True
         if word in ("model", "restart"):
             return await self._respond(writer, lambda: self._model_chat(writer, body, word, args))
-        return await self._respond(writer, lambda: self._stream(writer, word, args))
+        return await self._respond(writer, lambda: self._empty(writer) if word == "empty"
+                                   else self._stream(writer, word, args))
 
     async def _respond(self, writer: asyncio.StreamWriter, stream: Any) -> bool:
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
@@ -251,6 +253,16 @@ class SyntheticUpstream:
         writer.write(b"data: " + json.dumps({**base, "choices": [], "usage": usage}).encode() + b"\n\n")
         writer.write(b"data: [DONE]\n\n")
         await writer.drain()
+
+    async def _empty(self, writer: asyncio.StreamWriter) -> None:
+        """A server that never ends: empty chunks until the client leaves (noticed by the next write)."""
+        writer.write(_ROLE)
+        while True:
+            writer.write(_chunk(""))
+            await writer.drain()
+            await asyncio.sleep(0.01)
+            if writer.transport.is_closing():
+                raise ConnectionResetError
 
     async def _stream(self, writer: asyncio.StreamWriter, word: str, args: list[str]) -> None:
         count = int(args[0]) if args and args[0].isdigit() else 3

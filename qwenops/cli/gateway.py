@@ -53,6 +53,8 @@ _SECONDS = _Seconds(min=0.001, max=86400)
 @click.option("--ping-interval", "ping_interval_s", type=_SECONDS, help="Seconds between pings [default: 20].")
 @click.option("--drain", "drain_s", type=_Seconds(0, 3600),
               help="On SIGTERM, seconds running chats may take to finish [default: 30].")
+@click.option("--chat-deadline", "chat_deadline_s", type=_Seconds(1, 7 * 86400),
+              help="Seconds one chat's answer may stream in all, then it ends `timeout` [default: 3600].")
 @click.option("--resume/--no-resume", "resume", default=None,
               help="Continue an answer cut by a server restart from its token ids, one `resumed` frame marking "
               "where (chats with tools, logprobs, n > 1, ... are never resumed) [default: --resume].")

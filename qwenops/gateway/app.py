@@ -534,6 +534,10 @@ class Connection:
         if limit is None:
             limit = sys.maxsize  # the server's own limit: no count reaches it
         deltas_sent = 0
+        # The whole answer's deadline, checked against each chunk's arrival: a comparison per chunk, where the
+        # stream library's total deadline would put a timer on every socket read (docs/benchmarks.md). Silence
+        # is the read timeout's; waiting to resume is the queue deadline's.
+        end_s = time.perf_counter() + config.chat_deadline_s
         text_mode, put, head = self.text_mode, self.outbox.put, protocol.delta_head(chat_id)
         # aclosing: a chat that ends here (slow_reader) closes the upstream response now, so vLLM aborts the
         # request now; a generator merely dropped is closed only when the garbage collector gets to it.
@@ -544,6 +548,9 @@ class Connection:
             resume=resume,
         )) as deltas:
             async for chunk in deltas:
+                if chunk.arrived_s > end_s:
+                    raise _Cancelled("timeout", f"the answer did not finish within {config.chat_deadline_s:g} s "
+                                     "(--chat-deadline); the chat was stopped")
                 if not sent.frames:
                     self.gateway.server_up()  # it answers
                 if chunk.resumed is not None:

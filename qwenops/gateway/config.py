@@ -161,6 +161,10 @@ class GatewayConfig(BaseModel):
                            description="On SIGTERM, running chats may finish for this long, then are cancelled.")
     read_timeout_s: float = Field(120.0, gt=0, le=86400.0,
                                   description="Longest wait for the server's next event (profile client.timeout_s).")
+    chat_deadline_s: float = Field(3600.0, gt=0, le=7 * 86400.0,
+                                   description="Longest one chat's answer may stream, resumed parts included; then it "
+                                   "ends `timeout` (a server that streams forever, empty chunks included, holds a "
+                                   "chat slot no longer).")
     resume: bool = Field(True, description="Continue a cut answer from its token ids (qwenops.stream.resume); "
                          "chats that can never be resumed (tools, logprobs, ...) are relayed as without it.")
     queue_size: int = Field(64, ge=0, le=10_000,

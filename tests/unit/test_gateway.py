@@ -661,6 +661,26 @@ def test_max_tokens_stops_an_upstream_that_runs_past_it(upstream: SyntheticUpstr
     assert frames["exact"][-1]["finish_reason"] == "stop" and text_of(frames["exact"]) == "t0 t1 t2 t3 "
 
 
+def test_an_answer_that_never_ends_is_stopped_at_the_chat_deadline(upstream: SyntheticUpstream) -> None:
+    """Without max_tokens no count bounds an answer, and empty chunks keep the read timeout from firing
+    (audit 7, A7-6): the chat deadline ends it `timeout`, hangs up on the server and frees its slot."""
+
+    async def go(url: str) -> dict[str, list[dict[str, Any]]]:
+        async with connect(url) as ws:
+            await ws.send(chat("endless", "empty"))
+            frames = await until_end(ws, {"endless"})
+            await ws.send(chat("after", "tokens 2"))
+            return {**frames, **await until_end(ws, {"after"})}
+
+    with running_gateway(upstream.base_url, chat_deadline_s=0.5, max_chats=1) as gw:
+        frames = run(go(gw.url))
+        wait_for(lambda: upstream.counters.aborted == 1 and upstream.counters.active == 0,
+                 "the endless answer was not hung up on")
+    end = frames["endless"][-1]
+    assert end["type"] == "error" and end["code"] == "timeout" and "--chat-deadline" in end["message"]
+    assert text_of(frames["after"]) == "t0 t1 " and frames["after"][-1]["type"] == "done"
+
+
 # --------------------------------------------------------------------------------------------- security
 
 

@@ -427,3 +427,31 @@ def test_a_chunk_nested_past_the_recursion_limit_is_not_json() -> None:
 
     decoded = decode_event("[" * 200_000, 0.0)
     assert decoded.kind == "not_json"
+
+
+def test_the_ids_kept_for_a_resume_cost_four_bytes_each() -> None:
+    """A hostile first chunk of a million large prompt ids (all one event allows) is kept as 4-byte machine
+    ints for the answer's life, not as a list of int objects (~36 bytes each: audit 7, A7-3)."""
+    import tracemalloc
+
+    from qwenops.stream.chunks import decode_event
+    from qwenops.stream.resume import _Progress
+
+    ids = [2**31 - 1 - n for n in range(1_000_000)]
+    data = json.dumps({"id": "c", "object": "chat.completion.chunk", "model": "m", "prompt_token_ids": ids,
+                       "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                    "finish_reason": None}]})
+    del ids
+    progress = _Progress(include_usage=True)
+    tracemalloc.start()
+    try:
+        decoded = decode_event(data, 0.0).delta
+        assert isinstance(decoded, ChatDelta)
+        progress.take(decoded)
+        del decoded
+        kept, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert progress.prompt_ids is not None and len(progress.prompt_ids) == 1_000_000
+    assert progress.prompt_ids[0] == 2**31 - 1
+    assert kept < 6_000_000, f"{kept:,} bytes kept for 1,000,000 ids"
