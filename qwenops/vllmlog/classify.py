@@ -95,6 +95,9 @@ _LOGGER_PREFIX = re.compile(r"^(?:(?:DEBUG|INFO|WARNING|ERROR|CRITICAL) \d\d-\d\
 # cancelled task at shutdown) are not failures.
 _EXCEPTION_LINE = re.compile(r"^(?P<type>(?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|Exception|Exit|Timeout|Fault))"
                              r"(?:\(\d+\))?(?::\s*(?P<msg>.*))?$")
+# A traceback wholly inside Python's resource tracker, the helper process that only remembers shared-memory names to
+# remove at exit: its KeyError for a name already removed (vLLM's shared-memory broadcast, 0.5 on) harms nothing.
+_BENIGN_FRAMES = re.compile(r"[/\\]multiprocessing[/\\]resource_tracker\.py$")
 _BENIGN_EXCEPTIONS = re.compile(r"(?:^|\.)(?:KeyboardInterrupt|SystemExit|CancelledError|GeneratorExit|"
                                 r"StopIteration|StopAsyncIteration|ClientDisconnect)$")
 
@@ -302,7 +305,9 @@ _FRAME_PHASES: tuple[tuple[FramePhase, re.Pattern[str], re.Pattern[str] | None],
     # ran it: a batch's activations. Deeper than the engine's step, so it names the step's failure.
     ("forward", re.compile(r"(?!)"), None),
     ("serving", re.compile(r"^execute_model$|^run_busy_loop$|^_process_engine_step$|^step_with_batch_queue$|"
-                           r"^engine_step$|^run_engine_loop$|^step_async$|^execute_model_async$"), None),
+                           r"^engine_step$|^run_engine_loop$|^step_async$|^execute_model_async$|"
+                           # multi-step scheduling (V0 0.6) moving a batch's inputs on between steps
+                           r"^advance_step\w*$"), None),
     # The sampler (V0's layer, V1's module): at start-up it runs only in the dummy runs (the profiling run's, the
     # warm-up after the KV cache), so a failure there without a request served is theirs.
     ("sampler", re.compile(r"(?!)"),
@@ -380,6 +385,12 @@ def code_frames(code: str) -> list[tuple[str, str]]:
         return [(RAISE, raised.group("raised"))]
     call = _CODE_CALL.search(body)
     return [(CODE, call.group("call"))] if call else []
+
+
+def _benign_frames(frames: list[tuple[str, str]]) -> bool:
+    """Whether a traceback's frames are all in files whose exceptions harm nothing (`_BENIGN_FRAMES`)."""
+    files = [file for file, _ in frames if file not in ("", CODE, RAISE, SERVER)]
+    return bool(files) and all(_BENIGN_FRAMES.search(file) for file in files)
 
 
 def frame_phase(frames: Iterable[tuple[str, str]]) -> FramePhase | None:
@@ -490,6 +501,14 @@ RULES: tuple[Rule, ...] = (
     Rule("cudagraph_oom", "the start-up died while capturing CUDA graphs",
          re.compile(r"capture_model\(|cuda_graph\.capture_end\(\)|CUDA out of memory.*graph"),
          _const(_OOM_FIXES["cudagraph_oom"]), change=lambda _m: {"enforce_eager": True}),
+    # The driver's own libraries are not there at all (a container started without the NVIDIA runtime): the loader
+    # names the library first, NVML its shared library, and vLLM then finds no platform to run on.
+    Rule("cuda_driver_mismatch", "vLLM sees no NVIDIA driver (its libraries are not in this container or host)",
+         re.compile(r"\b(?:libcuda|libnvidia-ml)\.so[\d.]*: cannot open shared object file|"
+                    r"NVML Shared Library Not Found|No platform detected, vLLM is running on UnspecifiedPlatform"),
+         _const("give vLLM the driver: run the container with the NVIDIA runtime (`docker run --gpus all`; Kubernetes "
+                "`runtimeClassName: nvidia` beside the nvidia.com/gpu limit), and check that `nvidia-smi` works where "
+                "vLLM runs; on a bare host, install the NVIDIA driver")),
     Rule("cuda_driver_mismatch", "the NVIDIA driver is too old for this CUDA build",
          re.compile(r"Error 804: forward compatibility|NVIDIA driver (?:on your system |version )?is too old|"
                     r"CUDA driver version is insufficient|no kernel image is available for execution|"
@@ -497,6 +516,7 @@ RULES: tuple[Rule, ...] = (
                     r"is not compatible with the current PyTorch installation|"
                     r"install a PyTorch release that supports one of these CUDA versions|"
                     r"(?:undefined symbol|cannot open shared object file).*(?:libcuda|libcudart|libnvrtc)|"
+                    r"PTX was compiled with an unsupported toolchain|"
                     # the NVIDIA container runtime's check of an image's CUDA against the host's driver
                     r"requirement error: unsatisfied condition: cuda ?>= ?\d"),
          _const("upgrade the NVIDIA driver (CUDA 12.4 needs >= 550) or install a vLLM/torch built for the driver's "
@@ -589,7 +609,10 @@ RULES: tuple[Rule, ...] = (
                     # `--task embedding` on a generative model (0.6-0.9), the runner's words later.
                     r"This model does not support (?:the )?'?\w+'? (?:task|runner)|"
                     # a dtype the checkpoint's quantization cannot run in (AWQ in bfloat16, 0.7)
-                    r"is not supported for quantization method \w+"),
+                    r"is not supported for quantization method \w+|"
+                    # a kind of parallelism this model's architecture lacks (pipeline parallel before 0.7)
+                    r"\b(?:Pipeline|Tensor|Expert|Data|Context|Sequence) parallel(?:ism)? is (?:only supported for|"
+                    r"not (?:yet )?supported (?:for|by|with))"),
          _const("fix the profile value the quoted line names")),
     Rule("request_too_long", "a request was longer than max_model_len",
          re.compile(r"maximum context length is (?P<limit>\d+) tokens\. However, you requested \d+ tokens"
@@ -687,6 +710,15 @@ RULES: tuple[Rule, ...] = (
          _const("send the server's key (`Authorization: Bearer $VLLM_API_KEY`; the client's api_key must match "
                 "the server's --api-key), or check a proxy's auth in front of it"),
          when="any"),
+    # The server refused one request for its own parameters (vLLM's 400 and its error body, as a client library or
+    # an access log shows it) and went on serving; a too-long prompt's 400 is named above, by its numbers.
+    Rule("unclassified", "the server refused a request's parameters (HTTP 400)",
+         re.compile(r"\bBadRequestError\b|Error code: 400\b|\b400,? (?:Client Error: )?Bad Request\b|"
+                    r"status_code=400\b|[\"'](?:code|status|status_code)[\"'] ?: ?400[,} \n]"),
+         _const("the server answered 400 to the request's own parameters and went on serving: change, in the client, "
+                "what the quoted message names (a sampling value out of range, more logprobs than the server's "
+                "--max-logprobs, a message or tool format this model's chat template refuses)"),
+         severity="warning", when="any"),
     # A request path a base URL with a trailing slash or a second /v1 makes: vLLM serves neither.
     Rule("unclassified", "the client's base URL is malformed (a doubled slash or /v1 in the request path)",
          _MALFORMED_PATH, _const(_MALFORMED_PATH_FIX), severity="warning", when="any"),
@@ -1594,6 +1626,8 @@ class LogClassifier:
                               "or another attention backend, disable custom all-reduce for a collective's fault, "
                               "and search vLLM's issues for the quoted line", retryable=True, rank=_RANKS[id(rule)]))
             return
+        if exception and _benign_frames(self._last_frames):
+            return
         if exception and not _BENIGN_EXCEPTIONS.search(exception.group("type")):
             if exception.group("type").endswith(("TimeoutError", "Timeout")) and self._last_frames \
                     and frame_phase(self._last_frames) == "wait":
@@ -1714,6 +1748,14 @@ class LogClassifier:
 
     def _unclassified(self, line: LogLine, body: str, kind: str) -> None:
         where = frame_phase(self._last_frames) if self._last_frames else None
+        if where == "serving":
+            # The engine's own step raised (V0's and V1's step, multi-step's advance_step): nothing catches it there,
+            # so the engine dies of it, whatever it is; the quoted line is the bug's own words.
+            rule = RULES_BY_CATEGORY["engine_dead"]
+            self._add(Finding("engine_dead", "error", f"the engine died of an error in its step ({kind} "
+                              f"{_PHASE_WORDS[where]})", _evidence(line, body), _STEP_FAILED_FIX, retryable=True,
+                              rank=_RANKS[id(rule)]))
+            return
         placed = {"args": "invalid_argument", "dtype": "unsupported_dtype"}.get(where or "")
         if placed:  # an exception no rule knows, raised where only one cause is possible: the frames name it
             rule = RULES_BY_CATEGORY[placed]
@@ -1721,6 +1763,7 @@ class LogClassifier:
                               _evidence(line, body), rule.fix(_NO_MATCH, self.flags), rank=_RANKS[id(rule)]))
             return
         place = f" {_PHASE_WORDS[where]}" if where else (" while serving" if self.serving else
+                                                          " in a client" if _CLIENT_EXCEPTION.match(kind) else
                                                           f" at start-up ({self.phase.value})")
         self._add(Finding(
             "unclassified", "error", f"an error no rule explains ({kind}){place}", _evidence(line, body),
@@ -2129,6 +2172,12 @@ _STREAM_FAILED_FIX = ("the server raised while it streamed an answer it had begu
                       "stream end early: the traceback's exception names what failed (often a request option the "
                       "streaming path does not support, such as beam search or n > 1 on older versions): send the "
                       "request without it, or upgrade vLLM; the engine itself kept serving")
+_STEP_FAILED_FIX = ("the engine cannot go on after an error in its step: restart the server (`qwenops serve` does); "
+                    "the quoted line is a bug in vLLM or the model for this request or these flags: search vLLM's "
+                    "issues for it, and try without the feature the frames name (multi-step scheduling, speculative "
+                    "decoding, chunked prefill, a custom attention backend) or a newer vLLM")
+# An exception a client library raises: it is the client's, never the server's start-up.
+_CLIENT_EXCEPTION = re.compile(r"(?:openai|httpx|httpcore|requests|aiohttp|urllib3|litellm)\.")
 _STALLED_WORKER_FIX = ("one worker stopped answering while the engine waited on it (a hung step, NCCL, a dead GPU): "
                        "check every worker's log and the GPUs (nvidia-smi), then restart; `qwenops serve` restarts a "
                        "stalled engine itself")
