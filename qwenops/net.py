@@ -29,7 +29,37 @@ def proxy_allowed(url: str) -> bool:
         host = (urlsplit(url).hostname or "").rstrip(".").lower()
     except ValueError:
         return False
-    return not loopback_host(host)
+    return not this_machine(host)
+
+
+# IPv4 as C's inet_aton reads it (what connect() is given): 127.1, 2130706433, 0x7f.0.0.1, 0177.0.0.1.
+_INET_ATON = re.compile(r"(?:0x[0-9a-f]+|[0-9]+)(?:\.(?:0x[0-9a-f]+|[0-9]+)){0,3}")
+
+
+def this_machine(host: str) -> bool:
+    """Whether HOST (lower case, no trailing dot) reaches this machine, however it is spelt: `loopback_host`'s
+    names and addresses, the unspecified addresses (0.0.0.0 and ::, which vLLM prints as the URL it runs on:
+    connecting to them reaches this machine), IPv4 in every form inet_aton reads (127.1, 2130706433), and this
+    machine's own name. Wider than `loopback_host` on purpose: it decides where a proxy may NOT see the key (audit
+    8), while the gateway's Host check wants the narrow canonical set."""
+    import socket
+
+    if loopback_host(host):
+        return True
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+        if _INET_ATON.fullmatch(host):
+            try:
+                address = ipaddress.IPv4Address(socket.inet_aton(host))
+            except OSError:  # a part out of range
+                return False
+    if address is not None:
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return address.is_loopback or address.is_unspecified
+    return bool(host) and host == socket.gethostname().rstrip(".").lower()
 
 
 def loopback_host(host: str) -> bool:

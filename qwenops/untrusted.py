@@ -12,6 +12,7 @@ Pure: no imports beyond the standard library, so every layer may use it.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 from qwenops.units import GIB, KIB, MIB
 
@@ -68,6 +69,18 @@ def mask_url(url: str) -> str:
     for every message, report and --json document that shows a URL (a server's URL never needs a query,
     and one such as ?api_key=... is a secret)."""
     return _QUERY.sub(r"\1***", USERINFO.sub(r"\1***@", url))
+
+
+# ---------------------------------------------------------------------------------- secrets
+
+# Environment names whose values are secrets by their name: HF_TOKEN, AWS_SECRET_ACCESS_KEY, a proxy's PASSWORD...
+_SECRET_NAME = re.compile(r"TOKEN|KEY|SECRET|PASSW|CREDENTIAL|AUTH|COOKIE|SESSION", re.IGNORECASE)
+
+
+def masked_env(env: Mapping[str, str]) -> dict[str, str]:
+    """ENV as a view, --json or a dry run shows it: each value whose name says it is a secret as `***` (audit 8:
+    `profiles show` and `serve --dry-run` printed a profile's HF_TOKEN whole). The process itself gets the values."""
+    return {name: "***" if _SECRET_NAME.search(name) else value for name, value in env.items()}
 
 
 # --------------------------------------------------------------------------- text shown to people

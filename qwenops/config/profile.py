@@ -307,15 +307,55 @@ def _named(what: str, text: str) -> None:
         raise ValueError(f"{what} {exc}") from None
 
 
+# The long options an extra_args word must not reach, as vLLM spells them: each structured field's flag (and `--no-X`
+# for a boolean one), the API key (never in argv: `ps` shows it) and a `--config` file (options qwenops never sees).
+_PROTECTED_OPTIONS: dict[str, str] = {
+    **{field.replace("_", "-"): field for field in VLLM_FLAG_FIELDS},
+    **{f"no-{field.replace('_', '-')}": field for field in ("enforce_eager",)},
+    "api-key": "api_key", "config": "config",
+}
+# vLLM's short forms of structured fields (`-tp 2`, `-q awq`); argparse also reads `-tp2` and `-qawq`.
+_PROTECTED_SHORT = {"-tp": "tensor_parallel_size", "-q": "quantization"}
+
+
+def vllm_option(word: str) -> str | None:
+    """The protected option (a field name, "api_key" or "config") that vLLM's parser would read WORD as, or None.
+    vLLM's FlexibleArgumentParser turns `_` into `-` in a long option's name (up to a `.` of a dotted one), and
+    argparse takes any prefix of a long option (allow_abbrev: `--hos` is `--host`; an ambiguous prefix fails at
+    start-up, so refusing it costs nothing): audit 8 moved a server to 0.0.0.0:9999 with `--hos`/`--por` while every
+    view said 127.0.0.1:8000, and put the key in argv with `--api_key`."""
+    if word.startswith("--"):
+        name = word[2:].split("=", 1)[0].split(".", 1)[0].replace("_", "-")
+        if not name:
+            return None
+        if name in _PROTECTED_OPTIONS:
+            return _PROTECTED_OPTIONS[name]
+        return next((field for option, field in _PROTECTED_OPTIONS.items() if option.startswith(name)), None)
+    return next((field for short, field in _PROTECTED_SHORT.items() if word.startswith(short)), None)
+
+
 def _extra_args_are_not_structured_flags(value: tuple[str, ...]) -> tuple[str, ...]:
     for arg in value:
         name = arg.split("=", 1)[0]
-        field = name.lstrip("-").replace("-", "_")
-        if arg.startswith("--") and field in VLLM_FLAG_FIELDS:
-            raise ValueError(f"{name} has its own profile field; set `{field}:` instead of extra_args")
-        if name in ("--api-key",):
-            raise ValueError("--api-key must not be written in a profile; set QWENOPS_API_KEY instead")
+        field = vllm_option(arg)
+        if field is None:
+            continue
+        option = f"--{field.replace('_', '-')}"
+        what = option if name == option else f"{name[:40]} (vLLM reads it as {option})"
+        if field == "api_key":
+            raise ValueError(f"{what} must not be written in a profile (a process's arguments are public); set "
+                             "QWENOPS_API_KEY instead")
+        if field == "config":
+            raise ValueError(f"{what} is a file of options that bypasses the profile's checks; write its options "
+                             "in the profile instead")
+        raise ValueError(f"{what} has its own profile field; set `{field}:` instead of extra_args")
     return value
+
+
+# The key and the gateway's token have one route each (QWENOPS_API_KEY, QWENOPS_GATEWAY_TOKEN: the env file or the
+# service's environment), never a profile, which is shown and rendered (audit 8: serve dropped a profile's
+# VLLM_API_KEY while its dry run showed it and start_api.sh exported it).
+_SECRET_ENV_NAMES = frozenset({"VLLM_API_KEY", "QWENOPS_API_KEY", "QWENOPS_GATEWAY_TOKEN"})
 
 
 def _env_names(value: dict[str, str]) -> dict[str, str]:
@@ -323,6 +363,10 @@ def _env_names(value: dict[str, str]) -> dict[str, str]:
         if not ENV_NAME.fullmatch(key):
             raise ValueError(f"{key[:40]!r} is not a valid environment variable name "
                              "(ASCII letters, digits and '_', not starting with a digit)")
+        if key.upper() in _SECRET_ENV_NAMES:
+            raise ValueError(f"{key} must not be written in a profile (profiles are shown and rendered); set "
+                             f"{'QWENOPS_GATEWAY_TOKEN' if 'TOKEN' in key.upper() else 'QWENOPS_API_KEY'} in the env "
+                             "file or the service's environment instead")
     return value
 
 

@@ -38,13 +38,13 @@ def run_doctor(profile_name: str | None, *, probe_file: Path | None = None,
     facts = LiveProbe().collect(data_dir=data_dir, host=profile.host, port=profile.port)
     facts = facts.model_copy(update={"model": ModelFacts(requested=profile.model, info=model, error=model_error)})
     if save_probe is not None:
-        from qwenops.atomicfile import LinkRefused, write_atomic
+        from qwenops.atomicfile import TargetRefused, write_atomic
 
         try:
             write_atomic(save_probe, facts.to_json(), mode=0o644)
-        except LinkRefused as exc:
+        except TargetRefused as exc:
             raise BadInputError(f"cannot write {save_probe}: {exc.strerror}", field="save-probe",
-                                hint="remove the link, or give the path of the file it points to") from None
+                                hint=exc.hint) from None
         except OSError as exc:
             hint = (f"create {save_probe.parent} first, or choose another FILE" if not save_probe.parent.is_dir()
                     else "choose a FILE this user can write")

@@ -158,6 +158,9 @@ def uvicorn_config(app: Any, config: GatewayConfig, *, log_level: str = "info") 
         ws_ping_interval=config.ping_interval_s, ws_ping_timeout=config.ping_interval_s,
         ws_per_message_deflate=False,  # tokens are tiny; deflate costs CPU and memory per connection
         timeout_graceful_shutdown=5, access_log=False,
+        # uvicorn's default trusts X-Forwarded-For from 127.0.0.1 (or $FORWARDED_ALLOW_IPS): any local process could
+        # write another client's address into the gateway's refusals (audit 8). The peer's own address is logged.
+        proxy_headers=False,
     )
     error_log = logging.getLogger("uvicorn.error")  # configured by uvicorn.Config just now; filters are kept
     if not any(isinstance(found, OneLine) for found in error_log.filters):

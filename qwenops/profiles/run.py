@@ -59,7 +59,8 @@ def list_profiles(profiles_dir: Path | None = None) -> ProfileList:
 
 @dataclasses.dataclass(frozen=True)
 class ProfileView:
-    """A resolved profile as `profiles show` reports it; secrets appear only as '***'."""
+    """A resolved profile as `profiles show` reports it; secrets appear only as '***' (the API key, and the env
+    values whose names say they are secrets: `untrusted.masked_env`)."""
 
     name: str
     files: tuple[str, ...]
@@ -69,10 +70,14 @@ class ProfileView:
 
 
 def show_profile(resolved: ResolvedProfile, *, api_key_set: bool) -> ProfileView:
+    from qwenops.untrusted import masked_env
+
+    values = resolved.profile.model_dump(mode="json")
+    values["env"] = masked_env(values.get("env") or {})
     return ProfileView(
         name=resolved.profile.name,
         files=resolved.files,
-        values=resolved.profile.model_dump(mode="json"),
+        values=values,
         sources=dict(sorted(resolved.sources.items(), key=lambda kv: list(Profile.model_fields).index(kv[0]))),
         api_key="***" if api_key_set else None,
     )

@@ -135,14 +135,13 @@ def render_monitoring(target: str, name: str | None, output: Path | None = None)
 def write_output(output: Path, text: str, *, mode: int) -> None:
     """Write a rendered file for `-o` (whole, with MODE from its first byte, never through a symlink: see
     qwenops.atomicfile); a path that cannot be written is bad input naming the fix."""
-    from qwenops.atomicfile import LinkRefused, write_atomic
+    from qwenops.atomicfile import TargetRefused, write_atomic
     from qwenops.errors import BadInputError
 
     try:
         write_atomic(output, text, mode=mode)
-    except LinkRefused as exc:
-        raise BadInputError(f"cannot write {output}: {exc.strerror}", field="--output",
-                            hint="remove the link, or give the path of the file it points to") from None
+    except TargetRefused as exc:
+        raise BadInputError(f"cannot write {output}: {exc.strerror}", field="--output", hint=exc.hint) from None
     except OSError as exc:
         hint = (f"create {output.parent} first, or choose another path" if not output.parent.is_dir()
                 else "choose a path this user can write")

@@ -17,11 +17,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_serializer
 
 from qwenops.config.loader import resolve_profile
 from qwenops.config.profile import Profile
-from qwenops.config.settings import load_settings
+from qwenops.config.settings import SECRET_VARIABLES, load_settings
 from qwenops.errors import EngineMissingError, PortInUseError
 from qwenops.hardware.host import check_port_free
 from qwenops.net import base_url
@@ -38,6 +38,7 @@ from qwenops.supervisor.lifetime import (
 from qwenops.supervisor.lifetime import run_record as run_record_at
 from qwenops.supervisor.notify import MANAGER_ENV
 from qwenops.supervisor.options import SupervisorOptions
+from qwenops.untrusted import masked_env
 
 if TYPE_CHECKING:
     from qwenops.supervisor.metrics import MetricsListener, ServeMetrics
@@ -65,6 +66,11 @@ class ServePlan(BaseModel):
     supervise: SupervisorOptions
     state_dir: str
     overrides: dict[str, str]  # the command line's values (--set, --host, --port), kept for a re-plan
+
+    @field_serializer("env")
+    def _shown_env(self, env: dict[str, str]) -> dict[str, str]:
+        """--dry-run's text and --json show secret-named values masked; the child gets them (child_env)."""
+        return masked_env(env)
 
 
 class FatalCauseInfo(BaseModel):
@@ -167,8 +173,11 @@ def _is_managed_tiny_model(profile: Profile) -> bool:
 
 
 def child_env(plan: ServePlan, api_key: str | None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The server's real environment: ours, the profile's, the API key (never in argv), unbuffered output."""
-    env = {k: v for k, v in (os.environ if environ is None else environ).items() if k not in MANAGER_ENV}
+    """The server's real environment: ours, the profile's, the API key (never in argv), unbuffered output. qwenops'
+    own secrets stay here (audit 8): the key reaches vLLM as VLLM_API_KEY alone, and the gateway's token, which vLLM
+    never uses, not at all (vLLM may run a model's remote code and a chat template)."""
+    dropped = {*MANAGER_ENV, *SECRET_VARIABLES}
+    env = {k: v for k, v in (os.environ if environ is None else environ).items() if k not in dropped}
     env.update({k: v for k, v in plan.env.items() if k != "VLLM_API_KEY"})
     if api_key is not None:
         env["VLLM_API_KEY"] = api_key

@@ -324,7 +324,9 @@ async def server_ready(http: httpx.AsyncClient, base_url: str, model: str, heade
     listed: object = None
     with anyio.move_on_after(timeout_s):
         try:
-            async with http.stream("GET", base_url + "/health", headers=headers, timeout=timeout) as health:
+            # /health needs no key, so none is sent with it (as serve's probe: qwenops.supervisor.health)
+            unkeyed = {name: value for name, value in headers.items() if name.lower() != "authorization"}
+            async with http.stream("GET", base_url + "/health", headers=unkeyed, timeout=timeout) as health:
                 if health.status_code != 200:
                     return False
             async with http.stream("GET", base_url + "/v1/models", headers=headers, timeout=timeout) as models:

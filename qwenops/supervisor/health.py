@@ -46,7 +46,11 @@ class HealthChecker:
         self.base_url = base_url.rstrip("/")
         self.model = model
         # identity: bodies are read as sent and bounded (`_ask`); a compressed one is not read.
-        headers = {"Accept-Encoding": "identity", **({"Authorization": f"Bearer {api_key}"} if api_key else {})}
+        headers = {"Accept-Encoding": "identity"}
+        # The key goes only where vLLM checks it (/v1/...), never with /health, which answers without one: whatever
+        # holds the port while vLLM is down (another local user's listener) gets no key from the readiness probe
+        # (audit 8).
+        self._auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._timeout_s = timeout_s
         # trust_env=False: an HTTP(S)_PROXY in the service's environment must not capture loopback probes.
         self._client: httpx.Client = httpx.Client(
@@ -69,7 +73,8 @@ class HealthChecker:
         limit = self._timeout_s if timeout_s is None else timeout_s
         try:
             with SocketDeadline(3 * limit) as guard, self._client.stream(
-                method, path, json=json, timeout=limit, extensions={"trace": guard.trace}
+                method, path, json=json, timeout=limit, extensions={"trace": guard.trace},
+                headers=self._auth if path.startswith("/v1/") else None,
             ) as answer:
                 return answer.status_code, read_small(answer, cap) if cap else b""
         except httpx.HTTPError:

@@ -778,6 +778,17 @@ def test_dns_rebinding_is_refused_at_the_handshake(upstream: SyntheticUpstream) 
     assert refusals <= refused, log.lines
 
 
+def test_a_forwarded_for_header_never_names_the_client(upstream: SyntheticUpstream) -> None:
+    """uvicorn trusts X-Forwarded-For from 127.0.0.1 by default: any local process could pin its refusals on another
+    address (audit 8). The gateway logs the peer it sees."""
+    with running_gateway(upstream.base_url) as gw, log_lines() as log:
+        port = gw.config.port
+        assert handshake(port, [("Host", f"evil.example:{port}"), ("X-Forwarded-For", "203.0.113.77")]) == 403
+        wait_for(lambda: any("evil.example" in line for line in log.lines), "the refusal was not logged")
+    [line] = [line for line in log.lines if "evil.example" in line]
+    assert "127.0.0.1" in line and "203.0.113.77" not in line
+
+
 def test_the_page_refuses_framing_and_a_foreign_host(upstream: SyntheticUpstream) -> None:
     with running_gateway(upstream.base_url) as gw:
         base = f"http://127.0.0.1:{gw.config.port}"

@@ -65,6 +65,22 @@ def test_a_symlink_where_a_report_goes_is_refused_and_its_target_untouched(write
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report", "victim"]
 
 
+@pytest.mark.parametrize("writer", ["junit", "plot"])
+def test_a_named_pipe_where_a_report_goes_is_refused_not_replaced(writer: str, tmp_path: Path) -> None:
+    """`--junit /dev/null` in CI, run as root, would have replaced the system's /dev/null with a file (audit 8)."""
+    import os
+    import stat
+
+    fifo = tmp_path / "report"
+    os.mkfifo(fifo)
+    with pytest.raises((BadInputError, OSError), match="named pipe"):
+        if writer == "junit":
+            write_junit(fixed_report(), fifo)
+        else:
+            write_svg(fifo, "<svg/>")
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and [p.name for p in tmp_path.iterdir()] == ["report"]
+
+
 def test_a_symlink_at_the_servers_log_is_replaced_not_written_through(tmp_path: Path) -> None:
     """serve appended its server's output (part of it a client's text) to whatever a link planted at
     state/logs/serve-NAME.log pointed to (audit 5)."""

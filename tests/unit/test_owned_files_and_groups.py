@@ -50,6 +50,30 @@ def test_render_refuses_an_output_that_is_a_symlink_and_leaves_its_target_alone(
     assert link.is_symlink()
 
 
+@pytest.mark.parametrize("kind", ["fifo", "socket"])
+def test_an_output_that_is_not_a_regular_file_is_refused_never_replaced(kind: str, tmp_path: Path) -> None:
+    """A rename replaced a device node or a named pipe with a 0644 file: `sudo qwenops render ... -o /dev/null` would
+    have replaced the system's /dev/null (audit 8). Refused, one line, exit 2; the thing stays. (A device node needs
+    root to make; a FIFO and a socket are the same code path; a directory is Click's to refuse.)"""
+    import socket
+
+    target = tmp_path / "out"
+    if kind == "fifo":
+        os.mkfifo(target)
+    else:
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind(str(target))
+    what = {"fifo": "a named pipe", "socket": "a socket"}[kind]
+    code, _, stderr = invoke("render", "systemd", "-p", "4090d", "-o", str(target))
+    assert code == 2 and stderr.startswith(f"error: --output: cannot write {target}: it is {what}"), stderr
+    assert stderr.count("\n") == 1
+    code, _, stderr = invoke("doctor", "-p", "4090d", "--save-probe", str(target))
+    assert code == 2 and f"save-probe: cannot write {target}: it is {what}" in stderr, stderr
+    mode = os.lstat(target).st_mode
+    assert {"fifo": stat.S_ISFIFO, "socket": stat.S_ISSOCK}[kind](mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary left beside it
+
+
 def test_render_refuses_a_dangling_symlink_instead_of_creating_its_target(tmp_path: Path) -> None:
     link = tmp_path / "start.sh"
     link.symlink_to(tmp_path / "elsewhere.sh")

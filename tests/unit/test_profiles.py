@@ -76,6 +76,32 @@ def test_show_sources_and_secret_masking(monkeypatch: pytest.MonkeyPatch) -> Non
     assert json.loads(out)["data"]["api_key"] == "***"
 
 
+def test_a_secret_in_a_profiles_env_is_shown_masked_and_the_process_gets_it(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A profile's env may carry HF_TOKEN for a gated repo: `profiles show` (text, --json) and `serve --dry-run`
+    printed it whole (audit 8). Shown as ***; names that are no secret stay readable; the server still gets it."""
+    from qwenops.serve.run import child_env, plan_serve
+
+    directory = tmp_path / "profiles"
+    write_profile(directory, "gated", "extends: cpu-tiny\nenv:\n  HF_TOKEN: hf_SECRETSECRET\n  AWS_SECRET_ACCESS_KEY: "
+                  "aws-SECRET\n  OMP_NUM_THREADS: '2'\n")
+    env = {"QWENOPS_PROFILES_DIR": str(directory)}
+    for args in (["profiles", "show", "gated"], ["profiles", "show", "gated", "--json"],
+                 ["serve", "-p", "gated", "--dry-run"], ["serve", "-p", "gated", "--dry-run", "--json"]):
+        code, out, err = run(*args, env=env)
+        assert code == 0, err
+        assert "hf_SECRETSECRET" not in out + err and "aws-SECRET" not in out + err, args
+        assert "HF_TOKEN" in out and "***" in out, args
+    code, out, _ = run("profiles", "show", "gated", "--json", env=env)
+    assert json.loads(out)["data"]["values"]["env"]["OMP_NUM_THREADS"] == "2"
+    monkeypatch.setenv("QWENOPS_PROFILES_DIR", str(directory))
+    plan = plan_serve("gated")
+    child = child_env(plan, "sk-key", {"PATH": "/bin", "QWENOPS_API_KEY": "sk-key", "QWENOPS_GATEWAY_TOKEN": "gw-tok"})
+    assert child["HF_TOKEN"] == "hf_SECRETSECRET" and child["VLLM_API_KEY"] == "sk-key"
+    # qwenops' own secrets stay with qwenops: the key goes in as VLLM_API_KEY alone, the gateway's token not at all
+    assert "QWENOPS_API_KEY" not in child and "QWENOPS_GATEWAY_TOKEN" not in child
+
+
 def test_api_key_never_reaches_rendered_output(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("QWENOPS_API_KEY", "sk-very-secret")
     for args in (["render", "flags", "-p", "4090d", "--json"], ["render", "script", "-p", "4090d"]):
@@ -113,6 +139,21 @@ BAD_PROFILES = {
     "no-model": ("port: 8000\n", "model: required", ""),
     "not-a-mapping": ("- model\n", "must hold a mapping", ""),
     "api-key-in-args": ("model: x\nextra_args: ['--api-key', 'abc']\n", "extra_args: --api-key must not", ""),
+    # vLLM's parser reads `_` as `-` and takes a long option's prefix (audit 8): the same word, spelt otherwise
+    "api-key-underscore": ("model: x\nextra_args: ['--api_key', 'abc']\n",
+                           "extra_args: --api_key (vLLM reads it as --api-key) must not", ""),
+    "api-key-prefix": ("model: x\nextra_args: ['--api-k=abc']\n", "(vLLM reads it as --api-key) must not", ""),
+    "host-prefix": ("model: x\nextra_args: ['--hos', '0.0.0.0', '--por', '9999']\n",
+                    "extra_args: --hos (vLLM reads it as --host) has its own profile field; set `host:`", ""),
+    "tp-short": ("model: x\nextra_args: ['-tp', '2']\n", "-tp (vLLM reads it as --tensor-parallel-size)", ""),
+    "no-enforce-eager": ("model: x\nextra_args: ['--no-enforce-eager']\n", "set `enforce_eager:`", ""),
+    # the key and the gateway's token have one route each, never a profile (audit 8: serve dropped this one silently)
+    "vllm-api-key-env": ("model: x\nenv:\n  VLLM_API_KEY: abc\n",
+                         "VLLM_API_KEY must not be written in a profile (profiles are shown and rendered); set "
+                         "QWENOPS_API_KEY", ""),
+    "gateway-token-env": ("model: x\nenv:\n  QWENOPS_GATEWAY_TOKEN: abc\n", "set QWENOPS_GATEWAY_TOKEN in the env", ""),
+    "config-file": ("model: x\nextra_args: ['--config', '/tmp/v.yaml']\n",
+                    "--config is a file of options that bypasses the profile's checks", ""),
     "loop": ("extends: bad-loop\nmodel: x\n", "'extends' loops", ""),
     "missing-parent": ("extends: ghost\nmodel: x\n", "extends unknown profile 'ghost'", ""),
     "duplicate-key": ("model: x\nport: 8000\nport: 9000\n", "YAML error at", "key 'port' is given twice"),
@@ -189,6 +230,20 @@ def test_bad_profile_gives_one_line_and_exit_2(case: str, tmp_path: Path) -> Non
     assert err.startswith("error: ") and err.count("\n") == 1, err
     assert expected in err and detail in err
     assert "Traceback" not in err
+
+
+def test_no_option_vllm_0_32_has_is_refused_in_extra_args_unless_a_field_owns_it() -> None:
+    """The extra_args rule reads words as vLLM's parser does (prefixes, `_`, `--no-`), so it must not refuse a real
+    flag that only shares a prefix with a field's: checked against every long option vLLM 0.32 accepts."""
+    import json
+
+    from qwenops.config.profile import VLLM_FLAG_FIELDS, vllm_option
+
+    flags = json.loads((Path(__file__).parent.parent / "data" / "vllm_serve_flags.json").read_text())["flags"]
+    owned = {f"--{field.replace('_', '-')}" for field in VLLM_FLAG_FIELDS} | {"--no-enforce-eager", "--api-key",
+                                                                              "--config"}
+    assert owned <= set(flags)  # each protected spelling is one vLLM has
+    assert [flag for flag in flags if (vllm_option(flag) is not None) != (flag in owned)] == []
 
 
 def test_unknown_profile_lists_the_available_ones() -> None:

@@ -76,7 +76,7 @@ def hostile_profile(**changes: Any) -> dict[str, Any]:
 
 def clean_profile() -> dict[str, Any]:
     return hostile_profile(description="clean", model="org/clean", served_model_name="clean", host="127.0.0.1",
-                           extra_args=["--a", "b", "--c", "d", "e", "f", "g", "h"], env=CLEAN_ENV,
+                           extra_args=["--xa", "b", "--xc", "d", "e", "f", "g", "h"], env=CLEAN_ENV,
                            requirements={"gpu_name": "clean", "cuda_version": "12.4"})
 
 

@@ -550,11 +550,41 @@ def test_a_proxy_in_the_environment_never_carries_a_loopback_exchange(run: Run,
     ("http://127.0.0.1:8000", False), ("http://127.8.9.10:8000", False), ("http://localhost:8000", False),
     ("http://LOCALHOST.:8000", False), ("http://vllm.localhost", False), ("http://[::1]:8000", False),
     ("http://[::ffff:127.0.0.1]:8000", False), ("http://10.0.0.5:8000", True), ("https://api.example.com", True),
+    # This machine spelt otherwise (audit 8): the address vLLM prints, the unspecified IPv6 address, IPv4 as
+    # inet_aton reads it; numbers that are not this machine, or no address at all, may use the proxy.
+    ("http://0.0.0.0:8000", False), ("http://[::]:8000", False), ("http://[::ffff:0.0.0.0]:8000", False),
+    ("http://127.1:8000", False), ("http://2130706433:8000", False), ("http://0x7f.1:8000", False),
+    ("http://0177.0.0.1:8000", False), ("http://0:8000", False), ("http://16777216:8000", True),
+    ("http://999.1:8000", True), ("http://10.1:8000", True),
 ])
 def test_which_servers_may_be_reached_through_a_proxy(url: str, allowed: bool) -> None:
     from qwenops.net import proxy_allowed
 
     assert proxy_allowed(url) is allowed
+
+
+def test_this_machines_own_name_never_goes_through_a_proxy() -> None:
+    """Debian maps the host's own name to 127.0.1.1: `http://$(hostname):8000` is this machine too."""
+    import socket
+
+    from qwenops.net import proxy_allowed
+
+    assert proxy_allowed(f"http://{socket.gethostname()}:8000") is False
+    assert proxy_allowed(f"http://{socket.gethostname()}.example.com:8000") is True
+
+
+def test_the_address_vllm_prints_is_never_sent_through_a_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """vLLM prints `http://0.0.0.0:8000`, the URL users paste: its key and prompts stay off a host-wide proxy."""
+    with serving(stream_of(HELLO)) as server, serving(status_of(502, b"{}")) as proxy:
+        for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.setenv(name, proxy.base_url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        wildcard = server.base_url.replace("127.0.0.1", "0.0.0.0")
+        deltas = list(stream_chat([{"role": "user", "content": "hi"}], base_url=wildcard, model="Qwen3-14B",
+                                  api_key="sk-local"))
+        assert [d.content for d in deltas][1:3] == ["Hello", "!"]
+    assert proxy.seen == []
 
 
 def test_a_query_in_a_url_is_masked_wherever_it_is_shown() -> None:

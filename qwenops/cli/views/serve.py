@@ -105,10 +105,12 @@ def serve_plan_view(plan: ServePlan) -> str:
     """`serve --dry-run`: the environment additions, then the command, shell-quoted."""
     import shlex
 
+    from qwenops.untrusted import masked_env
+
     lines = [f"# profile {plan.profile}: {plan.base_url} serving {plan.served_model_name!r}; log {plan.log_file}"]
     if plan.builds_tiny_model:
         lines.append(f"# first builds the tiny model into {plan.model_path}")
-    lines += [f"{key}={shlex.quote(value)} \\" for key, value in plan.env.items()]
+    lines += [f"{key}={shlex.quote(value)} \\" for key, value in masked_env(plan.env).items()]
     lines.append(shlex.join(plan.argv))
     return "\n".join(lines)
 
