@@ -493,6 +493,12 @@ RULES: tuple[Rule, ...] = (
          re.compile("Failed to load model (?:-|\u2013|\u2014|:) ?not enough GPU memory|"
                     r"Failed to (?:create|load|allocate) [\w ]*weights?\b.*(?:out of memory|OutOfMemory)"),
          _const(_OOM_FIXES["weights_oom"])),
+    # The host (not the GPU) could not map a checkpoint's shard: RAM, or a container's memory limit.
+    Rule("weights_oom", "the host ran out of memory mapping the weights (RAM, not the GPU)",
+         re.compile(r"unable to mmap \d+ bytes from file .{0,300}: Cannot allocate memory"),
+         _const("the host's RAM (or the container's memory limit) could not map a shard of the checkpoint: raise the "
+                "container's memory limit or free RAM (other processes; --swap-space and cpu_offload_gb take RAM "
+                "too); the GPU was not what ran out")),
     Rule("profile_oom", "out of memory while warming up the sampler with a full batch",
          re.compile(r"out of memory occurred when warming up (?:the )?sampler with (?P<seqs>\d+) dummy requests"),
          lambda m, flags: f"{_set('max_num_seqs', max(1, int(m.group('seqs')) // 2), flags)} (vLLM warmed the "
@@ -556,6 +562,9 @@ RULES: tuple[Rule, ...] = (
                     r"is the correct path to a directory containing|Incorrect path_or_model_id|"
                     # any model hub's own "no such repo / revision / file" exception (Hugging Face, ModelScope)
                     r"\b(?:huggingface_hub|modelscope)(?:\.\w+)*\.\w*(?:NotExist|NotFound)\w*Error|"
+                    # ModelScope's hub API for a repo id it does not have (a local directory that is not there is
+                    # looked up as one with VLLM_USE_MODELSCOPE)
+                    r"The request model: ?\S+ does not exist|"
                     r"(?:model|Model) (?:path|directory) .* does not exist|"
                     # a LoRA adapter's directory that holds no adapter (V1's LoRA worker manager)
                     r"No adapter found for"),
@@ -610,6 +619,8 @@ RULES: tuple[Rule, ...] = (
                     r"This model does not support (?:the )?'?\w+'? (?:task|runner)|"
                     # a dtype the checkpoint's quantization cannot run in (AWQ in bfloat16, 0.7)
                     r"is not supported for quantization method \w+|"
+                    # a LoRA adapter trained on modules vLLM does not serve LoRA on (a vision tower's, an aligner's)
+                    r"expected target modules in \[.*\] but received|"
                     # a kind of parallelism this model's architecture lacks (pipeline parallel before 0.7)
                     r"\b(?:Pipeline|Tensor|Expert|Data|Context|Sequence) parallel(?:ism)? is (?:only supported for|"
                     r"not (?:yet )?supported (?:for|by|with))"),
@@ -714,10 +725,15 @@ RULES: tuple[Rule, ...] = (
     # an access log shows it) and went on serving; a too-long prompt's 400 is named above, by its numbers.
     Rule("unclassified", "the server refused a request's parameters (HTTP 400)",
          re.compile(r"\bBadRequestError\b|Error code: 400\b|\b400,? (?:Client Error: )?Bad Request\b|"
-                    r"status_code=400\b|[\"'](?:code|status|status_code)[\"'] ?: ?400[,} \n]"),
+                    r"status_code=400\b|[\"'](?:code|status|status_code)[\"'] ?: ?400[,} \n]|"
+                    # the server's request validation naming a field of the body (FastAPI's, pydantic's `loc`):
+                    # a body made for another endpoint or API (a completions `prompt` posted to chat)
+                    r"[\"']loc[\"'] ?: ?[\[(][\"']body[\"'],"),
          _const("the server answered 400 to the request's own parameters and went on serving: change, in the client, "
                 "what the quoted message names (a sampling value out of range, more logprobs than the server's "
-                "--max-logprobs, a message or tool format this model's chat template refuses)"),
+                "--max-logprobs, a message or tool format this model's chat template refuses; a required field "
+                "missing is a body made for another endpoint, such as a completions `prompt` posted to "
+                "/v1/chat/completions)"),
          severity="warning", when="any"),
     # A request path a base URL with a trailing slash or a second /v1 makes: vLLM serves neither.
     Rule("unclassified", "the client's base URL is malformed (a doubled slash or /v1 in the request path)",
@@ -1141,6 +1157,13 @@ _ANSWER_REPR = re.compile(r"\b(?:content|text|reasoning_content)='(?P<value>(?:[
 # A response's answer (a chat message's or a stream delta's content, not a request's messages) that opens with the
 # model's reasoning: the server split no reasoning off (no --reasoning-parser, or one that does not split this model's).
 _REASONING_IN_CONTENT = re.compile(r'"(?:message|delta)": ?\{[^{}]{0,80}"content": ?"(?:\\n|\s){0,4}<think>')
+# The opposite: a whole (non-streamed) response whose message holds reasoning and an empty content, its lines as a
+# paste prints them (one line of JSON, or one field a line): the server's reasoning parser filed the answer as
+# reasoning (deepseek_r1 with Qwen3's thinking turned off waits for a </think> that never comes).
+_MESSAGE_OPEN = re.compile(r'"message": ?\{')
+_REASONING_VALUE = re.compile(r'"reasoning(?:_content)?": ?"[^"\s]')
+_EMPTY_CONTENT = re.compile(r'"content": ?(?:null|""(?:[,}\s]|$))')
+MESSAGE_LINES = 8  # a pretty-printed message's fields, from its `"message": {` line
 
 
 def answers(body: str) -> list[str]:
@@ -1197,7 +1220,7 @@ def _candidate_pattern() -> BytesPattern:
                  _NO_PROGRESS, _KV_FULL, _NOTHING_ADMITTED, _CLIENT_RETRY, _IPYTHON_FRAME, _MESSAGE_HEADS,
                  _ERROR_LINE, _OTHER_ERROR_LINE, re.compile(r"validation error for"), _RPC, _SHM_WAIT, _MAX_LEN,
                  _BLOCKS, _CLIENT_ABORT, _TTFT_HEAD, _TTFT_MEAN, _DEGENERATE_CANDIDATE,
-                 _ACCESS_NOT_SERVED, _ANSWER_CANDIDATE, _RUNAWAY_CANDIDATE,
+                 _ACCESS_NOT_SERVED, _ANSWER_CANDIDATE, _RUNAWAY_CANDIDATE, _MESSAGE_OPEN, _EMPTY_CONTENT,
                  _KV_ROOM, _BOOT, _DIED_SERVING, _SLOW, _QUEUED, _BAR_ENDS, _BENCH_CANDIDATE,
                  _REPORTED_OOM, _REPORTED_HANG, _REPORTED_CANDIDATE, _REPORTED_SLOW, _REPORTED_ENDLESS,
                  _REPORTED_KEY,  # its key words: _reports_auth decides
@@ -1332,6 +1355,12 @@ class LogClassifier:
     _new_turns: int = 0  # pasted lines that open a new user turn (`Question: ...`): an answer that went on
     _escape_lines: int = 0  # pasted lines of nothing but whitespace escapes
     _salad_lines: int = 0  # pasted lines that mix Latin, CJK and a third family of writing systems
+    # A pasted chat response's message: the lines its `"message": {`, a non-empty reasoning and an empty content were
+    # on (_answer_in_reasoning), and whether that was said
+    _message_at: int = -1_000
+    _reasoning_at: int = -1_000
+    _empty_content_at: int = -1_000
+    _said_reasoning_only: bool = False
     _ttft_lines: int = 0  # lines left under a first-token-latency heading to find its mean in
     _salad_scripts: set[str] = field(default_factory=set)  # the writing systems of pasted lines beyond Latin and Han
     _bench: dict[str, float] = field(default_factory=dict)  # a benchmark summary's figures read so far
@@ -1531,6 +1560,8 @@ class LogClassifier:
                 what = (f"a line mixing Latin, CJK and a third writing system, and letters of "
                         f"{len(self._salad_scripts)} writing systems across the pasted lines "
                         f"({', '.join(sorted(self._salad_scripts))})")
+            if what is None and self._answer_in_reasoning(line, text, body):
+                return
             if what is None and _REASONING_IN_CONTENT.search(body):
                 self._add(Finding("incoherent_output", "warning",
                                   "the answer's content carries the model's reasoning (it opens with <think>)",
@@ -1543,6 +1574,24 @@ class LogClassifier:
             if self._runaway(line, text, body):
                 return
         self._unexplained(line, text, body, exception)
+
+    def _answer_in_reasoning(self, line: LogLine, text: str, body: str) -> bool:
+        """Whether this line completes a response message that holds reasoning and an empty content (said once)."""
+        if _MESSAGE_OPEN.search(body):
+            self._message_at = line.number
+        if _REASONING_VALUE.search(body):
+            self._reasoning_at = line.number
+        if _EMPTY_CONTENT.search(body):
+            self._empty_content_at = line.number
+        if self._said_reasoning_only or self._message_at < 0 \
+                or not self._message_at <= min(self._reasoning_at, self._empty_content_at) \
+                or max(self._reasoning_at, self._empty_content_at) - self._message_at > MESSAGE_LINES:
+            return False
+        self._said_reasoning_only = True
+        self._add(Finding("incoherent_output", "warning",
+                          "the answer came back whole as reasoning_content; its content is empty",
+                          _evidence(line, text), _ANSWER_IN_REASONING_FIX, rank=len(RULES)))
+        return True
 
     def _reporter_words(self, line: LogLine, text: str) -> None:
         """Keep the first text line in the reporter's words that says the server ran out of memory, hung, answered
@@ -2191,6 +2240,11 @@ _DEGENERATE_FIX = ("the model's output degenerated ({what}): check the dtype (fl
 _REASONING_FIX = ("the server split no reasoning off the answer: serve with the --reasoning-parser made for this "
                   "model (one that splits at </think>; a pass-through parser leaves it all in content), or strip "
                   "the <think> block in the client; reasoning_content then holds it")
+_ANSWER_IN_REASONING_FIX = (
+    "the server's reasoning parser filed the whole answer as reasoning: with thinking turned off (Qwen3's "
+    "chat_template_kwargs enable_thinking: false) serve with the model's own parser (--reasoning-parser qwen3; "
+    "deepseek_r1 waits for a </think> that never comes), or read reasoning_content in the client; if finish_reason "
+    "is \"length\", the reasoning used up max_tokens: raise it")
 _MOVED_FIXES = {"media_fetch_error": _MEDIA_FIX, "engine_stalled": _STALLED_WORKER_FIX}
 # The symptoms a reporter's words name, where the log shows nothing else: (kind, category, title, fix).
 _REPORTED_SYMPTOMS = (
