@@ -321,13 +321,14 @@ def _supervise(plan: ServePlan, *, observer: Observer, echo: Callable[[str], obj
     from qwenops.supervisor.guard import guard_argv
     from qwenops.supervisor.health import HealthChecker
     from qwenops.supervisor.notify import Notifier
-    from qwenops.supervisor.process import LogFile, spawn
+    from qwenops.supervisor.process import LogFile, spawn, tree_listens
     from qwenops.supervisor.runner import Supervisor
 
     secret = load_settings().api_key
     api_key = secret.get_secret_value() if secret is not None else None
     env = child_env(plan, api_key)
     log = LogFile(Path(plan.log_file))
+    leader: list[int] = []  # the running server's pid (the guard's), for the probe's "is the listener ours"
 
     def start(on_line: Callable[[str], object]) -> Server:
         def line_sink(line: str) -> None:
@@ -339,9 +340,11 @@ def _supervise(plan: ServePlan, *, observer: Observer, echo: Callable[[str], obj
         run_id = new_run_id()
         server = spawn(guard_argv(plan.argv), env={**env, RUN_ID_ENV: run_id}, log=log, on_line=line_sink)
         write_run_record(run_record(plan), server.pid, port=plan.port, run_id=run_id)
+        leader[:] = [server.pid]
         return server
 
-    prober = HealthChecker(plan.base_url, plan.served_model_name, api_key=api_key)
+    prober = HealthChecker(plan.base_url, plan.served_model_name, api_key=api_key,
+                           ours=lambda: bool(leader) and tree_listens(leader[0], plan.port))
     supervisor = Supervisor(
         plan.supervise, spawn=start, prober=prober, notifier=Notifier.from_env(), observer=observer, meter=metrics
     )

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import httpx
 
 
@@ -39,7 +41,8 @@ class HealthChecker:
     that its socket is known and the whole exchange can be ended at its deadline (`SocketDeadline`)."""
 
     def __init__(
-        self, base_url: str, model: str, *, api_key: str | None = None, timeout_s: float = 2.0
+        self, base_url: str, model: str, *, api_key: str | None = None, timeout_s: float = 2.0,
+        ours: Callable[[], bool] | None = None,
     ) -> None:
         import httpx
 
@@ -51,6 +54,9 @@ class HealthChecker:
         # holds the port while vLLM is down (another local user's listener) gets no key from the readiness probe
         # (audit 8).
         self._auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        # Whether the port's listener is the server serve started (supervisor.process.tree_listens); None: not known
+        # (a probe of a server qwenops did not start). The key goes to no other listener.
+        self._ours = ours
         self._timeout_s = timeout_s
         # trust_env=False: an HTTP(S)_PROXY in the service's environment must not capture loopback probes.
         self._client: httpx.Client = httpx.Client(
@@ -104,6 +110,9 @@ class HealthChecker:
 
         from qwenops.untrusted import MAX_HTTP_BODY_BYTES, MAX_MODELS_SHOWN, printable
 
+        foreign = self._foreign()
+        if foreign:
+            return foreign
         try:
             status, body = self._ask("GET", "/v1/models", cap=MAX_HTTP_BODY_BYTES)
         except httpx.HTTPError as exc:
@@ -142,11 +151,20 @@ class HealthChecker:
         import httpx
 
         request = {"model": self.model, "max_tokens": 1, "messages": [{"role": "user", "content": "ping"}]}
+        if self._foreign():
+            return False
         try:
             status, _ = self._ask("POST", "/v1/chat/completions", json=request, timeout_s=timeout_s)
         except httpx.HTTPError:
             return False
         return status == 200
+
+    def _foreign(self) -> str | None:
+        """Why no keyed request goes to the port now (its listener is not the server serve started), or None."""
+        if not self._auth or self._ours is None or self._ours():
+            return None
+        return (f"port {self.base_url.rsplit(':', 1)[-1]} answers, but not from the server serve started (another "
+                "process holds it): no request with the API key is sent there")
 
     def close(self) -> None:
         self._client.close()

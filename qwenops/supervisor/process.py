@@ -173,6 +173,27 @@ def live_group_members(pgid: int) -> list[int]:
     return members
 
 
+def tree_listens(leader_pid: int, port: int) -> bool:
+    """Whether LEADER_PID or one of its descendants listens on TCP PORT: the server serve started holds the port,
+    not a process that took it while vLLM was down (another local user's listener would get the API key). Only
+    the tree's own descriptors are read, a few processes, not every process's on the host."""
+    import psutil
+
+    try:
+        leader = psutil.Process(leader_pid)
+        tree = [leader, *leader.children(recursive=True)]
+    except psutil.Error:
+        return False
+    for process in tree:
+        try:
+            if any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
+                   for c in process.net_connections(kind="tcp")):
+                return True
+        except (psutil.Error, OSError):
+            continue
+    return False
+
+
 def spawn(
     argv: Sequence[str],
     *,

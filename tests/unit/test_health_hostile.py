@@ -95,3 +95,50 @@ def test_a_long_model_list_is_named_in_a_short_line() -> None:
             checker.close()
     assert detail.startswith("model 'm' not listed (server has ['model-0")
     assert detail.endswith(" and 19984 more)") and len(detail) < 2000 and "\x1b" not in detail
+
+
+def test_the_key_goes_to_no_listener_but_the_server_serve_started() -> None:
+    """A local user who takes the port while vLLM is down got the key from serve's /v1/models probe (audit 8). The
+    probe asks whether the listener is serve's own (its process tree) before any keyed request."""
+    with serving(bomb, answer_gets=True) as server:
+        checker = HealthChecker(server.base_url, "m", api_key="sk-probe", timeout_s=2, ours=lambda: False)
+        try:
+            probe = checker.probe()
+            assert (probe.healthy, probe.ready) == (True, False)
+            assert "not from the server serve started" in probe.detail and "sk-probe" not in probe.detail
+            assert checker.generates(2) is False
+        finally:
+            checker.close()
+    assert {s.path for s in server.seen} == {"/health"}
+    assert all("authorization" not in s.headers for s in server.seen)
+
+
+def test_a_process_tree_holds_the_port_or_it_does_not() -> None:
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    from qwenops.supervisor.process import tree_listens
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # A parent whose child listens (as the guard's vLLM does), and a process that holds nothing.
+    listener = subprocess.Popen([sys.executable, "-c", (
+        "import socket, subprocess, sys, time\n"
+        f"child = subprocess.Popen([sys.executable, '-c', 'import socket, time; s = socket.socket(); "
+        f"s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind((\"127.0.0.1\", {port})); s.listen(); "
+        "print(1, flush=True); time.sleep(60)'])\n"
+        "child.wait()\n")], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        assert listener.stdout is not None and listener.stdout.readline().strip() == "1"
+        assert tree_listens(listener.pid, port) is True
+        assert tree_listens(idle.pid, port) is False
+        assert tree_listens(2**22 + 12345, port) is False  # no such process
+    finally:
+        for process in (listener, idle):
+            os.killpg(process.pid, signal.SIGKILL)  # the listening grandchild too
+            process.wait()
