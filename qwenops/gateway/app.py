@@ -81,6 +81,11 @@ def error_code(exc: QwenopsError) -> str:
     return next((code for kind, code in _ERROR_CODES if isinstance(exc, kind)), "internal")
 
 
+# Where the gateway's WebSocket protocol (run.guarded_ws_protocol) leaves itself in a connection's ASGI scope: its
+# `writable` event says whether the client's socket takes bytes now.
+WS_PROTOCOL_SCOPE_KEY = "qwenops.ws_protocol"
+
+
 class _Cancelled(Exception):
     """Why a chat's task was cancelled: the code and message of its one terminal frame."""
 
@@ -253,6 +258,10 @@ class Connection:
         self.counter = 0
         client = websocket.client
         self.who = f"{client.host}:{client.port}" if client else "?"
+        ws_protocol = websocket.scope.get(WS_PROTOCOL_SCOPE_KEY)
+        # Set while the client's socket takes bytes (uvicorn's flow control): a delta is then sent from its chat's
+        # task, not handed to the writer (Connection._relay). None: another protocol, every frame goes by the writer.
+        self.writable: asyncio.Event | None = getattr(ws_protocol, "writable", None)
 
     # ----------------------------------------------------------------------------------- lifetime
 
@@ -539,6 +548,9 @@ class Connection:
         # is the read timeout's; waiting to resume is the queue deadline's.
         end_s = time.perf_counter() + config.chat_deadline_s
         text_mode, put, head = self.text_mode, self.outbox.put, protocol.delta_head(chat_id)
+        frames, writable, send = self.outbox.frames, self.writable, self.websocket.send_text
+        observe, clock = self.gateway.metrics.latency.observe, time.perf_counter
+        burst_s = -1.0  # the arrival time of the delta before: the deltas of one read share it
         # aclosing: a chat that ends here (slow_reader) closes the upstream response now, so vLLM aborts the
         # request now; a generator merely dropped is closed only when the garbage collector gets to it.
         async with contextlib.aclosing(astream_chat(
@@ -575,9 +587,21 @@ class Connection:
                     # (an OSC 52 clipboard write, a screen clear: audit 7), as its error lines do. Per delta is
                     # enough: the ESC that starts a sequence split across deltas is dropped wherever it falls.
                     frame = printable(content) if text_mode else protocol.delta(chat_id, content, reasoning, head=head)
-                    if frame and not put(frame, arrived_s=chunk.arrived_s):
+                    arrived_s = chunk.arrived_s
+                    if frame and arrived_s != burst_s and writable is not None and writable.is_set() and not frames:
+                        # The first delta of a read, nothing waiting for this client, its socket taking bytes: sent
+                        # from this task, now. The send returns without yielding (uvicorn writes to the transport),
+                        # so no frame of the writer can pass it; a hop to the writer task cost every delta the rest of
+                        # its event-loop turn, behind every other chat's read (1-2 ms at 64 paced chats). The rest of
+                        # a burst (deltas of one read share its arrival time) goes by the writer, as before: sent one
+                        # by one from here, a burst cost more CPU (docs/benchmarks.md).
+                        with contextlib.suppress(Exception):  # the client left: the reader sees the disconnect
+                            await send(protocol.sendable(frame))
+                            observe(clock() - arrived_s)
+                    elif frame and not put(frame, arrived_s=arrived_s):
                         raise _Cancelled("slow_reader", f"more than {config.send_queue_bytes} bytes waited for "
                                          "this client; the chat was cancelled")
+                    burst_s = arrived_s
                 if chunk.finish_reason is not None:
                     finish = chunk.finish_reason
                 if chunk.usage is not None:

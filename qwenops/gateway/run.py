@@ -132,7 +132,14 @@ def guarded_ws_protocol(max_unsent_bytes: int) -> type:
     protocol stops reading until the app has taken each one."""
     from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+    from qwenops.gateway.app import WS_PROTOCOL_SCOPE_KEY
+
     class Guarded(WebSocketsSansIOProtocol):
+        def handle_connect(self, event: Any) -> None:
+            super().handle_connect(event)
+            # The app sends a delta from its chat's task when this socket takes bytes now (Connection.send_now).
+            self.scope[WS_PROTOCOL_SCOPE_KEY] = self  # type: ignore[literal-required]
+
         def handle_ping(self) -> None:
             super().handle_ping()
             if self.transport.get_write_buffer_size() > max_unsent_bytes and not self.transport.is_closing():
