@@ -486,6 +486,11 @@ RULES: tuple[Rule, ...] = (
                     r"is less than desired GPU memory utilization"),
          _free_memory_fix, retryable=True,
          change=lambda m: {"gpu_memory_utilization": t} if (t := _free_memory_target(m)) > 0 else None),
+    # The same check quoted without its figures (a title, a wrapper's summary of vLLM's error)
+    Rule("insufficient_free_memory", "less free GPU memory than gpu_memory_utilization asks for",
+         re.compile(r"Free memory on device(?: \S+)? on startup is less than desired GPU memory utilization"),
+         _const("free the GPU for vLLM (another process, or a trainer in the same job, holds memory: nvidia-smi) or "
+                "lower gpu_memory_utilization to the free share"), retryable=True),
     Rule("insufficient_free_memory", "GPU memory changed under vLLM while it profiled (another process uses the GPU)",
          re.compile(r"Error in memory profiling\. Initial free memory (?P<free>[\d.]+) GiB, current free memory"),
          _const("stop the other processes on the GPU (nvidia-smi) or lower gpu_memory_utilization"), retryable=True),
@@ -1024,7 +1029,13 @@ _REPORTED_ENDLESS = re.compile(r"\b(?:never|not|n't) (?:stop|stops|end|ends|fini
 _REPORTED_TTFT = re.compile(r"\b(?:[Hh]igh|[Ll]ong|[Hh]uge) (?:TTFTs?|[Tt]ime[ -]to[ -][Ff]irst[ -][Tt]oken)\b|"
                             r"\b(?:TTFTs?|[Tt]ime[ -]to[ -][Ff]irst[ -][Tt]oken) "
                             r"(?:\(|is |was |are |gets? |got |becomes? )?(?:too |very |extremely |really |so )?"
-                            r"(?:long|high|slow)\b")
+                            r"(?:long|high|slow)\b|"
+                            # or given in whole seconds: "TTFT is 3 s", "the first frame response time ... is 2-5
+                            # seconds" (a reporter's "first frame" is a first token)
+                            r"\b(?:TTFTs?|[Tt]ime[ -]to[ -][Ff]irst[ -][Tt]oken|[Ff]irst[ -](?:token|frame)[ -]"
+                            r"(?:response[ -])?(?:time|latency))\b[^.\n]{0,60}?(?: (?:is|was|of|takes?|took|around|"
+                            r"about|reaches?)|:) ?(?:about |around |~)?[1-9]\d*(?:\.\d+)?(?: ?[-~] ?\d+(?:\.\d+)?)? ?"
+                            r"(?:s|secs?|seconds)\b")
 # "not slow", "isn't slow": the reporter denies it (a blog's "the GPU is not slow" before it names the queue).
 _NOT_REPORTED_SLOW = re.compile(r"\b(?:not|n't|never|no) (?:\w+ )?(?:slow|sluggish|laggy)\b")
 # The KV cache the reporter calls full (at 95-100 %, full, exhausted, the bottleneck) with requests waiting, said on
