@@ -20,16 +20,19 @@ def connect_host(bind_host: str) -> str:
 
 
 def proxy_allowed(url: str) -> bool:
-    """Whether an HTTP client for URL may take its proxy from the environment (httpx's `trust_env`): never
-    for a loopback server (`loopback_host`). A host-wide HTTP_PROXY would otherwise receive every prompt
-    and the API key in clear, for a server on this very machine."""
-    from urllib.parse import urlsplit
+    """Whether an HTTP client for URL may take its proxy from the environment (httpx's `trust_env`): never for a
+    server on this machine (`this_machine`), nor for a host httpx keeps in non-ASCII form. A host-wide HTTP_PROXY
+    would otherwise receive every prompt and the API key in clear, for a server on this very machine."""
+    import httpx
 
+    # The host httpx will connect to, not another parser's reading of the URL: httpx maps the IDNA full stops
+    # (`127。0。0。1`, U+FF0E, U+FF61) to dots, so a reading by urlsplit said "elsewhere" while the request, key
+    # included, went to 127.0.0.1 through the proxy (audit 9).
     try:
-        host = (urlsplit(url).hostname or "").rstrip(".").lower()
-    except ValueError:
+        host = httpx.URL(url).host.rstrip(".").lower()
+    except (httpx.InvalidURL, ValueError, UnicodeError):
         return False
-    return not this_machine(host)
+    return host.isascii() and not this_machine(host)
 
 
 # IPv4 as C's inet_aton reads it (what connect() is given): 127.1, 2130706433, 0x7f.0.0.1, 0177.0.0.1.

@@ -74,13 +74,18 @@ def mask_url(url: str) -> str:
 # ---------------------------------------------------------------------------------- secrets
 
 # Environment names whose values are secrets by their name: HF_TOKEN, AWS_SECRET_ACCESS_KEY, a proxy's PASSWORD...
-_SECRET_NAME = re.compile(r"TOKEN|KEY|SECRET|PASSW|CREDENTIAL|AUTH|COOKIE|SESSION", re.IGNORECASE)
+_SECRET_NAME = re.compile(r"TOKEN|KEY|SECRET|PASS|PWD|(?:^|_)PAT(?:_|$)|DSN|PRIVATE|CREDENTIAL|AUTH|COOKIE|SESSION",
+                          re.IGNORECASE)
+# A URL's user:password@ anywhere in a value (a proxy's, a database's), as mask_url masks it in a URL alone.
+_USERINFO_ANYWHERE = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://)[^/?#@\s]*@")
 
 
 def masked_env(env: Mapping[str, str]) -> dict[str, str]:
     """ENV as a view, --json or a dry run shows it: each value whose name says it is a secret as `***` (audit 8:
-    `profiles show` and `serve --dry-run` printed a profile's HF_TOKEN whole). The process itself gets the values."""
-    return {name: "***" if _SECRET_NAME.search(name) else value for name, value in env.items()}
+    `profiles show` and `serve --dry-run` printed a profile's HF_TOKEN whole), and the credentials of any URL in the
+    others as `***@` (audit 9: HTTPS_PROXY=http://user:pw@proxy, DATABASE_URL). The process itself gets the values."""
+    return {name: "***" if _SECRET_NAME.search(name) else _USERINFO_ANYWHERE.sub(r"\1***@", value)
+            for name, value in env.items()}
 
 
 # --------------------------------------------------------------------------- text shown to people

@@ -1,4 +1,5 @@
-"""Regenerate tests/data/vllm_serve_flags.json: every long option the installed vLLM's OpenAI server accepts.
+"""Regenerate tests/data/vllm_serve_flags.json: every long option the installed vLLM's OpenAI server accepts, and
+every option string's destination (the setting it stores).
 
 Usage: python scripts/dump_vllm_flags.py [OUTPUT]   (run with the Python that has the engine installed)
 
@@ -54,6 +55,9 @@ def main() -> int:
         "source": f"{distribution} {version} {module_name}.make_arg_parser",
         "generated": dt.date.today().isoformat(),
         "flags": long_options(parser),
+        # Every option string (long and short) and the setting it stores: profile validation must refuse each one
+        # that reaches a field's setting, the key or the listener, however it is spelt (tests/unit/test_profiles.py).
+        "dests": {option: action.dest for action in parser._actions for option in sorted(action.option_strings)},
     }
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")

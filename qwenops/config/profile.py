@@ -307,15 +307,20 @@ def _named(what: str, text: str) -> None:
         raise ValueError(f"{what} {exc}") from None
 
 
-# The long options an extra_args word must not reach, as vLLM spells them: each structured field's flag (and `--no-X`
-# for a boolean one), the API key (never in argv: `ps` shows it) and a `--config` file (options qwenops never sees).
+# The long options an extra_args word must not reach, as vLLM spells them, each with the setting it stores (its
+# argparse dest; tests/data/vllm_serve_flags.json records vLLM's own table, and a test holds this one to it): each
+# structured field's flag, with `--no-X` for a boolean one and vLLM's alias of one; the model (the profile's own);
+# a Unix socket that moves the listener off host:port; the secrets, which a process's arguments show to every user
+# (`ps`); and a `--config` file (options qwenops never sees).
 _PROTECTED_OPTIONS: dict[str, str] = {
     **{field.replace("_", "-"): field for field in VLLM_FLAG_FIELDS},
-    **{f"no-{field.replace('_', '-')}": field for field in ("enforce_eager",)},
-    "api-key": "api_key", "config": "config",
+    "no-enforce-eager": "enforce_eager", "device-memory-utilization": "gpu_memory_utilization",
+    "model": "model", "uds": "uds", "api-key": "api_key", "hf-token": "hf_token", "config": "config",
 }
-# vLLM's short forms of structured fields (`-tp 2`, `-q awq`); argparse also reads `-tp2` and `-qawq`.
+# vLLM's short forms of structured fields (`-tp 2`, `-q awq`); argparse also reads `-tp2`, `-qawq`, and a prefix of a
+# short form (`-t 2`).
 _PROTECTED_SHORT = {"-tp": "tensor_parallel_size", "-q": "quantization"}
+_SECRET_OPTIONS = {"api_key": "QWENOPS_API_KEY", "hf_token": "HF_TOKEN"}
 
 
 def vllm_option(word: str) -> str | None:
@@ -331,7 +336,11 @@ def vllm_option(word: str) -> str | None:
         if name in _PROTECTED_OPTIONS:
             return _PROTECTED_OPTIONS[name]
         return next((field for option, field in _PROTECTED_OPTIONS.items() if option.startswith(name)), None)
-    return next((field for short, field in _PROTECTED_SHORT.items() if word.startswith(short)), None)
+    name = word.split("=", 1)[0]
+    if len(name) < 2 or not name.startswith("-"):
+        return None
+    return next((field for short, field in _PROTECTED_SHORT.items()
+                 if name.startswith(short) or short.startswith(name)), None)
 
 
 def _extra_args_are_not_structured_flags(value: tuple[str, ...]) -> tuple[str, ...]:
@@ -342,12 +351,15 @@ def _extra_args_are_not_structured_flags(value: tuple[str, ...]) -> tuple[str, .
             continue
         option = f"--{field.replace('_', '-')}"
         what = option if name == option else f"{name[:40]} (vLLM reads it as {option})"
-        if field == "api_key":
+        if field in _SECRET_OPTIONS:
             raise ValueError(f"{what} must not be written in a profile (a process's arguments are public); set "
-                             "QWENOPS_API_KEY instead")
+                             f"{_SECRET_OPTIONS[field]} in the env file or the service's environment instead")
         if field == "config":
             raise ValueError(f"{what} is a file of options that bypasses the profile's checks; write its options "
                              "in the profile instead")
+        if field == "uds":
+            raise ValueError(f"{what} moves vLLM's listener off the profile's host and port, where serve, status and "
+                             "the gateway reach it")
         raise ValueError(f"{what} has its own profile field; set `{field}:` instead of extra_args")
     return value
 

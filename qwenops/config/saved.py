@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from qwenops.atomicfile import write_atomic
+from qwenops.atomicfile import TargetRefused, write_atomic
+from qwenops.errors import BadInputError
 
 
 def derived_profile_text(*, extends: str, description: str, values: Mapping[str, object],
@@ -40,7 +41,10 @@ def save_derived_profile(state_dir: Path | str, name: str, *, extends: str, desc
     path = directory / f"{name}.yaml"
     directory.mkdir(parents=True, exist_ok=True)
     text = derived_profile_text(extends=extends, description=description, values=values, comment=comment)
-    write_atomic(path, text, mode=0o644, over_link=True)
+    try:
+        write_atomic(path, text, mode=0o644, over_link=True)
+    except TargetRefused as exc:  # a pipe or a device planted there: bad input, exit 2, never an internal error
+        raise BadInputError(f"cannot save {path}: {exc.strerror}", field="state_dir", hint=exc.hint) from None
     return path
 
 

@@ -298,6 +298,17 @@ def _new_env_text(profile: Profile, values: dict[str, str]) -> str:
     return text
 
 
+def _refuse_exposed(mode: int, shown: str, secrets: list[str]) -> None:
+    """An env file whose secrets its group or others could read: they may have been copied, so install does not keep
+    them by making the file private now (audit 9), as it keeps no key from a file another user owns."""
+    if secrets and mode & 0o044:
+        names = " and ".join(secrets)
+        raise BadInputError(f"{shown} holds {names} but its group or others could read it (mode {mode & 0o777:o}): "
+                            "they may have been copied", field="env_file",
+                            hint=f"delete the {names} line(s) and install writes new ones; or, if no one else could "
+                            f"have read it, chmod 600 {shown} and run install again")
+
+
 def _plan_env(plan: _Plan, profile: Profile, *, gateway: bool) -> None:
     """The env file's actions: a new one with a new key (and token), or the existing one checked, kept,
     made 0600, and with --gateway given a token it lacks."""
@@ -321,6 +332,8 @@ def _plan_env(plan: _Plan, profile: Profile, *, gateway: bool) -> None:
         return
     readings = readings_of(existing.text)
     key = kept_value(readings, API_KEY, shown)
+    _refuse_exposed(existing.st.st_mode, shown, [name for name, value in ((API_KEY, key), (
+        TOKEN_VARIABLE, kept_value(readings, TOKEN_VARIABLE, shown))) if value])
     if existing.st.st_mode & 0o7077:
         plan.chmod_private(ENV_FILE, existing.st, " (it holds the key)" if key else "")
     elif key:

@@ -94,9 +94,10 @@ def notes(profile: Profile, slo: Slo) -> list[str]:
 
 def promql_string(value: str) -> str:
     """VALUE as a PromQL string literal (double-quoted, Go escapes; json.dumps' are a subset), with `$` as
-    `\\x24`: Grafana expands `$name`, `${name}` and `$__interval` in a query's text before sending it, and
-    has no escape for a literal `$`, so a model name holding one would select another model, per viewer."""
-    return json.dumps(value, ensure_ascii=True).replace("$", "\\x24")
+    `\\x24` and `[` as `\\x5b`: Grafana expands `$name`, `${name}`, `$__interval` and the older `[[name]]` in a
+    query's text before sending it, and has no escape for a literal one, so a model name holding one would select
+    another model, per viewer (audit 9 found the `[[...]]` form)."""
+    return json.dumps(value, ensure_ascii=True).replace("$", "\\x24").replace("[", "\\x5b")
 
 
 def _model(profile: Profile) -> str:

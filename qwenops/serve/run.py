@@ -189,6 +189,26 @@ def child_env(plan: ServePlan, api_key: str | None, environ: Mapping[str, str] |
 # --------------------------------------------------------------------------------------------- checks
 
 
+def check_log_path(plan: ServePlan) -> None:
+    """The server's log is a regular file, a symlink (replaced, never written through) or not there yet: a named
+    pipe, a socket, a device or a directory planted at it is refused before anything starts (audit 9: a FIFO hung
+    serve with no word)."""
+    import stat
+
+    from qwenops.errors import BadInputError
+    from qwenops.readfile import kind_of
+
+    try:
+        mode = os.lstat(plan.log_file).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise BadInputError(f"cannot use {plan.log_file}: {exc.strerror or exc}", field="log_file") from None
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+        raise BadInputError(f"{plan.log_file} is {kind_of(mode)}, not a log file", field="log_file",
+                            hint="remove it; serve writes its server's output there")
+
+
 def check_engine(plan: ServePlan) -> None:
     import importlib.util
     import shutil
@@ -236,6 +256,7 @@ def serve(
     from qwenops.supervisor.runner import NullObserver
 
     observer = observer or NullObserver()
+    check_log_path(plan)
     check_engine(plan)
     # Before the port check: a group an earlier qwenops left behind may be what holds the port.
     ended = end_leftover_group(run_record(plan), what=f"profile {plan.profile}", port=plan.port)

@@ -35,10 +35,14 @@ class _NoFollowRotatingFileHandler(logging.handlers.RotatingFileHandler):
     Rotation renames, which never follows a link."""
 
     def _open(self) -> Any:
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        # O_NONBLOCK: a named pipe planted there is refused at once (ENXIO without a reader), never waited on (audit
+        # 9: serve hung before spawning); on a regular file it changes nothing.
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
         try:
             fd = os.open(self.baseFilename, flags, 0o640)
         except OSError as exc:
+            if exc.errno == errno.ENXIO:
+                raise OSError(errno.EINVAL, f"{self.baseFilename} is a named pipe, not a regular file") from None
             if exc.errno != errno.ELOOP:
                 raise
             Path(self.baseFilename).unlink()  # the link itself, not its target

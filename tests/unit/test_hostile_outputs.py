@@ -100,6 +100,42 @@ def test_a_symlink_at_the_servers_log_is_replaced_not_written_through(tmp_path: 
     assert (logs / "serve-x.log").read_text() == "INFO: Started server process\n"
 
 
+def test_a_named_pipe_at_the_servers_log_is_refused_never_waited_on(tmp_path: Path) -> None:
+    """A FIFO at state/logs/serve-NAME.log hung serve before it spawned anything (audit 9): the log writer refuses
+    it at once, and serve refuses it before it starts (exit 2, one line)."""
+    import os
+
+    from click.testing import CliRunner
+
+    from qwenops.cli import cli
+    from qwenops.supervisor.process import LogFile
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    fifo = logs / "serve-cpu-tiny.log"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError, match="named pipe, not a regular file"):
+        LogFile(fifo).open_logger()
+    result = CliRunner().invoke(cli, ["serve", "--port", "18399"], env={"QWENOPS_STATE_DIR": str(tmp_path)})
+    assert result.exit_code == 2, result.output
+    assert f"log_file: {fifo} is a named pipe, not a log file" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_a_named_pipe_where_a_derived_profile_goes_is_bad_input_not_an_internal_error(tmp_path: Path) -> None:
+    """auto-fit and tune save NAME-fitted / NAME-tuned over what is there: a FIFO there was exit 4 (audit 9)."""
+    import os
+
+    from qwenops.config.saved import save_derived_profile
+    from qwenops.errors import BadInputError
+
+    (tmp_path / "profiles").mkdir()
+    os.mkfifo(tmp_path / "profiles" / "x-fitted.yaml")
+    with pytest.raises(BadInputError) as caught:
+        save_derived_profile(tmp_path, "x-fitted", extends="x", description="d", values={"max_model_len": 512},
+                             comment=[])
+    assert "is a named pipe" in caught.value.one_line() and caught.value.field == "state_dir"
+
+
 def test_every_file_qwenops_writes_goes_through_atomicfile() -> None:
     """The class, not the case: no module but atomicfile.py (and install's own tree writer, which writes by
     directory descriptor) opens a file for writing. tinymodel writes inside a fresh mkdtemp directory."""

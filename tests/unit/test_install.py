@@ -70,7 +70,13 @@ def test_reinstall_keeps_the_key_and_makes_the_file_private(tmp_path: Path) -> N
     install_systemd("4090d", root=tmp_path, run=never_run)
     env = tmp_path / ENV_PATH
     first = env.read_text()
+    # A key others could read may have been copied (audit 9): not kept by making the file private now.
     env.chmod(0o644)
+    with pytest.raises(BadInputError) as caught:
+        install_systemd("4090d-fp8", root=tmp_path, run=never_run)
+    assert "holds QWENOPS_API_KEY but its group or others could read it (mode 644)" in caught.value.one_line()
+    assert "sk-" not in caught.value.one_line() and env.read_text() == first and mode(env) == 0o644
+    env.chmod(0o620)  # the owner's choice after the refusal: wider than private, yet no one else reads it
     result = install_systemd("4090d-fp8", root=tmp_path, run=never_run)
     assert env.read_text() == first and mode(env) == 0o600
     assert ("chmod", str(env)) in [(a.verb, a.target) for a in result.actions]
@@ -208,13 +214,13 @@ def test_the_gateway_adds_a_token_to_an_existing_env_file_and_keeps_every_line(t
     env = tmp_path / ENV_PATH
     env.parent.mkdir(parents=True)
     env.write_text(EXISTING)
-    env.chmod(0o644)
+    env.chmod(0o620)  # wider than private, though no one else could read it
     result = install_systemd("4090d", root=tmp_path, gateway=True, run=never_run)
     token = token_of(env)
     assert env.read_text() == f"{EXISTING}\nQWENOPS_GATEWAY_TOKEN={token}\n" and len(token) >= 40
     assert mode(env) == 0o600
     assert [(a.verb, a.detail) for a in result.actions if a.target == str(env)] == [
-        ("chmod", "644 -> 600 (it holds the key)"), ("add", TOKEN_DETAIL)]
+        ("chmod", "620 -> 600 (it holds the key)"), ("add", TOKEN_DETAIL)]
     assert sorted(p.name for p in env.parent.iterdir()) == ["qwenops.env"]  # no temporary file left
 
 

@@ -132,6 +132,21 @@ def test_a_hostile_model_name_stays_one_promql_string(tmp_path: Path, monkeypatc
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def test_no_grafana_variable_form_survives_in_a_dashboards_model_name(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Grafana expands `$name`, `${name}` and the older `[[name]]` in query text (audit 9 found the last one): a model
+    name holding either is written with PromQL's \\x escapes, which Prometheus reads back as the same name."""
+    nasty = "m[[__interval]]${__user.email}$x"
+    directory = tuned(tmp_path, "", served_model_name=nasty)
+    monkeypatch.setenv("QWENOPS_PROFILES_DIR", str(directory))
+    board = json.loads(render_monitoring("grafana", "cpu-tiny-tuned").text)
+    exprs = [t["expr"] for p in board["panels"] for t in p.get("targets", []) if "model_name=" in t["expr"]]
+    names = [m for e in exprs for m in re.findall(r'model_name="((?:[^"\\]|\\.)*)"', e)]
+    assert names and not [n for n in names if "[[" in n or "$" in n]
+    shown = 'model_name="m\\x5b\\x5b__interval]]\\x24{__user.email}\\x24x"'
+    assert all(shown in e for e in exprs), exprs[0]
+
+
 def test_the_dashboard_is_grafana_json_with_a_query_in_every_panel() -> None:
     board = json.loads(render_monitoring("grafana", REFERENCE).text)
     panels = [p for p in board["panels"] if p["type"] != "row"]

@@ -84,13 +84,14 @@ def test_a_secret_in_a_profiles_env_is_shown_masked_and_the_process_gets_it(tmp_
 
     directory = tmp_path / "profiles"
     write_profile(directory, "gated", "extends: cpu-tiny\nenv:\n  HF_TOKEN: hf_SECRETSECRET\n  AWS_SECRET_ACCESS_KEY: "
-                  "aws-SECRET\n  OMP_NUM_THREADS: '2'\n")
+                  "aws-SECRET\n  OMP_NUM_THREADS: '2'\n  HTTPS_PROXY: http://corp:Hunter2pw@proxy:3128\n"
+                  "  GITHUB_PAT: ghp_x\n")
     env = {"QWENOPS_PROFILES_DIR": str(directory)}
     for args in (["profiles", "show", "gated"], ["profiles", "show", "gated", "--json"],
                  ["serve", "-p", "gated", "--dry-run"], ["serve", "-p", "gated", "--dry-run", "--json"]):
         code, out, err = run(*args, env=env)
         assert code == 0, err
-        assert "hf_SECRETSECRET" not in out + err and "aws-SECRET" not in out + err, args
+        assert [s for s in ("hf_SECRETSECRET", "aws-SECRET", "Hunter2pw", "ghp_x") if s in out + err] == [], args
         assert "HF_TOKEN" in out and "***" in out, args
     code, out, _ = run("profiles", "show", "gated", "--json", env=env)
     assert json.loads(out)["data"]["values"]["env"]["OMP_NUM_THREADS"] == "2"
@@ -152,6 +153,9 @@ BAD_PROFILES = {
                          "VLLM_API_KEY must not be written in a profile (profiles are shown and rendered); set "
                          "QWENOPS_API_KEY", ""),
     "gateway-token-env": ("model: x\nenv:\n  QWENOPS_GATEWAY_TOKEN: abc\n", "set QWENOPS_GATEWAY_TOKEN in the env", ""),
+    "hf-token": ("model: x\nextra_args: ['--hf-token', 'hf_abc']\n", "set HF_TOKEN in the env file", ""),
+    "uds": ("model: x\nextra_args: ['--uds', '/tmp/v.sock']\n", "moves vLLM's listener off", ""),
+    "model-again": ("model: x\nextra_args: ['--model', '/other']\n", "set `model:` instead", ""),
     "config-file": ("model: x\nextra_args: ['--config', '/tmp/v.yaml']\n",
                     "--config is a file of options that bypasses the profile's checks", ""),
     "loop": ("extends: bad-loop\nmodel: x\n", "'extends' loops", ""),
@@ -232,18 +236,23 @@ def test_bad_profile_gives_one_line_and_exit_2(case: str, tmp_path: Path) -> Non
     assert "Traceback" not in err
 
 
-def test_no_option_vllm_0_32_has_is_refused_in_extra_args_unless_a_field_owns_it() -> None:
-    """The extra_args rule reads words as vLLM's parser does (prefixes, `_`, `--no-`), so it must not refuse a real
-    flag that only shares a prefix with a field's: checked against every long option vLLM 0.32 accepts."""
+def test_extra_args_refuse_every_option_vllm_0_32_stores_in_a_protected_setting_and_no_other() -> None:
+    """The extra_args rule reads words as vLLM's parser does (prefixes, `_`, `--no-`, short forms), held to vLLM's own
+    table of option strings and the settings they store (audit 9 found an alias, `--device-memory-utilization`, a
+    short prefix, `-t`, `--model`, `--uds` and `--hf-token`): every option whose setting a field owns, or that is the
+    key, a secret, the model or the listener, is refused; no other option is (a real flag that only shares a prefix
+    with a field's passes)."""
     import json
 
     from qwenops.config.profile import VLLM_FLAG_FIELDS, vllm_option
 
-    flags = json.loads((Path(__file__).parent.parent / "data" / "vllm_serve_flags.json").read_text())["flags"]
-    owned = {f"--{field.replace('_', '-')}" for field in VLLM_FLAG_FIELDS} | {"--no-enforce-eager", "--api-key",
-                                                                              "--config"}
-    assert owned <= set(flags)  # each protected spelling is one vLLM has
-    assert [flag for flag in flags if (vllm_option(flag) is not None) != (flag in owned)] == []
+    dests = json.loads((Path(__file__).parent.parent / "data" / "vllm_serve_flags.json").read_text())["dests"]
+    protected = {*VLLM_FLAG_FIELDS, "api_key", "hf_token", "model", "uds", "config"}
+    wrong = {option: (dest, vllm_option(option)) for option, dest in dests.items()
+             if (dest in protected) != (vllm_option(option) is not None) and option not in ("-h", "--help")}
+    assert wrong == {}
+    for word in ("-t", "-tp=2", "-tp2", "-qawq", "--device-m", "--hf_token=x", "--mod", "--ud"):
+        assert vllm_option(word) is not None, word
 
 
 def test_unknown_profile_lists_the_available_ones() -> None:

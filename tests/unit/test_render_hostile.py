@@ -444,8 +444,8 @@ def test_accepted_values_read_back_exactly(pair: tuple[Profile, Profile], tmp_pa
     assert compose["services"]["prometheus"]["ports"] == ["127.0.0.1:9090:9090"]  # whatever the profile binds
     rules = yaml.safe_load(compose_config_text(render_text("compose", hostile), "prometheus-rules"))
     kv = next(r for r in rules["groups"][0]["rules"] if r["alert"] == "VllmKvCacheFullWithWaiting")
-    # one PromQL string, the name exactly ($ as \x24, which Grafana cannot expand)
-    assert f"model_name={json.dumps(NASTY).replace('$', chr(92) + 'x24')}" in kv["expr"]
+    # one PromQL string, the name exactly ($ as \x24 and [ as \x5b, which Grafana cannot expand)
+    assert f"model_name={json.dumps(NASTY).replace('$', chr(92) + 'x24').replace('[', chr(92) + 'x5b')}" in kv["expr"]
     prometheus_rule = list(yaml.safe_load_all(render_text("kubernetes-monitoring", hostile)))[1]
     assert prometheus_rule["spec"]["groups"] == rules["groups"]
     config = next(d for d in yaml.safe_load_all(render_text("kubernetes", hostile)) if d["kind"] == "ConfigMap")

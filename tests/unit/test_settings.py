@@ -181,7 +181,7 @@ def test_without_a_named_env_file_a_missing_dot_env_is_fine(tmp_path: Path, monk
     assert load_settings().profile == "4090d"
 
 
-@pytest.mark.parametrize("how", ["another user's", "writable by every user"])
+@pytest.mark.parametrize("how", ["another user's", "writable by every user", "writable by its group"])
 def test_a_dot_env_someone_else_controls_is_not_read(how: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """./.env is read unnamed, so in /tmp or a shared checkout another user's file would set where the key goes."""
     import os
@@ -196,12 +196,46 @@ def test_a_dot_env_someone_else_controls_is_not_read(how: str, tmp_path: Path, m
         if os.getuid() != 0:
             pytest.skip("only root can give a file to another user")
         os.chown(dot_env, 54321, 54321)
+    elif how == "writable by its group":
+        # A group others may be in (audit 9); a user's private group under umask 002 is fine (below).
+        if os.getuid() != 0:
+            pytest.skip("only root can give a file to a group it is not in")
+        os.chown(dot_env, 0, 100)
+        dot_env.chmod(0o664)
     else:
         dot_env.chmod(0o666)
     with pytest.warns(SettingsWarning, match=f"./.env is {how}, so it is not read"):
         assert load_settings().profile == "cpu-tiny"
     monkeypatch.setenv(ENV_FILE_VARIABLE, str(dot_env))  # named: the user's own choice
     assert load_settings().profile == "4090d"
+
+
+def test_a_dot_env_is_checked_and_read_on_one_descriptor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file swapped in between the owner check and the read was read (audit 9: 472 races won of 59,913): what is
+    read is what was checked, and a FIFO there is no env file, never waited on."""
+    import os
+
+    from qwenops.config import settings as module
+
+    monkeypatch.delenv(ENV_FILE_VARIABLE)
+    monkeypatch.chdir(tmp_path)
+    dot_env = tmp_path / ".env"
+    dot_env.write_text("QWENOPS_PROFILE=4090d\n")
+    real_own_file = module._own_file
+
+    def checked_then_swapped(path: Path) -> bytes | None:
+        raw = real_own_file(path)
+        dot_env.unlink()
+        dot_env.write_text("QWENOPS_BASE_URL=http://evil.example:8000\nQWENOPS_PROFILE=4090d-fp8\n")
+        return raw
+
+    monkeypatch.setattr(module, "_own_file", checked_then_swapped)
+    settings = load_settings()
+    assert settings.profile == "4090d" and "evil" not in str(settings.base_url)
+    monkeypatch.setattr(module, "_own_file", real_own_file)
+    dot_env.unlink()
+    os.mkfifo(dot_env)
+    assert load_settings().profile == "cpu-tiny"  # at once: nothing waits for a writer
 
 
 @pytest.mark.parametrize("secret", ["QWENOPS_API_KEY", "QWENOPS_GATEWAY_TOKEN"])
@@ -247,9 +281,9 @@ def test_each_command_reads_the_env_file_once(args: list[str], tmp_path: Path,
     reads: list[Path] = []
     real = settings_module._read_env_file
 
-    def counted(path: Path) -> dict[str, Value]:
+    def counted(path: Path, raw: bytes | None = None) -> dict[str, Value]:
         reads.append(path)
-        return real(path)
+        return real(path, raw)
 
     monkeypatch.setattr(settings_module, "_read_env_file", counted)
     result = CliRunner().invoke(cli, args)

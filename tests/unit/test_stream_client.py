@@ -556,6 +556,10 @@ def test_a_proxy_in_the_environment_never_carries_a_loopback_exchange(run: Run,
     ("http://127.1:8000", False), ("http://2130706433:8000", False), ("http://0x7f.1:8000", False),
     ("http://0177.0.0.1:8000", False), ("http://0:8000", False), ("http://16777216:8000", True),
     ("http://999.1:8000", True), ("http://10.1:8000", True),
+    # the host httpx connects to, not urlsplit's reading (audit 9): IDNA full stops are dots to httpx
+    ("http://127\u30020\u30020\u30021:8000", False), ("http://127\uff0e0\uff0e0\uff0e1:8000", False),
+    ("http://127\uff610\uff610\uff611:8000", False), ("http://0\u30020\u30020\u30020:8000", False),
+    ("http://b\u00fccher.example:8000", False),  # kept non-ASCII by httpx: no proxy, whatever it is
 ])
 def test_which_servers_may_be_reached_through_a_proxy(url: str, allowed: bool) -> None:
     from qwenops.net import proxy_allowed
