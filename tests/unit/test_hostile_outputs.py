@@ -50,35 +50,29 @@ def test_the_junit_file_parses_whatever_the_server_said(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("writer", ["junit", "plot"])
-def test_a_symlink_where_a_report_goes_is_refused_and_its_target_untouched(writer: str, tmp_path: Path) -> None:
-    """smoke-stream --junit (a CI path, often in a shared directory) wrote through a planted link (audit 4)."""
-    victim = tmp_path / "victim"
-    victim.write_text("precious")
-    link = tmp_path / "report"
-    link.symlink_to(victim)
-    with pytest.raises((BadInputError, OSError), match="symbolic link"):
-        if writer == "junit":
-            write_junit(fixed_report(), link)
-        else:
-            write_svg(link, "<svg/>")
-    assert victim.read_text() == "precious" and link.is_symlink()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["report", "victim"]
-
-
-@pytest.mark.parametrize("writer", ["junit", "plot"])
-def test_a_named_pipe_where_a_report_goes_is_refused_not_replaced(writer: str, tmp_path: Path) -> None:
-    """`--junit /dev/null` in CI, run as root, would have replaced the system's /dev/null with a file (audit 8)."""
+@pytest.mark.parametrize("planted", ["symlink", "fifo"])
+def test_a_link_or_a_pipe_where_a_report_goes_is_refused_and_left_alone(writer: str, planted: str,
+                                                                          tmp_path: Path) -> None:
+    """smoke-stream --junit (a CI path, often in a shared directory) wrote through a planted link (audit 4), and
+    `--junit /dev/null` run as root would have replaced the system's /dev/null with a file (audit 8)."""
     import os
     import stat
 
-    fifo = tmp_path / "report"
-    os.mkfifo(fifo)
-    with pytest.raises((BadInputError, OSError), match="named pipe"):
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    target = tmp_path / "report"
+    if planted == "symlink":
+        target.symlink_to(victim)
+    else:
+        os.mkfifo(target)
+    with pytest.raises((BadInputError, OSError), match="symbolic link" if planted == "symlink" else "named pipe"):
         if writer == "junit":
-            write_junit(fixed_report(), fifo)
+            write_junit(fixed_report(), target)
         else:
-            write_svg(fifo, "<svg/>")
-    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and [p.name for p in tmp_path.iterdir()] == ["report"]
+            write_svg(target, "<svg/>")
+    assert victim.read_text() == "precious"
+    assert (target.is_symlink() if planted == "symlink" else stat.S_ISFIFO(os.lstat(target).st_mode))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report", "victim"]
 
 
 def test_a_symlink_at_the_servers_log_is_replaced_not_written_through(tmp_path: Path) -> None:
