@@ -430,7 +430,11 @@ _FRAME_OOM: dict[FramePhase, str] = {"capture": "cudagraph_oom", "weights": "wei
 # Any accelerator's words (CUDA, ROCm's HIP, Ascend's NPU, Intel's XPU, Gaudi's HPU): vLLM's phases are the same.
 _OOM = re.compile(r"(?:CUDA|HIP|NPU|XPU|HPU|MPS) out of memory|torch\.(?:cuda\.|npu\.|xpu\.)?OutOfMemoryError|"
                   r"OutOfMemoryError: (?:CUDA|HIP|NPU|XPU)|(?:CUDA|HIP) (?:driver )?error: out of memory|"
-                  r"CUBLAS_STATUS_ALLOC_FAILED|hipErrorOutOfMemory")
+                  r"CUBLAS_STATUS_ALLOC_FAILED|hipErrorOutOfMemory|"
+                  # the same in the words of CUDA's driver and runtime APIs, NCCL's warning, cuDNN and cuSPARSE, and
+                  # Ascend's runtime (ACL)
+                  r"CUDA_ERROR_OUT_OF_MEMORY|cudaErrorMemoryAllocation|Cuda failure (?:2 )?'out of memory'|"
+                  r"CU(?:DNN|SPARSE)_STATUS_ALLOC_FAILED|ACL_ERROR_RT_MEMORY_ALLOCATION")
 # V0's worker process: `Exception in worker VllmWorkerProcess while processing method determine_num_available_blocks:`
 _WORKER_METHOD = re.compile(r"while processing method (\w+):")
 _OOM_RANK = 5  # between the specific start-up messages and the generic ones

@@ -38,3 +38,15 @@ def test_a_first_token_time_given_in_seconds_is_the_reporters_slow_answer() -> N
         assert named([said]) == [("high_latency", "warning")], said
     for calm in ("TTFT is 0.3 seconds.", "TTFT is 300 ms.", "first token of 3 tokens"):
         assert named([calm]) == [], calm
+
+
+def test_out_of_memory_in_the_words_of_each_runtime() -> None:
+    """Not from a log: the error names CUDA's driver and runtime APIs, NCCL, cuDNN, cuSPARSE and Ascend's runtime
+    give a failed GPU allocation. Each, while serving, is the GPU running out of memory."""
+    serving = 'INFO:     127.0.0.1:5000 - "POST /v1/chat/completions HTTP/1.1" 200 OK'
+    for said in ("RuntimeError: CUDA driver error: CUDA_ERROR_OUT_OF_MEMORY",
+                 "cupy.cuda.runtime.CUDARuntimeError: cudaErrorMemoryAllocation: out of memory",
+                 "node1:123:456 [0] NCCL WARN Cuda failure 2 'out of memory'",
+                 "RuntimeError: cuDNN error: CUDNN_STATUS_ALLOC_FAILED",
+                 "RuntimeError: NPU function error: aclrtMalloc, error code is 207001 ACL_ERROR_RT_MEMORY_ALLOCATION"):
+        assert named([serving, said])[0] == ("runtime_oom", "error"), said
