@@ -706,6 +706,9 @@ RULES: tuple[Rule, ...] = (
                     r"ClientPayloadError|ChunkedEncodingError|TransferEncodingError|Response payload is not completed|"
                     r"ServerDisconnectedError|Server disconnected without sending a response|IncompleteRead|"
                     r"Not enough data (?:for|to) satisfy (?:transfer|content) length|"
+                    # curl's and Node's (node-fetch, undici) words for a body cut short
+                    r"curl: \((?:18|92)\) (?:transfer closed with outstanding read data|HTTP/2 stream \d+ was not "
+                    r"closed cleanly)|ERR_STREAM_PREMATURE_CLOSE|Premature close|UND_ERR_SOCKET|"
                     # a browser's name for the same cut (Firefox, Chromium)
                     r"NS_ERROR_NET_PARTIAL_TRANSFER|ERR_INCOMPLETE_CHUNKED_ENCODING"),
          _const("the server or a proxy closed the stream mid-answer: check the server log at that time for an "
@@ -715,6 +718,11 @@ RULES: tuple[Rule, ...] = (
     Rule("client_timeout", "the client timed out waiting for the answer",
          re.compile(r"ReadTimeout|APITimeoutError|Request timed out|Read timed out|ReadTimeoutError|"
                     r"TimeoutError: timed out|asyncio\.TimeoutError|asyncio\.exceptions\.TimeoutError|"
+                    # the same in other clients' words: aiohttp, Python's socket and ssl, curl, Node's fetch (undici),
+                    # Go's net/http, LiteLLM
+                    r"ServerTimeoutError|SocketTimeoutError|socket\.timeout: timed out|The read operation timed out|"
+                    r"curl: \(28\) Operation timed out|UND_ERR_(?:HEADERS|BODY)_TIMEOUT|"
+                    r"Client\.Timeout exceeded while (?:awaiting headers|reading body)|litellm\.Timeout|"
                     # a proxy in front of the server gave up waiting for the answer (HTTP 504)
                     r"\b504 Gateway Time-?out|Gateway Time-?out\b"),
          _const("the answer took longer than the client's read timeout: raise it (openai: `timeout=`, httpx: "

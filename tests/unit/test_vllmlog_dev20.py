@@ -50,3 +50,20 @@ def test_out_of_memory_in_the_words_of_each_runtime() -> None:
                  "RuntimeError: cuDNN error: CUDNN_STATUS_ALLOC_FAILED",
                  "RuntimeError: NPU function error: aclrtMalloc, error code is 207001 ACL_ERROR_RT_MEMORY_ALLOCATION"):
         assert named([serving, said])[0] == ("runtime_oom", "error"), said
+
+
+def test_a_clients_timeout_and_cut_in_the_words_of_other_clients() -> None:
+    """Not from a log: aiohttp's, Python's socket and ssl, curl's, Node's and Go's words for a read that timed out and
+    for a body cut short are the same two causes as httpx's and openai's."""
+    for said in ("aiohttp.client_exceptions.ServerTimeoutError: Timeout on reading data from socket",
+                 "socket.timeout: timed out", "TimeoutError: The read operation timed out",
+                 "curl: (28) Operation timed out after 60001 milliseconds with 1234 bytes received",
+                 "TypeError: fetch failed ... code: 'UND_ERR_HEADERS_TIMEOUT'",
+                 'Post "http://vllm:8000/v1/chat/completions": context deadline exceeded (Client.Timeout exceeded '
+                 "while awaiting headers)"):
+        assert named([said])[0][0] == "client_timeout", said
+    for said in ("curl: (18) transfer closed with outstanding read data remaining",
+                 "curl: (92) HTTP/2 stream 1 was not closed cleanly: INTERNAL_ERROR (err 2)",
+                 "Error [ERR_STREAM_PREMATURE_CLOSE]: Premature close", "SocketError: other side closed "
+                 "code: 'UND_ERR_SOCKET'"):
+        assert named([said])[0][0] == "stream_interrupted", said
