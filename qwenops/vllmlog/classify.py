@@ -254,7 +254,7 @@ _OOM_TITLES = {
 FramePhase = Literal["capture", "weights", "kv_check", "profile", "bind", "model_files", "config", "input", "dtype",
                      "device",
                      "media", "preprocess", "wait", "serving", "sampler", "forward", "client_connect", "client_read",
-                     "engine_client", "args", "kv_alloc", "kv_setup"]
+                     "engine_client", "args", "kv_alloc", "kv_setup", "kv_connector"]
 _FRAME_PHASES: tuple[tuple[FramePhase, re.Pattern[str], re.Pattern[str] | None], ...] = (
     # (phase, function name, file path)
     ("capture", re.compile(r"capture|cudagraph|cuda_graph"), re.compile(r"cuda_graph|cudagraph|/cuda/graphs\.py")),
@@ -330,6 +330,11 @@ _FRAME_PHASES: tuple[tuple[FramePhase, re.Pattern[str], re.Pattern[str] | None],
     # and (V1) warms up and captures graphs under it. The weakest name: a deeper frame says which step it was; an
     # excerpt cut right below it leaves the start-up phase reached and vLLM's KV figures to say (see _kv_setup).
     ("kv_setup", re.compile(r"^_?initialize_kv_caches?$|^_init_cache$"), None),
+    # Building the KV connector that --kv-transfer-config names (LMCache, NIXL, P2P, a disaggregated prefill): what
+    # its constructor raises is that configuration's fault (a buffer size the allocator refuses, a role or address
+    # it cannot use). Weakest of all: a deeper frame (an allocation's OOM) names the step.
+    ("kv_connector", re.compile(r"^create_connector(?:_v[01])?$"),
+     re.compile(r"[/\\]kv_transfer[/\\]kv_connector[/\\]")),
 )
 _ENGINE_CLIENT = next(name for phase, name, _ in _FRAME_PHASES if phase == "engine_client")
 # Model code constructing its layers allocates the weights (vLLM 0.1-0.2 had no loader frame above it).
@@ -359,6 +364,7 @@ _PHASE_WORDS: dict[FramePhase, str] = {
     "forward": "in the model's forward pass",
     "engine_client": "while the API server read the engine's outputs",
     "kv_setup": "while the engine set up its KV cache (profiling memory, then sizing the cache)",
+    "kv_connector": "while vLLM built its KV connector (LMCache, NIXL, a disaggregated prefill's transfer)",
     "kv_alloc": "while allocating the KV cache (after the memory profile)",
     "args": "while the program parsed its command line",
 }
@@ -525,7 +531,9 @@ RULES: tuple[Rule, ...] = (
                 "`runtimeClassName: nvidia` beside the nvidia.com/gpu limit), and check that `nvidia-smi` works where "
                 "vLLM runs; on a bare host, install the NVIDIA driver")),
     Rule("cuda_driver_mismatch", "the NVIDIA driver is too old for this CUDA build",
-         re.compile(r"Error 804: forward compatibility|NVIDIA driver (?:on your system |version )?is too old|"
+         re.compile(r"Error 804: forward compatibility|Error 803: system has unsupported display driver|"
+                    r"unsupported display driver / cuda driver combination|"
+                    r"NVIDIA driver (?:on your system |version )?is too old|"
                     r"CUDA driver version is insufficient|no kernel image is available for execution|"
                     r"CUDA error: unsupported PTX|Found no NVIDIA driver on your system|"
                     r"is not compatible with the current PyTorch installation|"
@@ -738,6 +746,13 @@ RULES: tuple[Rule, ...] = (
          _const("send the server's key (`Authorization: Bearer $VLLM_API_KEY`; the client's api_key must match "
                 "the server's --api-key), or check a proxy's auth in front of it"),
          when="any"),
+    # The openai client refuses to start without a key, even for a server that takes none (vLLM without --api-key).
+    Rule("auth", "the OpenAI client was given no API key",
+         re.compile(r"The api_key client option must be set either by passing api_key to the client or by setting "
+                    r"the OPENAI_API_KEY environment variable"),
+         _const("give the client a key: the server's --api-key if it has one, else any word (`OPENAI_API_KEY=EMPTY`, "
+                "or api_key=\"EMPTY\" where the client is made); a server without --api-key ignores it"),
+         when="any"),
     # The server refused one request for its own parameters (vLLM's 400 and its error body, as a client library or
     # an access log shows it) and went on serving; a too-long prompt's 400 is named above, by its numbers.
     Rule("unclassified", "the server refused a request's parameters (HTTP 400)",
@@ -849,7 +864,8 @@ _OOM_FIGURES = (
     re.compile(r"(?P<total>[\d.]+) GiB total capacity; [\d.]+ [KMG]iB already allocated; "
                r"(?:[\d.]+ [KMG]iB [a-z ]{1,30}; ){0,3}"
                r"(?P<free>[\d.]+) (?P<fu>[KMG])iB free; (?P<this>[\d.]+) (?P<tu>[KMG])iB reserved in total by PyTorch"),
-    re.compile(r"total capacity of (?P<total>[\d.]+) GiB of which (?P<free>[\d.]+) (?P<fu>[KMG])iB is free\..*?"
+    # (torch 2.1 spelt it "capacty")
+    re.compile(r"total capac(?:i)?ty of (?P<total>[\d.]+) GiB of which (?P<free>[\d.]+) (?P<fu>[KMG])iB is free\..*?"
                r"this process has (?P<this>[\d.]+) (?P<tu>[KMG])iB memory in use"),
 )
 # The process died without a Python exception: a signal, a fatal error in native code.
@@ -926,16 +942,17 @@ _NOTHING_ADMITTED = re.compile(r"Avg prompt throughput: 0\.0 tokens/s, Avg gener
                                r"reqs, GPU KV cache usage: (?P<usage>\d|[1-8]\d|9[0-4])\.\d+%")
 
 
-def _oom_other_gib(text: str) -> tuple[float, float] | None:
-    """(GiB that other processes hold, the GPU's total) from an OOM message's figures, when it gives them."""
+def _oom_other_gib(text: str) -> tuple[float, float, float] | None:
+    """(GiB that other processes hold, the GPU's total, GiB this process holds) from an OOM message's figures, when
+    it gives them."""
     for pattern in _OOM_FIGURES:
         match = pattern.search(text)
         if match:
             def gib(value: str, unit: str) -> float:
                 return float(value) / {"K": 1024 ** 2, "M": 1024}.get(unit, 1)
             total = float(match.group("total"))
-            other = total - gib(match.group("free"), match.group("fu")) - gib(match.group("this"), match.group("tu"))
-            return other, total
+            this = gib(match.group("this"), match.group("tu"))
+            return total - gib(match.group("free"), match.group("fu")) - this, total, this
     return None
 
 
@@ -1776,7 +1793,7 @@ class LogClassifier:
             self._unplaced_oom.append((category, _OOM_TITLES[category]))
         figures = _oom_other_gib(text)
         if figures is not None:
-            other, total = figures
+            other, total, _this = figures
             if other >= max(2.0, 0.25 * total):
                 self._add(Finding(
                     "insufficient_free_memory", "error",
@@ -1826,6 +1843,12 @@ class LogClassifier:
             rule = RULES_BY_CATEGORY["engine_dead"]
             self._add(Finding("engine_dead", "error", f"the engine died of an error in its step ({kind} "
                               f"{_PHASE_WORDS[where]})", _evidence(line, body), _STEP_FAILED_FIX, retryable=True,
+                              rank=_RANKS[id(rule)]))
+            return
+        if where == "kv_connector":
+            rule = RULES_BY_CATEGORY["invalid_config"]
+            self._add(Finding("invalid_config", "error", f"the KV connector refused its configuration ({kind} "
+                              f"{_PHASE_WORDS[where]})", _evidence(line, body), _KV_CONNECTOR_FIX,
                               rank=_RANKS[id(rule)]))
             return
         placed = {"args": "invalid_argument", "dtype": "unsupported_dtype"}.get(where or "")
@@ -2101,7 +2124,7 @@ class LogClassifier:
                     "bind": "port_in_use", "model_files": "model_not_found", "media": "media_fetch_error",
                     "config": "invalid_config", "input": "request_too_long", "wait": "engine_stalled",
                     "preprocess": "request_too_long", "dtype": "unsupported_dtype", "args": "invalid_argument",
-                    "kv_alloc": "insufficient_free_memory"}
+                    "kv_alloc": "insufficient_free_memory", "kv_connector": "invalid_config"}
         if where == "kv_setup":
             category = self._kv_setup(oom=False)
         elif where == "kv_check":
@@ -2135,6 +2158,7 @@ class LogClassifier:
                            "the log ends inside a traceback: find the exception line below it in the full log "
                            "(the first error of that process is the cause)", rank=UNCLASSIFIED_RANK)
         fix = (_OOM_FIXES.get(category) or _MEDIA_FIX if category == "media_fetch_error"
+               else _KV_CONNECTOR_FIX if where == "kv_connector"
                else _OOM_FIXES.get(category) or _CUT_FIXES.get(category) or
                RULES_BY_CATEGORY[category].fix(_NO_MATCH, self.flags))
         request = category == "request_too_long"  # one request refused, the server kept serving
@@ -2212,6 +2236,11 @@ _CLIENT_SIDE = frozenset({"stream_interrupted", "client_timeout"})
 _NOT_THE_SERVERS = _CLIENT_SIDE | {"unclassified", "auth", "request_too_long"}
 _QUEUEING = frozenset({"kv_cache_full", "kv_cache_preemption"})  # what makes requests wait for the KV cache
 # Fixes for a cause named from a cut traceback alone, where the first rule's fix needs numbers the excerpt lost.
+_KV_CONNECTOR_FIX = ("vLLM could not build the KV connector its --kv-transfer-config names (LMCache, NIXL, a "
+                     "disaggregated prefill's transfer): the quoted line (or the exception below the traceback) names "
+                     "the value the connector refused; fix it in --kv-transfer-config or the connector's own config "
+                     "(LMCache: LMCACHE_* variables or its YAML: chunk_size, max_local_cpu_size), or serve without "
+                     "the connector to confirm")
 _CUT_FIXES = {
     "insufficient_free_memory": "less GPU memory was free than gpu_memory_utilization asks for: stop the other "
                                 "processes on the GPU (nvidia-smi) or lower gpu_memory_utilization",
