@@ -336,6 +336,13 @@ def _start_metrics(plan: ServePlan) -> tuple[ServeMetrics | None, MetricsListene
                              hint="set another port in the profile's supervise.metrics, or leave it unset") from None
 
 
+def _probe_host(plan: ServePlan) -> str:
+    """The host serve's probe connects to (from the plan's base URL, as httpx reads it)."""
+    import httpx
+
+    return httpx.URL(plan.base_url).host
+
+
 def _supervise(plan: ServePlan, *, observer: Observer, echo: Callable[[str], object] | None,
                handle_signals: bool, on_supervisor: Callable[[Callable[[str], None]], object] | None = None,
                metrics: ServeMetrics | None = None) -> Outcome:
@@ -365,7 +372,7 @@ def _supervise(plan: ServePlan, *, observer: Observer, echo: Callable[[str], obj
         return server
 
     prober = HealthChecker(plan.base_url, plan.served_model_name, api_key=api_key,
-                           ours=lambda: bool(leader) and tree_listens(leader[0], plan.port))
+                           ours=lambda: bool(leader) and tree_listens(leader[0], plan.port, _probe_host(plan)))
     supervisor = Supervisor(
         plan.supervise, spawn=start, prober=prober, notifier=Notifier.from_env(), observer=observer, meter=metrics
     )

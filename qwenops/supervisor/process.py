@@ -177,10 +177,13 @@ def live_group_members(pgid: int) -> list[int]:
     return members
 
 
-def tree_listens(leader_pid: int, port: int) -> bool:
-    """Whether LEADER_PID or one of its descendants listens on TCP PORT: the server serve started holds the port,
-    not a process that took it while vLLM was down (another local user's listener would get the API key). Only
-    the tree's own descriptors are read, a few processes, not every process's on the host."""
+def tree_listens(leader_pid: int, port: int, host: str | None = None) -> bool:
+    """Whether LEADER_PID or one of its descendants listens on TCP PORT, and, with HOST (the host the keyed
+    probe connects to), whether no other listener shares the port on an address HOST names: the server serve
+    started holds the port, not a process that took it while vLLM was down, nor one beside vLLM's socket on
+    another address (`[::1]:PORT` beside vLLM's `127.0.0.1:PORT` gets the connection to `localhost` first;
+    audit 9, F5). Another local user's listener would get the API key. The tree's own descriptors are read
+    first; with HOST, the host's listeners on PORT too (psutil's socket table: another user's shows no pid)."""
     import psutil
 
     try:
@@ -188,13 +191,72 @@ def tree_listens(leader_pid: int, port: int) -> bool:
         tree = [leader, *leader.children(recursive=True)]
     except psutil.Error:
         return False
+    listening = False
     for process in tree:
         try:
-            if any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
-                   for c in process.net_connections(kind="tcp")):
-                return True
+            listening = any(_listens_on(c, port) for c in process.net_connections(kind="tcp"))
         except (psutil.Error, OSError):
             continue
+        if listening:
+            break
+    if not listening or host is None:
+        return listening
+    targets = _addresses_of(host, port)
+    if targets is None:
+        return False
+    pids = {process.pid for process in tree}
+    try:
+        # Another user's socket shows no pid: it is not the tree's (the tree runs as this user).
+        others = [_listen_ip(c) for c in psutil.net_connections(kind="tcp")
+                  if _listens_on(c, port) and c.pid not in pids]
+    except (psutil.Error, OSError):
+        return False
+    return not any(_reaches(listener, target) for listener in others for target in targets)
+
+
+def _listens_on(connection: Any, port: int) -> bool:
+    import psutil
+
+    return bool(connection.status == psutil.CONN_LISTEN and connection.laddr and connection.laddr.port == port)
+
+
+def _listen_ip(connection: Any) -> str:
+    return str(connection.laddr.ip).split("%", 1)[0]
+
+
+def _addresses_of(host: str, port: int) -> list[str] | None:
+    """The addresses a connection to HOST may reach, or None when HOST does not resolve (nothing keyed is sent)."""
+    import ipaddress
+    import socket
+
+    try:
+        return [str(ipaddress.ip_address(host.strip("[]").split("%", 1)[0]))]
+    except ValueError:
+        pass
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return None
+    return [str(info[4][0]).split("%", 1)[0] for info in found]
+
+
+def _reaches(listener: str, target: str) -> bool:
+    """Whether a socket listening on address LISTENER takes connections made to TARGET: the same address, or
+    the unspecified address of its family (`::` also takes IPv4 unless it is IPV6_V6ONLY, so it counts)."""
+    import ipaddress
+
+    try:
+        bound, to = ipaddress.ip_address(listener), ipaddress.ip_address(target)
+    except ValueError:
+        return True  # an address we cannot read: assume it may take the connection
+    if isinstance(to, ipaddress.IPv6Address) and to.ipv4_mapped is not None:
+        to = to.ipv4_mapped
+    if isinstance(bound, ipaddress.IPv6Address) and bound.ipv4_mapped is not None:
+        bound = bound.ipv4_mapped
+    if bound == to:
+        return True
+    if bound.is_unspecified:
+        return bound.version in (to.version, 6)
     return False
 
 

@@ -138,7 +138,30 @@ def test_a_process_tree_holds_the_port_or_it_does_not() -> None:
         assert tree_listens(listener.pid, port) is True
         assert tree_listens(idle.pid, port) is False
         assert tree_listens(2**22 + 12345, port) is False  # no such process
+        assert tree_listens(listener.pid, port, "127.0.0.1") is True
+        assert tree_listens(listener.pid, port, "localhost") is True  # nobody else on the port
+        # Audit 9, F5: another listener on the same port, another address: a probe to that address reaches it.
+        with socket.socket(socket.AF_INET6) as beside:
+            beside.bind(("::1", port))
+            beside.listen()
+            assert tree_listens(listener.pid, port, "::1") is False
+            assert tree_listens(listener.pid, port, "[::1]") is False
+            assert tree_listens(listener.pid, port, "127.0.0.1") is True  # it does not take 127.0.0.1's connections
+        assert tree_listens(listener.pid, port, "no-such-host.invalid") is False  # unresolved: nothing keyed
     finally:
         for process in (listener, idle):
             os.killpg(process.pid, signal.SIGKILL)  # the listening grandchild too
             process.wait()
+
+
+def test_which_listener_takes_a_connection() -> None:
+    from qwenops.supervisor.process import _reaches
+
+    assert _reaches("127.0.0.1", "127.0.0.1")
+    assert _reaches("0.0.0.0", "127.0.0.1")
+    assert _reaches("::", "127.0.0.1")  # a dual-stack wildcard takes IPv4 too
+    assert _reaches("::", "::1")
+    assert _reaches("::ffff:127.0.0.1", "127.0.0.1")
+    assert not _reaches("0.0.0.0", "::1")
+    assert not _reaches("::1", "127.0.0.1")
+    assert not _reaches("127.0.0.2", "127.0.0.1")
