@@ -3,13 +3,15 @@
 vLLM's own messages are what the classifier anchors on; everything wrapped around them differs by
 where the log came from, and is stripped here, outermost first:
 - a timestamp added by `docker logs -t` or `kubectl logs --timestamps` (RFC 3339);
-- journald's `Nov 28 07:00:00 host unit[123]: ` (journalctl's default "short" format);
+- journald's `Nov 28 07:00:00 host unit[123]: ` (journalctl's default "short" format; short-precise and
+  short-iso too), a CRI log file's `stderr F ` after its timestamp, `kubectl logs --prefix`'s `[pod/…] `;
 - docker compose's `vllm-1  | `;
 - a CI runner's `[2024-09-05T00:38:34Z] ` and a bare `2024-02-02 21:44:03.976 ` timestamp;
 - vLLM's process tag (`(APIServer pid=1)`, `(EngineCore_DP0 pid=7)`, `(RayWorkerWrapper pid=3, ip=10.0.0.2)`,
   `(VllmWorkerProcess pid=9)`, `(VllmWorker rank=3 pid=9)`, old Ray's `(pid=9)`), which vLLM prints once per
   process hop; torch.distributed's `[rank0]: `; mpirun's `[1,0]<stderr>:`; a markdown quote's `> `;
-- ANSI colour codes, carriage returns, and Ray's `[repeated 30x across cluster]` suffix.
+- ANSI colour codes (a paste that dropped their ESC leaves `[36m`: that goes too), carriage returns, and
+  Ray's `[repeated 30x across cluster]` suffix.
 Wrappers nest in any order (compose around a CI timestamp around a process tag), so they are stripped
 until none is left. Bytes that are not UTF-8 become U+FFFD: a log is evidence, and a stray byte must
 not hide the rest.
@@ -48,20 +50,28 @@ _REPEATED = re.compile(r"\s*\[repeated \d+x across cluster\]\s*$")
 # The wrappers that only ever start a record (a timestamp, a process's tag), then the ones that may also stand
 # inside a line a terminal cut (`| ` of a progress bar, `> `): a continuation never starts with the first kind.
 _RECORD_WRAPPERS = (
-    r"\d{4}[-/]\d\d[-/]\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?(?: |$)"  # docker -t, kubectl, Go
+    # journalctl -o short-iso / short-precise: `2024-11-28T07:00:00+0000 host unit[123]: `
+    r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d) \S+ [^\s:\[]+\[\d+\]: "
+    r"|\d{4}[-/]\d\d[-/]\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?(?: |$)"  # docker -t, kubectl, Go
     r"|\[\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?\] ?"  # CI runners
     r"|\d\d:\d\d:\d\d[.,]\d+ "  # a time alone
     # Python logging's `- name - LEVEL - ` and FastChat's `| LEVEL | name | ` after their timestamp
     r"|- [\w.]+ - (?:DEBUG|INFO|WARNING|ERROR|CRITICAL) - |\| (?:DEBUG|INFO|WARNING|ERROR|CRITICAL) \| [\w.-]+ \| ?"
-    r"|[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \S+ [^\s:\[]+(?:\[\d+\])?: "  # journald short
+    r"|[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d(?:\.\d+)? \S+ [^\s:\[]+(?:\[\d+\])?: "  # journald short(-precise)
+    r"|(?:stdout|stderr) [FP] "  # a CRI log file's stream and tag (/var/log/pods/...), after its timestamp
+    r"|\[pod/[^\]\s]{1,200}\] ?"  # kubectl logs --prefix
     r"|[A-Za-z0-9][\w.-]*\s+\| ?"  # docker compose: `vllm-1  | `
-    r"|\((?:[A-Za-z_][\w.-]*(?: rank=\d+)? )?pid=\d+(?:, ip=[0-9a-fA-F.:]+)?\)\s?"  # vLLM's / Ray's process tag
-    r"|\[rank\d+\]: ?|\[\d+,\d+\]<std(?:out|err)>: ?"  # torch.distributed, mpirun
+    # vLLM's / Ray's process tag (Ray Serve's names have colons: `(ServeReplica:default:VLLMDeployment pid=9)`)
+    r"|\((?:[A-Za-z_][\w.:-]*(?: rank=\d+)? )?pid=\d+(?:, ip=[0-9a-fA-F.:]+)?\)\s?"
+    r"|\((?:raylet|gcs_server|autoscaler|monitor)(?:, ip=[0-9a-fA-F.:]+)?\)\s?"  # Ray's own processes
+    r"|\[rank\d+\]: ?|\[\d+(?:,\d+)?\]<std(?:out|err)>: ?"  # torch.distributed, mpirun
 )
 # ... then compose's bar with its name lost, a markdown quote, a list's bullet.
 # A terminal UI's frame (k9s: `│ ` before, padding and ` │` after) goes too.
 # ... and a progress bar a log record was glued to (tqdm wrote no newline before it).
-_WRAPPERS = re.compile(f"^(?:{_RECORD_WRAPPERS}" r"|\s*\| (?=\S)|>(?: |$)|[-*\u2022] (?=\S)|[\u2502\u2503\u2551] ?|"
+# An ANSI colour code whose ESC a paste dropped (GitHub keeps `[36m(RayWorkerWrapper pid=1)[0m`) goes as well.
+_WRAPPERS = re.compile(f"^(?:{_RECORD_WRAPPERS}" r"|\[\d{0,3}(?:;\d{1,3}){0,4}m\s?"
+                       r"|\s*\| (?=\S)|>(?: |$)|[-*\u2022] (?=\S)|[\u2502\u2503\u2551] ?|"
                        r"[^\[\]|]{0,120}\d{1,3}%(?:\||\s+Completed\s*\|)[^\[\]]{0,200}\[[^\]]{0,80}\]\s*"
                        r"(?=(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL)\b|Traceback \(|\(\w+ pid=|\[rank\d))")
 # The dashes and quotes a chat app or an editor curled in a paste, back to what vLLM printed.
@@ -98,7 +108,7 @@ def _displayed(line: str) -> str:
     return next((part for part in reversed(parts) if not _PROGRESS_BAR.search(part)), parts[-1])
 
 
-_PROCESS_TAG = re.compile(r"^\((?P<name>[A-Za-z_][\w.-]*)(?: rank=\d+)? pid=")
+_PROCESS_TAG = re.compile(r"^\((?P<name>[A-Za-z_][\w.:-]*)(?: rank=\d+)? pid=")
 
 
 def normalise_tagged(line: str) -> tuple[str, str]:

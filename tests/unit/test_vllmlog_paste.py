@@ -61,6 +61,13 @@ PASTES: dict[str, Callable[[list[str]], list[str]]] = {
     "behind Go's timestamp": _prefix("2024/06/22 20:16:34 "),
     "behind Python logging's prefix": _prefix("2024-06-22 20:16:34,123 - vllm.server - INFO - "),
     "behind FastChat's prefix": _prefix("2024-04-17 10:33:56 | ERROR | stderr | "),
+    "behind journalctl -o short-iso": _prefix("2024-11-28T07:00:00+0000 gpu-1 vllm[4242]: "),
+    "behind journalctl -o short-precise": _prefix("Nov 28 07:00:00.123456 gpu-1 vllm[4242]: "),
+    "read from a CRI log file": _prefix("2024-11-28T07:00:00.123456789Z stderr F "),
+    "behind kubectl logs --prefix": _prefix("[pod/vllm-7d9f-x2/vllm] "),
+    "behind a Ray Serve replica's tag": _prefix("(ServeReplica:default:VLLMDeployment pid=4242, ip=10.0.0.2) "),
+    "coloured tags whose ESC a paste dropped": _prefix("[36m(RayWorkerWrapper pid=4242, ip=10.0.0.2)[0m "),
+    "behind mpirun's one-index tag": _prefix("[1]<stderr>: "),
     "with tqdm's redraws before every line": lambda lines: [
         f"Processed prompts:  50%|#####     | 8/16 [00:01<00:01,  4.2it/s]\r{line}" for line in lines],
 }
