@@ -93,17 +93,16 @@ def _shown(path: object) -> str:
     return text if len(text) <= 160 else f"{text[:80]}…{text[-60:]} ({len(text):,} characters)"
 
 
-def env_file(environ: Mapping[str, str] | None = None) -> Path | None:
+def env_file(environ: Mapping[str, str] | None = None) -> tuple[Path, bytes | None] | None:
     """The env file to read: $QWENOPS_ENV_FILE (which must then be a regular file), else ./.env when it
-    is one."""
+    is one; with ./.env, its bytes as read from the descriptor its owner and mode were checked on (_own_file)."""
     import stat
 
     environ = os.environ if environ is None else environ
     named = environ.get(ENV_FILE_VARIABLE, "")
     if not named:
         raw = _own_file(DEFAULT_ENV_FILE)
-        _checked_default[:] = [] if raw is None else [raw]
-        return DEFAULT_ENV_FILE if raw is not None else None
+        return (DEFAULT_ENV_FILE, raw) if raw is not None else None
     path = expand_path(named, ENV_FILE_VARIABLE)
     hint = "name an existing env file, or unset it to read ./.env"
     try:
@@ -118,11 +117,7 @@ def env_file(environ: Mapping[str, str] | None = None) -> Path | None:
 
         raise SettingsError(f"{_shown(path)} is {kind_of(mode)}, not an env file", field=ENV_FILE_VARIABLE,
                             hint=hint)
-    return path
-
-
-# ./.env's bytes as read from the descriptor its owner and mode were checked on (_own_file), for _read_env_file.
-_checked_default: list[bytes] = []
+    return path, None
 
 
 def _own_file(path: Path) -> bytes | None:
@@ -174,14 +169,14 @@ def environment(environ: Mapping[str, str] | None = None) -> dict[str, Value]:
     key: tuple[object, ...] | None = None
     if environ is None:
         environ = os.environ
-        path = env_file(environ)
+        source = env_file(environ)
+        path = source[0] if source is not None else None
         cache = _read_once.get()
         key = _read_key(environ, path) if cache is not None else None
         if cache is not None and key in cache:
             return dict(cache[key])
-        if path is not None:
-            found.update(_read_env_file(path, _checked_default[0] if path is DEFAULT_ENV_FILE and _checked_default
-                                        else None))
+        if source is not None:
+            found.update(_read_env_file(*source))
             _warn_unknown(name for name in found)
         _warn_unknown(name for name in environ if name.startswith(ENV_PREFIX))
     for name, value in environ.items():

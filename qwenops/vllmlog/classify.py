@@ -942,17 +942,17 @@ _NOTHING_ADMITTED = re.compile(r"Avg prompt throughput: 0\.0 tokens/s, Avg gener
                                r"reqs, GPU KV cache usage: (?P<usage>\d|[1-8]\d|9[0-4])\.\d+%")
 
 
-def _oom_other_gib(text: str) -> tuple[float, float, float] | None:
-    """(GiB that other processes hold, the GPU's total, GiB this process holds) from an OOM message's figures, when
-    it gives them."""
+def _oom_other_gib(text: str) -> tuple[float, float] | None:
+    """(GiB that other processes hold, the GPU's total) from an OOM message's figures, when it gives them: the
+    total less what is free and what this process holds."""
     for pattern in _OOM_FIGURES:
         match = pattern.search(text)
         if match:
             def gib(value: str, unit: str) -> float:
                 return float(value) / {"K": 1024 ** 2, "M": 1024}.get(unit, 1)
             total = float(match.group("total"))
-            this = gib(match.group("this"), match.group("tu"))
-            return total - gib(match.group("free"), match.group("fu")) - this, total, this
+            held = gib(match.group("free"), match.group("fu")) + gib(match.group("this"), match.group("tu"))
+            return total - held, total
     return None
 
 
@@ -1793,7 +1793,7 @@ class LogClassifier:
             self._unplaced_oom.append((category, _OOM_TITLES[category]))
         figures = _oom_other_gib(text)
         if figures is not None:
-            other, total, _this = figures
+            other, total = figures
             if other >= max(2.0, 0.25 * total):
                 self._add(Finding(
                     "insufficient_free_memory", "error",
