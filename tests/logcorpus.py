@@ -23,7 +23,8 @@ MANIFEST = LOGS / "corpus" / "SPLIT.json"
 WRITTEN_FROM = ("collected", "public", "corpus/dev2", "corpus/dev3", "corpus/dev4", "corpus/dev5", "corpus/dev6",
                 "corpus/dev7", "corpus/dev8", "corpus/dev9", "corpus/dev10",
                 "corpus/dev11", "corpus/dev12", "corpus/dev13", "corpus/dev14", "corpus/dev15", "corpus/dev16",
-                "corpus/dev17", "corpus/dev18", "corpus/dev19", "corpus/dev20", "corpus/dev21")
+                "corpus/dev17", "corpus/dev18", "corpus/dev19", "corpus/dev20", "corpus/dev21", "corpus/dev22",
+                "corpus/dev23")
 
 
 @dataclass(frozen=True)

@@ -237,8 +237,9 @@ _OOM_FIXES = {
     "profile_oom": "lower max_num_batched_tokens and max_num_seqs (the memory profile runs one full batch), or "
                    "gpu_memory_utilization if other processes share the GPU",
     "runtime_oom": "lower max_num_seqs or max_model_len, or gpu_memory_utilization if other processes share the GPU",
-    "insufficient_free_memory": "memory vLLM measured as free was taken before it allocated the KV cache: stop the "
-                                "other processes on the GPU (a trainer, another server: nvidia-smi) or lower "
+    "insufficient_free_memory": "memory vLLM measured as free was taken before it allocated the KV cache (or while "
+                                "it slept, in sleep mode): stop the other processes on the GPU (a trainer, another "
+                                "server: nvidia-smi), free the trainer's memory before wake_up, or lower "
                                 "gpu_memory_utilization to leave them their share",
 }
 _OOM_TITLES = {
@@ -246,7 +247,8 @@ _OOM_TITLES = {
     "cudagraph_oom": "out of memory while capturing CUDA graphs",
     "profile_oom": "out of memory while profiling a full batch at start-up",
     "runtime_oom": "the GPU ran out of memory",
-    "insufficient_free_memory": "out of memory allocating the KV cache: memory free at the profile was taken since",
+    "insufficient_free_memory": "out of memory allocating the KV cache (or waking from sleep mode): memory free at "
+                                "the profile was taken since",
 }
 # What a traceback was doing, from its frames: vLLM renames functions between versions, so each phase is
 # a set of names (and file paths) across V0 and V1, and the strongest phase in a stack wins (capturing
@@ -323,9 +325,11 @@ _FRAME_PHASES: tuple[tuple[FramePhase, re.Pattern[str], re.Pattern[str] | None],
                         r"^parse_known_intermixed_args$"), None),
     # Allocating the KV cache once the memory profile sized it (V0's initialize_cache and cache engine, V1's
     # initialize_kv_cache): the profile is over, so an out-of-memory error here is memory that was free when
-    # vLLM measured it and was taken since (a trainer or another server on the same GPU).
+    # vLLM measured it and was taken since (a trainer or another server on the same GPU). Waking from sleep mode
+    # (`wake_up`, the cumem allocator mapping its memory back) is the same: what the trainer holds is not free.
     ("kv_alloc", re.compile(r"^initialize_cache$|^_init_cache_engine$|^_allocate_kv_cache\w*$|"
-                            r"^initialize_kv_cache(?:_tensors)?$|^_allocate_gpu_cache$|^allocate_gpu_cache$"), None),
+                            r"^initialize_kv_cache(?:_tensors)?$|^_allocate_gpu_cache$|^allocate_gpu_cache$|"
+                            r"^wake_up$"), re.compile(r"[/\\]device_allocator[/\\]cumem\.py$")),
     # The engine setting up its KV cache (V0's LLMEngine and V1's EngineCore): it profiles memory, sizes the cache
     # and (V1) warms up and captures graphs under it. The weakest name: a deeper frame says which step it was; an
     # excerpt cut right below it leaves the start-up phase reached and vLLM's KV figures to say (see _kv_setup).
@@ -365,7 +369,7 @@ _PHASE_WORDS: dict[FramePhase, str] = {
     "engine_client": "while the API server read the engine's outputs",
     "kv_setup": "while the engine set up its KV cache (profiling memory, then sizing the cache)",
     "kv_connector": "while vLLM built its KV connector (LMCache, NIXL, a disaggregated prefill's transfer)",
-    "kv_alloc": "while allocating the KV cache (after the memory profile)",
+    "kv_alloc": "while allocating the KV cache (after the memory profile, or waking from sleep mode)",
     "args": "while the program parsed its command line",
 }
 
@@ -435,7 +439,7 @@ _FRAME_OOM: dict[FramePhase, str] = {"capture": "cudagraph_oom", "weights": "wei
                                      "kv_alloc": "insufficient_free_memory"}
 # Any accelerator's words (CUDA, ROCm's HIP, Ascend's NPU, Intel's XPU, Gaudi's HPU): vLLM's phases are the same.
 _OOM = re.compile(r"(?:CUDA|HIP|NPU|XPU|HPU|MPS) out of memory|torch\.(?:cuda\.|npu\.|xpu\.)?OutOfMemoryError|"
-                  r"OutOfMemoryError: (?:CUDA|HIP|NPU|XPU)|(?:CUDA|HIP) (?:driver )?error: out of memory|"
+                  r"OutOfMemoryError: (?:CUDA|HIP|NPU|XPU)|(?:CUDA|HIP) (?:driver )?[Ee]rror: out of memory|"
                   r"CUBLAS_STATUS_ALLOC_FAILED|hipErrorOutOfMemory|"
                   # the same in the words of CUDA's driver and runtime APIs, NCCL's warning, cuDNN and cuSPARSE, and
                   # Ascend's runtime (ACL)
@@ -655,7 +659,8 @@ RULES: tuple[Rule, ...] = (
          re.compile(r"maximum context length is (?P<limit>\d+) tokens"),
          _too_long_fix, severity="warning", when="service"),
     Rule("request_too_long", "a request was longer than max_model_len",
-         re.compile(r"prompt \(length (?P<prompt>\d+)\) is longer than the maximum model length of (?P<limit>\d+)"),
+         re.compile(r"prompt \(length (?P<prompt>\d+)\) is longer than the maximum model length(?: of)? "
+                    r"(?P<limit>\d+)"),
          _too_long_fix, severity="warning", when="service"),
     # V0's multimodal input check (0.6-0.8): the prompt's text and multimodal tokens together, against the context.
     Rule("request_too_long", "a request was longer than max_model_len",
@@ -675,7 +680,7 @@ RULES: tuple[Rule, ...] = (
          severity="warning", when="service"),
     Rule("request_too_long", "a request was longer than max_model_len",
          re.compile(r"(?:Prompt|Input prompt) (?:length of |\()?(?P<prompt>\d+)(?: tokens\))? is (?:longer than the "
-                    r"maximum model length of|too long and exceeds (?:the )?limit of) (?P<limit>\d+)"),
+                    r"maximum model length(?: of)?|too long and exceeds (?:the )?limit of) (?P<limit>\d+)"),
          _too_long_fix, severity="warning", when="service"),
     # vLLM rejects a request in preprocessing when its prompt fails validation, and length is what fails
     # there in practice; an excerpt often ends before the ValueError that gives the numbers.
@@ -791,7 +796,10 @@ RULES: tuple[Rule, ...] = (
          _preemption_fix, severity="warning", when="service"),
     Rule("engine_stalled", "the engine stopped making progress",
          re.compile(r"(?:Watchdog caught collective operation timeout|NCCL (?:watchdog )?timeout)|"
-                    r"RPC call to \w+ timed out|Engine (?:core )?(?:is )?hung|Engine iteration timed out"),
+                    r"RPC call to \w+ timed out|Engine (?:core )?(?:is )?hung|Engine iteration timed out|"
+                    # torch.distributed's TCP transport: a peer of a collective (a trainer syncing weights, another
+                    # rank) sent nothing for the whole timeout
+                    r"\[c10d\] waitForInput: .{0,300}timed out after \d+ ?ms"),
          _const("the engine is blocked (a stuck worker, NCCL, or an overloaded CPU): check `qwenops status` and "
                 "the host's CPU; restart the server; `qwenops serve` restarts a stalled engine itself"),
          when="any", retryable=True),
@@ -1030,7 +1038,10 @@ def degenerate(text: str, loops: bool = True) -> str | None:
 # said and nothing else found, is the symptom named as a warning. vLLM's own hints ("If you are running out of
 # memory, consider ...") are log lines, and a conditional or denied OOM ("if it OOMs", "no OOM") is no report.
 _LOGGED = re.compile(r"^(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL)\b|^\[?\d{4}-\d\d-\d\d[ T]\d\d:\d\d")
-_REPORTED_OOM = re.compile(r"\b(?:OOM(?:s|ed|ing)?|[Oo]ut[ -]of[ -]memory|OUT OF MEMORY)\b|显存不足|爆显存|显存溢出")
+# (OOM bounded by non-letters, not \b: in "报oom" or "OOM了" a CJK character is a word character too; RE2 has no
+# lookbehind, so the neighbours are matched.)
+_REPORTED_OOM = re.compile(r"(?:^|[^A-Za-z])(?:OOM|oom)(?:s|ed|ing)?(?:[^A-Za-z]|$)|"
+                           r"\b(?:[Oo]ut[ -]of[ -]memory|OUT OF MEMORY)\b|显存不足|爆显存|显存溢出")
 _NOT_REPORTED_OOM = re.compile(r"\b(?:[Ii]f|[Nn]o|[Nn]ot|[Ww]ithout|[Nn]ever|[Aa]void\w*|[Pp]revent\w*)\b[^.!?]{0,30}"
                                r"\b(?:OOM|[Oo]ut[ -]of[ -]memory)|"
                                "(?:不会|没有|避免|防止)[^\u3002\uff01\uff1f]{0,10}(?:显存不足|爆显存|显存溢出)")

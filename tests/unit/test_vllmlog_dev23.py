@@ -1,0 +1,65 @@
+"""The classifier's rules written from corpus/dev23 (scored fresh first: 10 of 17 named right before any rule, with the
+rules of the round before; 17 threads outside vllm-project/vllm: RL trainers, Qwen's and GLM's repositories, ascend),
+each test citing its log and the public thread it came from. None of these logs is in the frozen test half
+(tests/logcorpus.py), which no test reads. Every text is read by both of troubleshoot's readers, which must agree."""
+
+from __future__ import annotations
+
+from tests.logcorpus import LOGS
+from tests.logreaders import findings_of_both_readers, found
+
+DEV23 = LOGS / "corpus" / "dev23"
+
+
+def named(lines: list[str]) -> list[tuple[str, str]]:
+    return [(f.category, f.severity) for f in findings_of_both_readers("\n".join(lines))]
+
+
+def test_an_oom_waking_from_sleep_mode_is_memory_another_process_took() -> None:
+    """TideDra/lmm-r1#43 and verl-project/verl#302 (dev23 insufficient_free_memory 001, 007): vLLM's sleep mode in an
+    RL trainer; `wake_up` maps its memory back (the cumem allocator) while the trainer still holds the GPU: "CUDA
+    Error: out of memory at .../cumem_allocator.cpp:62". Both were `unclassified` (that capital E was no OOM word,
+    and `wake_up` no phase)."""
+    for name in ("001_lmmr1_vllm_wake_up_cumem_oom.log", "007_verl_vllm07_wake_up_cumem_oom_after_rollout.log"):
+        [first, *_] = found(DEV23 / "insufficient_free_memory" / name)
+        assert first.category == "insufficient_free_memory" and "wake_up" in first.fix, name
+    raised = ["Traceback (most recent call last):",
+              '  File "/usr/lib/python3/site-packages/vllm/v1/worker/gpu_worker.py", line 120, in wake_up',
+              "    allocator.wake_up(tags)",
+              "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 GiB"]
+    assert named(raised)[0] == ("insufficient_free_memory", "error")
+
+
+def test_the_length_refusal_without_of() -> None:
+    """QwenLM/Qwen3-VL#946 (dev23 request_too_long 004): "Prompt length of 16601 is longer than the maximum model
+    length 10000." (no "of" before the limit, as some versions word it). It was silent."""
+    [finding] = found(DEV23 / "request_too_long" / "004_qwen25vl_max_pixels_in_message_prompt_too_long.log")
+    assert finding.category == "request_too_long" and "10000" in finding.fix
+
+
+def test_oom_said_next_to_chinese_words_places_a_cut_kv_allocation() -> None:
+    """zai-org/GLM-4#121 (dev23 insufficient_free_memory 009): the title "运行openai_api_server 报oom" and a V0
+    traceback cut in `_init_cache_engine`. Without the reported OOM a cut there is the size check (max_len_exceeds_kv,
+    as it was named); "报oom" was not read as OOM because a CJK character is a word character for `\\b`."""
+    [first, *_] = found(DEV23 / "insufficient_free_memory" / "009_glm4_openai_api_server_oom_init_cache_engine.log")
+    assert first.category == "insufficient_free_memory"
+    for said in ("# title: 运行 server 报oom", "# title: 启动时OOM了", "# title: vllm oom on start"):
+        cut = [said, "Traceback (most recent call last):",
+               '  File "/x/vllm/worker/worker.py", line 194, in initialize_cache', "    self._init_cache_engine()"]
+        assert named(cut)[0] == ("insufficient_free_memory", "error"), said
+    for not_said in ("# title: the room is cold", "# title: zoom out"):
+        cut = [not_said, "Traceback (most recent call last):",
+               '  File "/x/vllm/worker/worker.py", line 194, in initialize_cache', "    self._init_cache_engine()"]
+        assert named(cut)[0][0] != "insufficient_free_memory", not_said
+
+
+def test_a_collective_peer_silent_for_the_whole_timeout_is_a_stall() -> None:
+    """huggingface/open-r1#690 (dev23 engine_stalled 012): GRPO's weight sync into a vLLM server; torch's c10d
+    transport: "[c10d] waitForInput: socket ... timed out after 300000ms", then "Invocation of collective_rpc method
+    failed". It was `unclassified`. The c10d TCPStore warnings of a healthy start (corpus/dev11 healthy 023) stay
+    quiet."""
+    [first, *_] = found(DEV23 / "engine_stalled" / "012_msswift_grpo_vllm_weight_sync_c10d_timeout.log")
+    assert first.category == "engine_stalled"
+    healthy = found(LOGS / "corpus" / "dev11" / "healthy"
+                    / "023_v091dev_offline_llm_generate_tokenizers_fork_tcpstore_warnings_expected.log")
+    assert not [f for f in healthy if f.severity == "error"]
