@@ -444,7 +444,24 @@ _OOM = re.compile(r"(?:CUDA|HIP|NPU|XPU|HPU|MPS) out of memory|torch\.(?:cuda\.|
                   # the same in the words of CUDA's driver and runtime APIs, NCCL's warning, cuDNN and cuSPARSE, and
                   # Ascend's runtime (ACL)
                   r"CUDA_ERROR_OUT_OF_MEMORY|cudaErrorMemoryAllocation|Cuda failure (?:2 )?'out of memory'|"
-                  r"CU(?:DNN|SPARSE)_STATUS_ALLOC_FAILED|ACL_ERROR_RT_MEMORY_ALLOCATION")
+                  r"CU(?:DNN|SPARSE)_STATUS_ALLOC_FAILED|ACL_ERROR_RT_MEMORY_ALLOCATION|"
+                  # Triton's launcher, Apple's MPS, Intel's Level Zero / Unified Runtime, XLA (TPU), a bare
+                  # "RuntimeError: out of memory" (old torch)
+                  r"Triton Error \[(?:CUDA|HIP)\]: out of memory|MPS backend out of memory|"
+                  r"(?:UR|ZE)_RESULT_ERROR_OUT_OF_(?:DEVICE|HOST)_MEMORY|RESOURCE_EXHAUSTED: (?:Out of memory|"
+                  r"Error allocating device buffer)|RuntimeError: out of memory|"
+                  # host memory: torch's CPU allocator, C++'s and Python's own (the CPU backend's KV cache and
+                  # activations, or the weights a loader holds in RAM)
+                  r"DefaultCPUAllocator: (?:not enough memory|can't allocate memory)|std::bad_alloc|"
+                  r"^(?:\w+\.)*MemoryError\b")
+_HOST_OOM = re.compile(r"DefaultCPUAllocator|std::bad_alloc|^(?:\w+\.)*MemoryError\b|OUT_OF_HOST_MEMORY")
+_HOST_OOM_TITLES = {"weights_oom": "the host ran out of RAM loading the weights (not the GPU)",
+                    "runtime_oom": "the host ran out of RAM while serving (not the GPU)",
+                    "profile_oom": "the host ran out of RAM in the start-up's memory profile (not the GPU)",
+                    "cudagraph_oom": "the host ran out of RAM while warming up (not the GPU)"}
+_HOST_OOM_FIX = ("the host (or the container's memory limit) ran out of RAM: raise the container's memory limit or "
+                 "free RAM (other processes); --swap-space, cpu_offload_gb and, on the CPU backend, "
+                 "VLLM_CPU_KVCACHE_SPACE take RAM too")
 # V0's worker process: `Exception in worker VllmWorkerProcess while processing method determine_num_available_blocks:`
 _WORKER_METHOD = re.compile(r"while processing method (\w+):")
 _OOM_RANK = 5  # between the specific start-up messages and the generic ones
@@ -1796,7 +1813,10 @@ class LogClassifier:
 
     def _oom(self, line: LogLine, text: str) -> None:
         category = self._oom_category(text)
-        self._add(Finding(category, "error", _OOM_TITLES[category], _evidence(line, text), _OOM_FIXES[category],
+        title, fix = _OOM_TITLES[category], _OOM_FIXES[category]
+        if _HOST_OOM.search(text):  # the same step, run out of the host's memory: the fix is RAM, not the GPU
+            title, fix = _HOST_OOM_TITLES.get(category, "the host ran out of RAM"), _HOST_OOM_FIX
+        self._add(Finding(category, "error", title, _evidence(line, text), fix,
                           retryable=category == "runtime_oom", rank=_OOM_RANK,
                           change={"enforce_eager": True} if category == "cudagraph_oom" else None))
         if category == "runtime_oom" and not self.serving and not self._frames \

@@ -63,3 +63,23 @@ def test_a_collective_peer_silent_for_the_whole_timeout_is_a_stall() -> None:
     healthy = found(LOGS / "corpus" / "dev11" / "healthy"
                     / "023_v091dev_offline_llm_generate_tokenizers_fork_tcpstore_warnings_expected.log")
     assert not [f for f in healthy if f.severity == "error"]
+
+
+def test_out_of_memory_in_the_words_of_more_runtimes_and_of_the_host() -> None:
+    """Not from a log: Triton's launcher, Apple's MPS, Intel's Unified Runtime, XLA on TPU and old torch's bare words
+    for a failed device allocation are the GPU running out of memory while serving; torch's CPU allocator, C++'s
+    bad_alloc and Python's MemoryError are the host's RAM, named so, with a fix about RAM and not the GPU."""
+    serving = 'INFO:     127.0.0.1:5000 - "POST /v1/chat/completions HTTP/1.1" 200 OK'
+    for said in ("RuntimeError: Triton Error [CUDA]: out of memory",
+                 "RuntimeError: MPS backend out of memory (MPS allocated: 9.00 GB)",
+                 "RuntimeError: UR_RESULT_ERROR_OUT_OF_DEVICE_MEMORY",
+                 "jaxlib.xla_extension.XlaRuntimeError: RESOURCE_EXHAUSTED: Error allocating device buffer: 1.00G",
+                 "RuntimeError: out of memory"):
+        [first, *_] = findings_of_both_readers(f"{serving}\n{said}")
+        assert (first.category, first.severity) == ("runtime_oom", "error") and "RAM" not in first.title, said
+    for said in ("RuntimeError: [enforce fail at alloc_cpu.cpp:114] data. DefaultCPUAllocator: not enough memory: "
+                 "you tried to allocate 1073741824 bytes.", "MemoryError",
+                 "terminate called after throwing an instance of 'std::bad_alloc'"):
+        [first, *_] = findings_of_both_readers(f"{serving}\n{said}")
+        assert first.category == "runtime_oom" and "RAM" in first.title and "RAM" in first.fix, said
+    assert named([serving, "CudaMemoryErrorHandler registered"]) == []
