@@ -394,8 +394,9 @@ def read_log(stream: IO[bytes]) -> Iterator[LogLine]:
     """Every line of STREAM, numbered and normalised, read 64 KiB at a time (the first block whole: the
     terminal's width is measured on it, as scan_log does)."""
     head = stream.read(_BLOCK_BYTES)
-    shape = block_shape(head[:head.rfind(b"\n") + 1])
-    chunks = chain((head,), iter(lambda: stream.read(_READ_BYTES), b""))
+    after = stream.read(_READ_BYTES)  # nothing: the head is the whole stream, and its last line is whole too
+    shape = block_shape(head + b"\n" if not after and not head.endswith(b"\n") else head[:head.rfind(b"\n") + 1])
+    chunks = chain((head, after), iter(lambda: stream.read(_READ_BYTES), b""))
     yield from _with_code(_unwrapped(((number, raw.decode("utf-8", errors="replace")[:MAX_LINE_CHARS].rstrip("\r"))
                                       for number, raw in enumerate(_raw_lines(chunks), start=1)), shape))
 
@@ -455,18 +456,20 @@ def scan_log(stream: IO[bytes], candidate: BytesPattern, served: re.Pattern[byte
     """
     carry = b""
     state = _ScanState()
-    while True:
-        data = stream.read(_BLOCK_BYTES)
-        if not data:
-            break
-        data = carry + data
+    following = stream.read(_BLOCK_BYTES)
+    while following:
+        # One block read ahead: at the end of the stream a last line without its newline is given one, so it is
+        # read in its block, as read_log reads it (a paste's last line joined to the one a terminal cut it from).
+        data, following = carry + following, stream.read(_BLOCK_BYTES)
+        if not following and not data.endswith(b"\n"):
+            data += b"\n"
         end = data.rfind(b"\n")
         if end < 0:
             # One line longer than a block: keep its head, drop the rest.
             carry = data[:MAX_LINE_CHARS * 4] if len(data) > _BLOCK_BYTES else data
             continue
         last = data.rfind(b"\n", 0, end) + 1
-        if last > 0 and _CODE_ABOVE.search(_decoded(data[last:end])):
+        if following and last > 0 and _CODE_ABOVE.search(_decoded(data[last:end])):
             end = last - 1  # a frame's code line is the next line, not read yet: the frame waits for it
         block, carry = data[:end + 1], data[end + 1:]
         if state.shape is None:
@@ -475,7 +478,7 @@ def scan_log(stream: IO[bytes], candidate: BytesPattern, served: re.Pattern[byte
                 yield from _joined_candidates(block, candidate, served, state)
                 continue
         yield from _candidates(block, candidate, served, state)
-    if carry:  # a last line with no newline, or a frame line kept for its code line
+    if carry:  # the head of a line longer than a block, the stream's last
         yield from _candidates(carry if carry.endswith(b"\n") else carry + b"\n", candidate, served, state)
     yield LogLine(state.lines, "", state.served)
 

@@ -191,3 +191,14 @@ def test_a_pastes_shape_is_measured_on_its_first_lines_only() -> None:
     assert block_shape(b"\n" * 1_000_000) == Shape()
     assert not CANDIDATE.search(b"Processed prompts:  50%|#####     | 8/16 [00:01<00:01,  4.2it/s]")
     assert CANDIDATE.search(b"Processed prompts:   0%|          | 0/16 [00:00<?, ?it/s]")
+
+
+def test_a_pastes_last_line_without_its_newline_is_read_alike_by_both_readers() -> None:
+    """A paste's last line often has no newline. The block scanner read it alone, after the block (not joined to the
+    line a terminal cut it from, and the paste's shape measured without it), while reading every line joined it: the
+    two readers gave different evidence and counts (found by probing wordings, not from a log)."""
+    cut = ("huggingface_hub.errors.RepositoryNotFoundError: 404 Client Error. (Request ID: Root=1-abc)\n"
+           "Repository Not Found for url: https://huggingface.co/api/models/Qwen/Qwen3-14b-AWQ/revision/main.")
+    for text in (cut, cut + "\n"):
+        [finding] = _findings(text)  # both readers agree (findings_of_both_readers checks)
+        assert finding.category == "model_not_found" and "Repository Not Found" in finding.evidence[0].quote
