@@ -547,10 +547,13 @@ RULES: tuple[Rule, ...] = (
     # names the library first, NVML its shared library, and vLLM then finds no platform to run on.
     Rule("cuda_driver_mismatch", "vLLM sees no NVIDIA driver (its libraries are not in this container or host)",
          re.compile(r"\b(?:libcuda|libnvidia-ml)\.so[\d.]*: cannot open shared object file|"
-                    r"NVML Shared Library Not Found|No platform detected, vLLM is running on UnspecifiedPlatform"),
+                    r"NVML Shared Library Not Found|No platform detected, vLLM is running on UnspecifiedPlatform|"
+                    # torch finding no GPU at all, and vLLM's device check that follows from no platform
+                    r"RuntimeError: No CUDA GPUs are available|Failed to infer device type"),
          _const("give vLLM the driver: run the container with the NVIDIA runtime (`docker run --gpus all`; Kubernetes "
                 "`runtimeClassName: nvidia` beside the nvidia.com/gpu limit), and check that `nvidia-smi` works where "
-                "vLLM runs; on a bare host, install the NVIDIA driver")),
+                "vLLM runs; on a bare host, install the NVIDIA driver; and check that CUDA_VISIBLE_DEVICES, if set, "
+                "names GPUs that exist")),
     Rule("cuda_driver_mismatch", "the NVIDIA driver is too old for this CUDA build",
          re.compile(r"Error 804: forward compatibility|Error 803: system has unsupported display driver|"
                     r"unsupported display driver / cuda driver combination|"
@@ -578,7 +581,9 @@ RULES: tuple[Rule, ...] = (
     Rule("port_in_use", "the port is already taken",
          re.compile(r"\[Errno 98\].*address already in use|Address already in use|\[Errno 48\]|EADDRINUSE|"
                     r"[Aa]ddress in use|[Pp]ort(?: \S+)? is (?:already )?(?:being )?used by (?:an)?other process|"
-                    r"Only one usage of each socket address"),
+                    r"Only one usage of each socket address|"
+                    # Docker publishing the container's port on a host port something else holds
+                    r"Bind for \S+:\d+ failed: port is already allocated|bind: address already in use"),
          _const("stop the process on that port (`ss -ltnp`) or pass another --port"), retryable=True),
     Rule("model_not_found", "the model path or repository cannot be found or opened",
          re.compile(r"Invalid repository ID or local directory specified.*|"
@@ -591,6 +596,8 @@ RULES: tuple[Rule, ...] = (
                     r"404 Client Error.*/api/(?:v1/)?models/|"
                     r"We couldn't connect to 'https://huggingface\.co'|LocalEntryNotFoundError|"
                     r"No such file or directory: '[^']*config\.json'|"
+                    # vLLM's config reader given a directory with no config.json (nor GGUF, nor Mistral's params)
+                    r"No supported config format found in |"
                     # vLLM 0.32 hands a missing local directory to huggingface_hub as a repo id:
                     r"Repo id must be in the form 'repo_name' or 'namespace/repo_name'|"
                     r"does not appear to have (?:a )?files? named|Cache directory not found|CacheNotFound|"
@@ -762,6 +769,7 @@ RULES: tuple[Rule, ...] = (
     Rule("auth", "the server refused the request's API key",
          re.compile(r"AuthenticationError|PermissionDeniedError|Error code: 40[13]|status_code=40[13]|"
                     r"\b40[13] (?:Unauthorized|Forbidden)|Incorrect API key|[Ii]nvalid API key|"
+                    r"\b40[13] Client Error: (?:Unauthorized|Forbidden) for url|"  # requests' raise_for_status
                     r"\"error\"\s*:\s*\"Unauthorized\"|"
                     # a JSON error body that carries the status itself (a gateway's, an OpenAI-style server's)
                     r"(?:code|status|status_code)[\"'] ?: ?40[13][,} \n]"),

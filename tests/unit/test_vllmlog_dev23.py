@@ -83,3 +83,21 @@ def test_out_of_memory_in_the_words_of_more_runtimes_and_of_the_host() -> None:
         [first, *_] = findings_of_both_readers(f"{serving}\n{said}")
         assert first.category == "runtime_oom" and "RAM" in first.title and "RAM" in first.fix, said
     assert named([serving, "CudaMemoryErrorHandler registered"]) == []
+
+
+def test_more_wordings_of_causes_the_vocabulary_has() -> None:
+    """Not from a log: wordings probed against the vocabulary, each a cause already named in other words. Docker's
+    refusal to publish a port something holds; vLLM's config reader given a directory without config.json; requests'
+    401 for a server's URL (a hub's is the model's access); torch finding no GPU at all."""
+    for said, category in (
+            ("docker: Error response from daemon: driver failed programming external connectivity on endpoint vllm: "
+             "Bind for 0.0.0.0:8000 failed: port is already allocated.", "port_in_use"),
+            ("Error starting userland proxy: listen tcp4 0.0.0.0:8000: bind: address already in use", "port_in_use"),
+            ("ValueError: No supported config format found in /models/qwen", "model_not_found"),
+            ("requests.exceptions.HTTPError: 401 Client Error: Unauthorized for url: http://localhost:8000/v1/completions",
+             "auth"),
+            ("requests.exceptions.HTTPError: 401 Client Error: Unauthorized for url: "
+             "https://huggingface.co/api/models/meta-llama/Llama-3.1-8B", "model_not_found"),
+            ("RuntimeError: No CUDA GPUs are available", "cuda_driver_mismatch"),
+            ("RuntimeError: Failed to infer device type", "cuda_driver_mismatch")):
+        assert named([said])[0] == (category, "error"), said
