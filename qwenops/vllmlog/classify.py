@@ -747,7 +747,10 @@ RULES: tuple[Rule, ...] = (
                     r"curl: \((?:18|92)\) (?:transfer closed with outstanding read data|HTTP/2 stream \d+ was not "
                     r"closed cleanly)|ERR_STREAM_PREMATURE_CLOSE|Premature close|UND_ERR_SOCKET|"
                     # a browser's name for the same cut (Firefox, Chromium)
-                    r"NS_ERROR_NET_PARTIAL_TRANSFER|ERR_INCOMPLETE_CHUNKED_ENCODING"),
+                    r"NS_ERROR_NET_PARTIAL_TRANSFER|ERR_INCOMPLETE_CHUNKED_ENCODING|"
+                    # urllib3's chunk reader, Java's OkHttp, nginx seeing the server close mid-body
+                    r"InvalidChunkLength|unexpected end of stream on |"
+                    r"upstream prematurely closed connection while reading upstream"),
          _const("the server or a proxy closed the stream mid-answer: check the server log at that time for an "
                 "engine death (then fix that), else raise the proxy's read/idle timeout (nginx proxy_read_timeout) "
                 "and retry"),
@@ -761,10 +764,14 @@ RULES: tuple[Rule, ...] = (
                     r"curl: \(28\) Operation timed out|UND_ERR_(?:HEADERS|BODY)_TIMEOUT|"
                     r"Client\.Timeout exceeded while (?:awaiting headers|reading body)|litellm\.Timeout|"
                     # a proxy in front of the server gave up waiting for the answer (HTTP 504)
-                    r"\b504 Gateway Time-?out|Gateway Time-?out\b"),
-         _const("the answer took longer than the client's read timeout: raise it (openai: `timeout=`, httpx: "
-                "`Timeout(read=...)`) to cover the longest answer, or cap max_tokens; `qwenops troubleshoot --probe` "
-                "measures the longest answer"),
+                    r"\b504 Gateway Time-?out|Gateway Time-?out\b|"
+                    # nginx's own log line for it; Java's OkHttp and Node's request/net words for a read's timeout
+                    r"upstream timed out \(110: Connection timed out\) while reading "
+                    r"(?:response header from )?upstream|"
+                    r"SocketTimeoutException: timeout\b|\bESOCKETTIMEDOUT\b|\bread ETIMEDOUT\b"),
+         _const("the answer took longer than the client's read timeout (or a proxy's in front of the server: nginx "
+                "proxy_read_timeout): raise it (openai: `timeout=`, httpx: `Timeout(read=...)`) to cover the longest "
+                "answer, or cap max_tokens; `qwenops troubleshoot --probe` measures the longest answer"),
          when="any", retryable=True),
     Rule("auth", "the server refused the request's API key",
          re.compile(r"AuthenticationError|PermissionDeniedError|Error code: 40[13]|status_code=40[13]|"
@@ -810,7 +817,9 @@ RULES: tuple[Rule, ...] = (
          re.compile(r"APIConnectionError|\bConnection error\.|httpx\.ConnectError|ClientConnectorError|"
                     r"requests\.exceptions\.ConnectionError|Failed to establish a new connection|"
                     r"Cannot connect to host|curl: \(7\) (?:Failed to connect|Couldn't connect)|"
-                    r"\bconnect ECONNREFUSED \S+:\d+"),
+                    r"\bconnect ECONNREFUSED \S+:\d+|"
+                    # a connection that was never answered (a firewall, a wrong address): connect's own timeout
+                    r"\bConnectTimeout(?:Error)?\b|\[Errno 110\] Connection timed out"),
          _const(_CONNECT_FIX), severity="warning", when="any"),
     Rule("invalid_argument", "vLLM's argument parser refused the command line",
          re.compile(r"^usage: \S+(?: \S+)? \[-h\]"),

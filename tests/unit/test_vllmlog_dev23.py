@@ -101,3 +101,20 @@ def test_more_wordings_of_causes_the_vocabulary_has() -> None:
             ("RuntimeError: No CUDA GPUs are available", "cuda_driver_mismatch"),
             ("RuntimeError: Failed to infer device type", "cuda_driver_mismatch")):
         assert named([said])[0] == (category, "error"), said
+
+
+def test_timeouts_and_cuts_in_the_words_of_nginx_java_and_node() -> None:
+    """Not from a log: nginx's own log lines (the proxy's read timeout; the server closing mid-body), Java's OkHttp,
+    Node's request/net and urllib3's chunk reader say the same two causes as Python's clients; connect's own timeout
+    is a connection never made, not an answer's timeout."""
+    for said in ("java.net.SocketTimeoutException: timeout", "Error: ESOCKETTIMEDOUT", "Error: read ETIMEDOUT",
+                 "2024/06/22 20:16:34 [error] 29#29: *1 upstream timed out (110: Connection timed out) while reading "
+                 "response header from upstream, client: 10.0.0.5, upstream: \"http://10.0.0.9:8000/v1/chat/completions\""):
+        assert named([said])[0] == ("client_timeout", "error"), said
+    for said in ("urllib3.exceptions.ProtocolError: ('Connection broken: InvalidChunkLength(got length b'', 0 bytes "
+                 "read)', InvalidChunkLength(got length b'', 0 bytes read))",
+                 "java.io.IOException: unexpected end of stream on http://localhost:8000/...",
+                 "2024/06/22 20:16:34 [error] 29#29: *1 upstream prematurely closed connection while reading upstream"):
+        assert named([said])[0] == ("stream_interrupted", "error"), said
+    for said in ("httpx.ConnectTimeout: timed out", "TimeoutError: [Errno 110] Connection timed out"):
+        assert named([said])[0] == ("unclassified", "warning"), said
