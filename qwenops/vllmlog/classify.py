@@ -1096,7 +1096,26 @@ _STEP_ORDER = ("weights_oom", "profile_oom", "cudagraph_oom", "runtime_oom")
 _REPORTED_HANG = re.compile(r"\b(?:[Hh]angs?|[Hh]ung|[Hh]anging|[Ss]tuck|[Ff]reez(?:e|es|ing)|[Ff]roze|[Ff]rozen|"
                             r"[Uu]nresponsive|[Dd]eadlock(?:s|ed)?)\b|卡住|卡死|无响应|没有响应|不响应")
 # Slow answers, and an answer that does not stop (troubleshoot names that unclassified, as _runaway does).
-_REPORTED_SLOW = re.compile(r"\b(?:[Ss]low(?:s|ed|er|ly|ness|down)?|[Ss]luggish|[Ll]aggy)\b|很慢|太慢|变慢|速度慢")
+_REPORTED_SLOW = re.compile(
+    r"\b(?:[Ss]low(?:s|ed|er|ly|ness|down)?|[Ss]luggish|[Ll]aggy)\b|"
+    # latency called high, throughput or speed called low, in either order
+    r"(?i:\b(?:high|long|huge|large|bad|terrible|poor) (?:e2e |end-to-end |inference |request |response )?"
+    r"latenc(?:y|ies)\b|"
+    r"\blatenc(?:y|ies) (?:is |was |are |gets? |got |becomes? |stays? )?(?:too |very |extremely |really |so |"
+    r"quite )?(?:high|long|huge|bad)\b|"
+    r"\b(?:low|poor|bad|terrible) (?:generation |decoding |decode |inference |output )?(?:throughput|performance|"
+    r"speed)\b|"
+    r"\b(?:throughput|performance|speed) (?:is |was |are |drops? |dropped |stays? |gets? |becomes? )?(?:too |very |"
+    r"extremely |really |so |quite |much )?(?:low|poor|bad|terrible)\b|"
+    # a rate the reporter calls small ("only 5 tokens/s", "drops to 1.5 tokens per second"), an answer that takes long
+    r"\b(?:only|just|drops? to|dropped to|falls? to|fell to) (?:about |around |~)?\d+(?:\.\d+)? ?(?:tokens?|toks?|t)"
+    r"(?:/s\b|/sec\b| per sec(?:ond)?\b)|\btakes? (?:forever|ages)\b|"
+    r"\bt(?:akes?|aking|aken|ook) (?:about |around |over |more than |almost |~)?[1-9]\d+(?:\.\d+)? ?"
+    r"(?:s|secs?|seconds|minutes?|mins?) (?:to (?:respond|answer|generate|return|finish|complete)|for (?:each|every|"
+    r"one|a|the) (?:request|response|answer|reply|query))\b)|"
+    # in Chinese: slow (very, too, extremely, than ...), latency high, throughput low, speed only, response time long
+    r"(?:很|太|极|超|特别|非常|较|比较|越来越)慢|慢(?:了|得|接近)|变慢|速度慢|推理慢|生成慢|"
+    r"延迟(?:很|太|非常)?高|吞吐量?(?:很|太|非常)?低|速度只有|响应时间(?:很|太|非常)?长")
 _REPORTED_ENDLESS = re.compile(r"\b(?:never|not|n't) (?:stop|stops|end|ends|finish|finishes|terminates?)\b|"
                                r"\bnever[- ]ending\b|停不下来|不会停止|不停止")
 # A time to first token called high or long, before or after its name.
@@ -1111,7 +1130,8 @@ _REPORTED_TTFT = re.compile(r"\b(?:[Hh]igh|[Ll]ong|[Hh]uge) (?:TTFTs?|[Tt]ime[ -
                             r"about|reaches?)|:) ?(?:about |around |~)?[1-9]\d*(?:\.\d+)?(?: ?[-~] ?\d+(?:\.\d+)?)? ?"
                             r"(?:s|secs?|seconds)\b")
 # "not slow", "isn't slow": the reporter denies it (a blog's "the GPU is not slow" before it names the queue).
-_NOT_REPORTED_SLOW = re.compile(r"\b(?:not|n't|never|no) (?:\w+ )?(?:slow|sluggish|laggy)\b")
+_NOT_REPORTED_SLOW = re.compile(r"\b(?:not|n't|never|no) (?:\w+ )?(?:slow|sluggish|laggy|high|low|poor|bad)\b|"
+                                r"(?i:\blow latency\b|\bhigh throughput\b)")
 # The KV cache the reporter calls full (at 95-100 %, full, exhausted, the bottleneck) with requests waiting, said on
 # one line: what a throughput line would show, in words. vLLM's own throughput lines (Running/Waiting counts) are
 # read as figures by _KV_FULL, never as words: a percentage is a report only before the cache's name ("100% cache",

@@ -118,3 +118,21 @@ def test_timeouts_and_cuts_in_the_words_of_nginx_java_and_node() -> None:
         assert named([said])[0] == ("stream_interrupted", "error"), said
     for said in ("httpx.ConnectTimeout: timed out", "TimeoutError: [Errno 110] Connection timed out"):
         assert named([said])[0] == ("unclassified", "warning"), said
+
+
+def test_slow_answers_in_the_reporters_many_words() -> None:
+    """Not from a log (corpus/dev17 high_latency 014, "推理速度极慢" and "非常非常慢", was silent): a reporter's
+    words for slow answers beyond "slow": latency called high, throughput or speed called low, a small rate, an
+    answer that takes long, in English and Chinese. Wanting low latency, or denying it, is no report."""
+    for said in ("The generation speed is only 5 tokens/s on A100.", "High latency when serving Qwen3 with 16 users.",
+                 "Latency is very high (30s per request).", "The throughput is very low compared to HF TGI.",
+                 "Each request takes 40 seconds to respond.", "It takes forever to generate a response.",
+                 "Decoding speed drops to 1.5 tokens per second", "推理速度只有5 token/s", "响应时间很长",
+                 "推理速度极慢"):
+        assert named([said]) == [("high_latency", "warning")], said
+    for calm in ("We need low latency and high throughput for our app.", "Latency is not high.",
+                 "The latency was 20 ms.", "Only 2 requests are running", "慢慢来"):
+        assert named([calm]) == [], calm
+    [first, *_] = found(LOGS / "corpus" / "dev17" / "high_latency"
+                        / "014_deepseek_v3_tp8_pp2_two_nodes_ray_3_tokens_per_s.log")
+    assert first.category == "high_latency"
