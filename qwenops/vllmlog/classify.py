@@ -1173,12 +1173,25 @@ def _reports_auth(text: str) -> bool:
 
 # An answer the reporter calls garbage or random (a benchmark's --random-output-len and garbage collection are not).
 _GARBAGE = r"[Gg]arbage (?:[Tt]ext|[Oo]utput|[Tt]okens?|[Cc]haracters)|[Rr]andom (?:output|text|characters|tokens)\b|"
+# More of the reporter's words: what the answers are called (incoherent, meaningless, corrupted, weird characters, only
+# exclamation marks), an answer that loops (the same words over and over, stuck in a loop), answers' quality said to
+# drop; in Chinese, answers that repeat, are a mess, or are all exclamation marks.
+_GARBLED_MORE = (r"(?i:\b(?:incoherent|meaningless|unreadable|nonsensical)\b|\bcorrupt(?:ed)? (?:text|output|answers?|"
+                 r"responses?|characters)\b|\b(?:weird|strange|odd|messy) (?:characters|symbols|tokens|output|text|"
+                 r"code)\b|\bexclamation (?:marks?|points?)\b|\bkeeps? (?:repeating|generating the same)\b|"
+                 r"\brepetitive (?:output|answers?|text|responses?|generation)\b|\bstuck in (?:a |an )?(?:loop|"
+                 r"repetition|repeat)|\bthe same (?:words?|sentences?|tokens?|phrases?|text|answer|paragraph|"
+                 r"content) (?:\w+ ){0,3}(?:over and over|again and again|repeatedly|endlessly)\b|"
+                 r"\b(?:output|answer|response|text|result)s? (?:is|are|was|were) (?:\w+ )?(?:garbage|gibberish|messy|"
+                 r"corrupted|broken)\b|\b(?:accuracy|quality) (?:\w+ ){0,2}(?:drops?|dropped|degrad\w*)\b)|"
+                 r"感叹号|复读|(?:不停|一直|反复|无限)(?:地)?重复|重复(?:输出|生成|回答)|"
+                 r"(?:输出|回答|回复|生成)(?:的)?(?:内容|结果)?(?:重复|混乱|错乱|乱七八糟)|")
 # What the block scanner looks for of the garbled words: a superset without the words between (each `\w+` repeated
 # costs the automaton states on every line of a big log).
-_REPORTED_CANDIDATE = re.compile(_GARBAGE + r"[Gg]arbled|[Gg]ibberish|[Jj]ibberish|[Nn]onsens|"
+_REPORTED_CANDIDATE = re.compile(_GARBAGE + _GARBLED_MORE + r"[Gg]arbled|[Gg]ibberish|[Jj]ibberish|[Nn]onsens|"
                                  r"[Tt]oken salad|乱码|胡言乱语|"
                                  r"(?:^| )[Rr]epeat")
-_REPORTED_GARBLED = re.compile(_GARBAGE + r"[Gg]arbled|[Gg]ibberish|[Jj]ibberish|[Nn]onsens|"
+_REPORTED_GARBLED = re.compile(_GARBAGE + _GARBLED_MORE + r"[Gg]arbled|[Gg]ibberish|[Jj]ibberish|[Nn]onsens|"
                                r"[Tt]oken salad|乱码|胡言乱语|"
                                r"(?:^| )[Rr]epeat\w*(?: \w+){0,2} (?:characters|symbols|tokens|glyphs|exclamation)|"
                                r"\b(?:[Oo]utput|[Aa]nswer|[Rr]esponse)s? (?:\w+ ){0,2}repeat")

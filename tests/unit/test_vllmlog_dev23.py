@@ -136,3 +136,17 @@ def test_slow_answers_in_the_reporters_many_words() -> None:
     [first, *_] = found(LOGS / "corpus" / "dev17" / "high_latency"
                         / "014_deepseek_v3_tp8_pp2_two_nodes_ray_3_tokens_per_s.log")
     assert first.category == "high_latency"
+
+
+def test_garbled_answers_in_the_reporters_many_words() -> None:
+    """Not from a log: a reporter's words for answers that are no answer, beyond "garbled" and "gibberish": what they
+    are called, an answer that loops, quality said to drop; in Chinese, answers that repeat or are a mess. A retry
+    or a request sent again and again is no report."""
+    for said in ("The model outputs only exclamation marks", "The response is meaningless and keeps repeating.",
+                 "The model keeps generating the same words over and over.", "Output is incoherent after a few tokens.",
+                 "The output is garbage.", "Answers are unreadable / corrupted text",
+                 "The model outputs weird characters",
+                 "输出全是感叹号", "回答不停重复同一句话", "输出内容混乱", "accuracy drop on gsm8k from 0.8 to 0.2"):
+        assert named([said]) == [("incoherent_output", "warning")], said
+    for calm in ("I retried over and over.", "the same request again and again", "A slow request is stuck"):
+        assert named([calm])[:1] != [("incoherent_output", "warning")], calm
