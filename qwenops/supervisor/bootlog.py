@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from qwenops.vllmlog.classify import Finding, LogClassifier, Phase, quote
-from qwenops.vllmlog.lines import LogLine, normalise
+from qwenops.vllmlog.lines import MAX_LINE_CHARS, LogLine, normalise
 
 __all__ = ["BootLog", "FatalCause", "Phase", "classify", "strip_prefix"]
 
@@ -52,8 +52,9 @@ class FatalCause:
 
 
 def strip_prefix(line: str) -> str:
-    """Drop vLLM's `(EngineCore pid=123)` process tag so quoted lines read the same from any process."""
-    return normalise(line).strip()
+    """Drop vLLM's `(EngineCore pid=123)` process tag so quoted lines read the same from any process. Only the first
+    MAX_LINE_CHARS are read, as troubleshoot reads a log (a server's line may be 64 KiB: its cost is bounded too)."""
+    return normalise(line[:MAX_LINE_CHARS]).strip()
 
 
 class BootLog:

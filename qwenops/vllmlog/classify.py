@@ -843,8 +843,8 @@ RULES: tuple[Rule, ...] = (
                     r"EngineCore encountered an issue|EngineCore failed to start|Engine loop has died|"
                     r"Background loop has errored|Engine background task failed|"
                     r"Engine core process \S+ died unexpectedly|Engine core proc \S+ died unexpectedly|"
-                    r"Worker proc \S+ died unexpectedly|\w*Engine(?:Core)? is already dead|"
-                    r"Engine process failed to start|ERROR .*, in (?:run_busy_loop|run_engine_loop)$|"
+                    r"Worker proc \S+ died unexpectedly|Engine(?:Core)? is already dead|"
+                    r"Engine process failed to start|^ERROR .*, in (?:run_busy_loop|run_engine_loop)$|"
                     # V0's AsyncLLMEngine: the callback that logs its background loop ending with an exception
                     r"Exception in callback .{0,40}\b(?:_log_task_completion|_raise_exception_on_finish)\b|"
                     # a collective failing inside the model's execution: the workers cannot go on
@@ -903,12 +903,15 @@ _KV_ROOM = re.compile(r"(?:Available KV cache memory:?|reserved for KV [Cc]ache 
 # A CUDA OOM's own figures: memory this process does not hold is another process's (or a leak's).
 _OOM_FIGURES = (
     # torch's older wording, and torch_npu's (an extra "N GiB current active" field among the figures)
-    re.compile(r"(?P<total>[\d.]+) GiB total capacity; [\d.]+ [KMG]iB already allocated; "
-               r"(?:[\d.]+ [KMG]iB [a-z ]{1,30}; ){0,3}"
-               r"(?P<free>[\d.]+) (?P<fu>[KMG])iB free; (?P<this>[\d.]+) (?P<tu>[KMG])iB reserved in total by PyTorch"),
+    # (A number starts where no digit or dot stands before it, and has at most 20 characters: searched from every
+    # position of a long run of digits, an unbounded `[\d.]+` first was quadratic in the run. Audit 10.)
+    re.compile(r"(?<![\d.])(?P<total>[\d.]{1,20}) GiB total capacity; [\d.]{1,20} [KMG]iB already allocated; "
+               r"(?:[\d.]{1,20} [KMG]iB [a-z ]{1,30}; ){0,3}"
+               r"(?P<free>[\d.]{1,20}) (?P<fu>[KMG])iB free; (?P<this>[\d.]{1,20}) (?P<tu>[KMG])iB reserved in total "
+               r"by PyTorch"),
     # (torch 2.1 spelt it "capacty")
-    re.compile(r"total capac(?:i)?ty of (?P<total>[\d.]+) GiB of which (?P<free>[\d.]+) (?P<fu>[KMG])iB is free\..*?"
-               r"this process has (?P<this>[\d.]+) (?P<tu>[KMG])iB memory in use"),
+    re.compile(r"total capac(?:i)?ty of (?P<total>[\d.]{1,20}) GiB of which (?P<free>[\d.]{1,20}) (?P<fu>[KMG])iB is "
+               r"free\..{0,400}?this process has (?P<this>[\d.]{1,20}) (?P<tu>[KMG])iB memory in use"),
 )
 # The process died without a Python exception: a signal, a fatal error in native code.
 _CRASH = re.compile(r"Fatal Python error: (?P<what>\w[\w ]*)|Segmentation fault|core dumped|"
@@ -1075,9 +1078,9 @@ _LOGGED = re.compile(r"^(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL)\b|^\[?\
 # (OOM bounded by non-letters, not \b: in "报oom" or "OOM了" a CJK character is a word character too; RE2 has no
 # lookbehind, so the neighbours are matched.)
 _REPORTED_OOM = re.compile(r"(?:^|[^A-Za-z])(?:OOM|oom)(?:s|ed|ing)?(?:[^A-Za-z]|$)|"
-                           r"\b(?:[Oo]ut[ -]of[ -]memory|OUT OF MEMORY)\b|显存不足|爆显存|显存溢出")
+                           r"\b(?i:out[ -]of[ -]memory)\b|显存不足|爆显存|显存溢出")  # (a title's "Out of Memory" too)
 _NOT_REPORTED_OOM = re.compile(r"\b(?:[Ii]f|[Nn]o|[Nn]ot|[Ww]ithout|[Nn]ever|[Aa]void\w*|[Pp]revent\w*)\b[^.!?]{0,30}"
-                               r"\b(?:OOM|[Oo]ut[ -]of[ -]memory)|"
+                               r"\b(?:OOM|(?i:out[ -]of[ -]memory))|"
                                "(?:不会|没有|避免|防止)[^\u3002\uff01\uff1f]{0,10}(?:显存不足|爆显存|显存溢出)")
 # The step each category's words name, most specific first (a graph capture runs a dummy batch, as profiling does).
 _REPORTED_STEPS: tuple[tuple[str, re.Pattern[str]], ...] = (
@@ -1386,6 +1389,26 @@ def _rules_pattern() -> re.Pattern[str] | None:
 
 
 _ANY_RULE = _rules_pattern()
+
+
+def _in_re2(pattern: re.Pattern[str]) -> re.Pattern[str] | None:
+    """PATTERN compiled by RE2 too (linear, and one pass whatever its alternatives), for text on which the two agree
+    (`_RE2_AGREES`); None without google-re2 or where RE2 cannot read it. Why: the reporter's words are many
+    case-blind alternatives, ~0.7 µs a character in Python's `re` on every line of prose (10 ms a 4 KiB line)."""
+    try:
+        import re2
+    except ImportError:
+        return None
+    options = re2.Options()
+    options.log_errors = False
+    options.max_mem = RE2_MAX_MEM
+    try:
+        return cast("re.Pattern[str]", re2.compile(re.sub(r"\(\?P<\w+>", "(?:", pattern.pattern), options))
+    except re2.error:
+        return None
+
+
+_REPORTED_ANY_RE2 = _in_re2(_REPORTED_ANY)
 # Request-log and access-log lines: evidence of serving, never of anything else. uvicorn's access line is known by
 # its head too (`INFO:     host:port - "`), as _ACCESS_LOG knows it: a paste cut inside the line keeps only that.
 SERVED = re.compile(rb' HTTP/1\.[01]" \d{3}|\] (?:Received|Added) request |INFO:\s{1,16}\S{1,64} - "')
@@ -1714,7 +1737,8 @@ class LogClassifier:
     def _reporter_words(self, line: LogLine, text: str) -> None:
         """Keep the first text line in the reporter's words that says the server ran out of memory, hung, answered
         garbage, answered slowly or did not stop: judged at the end, where the log names nothing better."""
-        if _LOGGED.match(text) or not _REPORTED_ANY.search(text):
+        reports = _REPORTED_ANY_RE2 if _REPORTED_ANY_RE2 is not None and not _RE2_AGREES.search(text) else _REPORTED_ANY
+        if _LOGGED.match(text) or not reports.search(text):
             return
         for kind, says in _REPORTED_KINDS:
             if kind not in self._reported and says(text):
@@ -1729,7 +1753,10 @@ class LogClassifier:
         line, text = self._reported["oom"]
         said = next((category for category, step in _REPORTED_STEPS if step.search(text)), None)
         reached = "runtime_oom" if self.serving else _PHASE_OOM.get(self.phase)
-        steps = [step for step in (said, reached) if step is not None]
+        # ... or the step the log's last traceback was in (its frames: the engine's step while serving, say)
+        where = frame_phase(self._last_frames) if self._last_frames else None
+        framed = "runtime_oom" if where in ("serving", "forward") else _FRAME_OOM.get(where) if where else None
+        steps = [step for step in (said, reached, framed) if step in _STEP_ORDER]
         if steps:
             category = max(steps, key=_STEP_ORDER.index)
             found[(category, _OOM_TITLES[category])] = Finding(

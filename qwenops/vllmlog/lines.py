@@ -46,7 +46,9 @@ _BLOCK_BYTES = 1 << 20  # scan_log's block; the terminal's width is measured on 
 _PASTE_BYTES = 1 << 18  # a log this small (a paste) is joined line by line before it is matched
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
-_REPEATED = re.compile(r"\s*\[repeated \d+x across cluster\]\s*$")
+# (No leading `\s*`: searched from every blank of a long run, that was quadratic in the run; the blanks before it go
+# by rstrip. Audit 10.)
+_REPEATED = re.compile(r"\[repeated \d+x across cluster\]\s*$")
 # The wrappers that only ever start a record (a timestamp, a process's tag), then the ones that may also stand
 # inside a line a terminal cut (`| ` of a progress bar, `> `): a continuation never starts with the first kind.
 _RECORD_WRAPPERS = (
@@ -76,7 +78,6 @@ _WRAPPERS = re.compile(f"^(?:{_RECORD_WRAPPERS}" r"|\[\d{0,3}(?:;\d{1,3}){0,4}m\
                        r"(?=(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL)\b|Traceback \(|\(\w+ pid=|\[rank\d))")
 # The dashes and quotes a chat app or an editor curled in a paste, back to what vLLM printed.
 _TYPOGRAPHY = str.maketrans({"\u2013": "-", "\u2014": "-", "\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'})
-_FRAME_RIGHT = re.compile(r"\s+[\u2502\u2503\u2551]$")
 _RECORD_WRAPPER = re.compile(f"^(?:{_RECORD_WRAPPERS})")
 
 
@@ -130,11 +131,12 @@ def normalise_tagged(line: str) -> tuple[str, str]:
             tag = _PROCESS_TAG.match(line)
             process = tag.group("name") if tag else process
         line = stripped
-    line = _REPEATED.sub("", line).rstrip()
+    repeated = _REPEATED.search(line) if "[repeated " in line else None
+    line = (line[:repeated.start()] if repeated else line).rstrip()
     if not line.isascii():
         line = line.translate(_TYPOGRAPHY)
-        if line.endswith(("\u2502", "\u2503", "\u2551")):
-            line = _FRAME_RIGHT.sub("", line)
+        if line.endswith(("\u2502", "\u2503", "\u2551")) and line[-2:-1].isspace():
+            line = line[:-1].rstrip()  # the frame's right edge and its padding (not a regex: `\s+X$` is quadratic)
     return line, process
 
 
@@ -152,7 +154,7 @@ _FRAME_LINE = re.compile(r'File "[^"]*", line \d+, in [\w<>.]+$')
 _NAME_REST = re.compile(r"[\w<>.]+$")
 # pydantic prints what failed on the indented line under "N validation error(s) for Model": vLLM's reason
 # ("Value error, User-specified max_model_len ...") or the field's name. It belongs to that line.
-_PYDANTIC_HEAD = re.compile(r"\d+ validation errors? for [\w.]+\s*$")
+_PYDANTIC_HEAD = re.compile(r"(?<!\d)\d{1,9} validation errors? for [\w.]+\s*$")  # (?<!\d): linear in a digit run
 # A wrapped line's rest may start with "(" when the terminal cut it at a blank: "... the derived max_model_len "
 # then "(max_position_embeddings=8192 ...". vLLM's own "(APIServer pid=1) " tags are gone by then (normalise).
 _OPEN_PAREN = re.compile(r"\((?![\w.-]*(?: rank=\d+)? ?pid=)")

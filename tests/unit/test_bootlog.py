@@ -193,3 +193,13 @@ def test_real_engine_death_lines_are_seen_with_and_without_the_logger_prefix() -
         boot = BootLog()
         boot.feed(line)
         assert boot.engine_death is not None, line
+
+
+def test_a_server_line_is_read_as_far_as_a_log_line_is() -> None:
+    """Audit 10, F3: serve reads every line its server prints (up to 64 KiB each) through the log reader's clean-up;
+    only the first MAX_LINE_CHARS are read, as troubleshoot reads a log, so one line's cost is bounded too."""
+    from qwenops.supervisor.bootlog import strip_prefix
+    from qwenops.vllmlog.lines import MAX_LINE_CHARS
+
+    assert len(strip_prefix("(APIServer pid=1) INFO " + "a" * 60_000)) <= MAX_LINE_CHARS
+    assert strip_prefix("(APIServer pid=1) INFO ready") == "INFO ready"

@@ -202,3 +202,14 @@ def test_a_pastes_last_line_without_its_newline_is_read_alike_by_both_readers() 
     for text in (cut, cut + "\n"):
         [finding] = _findings(text)  # both readers agree (findings_of_both_readers checks)
         assert finding.category == "model_not_found" and "Repository Not Found" in finding.evidence[0].quote
+
+
+def test_what_a_paste_wraps_a_line_in_goes_whatever_the_line_holds() -> None:
+    """Audit 10, F3: the patterns that took these off searched from every blank of a long run (`\\s*[repeated ...]`,
+    `\\s+│$`) and cost the square of the line; they are now taken off by position. Still taken off alike."""
+    from qwenops.vllmlog.lines import normalise
+
+    assert normalise("ERROR x   [repeated 30x across cluster]  ") == "ERROR x"
+    assert normalise("\u2502 ERROR x" + " " * 50 + "\u2502") == "ERROR x"
+    assert normalise("\u2502 ERROR x\u2502") == "ERROR x\u2502"  # no padding before it: not a frame's edge
+    assert normalise(" " * 3000 + "\u2502").strip() == ""
