@@ -32,19 +32,32 @@ def proxy_allowed(url: str) -> bool:
         host = httpx.URL(url).host.rstrip(".").lower()
     except (httpx.InvalidURL, ValueError, UnicodeError):
         return False
-    return host.isascii() and not this_machine(host)
+    if not host.isascii():
+        return False
+    # A name is resolved only where a proxy is configured, the one case where the answer changes what is sent.
+    return not this_machine(host, resolve=_proxy_configured())
+
+
+def _proxy_configured() -> bool:
+    """Whether the environment names any proxy (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, any case), as httpx reads it."""
+    import urllib.request
+
+    return bool(urllib.request.getproxies_environment())
 
 
 # IPv4 as C's inet_aton reads it (what connect() is given): 127.1, 2130706433, 0x7f.0.0.1, 0177.0.0.1.
 _INET_ATON = re.compile(r"(?:0x[0-9a-f]+|[0-9]+)(?:\.(?:0x[0-9a-f]+|[0-9]+)){0,3}")
 
 
-def this_machine(host: str) -> bool:
+def this_machine(host: str, *, resolve: bool = False) -> bool:
     """Whether HOST (lower case, no trailing dot) reaches this machine, however it is spelt: `loopback_host`'s
     names and addresses, the unspecified addresses (0.0.0.0 and ::, which vLLM prints as the URL it runs on:
-    connecting to them reaches this machine), IPv4 in every form inet_aton reads (127.1, 2130706433), and this
-    machine's own name. Wider than `loopback_host` on purpose: it decides where a proxy may NOT see the key (audit
-    8), while the gateway's Host check wants the narrow canonical set."""
+    connecting to them reaches this machine), IPv4 in every form inet_aton reads (127.1, 2130706433), an address
+    of one of this machine's interfaces, and this machine's own name. With RESOLVE, any other name is resolved as
+    the connection will resolve it (/etc/hosts, DNS): one that names any of those addresses is this machine
+    (`ip6-localhost`, `localhost.localdomain`, a name /etc/hosts maps to 127.0.1.1: audit 10). Wider than
+    `loopback_host` on purpose: it decides where a proxy may NOT see the key (audit 8), while the gateway's Host
+    check wants the narrow canonical set."""
     import socket
 
     if loopback_host(host):
@@ -59,10 +72,69 @@ def this_machine(host: str) -> bool:
             except OSError:  # a part out of range
                 return False
     if address is not None:
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        return address.is_loopback or address.is_unspecified
-    return bool(host) and host == socket.gethostname().rstrip(".").lower()
+        return _local_address(address)
+    if not host:
+        return False
+    if host == socket.gethostname().rstrip(".").lower():
+        return True
+    return resolve and any(_local_address(found) for found in _resolved(host))
+
+
+def _local_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback or address.is_unspecified or address in _interface_addresses()
+
+
+def _interface_addresses() -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The addresses of this machine's network interfaces (psutil), read once per process."""
+    if _INTERFACES:
+        return _INTERFACES[0]
+    import psutil
+
+    found: set[ipaddress.IPv4Address | ipaddress.IPv6Address] = set()
+    try:
+        for addresses in psutil.net_if_addrs().values():
+            for entry in addresses:
+                try:
+                    found.add(ipaddress.ip_address(str(entry.address).split("%", 1)[0]))
+                except ValueError:
+                    continue  # a MAC address (AF_PACKET)
+    except OSError:
+        pass
+    _INTERFACES.append(found)
+    return found
+
+
+_INTERFACES: list[set[ipaddress.IPv4Address | ipaddress.IPv6Address]] = []
+RESOLVE_TIMEOUT_S = 2.0  # the proxy decision waits this long for a name; unresolved by then: not this machine
+
+
+def _resolved(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """HOST's addresses as getaddrinfo gives them, within RESOLVE_TIMEOUT_S; [] when it fails or takes longer.
+    Why a thread: getaddrinfo has no timeout of its own, and a DNS server that does not answer would hold every
+    command that builds a client for the resolver's own timeouts (5 s x attempts); the thread is a daemon, left
+    to finish on its own."""
+    import socket
+    import threading
+
+    found: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+
+    def lookup() -> None:
+        try:
+            infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError):
+            return
+        for info in infos:
+            try:
+                found.append(ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]))
+            except ValueError:
+                continue
+
+    worker = threading.Thread(target=lookup, name="qwenops-resolve", daemon=True)
+    worker.start()
+    worker.join(RESOLVE_TIMEOUT_S)
+    return list(found) if not worker.is_alive() else []
 
 
 def loopback_host(host: str) -> bool:

@@ -577,6 +577,62 @@ def test_this_machines_own_name_never_goes_through_a_proxy() -> None:
     assert proxy_allowed(f"http://{socket.gethostname()}.example.com:8000") is True
 
 
+def test_a_name_that_resolves_to_this_machine_never_goes_through_a_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Audit 10, F1: names /etc/hosts maps to this machine (`ip6-localhost`, `localhost.localdomain`, a host name on
+    127.0.1.1) were "elsewhere" and the key went to HTTP_PROXY. With a proxy configured, a name is resolved as the
+    connection will resolve it, and one that names a loopback address or one of this machine's own is this machine;
+    an address of this machine's interfaces, spelt as a number, too. A name that does not resolve may use the proxy.
+    Without a proxy nothing is resolved (the answer would change nothing)."""
+    import ipaddress
+
+    import psutil
+
+    from qwenops import net
+
+    asked: list[str] = []
+    table = {"ip6-localhost": ["::1"], "box.example.org": ["127.0.1.1"], "far.example.org": ["203.0.113.7"]}
+
+    def resolved(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+        asked.append(host)
+        return [ipaddress.ip_address(a) for a in table.get(host, [])]
+
+    monkeypatch.setattr(net, "_resolved", resolved)
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert net.proxy_allowed("http://box.example.org:8000") is True and asked == []
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:3128")
+    assert net.proxy_allowed("http://ip6-localhost:8000") is False
+    assert net.proxy_allowed("http://box.example.org:8000") is False
+    assert net.proxy_allowed("http://far.example.org:8000") is True
+    assert net.proxy_allowed("http://unknown.example.org:8000") is True
+    own = next((a.address for addrs in psutil.net_if_addrs().values() for a in addrs
+                if a.family.name == "AF_INET" and not a.address.startswith("127.")), None)
+    if own is not None:  # a machine with a network interface besides loopback
+        assert net.proxy_allowed(f"http://{own}:8000") is False
+
+
+def test_a_name_that_takes_long_to_resolve_is_given_up_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """getaddrinfo has no timeout: a DNS server that does not answer must not hold the command past
+    RESOLVE_TIMEOUT_S; the name is then not this machine (the proxy may carry it, as it would anyway)."""
+    import socket
+    import threading
+
+    from qwenops import net
+
+    release = threading.Event()
+
+    def stuck(*_args: object, **_kwargs: object) -> list[object]:
+        release.wait(30)
+        raise OSError("gave up")
+
+    monkeypatch.setattr(socket, "getaddrinfo", stuck)
+    monkeypatch.setattr(net, "RESOLVE_TIMEOUT_S", 0.2)
+    try:
+        assert net._resolved("slow.example.org") == []
+    finally:
+        release.set()
+
+
 def test_the_address_vllm_prints_is_never_sent_through_a_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     """vLLM prints `http://0.0.0.0:8000`, the URL users paste: its key and prompts stay off a host-wide proxy."""
     with serving(stream_of(HELLO)) as server, serving(status_of(502, b"{}")) as proxy:
