@@ -200,6 +200,9 @@ MAX_JSON_INT_DIGITS = 100
 # them, clients that never finish their headers (no token is checked before) held connections and file
 # descriptors for ever.
 GATEWAY_HEADER_DEADLINE_S = 10.0
+# ... and a request's line and headers at most this many bytes (browsers send under 16 KiB; httptools has no limit
+# and builds a header's value by `+=`: one endless header stalled the gateway's loop, audit 10).
+GATEWAY_MAX_HEADER_BYTES = 64 * 1024
 GATEWAY_MAX_CONNECTIONS = 10_000
 GATEWAY_SPARE_FDS = 256
 MAX_SMOKE_STREAMS = 1024

@@ -68,12 +68,16 @@ def connection_cap() -> int:
     return max(1, min(GATEWAY_MAX_CONNECTIONS, soft - GATEWAY_SPARE_FDS))
 
 
-def guarded_http_protocol(header_deadline_s: float, max_connections: int) -> type:
-    """uvicorn's HTTP protocol (its own choice: httptools, else h11) with the two bounds it lacks, for a
+def guarded_http_protocol(header_deadline_s: float, max_connections: int, max_header_bytes: int) -> type:
+    """uvicorn's HTTP protocol (its own choice: httptools, else h11) with the three bounds it lacks, for a
     gateway any client can reach before a token is checked (the check runs once a request's headers are in):
     - a request's headers must arrive within HEADER_DEADLINE_S of the connection, or of the first byte after
       a response on a kept-alive connection; else the connection is closed. uvicorn arms no timer before a
       request's headers (its keep-alive timer runs only between requests, and any byte cancels it).
+    - a request's line and headers may take at most MAX_HEADER_BYTES (counted by the chunk that arrives, so at
+      most that and one socket read are parsed); past it the connection is cut. httptools has no such limit and
+      joins a header's value with `+=` (quadratic): one header that never ended cost 8 s of the loop for 80 MiB,
+      every chat and ping waiting meanwhile (audit 10).
     - past MAX_CONNECTIONS open connections (HTTP and WebSocket), a new one is closed at once.
     Subclassing the protocol is the one hook uvicorn offers below the ASGI app (`Config(http=...)`), and the
     app never sees a connection whose headers are not in."""
@@ -82,6 +86,7 @@ def guarded_http_protocol(header_deadline_s: float, max_connections: int) -> typ
     class Guarded(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
         _deadline: asyncio.TimerHandle | None = None
         _waiting_on: object = None  # the request cycle current when the deadline was armed
+        _header_bytes = 0  # bytes received since the deadline was armed, while no request's headers are in
 
         def connection_made(self, transport: asyncio.Transport) -> None:
             super().connection_made(transport)
@@ -91,10 +96,15 @@ def guarded_http_protocol(header_deadline_s: float, max_connections: int) -> typ
             self._arm()
 
         def data_received(self, data: bytes) -> None:
+            if self.transport.get_protocol() is self and self._between_requests():  # a request's head is coming
+                if self._waiting_on is not self.cycle:
+                    self._arm()  # the first bytes of the next request on a kept-alive connection
+                self._header_bytes += len(data)
+                if self._header_bytes > max_header_bytes:
+                    self._disarm()
+                    self.transport.abort()  # a request line and headers past the bound: not parsed further
+                    return
             super().data_received(data)
-            if self._waiting_on is not self.cycle and self.transport.get_protocol() is self \
-                    and self._between_requests():
-                self._arm()  # the first bytes of the next request on a kept-alive connection
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
@@ -105,6 +115,7 @@ def guarded_http_protocol(header_deadline_s: float, max_connections: int) -> typ
 
         def _arm(self) -> None:
             self._disarm()
+            self._header_bytes = 0
             self._waiting_on = self.cycle
             self._deadline = self.loop.call_later(header_deadline_s, self._deadline_passed)
 
@@ -153,11 +164,11 @@ def guarded_ws_protocol(max_unsent_bytes: int) -> type:
 def uvicorn_config(app: Any, config: GatewayConfig, *, log_level: str = "info") -> uvicorn.Config:
     import uvicorn
 
-    from qwenops.untrusted import GATEWAY_HEADER_DEADLINE_S
+    from qwenops.untrusted import GATEWAY_HEADER_DEADLINE_S, GATEWAY_MAX_HEADER_BYTES
 
     uv_config = uvicorn.Config(
         app, host=config.host, port=config.port, log_level=log_level, lifespan="on",
-        http=guarded_http_protocol(GATEWAY_HEADER_DEADLINE_S, connection_cap()),
+        http=guarded_http_protocol(GATEWAY_HEADER_DEADLINE_S, connection_cap(), GATEWAY_MAX_HEADER_BYTES),
         ws=guarded_ws_protocol(config.send_queue_bytes),
         # A frame up to this size is read whole and answered `bad_request` (over --max-frame-bytes); a larger one
         # closes the connection (1009). Each connection may hold this much of an unfinished frame: 4 frames' worth.

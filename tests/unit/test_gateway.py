@@ -1101,6 +1101,37 @@ def test_a_client_that_never_finishes_its_headers_is_closed_and_a_chat_outlives_
         assert run(chat_after_the_deadline(gw.url))
 
 
+def test_a_request_head_past_its_byte_bound_is_cut_before_it_is_parsed(upstream: SyntheticUpstream,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Audit 10, F2: one header that never ended (no token is checked before the headers) cost the gateway's loop
+    seconds per 40 MiB (httptools joins a value by `+=`); the deadline bounded its time, not its bytes. Past
+    GATEWAY_MAX_HEADER_BYTES the connection is cut; a head under it is served, and the bound is per request on a
+    kept-alive connection, not per connection."""
+    from qwenops import untrusted
+
+    monkeypatch.setattr(untrusted, "GATEWAY_MAX_HEADER_BYTES", 16 * 1024)
+    with running_gateway(upstream.base_url, token=TOKEN) as gw:
+        address = ("127.0.0.1", gw.config.port)
+        with socket.create_connection(address) as endless:
+            endless.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: ")
+            with contextlib.suppress(OSError):  # the gateway may cut it while this side still writes
+                for _ in range(64):
+                    endless.sendall(b"a" * 1024)
+            assert closed_by_server(endless)
+        with socket.create_connection(address) as kept:
+            for _ in range(3):  # 3 x 10 KiB heads on one connection: each under the bound
+                kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: " + b"a" * 10_000 + b"\r\n\r\n")
+                answer = b""
+                while b"\r\n\r\n" not in answer:
+                    answer += kept.recv(4096)
+                assert answer.startswith(b"HTTP/1.1 200"), answer[:80]
+                length = int(answer.split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0])
+                body = answer.split(b"\r\n\r\n", 1)[1]
+                while len(body) < length:
+                    body += kept.recv(4096)
+        assert gw.health()
+
+
 def test_connections_past_the_cap_are_closed_at_once(upstream: SyntheticUpstream,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     from qwenops import untrusted
