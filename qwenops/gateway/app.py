@@ -670,10 +670,14 @@ def origin_ok(config: GatewayConfig, websocket: WebSocket) -> bool:
     if "*" in config.allowed_origins or origin in config.allowed_origins:
         return True
     try:
-        netloc = urlsplit(origin).netloc
+        parts = urlsplit(origin)
     except ValueError:  # "http://[::1": not a URL, so no browser's origin
         return False
-    return netloc.lower() == websocket.headers.get("host", "").lower()
+    # A browser's Origin is exactly scheme://host[:port]: a path, a query or another scheme is no page's origin
+    # (`file://HOST`, `http://HOST/x`: audit 10 noted that the host alone was compared).
+    if parts.scheme not in ("http", "https") or parts.path or parts.query or parts.fragment or parts.username:
+        return False
+    return parts.netloc.lower() == websocket.headers.get("host", "").lower()
 
 
 def host_values(connection: WebSocket | Request) -> list[str]:

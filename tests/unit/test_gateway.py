@@ -816,6 +816,9 @@ def test_browser_origins_are_checked(upstream: SyntheticUpstream) -> None:
         assert run(status(gw.url, own)) == 101
         assert run(status(gw.url, "https://chat.example.com")) == 101
         assert run(status(gw.url, "https://evil.example.com")) == 403
+        # only scheme://host[:port] is a page's origin (audit 10): the host alone no longer passes
+        for odd in (f"file://127.0.0.1:{gw.config.port}", f"{own}/x", f"{own}?q", f"ws://127.0.0.1:{gw.config.port}"):
+            assert run(status(gw.url, odd)) == 403, odd
 
 
 # --------------------------------------------------------------------------------------------- modes and load
