@@ -120,6 +120,11 @@ def main() -> int:
     # Growth is judged only where the time is measurable (above 0.2 ms): below it, timer noise is the ratio.
     grown = [(growth, name) for long, growth, name, _ in rows if long > 2e-4 and growth > GOAL_GROWTH]
     slow = [(long, name) for long, _, name, _ in rows if long * 1000 > GOAL_MS]
+    from qwenops.vllmlog import classify
+
+    if classify._REPORTED_ANY_RE2 is not None:  # the reporter's words on ASCII lines: RE2 first (classify._in_re2)
+        re2_ms = worst(classify._REPORTED_ANY_RE2, args.chars, args.runs, False)[0] * 1000
+        print(f"classify._REPORTED_ANY as RE2 reads it (ASCII lines; Python's `re` reads the rest): {re2_ms:.2f} ms")
     serve_ms, serve_line = serve_line_ms(64 * 1024, args.runs)
     print(f"serve's line reader on a 64 KiB line: {serve_ms:.1f} ms at worst ({serve_line})")
     met = not grown and not slow and serve_ms <= GOAL_SERVE_MS
