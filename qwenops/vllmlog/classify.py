@@ -1091,13 +1091,21 @@ _REPORTED_STEPS: tuple[tuple[str, re.Pattern[str]], ...] = (
                                r"\b(?:model|weights?|checkpoint) load(?:ing)?\b|weight[- _]load\w*|load_model|"
                                r"load_weights|加载(?:模型|权重)|(?:模型|权重)加载", re.IGNORECASE)),
     ("runtime_oom", re.compile(r"\b(?:inference|serving|requests?|concurren\w*|batch(?:es)?|generat\w*|"
-                               r"long (?:prompts?|contexts?|inputs?))\b|推理|并发|请求", re.IGNORECASE)),
+                               r"long (?:prompts?|contexts?|inputs?))\b|"
+                               # after the server ran a while: "after running for hours", "after a few days"
+                               r"\bafter (?:running|serving|working)\b|\bafter (?:\w+ ){0,2}(?:hours?|days?)\b|"
+                               r"推理|并发|请求|运行(?:一段时间|几个小时|几小时)", re.IGNORECASE)),
 )
 # Later steps come later in a start-up: the log's own phase lines, when they reached a later step than the words
 # name ("loading" said of the whole start-up), place the OOM there.
 _STEP_ORDER = ("weights_oom", "profile_oom", "cudagraph_oom", "runtime_oom")
 _REPORTED_HANG = re.compile(r"\b(?:[Hh]angs?|[Hh]ung|[Hh]anging|[Ss]tuck|[Ff]reez(?:e|es|ing)|[Ff]roze|[Ff]rozen|"
-                            r"[Uu]nresponsive|[Dd]eadlock(?:s|ed)?)\b|卡住|卡死|无响应|没有响应|不响应")
+                            r"[Uu]nresponsive|[Dd]eadlock(?:s|ed)?)\b|卡住|卡死|无响应|没有响应|不响应|"
+                            # a server that stops answering, in more words
+                            r"(?i:\bstops? (?:responding|answering)\b|\bnot (?:responding|answering)\b|"
+                            r"\bno response (?:from|after|for)\b|\bgets? no response\b|"
+                            r"\bnever (?:returns?|responds?|answers?|comes? back)\b)|"
+                            r"没有?反应|(?:一直|始终)(?:没有|不)返回|没有返回")
 # Slow answers, and an answer that does not stop (troubleshoot names that unclassified, as _runaway does).
 _REPORTED_SLOW = re.compile(
     r"\b(?:[Ss]low(?:s|ed|er|ly|ness|down)?|[Ss]luggish|[Ll]aggy)\b|"

@@ -150,3 +150,14 @@ def test_garbled_answers_in_the_reporters_many_words() -> None:
         assert named([said]) == [("incoherent_output", "warning")], said
     for calm in ("I retried over and over.", "the same request again and again", "A slow request is stuck"):
         assert named([calm])[:1] != [("incoherent_output", "warning")], calm
+
+
+def test_a_server_that_stops_answering_and_an_oom_after_hours_in_the_reporters_words() -> None:
+    """Not from a log: more of a reporter's words for a server that stops answering (engine_stalled, a warning),
+    and "after running for hours" as the step an OOM happened at (serving)."""
+    for said in ("The server stops responding after a few requests.", "No response from the server after 10 min.",
+                 "The request gets no response", "服务没有反应", "请求一直没有返回"):
+        assert named([said]) == [("engine_stalled", "warning")], said
+    for calm in ("I got no answer from the maintainers", "No reply from the team", "No response needed."):
+        assert named([calm]) == [], calm
+    assert named(["got OOM after running for several hours"])[0] == ("runtime_oom", "error")
