@@ -612,7 +612,7 @@ RULES: tuple[Rule, ...] = (
                     r"The request model: ?\S+ does not exist|"
                     r"(?:model|Model) (?:path|directory) .* does not exist|"
                     # a LoRA adapter's directory that holds no adapter (V1's LoRA worker manager)
-                    r"No adapter found for"),
+                    r"No adapter found for|Cannot find any of \[.adapter_config\.json.\]"),
          _const("check `model:` in the profile (a local directory must exist; a repo id must be spelt right, and a "
                 "gated one needs HF_TOKEN and accepted terms); for cpu-tiny run `qwenops model build-tiny`")),
     Rule("invalid_argument", "vLLM rejected a command-line flag",
@@ -627,7 +627,7 @@ RULES: tuple[Rule, ...] = (
                          f"{m.group('key') or 'max_position_embeddings'}"),
     # The scheduler's check (V0, and V1 without chunked prefill): one step must hold a whole prompt.
     Rule("invalid_config", "max_num_batched_tokens is smaller than max_model_len",
-         re.compile(r"max_num_batched_tokens \((?P<batched>\d+)\) is smaller than max_model_len "
+         re.compile(r"`?max_num_batched_tokens`? \((?P<batched>\d+)\) is smaller than `?max_model_len`? "
                     r"\((?P<limit>\d+)\)"),
          lambda m, flags: f"raise max_num_batched_tokens to at least {m.group('limit')} "
                          f"(`--set max_num_batched_tokens={m.group('limit')}`), enable chunked prefill, or "
@@ -668,8 +668,18 @@ RULES: tuple[Rule, ...] = (
                     r"expected target modules in \[.*\] but received|"
                     # a kind of parallelism this model's architecture lacks (pipeline parallel before 0.7)
                     r"\b(?:Pipeline|Tensor|Expert|Data|Context|Sequence) parallel(?:ism)? is (?:only supported for|"
-                    r"not (?:yet )?supported (?:for|by|with))"),
+                    r"not (?:yet )?supported (?:for|by|with))|"
+                    # a quantization the checkpoint does not have, or one vLLM does not know; scheduler sizes
+                    # that contradict each other
+                    r"does not match the quantization method specified in the `quantization` argument|"
+                    r"Unknown quantization method: |"
+                    r"max_num_batched_tokens \(\d+\) must be greater than or equal to max_num_seqs"),
          _const("fix the profile value the quoted line names")),
+    # CUDA initialised in the parent before vLLM forked its workers (a script that touched torch.cuda first)
+    Rule("invalid_config", "CUDA was initialised before vLLM forked its worker processes",
+         re.compile(r"Cannot re-initialize CUDA in forked subprocess"),
+         _const("start vLLM's workers with spawn (`VLLM_WORKER_MULTIPROC_METHOD=spawn`), or do not touch "
+                "torch.cuda in the process before vLLM starts")),
     Rule("request_too_long", "a request was longer than max_model_len",
          re.compile(r"maximum context length is (?P<limit>\d+) tokens\. However, you requested \d+ tokens"
                     r"(?: \((?P<prompt>\d+) in the messages)?"),

@@ -161,3 +161,23 @@ def test_a_server_that_stops_answering_and_an_oom_after_hours_in_the_reporters_w
     for calm in ("I got no answer from the maintainers", "No reply from the team", "No response needed."):
         assert named([calm]) == [], calm
     assert named(["got OOM after running for several hours"])[0] == ("runtime_oom", "error")
+
+
+def test_configuration_refusals_in_newer_and_other_words() -> None:
+    """Not from a log: vLLM's configuration checks in words the rules lacked (a quantization the checkpoint does not
+    have or vLLM does not know, the scheduler's sizes in backticks or against max_num_seqs, CUDA initialised before
+    the workers forked), and a LoRA directory without its adapter_config.json."""
+    for said, category in (
+            ("ValueError: Unknown quantization method: awq_marlin. Must be one of ['aqlm', 'awq'].", "invalid_config"),
+            ("ValueError: Quantization method specified in the model config (gptq) does not match the quantization "
+             "method specified in the `quantization` argument (awq).", "invalid_config"),
+            ("ValueError: `max_num_batched_tokens` (2048) is smaller than `max_model_len` (8192).", "invalid_config"),
+            ("ValueError: max_num_batched_tokens (2048) must be greater than or equal to max_num_seqs (4096).",
+             "invalid_config"),
+            ("RuntimeError: Cannot re-initialize CUDA in forked subprocess. To use CUDA with multiprocessing, you "
+             "must use the 'spawn' start method", "invalid_config"),
+            ("ValueError: Cannot find any of ['adapter_config.json'] in /loras/x", "model_not_found")):
+        assert named([said])[0] == (category, "error"), said
+    [finding] = findings_of_both_readers("ValueError: `max_num_batched_tokens` (2048) is smaller than "
+                                         "`max_model_len` (8192).")
+    assert "8192" in finding.fix
