@@ -568,6 +568,14 @@ RULES: tuple[Rule, ...] = (
                     r"requirement error: unsatisfied condition: cuda ?>= ?\d"),
          _const("upgrade the NVIDIA driver (CUDA 12.4 needs >= 550) or install a vLLM/torch built for the driver's "
                 "CUDA version and this GPU's architecture (`qwenops doctor` compares them)")),
+    # The driver itself is half there: its kernel module and its user-space library differ (an upgrade without a
+    # reboot), or an NVSwitch system's Fabric Manager is not running ("system not yet initialized").
+    Rule("cuda_driver_mismatch", "the NVIDIA driver's kernel module and library differ, or the GPU system is not up",
+         re.compile(r"[Dd]river/library version mismatch|CUDA error: system not yet initialized|"
+                    r"cudaErrorSystemNotReady"),
+         _const("the NVIDIA driver's kernel module and its library differ (an upgrade without a reboot: reboot, or "
+                "reload the nvidia modules; `nvidia-smi` shows the same error), or on an NVSwitch system the Fabric "
+                "Manager is not running (`systemctl start nvidia-fabricmanager`, of the driver's version)")),
     # A kernel vLLM or a library compiles at start-up (FlashInfer's sampler, a torch extension) failed to build:
     # the compiler's command under an ERROR, or ninja's and torch's words for a failed build.
     Rule("unclassified", "a kernel failed to compile at start-up (a broken or mismatched CUDA toolchain)",
@@ -742,7 +750,7 @@ RULES: tuple[Rule, ...] = (
                 "quantization this GPU's compute capability supports")),
     # vLLM's OpenAI server's own words when a request's images or videos did not load (0.6, serving_chat.py).
     Rule("media_fetch_error", "vLLM could not download a request's image or media",
-         re.compile(r"Error in loading multi-modal data|"
+         re.compile(r"Error in loading multi-modal data|Failed to fetch (?:image|video|audio)\b|"
                     # an HTTP client's error status for a URL that names a media file (aiohttp, requests, httpx)
                     r"(?:ClientResponseError|HTTPError|HTTPStatusError)\b.*\b[45]\d\d\b.*"
                     r"\.(?:jpe?g|png|gif|webp|bmp|tiff?|mp4|webm|mov|avi|mkv|wav|mp3|flac|ogg|m4a)\b"),

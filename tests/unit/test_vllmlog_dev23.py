@@ -181,3 +181,15 @@ def test_configuration_refusals_in_newer_and_other_words() -> None:
     [finding] = findings_of_both_readers("ValueError: `max_num_batched_tokens` (2048) is smaller than "
                                          "`max_model_len` (8192).")
     assert "8192" in finding.fix
+
+
+def test_a_half_installed_driver_and_a_media_download_refused() -> None:
+    """Not from a log: NVML's "Driver/library version mismatch" (a driver upgraded without a reboot, also through
+    the container toolkit) and CUDA's "system not yet initialized" (Fabric Manager) are the driver; a 403 while vLLM
+    fetched a request's image is the download, not the server's key."""
+    for said in ("nvidia-container-cli: initialization error: nvml error: driver/library version mismatch",
+                 "Failed to initialize NVML: Driver/library version mismatch",
+                 "RuntimeError: CUDA error: system not yet initialized"):
+        assert named([said])[0] == ("cuda_driver_mismatch", "error"), said
+    assert named(["ValueError: Failed to fetch image from https://x/y.png: 403 Forbidden"])[0] == \
+        ("media_fetch_error", "error")
