@@ -35,3 +35,8 @@ def found(path: Path) -> list[Finding]:
 
 def categories(path: Path) -> list[str]:
     return [f.category for f in found(path)]
+
+
+def named(lines: list[str]) -> list[tuple[str, str]]:
+    """(category, severity) of each finding in LINES, first to last; both readers agree on them."""
+    return [(f.category, f.severity) for f in findings_of_both_readers("\n".join(lines))]

@@ -6,13 +6,9 @@ text is read by both of troubleshoot's readers, which must agree."""
 from __future__ import annotations
 
 from tests.logcorpus import LOGS
-from tests.logreaders import findings_of_both_readers, found
+from tests.logreaders import found, named
 
 DEV22 = LOGS / "corpus" / "dev22"
-
-
-def named(lines: list[str]) -> list[tuple[str, str]]:
-    return [(f.category, f.severity) for f in findings_of_both_readers("\n".join(lines))]
 
 
 def test_an_oom_said_in_a_title_is_placed_by_the_tracebacks_frames() -> None:

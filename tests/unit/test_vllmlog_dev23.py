@@ -6,13 +6,9 @@ each test citing its log and the public thread it came from. None of these logs 
 from __future__ import annotations
 
 from tests.logcorpus import LOGS
-from tests.logreaders import findings_of_both_readers, found
+from tests.logreaders import findings_of_both_readers, found, named
 
 DEV23 = LOGS / "corpus" / "dev23"
-
-
-def named(lines: list[str]) -> list[tuple[str, str]]:
-    return [(f.category, f.severity) for f in findings_of_both_readers("\n".join(lines))]
 
 
 def test_an_oom_waking_from_sleep_mode_is_memory_another_process_took() -> None:
