@@ -81,6 +81,10 @@ def this_machine(host: str, *, resolve: bool = False) -> bool:
 
 
 def _local_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+        # a zone id (`fe80::1%eth0`) says which link, not which address: `ipaddress` compares it too, so this
+        # machine's own link-local address with a zone was "elsewhere" (audit 11)
+        address = ipaddress.IPv6Address(str(address).split("%", 1)[0])
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return address.is_loopback or address.is_unspecified or address in _interface_addresses()

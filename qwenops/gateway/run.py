@@ -72,12 +72,13 @@ def guarded_http_protocol(header_deadline_s: float, max_connections: int, max_he
     """uvicorn's HTTP protocol (its own choice: httptools, else h11) with the three bounds it lacks, for a
     gateway any client can reach before a token is checked (the check runs once a request's headers are in):
     - a request's headers must arrive within HEADER_DEADLINE_S of the connection, or of the first byte after
-      a response on a kept-alive connection; else the connection is closed. uvicorn arms no timer before a
-      request's headers (its keep-alive timer runs only between requests, and any byte cancels it).
+      the last request's head (on a kept-alive connection, or pipelined behind a response still being sent);
+      else the connection is closed. uvicorn arms no timer before a request's headers (its keep-alive timer runs
+      only between requests, and any byte cancels it).
     - a request's line and headers may take at most MAX_HEADER_BYTES (counted by the chunk that arrives, so at
       most that and one socket read are parsed); past it the connection is cut. httptools has no such limit and
       joins a header's value with `+=` (quadratic): one header that never ended cost 8 s of the loop for 80 MiB,
-      every chat and ping waiting meanwhile (audit 10).
+      every chat and ping waiting meanwhile (audit 10; and behind a response a client does not read, audit 11).
     - past MAX_CONNECTIONS open connections (HTTP and WebSocket), a new one is closed at once.
     Subclassing the protocol is the one hook uvicorn offers below the ASGI app (`Config(http=...)`), and the
     app never sees a connection whose headers are not in."""
@@ -86,7 +87,7 @@ def guarded_http_protocol(header_deadline_s: float, max_connections: int, max_he
     class Guarded(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
         _deadline: asyncio.TimerHandle | None = None
         _waiting_on: object = None  # the request cycle current when the deadline was armed
-        _header_bytes = 0  # bytes received since the deadline was armed, while no request's headers are in
+        _header_bytes = 0  # bytes received since the deadline was armed (no request's head completed since)
 
         def connection_made(self, transport: asyncio.Transport) -> None:
             super().connection_made(transport)
@@ -96,9 +97,12 @@ def guarded_http_protocol(header_deadline_s: float, max_connections: int, max_he
             self._arm()
 
         def data_received(self, data: bytes) -> None:
-            if self.transport.get_protocol() is self and self._between_requests():  # a request's head is coming
-                if self._waiting_on is not self.cycle:
-                    self._arm()  # the first bytes of the next request on a kept-alive connection
+            if self.transport.get_protocol() is self:
+                if self._waiting_on is not self.cycle or self._deadline is None:
+                    # bytes after the last request's head (the next request on a kept-alive connection, or one
+                    # pipelined behind a response still being sent: uvicorn parses on while a client that does not
+                    # read holds that response, audit 11): the next head's deadline and byte count start now
+                    self._arm()
                 self._header_bytes += len(data)
                 if self._header_bytes > max_header_bytes:
                     self._disarm()
@@ -109,9 +113,6 @@ def guarded_http_protocol(header_deadline_s: float, max_connections: int, max_he
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
             super().connection_lost(exc)
-
-        def _between_requests(self) -> bool:
-            return self.cycle is None or bool(self.cycle.response_complete)
 
         def _arm(self) -> None:
             self._disarm()
@@ -128,8 +129,8 @@ def guarded_http_protocol(header_deadline_s: float, max_connections: int, max_he
             self._deadline = None
             if self.transport.get_protocol() is not self:
                 return  # upgraded: the WebSocket protocol has the connection now
-            if self.cycle is self._waiting_on and self._between_requests() and not self.transport.is_closing():
-                self.transport.close()  # no request's headers in time
+            if self.cycle is self._waiting_on and not self.transport.is_closing():
+                self.transport.close()  # no request's head completed in time since its first byte
 
     return Guarded
 

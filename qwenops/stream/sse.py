@@ -44,13 +44,15 @@ class SSEDecoder:
     """Incremental decoder: `feed(bytes) -> [events]`, then `close()` at end of stream."""
 
     __slots__ = (
-        "_at_start", "_data", "_event", "_last_id", "_pending", "_retry", "_size", "_skip_lf", "max_event_bytes",
-        "retry",
+        "_at_start", "_data", "_event", "_last_id", "_pending", "_piece_bytes", "_pieces", "_retry", "_size",
+        "_skip_lf", "max_event_bytes", "retry",
     )
 
     def __init__(self, max_event_bytes: int = MAX_EVENT_BYTES) -> None:
         self.max_event_bytes = max_event_bytes
         self._pending = b""  # bytes of a line whose end has not arrived yet
+        self._pieces: list[bytes] = []  # ... and chunks of it that held no line end, not joined yet
+        self._piece_bytes = 0
         self._at_start = True  # the BOM may only appear in the stream's first bytes
         self._skip_lf = False  # the previous chunk ended in CR: a leading LF now belongs to that CRLF
         self._data: list[bytes] = []
@@ -63,15 +65,10 @@ class SSEDecoder:
     @property
     def has_partial_event(self) -> bool:
         """True when bytes of an event have arrived but not the blank line that dispatches it."""
-        return bool(self._pending or self._data)
+        return bool(self._pending or self._pieces or self._data)
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
-        if self._at_start:
-            chunk = self._strip_bom(chunk)
-        if self._skip_lf:
-            self._skip_lf = False
-            if chunk[:1] == b"\n":
-                chunk = chunk[1:]
+        chunk = self._opened(chunk)
         if not chunk:
             return []
         if b"\r" in chunk:
@@ -79,9 +76,11 @@ class SSEDecoder:
             # split across reads is not taken for a second, empty line.
             self._skip_lf = chunk.endswith(b"\r")
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        if b"\n" not in chunk:
+            return self._hold(chunk)
         lines = chunk.split(b"\n")
-        if self._pending:
-            lines[0] = self._pending + lines[0]
+        if self._pending or self._pieces:
+            lines[0] = self._take_pending() + lines[0]
         self._pending = lines.pop()
         events: list[ServerSentEvent] = []
         for line in lines:
@@ -98,6 +97,32 @@ class SSEDecoder:
             raise EventTooLarge(f"a line grew past {self.max_event_bytes:,} bytes without a line break")
         return events
 
+    def _opened(self, chunk: bytes) -> bytes:
+        """CHUNK without the stream's BOM, and without the LF of a CRLF whose CR ended the chunk before."""
+        if self._at_start:
+            chunk = self._strip_bom(chunk)
+        if self._skip_lf:
+            self._skip_lf = False
+            if chunk[:1] == b"\n":
+                chunk = chunk[1:]
+        return chunk
+
+    def _hold(self, piece: bytes) -> list[ServerSentEvent]:
+        """A chunk in which no line ends: kept as a piece, joined only when its line ends. Rebuilding the pending
+        line on every chunk (`pending + piece`) cost the square of a line sent in small pieces: 34 s for 2 MiB in
+        64-byte chunks (audit 11)."""
+        self._pieces.append(piece)
+        self._piece_bytes += len(piece)
+        if len(self._pending) + self._piece_bytes > self.max_event_bytes:
+            raise EventTooLarge(f"a line grew past {self.max_event_bytes:,} bytes without a line break")
+        return []
+
+    def _take_pending(self) -> bytes:
+        pending = self._pending + b"".join(self._pieces) if self._pieces else self._pending
+        self._pending, self._piece_bytes = b"", 0
+        self._pieces.clear()
+        return pending
+
     def _strip_bom(self, chunk: bytes) -> bytes:
         chunk = self._pending + chunk
         self._pending = b""
@@ -110,6 +135,8 @@ class SSEDecoder:
     def close(self) -> list[ServerSentEvent]:
         """End of stream: an event without its blank line is discarded, as the spec says."""
         self._pending = b""
+        self._pieces.clear()
+        self._piece_bytes = 0
         self._data = []
         self._size = 0
         self._event = b""

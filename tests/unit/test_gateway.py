@@ -1135,6 +1135,28 @@ def test_a_request_head_past_its_byte_bound_is_cut_before_it_is_parsed(upstream:
         assert gw.health()
 
 
+def test_a_request_head_pipelined_behind_an_unread_response_is_bounded_too(upstream: SyntheticUpstream,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Audit 11: the byte bound counted only between requests, but uvicorn parses on while a response waits for a
+    client that does not read: pages pipelined and never read, then one endless header, went in uncounted (48 MiB:
+    2.4 s of the loop). Every byte after the last request's head now counts toward the next head, whatever the
+    state of the responses before it. (Reaching the state audit 11 reached, a response held, takes a search for the
+    number of pages on each machine's buffers; this test pipelines and checks the cut.)"""
+    from qwenops import untrusted
+
+    monkeypatch.setattr(untrusted, "GATEWAY_MAX_HEADER_BYTES", 16 * 1024)
+    with running_gateway(upstream.base_url, token=TOKEN) as gw:
+        with socket.create_connection(("127.0.0.1", gw.config.port)) as pipelining:
+            pipelining.settimeout(60)
+            with contextlib.suppress(OSError):  # the gateway may cut it while this side still writes
+                pipelining.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * 600)
+                pipelining.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: ")
+                for _ in range(256):
+                    pipelining.sendall(b"a" * 1024)
+            assert closed_by_server(pipelining)
+        assert gw.health()
+
+
 def test_connections_past_the_cap_are_closed_at_once(upstream: SyntheticUpstream,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     from qwenops import untrusted

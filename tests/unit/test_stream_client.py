@@ -611,6 +611,22 @@ def test_a_name_that_resolves_to_this_machine_never_goes_through_a_proxy(monkeyp
         assert net.proxy_allowed(f"http://{own}:8000") is False
 
 
+def test_this_machines_link_local_address_with_a_zone_never_goes_through_a_proxy(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Audit 11: `http://[fe80::…%eth0]:8000` (or `%4`) is this machine's own link-local address; `ipaddress`
+    compares the zone too, so it was "elsewhere" and the key went to the proxy. The zone names a link, not an
+    address."""
+    import ipaddress
+
+    from qwenops import net
+
+    monkeypatch.setattr(net, "_INTERFACES", [{ipaddress.ip_address("fe80::fc:ff:fe00:1")}])
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:3128")
+    for host in ("[fe80::fc:ff:fe00:1%eth0]", "[fe80::fc:ff:fe00:1%4]", "[fe80::fc:ff:fe00:1]", "[::1%lo]"):
+        assert net.proxy_allowed(f"http://{host}:8000") is False, host
+    assert net.proxy_allowed("http://[fe80::fc:ff:fe00:2%eth0]:8000") is True  # another machine on the link
+
+
 def test_a_name_that_takes_long_to_resolve_is_given_up_on(monkeypatch: pytest.MonkeyPatch) -> None:
     """getaddrinfo has no timeout: a DNS server that does not answer must not hold the command past
     RESOLVE_TIMEOUT_S; the name is then not this machine (the proxy may carry it, as it would anyway)."""
